@@ -1,0 +1,37 @@
+// Device parsing and printing.
+#include "core/device.h"
+
+#include "core/error.h"
+
+namespace brisk {
+
+const char* device_type_name(DeviceType t) {
+  switch (t) {
+    case DeviceType::cpu: return "cpu";
+    case DeviceType::cuda: return "cuda";
+    case DeviceType::meta: return "meta";
+  }
+  return "?";
+}
+
+std::string Device::str() const {
+  if (type == DeviceType::cuda) return "cuda:" + std::to_string(index);
+  return device_type_name(type);
+}
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return Device(DeviceType::cpu);
+  if (s == "meta") return Device(DeviceType::meta);
+  if (s == "cuda") return Device(DeviceType::cuda, 0);
+  if (s.rfind("cuda:", 0) == 0) {
+    try {
+      size_t used = 0;
+      int idx = std::stoi(s.substr(5), &used);
+      if (used == s.size() - 5 && idx >= 0) return Device(DeviceType::cuda, idx);
+    } catch (const std::exception&) {
+    }
+  }
+  BRISK_FAIL("unknown device '", s, "': expected cpu, cuda, cuda:N or meta");
+}
+
+}  // namespace brisk

@@ -1,0 +1,73 @@
+// The op dispatch table: (op name, device type, dtype) -> kernels, best first.
+// Each backend (ref, cpu, openblas, cuda, ...) registers what it supports with
+// a priority. A kernel returns false to decline a call it does not do well
+// (e.g. a vendor GEMM on tiny or strided shapes), and the next one is tried;
+// the ref backend accepts everything it registers for, so it is the fallback.
+#pragma once
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace brisk {
+
+struct KernelArgs {
+  std::span<const Tensor> in;
+  std::span<Tensor> out;  // allocated by the op layer
+  const void* params = nullptr;  // op-specific struct from core/kernel_params.h
+};
+using KernelFn = bool (*)(const KernelArgs&);
+
+namespace backend_priority {
+constexpr int ref = 0;      // kernels/cpu/ref: the oracle
+constexpr int native = 10;  // kernels/cpu, kernels/cuda: hand-written, optimized
+constexpr int vendor = 20;  // kernels/vendor: OpenBLAS, cuBLAS, cuDNN
+}  // namespace backend_priority
+
+void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
+                     int priority, KernelFn fn);
+
+// Run the best kernel that accepts the call. Throws brisk::Error naming the op,
+// device and dtype when nothing is registered.
+void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args);
+// Convenience: dispatch on in[0]'s device and dtype.
+void dispatch(const char* op, std::span<const Tensor> in, std::span<Tensor> out,
+              const void* params = nullptr);
+
+// Backends registered for a key, best first (for tests, docs and `brisk info`).
+std::vector<std::string> kernel_backends(const std::string& op, DeviceType dev, DType dtype);
+// The backend that ran most recently on this thread, overall or for one op
+// (tests use it to check that a kernel claimed the calls it should).
+const std::string& last_backend();
+std::string last_backend(const std::string& op);
+
+// While alive, only kernels of `backend` run on this thread, with the ref
+// oracle as fallback where `backend` has no kernel or declines. Tests use it to
+// run an optimized kernel and the oracle on the same inputs.
+class ForceBackend {
+ public:
+  explicit ForceBackend(std::string backend);
+  ~ForceBackend();
+  ForceBackend(const ForceBackend&) = delete;
+  ForceBackend& operator=(const ForceBackend&) = delete;
+
+ private:
+  std::string prev_;
+};
+
+// While alive, `backend` is skipped on this thread (e.g. run native, not openblas).
+class DisableBackend {
+ public:
+  explicit DisableBackend(std::string backend);
+  ~DisableBackend();
+  DisableBackend(const DisableBackend&) = delete;
+  DisableBackend& operator=(const DisableBackend&) = delete;
+
+ private:
+  std::string prev_;
+};
+
+void init_kernels();  // registers every compiled-in backend once (idempotent)
+
+}  // namespace brisk

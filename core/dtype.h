@@ -1,0 +1,78 @@
+// Element types. f16/bf16 are storage types with round-to-nearest-even casts;
+// arithmetic on them is the low-precision issue's job (autocast policy).
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <ostream>
+
+#include "core/error.h"
+
+namespace brisk {
+
+enum class DType : uint8_t { f32, f64, f16, bf16, i32, i64, u8, boolean };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+inline bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
+}
+inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
+
+// Bit-level conversions. float -> 16 bit rounds to nearest, ties to even;
+// NaN stays NaN (quiet), overflow goes to inf as IEEE prescribes.
+uint16_t float_to_half_bits(float f);
+float half_bits_to_float(uint16_t h);
+uint16_t float_to_bf16_bits(float f);
+float bf16_bits_to_float(uint16_t b);
+
+struct Half {
+  uint16_t bits = 0;
+  Half() = default;
+  Half(float f) : bits(float_to_half_bits(f)) {}  // NOLINT: implicit like c10::Half
+  operator float() const { return half_bits_to_float(bits); }
+};
+struct BFloat16 {
+  uint16_t bits = 0;
+  BFloat16() = default;
+  BFloat16(float f) : bits(float_to_bf16_bits(f)) {}  // NOLINT
+  operator float() const { return bf16_bits_to_float(bits); }
+};
+
+template <class T> struct DTypeOf;
+template <> struct DTypeOf<float> { static constexpr DType value = DType::f32; };
+template <> struct DTypeOf<double> { static constexpr DType value = DType::f64; };
+template <> struct DTypeOf<Half> { static constexpr DType value = DType::f16; };
+template <> struct DTypeOf<BFloat16> { static constexpr DType value = DType::bf16; };
+template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::i32; };
+template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::i64; };
+template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::u8; };
+template <> struct DTypeOf<bool> { static constexpr DType value = DType::boolean; };
+
+// visit_dtype(t, [&](auto tag){ using T = typename decltype(tag)::type; ... })
+template <class T> struct TypeTag { using type = T; };
+
+template <class F>
+decltype(auto) visit_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: return f(TypeTag<float>{});
+    case DType::f64: return f(TypeTag<double>{});
+    case DType::f16: return f(TypeTag<Half>{});
+    case DType::bf16: return f(TypeTag<BFloat16>{});
+    case DType::i32: return f(TypeTag<int32_t>{});
+    case DType::i64: return f(TypeTag<int64_t>{});
+    case DType::u8: return f(TypeTag<uint8_t>{});
+    case DType::boolean: return f(TypeTag<bool>{});
+  }
+  BRISK_FAIL("visit_dtype: invalid dtype ", int(t));
+}
+
+// Convert any element type to/from double (the ref kernels' common currency).
+template <class T> inline double to_double(T v) { return static_cast<double>(v); }
+template <> inline double to_double(Half v) { return float(v); }
+template <> inline double to_double(BFloat16 v) { return float(v); }
+template <class T> inline T from_double(double v) { return static_cast<T>(v); }
+template <> inline Half from_double<Half>(double v) { return Half(float(v)); }
+template <> inline BFloat16 from_double<BFloat16>(double v) { return BFloat16(float(v)); }
+template <> inline bool from_double<bool>(double v) { return v != 0.0; }
+
+}  // namespace brisk

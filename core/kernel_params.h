@@ -1,0 +1,58 @@
+// The contract between the op layer and kernels: op names, parameter structs,
+// and the layouts each kernel may assume. Any backend registering an op must
+// honour exactly this contract; kernels/cpu/ref is its executable definition.
+#pragma once
+#include <cstdint>
+
+namespace brisk {
+
+enum class UnaryOp : uint8_t {
+  neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, relu, gelu,
+  gelu_deriv,  // d gelu / dx (erf form), used by gelu's backward
+  sign,
+};
+enum class BinaryOp : uint8_t {
+  add, sub, mul, div, pow, maximum, minimum,
+  eq, ne, lt, le, gt, ge,  // "compare": output dtype bool
+};
+const char* unary_op_name(UnaryOp op);
+const char* binary_op_name(BinaryOp op);
+
+// "unary":   in[0] any strides; out[0] contiguous, same shape and dtype.
+struct UnaryParams { UnaryOp op; };
+// "binary":  in[0], in[1] already expanded to out's shape (strides may be 0);
+//            out[0] contiguous, same dtype. "compare": same, out[0] is bool.
+struct BinaryParams { BinaryOp op; };
+// "where":   in = {cond (bool), a, b}, all expanded to out's shape; out contiguous.
+// "copy":    in[0] -> out[0], same shape, any strides, any dtypes (casting copy, RNE).
+// "fill":    out[0] any strides.
+struct FillParams { double value; };
+// "reduce":  in[0] contiguous [M, K] -> out[0] contiguous [M]; argmax writes i64.
+enum class ReduceOp : uint8_t { sum, max, min, argmax };
+struct ReduceParams { ReduceOp op; };
+// "gemm":    in[0] A [B, M, K], in[1] Bm [B, K, N], any strides (batch stride may
+//            be 0 for broadcast, inner dims may be transposed); out[0] C [B, M, N]
+//            contiguous. C = A @ Bm.
+// "softmax": in[0] contiguous [M, K] -> out[0] [M, K], along K.
+struct SoftmaxParams { bool log; };
+// Convolution / pooling geometry over [N, C, H, W].
+struct Geom2d {
+  int64_t N, C, H, W;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t Ho, Wo;
+};
+// "im2col":  in[0] [N, C, H, W] contiguous -> out[0] [N, C*kh*kw, Ho*Wo]; row index
+//            is (c*kh + i)*kw + j, matching a weight viewed as [O, C*kh*kw].
+// "col2im":  the adjoint: in[0] [N, C*kh*kw, Ho*Wo] -> out[0] [N, C, H, W] (sums overlaps).
+// "max_pool2d": in[0] [N,C,H,W] -> out[0] [N,C,Ho,Wo], out[1] i64 argmax (h*W+w);
+//            padding counts as -inf.
+// "max_pool2d_backward": in = {grad_out [N,C,Ho,Wo], indices} -> out[0] [N,C,H,W].
+// "avg_pool2d" / "avg_pool2d_backward": padded zeros counted (count_include_pad).
+// "adaptive_avg_pool2d" / "_backward": window i spans [floor(i*H/Ho), ceil((i+1)*H/Ho)).
+// "gather":  in = {self, index (i64, contiguous, out's shape)}; out[0] contiguous.
+//            out[i..] = self[..index[i..] at dim..]. Index values already checked.
+// "scatter_add": in = {index (i64 contiguous), src (contiguous, index's shape)};
+//            out[0] is accumulated into in place: out[..index[i]..] += src[i].
+struct DimParams { int64_t dim; };
+
+}  // namespace brisk

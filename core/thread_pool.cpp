@@ -1,0 +1,151 @@
+// A small fork-join pool: workers sleep on a condition variable, each job is a
+// generation number plus a function of the chunk index.
+#include "core/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+
+namespace brisk {
+
+void vendor_set_num_threads(int n);  // kernels/vendor: OpenBLAS, or a no-op
+
+namespace {
+
+thread_local bool t_in_worker = false;
+
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop(); }
+
+  int size() const { return n_threads_; }
+
+  void resize(int n) {
+    stop();
+    n_threads_ = n;
+    stopping_ = false;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+  }
+
+  void run(int n_chunks, const std::function<void(int)>& chunk) {
+    std::unique_lock<std::mutex> run_lock(run_mu_);  // one job at a time
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &chunk;
+      n_chunks_ = n_chunks;
+      pending_ = n_chunks - 1;
+      error_ = nullptr;
+      generation_++;
+    }
+    cv_.notify_all();
+    t_in_worker = true;
+    try {
+      chunk(0);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+    t_in_worker = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void loop(int id) {
+    t_in_worker = true;
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        if (id >= n_chunks_) continue;
+        job = job_;
+      }
+      try {
+        (*job)(id);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  int n_threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex mu_, run_mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int)>* job_ = nullptr;
+  int n_chunks_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+int default_threads() {
+  if (const char* e = std::getenv("BRISK_NUM_THREADS")) {
+    int n = std::atoi(e);
+    if (n >= 1) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Pool& pool() {
+  static Pool p(default_threads());
+  return p;
+}
+
+}  // namespace
+
+void set_num_threads(int n) {
+  BRISK_CHECK(n >= 1, "set_num_threads: need n >= 1, got ", n);
+  BRISK_CHECK(!t_in_worker, "set_num_threads: cannot resize the pool from inside parallel_for");
+  if (pool().size() != n) pool().resize(n);
+  vendor_set_num_threads(n);
+}
+
+int get_num_threads() { return pool().size(); }
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  int64_t n = end - begin;
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int64_t chunks = std::min<int64_t>(pool().size(), (n + grain - 1) / grain);
+  if (chunks <= 1 || t_in_worker) {
+    fn(begin, end);
+    return;
+  }
+  int64_t per = (n + chunks - 1) / chunks;
+  pool().run(int(chunks), [&](int c) {
+    int64_t lo = begin + c * per, hi = std::min(end, lo + per);
+    if (lo < hi) fn(lo, hi);
+  });
+}
+
+}  // namespace brisk

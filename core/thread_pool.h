@@ -1,0 +1,17 @@
+// One process-wide thread pool. parallel_for splits [begin, end) into at most
+// num_threads static chunks, so the split (and any per-chunk reduction order)
+// depends only on the thread count: same seed + same threads = same bits.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace brisk {
+
+void set_num_threads(int n);  // n >= 1; also caps vendor BLAS threads
+int get_num_threads();
+// fn(lo, hi) is called on disjoint chunks; chunks are >= grain elements.
+// Runs inline when the range is small or when called from a worker.
+void parallel_for(int64_t begin, int64_t end, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace brisk

@@ -1,0 +1,165 @@
+// Optimized elementwise kernels: threaded, contiguous inner loops the compiler
+// vectorizes. They claim calls whose innermost dim has stride 0 or 1 in every
+// operand (contiguous, scalar and bias-style broadcasts) and decline the rest.
+#include "kernels/scalar_ops.h"
+#include "kernels/strided.h"
+#include "core/thread_pool.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+
+// Offset of row r (row = all dims but the last) for an operand with `strides`.
+inline int64_t row_offset(int64_t r, const Shape& shape, const Shape& strides) {
+  int64_t off = 0;
+  for (size_t d = shape.size() - 1; d-- > 0;) {
+    off += (r % shape[d]) * strides[d];
+    r /= shape[d];
+  }
+  return off;
+}
+
+inline bool inner_ok(const Tensor& t) { return t.dim() == 0 || t.strides().back() <= 1; }
+
+constexpr int64_t kGrain = 1 << 14;  // elements per task: below this, threads cost more than they save
+
+}  // namespace
+
+template <class T>
+bool unary(const KernelArgs& a) {
+  const Tensor& x = a.in[0];
+  if (!x.is_contiguous()) return false;
+  auto op = static_cast<const UnaryParams*>(a.params)->op;
+  const T* xp = ptr<T>(x);
+  T* o = ptr<T>(a.out[0]);
+  parallel_for(0, x.numel(), kGrain, [&](int64_t lo, int64_t hi) {
+    switch (op) {  // hoist the switch so each loop body is branch-free
+#define BRISK_UNARY_CASE(NAME) \
+  case UnaryOp::NAME:          \
+    for (int64_t i = lo; i < hi; ++i) o[i] = apply_unary<T>(UnaryOp::NAME, xp[i]); \
+    break;
+      BRISK_UNARY_CASE(neg) BRISK_UNARY_CASE(exp) BRISK_UNARY_CASE(log) BRISK_UNARY_CASE(sqrt)
+      BRISK_UNARY_CASE(rsqrt) BRISK_UNARY_CASE(abs) BRISK_UNARY_CASE(tanh)
+      BRISK_UNARY_CASE(sigmoid) BRISK_UNARY_CASE(relu) BRISK_UNARY_CASE(gelu)
+      BRISK_UNARY_CASE(gelu_deriv) BRISK_UNARY_CASE(sign)
+#undef BRISK_UNARY_CASE
+    }
+  });
+  return true;
+}
+
+template <class T, class F>
+void binary_rows(const KernelArgs& a, F f) {
+  const Tensor &x = a.in[0], &y = a.in[1];
+  const Shape& shape = a.out[0].shape();
+  int64_t inner = shape.empty() ? 1 : shape.back();
+  int64_t rows = inner ? a.out[0].numel() / inner : 0;
+  int64_t sx = x.dim() ? x.strides().back() : 0, sy = y.dim() ? y.strides().back() : 0;
+  const T *xp = ptr<T>(x), *yp = ptr<T>(y);
+  auto* o = ptr<std::invoke_result_t<F, T, T>>(a.out[0]);
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
+  parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* xr = xp + (shape.empty() ? 0 : row_offset(r, shape, x.strides()));
+      const T* yr = yp + (shape.empty() ? 0 : row_offset(r, shape, y.strides()));
+      auto* orow = o + r * inner;
+      // Separate loops per stride pattern so each one vectorizes.
+      if (sx == 1 && sy == 1)
+        for (int64_t i = 0; i < inner; ++i) orow[i] = f(xr[i], yr[i]);
+      else if (sx == 1)
+        for (int64_t i = 0; i < inner; ++i) orow[i] = f(xr[i], yr[0]);
+      else if (sy == 1)
+        for (int64_t i = 0; i < inner; ++i) orow[i] = f(xr[0], yr[i]);
+      else
+        for (int64_t i = 0; i < inner; ++i) orow[i] = f(xr[0], yr[0]);
+    }
+  });
+}
+
+template <class T>
+bool binary(const KernelArgs& a) {
+  if (!inner_ok(a.in[0]) || !inner_ok(a.in[1])) return false;
+  switch (static_cast<const BinaryParams*>(a.params)->op) {
+    case BinaryOp::add: binary_rows<T>(a, [](T x, T y) { return T(x + y); }); return true;
+    case BinaryOp::sub: binary_rows<T>(a, [](T x, T y) { return T(x - y); }); return true;
+    case BinaryOp::mul: binary_rows<T>(a, [](T x, T y) { return T(x * y); }); return true;
+    case BinaryOp::div:
+      if constexpr (std::is_floating_point_v<T>) {
+        binary_rows<T>(a, [](T x, T y) { return x / y; });
+        return true;
+      }
+      return false;  // integer division needs the ref kernel's zero check
+    case BinaryOp::maximum:
+      binary_rows<T>(a, [](T x, T y) { return apply_binary<T>(BinaryOp::maximum, x, y); });
+      return true;
+    case BinaryOp::minimum:
+      binary_rows<T>(a, [](T x, T y) { return apply_binary<T>(BinaryOp::minimum, x, y); });
+      return true;
+    default: return false;
+  }
+}
+
+template <class T>
+bool compare(const KernelArgs& a) {
+  if (!inner_ok(a.in[0]) || !inner_ok(a.in[1])) return false;
+  switch (static_cast<const BinaryParams*>(a.params)->op) {
+    case BinaryOp::eq: binary_rows<T>(a, [](T x, T y) { return x == y; }); return true;
+    case BinaryOp::ne: binary_rows<T>(a, [](T x, T y) { return x != y; }); return true;
+    case BinaryOp::lt: binary_rows<T>(a, [](T x, T y) { return x < y; }); return true;
+    case BinaryOp::le: binary_rows<T>(a, [](T x, T y) { return x <= y; }); return true;
+    case BinaryOp::gt: binary_rows<T>(a, [](T x, T y) { return x > y; }); return true;
+    case BinaryOp::ge: binary_rows<T>(a, [](T x, T y) { return x >= y; }); return true;
+    default: return false;
+  }
+}
+
+// Same-dtype copy into a contiguous output, row by row from any source strides.
+template <class T>
+bool copy(const KernelArgs& a) {
+  const Tensor &src = a.in[0], &dst = a.out[0];
+  if (dst.dtype() != src.dtype() || !dst.is_contiguous()) return false;
+  const Shape& shape = dst.shape();
+  int64_t inner = shape.empty() ? 1 : shape.back();
+  int64_t rows = inner ? dst.numel() / inner : 0;
+  int64_t ss = src.dim() ? src.strides().back() : 0;
+  const T* sp = ptr<T>(src);
+  T* dp = ptr<T>(dst);
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
+  parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* s = sp + (shape.empty() ? 0 : row_offset(r, shape, src.strides()));
+      T* d = dp + r * inner;
+      if (ss == 1) std::copy(s, s + inner, d);
+      else if (ss == 0) std::fill(d, d + inner, s[0]);
+      else for (int64_t i = 0; i < inner; ++i) d[i] = s[i * ss];
+    }
+  });
+  return true;
+}
+
+template <class T>
+bool fill(const KernelArgs& a) {
+  Tensor& out = a.out[0];
+  if (!out.is_contiguous()) return false;
+  T v = from_double<T>(static_cast<const FillParams*>(a.params)->value);
+  T* o = ptr<T>(out);
+  parallel_for(0, out.numel(), kGrain, [&](int64_t lo, int64_t hi) { std::fill(o + lo, o + hi, v); });
+  return true;
+}
+
+void register_elementwise() {
+  constexpr int P = backend_priority::native;
+  for (int u = 0; u <= int(UnaryOp::sign); ++u)
+    register_for<float, double>(unary_op_name(UnaryOp(u)), "cpu", P,
+        [](auto t) -> KernelFn { return &unary<typename decltype(t)::type>; });
+  register_for<float, double, int32_t, int64_t, uint8_t>("binary", "cpu", P,
+      [](auto t) -> KernelFn { return &binary<typename decltype(t)::type>; });
+  register_for<float, double, int32_t, int64_t, uint8_t, bool>("compare", "cpu", P,
+      [](auto t) -> KernelFn { return &compare<typename decltype(t)::type>; });
+  register_for<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>("copy", "cpu", P,
+      [](auto t) -> KernelFn { return &copy<typename decltype(t)::type>; });
+  register_for<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>("fill", "cpu", P,
+      [](auto t) -> KernelFn { return &fill<typename decltype(t)::type>; });
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,99 @@
+// Native batched GEMM. Operands are packed to row-major when their strides
+// are not, then each thread owns a block of C's rows and runs a 4-row
+// register-blocked loop over cache-sized K and N tiles. The real packed-panel
+// AVX2/AVX-512 micro-kernel is the CPU-speed issue's job; this one is correct,
+// threaded and vectorizable.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/strided.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+
+constexpr int64_t kKc = 256;  // K tile: a [kKc, kNc] B tile stays in L2
+constexpr int64_t kNc = 512;  // N tile: 4 rows of C tile stay in L1
+
+// Row-major view of a [R, Cc] matrix at p with strides (rs, cs): returns p
+// itself when already row-major, else packs into buf.
+template <class T>
+const T* row_major(const T* p, int64_t R, int64_t Cc, int64_t rs, int64_t cs, std::vector<T>& buf) {
+  if (cs == 1 && (rs == Cc || R == 1)) return p;
+  buf.resize(size_t(R * Cc));
+  T* d = buf.data();
+  parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(Cc, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r)
+      for (int64_t c = 0; c < Cc; ++c) d[r * Cc + c] = p[r * rs + c * cs];
+  });
+  return d;
+}
+
+template <class T>
+void gemm_rows(const T* A, const T* B, T* C, int64_t i0, int64_t i1, int64_t N, int64_t K) {
+  for (int64_t i = i0; i < i1; ++i) std::memset(C + i * N, 0, sizeof(T) * size_t(N));
+  for (int64_t j0 = 0; j0 < N; j0 += kNc) {
+    int64_t nb = std::min(kNc, N - j0);
+    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+      int64_t kb = std::min(kKc, K - k0);
+      int64_t i = i0;
+      for (; i + 4 <= i1; i += 4) {
+        T* c0 = C + i * N + j0;
+        T* c1 = c0 + N;
+        T* c2 = c1 + N;
+        T* c3 = c2 + N;
+        for (int64_t k = k0; k < k0 + kb; ++k) {
+          T a0 = A[i * K + k], a1 = A[(i + 1) * K + k], a2 = A[(i + 2) * K + k], a3 = A[(i + 3) * K + k];
+          const T* b = B + k * N + j0;
+          for (int64_t j = 0; j < nb; ++j) {
+            T bj = b[j];
+            c0[j] += a0 * bj;
+            c1[j] += a1 * bj;
+            c2[j] += a2 * bj;
+            c3[j] += a3 * bj;
+          }
+        }
+      }
+      for (; i < i1; ++i) {
+        T* c0 = C + i * N + j0;
+        for (int64_t k = k0; k < k0 + kb; ++k) {
+          T a0 = A[i * K + k];
+          const T* b = B + k * N + j0;
+          for (int64_t j = 0; j < nb; ++j) c0[j] += a0 * b[j];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+bool gemm(const KernelArgs& a) {
+  const Tensor &At = a.in[0], &Bt = a.in[1];
+  int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
+  T* C = ptr<T>(a.out[0]);
+  std::vector<T> abuf, bbuf;
+  for (int64_t b = 0; b < nb; ++b) {
+    const T* A = row_major(ptr<T>(At) + b * At.stride(0), M, K, At.stride(1), At.stride(2), abuf);
+    const T* B = row_major(ptr<T>(Bt) + b * Bt.stride(0), K, N, Bt.stride(1), Bt.stride(2), bbuf);
+    T* Cb = C + b * M * N;
+    if (K == 0) {
+      std::fill(Cb, Cb + M * N, T(0));
+      continue;
+    }
+    // Grain: enough rows that a task does >= ~64k FMAs.
+    int64_t grain = std::max<int64_t>(4, (65536 / std::max<int64_t>(N * K, 1) + 3) / 4 * 4);
+    parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) { gemm_rows(A, B, Cb, lo, hi, N, K); });
+  }
+  return true;
+}
+
+void register_gemm() {
+  register_for<float, double>("gemm", "cpu", backend_priority::native,
+      [](auto t) -> KernelFn { return &gemm<typename decltype(t)::type>; });
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,161 @@
+// Reference im2col/col2im and 2-d pooling over [N, C, H, W] (contiguous).
+#include <cmath>
+#include <limits>
+
+#include "kernels/strided.h"
+
+namespace brisk::kern::ref {
+
+template <class T>
+bool im2col(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* x = ptr<T>(a.in[0]);
+  T* col = ptr<T>(a.out[0]);  // [N, C*kh*kw, Ho*Wo]
+  int64_t L = g.Ho * g.Wo;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          int64_t row = (c * g.kh + i) * g.kw + j;
+          T* dst = col + (n * g.C * g.kh * g.kw + row) * L;
+          for (int64_t oh = 0; oh < g.Ho; ++oh)
+            for (int64_t ow = 0; ow < g.Wo; ++ow) {
+              int64_t h = oh * g.sh - g.ph + i * g.dh, w = ow * g.sw - g.pw + j * g.dw;
+              bool in = h >= 0 && h < g.H && w >= 0 && w < g.W;
+              dst[oh * g.Wo + ow] = in ? x[((n * g.C + c) * g.H + h) * g.W + w] : T(0);
+            }
+        }
+  return true;
+}
+
+template <class T>
+bool col2im(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* col = ptr<T>(a.in[0]);
+  T* x = ptr<T>(a.out[0]);
+  std::fill(x, x + g.N * g.C * g.H * g.W, T(0));
+  int64_t L = g.Ho * g.Wo;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) {
+          int64_t row = (c * g.kh + i) * g.kw + j;
+          const T* src = col + (n * g.C * g.kh * g.kw + row) * L;
+          for (int64_t oh = 0; oh < g.Ho; ++oh)
+            for (int64_t ow = 0; ow < g.Wo; ++ow) {
+              int64_t h = oh * g.sh - g.ph + i * g.dh, w = ow * g.sw - g.pw + j * g.dw;
+              if (h >= 0 && h < g.H && w >= 0 && w < g.W)
+                x[((n * g.C + c) * g.H + h) * g.W + w] += src[oh * g.Wo + ow];
+            }
+        }
+  return true;
+}
+
+template <class T>
+bool max_pool2d(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* x = ptr<T>(a.in[0]);
+  T* y = ptr<T>(a.out[0]);
+  int64_t* idx = ptr<int64_t>(a.out[1]);
+  for (int64_t p = 0; p < g.N * g.C; ++p)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t bi = -1;
+        for (int64_t i = 0; i < g.kh; ++i)
+          for (int64_t j = 0; j < g.kw; ++j) {
+            int64_t h = oh * g.sh - g.ph + i * g.dh, w = ow * g.sw - g.pw + j * g.dw;
+            if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;
+            T v = x[(p * g.H + h) * g.W + w];
+            if (bi < 0 || v > best || std::isnan(v)) { best = v; bi = h * g.W + w; }
+            if (std::isnan(v)) break;
+          }
+        y[(p * g.Ho + oh) * g.Wo + ow] = best;
+        idx[(p * g.Ho + oh) * g.Wo + ow] = bi;
+      }
+  return true;
+}
+
+template <class T>
+bool max_pool2d_backward(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* gy = ptr<T>(a.in[0]);
+  const int64_t* idx = ptr<int64_t>(a.in[1]);
+  T* gx = ptr<T>(a.out[0]);
+  std::fill(gx, gx + g.N * g.C * g.H * g.W, T(0));
+  int64_t L = g.Ho * g.Wo;
+  for (int64_t p = 0; p < g.N * g.C; ++p)
+    for (int64_t l = 0; l < L; ++l)
+      if (idx[p * L + l] >= 0) gx[p * g.H * g.W + idx[p * L + l]] += gy[p * L + l];
+  return true;
+}
+
+// Window [h0, h1) x [w0, w1) of output (oh, ow) and its divisor.
+struct AvgWindow {
+  int64_t h0, h1, w0, w1, div;
+};
+
+static AvgWindow avg_window(const Geom2d& g, int64_t oh, int64_t ow, bool adaptive) {
+  if (adaptive) {
+    int64_t h0 = oh * g.H / g.Ho, h1 = ((oh + 1) * g.H + g.Ho - 1) / g.Ho;
+    int64_t w0 = ow * g.W / g.Wo, w1 = ((ow + 1) * g.W + g.Wo - 1) / g.Wo;
+    return {h0, h1, w0, w1, (h1 - h0) * (w1 - w0)};
+  }
+  int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+  int64_t h1 = std::min(h0 + g.kh, g.H + g.ph), w1 = std::min(w0 + g.kw, g.W + g.pw);
+  int64_t div = (h1 - h0) * (w1 - w0);  // padding counts (count_include_pad)
+  return {std::max<int64_t>(h0, 0), std::min(h1, g.H), std::max<int64_t>(w0, 0), std::min(w1, g.W), div};
+}
+
+template <class T, bool Adaptive>
+bool avg_pool2d(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* x = ptr<T>(a.in[0]);
+  T* y = ptr<T>(a.out[0]);
+  for (int64_t p = 0; p < g.N * g.C; ++p)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        AvgWindow w = avg_window(g, oh, ow, Adaptive);
+        double s = 0;
+        for (int64_t h = w.h0; h < w.h1; ++h)
+          for (int64_t c = w.w0; c < w.w1; ++c) s += double(x[(p * g.H + h) * g.W + c]);
+        y[(p * g.Ho + oh) * g.Wo + ow] = T(s / double(w.div));
+      }
+  return true;
+}
+
+template <class T, bool Adaptive>
+bool avg_pool2d_backward(const KernelArgs& a) {
+  const Geom2d& g = *static_cast<const Geom2d*>(a.params);
+  const T* gy = ptr<T>(a.in[0]);
+  T* gx = ptr<T>(a.out[0]);
+  std::fill(gx, gx + g.N * g.C * g.H * g.W, T(0));
+  for (int64_t p = 0; p < g.N * g.C; ++p)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        AvgWindow w = avg_window(g, oh, ow, Adaptive);
+        T v = gy[(p * g.Ho + oh) * g.Wo + ow] / T(w.div);
+        for (int64_t h = w.h0; h < w.h1; ++h)
+          for (int64_t c = w.w0; c < w.w1; ++c) gx[(p * g.H + h) * g.W + c] += v;
+      }
+  return true;
+}
+
+void register_image() {
+  constexpr int P = backend_priority::ref;
+  register_for<float, double>("im2col", "ref", P, [](auto t) -> KernelFn { return &im2col<typename decltype(t)::type>; });
+  register_for<float, double>("col2im", "ref", P, [](auto t) -> KernelFn { return &col2im<typename decltype(t)::type>; });
+  register_for<float, double>("max_pool2d", "ref", P, [](auto t) -> KernelFn { return &max_pool2d<typename decltype(t)::type>; });
+  register_for<float, double>("max_pool2d_backward", "ref", P,
+      [](auto t) -> KernelFn { return &max_pool2d_backward<typename decltype(t)::type>; });
+  register_for<float, double>("avg_pool2d", "ref", P,
+      [](auto t) -> KernelFn { return &avg_pool2d<typename decltype(t)::type, false>; });
+  register_for<float, double>("avg_pool2d_backward", "ref", P,
+      [](auto t) -> KernelFn { return &avg_pool2d_backward<typename decltype(t)::type, false>; });
+  register_for<float, double>("adaptive_avg_pool2d", "ref", P,
+      [](auto t) -> KernelFn { return &avg_pool2d<typename decltype(t)::type, true>; });
+  register_for<float, double>("adaptive_avg_pool2d_backward", "ref", P,
+      [](auto t) -> KernelFn { return &avg_pool2d_backward<typename decltype(t)::type, true>; });
+}
+
+}  // namespace brisk::kern::ref

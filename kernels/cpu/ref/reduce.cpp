@@ -1,0 +1,75 @@
+// Reference reductions over rows of a contiguous [M, K], and softmax along K.
+#include <cmath>
+#include <limits>
+
+#include "kernels/strided.h"
+
+namespace brisk::kern::ref {
+
+template <class T>
+bool reduce(const KernelArgs& a) {
+  auto op = static_cast<const ReduceParams*>(a.params)->op;
+  const Tensor& x = a.in[0];
+  int64_t M = x.size(0), K = x.size(1);
+  const T* xp = ptr<T>(x);
+  for (int64_t m = 0; m < M; ++m) {
+    const T* row = xp + m * K;
+    if (op == ReduceOp::sum) {
+      double s = 0;  // f64 accumulator: the oracle is as exact as we can cheaply be
+      for (int64_t k = 0; k < K; ++k) s += double(row[k]);
+      ptr<T>(a.out[0])[m] = T(s);
+    } else if (op == ReduceOp::argmax) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < K; ++k) {
+        if constexpr (std::is_floating_point_v<T>)
+          if (std::isnan(row[best])) break;  // first NaN wins, like torch
+        if (row[k] > row[best] || (std::is_floating_point_v<T> && std::isnan(double(row[k])))) best = k;
+      }
+      ptr<int64_t>(a.out[0])[m] = best;
+    } else {
+      bool is_max = op == ReduceOp::max;
+      T best = row[0];
+      for (int64_t k = 1; k < K; ++k) {
+        if constexpr (std::is_floating_point_v<T>)
+          if (std::isnan(best)) break;  // NaN propagates
+        T v = row[k];
+        if ((is_max ? v > best : v < best) || (std::is_floating_point_v<T> && std::isnan(double(v))))
+          best = v;
+      }
+      ptr<T>(a.out[0])[m] = best;
+    }
+  }
+  return true;
+}
+
+template <class T>
+bool softmax(const KernelArgs& a) {
+  bool log_form = static_cast<const SoftmaxParams*>(a.params)->log;
+  const Tensor& x = a.in[0];
+  int64_t M = x.size(0), K = x.size(1);
+  const T* xp = ptr<T>(x);
+  T* o = ptr<T>(a.out[0]);
+  for (int64_t m = 0; m < M; ++m) {
+    const T* row = xp + m * K;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t k = 0; k < K; ++k) mx = std::max(mx, double(row[k]));
+    double s = 0;
+    for (int64_t k = 0; k < K; ++k) s += std::exp(double(row[k]) - mx);
+    double ls = std::log(s);
+    for (int64_t k = 0; k < K; ++k) {
+      double z = double(row[k]) - mx;
+      o[m * K + k] = T(log_form ? z - ls : std::exp(z) / s);
+    }
+  }
+  return true;
+}
+
+void register_reduce() {
+  constexpr int P = backend_priority::ref;
+  register_for<float, double, int32_t, int64_t, uint8_t>("reduce", "ref", P,
+      [](auto tag) -> KernelFn { return &reduce<typename decltype(tag)::type>; });
+  register_for<float, double>("softmax", "ref", P,
+      [](auto tag) -> KernelFn { return &softmax<typename decltype(tag)::type>; });
+}
+
+}  // namespace brisk::kern::ref

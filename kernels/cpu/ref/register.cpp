@@ -1,0 +1,18 @@
+// Registers every reference kernel (the fallback for every CPU op).
+namespace brisk {
+namespace kern::ref {
+void register_elementwise();
+void register_reduce();
+void register_gemm();
+void register_image();
+void register_index();
+}  // namespace kern::ref
+
+void register_ref_kernels() {
+  kern::ref::register_elementwise();
+  kern::ref::register_reduce();
+  kern::ref::register_gemm();
+  kern::ref::register_image();
+  kern::ref::register_index();
+}
+}  // namespace brisk

@@ -1,0 +1,16 @@
+// Registers the optimized CPU kernels (backend "cpu").
+namespace brisk {
+namespace kern::cpu {
+void register_elementwise();
+void register_reduce();
+void register_gemm();
+void register_image();
+}  // namespace kern::cpu
+
+void register_cpu_kernels() {
+  kern::cpu::register_elementwise();
+  kern::cpu::register_reduce();
+  kern::cpu::register_gemm();
+  kern::cpu::register_image();
+}
+}  // namespace brisk

@@ -1,0 +1,85 @@
+// Scalar definitions of every elementwise op, written once and shared by the
+// ref kernels (instantiated at double) and the optimized CPU kernels (at T).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/error.h"
+#include "core/kernel_params.h"
+
+namespace brisk::kern {
+
+template <class T>
+inline T apply_unary(UnaryOp op, T x) {
+  if constexpr (std::is_floating_point_v<T>) {
+    constexpr T kInvSqrt2 = T(0.70710678118654752440);
+    constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
+    switch (op) {
+      case UnaryOp::neg: return -x;
+      case UnaryOp::exp: return std::exp(x);
+      case UnaryOp::log: return std::log(x);
+      case UnaryOp::sqrt: return std::sqrt(x);
+      case UnaryOp::rsqrt: return T(1) / std::sqrt(x);
+      case UnaryOp::abs: return std::abs(x);
+      case UnaryOp::tanh: return std::tanh(x);
+      case UnaryOp::sigmoid:  // split by sign so exp never overflows
+        return x >= 0 ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+      case UnaryOp::relu: return x > 0 ? x : T(0);
+      case UnaryOp::gelu: return T(0.5) * x * (T(1) + std::erf(x * kInvSqrt2));
+      case UnaryOp::gelu_deriv:
+        return T(0.5) * (T(1) + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(T(-0.5) * x * x);
+      case UnaryOp::sign: return T((x > 0) - (x < 0));
+    }
+  } else {
+    switch (op) {
+      case UnaryOp::neg: return T(-x);
+      case UnaryOp::abs: return x < 0 ? T(-x) : x;
+      case UnaryOp::relu: return x > 0 ? x : T(0);
+      case UnaryOp::sign: return T((x > 0) - (x < 0));
+      default: break;
+    }
+    BRISK_FAIL("op ", unary_op_name(op), ": not defined for integer dtypes");
+  }
+  return x;
+}
+
+template <class T>
+inline T apply_binary(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::add: return T(a + b);
+    case BinaryOp::sub: return T(a - b);
+    case BinaryOp::mul: return T(a * b);
+    case BinaryOp::div:
+      if constexpr (!std::is_floating_point_v<T>)
+        BRISK_CHECK(b != 0, "op div: integer division by zero");
+      return T(a / b);
+    case BinaryOp::pow: return T(std::pow(a, b));
+    case BinaryOp::maximum:
+      if constexpr (std::is_floating_point_v<T>)
+        if (std::isnan(a) || std::isnan(b)) return a + b;  // NaN propagates, as in torch
+      return a > b ? a : b;
+    case BinaryOp::minimum:
+      if constexpr (std::is_floating_point_v<T>)
+        if (std::isnan(a) || std::isnan(b)) return a + b;
+      return a < b ? a : b;
+    default: break;
+  }
+  BRISK_FAIL("op ", binary_op_name(op), ": not an arithmetic op");
+}
+
+template <class T>
+inline bool apply_compare(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::eq: return a == b;
+    case BinaryOp::ne: return a != b;
+    case BinaryOp::lt: return a < b;
+    case BinaryOp::le: return a <= b;
+    case BinaryOp::gt: return a > b;
+    case BinaryOp::ge: return a >= b;
+    default: break;
+  }
+  BRISK_FAIL("op ", binary_op_name(op), ": not a comparison");
+}
+
+}  // namespace brisk::kern

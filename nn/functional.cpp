@@ -1,0 +1,276 @@
+// nn::functional implementations. Shapes are checked here, with messages that
+// name the function, so users never see a lower-level op's complaint.
+#include "nn/functional.h"
+
+#include "core/dispatch.h"
+
+namespace brisk::nn::functional {
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_defined("linear", x);
+  check_defined("linear", w);
+  BRISK_CHECK(w.dim() == 2, "op linear: weight must be [out, in], got ", shape_str(w.shape()));
+  BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op linear: input ", shape_str(x.shape()),
+              " has ", x.dim() ? x.size(-1) : 0, " features but weight ", shape_str(w.shape()),
+              " expects ", w.size(1));
+  Tensor y = matmul(x, w.t());
+  if (b.defined()) {
+    BRISK_CHECK(b.shape() == Shape({w.size(0)}), "op linear: bias shape ", shape_str(b.shape()),
+                " must be [", w.size(0), "]");
+    y = y + b;
+  }
+  return y;
+}
+
+static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p, Pair d) {
+  check_defined(op, x);
+  BRISK_CHECK(x.dim() == 4, "op ", op, ": expected input [N, C, H, W], got ", shape_str(x.shape()));
+  check_floating(op, x);
+  Geom2d g{x.size(0), x.size(1), x.size(2), x.size(3), k.h, k.w, s.h, s.w, p.h, p.w, d.h, d.w, 0, 0};
+  BRISK_CHECK(k.h > 0 && k.w > 0 && s.h > 0 && s.w > 0 && d.h > 0 && d.w > 0 && p.h >= 0 && p.w >= 0,
+              "op ", op, ": kernel ", k.h, "x", k.w, ", stride ", s.h, "x", s.w, ", dilation ", d.h,
+              "x", d.w, " must be positive and padding ", p.h, "x", p.w, " non-negative");
+  g.Ho = (g.H + 2 * p.h - d.h * (k.h - 1) - 1) / s.h + 1;
+  g.Wo = (g.W + 2 * p.w - d.w * (k.w - 1) - 1) / s.w + 1;
+  BRISK_CHECK(g.H + 2 * p.h >= d.h * (k.h - 1) + 1 && g.W + 2 * p.w >= d.w * (k.w - 1) + 1, "op ", op,
+              ": kernel ", k.h, "x", k.w, " (dilation ", d.h, "x", d.w, ") is larger than the padded input ",
+              g.H + 2 * p.h, "x", g.W + 2 * p.w, " (input shape ", shape_str(x.shape()), ")");
+  return g;
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+              Pair dilation, int64_t groups) {
+  check_defined("conv2d", w);
+  BRISK_CHECK(w.dim() == 4, "op conv2d: weight must be [O, C/groups, kh, kw], got ", shape_str(w.shape()));
+  BRISK_CHECK(groups >= 1, "op conv2d: groups must be >= 1, got ", groups);
+  Geom2d g = make_geom("conv2d", x, Pair(w.size(2), w.size(3)), stride, padding, dilation);
+  check_same_dtype("conv2d", x, w);
+  check_same_device("conv2d", x, w);
+  int64_t O = w.size(0);
+  BRISK_CHECK(g.C % groups == 0 && O % groups == 0, "op conv2d: in_channels ", g.C, " and out_channels ",
+              O, " must both be divisible by groups ", groups);
+  BRISK_CHECK(w.size(1) * groups == g.C, "op conv2d: input has ", g.C, " channels but weight ",
+              shape_str(w.shape()), " with groups=", groups, " expects ", w.size(1) * groups);
+  int64_t L = g.Ho * g.Wo, ckk = w.size(1) * g.kh * g.kw;
+  Tensor cols = im2col(x, g);  // [N, C*kh*kw, L]
+  Tensor y;
+  if (groups == 1) {
+    y = matmul(w.reshape({O, ckk}), cols);  // [O, Ckk] @ [N, Ckk, L] -> [N, O, L]
+  } else {
+    Tensor cg = cols.reshape({g.N, groups, ckk, L});
+    Tensor wg = w.reshape({groups, O / groups, ckk});
+    y = matmul(wg, cg);  // [N, groups, O/groups, L]
+  }
+  y = y.reshape({g.N, O, g.Ho, g.Wo});
+  if (b.defined()) {
+    BRISK_CHECK(b.shape() == Shape({O}), "op conv2d: bias shape ", shape_str(b.shape()), " must be [", O, "]");
+    y = y + b.reshape({1, O, 1, 1});
+  }
+  return y;
+}
+
+// Pooling: forward kernel plus a backward kernel, wrapped in one autograd node.
+static Tensor pool(const char* op, const Tensor& x, const Geom2d& g) {
+  Tensor xc = x.detach().contiguous();
+  Tensor y = empty({g.N, g.C, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
+  std::string fwd = op, bwd = fwd + "_backward";
+  bool is_max = fwd == "max_pool2d";
+  Tensor idx;
+  {
+    Tensor ins[1] = {xc};
+    if (is_max) {
+      idx = empty(y.shape(), TensorOptions(DType::i64, x.device()));
+      Tensor outs[2] = {y, idx};
+      dispatch(op, x.device(), x.dtype(), KernelArgs{ins, outs, &g});
+    } else {
+      Tensor outs[1] = {y};
+      dispatch(op, x.device(), x.dtype(), KernelArgs{ins, outs, &g});
+    }
+  }
+  return attach_grad(y, is_max ? "MaxPool2dBackward" : "AvgPool2dBackward", {x}, [=](const Tensor& gr) {
+    Tensor gx = empty({g.N, g.C, g.H, g.W}, TensorOptions(gr.dtype(), gr.device()));
+    Tensor outs[1] = {gx};
+    if (is_max) {
+      Tensor ins[2] = {gr.contiguous(), idx};
+      dispatch(bwd.c_str(), gr.device(), gr.dtype(), KernelArgs{ins, outs, &g});
+    } else {
+      Tensor ins[1] = {gr.contiguous()};
+      dispatch(bwd.c_str(), gr.device(), gr.dtype(), KernelArgs{ins, outs, &g});
+    }
+    return std::vector{gx};
+  });
+}
+
+Tensor max_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride, Pair padding) {
+  Geom2d g = make_geom("max_pool2d", x, kernel, stride.value_or(kernel), padding, 1);
+  BRISK_CHECK(padding.h * 2 <= kernel.h && padding.w * 2 <= kernel.w, "op max_pool2d: padding ",
+              padding.h, "x", padding.w, " must be at most half of kernel ", kernel.h, "x", kernel.w);
+  return pool("max_pool2d", x, g);
+}
+
+Tensor avg_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride, Pair padding) {
+  Geom2d g = make_geom("avg_pool2d", x, kernel, stride.value_or(kernel), padding, 1);
+  BRISK_CHECK(padding.h * 2 <= kernel.h && padding.w * 2 <= kernel.w, "op avg_pool2d: padding ",
+              padding.h, "x", padding.w, " must be at most half of kernel ", kernel.h, "x", kernel.w);
+  return pool("avg_pool2d", x, g);
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair out) {
+  BRISK_CHECK(out.h > 0 && out.w > 0, "op adaptive_avg_pool2d: output size must be positive, got ",
+              out.h, "x", out.w);
+  Geom2d g = make_geom("adaptive_avg_pool2d", x, 1, 1, 0, 1);
+  g.Ho = out.h;
+  g.Wo = out.w;
+  return pool("adaptive_avg_pool2d", x, g);
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+  check_defined("batch_norm", x);
+  check_floating("batch_norm", x);
+  BRISK_CHECK(x.dim() >= 2, "op batch_norm: expected input [N, C, ...], got ", shape_str(x.shape()));
+  int64_t C = x.size(1);
+  auto check_vec = [&](const Tensor& t, const char* what) {
+    if (t.defined())
+      BRISK_CHECK(t.shape() == Shape({C}), "op batch_norm: ", what, " shape ", shape_str(t.shape()),
+                  " must be [", C, "] for input ", shape_str(x.shape()));
+  };
+  check_vec(running_mean, "running_mean");
+  check_vec(running_var, "running_var");
+  check_vec(weight, "weight");
+  check_vec(bias, "bias");
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  Shape bshape(size_t(x.dim()), 1);
+  bshape[1] = C;
+  Tensor mu, v;
+  if (training) {
+    int64_t n = x.numel() / std::max<int64_t>(C, 1);
+    BRISK_CHECK(n > 1, "op batch_norm: expected more than 1 value per channel when training, got input ",
+                shape_str(x.shape()));
+    mu = mean(x, dims, true);
+    v = var(x, dims, 0, true);
+    if (running_mean.defined() && running_var.defined()) {
+      NoGradGuard ng;
+      Tensor m = scalar_like(running_mean, momentum);
+      Tensor rm = running_mean, rv = running_var;  // handles: updates land in the caller's buffers
+      rm.copy_(running_mean * (1.0 - momentum) + m * mu.detach().reshape({C}));
+      rv.copy_(running_var * (1.0 - momentum) +
+                        m * v.detach().reshape({C}) * (double(n) / double(n - 1)));
+    }
+  } else {
+    BRISK_CHECK(running_mean.defined() && running_var.defined(),
+                "op batch_norm: eval mode needs running_mean and running_var");
+    mu = running_mean.reshape(bshape);
+    v = running_var.reshape(bshape);
+  }
+  Tensor y = (x - mu) * rsqrt(v + eps);
+  if (weight.defined()) y = y * weight.reshape(bshape);
+  if (bias.defined()) y = y + bias.reshape(bshape);
+  return y;
+}
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  check_defined("layer_norm", x);
+  check_floating("layer_norm", x);
+  int64_t k = int64_t(normalized_shape.size());
+  BRISK_CHECK(k >= 1 && k <= x.dim() &&
+                  Shape(x.shape().end() - k, x.shape().end()) == normalized_shape,
+              "op layer_norm: normalized_shape ", shape_str(normalized_shape),
+              " must match the trailing dims of input ", shape_str(x.shape()));
+  if (weight.defined())
+    BRISK_CHECK(weight.shape() == normalized_shape, "op layer_norm: weight shape ",
+                shape_str(weight.shape()), " must be ", shape_str(normalized_shape));
+  if (bias.defined())
+    BRISK_CHECK(bias.shape() == normalized_shape, "op layer_norm: bias shape ", shape_str(bias.shape()),
+                " must be ", shape_str(normalized_shape));
+  std::vector<int64_t> dims;
+  for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
+  Tensor mu = mean(x, dims, true);
+  Tensor v = var(x, dims, 0, true);
+  Tensor y = (x - mu) * rsqrt(v + eps);
+  if (weight.defined()) y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  check_defined("dropout", x);
+  BRISK_CHECK(p >= 0.0 && p <= 1.0, "op dropout: probability must be in [0, 1], got ", p);
+  if (!training || p == 0.0) return x;
+  if (p == 1.0) return x * 0.0;
+  check_floating("dropout", x);
+  Tensor keep = ge(rand(x.shape(), TensorOptions(x.dtype(), x.device()), gen), scalar_like(x, p));
+  return x * keep.to(x.dtype()) * (1.0 / (1.0 - p));
+}
+
+Tensor embedding(const Tensor& indices, const Tensor& weight) {
+  check_defined("embedding", indices);
+  check_defined("embedding", weight);
+  BRISK_CHECK(indices.dtype() == DType::i64, "op embedding: indices must be i64, got ", indices.dtype());
+  BRISK_CHECK(weight.dim() == 2, "op embedding: weight must be [num_embeddings, dim], got ",
+              shape_str(weight.shape()));
+  Tensor flat = indices.reshape({-1}).contiguous();
+  const int64_t* p = flat.data_ptr<int64_t>();
+  for (int64_t i = 0; i < flat.numel(); ++i)
+    BRISK_CHECK(p[i] >= 0 && p[i] < weight.size(0), "op embedding: index ", p[i],
+                " out of range for ", weight.size(0), " embeddings");
+  Shape out = indices.shape();
+  out.push_back(weight.size(1));
+  return index_select(weight, 0, flat).reshape(out);
+}
+
+static Tensor reduce_loss(const Tensor& l, Reduction r) {
+  switch (r) {
+    case Reduction::none: return l;
+    case Reduction::sum: return sum(l);
+    case Reduction::mean: return mean(l);
+  }
+  return l;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction,
+                     int64_t ignore_index, double label_smoothing) {
+  check_defined("cross_entropy", logits);
+  check_defined("cross_entropy", target);
+  check_floating("cross_entropy", logits);
+  BRISK_CHECK(logits.dim() == 2, "op cross_entropy: logits must be [N, C], got ", shape_str(logits.shape()));
+  BRISK_CHECK(target.dtype() == DType::i64, "op cross_entropy: target must hold i64 class indices, got ",
+              target.dtype());
+  BRISK_CHECK(target.shape() == Shape({logits.size(0)}), "op cross_entropy: target shape ",
+              shape_str(target.shape()), " must be [", logits.size(0), "] for logits ",
+              shape_str(logits.shape()));
+  BRISK_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+              "op cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
+  check_same_device("cross_entropy", logits, target);
+  int64_t C = logits.size(1);
+  {
+    Tensor tc = target.contiguous();
+    const int64_t* t = tc.data_ptr<int64_t>();
+    for (int64_t i = 0; i < tc.numel(); ++i)
+      BRISK_CHECK(t[i] == ignore_index || (t[i] >= 0 && t[i] < C), "op cross_entropy: target ", t[i],
+                  " at position ", i, " out of range for ", C, " classes");
+  }
+  Tensor lsm = log_softmax(logits, 1);                       // [N, C]
+  Tensor valid = ne(target, scalar_like(target, double(ignore_index)));  // [N] bool
+  Tensor safe_t = where(valid, target, zeros_like(target));
+  Tensor loss = -gather(lsm, 1, safe_t.unsqueeze(1)).squeeze(1);  // [N] nll
+  if (label_smoothing > 0.0)  // uniform target mass eps/C on every class
+    loss = loss * (1.0 - label_smoothing) - mean(lsm, {1}) * label_smoothing;
+  loss = where(valid, loss, zeros_like(loss));
+  if (reduction == Reduction::none) return loss;
+  if (reduction == Reduction::sum) return sum(loss);
+  return sum(loss) / sum(valid).to(loss.dtype());  // mean over non-ignored targets
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_defined("mse_loss", input);
+  check_defined("mse_loss", target);
+  BRISK_CHECK(input.shape() == target.shape(), "op mse_loss: input shape ", shape_str(input.shape()),
+              " and target shape ", shape_str(target.shape()), " must match");
+  Tensor d = input - target;
+  return reduce_loss(d * d, reduction);
+}
+
+}  // namespace brisk::nn::functional

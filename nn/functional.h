@@ -1,0 +1,48 @@
+// nn::functional: layers as functions (torch.nn.functional names). Composite
+// ops are built from core primitives, so their gradients come from autograd;
+// pooling has its own kernels with backward kernels.
+#pragma once
+#include <optional>
+
+#include "core/ops.h"
+#include "core/rng.h"
+
+namespace brisk::nn::functional {
+
+// x [..., in] @ w[out, in]^T + b[out]
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+struct Pair {
+  int64_t h, w;
+  Pair(int64_t v) : h(v), w(v) {}  // NOLINT
+  Pair(int64_t a, int64_t b) : h(a), w(b) {}
+};
+
+// x [N, C, H, W], w [O, C/groups, kh, kw], b [O] -> [N, O, Ho, Wo]
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Pair stride = 1,
+              Pair padding = 0, Pair dilation = 1, int64_t groups = 1);
+Tensor max_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride = std::nullopt,
+                  Pair padding = 0);
+Tensor avg_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride = std::nullopt,
+                  Pair padding = 0);
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size);
+
+// x [N, C, ...]. In training, normalizes with batch statistics and updates
+// running_mean/var in place (unbiased var, like torch); in eval uses them.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                  double eps = 1e-5);
+// Normalizes over the trailing dims given by normalized_shape.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+// weight [V, D], indices (i64, any shape) -> [..., D]
+Tensor embedding(const Tensor& indices, const Tensor& weight);
+
+enum class Reduction { none, mean, sum };
+// logits [N, C], target i64 [N] with class indices.
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
+                     int64_t ignore_index = -100, double label_smoothing = 0.0);
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+
+}  // namespace brisk::nn::functional

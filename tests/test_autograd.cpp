@@ -1,0 +1,120 @@
+// Autograd semantics: accumulation, no_grad, detach, retain_graph, explicit
+// gradients, hooks, retain_grad, and that the graph is freed after backward.
+#include "tests/helpers.h"
+
+using namespace bt;
+
+TEST_CASE("autograd: gradients accumulate into .grad across backward calls", "[autograd]") {
+  Tensor x = from_vector({1, 2, 3}, {3}, DType::f64).requires_grad_();
+  sum(x * x).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>({2, 4, 6}));
+  sum(x * 3.0).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>({5, 7, 9}));
+  x.set_grad(Tensor());
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("autograd: a tensor used twice gets the summed gradient", "[autograd]") {
+  Tensor x = from_vector({2}, {1}, DType::f64).requires_grad_();
+  Tensor y = x * x + exp(x) * x;  // dy/dx = 2x + e^x (1 + x)
+  y.backward(ones({1}, DType::f64));
+  CHECK(x.grad().item() == Approx(4 + std::exp(2.0) * 3));
+}
+
+TEST_CASE("autograd: no_grad and detach build no graph", "[autograd]") {
+  Tensor x = ones({2}).requires_grad_();
+  {
+    NoGradGuard ng;
+    Tensor y = x * 2.0;
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.grad_fn() == nullptr);
+  }
+  CHECK(grad_enabled());
+  Tensor d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.storage() == x.storage());
+  Tensor y = x * 2.0;
+  CHECK(y.requires_grad());
+  REQUIRE(y.grad_fn() != nullptr);
+  CHECK(y.grad_fn()->name() == "MulBackward");
+  CHECK_FALSE((ones({2}) * 2.0).requires_grad());
+}
+
+TEST_CASE("autograd: retain_graph allows a second backward; without it, a clear error", "[autograd]") {
+  Tensor x = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
+  Tensor loss = sum(exp(x));
+  loss.backward(Tensor(), /*retain_graph=*/true);
+  loss.backward();
+  CHECK(x.grad().to_vector()[0] == Approx(2 * std::exp(1.0)));
+  CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward through the graph a second time"));
+}
+
+TEST_CASE("autograd: backward of a non-scalar needs an explicit gradient", "[autograd]") {
+  Tensor x = from_vector({1, 2, 3}, {3}, DType::f64).requires_grad_();
+  Tensor y = x * x;
+  CHECK_THROWS_WITH(y.backward(), Catch::Contains("implicitly created only for a one-element"));
+  y.backward(from_vector({1, 0, 2}, {3}, DType::f64));
+  CHECK(x.grad().to_vector() == std::vector<double>({2, 0, 12}));
+}
+
+TEST_CASE("autograd: hooks see and may replace gradients", "[autograd]") {
+  Tensor w = from_vector({1, 2, 3}, {3}, DType::f64).requires_grad_();
+  Tensor mask = from_vector({1, 0, 1}, {3}, DType::f64);
+  std::vector<double> seen;
+  w.register_hook([&](const Tensor& g) -> std::optional<Tensor> {
+    seen = g.to_vector();
+    return g * mask;  // the pruning use case: masked gradients
+  });
+  Tensor h = w * 2.0;
+  h.register_hook([](const Tensor& g) -> std::optional<Tensor> { return g * 10.0; });
+  sum(h).backward();
+  CHECK(seen == std::vector<double>({20, 20, 20}));
+  CHECK(w.grad().to_vector() == std::vector<double>({20, 0, 20}));
+}
+
+TEST_CASE("autograd: retain_grad keeps a non-leaf gradient", "[autograd]") {
+  Tensor x = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
+  Tensor y = x * 3.0;
+  y.retain_grad();
+  sum(y * y).backward();
+  CHECK(y.grad().to_vector() == std::vector<double>({6, 12}));
+  CHECK(x.grad().to_vector() == std::vector<double>({18, 36}));
+}
+
+TEST_CASE("autograd: the graph and its saved tensors are freed after backward", "[autograd]") {
+  Tensor x = randn({64}).requires_grad_();
+  std::weak_ptr<TensorImpl> saved;
+  std::weak_ptr<Node> node;
+  {
+    Tensor h = exp(x);  // exp saves its output
+    saved = h.impl_ptr();
+    Tensor loss = sum(h * h);  // mul saves h
+    node = h.grad_fn();
+    h = Tensor();
+    CHECK_FALSE(saved.expired());  // kept alive by the graph
+    loss.backward();
+    CHECK(saved.expired());  // released by backward, even while loss is alive
+    CHECK_FALSE(node.expired());
+  }
+  CHECK(node.expired());  // nodes die with the last output referencing them
+}
+
+TEST_CASE("autograd: gradients flow only to inputs that need them", "[autograd]") {
+  Tensor a = ones({2}).requires_grad_(), b = ones({2});
+  sum(a * b).backward();
+  CHECK(a.grad().defined());
+  CHECK_FALSE(b.grad().defined());
+  // integer path (argmax) does not break the graph walk
+  Tensor x = from_vector({1, 3, 2}, {3}).requires_grad_();
+  Tensor loss = sum(x) + argmax(x).to(DType::f32);
+  loss.backward();
+  CHECK(x.grad().to_vector() == std::vector<double>({1, 1, 1}));
+}
+
+TEST_CASE("autograd: in-place update of a tensor that requires grad is refused", "[autograd]") {
+  Tensor w = ones({2}).requires_grad_();
+  CHECK_THROWS_WITH(w.add_(ones({2})), Catch::Contains("in-place update"));
+  NoGradGuard ng;
+  w.add_(ones({2}), 0.5);
+  CHECK(w.to_vector() == std::vector<double>({1.5, 1.5}));
+}

@@ -1,0 +1,130 @@
+// Every optimized (cpu) and vendor (openblas) kernel against kernels/cpu/ref
+// on the same inputs, with tolerances derived from the dtype. Each case also
+// asserts which backend ran, so a kernel that silently declines fails here.
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace F = brisk::nn::functional;
+
+// Runs fn under `backend` and under ref; checks the claim and closeness.
+// `op` is the dispatch key whose claim is checked.
+template <class Fn>
+static void compare_backend(const std::string& backend, const std::string& op, const std::string& what, Fn fn,
+                            double tol) {
+  Tensor ref_out, out;
+  {
+    ForceBackend fb("ref");
+    ref_out = fn();
+  }
+  {
+    ForceBackend fb(backend);
+    out = fn();
+    INFO(what << " expected backend " << backend);
+    CHECK(last_backend(op) == backend);
+  }
+  expect_close(out, ref_out, tol, what + " [" + backend + " vs ref]");
+}
+
+TEST_CASE("kernels: cpu elementwise vs ref, contiguous and broadcast", "[kernels]") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = randn({33, 65}, dt), y = randn({65}, dt), z = randn({33, 1}, dt);
+    Tensor pos = rand({33, 65}, dt) + 0.1;
+    for (int u = 0; u <= int(UnaryOp::sign); ++u) {
+      UnaryOp op = UnaryOp(u);
+      Tensor in = (op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt) ? pos : x;
+      compare_backend("cpu", unary_op_name(op), unary_op_name(op), [&] { NoGradGuard ng; return unary(op, in); }, dtype_tol(dt, 4));
+    }
+    for (BinaryOp op : {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::maximum,
+                        BinaryOp::minimum}) {
+      compare_backend("cpu", "binary", binary_op_name(op), [&] { return binary(op, x, y); }, dtype_tol(dt));
+      compare_backend("cpu", "binary", binary_op_name(op), [&] { return binary(op, z, x); }, dtype_tol(dt));
+      compare_backend("cpu", "binary", binary_op_name(op), [&] { return binary(op, x, scalar_like(x, 1.5)); }, dtype_tol(dt));
+    }
+    for (BinaryOp op : {BinaryOp::eq, BinaryOp::lt, BinaryOp::ge})
+      compare_backend("cpu", "compare", binary_op_name(op), [&] { return binary(op, x, y); }, 0);
+    compare_backend("cpu", "copy", "copy transposed", [&] { return x.t().contiguous(); }, 0);
+    compare_backend("cpu", "fill", "fill", [&] { return full({100}, 3.25, dt); }, 0);
+  }
+  Tensor ix = randint(-50, 50, {40}, DType::i64), iy = randint(1, 9, {40}, DType::i64);
+  compare_backend("cpu", "binary", "i64 add", [&] { return ix + iy; }, 0);
+  compare_backend("cpu", "binary", "i64 max", [&] { return maximum(ix, iy); }, 0);
+}
+
+TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
+  for (DType dt : {DType::f32, DType::f64})
+    for (Shape s : {Shape{7, 1000}, Shape{1000, 3}, Shape{5, 17, 9}}) {
+      Tensor x = randn(s, dt);
+      compare_backend("cpu", "reduce", "sum last", [&] { return sum(x, {-1}); }, dtype_tol(dt, s.back()));
+      compare_backend("cpu", "reduce", "sum first", [&] { return sum(x, {0}); }, dtype_tol(dt, s[0]));
+      compare_backend("cpu", "softmax", "softmax", [&] { return softmax(x, -1); }, dtype_tol(dt, s.back()));
+      compare_backend("cpu", "softmax", "log_softmax", [&] { return log_softmax(x, 0); }, dtype_tol(dt, s[0]));
+    }
+}
+
+TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", "[kernels]") {
+  std::vector<std::string> backends{"cpu"};
+  if (!kernel_backends("gemm", DeviceType::cpu, DType::f32).empty() &&
+      kernel_backends("gemm", DeviceType::cpu, DType::f32)[0] == "openblas")
+    backends.push_back("openblas");
+  else
+    WARN("OpenBLAS backend not compiled in: skipping its parity checks");
+  struct Case { int64_t B, M, K, N; };
+  for (DType dt : {DType::f32, DType::f64})
+    for (auto c : {Case{1, 64, 64, 64}, Case{3, 37, 53, 29}, Case{2, 130, 70, 260}, Case{1, 5, 300, 600}}) {
+      Tensor a = randn({c.B, c.M, c.K}, dt), b = randn({c.B, c.K, c.N}, dt);
+      Tensor at = randn({c.B, c.K, c.M}, dt).transpose(1, 2), bt2 = randn({c.B, c.N, c.K}, dt).transpose(1, 2);
+      for (auto& be : backends) {
+        std::string what = "gemm " + std::to_string(c.M) + "x" + std::to_string(c.K) + "x" + std::to_string(c.N);
+        double tol = dtype_tol(dt, c.K);
+        compare_backend(be, "gemm", what + " NN", [&] { return matmul(a, b); }, tol);
+        compare_backend(be, "gemm", what + " TN", [&] { return matmul(at, b); }, tol);
+        compare_backend(be, "gemm", what + " NT", [&] { return matmul(a, bt2); }, tol);
+        compare_backend(be, "gemm", what + " TT", [&] { return matmul(at, bt2); }, tol);
+      }
+    }
+  // a broadcast batch operand (batch stride 0)
+  Tensor w = randn({40, 50}), x = randn({3, 50, 60});
+  compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));
+}
+
+TEST_CASE("kernels: openblas declines shapes it does not win on", "[kernels]") {
+  if (kernel_backends("gemm", DeviceType::cpu, DType::f32)[0] != "openblas") {
+    WARN("OpenBLAS backend not compiled in: skipping");
+    return;
+  }
+  matmul(randn({4, 4}), randn({4, 4}));
+  CHECK(last_backend("gemm") == "cpu");  // tiny: native kernel
+  matmul(randn({128, 128}), randn({128, 128}));
+  CHECK(last_backend("gemm") == "openblas");
+  matmul(randn({128, 128}), randn({128, 128}).slice(1, 0, 128, 2));  // no unit stride: native
+  CHECK(last_backend("gemm") == "cpu");
+}
+
+TEST_CASE("kernels: cpu im2col/col2im vs ref", "[kernels]") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = randn({2, 3, 9, 8}, dt);
+    Geom2d g{2, 3, 9, 8, 3, 2, 2, 1, 1, 0, 2, 1, 0, 0};
+    g.Ho = (9 + 2 - 2 * 2 - 1) / 2 + 1;
+    g.Wo = (8 - 1 - 1) / 1 + 1;
+    compare_backend("cpu", "im2col", "im2col", [&] { return im2col(x, g); }, 0);
+    Tensor cols = randn({2, 3 * 3 * 2, g.Ho * g.Wo}, dt);
+    compare_backend("cpu", "col2im", "col2im", [&] { return col2im(cols, g); }, dtype_tol(dt, 6));
+  }
+}
+
+TEST_CASE("kernels: whole conv2d forward and backward, native vs ref", "[kernels]") {
+  Tensor x0 = randn({4, 3, 12, 12}), w0 = randn({8, 3, 3, 3});
+  auto run = [&] {
+    Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
+    Tensor y = F::conv2d(x, w, Tensor(), 1, 1);
+    sum(y * y).backward();
+    return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1})});
+  };
+  Tensor ref_out, out;
+  {
+    ForceBackend fb("ref");
+    ref_out = run();
+  }
+  out = run();
+  expect_close(out, ref_out, dtype_tol(DType::f32, 4 * 144 * 8), "conv2d fwd+bwd");
+}
