@@ -1,12 +1,24 @@
 // CPU allocator: 64-byte aligned (one cache line, one AVX-512 register).
 #include "core/storage.h"
 
+#include <malloc.h>
+
 #include <atomic>
 #include <cstdlib>
 
 #include "core/error.h"
 
 namespace brisk {
+
+// Training allocates and frees the same large activation buffers every step.
+// glibc would serve each with a fresh mmap (and page faults on first touch);
+// keeping them in the heap instead makes steady-state steps reuse warm pages.
+// (A real caching allocator is the CPU-speed issue's.)
+static const bool g_malloc_tuned = [] {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}();
 
 static std::atomic<size_t> g_live_count{0};
 static std::atomic<size_t> g_live_bytes{0};

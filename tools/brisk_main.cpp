@@ -1,4 +1,5 @@
 // The `brisk` command line. Subcommands so far:
+//   brisk train  train a model (flags, or a TOML --config; see train/config.h)
 //   brisk demo   train a small MLP on Fashion-MNIST with the raw tensor API
 //   brisk info   build configuration and registered kernel backends
 #include <CLI/CLI.hpp>
@@ -8,8 +9,14 @@
 #include <iostream>
 #include <unistd.h>
 
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
 #include "core/brisk.h"
 #include "data/idx.h"
+#include "efficiency/method.h"
+#include "train/trainer.h"
 
 namespace F = brisk::nn::functional;
 using namespace brisk;
@@ -101,12 +108,50 @@ int run_info() {
   std::printf("brisk %s\n", BRISK_VERSION);
   std::printf("threads: %d\n", get_num_threads());
   std::printf("cuda: %s, devices: %d\n", cuda_compiled() ? "compiled" : "not compiled", cuda_device_count());
+  std::printf("method families:");
+  for (auto& f : efficiency::method_families()) std::printf(" %s", f.c_str());
+  std::printf("\n");
   for (const char* op : {"gemm", "binary", "exp", "reduce", "softmax", "im2col", "max_pool2d"}) {
     std::printf("%-12s f32 cpu:", op);
     for (auto& b : kernel_backends(op, DeviceType::cpu, DType::f32)) std::printf(" %s", b.c_str());
     std::printf("\n");
   }
   return 0;
+}
+
+// Flags of `brisk train`, kept as text: only the ones given override the
+// config file (or the resumed run's config.json).
+struct TrainFlags {
+  std::map<std::string, std::string> values;
+  std::vector<std::string> methods;
+  std::string config, resume;
+};
+
+int run_train(CLI::App& sub, const TrainFlags& f) {
+  train::TrainConfig cfg;
+  if (!f.resume.empty()) {
+    std::ifstream in(f.resume + "/config.json");
+    BRISK_CHECK(in.good(), "--resume ", f.resume, ": no config.json there (is it a brisk run folder?)");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      BRISK_FAIL("--resume ", f.resume, ": config.json is corrupt: ", e.what());
+    }
+    nlohmann::json keep;
+    for (auto& k : train::TrainConfig::keys())
+      if (j.contains(k)) keep[k] = j[k];
+    cfg = train::TrainConfig::from_json(keep);
+    cfg.out = f.resume;
+  }
+  if (!f.config.empty()) cfg.load_toml(f.config);
+  for (auto& [k, v] : f.values)
+    if (sub.count("--" + k)) cfg.set(k, v);
+  if (!f.methods.empty()) {
+    cfg.methods.clear();
+    for (auto& m : f.methods) cfg.set("method", m);
+  }
+  return train::run_training(cfg, !f.resume.empty());
 }
 
 }  // namespace
@@ -125,12 +170,29 @@ int main(int argc, char** argv) {
   d->add_option("--seed", demo.seed, "random seed")->capture_default_str();
   d->add_option("--limit", demo.limit, "use only the first N training examples")->check(CLI::NonNegativeNumber);
   auto* info = app.add_subcommand("info", "build configuration and kernel backends");
+  TrainFlags tf;
+  auto* tr = app.add_subcommand("train", "train a model on a dataset");
+  const std::vector<std::pair<std::string, std::string>> train_opts = {
+      {"model", "mlp|cnn|resnet"}, {"data", "dataset (fashion-mnist)"}, {"data-dir", "folder of IDX files"},
+      {"epochs", "epochs (the schedule's budget)"}, {"batch-size", "batch size"}, {"lr", "peak learning rate"},
+      {"optimizer", "sgd|adamw"}, {"schedule", "constant|cosine|onecycle|linear|step"},
+      {"momentum", "SGD momentum"}, {"nesterov", "true|false"}, {"weight-decay", "weight decay"},
+      {"warmup-epochs", "linear warmup length in epochs"}, {"label-smoothing", "cross-entropy label smoothing"},
+      {"augment", "none|flip|crop|crop+flip"}, {"clip-grad", "max gradient norm (0: off)"}, {"seed", "random seed"},
+      {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},
+      {"max-steps", "stop after this many steps (the schedule still spans --epochs)"},
+      {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"}};
+  for (auto& [k, help] : train_opts) tr->add_option("--" + k, tf.values[k], help);
+  tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
+  tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
+  tr->add_option("--resume", tf.resume, "continue the run in this folder from its checkpoint");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
+    if (tr->parsed()) return run_train(*tr, tf);
     if (d->parsed()) return run_demo(demo);
     if (info->parsed()) return run_info();
   } catch (const brisk::Error& e) {

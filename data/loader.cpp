@@ -1,0 +1,121 @@
+// DataLoader implementation. Batches are assembled with plain loops (not the
+// thread pool), so the prefetch thread never competes with training kernels
+// for pool workers.
+#include "data/loader.h"
+
+#include "core/rng.h"
+
+namespace brisk::data {
+
+namespace {
+// Mixes (seed, a, b) into one 64-bit key (splitmix64 finalizer).
+uint64_t mix(uint64_t seed, uint64_t a, uint64_t b) {
+  uint64_t z = seed ^ (a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+Augment parse_augment(const std::string& spec) {
+  Augment a;
+  if (spec == "none" || spec.empty()) return a;
+  if (spec == "flip") a.hflip = true;
+  else if (spec == "crop") a.crop_padding = 2;
+  else if (spec == "crop+flip" || spec == "flip+crop") { a.crop_padding = 2; a.hflip = true; }
+  else BRISK_FAIL("unknown augmentation '", spec, "' (known: none, flip, crop, crop+flip)");
+  return a;
+}
+
+DataLoader::DataLoader(Dataset ds, LoaderOptions opt) : ds_(std::move(ds)), opt_(opt) {
+  BRISK_CHECK(ds_.size() > 0, "DataLoader: dataset '", ds_.name, "' is empty");
+  BRISK_CHECK(opt_.batch_size > 0, "DataLoader: batch_size must be > 0, got ", opt_.batch_size);
+  BRISK_CHECK(!opt_.drop_last || opt_.batch_size <= ds_.size(), "DataLoader: batch_size ", opt_.batch_size,
+              " exceeds the dataset size ", ds_.size(), " with drop_last");
+  BRISK_CHECK(ds_.images.dtype() == DType::u8 && ds_.images.dim() == 4 && ds_.images.is_contiguous(),
+              "DataLoader: images must be contiguous u8 [N, C, H, W]");
+}
+
+DataLoader::~DataLoader() {
+  if (pending_.valid()) pending_.wait();
+}
+
+int64_t DataLoader::num_batches() const {
+  int64_t n = order_.defined() ? order_.numel() : ds_.size();
+  return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
+}
+
+Tensor DataLoader::epoch_order(int64_t epoch) const {
+  if (!opt_.shuffle) return arange(ds_.size());
+  Generator g(mix(opt_.seed, uint64_t(epoch), 0x5eed));
+  return randperm(ds_.size(), &g);
+}
+
+void DataLoader::start_epoch(int64_t epoch, int64_t first, const Tensor& order) {
+  if (pending_.valid()) pending_.wait();
+  pending_ = {};
+  epoch_ = epoch;
+  order_ = order.defined() ? order.to(DType::i64).contiguous() : epoch_order(epoch);
+  BRISK_CHECK(first >= 0 && first <= num_batches(), "DataLoader: start batch ", first, " out of range [0, ",
+              num_batches(), "]");
+  next_ = first;
+  if (opt_.prefetch && next_ < num_batches())
+    pending_ = std::async(std::launch::async, [this, b = next_] { return make_batch(b); });
+}
+
+std::optional<Batch> DataLoader::next() {
+  if (next_ >= num_batches()) return std::nullopt;
+  Batch b = pending_.valid() ? pending_.get() : make_batch(next_);
+  ++next_;
+  if (opt_.prefetch && next_ < num_batches())
+    pending_ = std::async(std::launch::async, [this, nb = next_] { return make_batch(nb); });
+  return b;
+}
+
+Batch DataLoader::make_batch(int64_t b) const {
+  int64_t n = order_.numel();
+  int64_t start = b * opt_.batch_size, B = std::min(opt_.batch_size, n - start);
+  int64_t C = ds_.images.size(1), H = ds_.images.size(2), W = ds_.images.size(3), HW = H * W;
+  Batch out;
+  out.epoch = epoch_;
+  out.index = b;
+  out.indices = empty({B}, DType::i64);
+  out.y = empty({B}, DType::i64);
+  out.x = empty({B, C, H, W}, DType::f32);
+  const int64_t* ord = order_.data_ptr<int64_t>() + start;
+  const uint8_t* img = ds_.images.data_ptr<uint8_t>();
+  const int64_t* lab = ds_.labels.data_ptr<int64_t>();
+  int64_t* idx = out.indices.data_ptr<int64_t>();
+  int64_t* y = out.y.data_ptr<int64_t>();
+  float* x = out.x.data_ptr<float>();
+  const float scale = float(1.0 / (255.0 * ds_.std)), shift = float(ds_.mean / ds_.std);
+  const float zero = -shift;  // a zero pixel after normalization (crop padding)
+  const Augment& aug = opt_.augment;
+  Generator g(mix(opt_.seed, uint64_t(epoch_), uint64_t(b) + 1));
+  for (int64_t i = 0; i < B; ++i) {
+    int64_t di = ord[i];
+    BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
+    idx[i] = di;
+    y[i] = lab[di];
+    auto w = g.block(uint64_t(i));  // this example's random words
+    int64_t dy = 0, dx = 0;
+    if (aug.crop_padding > 0) {
+      int64_t span = 2 * aug.crop_padding + 1;
+      dy = int64_t(w[0] % uint32_t(span)) - aug.crop_padding;
+      dx = int64_t(w[1] % uint32_t(span)) - aug.crop_padding;
+    }
+    bool flip = aug.hflip && (w[2] & 1u);
+    for (int64_t c = 0; c < C; ++c) {
+      const uint8_t* src = img + (di * C + c) * HW;
+      float* dst = x + (i * C + c) * HW;
+      for (int64_t r = 0; r < H; ++r)
+        for (int64_t q = 0; q < W; ++q) {
+          int64_t sr = r + dy, sq = (flip ? W - 1 - q : q) + dx;
+          dst[r * W + q] = (sr >= 0 && sr < H && sq >= 0 && sq < W) ? float(src[sr * W + sq]) * scale - shift : zero;
+        }
+    }
+  }
+  return out;
+}
+
+}  // namespace brisk::data

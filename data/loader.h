@@ -1,0 +1,66 @@
+// DataLoader: seeded shuffling, drop_last, augmentation (random crop with
+// padding, horizontal flip), normalization, and a background thread that
+// builds the next batch while the current one trains.
+//
+// Determinism: the order of epoch e and the augmentation of batch b depend only
+// on (seed, e, b), never on timing or threads, so a run resumed at (e, b)
+// sees exactly the batches an uninterrupted run would.
+#pragma once
+#include <cstdint>
+#include <future>
+#include <optional>
+
+#include "data/dataset.h"
+
+namespace brisk::data {
+
+struct Augment {
+  int64_t crop_padding = 0;  // > 0: pad with zeros, crop a random HxW window
+  bool hflip = false;        // flip left-right with probability 1/2
+};
+Augment parse_augment(const std::string& spec);  // "none", "flip", "crop", "crop+flip"
+
+struct LoaderOptions {
+  int64_t batch_size = 128;
+  bool shuffle = true;
+  bool drop_last = true;
+  uint64_t seed = 0;
+  Augment augment;
+  bool prefetch = true;
+};
+
+struct Batch {
+  Tensor x;        // [B, C, H, W] f32, normalized
+  Tensor y;        // [B] i64
+  Tensor indices;  // [B] i64 dataset indices
+  int64_t epoch = 0, index = 0;  // batch `index` of `epoch`
+};
+
+class DataLoader {
+ public:
+  DataLoader(Dataset ds, LoaderOptions opt);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  const Dataset& dataset() const { return ds_; }
+  const LoaderOptions& options() const { return opt_; }
+  int64_t num_batches() const;
+  // The visiting order of an epoch (a permutation of 0..N-1, or the identity).
+  Tensor epoch_order(int64_t epoch) const;
+  // Begin `epoch` at batch `first` (resume), with an optional custom order
+  // (indices into the dataset: selection methods subset or reorder with it).
+  void start_epoch(int64_t epoch, int64_t first = 0, const Tensor& order = Tensor());
+  std::optional<Batch> next();
+  // Builds batch `b` of the current epoch synchronously.
+  Batch make_batch(int64_t b) const;
+
+ private:
+  Dataset ds_;
+  LoaderOptions opt_;
+  Tensor order_;
+  int64_t epoch_ = 0, next_ = 0;
+  std::future<Batch> pending_;
+};
+
+}  // namespace brisk::data

@@ -1,0 +1,47 @@
+// Model definitions.
+#include "models/models.h"
+
+#include <cmath>
+
+namespace brisk::models {
+
+using namespace brisk::nn;
+
+std::shared_ptr<Sequential> mlp() {
+  return std::make_shared<Sequential>(std::vector<ModulePtr>{
+      std::make_shared<Flatten>(), std::make_shared<Linear>(784, 512), std::make_shared<ReLU>(),
+      std::make_shared<Linear>(512, 256), std::make_shared<ReLU>(), std::make_shared<Linear>(256, 10)});
+}
+
+std::shared_ptr<Sequential> cnn() {
+  return std::make_shared<Sequential>(std::vector<ModulePtr>{
+      std::make_shared<Conv2d>(1, 32, 3, 1, 1), std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2),
+      std::make_shared<Conv2d>(32, 64, 3, 1, 1), std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(3136, 128), std::make_shared<ReLU>(),
+      std::make_shared<Linear>(128, 10)});
+}
+
+std::shared_ptr<Sequential> resnet(double width) {
+  BRISK_CHECK(width > 0, "resnet: width must be positive, got ", width);
+  auto ch = [&](int64_t c) { return std::max<int64_t>(1, int64_t(std::lround(double(c) * width))); };
+  int64_t c1 = ch(32), c2 = ch(64);
+  return std::make_shared<Sequential>(std::vector<ModulePtr>{
+      std::make_shared<Conv2d>(1, c1, 3, 1, 1, 1, 1, false), std::make_shared<BatchNorm2d>(c1),
+      std::make_shared<ReLU>(), std::make_shared<ResidualBlock>(c1, c1, 2),
+      std::make_shared<ResidualBlock>(c1, c2, 2), std::make_shared<ResidualBlock>(c2, c2, 1),
+      std::make_shared<AdaptiveAvgPool2d>(1), std::make_shared<Flatten>(), std::make_shared<Linear>(c2, 10)});
+}
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names{"mlp", "cnn", "resnet"};
+  return names;
+}
+
+std::shared_ptr<Module> make_model(const std::string& name) {
+  if (name == "mlp") return mlp();
+  if (name == "cnn") return cnn();
+  if (name == "resnet") return resnet();
+  BRISK_FAIL("unknown model '", name, "' (known: mlp, cnn, resnet)");
+}
+
+}  // namespace brisk::models

@@ -1,0 +1,193 @@
+// SGD, AdamW, gradient clipping and EMA. Updates run under NoGradGuard with
+// in-place tensor ops; the fused one-pass kernels are the CPU-speed issue's.
+#include "optim/optimizer.h"
+
+#include <cmath>
+
+namespace brisk::optim {
+
+Optimizer::Optimizer(NamedParams params, double lr) : params_(std::move(params)), lr_(lr) {
+  BRISK_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: learning rate must be finite and >= 0, got ", lr);
+  for (auto& [n, p] : params_) {
+    BRISK_CHECK(p.defined() && p.requires_grad(), "optimizer: parameter '", n, "' does not require grad");
+    BRISK_CHECK(is_floating(p.dtype()), "optimizer: parameter '", n, "' has dtype ", p.dtype());
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [n, p] : params_) p.set_grad(Tensor());
+}
+
+void Optimizer::set_lr(double lr) {
+  BRISK_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: learning rate must be finite and >= 0, got ", lr);
+  lr_ = lr;
+}
+
+Tensor Optimizer::param(const std::string& name) const {
+  for (auto& [n, p] : params_)
+    if (n == name) return p;
+  BRISK_FAIL("optimizer: no parameter named '", name, "'");
+}
+
+void Optimizer::replace_param(const std::string& name, const Tensor& t) {
+  for (auto& [n, p] : params_)
+    if (n == name) {
+      p = t;
+      return;
+    }
+  BRISK_FAIL("optimizer: no parameter named '", name, "' to replace");
+}
+
+void Optimizer::add_param(const std::string& name, const Tensor& t) {
+  for (auto& [n, p] : params_) BRISK_CHECK(n != name, "optimizer: parameter '", name, "' already present");
+  params_.emplace_back(name, t);
+}
+
+nlohmann::json Optimizer::hyper_json() const { return {{"name", name()}, {"lr", lr_}}; }
+
+void Optimizer::load_hyper_json(const nlohmann::json& j) {
+  BRISK_CHECK(j.value("name", "") == name(), "optimizer state is for '", j.value("name", "?"),
+              "' but the optimizer is '", name(), "'");
+  lr_ = j.at("lr").get<double>();
+}
+
+TensorMap Optimizer::state_tensors() const {
+  TensorMap out;
+  for (auto& [pn, st] : state_)
+    for (auto& [k, t] : st) out["optim/" + pn + "/" + k] = t;
+  return out;
+}
+
+void Optimizer::load_state_tensors(const TensorMap& tensors) {
+  state_.clear();
+  for (auto& [full, t] : tensors) {
+    if (full.rfind("optim/", 0) != 0) continue;
+    size_t slash = full.rfind('/');
+    std::string pn = full.substr(6, slash - 6), key = full.substr(slash + 1);
+    Tensor p = param(pn);
+    if (key != "step")
+      BRISK_CHECK(t.shape() == p.shape(), "optimizer state '", full, "' has shape ", shape_str(t.shape()),
+                  " but the parameter has ", shape_str(p.shape()));
+    state_[pn][key] = t.clone();
+  }
+}
+
+SGD::SGD(NamedParams params, SGDOptions opt) : Optimizer(std::move(params), opt.lr), options(opt) {
+  BRISK_CHECK(opt.momentum >= 0 && opt.weight_decay >= 0, "sgd: momentum and weight_decay must be >= 0");
+  BRISK_CHECK(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
+              "sgd: nesterov needs momentum > 0 and dampening 0");
+}
+
+void SGD::step() {
+  NoGradGuard ng;
+  for (auto& [n, p] : params_) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (options.weight_decay != 0) g = g + p.detach() * options.weight_decay;
+    if (options.momentum != 0) {
+      auto& st = state_[n];
+      auto it = st.find("momentum_buffer");
+      if (it == st.end()) {
+        st["momentum_buffer"] = g.clone();
+      } else {
+        Tensor buf = it->second;
+        buf.mul_(options.momentum);
+        buf.add_(g, 1 - options.dampening);
+      }
+      Tensor buf = st["momentum_buffer"];
+      g = options.nesterov ? g + buf * options.momentum : buf;
+    }
+    Tensor pd = p.detach();
+    pd.add_(g, -lr_);
+  }
+}
+
+nlohmann::json SGD::hyper_json() const {
+  auto j = Optimizer::hyper_json();
+  j["momentum"] = options.momentum;
+  j["weight_decay"] = options.weight_decay;
+  j["nesterov"] = options.nesterov;
+  j["dampening"] = options.dampening;
+  return j;
+}
+
+AdamW::AdamW(NamedParams params, AdamWOptions opt) : Optimizer(std::move(params), opt.lr), options(opt) {
+  BRISK_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
+              "adamw: betas must be in [0, 1), got ", opt.beta1, ", ", opt.beta2);
+  BRISK_CHECK(opt.eps > 0 && opt.weight_decay >= 0, "adamw: eps must be > 0 and weight_decay >= 0");
+}
+
+void AdamW::step() {
+  NoGradGuard ng;
+  for (auto& [n, p] : params_) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    auto& st = state_[n];
+    if (!st.count("step")) {
+      st["step"] = zeros({}, DType::f64);
+      st["exp_avg"] = zeros_like(p);
+      st["exp_avg_sq"] = zeros_like(p);
+    }
+    Tensor step_t = st["step"], m = st["exp_avg"], v = st["exp_avg_sq"];
+    step_t.add_(ones({}, DType::f64));
+    double t = step_t.item();
+    Tensor pd = p.detach();
+    if (options.weight_decay != 0) pd.mul_(1 - lr_ * options.weight_decay);
+    m.mul_(options.beta1);
+    m.add_(g, 1 - options.beta1);
+    v.mul_(options.beta2);
+    v.add_(g * g, 1 - options.beta2);
+    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t);
+    Tensor denom = sqrt(v) / std::sqrt(bc2) + options.eps;
+    pd.add_(m / denom, -lr_ / bc1);
+  }
+}
+
+nlohmann::json AdamW::hyper_json() const {
+  auto j = Optimizer::hyper_json();
+  j["beta1"] = options.beta1;
+  j["beta2"] = options.beta2;
+  j["eps"] = options.eps;
+  j["weight_decay"] = options.weight_decay;
+  return j;
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  BRISK_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be > 0, got ", max_norm);
+  NoGradGuard ng;
+  double total = 0;
+  for (auto& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    Tensor g64 = g.to(DType::f64);
+    total += sum(g64 * g64).item();
+  }
+  double norm = std::sqrt(total);
+  double coef = max_norm / (norm + 1e-6);
+  if (coef < 1)
+    for (auto& p : params) {
+      Tensor g = p.grad();
+      if (g.defined()) g.mul_(coef);
+    }
+  return norm;
+}
+
+EMA::EMA(const NamedParams& params, double decay) : decay_(decay) {
+  BRISK_CHECK(decay >= 0 && decay <= 1, "EMA: decay must be in [0, 1], got ", decay);
+  for (auto& [n, p] : params) shadow_[n] = p.detach().clone();
+}
+
+void EMA::update(const NamedParams& params) {
+  NoGradGuard ng;
+  for (auto& [n, p] : params) {
+    auto it = shadow_.find(n);
+    BRISK_CHECK(it != shadow_.end(), "EMA: unknown parameter '", n, "'");
+    Tensor s = it->second;
+    BRISK_CHECK(s.shape() == p.shape(), "EMA: parameter '", n, "' changed shape from ", shape_str(s.shape()),
+                " to ", shape_str(p.shape()), "; rebuild the EMA after surgery");
+    s.mul_(decay_);
+    s.add_(p.detach(), 1 - decay_);
+  }
+}
+
+}  // namespace brisk::optim

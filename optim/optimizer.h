@@ -1,0 +1,101 @@
+// Optimizers. Per-parameter state lives in a map keyed by the parameter's
+// dotted name and then by state key ("momentum_buffer", "exp_avg",
+// "exp_avg_sq", "step"), so masks and surgery can find and edit it.
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/brisk.h"
+#include "core/safetensors.h"
+
+namespace brisk::optim {
+
+using NamedParams = std::vector<std::pair<std::string, Tensor>>;
+
+class Optimizer {
+ public:
+  Optimizer(NamedParams params, double lr);
+  virtual ~Optimizer() = default;
+  virtual std::string name() const = 0;
+  // Updates every parameter that has a gradient; others are left untouched.
+  virtual void step() = 0;
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr);
+  const NamedParams& params() const { return params_; }
+  Tensor param(const std::string& name) const;  // throws naming the key
+
+  // Per-parameter state by name, then key. Absent until the first step.
+  std::map<std::string, TensorMap>& state() { return state_; }
+  const std::map<std::string, TensorMap>& state() const { return state_; }
+  // Surgery: point `name` at a new tensor (e.g. a widened weight). The caller
+  // remaps state()[name] in the same call; nothing else is touched.
+  void replace_param(const std::string& name, const Tensor& t);
+  void add_param(const std::string& name, const Tensor& t);
+
+  // Checkpointing: scalars as JSON, state tensors as "optim/<param>/<key>".
+  virtual nlohmann::json hyper_json() const;
+  virtual void load_hyper_json(const nlohmann::json& j);
+  TensorMap state_tensors() const;
+  void load_state_tensors(const TensorMap& tensors);
+
+ protected:
+  NamedParams params_;
+  std::map<std::string, TensorMap> state_;
+  double lr_;
+};
+
+struct SGDOptions {
+  double lr = 0.1, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+// torch.optim.SGD semantics (weight decay added to the gradient; the first
+// momentum buffer is the gradient itself).
+class SGD : public Optimizer {
+ public:
+  SGD(NamedParams params, SGDOptions opt);
+  std::string name() const override { return "sgd"; }
+  void step() override;
+  nlohmann::json hyper_json() const override;
+  SGDOptions options;
+};
+
+struct AdamWOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
+};
+
+// torch.optim.AdamW semantics (decoupled weight decay, per-parameter step).
+class AdamW : public Optimizer {
+ public:
+  AdamW(NamedParams params, AdamWOptions opt);
+  std::string name() const override { return "adamw"; }
+  void step() override;
+  nlohmann::json hyper_json() const override;
+  AdamWOptions options;
+};
+
+// Scales gradients so their global L2 norm is at most max_norm; returns the
+// norm before clipping (like torch.nn.utils.clip_grad_norm_).
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+
+// Exponential moving average of parameters (and a copy of buffers):
+// shadow = decay * shadow + (1 - decay) * param.
+class EMA {
+ public:
+  EMA(const NamedParams& params, double decay);
+  void update(const NamedParams& params);
+  const TensorMap& shadow() const { return shadow_; }
+  TensorMap& shadow() { return shadow_; }
+  double decay() const { return decay_; }
+
+ private:
+  TensorMap shadow_;
+  double decay_;
+};
+
+}  // namespace brisk::optim

@@ -1,0 +1,262 @@
+// Trainer end to end on a small synthetic IDX dataset the test writes itself:
+// event order, metrics and config files, checkpoints, bit-exact resume, NaN
+// stops that keep the checkpoint, config files and method specs.
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/safetensors.h"
+#include "efficiency/method.h"
+#include "tests/helpers.h"
+#include "train/trainer.h"
+
+using namespace bt;
+using namespace brisk::train;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// 28x28 images: class k is a bright 6x6 square at a class-specific spot, plus noise.
+static void write_idx_gz(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
+  for (uint32_t d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
+  b.insert(b.end(), data.begin(), data.end());
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, b.data(), unsigned(b.size()));
+  gzclose(f);
+}
+
+static std::string synthetic_dir() {
+  static std::string dir = [] {
+    // Per process: ctest runs test cases in parallel processes.
+    fs::path d = fs::temp_directory_path() / ("brisk_synthetic_mnist_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    std::mt19937 rng(1);
+    for (auto [prefix, n] : {std::pair<const char*, uint32_t>{"train", 512}, {"t10k", 128}}) {
+      std::vector<uint8_t> img(size_t(n) * 784), lab(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        uint8_t k = uint8_t(i % 10);
+        lab[i] = k;
+        for (int p = 0; p < 784; ++p) img[size_t(i) * 784 + size_t(p)] = uint8_t(rng() % 60);
+        int r0 = 2 + 8 * (k / 3 % 3), c0 = 2 + 8 * (k % 3) + (k == 9 ? 4 : 0);
+        for (int r = r0; r < r0 + 6; ++r)
+          for (int c = c0; c < c0 + 6; ++c) img[size_t(i) * 784 + size_t(r * 28 + c)] = 250;
+      }
+      write_idx_gz((d / (std::string(prefix) + "-images-idx3-ubyte.gz")).string(), {n, 28, 28}, img);
+      write_idx_gz((d / (std::string(prefix) + "-labels-idx1-ubyte.gz")).string(), {n}, lab);
+    }
+    return d.string();
+  }();
+  return dir;
+}
+
+static TrainConfig small_config(const std::string& out) {
+  TrainConfig c;
+  c.model = "mlp";
+  c.data_dir = synthetic_dir();
+  c.epochs = 2;
+  c.batch_size = 64;
+  c.lr = 0.05;
+  c.threads = 2;
+  c.progress = "off";
+  c.out = (fs::temp_directory_path() / (out + "_" + std::to_string(::getpid()))).string();
+  fs::remove_all(c.out);
+  return c;
+}
+
+static std::vector<json> read_jsonl(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(f, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+static TensorMap final_tensors(const std::string& dir) {
+  std::ifstream f(dir + "/checkpoint.json");
+  json j = json::parse(f);
+  return load_safetensors(dir + "/" + j["tensors_file"].get<std::string>());
+}
+
+class Recorder : public Callback {
+ public:
+  std::vector<std::string>* log;
+  explicit Recorder(std::vector<std::string>* l) : log(l) {}
+  std::string name() const override { return "recorder"; }
+  void on_fit_start(Trainer&) override { log->push_back("fit_start"); }
+  void on_epoch_start(Trainer&) override { log->push_back("epoch_start"); }
+  void on_batch_start(Trainer& t) override { log->push_back("batch_start"); CHECK(t.batch.indices.numel() == 64); }
+  void on_after_forward(Trainer& t) override { log->push_back("after_forward"); CHECK(t.logits.shape() == Shape({64, 10})); }
+  void on_after_loss(Trainer& t) override { log->push_back("after_loss"); CHECK(t.per_example_loss.shape() == Shape({64})); }
+  void on_after_backward(Trainer&) override { log->push_back("after_backward"); }
+  void on_before_step(Trainer&) override { log->push_back("before_step"); }
+  void on_after_step(Trainer&) override { log->push_back("after_step"); }
+  void on_batch_end(Trainer&) override { log->push_back("batch_end"); }
+  void on_epoch_end(Trainer&) override { log->push_back("epoch_end"); }
+  void on_eval_start(Trainer&) override { log->push_back("eval_start"); }
+  void on_eval_end(Trainer&) override { log->push_back("eval_end"); }
+  void on_fit_end(Trainer&) override { log->push_back("fit_end"); }
+  void add_metrics(json& j) const override { j["recorder_events"] = log->size(); }
+};
+
+TEST_CASE("train: events fire in the documented order", "[train]") {
+  TrainConfig c = small_config("brisk_events");
+  c.epochs = 1;
+  c.max_steps = 2;
+  std::vector<std::string> log;
+  Trainer t(c);
+  t.add_callback(std::make_unique<Recorder>(&log));
+  t.fit();
+  std::vector<std::string> batch{"batch_start", "after_forward", "after_loss", "after_backward",
+                                 "before_step", "after_step", "batch_end"};
+  std::vector<std::string> want{"fit_start", "epoch_start"};
+  for (int i = 0; i < 2; ++i) want.insert(want.end(), batch.begin(), batch.end());
+  want.insert(want.end(), {"eval_start", "eval_end", "fit_end"});  // stopped mid-epoch: no epoch_end
+  CHECK(log == want);
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 1);
+  CHECK(m[0]["recorder_events"] == 17);
+  // a complete epoch ends with epoch_end before the evaluation
+  TrainConfig c2 = small_config("brisk_events2");
+  c2.epochs = 1;
+  std::vector<std::string> log2;
+  Trainer t2(c2);
+  t2.add_callback(std::make_unique<Recorder>(&log2));
+  t2.fit();
+  REQUIRE(log2.size() >= 4);
+  CHECK(std::vector<std::string>(log2.end() - 4, log2.end()) ==
+        std::vector<std::string>({"epoch_end", "eval_start", "eval_end", "fit_end"}));
+}
+
+TEST_CASE("train: learns, and writes metrics.jsonl, config.json and a checkpoint", "[train]") {
+  TrainConfig c = small_config("brisk_learns");
+  c.epochs = 3;
+  auto r = Trainer(c).fit();
+  CHECK(r.acc > 0.9);  // the synthetic classes are easy
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 3);
+  for (const char* k : {"epoch", "step", "samples_seen", "wall_s", "train_loss", "test_loss", "test_acc"})
+    CHECK(m[2].contains(k));
+  CHECK(m[2]["step"] == 24);
+  CHECK(m[2]["samples_seen"] == 24 * 64);
+  CHECK(m[2]["epoch"] == 3.0);
+  CHECK(m[2]["wall_s"].get<double>() > m[0]["wall_s"].get<double>());
+  std::ifstream f(c.out + "/config.json");
+  json cfg = json::parse(f);
+  for (const char* k : {"brisk_version", "compiler", "cpu", "threads_used", "model", "lr", "seed"})
+    CHECK(cfg.contains(k));
+  CHECK(fs::exists(c.out + "/checkpoint.json"));
+}
+
+TEST_CASE("train: a resumed run is bit-identical to an uninterrupted one", "[train][determinism]") {
+  for (std::string opt : {"sgd", "adamw"}) {
+    INFO("optimizer " << opt);
+    TrainConfig full = small_config("brisk_full_" + opt);
+    full.optimizer = opt;
+    full.lr = opt == "sgd" ? 0.05 : 0.002;
+    full.augment = "crop+flip";
+    full.methods = {"ema:decay=0.9"};
+    Trainer(full).fit();
+
+    TrainConfig part = full;
+    part.out = full.out + "_part";
+    fs::remove_all(part.out);
+    part.max_steps = 5;  // stop mid-epoch 1
+    Trainer(part).fit();
+    part.max_steps = 11;  // stop mid-epoch 2
+    Trainer(part).fit(/*resume=*/true);
+    part.max_steps = 0;
+    Trainer(part).fit(/*resume=*/true);
+
+    TensorMap a = final_tensors(full.out), b = final_tensors(part.out);
+    REQUIRE(a.size() == b.size());
+    for (auto& [k, v] : a) {
+      INFO(k);
+      CHECK(bit_equal(v, b.at(k)));
+    }
+    auto ma = read_jsonl(full.out + "/metrics.jsonl"), mb = read_jsonl(part.out + "/metrics.jsonl");
+    CHECK(ma.back()["test_acc"] == mb.back()["test_acc"]);
+    CHECK(ma.back()["samples_seen"] == mb.back()["samples_seen"]);
+  }
+}
+
+TEST_CASE("train: a NaN loss stops with the step named and keeps the checkpoint", "[train]") {
+  TrainConfig c = small_config("brisk_nan");
+  c.epochs = 1;
+  Trainer(c).fit();
+  std::string before;
+  {
+    std::ifstream f(c.out + "/checkpoint.json");
+    before.assign((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  }
+  TrainConfig bad = c;
+  bad.epochs = 3;
+  bad.lr = 1e30;  // diverges at once
+  CHECK_THROWS_WITH(Trainer(bad).fit(true), Catch::Contains("loss is") && Catch::Contains("at step") &&
+                                                 Catch::Contains("untouched"));
+  std::ifstream f(c.out + "/checkpoint.json");
+  std::string after((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  CHECK(before == after);
+  CHECK_NOTHROW(final_tensors(c.out));
+}
+
+TEST_CASE("train: checkpoints are never overwritten by a fresh run, and corruption is reported", "[train]") {
+  TrainConfig c = small_config("brisk_ckpt");
+  c.epochs = 1;
+  c.max_steps = 3;
+  Trainer(c).fit();
+  CHECK_THROWS_WITH(Trainer(c).fit(false), Catch::Contains("already holds a checkpoint") && Catch::Contains("--resume"));
+  // truncate the tensors file
+  std::ifstream jf(c.out + "/checkpoint.json");
+  json j = json::parse(jf);
+  std::string tpath = c.out + "/" + j["tensors_file"].get<std::string>();
+  fs::resize_file(tpath, fs::file_size(tpath) / 2);
+  CHECK_THROWS_WITH(Trainer(c).fit(true), Catch::Contains("truncated"));
+  atomic_write(c.out + "/checkpoint.json", "{ not json");
+  CHECK_THROWS_WITH(Trainer(c).fit(true), Catch::Contains("corrupt") && Catch::Contains("checkpoint.json"));
+  TrainConfig none = small_config("brisk_nockpt");
+  CHECK_THROWS_WITH(Trainer(none).fit(true), Catch::Contains("no checkpoint to resume"));
+}
+
+TEST_CASE("train: config keys, TOML files and method specs are validated", "[train]") {
+  TrainConfig c;
+  c.set("batch_size", "32");
+  c.set("weight-decay", "0.1");
+  CHECK(c.batch_size == 32);
+  CHECK(c.weight_decay == 0.1);
+  CHECK_THROWS_WITH(c.set("bogus", "1"), Catch::Contains("unknown config key 'bogus'"));
+  CHECK_THROWS_WITH(c.set("epochs", "ten"), Catch::Contains("'epochs' must be an integer"));
+  CHECK_THROWS_WITH(c.set("model", "vgg"), Catch::Contains("unknown model 'vgg'"));
+  CHECK_THROWS_WITH(c.set("optimizer", "lion"), Catch::Contains("unknown optimizer 'lion'"));
+  fs::path toml = fs::temp_directory_path() / "brisk_cfg.toml";
+  std::ofstream(toml) << "model = \"resnet\"\nepochs = 3\nlr = 0.1\nnesterov = true\nmethod = [\"ema:decay=0.99\"]\n";
+  TrainConfig t;
+  t.load_toml(toml.string());
+  CHECK(t.model == "resnet");
+  CHECK(t.epochs == 3);
+  CHECK(t.nesterov);
+  CHECK(t.methods == std::vector<std::string>({"ema:decay=0.99"}));
+  std::ofstream(toml) << "epochs = 3\nlearning_rate = 0.1\n";
+  CHECK_THROWS_WITH(TrainConfig().load_toml(toml.string()), Catch::Contains("unknown config key 'learning_rate'"));
+  std::ofstream(toml) << "epochs = [[\n";
+  CHECK_THROWS_WITH(TrainConfig().load_toml(toml.string()), Catch::Contains("brisk_cfg.toml") && Catch::Contains("line"));
+  CHECK(TrainConfig::from_json(t.to_json()).to_json() == t.to_json());
+
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("prune:amount=0.5"),
+                    Catch::Contains("unknown method family 'prune'") && Catch::Contains("ema"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("ema:decy=0.9"), Catch::Contains("unknown key 'decy'"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("ema:decay=abc"), Catch::Contains("must be a number"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("ema:decay"), Catch::Contains("key=value"));
+  CHECK(brisk::efficiency::make_method("ema:decay=0.5")->name() == "ema");
+}
+
+TEST_CASE("train: bad devices and missing data are clear errors", "[train]") {
+  TrainConfig c = small_config("brisk_dev");
+  c.device = "cuda";
+  CHECK_THROWS_WITH(Trainer(c), Catch::Contains("--device cuda"));
+  TrainConfig d = small_config("brisk_nodata");
+  d.data_dir = "/nonexistent/fmnist";
+  CHECK_THROWS_WITH(Trainer(d), Catch::Contains("/nonexistent/fmnist") && Catch::Contains("dataset-fashion-mnist"));
+}

@@ -1,0 +1,51 @@
+// Trainer events and the Callback interface that efficiency methods implement.
+//
+// Events fire in this order:
+//   fit_start
+//   per epoch: epoch_start
+//     per batch: batch_start, after_forward, after_loss, after_backward,
+//                before_step, after_step, batch_end
+//   epoch_end (only when the epoch completed), eval_start, (evaluation), eval_end
+// Evaluation also happens mid-epoch (--eval-every, or a --max-steps stop);
+// eval_start/eval_end bracket every evaluation, epoch_end never does.
+//   fit_end
+// Several callbacks may subscribe; at each event they run in registration
+// order (the order of --method flags), except where efficiency/ documents a
+// composition rule.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/safetensors.h"
+
+namespace brisk::train {
+
+class Trainer;
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual std::string name() const = 0;
+  virtual void on_fit_start(Trainer&) {}
+  virtual void on_epoch_start(Trainer&) {}
+  virtual void on_batch_start(Trainer&) {}
+  virtual void on_after_forward(Trainer&) {}
+  virtual void on_after_loss(Trainer&) {}
+  virtual void on_after_backward(Trainer&) {}
+  virtual void on_before_step(Trainer&) {}
+  virtual void on_after_step(Trainer&) {}
+  virtual void on_batch_end(Trainer&) {}
+  virtual void on_epoch_end(Trainer&) {}
+  virtual void on_eval_start(Trainer&) {}
+  virtual void on_eval_end(Trainer&) {}
+  virtual void on_fit_end(Trainer&) {}
+  // Fields this method adds to each metrics.jsonl line.
+  virtual void add_metrics(nlohmann::json&) const {}
+  // Checkpointed state: scalars as JSON, tensors by name.
+  virtual nlohmann::json state_json() const { return nlohmann::json::object(); }
+  virtual void load_state_json(const nlohmann::json&) {}
+  virtual TensorMap state_tensors() const { return {}; }
+  virtual void load_state_tensors(const TensorMap&) {}
+};
+
+}  // namespace brisk::train

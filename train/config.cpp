@@ -1,0 +1,187 @@
+// TrainConfig parsing and validation.
+#include "train/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <toml++/toml.h>
+
+#include "core/error.h"
+
+namespace brisk::train {
+
+namespace {
+
+std::string norm_key(std::string k) {
+  std::replace(k.begin(), k.end(), '_', '-');
+  return k;
+}
+
+int64_t to_int(const std::string& key, const std::string& v) {
+  try {
+    size_t used = 0;
+    long long x = std::stoll(v, &used);
+    if (used == v.size()) return x;
+  } catch (const std::exception&) {
+  }
+  BRISK_FAIL("config: '", key, "' must be an integer, got '", v, "'");
+}
+
+double to_double(const std::string& key, const std::string& v) {
+  try {
+    size_t used = 0;
+    double x = std::stod(v, &used);
+    if (used == v.size() && std::isfinite(x)) return x;
+  } catch (const std::exception&) {
+  }
+  BRISK_FAIL("config: '", key, "' must be a number, got '", v, "'");
+}
+
+bool to_bool(const std::string& key, const std::string& v) {
+  if (v == "true" || v == "1" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "off") return false;
+  BRISK_FAIL("config: '", key, "' must be true or false, got '", v, "'");
+}
+
+void one_of(const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
+  std::string known;
+  for (const char* o : ok) {
+    if (v == o) return;
+    known += (known.empty() ? "" : ", ") + std::string(o);
+  }
+  BRISK_FAIL("unknown ", key, " '", v, "' (known: ", known, ")");
+}
+
+}  // namespace
+
+const std::vector<std::string>& TrainConfig::keys() {
+  static const std::vector<std::string> k{
+      "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
+      "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
+      "threads", "device", "out", "max-steps", "eval-every", "method", "progress"};
+  return k;
+}
+
+void TrainConfig::set(const std::string& key_in, const std::string& v) {
+  std::string key = norm_key(key_in);
+  if (key == "model") { one_of("model", v, {"mlp", "cnn", "resnet"}); model = v; }
+  else if (key == "data") { one_of("dataset", v, {"fashion-mnist"}); data = v; }
+  else if (key == "data-dir") data_dir = v;
+  else if (key == "epochs") epochs = to_int(key, v);
+  else if (key == "batch-size") batch_size = to_int(key, v);
+  else if (key == "lr") lr = to_double(key, v);
+  else if (key == "optimizer") { one_of("optimizer", v, {"sgd", "adamw"}); optimizer = v; }
+  else if (key == "schedule") { one_of("schedule", v, {"constant", "cosine", "onecycle", "linear", "step"}); schedule = v; }
+  else if (key == "momentum") momentum = to_double(key, v);
+  else if (key == "nesterov") nesterov = to_bool(key, v);
+  else if (key == "weight-decay") weight_decay = to_double(key, v);
+  else if (key == "warmup-epochs") warmup_epochs = to_double(key, v);
+  else if (key == "label-smoothing") label_smoothing = to_double(key, v);
+  else if (key == "augment") { one_of("augmentation", v, {"none", "flip", "crop", "crop+flip"}); augment = v; }
+  else if (key == "clip-grad") clip_grad = to_double(key, v);
+  else if (key == "seed") seed = uint64_t(to_int(key, v));
+  else if (key == "threads") threads = to_int(key, v);
+  else if (key == "device") device = v;
+  else if (key == "out") out = v;
+  else if (key == "max-steps") max_steps = to_int(key, v);
+  else if (key == "eval-every") eval_every = to_int(key, v);
+  else if (key == "method") methods.push_back(v);
+  else if (key == "progress") { one_of("progress", v, {"auto", "on", "off"}); progress = v; }
+  else {
+    std::string known;
+    for (auto& k : keys()) known += (known.empty() ? "" : ", ") + k;
+    BRISK_FAIL("unknown config key '", key_in, "' (known: ", known, ")");
+  }
+}
+
+void TrainConfig::validate() const {
+  BRISK_CHECK(epochs >= 1, "config: epochs must be >= 1, got ", epochs);
+  BRISK_CHECK(batch_size >= 1, "config: batch-size must be >= 1, got ", batch_size);
+  BRISK_CHECK(lr > 0, "config: lr must be > 0, got ", lr);
+  BRISK_CHECK(momentum >= 0 && momentum < 1, "config: momentum must be in [0, 1), got ", momentum);
+  BRISK_CHECK(weight_decay >= 0, "config: weight-decay must be >= 0, got ", weight_decay);
+  BRISK_CHECK(warmup_epochs >= 0 && warmup_epochs <= double(epochs), "config: warmup-epochs must be in [0, epochs]");
+  BRISK_CHECK(label_smoothing >= 0 && label_smoothing < 1, "config: label-smoothing must be in [0, 1)");
+  BRISK_CHECK(clip_grad >= 0, "config: clip-grad must be >= 0");
+  BRISK_CHECK(threads >= 0, "config: threads must be >= 0");
+  BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
+  BRISK_CHECK(!out.empty(), "config: out must not be empty");
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"model", model}, {"data", data}, {"data-dir", data_dir}, {"epochs", epochs},
+          {"batch-size", batch_size}, {"lr", lr}, {"optimizer", optimizer}, {"schedule", schedule},
+          {"momentum", momentum}, {"nesterov", nesterov}, {"weight-decay", weight_decay},
+          {"warmup-epochs", warmup_epochs}, {"label-smoothing", label_smoothing}, {"augment", augment},
+          {"clip-grad", clip_grad}, {"seed", seed}, {"threads", threads}, {"device", device}, {"out", out},
+          {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress}};
+}
+
+static std::string scalar_text(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
+  if (v.is_number_float()) {
+    std::ostringstream os;
+    os.precision(17);
+    os << v.get<double>();
+    return os.str();
+  }
+  BRISK_FAIL("config: unsupported value ", v.dump());
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  for (auto& [k, v] : j.items()) {
+    if (norm_key(k) == "method") {
+      c.methods.clear();
+      for (auto& m : v) c.methods.push_back(m.get<std::string>());
+    } else {
+      c.set(k, scalar_text(v));
+    }
+  }
+  return c;
+}
+
+void TrainConfig::load_toml(const std::string& path) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << e.description() << " at line " << e.source().begin.line << ", column " << e.source().begin.column;
+    BRISK_FAIL("config file ", path, ": ", os.str());
+  }
+  for (auto& [k, node] : tbl) {
+    std::string key(k.str());
+    try {
+      if (norm_key(key) == "method") {
+        if (auto* arr = node.as_array()) {
+          for (auto& m : *arr) {
+            auto s = m.value<std::string>();
+            BRISK_CHECK(s.has_value(), "'method' entries must be strings");
+            methods.push_back(*s);
+          }
+        } else if (auto s = node.value<std::string>()) {
+          methods.push_back(*s);
+        } else {
+          BRISK_FAIL("'method' must be a string or an array of strings");
+        }
+        continue;
+      }
+      if (auto s = node.value_exact<std::string>()) set(key, *s);
+      else if (auto b = node.value_exact<bool>()) set(key, *b ? "true" : "false");
+      else if (auto i = node.value_exact<int64_t>()) set(key, std::to_string(*i));
+      else if (auto d = node.value_exact<double>()) {
+        std::ostringstream os;
+        os.precision(17);
+        os << *d;
+        set(key, os.str());
+      } else BRISK_FAIL("'", key, "' must be a string, number or boolean");
+    } catch (const Error& e) {
+      BRISK_FAIL("config file ", path, ": ", e.what());
+    }
+  }
+}
+
+}  // namespace brisk::train

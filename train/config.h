@@ -1,0 +1,48 @@
+// TrainConfig: every setting of a training run. Flags, TOML files and
+// config.json all go through set(key, value), so they share one validation
+// path and one set of names (dashes or underscores both accepted).
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace brisk::train {
+
+struct TrainConfig {
+  std::string model = "cnn";
+  std::string data = "fashion-mnist";
+  std::string data_dir;  // empty: the dataset's default folder
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 0.05;
+  std::string optimizer = "sgd";  // sgd | adamw
+  std::string schedule = "cosine";  // constant | cosine | onecycle | linear | step
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  double warmup_epochs = 0.0;
+  double label_smoothing = 0.0;
+  std::string augment = "none";  // none | flip | crop | crop+flip
+  double clip_grad = 0.0;        // 0: off
+  uint64_t seed = 0;
+  int64_t threads = 0;           // 0: all cores
+  std::string device = "cpu";
+  std::string out = "runs/latest";
+  int64_t max_steps = 0;         // 0: no limit
+  int64_t eval_every = 0;        // steps between evaluations; 0: once per epoch
+  std::vector<std::string> methods;  // "family:key=value,..."
+  std::string progress = "auto";  // auto | on | off
+
+  // Sets one key from its text form; throws brisk::Error naming the key on an
+  // unknown key or a bad value.
+  void set(const std::string& key, const std::string& value);
+  void validate() const;
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);
+  // Applies a TOML file's keys (same names as the flags).
+  void load_toml(const std::string& path);
+  static const std::vector<std::string>& keys();
+};
+
+}  // namespace brisk::train

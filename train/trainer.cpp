@@ -1,0 +1,243 @@
+// The training loop. See train/callback.h for the event order.
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "efficiency/method.h"
+#include "models/models.h"
+#include "train/progress.h"
+
+namespace brisk::train {
+
+namespace fs = std::filesystem;
+namespace F = brisk::nn::functional;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
+  cfg_.validate();
+  BRISK_CHECK(cfg_.device == "cpu", "--device ", cfg_.device,
+              ": only cpu is available in this build (the CUDA backend is a separate issue); use --device cpu");
+  if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
+  manual_seed(cfg_.seed);
+  model_ = models::make_model(cfg_.model);
+
+  data::Dataset train_set = data::load_dataset(cfg_.data, cfg_.data_dir, true);
+  test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false);
+  data::LoaderOptions lo;
+  lo.batch_size = cfg_.batch_size;
+  lo.seed = cfg_.seed;
+  lo.augment = data::parse_augment(cfg_.augment);
+  train_loader_ = std::make_unique<data::DataLoader>(train_set, lo);
+
+  if (cfg_.optimizer == "sgd") {
+    optim::SGDOptions o;
+    o.lr = cfg_.lr;
+    o.momentum = cfg_.momentum;
+    o.nesterov = cfg_.nesterov;
+    o.weight_decay = cfg_.weight_decay;
+    optimizer_ = std::make_unique<optim::SGD>(model_->named_parameters(), o);
+  } else {
+    optim::AdamWOptions o;
+    o.lr = cfg_.lr;
+    o.weight_decay = cfg_.weight_decay;
+    optimizer_ = std::make_unique<optim::AdamW>(model_->named_parameters(), o);
+  }
+  optim::ScheduleOptions so;
+  so.kind = cfg_.schedule;
+  so.base_lr = cfg_.lr;
+  so.total_steps = total_steps();
+  so.warmup_steps = std::min<int64_t>(so.total_steps, int64_t(cfg_.warmup_epochs * double(train_loader_->num_batches())));
+  so.step_size = std::max<int64_t>(1, so.total_steps / 3);
+  schedule_ = std::make_unique<optim::LRSchedule>(so);
+
+  for (auto& m : cfg_.methods) callbacks_.push_back(efficiency::make_method(m));
+  show_progress_ = cfg_.progress == "on" || (cfg_.progress == "auto" && isatty(STDOUT_FILENO));
+}
+
+Trainer::~Trainer() = default;
+
+// The schedule's budget is always epochs x batches; --max-steps only stops
+// early (so a stopped-and-resumed run follows the same schedule).
+int64_t Trainer::total_steps() const { return cfg_.epochs * train_loader_->num_batches(); }
+
+void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+
+template <class F>
+void Trainer::fire(F f) {
+  for (auto& cb : callbacks_) f(*cb);
+}
+
+EvalResult Trainer::evaluate() {
+  NoGradGuard ng;
+  bool was_training = model_->is_training();
+  model_->eval();
+  data::LoaderOptions lo;
+  lo.batch_size = 1000;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  lo.prefetch = false;
+  data::DataLoader loader(test_set_, lo);
+  loader.start_epoch(0);
+  double loss_sum = 0, correct = 0;
+  int64_t n = 0;
+  while (auto b = loader.next()) {
+    Tensor out = model_->forward(b->x);
+    loss_sum += F::cross_entropy(out, b->y, F::Reduction::sum).item();
+    correct += sum(eq(argmax(out, 1), b->y)).item();
+    n += b->y.size(0);
+  }
+  model_->train(was_training);
+  return {loss_sum / double(n), correct / double(n)};
+}
+
+void Trainer::train_one_batch() {
+  skip_step = false;
+  loss_weights = Tensor();
+  fire([&](Callback& c) { c.on_batch_start(*this); });
+  logits = model_->forward(batch.x);
+  fire([&](Callback& c) { c.on_after_forward(*this); });
+  per_example_loss = F::cross_entropy(logits, batch.y, F::Reduction::none, -100, cfg_.label_smoothing);
+  fire([&](Callback& c) { c.on_after_loss(*this); });
+  loss = loss_weights.defined() ? sum(per_example_loss * loss_weights) / double(per_example_loss.numel())
+                                : mean(per_example_loss);
+  double lv = loss.item();
+  BRISK_CHECK(std::isfinite(lv), "training stopped: loss is ", lv, " at step ", state_.step, " (epoch ",
+              state_.epoch + 1, ", batch ", batch.index, "). The last checkpoint in ", cfg_.out,
+              " is untouched; lower --lr or enable --clip-grad.");
+  optimizer_->zero_grad();
+  loss.backward();
+  fire([&](Callback& c) { c.on_after_backward(*this); });
+  if (cfg_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), cfg_.clip_grad);
+  optimizer_->set_lr(schedule_->lr_at(state_.step));
+  fire([&](Callback& c) { c.on_before_step(*this); });
+  if (!skip_step) optimizer_->step();
+  fire([&](Callback& c) { c.on_after_step(*this); });
+  state_.step++;
+  state_.samples_seen += batch.y.size(0);
+  state_.loss_sum += lv;
+  state_.loss_count++;
+  fire([&](Callback& c) { c.on_batch_end(*this); });
+  logits = per_example_loss = loss = Tensor();  // free the graph's activations now
+}
+
+EvalResult Trainer::fit(bool resume) {
+  fs::create_directories(cfg_.out);
+  fire([&](Callback& c) { c.on_fit_start(*this); });
+  if (resume) {
+    load_checkpoint(cfg_.out);
+  } else {
+    BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
+                " already holds a checkpoint; continue it with --resume ", cfg_.out,
+                " or choose another --out (brisk never overwrites a checkpoint with a fresh run)");
+    std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
+  }
+  write_config_json();
+  const int64_t budget = cfg_.max_steps > 0 ? std::min(cfg_.max_steps, total_steps()) : total_steps();
+  while (state_.epoch < cfg_.epochs && state_.step < budget) {
+    epoch_order = Tensor();
+    if (state_.batch_in_epoch == 0) fire([&](Callback& c) { c.on_epoch_start(*this); });
+    train_loader_->start_epoch(state_.epoch, state_.batch_in_epoch, epoch_order);
+    int64_t epoch_batches = train_loader_->num_batches();
+    ProgressBar bar(show_progress_, "epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(cfg_.epochs),
+                    epoch_batches);
+    int64_t bar_samples = 0;
+    bool stop_for_eval = false;
+    auto t0 = Clock::now();
+    while (state_.step < budget) {
+      auto b = train_loader_->next();
+      if (!b) break;
+      batch = std::move(*b);
+      train_one_batch();
+      state_.batch_in_epoch++;
+      bar_samples += batch.y.size(0);
+      bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
+      if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.batch_in_epoch < epoch_batches) {
+        stop_for_eval = true;
+        break;
+      }
+    }
+    state_.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    bar.finish();
+    bool epoch_done = state_.batch_in_epoch >= epoch_batches;
+    if (epoch_done) {
+      state_.epoch++;
+      state_.batch_in_epoch = 0;
+      fire([&](Callback& c) { c.on_epoch_end(*this); });
+    }
+    (void)stop_for_eval;
+    fire([&](Callback& c) { c.on_eval_start(*this); });
+    last_eval_ = evaluate();
+    write_metrics(last_eval_);
+    fire([&](Callback& c) { c.on_eval_end(*this); });
+    save_checkpoint();
+  }
+  fire([&](Callback& c) { c.on_fit_end(*this); });
+  return last_eval_;
+}
+
+void Trainer::write_metrics(const EvalResult& r) {
+  json j = {{"epoch", double(state_.epoch) + double(state_.batch_in_epoch) / double(train_loader_->num_batches())},
+            {"step", state_.step},
+            {"samples_seen", state_.samples_seen},
+            {"wall_s", state_.wall_s},
+            {"train_loss", state_.loss_count ? state_.loss_sum / double(state_.loss_count) : NAN},
+            {"test_loss", r.loss},
+            {"test_acc", r.acc},
+            {"lr", optimizer_->lr()}};
+  for (auto& cb : callbacks_) cb->add_metrics(j);
+  for (auto& [k, v] : extra_metrics.items()) j[k] = v;
+  extra_metrics = json::object();
+  std::ofstream f(fs::path(cfg_.out) / "metrics.jsonl", std::ios::app);
+  BRISK_CHECK(f.good(), "cannot append to ", (fs::path(cfg_.out) / "metrics.jsonl").string());
+  f << j.dump() << "\n";
+  std::printf("epoch %.2f  step %lld  train_loss %.4f  test_loss %.4f  test_acc %.4f  wall %.1fs\n",
+              j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss, r.acc,
+              state_.wall_s);
+  std::fflush(stdout);
+  state_.loss_sum = 0;
+  state_.loss_count = 0;
+}
+
+static std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+void Trainer::write_config_json() {
+  json j = cfg_.to_json();
+  j["brisk_version"] = BRISK_VERSION;
+  j["compiler"] = std::string("g++ ") + __VERSION__;
+  j["cpu"] = cpu_model();
+  j["threads_used"] = get_num_threads();
+  j["parameters"] = model_->num_parameters();
+  j["methods_resolved"] = json::array();
+  for (auto& cb : callbacks_) j["methods_resolved"].push_back({{"name", cb->name()}, {"state", cb->state_json()}});
+  atomic_write((fs::path(cfg_.out) / "config.json").string(), j.dump(2) + "\n");
+}
+
+int run_training(const TrainConfig& cfg_in, bool resume) {
+  TrainConfig cfg = cfg_in;
+  Trainer t(cfg);
+  std::printf("brisk train: model %s (%lld parameters), %s, %lld epochs x %lld batches of %lld, %s lr %g %s, "
+              "%d threads, out %s%s\n",
+              cfg.model.c_str(), (long long)t.model().num_parameters(), cfg.data.c_str(), (long long)cfg.epochs,
+              (long long)t.train_loader().num_batches(), (long long)cfg.batch_size, cfg.optimizer.c_str(), cfg.lr,
+              cfg.schedule.c_str(), get_num_threads(), cfg.out.c_str(), resume ? " (resuming)" : "");
+  std::fflush(stdout);
+  EvalResult r = t.fit(resume);
+  std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.1f  steps %lld\n", r.acc, r.loss,
+              t.state().wall_s, (long long)t.state().step);
+  return 0;
+}
+
+}  // namespace brisk::train

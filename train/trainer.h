@@ -1,0 +1,92 @@
+// Trainer: the training loop, its events, evaluation, metrics and checkpoints.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "nn/module.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+#include "train/callback.h"
+#include "train/config.h"
+
+namespace brisk::train {
+
+struct EvalResult {
+  double loss = 0, acc = 0;
+};
+
+// Where the run is; everything here is checkpointed.
+struct TrainState {
+  int64_t epoch = 0;           // epochs completed
+  int64_t batch_in_epoch = 0;  // batches done in the current (incomplete) epoch
+  int64_t step = 0;            // optimizer steps taken
+  int64_t samples_seen = 0;
+  double wall_s = 0;           // training seconds, evaluation and checkpointing excluded
+  double loss_sum = 0;         // train loss accumulated since the last evaluation
+  int64_t loss_count = 0;
+};
+
+class Trainer {
+ public:
+  // Builds model, data, optimizer and schedule from cfg. Methods come from
+  // cfg.methods (through efficiency/'s registry) plus any added before fit().
+  explicit Trainer(TrainConfig cfg);
+  ~Trainer();
+
+  void add_callback(std::unique_ptr<Callback> cb);
+  // Runs to cfg.epochs (or cfg.max_steps). Resumes from cfg.out if resume=true.
+  EvalResult fit(bool resume = false);
+  EvalResult evaluate();
+
+  // --- what callbacks see and may change ---
+  const TrainConfig& config() const { return cfg_; }
+  nn::Module& model() { return *model_; }
+  std::shared_ptr<nn::Module> model_ptr() { return model_; }
+  optim::Optimizer& optimizer() { return *optimizer_; }
+  data::DataLoader& train_loader() { return *train_loader_; }
+  const TrainState& state() const { return state_; }
+  const std::vector<std::unique_ptr<Callback>>& callbacks() const { return callbacks_; }
+  // Current batch and its results (valid between batch_start and batch_end).
+  data::Batch batch;
+  Tensor logits;             // [B, classes], after_forward
+  Tensor per_example_loss;   // [B], after_loss
+  Tensor loss_weights;       // optional [B]: set before after_loss to weight examples
+  Tensor loss;               // scalar that backward() runs on
+  bool skip_step = false;    // set in before_step to skip this optimizer update
+  // Set by methods at epoch_start to visit a custom order (subset) this epoch.
+  Tensor epoch_order;
+  // Extra metric fields for the next metrics.jsonl line.
+  nlohmann::json extra_metrics = nlohmann::json::object();
+
+  // Checkpoint I/O in cfg.out (atomic; never leaves a half-written checkpoint).
+  void save_checkpoint();
+  void load_checkpoint(const std::string& dir);
+
+  int64_t total_steps() const;  // the schedule's budget
+
+ private:
+  template <class F> void fire(F f);
+  void train_one_batch();
+  void write_metrics(const EvalResult& r);
+  void write_config_json();
+
+  TrainConfig cfg_;
+  std::shared_ptr<nn::Module> model_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<optim::LRSchedule> schedule_;
+  std::unique_ptr<data::DataLoader> train_loader_;
+  data::Dataset test_set_;
+  std::vector<std::unique_ptr<Callback>> callbacks_;
+  TrainState state_;
+  EvalResult last_eval_;
+  bool show_progress_ = false;
+};
+
+// The `brisk train` entry point: parses nothing, runs cfg, prints progress and
+// a one-line summary. Returns the process exit code.
+int run_training(const TrainConfig& cfg, bool resume);
+
+}  // namespace brisk::train
