@@ -2,7 +2,12 @@
 #include "core/dispatch.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <tuple>
 
@@ -28,6 +33,23 @@ std::map<Key, std::vector<Entry>>& table() {
   static std::map<Key, std::vector<Entry>> t;
   return t;
 }
+
+std::atomic<bool> g_profiling{false};
+std::mutex g_stats_mu;
+// Never destroyed: the BRISK_PROFILE report reads it from an atexit handler.
+std::map<std::pair<std::string, std::string>, OpStat>& stats_table() {
+  static auto* t = new std::map<std::pair<std::string, std::string>, OpStat>();
+  return *t;
+}
+
+const bool g_env_profiling = [] {
+  const char* e = std::getenv("BRISK_PROFILE");
+  if (e && std::string(e) == "1") {
+    g_profiling = true;
+    std::atexit([] { std::fputs(format_op_stats(op_stats()).c_str(), stderr); });
+  }
+  return true;
+}();
 
 thread_local std::string t_forced;
 thread_local std::string t_disabled;
@@ -61,7 +83,18 @@ void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
     for (const Entry& e : it->second) {
       if (!t_forced.empty() && e.backend != t_forced && e.backend != "ref") continue;
       if (!t_disabled.empty() && e.backend == t_disabled) continue;
+      bool prof = g_profiling.load(std::memory_order_relaxed);
+      auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       if (e.fn(args)) {
+        if (prof) {
+          double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          std::lock_guard<std::mutex> lk(g_stats_mu);
+          OpStat& st = stats_table()[{op, e.backend}];
+          st.op = op;
+          st.backend = e.backend;
+          st.calls++;
+          st.seconds += dt;
+        }
         t_last = e.backend;
         t_last_by_op[op] = e.backend;
         return;
@@ -87,6 +120,36 @@ std::vector<std::string> kernel_backends(const std::string& op, DeviceType dev, 
   if (it != table().end())
     for (const Entry& e : it->second) names.push_back(e.backend);
   return names;
+}
+
+void set_op_profiling(bool on) { g_profiling = on; }
+
+std::vector<OpStat> op_stats() {
+  std::lock_guard<std::mutex> lk(g_stats_mu);
+  std::vector<OpStat> v;
+  for (auto& [k, s] : stats_table()) v.push_back(s);
+  std::sort(v.begin(), v.end(), [](const OpStat& a, const OpStat& b) { return a.seconds > b.seconds; });
+  return v;
+}
+
+void reset_op_stats() {
+  std::lock_guard<std::mutex> lk(g_stats_mu);
+  stats_table().clear();
+}
+
+std::string format_op_stats(const std::vector<OpStat>& stats) {
+  double total = 0;
+  for (auto& s : stats) total += s.seconds;
+  std::ostringstream os;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-28s %-9s %10s %10s %6s\n", "op", "backend", "calls", "seconds", "%");
+  os << line;
+  for (auto& s : stats) {
+    std::snprintf(line, sizeof line, "%-28s %-9s %10lld %10.3f %6.1f\n", s.op.c_str(), s.backend.c_str(),
+                  (long long)s.calls, s.seconds, total > 0 ? 100 * s.seconds / total : 0.0);
+    os << line;
+  }
+  return os.str();
 }
 
 const std::string& last_backend() { return t_last; }

@@ -70,4 +70,16 @@ class DisableBackend {
 
 void init_kernels();  // registers every compiled-in backend once (idempotent)
 
+// Per-(op, backend) call counts and kernel seconds, collected while enabled
+// (also by setting BRISK_PROFILE=1, which prints the table at exit).
+struct OpStat {
+  std::string op, backend;
+  int64_t calls = 0;
+  double seconds = 0;
+};
+void set_op_profiling(bool on);
+std::vector<OpStat> op_stats();  // sorted by time, descending
+void reset_op_stats();
+std::string format_op_stats(const std::vector<OpStat>& stats);
+
 }  // namespace brisk

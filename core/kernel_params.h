@@ -54,5 +54,11 @@ struct Geom2d {
 // "scatter_add": in = {index (i64 contiguous), src (contiguous, index's shape)};
 //            out[0] is accumulated into in place: out[..index[i]..] += src[i].
 struct DimParams { int64_t dim; };
+// "batch_norm_fwd" (training statistics, fused): in = {x [N, C, L] contiguous,
+//            weight [C], bias [C]}; out = {y [N, C, L], mean [C], invstd [C]},
+//            invstd = 1 / sqrt(biased var + eps).
+// "batch_norm_bwd": in = {gy [N, C, L], x, mean, invstd, weight};
+//            out = {gx [N, C, L], gweight [C], gbias [C]}.
+struct BatchNormParams { double eps; };
 
 }  // namespace brisk

@@ -5,10 +5,20 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/kernel_params.h"
 
 namespace brisk::kern {
+
+// The one element conversion every copy kernel uses: exact for same-type
+// copies, via double otherwise, f16/bf16 rounding to nearest even.
+template <class S, class D>
+inline D convert(S s) {
+  if constexpr (std::is_same_v<S, D>) return s;
+  else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>) return D(float(to_double(s)));
+  else return from_double<D>(to_double(s));
+}
 
 template <class T>
 inline T apply_unary(UnaryOp op, T x) {

@@ -124,21 +124,73 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair out) {
   return pool("adaptive_avg_pool2d", x, g);
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+// Checks shared by both batch_norm paths; returns C.
+static int64_t check_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                                const Tensor& weight, const Tensor& bias) {
   check_defined("batch_norm", x);
   check_floating("batch_norm", x);
   BRISK_CHECK(x.dim() >= 2, "op batch_norm: expected input [N, C, ...], got ", shape_str(x.shape()));
   int64_t C = x.size(1);
-  auto check_vec = [&](const Tensor& t, const char* what) {
-    if (t.defined())
-      BRISK_CHECK(t.shape() == Shape({C}), "op batch_norm: ", what, " shape ", shape_str(t.shape()),
+  for (auto [t, what] : {std::pair{&running_mean, "running_mean"}, {&running_var, "running_var"},
+                         {&weight, "weight"}, {&bias, "bias"}})
+    if (t->defined()) {
+      BRISK_CHECK(t->shape() == Shape({C}), "op batch_norm: ", what, " shape ", shape_str(t->shape()),
                   " must be [", C, "] for input ", shape_str(x.shape()));
-  };
-  check_vec(running_mean, "running_mean");
-  check_vec(running_var, "running_var");
-  check_vec(weight, "weight");
-  check_vec(bias, "bias");
+      check_same_dtype("batch_norm", x, *t);
+    }
+  return C;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight, const Tensor& bias, bool training, double momentum, double eps) {
+  int64_t C = check_batch_norm(x, running_mean, running_var, weight, bias);
+  if (!training) return batch_norm_composite(x, running_mean, running_var, weight, bias, false, momentum, eps);
+  int64_t N = x.size(0), L = x.numel() / std::max<int64_t>(N * C, 1);
+  BRISK_CHECK(N * L > 1, "op batch_norm: expected more than 1 value per channel when training, got input ",
+              shape_str(x.shape()));
+  // Fused training-mode kernel; gradients for x, weight and bias in one backward.
+  Tensor w = weight.defined() ? weight : ones({C}, TensorOptions(x.dtype(), x.device()));
+  Tensor b = bias.defined() ? bias : zeros({C}, TensorOptions(x.dtype(), x.device()));
+  Tensor x3 = x.detach().contiguous().reshape({N, C, L});
+  Tensor y = empty({N, C, L}, TensorOptions(x.dtype(), x.device()));
+  Tensor mu = empty({C}, TensorOptions(x.dtype(), x.device())), invstd = empty_like(mu);
+  BatchNormParams p{eps};
+  {
+    Tensor ins[3] = {x3, w.detach(), b.detach()};
+    Tensor outs[3] = {y, mu, invstd};
+    dispatch("batch_norm_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p});
+  }
+  if (running_mean.defined() && running_var.defined()) {
+    NoGradGuard ng;
+    Tensor rm = running_mean, rv = running_var;  // handles: updates land in the caller's buffers
+    Tensor var_b = 1.0 / (invstd * invstd) - eps;
+    rm.copy_(running_mean * (1.0 - momentum) + mu * momentum);
+    rv.copy_(running_var * (1.0 - momentum) + var_b * (momentum * double(N * L) / double(N * L - 1)));
+  }
+  Shape xs = x.shape();
+  std::vector<Tensor> inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  bool has_w = weight.defined(), has_b = bias.defined();
+  Tensor wd = w.detach();
+  Tensor out = attach_grad(y.reshape(xs), "BatchNormBackward", inputs, [=](const Tensor& g) {
+    Tensor gx = empty({N, C, L}, TensorOptions(g.dtype(), g.device()));
+    Tensor gw = empty({C}, TensorOptions(g.dtype(), g.device())), gb = empty_like(gw);
+    Tensor ins[5] = {g.contiguous().reshape({N, C, L}), x3, mu, invstd, wd};
+    Tensor outs[3] = {gx, gw, gb};
+    dispatch("batch_norm_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+    std::vector<Tensor> r{gx.reshape(xs)};
+    if (has_w) r.push_back(gw);
+    if (has_b) r.push_back(gb);
+    return r;
+  });
+  return out;
+}
+
+Tensor batch_norm_composite(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& weight, const Tensor& bias, bool training, double momentum,
+                            double eps) {
+  int64_t C = check_batch_norm(x, running_mean, running_var, weight, bias);
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
   Shape bshape(size_t(x.dim()), 1);

@@ -32,6 +32,11 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size);
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
                   double eps = 1e-5);
+// The same as batch_norm, built only from primitive ops: the reference the
+// fused training-mode kernel (batch_norm_fwd/bwd) is tested against.
+Tensor batch_norm_composite(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
+                            double eps = 1e-5);
 // Normalizes over the trailing dims given by normalized_shape.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);

@@ -142,6 +142,12 @@ TEST_CASE("gradcheck: normalization, dropout, embedding", "[gradcheck]") {
   gradcheck("batch_norm train", [&](const V& in) {
     return F::batch_norm(in[0], rm, rv, in[1], in[2], true);
   }, {x, w, b});
+  gradcheck("batch_norm train, no affine", [&](const V& in) {
+    return F::batch_norm(in[0].transpose(2, 3), Tensor(), Tensor(), Tensor(), Tensor(), true);
+  }, {x});
+  gradcheck("batch_norm_composite train", [&](const V& in) {
+    return F::batch_norm_composite(in[0], rm, rv, in[1], in[2], true);
+  }, {x, w, b});
   Tensor rm2 = uniform64({3}, -1, 1, 73).detach(), rv2 = uniform64({3}, 0.5, 2, 74).detach();
   gradcheck("batch_norm eval", [&](const V& in) {
     return F::batch_norm(in[0], rm2, rv2, in[1], in[2], false);

@@ -112,6 +112,50 @@ TEST_CASE("kernels: cpu im2col/col2im vs ref", "[kernels]") {
   }
 }
 
+TEST_CASE("kernels: cpu max_pool2d forward/backward and casting copies vs ref", "[kernels]") {
+  namespace F = brisk::nn::functional;
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = randn({3, 4, 9, 10}, dt);
+    compare_backend("cpu", "max_pool2d", "max_pool2d k2", [&] { return F::max_pool2d(x, 2); }, 0);
+    compare_backend("cpu", "max_pool2d", "max_pool2d k3 s2 p1", [&] { return F::max_pool2d(x, 3, F::Pair(2), 1); }, 0);
+    compare_backend("cpu", "max_pool2d_backward", "max_pool2d backward", [&] {
+      Tensor xl = x.clone().requires_grad_();
+      Tensor y = F::max_pool2d(xl, 3, F::Pair(2), 1);
+      sum(y * y).backward();
+      return xl.grad();
+    }, dtype_tol(dt, 4));
+    for (DType to : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::boolean})
+      compare_backend("cpu", "copy", std::string("cast to ") + dtype_name(to), [&] { return (x * 100.0).transpose(2, 3).to(to); }, 0);
+  }
+  Tensor nan_x = randn({1, 1, 4, 4});
+  nan_x.data_ptr<float>()[5] = NAN;
+  compare_backend("cpu", "max_pool2d", "max_pool2d NaN", [&] { return F::max_pool2d(nan_x, 2); }, 0);
+  Tensor b = gt(randn({50, 7}), scalar_tensor(0.0));
+  compare_backend("cpu", "copy", "bool to f32", [&] { return b.to(DType::f32); }, 0);
+}
+
+TEST_CASE("kernels: fused batch norm (cpu and ref) vs the composite, forward and backward", "[kernels]") {
+  namespace F = brisk::nn::functional;
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x0 = randn({6, 5, 7, 3}, dt) * 2.0 + 1.0, w0 = randn({5}, dt), b0 = randn({5}, dt);
+    Tensor gy = randn({6, 5, 7, 3}, dt);
+    auto run = [&](bool fused) {
+      Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor rm = zeros({5}, dt), rv = ones({5}, dt);
+      Tensor y = fused ? F::batch_norm(x, rm, rv, w, b, true) : F::batch_norm_composite(x, rm, rv, w, b, true);
+      y.backward(gy);
+      return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad(), b.grad(), rm, rv});
+    };
+    Tensor composite = run(false);
+    for (const char* be : {"cpu", "ref"}) {
+      ForceBackend fb(be);
+      Tensor fused = run(true);
+      CHECK(last_backend("batch_norm_bwd") == be);
+      expect_close(fused, composite, dtype_tol(dt, 6 * 21), std::string("batch_norm fused ") + be);
+    }
+  }
+}
+
 TEST_CASE("kernels: whole conv2d forward and backward, native vs ref", "[kernels]") {
   Tensor x0 = randn({4, 3, 12, 12}), w0 = randn({8, 3, 3, 3});
   auto run = [&] {

@@ -113,26 +113,32 @@ bool compare(const KernelArgs& a) {
   }
 }
 
-// Same-dtype copy into a contiguous output, row by row from any source strides.
-template <class T>
+// Copy (casting or not) into a contiguous output, row by row from any source strides.
+template <class S>
 bool copy(const KernelArgs& a) {
   const Tensor &src = a.in[0], &dst = a.out[0];
-  if (dst.dtype() != src.dtype() || !dst.is_contiguous()) return false;
+  if (!dst.is_contiguous()) return false;
   const Shape& shape = dst.shape();
   int64_t inner = shape.empty() ? 1 : shape.back();
   int64_t rows = inner ? dst.numel() / inner : 0;
   int64_t ss = src.dim() ? src.strides().back() : 0;
-  const T* sp = ptr<T>(src);
-  T* dp = ptr<T>(dst);
+  const S* sp = ptr<S>(src);
   int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
-  parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const T* s = sp + (shape.empty() ? 0 : row_offset(r, shape, src.strides()));
-      T* d = dp + r * inner;
-      if (ss == 1) std::copy(s, s + inner, d);
-      else if (ss == 0) std::fill(d, d + inner, s[0]);
-      else for (int64_t i = 0; i < inner; ++i) d[i] = s[i * ss];
-    }
+  visit_dtype(dst.dtype(), [&](auto tag) {
+    using D = typename decltype(tag)::type;
+    D* dp = ptr<D>(dst);
+    parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        const S* s = sp + (shape.empty() ? 0 : row_offset(r, shape, src.strides()));
+        D* d = dp + r * inner;
+        if constexpr (std::is_same_v<S, D>) {
+          if (ss == 1) { std::copy(s, s + inner, d); continue; }
+        }
+        if (ss == 1) for (int64_t i = 0; i < inner; ++i) d[i] = convert<S, D>(s[i]);
+        else if (ss == 0) std::fill(d, d + inner, convert<S, D>(s[0]));
+        else for (int64_t i = 0; i < inner; ++i) d[i] = convert<S, D>(s[i * ss]);
+      }
+    });
   });
   return true;
 }

@@ -5,6 +5,8 @@ void register_elementwise();
 void register_reduce();
 void register_gemm();
 void register_image();
+void register_norm();
+void register_pool();
 }  // namespace kern::cpu
 
 void register_cpu_kernels() {
@@ -12,5 +14,7 @@ void register_cpu_kernels() {
   kern::cpu::register_reduce();
   kern::cpu::register_gemm();
   kern::cpu::register_image();
+  kern::cpu::register_norm();
+  kern::cpu::register_pool();
 }
 }  // namespace brisk

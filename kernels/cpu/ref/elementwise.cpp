@@ -68,14 +68,8 @@ bool copy(const KernelArgs& a) {
   visit_dtype(dst.dtype(), [&](auto tag) {
     using D = typename decltype(tag)::type;
     D* dp = ptr<D>(dst);
-    for_each_strided<2>(dst.shape(), {&src.strides(), &dst.strides()}, [&](auto off) {
-      if constexpr (std::is_same_v<S, D>)
-        dp[off[1]] = sp[off[0]];
-      else if constexpr (std::is_same_v<D, Half> || std::is_same_v<D, BFloat16>)
-        dp[off[1]] = D(float(to_double(sp[off[0]])));
-      else
-        dp[off[1]] = from_double<D>(to_double(sp[off[0]]));
-    });
+    for_each_strided<2>(dst.shape(), {&src.strides(), &dst.strides()},
+                        [&](auto off) { dp[off[1]] = convert<S, D>(sp[off[0]]); });
   });
   return true;
 }

@@ -5,6 +5,7 @@ void register_elementwise();
 void register_reduce();
 void register_gemm();
 void register_image();
+void register_norm();
 void register_index();
 }  // namespace kern::ref
 
@@ -13,6 +14,7 @@ void register_ref_kernels() {
   kern::ref::register_reduce();
   kern::ref::register_gemm();
   kern::ref::register_image();
+  kern::ref::register_norm();
   kern::ref::register_index();
 }
 }  // namespace brisk
