@@ -41,6 +41,9 @@ struct TensorImpl {
   std::weak_ptr<Node> grad_accumulator;  // leaf's AccumulateGrad, shared by all uses
   std::vector<GradHook> hooks;           // leaf hooks (non-leaf hooks live on grad_fn)
   bool retains_grad = false;
+  // Sparsity on a parameter: 1 = kept, 0 = pruned (same shape and dtype).
+  // See nn/sparsity.h; optimizers keep the invariants it implies.
+  std::shared_ptr<TensorImpl> mask;
 };
 
 class Tensor {

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "nn/sparsity.h"
+
 namespace brisk::optim {
 
 Optimizer::Optimizer(NamedParams params, double lr) : params_(std::move(params)), lr_(lr) {
@@ -11,6 +13,21 @@ Optimizer::Optimizer(NamedParams params, double lr) : params_(std::move(params))
   for (auto& [n, p] : params_) {
     BRISK_CHECK(p.defined() && p.requires_grad(), "optimizer: parameter '", n, "' does not require grad");
     BRISK_CHECK(is_floating(p.dtype()), "optimizer: parameter '", n, "' has dtype ", p.dtype());
+  }
+}
+
+void Optimizer::step() {
+  update();
+  NoGradGuard ng;
+  for (auto& [n, p] : params_) {
+    Tensor m = nn::get_mask(p);
+    if (!m.defined()) continue;
+    Tensor pd = p.detach();
+    pd.mul_(m);
+    auto it = state_.find(n);
+    if (it == state_.end()) continue;
+    for (auto& [k, t] : it->second)
+      if (t.shape() == p.shape()) t.mul_(m);
   }
 }
 
@@ -78,7 +95,7 @@ SGD::SGD(NamedParams params, SGDOptions opt) : Optimizer(std::move(params), opt.
               "sgd: nesterov needs momentum > 0 and dampening 0");
 }
 
-void SGD::step() {
+void SGD::update() {
   NoGradGuard ng;
   for (auto& [n, p] : params_) {
     Tensor g = p.grad();
@@ -117,7 +134,7 @@ AdamW::AdamW(NamedParams params, AdamWOptions opt) : Optimizer(std::move(params)
   BRISK_CHECK(opt.eps > 0 && opt.weight_decay >= 0, "adamw: eps must be > 0 and weight_decay >= 0");
 }
 
-void AdamW::step() {
+void AdamW::update() {
   NoGradGuard ng;
   for (auto& [n, p] : params_) {
     Tensor g = p.grad();

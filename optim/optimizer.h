@@ -21,7 +21,9 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
   // Updates every parameter that has a gradient; others are left untouched.
-  virtual void step() = 0;
+  // Then re-establishes the sparsity invariants of masked parameters (see
+  // nn/sparsity.h): weights and same-shaped state are zero where pruned.
+  void step();
   void zero_grad();
 
   double lr() const { return lr_; }
@@ -44,6 +46,7 @@ class Optimizer {
   void load_state_tensors(const TensorMap& tensors);
 
  protected:
+  virtual void update() = 0;  // the optimizer's own rule
   NamedParams params_;
   std::map<std::string, TensorMap> state_;
   double lr_;
@@ -60,9 +63,11 @@ class SGD : public Optimizer {
  public:
   SGD(NamedParams params, SGDOptions opt);
   std::string name() const override { return "sgd"; }
-  void step() override;
   nlohmann::json hyper_json() const override;
   SGDOptions options;
+
+ protected:
+  void update() override;
 };
 
 struct AdamWOptions {
@@ -74,9 +79,11 @@ class AdamW : public Optimizer {
  public:
   AdamW(NamedParams params, AdamWOptions opt);
   std::string name() const override { return "adamw"; }
-  void step() override;
   nlohmann::json hyper_json() const override;
   AdamWOptions options;
+
+ protected:
+  void update() override;
 };
 
 // Scales gradients so their global L2 norm is at most max_norm; returns the

@@ -1,0 +1,172 @@
+// `--method prune:...`: magnitude pruning as a Trainer method. Masks live on
+// the parameters (nn/sparsity.h), so the optimizer keeps them exact; this
+// object only decides when and what to prune, and checkpoints its masks.
+//
+// Keys (see docs/methods/pruning.md):
+//   target=0.9            final sparsity of the prunable weights (conv/linear weights)
+//   schedule=oneshot|gradual
+//   structure=unstructured|N:M (e.g. 2:4)
+//   scope=layer|global
+//   start=0, end=0.5      fractions of the run's total steps (gradual ramps between them)
+//   frequency=100         steps between mask updates (gradual)
+//   initial=0             sparsity at start (gradual)
+#include <cmath>
+
+#include "efficiency/method.h"
+#include "efficiency/pruning/magnitude.h"
+#include "nn/sparsity.h"
+#include "train/trainer.h"
+
+namespace brisk::efficiency {
+
+namespace {
+
+class PruneMethod : public train::Callback {
+ public:
+  double target = 0.9, initial = 0.0, start = 0.0, end = 0.5;
+  int64_t frequency = 100, nm_n = 0, nm_m = 0;
+  std::string schedule = "oneshot", scope = "layer";
+
+  std::string name() const override { return "prune"; }
+
+  void on_batch_start(train::Trainer& t) override {
+    int64_t step = t.state().step, total = t.total_steps();
+    int64_t t0 = int64_t(std::llround(start * double(total)));
+    if (nm_m > 0) {
+      if (step == t0 || (step > t0 && masks_.empty())) apply_nm(t);
+      return;
+    }
+    if (schedule == "oneshot") {
+      if (step == t0 || (step > t0 && masks_.empty())) apply_sparsity(t, target);
+      return;
+    }
+    // gradual: updates at t0, t0 + dt, ..., t0 + n dt
+    int64_t t_end = std::max(t0, int64_t(std::llround(end * double(total))));
+    int64_t n = std::max<int64_t>(1, (t_end - t0) / frequency);
+    if (step < t0 || step > t0 + n * frequency || (step - t0) % frequency != 0) return;
+    apply_sparsity(t, pruning::gradual_sparsity(step, initial, target, t0, n, frequency));
+  }
+
+  void add_metrics(nlohmann::json& j) const override {
+    j["sparsity"] = last_sparsity_;
+    j["nonzeros"] = last_nonzeros_;
+  }
+  void on_eval_start(train::Trainer& t) override { measure(t); }
+
+  nlohmann::json state_json() const override {
+    return {{"schedule", schedule}, {"target", target}, {"scope", scope}, {"nm", std::to_string(nm_n) + ":" + std::to_string(nm_m)}};
+  }
+  TensorMap state_tensors() const override { return masks_; }
+  void load_state_tensors(const TensorMap& m) override { loaded_ = m; }
+  void on_fit_start(train::Trainer& t) override { model_ = &t.model(); }
+  // Masks loaded from a checkpoint are attached once the model is known.
+  void on_epoch_start(train::Trainer& t) override { attach_loaded(t); }
+  void on_after_forward(train::Trainer& t) override { attach_loaded(t); }
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> prunable(train::Trainer& t) const {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (auto& [n, p] : t.model().named_parameters())
+      if (p.dim() >= 2) out.emplace_back(n, p);
+    return out;
+  }
+
+  void attach_loaded(train::Trainer& t) {
+    if (loaded_.empty()) return;
+    for (auto& [n, p] : prunable(t)) {
+      auto it = loaded_.find(n);
+      if (it == loaded_.end()) continue;
+      nn::set_mask(p, it->second);
+      masks_[n] = nn::get_mask(p);
+    }
+    loaded_.clear();
+  }
+
+  void apply_sparsity(train::Trainer& t, double s) {
+    attach_loaded(t);
+    auto ps = prunable(t);
+    if (scope == "global") {
+      std::vector<Tensor> ws, prev;
+      for (auto& [n, p] : ps) {
+        ws.push_back(p);
+        prev.push_back(nn::get_mask(p));
+      }
+      auto ms = pruning::global_magnitude_masks(ws, s, prev);
+      for (size_t i = 0; i < ps.size(); ++i) set(ps[i].first, ps[i].second, ms[i]);
+    } else {
+      for (auto& [n, p] : ps)
+        set(n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), nn::get_mask(p)));
+    }
+    measure(t);
+  }
+
+  void apply_nm(train::Trainer& t) {
+    for (auto& [n, p] : prunable(t)) set(n, p, pruning::nm_mask(p, nm_n, nm_m));
+    measure(t);
+  }
+
+  void set(const std::string& n, const Tensor& p, const Tensor& m) {
+    nn::set_mask(p, m);
+    masks_[n] = nn::get_mask(p);
+  }
+
+  void measure(train::Trainer& t) {
+    int64_t total = 0, zeros = 0;
+    for (auto& [n, p] : prunable(t)) {
+      total += p.numel();
+      zeros += nn::count_zeros(p);
+    }
+    last_sparsity_ = total ? double(zeros) / double(total) : 0.0;
+    last_nonzeros_ = total - zeros;
+  }
+
+  TensorMap masks_, loaded_;
+  nn::Module* model_ = nullptr;
+  double last_sparsity_ = 0;
+  int64_t last_nonzeros_ = 0;
+};
+
+}  // namespace
+
+void register_pruning_methods() {
+  register_method("prune", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
+    auto m = std::make_unique<PruneMethod>();
+    m->target = a.get_double("target", 0.9);
+    m->initial = a.get_double("initial", 0.0);
+    m->schedule = a.get_string("schedule", "oneshot");
+    m->scope = a.get_string("scope", "layer");
+    m->start = a.get_double("start", 0.0);
+    m->end = a.get_double("end", 0.5);
+    m->frequency = a.get_int("frequency", 100);
+    std::string structure = a.get_string("structure", "unstructured");
+    BRISK_CHECK(m->target >= 0 && m->target < 1, "--method prune: target must be in [0, 1), got ", m->target);
+    BRISK_CHECK(m->initial >= 0 && m->initial <= m->target, "--method prune: initial must be in [0, target]");
+    BRISK_CHECK(m->start >= 0 && m->start <= 1 && m->end >= m->start && m->end <= 1,
+                "--method prune: need 0 <= start <= end <= 1 (fractions of training), got start=", m->start,
+                " end=", m->end);
+    BRISK_CHECK(m->frequency >= 1, "--method prune: frequency must be >= 1 step");
+    BRISK_CHECK(m->scope == "layer" || m->scope == "global", "--method prune: unknown scope '", m->scope,
+                "' (known: layer, global)");
+    if (m->schedule == "imp" || m->schedule == "rigl" || m->schedule == "set")
+      BRISK_FAIL("--method prune: schedule '", m->schedule, "' is not implemented yet (available: oneshot, gradual)");
+    BRISK_CHECK(m->schedule == "oneshot" || m->schedule == "gradual", "--method prune: unknown schedule '",
+                m->schedule, "' (known: oneshot, gradual; planned: imp, rigl, set)");
+    if (structure == "channel")
+      BRISK_FAIL("--method prune: structure 'channel' is not implemented yet (available: unstructured, N:M)");
+    if (structure != "unstructured") {
+      size_t colon = structure.find(':');
+      try {
+        BRISK_CHECK(colon != std::string::npos, "");
+        m->nm_n = std::stoll(structure.substr(0, colon));
+        m->nm_m = std::stoll(structure.substr(colon + 1));
+      } catch (const std::exception&) {
+        BRISK_FAIL("--method prune: unknown structure '", structure, "' (known: unstructured, N:M such as 2:4)");
+      }
+      BRISK_CHECK(m->nm_m >= 1 && m->nm_n >= 1 && m->nm_n < m->nm_m, "--method prune: N:M needs 1 <= N < M, got ",
+                  structure);
+    }
+    return m;
+  });
+}
+
+}  // namespace brisk::efficiency

@@ -1,0 +1,182 @@
+// Pruning: exact counts with ties, masks only shrink, zeros survive SGD and
+// AdamW (state included), 2:4 groups, the gradual schedule, and the method end
+// to end with bit-exact resume.
+#include "efficiency/method.h"
+#include "efficiency/pruning/magnitude.h"
+#include "nn/layers.h"
+#include "nn/sparsity.h"
+#include "optim/optimizer.h"
+#include "tests/train_helpers.h"
+
+using namespace bt;
+using namespace brisk::pruning;
+using brisk::train::Trainer;
+
+static std::vector<double> mask_of(const Tensor& w, int64_t k, const Tensor& prev = Tensor()) {
+  return magnitude_mask(w, k, prev).to_vector();
+}
+
+TEST_CASE("pruning: magnitude masks prune exactly k, lower index first on ties", "[pruning]") {
+  Tensor w = from_vector({1, -1, 1, 1, 2, 0.5}, {2, 3});
+  CHECK(mask_of(w, 0) == std::vector<double>({1, 1, 1, 1, 1, 1}));
+  CHECK(mask_of(w, 1) == std::vector<double>({1, 1, 1, 1, 1, 0}));
+  CHECK(mask_of(w, 2) == std::vector<double>({0, 1, 1, 1, 1, 0}));  // ties: index 0 before 1, 2, 3
+  CHECK(mask_of(w, 3) == std::vector<double>({0, 0, 1, 1, 1, 0}));
+  CHECK(mask_of(w, 6) == std::vector<double>(6, 0.0));
+  Tensor same = full({1000}, 0.25);
+  for (int64_t k : {0, 1, 499, 500, 999, 1000}) {
+    auto m = mask_of(same, k);
+    CHECK(std::count(m.begin(), m.end(), 0.0) == k);  // never one too many
+    if (k > 0 && k < 1000) CHECK(m[size_t(k - 1)] == 0.0);
+    if (k < 1000) CHECK(m[size_t(k)] == 1.0);
+  }
+  CHECK(prune_count(0.9, 1000) == 900);
+  CHECK(prune_count(0.5, 5) == 3);  // llround, documented
+  CHECK_THROWS_WITH(magnitude_mask(w, 7), Catch::Contains("cannot prune 7 of 6"));
+}
+
+TEST_CASE("pruning: masks only shrink", "[pruning]") {
+  Tensor w = from_vector({1, 2, 3, 4, 5, 6}, {6});
+  Tensor prev = from_vector({1, 1, 1, 1, 0, 1}, {6});  // the 5 is already pruned
+  CHECK(mask_of(w, 2, prev) == std::vector<double>({0, 1, 1, 1, 0, 1}));
+  CHECK(mask_of(w, 0, prev) == std::vector<double>({1, 1, 1, 1, 0, 1}));  // k below the pruned count
+}
+
+TEST_CASE("pruning: global ranking, and no layer is emptied unless asked", "[pruning]") {
+  Tensor big = from_vector({5, 6, 7, 8}, {4}), tiny = from_vector({0.1, 0.2}, {2});
+  auto m = global_magnitude_masks({big, tiny}, 0.5, {});
+  // 3 of 6 go; each tensor's largest (8, 0.2) is exempt, so 0.1, 5, 6 are pruned
+  CHECK(m[0].to_vector() == std::vector<double>({0, 0, 1, 1}));
+  CHECK(m[1].to_vector() == std::vector<double>({0, 1}));  // tiny keeps its largest
+  auto e = global_magnitude_masks({big, tiny}, 0.5, {}, /*allow_empty=*/true);
+  CHECK(e[0].to_vector() == std::vector<double>({0, 1, 1, 1}));
+  CHECK(e[1].to_vector() == std::vector<double>({0, 0}));
+  int64_t zeros = 0;
+  for (auto& t : global_magnitude_masks({randn({30}), randn({20})}, 0.9, {}))
+    zeros += brisk::nn::count_zeros(t);
+  CHECK(zeros == 45);
+}
+
+TEST_CASE("pruning: N:M keeps exactly N per group of M along the reduction dim", "[pruning]") {
+  Tensor w = randn({6, 4, 3, 3});  // reduction size 36
+  auto m = nm_mask(w, 2, 4).to_vector();
+  for (size_t g = 0; g < m.size(); g += 4) REQUIRE(m[g] + m[g + 1] + m[g + 2] + m[g + 3] == 2.0);
+  auto wv = w.to_vector();
+  for (size_t g = 0; g < m.size(); g += 4)
+    for (size_t i = g; i < g + 4; ++i)
+      for (size_t j = g; j < g + 4; ++j)
+        if (m[i] == 1.0 && m[j] == 0.0) REQUIRE(std::abs(wv[i]) >= std::abs(wv[j]));  // the best pattern
+  std::vector<double> tie_keep{1.0, 1.0, 0.0, 0.0};
+  CHECK(nm_mask(ones({1, 4}), 2, 4).to_vector() == tie_keep);  // ties: lower index stays
+  CHECK_THROWS_WITH(nm_mask(ones({2, 6}), 2, 4), Catch::Contains("not divisible by M=4"));
+}
+
+TEST_CASE("pruning: the gradual schedule's endpoints and update times", "[pruning]") {
+  // s_f = 0.9, s_i = 0, t0 = 100, n = 10 updates every 50 steps
+  CHECK(gradual_sparsity(0, 0, 0.9, 100, 10, 50) == 0.0);
+  CHECK(gradual_sparsity(100, 0, 0.9, 100, 10, 50) == 0.0);
+  CHECK(gradual_sparsity(149, 0, 0.9, 100, 10, 50) == 0.0);  // held until the next update
+  CHECK(gradual_sparsity(150, 0, 0.9, 100, 10, 50) == Approx(0.9 + (0 - 0.9) * std::pow(0.9, 3)));
+  CHECK(gradual_sparsity(600, 0, 0.9, 100, 10, 50) == 0.9);
+  CHECK(gradual_sparsity(10000, 0, 0.9, 100, 10, 50) == 0.9);
+  double prev = 0;
+  for (int64_t t = 0; t <= 700; t += 10) {
+    double s = gradual_sparsity(t, 0, 0.9, 100, 10, 50);
+    CHECK(s >= prev);
+    prev = s;
+  }
+}
+
+static void check_stays_zero(const std::string& opt_name) {
+  INFO(opt_name);
+  manual_seed(3);
+  brisk::nn::Linear l1(20, 16), l2(16, 4);
+  brisk::nn::set_mask(l1.weight, magnitude_mask(l1.weight, 200));
+  brisk::nn::set_mask(l2.weight, nm_mask(l2.weight, 2, 4));
+  brisk::optim::NamedParams ps{{"w1", l1.weight}, {"b1", l1.bias}, {"w2", l2.weight}, {"b2", l2.bias}};
+  std::unique_ptr<brisk::optim::Optimizer> opt;
+  if (opt_name == "sgd")
+    opt = std::make_unique<brisk::optim::SGD>(ps, brisk::optim::SGDOptions{0.05, 0.9, 0, 5e-3, true});
+  else
+    opt = std::make_unique<brisk::optim::AdamW>(ps, brisk::optim::AdamWOptions{0.01, 0.9, 0.999, 1e-8, 0.1});
+  Tensor m1 = brisk::nn::get_mask(l1.weight), m2 = brisk::nn::get_mask(l2.weight);
+  for (int step = 0; step < 25; ++step) {
+    Tensor x = randn({8, 20});
+    Tensor loss = mean(pow(l2.forward(relu(l1.forward(x))), 2.0));
+    opt->zero_grad();
+    loss.backward();
+    CHECK(brisk::nn::count_zeros(l1.weight.grad() * (1.0 - m1)) == l1.weight.numel());  // grads masked
+    opt->step();
+  }
+  for (auto [w, m, key] : {std::tuple{l1.weight, m1, "w1"}, {l2.weight, m2, "w2"}}) {
+    Tensor pruned = 1.0 - m;
+    CHECK(max(abs(w * pruned)).item() == 0.0);          // exactly zero, not small
+    CHECK(max(abs(w * m)).item() > 0.0);
+    for (auto& [k, st] : opt->state().at(key))
+      if (st.shape() == w.shape()) {
+        INFO("state " << k);
+        CHECK(max(abs(st * pruned)).item() == 0.0);
+      }
+  }
+}
+
+TEST_CASE("pruning: masked weights and optimizer state stay exactly zero", "[pruning]") {
+  check_stays_zero("sgd");
+  check_stays_zero("adamw");
+}
+
+TEST_CASE("pruning: set_mask validates its input", "[pruning]") {
+  brisk::nn::Linear l(3, 2);
+  CHECK_THROWS_WITH(brisk::nn::set_mask(l.weight, ones({3, 2})), Catch::Contains("[3, 2]") && Catch::Contains("[2, 3]"));
+  CHECK_THROWS_WITH(brisk::nn::set_mask(l.weight, full({2, 3}, 0.5)), Catch::Contains("only hold 0 and 1"));
+  CHECK_THROWS_WITH(brisk::nn::set_mask(ones({2}), ones({2})), Catch::Contains("parameters"));
+}
+
+TEST_CASE("pruning: the prune method reaches its target and resumes bit-exactly", "[pruning][train]") {
+  TrainConfig c = small_config("brisk_prune");
+  c.epochs = 2;
+  c.methods = {"prune:target=0.9,schedule=gradual,frequency=3,end=1"};
+  auto r = Trainer(c).fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 2);
+  CHECK(m.back()["sparsity"].get<double>() == Approx(0.9).margin(1e-3));
+  CHECK(m.front()["sparsity"].get<double>() < m.back()["sparsity"].get<double>());
+  CHECK(r.acc > 0.5);
+
+  TrainConfig part = c;
+  part.out = c.out + "_part";
+  fs::remove_all(part.out);
+  part.max_steps = 7;
+  Trainer(part).fit();
+  part.max_steps = 0;
+  Trainer(part).fit(true);
+  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    CHECK(bit_equal(v, b.at(k)));
+  }
+}
+
+TEST_CASE("pruning: method spellings", "[pruning]") {
+  using brisk::efficiency::make_method;
+  CHECK(make_method("prune:target=0.9,schedule=gradual")->name() == "prune");
+  CHECK(make_method("prune:structure=2:4")->name() == "prune");
+  CHECK(make_method("prune:target=0.8,scope=global")->name() == "prune");
+  CHECK_THROWS_WITH(make_method("prune:target=0.9,schedule=rigl"), Catch::Contains("not implemented yet"));
+  CHECK_THROWS_WITH(make_method("prune:target=0.5,structure=channel"), Catch::Contains("not implemented yet"));
+  CHECK_THROWS_WITH(make_method("prune:structure=4:2"), Catch::Contains("1 <= N < M"));
+  CHECK_THROWS_WITH(make_method("prune:target=1.5"), Catch::Contains("target must be in [0, 1)"));
+  CHECK_THROWS_WITH(make_method("prune:scope=row"), Catch::Contains("unknown scope 'row'"));
+
+  TrainConfig c = small_config("brisk_prune_nm");
+  c.epochs = 1;
+  c.methods = {"prune:structure=2:4"};
+  Trainer t(c);
+  t.fit();
+  for (auto& [n, p] : t.model().named_parameters()) {
+    if (p.dim() < 2) continue;
+    auto v = p.to_vector();
+    for (size_t g = 0; g < v.size(); g += 4) REQUIRE((v[g] != 0) + (v[g + 1] != 0) + (v[g + 2] != 0) + (v[g + 3] != 0) <= 2);
+  }
+}

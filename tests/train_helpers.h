@@ -1,0 +1,83 @@
+// Shared by the trainer tests: a small synthetic IDX dataset (written once per
+// process) and a fast config on it.
+#pragma once
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/safetensors.h"
+#include "tests/helpers.h"
+#include "train/trainer.h"
+
+namespace bt {
+using brisk::train::TrainConfig;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// 28x28 images: class k is a bright 6x6 square at a class-specific spot, plus noise.
+inline void write_idx_gz(const std::string& path, const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
+  for (uint32_t d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
+  b.insert(b.end(), data.begin(), data.end());
+  gzFile f = gzopen(path.c_str(), "wb");
+  gzwrite(f, b.data(), unsigned(b.size()));
+  gzclose(f);
+}
+
+inline std::string synthetic_dir() {
+  static std::string dir = [] {
+    // Per process: ctest runs test cases in parallel processes.
+    fs::path d = fs::temp_directory_path() / ("brisk_synthetic_mnist_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    std::mt19937 rng(1);
+    for (auto [prefix, n] : {std::pair<const char*, uint32_t>{"train", 512}, {"t10k", 128}}) {
+      std::vector<uint8_t> img(size_t(n) * 784), lab(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        uint8_t k = uint8_t(i % 10);
+        lab[i] = k;
+        for (int p = 0; p < 784; ++p) img[size_t(i) * 784 + size_t(p)] = uint8_t(rng() % 60);
+        int r0 = 2 + 8 * (k / 3 % 3), c0 = 2 + 8 * (k % 3) + (k == 9 ? 4 : 0);
+        for (int r = r0; r < r0 + 6; ++r)
+          for (int c = c0; c < c0 + 6; ++c) img[size_t(i) * 784 + size_t(r * 28 + c)] = 250;
+      }
+      write_idx_gz((d / (std::string(prefix) + "-images-idx3-ubyte.gz")).string(), {n, 28, 28}, img);
+      write_idx_gz((d / (std::string(prefix) + "-labels-idx1-ubyte.gz")).string(), {n}, lab);
+    }
+    return d.string();
+  }();
+  return dir;
+}
+
+inline TrainConfig small_config(const std::string& out) {
+  TrainConfig c;
+  c.model = "mlp";
+  c.data_dir = synthetic_dir();
+  c.epochs = 2;
+  c.batch_size = 64;
+  c.lr = 0.05;
+  c.threads = 2;
+  c.progress = "off";
+  c.out = (fs::temp_directory_path() / (out + "_" + std::to_string(::getpid()))).string();
+  fs::remove_all(c.out);
+  return c;
+}
+
+inline std::vector<json> read_jsonl(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<json> out;
+  std::string line;
+  while (std::getline(f, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+inline TensorMap final_tensors(const std::string& dir) {
+  std::ifstream f(dir + "/checkpoint.json");
+  json j = json::parse(f);
+  return load_safetensors(dir + "/" + j["tensors_file"].get<std::string>());
+}
+
+
+}  // namespace bt
