@@ -10,9 +10,14 @@
 //   start=0, end=0.5      fractions of the run's total steps (gradual ramps between them)
 //   frequency=100         steps between mask updates (gradual)
 //   initial=0             sparsity at start (gradual)
+//   alpha=0.3             rigl/set: fraction of active weights dropped and regrown,
+//                         cosine-annealed to 0 at `end` (default end=0.75 for them)
+//   distribution=erk      rigl/set: per-layer densities, erk or uniform
 #include <cmath>
+#include <map>
 
 #include "efficiency/method.h"
+#include "efficiency/pruning/dst.h"
 #include "efficiency/pruning/magnitude.h"
 #include "nn/sparsity.h"
 #include "train/trainer.h"
@@ -23,15 +28,22 @@ namespace {
 
 class PruneMethod : public train::Callback {
  public:
-  double target = 0.9, initial = 0.0, start = 0.0, end = 0.5;
+  double target = 0.9, initial = 0.0, start = 0.0, end = 0.5, alpha = 0.3;
   int64_t frequency = 100, nm_n = 0, nm_m = 0;
-  std::string schedule = "oneshot", scope = "layer";
+  std::string schedule = "oneshot", scope = "layer", distribution = "erk";
 
   std::string name() const override { return "prune"; }
+
+  bool dynamic() const { return schedule == "rigl" || schedule == "set"; }
 
   void on_batch_start(train::Trainer& t) override {
     int64_t step = t.state().step, total = t.total_steps();
     int64_t t0 = int64_t(std::llround(start * double(total)));
+    if (dynamic()) {
+      if (step == t0 || (step > t0 && masks_.empty())) init_dynamic(t);
+      capture_->on = schedule == "rigl" && is_dst_update(step, total);
+      return;
+    }
     if (nm_m > 0) {
       if (step == t0 || (step > t0 && masks_.empty())) apply_nm(t);
       return;
@@ -47,9 +59,30 @@ class PruneMethod : public train::Callback {
     apply_sparsity(t, pruning::gradual_sparsity(step, initial, target, t0, n, frequency));
   }
 
+  // RigL/SET: drop and regrow after the gradient is known, before the update.
+  void on_before_step(train::Trainer& t) override {
+    if (!dynamic() || !is_dst_update(t.state().step, t.total_steps())) return;
+    int64_t step = t.state().step, t_end = int64_t(std::llround(end * double(t.total_steps())));
+    double frac = pruning::rigl_fraction(alpha, step - t0_of(t), t_end - t0_of(t));
+    Generator gen(t.config().seed * 1000003ull + uint64_t(step));
+    for (auto& [n, p] : prunable(t)) {
+      Tensor m = nn::get_mask(p);
+      if (!m.defined()) continue;
+      int64_t active = p.numel() - nn::count_zeros(m);
+      int64_t k = int64_t(std::llround(frac * double(active)));
+      Tensor g = schedule == "rigl" ? capture_->grads.at(n) : Tensor();
+      auto dg = pruning::drop_and_grow(p, m, g, k, &gen);
+      set(n, p, dg.mask);
+      dst_moved_ += int64_t(dg.grown.size());
+    }
+    capture_->grads.clear();
+    capture_->on = false;
+  }
+
   void add_metrics(nlohmann::json& j) const override {
     j["sparsity"] = last_sparsity_;
     j["nonzeros"] = last_nonzeros_;
+    if (dynamic()) j["dst_regrown"] = dst_moved_;
   }
   void on_eval_start(train::Trainer& t) override { measure(t); }
 
@@ -58,7 +91,20 @@ class PruneMethod : public train::Callback {
   }
   TensorMap state_tensors() const override { return masks_; }
   void load_state_tensors(const TensorMap& m) override { loaded_ = m; }
-  void on_fit_start(train::Trainer& t) override { model_ = &t.model(); }
+  void on_fit_start(train::Trainer& t) override {
+    model_ = &t.model();
+    if (schedule != "rigl") return;
+    // RigL grows by |dense gradient|: capture it before the mask hook (which
+    // is registered later, when masks are first set) zeroes pruned entries.
+    for (auto& [n, p] : prunable(t)) {
+      std::shared_ptr<Capture> cap = capture_;
+      std::string key = n;
+      p.register_hook([cap, key](const Tensor& g) -> std::optional<Tensor> {
+        if (cap->on) cap->grads[key] = g.clone();
+        return std::nullopt;
+      });
+    }
+  }
   // Masks loaded from a checkpoint are attached once the model is known.
   void on_epoch_start(train::Trainer& t) override { attach_loaded(t); }
   void on_after_forward(train::Trainer& t) override { attach_loaded(t); }
@@ -100,6 +146,28 @@ class PruneMethod : public train::Callback {
     measure(t);
   }
 
+  int64_t t0_of(train::Trainer& t) const { return int64_t(std::llround(start * double(t.total_steps()))); }
+
+  bool is_dst_update(int64_t step, int64_t total) const {
+    int64_t t0 = int64_t(std::llround(start * double(total))), t_end = int64_t(std::llround(end * double(total)));
+    return step > t0 && step < t_end && (step - t0) % frequency == 0;
+  }
+
+  // Random masks at the target sparsity, per-layer densities from ERK or uniform.
+  void init_dynamic(train::Trainer& t) {
+    attach_loaded(t);
+    if (!masks_.empty()) return;
+    auto ps = prunable(t);
+    std::vector<Shape> shapes;
+    for (auto& [n, p] : ps) shapes.push_back(p.shape());
+    std::vector<double> dens = distribution == "erk" ? pruning::erk_densities(shapes, target)
+                                                     : std::vector<double>(ps.size(), 1 - target);
+    Generator gen(t.config().seed * 7919ull + 17);
+    for (size_t i = 0; i < ps.size(); ++i)
+      set(ps[i].first, ps[i].second, pruning::random_mask(ps[i].second.shape(), dens[i], ps[i].second.dtype(), gen));
+    measure(t);
+  }
+
   void apply_nm(train::Trainer& t) {
     for (auto& [n, p] : prunable(t)) set(n, p, pruning::nm_mask(p, nm_n, nm_m));
     measure(t);
@@ -120,6 +188,12 @@ class PruneMethod : public train::Callback {
     last_nonzeros_ = total - zeros;
   }
 
+  struct Capture {
+    bool on = false;
+    std::map<std::string, Tensor> grads;
+  };
+  std::shared_ptr<Capture> capture_ = std::make_shared<Capture>();
+  int64_t dst_moved_ = 0;
   TensorMap masks_, loaded_;
   nn::Module* model_ = nullptr;
   double last_sparsity_ = 0;
@@ -136,7 +210,12 @@ void register_pruning_methods() {
     m->schedule = a.get_string("schedule", "oneshot");
     m->scope = a.get_string("scope", "layer");
     m->start = a.get_double("start", 0.0);
-    m->end = a.get_double("end", 0.5);
+    m->end = a.get_double("end", m->schedule == "rigl" || m->schedule == "set" ? 0.75 : 0.5);
+    m->alpha = a.get_double("alpha", 0.3);
+    m->distribution = a.get_string("distribution", "erk");
+    BRISK_CHECK(m->alpha > 0 && m->alpha <= 1, "--method prune: alpha must be in (0, 1], got ", m->alpha);
+    BRISK_CHECK(m->distribution == "erk" || m->distribution == "uniform", "--method prune: unknown distribution '",
+                m->distribution, "' (known: erk, uniform)");
     m->frequency = a.get_int("frequency", 100);
     std::string structure = a.get_string("structure", "unstructured");
     BRISK_CHECK(m->target >= 0 && m->target < 1, "--method prune: target must be in [0, 1), got ", m->target);
@@ -147,10 +226,12 @@ void register_pruning_methods() {
     BRISK_CHECK(m->frequency >= 1, "--method prune: frequency must be >= 1 step");
     BRISK_CHECK(m->scope == "layer" || m->scope == "global", "--method prune: unknown scope '", m->scope,
                 "' (known: layer, global)");
-    if (m->schedule == "imp" || m->schedule == "rigl" || m->schedule == "set")
-      BRISK_FAIL("--method prune: schedule '", m->schedule, "' is not implemented yet (available: oneshot, gradual)");
-    BRISK_CHECK(m->schedule == "oneshot" || m->schedule == "gradual", "--method prune: unknown schedule '",
-                m->schedule, "' (known: oneshot, gradual; planned: imp, rigl, set)");
+    if (m->schedule == "imp")
+      BRISK_FAIL("--method prune: schedule 'imp' is not implemented yet (available: oneshot, gradual, rigl, set)");
+    BRISK_CHECK(m->schedule == "oneshot" || m->schedule == "gradual" || m->dynamic(),
+                "--method prune: unknown schedule '", m->schedule, "' (known: oneshot, gradual, rigl, set; planned: imp)");
+    BRISK_CHECK(!(m->dynamic() && m->scope == "global"), "--method prune: rigl/set set per-layer densities "
+                "(distribution=erk|uniform); scope=global does not apply");
     if (structure == "channel")
       BRISK_FAIL("--method prune: structure 'channel' is not implemented yet (available: unstructured, N:M)");
     if (structure != "unstructured") {
@@ -164,6 +245,8 @@ void register_pruning_methods() {
       }
       BRISK_CHECK(m->nm_m >= 1 && m->nm_n >= 1 && m->nm_n < m->nm_m, "--method prune: N:M needs 1 <= N < M, got ",
                   structure);
+      BRISK_CHECK(m->schedule == "oneshot", "--method prune: structure ", structure,
+                  " is applied once at `start` (schedule=oneshot), got schedule=", m->schedule);
     }
     return m;
   });
