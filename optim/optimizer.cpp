@@ -60,6 +60,12 @@ void Optimizer::add_param(const std::string& name, const Tensor& t) {
   params_.emplace_back(name, t);
 }
 
+void Optimizer::reset_params(NamedParams params) {
+  for (auto& [n, p] : params)
+    BRISK_CHECK(p.defined() && p.requires_grad(), "optimizer: parameter '", n, "' does not require grad");
+  params_ = std::move(params);
+}
+
 nlohmann::json Optimizer::hyper_json() const { return {{"name", name()}, {"lr", lr_}}; }
 
 void Optimizer::load_hyper_json(const nlohmann::json& j) {

@@ -38,6 +38,9 @@ class Optimizer {
   // remaps state()[name] in the same call; nothing else is touched.
   void replace_param(const std::string& name, const Tensor& t);
   void add_param(const std::string& name, const Tensor& t);
+  // Replace the whole (name, parameter) list; state is left as is (surgery
+  // re-keys it through state()).
+  void reset_params(NamedParams params);
 
   // Checkpointing: scalars as JSON, state tensors as "optim/<param>/<key>".
   virtual nlohmann::json hyper_json() const;

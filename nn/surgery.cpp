@@ -1,0 +1,231 @@
+// widen / deepen with optimizer state remapping.
+#include "nn/surgery.h"
+
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "nn/sparsity.h"
+
+namespace brisk::nn {
+
+namespace {
+
+std::string key(const std::string& prefix, size_t layer, const std::string& name) {
+  return (prefix.empty() ? "" : prefix + ".") + std::to_string(layer) + "." + name;
+}
+
+// new[j] = old[source[j]] along `dim`; positions j >= n are "new".
+Tensor gather_dim(const Tensor& old, int64_t dim, const std::vector<int64_t>& source) {
+  Tensor idx = from_vector(std::vector<double>(source.begin(), source.end()), {int64_t(source.size())}, DType::i64);
+  return index_select(old.detach(), dim, idx).contiguous();
+}
+
+// Same shape as gather_dim, but new positions (j >= n) are zero.
+Tensor extend_zero(const Tensor& old, int64_t dim, int64_t new_size) {
+  Shape s = old.shape();
+  s[size_t(dim)] = new_size;
+  Tensor out = zeros(s, TensorOptions(old.dtype()));
+  NoGradGuard ng;
+  out.narrow(dim, 0, old.size(dim)).copy_(old.detach());
+  return out;
+}
+
+// Replace parameter `k` in the optimizer (if present) and remap its state.
+void remap(optim::Optimizer* opt, const std::string& k, const Tensor& new_param,
+           const std::function<Tensor(const std::string&, const Tensor&)>& f) {
+  if (!opt) return;
+  bool found = false;
+  for (auto& [n, p] : opt->params())
+    if (n == k) found = true;
+  if (!found) return;
+  opt->replace_param(k, new_param);
+  auto it = opt->state().find(k);
+  if (it == opt->state().end()) return;
+  for (auto& [sk, t] : it->second)
+    if (t.dim() > 0) t = f(sk, t);
+}
+
+// Producer: output dim 0 (weight rows, bias, BN vectors).
+Tensor grow_rows(Module& m, const std::string& name, const std::vector<int64_t>& source, optim::Optimizer* opt,
+                 const std::string& k, bool is_param) {
+  Tensor old = is_param ? m.parameter(name) : Tensor();
+  if (!is_param)
+    for (auto& [n, b] : m.named_buffers())
+      if (n == name) old = b;
+  Tensor fresh = gather_dim(old, 0, source);
+  Tensor stored = is_param ? m.register_parameter(name, fresh) : m.register_buffer(name, fresh);
+  if (is_param)
+    remap(opt, k, stored, [&](const std::string&, const Tensor& s) { return extend_zero(s, 0, int64_t(source.size())); });
+  return stored;
+}
+
+}  // namespace
+
+WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, const std::string& prefix,
+                  double noise, Generator* gen) {
+  BRISK_CHECK(layer < seq.size(), "widen: layer ", layer, " out of range for a Sequential of ", seq.size());
+  auto lin = std::dynamic_pointer_cast<Linear>(seq[layer]);
+  auto conv = std::dynamic_pointer_cast<Conv2d>(seq[layer]);
+  BRISK_CHECK(lin || conv, "widen: layer ", layer, " is ", seq[layer]->repr(), "; only Linear and Conv2d can be widened");
+  int64_t n = lin ? lin->out_features : conv->out_channels;
+  BRISK_CHECK(new_width >= n, "widen: new width ", new_width, " is smaller than the current ", n,
+              " (use channel pruning to shrink)");
+  BRISK_CHECK(!conv || conv->groups == 1, "widen: grouped convolutions are not supported");
+  Generator& g = gen ? *gen : default_generator();
+  WidenResult r;
+  for (int64_t j = 0; j < new_width; ++j) r.source.push_back(j);
+  {
+    auto w = g.block(g.reserve(1));  // one block seeds the choices
+    Generator pick(uint64_t(w[0]) << 32 | w[1]);
+    if (new_width > n) {
+      Tensor choice = randint(0, n, {new_width - n}, DType::i64, &pick);
+      for (int64_t j = n; j < new_width; ++j) r.source[size_t(j)] = choice.data_ptr<int64_t>()[j - n];
+    }
+  }
+  std::vector<int64_t> count(size_t(n), 0);
+  for (int64_t s : r.source) count[size_t(s)]++;
+
+  // 1. the producer's rows
+  Module& prod = *seq[layer];
+  Tensor w_new = grow_rows(prod, "weight", r.source, opt, key(prefix, layer, "weight"), true);
+  if (lin) {
+    lin->weight = w_new;
+    lin->out_features = new_width;
+    if (lin->bias.defined()) lin->bias = grow_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true);
+  } else {
+    conv->weight = w_new;
+    conv->out_channels = new_width;
+    if (conv->bias.defined()) conv->bias = grow_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true);
+  }
+  BRISK_CHECK(!has_mask(w_new), "widen: masked (pruned) layers cannot be widened yet");
+
+  // 2. a BatchNorm2d right after a conv copies its statistics and affine
+  size_t next = layer + 1;
+  if (conv && next < seq.size())
+    if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[next])) {
+      bn->weight = grow_rows(*bn, "weight", r.source, opt, key(prefix, next, "weight"), true);
+      bn->bias = grow_rows(*bn, "bias", r.source, opt, key(prefix, next, "bias"), true);
+      bn->running_mean = grow_rows(*bn, "running_mean", r.source, nullptr, "", false);
+      bn->running_var = grow_rows(*bn, "running_var", r.source, nullptr, "", false);
+      bn->num_features = new_width;
+      ++next;
+    }
+
+  // 3. the consumer: the next Linear/Conv2d, possibly through Flatten
+  int64_t per_unit = 1;  // inputs per producer unit (H*W after a Flatten)
+  size_t ci = next;
+  for (; ci < seq.size(); ++ci) {
+    Module& m = *seq[ci];
+    if (dynamic_cast<Linear*>(&m) || dynamic_cast<Conv2d*>(&m)) break;
+    BRISK_CHECK(!dynamic_cast<BatchNorm2d*>(&m) && !dynamic_cast<LayerNorm*>(&m) &&
+                    !dynamic_cast<ResidualBlock*>(&m) && !dynamic_cast<Sequential*>(&m),
+                "widen: cannot carry the widening through ", m.repr(), " at position ", ci);
+  }
+  BRISK_CHECK(ci < seq.size(), "widen: no Linear or Conv2d consumes layer ", layer, "'s outputs");
+  auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
+  auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
+  if (clin) {
+    BRISK_CHECK(clin->in_features % n == 0, "widen: consumer ", clin->repr(), " does not take ", n, " units");
+    per_unit = clin->in_features / n;  // 1, or H*W through a Flatten of [N, C, H, W]
+  }
+  BRISK_CHECK(!cconv || cconv->groups == 1, "widen: grouped consumer convolutions are not supported");
+  // Consumer column index for (unit, position): unit * per_unit + p.
+  std::vector<int64_t> col_source;
+  std::vector<double> col_scale;
+  for (int64_t j = 0; j < new_width; ++j)
+    for (int64_t p = 0; p < per_unit; ++p) {
+      int64_t s = r.source[size_t(j)];
+      col_source.push_back(s * per_unit + p);
+      col_scale.push_back(1.0 / double(count[size_t(s)]));
+    }
+  Tensor cw = clin ? clin->weight : cconv->weight;
+  Tensor scale = from_vector(col_scale, {int64_t(col_scale.size())}, TensorOptions(cw.dtype()));
+  Shape bshape(size_t(cw.dim()), 1);
+  bshape[1] = int64_t(col_scale.size());
+  Tensor cw_new = gather_dim(cw, 1, col_source) * scale.reshape(bshape);
+  if (noise > 0 && new_width > n) {  // perturb the new replicas' outgoing weights
+    Tensor cols = cw_new.detach();
+    NoGradGuard ng;
+    Tensor tail = cols.narrow(1, n * per_unit, (new_width - n) * per_unit);
+    double sd = std::sqrt(var(cw.detach()).item());
+    tail.add_(randn(tail.shape(), TensorOptions(cw.dtype()), &g) * (noise * sd));
+  }
+  Tensor stored = seq[ci]->register_parameter("weight", cw_new.detach());
+  if (clin) {
+    clin->weight = stored;
+    clin->in_features = new_width * per_unit;
+  } else {
+    cconv->weight = stored;
+    cconv->in_channels = new_width;
+  }
+  int64_t old_cols = n * per_unit;
+  remap(opt, key(prefix, ci, "weight"), stored, [&](const std::string& sk, const Tensor& s) {
+    // old columns divided like the weights (v by the square), new columns zero
+    std::vector<double> sc(col_scale.size(), 0.0);
+    for (int64_t c = 0; c < old_cols; ++c) {
+      double k = col_scale[size_t(c)];
+      sc[size_t(c)] = sk == "exp_avg_sq" ? k * k : k;
+    }
+    Tensor f = from_vector(sc, {int64_t(sc.size())}, TensorOptions(s.dtype())).reshape(bshape);
+    return extend_zero(s, 1, int64_t(col_scale.size())) * f;
+  });
+  return r;
+}
+
+void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix) {
+  BRISK_CHECK(after < seq.size(), "deepen: position ", after, " out of range for a Sequential of ", seq.size());
+  BRISK_CHECK(dynamic_cast<ReLU*>(seq[after].get()), "deepen: insert after a ReLU (position ", after, " is ",
+              seq[after]->repr(), "); identity layers are exact only there");
+  // Find the width flowing out of `after`: the last Linear/Conv2d before it.
+  std::shared_ptr<Linear> lin;
+  std::shared_ptr<Conv2d> conv;
+  for (size_t i = after + 1; i-- > 0;) {
+    if ((lin = std::dynamic_pointer_cast<Linear>(seq[i])) || (conv = std::dynamic_pointer_cast<Conv2d>(seq[i]))) break;
+    BRISK_CHECK(!dynamic_cast<Flatten*>(seq[i].get()), "deepen: cannot infer the width across a Flatten");
+  }
+  BRISK_CHECK(lin || conv, "deepen: no Linear or Conv2d before position ", after);
+  std::vector<ModulePtr> added;
+  NoGradGuard ng;
+  if (lin) {
+    int64_t d = lin->out_features;
+    auto l = std::make_shared<Linear>(d, d);
+    Tensor w = l->weight, b = l->bias;
+    w.zero_();
+    for (int64_t i = 0; i < d; ++i) w.select(0, i).select(0, i).fill_(1.0);
+    b.zero_();
+    added = {l, std::make_shared<ReLU>()};
+  } else {
+    int64_t c = conv->out_channels;
+    auto cv = std::make_shared<Conv2d>(c, c, 3, 1, 1, 1, 1, false);
+    Tensor w = cv->weight;
+    w.zero_();
+    for (int64_t i = 0; i < c; ++i) w.select(0, i).select(0, i).select(0, 1).select(0, 1).fill_(1.0);
+    auto bn = std::make_shared<BatchNorm2d>(c);
+    Tensor rv = bn->running_var;
+    rv.fill_(1.0 - bn->eps);  // eval: (x - 0) / sqrt(1 - eps + eps) = x
+    added = {cv, bn, std::make_shared<ReLU>()};
+  }
+  for (size_t k = 0; k < added.size(); ++k) seq.insert(after + 1 + k, added[k]);
+  if (!opt) return;
+  // Children after the insertion point were renamed: re-key the optimizer,
+  // keeping every entry's state, and add the new parameters with no state.
+  std::map<TensorImpl*, std::string> renamed;
+  for (auto& [n, p] : seq.named_parameters()) renamed[p.unsafe_impl()] = (prefix.empty() ? "" : prefix + ".") + n;
+  optim::NamedParams out;
+  std::map<std::string, TensorMap> state;
+  for (auto& [on, op] : opt->params()) {
+    auto it = renamed.find(op.unsafe_impl());
+    std::string nn = it == renamed.end() ? on : it->second;
+    if (it != renamed.end()) renamed.erase(it);
+    out.emplace_back(nn, op);
+    auto st = opt->state().find(on);
+    if (st != opt->state().end()) state[nn] = st->second;
+  }
+  for (auto& [n, p] : seq.named_parameters())
+    if (renamed.count(p.unsafe_impl())) out.emplace_back(renamed[p.unsafe_impl()], p);
+  opt->reset_params(out);
+  opt->state() = state;
+}
+
+}  // namespace brisk::nn

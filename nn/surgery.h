@@ -1,0 +1,40 @@
+// Surgery on live models, with the optimizer's per-parameter state remapped in
+// the same call (the caller never touches optimizer internals).
+//
+// widen: Net2WiderNet (Chen et al. 2016). Layer i of a Sequential (Linear or
+// Conv2d) grows from n to new_width outputs. New unit j copies a random
+// existing unit g(j); the BatchNorm2d right after it (if any) copies g(j)'s
+// statistics and affine; the next Linear/Conv2d (also through a Flatten, where
+// each conv channel owns H*W consecutive inputs) gets the incoming weights of
+// every replica of unit u divided by u's replica count. With noise = 0 the
+// network computes the same function (BN in eval mode).
+// Optimizer state: producer entries of old units are kept and new ones are
+// zero; the consumer's first-moment-like state (momentum, exp_avg) is divided
+// like the weights (by the replica count c) and its second moment (exp_avg_sq)
+// by c^2; new consumer columns start at zero; step counters are unchanged.
+//
+// deepen: Net2DeeperNet. Inserts after layer i an identity-initialized
+// Linear(d, d) + ReLU, or Conv2d(C, C, 3, p=1) + BatchNorm2d + ReLU (identity
+// in eval mode), which is exact when layer i is a ReLU. New parameters join the
+// optimizer with zero state.
+#pragma once
+#include <optional>
+#include <vector>
+
+#include "nn/layers.h"
+#include "optim/optimizer.h"
+
+namespace brisk::nn {
+
+struct WidenResult {
+  std::vector<int64_t> source;  // source[j]: the old unit new unit j copies (identity for j < n)
+};
+
+// `prefix` is the Sequential's dotted name inside the model ("" at the root),
+// so optimizer keys can be found. opt may be null.
+WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt,
+                  const std::string& prefix = "", double noise = 0.0, Generator* gen = nullptr);
+
+void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix = "");
+
+}  // namespace brisk::nn
