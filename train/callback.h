@@ -39,6 +39,11 @@ class Callback {
   virtual void on_eval_start(Trainer&) {}
   virtual void on_eval_end(Trainer&) {}
   virtual void on_fit_end(Trainer&) {}
+  // How many examples epoch `epoch` visits (selection methods that subset the
+  // data say so here, so the learning-rate schedule spans the real step count).
+  virtual int64_t epoch_examples(int64_t /*epoch*/, int64_t dataset_size, int64_t /*batch_size*/) const {
+    return dataset_size;
+  }
   // Fields this method adds to each metrics.jsonl line.
   virtual void add_metrics(nlohmann::json&) const {}
   // Checkpointed state: scalars as JSON, tensors by name.

@@ -22,6 +22,7 @@ void Trainer::save_checkpoint() {
   TensorMap tensors;
   for (auto& [k, v] : model_->state_dict()) tensors["model/" + k] = v;
   for (auto& [k, v] : optimizer_->state_tensors()) tensors[k] = v;
+  if (epoch_order.defined() && state_.batch_in_epoch > 0) tensors["trainer/epoch_order"] = epoch_order;
   json methods = json::array();
   for (size_t i = 0; i < callbacks_.size(); ++i) {
     for (auto& [k, v] : callbacks_[i]->state_tensors()) tensors["method/" + std::to_string(i) + "/" + k] = v;
@@ -78,6 +79,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
     for (auto& [k, v] : all) {
       if (k.rfind("model/", 0) == 0) model_sd[k.substr(6)] = v;
       else if (k.rfind("optim/", 0) == 0) optim_sd[k] = v;
+      else if (k == "trainer/epoch_order") epoch_order = v;
       else if (k.rfind("method/", 0) == 0) {
         size_t slash = k.find('/', 7);
         size_t i = std::stoul(k.substr(7, slash - 7));

@@ -49,6 +49,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     o.weight_decay = cfg_.weight_decay;
     optimizer_ = std::make_unique<optim::AdamW>(model_->named_parameters(), o);
   }
+  for (auto& m : cfg_.methods) callbacks_.push_back(efficiency::make_method(m));
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
   so.base_lr = cfg_.lr;
@@ -56,16 +57,23 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   so.warmup_steps = std::min<int64_t>(so.total_steps, int64_t(cfg_.warmup_epochs * double(train_loader_->num_batches())));
   so.step_size = std::max<int64_t>(1, so.total_steps / 3);
   schedule_ = std::make_unique<optim::LRSchedule>(so);
-
-  for (auto& m : cfg_.methods) callbacks_.push_back(efficiency::make_method(m));
   show_progress_ = cfg_.progress == "on" || (cfg_.progress == "auto" && isatty(STDOUT_FILENO));
 }
 
 Trainer::~Trainer() = default;
 
-// The schedule's budget is always epochs x batches; --max-steps only stops
-// early (so a stopped-and-resumed run follows the same schedule).
-int64_t Trainer::total_steps() const { return cfg_.epochs * train_loader_->num_batches(); }
+// The schedule's budget: the batches of every epoch (fewer where a selection
+// method visits a subset). --max-steps only stops early, so a stopped-and-
+// resumed run follows the same schedule.
+int64_t Trainer::total_steps() const {
+  int64_t n = train_loader_->dataset().size(), B = cfg_.batch_size, total = 0;
+  for (int64_t e = 0; e < cfg_.epochs; ++e) {
+    int64_t visit = n;
+    for (auto& cb : callbacks_) visit = std::min(visit, cb->epoch_examples(e, n, B));
+    total += train_loader_->options().drop_last ? visit / B : (visit + B - 1) / B;
+  }
+  return std::max<int64_t>(total, 1);
+}
 
 void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
 
@@ -141,8 +149,12 @@ EvalResult Trainer::fit(bool resume) {
   write_config_json();
   const int64_t budget = cfg_.max_steps > 0 ? std::min(cfg_.max_steps, total_steps()) : total_steps();
   while (state_.epoch < cfg_.epochs && state_.step < budget) {
-    epoch_order = Tensor();
-    if (state_.batch_in_epoch == 0) fire([&](Callback& c) { c.on_epoch_start(*this); });
+    // A method may set epoch_order at epoch_start; mid-epoch (after an
+    // --eval-every stop or a resume) the epoch keeps the order it began with.
+    if (state_.batch_in_epoch == 0) {
+      epoch_order = Tensor();
+      fire([&](Callback& c) { c.on_epoch_start(*this); });
+    }
     train_loader_->start_epoch(state_.epoch, state_.batch_in_epoch, epoch_order);
     int64_t epoch_batches = train_loader_->num_batches();
     ProgressBar bar(show_progress_, "epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(cfg_.epochs),

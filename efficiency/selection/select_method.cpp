@@ -1,0 +1,110 @@
+// `--method select:kind=...`: sample selection in the data path. Every kind
+// keeps the per-example statistics store up to date. Implemented kinds:
+//   rs2: each round (epoch) trains on a fresh uniform subset of m examples,
+//        m = ratio·N rounded down to whole batches (at least one), without
+//        replacement across rounds: the K = ceil(N/m) rounds of a cycle walk
+//        one random permutation; the last round of a cycle, if short, is topped
+//        up from the cycle's start so every round has exactly m examples and
+//        every example is visited at least once per cycle. The schedule spans
+//        the reduced step count.
+//        Keys: ratio=0.5.
+#include <cmath>
+
+#include "efficiency/method.h"
+#include "efficiency/selection/example_stats.h"
+#include "train/trainer.h"
+
+namespace brisk::efficiency {
+
+namespace {
+
+class SelectMethod : public train::Callback {
+ public:
+  std::string kind = "rs2";
+  double ratio = 0.5;
+  uint64_t seed = 0;
+
+  std::string name() const override { return "select"; }
+
+  int64_t round_size(int64_t n, int64_t B) const {
+    int64_t m = int64_t(std::floor(ratio * double(n) / double(B))) * B;
+    return std::clamp<int64_t>(m, std::min(B, n), n);
+  }
+  int64_t epoch_examples(int64_t, int64_t n, int64_t B) const override { return round_size(n, B); }
+
+  void on_fit_start(train::Trainer& t) override {
+    n_ = t.train_loader().dataset().size();
+    batch_ = t.config().batch_size;
+    seed = t.config().seed;
+    if (stats_.size() != n_) stats_ = selection::ExampleStats(n_);
+  }
+
+  // The RS2 subset for round `epoch`.
+  Tensor rs2_order(int64_t epoch) const {
+    int64_t m = round_size(n_, batch_), K = (n_ + m - 1) / m;
+    int64_t cycle = epoch / K, j = epoch % K;
+    Generator g(seed * 0x9E3779B97F4A7C15ull + uint64_t(cycle) + 1);
+    Tensor perm = randperm(n_, &g);
+    const int64_t* p = perm.data_ptr<int64_t>();
+    std::vector<double> idx;
+    for (int64_t i = 0; i < m; ++i) idx.push_back(double(p[(j * m + i) % n_]));
+    // Shuffle within the round, so batches mix (keyed by epoch).
+    Generator g2(seed * 31 + uint64_t(epoch) + 7);
+    Tensor inner = randperm(m, &g2);
+    std::vector<double> out(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) out[size_t(i)] = idx[size_t(inner.data_ptr<int64_t>()[i])];
+    return from_vector(out, {m}, DType::i64);
+  }
+
+  void on_epoch_start(train::Trainer& t) override { t.epoch_order = rs2_order(t.state().epoch); }
+
+  void on_after_loss(train::Trainer& t) override {
+    stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
+    backpropagated_ += t.batch.indices.numel();
+  }
+
+  void add_metrics(nlohmann::json& j) const override {
+    j["examples_backpropagated"] = backpropagated_;
+    j["selected_frac"] = seen_full_ > 0 ? double(backpropagated_) / double(seen_full_) : 0.0;
+    j["score_s"] = 0.0;  // rs2 scores nothing
+  }
+  void on_eval_start(train::Trainer& t) override {
+    // What full-data training would have backpropagated by now.
+    seen_full_ = t.state().epoch * n_ + std::min(n_, t.state().batch_in_epoch * t.config().batch_size);
+  }
+
+  nlohmann::json state_json() const override {
+    return {{"kind", kind}, {"ratio", ratio}, {"examples_backpropagated", backpropagated_}};
+  }
+  void load_state_json(const nlohmann::json& j) override {
+    backpropagated_ = j.value("examples_backpropagated", int64_t(0));
+  }
+  TensorMap state_tensors() const override { return stats_.to_tensors(); }
+  void load_state_tensors(const TensorMap& m) override {
+    if (!m.empty()) stats_.from_tensors(m);
+  }
+  const selection::ExampleStats& stats() const { return stats_; }
+
+ private:
+  int64_t n_ = 0, batch_ = 1, backpropagated_ = 0, seen_full_ = 0;
+  selection::ExampleStats stats_;
+};
+
+}  // namespace
+
+void register_selection_methods() {
+  register_method("select", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
+    auto m = std::make_unique<SelectMethod>();
+    m->kind = a.get_string("kind", "rs2");
+    if (m->kind == "selective-backprop" || m->kind == "rho-loss" || m->kind == "infobatch" || m->kind == "el2n" ||
+        m->kind == "forgetting")
+      BRISK_FAIL("--method select: kind '", m->kind, "' is not implemented yet (available: rs2)");
+    BRISK_CHECK(m->kind == "rs2", "--method select: unknown kind '", m->kind,
+                "' (known: rs2; planned: selective-backprop, rho-loss, infobatch, el2n, forgetting)");
+    m->ratio = a.get_double("ratio", 0.5);
+    BRISK_CHECK(m->ratio > 0 && m->ratio <= 1, "--method select: ratio must be in (0, 1], got ", m->ratio);
+    return m;
+  });
+}
+
+}  // namespace brisk::efficiency

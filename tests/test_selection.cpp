@@ -1,0 +1,88 @@
+// Sample selection: the per-example statistics store (keyed by dataset index)
+// and RS2 (exact round sizes, full coverage per cycle, schedule over the
+// reduced step count, bit-exact resume).
+#include "efficiency/method.h"
+#include "efficiency/selection/example_stats.h"
+#include "tests/train_helpers.h"
+
+using namespace bt;
+using brisk::selection::ExampleStats;
+using brisk::train::Trainer;
+
+TEST_CASE("selection: example statistics are kept by dataset index", "[selection]") {
+  ExampleStats a(10), b(10);
+  Tensor idx = from_vector({7, 2, 5}, {3}, DType::i64), y = from_vector({0, 1, 1}, {3}, DType::i64);
+  Tensor logits = from_vector({5, 0, 0, 5, 5, 0}, {3, 2}), loss = from_vector({0.1, 0.2, 0.3}, {3});
+  a.update(idx, loss, logits, y, 0);
+  // the same examples in another batch order give the same per-index stats
+  Tensor perm = from_vector({2, 0, 1}, {3}, DType::i64);
+  b.update(index_select(idx, 0, perm), index_select(loss, 0, perm), index_select(logits, 0, perm),
+           index_select(y, 0, perm), 0);
+  CHECK(a.last_loss == b.last_loss);
+  CHECK(a.el2n == b.el2n);
+  CHECK(a.last_loss[5] == Approx(0.3f));
+  CHECK(a.last_epoch[7] == 0);
+  CHECK(a.last_epoch[0] == -1);
+  // EL2N of index 7: p = softmax([5, 0]), y = 0: ||p - e0|| = sqrt(2) * p1
+  double p1 = 1 / (1 + std::exp(5.0));
+  CHECK(a.el2n[7] == Approx(std::sqrt(2.0) * p1).epsilon(1e-5));
+  // forgetting: index 7 correct, then wrong
+  a.update(from_vector({7}, {1}, DType::i64), from_vector({2.0}, {1}), from_vector({0, 5}, {1, 2}),
+           from_vector({0}, {1}, DType::i64), 1);
+  CHECK(a.forgetting[7] == 1);
+  CHECK(a.times_seen[7] == 2);
+  CHECK(a.times_selected[7] == 2);
+  CHECK(a.forgetting[2] == 0);
+  ExampleStats c(10);
+  c.from_tensors(a.to_tensors());
+  CHECK(c.forgetting == a.forgetting);
+  CHECK(c.el2n == a.el2n);
+  CHECK_THROWS_WITH(a.update(from_vector({12}, {1}, DType::i64), from_vector({1}, {1}), zeros({1, 2}),
+                             zeros({1}, DType::i64), 0),
+                    Catch::Contains("index 12 out of range"));
+}
+
+TEST_CASE("selection: RS2 rounds are exact, cover the data each cycle, and set the schedule", "[selection][train]") {
+  TrainConfig c = small_config("brisk_rs2");  // 512 examples, batch 64
+  c.epochs = 8;
+  c.methods = {"select:kind=rs2,ratio=0.25"};
+  Trainer t(c);
+  CHECK(t.total_steps() == 8 * 2);  // 128 examples = 2 batches per round
+  t.fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 8);
+  CHECK(m.back()["examples_backpropagated"] == 8 * 128);
+  CHECK(m.back()["selected_frac"].get<double>() == Approx(0.25));
+  CHECK(m.back()["step"] == 16);
+  TensorMap fin = final_tensors(c.out);
+  auto seen = fin.at("method/0/stats/times_seen").to_vector();
+  for (double s : seen) REQUIRE(s == 2.0);  // two cycles of 4 rounds: each example exactly twice
+
+  TrainConfig odd = small_config("brisk_rs2_odd");
+  odd.epochs = 3;
+  odd.methods = {"select:kind=rs2,ratio=0.3"};  // 153.6 -> 128 (whole batches), 4 rounds per cycle
+  Trainer t2(odd);
+  CHECK(t2.total_steps() == 3 * 2);
+
+  TrainConfig part = c;
+  part.out = c.out + "_part";
+  fs::remove_all(part.out);
+  part.max_steps = 5;  // mid-round
+  Trainer(part).fit();
+  part.max_steps = 0;
+  Trainer(part).fit(true);
+  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    CHECK(bit_equal(v, b.at(k)));
+  }
+}
+
+TEST_CASE("selection: method spellings", "[selection]") {
+  using brisk::efficiency::make_method;
+  CHECK(make_method("select:kind=rs2")->name() == "select");
+  CHECK_THROWS_WITH(make_method("select:kind=infobatch"), Catch::Contains("not implemented yet"));
+  CHECK_THROWS_WITH(make_method("select:kind=random"), Catch::Contains("unknown kind 'random'"));
+  CHECK_THROWS_WITH(make_method("select:kind=rs2,ratio=0"), Catch::Contains("ratio must be in (0, 1]"));
+}
