@@ -45,6 +45,11 @@ int64_t DataLoader::num_batches() const {
   return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
 }
 
+int64_t DataLoader::num_batches_full() const {
+  int64_t n = ds_.size();
+  return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
+}
+
 Tensor DataLoader::epoch_order(int64_t epoch) const {
   if (!opt_.shuffle) return arange(ds_.size());
   Generator g(mix(opt_.seed, uint64_t(epoch), 0x5eed));

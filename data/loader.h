@@ -45,7 +45,8 @@ class DataLoader {
 
   const Dataset& dataset() const { return ds_; }
   const LoaderOptions& options() const { return opt_; }
-  int64_t num_batches() const;
+  int64_t num_batches() const;       // of the current epoch's order
+  int64_t num_batches_full() const;  // of a full pass over the dataset
   // The visiting order of an epoch (a permutation of 0..N-1, or the identity).
   Tensor epoch_order(int64_t epoch) const;
   // Begin `epoch` at batch `first` (resume), with an optional custom order

@@ -3,6 +3,7 @@
 // reduced step count, bit-exact resume).
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
+#include "efficiency/selection/infobatch.h"
 #include "tests/train_helpers.h"
 
 using namespace bt;
@@ -82,7 +83,70 @@ TEST_CASE("selection: RS2 rounds are exact, cover the data each cycle, and set t
 TEST_CASE("selection: method spellings", "[selection]") {
   using brisk::efficiency::make_method;
   CHECK(make_method("select:kind=rs2")->name() == "select");
-  CHECK_THROWS_WITH(make_method("select:kind=infobatch"), Catch::Contains("not implemented yet"));
+  CHECK(make_method("select:kind=infobatch")->name() == "select");
+  CHECK_THROWS_WITH(make_method("select:kind=selective-backprop"), Catch::Contains("not implemented yet"));
   CHECK_THROWS_WITH(make_method("select:kind=random"), Catch::Contains("unknown kind 'random'"));
   CHECK_THROWS_WITH(make_method("select:kind=rs2,ratio=0"), Catch::Contains("ratio must be in (0, 1]"));
+}
+
+TEST_CASE("selection: InfoBatch's weighted gradient is unbiased and its kept set exact", "[selection]") {
+  // 50 examples, all seen; 20 have a loss below the mean (0.1 vs 1.0).
+  std::vector<float> loss(50, 1.0f);
+  for (int i = 0; i < 20; ++i) loss[size_t(i * 2)] = 0.1f;
+  std::vector<int32_t> seen(50, 1);
+  Generator gg(1);
+  Tensor g = randn({50, 3}, DType::f64, &gg);  // per-example "gradients"
+  Tensor full = sum(g, {0});
+  Tensor acc = zeros({3}, DType::f64);
+  const int trials = 4000;
+  for (int s = 0; s < trials; ++s) {
+    Generator gen(uint64_t(s) + 100);
+    auto plan = brisk::selection::infobatch_plan(loss, seen, 0.5, gen);
+    REQUIRE(plan.keep.size() == 50 - 10);  // exactly round(0.5 * 20) dropped
+    std::vector<double> w(plan.weight.begin(), plan.weight.end());
+    acc = acc + sum(g * from_vector(w, {50, 1}, DType::f64), {0});
+    for (int i = 0; i < 50; ++i)
+      if (loss[size_t(i)] >= 1.0f) REQUIRE(plan.weight[size_t(i)] == 1.0f);  // above the mean: untouched
+  }
+  Tensor mc = acc / double(trials);
+  // each low-loss example is kept with p = 1/2 and weighted 2: E = full gradient
+  CHECK(max(abs(mc - full)).item() < 0.15);
+  CHECK(max(abs(full)).item() > 0.5);  // the check is not vacuous
+  std::vector<int32_t> unseen(50, 0);
+  Generator gen(5);
+  CHECK(brisk::selection::infobatch_plan(loss, unseen, 0.5, gen).keep.size() == 50);  // nothing known: keep all
+}
+
+TEST_CASE("selection: InfoBatch uses all data first and last, and resumes bit-exactly", "[selection][train]") {
+  TrainConfig c = small_config("brisk_infobatch");
+  c.epochs = 8;
+  c.methods = {"select:kind=infobatch,ratio=0.5,delta=0.25"};
+  Trainer(c).fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 8);
+  std::vector<int64_t> steps;
+  int64_t prev = 0;
+  for (auto& line : m) {
+    steps.push_back(line["step"].get<int64_t>() - prev);
+    prev = line["step"].get<int64_t>();
+  }
+  CHECK(steps[0] == 8);  // first epoch: full data
+  for (int e = 1; e < 6; ++e) CHECK(steps[size_t(e)] < 8);  // pruned epochs
+  CHECK(steps[6] == 8);  // final delta = 25% of epochs: full data
+  CHECK(steps[7] == 8);
+  CHECK(m.back()["selected_frac"].get<double>() < 1.0);
+
+  TrainConfig part = c;
+  part.out = c.out + "_part";
+  fs::remove_all(part.out);
+  part.max_steps = 11;  // inside a pruned epoch
+  Trainer(part).fit();
+  part.max_steps = 0;
+  Trainer(part).fit(true);
+  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    CHECK(bit_equal(v, b.at(k)));
+  }
 }

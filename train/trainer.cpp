@@ -53,7 +53,12 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
   so.base_lr = cfg_.lr;
-  so.total_steps = total_steps();
+  // The schedule runs on training progress measured in full-data steps:
+  // epoch e, batch b of an epoch with n_e batches is at e*N + b*N/n_e (N = full
+  // epoch's batches). Plain runs: exactly the step. Selection methods that
+  // visit fewer examples (RS2, InfoBatch) get the same curve per epoch, i.e.
+  // the schedule is re-fitted to their reduced step count.
+  so.total_steps = cfg_.epochs * train_loader_->num_batches();
   so.warmup_steps = std::min<int64_t>(so.total_steps, int64_t(cfg_.warmup_epochs * double(train_loader_->num_batches())));
   so.step_size = std::max<int64_t>(1, so.total_steps / 3);
   schedule_ = std::make_unique<optim::LRSchedule>(so);
@@ -76,6 +81,11 @@ int64_t Trainer::total_steps() const {
 }
 
 void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+
+int64_t Trainer::schedule_position() const {
+  int64_t full = train_loader_->num_batches_full(), now = std::max<int64_t>(train_loader_->num_batches(), 1);
+  return state_.epoch * full + state_.batch_in_epoch * full / now;
+}
 
 template <class F>
 void Trainer::fire(F f) {
@@ -123,7 +133,7 @@ void Trainer::train_one_batch() {
   loss.backward();
   fire([&](Callback& c) { c.on_after_backward(*this); });
   if (cfg_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), cfg_.clip_grad);
-  optimizer_->set_lr(schedule_->lr_at(state_.step));
+  optimizer_->set_lr(schedule_->lr_at(schedule_position()));
   fire([&](Callback& c) { c.on_before_step(*this); });
   if (!skip_step) optimizer_->step();
   fire([&](Callback& c) { c.on_after_step(*this); });
@@ -147,8 +157,8 @@ EvalResult Trainer::fit(bool resume) {
     std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
   }
   write_config_json();
-  const int64_t budget = cfg_.max_steps > 0 ? std::min(cfg_.max_steps, total_steps()) : total_steps();
-  while (state_.epoch < cfg_.epochs && state_.step < budget) {
+  auto steps_left = [&] { return cfg_.max_steps == 0 || state_.step < cfg_.max_steps; };
+  while (state_.epoch < cfg_.epochs && steps_left()) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
     // --eval-every stop or a resume) the epoch keeps the order it began with.
     if (state_.batch_in_epoch == 0) {
@@ -162,7 +172,7 @@ EvalResult Trainer::fit(bool resume) {
     int64_t bar_samples = 0;
     bool stop_for_eval = false;
     auto t0 = Clock::now();
-    while (state_.step < budget) {
+    while (steps_left()) {
       auto b = train_loader_->next();
       if (!b) break;
       batch = std::move(*b);

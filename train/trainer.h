@@ -65,7 +65,11 @@ class Trainer {
   void save_checkpoint();
   void load_checkpoint(const std::string& dir);
 
-  int64_t total_steps() const;  // the schedule's budget
+  // Optimizer steps the run will take (an estimate where a method's epoch
+  // sizes depend on training, e.g. InfoBatch); methods use it for fractions.
+  int64_t total_steps() const;
+  // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
+  int64_t schedule_position() const;
 
  private:
   template <class F> void fire(F f);

@@ -8,10 +8,16 @@
 //        every example is visited at least once per cycle. The schedule spans
 //        the reduced step count.
 //        Keys: ratio=0.5.
+//   infobatch: see efficiency/selection/infobatch.h. The first epoch and the
+//        final `delta` fraction of epochs use all data with weight 1.
+//        Keys: ratio=0.5 (fraction of below-mean examples dropped), delta=0.125.
+// The learning-rate schedule runs on epoch progress (train/trainer.cpp), so
+// epochs that visit fewer examples still span one epoch of the schedule.
 #include <cmath>
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
+#include "efficiency/selection/infobatch.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
@@ -21,7 +27,7 @@ namespace {
 class SelectMethod : public train::Callback {
  public:
   std::string kind = "rs2";
-  double ratio = 0.5;
+  double ratio = 0.5, delta = 0.125;
   uint64_t seed = 0;
 
   std::string name() const override { return "select"; }
@@ -30,7 +36,10 @@ class SelectMethod : public train::Callback {
     int64_t m = int64_t(std::floor(ratio * double(n) / double(B))) * B;
     return std::clamp<int64_t>(m, std::min(B, n), n);
   }
-  int64_t epoch_examples(int64_t, int64_t n, int64_t B) const override { return round_size(n, B); }
+  // InfoBatch's sizes depend on the losses; the full size is its upper bound.
+  int64_t epoch_examples(int64_t, int64_t n, int64_t B) const override {
+    return kind == "rs2" ? round_size(n, B) : n;
+  }
 
   void on_fit_start(train::Trainer& t) override {
     n_ = t.train_loader().dataset().size();
@@ -56,7 +65,34 @@ class SelectMethod : public train::Callback {
     return from_vector(out, {m}, DType::i64);
   }
 
-  void on_epoch_start(train::Trainer& t) override { t.epoch_order = rs2_order(t.state().epoch); }
+  void on_epoch_start(train::Trainer& t) override {
+    int64_t e = t.state().epoch;
+    if (kind == "rs2") {
+      t.epoch_order = rs2_order(e);
+      return;
+    }
+    // infobatch
+    bool full = e == 0 || double(e) >= (1.0 - delta) * double(t.config().epochs);
+    weights_.assign(size_t(n_), 1.0f);
+    if (full) return;  // default order: every example, weight 1
+    Generator g(seed * 0x2545F4914F6CDD1Dull + uint64_t(e) + 3);
+    selection::EpochPlan plan = selection::infobatch_plan(stats_.last_loss, stats_.times_seen, ratio, g);
+    weights_ = plan.weight;
+    Tensor perm = randperm(int64_t(plan.keep.size()), &g);
+    std::vector<double> order(plan.keep.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = double(plan.keep[size_t(perm.data_ptr<int64_t>()[i])]);
+    t.epoch_order = from_vector(order, {int64_t(order.size())}, DType::i64);
+  }
+
+  void on_after_forward(train::Trainer& t) override {
+    if (kind != "infobatch") return;
+    if (weights_.empty()) weights_.assign(size_t(n_), 1.0f);
+    int64_t B = t.batch.indices.numel();
+    std::vector<double> w(static_cast<size_t>(B));
+    const int64_t* idx = t.batch.indices.data_ptr<int64_t>();
+    for (int64_t i = 0; i < B; ++i) w[size_t(i)] = weights_[size_t(idx[i])];
+    t.loss_weights = from_vector(w, {B}, TensorOptions(t.logits.dtype()));
+  }
 
   void on_after_loss(train::Trainer& t) override {
     stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
@@ -79,14 +115,29 @@ class SelectMethod : public train::Callback {
   void load_state_json(const nlohmann::json& j) override {
     backpropagated_ = j.value("examples_backpropagated", int64_t(0));
   }
-  TensorMap state_tensors() const override { return stats_.to_tensors(); }
+  TensorMap state_tensors() const override {
+    TensorMap m = stats_.to_tensors();
+    if (!weights_.empty()) {  // this epoch's InfoBatch weights (needed to resume mid-epoch)
+      Tensor w = empty({int64_t(weights_.size())}, DType::f32);
+      std::copy(weights_.begin(), weights_.end(), w.data_ptr<float>());
+      m["infobatch/weights"] = w;
+    }
+    return m;
+  }
   void load_state_tensors(const TensorMap& m) override {
-    if (!m.empty()) stats_.from_tensors(m);
+    if (m.empty()) return;
+    stats_.from_tensors(m);
+    auto it = m.find("infobatch/weights");
+    if (it != m.end()) {
+      Tensor w = it->second.contiguous();
+      weights_.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
+    }
   }
   const selection::ExampleStats& stats() const { return stats_; }
 
  private:
   int64_t n_ = 0, batch_ = 1, backpropagated_ = 0, seen_full_ = 0;
+  std::vector<float> weights_;  // InfoBatch: per dataset index, this epoch
   selection::ExampleStats stats_;
 };
 
@@ -96,13 +147,18 @@ void register_selection_methods() {
   register_method("select", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<SelectMethod>();
     m->kind = a.get_string("kind", "rs2");
-    if (m->kind == "selective-backprop" || m->kind == "rho-loss" || m->kind == "infobatch" || m->kind == "el2n" ||
-        m->kind == "forgetting")
-      BRISK_FAIL("--method select: kind '", m->kind, "' is not implemented yet (available: rs2)");
-    BRISK_CHECK(m->kind == "rs2", "--method select: unknown kind '", m->kind,
-                "' (known: rs2; planned: selective-backprop, rho-loss, infobatch, el2n, forgetting)");
+    if (m->kind == "selective-backprop" || m->kind == "rho-loss" || m->kind == "el2n" || m->kind == "forgetting")
+      BRISK_FAIL("--method select: kind '", m->kind, "' is not implemented yet (available: rs2, infobatch)");
+    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch", "--method select: unknown kind '", m->kind,
+                "' (known: rs2, infobatch; planned: selective-backprop, rho-loss, el2n, forgetting)");
     m->ratio = a.get_double("ratio", 0.5);
-    BRISK_CHECK(m->ratio > 0 && m->ratio <= 1, "--method select: ratio must be in (0, 1], got ", m->ratio);
+    if (m->kind == "rs2") {
+      BRISK_CHECK(m->ratio > 0 && m->ratio <= 1, "--method select: ratio must be in (0, 1], got ", m->ratio);
+    } else {
+      m->delta = a.get_double("delta", 0.125);
+      BRISK_CHECK(m->ratio >= 0 && m->ratio < 1, "--method select: infobatch ratio must be in [0, 1), got ", m->ratio);
+      BRISK_CHECK(m->delta >= 0 && m->delta <= 1, "--method select: delta must be in [0, 1], got ", m->delta);
+    }
     return m;
   });
 }
