@@ -11,6 +11,11 @@
 //   infobatch: see efficiency/selection/infobatch.h. The first epoch and the
 //        final `delta` fraction of epochs use all data with weight 1.
 //        Keys: ratio=0.5 (fraction of below-mean examples dropped), delta=0.125.
+//   el2n | forgetting: static data pruning. Epochs [0, start) train on all
+//        data and score every example from the training forward passes (EL2N
+//        averaged over them; forgetting events); from epoch `start` on, only
+//        the round(keep·N) highest-scoring examples are visited (ties: lower
+//        index kept). Keys: keep=0.5, start=1.
 // The learning-rate schedule runs on epoch progress (train/trainer.cpp), so
 // epochs that visit fewer examples still span one epoch of the schedule.
 #include <cmath>
@@ -27,7 +32,11 @@ namespace {
 class SelectMethod : public train::Callback {
  public:
   std::string kind = "rs2";
-  double ratio = 0.5, delta = 0.125;
+  double ratio = 0.5, delta = 0.125, keep = 0.5;
+  int64_t start = 1;
+
+  bool is_static() const { return kind == "el2n" || kind == "forgetting"; }
+  int64_t kept_count(int64_t n) const { return std::clamp<int64_t>(std::llround(keep * double(n)), 1, n); }
   uint64_t seed = 0;
 
   std::string name() const override { return "select"; }
@@ -37,8 +46,10 @@ class SelectMethod : public train::Callback {
     return std::clamp<int64_t>(m, std::min(B, n), n);
   }
   // InfoBatch's sizes depend on the losses; the full size is its upper bound.
-  int64_t epoch_examples(int64_t, int64_t n, int64_t B) const override {
-    return kind == "rs2" ? round_size(n, B) : n;
+  int64_t epoch_examples(int64_t e, int64_t n, int64_t B) const override {
+    if (kind == "rs2") return round_size(n, B);
+    if (is_static()) return e >= start ? kept_count(n) : n;
+    return n;
   }
 
   void on_fit_start(train::Trainer& t) override {
@@ -69,6 +80,16 @@ class SelectMethod : public train::Callback {
     int64_t e = t.state().epoch;
     if (kind == "rs2") {
       t.epoch_order = rs2_order(e);
+      return;
+    }
+    if (is_static()) {
+      if (e < start) return;  // scoring epochs: all data
+      if (kept_.empty()) kept_ = top_scored();
+      Generator g(seed * 0x94D049BB133111EBull + uint64_t(e) + 11);
+      Tensor perm = randperm(int64_t(kept_.size()), &g);
+      std::vector<double> order(kept_.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = double(kept_[size_t(perm.data_ptr<int64_t>()[i])]);
+      t.epoch_order = from_vector(order, {int64_t(order.size())}, DType::i64);
       return;
     }
     // infobatch
@@ -117,6 +138,11 @@ class SelectMethod : public train::Callback {
   }
   TensorMap state_tensors() const override {
     TensorMap m = stats_.to_tensors();
+    if (!kept_.empty()) {
+      Tensor k = empty({int64_t(kept_.size())}, DType::i64);
+      std::copy(kept_.begin(), kept_.end(), k.data_ptr<int64_t>());
+      m["static/kept"] = k;
+    }
     if (!weights_.empty()) {  // this epoch's InfoBatch weights (needed to resume mid-epoch)
       Tensor w = empty({int64_t(weights_.size())}, DType::f32);
       std::copy(weights_.begin(), weights_.end(), w.data_ptr<float>());
@@ -127,6 +153,11 @@ class SelectMethod : public train::Callback {
   void load_state_tensors(const TensorMap& m) override {
     if (m.empty()) return;
     stats_.from_tensors(m);
+    auto kt = m.find("static/kept");
+    if (kt != m.end()) {
+      Tensor k = kt->second.contiguous();
+      kept_.assign(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + k.numel());
+    }
     auto it = m.find("infobatch/weights");
     if (it != m.end()) {
       Tensor w = it->second.contiguous();
@@ -135,9 +166,23 @@ class SelectMethod : public train::Callback {
   }
   const selection::ExampleStats& stats() const { return stats_; }
 
+  // The kept set: the kept_count(N) highest scores (ties: lower index first).
+  std::vector<int64_t> top_scored() const {
+    std::vector<int64_t> idx(static_cast<size_t>(n_));
+    for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
+    auto score = [&](int64_t i) {
+      return kind == "el2n" ? double(stats_.el2n[size_t(i)]) : double(stats_.forgetting[size_t(i)]);
+    };
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score(a) > score(b); });
+    idx.resize(size_t(kept_count(n_)));
+    std::sort(idx.begin(), idx.end());
+    return idx;
+  }
+
  private:
   int64_t n_ = 0, batch_ = 1, backpropagated_ = 0, seen_full_ = 0;
   std::vector<float> weights_;  // InfoBatch: per dataset index, this epoch
+  std::vector<int64_t> kept_;   // el2n / forgetting: the kept set (fixed once chosen)
   selection::ExampleStats stats_;
 };
 
@@ -147,10 +192,18 @@ void register_selection_methods() {
   register_method("select", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<SelectMethod>();
     m->kind = a.get_string("kind", "rs2");
-    if (m->kind == "selective-backprop" || m->kind == "rho-loss" || m->kind == "el2n" || m->kind == "forgetting")
-      BRISK_FAIL("--method select: kind '", m->kind, "' is not implemented yet (available: rs2, infobatch)");
-    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch", "--method select: unknown kind '", m->kind,
-                "' (known: rs2, infobatch; planned: selective-backprop, rho-loss, el2n, forgetting)");
+    if (m->kind == "selective-backprop" || m->kind == "rho-loss")
+      BRISK_FAIL("--method select: kind '", m->kind,
+                 "' is not implemented yet (available: rs2, infobatch, el2n, forgetting)");
+    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static(), "--method select: unknown kind '",
+                m->kind, "' (known: rs2, infobatch, el2n, forgetting; planned: selective-backprop, rho-loss)");
+    if (m->is_static()) {
+      m->keep = a.get_double("keep", 0.5);
+      m->start = a.get_int("start", 1);
+      BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
+      BRISK_CHECK(m->start >= 1, "--method select: start must be >= 1 epoch of scoring, got ", m->start);
+      return m;
+    }
     m->ratio = a.get_double("ratio", 0.5);
     if (m->kind == "rs2") {
       BRISK_CHECK(m->ratio > 0 && m->ratio <= 1, "--method select: ratio must be in (0, 1], got ", m->ratio);
