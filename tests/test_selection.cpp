@@ -6,6 +6,7 @@
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
 #include "efficiency/selection/infobatch.h"
+#include "efficiency/selection/selective_backprop.h"
 #include "tests/train_helpers.h"
 
 using namespace bt;
@@ -86,7 +87,8 @@ TEST_CASE("selection: method spellings", "[selection]") {
   using brisk::efficiency::make_method;
   CHECK(make_method("select:kind=rs2")->name() == "select");
   CHECK(make_method("select:kind=infobatch")->name() == "select");
-  CHECK_THROWS_WITH(make_method("select:kind=selective-backprop"), Catch::Contains("not implemented yet"));
+  CHECK(make_method("select:kind=selective-backprop")->name() == "select");
+  CHECK_THROWS_WITH(make_method("select:kind=rho-loss"), Catch::Contains("not implemented yet"));
   CHECK_THROWS_WITH(make_method("select:kind=random"), Catch::Contains("unknown kind 'random'"));
   CHECK_THROWS_WITH(make_method("select:kind=rs2,ratio=0"), Catch::Contains("ratio must be in (0, 1]"));
 }
@@ -181,4 +183,75 @@ TEST_CASE("selection: static EL2N / forgetting pruning keeps exactly the top sco
   all.methods = {"select:kind=el2n,keep=1,start=1"};
   Trainer t(all);
   CHECK(t.total_steps() == 16);  // keep = 1 selects everything
+}
+
+TEST_CASE("selection: Selective Backprop's probability rises with loss; beta 0 takes all", "[selection]") {
+  std::vector<float> hist;
+  for (int i = 0; i < 100; ++i) hist.push_back(float(i) / 10);
+  double prev = -1;
+  for (float loss : {0.0f, 1.0f, 3.3f, 5.0f, 9.85f}) {
+    double p = brisk::selection::selection_probability(hist, loss, 2.0);
+    CHECK(p > prev);
+    prev = p;
+    CHECK(brisk::selection::selection_probability(hist, loss, 0.0) == 1.0);
+  }
+  CHECK(brisk::selection::selection_probability(hist, 20.0f, 2.0) == 1.0);
+  CHECK(brisk::selection::selection_probability(hist, 4.95f, 1.0) == Approx(0.5));
+  CHECK(brisk::selection::selection_probability({}, 1.0f, 3.0) == 1.0);
+}
+
+class BatchSizeCheck : public brisk::train::Callback {
+ public:
+  int64_t batches = 0;
+  std::string name() const override { return "batch_size_check"; }
+  void on_after_forward(Trainer& t) override {
+    REQUIRE(t.batch.y.numel() == t.config().batch_size);
+    batches++;
+  }
+};
+
+TEST_CASE("selection: Selective Backprop buffers full batches, exact rank counts, exact resume", "[selection][train]") {
+  TrainConfig all = small_config("brisk_sb_all");
+  all.epochs = 2;
+  all.methods = {"select:kind=selective-backprop,beta=0"};
+  Trainer t0(all);
+  t0.fit();
+  CHECK(t0.state().step == 16);  // beta = 0: everything is backpropagated
+
+  TrainConfig rank = small_config("brisk_sb_rank");
+  rank.epochs = 2;
+  rank.methods = {"select:kind=selective-backprop,variant=rank,keep=0.5,start=0,end=1"};
+  Trainer t1(rank);
+  auto* check = new BatchSizeCheck;
+  t1.add_callback(std::unique_ptr<brisk::train::Callback>(check));
+  t1.fit();
+  CHECK(t1.state().step == 8);  // 32 of every 64 scored -> 4 full batches per epoch
+  CHECK(check->batches == 8);
+  auto m = read_jsonl(rank.out + "/metrics.jsonl");
+  CHECK(m.back()["examples_backpropagated"] == 512);
+  CHECK(m.back()["selected_frac"].get<double>() == Approx(0.5));
+  CHECK(m.back()["score_s"].get<double>() > 0.0);
+
+  TrainConfig prob = small_config("brisk_sb_prob");
+  prob.epochs = 3;
+  prob.methods = {"select:kind=selective-backprop,beta=2,history=256"};
+  Trainer t2(prob);
+  auto* check2 = new BatchSizeCheck;
+  t2.add_callback(std::unique_ptr<brisk::train::Callback>(check2));
+  t2.fit();
+  CHECK(t2.state().step > 8);    // the first epoch is unfiltered
+  CHECK(t2.state().step < 24);   // later epochs drop examples
+  TrainConfig part = prob;
+  part.out = prob.out + "_part";
+  fs::remove_all(part.out);
+  part.max_steps = 10;
+  Trainer(part).fit();
+  part.max_steps = 0;
+  Trainer(part).fit(true);
+  TensorMap a = final_tensors(prob.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    CHECK(bit_equal(v, b.at(k)));
+  }
 }

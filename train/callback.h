@@ -22,6 +22,17 @@ namespace brisk::train {
 
 class Trainer;
 
+// Batch-level selection: given a forward-only (no graph, eval mode) scoring
+// pass over a loaded batch, say which examples get backpropagated. Selected
+// examples are buffered and trained in full-size batches.
+class BatchSelector {
+ public:
+  virtual ~BatchSelector() = default;
+  // losses [B], logits [B, C] (no graph); returns bool [B].
+  virtual Tensor select(Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
+                        const Tensor& logits) = 0;
+};
+
 class Callback {
  public:
   virtual ~Callback() = default;
@@ -44,6 +55,8 @@ class Callback {
   virtual int64_t epoch_examples(int64_t /*epoch*/, int64_t dataset_size, int64_t /*batch_size*/) const {
     return dataset_size;
   }
+  // A method that selects per batch returns its selector (at most one per run).
+  virtual BatchSelector* batch_selector() { return nullptr; }
   // Fields this method adds to each metrics.jsonl line.
   virtual void add_metrics(nlohmann::json&) const {}
   // Checkpointed state: scalars as JSON, tensors by name.

@@ -23,6 +23,11 @@ void Trainer::save_checkpoint() {
   for (auto& [k, v] : model_->state_dict()) tensors["model/" + k] = v;
   for (auto& [k, v] : optimizer_->state_tensors()) tensors[k] = v;
   if (epoch_order.defined() && state_.batch_in_epoch > 0) tensors["trainer/epoch_order"] = epoch_order;
+  if (buffer_.y.defined() && buffer_.y.numel() > 0) {  // selected examples not trained yet
+    tensors["trainer/buffer_x"] = buffer_.x;
+    tensors["trainer/buffer_y"] = buffer_.y;
+    tensors["trainer/buffer_indices"] = buffer_.indices;
+  }
   json methods = json::array();
   for (size_t i = 0; i < callbacks_.size(); ++i) {
     for (auto& [k, v] : callbacks_[i]->state_tensors()) tensors["method/" + std::to_string(i) + "/" + k] = v;
@@ -39,6 +44,7 @@ void Trainer::save_checkpoint() {
             {"step", state_.step},
             {"samples_seen", state_.samples_seen},
             {"wall_s", state_.wall_s},
+            {"score_s", score_s_},
             {"loss_sum", state_.loss_sum},
             {"loss_count", state_.loss_count},
             {"rng", {{"seed", g.seed()}, {"offset", g.offset()}}},
@@ -80,6 +86,9 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
       if (k.rfind("model/", 0) == 0) model_sd[k.substr(6)] = v;
       else if (k.rfind("optim/", 0) == 0) optim_sd[k] = v;
       else if (k == "trainer/epoch_order") epoch_order = v;
+      else if (k == "trainer/buffer_x") buffer_.x = v;
+      else if (k == "trainer/buffer_y") buffer_.y = v;
+      else if (k == "trainer/buffer_indices") buffer_.indices = v;
       else if (k.rfind("method/", 0) == 0) {
         size_t slash = k.find('/', 7);
         size_t i = std::stoul(k.substr(7, slash - 7));
@@ -105,6 +114,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
     state_.step = j.at("step").get<int64_t>();
     state_.samples_seen = j.at("samples_seen").get<int64_t>();
     state_.wall_s = j.at("wall_s").get<double>();
+    score_s_ = j.value("score_s", 0.0);
     state_.loss_sum = j.at("loss_sum").get<double>();
     state_.loss_count = j.at("loss_count").get<int64_t>();
     default_generator().set_state(j.at("rng").at("seed").get<uint64_t>(), j.at("rng").at("offset").get<uint64_t>());

@@ -63,6 +63,12 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   so.step_size = std::max<int64_t>(1, so.total_steps / 3);
   schedule_ = std::make_unique<optim::LRSchedule>(so);
   show_progress_ = cfg_.progress == "on" || (cfg_.progress == "auto" && isatty(STDOUT_FILENO));
+  for (auto& cb : callbacks_)
+    if (BatchSelector* s = cb->batch_selector()) {
+      BRISK_CHECK(selector_ == nullptr, "only one batch-level selection method may run at a time, got a second: ",
+                  cb->name());
+      selector_ = s;
+    }
 }
 
 Trainer::~Trainer() = default;
@@ -145,6 +151,49 @@ void Trainer::train_one_batch() {
   logits = per_example_loss = loss = Tensor();  // free the graph's activations now
 }
 
+void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
+  auto t0 = Clock::now();
+  Tensor chosen;
+  {
+    NoGradGuard ng;
+    model_->eval();  // scoring must not move BatchNorm statistics
+    Tensor lg = model_->forward(loaded.x);
+    model_->train();
+    Tensor losses = F::cross_entropy(lg, loaded.y, F::Reduction::none, -100, cfg_.label_smoothing);
+    chosen = sel.select(*this, loaded.indices, loaded.y, losses, lg);
+  }
+  score_s_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  BRISK_CHECK(chosen.dtype() == DType::boolean && chosen.numel() == loaded.y.numel(),
+              "batch selector returned ", chosen.str(), " for a batch of ", loaded.y.numel());
+  std::vector<double> pick;
+  const bool* c = chosen.contiguous().data_ptr<bool>();
+  for (int64_t i = 0; i < chosen.numel(); ++i)
+    if (c[i]) pick.push_back(double(i));
+  if (!pick.empty()) {
+    Tensor rows = from_vector(pick, {int64_t(pick.size())}, DType::i64);
+    auto take = [&](const Tensor& t, const Tensor& prev) {
+      Tensor s = index_select(t, 0, rows);
+      return prev.defined() && prev.numel() > 0 ? cat({prev, s}, 0) : s;
+    };
+    buffer_.x = take(loaded.x, buffer_.x);
+    buffer_.y = take(loaded.y, buffer_.y);
+    buffer_.indices = take(loaded.indices, buffer_.indices);
+  }
+  int64_t B = cfg_.batch_size;
+  while (buffer_.y.defined() && buffer_.y.numel() >= B) {
+    int64_t left = buffer_.y.numel() - B;
+    batch.x = buffer_.x.narrow(0, 0, B).contiguous();
+    batch.y = buffer_.y.narrow(0, 0, B).contiguous();
+    batch.indices = buffer_.indices.narrow(0, 0, B).contiguous();
+    batch.epoch = loaded.epoch;
+    batch.index = loaded.index;
+    buffer_.x = buffer_.x.narrow(0, B, left).contiguous();
+    buffer_.y = buffer_.y.narrow(0, B, left).contiguous();
+    buffer_.indices = buffer_.indices.narrow(0, B, left).contiguous();
+    train_one_batch();
+  }
+}
+
 EvalResult Trainer::fit(bool resume) {
   fs::create_directories(cfg_.out);
   fire([&](Callback& c) { c.on_fit_start(*this); });
@@ -175,10 +224,14 @@ EvalResult Trainer::fit(bool resume) {
     while (steps_left()) {
       auto b = train_loader_->next();
       if (!b) break;
-      batch = std::move(*b);
-      train_one_batch();
+      bar_samples += b->y.size(0);
+      if (selector_) {
+        train_selected(std::move(*b), *selector_);
+      } else {
+        batch = std::move(*b);
+        train_one_batch();
+      }
       state_.batch_in_epoch++;
-      bar_samples += batch.y.size(0);
       bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
       if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.batch_in_epoch < epoch_batches) {
         stop_for_eval = true;

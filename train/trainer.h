@@ -68,12 +68,15 @@ class Trainer {
   // Optimizer steps the run will take (an estimate where a method's epoch
   // sizes depend on training, e.g. InfoBatch); methods use it for fractions.
   int64_t total_steps() const;
+  double score_seconds() const { return score_s_; }  // time in forward-only scoring passes
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
   int64_t schedule_position() const;
 
  private:
   template <class F> void fire(F f);
   void train_one_batch();
+  // Batch-level selection: score, select, buffer, train full batches.
+  void train_selected(data::Batch loaded, BatchSelector& sel);
   void write_metrics(const EvalResult& r);
   void write_config_json();
 
@@ -87,6 +90,9 @@ class Trainer {
   TrainState state_;
   EvalResult last_eval_;
   bool show_progress_ = false;
+  BatchSelector* selector_ = nullptr;
+  data::Batch buffer_;  // selected examples waiting for a full batch
+  double score_s_ = 0;
 };
 
 // The `brisk train` entry point: parses nothing, runs cfg, prints progress and

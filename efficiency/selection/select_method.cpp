@@ -16,21 +16,34 @@
 //        averaged over them; forgetting events); from epoch `start` on, only
 //        the round(keep·N) highest-scoring examples are visited (ties: lower
 //        index kept). Keys: keep=0.5, start=1.
+//   selective-backprop: batch level (Jiang et al. 2019). Each loaded batch is
+//        scored by a forward-only pass; example i is backpropagated with
+//        probability F(loss_i)^beta, F = the fraction of the last `history`
+//        losses <= loss_i; selected examples are buffered into full batches.
+//        variant=rank (Composer's): inside [start, end), the round(keep·B)
+//        highest losses of each batch. Outside [start, end) all are selected.
+//        Keys: beta=1, history=1024, variant=prob|rank, keep=0.5, start, end
+//        (fractions of training; defaults: prob [1/epochs, 1), rank [0.5, 0.9)).
 // The learning-rate schedule runs on epoch progress (train/trainer.cpp), so
 // epochs that visit fewer examples still span one epoch of the schedule.
+#include <algorithm>
 #include <cmath>
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
 #include "efficiency/selection/infobatch.h"
+#include "efficiency/selection/selective_backprop.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
 
 namespace {
 
-class SelectMethod : public train::Callback {
+class SelectMethod : public train::Callback, public train::BatchSelector {
  public:
+  double beta = 1.0, win_start = -1, win_end = -1;
+  int64_t history = 1024;
+  std::string variant = "prob";
   std::string kind = "rs2";
   double ratio = 0.5, delta = 0.125, keep = 0.5;
   int64_t start = 1;
@@ -92,7 +105,7 @@ class SelectMethod : public train::Callback {
       t.epoch_order = from_vector(order, {int64_t(order.size())}, DType::i64);
       return;
     }
-    // infobatch
+    if (kind != "infobatch") return;
     bool full = e == 0 || double(e) >= (1.0 - delta) * double(t.config().epochs);
     weights_.assign(size_t(n_), 1.0f);
     if (full) return;  // default order: every example, weight 1
@@ -115,7 +128,59 @@ class SelectMethod : public train::Callback {
     t.loss_weights = from_vector(w, {B}, TensorOptions(t.logits.dtype()));
   }
 
+  train::BatchSelector* batch_selector() override { return kind == "selective-backprop" ? this : nullptr; }
+
+  Tensor select(train::Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
+                const Tensor& logits) override {
+    int64_t B = losses.numel();
+    const auto& st = t.state();
+    double full = double(t.config().epochs * t.train_loader().num_batches_full());
+    double progress = double(t.schedule_position()) / std::max(full, 1.0);
+    double s0 = win_start >= 0 ? win_start : (variant == "rank" ? 0.5 : 1.0 / double(t.config().epochs));
+    double s1 = win_end >= 0 ? win_end : (variant == "rank" ? 0.9 : 1.0);
+    std::vector<float> l(static_cast<size_t>(B));
+    Tensor lc = losses.to(DType::f32).contiguous();
+    std::copy(lc.data_ptr<float>(), lc.data_ptr<float>() + B, l.begin());
+    std::vector<bool> pick(size_t(B), true);
+    bool active = progress >= s0 && progress < s1;
+    if (active && variant == "rank") {
+      std::vector<int64_t> order(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; ++i) order[size_t(i)] = i;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[size_t(a)] > l[size_t(b)]; });
+      int64_t k = std::clamp<int64_t>(std::llround(keep * double(B)), 0, B);
+      pick.assign(size_t(B), false);
+      for (int64_t i = 0; i < k; ++i) pick[size_t(order[size_t(i)])] = true;
+    } else if (active) {
+      Generator g(seed * 0xD6E8FEB86659FD93ull + uint64_t(st.epoch) * 1000003ull + uint64_t(st.batch_in_epoch));
+      std::vector<float> sorted(hist_);
+      std::sort(sorted.begin(), sorted.end());
+      for (int64_t i = 0; i < B; ++i) {
+        double p = selection::selection_probability(sorted, l[size_t(i)], beta);
+        auto w = g.block(uint64_t(i));
+        double u = double(w[0]) / 4294967296.0;
+        pick[size_t(i)] = u < p;
+      }
+    }
+    for (int64_t i = 0; i < B; ++i) {  // the loss history sees every scored loss
+      if (int64_t(hist_.size()) < history) hist_.push_back(l[size_t(i)]);
+      else hist_[size_t(hist_pos_)] = l[size_t(i)];
+      hist_pos_ = (hist_pos_ + 1) % history;
+    }
+    stats_.update(indices, losses, logits, labels, st.epoch, /*backpropagated=*/false);
+    Tensor out = empty({B}, DType::boolean);
+    const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
+    for (int64_t i = 0; i < B; ++i) {
+      out.data_ptr<bool>()[i] = pick[size_t(i)];
+      if (pick[size_t(i)]) stats_.times_selected[size_t(idx[i])]++;
+    }
+    return out;
+  }
+
   void on_after_loss(train::Trainer& t) override {
+    if (kind == "selective-backprop") {  // stats came from the scoring pass
+      backpropagated_ += t.batch.indices.numel();
+      return;
+    }
     stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
     backpropagated_ += t.batch.indices.numel();
   }
@@ -123,18 +188,20 @@ class SelectMethod : public train::Callback {
   void add_metrics(nlohmann::json& j) const override {
     j["examples_backpropagated"] = backpropagated_;
     j["selected_frac"] = seen_full_ > 0 ? double(backpropagated_) / double(seen_full_) : 0.0;
-    j["score_s"] = 0.0;  // rs2 scores nothing
+    j["score_s"] = score_s_;  // forward-only scoring time (0 for epoch-level kinds)
   }
   void on_eval_start(train::Trainer& t) override {
     // What full-data training would have backpropagated by now.
     seen_full_ = t.state().epoch * n_ + std::min(n_, t.state().batch_in_epoch * t.config().batch_size);
+    score_s_ = t.score_seconds();
   }
 
   nlohmann::json state_json() const override {
-    return {{"kind", kind}, {"ratio", ratio}, {"examples_backpropagated", backpropagated_}};
+    return {{"kind", kind}, {"ratio", ratio}, {"examples_backpropagated", backpropagated_}, {"hist_pos", hist_pos_}};
   }
   void load_state_json(const nlohmann::json& j) override {
     backpropagated_ = j.value("examples_backpropagated", int64_t(0));
+    hist_pos_ = j.value("hist_pos", int64_t(0));
   }
   TensorMap state_tensors() const override {
     TensorMap m = stats_.to_tensors();
@@ -142,6 +209,11 @@ class SelectMethod : public train::Callback {
       Tensor k = empty({int64_t(kept_.size())}, DType::i64);
       std::copy(kept_.begin(), kept_.end(), k.data_ptr<int64_t>());
       m["static/kept"] = k;
+    }
+    if (!hist_.empty()) {
+      Tensor h = empty({int64_t(hist_.size())}, DType::f32);
+      std::copy(hist_.begin(), hist_.end(), h.data_ptr<float>());
+      m["sb/history"] = h;
     }
     if (!weights_.empty()) {  // this epoch's InfoBatch weights (needed to resume mid-epoch)
       Tensor w = empty({int64_t(weights_.size())}, DType::f32);
@@ -153,6 +225,11 @@ class SelectMethod : public train::Callback {
   void load_state_tensors(const TensorMap& m) override {
     if (m.empty()) return;
     stats_.from_tensors(m);
+    auto ht = m.find("sb/history");
+    if (ht != m.end()) {
+      Tensor h = ht->second.contiguous();
+      hist_.assign(h.data_ptr<float>(), h.data_ptr<float>() + h.numel());
+    }
     auto kt = m.find("static/kept");
     if (kt != m.end()) {
       Tensor k = kt->second.contiguous();
@@ -183,6 +260,9 @@ class SelectMethod : public train::Callback {
   int64_t n_ = 0, batch_ = 1, backpropagated_ = 0, seen_full_ = 0;
   std::vector<float> weights_;  // InfoBatch: per dataset index, this epoch
   std::vector<int64_t> kept_;   // el2n / forgetting: the kept set (fixed once chosen)
+  std::vector<float> hist_;     // selective-backprop: the last `history` losses (ring)
+  int64_t hist_pos_ = 0;
+  double score_s_ = 0;
   selection::ExampleStats stats_;
 };
 
@@ -192,11 +272,26 @@ void register_selection_methods() {
   register_method("select", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<SelectMethod>();
     m->kind = a.get_string("kind", "rs2");
-    if (m->kind == "selective-backprop" || m->kind == "rho-loss")
-      BRISK_FAIL("--method select: kind '", m->kind,
-                 "' is not implemented yet (available: rs2, infobatch, el2n, forgetting)");
-    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static(), "--method select: unknown kind '",
-                m->kind, "' (known: rs2, infobatch, el2n, forgetting; planned: selective-backprop, rho-loss)");
+    if (m->kind == "rho-loss")
+      BRISK_FAIL("--method select: kind 'rho-loss' is not implemented yet (available: selective-backprop, rs2, "
+                 "infobatch, el2n, forgetting)");
+    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static() || m->kind == "selective-backprop",
+                "--method select: unknown kind '", m->kind,
+                "' (known: selective-backprop, rs2, infobatch, el2n, forgetting; planned: rho-loss)");
+    if (m->kind == "selective-backprop") {
+      m->beta = a.get_double("beta", 1.0);
+      m->history = a.get_int("history", 1024);
+      m->variant = a.get_string("variant", "prob");
+      m->keep = a.get_double("keep", 0.5);
+      m->win_start = a.get_double("start", -1);
+      m->win_end = a.get_double("end", -1);
+      BRISK_CHECK(m->beta >= 0, "--method select: beta must be >= 0, got ", m->beta);
+      BRISK_CHECK(m->history >= 1, "--method select: history must be >= 1");
+      BRISK_CHECK(m->variant == "prob" || m->variant == "rank", "--method select: unknown variant '", m->variant,
+                  "' (known: prob, rank)");
+      BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
+      return m;
+    }
     if (m->is_static()) {
       m->keep = a.get_double("keep", 0.5);
       m->start = a.get_int("start", 1);
