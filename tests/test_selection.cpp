@@ -6,6 +6,7 @@
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
 #include "efficiency/selection/infobatch.h"
+#include "efficiency/selection/rho_loss.h"
 #include "efficiency/selection/selective_backprop.h"
 #include "tests/train_helpers.h"
 
@@ -88,7 +89,8 @@ TEST_CASE("selection: method spellings", "[selection]") {
   CHECK(make_method("select:kind=rs2")->name() == "select");
   CHECK(make_method("select:kind=infobatch")->name() == "select");
   CHECK(make_method("select:kind=selective-backprop")->name() == "select");
-  CHECK_THROWS_WITH(make_method("select:kind=rho-loss"), Catch::Contains("not implemented yet"));
+  CHECK(make_method("select:kind=rho-loss")->name() == "select");
+  CHECK_THROWS_WITH(make_method("select:kind=rho-loss,il_model=vgg"), Catch::Contains("unknown model"));
   CHECK_THROWS_WITH(make_method("select:kind=random"), Catch::Contains("unknown kind 'random'"));
   CHECK_THROWS_WITH(make_method("select:kind=rs2,ratio=0"), Catch::Contains("ratio must be in (0, 1]"));
 }
@@ -249,6 +251,57 @@ TEST_CASE("selection: Selective Backprop buffers full batches, exact rank counts
   part.max_steps = 0;
   Trainer(part).fit(true);
   TensorMap a = final_tensors(prob.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    CHECK(bit_equal(v, b.at(k)));
+  }
+}
+
+TEST_CASE("selection: RHO-LOSS looks irreducible losses up by dataset index", "[selection]") {
+  std::vector<float> il(100, 0.0f);
+  il[42] = 5.0f;  // example 42 is hard for the holdout model too: low reducible loss
+  il[7] = 0.0f;
+  Tensor idx = from_vector({42, 7, 13, 99}, {4}, DType::i64);
+  Tensor loss = from_vector({5.5, 1.0, 0.2, 0.9}, {4});
+  auto sel = brisk::selection::rho_select(loss, idx, il, 0.5).to_vector();
+  CHECK(sel == std::vector<double>{0.0, 1.0, 0.0, 1.0});  // 7 (1.0) and 99 (0.9) beat 42 (0.5)
+  // the same examples, shuffled: the same examples are chosen
+  Tensor perm = from_vector({3, 0, 2, 1}, {4}, DType::i64);
+  auto sel2 = brisk::selection::rho_select(index_select(loss, 0, perm), index_select(idx, 0, perm), il, 0.5);
+  auto chosen = index_select(idx, 0, perm).to_vector(), s2 = sel2.to_vector();
+  std::set<int64_t> picked;
+  for (size_t i = 0; i < 4; ++i)
+    if (s2[i] == 1.0) picked.insert(int64_t(chosen[i]));
+  CHECK(picked == std::set<int64_t>{7, 99});
+  CHECK_THROWS_WITH(brisk::selection::rho_select(loss, from_vector({1, 2, 3, 100}, {4}, DType::i64), il, 0.5),
+                    Catch::Contains("index 100"));
+}
+
+TEST_CASE("selection: RHO-LOSS end to end: holdout never trained on, time counted, exact resume", "[selection][train]") {
+  TrainConfig c = small_config("brisk_rho");
+  c.epochs = 2;
+  c.methods = {"select:kind=rho-loss,keep=0.5,holdout=0.25,il_epochs=1"};
+  Trainer t(c);
+  t.fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(m.back()["score_s"].get<double>() > 0.0);
+  TensorMap fin = final_tensors(c.out);
+  auto seen = fin.at("method/0/stats/times_seen").to_vector();
+  int64_t never = std::count(seen.begin(), seen.end(), 0.0);
+  CHECK(never == 128);  // the 25% holdout is scored by the IL model only, never trained on
+  CHECK(fin.at("method/0/rho/il").numel() == 512);
+  // 384 training examples, half kept: 192 per epoch = 3 full batches
+  CHECK(t.state().step == 6);
+
+  TrainConfig part = c;
+  part.out = c.out + "_part";
+  fs::remove_all(part.out);
+  part.max_steps = 2;
+  Trainer(part).fit();
+  part.max_steps = 0;
+  Trainer(part).fit(true);
+  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
   REQUIRE(a.size() == b.size());
   for (auto& [k, v] : a) {
     INFO(k);

@@ -210,6 +210,7 @@ EvalResult Trainer::fit(bool resume) {
   while (state_.epoch < cfg_.epochs && steps_left()) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
     // --eval-every stop or a resume) the epoch keeps the order it began with.
+    auto t0 = Clock::now();  // epoch_start work (selection plans, scoring models) is training time
     if (state_.batch_in_epoch == 0) {
       epoch_order = Tensor();
       fire([&](Callback& c) { c.on_epoch_start(*this); });
@@ -220,7 +221,6 @@ EvalResult Trainer::fit(bool resume) {
                     epoch_batches);
     int64_t bar_samples = 0;
     bool stop_for_eval = false;
-    auto t0 = Clock::now();
     while (steps_left()) {
       auto b = train_loader_->next();
       if (!b) break;

@@ -24,15 +24,27 @@
 //        highest losses of each batch. Outside [start, end) all are selected.
 //        Keys: beta=1, history=1024, variant=prob|rank, keep=0.5, start, end
 //        (fractions of training; defaults: prob [1/epochs, 1), rank [0.5, 0.9)).
+//   rho-loss: batch level (Mindermann et al. 2022). A `holdout` fraction of
+//        the training set is set aside (never trained on); before the first
+//        epoch a small `il_model` is trained on it for `il_epochs` (its time is
+//        counted in wall_s and score_s), and its loss on every training example
+//        is stored by dataset index. Each scored batch keeps the round(keep·B)
+//        largest (training loss − irreducible loss). Keys: keep=0.1,
+//        holdout=0.1, il_model=mlp, il_epochs=2, il_lr=0.05.
 // The learning-rate schedule runs on epoch progress (train/trainer.cpp), so
 // epochs that visit fewer examples still span one epoch of the schedule.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
 #include "efficiency/selection/infobatch.h"
+#include "efficiency/selection/rho_loss.h"
 #include "efficiency/selection/selective_backprop.h"
+#include "models/models.h"
+#include "nn/functional.h"
+#include "optim/optimizer.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
@@ -41,7 +53,9 @@ namespace {
 
 class SelectMethod : public train::Callback, public train::BatchSelector {
  public:
-  double beta = 1.0, win_start = -1, win_end = -1;
+  double beta = 1.0, win_start = -1, win_end = -1, holdout = 0.1, il_lr = 0.05;
+  int64_t il_epochs = 2;
+  std::string il_model = "mlp";
   int64_t history = 1024;
   std::string variant = "prob";
   std::string kind = "rs2";
@@ -105,6 +119,16 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
       t.epoch_order = from_vector(order, {int64_t(order.size())}, DType::i64);
       return;
     }
+    if (kind == "rho-loss") {
+      if (train_idx_.empty()) split_holdout();
+      if (il_.empty()) train_il_model(t);
+      Generator g(seed * 0x9FB21C651E98DF25ull + uint64_t(e) + 1);
+      Tensor perm = randperm(int64_t(train_idx_.size()), &g);
+      std::vector<double> order(train_idx_.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = double(train_idx_[size_t(perm.data_ptr<int64_t>()[i])]);
+      t.epoch_order = from_vector(order, {int64_t(order.size())}, DType::i64);
+      return;
+    }
     if (kind != "infobatch") return;
     bool full = e == 0 || double(e) >= (1.0 - delta) * double(t.config().epochs);
     weights_.assign(size_t(n_), 1.0f);
@@ -128,7 +152,60 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
     t.loss_weights = from_vector(w, {B}, TensorOptions(t.logits.dtype()));
   }
 
-  train::BatchSelector* batch_selector() override { return kind == "selective-backprop" ? this : nullptr; }
+  train::BatchSelector* batch_selector() override {
+    return kind == "selective-backprop" || kind == "rho-loss" ? this : nullptr;
+  }
+
+  // RHO-LOSS: the held-out split is a fixed seeded subset; the rest is trained on.
+  void split_holdout() {
+    Generator g(seed * 0xA24BAED4963EE407ull + 5);
+    Tensor perm = randperm(n_, &g);
+    int64_t h = std::clamp<int64_t>(std::llround(holdout * double(n_)), 1, n_ - 1);
+    holdout_idx_.assign(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + h);
+    train_idx_.assign(perm.data_ptr<int64_t>() + h, perm.data_ptr<int64_t>() + n_);
+    std::sort(holdout_idx_.begin(), holdout_idx_.end());
+    std::sort(train_idx_.begin(), train_idx_.end());
+  }
+
+  // Trains the irreducible-loss model on the holdout split and scores every example.
+  void train_il_model(train::Trainer& t) {
+    auto t0 = std::chrono::steady_clock::now();
+    uint64_t saved_seed = default_generator().seed(), saved_off = default_generator().offset();
+    default_generator().set_state(seed * 13 + 1, 0);  // the IL model's init must not shift training's RNG
+    auto model = models::make_model(il_model);
+    default_generator().set_state(saved_seed, saved_off);
+    optim::SGD opt(model->named_parameters(), {il_lr, 0.9, 0.0, 5e-4, false});
+    data::LoaderOptions lo;
+    lo.batch_size = t.config().batch_size;
+    lo.seed = seed + 99;
+    lo.drop_last = false;
+    lo.prefetch = false;
+    data::DataLoader dl(t.train_loader().dataset(), lo);
+    std::vector<double> hold(holdout_idx_.begin(), holdout_idx_.end());
+    Tensor hold_t = from_vector(hold, {int64_t(hold.size())}, DType::i64);
+    for (int64_t e = 0; e < il_epochs; ++e) {
+      Generator g(seed * 17 + uint64_t(e));
+      Tensor order = index_select(hold_t, 0, randperm(hold_t.numel(), &g));
+      dl.start_epoch(e, 0, order);
+      while (auto b = dl.next()) {
+        Tensor loss = nn::functional::cross_entropy(model->forward(b->x), b->y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+      }
+    }
+    il_.assign(size_t(n_), 0.0f);
+    NoGradGuard ng;
+    model->eval();
+    dl.start_epoch(0, 0, arange(n_));
+    while (auto b = dl.next()) {
+      Tensor l = nn::functional::cross_entropy(model->forward(b->x), b->y, nn::functional::Reduction::none)
+                     .to(DType::f32)
+                     .contiguous();
+      for (int64_t i = 0; i < l.numel(); ++i) il_[size_t(b->indices.data_ptr<int64_t>()[i])] = l.data_ptr<float>()[i];
+    }
+    il_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 
   Tensor select(train::Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
                 const Tensor& logits) override {
@@ -143,6 +220,14 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
     std::copy(lc.data_ptr<float>(), lc.data_ptr<float>() + B, l.begin());
     std::vector<bool> pick(size_t(B), true);
     bool active = progress >= s0 && progress < s1;
+    if (kind == "rho-loss") {
+      Tensor out = selection::rho_select(losses, indices, il_, keep);
+      stats_.update(indices, losses, logits, labels, st.epoch, /*backpropagated=*/false);
+      const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
+      for (int64_t i = 0; i < B; ++i)
+        if (out.data_ptr<bool>()[i]) stats_.times_selected[size_t(idx[i])]++;
+      return out;
+    }
     if (active && variant == "rank") {
       std::vector<int64_t> order(static_cast<size_t>(B));
       for (int64_t i = 0; i < B; ++i) order[size_t(i)] = i;
@@ -177,7 +262,7 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   }
 
   void on_after_loss(train::Trainer& t) override {
-    if (kind == "selective-backprop") {  // stats came from the scoring pass
+    if (kind == "selective-backprop" || kind == "rho-loss") {  // stats came from the scoring pass
       backpropagated_ += t.batch.indices.numel();
       return;
     }
@@ -193,15 +278,17 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   void on_eval_start(train::Trainer& t) override {
     // What full-data training would have backpropagated by now.
     seen_full_ = t.state().epoch * n_ + std::min(n_, t.state().batch_in_epoch * t.config().batch_size);
-    score_s_ = t.score_seconds();
+    score_s_ = t.score_seconds() + il_seconds_;
   }
 
   nlohmann::json state_json() const override {
-    return {{"kind", kind}, {"ratio", ratio}, {"examples_backpropagated", backpropagated_}, {"hist_pos", hist_pos_}};
+    return {{"kind", kind}, {"ratio", ratio}, {"examples_backpropagated", backpropagated_}, {"hist_pos", hist_pos_},
+            {"il_seconds", il_seconds_}};
   }
   void load_state_json(const nlohmann::json& j) override {
     backpropagated_ = j.value("examples_backpropagated", int64_t(0));
     hist_pos_ = j.value("hist_pos", int64_t(0));
+    il_seconds_ = j.value("il_seconds", 0.0);
   }
   TensorMap state_tensors() const override {
     TensorMap m = stats_.to_tensors();
@@ -209,6 +296,11 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
       Tensor k = empty({int64_t(kept_.size())}, DType::i64);
       std::copy(kept_.begin(), kept_.end(), k.data_ptr<int64_t>());
       m["static/kept"] = k;
+    }
+    if (!il_.empty()) {
+      Tensor h = empty({int64_t(il_.size())}, DType::f32);
+      std::copy(il_.begin(), il_.end(), h.data_ptr<float>());
+      m["rho/il"] = h;
     }
     if (!hist_.empty()) {
       Tensor h = empty({int64_t(hist_.size())}, DType::f32);
@@ -225,6 +317,11 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   void load_state_tensors(const TensorMap& m) override {
     if (m.empty()) return;
     stats_.from_tensors(m);
+    auto it_il = m.find("rho/il");
+    if (it_il != m.end()) {
+      Tensor h = it_il->second.contiguous();
+      il_.assign(h.data_ptr<float>(), h.data_ptr<float>() + h.numel());
+    }
     auto ht = m.find("sb/history");
     if (ht != m.end()) {
       Tensor h = ht->second.contiguous();
@@ -261,6 +358,9 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   std::vector<float> weights_;  // InfoBatch: per dataset index, this epoch
   std::vector<int64_t> kept_;   // el2n / forgetting: the kept set (fixed once chosen)
   std::vector<float> hist_;     // selective-backprop: the last `history` losses (ring)
+  std::vector<float> il_;       // rho-loss: irreducible loss per dataset index
+  std::vector<int64_t> holdout_idx_, train_idx_;
+  double il_seconds_ = 0;
   int64_t hist_pos_ = 0;
   double score_s_ = 0;
   selection::ExampleStats stats_;
@@ -272,12 +372,22 @@ void register_selection_methods() {
   register_method("select", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<SelectMethod>();
     m->kind = a.get_string("kind", "rs2");
-    if (m->kind == "rho-loss")
-      BRISK_FAIL("--method select: kind 'rho-loss' is not implemented yet (available: selective-backprop, rs2, "
-                 "infobatch, el2n, forgetting)");
-    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static() || m->kind == "selective-backprop",
+    BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static() || m->kind == "selective-backprop" ||
+                    m->kind == "rho-loss",
                 "--method select: unknown kind '", m->kind,
-                "' (known: selective-backprop, rs2, infobatch, el2n, forgetting; planned: rho-loss)");
+                "' (known: selective-backprop, rho-loss, rs2, infobatch, el2n, forgetting)");
+    if (m->kind == "rho-loss") {
+      m->keep = a.get_double("keep", 0.1);
+      m->holdout = a.get_double("holdout", 0.1);
+      m->il_model = a.get_string("il_model", "mlp");
+      m->il_epochs = a.get_int("il_epochs", 2);
+      m->il_lr = a.get_double("il_lr", 0.05);
+      BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
+      BRISK_CHECK(m->holdout > 0 && m->holdout < 1, "--method select: holdout must be in (0, 1), got ", m->holdout);
+      BRISK_CHECK(m->il_epochs >= 1 && m->il_lr > 0, "--method select: il_epochs must be >= 1 and il_lr > 0");
+      models::make_model(m->il_model);  // validates the name now, not mid-run
+      return m;
+    }
     if (m->kind == "selective-backprop") {
       m->beta = a.get_double("beta", 1.0);
       m->history = a.get_int("history", 1024);
