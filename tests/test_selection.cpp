@@ -308,3 +308,42 @@ TEST_CASE("selection: RHO-LOSS end to end: holdout never trained on, time counte
     CHECK(bit_equal(v, b.at(k)));
   }
 }
+
+// Captures epoch 2's order and the selection method's EL2N scores as they
+// were when that order was made (before the epoch's first batch trains).
+class OrderCheck : public brisk::train::Callback {
+ public:
+  std::vector<double> first_epoch_order, el2n;
+  int64_t epoch = -1;
+  std::string name() const override { return "order_check"; }
+  void on_epoch_start(Trainer& t) override { epoch = t.state().epoch; }
+  void on_batch_start(Trainer& t) override {
+    if (epoch == 2 && t.epoch_order.defined() && first_epoch_order.empty()) {
+      first_epoch_order = t.epoch_order.to_vector();
+      el2n = t.callbacks()[0]->state_tensors().at("stats/el2n").to_vector();
+    }
+  }
+};
+
+TEST_CASE("selection: curriculum visits the kept set from easy to hard", "[selection][train]") {
+  TrainConfig c = small_config("brisk_curriculum");
+  c.epochs = 3;
+  c.methods = {"select:kind=el2n,keep=0.5,start=2,order=curriculum"};
+  Trainer t(c);
+  auto* oc = new OrderCheck;
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(oc));
+  t.fit();
+  REQUIRE(oc->first_epoch_order.size() == 256);
+  for (size_t i = 1; i < 256; ++i)  // easy to hard
+    REQUIRE(oc->el2n[size_t(oc->first_epoch_order[i - 1])] <= oc->el2n[size_t(oc->first_epoch_order[i])]);
+  // and the kept half is the hardest half
+  double easiest_kept = oc->el2n[size_t(oc->first_epoch_order[0])];
+  std::set<double> kept_set(oc->first_epoch_order.begin(), oc->first_epoch_order.end());
+  for (int64_t i = 0; i < 512; ++i)
+    if (!kept_set.count(double(i))) REQUIRE(oc->el2n[size_t(i)] <= easiest_kept);
+  TensorMap fin = final_tensors(c.out);
+  CHECK(fin.at("method/0/static/kept").numel() == 256);
+  std::set<double> kept(oc->first_epoch_order.begin(), oc->first_epoch_order.end());
+  CHECK(kept.size() == 256);
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("select:kind=el2n,order=hardest"), Catch::Contains("unknown order"));
+}

@@ -15,7 +15,8 @@
 //        data and score every example from the training forward passes (EL2N
 //        averaged over them; forgetting events); from epoch `start` on, only
 //        the round(keep·N) highest-scoring examples are visited (ties: lower
-//        index kept). Keys: keep=0.5, start=1.
+//        index kept). Keys: keep=0.5, start=1, order=random|curriculum
+//        (curriculum: visit the kept set from easy to hard, ascending score).
 //   selective-backprop: batch level (Jiang et al. 2019). Each loaded batch is
 //        scored by a forward-only pass; example i is backpropagated with
 //        probability F(loss_i)^beta, F = the fraction of the last `history`
@@ -61,6 +62,7 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   std::string kind = "rs2";
   double ratio = 0.5, delta = 0.125, keep = 0.5;
   int64_t start = 1;
+  bool curriculum = false;
 
   bool is_static() const { return kind == "el2n" || kind == "forgetting"; }
   int64_t kept_count(int64_t n) const { return std::clamp<int64_t>(std::llround(keep * double(n)), 1, n); }
@@ -112,6 +114,12 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
     if (is_static()) {
       if (e < start) return;  // scoring epochs: all data
       if (kept_.empty()) kept_ = top_scored();
+      if (curriculum) {  // easy to hard: ascending score (ties: lower index first)
+        std::vector<int64_t> o = kept_;
+        std::stable_sort(o.begin(), o.end(), [&](int64_t a, int64_t b) { return score(a) < score(b); });
+        t.epoch_order = from_vector(std::vector<double>(o.begin(), o.end()), {int64_t(o.size())}, DType::i64);
+        return;
+      }
       Generator g(seed * 0x94D049BB133111EBull + uint64_t(e) + 11);
       Tensor perm = randperm(int64_t(kept_.size()), &g);
       std::vector<double> order(kept_.size());
@@ -340,13 +348,14 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   }
   const selection::ExampleStats& stats() const { return stats_; }
 
+  double score(int64_t i) const {
+    return kind == "el2n" ? double(stats_.el2n[size_t(i)]) : double(stats_.forgetting[size_t(i)]);
+  }
+
   // The kept set: the kept_count(N) highest scores (ties: lower index first).
   std::vector<int64_t> top_scored() const {
     std::vector<int64_t> idx(static_cast<size_t>(n_));
     for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
-    auto score = [&](int64_t i) {
-      return kind == "el2n" ? double(stats_.el2n[size_t(i)]) : double(stats_.forgetting[size_t(i)]);
-    };
     std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score(a) > score(b); });
     idx.resize(size_t(kept_count(n_)));
     std::sort(idx.begin(), idx.end());
@@ -405,6 +414,10 @@ void register_selection_methods() {
     if (m->is_static()) {
       m->keep = a.get_double("keep", 0.5);
       m->start = a.get_int("start", 1);
+      std::string order = a.get_string("order", "random");
+      BRISK_CHECK(order == "random" || order == "curriculum", "--method select: unknown order '", order,
+                  "' (known: random, curriculum)");
+      m->curriculum = order == "curriculum";
       BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
       BRISK_CHECK(m->start >= 1, "--method select: start must be >= 1 epoch of scoring, got ", m->start);
       return m;
