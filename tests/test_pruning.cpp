@@ -146,19 +146,7 @@ TEST_CASE("pruning: the prune method reaches its target and resumes bit-exactly"
   CHECK(m.front()["sparsity"].get<double>() < m.back()["sparsity"].get<double>());
   CHECK(r.acc > 0.5);
 
-  TrainConfig part = c;
-  part.out = c.out + "_part";
-  fs::remove_all(part.out);
-  part.max_steps = 7;
-  Trainer(part).fit();
-  part.max_steps = 0;
-  Trainer(part).fit(true);
-  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
-  REQUIRE(a.size() == b.size());
-  for (auto& [k, v] : a) {
-    INFO(k);
-    CHECK(bit_equal(v, b.at(k)));
-  }
+  check_resume_bit_exact(c, {7}, /*run_full=*/false);
 }
 
 TEST_CASE("pruning: method spellings", "[pruning]") {
@@ -268,18 +256,6 @@ TEST_CASE("pruning: RigL and SET keep per-layer counts constant and resume bit-e
       CHECK(max(abs(fin.at("model/" + names[l]) * (1.0 - mask))).item() == 0.0);
     }
 
-    TrainConfig part = c;
-    part.out = c.out + "_part";
-    fs::remove_all(part.out);
-    part.max_steps = 5;
-    Trainer(part).fit();
-    part.max_steps = 0;
-    Trainer(part).fit(true);
-    TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
-    REQUIRE(a.size() == b.size());
-    for (auto& [k, v] : a) {
-      INFO(k);
-      CHECK(bit_equal(v, b.at(k)));
-    }
+    check_resume_bit_exact(c, {5}, /*run_full=*/false);
   }
 }

@@ -69,19 +69,7 @@ TEST_CASE("selection: RS2 rounds are exact, cover the data each cycle, and set t
   Trainer t2(odd);
   CHECK(t2.total_steps() == 3 * 2);
 
-  TrainConfig part = c;
-  part.out = c.out + "_part";
-  fs::remove_all(part.out);
-  part.max_steps = 5;  // mid-round
-  Trainer(part).fit();
-  part.max_steps = 0;
-  Trainer(part).fit(true);
-  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
-  REQUIRE(a.size() == b.size());
-  for (auto& [k, v] : a) {
-    INFO(k);
-    CHECK(bit_equal(v, b.at(k)));
-  }
+  check_resume_bit_exact(c, {5}, /*run_full=*/false);
 }
 
 TEST_CASE("selection: method spellings", "[selection]") {
@@ -142,19 +130,7 @@ TEST_CASE("selection: InfoBatch uses all data first and last, and resumes bit-ex
   CHECK(steps[7] == 8);
   CHECK(m.back()["selected_frac"].get<double>() < 1.0);
 
-  TrainConfig part = c;
-  part.out = c.out + "_part";
-  fs::remove_all(part.out);
-  part.max_steps = 11;  // inside a pruned epoch
-  Trainer(part).fit();
-  part.max_steps = 0;
-  Trainer(part).fit(true);
-  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
-  REQUIRE(a.size() == b.size());
-  for (auto& [k, v] : a) {
-    INFO(k);
-    CHECK(bit_equal(v, b.at(k)));
-  }
+  check_resume_bit_exact(c, {11}, /*run_full=*/false);
 }
 
 TEST_CASE("selection: static EL2N / forgetting pruning keeps exactly the top scores", "[selection][train]") {
@@ -243,19 +219,7 @@ TEST_CASE("selection: Selective Backprop buffers full batches, exact rank counts
   t2.fit();
   CHECK(t2.state().step > 8);    // the first epoch is unfiltered
   CHECK(t2.state().step < 24);   // later epochs drop examples
-  TrainConfig part = prob;
-  part.out = prob.out + "_part";
-  fs::remove_all(part.out);
-  part.max_steps = 10;
-  Trainer(part).fit();
-  part.max_steps = 0;
-  Trainer(part).fit(true);
-  TensorMap a = final_tensors(prob.out), b = final_tensors(part.out);
-  REQUIRE(a.size() == b.size());
-  for (auto& [k, v] : a) {
-    INFO(k);
-    CHECK(bit_equal(v, b.at(k)));
-  }
+  check_resume_bit_exact(prob, {10}, /*run_full=*/false);
 }
 
 TEST_CASE("selection: RHO-LOSS looks irreducible losses up by dataset index", "[selection]") {
@@ -294,19 +258,7 @@ TEST_CASE("selection: RHO-LOSS end to end: holdout never trained on, time counte
   // 384 training examples, half kept: 192 per epoch = 3 full batches
   CHECK(t.state().step == 6);
 
-  TrainConfig part = c;
-  part.out = c.out + "_part";
-  fs::remove_all(part.out);
-  part.max_steps = 2;
-  Trainer(part).fit();
-  part.max_steps = 0;
-  Trainer(part).fit(true);
-  TensorMap a = final_tensors(c.out), b = final_tensors(part.out);
-  REQUIRE(a.size() == b.size());
-  for (auto& [k, v] : a) {
-    INFO(k);
-    CHECK(bit_equal(v, b.at(k)));
-  }
+  check_resume_bit_exact(c, {2}, /*run_full=*/false);
 }
 
 // Captures epoch 2's order and the selection method's EL2N scores as they

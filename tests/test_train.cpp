@@ -96,25 +96,8 @@ TEST_CASE("train: a resumed run is bit-identical to an uninterrupted one", "[tra
     full.lr = opt == "sgd" ? 0.05 : 0.002;
     full.augment = "crop+flip";
     full.methods = {"ema:decay=0.9"};
-    Trainer(full).fit();
-
-    TrainConfig part = full;
-    part.out = full.out + "_part";
-    fs::remove_all(part.out);
-    part.max_steps = 5;  // stop mid-epoch 1
-    Trainer(part).fit();
-    part.max_steps = 11;  // stop mid-epoch 2
-    Trainer(part).fit(/*resume=*/true);
-    part.max_steps = 0;
-    Trainer(part).fit(/*resume=*/true);
-
-    TensorMap a = final_tensors(full.out), b = final_tensors(part.out);
-    REQUIRE(a.size() == b.size());
-    for (auto& [k, v] : a) {
-      INFO(k);
-      CHECK(bit_equal(v, b.at(k)));
-    }
-    auto ma = read_jsonl(full.out + "/metrics.jsonl"), mb = read_jsonl(part.out + "/metrics.jsonl");
+    check_resume_bit_exact(full, {5, 11});  // stops mid-epoch 1 and mid-epoch 2
+    auto ma = read_jsonl(full.out + "/metrics.jsonl"), mb = read_jsonl(full.out + "_part/metrics.jsonl");
     CHECK(ma.back()["test_acc"] == mb.back()["test_acc"]);
     CHECK(ma.back()["samples_seen"] == mb.back()["samples_seen"]);
   }

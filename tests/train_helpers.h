@@ -80,4 +80,29 @@ inline TensorMap final_tensors(const std::string& dir) {
 }
 
 
+// Runs `full` to the end, then the same config in a second folder stopped at
+// each of `stops` (by --max-steps) and resumed, and checks that every final
+// tensor (model, optimizer, method state) is bit-identical.
+inline void check_resume_bit_exact(const TrainConfig& full, const std::vector<int64_t>& stops, bool run_full = true) {
+  if (run_full) brisk::train::Trainer(full).fit();
+  TrainConfig part = full;
+  part.out = full.out + "_part";
+  fs::remove_all(part.out);
+  bool resume = false;
+  for (int64_t s : stops) {
+    part.max_steps = s;
+    brisk::train::Trainer(part).fit(resume);
+    resume = true;
+  }
+  part.max_steps = 0;
+  brisk::train::Trainer(part).fit(true);
+  TensorMap a = final_tensors(full.out), b = final_tensors(part.out);
+  REQUIRE(a.size() == b.size());
+  for (auto& [k, v] : a) {
+    INFO(k);
+    REQUIRE(b.count(k));
+    CHECK(bit_equal(v, b.at(k)));
+  }
+}
+
 }  // namespace bt
