@@ -156,7 +156,7 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
   CHECK(make_method("prune:target=0.8,scope=global")->name() == "prune");
   CHECK(make_method("prune:target=0.9,schedule=rigl")->name() == "prune");
   CHECK(make_method("prune:target=0.9,schedule=set,distribution=uniform")->name() == "prune");
-  CHECK_THROWS_WITH(make_method("prune:target=0.9,schedule=imp"), Catch::Contains("not implemented yet"));
+  CHECK(make_method("prune:target=0.9,schedule=imp")->name() == "prune");
   CHECK_THROWS_WITH(make_method("prune:structure=2:4,schedule=gradual"), Catch::Contains("schedule=oneshot"));
   CHECK_THROWS_WITH(make_method("prune:target=0.5,structure=channel"), Catch::Contains("not implemented yet"));
   CHECK_THROWS_WITH(make_method("prune:structure=4:2"), Catch::Contains("1 <= N < M"));
@@ -258,4 +258,42 @@ TEST_CASE("pruning: RigL and SET keep per-layer counts constant and resume bit-e
 
     check_resume_bit_exact(c, {5}, /*run_full=*/false);
   }
+}
+
+// Checks, right after each IMP pruning, that the weights were rewound.
+class RewindCheck : public brisk::train::Callback {
+ public:
+  int checks = 0;
+  std::string name() const override { return "rewind_check"; }
+  void on_batch_start(Trainer& t) override {
+    if (t.state().step != 5 && t.state().step != 10) return;  // 16 steps: rounds of 5, 5, 6
+    TensorMap st = t.callbacks()[0]->state_tensors();
+    for (auto& [n, p] : t.model().named_parameters()) {
+      Tensor snap = st.at("imp/" + n);
+      Tensor m = brisk::nn::get_mask(p);
+      Tensor want = m.defined() ? snap * m : snap;
+      INFO("param " << n << " step " << t.state().step << " diff " << max(abs(p.detach() - want)).item());
+      REQUIRE(bit_equal(p.detach(), want));
+    }
+    for (auto& [n, s] : t.optimizer().state())
+      for (auto& [k, v] : s) REQUIRE(max(abs(v)).item() == 0.0);
+    checks++;
+  }
+};
+
+TEST_CASE("pruning: IMP prunes each round, rewinds and reaches the target", "[pruning][train]") {
+  TrainConfig c = small_config("brisk_imp");  // 8 steps per epoch
+  c.epochs = 2;
+  c.max_steps = 0;
+  c.methods = {"prune:target=0.75,schedule=imp,rounds=3,rewind=0.1"};
+  Trainer t(c);
+  CHECK(t.total_steps() == 16);  // rounds of 5, 5, 6 steps
+  auto* rc = new RewindCheck;
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(rc));
+  t.fit();
+  CHECK(rc->checks == 2);  // after the two prunings
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(m.back()["sparsity"].get<double>() == Approx(0.75).margin(1e-3));
+  check_resume_bit_exact(c, {6}, /*run_full=*/false);
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("prune:schedule=imp,rounds=1"), Catch::Contains("rounds >= 2"));
 }

@@ -71,6 +71,7 @@ class Trainer {
   double score_seconds() const { return score_s_; }  // time in forward-only scoring passes
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
   int64_t schedule_position() const;
+  double lr_at(int64_t position) const { return schedule_->lr_at(position); }
 
  private:
   template <class F> void fire(F f);

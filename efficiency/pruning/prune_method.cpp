@@ -13,6 +13,11 @@
 //   alpha=0.3             rigl/set: fraction of active weights dropped and regrown,
 //                         cosine-annealed to 0 at `end` (default end=0.75 for them)
 //   distribution=erk      rigl/set: per-layer densities, erk or uniform
+//   rounds=3, rewind=0    imp: training splits into `rounds` equal rounds; at
+//                         the end of each but the last, prune by magnitude to
+//                         1 - (1 - target)^(k / (rounds - 1)), rewind every
+//                         parameter to its value at step rewind·total, zero the
+//                         optimizer state and restart the schedule
 #include <cmath>
 #include <map>
 
@@ -29,7 +34,8 @@ namespace {
 class PruneMethod : public train::Callback {
  public:
   double target = 0.9, initial = 0.0, start = 0.0, end = 0.5, alpha = 0.3;
-  int64_t frequency = 100, nm_n = 0, nm_m = 0;
+  int64_t frequency = 100, nm_n = 0, nm_m = 0, rounds = 3;
+  double rewind = 0.0;
   std::string schedule = "oneshot", scope = "layer", distribution = "erk";
 
   std::string name() const override { return "prune"; }
@@ -48,6 +54,10 @@ class PruneMethod : public train::Callback {
       if (step == t0 || (step > t0 && masks_.empty())) apply_nm(t);
       return;
     }
+    if (schedule == "imp") {
+      imp_batch_start(t);
+      return;
+    }
     if (schedule == "oneshot") {
       if (step == t0 || (step > t0 && masks_.empty())) apply_sparsity(t, target);
       return;
@@ -59,8 +69,38 @@ class PruneMethod : public train::Callback {
     apply_sparsity(t, pruning::gradual_sparsity(step, initial, target, t0, n, frequency));
   }
 
+  // IMP: snapshot at the rewind step; at each round boundary prune, rewind and
+  // reset the optimizer.
+  void imp_batch_start(train::Trainer& t) {
+    attach_loaded(t);
+    int64_t step = t.state().step, total = t.total_steps();
+    int64_t L = std::max<int64_t>(1, total / rounds);
+    int64_t rewind_step = int64_t(std::llround(rewind * double(total)));
+    if (step == rewind_step && snapshot_.empty())
+      for (auto& [n, p] : t.model().named_parameters()) snapshot_[n] = p.detach().clone();
+    if (step == 0 || step % L != 0 || step / L >= rounds) return;
+    int64_t k = step / L;  // prunings so far, after this one
+    double s = 1.0 - std::pow(1.0 - target, double(k) / double(rounds - 1));
+    apply_sparsity(t, s);  // masks only shrink
+    NoGradGuard ng;
+    for (auto& [n, p] : t.model().named_parameters()) {
+      Tensor pd = p.detach();
+      pd.copy_(snapshot_.at(n));
+      nn::apply_mask(p);
+    }
+    for (auto& [n, st] : t.optimizer().state())
+      for (auto& [sk, v] : st) v.zero_();
+  }
+
   // RigL/SET: drop and regrow after the gradient is known, before the update.
+  // IMP: each round replays the learning-rate schedule from its start.
   void on_before_step(train::Trainer& t) override {
+    if (schedule == "imp") {
+      int64_t L = std::max<int64_t>(1, t.total_steps() / rounds), step = t.state().step;
+      int64_t round = std::min(step / L, rounds - 1);
+      t.optimizer().set_lr(t.lr_at((step - round * L) * rounds));  // round's position on the full schedule
+      return;
+    }
     if (!dynamic() || !is_dst_update(t.state().step, t.total_steps())) return;
     int64_t step = t.state().step, t_end = int64_t(std::llround(end * double(t.total_steps())));
     double frac = pruning::rigl_fraction(alpha, step - t0_of(t), t_end - t0_of(t));
@@ -89,8 +129,17 @@ class PruneMethod : public train::Callback {
   nlohmann::json state_json() const override {
     return {{"schedule", schedule}, {"target", target}, {"scope", scope}, {"nm", std::to_string(nm_n) + ":" + std::to_string(nm_m)}};
   }
-  TensorMap state_tensors() const override { return masks_; }
-  void load_state_tensors(const TensorMap& m) override { loaded_ = m; }
+  TensorMap state_tensors() const override {
+    TensorMap m = masks_;
+    for (auto& [n, v] : snapshot_) m["imp/" + n] = v;
+    return m;
+  }
+  void load_state_tensors(const TensorMap& m) override {
+    for (auto& [k, v] : m) {
+      if (k.rfind("imp/", 0) == 0) snapshot_[k.substr(4)] = v.clone();
+      else loaded_[k] = v;
+    }
+  }
   void on_fit_start(train::Trainer& t) override {
     model_ = &t.model();
     if (schedule != "rigl") return;
@@ -194,7 +243,7 @@ class PruneMethod : public train::Callback {
   };
   std::shared_ptr<Capture> capture_ = std::make_shared<Capture>();
   int64_t dst_moved_ = 0;
-  TensorMap masks_, loaded_;
+  TensorMap masks_, loaded_, snapshot_;
   nn::Module* model_ = nullptr;
   double last_sparsity_ = 0;
   int64_t last_nonzeros_ = 0;
@@ -226,10 +275,13 @@ void register_pruning_methods() {
     BRISK_CHECK(m->frequency >= 1, "--method prune: frequency must be >= 1 step");
     BRISK_CHECK(m->scope == "layer" || m->scope == "global", "--method prune: unknown scope '", m->scope,
                 "' (known: layer, global)");
-    if (m->schedule == "imp")
-      BRISK_FAIL("--method prune: schedule 'imp' is not implemented yet (available: oneshot, gradual, rigl, set)");
-    BRISK_CHECK(m->schedule == "oneshot" || m->schedule == "gradual" || m->dynamic(),
-                "--method prune: unknown schedule '", m->schedule, "' (known: oneshot, gradual, rigl, set; planned: imp)");
+    m->rounds = a.get_int("rounds", 3);
+    m->rewind = a.get_double("rewind", 0.0);
+    BRISK_CHECK(m->schedule == "oneshot" || m->schedule == "gradual" || m->dynamic() || m->schedule == "imp",
+                "--method prune: unknown schedule '", m->schedule, "' (known: oneshot, gradual, imp, rigl, set)");
+    BRISK_CHECK(m->schedule != "imp" || m->rounds >= 2, "--method prune: imp needs rounds >= 2, got ", m->rounds);
+    BRISK_CHECK(m->rewind >= 0 && m->rewind * double(m->rounds) < 1, "--method prune: rewind must lie in the first "
+                "round, [0, 1/rounds), got ", m->rewind);
     BRISK_CHECK(!(m->dynamic() && m->scope == "global"), "--method prune: rigl/set set per-layer densities "
                 "(distribution=erk|uniform); scope=global does not apply");
     if (structure == "channel")
