@@ -60,7 +60,82 @@ Tensor grow_rows(Module& m, const std::string& name, const std::vector<int64_t>&
   return stored;
 }
 
+// Keep rows `keep` of a parameter or buffer (dim 0), and of its optimizer state.
+Tensor keep_rows(Module& m, const std::string& name, const std::vector<int64_t>& keep, optim::Optimizer* opt,
+                 const std::string& k, bool is_param) {
+  Tensor old = is_param ? m.parameter(name) : Tensor();
+  if (!is_param)
+    for (auto& [n, b] : m.named_buffers())
+      if (n == name) old = b;
+  Tensor fresh = gather_dim(old, 0, keep);
+  Tensor stored = is_param ? m.register_parameter(name, fresh) : m.register_buffer(name, fresh);
+  if (is_param) remap(opt, k, stored, [&](const std::string&, const Tensor& s) { return gather_dim(s, 0, keep); });
+  return stored;
+}
+
+// The consumer of layer `layer` in seq: its index and inputs per producer unit.
+std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n, const char* op) {
+  size_t ci = from;
+  for (; ci < seq.size(); ++ci) {
+    Module& m = *seq[ci];
+    if (dynamic_cast<Linear*>(&m) || dynamic_cast<Conv2d*>(&m)) break;
+    BRISK_CHECK(!dynamic_cast<BatchNorm2d*>(&m) && !dynamic_cast<LayerNorm*>(&m) &&
+                    !dynamic_cast<ResidualBlock*>(&m) && !dynamic_cast<Sequential*>(&m),
+                op, ": cannot carry the change through ", m.repr(), " at position ", ci);
+  }
+  BRISK_CHECK(ci < seq.size(), op, ": no Linear or Conv2d consumes the layer's outputs");
+  int64_t per_unit = 1;
+  if (auto clin = std::dynamic_pointer_cast<Linear>(seq[ci])) {
+    BRISK_CHECK(clin->in_features % n == 0, op, ": consumer ", clin->repr(), " does not take ", n, " units");
+    per_unit = clin->in_features / n;
+  }
+  if (auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]))
+    BRISK_CHECK(cconv->groups == 1, op, ": grouped consumer convolutions are not supported");
+  return {ci, per_unit};
+}
+
 }  // namespace
+
+void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
+                  const std::string& prefix) {
+  BRISK_CHECK(layer < seq.size(), "remove_units: layer ", layer, " out of range for a Sequential of ", seq.size());
+  auto lin = std::dynamic_pointer_cast<Linear>(seq[layer]);
+  auto conv = std::dynamic_pointer_cast<Conv2d>(seq[layer]);
+  BRISK_CHECK(lin || conv, "remove_units: layer ", layer, " is ", seq[layer]->repr(), "; only Linear and Conv2d");
+  BRISK_CHECK(!conv || conv->groups == 1, "remove_units: grouped convolutions are not supported");
+  int64_t n = lin ? lin->out_features : conv->out_channels;
+  BRISK_CHECK(!keep.empty(), "remove_units: must keep at least one unit of layer ", layer);
+  for (size_t i = 0; i < keep.size(); ++i)
+    BRISK_CHECK(keep[i] >= 0 && keep[i] < n && (i == 0 || keep[i] > keep[i - 1]), "remove_units: keep indices must be "
+                "ascending, unique and in [0, ", n, ")");
+  bool bn_next = conv && layer + 1 < seq.size() && dynamic_cast<BatchNorm2d*>(seq[layer + 1].get());
+  auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "remove_units");
+  int64_t k = int64_t(keep.size());
+  Module& prod = *seq[layer];
+  Tensor w = keep_rows(prod, "weight", keep, opt, key(prefix, layer, "weight"), true);
+  Tensor b = (lin ? lin->bias : conv->bias).defined() ? keep_rows(prod, "bias", keep, opt, key(prefix, layer, "bias"), true)
+                                                      : Tensor();
+  if (lin) { lin->weight = w; lin->bias = b; lin->out_features = k; }
+  else { conv->weight = w; conv->bias = b; conv->out_channels = k; }
+  if (conv && layer + 1 < seq.size())
+    if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[layer + 1])) {
+      bn->weight = keep_rows(*bn, "weight", keep, opt, key(prefix, layer + 1, "weight"), true);
+      bn->bias = keep_rows(*bn, "bias", keep, opt, key(prefix, layer + 1, "bias"), true);
+      bn->running_mean = keep_rows(*bn, "running_mean", keep, nullptr, "", false);
+      bn->running_var = keep_rows(*bn, "running_var", keep, nullptr, "", false);
+      bn->num_features = k;
+    }
+  std::vector<int64_t> cols;
+  for (int64_t u : keep)
+    for (int64_t p = 0; p < per_unit; ++p) cols.push_back(u * per_unit + p);
+  auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
+  auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
+  Tensor cw = clin ? clin->weight : cconv->weight;
+  Tensor stored = seq[ci]->register_parameter("weight", gather_dim(cw, 1, cols));
+  if (clin) { clin->weight = stored; clin->in_features = k * per_unit; }
+  else { cconv->weight = stored; cconv->in_channels = k; }
+  remap(opt, key(prefix, ci, "weight"), stored, [&](const std::string&, const Tensor& s) { return gather_dim(s, 1, cols); });
+}
 
 WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, const std::string& prefix,
                   double noise, Generator* gen) {

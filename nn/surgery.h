@@ -37,4 +37,12 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
 
 void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix = "");
 
+// Structured pruning: keep only the output units `keep` (ascending, unique) of
+// layer i (Linear or Conv2d), with the BatchNorm2d right after it and the
+// consumer's matching inputs (through Flatten) cut the same way. Optimizer
+// state is cut with the same indices. The tensors physically shrink, so the
+// dense kernels do less work.
+void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
+                  const std::string& prefix = "");
+
 }  // namespace brisk::nn

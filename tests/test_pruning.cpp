@@ -6,7 +6,9 @@
 #include "efficiency/method.h"
 #include "efficiency/pruning/dst.h"
 #include "efficiency/pruning/magnitude.h"
+#include "models/models.h"
 #include "nn/layers.h"
+#include "nn/surgery.h"
 #include "nn/sparsity.h"
 #include "optim/optimizer.h"
 #include "tests/train_helpers.h"
@@ -158,7 +160,8 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
   CHECK(make_method("prune:target=0.9,schedule=set,distribution=uniform")->name() == "prune");
   CHECK(make_method("prune:target=0.9,schedule=imp")->name() == "prune");
   CHECK_THROWS_WITH(make_method("prune:structure=2:4,schedule=gradual"), Catch::Contains("schedule=oneshot"));
-  CHECK_THROWS_WITH(make_method("prune:target=0.5,structure=channel"), Catch::Contains("not implemented yet"));
+  CHECK(make_method("prune:target=0.5,structure=channel")->name() == "prune");
+  CHECK_THROWS_WITH(make_method("prune:structure=channel,schedule=gradual"), Catch::Contains("schedule=oneshot"));
   CHECK_THROWS_WITH(make_method("prune:structure=4:2"), Catch::Contains("1 <= N < M"));
   CHECK_THROWS_WITH(make_method("prune:target=1.5"), Catch::Contains("target must be in [0, 1)"));
   CHECK_THROWS_WITH(make_method("prune:scope=row"), Catch::Contains("unknown scope 'row'"));
@@ -296,4 +299,84 @@ TEST_CASE("pruning: IMP prunes each round, rewinds and reaches the target", "[pr
   CHECK(m.back()["sparsity"].get<double>() == Approx(0.75).margin(1e-3));
   check_resume_bit_exact(c, {6}, /*run_full=*/false);
   CHECK_THROWS_WITH(brisk::efficiency::make_method("prune:schedule=imp,rounds=1"), Catch::Contains("rounds >= 2"));
+}
+
+TEST_CASE("pruning: removing channels equals masking them, and state is cut alike", "[pruning][surgery]") {
+  manual_seed(8);
+  auto cnn = brisk::models::cnn();
+  auto masked = brisk::models::cnn();
+  masked->load_state_dict(cnn->state_dict());
+  std::map<size_t, std::vector<int64_t>> keep;
+  Generator g(3);
+  for (auto [layer, n, k] : {std::tuple<size_t, int64_t, int64_t>{0, 32, 20}, {3, 64, 40}, {7, 128, 100}}) {
+    Tensor perm = randperm(n, &g);
+    std::vector<int64_t> kk(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + k);
+    std::sort(kk.begin(), kk.end());
+    keep[layer] = kk;
+    // the masked model: removed units' rows and biases are zero
+    std::vector<double> m(static_cast<size_t>(n), 0.0);
+    for (int64_t u : kk) m[size_t(u)] = 1.0;
+    Tensor mask = from_vector(m, {n});
+    NoGradGuard ng;
+    Tensor w = masked->parameter(std::to_string(layer) + ".weight").detach(),
+           b = masked->parameter(std::to_string(layer) + ".bias").detach();
+    Shape bs(size_t(w.dim()), 1);
+    bs[0] = n;
+    w.mul_(mask.reshape(bs));
+    b.mul_(mask);
+  }
+  brisk::optim::SGD opt(cnn->named_parameters(), {0.1, 0.9});
+  Tensor x = randn({3, 1, 28, 28});
+  opt.zero_grad();
+  sum(cnn->forward(x)).backward();
+  opt.step();
+  masked->load_state_dict(cnn->state_dict());  // same weights after the step...
+  for (auto& [layer, kk] : keep) {             // ...re-masked
+    int64_t n = masked->parameter(std::to_string(layer) + ".weight").size(0);
+    std::vector<double> m(static_cast<size_t>(n), 0.0);
+    for (int64_t u : kk) m[size_t(u)] = 1.0;
+    Tensor mask = from_vector(m, {n});
+    NoGradGuard ng;
+    Tensor w = masked->parameter(std::to_string(layer) + ".weight").detach(),
+           b = masked->parameter(std::to_string(layer) + ".bias").detach();
+    Shape bs(size_t(w.dim()), 1);
+    bs[0] = n;
+    w.mul_(mask.reshape(bs));
+    b.mul_(mask);
+  }
+  Tensor mom = opt.state().at("3.weight").at("momentum_buffer").clone();
+  for (auto& [layer, kk] : keep) remove_units(*cnn, layer, kk, &opt);
+  CHECK(cnn->parameter("3.weight").shape() == Shape({40, 20, 3, 3}));
+  CHECK(cnn->parameter("7.weight").shape() == Shape({100, 40 * 49}));
+  CHECK(cnn->parameter("9.weight").shape() == Shape({10, 100}));
+  {
+    NoGradGuard ng;
+    cnn->eval();
+    masked->eval();
+    expect_close(cnn->forward(x), masked->forward(x), dtype_tol(DType::f32, 3136), "pruned vs masked");
+  }
+  // momentum rows of conv 3 = the kept rows, columns = the kept inputs of conv 0
+  Tensor want = index_select(index_select(mom, 0, from_vector(std::vector<double>(keep[3].begin(), keep[3].end()),
+                                                                {40}, DType::i64)),
+                             1, from_vector(std::vector<double>(keep[0].begin(), keep[0].end()), {20}, DType::i64));
+  CHECK(bit_equal(opt.state().at("3.weight").at("momentum_buffer"), want));
+  CHECK(opt.param("3.weight").is_same(cnn->parameter("3.weight")));
+}
+
+TEST_CASE("pruning: channel pruning shrinks the model mid-training and resumes bit-exactly", "[pruning][train]") {
+  TrainConfig c = small_config("brisk_channel");
+  c.epochs = 2;
+  c.methods = {"prune:target=0.5,structure=channel,start=0.25"};
+  Trainer t(c);
+  t.fit();
+  CHECK(t.model().num_parameters() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(m.back()["sparsity"].get<double>() == Approx(1.0 - 235146.0 / 535818.0));
+  CHECK(m.back()["test_acc"].get<double>() > 0.5);
+  check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);  // stops before and after the pruning step (4)
+  TrainConfig rn = small_config("brisk_channel_resnet");
+  rn.model = "resnet";
+  rn.epochs = 1;
+  rn.methods = {"prune:target=0.5,structure=channel,start=0"};
+  CHECK_THROWS_WITH(Trainer(rn).fit(), Catch::Contains("ResidualBlock"));
 }

@@ -64,6 +64,10 @@ class Callback {
   virtual void load_state_json(const nlohmann::json&) {}
   virtual TensorMap state_tensors() const { return {}; }
   virtual void load_state_tensors(const TensorMap&) {}
+  // On resume, after every method's state is loaded and before the model's and
+  // optimizer's state: methods that changed the model's structure (structured
+  // pruning, growth) replay their surgery here so the shapes match.
+  virtual void on_restore(Trainer&) {}
 };
 
 }  // namespace brisk::train

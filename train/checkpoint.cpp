@@ -97,9 +97,6 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
         method_sd[i][k.substr(slash + 1)] = v;
       }
     }
-    model_->load_state_dict(model_sd, true);
-    optimizer_->load_hyper_json(j.at("optimizer"));
-    optimizer_->load_state_tensors(optim_sd);
     const json& methods = j.at("methods");
     BRISK_CHECK(methods.size() == callbacks_.size(), "checkpoint was made with ", methods.size(),
                 " methods but this run has ", callbacks_.size(), "; resume with the same --method flags");
@@ -109,6 +106,10 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
       callbacks_[i]->load_state_json(methods[i].at("state"));
       callbacks_[i]->load_state_tensors(method_sd[i]);
     }
+    for (auto& cb : callbacks_) cb->on_restore(*this);  // replay structural changes first
+    model_->load_state_dict(model_sd, true);
+    optimizer_->load_hyper_json(j.at("optimizer"));
+    optimizer_->load_state_tensors(optim_sd);
     state_.epoch = j.at("epoch").get<int64_t>();
     state_.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
     state_.step = j.at("step").get<int64_t>();

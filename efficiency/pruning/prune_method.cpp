@@ -13,6 +13,12 @@
 //   alpha=0.3             rigl/set: fraction of active weights dropped and regrown,
 //                         cosine-annealed to 0 at `end` (default end=0.75 for them)
 //   distribution=erk      rigl/set: per-layer densities, erk or uniform
+//   structure=channel     remove whole output units (conv channels, linear
+//                         neurons) of every Linear/Conv2d that feeds another
+//                         one, `target` of them per layer, at step start·total
+//                         (default start=0.3), scored by score=l1 (row L1 norm)
+//                         or bn (|gamma| of the BatchNorm that follows); the
+//                         tensors shrink (nn/surgery.h remove_units)
 //   rounds=3, rewind=0    imp: training splits into `rounds` equal rounds; at
 //                         the end of each but the last, prune by magnitude to
 //                         1 - (1 - target)^(k / (rounds - 1)), rewind every
@@ -25,6 +31,7 @@
 #include "efficiency/pruning/dst.h"
 #include "efficiency/pruning/magnitude.h"
 #include "nn/sparsity.h"
+#include "nn/surgery.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
@@ -36,7 +43,8 @@ class PruneMethod : public train::Callback {
   double target = 0.9, initial = 0.0, start = 0.0, end = 0.5, alpha = 0.3;
   int64_t frequency = 100, nm_n = 0, nm_m = 0, rounds = 3;
   double rewind = 0.0;
-  std::string schedule = "oneshot", scope = "layer", distribution = "erk";
+  std::string schedule = "oneshot", scope = "layer", distribution = "erk", score = "l1";
+  bool channel = false;
 
   std::string name() const override { return "prune"; }
 
@@ -58,6 +66,10 @@ class PruneMethod : public train::Callback {
       imp_batch_start(t);
       return;
     }
+    if (channel) {
+      if (step == t0 && channel_keep_.empty()) prune_channels(t);
+      return;
+    }
     if (schedule == "oneshot") {
       if (step == t0 || (step > t0 && masks_.empty())) apply_sparsity(t, target);
       return;
@@ -67,6 +79,56 @@ class PruneMethod : public train::Callback {
     int64_t n = std::max<int64_t>(1, (t_end - t0) / frequency);
     if (step < t0 || step > t0 + n * frequency || (step - t0) % frequency != 0) return;
     apply_sparsity(t, pruning::gradual_sparsity(step, initial, target, t0, n, frequency));
+  }
+
+  nn::Sequential& sequential(train::Trainer& t) {
+    auto* seq = dynamic_cast<nn::Sequential*>(&t.model());
+    BRISK_CHECK(seq != nullptr, "--method prune: structure=channel needs a Sequential model");
+    return *seq;
+  }
+
+  // Layers whose outputs feed another Linear/Conv2d (the classifier keeps its outputs).
+  std::vector<size_t> channel_layers(nn::Sequential& seq) {
+    std::vector<size_t> ls;
+    for (size_t i = 0; i < seq.size(); ++i)
+      if (dynamic_cast<nn::Linear*>(seq[i].get()) || dynamic_cast<nn::Conv2d*>(seq[i].get())) ls.push_back(i);
+    if (!ls.empty()) ls.pop_back();
+    return ls;
+  }
+
+  void prune_channels(train::Trainer& t) {
+    nn::Sequential& seq = sequential(t);
+    if (original_params_ == 0) original_params_ = t.model().num_parameters();
+    for (size_t i : channel_layers(seq)) {
+      Tensor w = seq[i]->parameter("weight");
+      int64_t n = w.size(0);
+      std::vector<double> sc;
+      auto bn = i + 1 < seq.size() ? std::dynamic_pointer_cast<nn::BatchNorm2d>(seq[i + 1]) : nullptr;
+      if (score == "bn" && bn) {
+        sc = abs(bn->weight).to_vector();
+      } else {
+        sc = sum(abs(w.detach()).reshape({n, -1}), {1}).to_vector();
+      }
+      std::vector<int64_t> order(static_cast<size_t>(n));
+      for (int64_t u = 0; u < n; ++u) order[size_t(u)] = u;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return sc[size_t(a)] > sc[size_t(b)]; });
+      int64_t k = std::max<int64_t>(1, n - std::llround(target * double(n)));
+      std::vector<int64_t> keep(order.begin(), order.begin() + k);
+      std::sort(keep.begin(), keep.end());
+      nn::remove_units(seq, i, keep, &t.optimizer());
+      channel_keep_[std::to_string(i)] = keep;
+    }
+    measure(t);
+  }
+
+  void on_restore(train::Trainer& t) override {
+    if (!channel || channel_keep_.empty()) return;
+    nn::Sequential& seq = sequential(t);
+    original_params_ = t.model().num_parameters();
+    for (size_t i : channel_layers(seq)) {
+      auto it = channel_keep_.find(std::to_string(i));
+      if (it != channel_keep_.end()) nn::remove_units(seq, i, it->second, &t.optimizer());
+    }
   }
 
   // IMP: snapshot at the rewind step; at each round boundary prune, rewind and
@@ -126,7 +188,13 @@ class PruneMethod : public train::Callback {
   }
   void on_eval_start(train::Trainer& t) override { measure(t); }
 
+  void load_state_json(const nlohmann::json& j) override {
+    if (j.contains("channel_keep"))
+      for (auto& [k, v] : j.at("channel_keep").items()) channel_keep_[k] = v.get<std::vector<int64_t>>();
+  }
+
   nlohmann::json state_json() const override {
+    if (channel) return {{"structure", "channel"}, {"target", target}, {"score", score}, {"channel_keep", channel_keep_}};
     return {{"schedule", schedule}, {"target", target}, {"scope", scope}, {"nm", std::to_string(nm_n) + ":" + std::to_string(nm_m)}};
   }
   TensorMap state_tensors() const override {
@@ -228,6 +296,13 @@ class PruneMethod : public train::Callback {
   }
 
   void measure(train::Trainer& t) {
+    if (channel) {  // removed weights count as pruned, against the original size
+      int64_t now = t.model().num_parameters();
+      if (original_params_ == 0) original_params_ = now;
+      last_sparsity_ = 1.0 - double(now) / double(original_params_);
+      last_nonzeros_ = now;
+      return;
+    }
     int64_t total = 0, zeros = 0;
     for (auto& [n, p] : prunable(t)) {
       total += p.numel();
@@ -244,6 +319,8 @@ class PruneMethod : public train::Callback {
   std::shared_ptr<Capture> capture_ = std::make_shared<Capture>();
   int64_t dst_moved_ = 0;
   TensorMap masks_, loaded_, snapshot_;
+  std::map<std::string, std::vector<int64_t>> channel_keep_;  // layer index -> kept units
+  int64_t original_params_ = 0;
   nn::Module* model_ = nullptr;
   double last_sparsity_ = 0;
   int64_t last_nonzeros_ = 0;
@@ -284,9 +361,14 @@ void register_pruning_methods() {
                 "round, [0, 1/rounds), got ", m->rewind);
     BRISK_CHECK(!(m->dynamic() && m->scope == "global"), "--method prune: rigl/set set per-layer densities "
                 "(distribution=erk|uniform); scope=global does not apply");
-    if (structure == "channel")
-      BRISK_FAIL("--method prune: structure 'channel' is not implemented yet (available: unstructured, N:M)");
-    if (structure != "unstructured") {
+    m->score = a.get_string("score", "l1");
+    BRISK_CHECK(m->score == "l1" || m->score == "bn", "--method prune: unknown score '", m->score, "' (known: l1, bn)");
+    if (structure == "channel") {
+      m->channel = true;
+      m->start = a.get_double("start", 0.3);
+      BRISK_CHECK(m->schedule == "oneshot", "--method prune: structure=channel prunes once at `start` "
+                  "(schedule=oneshot), got schedule=", m->schedule);
+    } else if (structure != "unstructured") {
       size_t colon = structure.find(':');
       try {
         BRISK_CHECK(colon != std::string::npos, "");
