@@ -2,7 +2,8 @@
 // the optimizer state is remapped: old kept, new zero, splits divided, no aliasing.
 #include "models/models.h"
 #include "nn/surgery.h"
-#include "tests/helpers.h"
+#include "efficiency/method.h"
+#include "tests/train_helpers.h"
 
 using namespace bt;
 using namespace brisk::nn;
@@ -163,4 +164,50 @@ TEST_CASE("surgery: the loss keeps falling after growth", "[surgery]") {
   CHECK(after == Approx(at_growth).epsilon(1e-5));  // function preserved (no BN here)
   double later = train_steps(60);
   CHECK(later < 0.8 * at_growth);
+}
+
+// Compares eval-mode outputs on a probe right before and right after a growth.
+class GrowthProbe : public brisk::train::Callback {
+ public:
+  Tensor probe = randn({16, 1, 28, 28});
+  Tensor before;
+  int64_t grow_step;
+  int checked = 0;
+  explicit GrowthProbe(int64_t s) : grow_step(s) {}
+  std::string name() const override { return "growth_probe"; }
+  Tensor out(brisk::train::Trainer& t) {
+    NoGradGuard ng;
+    t.model().eval();
+    Tensor y = t.model().forward(probe);
+    t.model().train();
+    return y;
+  }
+  void on_batch_end(brisk::train::Trainer& t) override {
+    if (t.state().step == grow_step) before = out(t);
+  }
+  void on_batch_start(brisk::train::Trainer& t) override {
+    if (t.state().step != grow_step) return;
+    CHECK(t.model().num_parameters() > 0);
+    expect_close(out(t), before, dtype_tol(DType::f32, 784), "outputs across growth");
+    checked++;
+  }
+};
+
+TEST_CASE("surgery: the grow method widens on schedule, preserves the function, resumes exactly", "[surgery][train]") {
+  TrainConfig c = small_config("brisk_grow");  // mlp, 16 steps
+  c.epochs = 2;
+  c.methods = {"grow:kind=net2net,start=0.25,points=0.25/0.5"};
+  brisk::train::Trainer t(c);
+  auto* probe = new GrowthProbe(4);
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
+  t.fit();
+  CHECK(probe->checked == 1);
+  CHECK(t.model().num_parameters() == 535818);  // back to full size after two doublings
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(m.back()["width"].get<double>() == 1.0);
+  CHECK(m.back()["params"] == 535818);
+  CHECK(m.back()["test_acc"].get<double>() > 0.5);
+  check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);  // before, between and after the growths
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:kind=msg"), Catch::Contains("not implemented yet"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:points=0.5/0.25"), Catch::Contains("increasing"));
 }

@@ -1,0 +1,149 @@
+// `--method grow:...`: progressive width growth with Net2WiderNet surgery.
+// The model starts at `start` of its width (every Linear/Conv2d that feeds
+// another keeps its first round(start·n) units, cut from the full-size
+// initialization) and doubles its width at each of `points` (fractions of
+// training) until it is full size. Each growth widens every such layer with
+// nn::widen, which remaps the optimizer state in the same call; with noise=0
+// the network's function is unchanged at the moment of growth.
+//
+// Keys: kind=net2net, start=0.25, points=0.25/0.5 (slash-separated), noise=0.
+// Growth is replayed on resume (Callback::on_restore) with the same seeded
+// choices, so a resumed run is bit-exact.
+#include <cmath>
+#include <sstream>
+
+#include "efficiency/method.h"
+#include "nn/surgery.h"
+#include "train/trainer.h"
+
+namespace brisk::efficiency {
+
+namespace {
+
+class GrowMethod : public train::Callback {
+ public:
+  std::string kind = "net2net";
+  double start = 0.25, noise = 0.0;
+  std::vector<double> points{0.25, 0.5};
+
+  std::string name() const override { return "grow"; }
+
+  void on_fit_start(train::Trainer& t) override {
+    if (!full_.empty()) return;
+    nn::Sequential& seq = sequential(t);
+    for (size_t i : hidden(seq)) full_.push_back(width_of(seq, i));
+    shrink(t);
+  }
+
+  void on_batch_start(train::Trainer& t) override {
+    int64_t step = t.state().step, total = t.total_steps();
+    while (done_ < int64_t(points.size()) && step >= int64_t(std::llround(points[size_t(done_)] * double(total)))) {
+      grow(t, done_);
+      ++done_;
+    }
+  }
+
+  void on_restore(train::Trainer& t) override {
+    // A fresh model at full size: redo the initial cut and every growth so far.
+    int64_t target = done_;
+    shrink(t);
+    for (int64_t k = 0; k < target; ++k) grow(t, k);
+  }
+
+  void add_metrics(nlohmann::json& j) const override {
+    j["params"] = params_;
+    j["width"] = width_;
+  }
+  void on_eval_start(train::Trainer& t) override { params_ = t.model().num_parameters(); }
+
+  nlohmann::json state_json() const override { return {{"growths_done", done_}, {"width", width_}}; }
+  void load_state_json(const nlohmann::json& j) override { done_ = j.value("growths_done", int64_t(0)); }
+
+ private:
+  static nn::Sequential& sequential(train::Trainer& t) {
+    auto* seq = dynamic_cast<nn::Sequential*>(&t.model());
+    BRISK_CHECK(seq != nullptr, "--method grow: needs a Sequential model");
+    return *seq;
+  }
+  static std::vector<size_t> hidden(nn::Sequential& seq) {
+    std::vector<size_t> ls;
+    for (size_t i = 0; i < seq.size(); ++i)
+      if (dynamic_cast<nn::Linear*>(seq[i].get()) || dynamic_cast<nn::Conv2d*>(seq[i].get())) ls.push_back(i);
+    if (!ls.empty()) ls.pop_back();  // the classifier keeps its outputs
+    return ls;
+  }
+  static int64_t width_of(nn::Sequential& seq, size_t i) { return seq[i]->parameter("weight").size(0); }
+
+  int64_t width_at(size_t layer, double mult) const {
+    return std::clamp<int64_t>(std::llround(mult * double(full_[layer])), 1, full_[layer]);
+  }
+
+  void shrink(train::Trainer& t) {
+    nn::Sequential& seq = sequential(t);
+    auto ls = hidden(seq);
+    for (size_t l = 0; l < ls.size(); ++l) {
+      std::vector<int64_t> keep(static_cast<size_t>(width_at(l, start)));
+      for (size_t u = 0; u < keep.size(); ++u) keep[u] = int64_t(u);
+      nn::remove_units(seq, ls[l], keep, &t.optimizer());
+    }
+    width_ = start;
+    params_ = t.model().num_parameters();
+  }
+
+  void grow(train::Trainer& t, int64_t k) {
+    nn::Sequential& seq = sequential(t);
+    auto ls = hidden(seq);
+    double mult = std::min(1.0, start * std::pow(2.0, double(k + 1)));
+    for (size_t l = 0; l < ls.size(); ++l) {
+      Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
+      nn::widen(seq, ls[l], width_at(l, mult), &t.optimizer(), "", noise, &g);
+    }
+    width_ = mult;
+    params_ = t.model().num_parameters();
+  }
+
+  std::vector<int64_t> full_;  // full width of each hidden layer
+  int64_t done_ = 0;           // growths applied
+  double width_ = 1.0;
+  int64_t params_ = 0;
+};
+
+std::vector<double> parse_points(const std::string& s) {
+  std::vector<double> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, '/')) {
+    try {
+      size_t used = 0;
+      double v = std::stod(item, &used);
+      BRISK_CHECK(used == item.size(), "");
+      out.push_back(v);
+    } catch (const std::exception&) {
+      BRISK_FAIL("--method grow: points must be fractions separated by '/', e.g. 0.25/0.5, got '", s, "'");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_growth_methods() {
+  register_method("grow", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
+    auto m = std::make_unique<GrowMethod>();
+    m->kind = a.get_string("kind", "net2net");
+    if (m->kind == "msg" || m->kind == "stack")
+      BRISK_FAIL("--method grow: kind '", m->kind, "' is not implemented yet (available: net2net)");
+    BRISK_CHECK(m->kind == "net2net", "--method grow: unknown kind '", m->kind, "' (known: net2net; planned: msg, stack)");
+    m->start = a.get_double("start", 0.25);
+    m->noise = a.get_double("noise", 0.0);
+    m->points = parse_points(a.get_string("points", "0.25/0.5"));
+    BRISK_CHECK(m->start > 0 && m->start <= 1, "--method grow: start must be in (0, 1], got ", m->start);
+    BRISK_CHECK(m->noise >= 0, "--method grow: noise must be >= 0");
+    for (size_t i = 0; i < m->points.size(); ++i)
+      BRISK_CHECK(m->points[i] > 0 && m->points[i] < 1 && (i == 0 || m->points[i] > m->points[i - 1]),
+                  "--method grow: points must be increasing fractions in (0, 1)");
+    return m;
+  });
+}
+
+}  // namespace brisk::efficiency
