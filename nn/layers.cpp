@@ -116,6 +116,18 @@ Tensor Sequential::forward(const Tensor& x) {
   return h;
 }
 
+Gate::Gate(int64_t channels) {
+  gate = register_buffer("gate", ones({channels}));
+  birth = register_buffer("birth", full({channels}, -1.0));
+}
+Tensor Gate::forward(const Tensor& x) {
+  BRISK_CHECK(x.dim() >= 2 && x.size(1) == gate.numel(), "Gate: input ", shape_str(x.shape()), " does not have ",
+              gate.numel(), " channels in dim 1");
+  Shape s(size_t(x.dim()), 1);
+  s[1] = gate.numel();
+  return x * gate.reshape(s);
+}
+
 ResidualBlock::ResidualBlock(int64_t in, int64_t out, int64_t stride) {
   conv1 = register_module("conv1", std::make_shared<Conv2d>(in, out, 3, stride, 1, 1, 1, false));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(out));

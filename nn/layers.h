@@ -127,6 +127,17 @@ class Sequential : public Module {
   void insert(size_t i, ModulePtr m);
 };
 
+// Multiplies each channel (dim 1) by a gate in [0, 1]: masked structural
+// growth (MSG) adds units with gate 0 and ramps it to 1. Buffers: `gate` [C]
+// and `birth` [C] (the step a unit was added; -1 for original units).
+class Gate : public Module {
+ public:
+  explicit Gate(int64_t channels);
+  Tensor forward(const Tensor& x) override;
+  std::string repr() const override { return "Gate(" + std::to_string(gate.numel()) + ")"; }
+  Tensor gate, birth;
+};
+
 // ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus a shortcut (identity, or
 // 1x1 conv + BN when the shape changes), then ReLU.
 class ResidualBlock : public Module {

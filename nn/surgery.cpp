@@ -96,6 +96,105 @@ std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n
 
 }  // namespace
 
+// Children after an insertion point were renamed: re-key the optimizer,
+// keeping every entry's state, and add new parameters with no state.
+static void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix) {
+  if (!opt) return;
+  std::map<TensorImpl*, std::string> renamed;
+  for (auto& [n, p] : seq.named_parameters()) renamed[p.unsafe_impl()] = (prefix.empty() ? "" : prefix + ".") + n;
+  optim::NamedParams out;
+  std::map<std::string, TensorMap> state;
+  for (auto& [on, op] : opt->params()) {
+    auto it = renamed.find(op.unsafe_impl());
+    std::string nn = it == renamed.end() ? on : it->second;
+    if (it != renamed.end()) renamed.erase(it);
+    out.emplace_back(nn, op);
+    auto st = opt->state().find(on);
+    if (st != opt->state().end()) state[nn] = st->second;
+  }
+  for (auto& [n, p] : seq.named_parameters())
+    if (renamed.count(p.unsafe_impl())) out.emplace_back(renamed[p.unsafe_impl()], p);
+  opt->reset_params(out);
+  opt->state() = state;
+}
+
+size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, int64_t step,
+                    Generator* gen, const std::string& prefix) {
+  BRISK_CHECK(layer < seq.size(), "widen_masked: layer ", layer, " out of range for a Sequential of ", seq.size());
+  auto lin = std::dynamic_pointer_cast<Linear>(seq[layer]);
+  auto conv = std::dynamic_pointer_cast<Conv2d>(seq[layer]);
+  BRISK_CHECK(lin || conv, "widen_masked: layer ", layer, " is ", seq[layer]->repr(), "; only Linear and Conv2d");
+  BRISK_CHECK(!conv || conv->groups == 1, "widen_masked: grouped convolutions are not supported");
+  int64_t n = lin ? lin->out_features : conv->out_channels;
+  BRISK_CHECK(new_width >= n, "widen_masked: new width ", new_width, " is smaller than the current ", n);
+  Generator& g = gen ? *gen : default_generator();
+  int64_t extra = new_width - n;
+  bool bn_next = conv && layer + 1 < seq.size() && dynamic_cast<BatchNorm2d*>(seq[layer + 1].get());
+  auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "widen_masked");
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default bound for weights and biases.
+  auto fresh = [&](Shape s, double fan_in) {
+    double b = 1.0 / std::sqrt(fan_in);
+    return (rand(s, DType::f32, &g) * (2 * b) - b).detach();
+  };
+  auto grow_dim = [&](const Tensor& old, int64_t dim, const Tensor& add) {
+    return cat({old.detach(), add.to(old.dtype())}, dim).contiguous();
+  };
+  auto zero_state = [&](const std::string& k, const Tensor& np, int64_t dim) {
+    remap(opt, k, np, [&](const std::string&, const Tensor& s) { return extend_zero(s, dim, np.size(dim)); });
+  };
+  Module& prod = *seq[layer];
+  Tensor w = prod.parameter("weight");
+  double fan_in = double(w.numel() / n);
+  Shape rs = w.shape();
+  rs[0] = extra;
+  Tensor w2 = prod.register_parameter("weight", grow_dim(w, 0, fresh(rs, fan_in)));
+  zero_state(key(prefix, layer, "weight"), w2, 0);
+  Tensor b2;
+  if ((lin ? lin->bias : conv->bias).defined()) {
+    b2 = prod.register_parameter("bias", grow_dim(prod.parameter("bias"), 0, fresh({extra}, fan_in)));
+    zero_state(key(prefix, layer, "bias"), b2, 0);
+  }
+  if (lin) { lin->weight = w2; lin->bias = b2; lin->out_features = new_width; }
+  else { conv->weight = w2; conv->bias = b2; conv->out_channels = new_width; }
+  if (bn_next) {
+    auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[layer + 1]);
+    bn->weight = bn->register_parameter("weight", grow_dim(bn->weight, 0, ones({extra})));
+    zero_state(key(prefix, layer + 1, "weight"), bn->weight, 0);
+    bn->bias = bn->register_parameter("bias", grow_dim(bn->bias, 0, zeros({extra})));
+    zero_state(key(prefix, layer + 1, "bias"), bn->bias, 0);
+    bn->running_mean = bn->register_buffer("running_mean", grow_dim(bn->running_mean, 0, zeros({extra})));
+    bn->running_var = bn->register_buffer("running_var", grow_dim(bn->running_var, 0, ones({extra})));
+    bn->num_features = new_width;
+  }
+  // consumer: fresh columns for the new units (any init: the gate is 0)
+  auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
+  auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
+  Tensor cw = clin ? clin->weight : cconv->weight;
+  Shape cs = cw.shape();
+  cs[1] = extra * per_unit;
+  double cfan = double(cw.numel() / cw.size(0)) / double(n) * double(new_width);
+  Tensor cw2 = seq[ci]->register_parameter("weight", grow_dim(cw, 1, fresh(cs, cfan)));
+  if (clin) { clin->weight = cw2; clin->in_features = new_width * per_unit; }
+  else { cconv->weight = cw2; cconv->in_channels = new_width; }
+  zero_state(key(prefix, ci, "weight"), cw2, 1);
+  // the gate: right before the consumer's input path (after the activation)
+  size_t gi = layer + 1 + (bn_next ? 1 : 0);
+  while (gi < ci && !dynamic_cast<ReLU*>(seq[gi].get()) && !dynamic_cast<GELU*>(seq[gi].get()) &&
+         !dynamic_cast<Gate*>(seq[gi].get()))
+    ++gi;
+  if (gi < ci && !dynamic_cast<Gate*>(seq[gi].get())) ++gi;  // after the activation
+  auto gate = std::dynamic_pointer_cast<Gate>(gi < seq.size() ? seq[gi] : nullptr);
+  NoGradGuard ng;
+  if (!gate) {
+    gate = std::make_shared<Gate>(n);
+    seq.insert(gi, gate);
+    rekey_optimizer(seq, opt, prefix);
+  }
+  gate->gate = gate->register_buffer("gate", grow_dim(gate->gate, 0, zeros({extra})));
+  gate->birth = gate->register_buffer("birth", grow_dim(gate->birth, 0, full({extra}, double(step))));
+  return gi;
+}
+
 void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
                   const std::string& prefix) {
   BRISK_CHECK(layer < seq.size(), "remove_units: layer ", layer, " out of range for a Sequential of ", seq.size());
@@ -283,24 +382,7 @@ void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::str
   }
   for (size_t k = 0; k < added.size(); ++k) seq.insert(after + 1 + k, added[k]);
   if (!opt) return;
-  // Children after the insertion point were renamed: re-key the optimizer,
-  // keeping every entry's state, and add the new parameters with no state.
-  std::map<TensorImpl*, std::string> renamed;
-  for (auto& [n, p] : seq.named_parameters()) renamed[p.unsafe_impl()] = (prefix.empty() ? "" : prefix + ".") + n;
-  optim::NamedParams out;
-  std::map<std::string, TensorMap> state;
-  for (auto& [on, op] : opt->params()) {
-    auto it = renamed.find(op.unsafe_impl());
-    std::string nn = it == renamed.end() ? on : it->second;
-    if (it != renamed.end()) renamed.erase(it);
-    out.emplace_back(nn, op);
-    auto st = opt->state().find(on);
-    if (st != opt->state().end()) state[nn] = st->second;
-  }
-  for (auto& [n, p] : seq.named_parameters())
-    if (renamed.count(p.unsafe_impl())) out.emplace_back(renamed[p.unsafe_impl()], p);
-  opt->reset_params(out);
-  opt->state() = state;
+  rekey_optimizer(seq, opt, prefix);
 }
 
 }  // namespace brisk::nn

@@ -37,6 +37,17 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
 
 void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix = "");
 
+// Masked structural growth (Gesmundo & Maile / MSG): widen layer i to
+// new_width with freshly initialized new rows and consumer columns (PyTorch's
+// default init bounds; old weights untouched), and gate the new units with a
+// Gate module (inserted after the activation that follows layer i, or the
+// existing one extended) whose gate starts at 0, so the function is unchanged
+// for any initialization. birth = `step` for the new units. Optimizer state:
+// old entries kept, new ones zero; keys re-keyed if a Gate was inserted.
+// Returns the Gate's index in seq.
+size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, int64_t step,
+                    Generator* gen, const std::string& prefix = "");
+
 // Structured pruning: keep only the output units `keep` (ascending, unique) of
 // layer i (Linear or Conv2d), with the BatchNorm2d right after it and the
 // consumer's matching inputs (through Flatten) cut the same way. Optimizer

@@ -208,6 +208,49 @@ TEST_CASE("surgery: the grow method widens on schedule, preserves the function, 
   CHECK(m.back()["params"] == 535818);
   CHECK(m.back()["test_acc"].get<double>() > 0.5);
   check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);  // before, between and after the growths
-  CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:kind=msg"), Catch::Contains("not implemented yet"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:kind=stack"), Catch::Contains("not implemented yet"));
   CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:points=0.5/0.25"), Catch::Contains("increasing"));
+}
+
+// MSG: the training loss on a fixed batch right before and right after growth.
+class MsgProbe : public brisk::train::Callback {
+ public:
+  Tensor x = randn({32, 1, 28, 28}), y = randint(0, 10, {32});
+  double before = 0;
+  int64_t grow_step;
+  std::vector<double> gates_seen;
+  explicit MsgProbe(int64_t s) : grow_step(s) {}
+  std::string name() const override { return "msg_probe"; }
+  double loss(brisk::train::Trainer& t) {
+    NoGradGuard ng;
+    return brisk::nn::functional::cross_entropy(t.model().forward(x), y).item();  // train mode
+  }
+  void on_batch_end(brisk::train::Trainer& t) override {
+    if (t.state().step == grow_step) before = loss(t);
+  }
+  void on_batch_start(brisk::train::Trainer& t) override {
+    auto& seq = dynamic_cast<Sequential&>(t.model());
+    for (size_t i = 0; i < seq.size(); ++i)
+      if (auto* g = dynamic_cast<Gate*>(seq[i].get())) gates_seen.push_back(min(g->gate).item());
+    if (t.state().step == grow_step) CHECK(loss(t) == Approx(before).epsilon(1e-6));  // identical loss
+  }
+};
+
+TEST_CASE("surgery: MSG growth keeps the loss, ramps its gates, and resumes exactly", "[surgery][train]") {
+  TrainConfig c = small_config("brisk_msg");  // mlp, 16 steps
+  c.epochs = 2;
+  c.methods = {"grow:kind=msg,start=0.25,points=0.25/0.5,ramp=0.25"};
+  brisk::train::Trainer t(c);
+  auto* probe = new MsgProbe(4);
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
+  t.fit();
+  CHECK(t.model().num_parameters() == 535818);
+  REQUIRE_FALSE(probe->gates_seen.empty());
+  CHECK(*std::min_element(probe->gates_seen.begin(), probe->gates_seen.end()) == 0.0);  // born closed
+  CHECK(probe->gates_seen.back() == 1.0);  // fully open by the end
+  auto& seq = dynamic_cast<Sequential&>(t.model());
+  int gates = 0;
+  for (size_t i = 0; i < seq.size(); ++i) gates += dynamic_cast<Gate*>(seq[i].get()) != nullptr;
+  CHECK(gates == 2);
+  check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);
 }

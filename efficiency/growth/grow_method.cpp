@@ -6,9 +6,15 @@
 // nn::widen, which remaps the optimizer state in the same call; with noise=0
 // the network's function is unchanged at the moment of growth.
 //
-// Keys: kind=net2net, start=0.25, points=0.25/0.5 (slash-separated), noise=0.
+// kind=msg (masked structural growth): new units get fresh weights and a
+// Gate at 0 that ramps linearly to 1 over `ramp` (fraction of training), so
+// the function is unchanged at growth for any initialization.
+//
+// Keys: kind=net2net|msg, start=0.25, points=0.25/0.5 (slash-separated),
+// noise=0 (net2net), ramp=0.05 (msg).
 // Growth is replayed on resume (Callback::on_restore) with the same seeded
 // choices, so a resumed run is bit-exact.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -23,7 +29,7 @@ namespace {
 class GrowMethod : public train::Callback {
  public:
   std::string kind = "net2net";
-  double start = 0.25, noise = 0.0;
+  double start = 0.25, noise = 0.0, ramp = 0.05;
   std::vector<double> points{0.25, 0.5};
 
   std::string name() const override { return "grow"; }
@@ -35,12 +41,31 @@ class GrowMethod : public train::Callback {
     shrink(t);
   }
 
+  int64_t growth_step(train::Trainer& t, int64_t k) const {
+    return int64_t(std::llround(points[size_t(k)] * double(t.total_steps())));
+  }
+
   void on_batch_start(train::Trainer& t) override {
-    int64_t step = t.state().step, total = t.total_steps();
-    while (done_ < int64_t(points.size()) && step >= int64_t(std::llround(points[size_t(done_)] * double(total)))) {
+    int64_t step = t.state().step;
+    while (done_ < int64_t(points.size()) && step >= growth_step(t, done_)) {
       grow(t, done_);
       ++done_;
     }
+    if (kind == "msg") ramp_gates(t);
+  }
+
+  // gate = clamp((step - birth) / ramp_steps, 0, 1) for grown units, 1 for original ones.
+  void ramp_gates(train::Trainer& t) {
+    double steps = std::max(1.0, ramp * double(t.total_steps()));
+    double now = double(t.state().step);
+    NoGradGuard ng;
+    for (size_t i = 0; i < sequential(t).size(); ++i)
+      if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) {
+        std::vector<double> b = gt->birth.to_vector(), gv(b.size());
+        for (size_t j = 0; j < b.size(); ++j) gv[j] = b[j] < 0 ? 1.0 : std::clamp((now - b[j]) / steps, 0.0, 1.0);
+        Tensor gd = gt->gate;
+        gd.copy_(from_vector(gv, {int64_t(gv.size())}));
+      }
   }
 
   void on_restore(train::Trainer& t) override {
@@ -96,7 +121,11 @@ class GrowMethod : public train::Callback {
     double mult = std::min(1.0, start * std::pow(2.0, double(k + 1)));
     for (size_t l = 0; l < ls.size(); ++l) {
       Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
-      nn::widen(seq, ls[l], width_at(l, mult), &t.optimizer(), "", noise, &g);
+      size_t idx = hidden(seq)[l];  // MSG inserts gates: positions move
+      if (kind == "msg")
+        nn::widen_masked(seq, idx, width_at(l, mult), &t.optimizer(), growth_step(t, k), &g);
+      else
+        nn::widen(seq, idx, width_at(l, mult), &t.optimizer(), "", noise, &g);
     }
     width_ = mult;
     params_ = t.model().num_parameters();
@@ -131,9 +160,12 @@ void register_growth_methods() {
   register_method("grow", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<GrowMethod>();
     m->kind = a.get_string("kind", "net2net");
-    if (m->kind == "msg" || m->kind == "stack")
-      BRISK_FAIL("--method grow: kind '", m->kind, "' is not implemented yet (available: net2net)");
-    BRISK_CHECK(m->kind == "net2net", "--method grow: unknown kind '", m->kind, "' (known: net2net; planned: msg, stack)");
+    if (m->kind == "stack")
+      BRISK_FAIL("--method grow: kind 'stack' is not implemented yet (available: net2net, msg)");
+    BRISK_CHECK(m->kind == "net2net" || m->kind == "msg", "--method grow: unknown kind '", m->kind,
+                "' (known: net2net, msg; planned: stack)");
+    m->ramp = a.get_double("ramp", 0.05);
+    BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);
     m->start = a.get_double("start", 0.25);
     m->noise = a.get_double("noise", 0.0);
     m->points = parse_points(a.get_string("points", "0.25/0.5"));
