@@ -74,13 +74,16 @@ Tensor keep_rows(Module& m, const std::string& name, const std::vector<int64_t>&
 }
 
 // The consumer of layer `layer` in seq: its index and inputs per producer unit.
-std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n, const char* op) {
+// A Gate on the way is allowed only where the caller extends it (MSG).
+std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n, const char* op,
+                                         bool allow_gate = false) {
   size_t ci = from;
   for (; ci < seq.size(); ++ci) {
     Module& m = *seq[ci];
     if (dynamic_cast<Linear*>(&m) || dynamic_cast<Conv2d*>(&m)) break;
     BRISK_CHECK(!dynamic_cast<BatchNorm2d*>(&m) && !dynamic_cast<LayerNorm*>(&m) &&
-                    !dynamic_cast<ResidualBlock*>(&m) && !dynamic_cast<Sequential*>(&m),
+                    !dynamic_cast<ResidualBlock*>(&m) && !dynamic_cast<Sequential*>(&m) &&
+                    (allow_gate || !dynamic_cast<Gate*>(&m)),
                 op, ": cannot carry the change through ", m.repr(), " at position ", ci);
   }
   BRISK_CHECK(ci < seq.size(), op, ": no Linear or Conv2d consumes the layer's outputs");
@@ -130,7 +133,7 @@ size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Opt
   Generator& g = gen ? *gen : default_generator();
   int64_t extra = new_width - n;
   bool bn_next = conv && layer + 1 < seq.size() && dynamic_cast<BatchNorm2d*>(seq[layer + 1].get());
-  auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "widen_masked");
+  auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "widen_masked", /*allow_gate=*/true);
   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default bound for weights and biases.
   auto fresh = [&](Shape s, double fan_in) {
     double b = 1.0 / std::sqrt(fan_in);
@@ -287,23 +290,9 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
     }
 
   // 3. the consumer: the next Linear/Conv2d, possibly through Flatten
-  int64_t per_unit = 1;  // inputs per producer unit (H*W after a Flatten)
-  size_t ci = next;
-  for (; ci < seq.size(); ++ci) {
-    Module& m = *seq[ci];
-    if (dynamic_cast<Linear*>(&m) || dynamic_cast<Conv2d*>(&m)) break;
-    BRISK_CHECK(!dynamic_cast<BatchNorm2d*>(&m) && !dynamic_cast<LayerNorm*>(&m) &&
-                    !dynamic_cast<ResidualBlock*>(&m) && !dynamic_cast<Sequential*>(&m),
-                "widen: cannot carry the widening through ", m.repr(), " at position ", ci);
-  }
-  BRISK_CHECK(ci < seq.size(), "widen: no Linear or Conv2d consumes layer ", layer, "'s outputs");
+  auto [ci, per_unit] = find_consumer(seq, next, n, "widen");  // per_unit: H*W through a Flatten
   auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
   auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
-  if (clin) {
-    BRISK_CHECK(clin->in_features % n == 0, "widen: consumer ", clin->repr(), " does not take ", n, " units");
-    per_unit = clin->in_features / n;  // 1, or H*W through a Flatten of [N, C, H, W]
-  }
-  BRISK_CHECK(!cconv || cconv->groups == 1, "widen: grouped consumer convolutions are not supported");
   // Consumer column index for (unit, position): unit * per_unit + p.
   std::vector<int64_t> col_source;
   std::vector<double> col_scale;
