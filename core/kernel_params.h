@@ -60,5 +60,14 @@ struct DimParams { int64_t dim; };
 // "batch_norm_bwd": in = {gy [N, C, L], x, mean, invstd, weight};
 //            out = {gx [N, C, L], gweight [C], gbias [C]}.
 struct BatchNormParams { double eps; };
+// Sparse (CSR) linear layer, W [out, in] with nnz stored entries. The batch is
+// the innermost dim of every dense operand, so each stored entry is one AXPY
+// (or dot) over B contiguous values:
+// "csr_linear":          in = {xT [in, B], row_ptr i64 [out+1], col i64 [nnz], val [nnz]}
+//                        -> out[0] yT [out, B] = W x^T.
+// "csr_linear_bwd_input": in = {gT [out, B], row_ptr, col, val} -> out[0] dxT [in, B] = W^T g^T.
+// "csr_linear_bwd_weight": in = {gT [out, B], xT [in, B], row_ptr, col}
+//                        -> out[0] dval [nnz]: dW at the stored positions only.
+// All operands contiguous.
 
 }  // namespace brisk

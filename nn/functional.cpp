@@ -4,11 +4,103 @@
 
 #include "core/dispatch.h"
 
+#include <vector>
+
 namespace brisk::nn::functional {
+
+namespace {
+double g_sparse_threshold = 0.95;  // crossover measured by bench/sparse_linear.cpp (docs/methods/pruning.md)
+}
+void set_sparse_linear_threshold(double s) { g_sparse_threshold = s; }
+double sparse_linear_threshold() { return g_sparse_threshold; }
+
+Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const Tensor& b) {
+  check_defined("sparse_linear", x);
+  check_defined("sparse_linear", w);
+  BRISK_CHECK(w.dim() == 2 && mask.shape() == w.shape(), "op sparse_linear: weight ", shape_str(w.shape()),
+              " and mask ", shape_str(mask.shape()), " must be the same [out, in]");
+  BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op sparse_linear: input ", shape_str(x.shape()),
+              " does not have ", w.size(1), " features");
+  check_same_dtype("sparse_linear", x, w);
+  int64_t out = w.size(0), in = w.size(1);
+  // CSR of the mask's pattern (cached per mask: set_mask installs a new mask
+  // tensor whenever the pattern changes), values from the current weights.
+  struct Csr {
+    std::weak_ptr<TensorImpl> mask;
+    Tensor row_ptr, cols, flat_pos;
+  };
+  static thread_local Csr cache;
+  if (cache.mask.lock() != mask.impl_ptr()) {
+    Tensor mc = mask.detach().contiguous().to(DType::f32);
+    const float* mp = mc.data_ptr<float>();
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < out * in; ++i) nnz += mp[i] != 0.0f;
+    cache.row_ptr = empty({out + 1}, DType::i64);
+    cache.cols = empty({nnz}, DType::i64);
+    cache.flat_pos = empty({nnz}, DType::i64);
+    int64_t *rp = cache.row_ptr.data_ptr<int64_t>(), *cp = cache.cols.data_ptr<int64_t>(),
+            *fp = cache.flat_pos.data_ptr<int64_t>();
+    int64_t k = 0;
+    rp[0] = 0;
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t i = 0; i < in; ++i)
+        if (mp[o * in + i] != 0.0f) {
+          cp[k] = i;
+          fp[k++] = o * in + i;
+        }
+      rp[o + 1] = k;
+    }
+    cache.mask = mask.impl_ptr();
+  }
+  Tensor row_ptr = cache.row_ptr, cols = cache.cols, flat_pos = cache.flat_pos;
+  int64_t nnz = cols.numel();
+  Tensor vals = index_select(w.detach().reshape({-1}), 0, flat_pos).contiguous();
+  Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor xT = x.detach().reshape({-1, in}).t().contiguous();  // [in, B]: batch innermost
+  int64_t B = xT.size(1);
+  Tensor yT = empty({out, B}, TensorOptions(x.dtype(), x.device()));
+  {
+    Tensor ins[4] = {xT, row_ptr, cols, vals};
+    Tensor outs[1] = {yT};
+    dispatch("csr_linear", x.device(), x.dtype(), KernelArgs{ins, outs, nullptr});
+  }
+  Shape ys = lead;
+  ys.push_back(out);
+  Shape xs = x.shape(), ws = w.shape();
+  Tensor r = attach_grad(yT.t().reshape(ys), "SparseLinearBackward", {x, w}, [=](const Tensor& g) {
+    Tensor gT = g.reshape({-1, out}).t().contiguous();  // [out, B]
+    Tensor dxT = empty({in, B}, TensorOptions(g.dtype(), g.device()));
+    {
+      Tensor ins[4] = {gT, row_ptr, cols, vals};
+      Tensor outs[1] = {dxT};
+      dispatch("csr_linear_bwd_input", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+    }
+    Tensor dv = empty({nnz}, TensorOptions(g.dtype(), g.device()));
+    {
+      Tensor ins[4] = {gT, xT, row_ptr, cols};
+      Tensor outs[1] = {dv};
+      dispatch("csr_linear_bwd_weight", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+    }
+    Tensor dw = scatter_add(zeros({out * in}, TensorOptions(g.dtype(), g.device())), 0, flat_pos, dv).reshape(ws);
+    return std::vector{dxT.t().reshape(xs), dw};
+  });
+  if (b.defined()) {
+    BRISK_CHECK(b.shape() == Shape({out}), "op sparse_linear: bias shape ", shape_str(b.shape()), " must be [", out, "]");
+    r = r + b;
+  }
+  return r;
+}
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_defined("linear", x);
   check_defined("linear", w);
+  if (auto* m = w.unsafe_impl()->mask.get(); m && g_sparse_threshold <= 1.0 && w.dim() == 2 &&
+                                             w.device().type == DeviceType::cpu && x.dtype() == w.dtype()) {
+    Tensor mask(w.unsafe_impl()->mask);
+    double sparsity = 1.0 - sum(mask).item() / double(mask.numel());
+    if (sparsity >= g_sparse_threshold && x.dim() >= 1 && x.size(-1) == w.size(1))
+      return sparse_linear(x, w, mask, b);
+  }
   BRISK_CHECK(w.dim() == 2, "op linear: weight must be [out, in], got ", shape_str(w.shape()));
   BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op linear: input ", shape_str(x.shape()),
               " has ", x.dim() ? x.size(-1) : 0, " features but weight ", shape_str(w.shape()),

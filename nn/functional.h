@@ -9,8 +9,15 @@
 
 namespace brisk::nn::functional {
 
-// x [..., in] @ w[out, in]^T + b[out]
+// x [..., in] @ w[out, in]^T + b[out]. When w carries a mask (nn/sparsity.h)
+// at least sparse_linear_threshold() sparse, runs the CSR kernels instead.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// x [..., in] with w stored as CSR of its mask's nonzero pattern: the
+// forward, the input gradient and the weight gradient (at stored positions
+// only; zero elsewhere, as the mask requires) all cost O(B·nnz).
+Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const Tensor& b = Tensor());
+void set_sparse_linear_threshold(double sparsity);  // > 1 disables the automatic switch
+double sparse_linear_threshold();
 
 struct Pair {
   int64_t h, w;

@@ -380,3 +380,56 @@ TEST_CASE("pruning: channel pruning shrinks the model mid-training and resumes b
   rn.methods = {"prune:target=0.5,structure=channel,start=0"};
   CHECK_THROWS_WITH(Trainer(rn).fit(), Catch::Contains("ResidualBlock"));
 }
+
+TEST_CASE("pruning: CSR sparse linear matches the dense masked layer, forward and backward", "[pruning][kernels]") {
+  namespace F = brisk::nn::functional;
+  Generator g(21);
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor w0 = randn({24, 40}, dt, &g), b0 = randn({24}, dt, &g);
+    Tensor mask = lt(rand({24, 40}, dt, &g), scalar_tensor(0.15, dt)).to(dt);  // ~85% sparse
+    Tensor x0 = randn({3, 5, 40}, dt, &g), gy = randn({3, 5, 24}, dt, &g);
+    auto run = [&](bool sparse, const char* backend) {
+      ForceBackend fb(backend);
+      Tensor x = x0.clone().requires_grad_(), w = (w0 * mask).detach().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor y = sparse ? F::sparse_linear(x, w, mask, b) : matmul(x, w.t()) + b;
+      y.backward(gy);
+      if (sparse) CHECK(last_backend("csr_linear_bwd_weight") == backend);
+      return cat({y.reshape({-1}), x.grad().reshape({-1}), (w.grad() * mask).reshape({-1}), b.grad()});
+    };
+    Tensor dense = run(false, "ref");
+    for (const char* be : {"ref", "cpu"}) expect_close(run(true, be), dense, dtype_tol(dt, 40), std::string("sparse ") + be);
+  }
+  Tensor mask = lt(rand({4, 6}, DType::f64, &g), scalar_tensor(0.5, DType::f64)).to(DType::f64);
+  gradcheck("sparse_linear", [&](const std::vector<Tensor>& in) { return F::sparse_linear(in[0], in[1], mask, in[2]); },
+            {uniform64({3, 6}, -1, 1, 1), uniform64({4, 6}, -1, 1, 2), uniform64({4}, -1, 1, 3)});
+}
+
+TEST_CASE("pruning: linear switches to the CSR kernel above the sparsity threshold", "[pruning][kernels]") {
+  brisk::nn::Linear l(64, 32);
+  Tensor x = randn({8, 64});
+  Tensor dense_out = l.forward(x);
+  brisk::nn::set_mask(l.weight, magnitude_mask(l.weight, 64 * 32 * 97 / 100));  // above the 0.95 threshold
+  Tensor masked_ref;
+  {
+    brisk::nn::functional::set_sparse_linear_threshold(2.0);  // off
+    masked_ref = l.forward(x);
+    brisk::nn::functional::set_sparse_linear_threshold(0.95);
+  }
+  Tensor y = l.forward(x);
+  CHECK(last_backend("csr_linear") == "cpu");
+  expect_close(y, masked_ref, dtype_tol(DType::f32, 64), "auto sparse vs dense masked");
+  brisk::nn::Linear l2(64, 32);
+  brisk::nn::set_mask(l2.weight, magnitude_mask(l2.weight, 64 * 32 / 2));  // 50%: stays dense
+  auto csr_calls = [] {
+    for (auto& s : op_stats())
+      if (s.op == "csr_linear") return s.calls;
+    return int64_t(0);
+  };
+  set_op_profiling(true);
+  reset_op_stats();
+  l2.forward(x);
+  CHECK(csr_calls() == 0);
+  l.forward(x);
+  CHECK(csr_calls() == 1);
+  set_op_profiling(false);
+}

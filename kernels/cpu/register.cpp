@@ -6,6 +6,7 @@ void register_reduce();
 void register_gemm();
 void register_image();
 void register_norm();
+void register_sparse();
 void register_pool();
 }  // namespace kern::cpu
 
@@ -15,6 +16,7 @@ void register_cpu_kernels() {
   kern::cpu::register_gemm();
   kern::cpu::register_image();
   kern::cpu::register_norm();
+  kern::cpu::register_sparse();
   kern::cpu::register_pool();
 }
 }  // namespace brisk

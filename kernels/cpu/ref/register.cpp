@@ -6,6 +6,7 @@ void register_reduce();
 void register_gemm();
 void register_image();
 void register_norm();
+void register_sparse();
 void register_index();
 }  // namespace kern::ref
 
@@ -15,6 +16,7 @@ void register_ref_kernels() {
   kern::ref::register_gemm();
   kern::ref::register_image();
   kern::ref::register_norm();
+  kern::ref::register_sparse();
   kern::ref::register_index();
 }
 }  // namespace brisk
