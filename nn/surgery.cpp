@@ -46,30 +46,23 @@ void remap(optim::Optimizer* opt, const std::string& k, const Tensor& new_param,
     if (t.dim() > 0) t = f(sk, t);
 }
 
-// Producer: output dim 0 (weight rows, bias, BN vectors).
-Tensor grow_rows(Module& m, const std::string& name, const std::vector<int64_t>& source, optim::Optimizer* opt,
-                 const std::string& k, bool is_param) {
+// Rows `rows` (dim 0) of a parameter or buffer: weight rows, biases, BN
+// vectors. The optimizer state of a parameter is either gathered with the same
+// rows (pruning) or kept for the old rows and zero for the new ones (growth,
+// where rows[j] for j >= old size names the copied unit).
+enum class StateRows { gather, zero_new };
+Tensor remap_rows(Module& m, const std::string& name, const std::vector<int64_t>& rows, optim::Optimizer* opt,
+                  const std::string& k, bool is_param, StateRows state = StateRows::gather) {
   Tensor old = is_param ? m.parameter(name) : Tensor();
   if (!is_param)
     for (auto& [n, b] : m.named_buffers())
       if (n == name) old = b;
-  Tensor fresh = gather_dim(old, 0, source);
+  Tensor fresh = gather_dim(old, 0, rows);
   Tensor stored = is_param ? m.register_parameter(name, fresh) : m.register_buffer(name, fresh);
   if (is_param)
-    remap(opt, k, stored, [&](const std::string&, const Tensor& s) { return extend_zero(s, 0, int64_t(source.size())); });
-  return stored;
-}
-
-// Keep rows `keep` of a parameter or buffer (dim 0), and of its optimizer state.
-Tensor keep_rows(Module& m, const std::string& name, const std::vector<int64_t>& keep, optim::Optimizer* opt,
-                 const std::string& k, bool is_param) {
-  Tensor old = is_param ? m.parameter(name) : Tensor();
-  if (!is_param)
-    for (auto& [n, b] : m.named_buffers())
-      if (n == name) old = b;
-  Tensor fresh = gather_dim(old, 0, keep);
-  Tensor stored = is_param ? m.register_parameter(name, fresh) : m.register_buffer(name, fresh);
-  if (is_param) remap(opt, k, stored, [&](const std::string&, const Tensor& s) { return gather_dim(s, 0, keep); });
+    remap(opt, k, stored, [&](const std::string&, const Tensor& s) {
+      return state == StateRows::gather ? gather_dim(s, 0, rows) : extend_zero(s, 0, int64_t(rows.size()));
+    });
   return stored;
 }
 
@@ -214,17 +207,17 @@ void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& kee
   auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "remove_units");
   int64_t k = int64_t(keep.size());
   Module& prod = *seq[layer];
-  Tensor w = keep_rows(prod, "weight", keep, opt, key(prefix, layer, "weight"), true);
-  Tensor b = (lin ? lin->bias : conv->bias).defined() ? keep_rows(prod, "bias", keep, opt, key(prefix, layer, "bias"), true)
+  Tensor w = remap_rows(prod, "weight", keep, opt, key(prefix, layer, "weight"), true);
+  Tensor b = (lin ? lin->bias : conv->bias).defined() ? remap_rows(prod, "bias", keep, opt, key(prefix, layer, "bias"), true)
                                                       : Tensor();
   if (lin) { lin->weight = w; lin->bias = b; lin->out_features = k; }
   else { conv->weight = w; conv->bias = b; conv->out_channels = k; }
   if (conv && layer + 1 < seq.size())
     if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[layer + 1])) {
-      bn->weight = keep_rows(*bn, "weight", keep, opt, key(prefix, layer + 1, "weight"), true);
-      bn->bias = keep_rows(*bn, "bias", keep, opt, key(prefix, layer + 1, "bias"), true);
-      bn->running_mean = keep_rows(*bn, "running_mean", keep, nullptr, "", false);
-      bn->running_var = keep_rows(*bn, "running_var", keep, nullptr, "", false);
+      bn->weight = remap_rows(*bn, "weight", keep, opt, key(prefix, layer + 1, "weight"), true);
+      bn->bias = remap_rows(*bn, "bias", keep, opt, key(prefix, layer + 1, "bias"), true);
+      bn->running_mean = remap_rows(*bn, "running_mean", keep, nullptr, "", false);
+      bn->running_var = remap_rows(*bn, "running_var", keep, nullptr, "", false);
       bn->num_features = k;
     }
   std::vector<int64_t> cols;
@@ -265,15 +258,15 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
 
   // 1. the producer's rows
   Module& prod = *seq[layer];
-  Tensor w_new = grow_rows(prod, "weight", r.source, opt, key(prefix, layer, "weight"), true);
+  Tensor w_new = remap_rows(prod, "weight", r.source, opt, key(prefix, layer, "weight"), true, StateRows::zero_new);
   if (lin) {
     lin->weight = w_new;
     lin->out_features = new_width;
-    if (lin->bias.defined()) lin->bias = grow_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true);
+    if (lin->bias.defined()) lin->bias = remap_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true, StateRows::zero_new);
   } else {
     conv->weight = w_new;
     conv->out_channels = new_width;
-    if (conv->bias.defined()) conv->bias = grow_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true);
+    if (conv->bias.defined()) conv->bias = remap_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true, StateRows::zero_new);
   }
   BRISK_CHECK(!has_mask(w_new), "widen: masked (pruned) layers cannot be widened yet");
 
@@ -281,10 +274,10 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
   size_t next = layer + 1;
   if (conv && next < seq.size())
     if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[next])) {
-      bn->weight = grow_rows(*bn, "weight", r.source, opt, key(prefix, next, "weight"), true);
-      bn->bias = grow_rows(*bn, "bias", r.source, opt, key(prefix, next, "bias"), true);
-      bn->running_mean = grow_rows(*bn, "running_mean", r.source, nullptr, "", false);
-      bn->running_var = grow_rows(*bn, "running_var", r.source, nullptr, "", false);
+      bn->weight = remap_rows(*bn, "weight", r.source, opt, key(prefix, next, "weight"), true, StateRows::zero_new);
+      bn->bias = remap_rows(*bn, "bias", r.source, opt, key(prefix, next, "bias"), true, StateRows::zero_new);
+      bn->running_mean = remap_rows(*bn, "running_mean", r.source, nullptr, "", false);
+      bn->running_var = remap_rows(*bn, "running_var", r.source, nullptr, "", false);
       bn->num_features = new_width;
       ++next;
     }
