@@ -56,15 +56,33 @@ thread_local std::string t_disabled;
 thread_local std::string t_last;
 thread_local std::map<std::string, std::string> t_last_by_op;
 
+std::map<std::string, std::string>& preferences() {
+  static std::map<std::string, std::string> p;
+  return p;
+}
+void sort_entries(const std::string& op, std::vector<Entry>& v) {
+  auto it = preferences().find(op);
+  std::string pref = it == preferences().end() ? "" : it->second;
+  std::stable_sort(v.begin(), v.end(), [&](const Entry& a, const Entry& b) {
+    bool pa = a.backend == pref, pb = b.backend == pref;
+    if (pa != pb) return pa;
+    return a.priority > b.priority;
+  });
+}
+std::string g_gemm_backend = "native";
+
 }  // namespace
 
 void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
                      int priority, KernelFn fn) {
   auto& v = table()[Key{op, dev, dtype}];
   v.push_back({backend, priority, fn});
-  std::stable_sort(v.begin(), v.end(),
-                   [](const Entry& a, const Entry& b) { return a.priority > b.priority; });
+  sort_entries(op, v);
 }
+
+
+void prefer_backend_locked(const std::string& op, const std::string& backend);
+void set_gemm_backend_locked(const std::string& name);
 
 void init_kernels() {
   static std::once_flag once;
@@ -73,7 +91,67 @@ void init_kernels() {
     register_cpu_kernels();
     register_vendor_kernels();
     register_cuda_kernels();
+    const char* e = std::getenv("BRISK_GEMM");
+    std::string want = e && *e ? e : "native";
+    try {
+      set_gemm_backend_locked(want);
+    } catch (const Error& err) {
+      std::fprintf(stderr, "brisk: ignoring BRISK_GEMM=%s: %s\n", want.c_str(), err.what());
+      set_gemm_backend_locked("native");
+    }
   });
+}
+
+// The *_locked forms run inside init_kernels' call_once (no re-entry).
+void prefer_backend_locked(const std::string& op, const std::string& backend) {
+  if (!backend.empty()) {
+    bool known = false;
+    for (auto& [k, v] : table())
+      if (std::get<0>(k) == op)
+        for (auto& e : v) known |= e.backend == backend;
+    BRISK_CHECK(known, "prefer_backend: no backend '", backend, "' is registered for op ", op);
+    preferences()[op] = backend;
+  } else {
+    preferences().erase(op);
+  }
+  for (auto& [k, v] : table())
+    if (std::get<0>(k) == op) sort_entries(op, v);
+}
+
+void prefer_backend(const std::string& op, const std::string& backend) {
+  init_kernels();
+  prefer_backend_locked(op, backend);
+}
+
+std::string preferred_backend(const std::string& op) {
+  auto it = preferences().find(op);
+  return it == preferences().end() ? "" : it->second;
+}
+
+void set_gemm_backend_locked(const std::string& name) {
+  if (name == "native") {
+    prefer_backend_locked("gemm", "cpu");
+  } else if (name == "openblas") {
+    bool have = false;
+    for (auto& e : table()[Key{"gemm", DeviceType::cpu, DType::f32}]) have |= e.backend == "openblas";
+    BRISK_CHECK(have, "set_gemm_backend: OpenBLAS is not compiled in (configure with -DBRISK_OPENBLAS=ON)");
+    prefer_backend_locked("gemm", "openblas");
+  } else if (name == "auto") {
+    prefer_backend_locked("gemm", "");
+  } else {
+    BRISK_FAIL("set_gemm_backend: unknown GEMM backend '", name, "' (known: native, openblas, auto)");
+  }
+  g_gemm_backend = name;
+}
+
+void set_gemm_backend(const std::string& name) {
+  init_kernels();
+  set_gemm_backend_locked(name);
+}
+
+std::string gemm_backend() {
+  init_kernels();
+  return g_gemm_backend;
 }
 
 void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {

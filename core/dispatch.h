@@ -68,6 +68,18 @@ class DisableBackend {
   std::string prev_;
 };
 
+// Process-wide backend choice for one op: `backend`'s kernels are tried first
+// (in every device/dtype table of `op`), the rest after it in priority order;
+// "" restores pure priority order. Call it at start-up or between steps, not
+// while other threads dispatch. Throws for an unknown backend.
+void prefer_backend(const std::string& op, const std::string& backend);
+std::string preferred_backend(const std::string& op);  // "" when none
+// The GEMM switch (also the environment variable BRISK_GEMM, read once at
+// start-up): "native" (default: kernels/cpu sgemm), "openblas", or "auto"
+// (priority order: OpenBLAS where it accepts the shape).
+void set_gemm_backend(const std::string& name);
+std::string gemm_backend();
+
 void init_kernels();  // registers every compiled-in backend once (idempotent)
 
 // Per-(op, backend) call counts and kernel seconds, collected while enabled

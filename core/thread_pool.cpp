@@ -1,5 +1,9 @@
-// A small fork-join pool: workers sleep on a condition variable, each job is a
-// generation number plus a function of the chunk index.
+// A small fork-join pool. A job is a generation number plus a function of the
+// chunk index. Workers spin (pause loop) for a while after each job before they
+// sleep on a condition variable, and the caller spins on the pending count: a
+// training step issues thousands of short parallel ops, and a futex wake-up
+// (~50 us on a VM) would cost more than many of them. The spin is bounded, so
+// idle workers do not steal cycles from OpenBLAS's own threads for long.
 #include "core/thread_pool.h"
 
 #include <algorithm>
@@ -13,6 +17,13 @@
 
 #include "core/error.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BRISK_PAUSE() _mm_pause()
+#else
+#define BRISK_PAUSE() std::this_thread::yield()
+#endif
+
 namespace brisk {
 
 void vendor_set_num_threads(int n);  // kernels/vendor: OpenBLAS, or a no-op
@@ -20,6 +31,7 @@ void vendor_set_num_threads(int n);  // kernels/vendor: OpenBLAS, or a no-op
 namespace {
 
 thread_local bool t_in_worker = false;
+constexpr int kSpin = 1 << 15;  // pause iterations (~0.5-1 ms) before sleeping
 
 class Pool {
  public:
@@ -41,11 +53,11 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = &chunk;
       n_chunks_ = n_chunks;
-      pending_ = n_chunks - 1;
+      pending_.store(n_chunks - 1, std::memory_order_relaxed);
       error_ = nullptr;
-      generation_++;
+      generation_.fetch_add(1, std::memory_order_release);
     }
-    cv_.notify_all();
+    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
     t_in_worker = true;
     try {
       chunk(0);
@@ -54,8 +66,9 @@ class Pool {
       if (!error_) error_ = std::current_exception();
     }
     t_in_worker = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i)
+      if (i < kSpin) BRISK_PAUSE(); else std::this_thread::yield();
+    std::lock_guard<std::mutex> lk(mu_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -65,12 +78,19 @@ class Pool {
     t_in_worker = true;
     uint64_t seen = 0;
     for (;;) {
+      int spin = 0;
+      while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load() && spin++ < kSpin)
+        BRISK_PAUSE();
       const std::function<void(int)>* job;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
+        if (generation_.load() == seen && !stopping_) {
+          sleepers_++;
+          cv_.wait(lk, [&] { return stopping_ || generation_.load() != seen; });
+          sleepers_--;
+        }
         if (stopping_) return;
-        seen = generation_;
+        seen = generation_.load();
         if (id >= n_chunks_) continue;
         job = job_;
       }
@@ -80,8 +100,7 @@ class Pool {
         std::lock_guard<std::mutex> lk(mu_);
         if (!error_) error_ = std::current_exception();
       }
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
@@ -98,12 +117,12 @@ class Pool {
   int n_threads_ = 1;
   std::vector<std::thread> workers_;
   std::mutex mu_, run_mu_;
-  std::condition_variable cv_, done_cv_;
+  std::condition_variable cv_;
   const std::function<void(int)>* job_ = nullptr;
   int n_chunks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<int> pending_{0}, sleepers_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 
@@ -130,6 +149,7 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return pool().size(); }
+bool in_parallel_region() { return t_in_worker; }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {

@@ -9,6 +9,8 @@ namespace brisk {
 
 void set_num_threads(int n);  // n >= 1; also caps vendor BLAS threads
 int get_num_threads();
+// True inside a parallel_for chunk (where a nested parallel_for runs inline).
+bool in_parallel_region();
 // fn(lo, hi) is called on disjoint chunks; chunks are >= grain elements.
 // Runs inline when the range is small or when called from a worker.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,

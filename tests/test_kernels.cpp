@@ -8,6 +8,11 @@ namespace F = brisk::nn::functional;
 
 // Runs fn under `backend` and under ref; checks the claim and closeness.
 // `op` is the dispatch key whose claim is checked.
+static bool has_openblas() {
+  auto b = kernel_backends("gemm", DeviceType::cpu, DType::f32);
+  return std::find(b.begin(), b.end(), "openblas") != b.end();
+}
+
 template <class Fn>
 static void compare_backend(const std::string& backend, const std::string& op, const std::string& what, Fn fn,
                             double tol) {
@@ -63,8 +68,7 @@ TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
 
 TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", "[kernels]") {
   std::vector<std::string> backends{"cpu"};
-  if (!kernel_backends("gemm", DeviceType::cpu, DType::f32).empty() &&
-      kernel_backends("gemm", DeviceType::cpu, DType::f32)[0] == "openblas")
+  if (has_openblas())
     backends.push_back("openblas");
   else
     WARN("OpenBLAS backend not compiled in: skipping its parity checks");
@@ -87,11 +91,37 @@ TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", 
   compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));
 }
 
+TEST_CASE("kernels: BRISK_GEMM switch: native by default, openblas or auto on request", "[kernels]") {
+  struct Restore {
+    std::string prev = gemm_backend();
+    ~Restore() { set_gemm_backend(prev); }
+  } restore;
+  set_gemm_backend("native");
+  matmul(randn({128, 128}), randn({128, 128}));
+  CHECK(last_backend("gemm") == "cpu");
+  CHECK_THROWS_WITH(set_gemm_backend("mkl"), Catch::Contains("unknown GEMM backend 'mkl'"));
+  CHECK(gemm_backend() == "native");
+  if (!has_openblas()) {
+    WARN("OpenBLAS backend not compiled in: skipping the openblas half");
+    CHECK_THROWS_WITH(set_gemm_backend("openblas"), Catch::Contains("not compiled in"));
+    return;
+  }
+  set_gemm_backend("openblas");
+  CHECK(gemm_backend() == "openblas");
+  matmul(randn({128, 128}), randn({128, 128}));
+  CHECK(last_backend("gemm") == "openblas");
+}
+
 TEST_CASE("kernels: openblas declines shapes it does not win on", "[kernels]") {
-  if (kernel_backends("gemm", DeviceType::cpu, DType::f32)[0] != "openblas") {
+  if (!has_openblas()) {
     WARN("OpenBLAS backend not compiled in: skipping");
     return;
   }
+  struct Restore {
+    std::string prev = gemm_backend();
+    ~Restore() { set_gemm_backend(prev); }
+  } restore;
+  set_gemm_backend("auto");  // priority order: OpenBLAS first where it accepts
   matmul(randn({4, 4}), randn({4, 4}));
   CHECK(last_backend("gemm") == "cpu");  // tiny: native kernel
   matmul(randn({128, 128}), randn({128, 128}));

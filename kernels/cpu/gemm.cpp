@@ -1,13 +1,14 @@
-// Native batched GEMM. Operands are packed to row-major when their strides
-// are not, then each thread owns a block of C's rows and runs a 4-row
-// register-blocked loop over cache-sized K and N tiles. The real packed-panel
-// AVX2/AVX-512 micro-kernel is the CPU-speed issue's job; this one is correct,
-// threaded and vectorizable.
+// Native batched GEMM op. f32 goes to the packed-panel sgemm (gemm/sgemm.h),
+// which takes any strides directly. f64 (gradient checks, not training) keeps a
+// simple kernel: operands are packed to row-major when their strides are not,
+// then each thread owns a block of C's rows and runs a 4-row register-blocked
+// loop over cache-sized K and N tiles.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -91,8 +92,27 @@ bool gemm(const KernelArgs& a) {
   return true;
 }
 
+// f32: one sgemm per batch entry; many small problems (attention heads,
+// grouped conv) run one per thread instead.
+bool gemm_f32(const KernelArgs& a) {
+  const Tensor &At = a.in[0], &Bt = a.in[1];
+  int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
+  const float *ap = ptr<float>(At), *bp = ptr<float>(Bt);
+  float* C = ptr<float>(a.out[0]);
+  auto one = [&](int64_t b) {
+    sgemm(M, N, K, MatF{ap + b * At.stride(0), At.stride(1), At.stride(2)},
+          MatF{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N);
+  };
+  if (nb > 1 && M * N * K < (int64_t(1) << 20))
+    parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) { for (int64_t b = lo; b < hi; ++b) one(b); });
+  else
+    for (int64_t b = 0; b < nb; ++b) one(b);
+  return true;
+}
+
 void register_gemm() {
-  register_for<float, double>("gemm", "cpu", backend_priority::native,
+  register_kernel("gemm", DeviceType::cpu, DType::f32, "cpu", backend_priority::native, &gemm_f32);
+  register_for<double>("gemm", "cpu", backend_priority::native,
       [](auto t) -> KernelFn { return &gemm<typename decltype(t)::type>; });
 }
 

@@ -1,0 +1,60 @@
+// Run-time choice of the sgemm build by CPUID (see sgemm.h).
+#include "kernels/cpu/gemm/sgemm.h"
+
+#include <atomic>
+
+#include "core/error.h"
+
+namespace brisk::kern::cpu {
+
+void sgemm_avx512(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
+void sgemm_avx2(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
+void sgemm_sse(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
+
+namespace {
+enum Isa : int { sse, avx2, avx512 };
+const char* kNames[] = {"sse", "avx2", "avx512"};
+
+bool supported(Isa i) {
+  switch (i) {
+    case avx512: return __builtin_cpu_supports("avx512f");
+    case avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default: return true;
+  }
+}
+Isa best() { return supported(avx512) ? avx512 : supported(avx2) ? avx2 : sse; }
+std::atomic<int> g_isa{best()};
+}  // namespace
+
+bool sgemm_isa_supported(const std::string& isa) {
+  for (int i = 0; i < 3; ++i)
+    if (isa == kNames[i]) return supported(Isa(i));
+  return false;
+}
+
+std::string sgemm_isa() { return kNames[g_isa.load()]; }
+
+void set_sgemm_isa(const std::string& isa) {
+  if (isa == "auto") {
+    g_isa = best();
+    return;
+  }
+  for (int i = 0; i < 3; ++i)
+    if (isa == kNames[i]) {
+      BRISK_CHECK(supported(Isa(i)), "set_sgemm_isa: this CPU does not support ", isa);
+      g_isa = i;
+      return;
+    }
+  BRISK_FAIL("set_sgemm_isa: unknown instruction set '", isa, "' (known: auto, avx512, avx2, sse)");
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case avx512: return sgemm_avx512(M, N, K, A, B, C, ldc, accumulate);
+    case avx2: return sgemm_avx2(M, N, K, A, B, C, ldc, accumulate);
+    default: return sgemm_sse(M, N, K, A, B, C, ldc, accumulate);
+  }
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,96 @@
+// The native sgemm (every micro-kernel build this CPU runs: AVX-512, AVX2, SSE)
+// against a double-precision triple loop, over transposes, edge sizes that
+// are not multiples of the micro-tile, K blocking and accumulate mode; and its
+// thread-count independence.
+#include "kernels/cpu/gemm/sgemm.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+using brisk::kern::cpu::MatF;
+namespace kc = brisk::kern::cpu;
+
+namespace {
+
+struct IsaGuard {  // restores the CPUID choice even when a CHECK fails
+  ~IsaGuard() { kc::set_sgemm_isa("auto"); }
+};
+
+// Reference: C = (acc ? C0 : 0) + A @ B in double.
+std::vector<double> ref_gemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, const std::vector<float>& C0,
+                             bool acc) {
+  std::vector<double> C(size_t(M * N));
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = acc ? C0[size_t(i * N + j)] : 0.0;
+      for (int64_t k = 0; k < K; ++k) s += double(A.p[i * A.rs + k * A.cs]) * double(B.p[k * B.rs + j * B.cs]);
+      C[size_t(i * N + j)] = s;
+    }
+  return C;
+}
+
+std::vector<float> randvec(int64_t n, uint64_t seed) {
+  Generator g(seed);
+  Tensor t = randn({n}, DType::f32, &g);
+  return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + n);
+}
+
+}  // namespace
+
+TEST_CASE("gemm: every supported ISA matches the f64 reference over shapes, transposes, accumulate", "[kernels][gemm]") {
+  IsaGuard guard;
+  struct Case { int64_t M, N, K; };
+  std::vector<Case> cases{{1, 1, 1}, {7, 5, 3}, {8, 32, 1}, {17, 33, 65}, {64, 196, 288}, {130, 70, 600},
+                          {3, 1000, 20}, {300, 9, 257}, {128, 10, 0}};
+  int tested = 0;
+  for (std::string isa : {"avx512", "avx2", "sse"}) {
+    if (!kc::sgemm_isa_supported(isa)) {
+      WARN("CPU lacks " << isa << ": its sgemm build is not tested here");
+      continue;
+    }
+    kc::set_sgemm_isa(isa);
+    REQUIRE(kc::sgemm_isa() == isa);
+    ++tested;
+    for (auto c : cases)
+      for (int ta = 0; ta < 2; ++ta)
+        for (int tb = 0; tb < 2; ++tb)
+          for (bool acc : {false, true}) {
+            auto a = randvec(c.M * c.K, 1), b = randvec(c.K * c.N, 2), c0 = randvec(c.M * c.N, 3);
+            MatF A = ta ? MatF{a.data(), 1, c.M} : MatF{a.data(), c.K, 1};
+            MatF B = tb ? MatF{b.data(), 1, c.K} : MatF{b.data(), c.N, 1};
+            std::vector<float> C = c0;
+            kc::sgemm(c.M, c.N, c.K, A, B, C.data(), c.N, acc);
+            auto R = ref_gemm(c.M, c.N, c.K, A, B, c0, acc);
+            double err = 0;
+            for (size_t i = 0; i < R.size(); ++i) err = std::max(err, std::abs(C[i] - R[i]) / (1 + std::abs(R[i])));
+            INFO(isa << " " << c.M << "x" << c.N << "x" << c.K << " tA=" << ta << " tB=" << tb << " acc=" << acc);
+            CHECK(err <= dtype_tol(DType::f32, c.K + 1));
+          }
+  }
+  CHECK(tested >= 1);
+  CHECK_THROWS_WITH(kc::set_sgemm_isa("avx9000"), Catch::Contains("unknown instruction set 'avx9000'"));
+}
+
+TEST_CASE("gemm: a leading dimension larger than N leaves the gap untouched", "[kernels][gemm]") {
+  int64_t M = 19, N = 37, K = 23, ldc = 50;
+  auto a = randvec(M * K, 4), b = randvec(K * N, 5);
+  std::vector<float> C(size_t(M * ldc), 7.0f);
+  kc::sgemm(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, C.data(), ldc);
+  auto R = ref_gemm(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, {}, false);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) CHECK(std::abs(C[size_t(i * ldc + j)] - R[size_t(i * N + j)]) < 1e-4);
+    for (int64_t j = N; j < ldc; ++j) CHECK(C[size_t(i * ldc + j)] == 7.0f);
+  }
+}
+
+TEST_CASE("gemm: results are bit-identical for 1 and 2 threads", "[kernels][gemm]") {
+  int prev = get_num_threads();
+  int64_t M = 256, N = 300, K = 700;
+  auto a = randvec(M * K, 6), b = randvec(K * N, 7);
+  std::vector<float> c1(size_t(M * N)), c2(size_t(M * N));
+  set_num_threads(1);
+  kc::sgemm(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, c1.data(), N);
+  set_num_threads(2);
+  kc::sgemm(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, c2.data(), N);
+  set_num_threads(prev);
+  CHECK(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+}
