@@ -83,9 +83,10 @@ BENCHMARK(BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   ->ArgNames({"M", "N", "K", "tA", "tB"})                                                                      \
   ->Args({256, 256, 256, 0, 0})->Args({512, 512, 512, 0, 0})->Args({1024, 1024, 1024, 0, 0})                   \
   ->Args({2048, 2048, 2048, 0, 0})                                                                             \
-  /* mlp 784-256-256-10 at batch 128: forward x@W^T, input grad g@W, weight grad g^T@x */                      \
-  ->Args({128, 256, 784, 0, 1})->Args({128, 784, 256, 0, 0})->Args({256, 784, 128, 1, 0})                      \
-  ->Args({128, 10, 256, 0, 1})                                                                                  \
+  /* mlp 784-512-256-10 at batch 128: forward x@W^T, input grad g@W, weight grad g^T@x */                      \
+  ->Args({128, 512, 784, 0, 1})->Args({128, 256, 512, 0, 1})->Args({128, 10, 256, 0, 1})                      \
+  ->Args({128, 512, 256, 0, 0})->Args({512, 784, 128, 1, 0})->Args({256, 512, 128, 1, 0})                      \
+  ->Args({10, 256, 128, 1, 0})                                                                                  \
   /* cnn fc1 3136->128 */                                                                                       \
   ->Args({128, 128, 3136, 0, 1})->Args({128, 3136, 128, 0, 0})->Args({128, 3136, 128, 1, 0})                   \
   /* cnn conv2 per sample: W[64,288] @ cols[288,196]; dcols = W^T @ dY; dW = dY @ cols^T */                     \

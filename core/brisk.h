@@ -1,5 +1,6 @@
 // Umbrella header for users of the library.
 #pragma once
+#include "core/allocator.h"
 #include "core/autograd.h"
 #include "core/device.h"
 #include "core/dispatch.h"

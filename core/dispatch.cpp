@@ -155,6 +155,15 @@ std::string gemm_backend() {
 }
 
 void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
+  if (try_dispatch(op, dev, dtype, args)) return;
+  BRISK_FAIL("op ", op, ": no kernel for device=", dev, " dtype=", dtype,
+             t_forced.empty() ? "" : " in forced backend '" + t_forced + "'",
+             dtype == DType::f16 || dtype == DType::bf16
+                 ? " (f16/bf16 are storage types for now: cast to f32 with .to(DType::f32))"
+                 : "");
+}
+
+bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
   init_kernels();
   auto it = table().find(Key{op, dev.type, dtype});
   if (it != table().end()) {
@@ -175,15 +184,11 @@ void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
         }
         t_last = e.backend;
         t_last_by_op[op] = e.backend;
-        return;
+        return true;
       }
     }
   }
-  BRISK_FAIL("op ", op, ": no kernel for device=", dev, " dtype=", dtype,
-             t_forced.empty() ? "" : " in forced backend '" + t_forced + "'",
-             dtype == DType::f16 || dtype == DType::bf16
-                 ? " (f16/bf16 are storage types for now: cast to f32 with .to(DType::f32))"
-                 : "");
+  return false;
 }
 
 void dispatch(const char* op, std::span<const Tensor> in, std::span<Tensor> out, const void* params) {

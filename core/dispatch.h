@@ -31,6 +31,9 @@ void register_kernel(const std::string& op, DeviceType dev, DType dtype, const s
 // Run the best kernel that accepts the call. Throws brisk::Error naming the op,
 // device and dtype when nothing is registered.
 void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args);
+// Like dispatch, but returns false instead of throwing when no kernel is
+// registered or every kernel declines: for fused overrides of a composite.
+bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args);
 // Convenience: dispatch on in[0]'s device and dtype.
 void dispatch(const char* op, std::span<const Tensor> in, std::span<Tensor> out,
               const void* params = nullptr);

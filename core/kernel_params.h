@@ -13,6 +13,7 @@ enum class UnaryOp : uint8_t {
 };
 enum class BinaryOp : uint8_t {
   add, sub, mul, div, pow, maximum, minimum,
+  relu_grad,  // a where b > 0, else 0: ReLU's backward from (grad, output) in one pass
   eq, ne, lt, le, gt, ge,  // "compare": output dtype bool
 };
 const char* unary_op_name(UnaryOp op);
@@ -49,6 +50,42 @@ struct Geom2d {
 // "max_pool2d_backward": in = {grad_out [N,C,Ho,Wo], indices} -> out[0] [N,C,H,W].
 // "avg_pool2d" / "avg_pool2d_backward": padded zeros counted (count_include_pad).
 // "adaptive_avg_pool2d" / "_backward": window i spans [floor(i*H/Ho), ceil((i+1)*H/Ho)).
+// Fused conv2d (groups == 1), an optional override of the composite
+// im2col + matmul (+ bias, + relu); a kernel may decline and the op layer then
+// runs the composite. All tensors contiguous; w is viewed as [O, C*kh*kw].
+// "conv2d_fwd":        in = {x [N,C,H,W], w, bias [O] or undefined}
+//                      -> out[0] y [N,O,Ho,Wo] = (relu)(conv(x, w) + bias).
+// "conv2d_bwd_input":  in = {gy [N,O,Ho,Wo], w} -> out[0] gx [N,C,H,W].
+// "conv2d_bwd_weight": in = {gy, x} -> out = {gw [O, C*kh*kw], gb [O] or undefined}.
+// gy is the gradient after the relu mask has been applied.
+struct ConvParams {
+  Geom2d g;
+  bool relu;
+};
+// "bias_relu": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = max(y + b, 0).
+// Fused softmax + cross-entropy over rows of logits [N, C] (contiguous):
+// "cross_entropy_fwd": in = {logits, target i64 [N]} -> out = {loss [N], lse [N]};
+//            loss_i = lse_i - (1-eps) x[i,t_i] - eps mean_c x[i,c], 0 where t_i == ignore_index.
+// "cross_entropy_bwd": in = {logits, lse, target, gloss [N]} -> out[0] glogits [N, C]
+//            = gloss_i (softmax(x_i) - (1-eps) onehot(t_i) - eps/C), 0 on ignored rows.
+struct CrossEntropyParams {
+  int64_t ignore_index;
+  double label_smoothing;
+};
+// Fused optimizer updates, in place on contiguous tensors of one dtype.
+// "sgd_step":   in = {grad}; out = {param, momentum_buffer (undefined when momentum == 0)}.
+//   g' = g + wd p; buf = first ? g' : momentum buf + (1 - dampening) g';
+//   p -= lr (nesterov ? g' + momentum buf : buf)   (p -= lr g' without momentum)
+struct SgdStepParams {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, first;
+};
+// "adamw_step": in = {grad}; out = {param, exp_avg, exp_avg_sq}.
+//   p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+//   p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+struct AdamWStepParams {
+  double lr, beta1, beta2, eps, weight_decay, bc1, bc2;
+};
 // "gather":  in = {self, index (i64, contiguous, out's shape)}; out[0] contiguous.
 //            out[i..] = self[..index[i..] at dim..]. Index values already checked.
 // "scatter_add": in = {index (i64 contiguous), src (contiguous, index's shape)};

@@ -34,6 +34,8 @@ Tensor pow(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& a, double exponent);
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
+// grad where out > 0, else 0 (ReLU's backward, one pass; not differentiable).
+Tensor relu_backward(const Tensor& grad, const Tensor& out);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 // comparisons -> bool
 Tensor eq(const Tensor& a, const Tensor& b);

@@ -1,24 +1,15 @@
-// CPU allocator: 64-byte aligned (one cache line, one AVX-512 register).
+// Storage: refcounted device memory; CPU blocks come from the caching
+// allocator (core/allocator.h), 64-byte aligned.
 #include "core/storage.h"
 
-#include <malloc.h>
 
 #include <atomic>
 #include <cstdlib>
 
+#include "core/allocator.h"
 #include "core/error.h"
 
 namespace brisk {
-
-// Training allocates and frees the same large activation buffers every step.
-// glibc would serve each with a fresh mmap (and page faults on first touch);
-// keeping them in the heap instead makes steady-state steps reuse warm pages.
-// (A real caching allocator is the CPU-speed issue's.)
-static const bool g_malloc_tuned = [] {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  return true;
-}();
 
 static std::atomic<size_t> g_live_count{0};
 static std::atomic<size_t> g_live_bytes{0};
@@ -26,10 +17,7 @@ static std::atomic<size_t> g_live_bytes{0};
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   switch (device.type) {
     case DeviceType::cpu: {
-      size_t rounded = (nbytes + 63) / 64 * 64;
-      if (rounded == 0) rounded = 64;
-      data_ = std::aligned_alloc(64, rounded);
-      BRISK_CHECK(data_ != nullptr, "Storage: out of memory allocating ", nbytes, " bytes on cpu");
+      data_ = cpu_allocate(nbytes);  // core/allocator.h: cached, 64-byte aligned
       g_live_count++;
       g_live_bytes += nbytes;
       break;
@@ -45,7 +33,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 
 Storage::~Storage() {
   if (device_.type == DeviceType::cpu && data_) {
-    std::free(data_);
+    cpu_deallocate(data_, nbytes_);
     g_live_count--;
     g_live_bytes -= nbytes_;
   }

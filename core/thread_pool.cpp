@@ -44,7 +44,9 @@ class Pool {
     stop();
     n_threads_ = n;
     stopping_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    // New workers start at the current generation: jobs already run are not theirs.
+    uint64_t gen = generation_.load();
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
 
   void run(int n_chunks, const std::function<void(int)>& chunk) {
@@ -74,9 +76,8 @@ class Pool {
   }
 
  private:
-  void loop(int id) {
+  void loop(int id, uint64_t seen) {
     t_in_worker = true;
-    uint64_t seen = 0;
     for (;;) {
       int spin = 0;
       while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load() && spin++ < kSpin)

@@ -73,6 +73,7 @@ inline T apply_binary(BinaryOp op, T a, T b) {
       if constexpr (std::is_floating_point_v<T>)
         if (std::isnan(a) || std::isnan(b)) return a + b;
       return a < b ? a : b;
+    case BinaryOp::relu_grad: return b > T(0) ? a : T(0);
     default: break;
   }
   BRISK_FAIL("op ", binary_op_name(op), ": not an arithmetic op");

@@ -91,6 +91,33 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
   return r;
 }
 
+Tensor bias_relu(const Tensor& y, const Tensor& b) {
+  check_defined("bias_relu", y);
+  check_defined("bias_relu", b);
+  BRISK_CHECK(y.dim() >= 1 && b.shape() == Shape({y.size(-1)}), "op bias_relu: bias ", shape_str(b.shape()),
+              " must be [", y.dim() ? y.size(-1) : 0, "] for input ", shape_str(y.shape()));
+  check_same_dtype("bias_relu", y, b);
+  check_same_device("bias_relu", y, b);
+  int64_t N = b.numel();
+  Tensor out = empty(y.shape(), TensorOptions(y.dtype(), y.device()));
+  {
+    Tensor ins[2] = {y.detach().contiguous(), b.detach().contiguous()};
+    Tensor outs[1] = {out};
+    dispatch("bias_relu", y.device(), y.dtype(), KernelArgs{ins, outs, nullptr});
+  }
+  Tensor od = out.detach();
+  return attach_grad(out, "BiasReluBackward", {y, b}, [od, N](const Tensor& g) {
+    Tensor gy = relu_backward(g, od);
+    return std::vector{gy, sum(gy.reshape({-1, N}), {0})};
+  });
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (!b.defined()) return relu(linear(x, w));
+  if (w.unsafe_impl() && w.unsafe_impl()->mask) return relu(linear(x, w, b));  // sparse path adds its own bias
+  return bias_relu(linear(x, w), b);
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_defined("linear", x);
   check_defined("linear", w);
@@ -105,13 +132,30 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op linear: input ", shape_str(x.shape()),
               " has ", x.dim() ? x.size(-1) : 0, " features but weight ", shape_str(w.shape()),
               " expects ", w.size(1));
-  Tensor y = matmul(x, w.t());
-  if (b.defined()) {
+  check_same_dtype("linear", x, w);
+  check_same_device("linear", x, w);
+  if (b.defined())
     BRISK_CHECK(b.shape() == Shape({w.size(0)}), "op linear: bias shape ", shape_str(b.shape()),
                 " must be [", w.size(0), "]");
-    y = y + b;
+  // One node for x @ W^T: the weight gradient is computed as g^T @ x straight
+  // into W's [out, in] layout (through w.t()'s autograd it would come out
+  // transposed and cost a transposing copy per step).
+  int64_t in = w.size(1), out = w.size(0);
+  Shape lead(x.shape().begin(), x.shape().end() - 1), ys = lead;
+  ys.push_back(out);
+  Tensor x2 = x.detach().reshape({-1, in}), wd = w.detach();
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = matmul(x2, wd.t()).reshape(ys);
   }
-  return y;
+  bool rx = x.requires_grad(), rw = w.requires_grad();
+  Shape xs = x.shape();
+  y = attach_grad(y, "LinearBackward", {x, w}, [=](const Tensor& g) {
+    Tensor g2 = g.reshape({-1, out});
+    return std::vector{rx ? matmul(g2, wd).reshape(xs) : Tensor(), rw ? matmul(g2.t(), x2) : Tensor()};
+  });
+  return b.defined() ? y + b : y;
 }
 
 static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p, Pair d) {
@@ -130,8 +174,53 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
   return g;
 }
 
+// The fused kernels (kernels/cpu/conv.cpp) behind one autograd node; returns
+// an undefined tensor when no kernel accepts (then the composite runs).
+static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu) {
+  int64_t O = w.size(0);
+  ConvParams p{g, relu};
+  Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
+  Tensor y = empty({g.N, O, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
+  {
+    Tensor ins[3] = {xc, wc, b.defined() ? b.detach().contiguous() : Tensor()};
+    Tensor outs[1] = {y};
+    if (!try_dispatch("conv2d_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
+  }
+  bool rx = x.requires_grad(), rw = w.requires_grad(), rb = b.defined() && b.requires_grad();
+  std::vector<Tensor> inputs{x, w};
+  if (b.defined()) inputs.push_back(b);
+  Tensor yd = y.detach();
+  Shape ws = w.shape();
+  return attach_grad(y, relu ? "Conv2dReluBackward" : "Conv2dBackward", inputs, [=](const Tensor& gr) {
+    Tensor gy = relu ? relu_backward(gr, yd) : gr.contiguous();
+    std::vector<Tensor> r(inputs.size());
+    if (rx) {
+      r[0] = empty({g.N, g.C, g.H, g.W}, TensorOptions(gy.dtype(), gy.device()));
+      Tensor ins[2] = {gy, wc};
+      Tensor outs[1] = {r[0]};
+      dispatch("conv2d_bwd_input", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+    }
+    if (rw || rb) {
+      Tensor gw = empty({O, wc.numel() / O}, TensorOptions(gy.dtype(), gy.device()));
+      Tensor gb = b.defined() ? empty({O}, TensorOptions(gy.dtype(), gy.device())) : Tensor();
+      Tensor ins[2] = {gy, xc};
+      Tensor outs[2] = {gw, gb};
+      dispatch("conv2d_bwd_weight", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+      if (rw) r[1] = gw.reshape(ws);
+      if (rb) r[2] = gb;
+    }
+    return r;
+  });
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
               Pair dilation, int64_t groups) {
+  return conv2d_relu(x, w, b, stride, padding, dilation, groups, false);
+}
+
+// Shape checks shared by the fused and composite paths; returns the geometry.
+static Geom2d check_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                           Pair dilation, int64_t groups) {
   check_defined("conv2d", w);
   BRISK_CHECK(w.dim() == 4, "op conv2d: weight must be [O, C/groups, kh, kw], got ", shape_str(w.shape()));
   BRISK_CHECK(groups >= 1, "op conv2d: groups must be >= 1, got ", groups);
@@ -143,7 +232,25 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pa
               O, " must both be divisible by groups ", groups);
   BRISK_CHECK(w.size(1) * groups == g.C, "op conv2d: input has ", g.C, " channels but weight ",
               shape_str(w.shape()), " with groups=", groups, " expects ", w.size(1) * groups);
-  int64_t L = g.Ho * g.Wo, ckk = w.size(1) * g.kh * g.kw;
+  if (b.defined())
+    BRISK_CHECK(b.shape() == Shape({O}), "op conv2d: bias shape ", shape_str(b.shape()), " must be [", O, "]");
+  return g;
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                   Pair dilation, int64_t groups, bool relu) {
+  Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
+  // The fused op (one autograd node, kernels/cpu/conv.cpp; the ref kernel
+  // for f64) unless an f32 conv must go through the OpenBLAS GEMM switch.
+  if (groups == 1 && !(x.dtype() == DType::f32 && gemm_backend() != "native"))
+    if (Tensor y = conv2d_fused(x, w, b, g, relu); y.defined()) return y;
+  return conv2d_composite(x, w, b, stride, padding, dilation, groups, relu);
+}
+
+Tensor conv2d_composite(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                        Pair dilation, int64_t groups, bool relu) {
+  Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
+  int64_t O = w.size(0), L = g.Ho * g.Wo, ckk = w.size(1) * g.kh * g.kw;
   Tensor cols = im2col(x, g);  // [N, C*kh*kw, L]
   Tensor y;
   if (groups == 1) {
@@ -154,11 +261,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pa
     y = matmul(wg, cg);  // [N, groups, O/groups, L]
   }
   y = y.reshape({g.N, O, g.Ho, g.Wo});
-  if (b.defined()) {
-    BRISK_CHECK(b.shape() == Shape({O}), "op conv2d: bias shape ", shape_str(b.shape()), " must be [", O, "]");
-    y = y + b.reshape({1, O, 1, 1});
-  }
-  return y;
+  if (b.defined()) y = y + b.reshape({1, O, 1, 1});
+  return relu ? brisk::relu(y) : y;
 }
 
 // Pooling: forward kernel plus a backward kernel, wrapped in one autograd node.
@@ -374,8 +478,9 @@ static Tensor reduce_loss(const Tensor& l, Reduction r) {
   return l;
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction,
-                     int64_t ignore_index, double label_smoothing) {
+// Checks shared by the fused and composite paths.
+static void check_cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                                double label_smoothing) {
   check_defined("cross_entropy", logits);
   check_defined("cross_entropy", target);
   check_floating("cross_entropy", logits);
@@ -396,6 +501,41 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
       BRISK_CHECK(t[i] == ignore_index || (t[i] >= 0 && t[i] < C), "op cross_entropy: target ", t[i],
                   " at position ", i, " out of range for ", C, " classes");
   }
+}
+
+static Tensor reduce_cross_entropy(const Tensor& loss, const Tensor& valid, Reduction reduction) {
+  if (reduction == Reduction::none) return loss;
+  if (reduction == Reduction::sum) return sum(loss);
+  return sum(loss) / sum(valid).to(loss.dtype());  // mean over non-ignored targets
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, int64_t ignore_index,
+                     double label_smoothing) {
+  check_cross_entropy(logits, target, ignore_index, label_smoothing);
+  // Fused softmax + NLL: one pass forward (per-row loss and log-sum-exp), one
+  // pass backward; the composite below is what it overrides.
+  CrossEntropyParams p{ignore_index, label_smoothing};
+  int64_t N = logits.size(0);
+  Tensor x = logits.detach().contiguous(), t = target.contiguous();
+  Tensor loss = empty({N}, TensorOptions(logits.dtype(), logits.device())), lse = empty_like(loss);
+  {
+    Tensor ins[2] = {x, t};
+    Tensor outs[2] = {loss, lse};
+    dispatch("cross_entropy_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p});
+  }
+  loss = attach_grad(loss, "CrossEntropyBackward", {logits}, [=](const Tensor& g) {
+    Tensor gx = empty(x.shape(), TensorOptions(g.dtype(), g.device()));
+    Tensor ins[4] = {x, lse, t, g.contiguous()};
+    Tensor outs[1] = {gx};
+    dispatch("cross_entropy_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    return std::vector{gx};
+  });
+  return reduce_cross_entropy(loss, ne(target, scalar_like(target, double(ignore_index))), reduction);
+}
+
+Tensor cross_entropy_composite(const Tensor& logits, const Tensor& target, Reduction reduction,
+                               int64_t ignore_index, double label_smoothing) {
+  check_cross_entropy(logits, target, ignore_index, label_smoothing);
   Tensor lsm = log_softmax(logits, 1);                       // [N, C]
   Tensor valid = ne(target, scalar_like(target, double(ignore_index)));  // [N] bool
   Tensor safe_t = where(valid, target, zeros_like(target));
@@ -403,9 +543,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   if (label_smoothing > 0.0)  // uniform target mass eps/C on every class
     loss = loss * (1.0 - label_smoothing) - mean(lsm, {1}) * label_smoothing;
   loss = where(valid, loss, zeros_like(loss));
-  if (reduction == Reduction::none) return loss;
-  if (reduction == Reduction::sum) return sum(loss);
-  return sum(loss) / sum(valid).to(loss.dtype());  // mean over non-ignored targets
+  return reduce_cross_entropy(loss, valid, reduction);
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

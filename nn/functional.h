@@ -26,8 +26,20 @@ struct Pair {
 };
 
 // x [N, C, H, W], w [O, C/groups, kh, kw], b [O] -> [N, O, Ho, Wo]
+// relu(y + b) over the last dim in one pass, and its backward in one pass.
+Tensor bias_relu(const Tensor& y, const Tensor& b);
+// relu(linear(x, w, b)), with the bias and ReLU fused (bias_relu).
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Pair stride = 1,
               Pair padding = 0, Pair dilation = 1, int64_t groups = 1);
+// relu(conv2d(...)) with the ReLU fused into the conv's epilogue (and its mask
+// into the conv's backward) when relu is true; same result as the composite.
+Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                   Pair dilation, int64_t groups, bool relu);
+// The composite the fused op overrides: im2col over the batch, matmul, + bias,
+// relu. Grouped convs always take it; tests compare the two.
+Tensor conv2d_composite(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                        Pair dilation, int64_t groups, bool relu);
 Tensor max_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride = std::nullopt,
                   Pair padding = 0);
 Tensor avg_pool2d(const Tensor& x, Pair kernel, std::optional<Pair> stride = std::nullopt,
@@ -55,6 +67,9 @@ enum class Reduction { none, mean, sum };
 // logits [N, C], target i64 [N] with class indices.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
                      int64_t ignore_index = -100, double label_smoothing = 0.0);
+// The same loss from log_softmax + gather (what the fused kernels override).
+Tensor cross_entropy_composite(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::mean,
+                               int64_t ignore_index = -100, double label_smoothing = 0.0);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
 
 }  // namespace brisk::nn::functional

@@ -30,6 +30,7 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias) : in_features(in), out_fe
   torch_default_init(weight, bias);
 }
 Tensor Linear::forward(const Tensor& x) { return F::linear(x, weight, bias); }
+Tensor Linear::forward_relu(const Tensor& x) { return F::linear_relu(x, weight, bias); }
 std::string Linear::repr() const {
   return "Linear(" + std::to_string(in_features) + ", " + std::to_string(out_features) +
          (bias.defined() ? ")" : ", bias=false)");
@@ -45,6 +46,9 @@ Conv2d::Conv2d(int64_t in, int64_t out, F::Pair k, F::Pair s, F::Pair p, F::Pair
 }
 Tensor Conv2d::forward(const Tensor& x) {
   return F::conv2d(x, weight, bias, stride, padding, dilation, groups);
+}
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  return F::conv2d_relu(x, weight, bias, stride, padding, dilation, groups, true);
 }
 std::string Conv2d::repr() const {
   std::ostringstream os;
@@ -111,8 +115,18 @@ void Sequential::insert(size_t i, ModulePtr m) {
   for (size_t k = 0; k < children_.size(); ++k) children_[k].first = std::to_string(k);
 }
 Tensor Sequential::forward(const Tensor& x) {
+  // A layer followed by a ReLU module runs as one fused forward_relu (same
+  // result; the ReLU is applied in the layer's epilogue).
   Tensor h = x;
-  for (auto& [n, m] : children_) h = m->forward(h);
+  for (size_t i = 0; i < children_.size(); ++i) {
+    Module& m = *children_[i].second;
+    if (i + 1 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())) {
+      h = m.forward_relu(h);
+      ++i;
+    } else {
+      h = m.forward(h);
+    }
+  }
   return h;
 }
 

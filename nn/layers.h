@@ -14,6 +14,7 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x) override;
   std::string repr() const override;
   int64_t in_features, out_features;
   Tensor weight, bias;  // [out, in], [out]
@@ -24,6 +25,7 @@ class Conv2d : public Module {
   Conv2d(int64_t in_channels, int64_t out_channels, F::Pair kernel, F::Pair stride = 1, F::Pair padding = 0,
          F::Pair dilation = 1, int64_t groups = 1, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x) override;
   std::string repr() const override;
   int64_t in_channels, out_channels;
   F::Pair kernel, stride, padding, dilation;

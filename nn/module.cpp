@@ -5,6 +5,9 @@
 
 namespace brisk::nn {
 
+Tensor Module::forward_relu(const Tensor& x) { return relu(forward(x)); }
+
+
 template <class V, class T>
 static void upsert(std::vector<std::pair<std::string, V>>& v, const std::string& name, T value) {
   for (auto& [n, x] : v)

@@ -26,6 +26,9 @@ class Module {
  public:
   virtual ~Module() = default;
   virtual Tensor forward(const Tensor& x) = 0;
+  // relu(forward(x)); layers with a fused epilogue (Linear, Conv2d) override
+  // it, and Sequential calls it for a layer followed by a ReLU module.
+  virtual Tensor forward_relu(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
   // One-line description for printing ("Linear(784, 512)").
   virtual std::string repr() const = 0;

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/dispatch.h"
+#include "core/kernel_params.h"
 #include "nn/sparsity.h"
 
 namespace brisk::optim {
@@ -101,11 +103,35 @@ SGD::SGD(NamedParams params, SGDOptions opt) : Optimizer(std::move(params), opt.
               "sgd: nesterov needs momentum > 0 and dampening 0");
 }
 
+// The fused kernels need one dtype and dense contiguous memory throughout.
+static bool fusable(const Tensor& p, const Tensor& g) {
+  return p.is_contiguous() && g.is_contiguous() && g.dtype() == p.dtype() && g.device() == p.device() &&
+         is_floating(p.dtype()) && g.shape() == p.shape();
+}
+
 void SGD::update() {
   NoGradGuard ng;
   for (auto& [n, p] : params_) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    if (options.fused && fusable(p, g)) {
+      Tensor buf;
+      bool first = false;
+      if (options.momentum != 0) {
+        auto& st = state_[n];
+        first = !st.count("momentum_buffer");
+        if (first) st["momentum_buffer"] = zeros_like(p);
+        buf = st["momentum_buffer"];
+      }
+      if (!buf.defined() || fusable(buf, g)) {
+        SgdStepParams q{lr_, options.momentum, options.dampening, options.weight_decay, options.nesterov, first};
+        Tensor ins[1] = {g};
+        Tensor outs[2] = {p.detach(), buf};
+        dispatch("sgd_step", p.device(), p.dtype(), KernelArgs{ins, outs, &q});
+        continue;
+      }
+      if (first) state_[n].erase("momentum_buffer");
+    }
     if (options.weight_decay != 0) g = g + p.detach() * options.weight_decay;
     if (options.momentum != 0) {
       auto& st = state_[n];
@@ -154,13 +180,20 @@ void AdamW::update() {
     Tensor step_t = st["step"], m = st["exp_avg"], v = st["exp_avg_sq"];
     step_t.add_(ones({}, DType::f64));
     double t = step_t.item();
+    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t);
+    if (options.fused && fusable(p, g) && fusable(m, g) && fusable(v, g)) {
+      AdamWStepParams q{lr_, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
+      Tensor ins[1] = {g};
+      Tensor outs[3] = {p.detach(), m, v};
+      dispatch("adamw_step", p.device(), p.dtype(), KernelArgs{ins, outs, &q});
+      continue;
+    }
     Tensor pd = p.detach();
     if (options.weight_decay != 0) pd.mul_(1 - lr_ * options.weight_decay);
     m.mul_(options.beta1);
     m.add_(g, 1 - options.beta1);
     v.mul_(options.beta2);
     v.add_(g * g, 1 - options.beta2);
-    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t);
     Tensor denom = sqrt(v) / std::sqrt(bc2) + options.eps;
     pd.add_(m / denom, -lr_ / bc1);
   }

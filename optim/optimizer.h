@@ -58,6 +58,7 @@ class Optimizer {
 struct SGDOptions {
   double lr = 0.1, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
   bool nesterov = false;
+  bool fused = true;  // one-pass "sgd_step" kernel per parameter; false: the tensor-op composite
 };
 
 // torch.optim.SGD semantics (weight decay added to the gradient; the first
@@ -75,6 +76,7 @@ class SGD : public Optimizer {
 
 struct AdamWOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
+  bool fused = true;  // one-pass "adamw_step" kernel per parameter; false: the tensor-op composite
 };
 
 // torch.optim.AdamW semantics (decoupled weight decay, per-parameter step).

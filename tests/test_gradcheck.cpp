@@ -111,8 +111,17 @@ TEST_CASE("gradcheck: conv2d with stride, padding, dilation and groups", "[gradc
     Tensor x = uniform64({2, c.C, 5, 6}, -1, 1, seed++);
     Tensor w = uniform64({c.O, c.C / c.groups, c.k, c.k}, -1, 1, seed++);
     Tensor b = uniform64({c.O}, -1, 1, seed++);
+    // groups == 1 runs the fused op (ref kernels in f64), groups > 1 the composite.
     gradcheck("conv2d", [&](const V& in) {
       return F::conv2d(in[0], in[1], in[2], c.stride, c.pad, c.dil, c.groups);
+    }, {x, w, b});
+    // The ReLU-fused form and the composite it overrides; an offset keeps
+    // pre-activations away from the kink at 0.
+    gradcheck("conv2d_relu", [&](const V& in) {
+      return F::conv2d_relu(in[0], in[1], in[2] + 0.05, c.stride, c.pad, c.dil, c.groups, true);
+    }, {x, w, b});
+    gradcheck("conv2d_composite", [&](const V& in) {
+      return F::conv2d_composite(in[0], in[1], in[2], c.stride, c.pad, c.dil, c.groups, false);
     }, {x, w, b});
   }
   Geom2d g{1, 2, 4, 5, 2, 3, 1, 2, 1, 1, 1, 1, 0, 0};

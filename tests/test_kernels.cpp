@@ -154,12 +154,28 @@ TEST_CASE("kernels: cpu max_pool2d forward/backward and casting copies vs ref", 
       sum(y * y).backward();
       return xl.grad();
     }, dtype_tol(dt, 4));
+    // the 2x2 fast path: gradients land on the same (first-max) elements,
+    // also with ties (rounded values repeat within windows)
+    Tensor xr = (x * 2.0).to(DType::i32).to(dt);
+    compare_backend("cpu", "max_pool2d_backward", "max_pool2d k2 backward with ties", [&] {
+      Tensor xl = xr.clone().requires_grad_();
+      Tensor y = F::max_pool2d(xl, 2);
+      sum(y * y).backward();
+      return cat({y.reshape({-1}), xl.grad().reshape({-1})});
+    }, 0);
     for (DType to : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::boolean})
       compare_backend("cpu", "copy", std::string("cast to ") + dtype_name(to), [&] { return (x * 100.0).transpose(2, 3).to(to); }, 0);
   }
   Tensor nan_x = randn({1, 1, 4, 4});
   nan_x.data_ptr<float>()[5] = NAN;
+  nan_x.data_ptr<float>()[10] = NAN;  // two NaNs in one window (10, 11): the first wins
+  nan_x.data_ptr<float>()[11] = NAN;
   compare_backend("cpu", "max_pool2d", "max_pool2d NaN", [&] { return F::max_pool2d(nan_x, 2); }, 0);
+  compare_backend("cpu", "max_pool2d_backward", "max_pool2d NaN backward", [&] {
+    Tensor xl = nan_x.clone().requires_grad_();
+    F::max_pool2d(xl, 2).backward(ones({1, 1, 2, 2}));
+    return xl.grad();
+  }, 0);
   Tensor b = gt(randn({50, 7}), scalar_tensor(0.0));
   compare_backend("cpu", "copy", "bool to f32", [&] { return b.to(DType::f32); }, 0);
 }
@@ -183,6 +199,37 @@ TEST_CASE("kernels: fused batch norm (cpu and ref) vs the composite, forward and
       CHECK(last_backend("batch_norm_bwd") == be);
       expect_close(fused, composite, dtype_tol(dt, 6 * 21), std::string("batch_norm fused ") + be);
     }
+  }
+}
+
+TEST_CASE("kernels: fused conv2d (native) vs ref and vs the composite, fwd and bwd", "[kernels]") {
+  struct Case { int64_t N, C, H, W, O, k, stride, pad, dil; bool bias, relu; };
+  std::vector<Case> cases{{3, 3, 12, 11, 8, 3, 1, 1, 1, true, true},  {2, 1, 28, 28, 32, 3, 1, 1, 1, true, false},
+                          {2, 5, 9, 9, 4, 3, 2, 0, 1, false, false}, {2, 4, 7, 8, 6, 1, 1, 0, 1, true, true},
+                          {1, 2, 10, 10, 3, 3, 1, 2, 2, false, true}, {5, 6, 6, 6, 40, 2, 2, 1, 1, true, false}};
+  for (auto c : cases) {
+    Tensor x0 = randn({c.N, c.C, c.H, c.W}), w0 = randn({c.O, c.C, c.k, c.k}) * 0.3, b0 = randn({c.O});
+    Tensor r = randn({c.N, c.O, (c.H + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1,
+                      (c.W + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1});
+    auto run = [&](bool composite) {
+      Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor bb = c.bias ? b : Tensor();
+      Tensor y = composite ? F::conv2d_composite(x, w, bb, c.stride, c.pad, c.dil, 1, c.relu)
+                           : F::conv2d_relu(x, w, bb, c.stride, c.pad, c.dil, 1, c.relu);
+      sum(y * r).backward();
+      std::vector<Tensor> parts{y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1})};
+      if (c.bias) parts.push_back(b.grad());
+      return cat(parts);
+    };
+    std::string what = "conv " + std::to_string(c.C) + "->" + std::to_string(c.O) + " k" + std::to_string(c.k) +
+                       " s" + std::to_string(c.stride) + " p" + std::to_string(c.pad) + " d" + std::to_string(c.dil) +
+                       (c.relu ? " relu" : "");
+    double tol = dtype_tol(DType::f32, c.N * c.C * c.k * c.k * c.H * c.W);
+    // Each fused op ran on the native kernel, and matches the naive ref kernel.
+    for (const char* op : {"conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"})
+      compare_backend("cpu", op, what + " " + op, [&] { return run(false); }, tol);
+    // The fused op equals the composite it overrides.
+    expect_close(run(false), run(true), tol, what + " fused vs composite");
   }
 }
 

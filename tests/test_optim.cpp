@@ -9,9 +9,11 @@ using namespace brisk::optim;
 static Tensor param(std::vector<double> v) { return from_vector(v, {int64_t(v.size())}, DType::f64).requires_grad_(); }
 
 TEST_CASE("optim: SGD momentum, nesterov and weight decay follow torch.optim.SGD", "[optim]") {
+  for (bool fused : {true, false})
   for (bool nesterov : {false, true}) {
+    INFO("fused " << fused << " nesterov " << nesterov);
     Tensor w = param({1.0, -2.0});
-    SGD opt({{"w", w}}, {0.1, 0.9, 0.0, 0.01, nesterov});
+    SGD opt({{"w", w}}, {0.1, 0.9, 0.0, 0.01, nesterov, fused});
     double p[2] = {1.0, -2.0}, buf[2] = {0, 0};
     std::vector<std::vector<double>> grads{{0.5, -1.0}, {0.25, 2.0}, {-1.0, 0.5}};
     for (size_t s = 0; s < grads.size(); ++s) {
@@ -32,8 +34,10 @@ TEST_CASE("optim: SGD momentum, nesterov and weight decay follow torch.optim.SGD
 }
 
 TEST_CASE("optim: AdamW follows torch.optim.AdamW", "[optim]") {
+  for (bool fused : {true, false}) {
+  INFO("fused " << fused);
   Tensor w = param({0.5, -1.5, 3.0});
-  AdamW opt({{"w", w}}, {0.01, 0.9, 0.999, 1e-8, 0.1});
+  AdamW opt({{"w", w}}, {0.01, 0.9, 0.999, 1e-8, 0.1, fused});
   std::vector<double> p{0.5, -1.5, 3.0}, m(3, 0), v(3, 0);
   for (int t = 1; t <= 4; ++t) {
     std::vector<double> g{0.1 * t, -0.2, 0.3 / t};
@@ -50,6 +54,7 @@ TEST_CASE("optim: AdamW follows torch.optim.AdamW", "[optim]") {
   auto got = w.to_vector();
   for (size_t i = 0; i < 3; ++i) CHECK(got[i] == Approx(p[i]).epsilon(1e-12));
   CHECK(opt.state().at("w").at("step").item() == 4);
+  }
 }
 
 TEST_CASE("optim: parameters without gradients are left alone; state round-trips", "[optim]") {

@@ -13,7 +13,7 @@ const char* unary_op_name(UnaryOp op) {
   return names[int(op)];
 }
 const char* binary_op_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
+  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "relu_grad",
                                 "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
   return names[int(op)];
 }
@@ -95,7 +95,7 @@ Tensor unary(UnaryOp op, const Tensor& x) {
                          [yd](const Tensor& g) { return std::vector{g * yd * (1.0 - yd)}; });
     case UnaryOp::relu:
       return attach_grad(y, "ReluBackward", {x},
-                         [yd](const Tensor& g) { return std::vector{g * gt(yd, scalar_like(yd, 0)).to(g.dtype())}; });
+                         [yd](const Tensor& g) { return std::vector{relu_backward(g, yd)}; });
     case UnaryOp::gelu:
       return attach_grad(y, "GeluBackward", {x}, [x](const Tensor& g) {
         return std::vector{g * unary_forward(UnaryOp::gelu_deriv, x.detach())};
@@ -196,6 +196,9 @@ Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::pow, a, b
 Tensor pow(const Tensor& a, double e) { return binary(BinaryOp::pow, a, scalar_like(a, e)); }
 Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::maximum, a, b); }
 Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::minimum, a, b); }
+Tensor relu_backward(const Tensor& grad, const Tensor& out) {
+  return binary_forward(BinaryOp::relu_grad, grad.detach(), out.detach());
+}
 Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::eq, a, b); }
 Tensor ne(const Tensor& a, const Tensor& b) { return binary(BinaryOp::ne, a, b); }
 Tensor lt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::lt, a, b); }

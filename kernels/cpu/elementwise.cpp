@@ -95,6 +95,7 @@ bool binary(const KernelArgs& a) {
     case BinaryOp::minimum:
       binary_rows<T>(a, [](T x, T y) { return apply_binary<T>(BinaryOp::minimum, x, y); });
       return true;
+    case BinaryOp::relu_grad: binary_rows<T>(a, [](T g, T y) { return y > T(0) ? g : T(0); }); return true;
     default: return false;
   }
 }

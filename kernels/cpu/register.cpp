@@ -8,6 +8,8 @@ void register_image();
 void register_norm();
 void register_sparse();
 void register_pool();
+void register_conv();
+void register_fused();
 }  // namespace kern::cpu
 
 void register_cpu_kernels() {
@@ -18,5 +20,7 @@ void register_cpu_kernels() {
   kern::cpu::register_norm();
   kern::cpu::register_sparse();
   kern::cpu::register_pool();
+  kern::cpu::register_conv();
+  kern::cpu::register_fused();
 }
 }  // namespace brisk

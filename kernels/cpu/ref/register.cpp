@@ -8,6 +8,8 @@ void register_image();
 void register_norm();
 void register_sparse();
 void register_index();
+void register_conv();
+void register_fused();
 }  // namespace kern::ref
 
 void register_ref_kernels() {
@@ -18,5 +20,7 @@ void register_ref_kernels() {
   kern::ref::register_norm();
   kern::ref::register_sparse();
   kern::ref::register_index();
+  kern::ref::register_conv();
+  kern::ref::register_fused();
 }
 }  // namespace brisk

@@ -1,0 +1,50 @@
+// conv2d forward and backward at the cnn's shapes (batch 128): the fused
+// native kernels vs the composite (whole-batch im2col + GEMM) on native and on
+// OpenBLAS GEMM. GFLOPs counts 2*N*O*C*kh*kw*Ho*Wo per pass.
+//   ./build/bench/brisk_bench_conv --benchmark_min_time=0.5
+#include <benchmark/benchmark.h>
+
+#include "core/brisk.h"
+
+namespace F = brisk::nn::functional;
+using namespace brisk;
+
+// Args: N, C, H, O, pass (0 forward, 1 forward+backward), path (0 fused, 1 composite native, 2 composite openblas)
+static void BM_conv(benchmark::State& st) {
+  int64_t N = st.range(0), C = st.range(1), H = st.range(2), O = st.range(3);
+  bool bwd = st.range(4), composite = st.range(5) > 0;
+  std::string prev = gemm_backend();
+  if (st.range(5) == 2) {
+    try {
+      set_gemm_backend("openblas");
+    } catch (const Error& e) {
+      st.SkipWithError(e.what());
+      return;
+    }
+  }
+  manual_seed(0);
+  Tensor x = randn({N, C, H, H}).requires_grad_(C > 1), w = (randn({O, C, 3, 3}) * 0.1).requires_grad_(),
+         b = zeros({O}).requires_grad_();
+  for (auto _ : st) {
+    Tensor y = composite ? F::conv2d_composite(x, w, b, 1, 1, 1, 1, true) : F::conv2d_relu(x, w, b, 1, 1, 1, 1, true);
+    if (bwd) {
+      y.backward(ones_like(y));
+      w.set_grad(Tensor());
+      b.set_grad(Tensor());
+      x.set_grad(Tensor());
+    }
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_gemm_backend(prev);
+  // forward 1x, backward: weight grad 1x + input grad 1x (when the input needs it)
+  double passes = bwd ? (C > 1 ? 3.0 : 2.0) : 1.0;
+  st.counters["GFLOPs"] = benchmark::Counter(passes * 2.0 * double(N * O * C * 9 * H * H),
+                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_conv)
+    ->ArgNames({"N", "C", "H", "O", "bwd", "path"})
+    ->ArgsProduct({{128}, {1}, {28}, {32}, {0, 1}, {0, 1, 2}})
+    ->ArgsProduct({{128}, {32}, {14}, {64}, {0, 1}, {0, 1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();

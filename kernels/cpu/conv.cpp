@@ -1,0 +1,144 @@
+// Fused conv2d on the native sgemm: one sample at a time per thread, unfolded
+// into a thread-local [C*kh*kw, Ho*Wo] buffer that stays in L2, multiplied
+// straight into the NCHW output, with bias and ReLU applied while the tile is
+// hot. The composite path (im2col over the whole batch, then matmul) would
+// stream a [N, C*kh*kw, Ho*Wo] tensor (29 MB for the cnn's conv2) through
+// memory three times. (With BRISK_GEMM=openblas, nn::functional::conv2d runs
+// the composite instead, so convolutions use the selected GEMM.)
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/im2col.h"
+#include "kernels/strided.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+
+// Per-thread scratch, grown on demand and kept (no per-call allocations).
+float* scratch(size_t n) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+bool is_pointwise(const Geom2d& g) {  // 1x1, stride 1, no padding: x_n is its own im2col
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+}  // namespace
+
+bool conv2d_fwd(const KernelArgs& a) {
+  const ConvParams& p = *static_cast<const ConvParams*>(a.params);
+  const Geom2d& g = p.g;
+  const float* x = ptr<float>(a.in[0]);
+  const float* w = ptr<float>(a.in[1]);
+  const float* bias = a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr;
+  float* y = ptr<float>(a.out[0]);
+  int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+  bool direct = is_pointwise(g);
+  parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+    float* col = direct ? nullptr : scratch(size_t(CKK * L));
+    for (int64_t n = lo; n < hi; ++n) {
+      const float* xn = x + n * CHW;
+      if (!direct) im2col_sample(xn, g, col);
+      float* yn = y + n * O * L;
+      sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{direct ? xn : col, L, 1}, yn, L);
+      if (bias || p.relu)
+        for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache
+          float b = bias ? bias[o] : 0.f, *r = yn + o * L;
+          if (p.relu)
+            for (int64_t l = 0; l < L; ++l) r[l] = std::max(r[l] + b, 0.f);
+          else
+            for (int64_t l = 0; l < L; ++l) r[l] += b;
+        }
+    }
+  });
+  return true;
+}
+
+bool conv2d_bwd_input(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  const float* gy = ptr<float>(a.in[0]);
+  const float* w = ptr<float>(a.in[1]);
+  float* gx = ptr<float>(a.out[0]);
+  int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+  bool direct = is_pointwise(g);
+  parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+    float* col = direct ? nullptr : scratch(size_t(CKK * L));
+    for (int64_t n = lo; n < hi; ++n) {
+      // dcol [CKK, L] = W^T [CKK, O] @ gy_n [O, L]
+      float* dst = direct ? gx + n * CHW : col;
+      sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy + n * O * L, L, 1}, dst, L);
+      if (!direct) col2im_sample(col, g, gx + n * CHW);
+    }
+  });
+  return true;
+}
+
+bool conv2d_bwd_weight(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  const float* gy = ptr<float>(a.in[0]);
+  const float* x = ptr<float>(a.in[1]);
+  float* gw = ptr<float>(a.out[0]);
+  float* gb = a.out[1].defined() ? ptr<float>(a.out[1]) : nullptr;
+  int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+  bool direct = is_pointwise(g);
+  // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each parallel_for chunk sums
+  // its samples into its own partial; partials are added in chunk order, so
+  // the result depends only on the thread count. When CKK < O (conv1: 9 vs
+  // 32) the transposed product col_n @ gy_n^T fills the micro-tile better.
+  bool transposed = CKK < O;
+  int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
+  int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
+  static thread_local std::vector<float> partial;  // the caller's; workers write their slices
+  partial.assign(size_t(chunks * part), 0.f);
+  float* pbase = partial.data();  // not `partial` inside the lambda: that names each worker's own
+  parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float* pw = pbase + c * part;
+      float* pb = pw + O * CKK;
+      float* col = direct ? nullptr : scratch(size_t(CKK * L));
+      for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
+        const float* xn = x + n * CHW;
+        if (!direct) im2col_sample(xn, g, col);
+        const float* cn = direct ? xn : col;
+        const float* gyn = gy + n * O * L;
+        if (transposed)
+          sgemm(CKK, O, L, MatF{cn, L, 1}, MatF{gyn, 1, L}, pw, O, true);
+        else
+          sgemm(O, CKK, L, MatF{gyn, L, 1}, MatF{cn, 1, L}, pw, CKK, true);
+        if (gb)
+          for (int64_t o = 0; o < O; ++o) {
+            float s = 0.f;
+            for (int64_t l = 0; l < L; ++l) s += gyn[o * L + l];
+            pb[o] += s;
+          }
+      }
+    }
+  });
+  for (int64_t i = 0; i < O * CKK; ++i) {
+    float s = 0.f;
+    for (int c = 0; c < chunks; ++c) s += partial[size_t(c * part + i)];
+    // transposed partials hold gw^T [CKK, O]
+    gw[transposed ? (i % O) * CKK + i / O : i] = s;
+  }
+  if (gb)
+    for (int64_t o = 0; o < O; ++o) {
+      float s = 0.f;
+      for (int c = 0; c < chunks; ++c) s += partial[size_t(c * part + O * CKK + o)];
+      gb[o] = s;
+    }
+  return true;
+}
+
+void register_conv() {
+  constexpr int P = backend_priority::native;
+  register_kernel("conv2d_fwd", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_fwd);
+  register_kernel("conv2d_bwd_input", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_bwd_input);
+  register_kernel("conv2d_bwd_weight", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_bwd_weight);
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,82 @@
+// Threaded fused kernels: the same per-row / per-range arithmetic as the ref
+// kernels (kernels/fused_math.h), split over the pool. Each output element is
+// written by one thread, so results do not depend on the thread count.
+#include "core/thread_pool.h"
+#include "kernels/fused_math.h"
+#include "kernels/strided.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+constexpr int64_t kElems = 32768;  // elements per task: below this a fork-join costs more than it saves
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElems / std::max<int64_t>(cols, 1)); }
+}  // namespace
+
+template <class T>
+bool bias_relu(const KernelArgs& a) {
+  int64_t N = a.in[1].numel(), M = N ? a.in[0].numel() / N : 0;
+  const T *y = ptr<T>(a.in[0]), *b = ptr<T>(a.in[1]);
+  T* o = ptr<T>(a.out[0]);
+  parallel_for(0, M, row_grain(N), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) fused::bias_relu_row(y + r * N, b, o + r * N, N);
+  });
+  return true;
+}
+
+template <class T>
+bool xent_fwd(const KernelArgs& a) {
+  const auto& p = *static_cast<const CrossEntropyParams*>(a.params);
+  int64_t N = a.in[0].size(0), C = a.in[0].size(1);
+  const T* x = ptr<T>(a.in[0]);
+  const int64_t* t = ptr<int64_t>(a.in[1]);
+  T *loss = ptr<T>(a.out[0]), *lse = ptr<T>(a.out[1]);
+  parallel_for(0, N, row_grain(C), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) loss[i] = fused::xent_row(x + i * C, C, t[i], p, lse + i);
+  });
+  return true;
+}
+
+template <class T>
+bool xent_bwd(const KernelArgs& a) {
+  const auto& p = *static_cast<const CrossEntropyParams*>(a.params);
+  int64_t N = a.in[0].size(0), C = a.in[0].size(1);
+  const T *x = ptr<T>(a.in[0]), *lse = ptr<T>(a.in[1]), *gl = ptr<T>(a.in[3]);
+  const int64_t* t = ptr<int64_t>(a.in[2]);
+  T* gx = ptr<T>(a.out[0]);
+  parallel_for(0, N, row_grain(C), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) fused::xent_bwd_row(x + i * C, lse[i], C, t[i], gl[i], p, gx + i * C);
+  });
+  return true;
+}
+
+template <class T>
+bool sgd_step(const KernelArgs& a) {
+  const auto& q = *static_cast<const SgdStepParams*>(a.params);
+  T* buf = a.out[1].defined() ? ptr<T>(a.out[1]) : nullptr;
+  parallel_for(0, a.out[0].numel(), kElems, [&](int64_t lo, int64_t hi) {
+    fused::sgd_range(q, ptr<T>(a.in[0]), ptr<T>(a.out[0]), buf, lo, hi);
+  });
+  return true;
+}
+
+template <class T>
+bool adamw_step(const KernelArgs& a) {
+  const auto& q = *static_cast<const AdamWStepParams*>(a.params);
+  parallel_for(0, a.out[0].numel(), kElems, [&](int64_t lo, int64_t hi) {
+    fused::adamw_range(q, ptr<T>(a.in[0]), ptr<T>(a.out[0]), ptr<T>(a.out[1]), ptr<T>(a.out[2]), lo, hi);
+  });
+  return true;
+}
+
+void register_fused() {
+  constexpr int P = backend_priority::native;
+#define BRISK_REG(op, fn) register_for<float, double>(op, "cpu", P, [](auto t) -> KernelFn { return &fn<typename decltype(t)::type>; })
+  BRISK_REG("bias_relu", bias_relu);
+  BRISK_REG("cross_entropy_fwd", xent_fwd);
+  BRISK_REG("cross_entropy_bwd", xent_bwd);
+  BRISK_REG("sgd_step", sgd_step);
+  BRISK_REG("adamw_step", adamw_step);
+#undef BRISK_REG
+}
+
+}  // namespace brisk::kern::cpu

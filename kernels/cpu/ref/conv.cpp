@@ -1,0 +1,99 @@
+// Reference fused conv2d: the convolution sum written out directly (no
+// im2col, no GEMM), accumulated in double. The oracle for kernels/cpu/conv.cpp
+// and the f64 path that the gradient checks run.
+#include <algorithm>
+
+#include "kernels/strided.h"
+
+namespace brisk::kern::ref {
+
+namespace {
+// Calls f(o, c, i, j, oh, ow, h, w) for every in-bounds tap of sample-free geometry.
+template <class F>
+void for_each_tap(const Geom2d& g, int64_t O, F&& f) {
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t oh = 0; oh < g.Ho; ++oh)
+      for (int64_t ow = 0; ow < g.Wo; ++ow)
+        for (int64_t c = 0; c < g.C; ++c)
+          for (int64_t i = 0; i < g.kh; ++i)
+            for (int64_t j = 0; j < g.kw; ++j) {
+              int64_t h = oh * g.sh - g.ph + i * g.dh, w = ow * g.sw - g.pw + j * g.dw;
+              if (h >= 0 && h < g.H && w >= 0 && w < g.W) f(o, c, i, j, oh, ow, h, w);
+            }
+}
+}  // namespace
+
+template <class T>
+bool conv2d_fwd(const KernelArgs& a) {
+  const ConvParams& p = *static_cast<const ConvParams*>(a.params);
+  const Geom2d& g = p.g;
+  const T *x = ptr<T>(a.in[0]), *w = ptr<T>(a.in[1]);
+  const T* b = a.in[2].defined() ? ptr<T>(a.in[2]) : nullptr;
+  T* y = ptr<T>(a.out[0]);
+  int64_t O = a.in[1].size(0);
+  std::vector<double> acc(size_t(O * g.Ho * g.Wo));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t o = 0; o < O; ++o)
+      std::fill(acc.begin() + o * g.Ho * g.Wo, acc.begin() + (o + 1) * g.Ho * g.Wo, b ? double(b[o]) : 0.0);
+    for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
+      acc[size_t((o * g.Ho + oh) * g.Wo + ow)] +=
+          double(w[((o * g.C + c) * g.kh + i) * g.kw + j]) * double(x[((n * g.C + c) * g.H + h) * g.W + ww]);
+    });
+    for (size_t k = 0; k < acc.size(); ++k) {
+      double v = p.relu ? std::max(acc[k], 0.0) : acc[k];
+      y[n * O * g.Ho * g.Wo + int64_t(k)] = T(v);
+    }
+  }
+  return true;
+}
+
+template <class T>
+bool conv2d_bwd_input(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  const T *gy = ptr<T>(a.in[0]), *w = ptr<T>(a.in[1]);
+  T* gx = ptr<T>(a.out[0]);
+  int64_t O = a.in[1].size(0);
+  std::vector<double> acc(size_t(g.C * g.H * g.W));
+  for (int64_t n = 0; n < g.N; ++n) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
+      acc[size_t((c * g.H + h) * g.W + ww)] +=
+          double(w[((o * g.C + c) * g.kh + i) * g.kw + j]) * double(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow]);
+    });
+    for (size_t k = 0; k < acc.size(); ++k) gx[n * g.C * g.H * g.W + int64_t(k)] = T(acc[k]);
+  }
+  return true;
+}
+
+template <class T>
+bool conv2d_bwd_weight(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  const T *gy = ptr<T>(a.in[0]), *x = ptr<T>(a.in[1]);
+  int64_t O = a.out[0].size(0);
+  std::vector<double> gw(size_t(a.out[0].numel()));
+  std::vector<double> gb(static_cast<size_t>(O));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
+      gw[size_t(((o * g.C + c) * g.kh + i) * g.kw + j)] +=
+          double(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow]) * double(x[((n * g.C + c) * g.H + h) * g.W + ww]);
+    });
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t l = 0; l < g.Ho * g.Wo; ++l) gb[size_t(o)] += double(gy[(n * O + o) * g.Ho * g.Wo + l]);
+  }
+  T* gwp = ptr<T>(a.out[0]);
+  for (size_t k = 0; k < gw.size(); ++k) gwp[k] = T(gw[k]);
+  if (a.out[1].defined())
+    for (int64_t o = 0; o < O; ++o) ptr<T>(a.out[1])[o] = T(gb[size_t(o)]);
+  return true;
+}
+
+void register_conv() {
+  constexpr int P = backend_priority::ref;
+  register_for<float, double>("conv2d_fwd", "ref", P, [](auto t) -> KernelFn { return &conv2d_fwd<typename decltype(t)::type>; });
+  register_for<float, double>("conv2d_bwd_input", "ref", P,
+      [](auto t) -> KernelFn { return &conv2d_bwd_input<typename decltype(t)::type>; });
+  register_for<float, double>("conv2d_bwd_weight", "ref", P,
+      [](auto t) -> KernelFn { return &conv2d_bwd_weight<typename decltype(t)::type>; });
+}
+
+}  // namespace brisk::kern::ref

@@ -1,0 +1,113 @@
+// Fused kernels against the unfused composites they override, and their
+// native (threaded) kernels against the ref kernels: bias + ReLU, softmax +
+// cross-entropy (forward and backward), the one-pass SGD and AdamW updates.
+#include "nn/layers.h"
+#include "optim/optimizer.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace F = brisk::nn::functional;
+
+namespace {
+// Runs fn under `backend` (checking it claimed `op`) and under ref.
+template <class Fn>
+void native_vs_ref(const std::string& op, Fn fn, double tol) {
+  Tensor r, n;
+  {
+    ForceBackend fb("ref");
+    r = fn();
+  }
+  {
+    ForceBackend fb("cpu");
+    n = fn();
+    CHECK(last_backend(op) == "cpu");
+  }
+  expect_close(n, r, tol, op + " cpu vs ref");
+}
+}  // namespace
+
+TEST_CASE("fused: bias_relu equals relu(y + b), forward and backward", "[fused]") {
+  for (Shape s : {Shape{7, 5}, Shape{300, 129}, Shape{2, 3, 17}}) {
+    Tensor y0 = randn(s), b0 = randn({s.back()}), r = randn(s);
+    auto run = [&](bool fused) {
+      Tensor y = y0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor o = fused ? F::bias_relu(y, b) : relu(y + b);
+      sum(o * r).backward();
+      return cat({o.reshape({-1}), y.grad().reshape({-1}), b.grad()});
+    };
+    expect_close(run(true), run(false), dtype_tol(DType::f32, s[0]), "bias_relu vs composite");
+    native_vs_ref("bias_relu", [&] { return run(true); }, dtype_tol(DType::f32, s[0]));
+  }
+  gradcheck("bias_relu", [](const std::vector<Tensor>& in) { return F::bias_relu(in[0], in[1] + 0.05); },
+            {uniform64({4, 6}, -1, 1, 7), uniform64({6}, -1, 1, 8)});
+  CHECK_THROWS_WITH(F::bias_relu(randn({3, 4}), randn({5})), Catch::Contains("bias_relu"));
+}
+
+TEST_CASE("fused: linear_relu and Sequential's Linear+ReLU fusion equal the unfused modules", "[fused]") {
+  Tensor x = randn({9, 6});
+  auto lin = std::make_shared<nn::Linear>(6, 4);
+  Tensor a = lin->forward_relu(x), b = relu(lin->forward(x));
+  CHECK(bit_equal(a, b));
+  nn::Sequential seq({lin, std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(4, 2)});
+  Tensor s = seq.forward(x);
+  Tensor u = seq[2]->forward(relu(lin->forward(x)));
+  expect_close(s, u, dtype_tol(DType::f32, 6), "Sequential fused vs unfused");
+}
+
+TEST_CASE("fused: cross_entropy equals log_softmax + NLL, all reductions, smoothing, ignore_index", "[fused]") {
+  Tensor logits0 = randn({37, 10}) * 3;
+  Tensor target = randint(0, 10, {37}, DType::i64);
+  Tensor t_ign = target.clone();
+  t_ign.data_ptr<int64_t>()[3] = -100;
+  t_ign.data_ptr<int64_t>()[20] = -100;
+  for (auto red : {F::Reduction::none, F::Reduction::mean, F::Reduction::sum})
+    for (double ls : {0.0, 0.2})
+      for (Tensor t : {target, t_ign}) {
+        auto run = [&](bool fused) {
+          Tensor x = logits0.clone().requires_grad_();
+          Tensor l = fused ? F::cross_entropy(x, t, red, -100, ls) : F::cross_entropy_composite(x, t, red, -100, ls);
+          Tensor r = l.dim() ? randn(l.shape(), DType::f32, nullptr) * 0 + 1.5 : l * 0 + 1.5;
+          sum(l * r).backward();
+          return cat({l.reshape({-1}), x.grad().reshape({-1})});
+        };
+        INFO("reduction " << int(red) << " smoothing " << ls);
+        expect_close(run(true), run(false), dtype_tol(DType::f32, 37 * 10), "cross_entropy fused vs composite");
+        native_vs_ref("cross_entropy_bwd", [&] { return run(true); }, dtype_tol(DType::f32, 10));
+      }
+  // Large logits: the fused kernel is as stable as log_softmax.
+  Tensor big = from_vector({1000.0, 0.0, -1000.0}, {1, 3});
+  CHECK(F::cross_entropy(big, from_vector({1}, {1}, DType::i64)).item() == Approx(1000.0));
+}
+
+TEST_CASE("fused: SGD and AdamW steps equal the tensor-op composites over many steps", "[fused]") {
+  using namespace brisk::optim;
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor w0 = randn({70001}, dt);  // > one task, so the threaded kernel splits it
+    std::vector<Tensor> grads;
+    for (int s = 0; s < 4; ++s) grads.push_back(randn({70001}, dt));
+    auto sgd = [&](bool fused, bool nesterov) {
+      Tensor w = w0.clone().requires_grad_();
+      SGD opt({{"w", w}}, {0.05, 0.9, nesterov ? 0.0 : 0.1, 1e-3, nesterov, fused});
+      for (auto& g : grads) {
+        w.set_grad(g.clone());
+        opt.step();
+      }
+      return cat({w.detach(), opt.state().at("w").at("momentum_buffer")});
+    };
+    auto adamw = [&](bool fused) {
+      Tensor w = w0.clone().requires_grad_();
+      AdamW opt({{"w", w}}, {0.01, 0.9, 0.99, 1e-8, 0.05, fused});
+      for (auto& g : grads) {
+        w.set_grad(g.clone());
+        opt.step();
+      }
+      return cat({w.detach(), opt.state().at("w").at("exp_avg"), opt.state().at("w").at("exp_avg_sq")});
+    };
+    double tol = dtype_tol(dt, 16);
+    expect_close(sgd(true, false), sgd(false, false), tol, "sgd fused vs composite");
+    expect_close(sgd(true, true), sgd(false, true), tol, "sgd nesterov fused vs composite");
+    expect_close(adamw(true), adamw(false), tol, "adamw fused vs composite");
+    native_vs_ref("sgd_step", [&] { return sgd(true, true); }, tol);
+    native_vs_ref("adamw_step", [&] { return adamw(true); }, tol);
+  }
+}
