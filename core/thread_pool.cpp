@@ -56,6 +56,7 @@ class Pool {
       job_ = &chunk;
       n_chunks_ = n_chunks;
       pending_.store(n_chunks - 1, std::memory_order_relaxed);
+      park_.store(false, std::memory_order_relaxed);
       error_ = nullptr;
       generation_.fetch_add(1, std::memory_order_release);
     }
@@ -80,7 +81,8 @@ class Pool {
     t_in_worker = true;
     for (;;) {
       int spin = 0;
-      while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load() && spin++ < kSpin)
+      while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load() &&
+             !park_.load(std::memory_order_relaxed) && spin++ < kSpin)
         BRISK_PAUSE();
       const std::function<void(int)>* job;
       {
@@ -124,6 +126,9 @@ class Pool {
   std::atomic<int> pending_{0}, sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};
+
+ public:
+  std::atomic<bool> park_{false};
   std::exception_ptr error_;
 };
 
@@ -151,6 +156,7 @@ void set_num_threads(int n) {
 
 int get_num_threads() { return pool().size(); }
 bool in_parallel_region() { return t_in_worker; }
+void park_workers() { pool().park_.store(true, std::memory_order_relaxed); }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {

@@ -11,6 +11,10 @@ void set_num_threads(int n);  // n >= 1; also caps vendor BLAS threads
 int get_num_threads();
 // True inside a parallel_for chunk (where a nested parallel_for runs inline).
 bool in_parallel_region();
+// Stops idle workers spinning now (they sleep until the next parallel_for).
+// Called before handing the cores to another runtime (OpenBLAS's own
+// threads), so the two pools do not oversubscribe the machine.
+void park_workers();
 // fn(lo, hi) is called on disjoint chunks; chunks are >= grain elements.
 // Runs inline when the range is small or when called from a worker.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,

@@ -128,6 +128,17 @@ TEST_CASE("kernels: openblas declines shapes it does not win on", "[kernels]") {
   CHECK(last_backend("gemm") == "openblas");
   matmul(randn({128, 128}), randn({128, 128}).slice(1, 0, 128, 2));  // no unit stride: native
   CHECK(last_backend("gemm") == "cpu");
+  // Inside a brisk parallel region OpenBLAS would oversubscribe: native runs.
+  Tensor a = randn({128, 128}), b = randn({128, 128});
+  std::vector<std::string> seen(2);
+  parallel_for(0, 2, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      matmul(a, b);
+      seen[size_t(i)] = last_backend("gemm");
+    }
+  });
+  CHECK(seen[0] == "cpu");
+  CHECK(seen[1] == "cpu");
 }
 
 TEST_CASE("kernels: cpu im2col/col2im vs ref", "[kernels]") {

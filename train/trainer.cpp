@@ -310,7 +310,7 @@ int run_training(const TrainConfig& cfg_in, bool resume) {
               cfg.schedule.c_str(), get_num_threads(), cfg.out.c_str(), resume ? " (resuming)" : "");
   std::fflush(stdout);
   EvalResult r = t.fit(resume);
-  std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.1f  steps %lld\n", r.acc, r.loss,
+  std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.2f  steps %lld\n", r.acc, r.loss,
               t.state().wall_s, (long long)t.state().step);
   return 0;
 }

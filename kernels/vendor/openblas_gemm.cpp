@@ -4,6 +4,7 @@
 // the native kernel.
 #include <cblas.h>
 
+#include "core/thread_pool.h"
 #include "kernels/strided.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -24,11 +25,15 @@ bool gemm(const KernelArgs& a) {
   const Tensor &A = a.in[0], &B = a.in[1];
   int64_t nb = A.size(0), M = A.size(1), K = A.size(2), N = B.size(2);
   if (M * N * K < 32 * 32 * 32 || K == 0) return false;  // too small: call overhead dominates
+  // Inside one of brisk's parallel regions the cores are taken: OpenBLAS
+  // would start its own threads on top. The native kernel runs serially there.
+  if (in_parallel_region()) return false;
   CBLAS_TRANSPOSE ta, tb;
   int64_t lda, ldb;
   if (!blas_layout(M, K, A.stride(1), A.stride(2), ta, lda)) return false;
   if (!blas_layout(K, N, B.stride(1), B.stride(2), tb, ldb)) return false;
   T* C = ptr<T>(a.out[0]);
+  park_workers();  // OpenBLAS's threads get the cores; brisk's stop spinning
   for (int64_t b = 0; b < nb; ++b) {
     const T* ap = ptr<T>(A) + b * A.stride(0);
     const T* bp = ptr<T>(B) + b * B.stride(0);
