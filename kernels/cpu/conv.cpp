@@ -78,6 +78,31 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   return true;
 }
 
+// sum_l a[l] * b[l] (b == nullptr: sum_l a[l]) with 16 independent partial
+// sums: vectorizes without reassociating, and the summation order is fixed.
+static float dot16(const float* a, const float* b, int64_t L) {
+  float acc[16] = {};
+  int64_t l = 0;
+  if (b)
+    for (; l + 16 <= L; l += 16)
+      for (int u = 0; u < 16; ++u) acc[u] += a[l + u] * b[l + u];
+  else
+    for (; l + 16 <= L; l += 16)
+      for (int u = 0; u < 16; ++u) acc[u] += a[l + u];
+  float s = 0.f;
+  for (; l < L; ++l) s += b ? a[l] * b[l] : a[l];
+  for (int u = 0; u < 16; ++u) s += acc[u];
+  return s;
+}
+
+// dst[o * CKK + k] += sum_l g[o * L + l] * c[k * L + l], for the thin case
+// (a first layer: C*kh*kw = 9) where GEMM packing would cost more than the
+// arithmetic.
+static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, float* dst) {
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t k = 0; k < CKK; ++k) dst[o * CKK + k] += dot16(g + o * L, c + k * L, L);
+}
+
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   const float* gy = ptr<float>(a.in[0]);
@@ -88,9 +113,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool direct = is_pointwise(g);
   // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each parallel_for chunk sums
   // its samples into its own partial; partials are added in chunk order, so
-  // the result depends only on the thread count. When CKK < O (conv1: 9 vs
-  // 32) the transposed product col_n @ gy_n^T fills the micro-tile better.
-  bool transposed = CKK < O;
+  // the result depends only on the thread count. A thin CKK (a first layer's
+  // 9) uses dot products; otherwise when CKK < O the transposed product
+  // col_n @ gy_n^T fills the micro-tile better.
+  bool thin = CKK <= 16;
+  bool transposed = !thin && CKK < O;
   int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
   int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers write their slices
@@ -106,16 +133,14 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         if (!direct) im2col_sample(xn, g, col);
         const float* cn = direct ? xn : col;
         const float* gyn = gy + n * O * L;
-        if (transposed)
+        if (thin)
+          thin_gw(gyn, cn, O, CKK, L, pw);
+        else if (transposed)
           sgemm(CKK, O, L, MatF{cn, L, 1}, MatF{gyn, 1, L}, pw, O, true);
         else
           sgemm(O, CKK, L, MatF{gyn, L, 1}, MatF{cn, 1, L}, pw, CKK, true);
         if (gb)
-          for (int64_t o = 0; o < O; ++o) {
-            float s = 0.f;
-            for (int64_t l = 0; l < L; ++l) s += gyn[o * L + l];
-            pb[o] += s;
-          }
+          for (int64_t o = 0; o < O; ++o) pb[o] += dot16(gyn + o * L, nullptr, L);
       }
     }
   });
