@@ -3,6 +3,7 @@
 #include "nn/functional.h"
 
 #include "core/dispatch.h"
+#include "core/flops.h"
 
 #include <vector>
 
@@ -64,6 +65,7 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
     Tensor outs[1] = {yT};
     dispatch("csr_linear", x.device(), x.dtype(), KernelArgs{ins, outs, nullptr});
   }
+  count_flops(2 * nnz * B);
   Shape ys = lead;
   ys.push_back(out);
   Shape xs = x.shape(), ws = w.shape();
@@ -75,6 +77,7 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
       Tensor outs[1] = {dxT};
       dispatch("csr_linear_bwd_input", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     }
+    count_flops(4 * nnz * B);  // input and weight gradients
     Tensor dv = empty({nnz}, TensorOptions(g.dtype(), g.device()));
     {
       Tensor ins[4] = {gT, xT, row_ptr, cols};
@@ -186,6 +189,8 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
     Tensor outs[1] = {y};
     if (!try_dispatch("conv2d_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
   }
+  int64_t conv_flops = 2 * g.N * O * (wc.numel() / O) * g.Ho * g.Wo;  // per pass
+  count_flops(conv_flops);
   bool rx = x.requires_grad(), rw = w.requires_grad(), rb = b.defined() && b.requires_grad();
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
@@ -199,6 +204,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
       Tensor ins[2] = {gy, wc};
       Tensor outs[1] = {r[0]};
       dispatch("conv2d_bwd_input", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+      count_flops(conv_flops);
     }
     if (rw || rb) {
       Tensor gw = empty({O, wc.numel() / O}, TensorOptions(gy.dtype(), gy.device()));
@@ -206,6 +212,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
       Tensor ins[2] = {gy, xc};
       Tensor outs[2] = {gw, gb};
       dispatch("conv2d_bwd_weight", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+      count_flops(conv_flops);
       if (rw) r[1] = gw.reshape(ws);
       if (rb) r[2] = gb;
     }

@@ -2,6 +2,7 @@
 //   brisk train  train a model (flags, or a TOML --config; see train/config.h)
 //   brisk demo   train a small MLP on Fashion-MNIST with the raw tensor API
 //   brisk info   build configuration and registered kernel backends
+//   brisk speedup  time-to-accuracy of recipes vs a baseline over budgets and seeds
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -11,11 +12,13 @@
 
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "core/brisk.h"
 #include "data/idx.h"
 #include "efficiency/method.h"
+#include "efficiency/speedup/harness.h"
 #include "train/trainer.h"
 
 namespace F = brisk::nn::functional;
@@ -186,6 +189,17 @@ int main(int argc, char** argv) {
   tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
   tr->add_option("--resume", tf.resume, "continue the run in this folder from its checkpoint");
+  speedup::SpeedupOptions so;
+  std::string budgets = "1,2,4,8", targets = "0.91";
+  auto* sp = app.add_subcommand("speedup", "time-to-accuracy of candidate recipes vs a baseline (budgets x seeds)");
+  sp->add_option("--baseline", so.baseline, "baseline recipe (TOML)")->required();
+  sp->add_option("--candidate", so.candidates, "candidate recipe (TOML, repeatable)");
+  sp->add_option("--budgets", budgets, "comma-separated budgets in epochs")->capture_default_str();
+  sp->add_option("--seeds", so.seeds, "seeds per (recipe, budget)")->capture_default_str();
+  sp->add_option("--target-acc", targets, "comma-separated target test accuracies")->capture_default_str();
+  sp->add_option("--out", so.out, "report folder (finished runs in it are not redone)")->capture_default_str();
+  sp->add_option("--set", so.overrides, "key=value applied to every recipe (repeatable), e.g. threads=2");
+  sp->add_flag("--no-plot", [&](int64_t) { so.plot = false; }, "skip pareto.png");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -195,6 +209,40 @@ int main(int argc, char** argv) {
     if (tr->parsed()) return run_train(*tr, tf);
     if (d->parsed()) return run_demo(demo);
     if (info->parsed()) return run_info();
+    if (sp->parsed()) {
+      auto split = [](const std::string& s, const char* what) {
+        std::vector<std::string> out;
+        std::stringstream ss(s);
+        std::string item;
+        while (std::getline(ss, item, ',')) out.push_back(item);
+        BRISK_CHECK(!out.empty(), "speedup: ", what, " is empty");
+        return out;
+      };
+      so.budgets.clear();
+      for (auto& b : split(budgets, "--budgets")) {
+        try {
+          size_t used = 0;
+          so.budgets.push_back(std::stoll(b, &used));
+          BRISK_CHECK(used == b.size(), "");
+        } catch (const std::exception&) {
+          BRISK_FAIL("speedup: --budgets: '", b, "' is not an integer");
+        }
+      }
+      so.targets.clear();
+      for (auto& t : split(targets, "--target-acc")) {
+        try {
+          size_t used = 0;
+          so.targets.push_back(std::stod(t, &used));
+          BRISK_CHECK(used == t.size(), "");
+        } catch (const std::exception&) {
+          BRISK_FAIL("speedup: --target-acc: '", t, "' is not a number");
+        }
+      }
+      for (int i = 0; i < argc; ++i) so.command += (i ? " " : "") + std::string(argv[i]);
+      speedup::run_speedup(so);
+      std::printf("brisk speedup: report in %s/report.md\n", so.out.c_str());
+      return 0;
+    }
   } catch (const brisk::Error& e) {
     std::fprintf(stderr, "brisk: error: %s\n", e.what());
     return 1;

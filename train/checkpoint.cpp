@@ -44,6 +44,7 @@ void Trainer::save_checkpoint() {
             {"step", state_.step},
             {"samples_seen", state_.samples_seen},
             {"wall_s", state_.wall_s},
+            {"flops", state_.flops},
             {"score_s", score_s_},
             {"loss_sum", state_.loss_sum},
             {"loss_count", state_.loss_count},
@@ -115,6 +116,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
     state_.step = j.at("step").get<int64_t>();
     state_.samples_seen = j.at("samples_seen").get<int64_t>();
     state_.wall_s = j.at("wall_s").get<double>();
+    state_.flops = j.value("flops", 0.0);
     score_s_ = j.value("score_s", 0.0);
     state_.loss_sum = j.at("loss_sum").get<double>();
     state_.loss_count = j.at("loss_count").get<int64_t>();

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/flops.h"
 #include "efficiency/method.h"
 #include "models/models.h"
 #include "train/progress.h"
@@ -211,6 +212,7 @@ EvalResult Trainer::fit(bool resume) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
     // --eval-every stop or a resume) the epoch keeps the order it began with.
     auto t0 = Clock::now();  // epoch_start work (selection plans, scoring models) is training time
+    int64_t f0 = flops_counted();
     if (state_.batch_in_epoch == 0) {
       epoch_order = Tensor();
       fire([&](Callback& c) { c.on_epoch_start(*this); });
@@ -239,6 +241,7 @@ EvalResult Trainer::fit(bool resume) {
       }
     }
     state_.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    state_.flops += double(flops_counted() - f0);
     bar.finish();
     bool epoch_done = state_.batch_in_epoch >= epoch_batches;
     if (epoch_done) {
@@ -262,6 +265,7 @@ void Trainer::write_metrics(const EvalResult& r) {
             {"step", state_.step},
             {"samples_seen", state_.samples_seen},
             {"wall_s", state_.wall_s},
+            {"flops", state_.flops},
             {"train_loss", state_.loss_count ? state_.loss_sum / double(state_.loss_count) : NAN},
             {"test_loss", r.loss},
             {"test_acc", r.acc},

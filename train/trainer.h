@@ -25,6 +25,7 @@ struct TrainState {
   int64_t step = 0;            // optimizer steps taken
   int64_t samples_seen = 0;
   double wall_s = 0;           // training seconds, evaluation and checkpointing excluded
+  double flops = 0;            // GEMM/conv FLOPs in those seconds (core/flops.h)
   double loss_sum = 0;         // train loss accumulated since the last evaluation
   int64_t loss_count = 0;
 };

@@ -1,5 +1,6 @@
 // matmul: torch.matmul semantics on top of one batched GEMM primitive (bmm).
 #include "core/dispatch.h"
+#include "core/flops.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -10,6 +11,7 @@ static Tensor bmm(const Tensor& a, const Tensor& b) {
   Tensor ins[2] = {a.detach(), b.detach()};
   Tensor outs[1] = {out};
   dispatch("gemm", a.device(), a.dtype(), KernelArgs{ins, outs, nullptr});
+  count_flops(2 * a.size(0) * a.size(1) * a.size(2) * b.size(2));
   bool ra = a.requires_grad(), rb = b.requires_grad();
   return attach_grad(out, "BmmBackward", {a, b}, [=](const Tensor& g) {
     // dA = g @ B^T, dB = A^T @ g; transposes are stride swaps, no copies.

@@ -1,0 +1,237 @@
+// The speedup harness (see harness.h).
+#include "efficiency/speedup/harness.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/dispatch.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "core/thread_pool.h"
+#include "efficiency/method.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace brisk::speedup {
+
+std::string recipe_name(const std::string& path) { return fs::path(path).stem().string(); }
+
+namespace {
+
+train::TrainConfig load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  BRISK_CHECK(fs::is_regular_file(path), "speedup: recipe file '", path, "' does not exist");
+  train::TrainConfig c;
+  c.load_toml(path);  // throws naming the file and the key on malformed TOML or unknown keys
+  for (const std::string& kv : overrides) {
+    size_t eq = kv.find('=');
+    BRISK_CHECK(eq != std::string::npos && eq > 0, "speedup: --set expects key=value, got '", kv, "'");
+    c.set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  c.validate();
+  for (const std::string& m : c.methods) efficiency::make_method(m);  // unknown families/keys fail now
+  return c;
+}
+
+json run_json(const Run& r) {
+  return {{"config", r.config}, {"budget", r.budget}, {"seed", r.seed}, {"seconds", r.seconds},
+          {"test_acc", r.acc}, {"test_loss", r.loss}, {"flops", r.flops}};
+}
+
+Run run_from_json(const json& j) {
+  Run r;
+  r.config = j.at("config").get<std::string>();
+  r.budget = j.at("budget").get<int64_t>();
+  r.seed = j.at("seed").get<uint64_t>();
+  r.seconds = j.at("seconds").get<double>();
+  r.acc = j.at("test_acc").get<double>();
+  r.loss = j.at("test_loss").get<double>();
+  r.flops = j.at("flops").get<double>();
+  return r;
+}
+
+std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown cpu";
+}
+
+std::string fmt(const std::optional<double>& v, const char* f = "%.2f") {
+  if (!v) return "-";
+  char b[64];
+  std::snprintf(b, sizeof b, f, *v);
+  return b;
+}
+
+void write_reports(const SpeedupOptions& o, const std::vector<std::string>& names,
+                   const std::vector<std::string>& files, const std::vector<Run>& runs) {
+  fs::path out(o.out);
+  // runs.csv
+  std::ostringstream csv;
+  csv << "config,budget,seed,seconds,test_acc,test_loss,flops\n";
+  for (const Run& r : runs)
+    csv << r.config << "," << r.budget << "," << r.seed << "," << r.seconds << "," << r.acc << "," << r.loss << ","
+        << r.flops << "\n";
+  atomic_write((out / "runs.csv").string(), csv.str());
+
+  json rep;
+  rep["command"] = o.command;
+  rep["hardware"] = {{"cpu", cpu_name()}, {"threads", get_num_threads()}};
+  rep["build"] = {{"version", BRISK_VERSION}, {"gemm", gemm_backend()}, {"compiler", __VERSION__}};
+  rep["budgets"] = o.budgets;
+  rep["seeds"] = o.seeds;
+  rep["targets"] = o.targets;
+  rep["baseline"] = names[0];
+  for (size_t i = 0; i < names.size(); ++i) {
+    json c;
+    c["file"] = files[i];
+    for (auto& s : summarize(runs, names[i]))
+      c["budgets"].push_back({{"budget", s.budget}, {"seeds", s.seeds}, {"seconds_median", s.sec_med},
+                              {"seconds_min", s.sec_min}, {"seconds_max", s.sec_max}, {"acc_median", s.acc_med},
+                              {"acc_min", s.acc_min}, {"acc_max", s.acc_max}, {"loss_median", s.loss_med},
+                              {"flops_median", s.flops_med}});
+    for (auto& p : median_frontier(runs, names[i])) c["frontier"].push_back({p.seconds, p.acc});
+    rep["configs"][names[i]] = c;
+  }
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  for (size_t i = 1; i < names.size(); ++i) {
+    json cmp;
+    cmp["candidate"] = names[i];
+    for (double t : o.targets) {
+      SpeedupAt s = speedup_at(runs, names[0], names[i], t);
+      cmp["targets"].push_back({{"target", t}, {"baseline_seconds", opt(s.base_sec)}, {"candidate_seconds", opt(s.cand_sec)},
+                                {"baseline_seed_min", opt(s.base_min)}, {"baseline_seed_max", opt(s.base_max)},
+                                {"candidate_seed_min", opt(s.cand_min)}, {"candidate_seed_max", opt(s.cand_max)},
+                                {"speedup", opt(s.speedup)}, {"speedup_lo", opt(s.speedup_lo)},
+                                {"speedup_hi", opt(s.speedup_hi)}, {"verdict", s.verdict}});
+    }
+    for (auto& g : accuracy_gain(runs, names[0], names[i]))
+      cmp["equal_time"].push_back({{"budget", g.budget}, {"seconds", g.seconds}, {"candidate_acc", g.cand_acc},
+                                   {"baseline_acc", opt(g.base_acc)}, {"gain", opt(g.gain)}});
+    rep["comparisons"].push_back(cmp);
+  }
+  atomic_write((out / "report.json").string(), rep.dump(2) + "\n");
+
+  // report.md
+  std::ostringstream md;
+  md << "# Speedup report\n\n"
+     << "Command: `" << o.command << "`\n\n"
+     << "Hardware: " << cpu_name() << ", " << get_num_threads() << " threads. Build: brisk " << BRISK_VERSION
+     << ", GEMM " << gemm_backend() << ", " << __VERSION__ << ".\n\n"
+     << "Each recipe ran at budgets";
+  for (auto b : o.budgets) md << " " << b;
+  md << " epochs (its schedule re-fitted to end at the budget) with " << o.seeds
+     << " seeds. Time is wall-clock training time with every method overhead included; evaluation "
+        "is excluded. Medians over seeds, [min, max] in brackets.\n\n";
+  for (size_t i = 0; i < names.size(); ++i) {
+    md << "## " << names[i] << (i == 0 ? " (baseline)" : "") << "\n\n`" << files[i] << "`\n\n"
+       << "| budget | seconds | test acc | test loss | GFLOP |\n| ---: | ---: | ---: | ---: | ---: |\n";
+    for (auto& s : summarize(runs, names[i])) {
+      char line[256];
+      std::snprintf(line, sizeof line, "| %lld | %.1f [%.1f, %.1f] | %.4f [%.4f, %.4f] | %.4f | %.1f |\n",
+                    (long long)s.budget, s.sec_med, s.sec_min, s.sec_max, s.acc_med, s.acc_min, s.acc_max,
+                    s.loss_med, s.flops_med / 1e9);
+      md << line;
+    }
+    md << "\n";
+  }
+  if (names.size() > 1) {
+    md << "## Time to accuracy vs " << names[0] << "\n\n"
+       << "| candidate | target | baseline s [seeds] | candidate s [seeds] | speedup [range] | verdict |\n"
+       << "| --- | ---: | ---: | ---: | ---: | --- |\n";
+    for (size_t i = 1; i < names.size(); ++i)
+      for (double t : o.targets) {
+        SpeedupAt s = speedup_at(runs, names[0], names[i], t);
+        md << "| " << names[i] << " | " << fmt(t, "%.3f") << " | " << fmt(s.base_sec, "%.1f") << " ["
+           << fmt(s.base_min, "%.1f") << ", " << fmt(s.base_max, "%.1f") << "] | " << fmt(s.cand_sec, "%.1f") << " ["
+           << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f") << "] | " << fmt(s.speedup) << "x ["
+           << fmt(s.speedup_lo) << ", " << fmt(s.speedup_hi) << "] | " << s.verdict << " |\n";
+      }
+    md << "\n## Accuracy at equal time\n\nThe candidate's median accuracy at each budget minus the baseline "
+          "frontier's accuracy at the same time (\"-\": outside the baseline's time range).\n\n"
+       << "| candidate | budget | seconds | candidate acc | baseline acc | gain |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    for (size_t i = 1; i < names.size(); ++i)
+      for (auto& g : accuracy_gain(runs, names[0], names[i]))
+        md << "| " << names[i] << " | " << g.budget << " | " << fmt(g.seconds, "%.1f") << " | "
+           << fmt(g.cand_acc, "%.4f") << " | " << fmt(g.base_acc, "%.4f") << " | " << fmt(g.gain, "%+.4f") << " |\n";
+  }
+  md << "\n![frontiers](pareto.png)\n";
+  atomic_write((out / "report.md").string(), md.str());
+
+  if (!o.plot) return;
+  std::string script = std::string(BRISK_SOURCE_DIR) + "/tools/plot_pareto.py";
+  std::string cmd = "/usr/bin/python3 '" + script + "' '" + (out / "report.json").string() + "' '" +
+                    (out / "pareto.png").string() + "'";
+  if (std::system(cmd.c_str()) != 0)
+    std::fprintf(stderr, "brisk speedup: pareto.png not drawn (needs Debian's python3-matplotlib: "
+                         "apt-get install python3-matplotlib); the tables are in report.md\n");
+}
+
+}  // namespace
+
+SpeedupResult run_speedup(const SpeedupOptions& o) {
+  BRISK_CHECK(!o.baseline.empty(), "speedup: --baseline is required");
+  BRISK_CHECK(!o.budgets.empty(), "speedup: --budgets needs at least one budget");
+  for (auto b : o.budgets) BRISK_CHECK(b >= 1, "speedup: budgets are epochs >= 1, got ", b);
+  BRISK_CHECK(o.seeds >= 1, "speedup: --seeds must be >= 1, got ", o.seeds);
+  for (double t : o.targets)
+    BRISK_CHECK(t > 0 && t <= 1, "speedup: --target-acc must be in (0, 1], got ", t);
+  std::vector<std::string> files{o.baseline};
+  files.insert(files.end(), o.candidates.begin(), o.candidates.end());
+  std::vector<std::string> names;
+  std::vector<train::TrainConfig> cfgs;
+  std::set<std::string> seen;
+  for (auto& f : files) {
+    names.push_back(recipe_name(f));
+    BRISK_CHECK(seen.insert(names.back()).second, "speedup: two recipes are named '", names.back(),
+                "' (the file name's stem names a recipe; rename one)");
+    cfgs.push_back(load_recipe(f, o.overrides));  // all validated before any training
+  }
+  fs::create_directories(o.out);
+  SpeedupResult res;
+  int total = int(files.size() * o.budgets.size()) * o.seeds, k = 0;
+  for (size_t i = 0; i < files.size(); ++i)
+    for (int64_t b : o.budgets)
+      for (int s = 0; s < o.seeds; ++s) {
+        ++k;
+        train::TrainConfig c = cfgs[i];
+        c.epochs = b;
+        c.seed = cfgs[i].seed + uint64_t(s);
+        c.max_steps = 0;
+        c.eval_every = 0;
+        c.progress = "off";
+        fs::path dir = fs::path(o.out) / "runs" / names[i] / ("b" + std::to_string(b) + "-s" + std::to_string(c.seed));
+        c.out = dir.string();
+        fs::path result = dir / "result.json";
+        if (fs::exists(result)) {
+          std::ifstream f(result);
+          res.runs.push_back(run_from_json(json::parse(f)));
+          std::printf("[%d/%d] %s budget %lld seed %llu: done before (%.1f s, acc %.4f)\n", k, total, names[i].c_str(),
+                      (long long)b, (unsigned long long)c.seed, res.runs.back().seconds, res.runs.back().acc);
+          continue;
+        }
+        bool resume = fs::exists(dir / "checkpoint.json");
+        std::printf("[%d/%d] %s budget %lld seed %llu%s\n", k, total, names[i].c_str(), (long long)b,
+                    (unsigned long long)c.seed, resume ? " (resuming)" : "");
+        std::fflush(stdout);
+        train::Trainer t(c);
+        train::EvalResult r = t.fit(resume);
+        Run run{names[i], b, c.seed, t.state().wall_s, r.acc, r.loss, t.state().flops};
+        atomic_write(result.string(), run_json(run).dump(2) + "\n");
+        res.runs.push_back(run);
+        res.trained++;
+        write_reports(o, names, files, res.runs);  // partial reports as runs finish
+      }
+  write_reports(o, names, files, res.runs);
+  return res;
+}
+
+}  // namespace brisk::speedup

@@ -1,0 +1,40 @@
+// `brisk speedup`: trains a baseline and candidate recipes at several budgets
+// and seeds (the schedule re-fitted to each budget: cosine / linear / onecycle
+// end at the last epoch), then compares their time-to-accuracy frontiers
+// (pareto.h). Finished runs are kept under OUT/runs/<recipe>/b<budget>-s<seed>/
+// with a result.json and are not redone; an interrupted run resumes from its
+// checkpoint. Writes OUT/runs.csv, OUT/report.json, OUT/report.md and
+// OUT/pareto.png (Debian's python3-matplotlib; skipped with a message when
+// it is missing).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "efficiency/speedup/pareto.h"
+
+namespace brisk::speedup {
+
+struct SpeedupOptions {
+  std::string baseline;                 // TOML recipe
+  std::vector<std::string> candidates;  // TOML recipes
+  std::vector<int64_t> budgets{1, 2, 4, 8};
+  int seeds = 3;                        // seeds recipe.seed, recipe.seed + 1, ...
+  std::vector<double> targets{0.91};
+  std::string out = "runs/speedup";
+  std::vector<std::string> overrides;   // "key=value", applied to every recipe (e.g. threads=2)
+  bool plot = true;
+  std::string command;                  // the command line, for the report
+};
+
+struct SpeedupResult {
+  std::vector<Run> runs;
+  int trained = 0;  // runs trained (or resumed) by this call; the rest were finished already
+};
+
+// Validates everything (files, keys, budgets, seeds) before training anything.
+SpeedupResult run_speedup(const SpeedupOptions& o);
+
+// The recipe name: the TOML file's stem (e.g. recipes/fast_cnn.toml -> fast_cnn).
+std::string recipe_name(const std::string& path);
+
+}  // namespace brisk::speedup

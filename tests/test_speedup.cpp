@@ -1,0 +1,170 @@
+// The speedup harness: frontier and interpolation arithmetic on hand-made
+// data; end to end on the synthetic dataset: budgets and seeds honoured,
+// method overheads counted, finished runs not redone, bad recipes rejected.
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "efficiency/method.h"
+#include "efficiency/speedup/harness.h"
+#include "tests/train_helpers.h"
+
+using namespace bt;
+using namespace brisk::speedup;
+
+TEST_CASE("speedup: frontier keeps the upper-left envelope", "[speedup]") {
+  auto f = frontier({{10, 0.80}, {5, 0.70}, {20, 0.79}, {40, 0.90}, {30, 0.85}, {5, 0.60}});
+  REQUIRE(f.size() == 4);
+  CHECK(f[0].seconds == 5);   // (5, 0.70) beats (5, 0.60)
+  CHECK(f[1].seconds == 10);  // (20, 0.79) is dominated by (10, 0.80)
+  CHECK(f[2].seconds == 30);
+  CHECK(f[3].seconds == 40);
+}
+
+TEST_CASE("speedup: time to accuracy and accuracy at time interpolate linearly", "[speedup]") {
+  std::vector<Point> f{{10, 0.80}, {20, 0.90}, {40, 0.95}};
+  CHECK(*time_to_accuracy(f, 0.85) == Approx(15.0));
+  CHECK(*time_to_accuracy(f, 0.925) == Approx(30.0));
+  CHECK(*time_to_accuracy(f, 0.70) == Approx(10.0));  // reached by the first point
+  CHECK_FALSE(time_to_accuracy(f, 0.96).has_value());
+  CHECK(*accuracy_at_time(f, 15) == Approx(0.85));
+  CHECK(*accuracy_at_time(f, 100) == Approx(0.95));
+  CHECK_FALSE(accuracy_at_time(f, 5).has_value());
+  CHECK(median({3, 1, 2}) == 2);
+  CHECK(median({4, 1, 2, 3}) == 2.5);
+}
+
+TEST_CASE("speedup: speedup and verdicts over seed spread on hand-made runs", "[speedup]") {
+  std::vector<Run> runs;
+  auto add = [&](const char* c, int64_t b, uint64_t s, double sec, double acc) {
+    runs.push_back({c, b, s, sec, acc, 0.5, 1e9});
+  };
+  // baseline reaches 0.90 at 20 s (seeds: 18..22); fast at 10 s (9..11); same ~ baseline.
+  for (uint64_t s = 0; s < 3; ++s) {
+    double d = double(s) - 1.0;
+    add("base", 1, s, 10 + d, 0.80);
+    add("base", 2, s, 20 + 2 * d, 0.90);
+    add("fast", 1, s, 5 + d * 0.5, 0.80);
+    add("fast", 2, s, 10 + d, 0.90);
+    add("same", 1, s, 10 - d, 0.80);
+    add("same", 2, s, 20 - 2 * d, 0.90);
+  }
+  SpeedupAt f = speedup_at(runs, "base", "fast", 0.85);
+  CHECK(*f.base_sec == Approx(15.0));
+  CHECK(*f.cand_sec == Approx(7.5));
+  CHECK(*f.speedup == Approx(2.0));
+  CHECK(f.separated);
+  CHECK(f.verdict == "faster");
+  CHECK(*f.speedup_lo < 2.0);
+  CHECK(*f.speedup_hi > 2.0);
+  SpeedupAt s = speedup_at(runs, "base", "same", 0.85);
+  CHECK_FALSE(s.separated);
+  CHECK(s.verdict == "no speedup (within seed spread)");
+  CHECK(speedup_at(runs, "fast", "base", 0.85).verdict == "slower");
+  CHECK(speedup_at(runs, "base", "fast", 0.95).verdict == "not reached by either");
+  auto g = accuracy_gain(runs, "base", "fast");
+  REQUIRE(g.size() == 2);
+  CHECK(*g[1].gain == Approx(0.90 - 0.80));  // fast's 10 s point vs base's frontier at 10 s
+  CHECK_FALSE(g[0].base_acc.has_value());    // 5 s is before base's first point
+}
+
+namespace {
+// A test-only method whose "scoring pass" sleeps at every epoch start.
+struct SleepMethod : brisk::train::Callback {
+  int ms;
+  explicit SleepMethod(int m) : ms(m) {}
+  std::string name() const override { return "sleep"; }
+  void on_epoch_start(brisk::train::Trainer&) override { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+};
+const bool g_sleep_registered = [] {
+  brisk::efficiency::register_method("testsleep", [](brisk::efficiency::MethodArgs& a) {
+    int ms = int(a.get_int("ms", 300));
+    a.finish();
+    return std::unique_ptr<brisk::train::Callback>(new SleepMethod(ms));
+  });
+  return true;
+}();
+
+std::string write_recipe(const fs::path& dir, const std::string& name, const std::string& body) {
+  fs::create_directories(dir);
+  fs::path p = dir / (name + ".toml");
+  std::ofstream(p) << body;
+  return p.string();
+}
+}  // namespace
+
+TEST_CASE("speedup: end to end on synthetic data: budgets, seeds, overheads, reports, resume", "[speedup]") {
+  fs::path dir = fs::temp_directory_path() / ("brisk_speedup_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  std::string common = "model = \"mlp\"\nbatch_size = 64\nlr = 0.05\nthreads = 2\ndata_dir = \"" + synthetic_dir() + "\"\n";
+  SpeedupOptions o;
+  o.baseline = write_recipe(dir / "recipes", "base", common + "seed = 5\n");
+  o.candidates = {write_recipe(dir / "recipes", "slow", common + "seed = 5\nmethod = \"testsleep:ms=300\"\n")};
+  o.budgets = {1, 2};
+  o.seeds = 2;
+  o.targets = {0.5};
+  o.out = (dir / "out").string();
+  o.plot = false;
+  o.command = "test";
+  SpeedupResult r = run_speedup(o);
+  CHECK(r.trained == 8);
+  REQUIRE(r.runs.size() == 8);
+  std::set<std::tuple<std::string, int64_t, uint64_t>> keys;
+  for (auto& run : r.runs) keys.insert({run.config, run.budget, run.seed});
+  CHECK(keys.size() == 8);
+  for (const char* c : {"base", "slow"})
+    for (int64_t b : {1, 2})
+      for (uint64_t s : {5, 6}) {
+        INFO(c << " budget " << b << " seed " << s);
+        CHECK(keys.count({c, b, s}) == 1);
+        // the run really used that budget (schedule re-fitted) and seed
+        fs::path rd = dir / "out" / "runs" / c / ("b" + std::to_string(b) + "-s" + std::to_string(s));
+        json cj = json::parse(std::ifstream(rd / "config.json"));
+        CHECK(cj["epochs"].get<int64_t>() == b);
+        CHECK(cj["seed"].get<uint64_t>() == s);
+      }
+  // The sleeping method's overhead is counted: 300 ms per epoch.
+  for (auto& a : r.runs)
+    if (a.config == "slow")
+      for (auto& b : r.runs)
+        if (b.config == "base" && b.budget == a.budget && b.seed == a.seed) {
+          INFO("budget " << a.budget << " seed " << a.seed << ": " << a.seconds << " vs " << b.seconds);
+          CHECK(a.seconds >= 0.3 * double(a.budget));  // every sleep is in the wall time
+          CHECK(a.seconds > b.seconds);
+        }
+  for (auto& run : r.runs) CHECK(run.flops > 0);
+  for (const char* f : {"runs.csv", "report.json", "report.md"}) CHECK(fs::exists(dir / "out" / f));
+  json rep = json::parse(std::ifstream(dir / "out" / "report.json"));
+  CHECK(rep["baseline"] == "base");
+  CHECK(rep["comparisons"][0]["candidate"] == "slow");
+  CHECK(rep["configs"]["base"]["budgets"].size() == 2);
+  // Resume: nothing is retrained, the same runs come back.
+  SpeedupResult again = run_speedup(o);
+  CHECK(again.trained == 0);
+  CHECK(again.runs.size() == 8);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("speedup: malformed TOML, unknown keys and bad options are clear errors", "[speedup]") {
+  fs::path dir = fs::temp_directory_path() / ("brisk_speedup_bad_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  SpeedupOptions o;
+  o.out = (dir / "out").string();
+  o.plot = false;
+  o.baseline = write_recipe(dir, "broken", "model = \"mlp\n");
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("broken.toml"));
+  o.baseline = write_recipe(dir, "unknown", "model = \"mlp\"\nlearning_rat = 0.1\n");
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("learning-rat") || Catch::Contains("learning_rat"));
+  o.baseline = write_recipe(dir, "badmethod", "method = \"nosuchfamily:x=1\"\n");
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("nosuchfamily"));
+  o.baseline = (dir / "missing.toml").string();
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("does not exist"));
+  o.baseline = write_recipe(dir, "ok", "model = \"mlp\"\n");
+  o.budgets = {0};
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("budgets"));
+  o.budgets = {1};
+  o.candidates = {write_recipe(dir / "other", "ok", "model = \"mlp\"\n")};
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("two recipes are named 'ok'"));
+  CHECK_FALSE(fs::exists(dir / "out" / "runs"));  // nothing trained
+  fs::remove_all(dir);
+}
