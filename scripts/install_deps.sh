@@ -8,6 +8,7 @@ PACKAGES=(
   libopenblas-dev zlib1g-dev
   catch2 libbenchmark-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   dataset-fashion-mnist
+  python3-matplotlib  # brisk speedup's pareto.png (tools/plot_pareto.py)
 )
 
 missing=()

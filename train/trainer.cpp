@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/flops.h"
+#include "efficiency/compose.h"
 #include "efficiency/method.h"
 #include "models/models.h"
 #include "train/progress.h"
@@ -51,6 +52,7 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     optimizer_ = std::make_unique<optim::AdamW>(model_->named_parameters(), o);
   }
   for (auto& m : cfg_.methods) callbacks_.push_back(efficiency::make_method(m));
+  efficiency::order_and_check(callbacks_);  // documented order; conflicting sets are errors
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
   so.base_lr = cfg_.lr;
@@ -87,7 +89,10 @@ int64_t Trainer::total_steps() const {
   return std::max<int64_t>(total, 1);
 }
 
-void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+void Trainer::add_callback(std::unique_ptr<Callback> cb) {
+  callbacks_.push_back(std::move(cb));
+  efficiency::order_and_check(callbacks_);
+}
 
 int64_t Trainer::schedule_position() const {
   int64_t full = train_loader_->num_batches_full(), now = std::max<int64_t>(train_loader_->num_batches(), 1);

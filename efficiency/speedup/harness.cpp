@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "core/thread_pool.h"
+#include "efficiency/compose.h"
 #include "efficiency/method.h"
 #include "train/trainer.h"
 
@@ -35,7 +36,9 @@ train::TrainConfig load_recipe(const std::string& path, const std::vector<std::s
     c.set(kv.substr(0, eq), kv.substr(eq + 1));
   }
   c.validate();
-  for (const std::string& m : c.methods) efficiency::make_method(m);  // unknown families/keys fail now
+  std::vector<std::unique_ptr<train::Callback>> ms;
+  for (const std::string& m : c.methods) ms.push_back(efficiency::make_method(m));  // unknown families/keys fail now
+  efficiency::order_and_check(ms);  // and so do conflicting combinations
   return c;
 }
 

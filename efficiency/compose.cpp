@@ -1,0 +1,30 @@
+// Method ordering and conflict rules (see compose.h).
+#include "efficiency/compose.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+
+namespace brisk::efficiency {
+
+int family_rank(const std::string& family) {
+  static const std::map<std::string, int> rank{{"grow", 0}, {"prune", 1}, {"select", 2}, {"precision", 3}, {"ema", 4}};
+  auto it = rank.find(family);
+  return it == rank.end() ? 5 : it->second;
+}
+
+void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods) {
+  std::stable_sort(methods.begin(), methods.end(),
+                   [](const auto& a, const auto& b) { return family_rank(a->name()) < family_rank(b->name()); });
+  std::map<std::string, int> count;
+  for (auto& m : methods) count[m->name()]++;
+  for (const char* f : {"grow", "prune", "select", "precision", "ema"})
+    BRISK_CHECK(count[f] <= 1, "methods: at most one '", f, "' method per run, got ", count[f],
+                " (combine their settings in one --method ", f, ":...)");
+  BRISK_CHECK(!(count["grow"] && count["prune"]),
+              "methods: 'grow' and 'prune' cannot be combined: growth surgery changes the layer shapes "
+              "that pruning masks and its schedule are defined over");
+}
+
+}  // namespace brisk::efficiency

@@ -1,0 +1,22 @@
+// How methods compose. At every trainer event, methods act in family order,
+// whatever order the recipe lists them in (within a family, in listed order):
+//   1. grow     surgery first: later methods see the current shapes
+//   2. prune    masks over those shapes (the optimizer re-applies them after
+//               every step; masked weights and their state stay zero)
+//   3. select   which examples are visited / backpropagated
+//   4. precision  (reserved: the compute dtype of what was selected)
+//   5. ema      averages the weights the step produced
+// Combinations that cannot work together are errors naming both methods.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "train/callback.h"
+
+namespace brisk::efficiency {
+
+// Sorts callbacks into the order above (stable) and rejects conflicting sets.
+void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods);
+int family_rank(const std::string& family);  // 0..5; unknown families (user callbacks) act last
+
+}  // namespace brisk::efficiency
