@@ -9,9 +9,11 @@
 #include <map>
 #include <sstream>
 #include <mutex>
+#include <string_view>
 #include <tuple>
 
 #include "core/error.h"
+#include "core/kernel_params.h"
 
 namespace brisk {
 
@@ -163,6 +165,27 @@ void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
                  : "");
 }
 
+// Work and traffic of one kernel call, for the op profile.
+static void op_cost(const char* op, const KernelArgs& a, double& flops, double& bytes) {
+  bytes = 0;
+  for (const Tensor& t : a.in)
+    if (t.defined()) bytes += double(t.numel()) * double(t.element_size());
+  for (const Tensor& t : a.out)
+    if (t.defined()) bytes += double(t.numel()) * double(t.element_size());
+  std::string_view o(op);
+  if (o == "gemm") {
+    flops = 2.0 * double(a.in[0].size(0)) * double(a.in[0].size(1)) * double(a.in[0].size(2)) * double(a.in[1].size(2));
+  } else if (o.substr(0, 7) == "conv2d_" && a.params) {
+    const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+    int64_t O = o == "conv2d_bwd_weight" ? a.out[0].size(0) : a.in[1].size(0);
+    flops = 2.0 * double(g.N) * double(O) * double(g.C * g.kh * g.kw) * double(g.Ho * g.Wo);
+  } else if (o.substr(0, 10) == "csr_linear") {
+    flops = 2.0 * double(a.in[o == "csr_linear_bwd_weight" ? 3 : 2].numel()) * double(a.in[0].size(1));
+  } else {
+    flops = !a.out.empty() && a.out[0].defined() ? double(a.out[0].numel()) : 0.0;
+  }
+}
+
 bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
   init_kernels();
   auto it = table().find(Key{op, dev.type, dtype});
@@ -181,6 +204,10 @@ bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& arg
           st.backend = e.backend;
           st.calls++;
           st.seconds += dt;
+          double f = 0, b = 0;
+          op_cost(op, args, f, b);
+          st.flops += f;
+          st.bytes += b;
         }
         t_last = e.backend;
         t_last_by_op[op] = e.backend;

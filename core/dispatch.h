@@ -91,6 +91,8 @@ struct OpStat {
   std::string op, backend;
   int64_t calls = 0;
   double seconds = 0;
+  double flops = 0;  // GEMM/conv: 2 per multiply-add; other ops: 1 per output element
+  double bytes = 0;  // operands read + results written, once each (a lower bound on traffic)
 };
 void set_op_profiling(bool on);
 std::vector<OpStat> op_stats();  // sorted by time, descending

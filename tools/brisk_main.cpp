@@ -3,6 +3,7 @@
 //   brisk demo   train a small MLP on Fashion-MNIST with the raw tensor API
 //   brisk info   build configuration and registered kernel backends
 //   brisk speedup  time-to-accuracy of recipes vs a baseline over budgets and seeds
+//   brisk profile  where a recipe's training time goes, per phase and per kernel
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -19,6 +20,7 @@
 #include "data/idx.h"
 #include "efficiency/method.h"
 #include "efficiency/speedup/harness.h"
+#include "train/profile.h"
 #include "train/trainer.h"
 
 namespace F = brisk::nn::functional;
@@ -200,6 +202,15 @@ int main(int argc, char** argv) {
   sp->add_option("--out", so.out, "report folder (finished runs in it are not redone)")->capture_default_str();
   sp->add_option("--set", so.overrides, "key=value applied to every recipe (repeatable), e.g. threads=2");
   sp->add_flag("--no-plot", [&](int64_t) { so.plot = false; }, "skip pareto.png");
+  std::string prof_config, prof_json;
+  std::vector<std::string> prof_sets;
+  train::ProfileOptions po;
+  auto* pf = app.add_subcommand("profile", "time per phase and per kernel of a recipe, and what bounds it");
+  pf->add_option("--config", prof_config, "TOML recipe (default: the cnn baseline's defaults)")->check(CLI::ExistingFile);
+  pf->add_option("--steps", po.steps, "steps to profile (after a warm-up)")->capture_default_str();
+  pf->add_option("--warmup", po.warmup, "steps before the clocks start")->capture_default_str();
+  pf->add_option("--set", prof_sets, "key=value overriding the recipe (repeatable), e.g. model=mlp");
+  pf->add_option("--json", prof_json, "also write the report as JSON to this file ('-': JSON on stdout only)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -209,6 +220,28 @@ int main(int argc, char** argv) {
     if (tr->parsed()) return run_train(*tr, tf);
     if (d->parsed()) return run_demo(demo);
     if (info->parsed()) return run_info();
+    if (pf->parsed()) {
+      train::TrainConfig cfg;
+      if (!prof_config.empty()) cfg.load_toml(prof_config);
+      for (auto& kv : prof_sets) {
+        size_t eq = kv.find('=');
+        BRISK_CHECK(eq != std::string::npos && eq > 0, "profile: --set expects key=value, got '", kv, "'");
+        cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
+      }
+      cfg.validate();
+      nlohmann::json rep = train::run_profile(cfg, po);
+      if (prof_json == "-") {
+        std::printf("%s\n", rep.dump(2).c_str());
+        return 0;
+      }
+      std::printf("%s", train::format_profile(rep).c_str());
+      if (!prof_json.empty()) {
+        std::ofstream f(prof_json);
+        BRISK_CHECK(f.good(), "profile: cannot write ", prof_json);
+        f << rep.dump(2) << "\n";
+      }
+      return 0;
+    }
     if (sp->parsed()) {
       auto split = [](const std::string& s, const char* what) {
         std::vector<std::string> out;

@@ -101,10 +101,32 @@ int64_t Trainer::schedule_position() const {
 
 template <class F>
 void Trainer::fire(F f) {
-  for (auto& cb : callbacks_) f(*cb);
+  for (auto& cb : callbacks_) {
+    auto t0 = Clock::now();
+    f(*cb);
+    phases_.methods[cb->name()] += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
 }
 
+namespace {
+// Adds the seconds since the last mark to one phase.
+struct PhaseClock {
+  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  void to(double& phase) {
+    auto now = std::chrono::steady_clock::now();
+    phase += std::chrono::duration<double>(now - t).count();
+    t = now;
+  }
+};
+}  // namespace
+
 EvalResult Trainer::evaluate() {
+  PhaseClock ec;
+  struct Done {  // adds the evaluation's time however it returns
+    PhaseClock& c;
+    double& d;
+    ~Done() { c.to(d); }
+  } done{ec, phases_.eval};
   NoGradGuard ng;
   bool was_training = model_->is_training();
   model_->eval();
@@ -131,23 +153,34 @@ void Trainer::train_one_batch() {
   skip_step = false;
   loss_weights = Tensor();
   fire([&](Callback& c) { c.on_batch_start(*this); });
+  PhaseClock pc;
   logits = model_->forward(batch.x);
+  pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_forward(*this); });
+  pc = PhaseClock();
   per_example_loss = F::cross_entropy(logits, batch.y, F::Reduction::none, -100, cfg_.label_smoothing);
+  pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_loss(*this); });
+  pc = PhaseClock();
   loss = loss_weights.defined() ? sum(per_example_loss * loss_weights) / double(per_example_loss.numel())
                                 : mean(per_example_loss);
   double lv = loss.item();
+  pc.to(phases_.forward);
   BRISK_CHECK(std::isfinite(lv), "training stopped: loss is ", lv, " at step ", state_.step, " (epoch ",
               state_.epoch + 1, ", batch ", batch.index, "). The last checkpoint in ", cfg_.out,
               " is untouched; lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
   loss.backward();
+  pc.to(phases_.backward);
   fire([&](Callback& c) { c.on_after_backward(*this); });
+  pc = PhaseClock();
   if (cfg_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), cfg_.clip_grad);
   optimizer_->set_lr(schedule_->lr_at(schedule_position()));
+  pc.to(phases_.optimizer);
   fire([&](Callback& c) { c.on_before_step(*this); });
+  pc = PhaseClock();
   if (!skip_step) optimizer_->step();
+  pc.to(phases_.optimizer);
   fire([&](Callback& c) { c.on_after_step(*this); });
   state_.step++;
   state_.samples_seen += batch.y.size(0);
@@ -168,7 +201,9 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
     Tensor losses = F::cross_entropy(lg, loaded.y, F::Reduction::none, -100, cfg_.label_smoothing);
     chosen = sel.select(*this, loaded.indices, loaded.y, losses, lg);
   }
-  score_s_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  double scored = std::chrono::duration<double>(Clock::now() - t0).count();
+  score_s_ += scored;
+  phases_.methods["select (scoring passes)"] += scored;
   BRISK_CHECK(chosen.dtype() == DType::boolean && chosen.numel() == loaded.y.numel(),
               "batch selector returned ", chosen.str(), " for a batch of ", loaded.y.numel());
   std::vector<double> pick;
@@ -229,7 +264,9 @@ EvalResult Trainer::fit(bool resume) {
     int64_t bar_samples = 0;
     bool stop_for_eval = false;
     while (steps_left()) {
+      PhaseClock dc;
       auto b = train_loader_->next();
+      dc.to(phases_.data);
       if (!b) break;
       bar_samples += b->y.size(0);
       if (selector_) {

@@ -1,5 +1,6 @@
 // Trainer: the training loop, its events, evaluation, metrics and checkpoints.
 #pragma once
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +20,14 @@ struct EvalResult {
 };
 
 // Where the run is; everything here is checkpointed.
+// Seconds per phase of training, accumulated since construction (for
+// `brisk profile`; cheap enough to be always on). Method work is the time
+// inside each method's event handlers, plus selection's scoring passes.
+struct PhaseTimes {
+  double data = 0, forward = 0, backward = 0, optimizer = 0, eval = 0;
+  std::map<std::string, double> methods;  // by method family
+};
+
 struct TrainState {
   int64_t epoch = 0;           // epochs completed
   int64_t batch_in_epoch = 0;  // batches done in the current (incomplete) epoch
@@ -70,6 +79,7 @@ class Trainer {
   // sizes depend on training, e.g. InfoBatch); methods use it for fractions.
   int64_t total_steps() const;
   double score_seconds() const { return score_s_; }  // time in forward-only scoring passes
+  const PhaseTimes& phases() const { return phases_; }
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
   int64_t schedule_position() const;
   double lr_at(int64_t position) const { return schedule_->lr_at(position); }
@@ -95,6 +105,7 @@ class Trainer {
   BatchSelector* selector_ = nullptr;
   data::Batch buffer_;  // selected examples waiting for a full batch
   double score_s_ = 0;
+  PhaseTimes phases_;
 };
 
 // The `brisk train` entry point: parses nothing, runs cfg, prints progress and

@@ -1,0 +1,70 @@
+// brisk profile: phases, per-kernel FLOPs and bytes, a verdict, and a
+// method's own work showing up as its own phase.
+#include <chrono>
+#include <thread>
+
+#include "efficiency/method.h"
+#include "train/profile.h"
+#include "tests/train_helpers.h"
+
+using namespace bt;
+
+namespace {
+struct Sleepy : brisk::train::Callback {
+  std::string name() const override { return "sleepy"; }
+  void on_batch_start(brisk::train::Trainer&) override { std::this_thread::sleep_for(std::chrono::milliseconds(20)); }
+};
+const bool g_registered = [] {
+  brisk::efficiency::register_method("sleepy", [](brisk::efficiency::MethodArgs& a) {
+    a.finish();
+    return std::unique_ptr<brisk::train::Callback>(new Sleepy());
+  });
+  return true;
+}();
+}  // namespace
+
+TEST_CASE("profile: phases, kernels with FLOPs and bytes, a verdict and mitigations", "[profile]") {
+  TrainConfig c = small_config("profile");
+  c.model = "cnn";
+  c.epochs = 3;
+  brisk::train::ProfileOptions o;
+  o.steps = 6;
+  o.warmup = 2;
+  json r = brisk::train::run_profile(c, o);
+  CHECK(r["steps"] == 6);
+  CHECK(r["peak"]["gemm_gflops"].get<double>() > 0);
+  CHECK(r["peak"]["copy_gbps"].get<double>() > 0);
+  for (const char* k : {"data", "forward", "backward", "optimizer"}) CHECK(r["phases"].contains(k));
+  CHECK(r["phases"]["backward"].get<double>() > 0);
+  bool conv = false;
+  for (auto& op : r["ops"])
+    if (op["op"] == "conv2d_fwd") {
+      conv = true;
+      // cnn conv1 + conv2 forward at batch 64: 2 * 64 * (32*9*784 + 64*288*196) per step
+      double per_step = 2.0 * 64 * (32 * 9 * 784 + 64 * 288 * 196);
+      CHECK(op["flops"].get<double>() == Approx(per_step * 6).epsilon(1e-9));
+      CHECK(op["calls"] == 12);
+      CHECK(op["bytes"].get<double>() > 0);
+    }
+  CHECK(conv);
+  std::string v = r["verdict"];
+  CHECK((v == "compute-bound" || v == "memory-bound" || v == "data-bound" || v == "overhead-bound"));
+  CHECK(r["mitigations"].size() >= 2);
+  std::string text = brisk::train::format_profile(r);
+  CHECK(text.find("verdict: " + v) != std::string::npos);
+  CHECK(text.find("conv2d_fwd") != std::string::npos);
+}
+
+TEST_CASE("profile: a method's own work is its own phase", "[profile]") {
+  TrainConfig c = small_config("profile_sleepy");
+  c.methods = {"sleepy"};
+  brisk::train::ProfileOptions o;
+  o.steps = 5;
+  o.warmup = 1;
+  json r = brisk::train::run_profile(c, o);
+  REQUIRE(r["phases"].contains("method: sleepy"));
+  CHECK(r["phases"]["method: sleepy"].get<double>() >= 0.09);  // 5 steps x 20 ms
+  CHECK(r["phases"]["method: sleepy"].get<double>() < r["train_seconds"].get<double>());
+  o.steps = 1000;  // more than the run has
+  CHECK_THROWS_WITH(brisk::train::run_profile(c, o), Catch::Contains("lower --steps"));
+}

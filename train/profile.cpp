@@ -1,0 +1,239 @@
+// brisk profile (see profile.h).
+#include "train/profile.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/thread_pool.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace brisk::train {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+MachinePeak measure_peak() {
+  MachinePeak p;
+  {
+    NoGradGuard ng;
+    Tensor a = randn({1024, 1024}), b = randn({1024, 1024});
+    matmul(a, b);  // warm-up: packing buffers, pool threads
+    int reps = 0;
+    auto t0 = Clock::now();
+    while (since(t0) < 0.3 || reps < 3) {
+      matmul(a, b);
+      ++reps;
+    }
+    p.gflops = 2.0 * 1024 * 1024 * 1024 * reps / since(t0) / 1e9;
+  }
+  {
+    size_t n = size_t(64) << 20;  // 64 MiB: well past the caches
+    std::vector<char> src(n, 1), dst(n, 0);
+    int threads = get_num_threads();
+    auto copy = [&] {
+      parallel_for(0, threads, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t t = lo; t < hi; ++t) {
+          size_t a = n * size_t(t) / size_t(threads), b = n * size_t(t + 1) / size_t(threads);
+          std::memcpy(dst.data() + a, src.data() + a, b - a);
+        }
+      });
+    };
+    copy();
+    int reps = 0;
+    auto t0 = Clock::now();
+    while (since(t0) < 0.3 || reps < 3) {
+      copy();
+      ++reps;
+    }
+    p.gbps = 2.0 * double(n) * reps / since(t0) / 1e9;
+  }
+  return p;
+}
+
+json run_profile(TrainConfig cfg, const ProfileOptions& o) {
+  BRISK_CHECK(o.steps >= 1, "profile: --steps must be >= 1, got ", o.steps);
+  BRISK_CHECK(o.warmup >= 1, "profile: warm-up must be >= 1 step, got ", o.warmup);
+  fs::path dir = fs::temp_directory_path() / ("brisk_profile_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  struct Cleanup {
+    fs::path d;
+    ~Cleanup() { std::error_code ec; fs::remove_all(d, ec); }
+  } cleanup{dir};
+  cfg.out = dir.string();
+  cfg.progress = "off";
+  cfg.eval_every = 0;
+  cfg.max_steps = o.warmup + o.steps;
+  if (cfg.threads > 0) set_num_threads(int(cfg.threads));
+  MachinePeak peak = measure_peak();
+
+  // A probe acts last at every batch end: it starts the clocks after the
+  // warm-up steps and stops them after `steps` more.
+  struct Probe : Callback {
+    int64_t start, stop;
+    PhaseTimes p0, p1;
+    Clock::time_point t0, t1;
+    std::vector<OpStat> stats;
+    bool done = false;
+    Probe(int64_t a, int64_t b) : start(a), stop(b) {}
+    std::string name() const override { return "profile"; }
+    void on_batch_end(Trainer& t) override {
+      if (t.state().step == start) {
+        p0 = t.phases();
+        reset_op_stats();
+        set_op_profiling(true);
+        t0 = Clock::now();
+      }
+      if (t.state().step == stop) {
+        t1 = Clock::now();
+        p1 = t.phases();
+        set_op_profiling(false);
+        stats = op_stats();
+        done = true;
+      }
+    }
+  };
+  Trainer t(cfg);
+  auto probe_owner = std::make_unique<Probe>(o.warmup, o.warmup + o.steps);
+  Probe* probe = probe_owner.get();
+  t.add_callback(std::move(probe_owner));
+  t.fit();  // ends with one evaluation (timed as its own phase)
+  set_op_profiling(false);
+  BRISK_CHECK(probe->done, "profile: the run ended after ", t.state().step, " steps, before the ",
+              o.warmup + o.steps, " needed (fewer batches than --steps? lower --steps)");
+  PhaseTimes p0 = probe->p0, p1 = t.phases();
+  p1.data = probe->p1.data, p1.forward = probe->p1.forward, p1.backward = probe->p1.backward;
+  p1.optimizer = probe->p1.optimizer, p1.methods = probe->p1.methods;
+  double wall = std::chrono::duration<double>(probe->t1 - probe->t0).count();
+  auto stats = probe->stats;
+
+  json r;
+  r["config"] = cfg.to_json();
+  r["steps"] = o.steps;
+  r["threads"] = get_num_threads();
+  r["peak"] = {{"gemm_gflops", peak.gflops}, {"copy_gbps", peak.gbps}};
+  double phase_sum = 0;
+  json ph;
+  auto add = [&](const std::string& k, double v) {
+    ph[k] = v;
+    phase_sum += v;
+  };
+  add("data", p1.data - p0.data);
+  add("forward", p1.forward - p0.forward);
+  add("backward", p1.backward - p0.backward);
+  add("optimizer", p1.optimizer - p0.optimizer);
+  for (auto& [m, s] : p1.methods) {
+    if (m == "profile") continue;  // the probe itself
+    double before = p0.methods.count(m) ? p0.methods.at(m) : 0.0;
+    add("method: " + m, s - before);
+  }
+  r["phases"] = ph;
+  r["eval_seconds"] = p1.eval - p0.eval;  // the evaluation after the profiled steps
+  r["train_seconds"] = wall;
+  r["other_seconds"] = std::max(0.0, wall - phase_sum);  // progress, checkpoint triggers, bookkeeping
+  double kernel_s = 0, heavy_s = 0;
+  double balance = peak.gflops / std::max(peak.gbps, 1e-9);  // FLOP per byte where the two peaks meet
+  for (auto& s : stats) {
+    double intensity = s.bytes > 0 ? s.flops / s.bytes : 0;
+    bool compute = intensity >= balance / 4;  // GEMM-like: limited by arithmetic, not bytes
+    kernel_s += s.seconds;
+    if (compute) heavy_s += s.seconds;
+    r["ops"].push_back({{"op", s.op}, {"backend", s.backend}, {"calls", s.calls}, {"seconds", s.seconds},
+                        {"flops", s.flops}, {"bytes", s.bytes},
+                        {"gflops", s.seconds > 0 ? s.flops / s.seconds / 1e9 : 0.0},
+                        {"gbps", s.seconds > 0 ? s.bytes / s.seconds / 1e9 : 0.0},
+                        {"pct_of_peak", s.seconds > 0 ? 100.0 * (compute ? s.flops / s.seconds / 1e9 / peak.gflops
+                                                                       : s.bytes / s.seconds / 1e9 / peak.gbps)
+                                                      : 0.0},
+                        {"bound", compute ? "compute" : "memory"}});
+  }
+  r["kernel_seconds"] = kernel_s;
+  double step_s = wall / double(o.steps);
+  r["step_ms"] = 1000 * step_s;
+  // Verdict: the largest share of the step decides.
+  double data_f = (p1.data - p0.data) / std::max(wall, 1e-12);
+  double overhead_f = std::max(0.0, wall - kernel_s - (p1.data - p0.data)) / std::max(wall, 1e-12);
+  double heavy_f = heavy_s / std::max(wall, 1e-12), light_f = (kernel_s - heavy_s) / std::max(wall, 1e-12);
+  std::string verdict;
+  std::vector<std::string> advice;
+  double top = std::max({data_f, overhead_f, heavy_f, light_f});
+  if (top == data_f) {
+    verdict = "data-bound";
+    advice = {"the loader, not the model, sets the pace: more loader threads or cached/preprocessed inputs",
+              "selection that visits fewer examples (select:kind=rs2|infobatch) also loads fewer"};
+  } else if (top == overhead_f) {
+    verdict = "overhead-bound";
+    advice = {"time goes to framework work between kernels (graph building, small ops): a larger batch size",
+              "fewer, fused ops (Linear/Conv2d followed by ReLU already run fused)"};
+  } else if (top == heavy_f) {
+    verdict = "compute-bound";
+    advice = {"fewer FLOPs per step: structured pruning (prune:structure=channel) shrinks the GEMMs",
+              "fewer steps per epoch: selection (select:kind=rs2|infobatch|selective-backprop)",
+              "start small: growth (grow:kind=net2net|msg)",
+              "cheaper FLOPs: low precision (bf16 / int8 GEMM, issue 'Low precision')"};
+  } else {
+    verdict = "memory-bound";
+    advice = {"fewer bytes per element: low precision storage (bf16 halves the traffic of these ops)",
+              "fusion of the memory-bound ops listed above", "selection reduces every op's work per epoch"};
+  }
+  r["shares"] = {{"data", data_f}, {"overhead", overhead_f}, {"compute_kernels", heavy_f}, {"memory_kernels", light_f}};
+  r["verdict"] = verdict;
+  r["mitigations"] = advice;
+  return r;
+}
+
+std::string format_profile(const json& r) {
+  std::ostringstream os;
+  char line[256];
+  std::snprintf(line, sizeof line, "brisk profile: %s, %lld steps of batch %lld on %d threads: %.2f ms per step\n",
+                r["config"]["model"].get<std::string>().c_str(), (long long)r["steps"].get<int64_t>(),
+                (long long)r["config"]["batch-size"].get<int64_t>(), r["threads"].get<int>(), r["step_ms"].get<double>());
+  os << line;
+  std::snprintf(line, sizeof line, "machine peaks (measured): GEMM %.0f GFLOP/s, memory copy %.1f GB/s\n\n",
+                r["peak"]["gemm_gflops"].get<double>(), r["peak"]["copy_gbps"].get<double>());
+  os << line << "phase                              seconds       %\n";
+  double wall = r["train_seconds"].get<double>();
+  auto row = [&](const std::string& k, double v) {
+    std::snprintf(line, sizeof line, "%-32s %9.3f %7.1f\n", k.c_str(), v, 100 * v / std::max(wall, 1e-12));
+    os << line;
+  };
+  for (auto& [k, v] : r["phases"].items()) row(k, v.get<double>());
+  row("other", r["other_seconds"].get<double>());
+  std::snprintf(line, sizeof line, "%-32s %9.3f   (not in the step time)\n\n", "evaluation",
+                r["eval_seconds"].get<double>());
+  os << line;
+  os << "op                      backend     calls   seconds      %    GFLOP     GB  GFLOP/s   GB/s  %peak bound\n";
+  for (auto& o : r["ops"]) {
+    std::snprintf(line, sizeof line, "%-23s %-9s %7lld %9.3f %6.1f %8.2f %6.2f %8.1f %6.1f %6.1f %s\n",
+                  o["op"].get<std::string>().c_str(), o["backend"].get<std::string>().c_str(),
+                  (long long)o["calls"].get<int64_t>(), o["seconds"].get<double>(),
+                  100 * o["seconds"].get<double>() / std::max(wall, 1e-12), o["flops"].get<double>() / 1e9,
+                  o["bytes"].get<double>() / 1e9, o["gflops"].get<double>(), o["gbps"].get<double>(),
+                  o["pct_of_peak"].get<double>(), o["bound"].get<std::string>().c_str());
+    os << line;
+  }
+  auto sh = r["shares"];
+  std::snprintf(line, sizeof line,
+                "\nshares of the step: data %.0f%%, compute-bound kernels %.0f%%, memory-bound kernels %.0f%%, "
+                "overhead %.0f%%\nverdict: %s\n",
+                100 * sh["data"].get<double>(), 100 * sh["compute_kernels"].get<double>(),
+                100 * sh["memory_kernels"].get<double>(), 100 * sh["overhead"].get<double>(),
+                r["verdict"].get<std::string>().c_str());
+  os << line;
+  for (auto& m : r["mitigations"]) os << "  - " << m.get<std::string>() << "\n";
+  return os.str();
+}
+
+}  // namespace brisk::train
