@@ -11,6 +11,12 @@
 
 namespace brisk {
 
+// Stochastic rounding of x to f16 or bf16: each element becomes one of its
+// two neighbours, the upper with probability (x - lo) / (hi - lo) (unbiased).
+// Not differentiable. Deterministic for a given generator state.
+class Generator;
+Tensor stochastic_round(const Tensor& x, DType to, Generator* gen = nullptr);
+
 // --- unary (differentiable for floating dtypes) ---
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
