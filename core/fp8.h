@@ -1,0 +1,40 @@
+// 8-bit floats, emulated on the CPU: E4M3 (OCP "fn": bias 7, max 448, no
+// infinities) and E5M2 (bias 15, max 57344). Codes are stored as u8 tensors.
+// Casts saturate (|x| beyond the max becomes +-max) and round to nearest,
+// ties to even; subnormals are kept. Per-tensor delayed scaling follows the
+// usual recipe: scale = fp8_max * 2^-margin / amax, amax over a history of
+// recent steps, the old scale kept when amax is 0 or not finite.
+#pragma once
+#include <deque>
+
+#include "core/tensor.h"
+
+namespace brisk {
+
+enum class Fp8Format { e4m3, e5m2 };
+double fp8_max(Fp8Format f);
+const char* fp8_name(Fp8Format f);
+
+uint8_t fp8_encode(float v, Fp8Format f);  // saturating, nearest-even; NaN -> a NaN code
+float fp8_decode(uint8_t code, Fp8Format f);
+
+// codes (u8) of x * scale; and back: f32 values code / scale.
+Tensor fp8_quantize(const Tensor& x, Fp8Format f, double scale = 1.0);
+Tensor fp8_dequantize(const Tensor& codes, Fp8Format f, double scale = 1.0);
+
+class Fp8DelayedScaling {
+ public:
+  explicit Fp8DelayedScaling(Fp8Format f, int history = 16, int margin = 0);
+  // Records amax(|x|) and recomputes the scale from the history's max.
+  void update(const Tensor& x);
+  double scale() const { return scale_; }
+  const std::deque<double>& amax_history() const { return hist_; }
+
+ private:
+  Fp8Format f_;
+  int len_, margin_;
+  std::deque<double> hist_;
+  double scale_ = 1.0;
+};
+
+}  // namespace brisk
