@@ -1,0 +1,26 @@
+// int8 with per-row scales (symmetric): row r is stored as round(x / s_r) in
+// [-127, 127] with s_r = max|row r| / 127, so each element's error is at most
+// s_r / 2 = max|row| / 254. int8_matmul quantizes A by rows and B by columns
+// (the K dim shares one scale per output row / column), multiplies in int32
+// and rescales. This is the reference path; the VNNI kernel of the
+// low-precision issue is to be checked against it.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace brisk {
+
+struct Int8Rows {
+  int64_t rows = 0, cols = 0;
+  std::vector<int8_t> q;      // [rows, cols]
+  std::vector<float> scale;   // [rows]; 0 for an all-zero row
+};
+
+Int8Rows quantize_rows_int8(const Tensor& x);  // x [rows, cols], floating
+Tensor dequantize_rows_int8(const Int8Rows& q);  // -> f32 [rows, cols]
+// C [M, N] ~= a [M, K] @ b [K, N], with int8 operands and int32 accumulation.
+Tensor int8_matmul(const Tensor& a, const Tensor& b);
+
+}  // namespace brisk

@@ -1,0 +1,36 @@
+// int8 per-row quantization: per-element error within max|row|/254, and the
+// int8 GEMM's error within the bound the quantization errors imply.
+#include <algorithm>
+
+#include "core/int8.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+
+TEST_CASE("int8: per-row quantization error is within max|row|/254 per element", "[int8]") {
+  Tensor x = randn({37, 300}) * exp(randn({37, 1}) * 2.0);  // rows of very different ranges
+  Int8Rows q = quantize_rows_int8(x);
+  Tensor d = dequantize_rows_int8(q);
+  Tensor rowmax = max(abs(x), {1}, true);
+  Tensor err = abs(d - x);
+  CHECK(sum(gt(err, rowmax / 254.0 * (1 + 1e-6))).item() == 0);
+  CHECK(max(err / rowmax).item() > 1.0 / 254 / 4);  // the bound is not vacuous
+  CHECK(std::all_of(q.q.begin(), q.q.end(), [](int8_t v) { return v >= -127; }));  // symmetric range
+  Int8Rows z = quantize_rows_int8(zeros({2, 3}));
+  CHECK(z.scale[0] == 0);
+  CHECK_THROWS_WITH(quantize_rows_int8(randn({3})), Catch::Contains("[rows, cols]"));
+}
+
+TEST_CASE("int8: int8_matmul is within the quantization error bound of the f32 product", "[int8]") {
+  Tensor a = randn({20, 64}), b = randn({64, 30});
+  Tensor c = int8_matmul(a, b), ref = matmul(a.to(DType::f64), b.to(DType::f64));
+  // |a_k b_k - a'_k b'_k| <= |a_k| db + |b_k| da + da db, with da = max|row of a|/254, db = max|col of b|/254
+  Tensor da = max(abs(a), {1}, true).to(DType::f64) / 254.0;   // [20, 1]
+  Tensor db = max(abs(b), {0}, true).to(DType::f64) / 254.0;   // [1, 30]
+  Tensor bound = matmul(abs(a).to(DType::f64), ones({64, 1}, DType::f64)) * db +
+                 matmul(ones({1, 64}, DType::f64), abs(b).to(DType::f64)) * da + da * db * 64.0;
+  Tensor err = abs(c.to(DType::f64) - ref);
+  CHECK(sum(gt(err, bound * 1.0001 + 1e-5)).item() == 0);
+  CHECK(max(err).item() > 0);  // it really is quantized
+  CHECK_THROWS_WITH(int8_matmul(randn({2, 3}), randn({4, 2})), Catch::Contains("[M, K] @ [K, N]"));
+}
