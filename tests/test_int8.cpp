@@ -34,3 +34,15 @@ TEST_CASE("int8: int8_matmul is within the quantization error bound of the f32 p
   CHECK(max(err).item() > 0);  // it really is quantized
   CHECK_THROWS_WITH(int8_matmul(randn({2, 3}), randn({4, 2})), Catch::Contains("[M, K] @ [K, N]"));
 }
+
+TEST_CASE("int8: the AVX512-VNNI GEMM equals the scalar reference exactly", "[int8]") {
+  if (!int8_vnni_supported()) {
+    WARN("CPU lacks AVX512-VNNI: int8_matmul_vnni not tested here");
+    return;
+  }
+  for (auto [M, K, N] : {std::tuple{1, 1, 1}, std::tuple{7, 13, 5}, std::tuple{64, 256, 100}, std::tuple{33, 130, 129}}) {
+    INFO(M << "x" << K << "x" << N);
+    Tensor a = randn({M, K}), b = randn({K, N});
+    CHECK(bit_equal(int8_matmul_vnni(a, b), int8_matmul(a, b)));
+  }
+}
