@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/thread_pool.h"
 
 namespace brisk {
 
@@ -19,15 +20,21 @@ Int8Rows quantize_rows_int8(const Tensor& x) {
   r.q.resize(size_t(r.rows * r.cols));
   r.scale.resize(size_t(r.rows));
   const float* p = xf.data_ptr<float>();
-  for (int64_t i = 0; i < r.rows; ++i) {
-    float m = 0;
-    for (int64_t j = 0; j < r.cols; ++j) m = std::max(m, std::abs(p[i * r.cols + j]));
-    BRISK_CHECK(std::isfinite(m), "op quantize_rows_int8: row ", i, " holds a non-finite value");
-    float s = m / 127.0f;
-    r.scale[size_t(i)] = s;
-    for (int64_t j = 0; j < r.cols; ++j)
-      r.q[size_t(i * r.cols + j)] = s > 0 ? int8_t(std::lrint(std::clamp(p[i * r.cols + j] / s, -127.0f, 127.0f))) : 0;
-  }
+  std::vector<char> bad(size_t(r.rows), 0);
+  parallel_for(0, r.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(r.cols, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float m = 0;
+      for (int64_t j = 0; j < r.cols; ++j) m = std::max(m, std::abs(p[i * r.cols + j]));
+      bad[size_t(i)] = !std::isfinite(m);
+      float s = m / 127.0f;
+      r.scale[size_t(i)] = s;
+      for (int64_t j = 0; j < r.cols; ++j)
+        r.q[size_t(i * r.cols + j)] =
+            s > 0 && std::isfinite(s) ? int8_t(std::lrint(std::clamp(p[i * r.cols + j] / s, -127.0f, 127.0f))) : 0;
+    }
+  });
+  for (int64_t i = 0; i < r.rows; ++i)
+    BRISK_CHECK(!bad[size_t(i)], "op quantize_rows_int8: row ", i, " holds a non-finite value");
   return r;
 }
 

@@ -87,25 +87,34 @@ Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b) {
   int64_t K4 = (K + 3) / 4, Np = (N + 63) / 64 * 64;
   // A as u8 = q + 128, K padded with 128 (q = 0); B packed [K4][Np][4], padding 0.
   std::vector<uint8_t> au(size_t(M * K4 * 4), 128);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) au[size_t(i * K4 * 4 + k)] = uint8_t(int(qa.q[size_t(i * K + k)]) + 128);
+  parallel_for(0, M, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      for (int64_t k = 0; k < K; ++k) au[size_t(i * K4 * 4 + k)] = uint8_t(int(qa.q[size_t(i * K + k)]) + 128);
+  });
   std::vector<int8_t> bp(size_t(K4 * Np * 4), 0);
   std::vector<int32_t> corr(size_t(Np), 0);  // 128 * column sums of B
-  for (int64_t j = 0; j < N; ++j)
-    for (int64_t k = 0; k < K; ++k) {
-      int8_t v = qb.q[size_t(j * K + k)];
-      bp[size_t(((k / 4) * Np + j) * 4 + k % 4)] = v;
-      corr[size_t(j)] += 128 * int32_t(v);
+  parallel_for(0, N, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t j = lo; j < hi; ++j) {
+      int32_t s = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        int8_t v = qb.q[size_t(j * K + k)];
+        bp[size_t(((k / 4) * Np + j) * 4 + k % 4)] = v;
+        s += int32_t(v);
+      }
+      corr[size_t(j)] = 128 * s;
     }
+  });
   std::vector<int32_t> acc(size_t(M * Np));
   parallel_for(0, M, 8, [&](int64_t lo, int64_t hi) {
     vnni_rows(au.data(), K4, bp.data(), Np, corr.data(), lo, hi, acc.data());
   });
   Tensor c = empty({M, N}, DType::f32);
   float* cp = c.data_ptr<float>();
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j)
-      cp[i * N + j] = float(acc[size_t(i * Np + j)]) * qa.scale[size_t(i)] * qb.scale[size_t(j)];
+  parallel_for(0, M, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      for (int64_t j = 0; j < N; ++j)
+        cp[i * N + j] = float(acc[size_t(i * Np + j)]) * qa.scale[size_t(i)] * qb.scale[size_t(j)];
+  });
   return c;
 }
 
