@@ -39,6 +39,7 @@ class Pool {
   ~Pool() { stop(); }
 
   int size() const { return n_threads_; }
+  void park() { park_.store(true, std::memory_order_relaxed); }
 
   void resize(int n) {
     stop();
@@ -126,9 +127,7 @@ class Pool {
   std::atomic<int> pending_{0}, sleepers_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};
-
- public:
-  std::atomic<bool> park_{false};
+  std::atomic<bool> park_{false};  // set by park(): idle workers stop spinning
   std::exception_ptr error_;
 };
 
@@ -156,7 +155,7 @@ void set_num_threads(int n) {
 
 int get_num_threads() { return pool().size(); }
 bool in_parallel_region() { return t_in_worker; }
-void park_workers() { pool().park_.store(true, std::memory_order_relaxed); }
+void park_workers() { pool().park(); }
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {

@@ -45,3 +45,9 @@ void register_for(const char* op, const char* backend, int priority, Make make) 
 }
 
 }  // namespace brisk::kern
+
+// Registers the template kernel fn<T> for f32 and f64 under (op, backend).
+#define BRISK_REGISTER_FLOATING(op, backend, priority, fn)                                          \
+  ::brisk::kern::register_for<float, double>(op, backend, priority, [](auto t) -> ::brisk::KernelFn { \
+    return &fn<typename decltype(t)::type>;                                                        \
+  })

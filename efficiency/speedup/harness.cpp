@@ -74,8 +74,9 @@ std::string fmt(const std::optional<double>& v, const char* f = "%.2f") {
   return b;
 }
 
+// `plot`: draw pareto.png too (once, at the end: it starts a Python process).
 void write_reports(const SpeedupOptions& o, const std::vector<std::string>& names,
-                   const std::vector<std::string>& files, const std::vector<Run>& runs) {
+                   const std::vector<std::string>& files, const std::vector<Run>& runs, bool plot) {
   fs::path out(o.out);
   // runs.csv
   std::ostringstream csv;
@@ -104,12 +105,16 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
     for (auto& p : median_frontier(runs, names[i])) c["frontier"].push_back({p.seconds, p.acc});
     rep["configs"][names[i]] = c;
   }
+  // speedups[i - 1][t]: candidate i at target t, used by both report.json and report.md
+  std::vector<std::vector<SpeedupAt>> speedups(names.size() > 1 ? names.size() - 1 : 0);
+  for (size_t i = 1; i < names.size(); ++i)
+    for (double t : o.targets) speedups[i - 1].push_back(speedup_at(runs, names[0], names[i], t));
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
   for (size_t i = 1; i < names.size(); ++i) {
     json cmp;
     cmp["candidate"] = names[i];
-    for (double t : o.targets) {
-      SpeedupAt s = speedup_at(runs, names[0], names[i], t);
+    for (const SpeedupAt& s : speedups[i - 1]) {
+      double t = s.target;
       cmp["targets"].push_back({{"target", t}, {"baseline_seconds", opt(s.base_sec)}, {"candidate_seconds", opt(s.cand_sec)},
                                 {"baseline_seed_min", opt(s.base_min)}, {"baseline_seed_max", opt(s.base_max)},
                                 {"candidate_seed_min", opt(s.cand_min)}, {"candidate_seed_max", opt(s.cand_max)},
@@ -151,8 +156,8 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
        << "| candidate | target | baseline s [seeds] | candidate s [seeds] | speedup [range] | verdict |\n"
        << "| --- | ---: | ---: | ---: | ---: | --- |\n";
     for (size_t i = 1; i < names.size(); ++i)
-      for (double t : o.targets) {
-        SpeedupAt s = speedup_at(runs, names[0], names[i], t);
+      for (const SpeedupAt& s : speedups[i - 1]) {
+        double t = s.target;
         md << "| " << names[i] << " | " << fmt(t, "%.3f") << " | " << fmt(s.base_sec, "%.1f") << " ["
            << fmt(s.base_min, "%.1f") << ", " << fmt(s.base_max, "%.1f") << "] | " << fmt(s.cand_sec, "%.1f") << " ["
            << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f") << "] | " << fmt(s.speedup) << "x ["
@@ -169,7 +174,7 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
   md << "\n![frontiers](pareto.png)\n";
   atomic_write((out / "report.md").string(), md.str());
 
-  if (!o.plot) return;
+  if (!plot) return;
   std::string script = std::string(BRISK_SOURCE_DIR) + "/tools/plot_pareto.py";
   std::string cmd = "/usr/bin/python3 '" + script + "' '" + (out / "report.json").string() + "' '" +
                     (out / "pareto.png").string() + "'";
@@ -231,9 +236,9 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
         atomic_write(result.string(), run_json(run).dump(2) + "\n");
         res.runs.push_back(run);
         res.trained++;
-        write_reports(o, names, files, res.runs);  // partial reports as runs finish
+        write_reports(o, names, files, res.runs, false);  // partial tables as runs finish
       }
-  write_reports(o, names, files, res.runs);
+  write_reports(o, names, files, res.runs, o.plot);
   return res;
 }
 

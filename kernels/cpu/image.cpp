@@ -35,8 +35,8 @@ bool col2im(const KernelArgs& a) {
 
 void register_image() {
   constexpr int P = backend_priority::native;
-  register_for<float, double>("im2col", "cpu", P, [](auto t) -> KernelFn { return &im2col<typename decltype(t)::type>; });
-  register_for<float, double>("col2im", "cpu", P, [](auto t) -> KernelFn { return &col2im<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("im2col", "cpu", P, im2col);
+  BRISK_REGISTER_FLOATING("col2im", "cpu", P, col2im);
 }
 
 }  // namespace brisk::kern::cpu

@@ -85,8 +85,8 @@ bool batch_norm_bwd(const KernelArgs& a) {
 
 void register_norm() {
   constexpr int P = backend_priority::native;
-  register_for<float, double>("batch_norm_fwd", "cpu", P, [](auto t) -> KernelFn { return &batch_norm_fwd<typename decltype(t)::type>; });
-  register_for<float, double>("batch_norm_bwd", "cpu", P, [](auto t) -> KernelFn { return &batch_norm_bwd<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("batch_norm_fwd", "cpu", P, batch_norm_fwd);
+  BRISK_REGISTER_FLOATING("batch_norm_bwd", "cpu", P, batch_norm_bwd);
 }
 
 }  // namespace brisk::kern::cpu

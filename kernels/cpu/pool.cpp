@@ -165,9 +165,8 @@ bool max_pool2d_backward(const KernelArgs& a) {
 
 void register_pool() {
   constexpr int P = backend_priority::native;
-  register_for<float, double>("max_pool2d", "cpu", P, [](auto t) -> KernelFn { return &max_pool2d<typename decltype(t)::type>; });
-  register_for<float, double>("max_pool2d_backward", "cpu", P,
-      [](auto t) -> KernelFn { return &max_pool2d_backward<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("max_pool2d", "cpu", P, max_pool2d);
+  BRISK_REGISTER_FLOATING("max_pool2d_backward", "cpu", P, max_pool2d_backward);
 }
 
 }  // namespace brisk::kern::cpu

@@ -67,8 +67,8 @@ bool softmax(const KernelArgs& a) {
 
 void register_reduce() {
   constexpr int P = backend_priority::native;
-  register_for<float, double>("reduce", "cpu", P, [](auto t) -> KernelFn { return &reduce<typename decltype(t)::type>; });
-  register_for<float, double>("softmax", "cpu", P, [](auto t) -> KernelFn { return &softmax<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("reduce", "cpu", P, reduce);
+  BRISK_REGISTER_FLOATING("softmax", "cpu", P, softmax);
 }
 
 }  // namespace brisk::kern::cpu

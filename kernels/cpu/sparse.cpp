@@ -75,11 +75,9 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
 
 void register_sparse() {
   constexpr int P = backend_priority::native;
-  register_for<float, double>("csr_linear", "cpu", P, [](auto t) -> KernelFn { return &csr_linear<typename decltype(t)::type>; });
-  register_for<float, double>("csr_linear_bwd_input", "cpu", P,
-      [](auto t) -> KernelFn { return &csr_linear_bwd_input<typename decltype(t)::type>; });
-  register_for<float, double>("csr_linear_bwd_weight", "cpu", P,
-      [](auto t) -> KernelFn { return &csr_linear_bwd_weight<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("csr_linear", "cpu", P, csr_linear);
+  BRISK_REGISTER_FLOATING("csr_linear_bwd_input", "cpu", P, csr_linear_bwd_input);
+  BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "cpu", P, csr_linear_bwd_weight);
 }
 
 }  // namespace brisk::kern::cpu

@@ -89,11 +89,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
 
 void register_conv() {
   constexpr int P = backend_priority::ref;
-  register_for<float, double>("conv2d_fwd", "ref", P, [](auto t) -> KernelFn { return &conv2d_fwd<typename decltype(t)::type>; });
-  register_for<float, double>("conv2d_bwd_input", "ref", P,
-      [](auto t) -> KernelFn { return &conv2d_bwd_input<typename decltype(t)::type>; });
-  register_for<float, double>("conv2d_bwd_weight", "ref", P,
-      [](auto t) -> KernelFn { return &conv2d_bwd_weight<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("conv2d_fwd", "ref", P, conv2d_fwd);
+  BRISK_REGISTER_FLOATING("conv2d_bwd_input", "ref", P, conv2d_bwd_input);
+  BRISK_REGISTER_FLOATING("conv2d_bwd_weight", "ref", P, conv2d_bwd_weight);
 }
 
 }  // namespace brisk::kern::ref

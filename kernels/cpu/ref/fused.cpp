@@ -48,13 +48,11 @@ bool adamw_step(const KernelArgs& a) {
 
 void register_fused() {
   constexpr int P = backend_priority::ref;
-#define BRISK_REG(op, fn) register_for<float, double>(op, "ref", P, [](auto t) -> KernelFn { return &fn<typename decltype(t)::type>; })
-  BRISK_REG("bias_relu", bias_relu);
-  BRISK_REG("cross_entropy_fwd", xent_fwd);
-  BRISK_REG("cross_entropy_bwd", xent_bwd);
-  BRISK_REG("sgd_step", sgd_step);
-  BRISK_REG("adamw_step", adamw_step);
-#undef BRISK_REG
+  BRISK_REGISTER_FLOATING("bias_relu", "ref", P, bias_relu);
+  BRISK_REGISTER_FLOATING("cross_entropy_fwd", "ref", P, xent_fwd);
+  BRISK_REGISTER_FLOATING("cross_entropy_bwd", "ref", P, xent_bwd);
+  BRISK_REGISTER_FLOATING("sgd_step", "ref", P, sgd_step);
+  BRISK_REGISTER_FLOATING("adamw_step", "ref", P, adamw_step);
 }
 
 }  // namespace brisk::kern::ref

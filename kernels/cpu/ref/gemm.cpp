@@ -24,8 +24,7 @@ bool gemm(const KernelArgs& a) {
 }
 
 void register_gemm() {
-  register_for<float, double>("gemm", "ref", backend_priority::ref,
-      [](auto tag) -> KernelFn { return &gemm<typename decltype(tag)::type>; });
+  BRISK_REGISTER_FLOATING("gemm", "ref", backend_priority::ref, gemm);
 }
 
 }  // namespace brisk::kern::ref

@@ -143,11 +143,10 @@ bool avg_pool2d_backward(const KernelArgs& a) {
 
 void register_image() {
   constexpr int P = backend_priority::ref;
-  register_for<float, double>("im2col", "ref", P, [](auto t) -> KernelFn { return &im2col<typename decltype(t)::type>; });
-  register_for<float, double>("col2im", "ref", P, [](auto t) -> KernelFn { return &col2im<typename decltype(t)::type>; });
-  register_for<float, double>("max_pool2d", "ref", P, [](auto t) -> KernelFn { return &max_pool2d<typename decltype(t)::type>; });
-  register_for<float, double>("max_pool2d_backward", "ref", P,
-      [](auto t) -> KernelFn { return &max_pool2d_backward<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("im2col", "ref", P, im2col);
+  BRISK_REGISTER_FLOATING("col2im", "ref", P, col2im);
+  BRISK_REGISTER_FLOATING("max_pool2d", "ref", P, max_pool2d);
+  BRISK_REGISTER_FLOATING("max_pool2d_backward", "ref", P, max_pool2d_backward);
   register_for<float, double>("avg_pool2d", "ref", P,
       [](auto t) -> KernelFn { return &avg_pool2d<typename decltype(t)::type, false>; });
   register_for<float, double>("avg_pool2d_backward", "ref", P,

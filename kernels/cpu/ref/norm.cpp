@@ -67,8 +67,8 @@ bool batch_norm_bwd(const KernelArgs& a) {
 
 void register_norm() {
   constexpr int P = backend_priority::ref;
-  register_for<float, double>("batch_norm_fwd", "ref", P, [](auto t) -> KernelFn { return &batch_norm_fwd<typename decltype(t)::type>; });
-  register_for<float, double>("batch_norm_bwd", "ref", P, [](auto t) -> KernelFn { return &batch_norm_bwd<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("batch_norm_fwd", "ref", P, batch_norm_fwd);
+  BRISK_REGISTER_FLOATING("batch_norm_bwd", "ref", P, batch_norm_bwd);
 }
 
 }  // namespace brisk::kern::ref

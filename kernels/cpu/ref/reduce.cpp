@@ -68,8 +68,7 @@ void register_reduce() {
   constexpr int P = backend_priority::ref;
   register_for<float, double, int32_t, int64_t, uint8_t>("reduce", "ref", P,
       [](auto tag) -> KernelFn { return &reduce<typename decltype(tag)::type>; });
-  register_for<float, double>("softmax", "ref", P,
-      [](auto tag) -> KernelFn { return &softmax<typename decltype(tag)::type>; });
+  BRISK_REGISTER_FLOATING("softmax", "ref", P, softmax);
 }
 
 }  // namespace brisk::kern::ref

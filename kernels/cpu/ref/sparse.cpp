@@ -52,11 +52,9 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
 
 void register_sparse() {
   constexpr int P = backend_priority::ref;
-  register_for<float, double>("csr_linear", "ref", P, [](auto t) -> KernelFn { return &csr_linear<typename decltype(t)::type>; });
-  register_for<float, double>("csr_linear_bwd_input", "ref", P,
-      [](auto t) -> KernelFn { return &csr_linear_bwd_input<typename decltype(t)::type>; });
-  register_for<float, double>("csr_linear_bwd_weight", "ref", P,
-      [](auto t) -> KernelFn { return &csr_linear_bwd_weight<typename decltype(t)::type>; });
+  BRISK_REGISTER_FLOATING("csr_linear", "ref", P, csr_linear);
+  BRISK_REGISTER_FLOATING("csr_linear_bwd_input", "ref", P, csr_linear_bwd_input);
+  BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "ref", P, csr_linear_bwd_weight);
 }
 
 }  // namespace brisk::kern::ref
