@@ -5,6 +5,9 @@
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
+#include "efficiency/selection/grand.h"
+#include "models/models.h"
+#include "nn/functional.h"
 #include "efficiency/selection/infobatch.h"
 #include "efficiency/selection/rho_loss.h"
 #include "efficiency/selection/selective_backprop.h"
@@ -298,4 +301,86 @@ TEST_CASE("selection: curriculum visits the kept set from easy to hard", "[selec
   std::set<double> kept(oc->first_epoch_order.begin(), oc->first_epoch_order.end());
   CHECK(kept.size() == 256);
   CHECK_THROWS_WITH(brisk::efficiency::make_method("select:kind=el2n,order=hardest"), Catch::Contains("unknown order"));
+}
+
+// GraNd against autograd: example i alone, backward, the norm of the chosen
+// parameters' gradients.
+TEST_CASE("selection: GraNd scores equal per-example gradient norms", "[selection]") {
+  brisk::data::Dataset ds;
+  const int64_t n = 7;
+  std::vector<double> px(16 * 7), py(7);
+  std::mt19937 rng(3);
+  for (auto& v : px) v = double(rng() % 256);
+  for (int64_t i = 0; i < n; ++i) py[size_t(i)] = double(i % 3);
+  ds.images = from_vector(px, {n, 1, 4, 4}, DType::u8);
+  ds.labels = from_vector(py, {n}, DType::i64);
+  ds.num_classes = 3;
+  ds.mean = 0.3;
+  ds.std = 0.2;
+  manual_seed(5);
+  auto model = std::make_shared<brisk::nn::Sequential>(std::vector<brisk::nn::ModulePtr>{
+      std::make_shared<brisk::nn::Flatten>(), std::make_shared<brisk::nn::Linear>(16, 6),
+      std::make_shared<brisk::nn::ReLU>(), std::make_shared<brisk::nn::Linear>(6, 3)});
+  model->train();
+  // batch 3 so batches are partial and indices matter
+  auto last = brisk::selection::grand_scores(*model, ds, brisk::selection::GrandScope::last, 3);
+  auto full = brisk::selection::grand_scores(*model, ds, brisk::selection::GrandScope::full, 3);
+  CHECK(model->is_training());  // mode restored
+  auto params = model->named_parameters();
+  for (int64_t i = 0; i < n; ++i) {
+    INFO("example " << i);
+    Tensor x = ((ds.images.narrow(0, i, 1).to(DType::f32) / 255.0) - ds.mean) / ds.std;
+    for (auto& [k, p] : params) p.set_grad(Tensor());
+    model->eval();
+    brisk::nn::functional::cross_entropy(model->forward(x), ds.labels.narrow(0, i, 1)).backward();
+    model->train();
+    double s_last = 0, s_full = 0;
+    for (auto& [k, p] : params) {
+      double s = 0;
+      for (double g : p.grad().to_vector()) s += g * g;
+      s_full += s;
+      if (k.rfind("3.", 0) == 0) s_last += s;
+    }
+    CHECK(last[size_t(i)] == Approx(std::sqrt(s_last)).epsilon(1e-4));
+    CHECK(full[size_t(i)] == Approx(std::sqrt(s_full)).epsilon(1e-4));
+    CHECK(full[size_t(i)] > last[size_t(i)]);
+  }
+  // a model without a Linear head is refused for grand=last
+  brisk::nn::Sequential headless(std::vector<brisk::nn::ModulePtr>{std::make_shared<brisk::nn::Flatten>()});
+  CHECK_THROWS_WITH(brisk::selection::grand_scores(headless, ds, brisk::selection::GrandScope::last),
+                    Catch::Contains("grand=full"));
+}
+
+TEST_CASE("selection: static GraNd pruning keeps exactly the top scores, and resumes bit-exactly", "[selection][train]") {
+  TrainConfig c = small_config("brisk_static_grand");
+  c.epochs = 3;
+  c.methods = {"select:kind=grand,keep=0.25,start=1"};
+  Trainer t(c);
+  CHECK(t.total_steps() == 8 + 2 + 2);
+  t.fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 3);
+  CHECK(m[2]["step"] == 12);
+  CHECK(m[2]["score_s"].get<double>() > 0);  // the scoring pass is charged to the method
+  TensorMap fin = final_tensors(c.out);
+  auto kept = fin.at("method/0/static/kept").to_vector();
+  auto score = fin.at("method/0/grand/scores").to_vector();
+  REQUIRE(kept.size() == 128);
+  std::set<int64_t> k;
+  for (double v : kept) k.insert(int64_t(v));
+  double min_kept = 1e30, max_dropped = -1;
+  for (int64_t i = 0; i < 512; ++i) {
+    if (k.count(i)) min_kept = std::min(min_kept, score[size_t(i)]);
+    else max_dropped = std::max(max_dropped, score[size_t(i)]);
+  }
+  CHECK(min_kept >= max_dropped);
+  CHECK(max_dropped > 0);
+  // stopped after the scoring (10) and right before it (8), resumed: bit-identical
+  check_resume_bit_exact(c, {8, 10}, /*run_full=*/false);
+  CHECK_THROWS_WITH(Trainer([&] {
+                      TrainConfig bad = small_config("brisk_static_grand_bad");
+                      bad.methods = {"select:kind=grand,grand=middle"};
+                      return bad;
+                    }()),
+                    Catch::Contains("unknown grand scope 'middle'"));
 }

@@ -93,6 +93,32 @@ std::string write_recipe(const fs::path& dir, const std::string& name, const std
 }
 }  // namespace
 
+TEST_CASE("speedup: matching the baseline's final accuracy uses budgets that were run", "[speedup]") {
+  std::vector<Run> runs;
+  auto add = [&](const char* c, int64_t b, uint64_t s, double sec, double acc) {
+    runs.push_back({c, b, s, sec, acc, 0.5, 1e9});
+  };
+  for (uint64_t s = 0; s < 3; ++s) {
+    double d = 0.001 * (double(s) - 1.0);
+    add("base", 2, s, 20, 0.900 + d);
+    add("base", 4, s, 40, 0.920 + d);  // the final accuracy: 0.920
+    add("cand", 2, s, 15, 0.915 + d);  // 0.5 points short
+    add("cand", 3, s, 25, 0.9185 + d); // within 0.2 points
+    add("cand", 4, s, 32, 0.921 + d);
+    add("slow", 4, s, 30, 0.910 + d);  // never within 0.2
+  }
+  MatchFinal m = match_final(runs, "base", "cand", 0.002);
+  CHECK(m.base_budget == 4);
+  CHECK(m.base_acc == Approx(0.920));
+  CHECK(m.target == Approx(0.918));
+  REQUIRE(m.cand_budget);
+  CHECK(*m.cand_budget == 3);  // not 2 (short), not interpolated
+  CHECK(*m.cand_sec == Approx(25));
+  CHECK(*m.speedup == Approx(40.0 / 25.0));
+  CHECK_FALSE(match_final(runs, "base", "slow", 0.002).cand_budget);
+  CHECK(*match_final(runs, "base", "cand", 0.0).cand_budget == 4);  // delta 0: must reach 0.920
+}
+
 TEST_CASE("speedup: end to end on synthetic data: budgets, seeds, overheads, reports, resume", "[speedup]") {
   fs::path dir = fs::temp_directory_path() / ("brisk_speedup_" + std::to_string(::getpid()));
   fs::remove_all(dir);

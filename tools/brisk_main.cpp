@@ -199,6 +199,9 @@ int main(int argc, char** argv) {
   sp->add_option("--budgets", budgets, "comma-separated budgets in epochs")->capture_default_str();
   sp->add_option("--seeds", so.seeds, "seeds per (recipe, budget)")->capture_default_str();
   sp->add_option("--target-acc", targets, "comma-separated target test accuracies")->capture_default_str();
+  sp->add_option("--match-final", so.match_delta,
+                 "report each candidate's time to the baseline's final accuracy minus this (0.002 = 0.2 points)")
+      ->capture_default_str();
   sp->add_option("--out", so.out, "report folder (finished runs in it are not redone)")->capture_default_str();
   sp->add_option("--set", so.overrides, "key=value applied to every recipe (repeatable), e.g. threads=2");
   sp->add_flag("--no-plot", [&](int64_t) { so.plot = false; }, "skip pareto.png");

@@ -17,6 +17,12 @@
 //        the round(keep·N) highest-scoring examples are visited (ties: lower
 //        index kept). Keys: keep=0.5, start=1, order=random|curriculum
 //        (curriculum: visit the kept set from easy to hard, ascending score).
+//   grand: static data pruning by GraNd (efficiency/selection/grand.h),
+//        scored once at the start of epoch `start` with the weights trained so
+//        far (its time is counted in wall_s and score_s). Same keys as el2n,
+//        plus grand=last|full (the classifier's exact per-example gradient
+//        norm from one forward pass, or every parameter's by per-example
+//        backward passes).
 //   selective-backprop: batch level (Jiang et al. 2019). Each loaded batch is
 //        scored by a forward-only pass; example i is backpropagated with
 //        probability F(loss_i)^beta, F = the fraction of the last `history`
@@ -40,6 +46,7 @@
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
+#include "efficiency/selection/grand.h"
 #include "efficiency/selection/infobatch.h"
 #include "efficiency/selection/rho_loss.h"
 #include "efficiency/selection/selective_backprop.h"
@@ -64,7 +71,8 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   int64_t start = 1;
   bool curriculum = false;
 
-  bool is_static() const { return kind == "el2n" || kind == "forgetting"; }
+  bool is_static() const { return kind == "el2n" || kind == "forgetting" || kind == "grand"; }
+  selection::GrandScope grand_scope = selection::GrandScope::last;
   int64_t kept_count(int64_t n) const { return std::clamp<int64_t>(std::llround(keep * double(n)), 1, n); }
   uint64_t seed = 0;
 
@@ -113,7 +121,10 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
     }
     if (is_static()) {
       if (e < start) return;  // scoring epochs: all data
-      if (kept_.empty()) kept_ = top_scored();
+      if (kept_.empty()) {
+        if (kind == "grand") score_grand(t);
+        kept_ = top_scored();
+      }
       if (curriculum) {  // easy to hard: ascending score (ties: lower index first)
         std::vector<int64_t> o = kept_;
         std::stable_sort(o.begin(), o.end(), [&](int64_t a, int64_t b) { return score(a) < score(b); });
@@ -173,6 +184,15 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
     train_idx_.assign(perm.data_ptr<int64_t>() + h, perm.data_ptr<int64_t>() + n_);
     std::sort(holdout_idx_.begin(), holdout_idx_.end());
     std::sort(train_idx_.begin(), train_idx_.end());
+  }
+
+  // GraNd: one scoring pass over the training set with the current weights.
+  void score_grand(train::Trainer& t) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto* seq = dynamic_cast<nn::Sequential*>(&t.model());
+    BRISK_CHECK(seq != nullptr, "--method select:kind=grand needs a Sequential model");
+    grand_ = selection::grand_scores(*seq, t.train_loader().dataset(), grand_scope, 2 * t.config().batch_size);
+    il_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   // Trains the irreducible-loss model on the holdout split and scores every example.
@@ -305,6 +325,11 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
       std::copy(kept_.begin(), kept_.end(), k.data_ptr<int64_t>());
       m["static/kept"] = k;
     }
+    if (!grand_.empty()) {
+      Tensor h = empty({int64_t(grand_.size())}, DType::f32);
+      std::copy(grand_.begin(), grand_.end(), h.data_ptr<float>());
+      m["grand/scores"] = h;
+    }
     if (!il_.empty()) {
       Tensor h = empty({int64_t(il_.size())}, DType::f32);
       std::copy(il_.begin(), il_.end(), h.data_ptr<float>());
@@ -330,6 +355,11 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
       Tensor h = it_il->second.contiguous();
       il_.assign(h.data_ptr<float>(), h.data_ptr<float>() + h.numel());
     }
+    auto gt = m.find("grand/scores");
+    if (gt != m.end()) {
+      Tensor h = gt->second.contiguous();
+      grand_.assign(h.data_ptr<float>(), h.data_ptr<float>() + h.numel());
+    }
     auto ht = m.find("sb/history");
     if (ht != m.end()) {
       Tensor h = ht->second.contiguous();
@@ -349,6 +379,7 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   const selection::ExampleStats& stats() const { return stats_; }
 
   double score(int64_t i) const {
+    if (kind == "grand") return double(grand_[size_t(i)]);
     return kind == "el2n" ? double(stats_.el2n[size_t(i)]) : double(stats_.forgetting[size_t(i)]);
   }
 
@@ -368,8 +399,9 @@ class SelectMethod : public train::Callback, public train::BatchSelector {
   std::vector<int64_t> kept_;   // el2n / forgetting: the kept set (fixed once chosen)
   std::vector<float> hist_;     // selective-backprop: the last `history` losses (ring)
   std::vector<float> il_;       // rho-loss: irreducible loss per dataset index
+  std::vector<float> grand_;    // grand: score per dataset index (once scored)
   std::vector<int64_t> holdout_idx_, train_idx_;
-  double il_seconds_ = 0;
+  double il_seconds_ = 0;  // scoring outside the trainer's passes: IL model, GraNd
   int64_t hist_pos_ = 0;
   double score_s_ = 0;
   selection::ExampleStats stats_;
@@ -384,7 +416,7 @@ void register_selection_methods() {
     BRISK_CHECK(m->kind == "rs2" || m->kind == "infobatch" || m->is_static() || m->kind == "selective-backprop" ||
                     m->kind == "rho-loss",
                 "--method select: unknown kind '", m->kind,
-                "' (known: selective-backprop, rho-loss, rs2, infobatch, el2n, forgetting)");
+                "' (known: selective-backprop, rho-loss, rs2, infobatch, el2n, forgetting, grand)");
     if (m->kind == "rho-loss") {
       m->keep = a.get_double("keep", 0.1);
       m->holdout = a.get_double("holdout", 0.1);
@@ -418,6 +450,11 @@ void register_selection_methods() {
       BRISK_CHECK(order == "random" || order == "curriculum", "--method select: unknown order '", order,
                   "' (known: random, curriculum)");
       m->curriculum = order == "curriculum";
+      if (m->kind == "grand") {
+        std::string g = a.get_string("grand", "last");
+        BRISK_CHECK(g == "last" || g == "full", "--method select: unknown grand scope '", g, "' (known: last, full)");
+        m->grand_scope = g == "full" ? selection::GrandScope::full : selection::GrandScope::last;
+      }
       BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
       BRISK_CHECK(m->start >= 1, "--method select: start must be >= 1 epoch of scoring, got ", m->start);
       return m;

@@ -121,6 +121,12 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
                                 {"speedup", opt(s.speedup)}, {"speedup_lo", opt(s.speedup_lo)},
                                 {"speedup_hi", opt(s.speedup_hi)}, {"verdict", s.verdict}});
     }
+    MatchFinal mf = match_final(runs, names[0], names[i], o.match_delta);
+    cmp["match_final"] = {{"delta", o.match_delta},         {"baseline_budget", mf.base_budget},
+                          {"baseline_acc", mf.base_acc},    {"baseline_seconds", mf.base_sec},
+                          {"target", mf.target},            {"candidate_budget", mf.cand_budget ? json(*mf.cand_budget) : json(nullptr)},
+                          {"candidate_seconds", opt(mf.cand_sec)}, {"candidate_acc", opt(mf.cand_acc)},
+                          {"speedup", opt(mf.speedup)}};
     for (auto& g : accuracy_gain(runs, names[0], names[i]))
       cmp["equal_time"].push_back({{"budget", g.budget}, {"seconds", g.seconds}, {"candidate_acc", g.cand_acc},
                                    {"baseline_acc", opt(g.base_acc)}, {"gain", opt(g.gain)}});
@@ -163,6 +169,21 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
            << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f") << "] | " << fmt(s.speedup) << "x ["
            << fmt(s.speedup_lo) << ", " << fmt(s.speedup_hi) << "] | " << s.verdict << " |\n";
       }
+    md << "\n## Reaching the baseline's final accuracy\n\nThe baseline's largest budget sets the bar: its median "
+          "accuracy minus "
+       << fmt(std::optional<double>(o.match_delta * 100), "%.2f")
+       << " points. Each candidate's smallest budget that was run and reaches the bar (median over seeds); "
+          "speedup = the baseline's seconds at its largest budget / the candidate's seconds.\n\n"
+       << "| candidate | baseline (budget: acc, s) | bar | candidate budget | candidate acc | candidate s | speedup |\n"
+       << "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
+    for (size_t i = 1; i < names.size(); ++i) {
+      MatchFinal mf = match_final(runs, names[0], names[i], o.match_delta);
+      md << "| " << names[i] << " | " << mf.base_budget << ": " << fmt(std::optional<double>(mf.base_acc), "%.4f")
+         << ", " << fmt(std::optional<double>(mf.base_sec), "%.1f") << " | "
+         << fmt(std::optional<double>(mf.target), "%.4f") << " | "
+         << (mf.cand_budget ? std::to_string(*mf.cand_budget) : std::string("not reached")) << " | "
+         << fmt(mf.cand_acc, "%.4f") << " | " << fmt(mf.cand_sec, "%.1f") << " | " << fmt(mf.speedup) << "x |\n";
+    }
     md << "\n## Accuracy at equal time\n\nThe candidate's median accuracy at each budget minus the baseline "
           "frontier's accuracy at the same time (\"-\": outside the baseline's time range).\n\n"
        << "| candidate | budget | seconds | candidate acc | baseline acc | gain |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
@@ -192,6 +213,7 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
   BRISK_CHECK(o.seeds >= 1, "speedup: --seeds must be >= 1, got ", o.seeds);
   for (double t : o.targets)
     BRISK_CHECK(t > 0 && t <= 1, "speedup: --target-acc must be in (0, 1], got ", t);
+  BRISK_CHECK(o.match_delta >= 0 && o.match_delta < 1, "speedup: --match-final must be in [0, 1), got ", o.match_delta);
   std::vector<std::string> files{o.baseline};
   files.insert(files.end(), o.candidates.begin(), o.candidates.end());
   std::vector<std::string> names;

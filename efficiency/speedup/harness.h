@@ -20,6 +20,7 @@ struct SpeedupOptions {
   std::vector<int64_t> budgets{1, 2, 4, 8};
   int seeds = 3;                        // seeds recipe.seed, recipe.seed + 1, ...
   std::vector<double> targets{0.91};
+  double match_delta = 0.002;           // report: candidate vs the baseline's final accuracy minus this
   std::string out = "runs/speedup";
   std::vector<std::string> overrides;   // "key=value", applied to every recipe (e.g. threads=2)
   bool plot = true;

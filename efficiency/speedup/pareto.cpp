@@ -74,6 +74,27 @@ std::optional<double> accuracy_at_time(const std::vector<Point>& front, double s
   return front.back().acc;
 }
 
+MatchFinal match_final(const std::vector<Run>& runs, const std::string& baseline, const std::string& candidate,
+                       double delta) {
+  MatchFinal m;
+  auto base = summarize(runs, baseline);
+  if (base.empty()) return m;
+  const BudgetSummary& last = base.back();  // summarize() sorts by budget
+  m.base_budget = last.budget;
+  m.base_acc = last.acc_med;
+  m.base_sec = last.sec_med;
+  m.target = last.acc_med - delta;
+  for (auto& s : summarize(runs, candidate)) {
+    if (s.acc_med < m.target) continue;
+    m.cand_budget = s.budget;
+    m.cand_sec = s.sec_med;
+    m.cand_acc = s.acc_med;
+    m.speedup = m.base_sec / s.sec_med;
+    break;
+  }
+  return m;
+}
+
 std::vector<Point> median_frontier(const std::vector<Run>& runs, const std::string& config) {
   std::vector<Point> pts;
   for (auto& s : summarize(runs, config)) pts.push_back({s.sec_med, s.acc_med});

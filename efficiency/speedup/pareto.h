@@ -80,6 +80,20 @@ struct GainAt {
 std::vector<GainAt> accuracy_gain(const std::vector<Run>& runs, const std::string& baseline,
                                   const std::string& candidate);
 
+// The issue protocol's question: does the candidate reach the baseline's
+// final accuracy (its largest budget, median over seeds) within `delta`, and
+// how much sooner? Unlike speedup_at this uses budgets that were actually run,
+// not interpolation: the candidate's smallest budget whose median accuracy is
+// >= base_acc - delta. speedup = base_sec / cand_sec.
+struct MatchFinal {
+  int64_t base_budget = 0;
+  double base_acc = 0, base_sec = 0, target = 0;
+  std::optional<int64_t> cand_budget;
+  std::optional<double> cand_sec, cand_acc, speedup;
+};
+MatchFinal match_final(const std::vector<Run>& runs, const std::string& baseline, const std::string& candidate,
+                       double delta);
+
 std::vector<Point> median_frontier(const std::vector<Run>& runs, const std::string& config);
 
 }  // namespace brisk::speedup
