@@ -16,8 +16,11 @@ std::shared_ptr<nn::Sequential> mlp();
 std::shared_ptr<nn::Sequential> cnn();
 // A small ResNet for 28x28: stem conv 1->32 + BN + ReLU at 28x28, then basic
 // blocks 32->32 (stride 2, 14x14), 32->64 (stride 2, 7x7), 64->64, global
-// average pool, linear 64->10. `width` scales every channel count.
-std::shared_ptr<nn::Sequential> resnet(double width = 1.0);
+// average pool, linear 64->10. `width` scales every channel count; `extra`
+// identity blocks (stride 1, same width) follow each stage's first block.
+// "resnet-deep" is extra = 2: runs of 2 and 3 identity blocks (depth
+// stacking needs runs to grow).
+std::shared_ptr<nn::Sequential> resnet(double width = 1.0, int64_t extra = 0);
 
 std::shared_ptr<nn::Module> make_model(const std::string& name);
 const std::vector<std::string>& model_names();

@@ -114,6 +114,11 @@ void Sequential::insert(size_t i, ModulePtr m) {
   children_.insert(children_.begin() + long(i), {"", std::move(m)});
   for (size_t k = 0; k < children_.size(); ++k) children_[k].first = std::to_string(k);
 }
+void Sequential::erase(size_t i) {
+  BRISK_CHECK(i < children_.size(), "Sequential::erase: position ", i, " >= size ", children_.size());
+  children_.erase(children_.begin() + long(i));
+  for (size_t k = 0; k < children_.size(); ++k) children_[k].first = std::to_string(k);
+}
 Tensor Sequential::forward(const Tensor& x) {
   // A layer followed by a ReLU module runs as one fused forward_relu (same
   // result; the ReLU is applied in the layer's epilogue).

@@ -127,6 +127,7 @@ class Sequential : public Module {
   ModulePtr operator[](size_t i) const { return children_.at(i).second; }
   // Insert at position i; children are renamed "0".."n-1" (deepen uses this).
   void insert(size_t i, ModulePtr m);
+  void erase(size_t i);  // children after i are renamed
 };
 
 // Multiplies each channel (dim 1) by a gate in [0, 1]: masked structural

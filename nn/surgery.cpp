@@ -4,8 +4,10 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "nn/sparsity.h"
+#include "nn/channel_groups.h"
 
 namespace brisk::nn {
 
@@ -191,57 +193,79 @@ size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Opt
   return gi;
 }
 
-void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
-                  const std::string& prefix) {
-  BRISK_CHECK(layer < seq.size(), "remove_units: layer ", layer, " out of range for a Sequential of ", seq.size());
-  auto lin = std::dynamic_pointer_cast<Linear>(seq[layer]);
-  auto conv = std::dynamic_pointer_cast<Conv2d>(seq[layer]);
-  BRISK_CHECK(lin || conv, "remove_units: layer ", layer, " is ", seq[layer]->repr(), "; only Linear and Conv2d");
-  BRISK_CHECK(!conv || conv->groups == 1, "remove_units: grouped convolutions are not supported");
-  int64_t n = lin ? lin->out_features : conv->out_channels;
-  BRISK_CHECK(!keep.empty(), "remove_units: must keep at least one unit of layer ", layer);
-  for (size_t i = 0; i < keep.size(); ++i)
-    BRISK_CHECK(keep[i] >= 0 && keep[i] < n && (i == 0 || keep[i] > keep[i - 1]), "remove_units: keep indices must be "
-                "ascending, unique and in [0, ", n, ")");
-  bool bn_next = conv && layer + 1 < seq.size() && dynamic_cast<BatchNorm2d*>(seq[layer + 1].get());
-  auto [ci, per_unit] = find_consumer(seq, layer + 1 + (bn_next ? 1 : 0), n, "remove_units");
-  int64_t k = int64_t(keep.size());
-  Module& prod = *seq[layer];
-  Tensor w = remap_rows(prod, "weight", keep, opt, key(prefix, layer, "weight"), true);
-  Tensor b = (lin ? lin->bias : conv->bias).defined() ? remap_rows(prod, "bias", keep, opt, key(prefix, layer, "bias"), true)
+namespace {
+
+// Output rows `rows` of a producer (Linear/Conv2d: weight rows and bias) or of
+// a BatchNorm2d over the group (affine, running statistics).
+void set_rows(const ChannelSite& s, const std::vector<int64_t>& rows, optim::Optimizer* opt, StateRows st) {
+  Module& m = *s.layer;
+  int64_t k = int64_t(rows.size());
+  if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(s.layer)) {
+    bn->weight = remap_rows(m, "weight", rows, opt, s.key + ".weight", true, st);
+    bn->bias = remap_rows(m, "bias", rows, opt, s.key + ".bias", true, st);
+    bn->running_mean = remap_rows(m, "running_mean", rows, nullptr, "", false);
+    bn->running_var = remap_rows(m, "running_var", rows, nullptr, "", false);
+    bn->num_features = k;
+    return;
+  }
+  auto lin = std::dynamic_pointer_cast<Linear>(s.layer);
+  auto conv = std::dynamic_pointer_cast<Conv2d>(s.layer);
+  Tensor w = remap_rows(m, "weight", rows, opt, s.key + ".weight", true, st);
+  Tensor b = (lin ? lin->bias : conv->bias).defined() ? remap_rows(m, "bias", rows, opt, s.key + ".bias", true, st)
                                                       : Tensor();
   if (lin) { lin->weight = w; lin->bias = b; lin->out_features = k; }
   else { conv->weight = w; conv->bias = b; conv->out_channels = k; }
-  if (conv && layer + 1 < seq.size())
-    if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[layer + 1])) {
-      bn->weight = remap_rows(*bn, "weight", keep, opt, key(prefix, layer + 1, "weight"), true);
-      bn->bias = remap_rows(*bn, "bias", keep, opt, key(prefix, layer + 1, "bias"), true);
-      bn->running_mean = remap_rows(*bn, "running_mean", keep, nullptr, "", false);
-      bn->running_var = remap_rows(*bn, "running_var", keep, nullptr, "", false);
-      bn->num_features = k;
-    }
-  std::vector<int64_t> cols;
-  for (int64_t u : keep)
-    for (int64_t p = 0; p < per_unit; ++p) cols.push_back(u * per_unit + p);
-  auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
-  auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
-  Tensor cw = clin ? clin->weight : cconv->weight;
-  Tensor stored = seq[ci]->register_parameter("weight", gather_dim(cw, 1, cols));
-  if (clin) { clin->weight = stored; clin->in_features = k * per_unit; }
-  else { cconv->weight = stored; cconv->in_channels = k; }
-  remap(opt, key(prefix, ci, "weight"), stored, [&](const std::string&, const Tensor& s) { return gather_dim(s, 1, cols); });
 }
 
-WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, const std::string& prefix,
-                  double noise, Generator* gen) {
-  BRISK_CHECK(layer < seq.size(), "widen: layer ", layer, " out of range for a Sequential of ", seq.size());
-  auto lin = std::dynamic_pointer_cast<Linear>(seq[layer]);
-  auto conv = std::dynamic_pointer_cast<Conv2d>(seq[layer]);
-  BRISK_CHECK(lin || conv, "widen: layer ", layer, " is ", seq[layer]->repr(), "; only Linear and Conv2d can be widened");
-  int64_t n = lin ? lin->out_features : conv->out_channels;
+// A consumer's weight columns: new column c = old column cols[c] * scale[c];
+// `state` maps each optimizer state tensor.
+void set_cols(const ChannelSite& s, const Tensor& new_weight, int64_t channels, optim::Optimizer* opt,
+              const std::function<Tensor(const std::string&, const Tensor&)>& state) {
+  auto lin = std::dynamic_pointer_cast<Linear>(s.layer);
+  auto conv = std::dynamic_pointer_cast<Conv2d>(s.layer);
+  Tensor stored = s.layer->register_parameter("weight", new_weight.detach());
+  if (lin) { lin->weight = stored; lin->in_features = channels * s.per_unit; }
+  else { conv->weight = stored; conv->in_channels = channels; }
+  remap(opt, s.key + ".weight", stored, state);
+}
+
+Tensor consumer_weight(const ChannelSite& s) { return s.layer->parameter("weight"); }
+
+}  // namespace
+
+void remove_group_units(ChannelGroup& g, const std::vector<int64_t>& keep, optim::Optimizer* opt) {
+  BRISK_CHECK(g.gates.empty(), "remove_units: channels of ", g.name, " pass through a Gate (MSG growth)");
+  int64_t n = g.width();
+  BRISK_CHECK(!keep.empty(), "remove_units: must keep at least one unit of ", g.name);
+  for (size_t i = 0; i < keep.size(); ++i)
+    BRISK_CHECK(keep[i] >= 0 && keep[i] < n && (i == 0 || keep[i] > keep[i - 1]), "remove_units: keep indices must be "
+                "ascending, unique and in [0, ", n, ")");
+  for (auto& p : g.producers) set_rows(p, keep, opt, StateRows::gather);
+  for (auto& p : g.norms) set_rows(p, keep, opt, StateRows::gather);
+  int64_t k = int64_t(keep.size());
+  for (auto& c : g.consumers) {
+    std::vector<int64_t> cols;
+    for (int64_t u : keep)
+      for (int64_t q = 0; q < c.per_unit; ++q) cols.push_back(u * c.per_unit + q);
+    set_cols(c, gather_dim(consumer_weight(c), 1, cols), k, opt,
+             [&](const std::string&, const Tensor& st) { return gather_dim(st, 1, cols); });
+  }
+}
+
+void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
+                  const std::string& prefix) {
+  ChannelGroup g = group_of(seq, layer, prefix, "remove_units");
+  remove_group_units(g, keep, opt);
+}
+
+WidenResult widen_group(ChannelGroup& grp, int64_t new_width, optim::Optimizer* opt, double noise, Generator* gen) {
+  BRISK_CHECK(grp.gates.empty(), "widen: channels of ", grp.name, " pass through a Gate; use widen_masked (MSG)");
+  int64_t n = grp.width();
   BRISK_CHECK(new_width >= n, "widen: new width ", new_width, " is smaller than the current ", n,
               " (use channel pruning to shrink)");
-  BRISK_CHECK(!conv || conv->groups == 1, "widen: grouped convolutions are not supported");
+  for (auto& p : grp.producers)
+    BRISK_CHECK(!has_mask(p.layer->parameter("weight")), "widen: masked (pruned) layers cannot be widened yet (",
+                p.key, ")");
   Generator& g = gen ? *gen : default_generator();
   WidenResult r;
   for (int64_t j = 0; j < new_width; ++j) r.source.push_back(j);
@@ -256,83 +280,152 @@ WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optim
   std::vector<int64_t> count(size_t(n), 0);
   for (int64_t s : r.source) count[size_t(s)]++;
 
-  // 1. the producer's rows
-  Module& prod = *seq[layer];
-  Tensor w_new = remap_rows(prod, "weight", r.source, opt, key(prefix, layer, "weight"), true, StateRows::zero_new);
-  if (lin) {
-    lin->weight = w_new;
-    lin->out_features = new_width;
-    if (lin->bias.defined()) lin->bias = remap_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true, StateRows::zero_new);
-  } else {
-    conv->weight = w_new;
-    conv->out_channels = new_width;
-    if (conv->bias.defined()) conv->bias = remap_rows(prod, "bias", r.source, opt, key(prefix, layer, "bias"), true, StateRows::zero_new);
-  }
-  BRISK_CHECK(!has_mask(w_new), "widen: masked (pruned) layers cannot be widened yet");
+  // 1. every writer of the channels copies its rows (a residual stream: all of them, so replicas stay equal)
+  for (auto& p : grp.producers) set_rows(p, r.source, opt, StateRows::zero_new);
+  for (auto& p : grp.norms) set_rows(p, r.source, opt, StateRows::zero_new);
 
-  // 2. a BatchNorm2d right after a conv copies its statistics and affine
-  size_t next = layer + 1;
-  if (conv && next < seq.size())
-    if (auto bn = std::dynamic_pointer_cast<BatchNorm2d>(seq[next])) {
-      bn->weight = remap_rows(*bn, "weight", r.source, opt, key(prefix, next, "weight"), true, StateRows::zero_new);
-      bn->bias = remap_rows(*bn, "bias", r.source, opt, key(prefix, next, "bias"), true, StateRows::zero_new);
-      bn->running_mean = remap_rows(*bn, "running_mean", r.source, nullptr, "", false);
-      bn->running_var = remap_rows(*bn, "running_var", r.source, nullptr, "", false);
-      bn->num_features = new_width;
-      ++next;
+  // 2. every reader: replica columns divided by the replica count
+  for (auto& c : grp.consumers) {
+    const int64_t per_unit = c.per_unit;
+    std::vector<int64_t> col_source;
+    std::vector<double> col_scale;
+    for (int64_t j = 0; j < new_width; ++j)
+      for (int64_t p = 0; p < per_unit; ++p) {
+        int64_t s = r.source[size_t(j)];
+        col_source.push_back(s * per_unit + p);
+        col_scale.push_back(1.0 / double(count[size_t(s)]));
+      }
+    Tensor cw = consumer_weight(c);
+    Tensor scale = from_vector(col_scale, {int64_t(col_scale.size())}, TensorOptions(cw.dtype()));
+    Shape bshape(size_t(cw.dim()), 1);
+    bshape[1] = int64_t(col_scale.size());
+    Tensor cw_new = gather_dim(cw, 1, col_source) * scale.reshape(bshape);
+    if (noise > 0 && new_width > n) {  // perturb the new replicas' outgoing weights
+      Tensor cols = cw_new.detach();
+      NoGradGuard ng;
+      Tensor tail = cols.narrow(1, n * per_unit, (new_width - n) * per_unit);
+      double sd = std::sqrt(var(cw.detach()).item());
+      tail.add_(randn(tail.shape(), TensorOptions(cw.dtype()), &g) * (noise * sd));
     }
-
-  // 3. the consumer: the next Linear/Conv2d, possibly through Flatten
-  auto [ci, per_unit] = find_consumer(seq, next, n, "widen");  // per_unit: H*W through a Flatten
-  auto clin = std::dynamic_pointer_cast<Linear>(seq[ci]);
-  auto cconv = std::dynamic_pointer_cast<Conv2d>(seq[ci]);
-  // Consumer column index for (unit, position): unit * per_unit + p.
-  std::vector<int64_t> col_source;
-  std::vector<double> col_scale;
-  for (int64_t j = 0; j < new_width; ++j)
-    for (int64_t p = 0; p < per_unit; ++p) {
-      int64_t s = r.source[size_t(j)];
-      col_source.push_back(s * per_unit + p);
-      col_scale.push_back(1.0 / double(count[size_t(s)]));
-    }
-  Tensor cw = clin ? clin->weight : cconv->weight;
-  Tensor scale = from_vector(col_scale, {int64_t(col_scale.size())}, TensorOptions(cw.dtype()));
-  Shape bshape(size_t(cw.dim()), 1);
-  bshape[1] = int64_t(col_scale.size());
-  Tensor cw_new = gather_dim(cw, 1, col_source) * scale.reshape(bshape);
-  if (noise > 0 && new_width > n) {  // perturb the new replicas' outgoing weights
-    Tensor cols = cw_new.detach();
-    NoGradGuard ng;
-    Tensor tail = cols.narrow(1, n * per_unit, (new_width - n) * per_unit);
-    double sd = std::sqrt(var(cw.detach()).item());
-    tail.add_(randn(tail.shape(), TensorOptions(cw.dtype()), &g) * (noise * sd));
+    int64_t old_cols = n * per_unit;
+    set_cols(c, cw_new, new_width, opt, [&](const std::string& sk, const Tensor& s) {
+      // old columns divided like the weights (v by the square), new columns zero
+      std::vector<double> sc(col_scale.size(), 0.0);
+      for (int64_t k = 0; k < old_cols; ++k) {
+        double f = col_scale[size_t(k)];
+        sc[size_t(k)] = sk == "exp_avg_sq" ? f * f : f;
+      }
+      Tensor f = from_vector(sc, {int64_t(sc.size())}, TensorOptions(s.dtype())).reshape(bshape);
+      return extend_zero(s, 1, int64_t(col_scale.size())) * f;
+    });
   }
-  Tensor stored = seq[ci]->register_parameter("weight", cw_new.detach());
-  if (clin) {
-    clin->weight = stored;
-    clin->in_features = new_width * per_unit;
-  } else {
-    cconv->weight = stored;
-    cconv->in_channels = new_width;
-  }
-  int64_t old_cols = n * per_unit;
-  remap(opt, key(prefix, ci, "weight"), stored, [&](const std::string& sk, const Tensor& s) {
-    // old columns divided like the weights (v by the square), new columns zero
-    std::vector<double> sc(col_scale.size(), 0.0);
-    for (int64_t c = 0; c < old_cols; ++c) {
-      double k = col_scale[size_t(c)];
-      sc[size_t(c)] = sk == "exp_avg_sq" ? k * k : k;
-    }
-    Tensor f = from_vector(sc, {int64_t(sc.size())}, TensorOptions(s.dtype())).reshape(bshape);
-    return extend_zero(s, 1, int64_t(col_scale.size())) * f;
-  });
   return r;
+}
+
+WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, const std::string& prefix,
+                  double noise, Generator* gen) {
+  ChannelGroup g = group_of(seq, layer, prefix, "widen");
+  return widen_group(g, new_width, opt, noise, gen);
+}
+
+// An identity residual block of width c: bn2's scale and shift are zero, so
+// the block computes relu(0 + x) = x for x >= 0 (x is a ReLU output), in
+// train and eval mode alike, while its gradients are not zero.
+static std::shared_ptr<ResidualBlock> identity_block(int64_t c) {
+  auto b = std::make_shared<ResidualBlock>(c, c, 1);
+  NoGradGuard ng;
+  Tensor w = b->bn2->weight, bb = b->bn2->bias;
+  w.zero_();
+  bb.zero_();
+  return b;
+}
+
+static bool is_identity_block(Module* m) {
+  auto* b = dynamic_cast<ResidualBlock*>(m);
+  return b && b->shortcut->size() == 0 && b->conv1->stride.h == 1 && b->conv1->stride.w == 1;
+}
+
+// Runs of consecutive identity blocks: [first, last) positions in seq.
+static std::vector<std::pair<size_t, size_t>> identity_runs(Sequential& seq) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < seq.size();) {
+    if (!is_identity_block(seq[i].get())) { ++i; continue; }
+    size_t j = i;
+    while (j < seq.size() && is_identity_block(seq[j].get())) ++j;
+    runs.push_back({i, j});
+    i = j;
+  }
+  return runs;
+}
+
+std::vector<int64_t> identity_run_lengths(Sequential& seq) {
+  std::vector<int64_t> out;
+  for (auto [a, b] : identity_runs(seq)) out.push_back(int64_t(b - a));
+  return out;
+}
+
+int64_t stack_blocks(Sequential& seq, optim::Optimizer* opt, const std::string& prefix,
+                     const std::vector<int64_t>& max_len) {
+  auto runs = identity_runs(seq);
+  BRISK_CHECK(!runs.empty(), "stack: the model has no identity residual blocks (stride 1, same width) to copy");
+  BRISK_CHECK(max_len.empty() || max_len.size() == runs.size(), "stack: ", max_len.size(), " run lengths for ",
+              runs.size(), " runs of identity blocks");
+  int64_t added = 0;
+  NoGradGuard ng;
+  for (size_t r = runs.size(); r-- > 0;) {  // back to front: earlier positions stay valid
+    auto [a, b] = runs[r];
+    int64_t len = int64_t(b - a);
+    int64_t want = max_len.empty() ? 2 * len : std::min<int64_t>(2 * len, max_len[r]);
+    for (int64_t c = 0; c < want - len; ++c) {  // the run's blocks, copied in order, on top of it
+      auto src = std::dynamic_pointer_cast<ResidualBlock>(seq[a + size_t(c)]);
+      auto copy = std::make_shared<ResidualBlock>(src->conv1->in_channels, src->conv1->out_channels, 1);
+      auto sp = src->named_parameters(), cp = copy->named_parameters();
+      for (size_t k = 0; k < sp.size(); ++k) cp[k].second.detach().copy_(sp[k].second.detach());
+      auto sb = src->named_buffers(), cb = copy->named_buffers();
+      for (size_t k = 0; k < sb.size(); ++k) cb[k].second.copy_(sb[k].second);
+      seq.insert(b + size_t(c), copy);
+      ++added;
+    }
+  }
+  rekey_optimizer(seq, opt, prefix);
+  return added;
+}
+
+void truncate_identity_runs(Sequential& seq, const std::vector<int64_t>& keep_len, optim::Optimizer* opt,
+                            const std::string& prefix) {
+  auto runs = identity_runs(seq);
+  BRISK_CHECK(keep_len.size() == runs.size(), "truncate: ", keep_len.size(), " lengths for ", runs.size(), " runs");
+  for (size_t r = runs.size(); r-- > 0;) {
+    auto [a, b] = runs[r];
+    BRISK_CHECK(keep_len[r] >= 0 && keep_len[r] <= int64_t(b - a), "truncate: run ", r, " has ", b - a, " blocks");
+    for (size_t i = b; i-- > a + size_t(keep_len[r]);) seq.erase(i);
+  }
+  if (!opt) return;
+  // drop the removed blocks' parameters (and state), re-key the rest
+  std::set<TensorImpl*> live;
+  for (auto& [n, p] : seq.named_parameters()) live.insert(p.unsafe_impl());
+  optim::NamedParams kept;
+  std::map<std::string, TensorMap> state;
+  for (auto& [n, p] : opt->params()) {
+    if (!live.count(p.unsafe_impl())) continue;
+    kept.emplace_back(n, p);
+    auto st = opt->state().find(n);
+    if (st != opt->state().end()) state[n] = st->second;
+  }
+  opt->reset_params(kept);
+  opt->state() = state;
+  rekey_optimizer(seq, opt, prefix);
 }
 
 void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix) {
   BRISK_CHECK(after < seq.size(), "deepen: position ", after, " out of range for a Sequential of ", seq.size());
-  BRISK_CHECK(dynamic_cast<ReLU*>(seq[after].get()), "deepen: insert after a ReLU (position ", after, " is ",
-              seq[after]->repr(), "); identity layers are exact only there");
+  if (auto b = std::dynamic_pointer_cast<ResidualBlock>(seq[after])) {
+    seq.insert(after + 1, identity_block(b->conv2->out_channels));
+    rekey_optimizer(seq, opt, prefix);
+    return;
+  }
+  BRISK_CHECK(dynamic_cast<ReLU*>(seq[after].get()), "deepen: insert after a ReLU or a ResidualBlock (position ",
+              after, " is ", seq[after]->repr(), "); identity layers are exact only there");
   // Find the width flowing out of `after`: the last Linear/Conv2d before it.
   std::shared_ptr<Linear> lin;
   std::shared_ptr<Conv2d> conv;

@@ -21,6 +21,7 @@
 #include <optional>
 #include <vector>
 
+#include "nn/channel_groups.h"
 #include "nn/layers.h"
 #include "optim/optimizer.h"
 
@@ -31,11 +32,33 @@ struct WidenResult {
 };
 
 // `prefix` is the Sequential's dotted name inside the model ("" at the root),
-// so optimizer keys can be found. opt may be null.
+// so optimizer keys can be found. opt may be null. Layer i's whole channel
+// group is widened (nn/channel_groups.h): across residual additions every
+// writer of the stream copies the same units and every reader divides.
 WidenResult widen(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt,
                   const std::string& prefix = "", double noise = 0.0, Generator* gen = nullptr);
 
+WidenResult widen_group(ChannelGroup& g, int64_t new_width, optim::Optimizer* opt, double noise = 0.0,
+                        Generator* gen = nullptr);
+
+// After a ResidualBlock, deepen inserts an identity ResidualBlock (bn2's
+// scale and shift zero: exact in train and eval mode).
 void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix = "");
+
+// Depth stacking (Gong et al. 2019, progressive stacking). An identity block
+// is a ResidualBlock with stride 1 and an identity shortcut; a run is a
+// maximal sequence of them. stack_blocks puts a copy of each run on top of
+// itself (weights and BatchNorm statistics copied; the copies' parameters join
+// the optimizer with zero state), doubling its length, capped at max_len[r]
+// when given. The function changes (the run applies twice); the copies are a
+// warm start. Returns the blocks added; throws if there are no runs.
+std::vector<int64_t> identity_run_lengths(Sequential& seq);
+int64_t stack_blocks(Sequential& seq, optim::Optimizer* opt, const std::string& prefix = "",
+                     const std::vector<int64_t>& max_len = {});
+// Keeps the first keep_len[r] blocks of each run (the start of a stacking
+// schedule); the removed blocks' parameters leave the optimizer.
+void truncate_identity_runs(Sequential& seq, const std::vector<int64_t>& keep_len, optim::Optimizer* opt,
+                            const std::string& prefix = "");
 
 // Masked structural growth (Gesmundo & Maile / MSG): widen layer i to
 // new_width with freshly initialized new rows and consumer columns (PyTorch's
@@ -53,7 +76,10 @@ size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Opt
 // consumer's matching inputs (through Flatten) cut the same way. Optimizer
 // state is cut with the same indices. The tensors physically shrink, so the
 // dense kernels do less work.
+// As with widen, the whole channel group of layer i is cut: coupled channels
+// of a residual stream go together.
 void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
                   const std::string& prefix = "");
+void remove_group_units(ChannelGroup& g, const std::vector<int64_t>& keep, optim::Optimizer* opt);
 
 }  // namespace brisk::nn

@@ -53,8 +53,148 @@ TEST_CASE("surgery: widen through BatchNorm, with noise, and its errors", "[surg
   CHECK(max_rel_err(eval_out(s, x), y0) > 1e-4);  // noise breaks exactness (and symmetry)
   CHECK_THROWS_WITH(widen(s, 0, 5, nullptr), Catch::Contains("smaller than the current 9"));
   CHECK_THROWS_WITH(widen(s, 2, 5, nullptr), Catch::Contains("only Linear and Conv2d"));
+}
+
+// Eval-mode forward after moving every BatchNorm's statistics off their defaults.
+static void warm_bn(Sequential& m, const Tensor& x) {
+  NoGradGuard ng;
+  m.train();
+  m.forward(x);
+  m.forward(x * 1.5 + 0.3);
+}
+
+TEST_CASE("surgery: resnet channel groups couple the residual stream", "[surgery]") {
+  auto rn = brisk::models::resnet(0.25);  // c1 = 8, c2 = 16
+  auto gs = channel_groups(*rn);
+  std::vector<std::string> names;
+  for (auto& g : gs) names.push_back(g.name);
+  CHECK(names == std::vector<std::string>{"0", "3.conv1", "3.conv2", "4.conv1", "4.conv2", "5.conv1"});
+  auto& stream = gs[4];  // 4.conv2 + 4.shortcut.0 + 5.conv2 write it; 5.conv1 and the classifier read it
+  CHECK(stream.coupled());
+  REQUIRE(stream.producers.size() == 3);
+  CHECK(stream.producers[2].key == "5.conv2");
+  CHECK(stream.norms.size() == 3);
+  REQUIRE(stream.consumers.size() == 2);
+  CHECK(stream.consumers[0].key == "5.conv1");
+  CHECK(stream.consumers[1].key == "8");
+  CHECK(gs[0].consumers.size() == 2);  // stem -> 3.conv1 and 3.shortcut.0
+  Sequential ln({std::make_shared<Linear>(4, 4), std::make_shared<LayerNorm>(Shape{4}), std::make_shared<Linear>(4, 2)});
+  CHECK_THROWS_WITH(channel_groups(ln), Catch::Contains("cannot carry the channels of 0 through LayerNorm"));
+}
+
+TEST_CASE("surgery: widen and deepen preserve the resnet's function; optimizer state follows", "[surgery]") {
+  manual_seed(12);
+  Tensor x = randn({4, 1, 28, 28});
   auto rn = brisk::models::resnet(0.25);
-  CHECK_THROWS_WITH(widen(*rn, 0, 16, nullptr), Catch::Contains("ResidualBlock"));
+  brisk::optim::SGD opt(rn->named_parameters(), {0.1, 0.9, 0.0, 1e-3, false});
+  for (int i = 0; i < 2; ++i) {  // non-zero momentum everywhere
+    opt.zero_grad();
+    brisk::nn::functional::cross_entropy(rn->forward(x), from_vector({1, 2, 3, 4}, {4}, DType::i64)).backward();
+    opt.step();
+  }
+  warm_bn(*rn, x);
+  Tensor y0 = eval_out(*rn, x);
+  Tensor m_prod = opt.state().at("5.bn2.weight").at("momentum_buffer").clone();
+  Tensor m_cons = opt.state().at("8.weight").at("momentum_buffer").clone();
+  size_t G = channel_groups(*rn).size();
+  WidenResult stream;
+  for (size_t i = 0; i < G; ++i) {
+    ChannelGroup g = channel_groups(*rn)[i];
+    Generator gen(40 + i);
+    WidenResult r = widen_group(g, g.width() + 5, &opt, 0.0, &gen);
+    if (i == 4) stream = r;
+  }
+  expect_close(eval_out(*rn, x), y0, dtype_tol(DType::f32, 600), "resnet widened");
+  CHECK(std::dynamic_pointer_cast<Linear>((*rn)[8])->in_features == 21);
+  // producer state: old rows kept, new rows zero; consumer: old columns divided (sum preserved)
+  Tensor mp = opt.state().at("5.bn2.weight").at("momentum_buffer");  // a writer of the coupled stream
+  REQUIRE(mp.size(0) == 21);
+  CHECK(bit_equal(mp.narrow(0, 0, 16), m_prod));
+  CHECK(max(abs(mp.narrow(0, 16, 5))).item() == 0.0);
+  CHECK(max(abs(m_prod)).item() > 0.0);
+  Tensor mc = opt.state().at("8.weight").at("momentum_buffer");
+  REQUIRE(mc.size(1) == 21);
+  std::vector<int64_t> count(16, 0);
+  for (int64_t src : stream.source) count[size_t(src)]++;
+  for (int64_t j = 0; j < 21; ++j) {  // old columns divided by the replica count, new ones zero
+    Tensor want = j < 16 ? m_cons.select(1, j) / double(count[size_t(j)]) : zeros({10});
+    CHECK(max_rel_err(mc.select(1, j), want) < 1e-6);
+  }
+  CHECK(opt.param("8.weight").is_same(rn->parameter("8.weight")));
+  // deepen after a residual block: identity in train mode too (bn2's scale and shift are zero)
+  Tensor t0, t1;
+  {
+    NoGradGuard ng;
+    t0 = rn->forward(x);
+    deepen(*rn, 5, &opt);
+    t1 = rn->forward(x);
+  }
+  CHECK(rn->size() == 10);
+  CHECK(bit_equal(t0, t1));
+  CHECK(opt.state().count("6.conv1.weight") == 0);  // the new block has no state yet
+  CHECK(opt.state().count("5.conv2.weight") == 1);
+  CHECK(opt.param("9.weight").is_same(rn->parameter("9.weight")));  // the classifier, re-keyed
+}
+
+TEST_CASE("surgery: pruning a resnet's coupled channels equals masking them", "[surgery]") {
+  manual_seed(13);
+  Tensor x = randn({4, 1, 28, 28});
+  auto a = brisk::models::resnet(0.25);
+  warm_bn(*a, x);
+  auto b = brisk::models::resnet(0.25);
+  b->load_state_dict(a->state_dict());
+  // drop units {1, 4, 6} of the stem's group and {0, 15} of the coupled stream
+  std::vector<std::pair<size_t, std::vector<int64_t>>> drops{{0, {1, 4, 6}}, {4, {0, 15}}, {1, {2}}};
+  {
+    NoGradGuard ng;
+    for (auto& [gi, drop] : drops) {
+      ChannelGroup g = channel_groups(*b)[gi];
+      for (int64_t u : drop) {
+        for (auto& p : g.producers) p.layer->parameter("weight").detach().select(0, u).fill_(0.0);
+        for (auto& p : g.norms) {
+          p.layer->parameter("weight").detach().select(0, u).fill_(0.0);
+          p.layer->parameter("bias").detach().select(0, u).fill_(0.0);
+        }
+      }
+    }
+  }
+  Tensor masked = eval_out(*b, x);
+  for (auto& [gi, drop] : drops) {
+    ChannelGroup g = channel_groups(*a)[gi];
+    std::vector<int64_t> keep;
+    for (int64_t u = 0; u < g.width(); ++u)
+      if (std::find(drop.begin(), drop.end(), u) == drop.end()) keep.push_back(u);
+    remove_group_units(g, keep, nullptr);
+  }
+  CHECK(std::dynamic_pointer_cast<Conv2d>((*a)[0])->out_channels == 5);
+  CHECK(std::dynamic_pointer_cast<ResidualBlock>((*a)[5])->conv2->weight.size(0) == 14);  // writes the coupled stream
+  CHECK(a->num_parameters() < b->num_parameters());
+  expect_close(eval_out(*a, x), masked, dtype_tol(DType::f32, 600), "pruned resnet vs masked");
+}
+
+TEST_CASE("surgery: depth stacking copies identity blocks and truncation drops them", "[surgery]") {
+  manual_seed(14);
+  auto rn = brisk::models::resnet(0.25, 2);
+  CHECK(identity_run_lengths(*rn) == std::vector<int64_t>{2, 3});
+  brisk::optim::AdamW opt(rn->named_parameters(), {});
+  int64_t full = rn->num_parameters();
+  truncate_identity_runs(*rn, {1, 1}, &opt);
+  CHECK(identity_run_lengths(*rn) == std::vector<int64_t>{1, 1});
+  CHECK(opt.params().size() == rn->named_parameters().size());
+  int64_t small = rn->num_parameters();
+  CHECK(small < full);
+  CHECK(stack_blocks(*rn, &opt, "", {2, 3}) == 2);  // 1 -> 2, 1 -> 2
+  CHECK(identity_run_lengths(*rn) == std::vector<int64_t>{2, 2});
+  auto b4 = std::dynamic_pointer_cast<ResidualBlock>((*rn)[4]), b5 = std::dynamic_pointer_cast<ResidualBlock>((*rn)[5]);
+  CHECK(bit_equal(b4->conv1->weight, b5->conv1->weight));  // the copy
+  CHECK_FALSE(b4->conv1->weight.is_same(b5->conv1->weight));  // not aliased
+  CHECK(bit_equal(b4->bn1->running_mean, b5->bn1->running_mean));
+  CHECK(stack_blocks(*rn, &opt, "", {2, 3}) == 1);  // capped: 2 stays, 2 -> 3
+  CHECK(rn->num_parameters() == full);
+  CHECK(opt.params().size() == rn->named_parameters().size());
+  for (auto& [n, p] : rn->named_parameters()) CHECK(opt.param(n).is_same(p));
+  auto mlp = brisk::models::mlp();
+  CHECK_THROWS_WITH(stack_blocks(*mlp, nullptr), Catch::Contains("no identity residual blocks"));
 }
 
 TEST_CASE("surgery: deepen inserts identity layers", "[surgery]") {
@@ -208,8 +348,38 @@ TEST_CASE("surgery: the grow method widens on schedule, preserves the function, 
   CHECK(m.back()["params"] == 535818);
   CHECK(m.back()["test_acc"].get<double>() > 0.5);
   check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);  // before, between and after the growths
-  CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:kind=stack"), Catch::Contains("not implemented yet"));
   CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:points=0.5/0.25"), Catch::Contains("increasing"));
+}
+
+TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) and stacks depth", "[surgery][train]") {
+  TrainConfig c = small_config("brisk_grow_resnet");
+  c.model = "resnet";
+  c.epochs = 2;
+  c.methods = {"grow:kind=net2net,start=0.5,points=0.25"};
+  brisk::train::Trainer t(c);
+  auto* probe = new GrowthProbe(4);
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
+  t.fit();
+  CHECK(probe->checked == 1);  // eval outputs identical across the growth
+  CHECK(t.model().num_parameters() == brisk::models::resnet()->num_parameters());
+  check_resume_bit_exact(c, {3, 6}, /*run_full=*/false);
+
+  TrainConfig s = small_config("brisk_stack");
+  s.model = "resnet-deep";
+  s.epochs = 2;
+  s.methods = {"grow:kind=stack,points=0.25/0.5"};
+  s.eval_every = 2;
+  brisk::train::Trainer ts(s);
+  ts.fit();
+  auto m = read_jsonl(s.out + "/metrics.jsonl");
+  CHECK(ts.model().num_parameters() == brisk::models::resnet(1.0, 2)->num_parameters());
+  CHECK(m.front()["params"].get<int64_t>() < m.back()["params"].get<int64_t>());
+  // training continues and the loss keeps falling after both growths (at steps 4 and 8)
+  CHECK(m.back()["train_loss"].get<double>() < 0.5 * m[3]["train_loss"].get<double>());
+  check_resume_bit_exact(s, {3, 5}, /*run_full=*/false);
+  TrainConfig bad = small_config("brisk_stack_mlp");
+  bad.methods = {"grow:kind=stack"};
+  CHECK_THROWS_WITH(brisk::train::Trainer(bad).fit(), Catch::Contains("needs identity residual blocks"));
 }
 
 // MSG: the training loss on a fixed batch right before and right after growth.

@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
   TrainFlags tf;
   auto* tr = app.add_subcommand("train", "train a model on a dataset");
   const std::vector<std::pair<std::string, std::string>> train_opts = {
-      {"model", "mlp|cnn|resnet"}, {"data", "dataset (fashion-mnist)"}, {"data-dir", "folder of IDX files"},
+      {"model", "mlp|cnn|resnet|resnet-deep"}, {"data", "dataset (fashion-mnist)"}, {"data-dir", "folder of IDX files"},
       {"epochs", "epochs (the schedule's budget)"}, {"batch-size", "batch size"}, {"lr", "peak learning rate"},
       {"optimizer", "sgd|adamw"}, {"schedule", "constant|cosine|onecycle|linear|step"},
       {"momentum", "SGD momentum"}, {"nesterov", "true|false"}, {"weight-decay", "weight decay"},

@@ -10,8 +10,16 @@
 // Gate at 0 that ramps linearly to 1 over `ramp` (fraction of training), so
 // the function is unchanged at growth for any initialization.
 //
-// Keys: kind=net2net|msg, start=0.25, points=0.25/0.5 (slash-separated),
-// noise=0 (net2net), ramp=0.05 (msg).
+// Width is counted per channel group (nn/channel_groups.h), so channels
+// coupled by residual additions grow together (net2net on a resnet).
+//
+// kind=stack (progressive stacking, Gong et al. 2019): depth instead of
+// width. Each run of identity residual blocks starts at max(1, round(start·L))
+// of its L blocks and is stacked on itself (copies of its blocks on top) at
+// each growth point, capped at L. Needs runs to grow: --model resnet-deep.
+//
+// Keys: kind=net2net|msg|stack, start=0.25 (stack: 0.5), points=0.25/0.5
+// (slash-separated), noise=0 (net2net), ramp=0.05 (msg).
 // Growth is replayed on resume (Callback::on_restore) with the same seeded
 // choices, so a resumed run is bit-exact.
 #include <algorithm>
@@ -37,7 +45,13 @@ class GrowMethod : public train::Callback {
   void on_fit_start(train::Trainer& t) override {
     if (!full_.empty()) return;
     nn::Sequential& seq = sequential(t);
-    for (size_t i : hidden(seq)) full_.push_back(width_of(seq, i));
+    if (kind == "stack") {
+      full_ = nn::identity_run_lengths(seq);
+      BRISK_CHECK(!full_.empty(), "--method grow:kind=stack needs identity residual blocks to stack (e.g. --model "
+                                  "resnet-deep); this model has none");
+    } else {
+      for (auto& g : nn::channel_groups(seq)) full_.push_back(g.width());
+    }
     shrink(t);
   }
 
@@ -90,26 +104,24 @@ class GrowMethod : public train::Callback {
     BRISK_CHECK(seq != nullptr, "--method grow: needs a Sequential model");
     return *seq;
   }
-  static std::vector<size_t> hidden(nn::Sequential& seq) {
-    std::vector<size_t> ls;
-    for (size_t i = 0; i < seq.size(); ++i)
-      if (dynamic_cast<nn::Linear*>(seq[i].get()) || dynamic_cast<nn::Conv2d*>(seq[i].get())) ls.push_back(i);
-    if (!ls.empty()) ls.pop_back();  // the classifier keeps its outputs
-    return ls;
-  }
-  static int64_t width_of(nn::Sequential& seq, size_t i) { return seq[i]->parameter("weight").size(0); }
-
-  int64_t width_at(size_t layer, double mult) const {
-    return std::clamp<int64_t>(std::llround(mult * double(full_[layer])), 1, full_[layer]);
+  int64_t width_at(size_t group, double mult) const {
+    return std::clamp<int64_t>(std::llround(mult * double(full_[group])), 1, full_[group]);
   }
 
   void shrink(train::Trainer& t) {
     nn::Sequential& seq = sequential(t);
-    auto ls = hidden(seq);
-    for (size_t l = 0; l < ls.size(); ++l) {
-      std::vector<int64_t> keep(static_cast<size_t>(width_at(l, start)));
-      for (size_t u = 0; u < keep.size(); ++u) keep[u] = int64_t(u);
-      nn::remove_units(seq, ls[l], keep, &t.optimizer());
+    if (kind == "stack") {
+      std::vector<int64_t> keep;
+      for (size_t r = 0; r < full_.size(); ++r) keep.push_back(width_at(r, start));
+      nn::truncate_identity_runs(seq, keep, &t.optimizer());
+    } else {
+      size_t G = full_.size();
+      for (size_t l = 0; l < G; ++l) {
+        nn::ChannelGroup g = nn::channel_groups(seq)[l];
+        std::vector<int64_t> keep(static_cast<size_t>(width_at(l, start)));
+        for (size_t u = 0; u < keep.size(); ++u) keep[u] = int64_t(u);
+        nn::remove_group_units(g, keep, &t.optimizer());
+      }
     }
     width_ = start;
     params_ = t.model().num_parameters();
@@ -117,21 +129,33 @@ class GrowMethod : public train::Callback {
 
   void grow(train::Trainer& t, int64_t k) {
     nn::Sequential& seq = sequential(t);
-    auto ls = hidden(seq);
     double mult = std::min(1.0, start * std::pow(2.0, double(k + 1)));
-    for (size_t l = 0; l < ls.size(); ++l) {
+    if (kind == "stack") {
+      nn::stack_blocks(seq, &t.optimizer(), "", full_);
+      width_ = mult;
+      params_ = t.model().num_parameters();
+      return;
+    }
+    for (size_t l = 0; l < full_.size(); ++l) {
       Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
-      size_t idx = hidden(seq)[l];  // MSG inserts gates: positions move
-      if (kind == "msg")
+      nn::ChannelGroup grp = nn::channel_groups(seq)[l];  // MSG inserts gates: positions move
+      if (kind == "msg") {
+        BRISK_CHECK(!grp.coupled(), "--method grow:kind=msg: channels of ", grp.name,
+                    " are coupled by a residual addition; MSG gates are per layer (use kind=net2net)");
+        size_t idx = seq.size();
+        for (size_t i = 0; i < seq.size(); ++i)
+          if (seq[i] == grp.producers[0].layer) idx = i;
+        BRISK_CHECK(idx < seq.size(), "--method grow:kind=msg: ", grp.name, " is inside a block (use kind=net2net)");
         nn::widen_masked(seq, idx, width_at(l, mult), &t.optimizer(), growth_step(t, k), &g);
-      else
-        nn::widen(seq, idx, width_at(l, mult), &t.optimizer(), "", noise, &g);
+      } else {
+        nn::widen_group(grp, width_at(l, mult), &t.optimizer(), noise, &g);
+      }
     }
     width_ = mult;
     params_ = t.model().num_parameters();
   }
 
-  std::vector<int64_t> full_;  // full width of each hidden layer
+  std::vector<int64_t> full_;  // full width of each channel group (stack: length of each identity run)
   int64_t done_ = 0;           // growths applied
   double width_ = 1.0;
   int64_t params_ = 0;
@@ -160,13 +184,11 @@ void register_growth_methods() {
   register_method("grow", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<GrowMethod>();
     m->kind = a.get_string("kind", "net2net");
-    if (m->kind == "stack")
-      BRISK_FAIL("--method grow: kind 'stack' is not implemented yet (available: net2net, msg)");
-    BRISK_CHECK(m->kind == "net2net" || m->kind == "msg", "--method grow: unknown kind '", m->kind,
-                "' (known: net2net, msg; planned: stack)");
+    BRISK_CHECK(m->kind == "net2net" || m->kind == "msg" || m->kind == "stack", "--method grow: unknown kind '",
+                m->kind, "' (known: net2net, msg, stack)");
     m->ramp = a.get_double("ramp", 0.05);
     BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);
-    m->start = a.get_double("start", 0.25);
+    m->start = a.get_double("start", m->kind == "stack" ? 0.5 : 0.25);
     m->noise = a.get_double("noise", 0.0);
     m->points = parse_points(a.get_string("points", "0.25/0.5"));
     BRISK_CHECK(m->start > 0 && m->start <= 1, "--method grow: start must be in (0, 1], got ", m->start);

@@ -14,11 +14,13 @@
 //                         cosine-annealed to 0 at `end` (default end=0.75 for them)
 //   distribution=erk      rigl/set: per-layer densities, erk or uniform
 //   structure=channel     remove whole output units (conv channels, linear
-//                         neurons) of every Linear/Conv2d that feeds another
-//                         one, `target` of them per layer, at step start·total
-//                         (default start=0.3), scored by score=l1 (row L1 norm)
-//                         or bn (|gamma| of the BatchNorm that follows); the
-//                         tensors shrink (nn/surgery.h remove_units)
+//                         neurons) of every channel group (nn/channel_groups.h:
+//                         each hidden layer; channels coupled by residual
+//                         additions together), `target` of them per group, at
+//                         step start·total (default start=0.3), scored by
+//                         score=l1 (row L1 norm summed over the group's writers)
+//                         or bn (|gamma| summed over its BatchNorms); the
+//                         tensors shrink (nn/surgery.h remove_group_units)
 //   rounds=3, rewind=0    imp: training splits into `rounds` equal rounds; at
 //                         the end of each but the last, prune by magnitude to
 //                         1 - (1 - target)^(k / (rounds - 1)), rewind every
@@ -87,27 +89,22 @@ class PruneMethod : public train::Callback {
     return *seq;
   }
 
-  // Layers whose outputs feed another Linear/Conv2d (the classifier keeps its outputs).
-  std::vector<size_t> channel_layers(nn::Sequential& seq) {
-    std::vector<size_t> ls;
-    for (size_t i = 0; i < seq.size(); ++i)
-      if (dynamic_cast<nn::Linear*>(seq[i].get()) || dynamic_cast<nn::Conv2d*>(seq[i].get())) ls.push_back(i);
-    if (!ls.empty()) ls.pop_back();
-    return ls;
-  }
-
+  // Channel groups (nn/channel_groups.h): every hidden layer's outputs, with
+  // the channels coupled by residual additions as one group.
   void prune_channels(train::Trainer& t) {
     nn::Sequential& seq = sequential(t);
     if (original_params_ == 0) original_params_ = t.model().num_parameters();
-    for (size_t i : channel_layers(seq)) {
-      Tensor w = seq[i]->parameter("weight");
-      int64_t n = w.size(0);
-      std::vector<double> sc;
-      auto bn = i + 1 < seq.size() ? std::dynamic_pointer_cast<nn::BatchNorm2d>(seq[i + 1]) : nullptr;
-      if (score == "bn" && bn) {
-        sc = abs(bn->weight).to_vector();
-      } else {
-        sc = sum(abs(w.detach()).reshape({n, -1}), {1}).to_vector();
+    size_t G = nn::channel_groups(seq).size();
+    for (size_t gi = 0; gi < G; ++gi) {
+      nn::ChannelGroup g = nn::channel_groups(seq)[gi];
+      int64_t n = g.width();
+      // score per unit, summed over the group's writers (l1: weight rows; bn: |gamma| of its BatchNorms)
+      std::vector<double> sc(static_cast<size_t>(n), 0.0);
+      bool by_bn = score == "bn" && !g.norms.empty();
+      for (auto& site : by_bn ? g.norms : g.producers) {
+        Tensor w = site.layer->parameter("weight").detach();
+        auto v = by_bn ? abs(w).to_vector() : sum(abs(w).reshape({n, -1}), {1}).to_vector();
+        for (int64_t u = 0; u < n; ++u) sc[size_t(u)] += v[size_t(u)];
       }
       std::vector<int64_t> order(static_cast<size_t>(n));
       for (int64_t u = 0; u < n; ++u) order[size_t(u)] = u;
@@ -115,8 +112,8 @@ class PruneMethod : public train::Callback {
       int64_t k = std::max<int64_t>(1, n - std::llround(target * double(n)));
       std::vector<int64_t> keep(order.begin(), order.begin() + k);
       std::sort(keep.begin(), keep.end());
-      nn::remove_units(seq, i, keep, &t.optimizer());
-      channel_keep_[std::to_string(i)] = keep;
+      nn::remove_group_units(g, keep, &t.optimizer());
+      channel_keep_[g.name] = keep;
     }
     measure(t);
   }
@@ -125,9 +122,9 @@ class PruneMethod : public train::Callback {
     if (!channel || channel_keep_.empty()) return;
     nn::Sequential& seq = sequential(t);
     original_params_ = t.model().num_parameters();
-    for (size_t i : channel_layers(seq)) {
-      auto it = channel_keep_.find(std::to_string(i));
-      if (it != channel_keep_.end()) nn::remove_units(seq, i, it->second, &t.optimizer());
+    for (auto& g : nn::channel_groups(seq)) {
+      auto it = channel_keep_.find(g.name);
+      if (it != channel_keep_.end()) nn::remove_group_units(g, it->second, &t.optimizer());
     }
   }
 
