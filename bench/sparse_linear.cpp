@@ -24,7 +24,7 @@ static void run(benchmark::State& st, bool sparse) {
     w.set_grad(Tensor());
     x.set_grad(Tensor());
   }
-  F::set_sparse_linear_threshold(0.95);
+  F::set_sparse_linear_threshold(0.9);
   st.counters["sparsity"] = sparsity;
 }
 

@@ -10,7 +10,7 @@
 namespace brisk::nn::functional {
 
 namespace {
-double g_sparse_threshold = 0.95;  // crossover measured by bench/sparse_linear.cpp (docs/methods/pruning.md)
+double g_sparse_threshold = 0.9;  // crossover measured by bench/sparse_linear.cpp (docs/methods/pruning.md)
 }
 void set_sparse_linear_threshold(double s) { g_sparse_threshold = s; }
 double sparse_linear_threshold() { return g_sparse_threshold; }
@@ -55,7 +55,17 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
   }
   Tensor row_ptr = cache.row_ptr, cols = cache.cols, flat_pos = cache.flat_pos;
   int64_t nnz = cols.numel();
-  Tensor vals = index_select(w.detach().reshape({-1}), 0, flat_pos).contiguous();
+  Tensor vals = empty({nnz}, TensorOptions(w.dtype()));
+  {
+    Tensor wc = w.detach().contiguous();
+    const int64_t* fp = flat_pos.data_ptr<int64_t>();
+    visit_dtype(w.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* src = wc.data_ptr<T>();
+      T* dst = vals.data_ptr<T>();
+      for (int64_t k = 0; k < nnz; ++k) dst[k] = src[fp[k]];
+    });
+  }
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   Tensor xT = x.detach().reshape({-1, in}).t().contiguous();  // [in, B]: batch innermost
   int64_t B = xT.size(1);
@@ -84,7 +94,14 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
       Tensor outs[1] = {dv};
       dispatch("csr_linear_bwd_weight", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     }
-    Tensor dw = scatter_add(zeros({out * in}, TensorOptions(g.dtype(), g.device())), 0, flat_pos, dv).reshape(ws);
+    Tensor dw = zeros(ws, TensorOptions(g.dtype(), g.device()));  // dense: a Parameter's grad is dense
+    visit_dtype(g.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const int64_t* fp = flat_pos.data_ptr<int64_t>();
+      const T* src = dv.data_ptr<T>();
+      T* dst = dw.data_ptr<T>();
+      for (int64_t k = 0; k < nnz; ++k) dst[fp[k]] = src[k];  // positions are unique
+    });
     return std::vector{dxT.t().reshape(xs), dw};
   });
   if (b.defined()) {
@@ -127,7 +144,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (auto* m = w.unsafe_impl()->mask.get(); m && g_sparse_threshold <= 1.0 && w.dim() == 2 &&
                                              w.device().type == DeviceType::cpu && x.dtype() == w.dtype()) {
     Tensor mask(w.unsafe_impl()->mask);
-    double sparsity = 1.0 - sum(mask).item() / double(mask.numel());
+    // set_mask installs a new mask tensor whenever the pattern changes, so the
+    // sparsity is computed once per mask, not per call.
+    static thread_local std::weak_ptr<TensorImpl> seen;
+    static thread_local double seen_sparsity = 0;
+    if (seen.lock() != mask.impl_ptr()) {
+      seen_sparsity = 1.0 - sum(mask).item() / double(mask.numel());
+      seen = mask.impl_ptr();
+    }
+    double sparsity = seen_sparsity;
     if (sparsity >= g_sparse_threshold && x.dim() >= 1 && x.size(-1) == w.size(1))
       return sparse_linear(x, w, mask, b);
   }

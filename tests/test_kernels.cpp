@@ -48,6 +48,12 @@ TEST_CASE("kernels: cpu elementwise vs ref, contiguous and broadcast", "[kernels
     for (BinaryOp op : {BinaryOp::eq, BinaryOp::lt, BinaryOp::ge})
       compare_backend("cpu", "compare", binary_op_name(op), [&] { return binary(op, x, y); }, 0);
     compare_backend("cpu", "copy", "copy transposed", [&] { return x.t().contiguous(); }, 0);
+    // the 16x16-tiled transpose path: ragged tiles, batches, a leading dimension wider than the rows
+    Tensor big = randn({3, 40, 70}, dt);
+    compare_backend("cpu", "copy", "tiled transpose", [&] { return big.select(0, 1).t().contiguous(); }, 0);
+    compare_backend("cpu", "copy", "tiled batched transpose", [&] { return big.transpose(1, 2).contiguous(); }, 0);
+    compare_backend("cpu", "copy", "tiled transpose, ld > rows",
+                    [&] { return big.select(0, 2).narrow(1, 3, 50).t().contiguous(); }, 0);
     compare_backend("cpu", "fill", "fill", [&] { return full({100}, 3.25, dt); }, 0);
   }
   Tensor ix = randint(-50, 50, {40}, DType::i64), iy = randint(1, 9, {40}, DType::i64);

@@ -403,12 +403,14 @@ TEST_CASE("pruning: linear switches to the CSR kernel above the sparsity thresho
   brisk::nn::Linear l(64, 32);
   Tensor x = randn({8, 64});
   Tensor dense_out = l.forward(x);
-  brisk::nn::set_mask(l.weight, magnitude_mask(l.weight, 64 * 32 * 97 / 100));  // above the 0.95 threshold
+  double threshold = brisk::nn::functional::sparse_linear_threshold();
+  CHECK(threshold == 0.9);  // the default, from bench/sparse_linear.cpp's crossover
+  brisk::nn::set_mask(l.weight, magnitude_mask(l.weight, 64 * 32 * 97 / 100));  // above the threshold
   Tensor masked_ref;
   {
     brisk::nn::functional::set_sparse_linear_threshold(2.0);  // off
     masked_ref = l.forward(x);
-    brisk::nn::functional::set_sparse_linear_threshold(0.95);
+    brisk::nn::functional::set_sparse_linear_threshold(threshold);
   }
   Tensor y = l.forward(x);
   CHECK(last_backend("csr_linear") == "cpu");

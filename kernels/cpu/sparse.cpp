@@ -64,8 +64,17 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
       const T* gr = g + o * B;
       for (int64_t k = rp[o]; k < rp[o + 1]; ++k) {
         const T* xr = x + col[k] * B;
+        // 16 independent partial sums: the compiler vectorizes lanes (a single
+        // float accumulator would be a serial FMA chain: no reassociation
+        // without -ffast-math), and the sum order is still fixed.
+        constexpr int64_t V = 16;
+        T acc[V] = {};
+        int64_t b = 0;
+        for (; b + V <= B; b += V)
+          for (int64_t j = 0; j < V; ++j) acc[j] += gr[b + j] * xr[b + j];
         T s = 0;
-        for (int64_t b = 0; b < B; ++b) s += gr[b] * xr[b];
+        for (; b < B; ++b) s += gr[b] * xr[b];
+        for (int64_t j = 0; j < V; ++j) s += acc[j];
         dv[k] = s;
       }
     }
