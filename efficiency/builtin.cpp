@@ -64,9 +64,11 @@ class EmaMethod : public train::Callback {
 void register_pruning_methods();    // efficiency/pruning/prune_method.cpp
 void register_selection_methods();  // efficiency/selection/select_method.cpp
 void register_growth_methods();     // efficiency/growth/grow_method.cpp
+void register_precision_methods();  // efficiency/precision/precision_method.cpp
 
 void register_builtin_methods() {
   register_pruning_methods();
+  register_precision_methods();
   register_selection_methods();
   register_growth_methods();
   register_method("ema", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {

@@ -4,6 +4,8 @@
 
 #include "core/dispatch.h"
 #include "core/flops.h"
+#include "core/autocast.h"
+#include "core/int8.h"
 
 #include <vector>
 
@@ -138,9 +140,47 @@ Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
   return bias_relu(linear(x, w), b);
 }
 
+Tensor int8_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_defined("int8_linear", x);
+  check_defined("int8_linear", w);
+  BRISK_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1), "op int8_linear: input ",
+              shape_str(x.shape()), " and weight ", shape_str(w.shape()), " do not match");
+  BRISK_CHECK(x.dtype() == DType::f32 && w.dtype() == DType::f32, "op int8_linear: expects f32 inputs, got ",
+              x.dtype(), " and ", w.dtype());
+  auto mm = [](const Tensor& a, const Tensor& bt) {
+    return int8_vnni_supported() ? int8_matmul_vnni(a, bt) : int8_matmul(a, bt);
+  };
+  int64_t in = w.size(1), out = w.size(0);
+  Tensor x2 = x.detach().reshape({-1, in});
+  Tensor y2 = mm(x2, w.detach().t());  // [B, out]: x by rows, W by output rows
+  count_flops(2 * x2.size(0) * in * out);
+  Shape ys(x.shape().begin(), x.shape().end() - 1);
+  ys.push_back(out);
+  Shape xs = x.shape();
+  Tensor wd = w.detach();
+  Tensor y = attach_grad(y2.reshape(ys), "Int8LinearBackward", {x, w}, [=](const Tensor& g) {
+    Tensor g2 = g.reshape({-1, out}).contiguous();
+    Tensor dx = mm(g2, wd).reshape(xs);             // g by rows, W by input columns
+    Tensor dw = matmul(g2.t(), x2);                 // f32: the weight gradient keeps its precision
+    count_flops(4 * g2.size(0) * in * out);
+    return std::vector{dx, dw};
+  });
+  return b.defined() ? y + b : y;
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_defined("linear", x);
   check_defined("linear", w);
+  if (autocast_enabled() && x.dtype() == DType::f32 && w.dtype() == DType::f32) {
+    if (autocast_policy().kind == LowPrecision::int8) return int8_linear(x, w, b);
+    Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
+    Tensor y;
+    {
+      AutocastGuard off({});
+      y = linear(xc, wc, b);
+    }
+    return autocast_cast(y, CastRole::output);
+  }
   if (auto* m = w.unsafe_impl()->mask.get(); m && g_sparse_threshold <= 1.0 && w.dim() == 2 &&
                                              w.device().type == DeviceType::cpu && x.dtype() == w.dtype()) {
     Tensor mask(w.unsafe_impl()->mask);
@@ -271,6 +311,15 @@ static Geom2d check_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pa
 
 Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
                    Pair dilation, int64_t groups, bool relu) {
+  if (autocast_enabled() && x.defined() && w.defined() && x.dtype() == DType::f32 && w.dtype() == DType::f32) {
+    Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
+    Tensor y;
+    {
+      AutocastGuard off({});
+      y = conv2d_relu(xc, wc, b, stride, padding, dilation, groups, relu);
+    }
+    return autocast_cast(y, CastRole::output);
+  }
   Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
   // The fused op (one autograd node, kernels/cpu/conv.cpp; the ref kernel
   // for f64) unless an f32 conv must go through the OpenBLAS GEMM switch.

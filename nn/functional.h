@@ -16,6 +16,12 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // forward, the input gradient and the weight gradient (at stored positions
 // only; zero elsewhere, as the mask requires) all cost O(B·nnz).
 Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const Tensor& b = Tensor());
+// SwitchBack-style int8 linear (Wortsman et al. 2023): y = x W^T + b with x
+// quantized per row (token) and W per output row, int8 products summed in
+// int32 (AVX512-VNNI where the CPU has it); the input gradient g W likewise
+// (g per row, W per input column); the weight gradient g^T x stays f32.
+// What `linear` runs under an int8 autocast (core/autocast.h).
+Tensor int8_linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 void set_sparse_linear_threshold(double sparsity);  // > 1 disables the automatic switch
 double sparse_linear_threshold();
 

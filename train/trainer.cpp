@@ -151,6 +151,7 @@ EvalResult Trainer::evaluate() {
 
 void Trainer::train_one_batch() {
   skip_step = false;
+  loss_scale = 1.0;
   loss_weights = Tensor();
   fire([&](Callback& c) { c.on_batch_start(*this); });
   PhaseClock pc;
@@ -170,7 +171,7 @@ void Trainer::train_one_batch() {
               state_.epoch + 1, ", batch ", batch.index, "). The last checkpoint in ", cfg_.out,
               " is untouched; lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
-  loss.backward();
+  (loss_scale != 1.0 ? loss * loss_scale : loss).backward();
   pc.to(phases_.backward);
   fire([&](Callback& c) { c.on_after_backward(*this); });
   pc = PhaseClock();

@@ -66,6 +66,7 @@ class Trainer {
   Tensor loss_weights;       // optional [B]: set before after_loss to weight examples
   Tensor loss;               // scalar that backward() runs on
   bool skip_step = false;    // set in before_step to skip this optimizer update
+  double loss_scale = 1.0;   // set in after_loss: backward runs on loss * loss_scale (loss scaling)
   // Set by methods at epoch_start to visit a custom order (subset) this epoch.
   Tensor epoch_order;
   // Extra metric fields for the next metrics.jsonl line.

@@ -1,0 +1,94 @@
+#include "core/autocast.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/fp8.h"
+#include "core/int8.h"
+#include "core/ops.h"
+
+namespace brisk {
+
+namespace {
+thread_local AutocastPolicy t_policy;
+
+// Per-tensor fp8: scale = fp8_max / amax (1 when amax is 0 or not finite).
+Tensor round_fp8(const Tensor& x, Fp8Format f) {
+  double amax = max(abs(x)).item();
+  double scale = (amax > 0 && std::isfinite(amax)) ? fp8_max(f) / amax : 1.0;
+  return fp8_dequantize(fp8_quantize(x, f, scale), f, scale);
+}
+
+// int8 per row of x viewed as [size(0), rest].
+Tensor round_int8_rows(const Tensor& x) {
+  if (x.dim() == 0 || x.numel() == 0) return x;
+  Tensor r = x.reshape({x.size(0), -1});
+  return dequantize_rows_int8(quantize_rows_int8(r)).reshape(x.shape());
+}
+}  // namespace
+
+const char* low_precision_name(LowPrecision p) {
+  switch (p) {
+    case LowPrecision::bf16: return "bf16";
+    case LowPrecision::fp16: return "fp16";
+    case LowPrecision::fp8: return "fp8";
+    case LowPrecision::int8: return "int8";
+    default: return "f32";
+  }
+}
+
+LowPrecision parse_low_precision(const std::string& s) {
+  if (s == "bf16") return LowPrecision::bf16;
+  if (s == "fp16" || s == "f16") return LowPrecision::fp16;
+  if (s == "fp8") return LowPrecision::fp8;
+  if (s == "int8") return LowPrecision::int8;
+  BRISK_FAIL("unknown low-precision dtype '", s, "' (known: bf16, fp16, fp8, int8)");
+}
+
+const AutocastPolicy& autocast_policy() { return t_policy; }
+
+AutocastGuard::AutocastGuard(AutocastPolicy p) : prev_(t_policy) {
+  BRISK_CHECK(p.rounding == Rounding::nearest || p.kind == LowPrecision::bf16 || p.kind == LowPrecision::fp16,
+              "autocast: stochastic rounding applies to bf16 and fp16, not ", low_precision_name(p.kind));
+  t_policy = p;
+}
+AutocastGuard::~AutocastGuard() { t_policy = prev_; }
+
+Tensor round_to_format(const Tensor& x, LowPrecision p, Rounding r, bool gradient, Generator* gen) {
+  NoGradGuard ng;
+  Tensor xd = x.detach();
+  switch (p) {
+    case LowPrecision::bf16:
+    case LowPrecision::fp16: {
+      DType d = p == LowPrecision::bf16 ? DType::bf16 : DType::f16;
+      return (r == Rounding::stochastic ? stochastic_round(xd, d, gen) : xd.to(d)).to(x.dtype());
+    }
+    case LowPrecision::fp8: return round_fp8(xd, gradient ? Fp8Format::e5m2 : Fp8Format::e4m3).to(x.dtype());
+    case LowPrecision::int8: return round_int8_rows(xd).to(x.dtype());
+    default: return x;
+  }
+}
+
+Tensor autocast_cast(const Tensor& x, CastRole role) {
+  const AutocastPolicy& p = t_policy;
+  if (p.kind == LowPrecision::none || !x.defined() || x.dtype() != DType::f32) return x;
+  LowPrecision kind = p.kind;
+  if (role == CastRole::output) {
+    // fp8 GEMMs write a 16-bit result (bf16, as Transformer Engine does);
+    // int8 GEMMs rescale their int32 sums into f32.
+    if (kind == LowPrecision::int8) return x;
+    if (kind == LowPrecision::fp8) kind = LowPrecision::bf16;
+  }
+  Tensor y = round_to_format(x, kind, p.rounding, false, p.gen);
+  Rounding rounding = p.rounding;
+  Generator* gen = p.gen;
+  // int8: gradients pass straight through (SwitchBack keeps them high precision here)
+  if (kind == LowPrecision::int8) return attach_grad(y, "AutocastCastBackward", {x}, [](const Tensor& g) {
+    return std::vector<Tensor>{g};
+  });
+  return attach_grad(y, "AutocastCastBackward", {x}, [kind, rounding, gen](const Tensor& g) {
+    return std::vector<Tensor>{round_to_format(g, kind, rounding, true, gen)};
+  });
+}
+
+}  // namespace brisk

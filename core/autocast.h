@@ -1,0 +1,71 @@
+// Autocast: a thread-local policy under which matmul-like ops (linear,
+// conv2d) compute in a low-precision format, while everything else
+// (reductions, softmax, norms, losses, the optimizer) stays f32:
+//   AutocastGuard ac({LowPrecision::bf16});
+//   Tensor y = model.forward(x);  // linear / conv2d inputs and outputs in bf16
+// Emulation on this CPU (no AVX512-BF16, no f8 hardware): tensors stay in f32
+// storage holding values of the low format. That is numerically exact for
+// bf16/f16: a bf16 x bf16 product fits an f32 exactly, so an f32 GEMM over
+// bf16 values is a bf16-input GEMM with f32 accumulation. Rounding happens
+// where a real low-precision run stores a tensor: the op's inputs (activations
+// and the f32 master weights, cast per step), its output, and the gradients
+// flowing back through those (a low-precision tensor's gradient is low
+// precision), so backward GEMMs see low-precision operands too.
+//   bf16, fp16: round to nearest even (or stochastically, rounding=stochastic);
+//     fp16 overflows to inf past 65504 and underflows below 2^-24, which is
+//     what the loss scaler is for.
+//   fp8: forward tensors in E4M3, gradients in E5M2 (the usual hybrid), each
+//     scaled per tensor by fp8_max / amax of that tensor ("current" scaling;
+//     Fp8DelayedScaling in core/fp8.h is the history-based variant).
+//   int8: linear layers run SwitchBack-style through int8 GEMMs
+//     (nn::functional::int8_linear: forward and input gradient in int8 with
+//     per-row scales, the weight gradient in f32); conv2d inputs and weights
+//     are quantized per row (sample / output channel) with gradients passed
+//     straight through.
+#pragma once
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace brisk {
+
+enum class LowPrecision { none, bf16, fp16, fp8, int8 };
+enum class Rounding { nearest, stochastic };
+
+struct AutocastPolicy {
+  LowPrecision kind = LowPrecision::none;
+  Rounding rounding = Rounding::nearest;  // stochastic: bf16 / fp16 only
+  Generator* gen = nullptr;               // for stochastic rounding (default generator if null)
+};
+
+const char* low_precision_name(LowPrecision p);
+LowPrecision parse_low_precision(const std::string& s);  // bf16|fp16|fp8|int8; throws naming the known ones
+
+const AutocastPolicy& autocast_policy();  // this thread's; kind none = off
+inline bool autocast_enabled() { return autocast_policy().kind != LowPrecision::none; }
+
+// Sets the policy for the guard's lifetime (restoring the previous one).
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(AutocastPolicy p);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  AutocastPolicy prev_;
+};
+
+// An op's output is stored in bf16 under fp8 (the GEMM's 16-bit result) and
+// left in f32 under int8 (int32 sums rescaled); inputs and weights take the
+// policy's format.
+enum class CastRole { activation, weight, output };
+
+// x (f32) rounded to the policy's format, differentiably: the gradient is
+// rounded to the gradient format on its way back (int8: passed straight
+// through). Returns x unchanged when autocast is off or x is not f32.
+Tensor autocast_cast(const Tensor& x, CastRole role);
+
+// The rounding itself, no autograd: x's values in format p (f32 storage).
+Tensor round_to_format(const Tensor& x, LowPrecision p, Rounding r, bool gradient, Generator* gen = nullptr);
+
+}  // namespace brisk

@@ -1,0 +1,117 @@
+// `--method precision:dtype=bf16|fp16|fp8|int8[,rounding=nearest|stochastic]
+//  [,weights=master|bf16][,scaler=auto|on|off]`: autocast for the whole run
+// (core/autocast.h: linear and conv2d in the low format; reductions, softmax,
+// norms, losses and the optimizer in f32), evaluation included.
+//   weights=master (default): the parameters are the f32 master weights; each
+//     step casts them for the GEMMs. weights=bf16: after every optimizer step
+//     the parameters are rounded to bf16 (stochastically with
+//     rounding=stochastic, so updates smaller than half an ulp, weight decay
+//     included, still move them on average); optimizer state stays f32.
+//   scaler=auto: dynamic loss scaling (optim::GradScaler, PyTorch's defaults)
+//     for fp16, whose gradients underflow without it; on/off force it. A step
+//     with inf/NaN gradients is skipped (parameters and optimizer state
+//     untouched) and the scale halves.
+// metrics.jsonl gains `skipped_steps`, and `loss_scale` when scaling.
+// Stochastic rounding draws from a generator keyed by (seed, step), so a
+// resumed run rounds exactly as the uninterrupted one.
+#include <memory>
+
+#include "core/autocast.h"
+#include "efficiency/method.h"
+#include "optim/grad_scaler.h"
+#include "train/trainer.h"
+
+namespace brisk::efficiency {
+
+namespace {
+
+class PrecisionMethod : public train::Callback {
+ public:
+  LowPrecision kind = LowPrecision::bf16;
+  Rounding rounding = Rounding::nearest;
+  bool bf16_weights = false, use_scaler = false;
+
+  std::string name() const override { return "precision"; }
+
+  void on_fit_start(train::Trainer& t) override {
+    seed_ = t.config().seed;
+    gen_.set_state(seed_ * 0xC2B2AE3D27D4EB4Full + 17, 0);
+    guard_ = std::make_unique<AutocastGuard>(AutocastPolicy{kind, rounding, &gen_});
+    if (bf16_weights) round_weights(t);
+  }
+  void on_fit_end(train::Trainer&) override { guard_.reset(); }
+
+  void on_batch_start(train::Trainer& t) override {
+    gen_.set_state(seed_ * 0xC2B2AE3D27D4EB4Full + 17 + uint64_t(t.state().step) * 0x9E3779B97F4A7C15ull, 0);
+  }
+  void on_after_loss(train::Trainer& t) override {
+    if (use_scaler) t.loss_scale = scaler_.get_scale();
+  }
+  void on_after_backward(train::Trainer& t) override {
+    if (use_scaler) finite_ = scaler_.unscale_(t.optimizer());  // before any gradient clipping
+  }
+  void on_before_step(train::Trainer& t) override {
+    if (use_scaler && !finite_) {
+      t.skip_step = true;
+      ++skipped_;
+    }
+  }
+  void on_after_step(train::Trainer& t) override {
+    if (use_scaler) scaler_.update();  // throws below min_scale: training stops, checkpoint intact
+    if (bf16_weights && !t.skip_step) round_weights(t);
+  }
+
+  void add_metrics(nlohmann::json& j) const override {
+    j["skipped_steps"] = skipped_;
+    if (use_scaler) j["loss_scale"] = scaler_.get_scale();
+  }
+  nlohmann::json state_json() const override {
+    return {{"dtype", low_precision_name(kind)}, {"skipped_steps", skipped_}, {"scaler", scaler_.state_dict()}};
+  }
+  void load_state_json(const nlohmann::json& j) override {
+    skipped_ = j.value("skipped_steps", int64_t(0));
+    if (j.contains("scaler")) scaler_.load_state_dict(j.at("scaler"));
+  }
+
+ private:
+  void round_weights(train::Trainer& t) {
+    NoGradGuard ng;
+    for (auto& [n, p] : t.model().named_parameters()) {
+      if (p.dtype() != DType::f32) continue;
+      Tensor pd = p.detach();
+      pd.copy_(round_to_format(pd, LowPrecision::bf16, rounding, false, &gen_));
+    }
+  }
+
+  uint64_t seed_ = 0;
+  Generator gen_;
+  std::unique_ptr<AutocastGuard> guard_;
+  optim::GradScaler scaler_;
+  bool finite_ = true;
+  int64_t skipped_ = 0;
+};
+
+}  // namespace
+
+void register_precision_methods() {
+  register_method("precision", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
+    auto m = std::make_unique<PrecisionMethod>();
+    m->kind = parse_low_precision(a.get_string("dtype", "bf16"));
+    std::string r = a.get_string("rounding", "nearest");
+    BRISK_CHECK(r == "nearest" || r == "stochastic", "--method precision: unknown rounding '", r,
+                "' (known: nearest, stochastic)");
+    m->rounding = r == "stochastic" ? Rounding::stochastic : Rounding::nearest;
+    BRISK_CHECK(m->rounding == Rounding::nearest || m->kind == LowPrecision::bf16 || m->kind == LowPrecision::fp16,
+                "--method precision: rounding=stochastic applies to bf16 and fp16, not ", low_precision_name(m->kind));
+    std::string w = a.get_string("weights", "master");
+    BRISK_CHECK(w == "master" || w == "bf16", "--method precision: unknown weights '", w, "' (known: master, bf16)");
+    m->bf16_weights = w == "bf16";
+    std::string s = a.get_string("scaler", "auto");
+    BRISK_CHECK(s == "auto" || s == "on" || s == "off", "--method precision: unknown scaler '", s,
+                "' (known: auto, on, off)");
+    m->use_scaler = s == "on" || (s == "auto" && m->kind == LowPrecision::fp16);
+    return m;
+  });
+}
+
+}  // namespace brisk::efficiency

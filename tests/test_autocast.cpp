@@ -1,0 +1,179 @@
+// Autocast and the precision method: what runs in the low format and what
+// stays f32, gradient formats, SwitchBack int8 linear, master weights vs
+// stochastically rounded bf16 weights, loss scaling in the trainer.
+#include "core/autocast.h"
+#include "core/fp8.h"
+#include "core/int8.h"
+#include "efficiency/method.h"
+#include "nn/functional.h"
+#include "tests/train_helpers.h"
+
+using namespace bt;
+namespace F = brisk::nn::functional;
+
+static bool bf16_exact(const Tensor& t) { return bit_equal(t.detach().to(DType::bf16).to(DType::f32), t.detach()); }
+
+TEST_CASE("autocast: bf16 linear and conv2d compute on bf16 values; other ops stay f32", "[autocast]") {
+  manual_seed(1);
+  Tensor x = randn({6, 20}).requires_grad_(), w = randn({7, 20}).requires_grad_(), b = randn({7});
+  Tensor y;
+  {
+    AutocastGuard ac({LowPrecision::bf16});
+    y = F::linear(x, w, b);
+    CHECK(autocast_enabled());
+    Tensor p = softmax(x, 1);  // not a matmul: f32 values
+    CHECK_FALSE(bf16_exact(p));
+  }
+  CHECK_FALSE(autocast_enabled());
+  Tensor xr = x.detach().to(DType::bf16).to(DType::f32), wr = w.detach().to(DType::bf16).to(DType::f32);
+  Tensor want = F::linear(xr, wr, b).to(DType::bf16).to(DType::f32);
+  CHECK(bf16_exact(y));
+  expect_close(y, want, 0, "bf16 linear = rounded inputs, rounded output");
+  sum(y * 3.3).backward();
+  CHECK(bf16_exact(x.grad()));  // a bf16 tensor's gradient is bf16
+  CHECK(bf16_exact(w.grad()));
+  CHECK_FALSE(bit_equal(F::linear(x.detach(), w.detach(), b), y));  // off: full f32
+
+  Tensor cx = randn({2, 3, 8, 8}).requires_grad_(), cw = randn({4, 3, 3, 3});
+  Tensor cy;
+  {
+    AutocastGuard ac({LowPrecision::bf16});
+    cy = F::conv2d(cx, cw, Tensor(), 1, 1);
+  }
+  CHECK(bf16_exact(cy));
+  expect_close(cy, F::conv2d(cx.detach().to(DType::bf16).to(DType::f32), cw.to(DType::bf16).to(DType::f32),
+                              Tensor(), 1, 1).to(DType::bf16).to(DType::f32), 0, "bf16 conv");
+  CHECK_THROWS_WITH(AutocastGuard({LowPrecision::fp8, Rounding::stochastic}), Catch::Contains("bf16 and fp16"));
+  CHECK_THROWS_WITH(parse_low_precision("fp4"), Catch::Contains("known: bf16, fp16, fp8, int8"));
+}
+
+TEST_CASE("autocast: fp8 rounds inputs to E4M3 and gradients to E5M2, per-tensor scaled", "[autocast]") {
+  manual_seed(2);
+  Tensor x = randn({5, 16}).requires_grad_();
+  Tensor c = randn({5, 16});
+  Tensor xc;
+  {
+    AutocastGuard ac({LowPrecision::fp8});
+    xc = autocast_cast(x, CastRole::activation);
+  }
+  double amax = max(abs(x.detach())).item(), s4 = fp8_max(Fp8Format::e4m3) / amax;
+  expect_close(xc, fp8_dequantize(fp8_quantize(x.detach(), Fp8Format::e4m3, s4), Fp8Format::e4m3, s4), 0, "e4m3");
+  sum(xc * c).backward();  // the gradient arriving at xc is c
+  double gmax = max(abs(c)).item(), s5 = fp8_max(Fp8Format::e5m2) / gmax;
+  expect_close(x.grad(), fp8_dequantize(fp8_quantize(c, Fp8Format::e5m2, s5), Fp8Format::e5m2, s5), 0, "e5m2 grad");
+  CHECK(max_rel_err(x.grad(), c) > 1e-3);  // E5M2 really is coarse
+  CHECK(max_rel_err(x.grad(), c) < 0.13);  // ... within 2^-3
+}
+
+TEST_CASE("autocast: int8 linear is SwitchBack (int8 forward and input grad, f32 weight grad)", "[autocast]") {
+  manual_seed(3);
+  Tensor x = randn({9, 40}).requires_grad_(), w = randn({6, 40}).requires_grad_(), b = randn({6});
+  Tensor y;
+  {
+    AutocastGuard ac({LowPrecision::int8});
+    y = F::linear(x, w, b);
+  }
+  Tensor ref = F::linear(x.detach(), w.detach(), b);
+  CHECK(bit_equal(y.detach(), int8_matmul(x.detach(), w.detach().t()) + b));
+  // per element: |err| <= sum_k (|x_ik| e_w + |w_jk| e_x + e_x e_w), e = max|row| / 254
+  Tensor ex = max(abs(x.detach()), {1}, true) / 254.0, ew = max(abs(w.detach()), {1}, true) / 254.0;
+  Tensor bound = matmul(abs(x.detach()), ew.t().expand({40, 6})) + matmul(ex.expand({9, 40}), abs(w.detach()).t()) +
+                 matmul(ex.expand({9, 40}), ew.t().expand({40, 6}));
+  CHECK(max(abs(y.detach() - ref) - bound * 1.001).item() <= 1e-5);
+  Tensor g = randn({9, 6});
+  sum(y * g).backward();
+  CHECK(bit_equal(w.grad(), matmul(g.t(), x.detach())));  // weight gradient in f32, exactly
+  CHECK(bit_equal(x.grad(), int8_matmul(g, w.detach())));  // input gradient through int8
+  // g by rows (9 x 6), w by input columns (6 x 40): the same error bound as forward
+  Tensor eg = max(abs(g), {1}, true) / 254.0, ec = max(abs(w.detach()), {0}, true) / 254.0;  // [9,1], [1,40]
+  Tensor gbound = matmul(abs(g), ec.expand({6, 40})) + matmul(eg.expand({9, 6}), abs(w.detach())) +
+                  matmul(eg.expand({9, 6}), ec.expand({6, 40}));
+  CHECK(max(abs(x.grad() - matmul(g, w.detach())) - gbound * 1.001).item() <= 1e-5);
+}
+
+TEST_CASE("precision: stochastic rounding keeps weight decay moving bf16 weights; nearest loses it", "[autocast]") {
+  Tensor w_near = ones({4000}), w_sr = ones({4000});
+  Generator g(7);
+  for (int step = 0; step < 50; ++step) {  // w <- w (1 - lr wd), lr wd = 1e-4: far below half an ulp of 1 (2^-9)
+    w_near = round_to_format(w_near * (1 - 1e-4), LowPrecision::bf16, Rounding::nearest, false);
+    w_sr = round_to_format(w_sr * (1 - 1e-4), LowPrecision::bf16, Rounding::stochastic, false, &g);
+  }
+  CHECK(max(abs(w_near - 1.0)).item() == 0.0);  // every decay step rounded away
+  double mean_sr = mean(w_sr).item();
+  CHECK(mean_sr == Approx(std::pow(1 - 1e-4, 50)).epsilon(2e-4));  // tracks the exact decay on average
+  CHECK(bf16_exact(w_sr));
+}
+
+TEST_CASE("precision: the method trains with bf16, fp8, int8; master or bf16 weights; exact resume", "[autocast][train]") {
+  for (std::string spec : {"precision:dtype=bf16", "precision:dtype=fp8", "precision:dtype=int8",
+                           "precision:dtype=bf16,rounding=stochastic,weights=bf16"}) {
+    INFO(spec);
+    TrainConfig c = small_config("brisk_precision");
+    c.methods = {spec};
+    brisk::train::Trainer t(c);
+    t.fit();
+    auto m = read_jsonl(c.out + "/metrics.jsonl");
+    CHECK(m.back()["test_acc"].get<double>() > 0.8);
+    CHECK(m.back()["skipped_steps"] == 0);
+    CHECK_FALSE(m.back().contains("loss_scale"));  // scaling is for fp16
+    bool all_bf16 = true;
+    for (auto& [n, p] : t.model().named_parameters()) all_bf16 = all_bf16 && bf16_exact(p);
+    CHECK(all_bf16 == (spec.find("weights=bf16") != std::string::npos));  // master weights stay f32
+  }
+  TrainConfig r = small_config("brisk_precision_resume");
+  r.methods = {"precision:dtype=bf16,rounding=stochastic,weights=bf16"};
+  check_resume_bit_exact(r, {5});
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("precision:dtype=int8,rounding=stochastic"),
+                    Catch::Contains("stochastic applies to bf16 and fp16"));
+  CHECK_THROWS_WITH(brisk::efficiency::make_method("precision:dtype=fp4"), Catch::Contains("unknown low-precision"));
+}
+
+// Injects an inf into one gradient at one step (a hook on a weight).
+class InfAt : public brisk::train::Callback {
+ public:
+  int64_t at;
+  TensorMap before_params, before_state;
+  explicit InfAt(int64_t s) : at(s) {}
+  std::string name() const override { return "inf_at"; }
+  void on_fit_start(brisk::train::Trainer& t) override {
+    Tensor w = t.model().named_parameters()[0].second;
+    auto* tr = &t;
+    w.register_hook([tr, this](const Tensor& g) -> std::optional<Tensor> {
+      if (tr->state().step != at) return std::nullopt;
+      return g * std::numeric_limits<double>::infinity();
+    });
+  }
+  void on_batch_start(brisk::train::Trainer& t) override {
+    if (t.state().step != at) return;
+    for (auto& [n, p] : t.model().named_parameters()) before_params[n] = p.detach().clone();
+    for (auto& [n, st] : t.optimizer().state())
+      for (auto& [k, v] : st) before_state[n + "/" + k] = v.clone();
+  }
+  void on_batch_end(brisk::train::Trainer& t) override {
+    if (t.state().step != at + 1) return;  // step was incremented
+    for (auto& [n, p] : t.model().named_parameters()) CHECK(bit_equal(p, before_params.at(n)));
+    for (auto& [n, st] : t.optimizer().state())
+      for (auto& [k, v] : st) CHECK(bit_equal(v, before_state.at(n + "/" + k)));
+  }
+};
+
+TEST_CASE("precision: fp16 scales the loss; an injected inf skips the step untouched and halves the scale", "[autocast][train]") {
+  TrainConfig c = small_config("brisk_fp16");
+  c.methods = {"precision:dtype=fp16"};
+  c.eval_every = 4;
+  c.momentum = 0.9;
+  brisk::train::Trainer t(c);
+  auto* inj = new InfAt(6);
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(inj));
+  t.fit();
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(m[0]["loss_scale"] == 65536.0);
+  CHECK(m[0]["skipped_steps"] == 0);
+  CHECK(m[1]["loss_scale"] == 32768.0);  // halved once
+  CHECK(m[1]["skipped_steps"] == 1);
+  CHECK(m.back()["test_acc"].get<double>() > 0.8);
+  CHECK(inj->before_params.size() > 0);
+  TrainConfig r = small_config("brisk_fp16_resume");
+  r.methods = {"precision:dtype=fp16"};
+  check_resume_bit_exact(r, {7});
+}
