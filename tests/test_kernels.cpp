@@ -92,6 +92,19 @@ TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", 
         compare_backend(be, "gemm", what + " TT", [&] { return matmul(at, bt2); }, tol);
       }
     }
+  // bf16 / f16 operands, f32 accumulation: vs the double-accumulating ref, and
+  // bit-identical to the f32 GEMM on the widened values
+  for (DType dt : {DType::bf16, DType::f16}) {
+    Tensor a = randn({2, 37, 300}).to(dt), b = randn({2, 300, 70}).to(dt);
+    Tensor at = randn({2, 300, 37}).to(dt).transpose(1, 2);
+    compare_backend("cpu", "gemm", std::string("gemm ") + dtype_name(dt), [&] { return matmul(a, b); },
+                    dtype_tol(dt, 300));
+    compare_backend("cpu", "gemm", std::string("gemm TN ") + dtype_name(dt), [&] { return matmul(at, b); },
+                    dtype_tol(dt, 300));
+    Tensor wide = matmul(a.to(DType::f32), b.to(DType::f32)).to(dt);
+    CHECK(bit_equal(matmul(a, b), wide));
+    CHECK(last_backend("gemm") == "cpu");
+  }
   // a broadcast batch operand (batch stride 0)
   Tensor w = randn({40, 50}), x = randn({3, 50, 60});
   compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));

@@ -92,26 +92,36 @@ bool gemm(const KernelArgs& a) {
   return true;
 }
 
-// f32: one sgemm per batch entry; many small problems (attention heads,
-// grouped conv) run one per thread instead.
-bool gemm_f32(const KernelArgs& a) {
+// f32, bf16, f16: one sgemm per batch entry (16-bit operands are widened
+// while packing and summed in f32; the f32 result is rounded once into a
+// 16-bit output); many small problems (attention heads, grouped conv) run one
+// per thread instead.
+template <class E>
+bool gemm_native(const KernelArgs& a) {
   const Tensor &At = a.in[0], &Bt = a.in[1];
   int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
-  const float *ap = ptr<float>(At), *bp = ptr<float>(Bt);
-  float* C = ptr<float>(a.out[0]);
+  const E *ap = ptr<E>(At), *bp = ptr<E>(Bt);
+  Tensor acc = std::is_same_v<E, float> ? a.out[0] : empty({nb, M, N}, DType::f32);
+  float* C = ptr<float>(acc);
   auto one = [&](int64_t b) {
-    sgemm(M, N, K, MatF{ap + b * At.stride(0), At.stride(1), At.stride(2)},
-          MatF{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N);
+    sgemm(M, N, K, Mat<E>{ap + b * At.stride(0), At.stride(1), At.stride(2)},
+          Mat<E>{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N);
   };
   if (nb > 1 && M * N * K < (int64_t(1) << 20))
     parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) { for (int64_t b = lo; b < hi; ++b) one(b); });
   else
     for (int64_t b = 0; b < nb; ++b) one(b);
+  if constexpr (!std::is_same_v<E, float>) {
+    E* out = ptr<E>(a.out[0]);
+    for (int64_t i = 0; i < nb * M * N; ++i) out[i] = E(C[i]);
+  }
   return true;
 }
 
 void register_gemm() {
-  register_kernel("gemm", DeviceType::cpu, DType::f32, "cpu", backend_priority::native, &gemm_f32);
+  register_kernel("gemm", DeviceType::cpu, DType::f32, "cpu", backend_priority::native, &gemm_native<float>);
+  register_kernel("gemm", DeviceType::cpu, DType::bf16, "cpu", backend_priority::native, &gemm_native<BFloat16>);
+  register_kernel("gemm", DeviceType::cpu, DType::f16, "cpu", backend_priority::native, &gemm_native<Half>);
   register_for<double>("gemm", "cpu", backend_priority::native,
       [](auto t) -> KernelFn { return &gemm<typename decltype(t)::type>; });
 }

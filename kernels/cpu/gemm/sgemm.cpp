@@ -7,9 +7,9 @@
 
 namespace brisk::kern::cpu {
 
-void sgemm_avx512(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
-void sgemm_avx2(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
-void sgemm_sse(int64_t, int64_t, int64_t, MatF, MatF, float*, int64_t, bool);
+template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 
 namespace {
 enum Isa : int { sse, avx2, avx512 };
@@ -48,13 +48,26 @@ void set_sgemm_isa(const std::string& isa) {
   BRISK_FAIL("set_sgemm_isa: unknown instruction set '", isa, "' (known: auto, avx512, avx2, sse)");
 }
 
-void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+namespace {
+template <class E>
+void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   switch (g_isa.load(std::memory_order_relaxed)) {
-    case avx512: return sgemm_avx512(M, N, K, A, B, C, ldc, accumulate);
-    case avx2: return sgemm_avx2(M, N, K, A, B, C, ldc, accumulate);
-    default: return sgemm_sse(M, N, K, A, B, C, ldc, accumulate);
+    case avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate);
+    case avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate);
+    default: return sgemm_sse<E>(M, N, K, A, B, C, ldc, accumulate);
   }
+}
+}  // namespace
+
+void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+  run(M, N, K, A, B, C, ldc, accumulate);
+}
+void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc, bool accumulate) {
+  run(M, N, K, A, B, C, ldc, accumulate);
+}
+void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, int64_t ldc, bool accumulate) {
+  run(M, N, K, A, B, C, ldc, accumulate);
 }
 
 }  // namespace brisk::kern::cpu

@@ -4,23 +4,45 @@
 // dispatch op is a thin wrapper.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <string>
+
+#include "core/dtype.h"
 
 namespace brisk::kern::cpu {
 
 // A read-only matrix view: element (r, c) is p[r * rs + c * cs]. Any strides,
-// so transposes are free (swap rs and cs).
-struct MatF {
-  const float* p;
+// so transposes are free (swap rs and cs). E: float, or a 16-bit float read
+// and widened to f32 while packing (the products and sums stay f32).
+template <class E>
+struct Mat {
+  const E* p;
   int64_t rs, cs;
-  MatF t() const { return {p, cs, rs}; }
+  Mat t() const { return {p, cs, rs}; }
 };
+using MatF = Mat<float>;
+
+inline float widen(float v) { return v; }
+inline float widen(BFloat16 v) {  // bf16 is the top half of an f32: exact, one shift
+  uint32_t u = uint32_t(v.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float widen(Half v) { return half_bits_to_float(v.bits); }
 
 // C[M, N] (row stride ldc) = A[M, K] @ B[K, N], or C += A @ B when accumulate.
 // Runs on the brisk thread pool when the problem is large enough and the call
 // is not already inside a parallel region. Deterministic: each element of C is
 // summed in the same k order whatever the thread count.
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate = false);
+// The same GEMM reading bf16 / f16 operands (half the bytes of f32) and
+// accumulating in f32: on a CPU without AVX512-BF16 the operands are widened
+// during packing, so the micro-kernel is the f32 one. Results equal sgemm on
+// the widened values exactly (widening is exact, the summation order the same).
+void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc,
+           bool accumulate = false);
+void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, int64_t ldc, bool accumulate = false);
 
 // The instruction set sgemm uses: "avx512", "avx2" or "sse". set_sgemm_isa
 // forces one (tests run every micro-kernel the CPU supports); "auto" restores

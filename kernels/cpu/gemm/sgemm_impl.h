@@ -11,6 +11,7 @@
 // [MC, KC] packed into MR-tall strips), then the MR x NR micro-kernel.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -45,24 +46,26 @@ struct AlignedBuf {  // grows, never shrinks: no allocations in steady state
 };
 
 // B[k0:k0+kc, j0:j0+nc] -> strips of [kc, NR], zero-padded past nc.
-inline void pack_b(const MatF& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+template <class E>
+inline void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   int64_t strips = (nc + NR - 1) / NR;
   auto strip = [&](int64_t s) {
     float* d = dst + s * kc * NR;
     int64_t jb = j0 + s * NR, w = std::min<int64_t>(NR, j0 + nc - jb);
     if (B.cs == 1) {
       for (int64_t k = 0; k < kc; ++k) {
-        const float* src = B.p + (k0 + k) * B.rs + jb;
+        const E* src = B.p + (k0 + k) * B.rs + jb;
         float* o = d + k * NR;
-        std::memcpy(o, src, sizeof(float) * size_t(w));
+        if constexpr (std::is_same_v<E, float>) std::memcpy(o, src, sizeof(float) * size_t(w));
+        else for (int64_t j = 0; j < w; ++j) o[j] = widen(src[j]);
         for (int64_t j = w; j < NR; ++j) o[j] = 0.f;
       }
     } else {
       for (int64_t k = 0; k < kc; ++k)
         for (int64_t j = w; j < NR; ++j) d[k * NR + j] = 0.f;
       for (int64_t j = 0; j < w; ++j) {  // rs==1 (transposed B) reads along k
-        const float* src = B.p + k0 * B.rs + (jb + j) * B.cs;
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = src[k * B.rs];
+        const E* src = B.p + k0 * B.rs + (jb + j) * B.cs;
+        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = widen(src[k * B.rs]);
       }
     }
   };
@@ -70,21 +73,22 @@ inline void pack_b(const MatF& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc
 }
 
 // A[i0:i0+mc, k0:k0+kc] -> strips of [kc, MR], zero-padded past mc.
-inline void pack_a(const MatF& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+template <class E>
+inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t s = 0; s * MR < mc; ++s) {
     float* d = dst + s * kc * MR;
     int64_t ib = i0 + s * MR, h = std::min<int64_t>(MR, i0 + mc - ib);
     if (A.rs == 1) {  // column-major A (a transposed operand): contiguous along i
       for (int64_t k = 0; k < kc; ++k) {
-        const float* src = A.p + ib + (k0 + k) * A.cs;
+        const E* src = A.p + ib + (k0 + k) * A.cs;
         float* o = d + k * MR;
-        for (int64_t i = 0; i < h; ++i) o[i] = src[i];
+        for (int64_t i = 0; i < h; ++i) o[i] = widen(src[i]);
         for (int64_t i = h; i < MR; ++i) o[i] = 0.f;
       }
     } else {
       for (int64_t i = 0; i < h; ++i) {
-        const float* src = A.p + (ib + i) * A.rs + k0 * A.cs;
-        for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src[k * A.cs];
+        const E* src = A.p + (ib + i) * A.rs + k0 * A.cs;
+        for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = widen(src[k * A.cs]);
       }
       for (int64_t i = h; i < MR; ++i)
         for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = 0.f;
@@ -131,7 +135,8 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 }
 
 // One thread: the whole loop nest on C[M, N].
-inline void sgemm_serial(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+template <class E>
+inline void sgemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
   static thread_local AlignedBuf<float> abuf, bbuf;
   // K blocks of equal size (288 -> 144 + 144, not 256 + 32): a thin last
   // block would run the micro-kernel at a fraction of its speed.
@@ -166,7 +171,8 @@ inline void sgemm_serial(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float*
 // every thread pack all of B, splitting columns all of A; the grid minimises
 // that duplicated packing. Results do not depend on the grid (same K blocks,
 // same micro-kernel order per element), so they are thread-count independent.
-inline void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+template <class E>
+inline void sgemm(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
   int threads = get_num_threads();
   int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
   if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
@@ -192,7 +198,7 @@ inline void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int
       int64_t r0 = mblocks * bi / tm * MR, r1 = std::min(M, mblocks * (bi + 1) / tm * MR);
       int64_t c0 = strips * bj / tn * NR, c1 = std::min(N, strips * (bj + 1) / tn * NR);
       if (r0 >= r1 || c0 >= c1) continue;
-      sgemm_serial(r1 - r0, c1 - c0, K, MatF{A.p + r0 * A.rs, A.rs, A.cs}, MatF{B.p + c0 * B.cs, B.rs, B.cs},
+      sgemm_serial(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
                    C + r0 * ldc + c0, ldc, accumulate);
     }
   });

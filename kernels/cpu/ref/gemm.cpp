@@ -1,5 +1,7 @@
 // Reference batched GEMM: C[b] = A[b] @ B[b] with arbitrary strides, the
 // textbook triple loop accumulated in double.
+#include <type_traits>
+
 #include "kernels/strided.h"
 
 namespace brisk::kern::ref {
@@ -18,13 +20,17 @@ bool gemm(const KernelArgs& a) {
         for (int64_t k = 0; k < K; ++k)
           s += double(ap[b * A.stride(0) + i * A.stride(1) + k * A.stride(2)]) *
                double(bp[b * B.stride(0) + k * B.stride(1) + j * B.stride(2)]);
-        cp[(b * M + i) * N + j] = T(s);
+        if constexpr (std::is_floating_point_v<T>) cp[(b * M + i) * N + j] = T(s);
+        else cp[(b * M + i) * N + j] = T(float(s));  // bf16 / f16: one rounding from the f32 nearest
       }
   return true;
 }
 
 void register_gemm() {
   BRISK_REGISTER_FLOATING("gemm", "ref", backend_priority::ref, gemm);
+  ::brisk::kern::register_for<BFloat16, Half>("gemm", "ref", backend_priority::ref, [](auto t) -> KernelFn {
+    return &gemm<typename decltype(t)::type>;
+  });
 }
 
 }  // namespace brisk::kern::ref
