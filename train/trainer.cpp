@@ -357,8 +357,17 @@ int run_training(const TrainConfig& cfg_in, bool resume) {
               cfg.schedule.c_str(), get_num_threads(), cfg.out.c_str(), resume ? " (resuming)" : "");
   std::fflush(stdout);
   EvalResult r = t.fit(resume);
-  std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.2f  steps %lld\n", r.acc, r.loss,
-              t.state().wall_s, (long long)t.state().step);
+  // Wall-clock, FLOPs and nonzeros reported separately: a pruned model's
+  // zeros save FLOPs only where a sparse kernel skips them.
+  int64_t params = 0, nonzeros = 0;
+  for (auto& [n, p] : t.model().named_parameters()) {
+    params += p.numel();
+    nonzeros += int64_t(sum(ne(p.detach(), zeros_like(p.detach())).to(DType::f64)).item());
+  }
+  std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.2f  steps %lld  gflop %.1f  params %lld  "
+              "nonzero_params %lld\n",
+              r.acc, r.loss, t.state().wall_s, (long long)t.state().step, t.state().flops / 1e9, (long long)params,
+              (long long)nonzeros);
   return 0;
 }
 
