@@ -32,17 +32,6 @@ const char* dtype_name(DType t) {
 static uint32_t bits_of(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 static float float_of(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 
-uint16_t float_to_bf16_bits(float f) {
-  uint32_t u = bits_of(f);
-  if (std::isnan(f)) return uint16_t((u >> 16) | 0x40);  // keep sign, force quiet
-  // Add 0x7fff plus the lowest kept bit: rounds to nearest, ties to even.
-  uint32_t lsb = (u >> 16) & 1u;
-  u += 0x7fffu + lsb;
-  return uint16_t(u >> 16);
-}
-
-float bf16_bits_to_float(uint16_t b) { return float_of(uint32_t(b) << 16); }
-
 uint16_t float_to_half_bits(float f) {
   uint32_t u = bits_of(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);

@@ -22,8 +22,21 @@ inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_
 // NaN stays NaN (quiet), overflow goes to inf as IEEE prescribes.
 uint16_t float_to_half_bits(float f);
 float half_bits_to_float(uint16_t h);
-uint16_t float_to_bf16_bits(float f);
-float bf16_bits_to_float(uint16_t b);
+// bf16 is the top half of an f32: inline, so kernels over bf16 storage
+// vectorize (memory-bound ops then move half the bytes of f32).
+inline uint16_t float_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN: keep sign, force quiet
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even
+  return uint16_t(u >> 16);
+}
+inline float bf16_bits_to_float(uint16_t b) {
+  uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 struct Half {
   uint16_t bits = 0;

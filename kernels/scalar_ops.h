@@ -79,6 +79,18 @@ inline T apply_binary(BinaryOp op, T a, T b) {
   BRISK_FAIL("op ", binary_op_name(op), ": not an arithmetic op");
 }
 
+// 16-bit floats: computed in f32, rounded once into the 16-bit result.
+template <> inline Half apply_unary<Half>(UnaryOp op, Half x) { return Half(apply_unary<float>(op, float(x))); }
+template <> inline BFloat16 apply_unary<BFloat16>(UnaryOp op, BFloat16 x) {
+  return BFloat16(apply_unary<float>(op, float(x)));
+}
+template <> inline Half apply_binary<Half>(BinaryOp op, Half a, Half b) {
+  return Half(apply_binary<float>(op, float(a), float(b)));
+}
+template <> inline BFloat16 apply_binary<BFloat16>(BinaryOp op, BFloat16 a, BFloat16 b) {
+  return BFloat16(apply_binary<float>(op, float(a), float(b)));
+}
+
 template <class T>
 inline bool apply_compare(BinaryOp op, T a, T b) {
   switch (op) {

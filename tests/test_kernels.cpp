@@ -56,6 +56,16 @@ TEST_CASE("kernels: cpu elementwise vs ref, contiguous and broadcast", "[kernels
                     [&] { return big.select(0, 2).narrow(1, 3, 50).t().contiguous(); }, 0);
     compare_backend("cpu", "fill", "fill", [&] { return full({100}, 3.25, dt); }, 0);
   }
+  // 16-bit storage: computed in f32, stored in 16 bits
+  for (DType dt : {DType::bf16, DType::f16}) {
+    Tensor x = randn({33, 65}).to(dt), y = randn({65}).to(dt), pos = (rand({33, 65}) + 0.1).to(dt);
+    for (UnaryOp op : {UnaryOp::relu, UnaryOp::exp, UnaryOp::neg, UnaryOp::tanh, UnaryOp::sqrt})
+      compare_backend("cpu", unary_op_name(op), std::string(unary_op_name(op)) + " " + dtype_name(dt),
+                      [&] { NoGradGuard ng; return unary(op, op == UnaryOp::sqrt ? pos : x); }, dtype_tol(dt, 4));
+    for (BinaryOp op : {BinaryOp::add, BinaryOp::mul, BinaryOp::maximum})
+      compare_backend("cpu", "binary", std::string(binary_op_name(op)) + " " + dtype_name(dt),
+                      [&] { return binary(op, x, y); }, dtype_tol(dt));
+  }
   Tensor ix = randint(-50, 50, {40}, DType::i64), iy = randint(1, 9, {40}, DType::i64);
   compare_backend("cpu", "binary", "i64 add", [&] { return ix + iy; }, 0);
   compare_backend("cpu", "binary", "i64 max", [&] { return maximum(ix, iy); }, 0);

@@ -190,9 +190,10 @@ bool fill(const KernelArgs& a) {
 void register_elementwise() {
   constexpr int P = backend_priority::native;
   for (int u = 0; u <= int(UnaryOp::sign); ++u)
-    register_for<float, double>(unary_op_name(UnaryOp(u)), "cpu", P,
+    register_for<float, double, BFloat16, Half>(unary_op_name(UnaryOp(u)), "cpu", P,
         [](auto t) -> KernelFn { return &unary<typename decltype(t)::type>; });
-  register_for<float, double, int32_t, int64_t, uint8_t>("binary", "cpu", P,
+  // 16-bit floats: computed in f32, stored in 16 bits (half the bytes moved)
+  register_for<float, double, BFloat16, Half, int32_t, int64_t, uint8_t>("binary", "cpu", P,
       [](auto t) -> KernelFn { return &binary<typename decltype(t)::type>; });
   register_for<float, double, int32_t, int64_t, uint8_t, bool>("compare", "cpu", P,
       [](auto t) -> KernelFn { return &compare<typename decltype(t)::type>; });

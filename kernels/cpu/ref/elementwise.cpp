@@ -85,9 +85,9 @@ bool fill(const KernelArgs& a) {
 void register_elementwise() {
   constexpr int P = backend_priority::ref;
   for (int u = 0; u <= int(UnaryOp::sign); ++u)
-    register_for<float, double, int32_t, int64_t>(unary_op_name(UnaryOp(u)), "ref", P,
+    register_for<float, double, Half, BFloat16, int32_t, int64_t>(unary_op_name(UnaryOp(u)), "ref", P,
         [](auto tag) -> KernelFn { return &unary<typename decltype(tag)::type>; });
-  register_for<float, double, int32_t, int64_t, uint8_t>("binary", "ref", P,
+  register_for<float, double, Half, BFloat16, int32_t, int64_t, uint8_t>("binary", "ref", P,
       [](auto tag) -> KernelFn { return &binary<typename decltype(tag)::type>; });
   register_for<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>("compare", "ref", P,
       [](auto tag) -> KernelFn { return &compare<typename decltype(tag)::type>; });
