@@ -176,6 +176,21 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
     auto v = p.to_vector();
     for (size_t g = 0; g < v.size(); g += 4) REQUIRE((v[g] != 0) + (v[g + 1] != 0) + (v[g + 2] != 0) + (v[g + 3] != 0) <= 2);
   }
+  // the cnn's first conv (K = 1*3*3 = 9) has no 2:4 pattern: it stays dense, the rest are 2:4
+  TrainConfig cc = small_config("brisk_prune_nm_cnn");
+  cc.model = "cnn";
+  cc.epochs = 1;
+  cc.max_steps = 2;
+  cc.methods = {"prune:structure=2:4"};
+  Trainer tc(cc);
+  tc.fit();
+  auto& seq = dynamic_cast<brisk::nn::Sequential&>(tc.model());
+  CHECK_FALSE(brisk::nn::has_mask(seq[0]->parameter("weight")));
+  Tensor w3 = seq[3]->parameter("weight");
+  CHECK(sum(ne(w3, zeros_like(w3)).to(DType::f64)).item() == w3.numel() / 2);
+  auto m = read_jsonl(cc.out + "/metrics.jsonl");
+  // prunable weights (rank >= 2): 288 + 18432 + 401408 + 1280 = 421408, all but the first conv halved
+  CHECK(m.back()["sparsity"].get<double>() == Approx(0.5 * (421408.0 - 288) / 421408.0).epsilon(1e-4));
 }
 
 TEST_CASE("pruning: ERK densities hit the target and favour small layers", "[pruning]") {

@@ -282,8 +282,12 @@ class PruneMethod : public train::Callback {
     measure(t);
   }
 
+  // Layers whose reduction size K (in_features, or C·kh·kw) is not a multiple
+  // of M stay dense, as in NVIDIA's ASP (e.g. the cnn's first conv, K = 9):
+  // no N:M pattern covers them. `sparsity` then reports the achieved fraction.
   void apply_nm(train::Trainer& t) {
-    for (auto& [n, p] : prunable(t)) set(n, p, pruning::nm_mask(p, nm_n, nm_m));
+    for (auto& [n, p] : prunable(t))
+      if ((p.numel() / p.size(0)) % nm_m == 0) set(n, p, pruning::nm_mask(p, nm_n, nm_m));
     measure(t);
   }
 
