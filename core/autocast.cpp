@@ -16,7 +16,7 @@ thread_local AutocastPolicy t_policy;
 Tensor round_fp8(const Tensor& x, Fp8Format f) {
   double amax = max(abs(x)).item();
   double scale = (amax > 0 && std::isfinite(amax)) ? fp8_max(f) / amax : 1.0;
-  return fp8_dequantize(fp8_quantize(x, f, scale), f, scale);
+  return fp8_round(x, f, scale);
 }
 
 // int8 per row of x viewed as [size(0), rest].

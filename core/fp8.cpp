@@ -1,6 +1,10 @@
 // fp8 casts and delayed scaling (see fp8.h).
 #include "core/fp8.h"
 
+#include <cstring>
+
+#include "core/thread_pool.h"
+
 #include <cmath>
 
 #include "core/error.h"
@@ -75,6 +79,40 @@ Tensor fp8_dequantize(const Tensor& codes, Fp8Format f, double scale) {
   const uint8_t* p = c.data_ptr<uint8_t>();
   float* o = out.data_ptr<float>();
   for (int64_t i = 0; i < codes.numel(); ++i) o[i] = float(double(fp8_decode(p[i], f)) / scale);
+  return out;
+}
+
+Tensor fp8_round(const Tensor& x, Fp8Format f, double scale) {
+  check_defined("fp8_round", x);
+  BRISK_CHECK(is_floating(x.dtype()), "op fp8_round: expected a floating input, got ", x.dtype());
+  BRISK_CHECK(scale > 0 && std::isfinite(scale), "op fp8_round: scale must be finite and > 0, got ", scale);
+  Spec sp = spec(f);
+  const int min_e = 1 - sp.bias, mbits = sp.mbits;
+  const float maxv = float(sp.maxv);
+  Tensor xf = x.detach().to(DType::f32).contiguous();
+  Tensor out = empty(x.shape(), DType::f32);
+  const float* p = xf.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  parallel_for(0, x.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float a = float(double(p[i]) * scale);  // as fp8_quantize
+      if (std::isnan(a)) {
+        o[i] = NAN;
+        continue;
+      }
+      float m = std::min(std::fabs(a), maxv);  // saturate (infinities too)
+      uint32_t u;
+      std::memcpy(&u, &m, 4);
+      int e = std::max(int((u >> 23) & 0xff) - 127, min_e);  // float subnormals: below min_e anyway
+      uint32_t qb = uint32_t(e - mbits + 127) << 23, ib = uint32_t(mbits - e + 127) << 23;
+      float quantum, inv;
+      std::memcpy(&quantum, &qb, 4);
+      std::memcpy(&inv, &ib, 4);
+      float r = std::min(std::nearbyint(m * inv) * quantum, maxv);  // exact power-of-two scalings
+      r = std::signbit(a) ? -r : r;
+      o[i] = float(double(r) / scale);  // as fp8_dequantize
+    }
+  });
   return out;
 }
 

@@ -21,6 +21,9 @@ float fp8_decode(uint8_t code, Fp8Format f);
 // codes (u8) of x * scale; and back: f32 values code / scale.
 Tensor fp8_quantize(const Tensor& x, Fp8Format f, double scale = 1.0);
 Tensor fp8_dequantize(const Tensor& codes, Fp8Format f, double scale = 1.0);
+// fp8_dequantize(fp8_quantize(x, f, scale), f, scale) in one pass, f32 out:
+// the value grid by exponent arithmetic (what autocast's fp8 uses per tensor).
+Tensor fp8_round(const Tensor& x, Fp8Format f, double scale = 1.0);
 
 class Fp8DelayedScaling {
  public:

@@ -73,3 +73,25 @@ TEST_CASE("fp8: delayed scaling uses the history's amax and keeps the scale on 0
   CHECK(s.scale() == before);  // non-finite amax: unchanged
   CHECK(s.amax_history().size() == 3);
 }
+
+TEST_CASE("fp8: fp8_round equals dequantize(quantize()) bit for bit", "[fp8]") {
+  std::vector<double> v;
+  Generator g(11);
+  Tensor r = randn({20000}, DType::f32, &g);
+  Tensor e = rand({20000}, DType::f32, &g) * 40.0 - 25.0;  // magnitudes 2^-25 .. 2^15: subnormal to saturated
+  Tensor x = r * pow(full({20000}, 2.0), e);
+  std::vector<double> xs = x.to_vector();
+  for (double s : {0.0, -0.0, 448.0, 464.0, 480.0, 57344.0, 61440.0, 1e9, -1e9, 1.0 / 512, 3.0 / 1024})
+    xs.push_back(s);
+  xs.push_back(std::numeric_limits<double>::infinity());
+  xs.push_back(-std::numeric_limits<double>::infinity());
+  Tensor all = from_vector(xs, {int64_t(xs.size())});
+  for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2})
+    for (double scale : {1.0, 0.37, 1024.0}) {
+      INFO(fp8_name(f) << " scale " << scale);
+      Tensor want = fp8_dequantize(fp8_quantize(all, f, scale), f, scale);
+      CHECK(bit_equal(fp8_round(all, f, scale), want));
+    }
+  Tensor nan = from_vector({std::nan("")}, {1});
+  CHECK(std::isnan(fp8_round(nan, Fp8Format::e4m3).item()));
+}
