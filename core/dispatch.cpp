@@ -161,7 +161,8 @@ void dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
   BRISK_FAIL("op ", op, ": no kernel for device=", dev, " dtype=", dtype,
              t_forced.empty() ? "" : " in forced backend '" + t_forced + "'",
              dtype == DType::f16 || dtype == DType::bf16
-                 ? " (f16/bf16 are storage types for now: cast to f32 with .to(DType::f32))"
+                 ? " (16-bit tensors have elementwise and GEMM kernels; compute other ops in f32 under "
+                   "autocast, core/autocast.h, or cast with .to(DType::f32))"
                  : "");
 }
 
