@@ -1,6 +1,7 @@
 // int8 per-row quantization and the reference int8 GEMM (see int8.h).
 #include "core/int8.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -23,14 +24,24 @@ Int8Rows quantize_rows_int8(const Tensor& x) {
   std::vector<char> bad(size_t(r.rows), 0);
   parallel_for(0, r.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(r.cols, 1)), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
+      const float* row = p + i * r.cols;
+      int8_t* q = r.q.data() + i * r.cols;
       float m = 0;
-      for (int64_t j = 0; j < r.cols; ++j) m = std::max(m, std::abs(p[i * r.cols + j]));
+      for (int64_t j = 0; j < r.cols; ++j) m = std::max(m, std::abs(row[j]));
       bad[size_t(i)] = !std::isfinite(m);
       float s = m / 127.0f;
       r.scale[size_t(i)] = s;
-      for (int64_t j = 0; j < r.cols; ++j)
-        r.q[size_t(i * r.cols + j)] =
-            s > 0 && std::isfinite(s) ? int8_t(std::lrint(std::clamp(p[i * r.cols + j] / s, -127.0f, 127.0f))) : 0;
+      if (!(s > 0 && std::isfinite(s))) {
+        std::fill(q, q + r.cols, int8_t(0));
+        continue;
+      }
+      // Branch-free so it vectorizes: round to nearest even by the 1.5 * 2^23
+      // trick (exact for |v| <= 127; no libm call, no -ffast-math needed).
+      constexpr float kMagic = 12582912.0f;
+      for (int64_t j = 0; j < r.cols; ++j) {
+        float v = std::clamp(row[j] / s, -127.0f, 127.0f);
+        q[j] = int8_t(int((v + kMagic) - kMagic));
+      }
     }
   });
   for (int64_t i = 0; i < r.rows; ++i)

@@ -6,6 +6,7 @@
 // makes the result identical to the scalar reference.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -88,19 +89,31 @@ Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b) {
   // A as u8 = q + 128, K padded with 128 (q = 0); B packed [K4][Np][4], padding 0.
   std::vector<uint8_t> au(size_t(M * K4 * 4), 128);
   parallel_for(0, M, 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i)
-      for (int64_t k = 0; k < K; ++k) au[size_t(i * K4 * 4 + k)] = uint8_t(int(qa.q[size_t(i * K + k)]) + 128);
+    for (int64_t i = lo; i < hi; ++i) {
+      const int8_t* src = qa.q.data() + i * K;
+      uint8_t* dst = au.data() + i * K4 * 4;
+      for (int64_t k = 0; k < K; ++k) dst[k] = uint8_t(src[k] ^ int8_t(-128));  // q + 128 as u8
+    }
   });
   std::vector<int8_t> bp(size_t(K4 * Np * 4), 0);
   std::vector<int32_t> corr(size_t(Np), 0);  // 128 * column sums of B
+  // Packed writes are sequential (k4 outer, then columns): each task fills a
+  // contiguous slab of bp.
+  parallel_for(0, K4, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t k4 = lo; k4 < hi; ++k4) {
+      int8_t* dst = bp.data() + k4 * Np * 4;
+      int64_t kn = std::min<int64_t>(4, K - k4 * 4);
+      for (int64_t j = 0; j < N; ++j) {
+        const int8_t* src = qb.q.data() + j * K + k4 * 4;
+        for (int64_t kk = 0; kk < kn; ++kk) dst[j * 4 + kk] = src[kk];
+      }
+    }
+  });
   parallel_for(0, N, 64, [&](int64_t lo, int64_t hi) {
     for (int64_t j = lo; j < hi; ++j) {
       int32_t s = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        int8_t v = qb.q[size_t(j * K + k)];
-        bp[size_t(((k / 4) * Np + j) * 4 + k % 4)] = v;
-        s += int32_t(v);
-      }
+      const int8_t* src = qb.q.data() + j * K;
+      for (int64_t k = 0; k < K; ++k) s += int32_t(src[k]);
       corr[size_t(j)] = 128 * s;
     }
   });
