@@ -177,3 +177,14 @@ TEST_CASE("precision: fp16 scales the loss; an injected inf skips the step untou
   r.methods = {"precision:dtype=fp16"};
   check_resume_bit_exact(r, {7});
 }
+
+TEST_CASE("autocast: the one-pass bf16 rounding equals the cast through bf16, specials included", "[autocast]") {
+  Tensor x = randn({10000}) * 1000.0;
+  std::vector<double> sp{0.0, -0.0, 1.0 + 1.0 / 256, 1.0 + 3.0 / 256, 3.4e38, -3.4e38, 1e-40, -1e-45,
+                         std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  Tensor all = cat({x, from_vector(sp, {int64_t(sp.size())})}, 0);
+  Tensor want = all.to(DType::bf16).to(DType::f32);
+  CHECK(bit_equal(round_to_format(all, LowPrecision::bf16, Rounding::nearest, false), want));
+  Tensor nan = from_vector({std::nan("")}, {1});
+  CHECK(std::isnan(round_to_format(nan, LowPrecision::bf16, Rounding::nearest, false).item()));
+}
