@@ -26,23 +26,37 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
               " does not have ", w.size(1), " features");
   check_same_dtype("sparse_linear", x, w);
   int64_t out = w.size(0), in = w.size(1);
-  // CSR of the mask's pattern (cached per mask: set_mask installs a new mask
-  // tensor whenever the pattern changes), values from the current weights.
+  // CSR of the mask's pattern, and CSR of its transpose (for the input
+  // gradient: dx^T = W^T g^T is the forward kernel on the transpose, split
+  // over input rows, so it scales across threads without write conflicts).
+  // Cached per mask tensor (set_mask installs a new one whenever the pattern
+  // changes), one entry per masked layer; values come from the current weights.
   struct Csr {
     std::weak_ptr<TensorImpl> mask;
-    Tensor row_ptr, cols, flat_pos;
+    Tensor row_ptr, cols, flat_pos;      // rows = outputs
+    Tensor row_ptr_t, cols_t, flat_pos_t;  // rows = inputs
   };
-  static thread_local Csr cache;
-  if (cache.mask.lock() != mask.impl_ptr()) {
+  static thread_local std::vector<Csr> caches;
+  Csr* hit = nullptr;
+  for (auto& c : caches)
+    if (c.mask.lock() == mask.impl_ptr()) hit = &c;
+  if (!hit) {
+    caches.erase(std::remove_if(caches.begin(), caches.end(), [](const Csr& c) { return c.mask.expired(); }),
+                 caches.end());
+    Csr c;
     Tensor mc = mask.detach().contiguous().to(DType::f32);
     const float* mp = mc.data_ptr<float>();
-    int64_t nnz = 0;
-    for (int64_t i = 0; i < out * in; ++i) nnz += mp[i] != 0.0f;
-    cache.row_ptr = empty({out + 1}, DType::i64);
-    cache.cols = empty({nnz}, DType::i64);
-    cache.flat_pos = empty({nnz}, DType::i64);
-    int64_t *rp = cache.row_ptr.data_ptr<int64_t>(), *cp = cache.cols.data_ptr<int64_t>(),
-            *fp = cache.flat_pos.data_ptr<int64_t>();
+    int64_t nz = 0;
+    for (int64_t i = 0; i < out * in; ++i) nz += mp[i] != 0.0f;
+    c.row_ptr = empty({out + 1}, DType::i64);
+    c.cols = empty({nz}, DType::i64);
+    c.flat_pos = empty({nz}, DType::i64);
+    c.row_ptr_t = zeros({in + 1}, DType::i64);
+    c.cols_t = empty({nz}, DType::i64);
+    c.flat_pos_t = empty({nz}, DType::i64);
+    int64_t *rp = c.row_ptr.data_ptr<int64_t>(), *cp = c.cols.data_ptr<int64_t>(), *fp = c.flat_pos.data_ptr<int64_t>();
+    int64_t *rpt = c.row_ptr_t.data_ptr<int64_t>(), *cpt = c.cols_t.data_ptr<int64_t>(),
+            *fpt = c.flat_pos_t.data_ptr<int64_t>();
     int64_t k = 0;
     rp[0] = 0;
     for (int64_t o = 0; o < out; ++o) {
@@ -50,14 +64,26 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
         if (mp[o * in + i] != 0.0f) {
           cp[k] = i;
           fp[k++] = o * in + i;
+          rpt[i + 1]++;
         }
       rp[o + 1] = k;
     }
-    cache.mask = mask.impl_ptr();
+    for (int64_t i = 0; i < in; ++i) rpt[i + 1] += rpt[i];
+    std::vector<int64_t> fill(rpt, rpt + in);
+    for (int64_t o = 0; o < out; ++o)  // ascending o within each input row: a fixed summation order
+      for (int64_t q = rp[o]; q < rp[o + 1]; ++q) {
+        int64_t pos = fill[size_t(cp[q])]++;
+        cpt[pos] = o;
+        fpt[pos] = fp[q];
+      }
+    c.mask = mask.impl_ptr();
+    caches.push_back(c);
+    hit = &caches.back();
   }
-  Tensor row_ptr = cache.row_ptr, cols = cache.cols, flat_pos = cache.flat_pos;
+  Tensor row_ptr = hit->row_ptr, cols = hit->cols, flat_pos = hit->flat_pos;
+  Tensor row_ptr_t = hit->row_ptr_t, cols_t = hit->cols_t, flat_pos_t = hit->flat_pos_t;
   int64_t nnz = cols.numel();
-  Tensor vals = empty({nnz}, TensorOptions(w.dtype()));
+  Tensor vals = empty({nnz}, TensorOptions(w.dtype())), vals_t = empty({nnz}, TensorOptions(w.dtype()));
   {
     Tensor wc = w.detach().contiguous();
     const int64_t* fp = flat_pos.data_ptr<int64_t>();
@@ -65,7 +91,10 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
       using T = typename decltype(tag)::type;
       const T* src = wc.data_ptr<T>();
       T* dst = vals.data_ptr<T>();
+      T* dst_t = vals_t.data_ptr<T>();
+      const int64_t* fpt = flat_pos_t.data_ptr<int64_t>();
       for (int64_t k = 0; k < nnz; ++k) dst[k] = src[fp[k]];
+      for (int64_t k = 0; k < nnz; ++k) dst_t[k] = src[fpt[k]];
     });
   }
   Shape lead(x.shape().begin(), x.shape().end() - 1);
@@ -85,9 +114,9 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
     Tensor gT = g.reshape({-1, out}).t().contiguous();  // [out, B]
     Tensor dxT = empty({in, B}, TensorOptions(g.dtype(), g.device()));
     {
-      Tensor ins[4] = {gT, row_ptr, cols, vals};
+      Tensor ins[4] = {gT, row_ptr_t, cols_t, vals_t};  // W^T in CSR: the forward kernel, rows = inputs
       Tensor outs[1] = {dxT};
-      dispatch("csr_linear_bwd_input", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+      dispatch("csr_linear", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     }
     count_flops(4 * nnz * B);  // input and weight gradients
     Tensor dv = empty({nnz}, TensorOptions(g.dtype(), g.device()));
