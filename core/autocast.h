@@ -3,7 +3,7 @@
 // (reductions, softmax, norms, losses, the optimizer) stays f32:
 //   AutocastGuard ac({LowPrecision::bf16});
 //   Tensor y = model.forward(x);  // linear / conv2d inputs and outputs in bf16
-// Emulation on this CPU (no AVX512-BF16, no f8 hardware): tensors stay in f32
+// Emulated (brisk has no bf16/f8 arithmetic kernels yet): tensors stay in f32
 // storage holding values of the low format. That is numerically exact for
 // bf16/f16: a bf16 x bf16 product fits an f32 exactly, so an f32 GEMM over
 // bf16 values is a bf16-input GEMM with f32 accumulation. Rounding happens

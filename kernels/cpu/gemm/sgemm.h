@@ -37,7 +37,7 @@ inline float widen(Half v) { return half_bits_to_float(v.bits); }
 // summed in the same k order whatever the thread count.
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate = false);
 // The same GEMM reading bf16 / f16 operands (half the bytes of f32) and
-// accumulating in f32: on a CPU without AVX512-BF16 the operands are widened
+// accumulating in f32: the operands are widened (no vdpbf16ps kernel yet)
 // during packing, so the micro-kernel is the f32 one. Results equal sgemm on
 // the widened values exactly (widening is exact, the summation order the same).
 void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc,
