@@ -6,6 +6,8 @@
 //   BRISK_GEMM_NV  SIMD registers per micro-tile row (NR = NV * W columns)
 //   vfma(a, b, c)  a * b + c on one register (the ISA's FMA, or mul+add)
 //   vset1(a)       a broadcast to every lane
+//   BRISK_GEMM_ENTRY  the entry point's name (sgemm_avx512, ...), defined
+//                  below once per operand type (f32, bf16, f16)
 // Loop nest (Goto/BLIS): jc over N by NC, pc over K by KC (B panel [KC, NC]
 // packed into NR-wide strips, L2/L3-resident), ic over M by MC (A block
 // [MC, KC] packed into MR-tall strips), then the MR x NR micro-kernel.
@@ -205,3 +207,15 @@ inline void sgemm(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C,
 }
 
 }  // namespace brisk::kern::cpu::BRISK_GEMM_NS
+
+namespace brisk::kern::cpu {
+// One definition per operand type: the same driver and micro-kernel.
+template <class E>
+void BRISK_GEMM_ENTRY(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc) {
+  BRISK_GEMM_NS::sgemm<E>(M, N, K, A, B, C, ldc, acc);
+}
+template void BRISK_GEMM_ENTRY<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool);
+template void BRISK_GEMM_ENTRY<BFloat16>(int64_t, int64_t, int64_t, Mat<BFloat16>, Mat<BFloat16>, float*, int64_t,
+                                         bool);
+template void BRISK_GEMM_ENTRY<Half>(int64_t, int64_t, int64_t, Mat<Half>, Mat<Half>, float*, int64_t, bool);
+}  // namespace brisk::kern::cpu
