@@ -25,15 +25,11 @@ Tensor round_fp8(const Tensor& x, Fp8Format f) {
 Tensor round_bf16_nearest(const Tensor& x) {
   Tensor xc = x.contiguous();
   Tensor out = empty(x.shape(), DType::f32);
-  const uint32_t* p = reinterpret_cast<const uint32_t*>(xc.data_ptr<float>());
-  uint32_t* o = reinterpret_cast<uint32_t*>(out.data_ptr<float>());
+  const float* p = xc.data_ptr<float>();
+  float* o = out.data_ptr<float>();
   parallel_for(0, x.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      uint32_t u = p[i];
-      bool nan = (u & 0x7fffffffu) > 0x7f800000u;
-      uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-      o[i] = nan ? ((u | 0x00400000u) & 0xffff0000u) : r;  // NaN stays a (quiet) NaN, as float_to_bf16_bits
-    }
+    // the cast's own rounding, both conversions inline (NaN stays a quiet NaN)
+    for (int64_t i = lo; i < hi; ++i) o[i] = bf16_bits_to_float(float_to_bf16_bits(p[i]));
   });
   return out;
 }

@@ -102,7 +102,7 @@ struct BatchNormParams { double eps; };
 // (or dot) over B contiguous values:
 // "csr_linear":          in = {xT [in, B], row_ptr i64 [out+1], col i64 [nnz], val [nnz]}
 //                        -> out[0] yT [out, B] = W x^T.
-// "csr_linear_bwd_input": in = {gT [out, B], row_ptr, col, val} -> out[0] dxT [in, B] = W^T g^T.
+//                        The input gradient dxT = W^T g^T is the same op on W^T's CSR.
 // "csr_linear_bwd_weight": in = {gT [out, B], xT [in, B], row_ptr, col}
 //                        -> out[0] dval [nnz]: dW at the stored positions only.
 // All operands contiguous.

@@ -16,8 +16,15 @@ bool passes_channels(Module* m) {
 // Walks the chain keeping the group whose channels currently flow.
 struct Walker {
   std::vector<ChannelGroup> out;
+  std::vector<int64_t> order;  // out[i]'s first producer's position in the walk
   ChannelGroup cur;
+  int64_t cur_order = 0, next_order = 0;
   bool open = false, flattened = false;
+
+  void push(const ChannelGroup& g, int64_t at) {
+    out.push_back(g);
+    order.push_back(at);
+  }
 
   void consume(const std::shared_ptr<Module>& m, const std::string& key) {
     if (!open) return;  // the input image: not a group
@@ -31,7 +38,7 @@ struct Walker {
     cur.consumers.push_back(s);
   }
   void close() {
-    if (open && !cur.consumers.empty()) out.push_back(cur);
+    if (open && !cur.consumers.empty()) push(cur, cur_order);
     cur = ChannelGroup();
     open = false;
     flattened = false;
@@ -39,6 +46,7 @@ struct Walker {
   void produce(const std::shared_ptr<Module>& m, const std::string& key) {
     cur.name = key;
     cur.producers = {{m, key, 1}};
+    cur_order = next_order++;
     open = true;
   }
 };
@@ -70,6 +78,7 @@ std::vector<ChannelGroup> channel_groups(Sequential& seq, const std::string& pre
       BRISK_CHECK(w.open, "channel groups: ", k, " (ResidualBlock) reads the input directly");
       // inside the block: conv1 -> bn1 -> conv2
       ChannelGroup in;
+      int64_t in_order = w.next_order++;  // conv1 comes before conv2 in the walk
       in.name = k + ".conv1";
       in.producers = {{b->conv1, k + ".conv1", 1}};
       in.norms = {{b->bn1, k + ".bn1", 1}};
@@ -90,24 +99,20 @@ std::vector<ChannelGroup> channel_groups(Sequential& seq, const std::string& pre
         w.cur.producers.push_back({sc, k + ".shortcut.0", 1});
         w.cur.norms = {{b->bn2, k + ".bn2", 1}, {(*b->shortcut)[1], k + ".shortcut.1", 1}};
       }
-      w.out.push_back(in);  // after the stream group it reads (order of first producer is kept below)
+      w.push(in, in_order);  // may be pushed before the stream group it reads; sorted below
     } else if (!passes_channels(m.get())) {
       BRISK_CHECK(!w.open, "channel groups: cannot carry the channels of ", w.cur.name, " through ", m->repr(),
                   " at ", k);
     }
   }
   w.close();  // the classifier's outputs: no consumer, not a group
-  // Order by first producer's position in the model walk: stream groups were
-  // pushed when closed, after the internal groups of the blocks they span.
+  // Order by first producer's position in the walk: stream groups are pushed
+  // when closed, after the internal groups of the blocks they span.
+  std::vector<size_t> idx(w.out.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return w.order[a] < w.order[b]; });
   std::vector<ChannelGroup> sorted;
-  auto pos = [&](const ChannelGroup& g) {
-    auto named = seq.named_parameters();
-    for (size_t i = 0; i < named.size(); ++i)
-      if (named[i].second.unsafe_impl() == g.producers[0].layer->parameter("weight").unsafe_impl()) return i;
-    return named.size();
-  };
-  sorted = w.out;
-  std::stable_sort(sorted.begin(), sorted.end(), [&](const ChannelGroup& a, const ChannelGroup& b) { return pos(a) < pos(b); });
+  for (size_t i : idx) sorted.push_back(w.out[i]);
   return sorted;
 }
 

@@ -254,26 +254,24 @@ int main(int argc, char** argv) {
         BRISK_CHECK(!out.empty(), "speedup: ", what, " is empty");
         return out;
       };
-      so.budgets.clear();
-      for (auto& b : split(budgets, "--budgets")) {
-        try {
-          size_t used = 0;
-          so.budgets.push_back(std::stoll(b, &used));
-          BRISK_CHECK(used == b.size(), "");
-        } catch (const std::exception&) {
-          BRISK_FAIL("speedup: --budgets: '", b, "' is not an integer");
+      // Each comma-separated item must parse completely: parse(item, &used).
+      auto numbers = [&](const std::string& s, const char* what, const char* noun, auto parse) {
+        std::vector<decltype(parse(s, nullptr))> out;
+        for (auto& item : split(s, what)) {
+          try {
+            size_t used = 0;
+            out.push_back(parse(item, &used));
+            BRISK_CHECK(used == item.size(), "");
+          } catch (const std::exception&) {
+            BRISK_FAIL("speedup: ", what, ": '", item, "' is not ", noun);
+          }
         }
-      }
-      so.targets.clear();
-      for (auto& t : split(targets, "--target-acc")) {
-        try {
-          size_t used = 0;
-          so.targets.push_back(std::stod(t, &used));
-          BRISK_CHECK(used == t.size(), "");
-        } catch (const std::exception&) {
-          BRISK_FAIL("speedup: --target-acc: '", t, "' is not a number");
-        }
-      }
+        return out;
+      };
+      so.budgets = numbers(budgets, "--budgets", "an integer",
+                           [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
+      so.targets = numbers(targets, "--target-acc", "a number",
+                           [](const std::string& v, size_t* u) { return std::stod(v, u); });
       for (int i = 0; i < argc; ++i) so.command += (i ? " " : "") + std::string(argv[i]);
       speedup::run_speedup(so);
       std::printf("brisk speedup: report in %s/report.md\n", so.out.c_str());

@@ -1,9 +1,9 @@
 // Optimized CSR sparse-linear kernels. With the batch innermost, every stored
-// weight is an AXPY (forward, input gradient) or a dot product (weight
-// gradient) over B contiguous values, which the compiler vectorizes. The
-// forward and the weight gradient split the output rows across threads; the
-// input gradient splits the batch, so no two threads write the same value and
-// every sum runs in a fixed order.
+// weight is an AXPY (forward; the input gradient is the forward kernel on the
+// transposed CSR) or a dot product (weight gradient) over B contiguous
+// values, which the compiler vectorizes. Both split their output rows across
+// threads, so no two threads write the same value and every sum runs in a
+// fixed order.
 #include <algorithm>
 
 #include "core/thread_pool.h"
@@ -26,27 +26,6 @@ bool csr_linear(const KernelArgs& a) {
         const T* xr = x + col[k] * B;
         T v = val[k];
         for (int64_t b = 0; b < B; ++b) yr[b] += v * xr[b];
-      }
-    }
-  });
-  return true;
-}
-
-template <class T>
-bool csr_linear_bwd_input(const KernelArgs& a) {
-  int64_t out = a.in[0].size(0), B = a.in[0].size(1), in = a.out[0].size(0);
-  const T* g = ptr<T>(a.in[0]);
-  const int64_t *rp = ptr<int64_t>(a.in[1]), *col = ptr<int64_t>(a.in[2]);
-  const T* val = ptr<T>(a.in[3]);
-  T* dx = ptr<T>(a.out[0]);
-  parallel_for(0, B, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = 0; i < in; ++i) std::fill(dx + i * B + lo, dx + i * B + hi, T(0));
-    for (int64_t o = 0; o < out; ++o) {
-      const T* gr = g + o * B;
-      for (int64_t k = rp[o]; k < rp[o + 1]; ++k) {
-        T* d = dx + col[k] * B;
-        T v = val[k];
-        for (int64_t b = lo; b < hi; ++b) d[b] += v * gr[b];
       }
     }
   });
@@ -85,7 +64,6 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
 void register_sparse() {
   constexpr int P = backend_priority::native;
   BRISK_REGISTER_FLOATING("csr_linear", "cpu", P, csr_linear);
-  BRISK_REGISTER_FLOATING("csr_linear_bwd_input", "cpu", P, csr_linear_bwd_input);
   BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "cpu", P, csr_linear_bwd_weight);
 }
 

@@ -21,21 +21,6 @@ bool csr_linear(const KernelArgs& a) {
 }
 
 template <class T>
-bool csr_linear_bwd_input(const KernelArgs& a) {
-  int64_t out = a.in[0].size(0), B = a.in[0].size(1), in = a.out[0].size(0);
-  const T* g = ptr<T>(a.in[0]);
-  const int64_t *rp = ptr<int64_t>(a.in[1]), *col = ptr<int64_t>(a.in[2]);
-  const T* val = ptr<T>(a.in[3]);
-  T* dx = ptr<T>(a.out[0]);
-  std::vector<double> acc(static_cast<size_t>(in * B), 0.0);
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t k = rp[o]; k < rp[o + 1]; ++k)
-      for (int64_t b = 0; b < B; ++b) acc[size_t(col[k] * B + b)] += double(val[k]) * double(g[o * B + b]);
-  for (int64_t i = 0; i < in * B; ++i) dx[i] = T(acc[size_t(i)]);
-  return true;
-}
-
-template <class T>
 bool csr_linear_bwd_weight(const KernelArgs& a) {
   int64_t out = a.in[0].size(0), B = a.in[0].size(1);
   const T *g = ptr<T>(a.in[0]), *x = ptr<T>(a.in[1]);
@@ -53,7 +38,6 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
 void register_sparse() {
   constexpr int P = backend_priority::ref;
   BRISK_REGISTER_FLOATING("csr_linear", "ref", P, csr_linear);
-  BRISK_REGISTER_FLOATING("csr_linear_bwd_input", "ref", P, csr_linear_bwd_input);
   BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "ref", P, csr_linear_bwd_weight);
 }
 
