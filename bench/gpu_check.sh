@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The one script to run when a session is lent a GPU (issue "CUDA backend"):
-# builds with CUDA (sm_90), runs the CUDA tests and whatever GPU benchmarks
-# exist, checks PyTorch's CUDA for the side-by-side runs, and writes a short
-# table to $OUT/gpu_check.md (the device tool brings $OUT back).
-#   run(command="bash bench/gpu_check.sh", timeout_s=540)
-# Each step has its own time limit so one slow step cannot eat the budget.
+# The one script to run when a session is lent a GPU (issue "CUDA backend").
+# Prepare here first (no GPU needed): bash bench/gpu_bundle.sh, then
+#   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
+# It runs the carried sm_90 programs (or builds with CUDA there if none were
+# carried), the CUDA test cases, the GPU benchmarks (native vs cuBLAS GEMM,
+# the cnn step with native and cuDNN convolutions) and PyTorch eager on the
+# same card, and writes a short table to $OUT/gpu_check.md (the device tool
+# brings $OUT back). Each step has its own time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -16,47 +18,45 @@ step() { echo "## $1" | tee -a "$R"; }
   echo
   echo '```'
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -5
-  /usr/local/cuda/bin/nvcc --version 2>&1 | tail -2
+  nvcc --version 2>&1 | tail -2 || /usr/local/cuda/bin/nvcc --version 2>&1 | tail -2
   echo '```'
 } > "$R"
 
-step "build (BRISK_CUDA=ON, sm_90)"
-t0=$(date +%s)
-timeout 300 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRISK_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" > "$OUT/build.log" 2>&1 &&
-  timeout 300 cmake --build build-gpu -j"$(nproc)" >> "$OUT/build.log" 2>&1
-echo "exit $? in $(( $(date +%s) - t0 )) s (log: build.log)" | tee -a "$R"
+# cuBLAS/cuDNN from PyTorch's nvidia-* wheels, the CUDA runtime from the toolkit.
+libdirs=$(timeout 60 find /opt /usr -xdev \( -name 'libcublas.so.13*' -o -name 'libcudnn.so.9*' -o -name 'libcudart.so.13*' \) \
+  -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH="$PWD/.gpu/lib:${libdirs}${LD_LIBRARY_PATH:-}"
 
-step "CUDA tests"
-( cd build-gpu && timeout 240 ctest -R "cuda" --output-on-failure > "$OUT/ctest_cuda.log" 2>&1; echo "exit $?" ) | tee -a "$R"
-grep -E "tests passed|Skipped|Failed" "$OUT/ctest_cuda.log" | tee -a "$R"
+if [ -x .gpu/bin/brisk_tests ] && .gpu/bin/brisk_tests --list-tests > /dev/null 2>&1; then
+  BIN=.gpu/bin
+  step "programs: carried (built for sm_90 on the dev machine)"
+else
+  step "programs: building here (BRISK_CUDA=ON, sm_90)"
+  t0=$(date +%s)
+  [ -x .gpu/bin/brisk_tests ] && .gpu/bin/brisk_tests --list-tests 2>&1 | head -3 | tee -a "$R"
+  timeout 300 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRISK_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" > "$OUT/build.log" 2>&1 &&
+    timeout 300 cmake --build build-gpu -j"$(nproc)" --target brisk_tests brisk_cli brisk_bench_cuda >> "$OUT/build.log" 2>&1
+  echo "exit $? in $(( $(date +%s) - t0 )) s (log: build.log)" | tee -a "$R"
+  tail -5 "$OUT/build.log" | tee -a "$R"
+  mkdir -p build-gpu/bin && cp build-gpu/tests/brisk_tests build-gpu/brisk build-gpu/bench/brisk_bench_cuda build-gpu/bin/ 2>/dev/null
+  BIN=build-gpu/bin
+fi
 
-step "GPU benchmarks"
-found=0
-for b in build-gpu/bench/brisk_bench_cuda*; do
-  [ -x "$b" ] || continue
-  found=1
-  timeout 120 "$b" --benchmark_min_time=0.2 > "$OUT/$(basename "$b").txt" 2>&1
-  grep -E "^BM_" "$OUT/$(basename "$b").txt" | tee -a "$R"
-done
-[ $found = 1 ] || echo "none built yet (no bench/cuda_*.cpp)" | tee -a "$R"
+step "CUDA tests (brisk_tests \"[cuda]\")"
+timeout 240 "$BIN/brisk_tests" "[cuda]" > "$OUT/tests_cuda.log" 2>&1
+echo "exit $?" | tee -a "$R"
+grep -E "^(test cases|assertions)|FAILED|SKIPPED" "$OUT/tests_cuda.log" | head -20 | tee -a "$R"
 
-step "PyTorch on the card"
-timeout 120 python3 - <<'PY' 2>&1 | tee -a "$R"
-import time
-try:
-    import torch
-except Exception as e:
-    print("no torch:", e); raise SystemExit
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
-if torch.cuda.is_available():
-    print("device", torch.cuda.get_device_name(0))
-    for dt in (torch.float16, torch.bfloat16):
-        a = torch.randn(4096, 4096, device="cuda", dtype=dt); b = torch.randn(4096, 4096, device="cuda", dtype=dt)
-        for _ in range(3): a @ b
-        torch.cuda.synchronize(); t = time.perf_counter(); n = 20
-        for _ in range(n): a @ b
-        torch.cuda.synchronize(); s = (time.perf_counter() - t) / n
-        print(f"cuBLAS via torch {dt}: 4096^3 in {s*1e3:.2f} ms = {2*4096**3/s/1e12:.1f} TFLOP/s")
-PY
+step "GPU benchmarks (brisk_bench_cuda)"
+timeout 150 "$BIN/brisk_bench_cuda" --benchmark_min_time=0.3 > "$OUT/bench_cuda.txt" 2>&1
+echo "exit $?" | tee -a "$R"
+grep -E "^BM_" "$OUT/bench_cuda.txt" | tee -a "$R"
+
+step "PyTorch eager on the card (bench/torch_cuda.py)"
+PY=$([ -f .gpu/bin/torch_cuda.py ] && echo .gpu/bin/torch_cuda.py || echo bench/torch_cuda.py)
+PYTHONUNBUFFERED=1 timeout 120 python3 "$PY" 2>&1 | tee -a "$R"
+
+step "Trainer on cuda (the mlp test case, timed)"
+timeout 60 "$BIN/brisk_tests" "cuda: brisk train --device cuda trains the mlp" -d yes 2>&1 | grep -E "seconds|passed|FAILED" | tail -3 | tee -a "$R"
 echo "table: $R"

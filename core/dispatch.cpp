@@ -62,16 +62,28 @@ std::map<std::string, std::string>& preferences() {
   static std::map<std::string, std::string> p;
   return p;
 }
+// A preference may name several backends, "cpu,cuda": one per device table.
+bool is_preferred(const std::string& pref, const std::string& backend) {
+  size_t start = 0;
+  while (start <= pref.size()) {
+    size_t end = pref.find(',', start);
+    if (end == std::string::npos) end = pref.size();
+    if (end > start && pref.compare(start, end - start, backend) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
 void sort_entries(const std::string& op, std::vector<Entry>& v) {
   auto it = preferences().find(op);
   std::string pref = it == preferences().end() ? "" : it->second;
   std::stable_sort(v.begin(), v.end(), [&](const Entry& a, const Entry& b) {
-    bool pa = a.backend == pref, pb = b.backend == pref;
+    bool pa = is_preferred(pref, a.backend), pb = is_preferred(pref, b.backend);
     if (pa != pb) return pa;
     return a.priority > b.priority;
   });
 }
 std::string g_gemm_backend = "native";
+std::string g_conv_backend = "native";
 
 }  // namespace
 
@@ -85,6 +97,7 @@ void register_kernel(const std::string& op, DeviceType dev, DType dtype, const s
 
 void prefer_backend_locked(const std::string& op, const std::string& backend);
 void set_gemm_backend_locked(const std::string& name);
+void set_conv_backend_locked(const std::string& name);
 
 void init_kernels() {
   static std::once_flag once;
@@ -101,17 +114,32 @@ void init_kernels() {
       std::fprintf(stderr, "brisk: ignoring BRISK_GEMM=%s: %s\n", want.c_str(), err.what());
       set_gemm_backend_locked("native");
     }
+    const char* c = std::getenv("BRISK_CONV");
+    std::string conv = c && *c ? c : "native";
+    try {
+      set_conv_backend_locked(conv);
+    } catch (const Error& err) {
+      std::fprintf(stderr, "brisk: ignoring BRISK_CONV=%s: %s\n", conv.c_str(), err.what());
+      set_conv_backend_locked("native");
+    }
   });
 }
 
 // The *_locked forms run inside init_kernels' call_once (no re-entry).
 void prefer_backend_locked(const std::string& op, const std::string& backend) {
   if (!backend.empty()) {
-    bool known = false;
-    for (auto& [k, v] : table())
-      if (std::get<0>(k) == op)
-        for (auto& e : v) known |= e.backend == backend;
-    BRISK_CHECK(known, "prefer_backend: no backend '", backend, "' is registered for op ", op);
+    size_t start = 0;
+    while (start < backend.size()) {  // every named backend must exist for op
+      size_t end = backend.find(',', start);
+      if (end == std::string::npos) end = backend.size();
+      std::string name = backend.substr(start, end - start);
+      bool known = false;
+      for (auto& [k, v] : table())
+        if (std::get<0>(k) == op)
+          for (auto& e : v) known |= e.backend == name;
+      BRISK_CHECK(known, "prefer_backend: no backend '", name, "' is registered for op ", op);
+      start = end + 1;
+    }
     preferences()[op] = backend;
   } else {
     preferences().erase(op);
@@ -130,18 +158,31 @@ std::string preferred_backend(const std::string& op) {
   return it == preferences().end() ? "" : it->second;
 }
 
+// Names the backends registered for op (any device), for messages.
+static bool has_backend(const char* op, const std::string& backend) {
+  for (auto& [k, v] : table())
+    if (std::get<0>(k) == op)
+      for (auto& e : v)
+        if (e.backend == backend) return true;
+  return false;
+}
+
 void set_gemm_backend_locked(const std::string& name) {
   if (name == "native") {
-    prefer_backend_locked("gemm", "cpu");
+    prefer_backend_locked("gemm", has_backend("gemm", "cuda") ? "cpu,cuda" : "cpu");
   } else if (name == "openblas") {
     bool have = false;
     for (auto& e : table()[Key{"gemm", DeviceType::cpu, DType::f32}]) have |= e.backend == "openblas";
     BRISK_CHECK(have, "set_gemm_backend: OpenBLAS is not compiled in (configure with -DBRISK_OPENBLAS=ON)");
-    prefer_backend_locked("gemm", "openblas");
+    prefer_backend_locked("gemm", has_backend("gemm", "cuda") ? "openblas,cuda" : "openblas");
+  } else if (name == "cublas") {
+    BRISK_CHECK(has_backend("gemm", "cublas"), "set_gemm_backend: cuBLAS is not compiled in (brisk was built "
+                "without CUDA)");
+    prefer_backend_locked("gemm", "cpu,cublas");
   } else if (name == "auto") {
     prefer_backend_locked("gemm", "");
   } else {
-    BRISK_FAIL("set_gemm_backend: unknown GEMM backend '", name, "' (known: native, openblas, auto)");
+    BRISK_FAIL("set_gemm_backend: unknown GEMM backend '", name, "' (known: native, openblas, cublas, auto)");
   }
   g_gemm_backend = name;
 }
@@ -149,6 +190,36 @@ void set_gemm_backend_locked(const std::string& name) {
 void set_gemm_backend(const std::string& name) {
   init_kernels();
   set_gemm_backend_locked(name);
+}
+
+static const char* kConvOps[] = {"conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight", "batch_norm_fwd",
+                                 "batch_norm_bwd"};
+
+void set_conv_backend_locked(const std::string& name) {
+  if (name == "native") {
+    // brisk's own kernels first (cuDNN declines anyway unless selected)
+    for (const char* op : kConvOps) preferences()[op] = "cpu,cuda";
+  } else if (name == "cudnn") {
+    BRISK_CHECK(has_backend("conv2d_fwd", "cudnn"), "set_conv_backend: cuDNN is not compiled in (needs CUDA "
+                "and cuDNN 9; see BRISK_CUDNN in CMakeLists.txt)");
+    for (const char* op : kConvOps) preferences()[op] = "cudnn";
+  } else {
+    BRISK_FAIL("set_conv_backend: unknown convolution backend '", name, "' (known: native, cudnn)");
+  }
+  for (const char* op : kConvOps)
+    for (auto& [k, v] : table())
+      if (std::get<0>(k) == op) sort_entries(op, v);
+  g_conv_backend = name;
+}
+
+void set_conv_backend(const std::string& name) {
+  init_kernels();
+  set_conv_backend_locked(name);
+}
+
+std::string conv_backend() {
+  init_kernels();
+  return g_conv_backend;
 }
 
 std::string gemm_backend() {
@@ -189,6 +260,14 @@ static void op_cost(const char* op, const KernelArgs& a, double& flops, double& 
 
 bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& args) {
   init_kernels();
+  // A kernel must never see another device's pointer (a host pointer in a
+  // CUDA kernel is a crash, not an error), so mixed devices stop here.
+  for (const Tensor& t : args.in)
+    BRISK_CHECK(!t.defined() || t.device() == dev, "op ", op, ": expected every tensor on ", dev, ", got one on ",
+                t.device(), " (shape ", shape_str(t.shape()), "); move it with .to(", dev, ")");
+  for (const Tensor& t : args.out)
+    BRISK_CHECK(!t.defined() || t.device() == dev, "op ", op, ": expected every output on ", dev, ", got one on ",
+                t.device(), " (shape ", shape_str(t.shape()), ")");
   auto it = table().find(Key{op, dev.type, dtype});
   if (it != table().end()) {
     for (const Entry& e : it->second) {

@@ -82,6 +82,12 @@ std::string preferred_backend(const std::string& op);  // "" when none
 // (priority order: OpenBLAS where it accepts the shape).
 void set_gemm_backend(const std::string& name);
 std::string gemm_backend();
+// The convolution switch on CUDA (also BRISK_CONV, read once at start-up):
+// "native" (default: im2col + GEMM and brisk's batch-norm kernels) or "cudnn"
+// (conv2d_fwd/bwd_* and batch_norm_fwd/bwd through cuDNN, which declines
+// unless selected). "gemm" names: native, openblas, cublas, auto.
+void set_conv_backend(const std::string& name);
+std::string conv_backend();
 
 void init_kernels();  // registers every compiled-in backend once (idempotent)
 

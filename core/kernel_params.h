@@ -97,6 +97,12 @@ struct DimParams { int64_t dim; };
 // "batch_norm_bwd": in = {gy [N, C, L], x, mean, invstd, weight};
 //            out = {gx [N, C, L], gweight [C], gbias [C]}.
 struct BatchNormParams { double eps; };
+// Fused layer norm over rows (an optional override of the composite in
+// nn/functional.cpp; params: BatchNormParams):
+// "layer_norm_fwd": in = {x [M, K] contiguous, weight [K] or undefined, bias [K] or undefined}
+//            -> out = {y [M, K], mean [M], rstd [M]}, rstd = 1 / sqrt(biased var + eps).
+// "layer_norm_bwd": in = {gy [M, K], x, mean, rstd, weight or undefined}
+//            -> out = {gx [M, K], gweight [K] or undefined, gbias [K] or undefined}.
 // Sparse (CSR) linear layer, W [out, in] with nnz stored entries. The batch is
 // the innermost dim of every dense operand, so each stored entry is one AXPY
 // (or dot) over B contiguous values:

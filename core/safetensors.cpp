@@ -66,7 +66,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
     BRISK_CHECK(t.defined(), "save_safetensors ", path, ": tensor '", name, "' is undefined");
     BRISK_CHECK(t.device().type == DeviceType::cpu, "save_safetensors ", path, ": tensor '", name,
                 "' is on ", t.device(), "; move it to cpu first");
-    Tensor c = t.detach().contiguous();
+    Tensor c = t.detach().to(kCPU).contiguous();  // device tensors are saved from a host copy
     size_t n = size_t(c.numel()) * c.element_size();
     size_t begin = body.size();
     body.append(static_cast<const char*>(c.raw_data()), n);

@@ -1,5 +1,6 @@
 // Storage: refcounted device memory; CPU blocks come from the caching
-// allocator (core/allocator.h), 64-byte aligned.
+// allocator (core/allocator.h), 64-byte aligned; CUDA blocks from the
+// stream-ordered caching allocator in core/cuda.h.
 #include "core/storage.h"
 
 
@@ -7,6 +8,7 @@
 #include <cstdlib>
 
 #include "core/allocator.h"
+#include "core/cuda.h"
 #include "core/error.h"
 
 namespace brisk {
@@ -25,9 +27,8 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
     case DeviceType::meta:
       break;  // shape only, no data
     case DeviceType::cuda:
-      BRISK_FAIL("Storage: cannot allocate on ", device.str(),
-                 cuda_compiled() ? ": the CUDA allocator is not implemented yet"
-                                 : ": brisk was built without CUDA (BRISK_CUDA=OFF or no nvcc)");
+      data_ = cuda::allocate(nbytes, device.index);  // core/cuda.h: cached, stream-ordered
+      break;
   }
 }
 
@@ -36,6 +37,8 @@ Storage::~Storage() {
     cpu_deallocate(data_, nbytes_);
     g_live_count--;
     g_live_bytes -= nbytes_;
+  } else if (device_.type == DeviceType::cuda && data_) {
+    cuda::deallocate(data_);
   }
 }
 

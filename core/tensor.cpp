@@ -2,6 +2,8 @@
 // casts, in-place updates and printing.
 #include "core/tensor.h"
 
+#include "core/cuda.h"
+
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -391,10 +393,30 @@ Tensor Tensor::to(DType t) const {
                      [from](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
+// Cross-device copies move contiguous bytes; a strided source is made
+// contiguous on its own device first. Differentiable: the gradient goes back
+// to the source device.
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  BRISK_FAIL("to: copying from ", device(), " to ", d, " is not supported yet",
-             d.type == DeviceType::cuda && !cuda_compiled() ? " (brisk was built without CUDA)" : "");
+  BRISK_CHECK(device().type != DeviceType::meta && d.type != DeviceType::meta, "to: cannot copy between ",
+              device(), " and ", d, " (meta tensors have no data)");
+  if (d.type == DeviceType::cuda) cuda::require_device(d.index, "to(cuda)");
+  Tensor src = contiguous();
+  Tensor out = empty(shape(), TensorOptions(dtype(), d));
+  size_t n = size_t(numel()) * element_size();
+  if (n > 0) {
+    const char* sp = static_cast<const char*>(src.storage()->data()) + src.offset() * int64_t(element_size());
+    char* dp = static_cast<char*>(out.storage()->data()) + out.offset() * int64_t(element_size());
+    if (device().type == DeviceType::cpu)
+      cuda::copy_to_device(dp, sp, n, d.index);
+    else if (d.type == DeviceType::cpu)
+      cuda::copy_to_host(dp, sp, n, device().index);
+    else
+      BRISK_FAIL("to: copies between CUDA devices (", device(), " -> ", d, ") are not supported");
+  }
+  Device from = device();
+  return attach_grad(out, "ToDeviceBackward", {*this},
+                     [from](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
 }
 
 static void check_inplace(const Tensor& t, const char* op) {

@@ -1,6 +1,7 @@
 // The arithmetic of the fused kernels, written once: kernels/cpu/ref/fused.cpp
 // runs it in plain serial loops (the oracle), kernels/cpu/fused.cpp in
-// parallel chunks. Each function handles one element or one row.
+// parallel chunks, kernels/cuda/optim.cu one element per thread (the optimizer
+// steps are BRISK_HD: host and device). Each function handles a range or a row.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -8,7 +9,15 @@
 
 #include "core/kernel_params.h"
 
+#ifdef __CUDACC__
+#define BRISK_HD __host__ __device__
+#else
+#define BRISK_HD
+#endif
+
 namespace brisk::kern::fused {
+
+using std::sqrt;  // f32 and f64 overloads on the host; CUDA's on the device
 
 // One row of bias_relu: o[j] = max(y[j] + b[j], 0).
 template <class T>
@@ -46,7 +55,7 @@ inline void xent_bwd_row(const T* x, T lse, int64_t C, int64_t t, T gl, const Cr
 
 // SGD on elements [lo, hi).
 template <class T>
-inline void sgd_range(const SgdStepParams& q, const T* g, T* p, T* buf, int64_t lo, int64_t hi) {
+BRISK_HD inline void sgd_range(const SgdStepParams& q, const T* g, T* p, T* buf, int64_t lo, int64_t hi) {
   T lr = T(q.lr), wd = T(q.weight_decay), mom = T(q.momentum), damp = T(1 - q.dampening);
   for (int64_t i = lo; i < hi; ++i) {
     T gi = g[i] + wd * p[i];
@@ -61,16 +70,16 @@ inline void sgd_range(const SgdStepParams& q, const T* g, T* p, T* buf, int64_t 
 
 // AdamW on elements [lo, hi).
 template <class T>
-inline void adamw_range(const AdamWStepParams& q, const T* g, T* p, T* m, T* v, int64_t lo, int64_t hi) {
+BRISK_HD inline void adamw_range(const AdamWStepParams& q, const T* g, T* p, T* m, T* v, int64_t lo, int64_t hi) {
   T decay = T(1 - q.lr * q.weight_decay), b1 = T(q.beta1), b2 = T(q.beta2);
-  T step = T(q.lr / q.bc1), inv_sqrt_bc2 = T(1 / std::sqrt(q.bc2)), eps = T(q.eps);
+  T step = T(q.lr / q.bc1), inv_sqrt_bc2 = T(1 / sqrt(q.bc2)), eps = T(q.eps);
   for (int64_t i = lo; i < hi; ++i) {
     T gi = g[i];
     T mi = b1 * m[i] + (1 - b1) * gi;
     T vi = b2 * v[i] + (1 - b2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] * decay - step * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    p[i] = p[i] * decay - step * mi / (sqrt(vi) * inv_sqrt_bc2 + eps);  // std::sqrt's overloads, device-callable
   }
 }
 

@@ -543,6 +543,53 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   if (bias.defined())
     BRISK_CHECK(bias.shape() == normalized_shape, "op layer_norm: bias shape ", shape_str(bias.shape()),
                 " must be ", shape_str(normalized_shape));
+  if (Tensor y = layer_norm_fused(x, normalized_shape, weight, bias, eps); y.defined()) return y;
+  return layer_norm_composite(x, normalized_shape, weight, bias, eps);
+}
+
+// The fused kernel where a backend has one for this device and dtype (CUDA;
+// the ref on CPU, which tests check against the composite); else undefined.
+Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                        const Tensor& bias, double eps) {
+  if (kernel_backends("layer_norm_fwd", x.device().type, x.dtype()).empty()) return Tensor();
+  if ((weight.defined() && weight.dtype() != x.dtype()) || (bias.defined() && bias.dtype() != x.dtype()))
+    return Tensor();
+  int64_t K = shape_numel(normalized_shape), M = K > 0 ? x.numel() / K : 0;
+  if (M == 0 || K == 0) return Tensor();
+  Tensor x2 = x.detach().contiguous().reshape({M, K});
+  Tensor wd = weight.defined() ? weight.detach().contiguous().reshape({K}) : Tensor();
+  Tensor bd = bias.defined() ? bias.detach().contiguous().reshape({K}) : Tensor();
+  TensorOptions o(x.dtype(), x.device());
+  Tensor y = empty({M, K}, o), mu = empty({M}, o), rstd = empty({M}, o);
+  BatchNormParams p{eps};
+  {
+    Tensor ins[3] = {x2, wd, bd};
+    Tensor outs[3] = {y, mu, rstd};
+    if (!try_dispatch("layer_norm_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
+  }
+  std::vector<Tensor> inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  bool has_w = weight.defined(), has_b = bias.defined();
+  Shape xs = x.shape(), ws = normalized_shape;
+  return attach_grad(y.reshape(xs), "LayerNormBackward", inputs, [=](const Tensor& g) {
+    TensorOptions go(g.dtype(), g.device());
+    Tensor gx = empty({M, K}, go);
+    Tensor gw = has_w ? empty({K}, go) : Tensor(), gb = has_b ? empty({K}, go) : Tensor();
+    Tensor ins[5] = {g.contiguous().reshape({M, K}), x2, mu, rstd, wd};
+    Tensor outs[3] = {gx, gw, gb};
+    dispatch("layer_norm_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    std::vector<Tensor> r{gx.reshape(xs)};
+    if (has_w) r.push_back(gw.reshape(ws));
+    if (has_b) r.push_back(gb.reshape(ws));
+    return r;
+  });
+}
+
+// mean/var/rsqrt from primitive ops: the definition the fused kernels are checked against.
+Tensor layer_norm_composite(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                            const Tensor& bias, double eps) {
+  int64_t k = int64_t(normalized_shape.size());
   std::vector<int64_t> dims;
   for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
   Tensor mu = mean(x, dims, true);
@@ -570,7 +617,8 @@ Tensor embedding(const Tensor& indices, const Tensor& weight) {
   BRISK_CHECK(weight.dim() == 2, "op embedding: weight must be [num_embeddings, dim], got ",
               shape_str(weight.shape()));
   Tensor flat = indices.reshape({-1}).contiguous();
-  const int64_t* p = flat.data_ptr<int64_t>();
+  Tensor flat_host = flat.to(kCPU);
+  const int64_t* p = flat_host.data_ptr<int64_t>();
   for (int64_t i = 0; i < flat.numel(); ++i)
     BRISK_CHECK(p[i] >= 0 && p[i] < weight.size(0), "op embedding: index ", p[i],
                 " out of range for ", weight.size(0), " embeddings");
@@ -605,7 +653,7 @@ static void check_cross_entropy(const Tensor& logits, const Tensor& target, int6
   check_same_device("cross_entropy", logits, target);
   int64_t C = logits.size(1);
   {
-    Tensor tc = target.contiguous();
+    Tensor tc = target.to(kCPU).contiguous();  // a host copy for device targets (one small transfer)
     const int64_t* t = tc.data_ptr<int64_t>();
     for (int64_t i = 0; i < tc.numel(); ++i)
       BRISK_CHECK(t[i] == ignore_index || (t[i] >= 0 && t[i] < C), "op cross_entropy: target ", t[i],

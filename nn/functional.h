@@ -65,6 +65,13 @@ Tensor batch_norm_composite(const Tensor& x, const Tensor& running_mean, const T
 // Normalizes over the trailing dims given by normalized_shape.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
+// The two implementations layer_norm chooses between: the fused kernel
+// ("layer_norm_fwd/bwd": CUDA, and the CPU ref as its oracle; undefined when
+// no kernel takes the call) and the composite of primitive ops.
+Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                        const Tensor& bias, double eps);
+Tensor layer_norm_composite(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                            const Tensor& bias, double eps);
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 // weight [V, D], indices (i64, any shape) -> [..., D]
 Tensor embedding(const Tensor& indices, const Tensor& weight);

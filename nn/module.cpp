@@ -44,6 +44,24 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   return out;
 }
 
+// Repoints a tensor handle's impl at a copy of its data on `device`.
+static void move_in_place(const Tensor& t, Device device) {
+  if (!t.defined() || t.device() == device) return;
+  Tensor moved = t.detach().to(device);
+  TensorImpl* impl = t.unsafe_impl();
+  impl->storage = moved.storage();
+  impl->strides = moved.strides();
+  impl->offset = moved.offset();
+  impl->device = device;
+  impl->grad = nullptr;
+  if (impl->mask) move_in_place(Tensor(impl->mask), device);
+}
+
+void Module::to(Device device) {
+  for (auto& [n, p] : named_parameters()) move_in_place(p, device);
+  for (auto& [n, b] : named_buffers()) move_in_place(b, device);
+}
+
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out(params_.begin(), params_.end());
   for (auto& [cn, c] : children_)
@@ -110,7 +128,7 @@ void Module::load_state_dict(const TensorMap& sd, bool strict) {
     BRISK_CHECK(src.dtype() == dst.dtype(), "load_state_dict: '", k, "' has dtype ", src.dtype(),
                 " in the state dict but ", dst.dtype(), " in the model");
     Tensor d = dst;
-    d.copy_(src);
+    d.copy_(src.device() == d.device() ? src : src.to(d.device()));
   }
 }
 

@@ -51,6 +51,11 @@ class Module {
   std::vector<std::pair<std::string, Module*>> named_modules();
   Tensor parameter(const std::string& dotted) const;  // throws naming the key
 
+  // Moves every parameter and buffer (and sparsity masks) to `device` in
+  // place: handles held elsewhere (an optimizer, a method) see the new
+  // storage. Gradients are dropped. Move before creating optimizer state.
+  void to(Device device);
+
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }

@@ -93,7 +93,7 @@ void Optimizer::load_state_tensors(const TensorMap& tensors) {
     if (key != "step")
       BRISK_CHECK(t.shape() == p.shape(), "optimizer state '", full, "' has shape ", shape_str(t.shape()),
                   " but the parameter has ", shape_str(p.shape()));
-    state_[pn][key] = t.clone();
+    state_[pn][key] = key == "step" ? t.clone() : t.to(p.device()).clone();  // checkpoints load on the cpu
   }
 }
 

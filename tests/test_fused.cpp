@@ -111,3 +111,29 @@ TEST_CASE("fused: SGD and AdamW steps equal the tensor-op composites over many s
     native_vs_ref("adamw_step", [&] { return adamw(true); }, tol);
   }
 }
+
+TEST_CASE("fused: layer_norm kernel equals the composite, forward and backward", "[fused]") {
+  // The fused op (the CUDA kernels' contract; here its cpu ref) against mean/var/rsqrt.
+  for (bool affine : {true, false}) {
+    INFO("affine " << affine);
+    Tensor x = uniform64({6, 4, 5}, -2, 2, 1);
+    Tensor w = affine ? uniform64({4, 5}, 0.5, 1.5, 2) : Tensor(), b = affine ? uniform64({4, 5}, -1, 1, 3) : Tensor();
+    Tensor yf = F::layer_norm_fused(x, {4, 5}, w, b, 1e-5);
+    REQUIRE(yf.defined());
+    Tensor yc = F::layer_norm_composite(x, {4, 5}, w, b, 1e-5);
+    expect_close(yf, yc, 1e-12, "forward");
+    Tensor r = uniform64({6, 4, 5}, 0, 1, 4).detach();
+    std::vector<Tensor> ins{x};
+    if (affine) ins.insert(ins.end(), {w, b});
+    auto grads = [&](bool fused) {
+      for (auto& t : ins) t.set_grad(Tensor());
+      Tensor y = fused ? F::layer_norm_fused(x, {4, 5}, w, b, 1e-5) : F::layer_norm_composite(x, {4, 5}, w, b, 1e-5);
+      sum(y * r).backward();
+      std::vector<Tensor> g;
+      for (auto& t : ins) g.push_back(t.grad());
+      return g;
+    };
+    auto gf = grads(true), gc = grads(false);
+    for (size_t i = 0; i < gf.size(); ++i) expect_close(gf[i], gc[i], 1e-10, "gradient " + std::to_string(i));
+  }
+}

@@ -116,9 +116,15 @@ int run_info() {
   std::printf("method families:");
   for (auto& f : efficiency::method_families()) std::printf(" %s", f.c_str());
   std::printf("\n");
-  for (const char* op : {"gemm", "binary", "exp", "reduce", "softmax", "im2col", "max_pool2d"}) {
+  std::printf("gemm backend: %s, conv backend: %s (BRISK_GEMM, BRISK_CONV)\n", gemm_backend().c_str(),
+              conv_backend().c_str());
+  for (const char* op : {"gemm", "binary", "exp", "reduce", "softmax", "im2col", "max_pool2d", "conv2d_fwd"}) {
     std::printf("%-12s f32 cpu:", op);
     for (auto& b : kernel_backends(op, DeviceType::cpu, DType::f32)) std::printf(" %s", b.c_str());
+    if (cuda_compiled()) {
+      std::printf("  cuda:");
+      for (auto& b : kernel_backends(op, DeviceType::cuda, DType::f32)) std::printf(" %s", b.c_str());
+    }
     std::printf("\n");
   }
   return 0;

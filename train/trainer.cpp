@@ -12,6 +12,7 @@
 #include "core/flops.h"
 #include "efficiency/compose.h"
 #include "efficiency/method.h"
+#include "core/cuda.h"
 #include "models/models.h"
 #include "train/progress.h"
 
@@ -22,13 +23,28 @@ namespace F = brisk::nn::functional;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// Inputs and targets go to the training device; dataset indices stay on the
+// cpu (per-example statistics live there).
+void Trainer::to_device(data::Batch& b) const {
+  if (device_.type == DeviceType::cpu) return;
+  b.x = b.x.to(device_);
+  b.y = b.y.to(device_);
+}
+
 Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
-  BRISK_CHECK(cfg_.device == "cpu", "--device ", cfg_.device,
-              ": only cpu is available in this build (the CUDA backend is a separate issue); use --device cpu");
+  device_ = Device::parse(cfg_.device);
+  BRISK_CHECK(device_.type != DeviceType::meta, "--device meta: meta tensors hold no data; use cpu or cuda");
+  if (device_.type == DeviceType::cuda) {
+    cuda::require_device(device_.index, ("--device " + cfg_.device).c_str());
+    BRISK_CHECK(cfg_.methods.empty(), "--device ", cfg_.device, ": efficiency methods (--method) run on the cpu "
+                "in this version (their masks, statistics and surgery use host memory); drop --method or use "
+                "--device cpu");
+  }
   if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
   manual_seed(cfg_.seed);
-  model_ = models::make_model(cfg_.model);
+  model_ = models::make_model(cfg_.model);  // initialized on the cpu (same weights for any device) ...
+  model_->to(device_);                      // ... then moved, before the optimizer sees it
 
   data::Dataset train_set = data::load_dataset(cfg_.data, cfg_.data_dir, true);
   test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false);
@@ -140,6 +156,7 @@ EvalResult Trainer::evaluate() {
   double loss_sum = 0, correct = 0;
   int64_t n = 0;
   while (auto b = loader.next()) {
+    to_device(*b);
     Tensor out = model_->forward(b->x);
     loss_sum += F::cross_entropy(out, b->y, F::Reduction::sum).item();
     correct += sum(eq(argmax(out, 1), b->y)).item();
@@ -267,6 +284,7 @@ EvalResult Trainer::fit(bool resume) {
     while (steps_left()) {
       PhaseClock dc;
       auto b = train_loader_->next();
+      if (b) to_device(*b);
       dc.to(phases_.data);
       if (!b) break;
       bar_samples += b->y.size(0);

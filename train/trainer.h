@@ -95,6 +95,8 @@ class Trainer {
 
   TrainConfig cfg_;
   std::shared_ptr<nn::Module> model_;
+  Device device_;  // --device: where the model, batches and optimizer state live
+  void to_device(data::Batch& b) const;
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::LRSchedule> schedule_;
   std::unique_ptr<data::DataLoader> train_loader_;

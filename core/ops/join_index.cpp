@@ -94,7 +94,7 @@ static void check_index(const char* op, const Tensor& x, int64_t dim, const Tens
   for (int64_t d = 0; d < x.dim(); ++d)
     BRISK_CHECK(d == dim || index.size(d) <= x.size(d), "op ", op, ": index shape ",
                 shape_str(index.shape()), " exceeds input shape ", shape_str(x.shape()), " at dim ", d);
-  Tensor ic = index.contiguous();
+  Tensor ic = index.to(kCPU).contiguous();  // range check on a host copy for device indices
   const int64_t* p = ic.data_ptr<int64_t>();
   int64_t n = x.dim() ? x.size(dim) : 1;
   for (int64_t i = 0; i < ic.numel(); ++i)

@@ -1,0 +1,93 @@
+// GPU benchmarks (issue "CUDA backend"), timed with CUDA events on the
+// default stream. Skipped, with a message, without a device.
+//   BM_cuda_gemm/<dtype>/<backend>/4096: C = A @ B, square, row-major;
+//     the target is native f16/bf16 >= 70% of cuBLAS at 4096^3.
+//   BM_cuda_cnn_step/<gemm backend>/<conv backend>: one training step of the
+//     Fashion-MNIST cnn at batch 128 (forward, cross-entropy, backward, SGD
+//     with momentum), for the side-by-side with PyTorch eager
+//     (bench/torch_cuda.py prints the same rows).
+#include <benchmark/benchmark.h>
+
+#include "core/brisk.h"
+#include "core/cuda.h"
+#include "models/models.h"
+#include "nn/functional.h"
+#include "optim/optimizer.h"
+
+using namespace brisk;
+namespace F = brisk::nn::functional;
+
+namespace {
+const Device kCuda(DeviceType::cuda, 0);
+const char* kDtypes[] = {"f32", "f16", "bf16"};
+const DType kDtypeOf[] = {DType::f32, DType::f16, DType::bf16};
+const char* kGemm[] = {"native", "cublas"};
+
+void BM_cuda_gemm(benchmark::State& state) {
+  if (!cuda::available()) return state.SkipWithError("no CUDA device");
+  DType t = kDtypeOf[state.range(0)];
+  set_gemm_backend(kGemm[state.range(1)]);
+  int64_t n = state.range(2);
+  Tensor a = randn({n, n}).to(t).to(kCuda), b = randn({n, n}).to(t).to(kCuda);
+  for (int i = 0; i < 2; ++i) matmul(a, b);  // warm-up (and cuBLAS heuristics)
+  cuda::Event e0, e1;
+  for (auto _ : state) {
+    e0.record();
+    Tensor c = matmul(a, b);
+    e1.record();
+    e1.synchronize();
+    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
+  }
+  state.SetLabel(std::string(kDtypes[state.range(0)]) + " " + kGemm[state.range(1)]);
+  state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(n) * double(n) * double(n) * 1e-12,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  set_gemm_backend("native");
+}
+BENCHMARK(BM_cuda_gemm)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}, {4096}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_cuda_cnn_step(benchmark::State& state) {
+  if (!cuda::available()) return state.SkipWithError("no CUDA device");
+  set_gemm_backend(kGemm[state.range(0)]);
+  const char* conv = state.range(1) ? "cudnn" : "native";
+  try {
+    set_conv_backend(conv);
+  } catch (const Error& e) {
+    return state.SkipWithError(e.what());
+  }
+  manual_seed(0);
+  auto model = models::make_model("cnn");
+  model->to(kCuda);
+  optim::SGDOptions o;
+  o.lr = 0.05;
+  o.momentum = 0.9;
+  optim::SGD opt(model->named_parameters(), o);
+  Tensor x = randn({128, 1, 28, 28}).to(kCuda);
+  Tensor y = randint(0, 10, {128}).to(kCuda);
+  auto step = [&] {
+    Tensor loss = F::cross_entropy(model->forward(x), y);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  cuda::synchronize();
+  cuda::Event e0, e1;
+  for (auto _ : state) {
+    e0.record();
+    step();
+    e1.record();
+    e1.synchronize();
+    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
+  }
+  state.SetLabel(std::string("gemm ") + kGemm[state.range(0)] + ", conv " + conv);
+  set_gemm_backend("native");
+  set_conv_backend("native");
+}
+BENCHMARK(BM_cuda_cnn_step)->ArgsProduct({{0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,123 @@
+// Fused optimizer steps and gather / scatter_add on CUDA. The optimizer
+// arithmetic is kernels/fused_math.h's, the same code the CPU kernels run,
+// here one element per thread.
+#include "kernels/cuda/common.cuh"
+#include "kernels/fused_math.h"
+
+namespace brisk::kern::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <class T>
+__global__ void sgd_k(SgdStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ buf, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    fused::sgd_range(q, g, p, buf, i, i + 1);
+}
+
+template <class T>
+__global__ void adamw_k(AdamWStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ m,
+                        T* __restrict__ v, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    fused::adamw_range(q, g, p, m, v, i, i + 1);
+}
+
+template <class T>
+bool sgd_step(const KernelArgs& a) {
+  int64_t n = a.out[0].numel();
+  if (n == 0) return true;
+  T* buf = a.out[1].defined() ? dptr<T>(a.out[1]) : nullptr;
+  sgd_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(*static_cast<const SgdStepParams*>(a.params),
+                                                              dptr<T>(a.in[0]), dptr<T>(a.out[0]), buf, n);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+template <class T>
+bool adamw_step(const KernelArgs& a) {
+  int64_t n = a.out[0].numel();
+  if (n == 0) return true;
+  adamw_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(*static_cast<const AdamWStepParams*>(a.params),
+                                                                dptr<T>(a.in[0]), dptr<T>(a.out[0]), dptr<T>(a.out[1]),
+                                                                dptr<T>(a.out[2]), n);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+// out[i..] = x[..index[i..] at dim..]: walk the index's shape with x's strides
+// (dim's stride zeroed), then add index * x.stride(dim). Index values were
+// range-checked by the op layer.
+template <class D>
+__global__ void gather_k(const D* __restrict__ x, const int64_t* __restrict__ ind, D* __restrict__ out,
+                         OffsetCalc<1> xs, int64_t dstride, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[1];
+    xs.get(i, off);
+    out[i] = x[off[0] + ind[i] * dstride];
+  }
+}
+
+template <class T>
+__global__ void scatter_add_k(const int64_t* __restrict__ ind, const T* __restrict__ src, T* __restrict__ out,
+                              OffsetCalc<1> os, int64_t dstride, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[1];
+    os.get(i, off);
+    atomicAdd(&out[off[0] + ind[i] * dstride], src[i]);
+  }
+}
+
+// A calc over `shape` with `strides`, dim's stride zeroed. Nothing merges across
+// dims here on purpose: the linear index must decompose over the full shape.
+OffsetCalc<1> dim_calc(const Shape& shape, Shape strides, int64_t dim) {
+  if (!strides.empty()) strides[size_t(dim)] = 0;
+  OffsetCalc<1> c;
+  BRISK_CHECK(shape.size() <= size_t(kMaxDims), "cuda gather/scatter_add: at most ", kMaxDims, " dims");
+  c.nd = int(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    c.size[d] = shape[d];
+    c.stride[0][d] = strides[d];
+  }
+  return c;
+}
+
+template <class T>
+bool gather(const KernelArgs& a) {
+  using D = dev_t<T>;
+  int64_t dim = static_cast<const DimParams*>(a.params)->dim;
+  const Tensor &x = a.in[0], &ind = a.in[1];
+  int64_t n = ind.numel();
+  if (n == 0) return true;
+  gather_k<D><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+      dptr<D>(x), dptr<int64_t>(ind), dptr<D>(a.out[0]), dim_calc(ind.shape(), x.strides(), dim),
+      x.dim() ? x.stride(dim) : 0, n);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+template <class T>
+bool scatter_add(const KernelArgs& a) {
+  int64_t dim = static_cast<const DimParams*>(a.params)->dim;
+  const Tensor &ind = a.in[0], &src = a.in[1];
+  const Tensor& out = a.out[0];
+  int64_t n = ind.numel();
+  if (n == 0) return true;
+  scatter_add_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+      dptr<int64_t>(ind), dptr<T>(src), dptr<T>(out), dim_calc(ind.shape(), out.strides(), dim),
+      out.dim() ? out.stride(dim) : 0, n);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace
+
+void register_optim() {
+  register_cuda<float, double>("sgd_step", [](auto t) -> KernelFn { return &sgd_step<typename decltype(t)::type>; });
+  register_cuda<float, double>("adamw_step", [](auto t) -> KernelFn { return &adamw_step<typename decltype(t)::type>; });
+  register_cuda<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>(
+      "gather", [](auto t) -> KernelFn { return &gather<typename decltype(t)::type>; });
+  // atomicAdd exists for f32 and f64 (sm_60+); integer scatter_add stays on the CPU.
+  register_cuda<float, double>("scatter_add", [](auto t) -> KernelFn { return &scatter_add<typename decltype(t)::type>; });
+}
+
+}  // namespace brisk::kern::cuda

@@ -1,0 +1,192 @@
+// Row reductions, softmax and fused softmax cross-entropy on CUDA. One block
+// per row of a contiguous [M, K]; warp-shuffle reductions (common.cuh).
+// f32 accumulates in f32, f64 in f64 (the ref sums in f64: tests allow for it).
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+
+namespace brisk::kern::cuda {
+namespace {
+
+template <class T>
+__device__ __forceinline__ T lowest() { return -INFINITY; }
+
+template <class T>
+__global__ void reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, ReduceOp op) {
+  const T* row = x + int64_t(blockIdx.x) * K;
+  T v;
+  if (op == ReduceOp::sum) {
+    v = 0;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v += row[k];
+    v = block_reduce(v, SumOp{}, T(0));
+  } else if (op == ReduceOp::max) {
+    v = lowest<T>();
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MaxOp{}(v, row[k]);
+    v = block_reduce(v, MaxOp{}, lowest<T>());
+  } else {
+    v = -lowest<T>();
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MinOp{}(v, row[k]);
+    v = block_reduce(v, MinOp{}, -lowest<T>());
+  }
+  if (threadIdx.x == 0) y[blockIdx.x] = v;
+}
+
+// (value, index) pairs: the larger value wins, the first NaN wins over
+// everything, ties go to the smaller index (the ref's "first max").
+template <class T>
+__device__ __forceinline__ void argmax_combine(T& v, int64_t& i, T v2, int64_t i2) {
+  bool n1 = isnan(v), n2 = isnan(v2);
+  bool take = n1 && n2 ? i2 < i : n1 ? false : n2 ? true : v2 > v || (v2 == v && i2 < i);
+  if (take) {
+    v = v2;
+    i = i2;
+  }
+}
+
+template <class T>
+__global__ void argmax_rows(const T* __restrict__ x, int64_t* __restrict__ y, int64_t K) {
+  const T* row = x + int64_t(blockIdx.x) * K;
+  T v = lowest<T>();
+  int64_t idx = K;  // "none yet": loses every tie
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) argmax_combine(v, idx, row[k], k);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    T v2 = __shfl_xor_sync(0xffffffffu, v, o);
+    int64_t i2 = __shfl_xor_sync(0xffffffffu, idx, o);
+    argmax_combine(v, idx, v2, i2);
+  }
+  __shared__ T sv[32];
+  __shared__ int64_t si[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  if (lane == 0) {
+    sv[warp] = v;
+    si[warp] = idx;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < nwarps; ++w) argmax_combine(v, idx, sv[w], si[w]);
+    y[blockIdx.x] = idx;
+  }
+}
+
+template <class T>
+bool reduce(const KernelArgs& a) {
+  ReduceOp op = static_cast<const ReduceParams*>(a.params)->op;
+  const Tensor& x = a.in[0];
+  int64_t M = x.size(0), K = x.size(1);
+  if (M == 0) return true;
+  if (K == 0) {  // only sum reaches here (the op layer rejects the others): all zeros
+    BRISK_CUDA_CHECK(cudaMemsetAsync(dptr<T>(a.out[0]), 0, size_t(M) * sizeof(T), stream()));
+    return true;
+  }
+  BRISK_CHECK(M <= INT32_MAX, "cuda reduce: ", M, " rows exceed the grid");
+  int th = row_threads(K);
+  if (op == ReduceOp::argmax)
+    argmax_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<int64_t>(a.out[0]), K);
+  else
+    reduce_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<T>(a.out[0]), K, op);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+// max and log-sum-exp of one row, in every thread of the block.
+template <class T>
+__device__ __forceinline__ void row_lse(const T* row, int64_t K, T& mx, T& lse) {
+  mx = lowest<T>();
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) mx = MaxOp{}(mx, row[k]);
+  mx = block_reduce(mx, MaxOp{}, lowest<T>());
+  T s = 0;
+  T shift = isinf(mx) ? T(0) : mx;  // an all -inf row gives lse = -inf, not NaN
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) s += exp(row[k] - shift);
+  s = block_reduce(s, SumOp{}, T(0));
+  lse = shift + log(s);
+}
+
+template <class T>
+__global__ void softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, bool log_form) {
+  const T* row = x + int64_t(blockIdx.x) * K;
+  T* out = y + int64_t(blockIdx.x) * K;
+  T mx, lse;
+  row_lse(row, K, mx, lse);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) out[k] = log_form ? row[k] - lse : exp(row[k] - lse);
+}
+
+template <class T>
+bool softmax(const KernelArgs& a) {
+  const Tensor& x = a.in[0];
+  int64_t M = x.size(0), K = x.size(1);
+  if (M == 0 || K == 0) return true;
+  softmax_rows<T><<<unsigned(M), row_threads(K), 0, stream()>>>(dptr<T>(x), dptr<T>(a.out[0]), K,
+                                                                 static_cast<const SoftmaxParams*>(a.params)->log);
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+// loss_i = lse_i - (1-eps) x[i,t_i] - eps mean_c x[i,c]; 0 on ignored rows.
+template <class T>
+__global__ void ce_fwd(const T* __restrict__ x, const int64_t* __restrict__ t, T* __restrict__ loss,
+                       T* __restrict__ lse_out, int64_t C, int64_t ignore, T eps) {
+  const T* row = x + int64_t(blockIdx.x) * C;
+  T mx, lse;
+  row_lse(row, C, mx, lse);
+  T s = 0;
+  if (eps != T(0)) {
+    for (int64_t k = threadIdx.x; k < C; k += blockDim.x) s += row[k];
+    s = block_reduce(s, SumOp{}, T(0));
+  }
+  if (threadIdx.x == 0) {
+    int64_t ti = t[blockIdx.x];
+    lse_out[blockIdx.x] = lse;
+    loss[blockIdx.x] = ti == ignore ? T(0) : lse - (T(1) - eps) * row[ti] - eps * s / T(C);
+  }
+}
+
+// glogits = gloss_i (softmax(x_i) - (1-eps) onehot(t_i) - eps/C); 0 on ignored rows.
+template <class T>
+__global__ void ce_bwd(const T* __restrict__ x, const T* __restrict__ lse, const int64_t* __restrict__ t,
+                       const T* __restrict__ gloss, T* __restrict__ gx, int64_t C, int64_t ignore, T eps) {
+  int64_t i = blockIdx.x;
+  const T* row = x + i * C;
+  T* g = gx + i * C;
+  int64_t ti = t[i];
+  T gl = gloss[i], l = lse[i];
+  for (int64_t k = threadIdx.x; k < C; k += blockDim.x)
+    g[k] = ti == ignore ? T(0) : gl * (exp(row[k] - l) - (k == ti ? T(1) - eps : T(0)) - eps / T(C));
+}
+
+template <class T>
+bool cross_entropy_fwd(const KernelArgs& a) {
+  auto* p = static_cast<const CrossEntropyParams*>(a.params);
+  const Tensor& x = a.in[0];
+  int64_t N = x.size(0), C = x.size(1);
+  if (N == 0) return true;
+  ce_fwd<T><<<unsigned(N), row_threads(C), 0, stream()>>>(dptr<T>(x), dptr<int64_t>(a.in[1]), dptr<T>(a.out[0]),
+                                                          dptr<T>(a.out[1]), C, p->ignore_index, T(p->label_smoothing));
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+template <class T>
+bool cross_entropy_bwd(const KernelArgs& a) {
+  auto* p = static_cast<const CrossEntropyParams*>(a.params);
+  const Tensor& x = a.in[0];
+  int64_t N = x.size(0), C = x.size(1);
+  if (N == 0) return true;
+  ce_bwd<T><<<unsigned(N), row_threads(C), 0, stream()>>>(dptr<T>(x), dptr<T>(a.in[1]), dptr<int64_t>(a.in[2]),
+                                                          dptr<T>(a.in[3]), dptr<T>(a.out[0]), C, p->ignore_index,
+                                                          T(p->label_smoothing));
+  BRISK_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace
+
+void register_reduce() {
+  auto fp = [](const char* op, auto make) { register_cuda<float, double>(op, make); };
+  fp("reduce", [](auto t) -> KernelFn { return &reduce<typename decltype(t)::type>; });
+  fp("softmax", [](auto t) -> KernelFn { return &softmax<typename decltype(t)::type>; });
+  fp("cross_entropy_fwd", [](auto t) -> KernelFn { return &cross_entropy_fwd<typename decltype(t)::type>; });
+  fp("cross_entropy_bwd", [](auto t) -> KernelFn { return &cross_entropy_bwd<typename decltype(t)::type>; });
+}
+
+}  // namespace brisk::kern::cuda
