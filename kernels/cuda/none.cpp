@@ -35,7 +35,10 @@ float Event::elapsed_ms(const Event&) const { return 0; }
 StreamHandle current_stream() { return nullptr; }
 void set_current_stream(StreamHandle) {}
 void synchronize() {}
-void* allocate(size_t, int) { unavailable("cuda allocate"); }
+void* allocate(size_t, int device) {
+  require_device(device, "cuda allocate");  // throws, naming cuda:<device>
+  return nullptr;
+}
 void deallocate(void*) {}
 AllocatorStats allocator_stats(int) { return {}; }
 void reset_allocator_counters(int) {}
