@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/brisk.h"
+#include "core/autocast.h"
 #include "core/int8.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #ifdef BRISK_HAS_OPENBLAS
@@ -128,4 +129,25 @@ static void BM_bf16(benchmark::State& st) {
                                              benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_bf16)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The f32 GEMM under bf16 autocast's scope: operands rounded to bf16 while
+// packing, AVX512-BF16 dot products (skipped where the CPU lacks them).
+static void BM_bf16dp(benchmark::State& st) {
+  if (!kern::cpu::sgemm_bf16_supported()) {
+    st.SkipWithError("CPU lacks AVX512-BF16");
+    return;
+  }
+  int64_t n = st.range(0);
+  std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(i % 17) * 0.01f;
+  for (size_t i = 0; i < B.size(); ++i) B[i] = float(i % 13) * 0.01f;
+  brisk::GemmBf16Scope scope(true);
+  for (auto _ : st) {
+    kern::cpu::sgemm(n, n, n, kern::cpu::MatF{A.data(), n, 1}, kern::cpu::MatF{B.data(), n, 1}, C.data(), n);
+    benchmark::DoNotOptimize(C.data());
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
+                                             benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_bf16dp)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

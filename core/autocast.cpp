@@ -62,12 +62,24 @@ LowPrecision parse_low_precision(const std::string& s) {
 
 const AutocastPolicy& autocast_policy() { return t_policy; }
 
-AutocastGuard::AutocastGuard(AutocastPolicy p) : prev_(t_policy) {
+namespace {
+thread_local bool t_gemm_bf16 = false;
+}  // namespace
+
+bool gemm_operands_bf16() { return t_gemm_bf16; }
+GemmBf16Scope::GemmBf16Scope(bool on) : prev_(t_gemm_bf16) { t_gemm_bf16 = on; }
+GemmBf16Scope::~GemmBf16Scope() { t_gemm_bf16 = prev_; }
+
+AutocastGuard::AutocastGuard(AutocastPolicy p) : prev_(t_policy), prev_gemm_(t_gemm_bf16) {
   BRISK_CHECK(p.rounding == Rounding::nearest || p.kind == LowPrecision::bf16 || p.kind == LowPrecision::fp16,
               "autocast: stochastic rounding applies to bf16 and fp16, not ", low_precision_name(p.kind));
   t_policy = p;
+  t_gemm_bf16 = p.kind == LowPrecision::bf16;
 }
-AutocastGuard::~AutocastGuard() { t_policy = prev_; }
+AutocastGuard::~AutocastGuard() {
+  t_policy = prev_;
+  t_gemm_bf16 = prev_gemm_;
+}
 
 Tensor round_to_format(const Tensor& x, LowPrecision p, Rounding r, bool gradient, Generator* gen) {
   NoGradGuard ng;

@@ -44,6 +44,23 @@ const AutocastPolicy& autocast_policy();  // this thread's; kind none = off
 inline bool autocast_enabled() { return autocast_policy().kind != LowPrecision::none; }
 
 // Sets the policy for the guard's lifetime (restoring the previous one).
+// GEMMs on this thread take bf16 operands (rounded while packing, multiplied
+// with AVX512-BF16 dot products where the CPU has them: kernels/cpu/gemm).
+// On while a bf16 AutocastGuard is alive (forward and backward of a step run
+// under the precision method's guard) and inside the autocast branches of
+// linear and conv2d, whose operands are bf16 values by then.
+bool gemm_operands_bf16();
+class GemmBf16Scope {
+ public:
+  explicit GemmBf16Scope(bool on);
+  ~GemmBf16Scope();
+  GemmBf16Scope(const GemmBf16Scope&) = delete;
+  GemmBf16Scope& operator=(const GemmBf16Scope&) = delete;
+
+ private:
+  bool prev_;
+};
+
 class AutocastGuard {
  public:
   explicit AutocastGuard(AutocastPolicy p);
@@ -53,6 +70,7 @@ class AutocastGuard {
 
  private:
   AutocastPolicy prev_;
+  bool prev_gemm_;
 };
 
 // An op's output is stored in bf16 under fp8 (the GEMM's 16-bit result) and

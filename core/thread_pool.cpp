@@ -6,6 +6,8 @@
 // idle workers do not steal cycles from OpenBLAS's own threads for long.
 #include "core/thread_pool.h"
 
+#include "core/autocast.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -168,7 +170,12 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
     return;
   }
   int64_t per = (n + chunks - 1) / chunks;
+  // The caller's per-thread compute context travels with the work: a GEMM
+  // run by a worker for a bf16-autocast op takes the bf16 kernel as the
+  // caller's would (core/autocast.h).
+  bool gemm_bf16 = gemm_operands_bf16();
   pool().run(int(chunks), [&](int c) {
+    GemmBf16Scope ctx(gemm_bf16);
     int64_t lo = begin + c * per, hi = std::min(end, lo + per);
     if (lo < hi) fn(lo, hi);
   });

@@ -205,7 +205,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
     Tensor y;
     {
+      bool bf16 = autocast_policy().kind == LowPrecision::bf16;
       AutocastGuard off({});
+      GemmBf16Scope gemm(bf16);  // operands are bf16 values: the bf16 dot-product GEMM may take them
       y = linear(xc, wc, b);
     }
     return autocast_cast(y, CastRole::output);
@@ -344,7 +346,9 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
     Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
     Tensor y;
     {
+      bool bf16 = autocast_policy().kind == LowPrecision::bf16;
       AutocastGuard off({});
+      GemmBf16Scope gemm(bf16);
       y = conv2d_relu(xc, wc, b, stride, padding, dilation, groups, relu);
     }
     return autocast_cast(y, CastRole::output);

@@ -1,6 +1,8 @@
 // Every optimized (cpu) and vendor (openblas) kernel against kernels/cpu/ref
 // on the same inputs, with tolerances derived from the dtype. Each case also
 // asserts which backend ran, so a kernel that silently declines fails here.
+#include "core/autocast.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
 
 using namespace bt;
@@ -118,6 +120,44 @@ TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", 
   // a broadcast batch operand (batch stride 0)
   Tensor w = randn({40, 50}), x = randn({3, 50, 60});
   compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));
+}
+
+TEST_CASE("kernels: the AVX512-BF16 GEMM under bf16 autocast vs the f32 GEMM of the rounded operands", "[kernels]") {
+  if (!kern::cpu::sgemm_bf16_supported()) {
+    WARN("SKIPPED: CPU lacks AVX512-BF16 (or the sgemm ISA is not avx512): the bf16 dot-product GEMM did not run");
+    GemmBf16Scope on(true);
+    CHECK_FALSE(kern::cpu::gemm_bf16_active());
+    return;
+  }
+  CHECK_FALSE(kern::cpu::gemm_bf16_active());
+  {
+    AutocastGuard ac({LowPrecision::bf16});
+    CHECK(kern::cpu::gemm_bf16_active());
+    AutocastGuard off({});
+    CHECK_FALSE(kern::cpu::gemm_bf16_active());
+  }
+  // Every packing path: A row- and column-major (full and partial 8-row
+  // strips), B row- and column-major, odd K (a half-empty last pair), K split
+  // into several blocks, tails in M and N, accumulation into C.
+  struct Case { int64_t M, K, N; };
+  for (auto c : {Case{1, 1, 1}, Case{8, 2, 32}, Case{37, 53, 29}, Case{64, 288, 196}, Case{130, 1030, 70}}) {
+    for (int layout = 0; layout < 4; ++layout) {
+      INFO(c.M << "x" << c.K << "x" << c.N << " layout " << layout);
+      Tensor a = layout & 1 ? randn({c.K, c.M}).t() : randn({c.M, c.K});
+      Tensor b = layout & 2 ? randn({c.N, c.K}).t() : randn({c.K, c.N});
+      Tensor ar = a.to(DType::bf16).to(DType::f64), br = b.to(DType::bf16).to(DType::f64);
+      Tensor want = matmul(ar, br);  // exact products of the rounded operands, f64 sums
+      Tensor got;
+      {
+        GemmBf16Scope on(true);
+        got = matmul(a, b);
+      }
+      // f32 accumulation over K products: the f32 GEMM's own tolerance
+      expect_close(got.to(DType::f64), want, dtype_tol(DType::f32, c.K) * 4, "bf16 dot-product GEMM");
+      // and it really rounded: differs from the f32 GEMM of the unrounded operands
+      if (c.K >= 53) CHECK(max_rel_err(got, matmul(a, b)) > 1e-4);
+    }
+  }
 }
 
 TEST_CASE("kernels: BRISK_GEMM switch: native by default, openblas or auto on request", "[kernels]") {

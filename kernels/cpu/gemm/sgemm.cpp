@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "core/autocast.h"
 #include "core/error.h"
 
 namespace brisk::kern::cpu {
@@ -10,6 +11,7 @@ namespace brisk::kern::cpu {
 template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+template <class E> void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 
 namespace {
 enum Isa : int { sse, avx2, avx512 };
@@ -60,7 +62,14 @@ void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t 
 }
 }  // namespace
 
+bool sgemm_bf16_supported() {
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  return cpu && g_isa.load(std::memory_order_relaxed) == avx512;
+}
+bool gemm_bf16_active() { return gemm_operands_bf16() && sgemm_bf16_supported(); }
+
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+  if (M > 0 && N > 0 && gemm_operands_bf16() && sgemm_bf16_supported()) return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
   run(M, N, K, A, B, C, ldc, accumulate);
 }
 void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc, bool accumulate) {

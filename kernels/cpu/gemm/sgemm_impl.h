@@ -1,5 +1,5 @@
-// The blocked GEMM driver and micro-kernel, written once with GCC vector
-// extensions and compiled once per instruction set. The including .cpp defines:
+// The f32 micro-kernel and packing (the driver is gemm_driver.h), written once
+// with GCC vector extensions and compiled once per instruction set. The including .cpp defines:
 //   BRISK_GEMM_NS  namespace for this build (keeps the instantiations apart)
 //   BRISK_GEMM_W   floats per SIMD register
 //   BRISK_GEMM_MR  rows of C per micro-tile
@@ -8,16 +8,12 @@
 //   vset1(a)       a broadcast to every lane
 //   BRISK_GEMM_ENTRY  the entry point's name (sgemm_avx512, ...), defined
 //                  below once per operand type (f32, bf16, f16)
-// Loop nest (Goto/BLIS): jc over N by NC, pc over K by KC (B panel [KC, NC]
-// packed into NR-wide strips, L2/L3-resident), ic over M by MC (A block
-// [MC, KC] packed into MR-tall strips), then the MR x NR micro-kernel.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
-#include "core/thread_pool.h"
-#include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/gemm/gemm_driver.h"
 
 namespace brisk::kern::cpu::BRISK_GEMM_NS {
 
@@ -31,21 +27,6 @@ constexpr int64_t NC = NR * (3072 / NR);
 
 using vf = float __attribute__((vector_size(W * 4)));
 using vfu = float __attribute__((vector_size(W * 4), aligned(4)));  // unaligned access
-
-template <class T>
-struct AlignedBuf {  // grows, never shrinks: no allocations in steady state
-  T* p = nullptr;
-  size_t n = 0;
-  T* get(size_t want) {
-    if (want > n) {
-      std::free(p);
-      n = want;
-      p = static_cast<T*>(std::aligned_alloc(64, (want * sizeof(T) + 63) / 64 * 64));
-    }
-    return p;
-  }
-  ~AlignedBuf() { std::free(p); }
-};
 
 // B[k0:k0+kc, j0:j0+nc] -> strips of [kc, NR], zero-padded past nc.
 template <class E>
@@ -136,75 +117,22 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int j = 0; j < n; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
-// One thread: the whole loop nest on C[M, N].
+// The policy gemm_driver.h runs: f32 panels, one k per packed step.
 template <class E>
-inline void sgemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
-  static thread_local AlignedBuf<float> abuf, bbuf;
-  // K blocks of equal size (288 -> 144 + 144, not 256 + 32): a thin last
-  // block would run the micro-kernel at a fraction of its speed.
-  int64_t nk = std::max<int64_t>(1, (K + KC - 1) / KC), kblk = (K + nk - 1) / nk;
-  float* ap = abuf.get(size_t(MC * kblk));
-  for (int64_t jc = 0; jc < N; jc += NC) {
-    int64_t nc = std::min(NC, N - jc), strips = (nc + NR - 1) / NR;
-    for (int64_t pc = 0; pc < K; pc += kblk) {
-      int64_t kc = std::min(kblk, K - pc);
-      bool acc = accumulate || pc > 0;
-      float* bp = bbuf.get(size_t(strips * kc * NR));
-      pack_b(B, pc, kc, jc, nc, bp);
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        int64_t mc = std::min(MC, M - ic);
-        pack_a(A, ic, mc, pc, kc, ap);
-        for (int64_t s = 0; s < strips; ++s) {
-          int64_t j = jc + s * NR;
-          int n = int(std::min<int64_t>(NR, N - j));
-          for (int64_t i = 0; i < mc; i += MR)
-            micro_kernel(kc, ap + i * kc, bp + s * kc * NR, C + (ic + i) * ldc + j, ldc, acc,
-                         int(std::min<int64_t>(MR, mc - i)), n);
-        }
-      }
-    }
+struct F32Panels {
+  using P = float;
+  static constexpr int64_t MR = BRISK_GEMM_NS::MR, NR = BRISK_GEMM_NS::NR, KS = 1, KC = BRISK_GEMM_NS::KC,
+                           MC = BRISK_GEMM_NS::MC, NC = BRISK_GEMM_NS::NC;
+  static void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* d) {
+    BRISK_GEMM_NS::pack_a(A, i0, mc, k0, kc, d);
   }
-  if (K == 0 && !accumulate)
-    for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
-}
-
-// Threads split C into a tm x tn grid of independent sub-GEMMs, each packing
-// its own panels: no barriers, one fork-join per call. Splitting rows makes
-// every thread pack all of B, splitting columns all of A; the grid minimises
-// that duplicated packing. Results do not depend on the grid (same K blocks,
-// same micro-kernel order per element), so they are thread-count independent.
-template <class E>
-inline void sgemm(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
-  int threads = get_num_threads();
-  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
-  if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
-    sgemm_serial(M, N, K, A, B, C, ldc, accumulate);
-    return;
+  static void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* d) {
+    BRISK_GEMM_NS::pack_b(B, k0, kc, j0, nc, d);
   }
-  int tm = 0, tn = 0;
-  double best = 0;
-  for (int d = 1; d <= threads; ++d) {
-    if (threads % d) continue;
-    int e = threads / d;
-    if (d > mblocks || e > strips) continue;
-    double dup = double(e) * double(M) + double(d) * double(N);
-    if (tm == 0 || dup < best) { tm = d; tn = e; best = dup; }
+  static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc, int m, int n) {
+    micro_kernel(kc, a, b, c, ldc, acc, m, n);
   }
-  if (tm == 0) {  // fewer blocks than threads: split the longer side only
-    if (mblocks >= strips) { tm = int(std::min<int64_t>(threads, mblocks)); tn = 1; }
-    else { tm = 1; tn = int(std::min<int64_t>(threads, strips)); }
-  }
-  parallel_for(0, tm * tn, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      int64_t bi = t / tn, bj = t % tn;
-      int64_t r0 = mblocks * bi / tm * MR, r1 = std::min(M, mblocks * (bi + 1) / tm * MR);
-      int64_t c0 = strips * bj / tn * NR, c1 = std::min(N, strips * (bj + 1) / tn * NR);
-      if (r0 >= r1 || c0 >= c1) continue;
-      sgemm_serial(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
-                   C + r0 * ldc + c0, ldc, accumulate);
-    }
-  });
-}
+};
 
 }  // namespace brisk::kern::cpu::BRISK_GEMM_NS
 
@@ -212,7 +140,7 @@ namespace brisk::kern::cpu {
 // One definition per operand type: the same driver and micro-kernel.
 template <class E>
 void BRISK_GEMM_ENTRY(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc) {
-  BRISK_GEMM_NS::sgemm<E>(M, N, K, A, B, C, ldc, acc);
+  BRISK_GEMM_NS::gemm_threads<BRISK_GEMM_NS::F32Panels<E>>(M, N, K, A, B, C, ldc, acc);
 }
 template void BRISK_GEMM_ENTRY<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool);
 template void BRISK_GEMM_ENTRY<BFloat16>(int64_t, int64_t, int64_t, Mat<BFloat16>, Mat<BFloat16>, float*, int64_t,

@@ -1,0 +1,119 @@
+// The blocked GEMM driver (Goto/BLIS loop nest and the thread split), written
+// once for every micro-kernel. A Panels policy supplies the tile and block
+// sizes and the packing and micro-kernel:
+//   using P            packed element (float; or uint32_t holding two bf16)
+//   MR, NR, KS         micro-tile rows and columns; k values per packed step
+//   KC, MC, NC         block sizes (K, M, N)
+//   pack_a(A, i0, mc, k0, kc, P*)   A block -> MR-tall strips [ceil(kc/KS), MR]
+//   pack_b(B, k0, kc, j0, nc, P*)   B panel -> NR-wide strips [ceil(kc/KS), NR]
+//   micro(kc, const P* a, const P* b, float* c, ldc, acc, m, n)
+// Loop nest: jc over N by NC, pc over K by KC (B panel packed, L2/L3
+// resident), ic over M by MC (A block packed), then the micro-kernel.
+#pragma once
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
+
+// Inside the including build's namespace (BRISK_GEMM_NS): every instantiation
+// here is compiled with that build's instruction set, and no inline function
+// compiled for AVX-512 can stand in for another build's copy at link time.
+namespace brisk::kern::cpu::BRISK_GEMM_NS {
+
+template <class T>
+struct AlignedBuf {  // grows, never shrinks: no allocations in steady state
+  T* p = nullptr;
+  size_t n = 0;
+  T* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      n = want;
+      p = static_cast<T*>(std::aligned_alloc(64, (want * sizeof(T) + 63) / 64 * 64));
+    }
+    return p;
+  }
+  ~AlignedBuf() { std::free(p); }
+};
+
+
+// One thread: the whole loop nest on C[M, N].
+template <class Panels, class E>
+inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
+  using P = typename Panels::P;
+  constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, KC = Panels::KC, MC = Panels::MC,
+                    NC = Panels::NC;
+  static thread_local AlignedBuf<P> abuf, bbuf;
+  // K blocks of equal size (288 -> 144 + 144, not 256 + 32): a thin last
+  // block would run the micro-kernel at a fraction of its speed.
+  // KS > 1: blocks hold whole k groups (only the last block may end mid-group).
+  int64_t nk = std::max<int64_t>(1, (K + KC - 1) / KC), kblk = (K + nk - 1) / nk;
+  kblk = (kblk + KS - 1) / KS * KS;
+  P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    int64_t nc = std::min(NC, N - jc), strips = (nc + NR - 1) / NR;
+    for (int64_t pc = 0; pc < K; pc += kblk) {
+      int64_t kc = std::min(kblk, K - pc);
+      bool acc = accumulate || pc > 0;
+      int64_t kp = (kc + KS - 1) / KS;  // packed steps in this block
+      P* bp = bbuf.get(size_t(strips * kp * NR));
+      Panels::pack_b(B, pc, kc, jc, nc, bp);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        int64_t mc = std::min(MC, M - ic);
+        Panels::pack_a(A, ic, mc, pc, kc, ap);
+        for (int64_t s = 0; s < strips; ++s) {
+          int64_t j = jc + s * NR;
+          int n = int(std::min<int64_t>(NR, N - j));
+          for (int64_t i = 0; i < mc; i += MR)
+            Panels::micro(kc, ap + i * kp, bp + s * kp * NR, C + (ic + i) * ldc + j, ldc, acc,
+                          int(std::min<int64_t>(MR, mc - i)), n);
+        }
+      }
+    }
+  }
+  if (K == 0 && !accumulate)
+    for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+}
+
+// Threads split C into a tm x tn grid of independent sub-GEMMs, each packing
+// its own panels: no barriers, one fork-join per call. Splitting rows makes
+// every thread pack all of B, splitting columns all of A; the grid minimises
+// that duplicated packing. Results do not depend on the grid (same K blocks,
+// same micro-kernel order per element), so they are thread-count independent.
+template <class Panels, class E>
+inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
+  constexpr int64_t MR = Panels::MR, NR = Panels::NR;
+  int threads = get_num_threads();
+  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
+  if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
+    gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate);
+    return;
+  }
+  int tm = 0, tn = 0;
+  double best = 0;
+  for (int d = 1; d <= threads; ++d) {
+    if (threads % d) continue;
+    int e = threads / d;
+    if (d > mblocks || e > strips) continue;
+    double dup = double(e) * double(M) + double(d) * double(N);
+    if (tm == 0 || dup < best) { tm = d; tn = e; best = dup; }
+  }
+  if (tm == 0) {  // fewer blocks than threads: split the longer side only
+    if (mblocks >= strips) { tm = int(std::min<int64_t>(threads, mblocks)); tn = 1; }
+    else { tm = 1; tn = int(std::min<int64_t>(threads, strips)); }
+  }
+  parallel_for(0, tm * tn, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      int64_t bi = t / tn, bj = t % tn;
+      int64_t r0 = mblocks * bi / tm * MR, r1 = std::min(M, mblocks * (bi + 1) / tm * MR);
+      int64_t c0 = strips * bj / tn * NR, c1 = std::min(N, strips * (bj + 1) / tn * NR);
+      if (r0 >= r1 || c0 >= c1) continue;
+      gemm_serial<Panels>(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
+                   C + r0 * ldc + c0, ldc, accumulate);
+    }
+  });
+}
+
+}  // namespace brisk::kern::cpu::BRISK_GEMM_NS
