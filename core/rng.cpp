@@ -40,8 +40,8 @@ static double u01(uint32_t a, uint32_t b) {
 template <class Fill>
 static Tensor random_fill(const Shape& shape, TensorOptions opt, Generator* gen, int per_block,
                           Fill fill) {
-  BRISK_CHECK(opt.device.type == DeviceType::cpu, "random factories: device ", opt.device,
-              " not supported yet (cpu only)");
+  BRISK_CHECK(opt.device.type != DeviceType::meta, "random factories: meta tensors hold no data (device ",
+              opt.device, ")");
   Generator& g = gen ? *gen : default_generator();
   Tensor out = empty(shape, TensorOptions(DType::f64));
   int64_t n = out.numel();
@@ -52,6 +52,8 @@ static Tensor random_fill(const Shape& shape, TensorOptions opt, Generator* gen,
     for (int64_t b = lo; b < hi; ++b) fill(g.block(base + uint64_t(b)), p, b, n);
   });
   Tensor r = out.to(opt.dtype);
+  // Drawn on the cpu and copied: a seed gives the same values on every device.
+  if (opt.device.type != DeviceType::cpu) r = r.to(opt.device);
   if (opt.requires_grad) r.requires_grad_(true);
   return r;
 }

@@ -111,6 +111,8 @@ TEST_CASE("cuda: without a device, every entry point says so", "[cuda]") {
   WARN("no CUDA device: checking the errors a user gets instead");
   CHECK_THROWS_WITH(zeros({2}, TensorOptions(DType::f32, kCuda)), Catch::Contains("CUDA") && Catch::Contains("cpu"));
   CHECK_THROWS_AS(ones({3}).to(kCuda), brisk::Error);
+  CHECK_THROWS_WITH(rand({3}, TensorOptions(DType::f32, kCuda)), Catch::Contains("cuda:0"));
+  CHECK_THROWS_WITH(rand({3}, TensorOptions(DType::f32, Device(DeviceType::meta))), Catch::Contains("meta"));
   CHECK_THROWS_AS(cuda::Stream(), brisk::Error);
   CHECK_THROWS_AS(cuda::Event(), brisk::Error);
   CHECK(cuda::allocator_stats().requests == 0);
@@ -163,6 +165,8 @@ TEST_CASE("cuda: to(device) round trips, and gradients flow back across devices"
     Tensor back = x.to(kCuda).to(kCPU);
     CHECK(bit_equal(back, x));
   }
+  Generator g1(3), g2(3);  // random factories draw on the cpu: the same values on every device
+  CHECK(bit_equal(randn({7, 3}, TensorOptions(DType::f32, kCuda), &g1).to(kCPU), randn({7, 3}, DType::f32, &g2)));
   Tensor s = randu({4, 6}).transpose(0, 1);  // strided source
   CHECK(bit_equal(s.to(kCuda).to(kCPU), s.contiguous()));
   Tensor x = randu({5}).requires_grad_(true);
