@@ -44,7 +44,8 @@ else
 fi
 
 step "CUDA tests (brisk_tests \"[cuda]\")"
-timeout 240 "$BIN/brisk_tests" "[cuda]" > "$OUT/tests_cuda.log" 2>&1
+# Synchronous launches: a faulting kernel is reported by the test that ran it.
+CUDA_LAUNCH_BLOCKING=1 timeout 240 "$BIN/brisk_tests" "[cuda]" > "$OUT/tests_cuda.log" 2>&1
 echo "exit $?" | tee -a "$R"
 grep -E "^(test cases|assertions)|FAILED|SKIPPED" "$OUT/tests_cuda.log" | head -20 | tee -a "$R"
 
@@ -59,4 +60,13 @@ PYTHONUNBUFFERED=1 timeout 120 python3 "$PY" 2>&1 | tee -a "$R"
 
 step "Trainer on cuda (the mlp test case, timed)"
 timeout 60 "$BIN/brisk_tests" "cuda: brisk train --device cuda trains the mlp" -d yes 2>&1 | grep -E "seconds|passed|FAILED" | tail -3 | tee -a "$R"
+step "compute-sanitizer memcheck on the CUDA tests (where the runtime supports it)"
+if command -v compute-sanitizer > /dev/null; then
+  BRISK_CUDA_CACHING_ALLOCATOR=0 timeout 150 compute-sanitizer --tool memcheck --print-limit 20 \
+    "$BIN/brisk_tests" "[cuda]" > "$OUT/memcheck.log" 2>&1
+  echo "exit $?" | tee -a "$R"
+  grep -E "ERROR SUMMARY|Invalid|out of bounds|^test cases" "$OUT/memcheck.log" | head -10 | tee -a "$R"
+else
+  echo "compute-sanitizer not found" | tee -a "$R"
+fi
 echo "table: $R"
