@@ -77,8 +77,25 @@ struct Bf16Panels {
             continue;
           }
         }
+        if constexpr (std::is_same_v<E, float>)
+          if (B.rs == 1 && B.cs != 1 && w == NR) break;  // column-major, full strip: packed along k below
         for (int64_t j = 0; j < w; ++j) o[j] = pair(bf16_of(r0[j * B.cs]), two ? bf16_of(r0[B.rs + j * B.cs]) : 0);
         for (int64_t j = w; j < NR; ++j) o[j] = 0;
+      }
+      if constexpr (std::is_same_v<E, float>) {
+        if (B.rs == 1 && B.cs != 1 && w == NR) {  // column-major B (e.g. conv weight gradients): 16 k of
+          for (int64_t k = 0; k < kc; k += 16) {  // 8 columns at a time, converted along k and transposed
+            __mmask16 m = kc - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kc - k)) - 1);
+            for (int64_t j8 = 0; j8 < NR; j8 += 8) {
+              __m256i r[8];
+              for (int c = 0; c < 8; ++c)
+                r[c] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, B.p + k0 + k + (jb + j8 + c) * B.cs));
+              transpose8(r);  // r[t]: pair t of this chunk for the 8 columns
+              for (int64_t t = 0; t < 8 && k / 2 + t < kp; ++t)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + (k / 2 + t) * NR + j8), r[t]);
+            }
+          }
+        }
       }
     }
   }
