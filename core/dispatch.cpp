@@ -63,21 +63,23 @@ std::map<std::string, std::string>& preferences() {
   return p;
 }
 // A preference may name several backends, "cpu,cuda": one per device table.
-bool is_preferred(const std::string& pref, const std::string& backend) {
+std::vector<std::string> split_backends(const std::string& pref) {
+  std::vector<std::string> out;
   size_t start = 0;
-  while (start <= pref.size()) {
+  while (start < pref.size()) {
     size_t end = pref.find(',', start);
     if (end == std::string::npos) end = pref.size();
-    if (end > start && pref.compare(start, end - start, backend) == 0) return true;
+    if (end > start) out.push_back(pref.substr(start, end - start));
     start = end + 1;
   }
-  return false;
+  return out;
 }
 void sort_entries(const std::string& op, std::vector<Entry>& v) {
   auto it = preferences().find(op);
-  std::string pref = it == preferences().end() ? "" : it->second;
+  std::vector<std::string> pref = split_backends(it == preferences().end() ? "" : it->second);
+  auto preferred = [&](const Entry& e) { return std::find(pref.begin(), pref.end(), e.backend) != pref.end(); };
   std::stable_sort(v.begin(), v.end(), [&](const Entry& a, const Entry& b) {
-    bool pa = is_preferred(pref, a.backend), pb = is_preferred(pref, b.backend);
+    bool pa = preferred(a), pb = preferred(b);
     if (pa != pb) return pa;
     return a.priority > b.priority;
   });
@@ -106,40 +108,36 @@ void init_kernels() {
     register_cpu_kernels();
     register_vendor_kernels();
     register_cuda_kernels();
-    const char* e = std::getenv("BRISK_GEMM");
-    std::string want = e && *e ? e : "native";
-    try {
-      set_gemm_backend_locked(want);
-    } catch (const Error& err) {
-      std::fprintf(stderr, "brisk: ignoring BRISK_GEMM=%s: %s\n", want.c_str(), err.what());
-      set_gemm_backend_locked("native");
-    }
-    const char* c = std::getenv("BRISK_CONV");
-    std::string conv = c && *c ? c : "native";
-    try {
-      set_conv_backend_locked(conv);
-    } catch (const Error& err) {
-      std::fprintf(stderr, "brisk: ignoring BRISK_CONV=%s: %s\n", conv.c_str(), err.what());
-      set_conv_backend_locked("native");
-    }
+    // Environment switches read once; a bad value is reported and the default kept.
+    auto from_env = [](const char* var, void (*set)(const std::string&)) {
+      const char* e = std::getenv(var);
+      std::string want = e && *e ? e : "native";
+      try {
+        set(want);
+      } catch (const Error& err) {
+        std::fprintf(stderr, "brisk: ignoring %s=%s: %s\n", var, want.c_str(), err.what());
+        set("native");
+      }
+    };
+    from_env("BRISK_GEMM", &set_gemm_backend_locked);
+    from_env("BRISK_CONV", &set_conv_backend_locked);
   });
+}
+
+// Whether `backend` has a kernel for op on any device and dtype.
+static bool has_backend(const char* op, const std::string& backend) {
+  for (auto& [k, v] : table())
+    if (std::get<0>(k) == op)
+      for (auto& e : v)
+        if (e.backend == backend) return true;
+  return false;
 }
 
 // The *_locked forms run inside init_kernels' call_once (no re-entry).
 void prefer_backend_locked(const std::string& op, const std::string& backend) {
   if (!backend.empty()) {
-    size_t start = 0;
-    while (start < backend.size()) {  // every named backend must exist for op
-      size_t end = backend.find(',', start);
-      if (end == std::string::npos) end = backend.size();
-      std::string name = backend.substr(start, end - start);
-      bool known = false;
-      for (auto& [k, v] : table())
-        if (std::get<0>(k) == op)
-          for (auto& e : v) known |= e.backend == name;
-      BRISK_CHECK(known, "prefer_backend: no backend '", name, "' is registered for op ", op);
-      start = end + 1;
-    }
+    for (const std::string& name : split_backends(backend))  // every named backend must exist for op
+      BRISK_CHECK(has_backend(op.c_str(), name), "prefer_backend: no backend '", name, "' is registered for op ", op);
     preferences()[op] = backend;
   } else {
     preferences().erase(op);
@@ -158,22 +156,11 @@ std::string preferred_backend(const std::string& op) {
   return it == preferences().end() ? "" : it->second;
 }
 
-// Names the backends registered for op (any device), for messages.
-static bool has_backend(const char* op, const std::string& backend) {
-  for (auto& [k, v] : table())
-    if (std::get<0>(k) == op)
-      for (auto& e : v)
-        if (e.backend == backend) return true;
-  return false;
-}
-
 void set_gemm_backend_locked(const std::string& name) {
   if (name == "native") {
     prefer_backend_locked("gemm", has_backend("gemm", "cuda") ? "cpu,cuda" : "cpu");
   } else if (name == "openblas") {
-    bool have = false;
-    for (auto& e : table()[Key{"gemm", DeviceType::cpu, DType::f32}]) have |= e.backend == "openblas";
-    BRISK_CHECK(have, "set_gemm_backend: OpenBLAS is not compiled in (configure with -DBRISK_OPENBLAS=ON)");
+    BRISK_CHECK(has_backend("gemm", "openblas"), "set_gemm_backend: OpenBLAS is not compiled in (configure with -DBRISK_OPENBLAS=ON)");
     prefer_backend_locked("gemm", has_backend("gemm", "cuda") ? "openblas,cuda" : "openblas");
   } else if (name == "cublas") {
     BRISK_CHECK(has_backend("gemm", "cublas"), "set_gemm_backend: cuBLAS is not compiled in (brisk was built "

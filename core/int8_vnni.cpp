@@ -121,21 +121,21 @@ __attribute__((target("avx512f,avx512bw"), always_inline)) inline __m512 abs16(_
 // 128 to K4 * 4) and its scale. Returns false for a non-finite row.
 __attribute__((target("avx512f,avx512bw"))) bool quantize_a_row(const float* x, int64_t K, int64_t K4, uint8_t* au,
                                                                  float* scale) {
-  __m512 m = _mm512_setzero_ps();
+  // max drops NaN operands, so a second accumulator sums x * 0: NaN or inf
+  // anywhere in the row makes it NaN.
+  __m512 m = _mm512_setzero_ps(), probe = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16) m = _mm512_max_ps(m, abs16(_mm512_loadu_ps(x + k)));
-  __mmask16 tail = __mmask16((1u << (K - k)) - 1);
-  m = _mm512_max_ps(m, abs16(_mm512_maskz_loadu_ps(tail, x + k)));
-  float amax = _mm512_reduce_max_ps(m);  // a NaN lane may vanish in max: checked below by the sum
+  for (; k < K; k += 16) {
+    __mmask16 mk = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(mk, x + k);
+    m = _mm512_max_ps(m, abs16(v));
+    probe = _mm512_add_ps(probe, _mm512_mul_ps(v, _mm512_setzero_ps()));
+  }
+  float amax = _mm512_reduce_max_ps(m);
   float s = amax / 127.0f;
   *scale = s;
-  bool ok = std::isfinite(amax);
-  if (ok) {  // max drops NaN operands; a NaN anywhere makes this sum NaN
-    __m512 t = _mm512_setzero_ps();
-    for (k = 0; k + 16 <= K; k += 16) t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_loadu_ps(x + k), _mm512_setzero_ps()));
-    t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + k), _mm512_setzero_ps()));
-    ok = std::isfinite(_mm512_reduce_add_ps(t));
-  }
+  bool ok = std::isfinite(amax) && std::isfinite(_mm512_reduce_add_ps(probe));
+  __mmask16 tail = __mmask16((1u << (K % 16)) - 1);
   std::memset(au, 128, size_t(K4 * 4));
   if (!ok || !(s > 0)) return ok;
   __m512 sv = _mm512_set1_ps(s);

@@ -8,12 +8,7 @@
 #include <cstdint>
 
 #include "core/kernel_params.h"
-
-#ifdef __CUDACC__
-#define BRISK_HD __host__ __device__
-#else
-#define BRISK_HD
-#endif
+#include "kernels/host_device.h"
 
 namespace brisk::kern::fused {
 

@@ -1,5 +1,6 @@
 // Scalar definitions of every elementwise op, written once and shared by the
-// ref kernels (instantiated at double) and the optimized CPU kernels (at T).
+// ref kernels (instantiated at double), the optimized CPU kernels (at T) and
+// the CUDA kernels (the BRISK_HD *_math functions).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/kernel_params.h"
+#include "kernels/host_device.h"
 
 namespace brisk::kern {
 
@@ -20,8 +22,10 @@ inline D convert(S s) {
   else return from_double<D>(to_double(s));
 }
 
+// The arithmetic, host and device (kernels/cuda runs the same functions):
+// no checks here; the apply_* forms below check that the op applies to T.
 template <class T>
-inline T apply_unary(UnaryOp op, T x) {
+BRISK_HD inline T unary_math(UnaryOp op, T x) {
   if constexpr (std::is_floating_point_v<T>) {
     constexpr T kInvSqrt2 = T(0.70710678118654752440);
     constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
@@ -49,22 +53,20 @@ inline T apply_unary(UnaryOp op, T x) {
       case UnaryOp::sign: return T((x > 0) - (x < 0));
       default: break;
     }
-    BRISK_FAIL("op ", unary_op_name(op), ": not defined for integer dtypes");
   }
   return x;
 }
 
 template <class T>
-inline T apply_binary(BinaryOp op, T a, T b) {
+BRISK_HD inline T binary_math(BinaryOp op, T a, T b) {
   switch (op) {
     case BinaryOp::add: return T(a + b);
     case BinaryOp::sub: return T(a - b);
     case BinaryOp::mul: return T(a * b);
-    case BinaryOp::div:
-      if constexpr (!std::is_floating_point_v<T>)
-        BRISK_CHECK(b != 0, "op div: integer division by zero");
-      return T(a / b);
-    case BinaryOp::pow: return T(std::pow(a, b));
+    case BinaryOp::div: return T(a / b);
+    case BinaryOp::pow:
+      if constexpr (std::is_floating_point_v<T>) return std::pow(a, b);
+      else return T(std::pow(double(a), double(b)));
     case BinaryOp::maximum:
       if constexpr (std::is_floating_point_v<T>)
         if (std::isnan(a) || std::isnan(b)) return a + b;  // NaN propagates, as in torch
@@ -74,9 +76,42 @@ inline T apply_binary(BinaryOp op, T a, T b) {
         if (std::isnan(a) || std::isnan(b)) return a + b;
       return a < b ? a : b;
     case BinaryOp::relu_grad: return b > T(0) ? a : T(0);
-    default: break;
+    default: return a;
   }
-  BRISK_FAIL("op ", binary_op_name(op), ": not an arithmetic op");
+}
+
+template <class T>
+BRISK_HD inline bool compare_math(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::eq: return a == b;
+    case BinaryOp::ne: return a != b;
+    case BinaryOp::lt: return a < b;
+    case BinaryOp::le: return a <= b;
+    case BinaryOp::gt: return a > b;
+    case BinaryOp::ge: return a >= b;
+    default: return false;
+  }
+}
+
+// Ops defined on integer dtypes besides the comparisons.
+inline bool integer_unary_op(UnaryOp op) {
+  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::relu || op == UnaryOp::sign;
+}
+inline bool arithmetic_op(BinaryOp op) { return int(op) <= int(BinaryOp::relu_grad); }
+
+template <class T>
+inline T apply_unary(UnaryOp op, T x) {
+  if constexpr (!std::is_floating_point_v<T>)
+    BRISK_CHECK(integer_unary_op(op), "op ", unary_op_name(op), ": not defined for integer dtypes");
+  return unary_math(op, x);
+}
+
+template <class T>
+inline T apply_binary(BinaryOp op, T a, T b) {
+  BRISK_CHECK(arithmetic_op(op), "op ", binary_op_name(op), ": not an arithmetic op");
+  if constexpr (!std::is_floating_point_v<T>)
+    BRISK_CHECK(op != BinaryOp::div || b != 0, "op div: integer division by zero");
+  return binary_math(op, a, b);
 }
 
 // 16-bit floats: computed in f32, rounded once into the 16-bit result.
@@ -93,16 +128,8 @@ template <> inline BFloat16 apply_binary<BFloat16>(BinaryOp op, BFloat16 a, BFlo
 
 template <class T>
 inline bool apply_compare(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::eq: return a == b;
-    case BinaryOp::ne: return a != b;
-    case BinaryOp::lt: return a < b;
-    case BinaryOp::le: return a <= b;
-    case BinaryOp::gt: return a > b;
-    case BinaryOp::ge: return a >= b;
-    default: break;
-  }
-  BRISK_FAIL("op ", binary_op_name(op), ": not a comparison");
+  BRISK_CHECK(!arithmetic_op(op), "op ", binary_op_name(op), ": not a comparison");
+  return compare_math(op, a, b);
 }
 
 }  // namespace brisk::kern

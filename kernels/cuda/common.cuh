@@ -56,6 +56,14 @@ inline T* dptr(const Tensor& t) {
 
 inline cudaStream_t stream() { return static_cast<cudaStream_t>(brisk::cuda::current_stream()); }
 
+// for (int64_t i = first index of this thread; i < n; i += all threads): a
+// grid-stride loop, so any grid size covers any n.
+#define BRISK_GRID_LOOP(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// 16-byte alignment, for the vector load/store paths.
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // Grid for a grid-stride loop over n items.
 inline unsigned grid_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;

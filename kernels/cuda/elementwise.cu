@@ -1,79 +1,13 @@
 // Elementwise CUDA kernels: unary, binary, compare, where, casting copy, fill.
 // Contiguous operands take a vectorized path (16-byte loads and stores, f32
-// math for 16-bit types); anything else walks strides with OffsetCalc.
-// The math mirrors kernels/scalar_ops.h (which throws, so cannot run on the
-// device); tests/test_cuda.cpp checks every op against the ref kernels.
+// math for 16-bit types); anything else walks strides with OffsetCalc. The
+// math is kernels/scalar_ops.h's *_math functions, the CPU kernels' own; the
+// checks the CPU's apply_* forms make run here on the host, before launch.
 #include "kernels/cuda/common.cuh"
+#include "kernels/scalar_ops.h"
 
 namespace brisk::kern::cuda {
 namespace {
-
-template <class A>
-__device__ __forceinline__ A unary_math(UnaryOp op, A x) {
-  if constexpr (std::is_floating_point_v<A>) {
-    const A kInvSqrt2 = A(0.70710678118654752440), kInvSqrt2Pi = A(0.39894228040143267794);
-    switch (op) {
-      case UnaryOp::neg: return -x;
-      case UnaryOp::exp: return exp(x);
-      case UnaryOp::log: return log(x);
-      case UnaryOp::sqrt: return sqrt(x);
-      case UnaryOp::rsqrt: return A(1) / sqrt(x);
-      case UnaryOp::abs: return fabs(x);
-      case UnaryOp::tanh: return tanh(x);
-      case UnaryOp::sigmoid: return x >= A(0) ? A(1) / (A(1) + exp(-x)) : exp(x) / (A(1) + exp(x));
-      case UnaryOp::relu: return x > A(0) ? x : A(0);
-      case UnaryOp::gelu: return A(0.5) * x * (A(1) + erf(x * kInvSqrt2));
-      case UnaryOp::gelu_deriv:
-        return A(0.5) * (A(1) + erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * exp(A(-0.5) * x * x);
-      case UnaryOp::sign: return A((x > A(0)) - (x < A(0)));
-    }
-  } else {
-    switch (op) {
-      case UnaryOp::neg: return A(-x);
-      case UnaryOp::abs: return x < 0 ? A(-x) : x;
-      case UnaryOp::relu: return x > 0 ? x : A(0);
-      case UnaryOp::sign: return A((x > 0) - (x < 0));
-      default: break;  // rejected on the host
-    }
-  }
-  return x;
-}
-
-template <class A>
-__device__ __forceinline__ A binary_math(BinaryOp op, A a, A b) {
-  switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div: return a / b;  // integer division by zero is rejected on the host
-    case BinaryOp::pow:
-      if constexpr (std::is_floating_point_v<A>) return pow(a, b);
-      else return A(pow(double(a), double(b)));
-    case BinaryOp::maximum:
-      if constexpr (std::is_floating_point_v<A>)
-        if (isnan(a) || isnan(b)) return a + b;  // NaN propagates, as in torch
-      return a > b ? a : b;
-    case BinaryOp::minimum:
-      if constexpr (std::is_floating_point_v<A>)
-        if (isnan(a) || isnan(b)) return a + b;
-      return a < b ? a : b;
-    case BinaryOp::relu_grad: return b > A(0) ? a : A(0);
-    default: return a;
-  }
-}
-
-template <class A>
-__device__ __forceinline__ bool compare_math(BinaryOp op, A a, A b) {
-  switch (op) {
-    case BinaryOp::eq: return a == b;
-    case BinaryOp::ne: return a != b;
-    case BinaryOp::lt: return a < b;
-    case BinaryOp::le: return a <= b;
-    case BinaryOp::gt: return a > b;
-    case BinaryOp::ge: return a >= b;
-    default: return false;
-  }
-}
 
 // 16 bytes of T, loaded and stored as one vector.
 template <class T, int V>
@@ -83,8 +17,6 @@ struct alignas(sizeof(T) * V) Pack {
 
 template <class T>
 constexpr int vec_width() { return 16 / int(sizeof(T)) > 0 ? 16 / int(sizeof(T)) : 1; }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // y[i] = f(x[i]) over contiguous arrays; V elements per thread per step.
 template <class T, int V, class F>
@@ -119,7 +51,7 @@ __global__ void map2_contig(int64_t n, const T* __restrict__ a, const T* __restr
 // f(off) for every index, offsets from OffsetCalc.
 template <int N, class F>
 __global__ void map_strided(int64_t n, OffsetCalc<N> calc, F f) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  BRISK_GRID_LOOP(i, n) {
     int64_t off[N];
     calc.get(i, off);
     f(off);
@@ -143,7 +75,7 @@ bool unary(const KernelArgs& a) {
   using A = acc_t<D>;
   UnaryOp op = static_cast<const UnaryParams*>(a.params)->op;
   if constexpr (!std::is_floating_point_v<A>)
-    if (op != UnaryOp::neg && op != UnaryOp::abs && op != UnaryOp::relu && op != UnaryOp::sign) return false;
+    if (!integer_unary_op(op)) return false;
   const Tensor &x = a.in[0], &y = a.out[0];
   const D* xp = dptr<D>(x);
   D* yp = dptr<D>(y);

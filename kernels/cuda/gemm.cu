@@ -187,8 +187,6 @@ __global__ void __launch_bounds__(256) gemm_wmma(const T* __restrict__ a, const 
     }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <class T>
 bool gemm(const KernelArgs& args) {
   using D = dev_t<T>;

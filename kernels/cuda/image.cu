@@ -3,13 +3,12 @@
 // it is deterministic); pooling backward scatters with atomicAdd into a zeroed
 // gradient, since windows may overlap.
 #include "kernels/cuda/common.cuh"
+#include "kernels/pool_window.h"
 
 namespace brisk::kern::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-#define BRISK_GRID_LOOP(i, n) \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 // col [N, C*kh*kw, Ho*Wo], row = (c*kh + i)*kw + j.
 template <class T>
@@ -78,28 +77,11 @@ __global__ void max_pool_bwd_k(const T* __restrict__ gy, const int64_t* __restri
   }
 }
 
-struct Window {
-  int64_t h0, h1, w0, w1, div;
-};
-// Same windows as the ref (kernels/cpu/ref/image.cpp): count_include_pad, or
-// adaptive [floor(i*H/Ho), ceil((i+1)*H/Ho)).
-__device__ __forceinline__ Window avg_window(const Geom2d& g, int64_t oh, int64_t ow, bool adaptive) {
-  if (adaptive) {
-    int64_t h0 = oh * g.H / g.Ho, h1 = ((oh + 1) * g.H + g.Ho - 1) / g.Ho;
-    int64_t w0 = ow * g.W / g.Wo, w1 = ((ow + 1) * g.W + g.Wo - 1) / g.Wo;
-    return {h0, h1, w0, w1, (h1 - h0) * (w1 - w0)};
-  }
-  int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-  int64_t h1 = min(h0 + g.kh, g.H + g.ph), w1 = min(w0 + g.kw, g.W + g.pw);
-  int64_t div = (h1 - h0) * (w1 - w0);
-  return {max(h0, int64_t(0)), min(h1, g.H), max(w0, int64_t(0)), min(w1, g.W), div};
-}
-
 template <class T>
 __global__ void avg_pool_k(const T* __restrict__ x, T* __restrict__ y, Geom2d g, bool adaptive) {
   BRISK_GRID_LOOP(idx, g.N * g.C * g.Ho * g.Wo) {
     int64_t ow = idx % g.Wo, oh = (idx / g.Wo) % g.Ho, p = idx / (g.Wo * g.Ho);
-    Window w = avg_window(g, oh, ow, adaptive);
+    AvgWindow w = avg_window(g, oh, ow, adaptive);
     T s = 0;
     for (int64_t h = w.h0; h < w.h1; ++h)
       for (int64_t c = w.w0; c < w.w1; ++c) s += x[(p * g.H + h) * g.W + c];
@@ -111,7 +93,7 @@ template <class T>
 __global__ void avg_pool_bwd_k(const T* __restrict__ gy, T* __restrict__ gx, Geom2d g, bool adaptive) {
   BRISK_GRID_LOOP(idx, g.N * g.C * g.Ho * g.Wo) {
     int64_t ow = idx % g.Wo, oh = (idx / g.Wo) % g.Ho, p = idx / (g.Wo * g.Ho);
-    Window w = avg_window(g, oh, ow, adaptive);
+    AvgWindow w = avg_window(g, oh, ow, adaptive);
     T v = gy[idx] / T(w.div);
     for (int64_t h = w.h0; h < w.h1; ++h)
       for (int64_t c = w.w0; c < w.w1; ++c) atomicAdd(&gx[(p * g.H + h) * g.W + c], v);

@@ -126,7 +126,7 @@ __global__ void ln_bwd_x(const T* __restrict__ gy, const T* __restrict__ x, cons
 template <class T>
 __global__ void ln_bwd_wb(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ mean,
                           const T* __restrict__ rstd, T* __restrict__ gw, T* __restrict__ gb, int64_t M, int64_t K) {
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < K; k += int64_t(gridDim.x) * blockDim.x) {
+  BRISK_GRID_LOOP(k, K) {
     T sw = 0, sb = 0;
     for (int64_t m = 0; m < M; ++m) {
       T g = gy[m * K + k];

@@ -11,14 +11,14 @@ constexpr int kThreads = 256;
 
 template <class T>
 __global__ void sgd_k(SgdStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ buf, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  BRISK_GRID_LOOP(i, n)
     fused::sgd_range(q, g, p, buf, i, i + 1);
 }
 
 template <class T>
 __global__ void adamw_k(AdamWStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ m,
                         T* __restrict__ v, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  BRISK_GRID_LOOP(i, n)
     fused::adamw_range(q, g, p, m, v, i, i + 1);
 }
 
@@ -50,7 +50,7 @@ bool adamw_step(const KernelArgs& a) {
 template <class D>
 __global__ void gather_k(const D* __restrict__ x, const int64_t* __restrict__ ind, D* __restrict__ out,
                          OffsetCalc<1> xs, int64_t dstride, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  BRISK_GRID_LOOP(i, n) {
     int64_t off[1];
     xs.get(i, off);
     out[i] = x[off[0] + ind[i] * dstride];
@@ -60,7 +60,7 @@ __global__ void gather_k(const D* __restrict__ x, const int64_t* __restrict__ in
 template <class T>
 __global__ void scatter_add_k(const int64_t* __restrict__ ind, const T* __restrict__ src, T* __restrict__ out,
                               OffsetCalc<1> os, int64_t dstride, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  BRISK_GRID_LOOP(i, n) {
     int64_t off[1];
     os.get(i, off);
     atomicAdd(&out[off[0] + ind[i] * dstride], src[i]);

@@ -45,6 +45,20 @@ inline void transpose8(__m256i r[8]) {
     r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
   }
 }
+// 8 runs of kc values along k (run c at x + c * run_stride) -> pair t of the
+// 8 runs as 8 consecutive dwords at o + t * ld: 16 k per step, converted and
+// transposed in registers. Packs row-major A and column-major B.
+inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, uint32_t* o, int64_t ld) {
+  int64_t kp = (kc + 1) / 2;
+  for (int64_t k = 0; k < kc; k += 16) {
+    __mmask16 m = kc - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kc - k)) - 1);
+    __m256i r[8];
+    for (int c = 0; c < 8; ++c) r[c] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + c * run_stride + k));
+    transpose8(r);  // r[t]: pair t of this chunk for the 8 runs
+    for (int64_t t = 0; t < 8 && k / 2 + t < kp; ++t)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + (k / 2 + t) * ld), r[t]);
+  }
+}
 // The same for 8 lanes.
 inline void pack_pairs8(__m256 lo, __m256 hi, uint32_t* o) {
   __m128i a = (__m128i)_mm256_cvtneps_pbh(lo), b = (__m128i)_mm256_cvtneps_pbh(hi);
@@ -63,6 +77,12 @@ struct Bf16Panels {
     for (int64_t s = 0; s * NR < nc; ++s) {
       P* d = dst + s * kp * NR;
       int64_t jb = j0 + s * NR, w = std::min<int64_t>(NR, j0 + nc - jb);
+      if constexpr (std::is_same_v<E, float>) {
+        if (B.rs == 1 && B.cs != 1 && w == NR) {  // column-major B (e.g. conv weight gradients): columns are runs along k
+          for (int64_t j8 = 0; j8 < NR; j8 += 8) pack_runs8(B.p + k0 + (jb + j8) * B.cs, B.cs, kc, d + j8, NR);
+          continue;
+        }
+      }
       for (int64_t k2 = 0; k2 < kp; ++k2) {
         const E* r0 = B.p + (k0 + 2 * k2) * B.rs + jb * B.cs;
         bool two = 2 * k2 + 1 < kc;
@@ -77,25 +97,8 @@ struct Bf16Panels {
             continue;
           }
         }
-        if constexpr (std::is_same_v<E, float>)
-          if (B.rs == 1 && B.cs != 1 && w == NR) break;  // column-major, full strip: packed along k below
         for (int64_t j = 0; j < w; ++j) o[j] = pair(bf16_of(r0[j * B.cs]), two ? bf16_of(r0[B.rs + j * B.cs]) : 0);
         for (int64_t j = w; j < NR; ++j) o[j] = 0;
-      }
-      if constexpr (std::is_same_v<E, float>) {
-        if (B.rs == 1 && B.cs != 1 && w == NR) {  // column-major B (e.g. conv weight gradients): 16 k of
-          for (int64_t k = 0; k < kc; k += 16) {  // 8 columns at a time, converted along k and transposed
-            __mmask16 m = kc - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kc - k)) - 1);
-            for (int64_t j8 = 0; j8 < NR; j8 += 8) {
-              __m256i r[8];
-              for (int c = 0; c < 8; ++c)
-                r[c] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, B.p + k0 + k + (jb + j8 + c) * B.cs));
-              transpose8(r);  // r[t]: pair t of this chunk for the 8 columns
-              for (int64_t t = 0; t < 8 && k / 2 + t < kp; ++t)
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + (k / 2 + t) * NR + j8), r[t]);
-            }
-          }
-        }
       }
     }
   }
@@ -115,18 +118,8 @@ struct Bf16Panels {
           }
           continue;
         }
-      }
-      if constexpr (std::is_same_v<E, float>) {
-        if (A.cs == 1 && h == MR) {  // row-major A (e.g. conv weights): 16 k of 8 rows, transposed
-          for (int64_t k = 0; k < kc; k += 16) {
-            __mmask16 m = kc - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (kc - k)) - 1);
-            __m256i r[8];
-            for (int i = 0; i < 8; ++i)
-              r[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, A.p + (ib + i) * A.rs + k0 + k));
-            transpose8(r);  // r[t]: pair t of this chunk for the 8 rows
-            for (int64_t t = 0; t < 8 && k / 2 + t < kp; ++t)
-              _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + (k / 2 + t) * MR), r[t]);
-          }
+        if (A.cs == 1 && h == MR) {  // row-major A (e.g. conv weights): rows are runs along k
+          pack_runs8(A.p + ib * A.rs + k0, A.rs, kc, d, MR);
           continue;
         }
       }

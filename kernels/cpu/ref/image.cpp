@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/pool_window.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::ref {
@@ -88,23 +89,6 @@ bool max_pool2d_backward(const KernelArgs& a) {
     for (int64_t l = 0; l < L; ++l)
       if (idx[p * L + l] >= 0) gx[p * g.H * g.W + idx[p * L + l]] += gy[p * L + l];
   return true;
-}
-
-// Window [h0, h1) x [w0, w1) of output (oh, ow) and its divisor.
-struct AvgWindow {
-  int64_t h0, h1, w0, w1, div;
-};
-
-static AvgWindow avg_window(const Geom2d& g, int64_t oh, int64_t ow, bool adaptive) {
-  if (adaptive) {
-    int64_t h0 = oh * g.H / g.Ho, h1 = ((oh + 1) * g.H + g.Ho - 1) / g.Ho;
-    int64_t w0 = ow * g.W / g.Wo, w1 = ((ow + 1) * g.W + g.Wo - 1) / g.Wo;
-    return {h0, h1, w0, w1, (h1 - h0) * (w1 - w0)};
-  }
-  int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-  int64_t h1 = std::min(h0 + g.kh, g.H + g.ph), w1 = std::min(w0 + g.kw, g.W + g.pw);
-  int64_t div = (h1 - h0) * (w1 - w0);  // padding counts (count_include_pad)
-  return {std::max<int64_t>(h0, 0), std::min(h1, g.H), std::max<int64_t>(w0, 0), std::min(w1, g.W), div};
 }
 
 template <class T, bool Adaptive>
