@@ -17,6 +17,7 @@ namespace {
 // Rounded block size: 64-byte multiples up to 4 KiB, then 8 steps per power
 // of two (at most 12.5% slack), so shapes that differ slightly share blocks.
 size_t size_class(size_t n) {
+  BRISK_CHECK(n <= (size_t(1) << 60), "cpu allocator: request of ", n, " bytes is beyond any machine's memory");
   if (n <= 4096) return n == 0 ? 64 : (n + 63) / 64 * 64;
   int lg = 63 - __builtin_clzll(n - 1);  // 2^lg < n <= 2^(lg+1)
   size_t step = size_t(1) << (lg - 3);   // 8 classes between 2^lg and 2^(lg+1)
@@ -67,7 +68,14 @@ void* cpu_allocate(size_t nbytes) {
     }
     c.st.system_allocs++;
   }
-  return system_alloc(bytes);
+  try {
+    return system_alloc(bytes);
+  } catch (...) {  // keep the statistics true when the system says no
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.st.bytes_in_use -= int64_t(bytes);
+    c.st.system_allocs--;
+    throw;
+  }
 }
 
 void cpu_deallocate(void* p, size_t nbytes) {

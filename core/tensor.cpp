@@ -2,6 +2,8 @@
 // casts, in-place updates and printing.
 #include "core/tensor.h"
 
+#include "core/checked.h"
+
 #include "core/cuda.h"
 
 #include <algorithm>
@@ -27,7 +29,7 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) n = checked_mul(n, d, "shape");
   return n;
 }
 
@@ -36,7 +38,7 @@ Shape contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= std::max<int64_t>(s[i], 1);
+    acc = checked_mul(acc, std::max<int64_t>(s[i], 1), "shape");
   }
   return st;
 }
@@ -465,11 +467,12 @@ Tensor empty_strided(const Shape& shape, const Shape& strides, TensorOptions opt
   int64_t span = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     BRISK_CHECK(shape[i] >= 0, "empty: negative dimension ", shape[i], " in shape ", shape_str(shape));
+    BRISK_CHECK(strides[i] >= 0, "empty_strided: negative stride ", strides[i], " in ", shape_str(strides));
     if (shape[i] == 0) span = 0;
-    else if (span) span += (shape[i] - 1) * strides[i];
+    else if (span) span = checked_add(span, checked_mul(shape[i] - 1, strides[i], "empty_strided"), "empty_strided");
   }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(span) * dtype_size(opt.dtype), opt.device);
+  impl->storage = std::make_shared<Storage>(checked_bytes(span, dtype_size(opt.dtype), "empty_strided"), opt.device);
   impl->shape = shape;
   impl->strides = strides;
   impl->dtype = opt.dtype;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -135,8 +136,11 @@ class Pool {
 
 int default_threads() {
   if (const char* e = std::getenv("BRISK_NUM_THREADS")) {
-    int n = std::atoi(e);
-    if (n >= 1) return n;
+    char* end = nullptr;
+    long n = std::strtol(e, &end, 10);
+    if (end != e && *end == '\0' && n >= 1 && n <= max_num_threads()) return int(n);
+    std::fprintf(stderr, "brisk: warning: BRISK_NUM_THREADS='%s' is not a thread count in [1, %d]; ignored\n", e,
+                 max_num_threads());
   }
   return std::max(1u, std::thread::hardware_concurrency());
 }
@@ -148,8 +152,14 @@ Pool& pool() {
 
 }  // namespace
 
+int max_num_threads() {
+  int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(8, 4 * cores);
+}
+
 void set_num_threads(int n) {
-  BRISK_CHECK(n >= 1, "set_num_threads: need n >= 1, got ", n);
+  BRISK_CHECK(n >= 1 && n <= max_num_threads(), "set_num_threads: need 1 <= n <= ", max_num_threads(),
+              " (4x the ", std::thread::hardware_concurrency(), " cores; more threads only wait on each other), got ", n);
   BRISK_CHECK(!t_in_worker, "set_num_threads: cannot resize the pool from inside parallel_for");
   if (pool().size() != n) pool().resize(n);
   vendor_set_num_threads(n);

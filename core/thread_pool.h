@@ -7,7 +7,8 @@
 
 namespace brisk {
 
-void set_num_threads(int n);  // n >= 1; also caps vendor BLAS threads
+void set_num_threads(int n);  // 1 <= n <= max_num_threads(); also caps vendor BLAS threads
+int max_num_threads();        // 4x the cores (at least 8): beyond that threads only contend
 int get_num_threads();
 // True inside a parallel_for chunk (where a nested parallel_for runs inline).
 bool in_parallel_region();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "core/checked.h"
 #include "core/error.h"
 
 namespace brisk::data {
@@ -37,6 +38,7 @@ void read_exact(gzFile f, void* dst, size_t n, const std::string& path, const ch
 
 Tensor read_idx(const std::string& path) {
   BRISK_CHECK(std::filesystem::exists(path), "IDX file not found: ", path);
+  BRISK_CHECK(std::filesystem::is_regular_file(path), "IDX file ", path, " is not a regular file");
   GzFile gz;
   gz.f = gzopen(path.c_str(), "rb");
   BRISK_CHECK(gz.f != nullptr, "IDX file ", path, ": cannot open");
@@ -53,11 +55,20 @@ Tensor read_idx(const std::string& path) {
     unsigned char b[4];
     read_exact(gz.f, b, 4, path, "dimensions");
     int64_t d = (int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | b[3];
-    BRISK_CHECK(d > 0 && d < (1 << 28), "IDX file ", path, ": invalid dimension ", d);
+    BRISK_CHECK(d > 0, "IDX file ", path, ": invalid dimension ", d);
     shape.push_back(d);
-    total *= d;
+    total = checked_mul(total, d, ("IDX file " + path).c_str());
   }
-  BRISK_CHECK(total < (int64_t(1) << 32), "IDX file ", path, ": implausibly large (", total, " elements)");
+  // 4 GiB of u8 is beyond any image set brisk reads into memory.
+  BRISK_CHECK(total < (int64_t(1) << 32), "IDX file ", path, ": implausibly large (", shape_str(shape), " = ",
+              total, " elements)");
+  // An uncompressed file must hold every byte its header declares: checked
+  // before allocating, so a 16-byte file cannot ask for gigabytes.
+  if (gzdirect(gz.f)) {
+    int64_t need = 4 + 4 * int64_t(nd) + total, have = int64_t(std::filesystem::file_size(path));
+    BRISK_CHECK(have >= need, "IDX file ", path, ": truncated, header declares ", shape_str(shape), " (", need,
+                " bytes) but the file has ", have);
+  }
   Tensor t = empty(shape, DType::u8);
   read_exact(gz.f, t.data_ptr<uint8_t>(), size_t(total), path, "data");
   return t;

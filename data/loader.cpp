@@ -56,11 +56,27 @@ Tensor DataLoader::epoch_order(int64_t epoch) const {
   return randperm(ds_.size(), &g);
 }
 
+// A custom order (from a selection method or a checkpoint) is a subset of the
+// dataset in some order: 1-D, every index in range, none twice.
+void DataLoader::check_order(const Tensor& order) const {
+  BRISK_CHECK(order.dim() == 1, "DataLoader: epoch order must be 1-D, got ", shape_str(order.shape()));
+  int64_t n = ds_.size();
+  std::vector<bool> seen(size_t(n), false);
+  const int64_t* o = order.data_ptr<int64_t>();
+  for (int64_t i = 0; i < order.numel(); ++i) {
+    BRISK_CHECK(o[i] >= 0 && o[i] < n, "DataLoader: epoch order holds index ", o[i], " outside the dataset's [0, ",
+                n, ")");
+    BRISK_CHECK(!seen[size_t(o[i])], "DataLoader: epoch order visits example ", o[i], " twice");
+    seen[size_t(o[i])] = true;
+  }
+}
+
 void DataLoader::start_epoch(int64_t epoch, int64_t first, const Tensor& order) {
   if (pending_.valid()) pending_.wait();
   pending_ = {};
   epoch_ = epoch;
   order_ = order.defined() ? order.to(DType::i64).contiguous() : epoch_order(epoch);
+  if (order.defined()) check_order(order_);
   BRISK_CHECK(first >= 0 && first <= num_batches(), "DataLoader: start batch ", first, " out of range [0, ",
               num_batches(), "]");
   next_ = first;

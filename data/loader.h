@@ -55,6 +55,8 @@ class DataLoader {
   std::optional<Batch> next();
   // Builds batch `b` of the current epoch synchronously.
   Batch make_batch(int64_t b) const;
+  // Throws unless `order` (i64) is 1-D, in range and visits no example twice.
+  void check_order(const Tensor& order) const;
 
  private:
   Dataset ds_;

@@ -43,6 +43,12 @@ const std::vector<std::string>& model_names() {
   return names;
 }
 
+Shape input_shape(const std::string& name) {
+  for (auto& n : model_names())
+    if (n == name) return {1, 28, 28};
+  BRISK_FAIL("unknown model '", name, "' (known: mlp, cnn, resnet, resnet-deep)");
+}
+
 std::shared_ptr<Module> make_model(const std::string& name) {
   if (name == "mlp") return mlp();
   if (name == "cnn") return cnn();

@@ -24,5 +24,7 @@ std::shared_ptr<nn::Sequential> resnet(double width = 1.0, int64_t extra = 0);
 
 std::shared_ptr<nn::Module> make_model(const std::string& name);
 const std::vector<std::string>& model_names();
+// The image shape every model here expects: [C, H, W] = [1, 28, 28].
+Shape input_shape(const std::string& name);
 
 }  // namespace brisk::models

@@ -110,12 +110,13 @@ TensorMap Module::state_dict() const {
   return sd;
 }
 
+// Every entry is checked before any is copied: a bad state dict leaves the
+// model as it was.
 void Module::load_state_dict(const TensorMap& sd, bool strict) {
   TensorMap mine = state_dict();
   if (strict)
     for (auto& [k, v] : sd)
       BRISK_CHECK(mine.count(k), "load_state_dict: unexpected key '", k, "' (not in this model)");
-  NoGradGuard ng;
   for (auto& [k, dst] : mine) {
     auto it = sd.find(k);
     if (it == sd.end()) {
@@ -127,8 +128,13 @@ void Module::load_state_dict(const TensorMap& sd, bool strict) {
                 " in the state dict but ", shape_str(dst.shape()), " in the model");
     BRISK_CHECK(src.dtype() == dst.dtype(), "load_state_dict: '", k, "' has dtype ", src.dtype(),
                 " in the state dict but ", dst.dtype(), " in the model");
+  }
+  NoGradGuard ng;
+  for (auto& [k, dst] : mine) {
+    auto it = sd.find(k);
+    if (it == sd.end()) continue;
     Tensor d = dst;
-    d.copy_(src.device() == d.device() ? src : src.to(d.device()));
+    d.copy_(it->second.device() == d.device() ? it->second : it->second.to(d.device()));
   }
 }
 

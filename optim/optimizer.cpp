@@ -1,7 +1,8 @@
-// SGD, AdamW, gradient clipping and EMA. Updates run under NoGradGuard with
-// in-place tensor ops; the fused one-pass kernels are the CPU-speed issue's.
+// SGD, AdamW, gradient clipping and EMA. Updates run under NoGradGuard, as
+// one fused kernel per parameter where it applies, else in-place tensor ops.
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/dispatch.h"
@@ -84,17 +85,37 @@ TensorMap Optimizer::state_tensors() const {
 }
 
 void Optimizer::load_state_tensors(const TensorMap& tensors) {
-  state_.clear();
+  std::map<std::string, TensorMap> loaded;
+  const std::vector<std::string> keys = state_keys();
+  auto known = [&](const std::string& k) { return std::find(keys.begin(), keys.end(), k) != keys.end(); };
   for (auto& [full, t] : tensors) {
     if (full.rfind("optim/", 0) != 0) continue;
     size_t slash = full.rfind('/');
+    BRISK_CHECK(slash > 6, "optimizer state '", full, "': expected optim/<parameter>/<key>");
     std::string pn = full.substr(6, slash - 6), key = full.substr(slash + 1);
     Tensor p = param(pn);
-    if (key != "step")
+    BRISK_CHECK(known(key), "optimizer state '", full, "': ", name(), " keeps no '", key, "' state");
+    if (key == "step") {
+      BRISK_CHECK(t.numel() == 1 && t.dtype() == DType::f64, "optimizer state '", full,
+                  "' must be one f64 step count, got ", t.str());
+      double v = t.to(kCPU).item();
+      BRISK_CHECK(std::isfinite(v) && v >= 0 && v == std::floor(v), "optimizer state '", full,
+                  "' holds step count ", v);
+    } else {
       BRISK_CHECK(t.shape() == p.shape(), "optimizer state '", full, "' has shape ", shape_str(t.shape()),
                   " but the parameter has ", shape_str(p.shape()));
-    state_[pn][key] = key == "step" ? t.clone() : t.to(p.device()).clone();  // checkpoints load on the cpu
+      BRISK_CHECK(t.dtype() == p.dtype(), "optimizer state '", full, "' has dtype ", t.dtype(),
+                  " but the parameter has ", p.dtype());
+    }
+    loaded[pn][key] = key == "step" ? t.clone() : t.to(p.device()).clone();  // checkpoints load on the cpu
   }
+  // A parameter with part of its state would silently restart the rest
+  // (say, momentum from zero): refuse it.
+  for (auto& [pn, st] : loaded)
+    for (auto& k : keys)
+      BRISK_CHECK(st.count(k), "optimizer state for '", pn, "' lacks '", k, "' (", name(), " keeps ", keys.size(),
+                  " tensors per parameter); the checkpoint is incomplete");
+  state_ = std::move(loaded);
 }
 
 SGD::SGD(NamedParams params, SGDOptions opt) : Optimizer(std::move(params), opt.lr), options(opt) {

@@ -46,7 +46,12 @@ class Optimizer {
   virtual nlohmann::json hyper_json() const;
   virtual void load_hyper_json(const nlohmann::json& j);
   TensorMap state_tensors() const;
+  // All-or-nothing: every entry is checked (known parameter, a key of
+  // state_keys(), shape and dtype, each parameter's keys complete) before the
+  // state is replaced; a bad set throws and leaves the state as it was.
   void load_state_tensors(const TensorMap& tensors);
+  // The keys one parameter's state holds once it has stepped.
+  virtual std::vector<std::string> state_keys() const = 0;
 
  protected:
   virtual void update() = 0;  // the optimizer's own rule
@@ -67,6 +72,9 @@ class SGD : public Optimizer {
  public:
   SGD(NamedParams params, SGDOptions opt);
   std::string name() const override { return "sgd"; }
+  std::vector<std::string> state_keys() const override {
+    return options.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
+  }
   nlohmann::json hyper_json() const override;
   SGDOptions options;
 
@@ -84,6 +92,7 @@ class AdamW : public Optimizer {
  public:
   AdamW(NamedParams params, AdamWOptions opt);
   std::string name() const override { return "adamw"; }
+  std::vector<std::string> state_keys() const override { return {"exp_avg", "exp_avg_sq", "step"}; }
   nlohmann::json hyper_json() const override;
   AdamWOptions options;
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <unistd.h>
 
@@ -131,28 +132,50 @@ int run_info() {
 }
 
 // Flags of `brisk train`, kept as text: only the ones given override the
-// config file (or the resumed run's config.json).
+// config file (or the resumed run's config).
 struct TrainFlags {
   std::map<std::string, std::string> values;
   std::vector<std::string> methods;
   std::string config, resume;
 };
 
+// The settings a resumed run continues with: those its checkpoint was made
+// with (checkpoint.json's "config"), so that flags tried in a run that failed
+// before its next checkpoint (say, a learning rate that diverged) do not
+// stick; config.json where no checkpoint exists yet.
+train::TrainConfig resumed_config(const std::string& dir) {
+  std::string file = dir + "/checkpoint.json";
+  bool from_checkpoint = std::filesystem::exists(file);
+  if (!from_checkpoint) file = dir + "/config.json";
+  std::ifstream in(file);
+  BRISK_CHECK(in.good(), "--resume ", dir, ": no config.json there (is it a brisk run folder?)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    BRISK_FAIL("--resume ", file, " is corrupt: ", e.what());
+  }
+  if (from_checkpoint) {
+    BRISK_CHECK(j.is_object() && j.contains("config"), "--resume ", file, ": no 'config' field");
+    j = j["config"];
+  }
+  BRISK_CHECK(j.is_object(), "--resume ", file, ": the run's config is not a JSON object");
+  nlohmann::json keep;
+  for (auto& k : train::TrainConfig::keys())
+    if (j.contains(k)) keep[k] = j[k];
+  try {
+    return train::TrainConfig::from_json(keep);
+  } catch (const Error& e) {
+    BRISK_FAIL("--resume ", file, ": ", e.what());
+  } catch (const nlohmann::json::exception& e) {
+    BRISK_FAIL("--resume ", file, ": the run's config has a value of the wrong type: ", e.what());
+  }
+}
+
 int run_train(CLI::App& sub, const TrainFlags& f) {
   train::TrainConfig cfg;
   if (!f.resume.empty()) {
-    std::ifstream in(f.resume + "/config.json");
-    BRISK_CHECK(in.good(), "--resume ", f.resume, ": no config.json there (is it a brisk run folder?)");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      BRISK_FAIL("--resume ", f.resume, ": config.json is corrupt: ", e.what());
-    }
-    nlohmann::json keep;
-    for (auto& k : train::TrainConfig::keys())
-      if (j.contains(k)) keep[k] = j[k];
-    cfg = train::TrainConfig::from_json(keep);
+    cfg = resumed_config(f.resume);
     cfg.out = f.resume;
   }
   if (!f.config.empty()) cfg.load_toml(f.config);
@@ -285,6 +308,21 @@ int main(int argc, char** argv) {
     }
   } catch (const brisk::Error& e) {
     std::fprintf(stderr, "brisk: error: %s\n", e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out names a regular file
+    std::fprintf(stderr, "brisk: error: file system: %s\n", e.what());
+    return 1;
+  } catch (const nlohmann::json::exception& e) {
+    std::fprintf(stderr, "brisk: error: malformed JSON value: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "brisk: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "brisk: error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "brisk: error: unknown exception\n");
     return 1;
   }
   return 0;

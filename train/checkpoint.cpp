@@ -5,8 +5,12 @@
 // older tensor files are removed: a crash at any point leaves a complete,
 // consistent checkpoint behind.
 #include <filesystem>
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <set>
 
+#include "models/models.h"
 #include "train/trainer.h"
 
 namespace brisk::train {
@@ -14,7 +18,9 @@ namespace brisk::train {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-static constexpr const char* kFormat = "brisk-checkpoint-1";
+// Format 2 lists every tensor name in the JSON (the manifest): a tensors file
+// missing one, or holding an extra one, is refused.
+static constexpr const char* kFormat = "brisk-checkpoint-2";
 
 void Trainer::save_checkpoint() {
   fs::path dir(cfg_.out);
@@ -33,12 +39,15 @@ void Trainer::save_checkpoint() {
     for (auto& [k, v] : callbacks_[i]->state_tensors()) tensors["method/" + std::to_string(i) + "/" + k] = v;
     methods.push_back({{"name", callbacks_[i]->name()}, {"state", callbacks_[i]->state_json()}});
   }
+  json manifest = json::array();
+  for (auto& [k, v] : tensors) manifest.push_back(k);
   std::string tname = "checkpoint-step" + std::to_string(state_.step) + ".safetensors";
   save_safetensors((dir / tname).string(), tensors, {{"format", kFormat}});
   Generator& g = default_generator();
   json j = {{"format", kFormat},
             {"tensors_file", tname},
             {"tensors_bytes", fs::file_size(dir / tname)},
+            {"tensors", manifest},
             {"epoch", state_.epoch},
             {"batch_in_epoch", state_.batch_in_epoch},
             {"step", state_.step},
@@ -61,6 +70,72 @@ void Trainer::save_checkpoint() {
   }
 }
 
+namespace {
+
+// Typed, range-checked reads of checkpoint.json fields: a wrong type, a
+// fraction where a count belongs, a negative count or a non-finite number is
+// named, never wrapped or defaulted.
+struct Fields {
+  const json& j;
+  std::string path;
+  const json& at(const json& obj, const char* key) const {
+    BRISK_CHECK(obj.is_object() && obj.contains(key), "checkpoint ", path, ": field '", key, "' is missing");
+    return obj.at(key);
+  }
+  int64_t count(const json& obj, const char* key) const {
+    const json& v = at(obj, key);
+    BRISK_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0), "checkpoint ", path,
+                ": field '", key, "' must be a non-negative integer, got ", v.dump());
+    uint64_t u = v.get<uint64_t>();
+    BRISK_CHECK(u <= uint64_t(INT64_MAX), "checkpoint ", path, ": field '", key, "' is out of range: ", u);
+    return int64_t(u);
+  }
+  uint64_t u64(const json& obj, const char* key) const {
+    const json& v = at(obj, key);
+    BRISK_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0), "checkpoint ", path,
+                ": field '", key, "' must be a non-negative integer, got ", v.dump());
+    return v.get<uint64_t>();
+  }
+  double number(const json& obj, const char* key, bool non_negative) const {
+    const json& v = at(obj, key);
+    BRISK_CHECK(v.is_number(), "checkpoint ", path, ": field '", key, "' must be a number, got ", v.dump());
+    double d = v.get<double>();
+    BRISK_CHECK(std::isfinite(d) && (!non_negative || d >= 0), "checkpoint ", path, ": field '", key,
+                "' must be a finite", non_negative ? " non-negative" : "", " number, got ", d);
+    return d;
+  }
+  std::string string(const json& obj, const char* key) const {
+    const json& v = at(obj, key);
+    BRISK_CHECK(v.is_string(), "checkpoint ", path, ": field '", key, "' must be a string, got ", v.dump());
+    return v.get<std::string>();
+  }
+};
+
+// "method/<i>/<name>" -> (i, name); i in [0, n).
+std::pair<size_t, std::string> method_key(const std::string& k, size_t n, const std::string& path) {
+  size_t slash = k.find('/', 7);
+  std::string num = k.substr(7, slash == std::string::npos ? std::string::npos : slash - 7);
+  BRISK_CHECK(slash != std::string::npos && slash + 1 < k.size() && !num.empty() && num.size() <= 6 &&
+                  std::all_of(num.begin(), num.end(), [](char c) { return c >= '0' && c <= '9'; }),
+              "checkpoint ", path, ": tensor '", k, "' is not method/<index>/<name>");
+  size_t i = std::stoul(num);
+  BRISK_CHECK(i < n, "checkpoint ", path, ": has state for method #", i, " but this run has ", n, " methods");
+  return {i, k.substr(slash + 1)};
+}
+
+// A 1-D i64 tensor of dataset indices, each in [0, n).
+void check_indices(const Tensor& t, int64_t n, const std::string& what) {
+  BRISK_CHECK(t.dim() == 1 && t.dtype() == DType::i64, what, " must be a 1-D i64 tensor, got ", t.str());
+  const int64_t* p = t.contiguous().data_ptr<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    BRISK_CHECK(p[i] >= 0 && p[i] < n, what, " holds index ", p[i], " outside the dataset's [0, ", n, ")");
+}
+
+}  // namespace
+
+// One validation pass, then the state is applied: a checkpoint is either fully
+// valid for this model, optimizer and methods, or refused with a message
+// naming what is wrong. Nothing is written while loading.
 void Trainer::load_checkpoint(const std::string& dir_s) {
   fs::path dir(dir_s);
   fs::path jpath = dir / "checkpoint.json";
@@ -72,59 +147,144 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   } catch (const json::exception& e) {
     BRISK_FAIL("checkpoint ", jpath.string(), " is corrupt: ", e.what());
   }
-  try {
-    BRISK_CHECK(j.value("format", "") == kFormat, "checkpoint ", jpath.string(), " has format '",
-                j.value("format", "?"), "', expected '", kFormat, "'");
-    fs::path tpath = dir / j.at("tensors_file").get<std::string>();
-    BRISK_CHECK(fs::exists(tpath), "checkpoint ", jpath.string(), " refers to missing tensors file ", tpath.string());
-    BRISK_CHECK(fs::file_size(tpath) == j.at("tensors_bytes").get<uint64_t>(), "checkpoint tensors file ",
-                tpath.string(), " has ", fs::file_size(tpath), " bytes, expected ", j.at("tensors_bytes").get<uint64_t>(),
-                " (truncated or replaced)");
-    TensorMap all = load_safetensors(tpath.string());
-    TensorMap model_sd, optim_sd;
-    std::vector<TensorMap> method_sd(callbacks_.size());
-    for (auto& [k, v] : all) {
-      if (k.rfind("model/", 0) == 0) model_sd[k.substr(6)] = v;
-      else if (k.rfind("optim/", 0) == 0) optim_sd[k] = v;
-      else if (k == "trainer/epoch_order") epoch_order = v;
-      else if (k == "trainer/buffer_x") buffer_.x = v;
-      else if (k == "trainer/buffer_y") buffer_.y = v;
-      else if (k == "trainer/buffer_indices") buffer_.indices = v;
-      else if (k.rfind("method/", 0) == 0) {
-        size_t slash = k.find('/', 7);
-        size_t i = std::stoul(k.substr(7, slash - 7));
-        BRISK_CHECK(i < callbacks_.size(), "checkpoint has state for method #", i, " but this run has ",
-                    callbacks_.size(), " methods");
-        method_sd[i][k.substr(slash + 1)] = v;
-      }
+  const std::string P = jpath.string();
+  BRISK_CHECK(j.is_object(), "checkpoint ", P, " is not a JSON object");
+  Fields F{j, P};
+  std::string format = j.contains("format") && j["format"].is_string() ? j["format"].get<std::string>() : "?";
+  BRISK_CHECK(format == kFormat, "checkpoint ", P, " has format '", format, "', expected '", kFormat,
+              "' (made by another brisk version; start a new run)");
+
+  // --- the tensors file, against the manifest
+  std::string tname = F.string(j, "tensors_file");
+  BRISK_CHECK(!tname.empty() && tname.find('/') == std::string::npos && tname != "." && tname != "..",
+              "checkpoint ", P, ": tensors_file '", tname, "' must be a file name in the run folder");
+  fs::path tpath = dir / tname;
+  BRISK_CHECK(fs::is_regular_file(tpath), "checkpoint ", P, " refers to missing tensors file ", tpath.string());
+  uint64_t want_bytes = F.u64(j, "tensors_bytes");
+  BRISK_CHECK(fs::file_size(tpath) == want_bytes, "checkpoint tensors file ", tpath.string(), " has ",
+              fs::file_size(tpath), " bytes, expected ", want_bytes, " (truncated or replaced)");
+  TensorMap all = load_safetensors(tpath.string());
+  const json& manifest = F.at(j, "tensors");
+  BRISK_CHECK(manifest.is_array(), "checkpoint ", P, ": field 'tensors' must be a list of names");
+  std::set<std::string> listed;
+  for (auto& n : manifest) {
+    BRISK_CHECK(n.is_string() && listed.insert(n.get<std::string>()).second, "checkpoint ", P,
+                ": 'tensors' must list distinct names, got ", n.dump());
+    BRISK_CHECK(all.count(n.get<std::string>()), "checkpoint ", P, ": tensor '", n.get<std::string>(),
+                "' is missing from ", tpath.string());
+  }
+  for (auto& [k, v] : all)
+    BRISK_CHECK(listed.count(k), "checkpoint ", P, ": ", tpath.string(), " holds tensor '", k,
+                "' that the checkpoint does not list");
+
+  // --- counters and scalars
+  TrainState st;
+  st.epoch = F.count(j, "epoch");
+  st.batch_in_epoch = F.count(j, "batch_in_epoch");
+  st.step = F.count(j, "step");
+  st.samples_seen = F.count(j, "samples_seen");
+  st.wall_s = F.number(j, "wall_s", true);
+  st.flops = F.number(j, "flops", true);
+  st.loss_sum = F.number(j, "loss_sum", false);
+  st.loss_count = F.count(j, "loss_count");
+  double score_s = F.number(j, "score_s", true);
+  const json& rng = F.at(j, "rng");
+  uint64_t rng_seed = F.u64(rng, "seed"), rng_offset = F.u64(rng, "offset");
+  const json& ev = F.at(j, "last_eval");
+  EvalResult last{F.number(ev, "test_loss", true), F.number(ev, "test_acc", true)};
+  BRISK_CHECK(last.acc <= 1, "checkpoint ", P, ": test_acc ", last.acc, " is not a fraction");
+  BRISK_CHECK(st.samples_seen >= st.step && st.loss_count <= st.step, "checkpoint ", P,
+              ": inconsistent counters (step ", st.step, ", samples_seen ", st.samples_seen, ", loss_count ",
+              st.loss_count, ")");
+
+  // --- tensors by owner
+  const int64_t n_train = train_loader_->dataset().size();
+  TensorMap model_sd, optim_sd;
+  std::vector<TensorMap> method_sd(callbacks_.size());
+  Tensor order, bx, by, bi;
+  for (auto& [k, v] : all) {
+    if (k.rfind("model/", 0) == 0) model_sd[k.substr(6)] = v;
+    else if (k.rfind("optim/", 0) == 0) optim_sd[k] = v;
+    else if (k == "trainer/epoch_order") order = v;
+    else if (k == "trainer/buffer_x") bx = v;
+    else if (k == "trainer/buffer_y") by = v;
+    else if (k == "trainer/buffer_indices") bi = v;
+    else if (k.rfind("method/", 0) == 0) {
+      auto [i, name] = method_key(k, callbacks_.size(), P);
+      method_sd[i][name] = v;
+    } else {
+      BRISK_FAIL("checkpoint ", P, ": unknown tensor '", k, "'");
     }
-    const json& methods = j.at("methods");
-    BRISK_CHECK(methods.size() == callbacks_.size(), "checkpoint was made with ", methods.size(),
-                " methods but this run has ", callbacks_.size(), "; resume with the same --method flags");
+  }
+  if (order.defined()) {
+    BRISK_CHECK(st.batch_in_epoch > 0, "checkpoint ", P, ": an epoch order is stored outside an epoch");
+    BRISK_CHECK(order.dtype() == DType::i64, "checkpoint ", P, ": trainer/epoch_order must be i64, got ", order.str());
+    try {
+      train_loader_->check_order(order.contiguous());
+    } catch (const Error& e) {
+      BRISK_FAIL("checkpoint ", P, ": trainer/epoch_order: ", e.what());
+    }
+  }
+  {
+    const auto& lo = train_loader_->options();
+    int64_t visit = order.defined() ? order.numel() : n_train, B = lo.batch_size;
+    int64_t batches = lo.drop_last ? visit / B : (visit + B - 1) / B;
+    BRISK_CHECK(st.batch_in_epoch <= batches, "checkpoint ", P, ": batch_in_epoch ", st.batch_in_epoch,
+                " is past the epoch's ", batches, " batches (was it made with another --batch-size?)");
+  }
+  BRISK_CHECK(bx.defined() == by.defined() && by.defined() == bi.defined(), "checkpoint ", P,
+              ": the selection buffer needs buffer_x, buffer_y and buffer_indices together");
+  if (by.defined()) {
+    int64_t L = by.numel();
+    Shape xs{L};
+    for (int64_t d : models::input_shape(cfg_.model)) xs.push_back(d);
+    BRISK_CHECK(by.dim() == 1 && by.dtype() == DType::i64 && L < cfg_.batch_size && bx.shape() == xs &&
+                    bx.dtype() == DType::f32 && bi.shape() == by.shape(),
+                "checkpoint ", P, ": selection buffer has x ", bx.str(), ", y ", by.str(), ", indices ", bi.str(),
+                " (want fewer than a batch of ", cfg_.batch_size, " examples of ", shape_str(xs), ")");
+    check_indices(bi, n_train, "checkpoint " + P + ": trainer/buffer_indices");
+    check_indices(by, train_loader_->dataset().num_classes, "checkpoint " + P + ": trainer/buffer_y (labels)");
+  }
+
+  // --- methods, in the order this run has them
+  const json& methods = F.at(j, "methods");
+  BRISK_CHECK(methods.is_array() && methods.size() == callbacks_.size(), "checkpoint was made with ",
+              methods.is_array() ? methods.size() : 0, " methods but this run has ", callbacks_.size(),
+              "; resume with the same --method flags");
+  for (size_t i = 0; i < callbacks_.size(); ++i) {
+    std::string name = F.string(methods[i], "name");
+    BRISK_CHECK(name == callbacks_[i]->name(), "checkpoint method #", i, " is '", name, "' but this run has '",
+                callbacks_[i]->name(), "'");
+    F.at(methods[i], "state");
+  }
+  const json& opt = F.at(j, "optimizer");
+  BRISK_CHECK(F.string(opt, "name") == optimizer_->name(), "checkpoint ", P, ": optimizer state is for '",
+              F.string(opt, "name"), "' but this run uses '", optimizer_->name(), "'");
+  BRISK_CHECK(F.number(opt, "lr", true) > 0, "checkpoint ", P, ": optimizer lr must be > 0");
+
+  // --- apply. Methods may still refuse their own state (each validates it);
+  // structure is replayed before the model and optimizer state are checked
+  // against the (possibly pruned or grown) model.
+  try {
     for (size_t i = 0; i < callbacks_.size(); ++i) {
-      BRISK_CHECK(methods[i].at("name").get<std::string>() == callbacks_[i]->name(), "checkpoint method #", i,
-                  " is '", methods[i].at("name").get<std::string>(), "' but this run has '", callbacks_[i]->name(), "'");
       callbacks_[i]->load_state_json(methods[i].at("state"));
       callbacks_[i]->load_state_tensors(method_sd[i]);
     }
     for (auto& cb : callbacks_) cb->on_restore(*this);  // replay structural changes first
     model_->load_state_dict(model_sd, true);
-    optimizer_->load_hyper_json(j.at("optimizer"));
+    optimizer_->load_hyper_json(opt);
     optimizer_->load_state_tensors(optim_sd);
-    state_.epoch = j.at("epoch").get<int64_t>();
-    state_.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
-    state_.step = j.at("step").get<int64_t>();
-    state_.samples_seen = j.at("samples_seen").get<int64_t>();
-    state_.wall_s = j.at("wall_s").get<double>();
-    state_.flops = j.value("flops", 0.0);
-    score_s_ = j.value("score_s", 0.0);
-    state_.loss_sum = j.at("loss_sum").get<double>();
-    state_.loss_count = j.at("loss_count").get<int64_t>();
-    default_generator().set_state(j.at("rng").at("seed").get<uint64_t>(), j.at("rng").at("offset").get<uint64_t>());
-    last_eval_ = {j.at("last_eval").at("test_loss").get<double>(), j.at("last_eval").at("test_acc").get<double>()};
   } catch (const json::exception& e) {
-    BRISK_FAIL("checkpoint ", jpath.string(), " is missing or has a bad field: ", e.what());
+    BRISK_FAIL("checkpoint ", P, ": bad method or optimizer state: ", e.what());
   }
+  epoch_order = order;
+  buffer_.x = bx;
+  buffer_.y = by;
+  buffer_.indices = bi;
+  state_ = st;
+  score_s_ = score_s;
+  default_generator().set_state(rng_seed, rng_offset);
+  last_eval_ = last;
 }
 
 }  // namespace brisk::train

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 
 namespace brisk::train {
 
@@ -63,7 +64,7 @@ const std::vector<std::string>& TrainConfig::keys() {
 
 void TrainConfig::set(const std::string& key_in, const std::string& v) {
   std::string key = norm_key(key_in);
-  if (key == "model") { one_of("model", v, {"mlp", "cnn", "resnet"}); model = v; }
+  if (key == "model") { one_of("model", v, {"mlp", "cnn", "resnet", "resnet-deep"}); model = v; }
   else if (key == "data") { one_of("dataset", v, {"fashion-mnist"}); data = v; }
   else if (key == "data-dir") data_dir = v;
   else if (key == "epochs") epochs = to_int(key, v);
@@ -78,7 +79,11 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   else if (key == "label-smoothing") label_smoothing = to_double(key, v);
   else if (key == "augment") { one_of("augmentation", v, {"none", "flip", "crop", "crop+flip"}); augment = v; }
   else if (key == "clip-grad") clip_grad = to_double(key, v);
-  else if (key == "seed") seed = uint64_t(to_int(key, v));
+  else if (key == "seed") {
+    int64_t x = to_int(key, v);
+    BRISK_CHECK(x >= 0, "config: 'seed' must be >= 0, got ", x);
+    seed = uint64_t(x);
+  }
   else if (key == "threads") threads = to_int(key, v);
   else if (key == "device") device = v;
   else if (key == "out") out = v;
@@ -93,16 +98,22 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   }
 }
 
+// Upper bounds keep step counts (epochs x batches) and buffer sizes far from
+// 64-bit overflow; they are far above any run this machine class can do.
+constexpr int64_t kMaxEpochs = 1'000'000, kMaxBatch = int64_t(1) << 20;
+
 void TrainConfig::validate() const {
-  BRISK_CHECK(epochs >= 1, "config: epochs must be >= 1, got ", epochs);
-  BRISK_CHECK(batch_size >= 1, "config: batch-size must be >= 1, got ", batch_size);
+  BRISK_CHECK(epochs >= 1 && epochs <= kMaxEpochs, "config: epochs must be in [1, ", kMaxEpochs, "], got ", epochs);
+  BRISK_CHECK(batch_size >= 1 && batch_size <= kMaxBatch, "config: batch-size must be in [1, ", kMaxBatch, "], got ",
+              batch_size);
   BRISK_CHECK(lr > 0, "config: lr must be > 0, got ", lr);
   BRISK_CHECK(momentum >= 0 && momentum < 1, "config: momentum must be in [0, 1), got ", momentum);
   BRISK_CHECK(weight_decay >= 0, "config: weight-decay must be >= 0, got ", weight_decay);
   BRISK_CHECK(warmup_epochs >= 0 && warmup_epochs <= double(epochs), "config: warmup-epochs must be in [0, epochs]");
   BRISK_CHECK(label_smoothing >= 0 && label_smoothing < 1, "config: label-smoothing must be in [0, 1)");
   BRISK_CHECK(clip_grad >= 0, "config: clip-grad must be >= 0");
-  BRISK_CHECK(threads >= 0, "config: threads must be >= 0");
+  BRISK_CHECK(threads >= 0 && threads <= max_num_threads(), "config: threads must be in [0, ", max_num_threads(),
+              "] (0: all cores; at most 4x the cores), got ", threads);
   BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
   BRISK_CHECK(!out.empty(), "config: out must not be empty");
 }

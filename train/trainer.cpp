@@ -31,6 +31,17 @@ void Trainer::to_device(data::Batch& b) const {
   b.y = b.y.to(device_);
 }
 
+// The data must be what the model reads: checked once, when the data is
+// opened, so that a wrong image size is named here and not deep inside an op
+// (or silently absorbed by a pooling layer that drops a column).
+void Trainer::check_data_fits_model(const data::Dataset& d, const char* split) const {
+  std::string where = cfg_.data_dir.empty() ? cfg_.data : cfg_.data_dir;
+  BRISK_CHECK(d.size() > 0, "dataset ", where, ": the ", split, " split is empty");
+  Shape got(d.images.shape().begin() + 1, d.images.shape().end()), want = models::input_shape(cfg_.model);
+  BRISK_CHECK(got == want, "dataset ", where, ": ", split, " images are ", shape_str(got), " (C, H, W) but model ",
+              cfg_.model, " reads ", shape_str(want), " (28x28 grey images)");
+}
+
 Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.validate();
   device_ = Device::parse(cfg_.device);
@@ -48,6 +59,10 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
 
   data::Dataset train_set = data::load_dataset(cfg_.data, cfg_.data_dir, true);
   test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false);
+  check_data_fits_model(train_set, "training");
+  check_data_fits_model(test_set_, "test");
+  BRISK_CHECK(cfg_.batch_size <= train_set.size(), "--batch-size ", cfg_.batch_size, " exceeds the ",
+              train_set.size(), " training examples of ", cfg_.data, ": an epoch would take no step");
   data::LoaderOptions lo;
   lo.batch_size = cfg_.batch_size;
   lo.seed = cfg_.seed;
@@ -184,9 +199,9 @@ void Trainer::train_one_batch() {
                                 : mean(per_example_loss);
   double lv = loss.item();
   pc.to(phases_.forward);
-  BRISK_CHECK(std::isfinite(lv), "training stopped: loss is ", lv, " at step ", state_.step, " (epoch ",
-              state_.epoch + 1, ", batch ", batch.index, "). The last checkpoint in ", cfg_.out,
-              " is untouched; lower --lr or enable --clip-grad.");
+  BRISK_CHECK(std::isfinite(lv), "training stopped: loss is ", std::isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf", " at step ", state_.step, " (epoch ",
+              state_.epoch + 1, ", batch ", batch.index, "). ", last_checkpoint_note(),
+              " Lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
   (loss_scale != 1.0 ? loss * loss_scale : loss).backward();
   pc.to(phases_.backward);
@@ -254,10 +269,14 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
 }
 
 EvalResult Trainer::fit(bool resume) {
+  BRISK_CHECK(!fs::exists(cfg_.out) || fs::is_directory(cfg_.out), "--out ", cfg_.out,
+              " exists and is not a folder; choose a folder for the run");
   fs::create_directories(cfg_.out);
   fire([&](Callback& c) { c.on_fit_start(*this); });
   if (resume) {
     load_checkpoint(cfg_.out);
+    trim_metrics();
+    saved_step_ = state_.step;
   } else {
     BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
                 " already holds a checkpoint; continue it with --resume ", cfg_.out,
@@ -313,12 +332,43 @@ EvalResult Trainer::fit(bool resume) {
     (void)stop_for_eval;
     fire([&](Callback& c) { c.on_eval_start(*this); });
     last_eval_ = evaluate();
+    // A diverged model is never checkpointed: the last good checkpoint stays
+    // the one --resume continues from.
+    BRISK_CHECK(std::isfinite(last_eval_.loss), "training stopped: evaluation loss is ",
+                std::isnan(last_eval_.loss) ? "nan" : "inf",
+                " after step ", state_.step, "; the model has diverged. ", last_checkpoint_note(),
+                " Lower --lr or enable --clip-grad.");
     write_metrics(last_eval_);
     fire([&](Callback& c) { c.on_eval_end(*this); });
     save_checkpoint();
+    saved_step_ = state_.step;
   }
   fire([&](Callback& c) { c.on_fit_end(*this); });
   return last_eval_;
+}
+
+std::string Trainer::last_checkpoint_note() const {
+  if (saved_step_ < 0) return "No checkpoint was written yet.";
+  return "The last good checkpoint in " + cfg_.out + " (step " + std::to_string(saved_step_) +
+         ") is untouched and resumes with --resume " + cfg_.out + ".";
+}
+
+// After a crash, metrics.jsonl may hold lines past the checkpoint (a line is
+// appended before the checkpoint that covers it is written) or a torn last
+// line. On resume keep the whole lines up to the checkpoint's step, so every
+// step appears once when the run continues.
+void Trainer::trim_metrics() {
+  fs::path path = fs::path(cfg_.out) / "metrics.jsonl";
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline: a torn write
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    if (j["step"].get<int64_t>() <= state_.step) kept += line + "\n";
+  }
+  atomic_write(path.string(), kept);
 }
 
 void Trainer::write_metrics(const EvalResult& r) {

@@ -92,6 +92,10 @@ class Trainer {
   void train_selected(data::Batch loaded, BatchSelector& sel);
   void write_metrics(const EvalResult& r);
   void write_config_json();
+  void check_data_fits_model(const data::Dataset& d, const char* split) const;
+  void trim_metrics();
+  std::string last_checkpoint_note() const;
+  int64_t saved_step_ = -1;  // step of the checkpoint on disk (-1: none yet)
 
   TrainConfig cfg_;
   std::shared_ptr<nn::Module> model_;

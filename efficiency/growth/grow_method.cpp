@@ -191,6 +191,8 @@ void register_growth_methods() {
     m->start = a.get_double("start", m->kind == "stack" ? 0.5 : 0.25);
     m->noise = a.get_double("noise", 0.0);
     m->points = parse_points(a.get_string("points", "0.25/0.5"));
+    BRISK_CHECK(!m->points.empty(), "--method grow: points is empty, so the model would never grow; give "
+                "fractions of training separated by '/', e.g. points=0.25/0.5");
     BRISK_CHECK(m->start > 0 && m->start <= 1, "--method grow: start must be in (0, 1], got ", m->start);
     BRISK_CHECK(m->noise >= 0, "--method grow: noise must be >= 0");
     for (size_t i = 0; i < m->points.size(); ++i)

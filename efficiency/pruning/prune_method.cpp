@@ -27,6 +27,7 @@
 //                         parameter to its value at step rewind·total, zero the
 //                         optimizer state and restart the schedule
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "efficiency/method.h"
@@ -207,6 +208,7 @@ class PruneMethod : public train::Callback {
   }
   void on_fit_start(train::Trainer& t) override {
     model_ = &t.model();
+    if (nm_m > 0) check_nm_applies(t);
     if (schedule != "rigl") return;
     // RigL grows by |dense gradient|: capture it before the mask hook (which
     // is registered later, when masks are first set) zeroes pruned entries.
@@ -285,6 +287,22 @@ class PruneMethod : public train::Callback {
   // Layers whose reduction size K (in_features, or C·kh·kw) is not a multiple
   // of M stay dense, as in NVIDIA's ASP (e.g. the cnn's first conv, K = 9):
   // no N:M pattern covers them. `sparsity` then reports the achieved fraction.
+  // Said up front: an N:M spec that fits no layer would prune nothing, and
+  // layers it skips are named.
+  void check_nm_applies(train::Trainer& t) const {
+    std::string fits, skipped;
+    for (auto& [n, p] : prunable(t)) {
+      std::string item = n + " (K=" + std::to_string(p.numel() / p.size(0)) + ")";
+      std::string& list = (p.numel() / p.size(0)) % nm_m == 0 ? fits : skipped;
+      list += (list.empty() ? "" : ", ") + item;
+    }
+    BRISK_CHECK(!fits.empty(), "--method prune: structure ", nm_n, ":", nm_m, " fits no layer of this model: no "
+                "reduction size K is a multiple of ", nm_m, " (", skipped, ")");
+    if (!skipped.empty())
+      std::printf("prune: %lld:%lld leaves dense the layers whose K is not a multiple of %lld: %s\n",
+                  (long long)nm_n, (long long)nm_m, (long long)nm_m, skipped.c_str());
+  }
+
   void apply_nm(train::Trainer& t) {
     for (auto& [n, p] : prunable(t))
       if ((p.numel() / p.size(0)) % nm_m == 0) set(n, p, pruning::nm_mask(p, nm_n, nm_m));
@@ -373,8 +391,11 @@ void register_pruning_methods() {
       size_t colon = structure.find(':');
       try {
         BRISK_CHECK(colon != std::string::npos, "");
-        m->nm_n = std::stoll(structure.substr(0, colon));
-        m->nm_m = std::stoll(structure.substr(colon + 1));
+        std::string n = structure.substr(0, colon), mm = structure.substr(colon + 1);
+        size_t used_n = 0, used_m = 0;
+        m->nm_n = std::stoll(n, &used_n);
+        m->nm_m = std::stoll(mm, &used_m);
+        BRISK_CHECK(used_n == n.size() && used_m == mm.size() && m->nm_m <= 1024, "");  // "2:4x" is not 2:4
       } catch (const std::exception&) {
         BRISK_FAIL("--method prune: unknown structure '", structure, "' (known: unstructured, N:M such as 2:4)");
       }
