@@ -57,6 +57,7 @@ void Trainer::save_checkpoint() {
             {"score_s", score_s_},
             {"loss_sum", state_.loss_sum},
             {"loss_count", state_.loss_count},
+            {"metrics_lines", metrics_lines_},
             {"rng", {{"seed", g.seed()}, {"offset", g.offset()}}},
             {"optimizer", optimizer_->hyper_json()},
             {"schedule", {{"kind", schedule_->options().kind}, {"total_steps", schedule_->options().total_steps}}},
@@ -188,6 +189,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   st.loss_sum = F.number(j, "loss_sum", false);
   st.loss_count = F.count(j, "loss_count");
   double score_s = F.number(j, "score_s", true);
+  int64_t metrics_lines = F.count(j, "metrics_lines");
   const json& rng = F.at(j, "rng");
   uint64_t rng_seed = F.u64(rng, "seed"), rng_offset = F.u64(rng, "offset");
   const json& ev = F.at(j, "last_eval");
@@ -283,6 +285,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   buffer_.indices = bi;
   state_ = st;
   score_s_ = score_s;
+  metrics_lines_ = metrics_lines;
   default_generator().set_state(rng_seed, rng_offset);
   last_eval_ = last;
 }

@@ -276,7 +276,7 @@ EvalResult Trainer::fit(bool resume) {
   if (resume) {
     load_checkpoint(cfg_.out);
     trim_metrics();
-    saved_step_ = state_.step;
+    saved_step_ = evaluated_step_ = state_.step;  // every checkpoint follows an evaluation
   } else {
     BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
                 " already holds a checkpoint; continue it with --resume ", cfg_.out,
@@ -315,7 +315,10 @@ EvalResult Trainer::fit(bool resume) {
       }
       state_.batch_in_epoch++;
       bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
-      if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.batch_in_epoch < epoch_batches) {
+      // Once per step count: with batch-level selection, several loaded
+      // batches can pass without an optimizer step.
+      if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step != evaluated_step_ &&
+          state_.batch_in_epoch < epoch_batches) {
         stop_for_eval = true;
         break;
       }
@@ -341,7 +344,7 @@ EvalResult Trainer::fit(bool resume) {
     write_metrics(last_eval_);
     fire([&](Callback& c) { c.on_eval_end(*this); });
     save_checkpoint();
-    saved_step_ = state_.step;
+    saved_step_ = evaluated_step_ = state_.step;
   }
   fire([&](Callback& c) { c.on_fit_end(*this); });
   return last_eval_;
@@ -355,18 +358,18 @@ std::string Trainer::last_checkpoint_note() const {
 
 // After a crash, metrics.jsonl may hold lines past the checkpoint (a line is
 // appended before the checkpoint that covers it is written) or a torn last
-// line. On resume keep the whole lines up to the checkpoint's step, so every
-// step appears once when the run continues.
+// line. On resume keep the first metrics_lines_ whole lines, the ones the
+// checkpoint covers, so that every evaluation appears once as the run goes on.
 void Trainer::trim_metrics() {
   fs::path path = fs::path(cfg_.out) / "metrics.jsonl";
   if (!fs::exists(path)) return;
   std::ifstream in(path);
   std::string line, kept;
-  while (std::getline(in, line)) {
+  int64_t n = 0;
+  while (n < metrics_lines_ && std::getline(in, line)) {
     if (in.eof()) break;  // no newline: a torn write
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
-    if (j["step"].get<int64_t>() <= state_.step) kept += line + "\n";
+    kept += line + "\n";
+    ++n;
   }
   atomic_write(path.string(), kept);
 }
@@ -387,6 +390,7 @@ void Trainer::write_metrics(const EvalResult& r) {
   std::ofstream f(fs::path(cfg_.out) / "metrics.jsonl", std::ios::app);
   BRISK_CHECK(f.good(), "cannot append to ", (fs::path(cfg_.out) / "metrics.jsonl").string());
   f << j.dump() << "\n";
+  metrics_lines_++;
   std::printf("epoch %.2f  step %lld  train_loss %.4f  test_loss %.4f  test_acc %.4f  wall %.1fs\n",
               j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss, r.acc,
               state_.wall_s);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer harness (fuzz/) for SECONDS each (default 60) from its
+# seed corpus, and fails on any finding (crash, sanitizer report, an exception
+# other than brisk::Error, a time-out). Builds them first into build-fuzz
+# (clang, ASan+UBSan). New inputs go to a scratch corpus, not the repo's.
+#   scripts/fuzz.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+scripts/sanitize.sh build-only
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+status=0
+printf '%-12s %10s %10s %8s  %s\n' harness inputs inputs/s corpus result
+for name in idx safetensors checkpoint config method_spec; do
+  mkdir -p "$work/$name"
+  cp -r "fuzz/corpus/$name/." "$work/$name/"
+  log="$work/$name.log"
+  # max_len: checkpoint.json and TOML recipes are a few KiB.
+  if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -max_total_time="$secs" -max_len=8192 -timeout=20 \
+        -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$log" 2>&1); then
+    result=ok
+  else
+    result="FINDING (see below)"
+    status=1
+  fi
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  size=$(ls "$work/$name" | wc -l)
+  printf '%-12s %10s %10s %8s  %s\n' "$name" "$runs" "$((runs / secs))" "$size" "$result"
+  if [ "$result" != ok ]; then
+    grep -E 'ERROR|SUMMARY|terminate|what\(\)|==[0-9]+==' "$log" | head -20 || tail -30 "$log"
+    ls "$work"/"$name"-* 2>/dev/null | while read -r f; do echo "input: $f"; head -c 300 "$f" | od -c | head -8; done
+  fi
+done
+exit $status
