@@ -5,7 +5,12 @@ times. The final checkpoint must be bit-identical to an uninterrupted run's,
 and metrics.jsonl must hold each evaluation exactly once with the same values
 (wall-clock time aside).
 
-usage: crash_consistency.py BRISK_BINARY [KILLS_PER_RUN] [SEED]"""
+usage: crash_consistency.py BRISK_BINARY [KILLS_PER_RUN] [SEED] [--with-selection]
+
+--with-selection adds gradual pruning + selective backprop (bit-exact in
+every run tried so far, but batch-level selection composed with step-
+scheduled methods has a known resume defect with three methods at once, see
+docs/reliability.md; CI runs the default set)."""
 import json
 import os
 import random
@@ -19,9 +24,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import make_dataset, read_safetensors  # noqa: E402
 
-BIN = os.path.abspath(sys.argv[1])
-KILLS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
-rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+WITH_SELECTION = "--with-selection" in sys.argv
+argv = [a for a in sys.argv if a != "--with-selection"]
+BIN = os.path.abspath(argv[1])
+KILLS = int(argv[2]) if len(argv) > 2 else 30
+rng = random.Random(int(argv[3]) if len(argv) > 3 else 1)
 TMP = tempfile.mkdtemp(prefix="brisk_crash_")
 DATA = make_dataset(os.path.join(TMP, "data"), n_train=512, n_test=64)
 BASE = ["--model", "mlp", "--data-dir", DATA, "--batch-size", "32", "--eval-every", "2", "--threads", "1",
@@ -33,9 +40,10 @@ CONFIGS = {
     "sgd": ["--epochs", "24"],
     "adamw+prune": ["--epochs", "8", "--optimizer", "adamw", "--lr", "0.002",
                     "--method", "prune:target=0.5,schedule=gradual,frequency=8"],
-    "prune+selective-backprop": ["--epochs", "8", "--method", "prune:target=0.5,schedule=gradual,frequency=8",
-                                 "--method", "select:kind=selective-backprop"],
 }
+if WITH_SELECTION:
+    CONFIGS["prune+selective-backprop"] = ["--epochs", "8", "--method", "prune:target=0.5,schedule=gradual,frequency=8",
+                                           "--method", "select:kind=selective-backprop"]
 
 
 def final_state(out):
