@@ -62,6 +62,8 @@ double MethodArgs::get_double(const std::string& key, double def) {
 int64_t MethodArgs::get_int(const std::string& key, int64_t def) {
   double v = get_double(key, double(def));
   BRISK_CHECK(v == std::floor(v), "--method ", spec_.family, ": key '", key, "' must be an integer");
+  // Outside int64's range the conversion is undefined: refuse (found by fuzz/fuzz_method_spec).
+  BRISK_CHECK(std::fabs(v) < 9.2e18, "--method ", spec_.family, ": key '", key, "' is out of range: ", v);
   return int64_t(v);
 }
 

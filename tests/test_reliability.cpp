@@ -157,6 +157,7 @@ TEST_CASE("reliability: absurd numbers in a config are refused with their value"
 TEST_CASE("reliability: method specs that would do nothing are refused up front", "[reliability]") {
   CHECK_THROWS_WITH(efficiency::make_method("prune:structure=2:4x"), Contains("unknown structure '2:4x'"));
   CHECK_THROWS_WITH(efficiency::make_method("grow:points="), Contains("points is empty"));
+  CHECK_THROWS_WITH(efficiency::make_method("ema:start=1e40"), Contains("'start' is out of range"));
   // 5:11 fits no layer of the mlp (K = 784, 512, 256): refused when training starts.
   auto cfg = small_config("nm_fits_none");
   cfg.methods = {"prune:structure=5:11"};
