@@ -2,6 +2,7 @@
 // arithmetic on them is the low-precision issue's job (autocast policy).
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <cstring>
 #include <ostream>
 
@@ -83,7 +84,20 @@ decltype(auto) visit_dtype(DType t, F&& f) {
 template <class T> inline double to_double(T v) { return static_cast<double>(v); }
 template <> inline double to_double(Half v) { return float(v); }
 template <> inline double to_double(BFloat16 v) { return float(v); }
-template <class T> inline T from_double(double v) { return static_cast<T>(v); }
+// To an integer type: truncate toward zero through int64, then wrap modulo
+// the type's range (what x86's conversions give for in-range values), with
+// NaN -> 0 and values beyond int64 clamped: a plain cast of an out-of-range
+// double is undefined behaviour.
+template <class T> inline T from_double(double v) {
+  if constexpr (std::is_integral_v<T>) {
+    if (v != v) return T(0);
+    if (v >= 9223372036854775807.0) return static_cast<T>(INT64_MAX);
+    if (v <= -9223372036854775808.0) return static_cast<T>(INT64_MIN);
+    return static_cast<T>(static_cast<int64_t>(v));
+  } else {
+    return static_cast<T>(v);
+  }
+}
 template <> inline Half from_double<Half>(double v) { return Half(float(v)); }
 template <> inline BFloat16 from_double<BFloat16>(double v) { return BFloat16(float(v)); }
 template <> inline bool from_double<bool>(double v) { return v != 0.0; }

@@ -242,3 +242,26 @@ TEST_CASE("reliability: resume drops metrics lines past the checkpoint and torn 
   for (auto& l : lines) steps.push_back(l["step"].get<int64_t>());
   CHECK(steps == std::vector<int64_t>{8, 16});
 }
+
+TEST_CASE("reliability: pruning masks survive a checkpoint taken before the first step after a resume",
+          "[reliability]") {
+  // As with batch-level selection, where a resumed epoch can end (and be
+  // checkpointed) before any optimizer step: the masks must still be saved.
+  auto cfg = small_config("masks_resume");
+  cfg.max_steps = 4;
+  cfg.methods = {"prune:target=0.5,schedule=oneshot"};
+  train::Trainer(cfg).fit();
+  TensorMap before = final_tensors(cfg.out);
+  train::Trainer t(cfg);
+  t.load_checkpoint(cfg.out);
+  t.save_checkpoint();
+  TensorMap after = final_tensors(cfg.out);
+  int masks = 0;
+  for (auto& [k, v] : before)
+    if (k.rfind("method/0/", 0) == 0) {
+      ++masks;
+      REQUIRE(after.count(k));
+      CHECK(bit_equal(v, after.at(k)));
+    }
+  CHECK(masks == 3);  // the mlp's three weight matrices
+}

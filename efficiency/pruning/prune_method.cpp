@@ -119,7 +119,11 @@ class PruneMethod : public train::Callback {
     measure(t);
   }
 
+  // On resume: masks go back on their parameters here, before any batch (a
+  // checkpoint taken before the first step after a resume, as when batch-level
+  // selection loads batches without stepping, must still hold them).
   void on_restore(train::Trainer& t) override {
+    attach_loaded(t);
     if (!channel || channel_keep_.empty()) return;
     nn::Sequential& seq = sequential(t);
     original_params_ = t.model().num_parameters();
@@ -132,7 +136,6 @@ class PruneMethod : public train::Callback {
   // IMP: snapshot at the rewind step; at each round boundary prune, rewind and
   // reset the optimizer.
   void imp_batch_start(train::Trainer& t) {
-    attach_loaded(t);
     int64_t step = t.state().step, total = t.total_steps();
     int64_t L = std::max<int64_t>(1, total / rounds);
     int64_t rewind_step = int64_t(std::llround(rewind * double(total)));
@@ -221,9 +224,6 @@ class PruneMethod : public train::Callback {
       });
     }
   }
-  // Masks loaded from a checkpoint are attached once the model is known.
-  void on_epoch_start(train::Trainer& t) override { attach_loaded(t); }
-  void on_after_forward(train::Trainer& t) override { attach_loaded(t); }
 
  private:
   std::vector<std::pair<std::string, Tensor>> prunable(train::Trainer& t) const {
@@ -245,7 +245,6 @@ class PruneMethod : public train::Callback {
   }
 
   void apply_sparsity(train::Trainer& t, double s) {
-    attach_loaded(t);
     auto ps = prunable(t);
     if (scope == "global") {
       std::vector<Tensor> ws, prev;
@@ -271,7 +270,6 @@ class PruneMethod : public train::Callback {
 
   // Random masks at the target sparsity, per-layer densities from ERK or uniform.
   void init_dynamic(train::Trainer& t) {
-    attach_loaded(t);
     if (!masks_.empty()) return;
     auto ps = prunable(t);
     std::vector<Shape> shapes;

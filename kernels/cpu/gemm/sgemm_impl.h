@@ -26,7 +26,6 @@ constexpr int64_t MC = MR * (120 / MR);
 constexpr int64_t NC = NR * (3072 / NR);
 
 using vf = float __attribute__((vector_size(W * 4)));
-using vfu = float __attribute__((vector_size(W * 4), aligned(4)));  // unaligned access
 
 // B[k0:k0+kc, j0:j0+nc] -> strips of [kc, NR], zero-padded past nc.
 template <class E>
@@ -105,8 +104,16 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        vfu* o = reinterpret_cast<vfu*>(c + i * ldc + v * W);
-        *o = acc ? *o + r[i][v] : r[i][v];
+        // C rows need not be vector-aligned: memcpy is the portable unaligned
+        // access (one vmovups either way).
+        float* o = c + i * ldc + v * W;
+        vf cur = r[i][v];
+        if (acc) {
+          vf old;
+          std::memcpy(&old, o, sizeof old);
+          cur += old;
+        }
+        std::memcpy(o, &cur, sizeof cur);
       }
     return;
   }
