@@ -83,19 +83,16 @@ struct Fields {
     BRISK_CHECK(obj.is_object() && obj.contains(key), "checkpoint ", path, ": field '", key, "' is missing");
     return obj.at(key);
   }
-  int64_t count(const json& obj, const char* key) const {
-    const json& v = at(obj, key);
-    BRISK_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0), "checkpoint ", path,
-                ": field '", key, "' must be a non-negative integer, got ", v.dump());
-    uint64_t u = v.get<uint64_t>();
-    BRISK_CHECK(u <= uint64_t(INT64_MAX), "checkpoint ", path, ": field '", key, "' is out of range: ", u);
-    return int64_t(u);
-  }
   uint64_t u64(const json& obj, const char* key) const {
     const json& v = at(obj, key);
     BRISK_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0), "checkpoint ", path,
                 ": field '", key, "' must be a non-negative integer, got ", v.dump());
     return v.get<uint64_t>();
+  }
+  int64_t count(const json& obj, const char* key) const {
+    uint64_t u = u64(obj, key);
+    BRISK_CHECK(u <= uint64_t(INT64_MAX), "checkpoint ", path, ": field '", key, "' is out of range: ", u);
+    return int64_t(u);
   }
   double number(const json& obj, const char* key, bool non_negative) const {
     const json& v = at(obj, key);

@@ -276,7 +276,7 @@ EvalResult Trainer::fit(bool resume) {
   if (resume) {
     load_checkpoint(cfg_.out);
     trim_metrics();
-    saved_step_ = evaluated_step_ = state_.step;  // every checkpoint follows an evaluation
+    saved_step_ = state_.step;
   } else {
     BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
                 " already holds a checkpoint; continue it with --resume ", cfg_.out,
@@ -315,9 +315,9 @@ EvalResult Trainer::fit(bool resume) {
       }
       state_.batch_in_epoch++;
       bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
-      // Once per step count: with batch-level selection, several loaded
-      // batches can pass without an optimizer step.
-      if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step != evaluated_step_ &&
+      // Once per step count (not at step 0): with batch-level selection,
+      // several loaded batches can pass without an optimizer step.
+      if (cfg_.eval_every > 0 && state_.step > 0 && state_.step % cfg_.eval_every == 0 && state_.step != saved_step_ &&
           state_.batch_in_epoch < epoch_batches) {
         stop_for_eval = true;
         break;
@@ -344,7 +344,7 @@ EvalResult Trainer::fit(bool resume) {
     write_metrics(last_eval_);
     fire([&](Callback& c) { c.on_eval_end(*this); });
     save_checkpoint();
-    saved_step_ = evaluated_step_ = state_.step;
+    saved_step_ = state_.step;
   }
   fire([&](Callback& c) { c.on_fit_end(*this); });
   return last_eval_;

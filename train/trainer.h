@@ -95,8 +95,9 @@ class Trainer {
   void check_data_fits_model(const data::Dataset& d, const char* split) const;
   void trim_metrics();
   std::string last_checkpoint_note() const;
-  int64_t saved_step_ = -1;     // step of the checkpoint on disk (-1: none yet)
-  int64_t evaluated_step_ = 0;  // step of the last evaluation (--eval-every evaluates each step count once)
+  // Step of the checkpoint on disk (-1: none yet). Every checkpoint follows an
+  // evaluation, so it is also the step last evaluated.
+  int64_t saved_step_ = -1;
   int64_t metrics_lines_ = 0;   // lines in metrics.jsonl (checkpointed: resume trims to it)
 
   TrainConfig cfg_;
