@@ -10,6 +10,7 @@ secs="${1:-60}"
 scripts/sanitize.sh build-only
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+export TMPDIR="$work"  # the harnesses' scratch files go away with it
 status=0
 printf '%-12s %10s %10s %8s  %s\n' harness inputs inputs/s corpus result
 for name in idx safetensors checkpoint config method_spec; do

@@ -4,8 +4,8 @@
 #      harnesses are built here too); runs the unit tests listed below.
 #   2. build-tsan: g++ with TSan; runs the thread-pool, loader and
 #      determinism tests (the code that shares memory across threads).
-# The ASan subset is every unit test except the slow end-to-end trainings and
-# the CUDA tests (no device in CI); docs/reliability.md says which.
+# The ASan subset is every unit test except [speedup] (end-to-end timing
+# harness runs, slow under ASan) and [cuda] (no device in CI).
 #   scripts/sanitize.sh             build both and run them
 #   scripts/sanitize.sh build-only  build the ASan/fuzz tree only (scripts/fuzz.sh)
 set -euo pipefail
@@ -22,7 +22,7 @@ export BRISK_CACHING_ALLOCATOR=0
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== ASan+UBSan: unit tests"
-build-fuzz/tests/brisk_tests '~[cuda]' '~[slow]' '~[speedup]' --order decl
+build-fuzz/tests/brisk_tests '~[cuda]' '~[speedup]' --order decl
 
 cmake -S . -B build-tsan "${common[@]}" -DBRISK_SANITIZE=thread >/dev/null
 cmake --build build-tsan --parallel "$(nproc)" --target brisk_tests

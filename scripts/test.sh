@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# README command 2: install dependencies, build, and run the whole test suite.
+# README command 2: install dependencies, build, and run the whole test suite:
+#   1. the Release build's CTest suite (unit tests, command-line and
+#      reliability tests);
+#   2. scripts/sanitize.sh: the unit tests under ASan+UBSan, the threaded code
+#      under TSan;
+#   3. scripts/fuzz.sh: each libFuzzer harness for BRISK_FUZZ_SECONDS (30).
+# Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
-cd build
-ctest --output-on-failure --parallel "$(nproc)" --timeout 900
+(cd build && ctest --output-on-failure --parallel "$(nproc)" --timeout 900)
+echo "== sanitizers"
+scripts/sanitize.sh
+echo "== fuzzing"
+scripts/fuzz.sh "${BRISK_FUZZ_SECONDS:-30}"
+echo "stages (ctest suite, sanitizers, fuzzers) all passed"
+echo "test.sh: 3 passed, 0 failed"
