@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
+[[ "$secs" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "fuzz.sh: SECONDS must be a whole number from 1 to 999999, got '$secs'" >&2; exit 2; }
 scripts/sanitize.sh build-only
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
