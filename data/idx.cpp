@@ -3,6 +3,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 
@@ -68,9 +70,29 @@ Tensor read_idx(const std::string& path) {
     int64_t need = 4 + 4 * int64_t(nd) + total, have = int64_t(std::filesystem::file_size(path));
     BRISK_CHECK(have >= need, "IDX file ", path, ": truncated, header declares ", shape_str(shape), " (", need,
                 " bytes) but the file has ", have);
+    Tensor t = empty(shape, DType::u8);
+    read_exact(gz.f, t.data_ptr<uint8_t>(), size_t(total), path, "data");
+    return t;
+  }
+  // Compressed: the header's size is only a claim until the bytes decompress,
+  // so memory grows with what arrives (a few bytes of gzip cannot make brisk
+  // allocate gigabytes); then one copy into the tensor.
+  std::vector<uint8_t> buf;
+  constexpr size_t kChunk = size_t(16) << 20;
+  while (buf.size() < size_t(total)) {
+    size_t at = buf.size(), want = std::min(kChunk, size_t(total) - at);
+    buf.resize(at + want);
+    int r = gzread(gz.f, buf.data() + at, unsigned(want));
+    if (r < 0) {
+      int err = 0;
+      BRISK_FAIL("IDX file ", path, ": corrupt compressed data while reading data (", gzerror(gz.f, &err), ")");
+    }
+    buf.resize(at + size_t(r));
+    BRISK_CHECK(r > 0, "IDX file ", path, ": truncated, header declares ", shape_str(shape), " (", total,
+                " bytes of data) but it decompresses to ", buf.size());
   }
   Tensor t = empty(shape, DType::u8);
-  read_exact(gz.f, t.data_ptr<uint8_t>(), size_t(total), path, "data");
+  std::memcpy(t.data_ptr<uint8_t>(), buf.data(), buf.size());
   return t;
 }
 

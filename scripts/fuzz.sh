@@ -19,7 +19,10 @@ for name in idx safetensors checkpoint config method_spec; do
   cp -r "fuzz/corpus/$name/." "$work/$name/"
   log="$work/$name.log"
   # max_len: checkpoint.json and TOML recipes are a few KiB.
-  if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -max_total_time="$secs" -max_len=8192 -timeout=20 \
+  # A fixed seed (BRISK_FUZZ_SEED, default 1) makes a run repeatable: the same
+  # mutations in the same order, only their count depends on the machine.
+  if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -seed="${BRISK_FUZZ_SEED:-1}" -max_total_time="$secs" \
+        -max_len=8192 -timeout=20 \
         -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$log" 2>&1); then
     result=ok
   else

@@ -71,6 +71,10 @@ TEST_CASE("reliability: an IDX header cannot make the reader overflow or over-al
   write_bytes(scratch("short.idx"), t + std::string(10, 'x'));
   CHECK_THROWS_WITH(data::read_idx(scratch("short.idx").string()), Contains("truncated"));
   CHECK_THROWS_WITH(data::read_idx(scratch("").string()), Contains("not a regular file"));
+  // Compressed, declaring 0xfffffff0 bytes with none behind them: refused
+  // without allocating the declared size (found by fuzz_idx as an OOM).
+  write_idx_gz(scratch("claim.idx.gz").string(), {0xfffffff0u}, {});
+  CHECK_THROWS_WITH(data::read_idx(scratch("claim.idx.gz").string()), Contains("decompresses to 0"));
 }
 
 TEST_CASE("reliability: safetensors headers are validated field by field", "[reliability]") {
