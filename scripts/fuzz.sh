@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 [[ "$secs" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "fuzz.sh: SECONDS must be a whole number from 1 to 999999, got '$secs'" >&2; exit 2; }
+seed="${BRISK_FUZZ_SEED:-1}"
+[[ "$seed" =~ ^[1-9][0-9]{0,8}$ ]] || { echo "fuzz.sh: BRISK_FUZZ_SEED must be a whole number from 1 to 999999999, got '$seed'" >&2; exit 2; }
 scripts/sanitize.sh build-only
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -21,7 +23,7 @@ for name in idx safetensors checkpoint config method_spec; do
   # max_len: checkpoint.json and TOML recipes are a few KiB.
   # A fixed seed (BRISK_FUZZ_SEED, default 1) makes a run repeatable: the same
   # mutations in the same order, only their count depends on the machine.
-  if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -seed="${BRISK_FUZZ_SEED:-1}" -max_total_time="$secs" \
+  if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -seed="$seed" -max_total_time="$secs" \
         -max_len=8192 -timeout=20 \
         -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$log" 2>&1); then
     result=ok
