@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "core/brisk.h"
+#include "brisk.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
 

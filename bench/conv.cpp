@@ -4,7 +4,7 @@
 //   ./build/bench/brisk_bench_conv --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
-#include "core/brisk.h"
+#include "brisk.h"
 
 namespace F = brisk::nn::functional;
 using namespace brisk;

@@ -8,7 +8,7 @@
 //     (bench/torch_cuda.py prints the same rows).
 #include <benchmark/benchmark.h>
 
-#include "core/brisk.h"
+#include "brisk.h"
 #include "core/cuda.h"
 #include "models/models.h"
 #include "nn/functional.h"

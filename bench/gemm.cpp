@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/brisk.h"
+#include "brisk.h"
 #include "core/autocast.h"
 #include "core/int8.h"
 #include "kernels/cpu/gemm/sgemm.h"

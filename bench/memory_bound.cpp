@@ -5,7 +5,7 @@
 // Arg: 0 f32, 1 bf16, 2 f16.
 #include <benchmark/benchmark.h>
 
-#include "core/brisk.h"
+#include "brisk.h"
 
 using namespace brisk;
 

@@ -8,10 +8,10 @@
 #include <benchmark/benchmark.h>
 
 #include "core/autocast.h"
-#include "core/brisk.h"
+#include "brisk.h"
 #include "models/models.h"
 #include "nn/channel_groups.h"
-#include "nn/surgery.h"
+#include "surgery/surgery.h"
 #include "optim/optimizer.h"
 
 using namespace brisk;

@@ -3,9 +3,9 @@
 //   ./build/bench/brisk_bench_sparse --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
-#include "core/brisk.h"
+#include "brisk.h"
 #include "efficiency/pruning/magnitude.h"
-#include "nn/sparsity.h"
+#include "core/mask.h"
 
 namespace F = brisk::nn::functional;
 using namespace brisk;
@@ -15,7 +15,7 @@ static void run(benchmark::State& st, bool sparse) {
   double sparsity = double(st.range(2)) / 100.0;
   manual_seed(0);
   Tensor w = (randn({out, in}) * 0.05).detach().requires_grad_();
-  nn::set_mask(w, pruning::magnitude_mask(w, pruning::prune_count(sparsity, w.numel())));
+  brisk::set_mask(w, pruning::magnitude_mask(w, pruning::prune_count(sparsity, w.numel())));
   Tensor x = randn({128, in}).requires_grad_();
   F::set_sparse_linear_threshold(sparse ? 0.0 : 2.0);
   for (auto _ : st) {

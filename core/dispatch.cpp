@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <mutex>
@@ -14,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/kernel_params.h"
+#include "core/op_keys.h"
 
 namespace brisk {
 
@@ -89,8 +91,23 @@ std::string g_conv_backend = "native";
 
 }  // namespace
 
+std::vector<KernelRegistration>& registrations() {
+  static std::vector<KernelRegistration> r;
+  return r;
+}
+
 void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
-                     int priority, KernelFn fn) {
+                     int priority, KernelFn fn, std::source_location where) {
+  const OpKeyInfo* info = find_op_key(op);
+  BRISK_CHECK(info, "register_kernel: op '", op, "' (backend ", backend, ", ", where.file_name(),
+              ") is not listed in core/op_keys.h");
+  std::string file = std::filesystem::path(where.file_name()).stem().string();
+  std::string stem = info->stem;
+  bool named = file == stem || (file.size() > stem.size() && file.ends_with("_" + stem));
+  BRISK_CHECK(named, "register_kernel: op '", op, "' (backend ", backend, ") is registered from ", where.file_name(),
+              "; its kernels live in files named after its stem '", stem, "' (", stem, ".cpp, ", stem,
+              ".cu or <vendor>_", stem, ".*)");
+  registrations().push_back({op, backend, where.file_name(), dev, dtype, priority});
   auto& v = table()[Key{op, dev, dtype}];
   v.push_back({backend, priority, fn});
   sort_entries(op, v);
@@ -288,6 +305,24 @@ bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& arg
 void dispatch(const char* op, std::span<const Tensor> in, std::span<Tensor> out, const void* params) {
   BRISK_CHECK(!in.empty(), "op ", op, ": dispatch needs at least one input");
   dispatch(op, in[0].device(), in[0].dtype(), KernelArgs{in, out, params});
+}
+
+std::vector<KernelRegistration> kernel_registrations() {
+  init_kernels();
+  return registrations();
+}
+
+std::span<const OpKeyInfo> op_keys() {
+#define BRISK_OP_KEY_INFO(key, stem) OpKeyInfo{#key, #stem},
+  static constexpr OpKeyInfo keys[] = {BRISK_OP_KEYS(BRISK_OP_KEY_INFO)};
+#undef BRISK_OP_KEY_INFO
+  return keys;
+}
+
+const OpKeyInfo* find_op_key(std::string_view key) {
+  for (const OpKeyInfo& k : op_keys())
+    if (key == k.key) return &k;
+  return nullptr;
 }
 
 std::vector<std::string> kernel_backends(const std::string& op, DeviceType dev, DType dtype) {

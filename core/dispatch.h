@@ -4,6 +4,7 @@
 // (e.g. a vendor GEMM on tiny or strided shapes), and the next one is tried;
 // the ref backend accepts everything it registers for, so it is the fallback.
 #pragma once
+#include <source_location>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,8 +26,21 @@ constexpr int native = 10;  // kernels/cpu, kernels/cuda: hand-written, optimize
 constexpr int vendor = 20;  // kernels/vendor: OpenBLAS, cuBLAS, cuDNN
 }  // namespace backend_priority
 
+// Registers fn for (op, dev, dtype). op must be listed in core/op_keys.h, and
+// the registering file must be named after op's stem (<stem>.cpp/.cu, or
+// <vendor>_<stem>.* for a vendor backend): anything else throws, so a kernel
+// cannot hide under another name.
 void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
-                     int priority, KernelFn fn);
+                     int priority, KernelFn fn, std::source_location where = std::source_location::current());
+
+// What register_kernel recorded, for tests, docs and `brisk info`.
+struct KernelRegistration {
+  std::string op, backend, file;  // file: as the compiler named it
+  DeviceType dev;
+  DType dtype;
+  int priority;
+};
+std::vector<KernelRegistration> kernel_registrations();
 
 // Run the best kernel that accepts the call. Throws brisk::Error naming the op,
 // device and dtype when nothing is registered.

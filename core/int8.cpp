@@ -1,10 +1,13 @@
-// int8 per-row quantization and the reference int8 GEMM (see int8.h).
+// int8 per-row quantization, and int8_matmul, which dispatches "int8_gemm"
+// (kernels/cpu/ref/int8_gemm.cpp, kernels/cpu/int8_gemm.cpp).
 #include "core/int8.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 #include "core/thread_pool.h"
 
@@ -57,22 +60,25 @@ Tensor dequantize_rows_int8(const Int8Rows& q) {
   return out;
 }
 
+bool int8_vnni_supported() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+
 Tensor int8_matmul(const Tensor& a, const Tensor& b) {
   check_defined("int8_matmul", a);
   check_defined("int8_matmul", b);
   BRISK_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "op int8_matmul: expected [M, K] @ [K, N], got ",
               shape_str(a.shape()), " @ ", shape_str(b.shape()));
-  Int8Rows qa = quantize_rows_int8(a), qb = quantize_rows_int8(b.t());  // b by columns
-  int64_t M = qa.rows, N = qb.rows, K = qa.cols;
-  Tensor c = empty({M, N}, DType::f32);
-  float* cp = c.data_ptr<float>();
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) {
-      int32_t acc = 0;  // |acc| <= K * 127^2: fits int32 for K < 133,000
-      const int8_t *x = &qa.q[size_t(i * K)], *y = &qb.q[size_t(j * K)];
-      for (int64_t k = 0; k < K; ++k) acc += int32_t(x[k]) * int32_t(y[k]);
-      cp[i * N + j] = float(acc) * qa.scale[size_t(i)] * qb.scale[size_t(j)];
-    }
+  BRISK_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()), "op int8_matmul: expected floating inputs, got ",
+              a.dtype(), " and ", b.dtype());
+  BRISK_CHECK(a.device().type == DeviceType::cpu && b.device().type == DeviceType::cpu, "op int8_matmul: runs on the cpu, got ", a.device(), " and ",
+              b.device());
+  Tensor af = a.detach().to(DType::f32).contiguous(), bf = b.detach().to(DType::f32);  // b keeps its strides
+  Tensor c = empty({a.size(0), b.size(1)}, DType::f32);
+  Tensor ins[2] = {af, bf};
+  Tensor outs[1] = {c};
+  dispatch(opkey::int8_gemm, Device(DeviceType::cpu), DType::f32, KernelArgs{ins, outs, nullptr});
   return c;
 }
 

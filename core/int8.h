@@ -2,8 +2,8 @@
 // [-127, 127] with s_r = max|row r| / 127, so each element's error is at most
 // s_r / 2 = max|row| / 254. int8_matmul quantizes A by rows and B by columns
 // (the K dim shares one scale per output row / column), multiplies in int32
-// and rescales. int8_matmul is the scalar reference; int8_matmul_vnni the
-// AVX512-VNNI kernel checked against it.
+// and rescales. It dispatches the op "int8_gemm": the scalar reference kernel,
+// or the AVX512-VNNI kernel (bit-identical) where the CPU has VNNI.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,9 +22,7 @@ Int8Rows quantize_rows_int8(const Tensor& x);  // x [rows, cols], floating
 Tensor dequantize_rows_int8(const Int8Rows& q);  // -> f32 [rows, cols]
 // C [M, N] ~= a [M, K] @ b [K, N], with int8 operands and int32 accumulation.
 Tensor int8_matmul(const Tensor& a, const Tensor& b);
-// The same product on AVX512-VNNI (core/int8_vnni.cpp); bit-identical to
-// int8_matmul. Throws on CPUs without VNNI (check int8_vnni_supported()).
+// Whether this CPU runs the VNNI kernel (backend "cpu" of "int8_gemm").
 bool int8_vnni_supported();
-Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b);
 
 }  // namespace brisk

@@ -111,6 +111,14 @@ struct BatchNormParams { double eps; };
 //                        The input gradient dxT = W^T g^T is the same op on W^T's CSR.
 // "csr_linear_bwd_weight": in = {gT [out, B], xT [in, B], row_ptr, col}
 //                        -> out[0] dval [nnz]: dW at the stored positions only.
+// "csr_build":           in = {mask f32 [out, in]} -> out = {row_ptr [out+1], col [nnz], flat_pos [nnz],
+//                        row_ptr_t [in+1], col_t [nnz], flat_pos_t [nnz]} (all i64; nnz counted by
+//                        the op layer): the CSR of the mask's nonzeros and of its transpose, with
+//                        each entry's flat position in W (outputs ascend within a transposed row).
+// "int8_gemm":           in = {a f32 [M, K] contiguous, b f32 [K, N] any strides} -> out[0] f32
+//                        [M, N] = a @ b with a quantized by rows and b by columns (core/int8.h),
+//                        int32 sums; every backend is bit-identical to the ref. Non-finite
+//                        inputs throw, naming the row of A or column of B.
 // All operands contiguous.
 
 }  // namespace brisk

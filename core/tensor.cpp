@@ -14,6 +14,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/kernel_params.h"
 #include "core/ops.h"
 
@@ -432,7 +433,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Tensor s = src.shape() == shape() ? src : src.detach().expand(shape());
   Tensor outs[1] = {*this};
   Tensor ins[1] = {s};
-  dispatch("copy", ins, outs);
+  dispatch(opkey::copy, ins, outs);
   return *this;
 }
 
@@ -440,7 +441,7 @@ Tensor& Tensor::fill_(double v) {
   check_inplace(*this, "fill_");
   FillParams p{v};
   Tensor outs[1] = {*this};
-  dispatch("fill", device(), dtype(), KernelArgs{{}, outs, &p});
+  dispatch(opkey::fill, device(), dtype(), KernelArgs{{}, outs, &p});
   return *this;
 }
 

@@ -42,7 +42,7 @@ struct TensorImpl {
   std::vector<GradHook> hooks;           // leaf hooks (non-leaf hooks live on grad_fn)
   bool retains_grad = false;
   // Sparsity on a parameter: 1 = kept, 0 = pruned (same shape and dtype).
-  // See nn/sparsity.h; optimizers keep the invariants it implies.
+  // See core/mask.h; optimizers keep the invariants it implies.
   std::shared_ptr<TensorImpl> mask;
 };
 

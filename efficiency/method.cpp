@@ -1,6 +1,8 @@
 // Method spec parsing and the family registry.
 #include "efficiency/method.h"
 
+#include "efficiency/compose.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -106,6 +108,13 @@ std::unique_ptr<train::Callback> make_method(const std::string& text) {
   auto cb = it->second(args);
   args.finish();
   return cb;
+}
+
+std::vector<std::unique_ptr<train::Callback>> make_methods(const std::vector<std::string>& specs) {
+  std::vector<std::unique_ptr<train::Callback>> ms;
+  for (const std::string& text : specs) ms.push_back(make_method(text));
+  order_and_check(ms);
+  return ms;
 }
 
 }  // namespace brisk::efficiency

@@ -37,6 +37,9 @@ class MethodArgs {
 using MethodFactory = std::function<std::unique_ptr<train::Callback>(MethodArgs&)>;
 void register_method(const std::string& family, MethodFactory factory);
 std::unique_ptr<train::Callback> make_method(const std::string& text);
+// Every spec's method, in composition order (efficiency/compose.h), refusing
+// conflicting sets: the train::MethodBuilder to hand a Trainer.
+std::vector<std::unique_ptr<train::Callback>> make_methods(const std::vector<std::string>& specs);
 std::vector<std::string> method_families();
 
 }  // namespace brisk::efficiency

@@ -6,6 +6,7 @@
 
 #include "core/rng.h"
 #include "fuzz/fuzz_common.h"
+#include "efficiency/method.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -41,7 +42,7 @@ brisk::train::TrainConfig base_config() {
     c.progress = "off";
     c.out = (brisk_fuzz::scratch() / "base").string();
     fs::remove_all(c.out);
-    brisk::train::Trainer(c).fit();
+    brisk::train::Trainer(c, brisk::efficiency::make_methods).fit();
     return c;
   }();
   return cfg;
@@ -61,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       .write(reinterpret_cast<const char*>(data + 1), long(size - 1));
   cfg.out = run.string();
   try {
-    brisk::train::Trainer t(cfg);
+    brisk::train::Trainer t(cfg, brisk::efficiency::make_methods);
     t.load_checkpoint(cfg.out);
   } catch (const brisk::Error&) {
   }

@@ -38,9 +38,11 @@ inline T* ptr(const Tensor& t) {
 }
 
 // register_for<float, double>("op", "ref", prio, [](auto tag) -> KernelFn {...})
+// (where: the calling file, checked against the op's stem by register_kernel.)
 template <class... Ts, class Make>
-void register_for(const char* op, const char* backend, int priority, Make make) {
-  (register_kernel(op, DeviceType::cpu, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{})),
+void register_for(const char* op, const char* backend, int priority, Make make,
+                  std::source_location where = std::source_location::current()) {
+  (register_kernel(op, DeviceType::cpu, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{}), where),
    ...);
 }
 

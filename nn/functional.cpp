@@ -3,6 +3,7 @@
 #include "nn/functional.h"
 
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/flops.h"
 #include "core/autocast.h"
 #include "core/int8.h"
@@ -45,37 +46,16 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
                  caches.end());
     Csr c;
     Tensor mc = mask.detach().contiguous().to(DType::f32);
-    const float* mp = mc.data_ptr<float>();
-    int64_t nz = 0;
-    for (int64_t i = 0; i < out * in; ++i) nz += mp[i] != 0.0f;
+    int64_t nz = mc.numel() - int64_t(sum(eq(mc, scalar_like(mc, 0.0))).item());
     c.row_ptr = empty({out + 1}, DType::i64);
     c.cols = empty({nz}, DType::i64);
     c.flat_pos = empty({nz}, DType::i64);
-    c.row_ptr_t = zeros({in + 1}, DType::i64);
+    c.row_ptr_t = empty({in + 1}, DType::i64);
     c.cols_t = empty({nz}, DType::i64);
     c.flat_pos_t = empty({nz}, DType::i64);
-    int64_t *rp = c.row_ptr.data_ptr<int64_t>(), *cp = c.cols.data_ptr<int64_t>(), *fp = c.flat_pos.data_ptr<int64_t>();
-    int64_t *rpt = c.row_ptr_t.data_ptr<int64_t>(), *cpt = c.cols_t.data_ptr<int64_t>(),
-            *fpt = c.flat_pos_t.data_ptr<int64_t>();
-    int64_t k = 0;
-    rp[0] = 0;
-    for (int64_t o = 0; o < out; ++o) {
-      for (int64_t i = 0; i < in; ++i)
-        if (mp[o * in + i] != 0.0f) {
-          cp[k] = i;
-          fp[k++] = o * in + i;
-          rpt[i + 1]++;
-        }
-      rp[o + 1] = k;
-    }
-    for (int64_t i = 0; i < in; ++i) rpt[i + 1] += rpt[i];
-    std::vector<int64_t> fill(rpt, rpt + in);
-    for (int64_t o = 0; o < out; ++o)  // ascending o within each input row: a fixed summation order
-      for (int64_t q = rp[o]; q < rp[o + 1]; ++q) {
-        int64_t pos = fill[size_t(cp[q])]++;
-        cpt[pos] = o;
-        fpt[pos] = fp[q];
-      }
+    Tensor ins[1] = {mc};
+    Tensor outs[6] = {c.row_ptr, c.cols, c.flat_pos, c.row_ptr_t, c.cols_t, c.flat_pos_t};
+    dispatch(opkey::csr_build, mc.device(), mc.dtype(), KernelArgs{ins, outs, nullptr});
     c.mask = mask.impl_ptr();
     caches.push_back(c);
     hit = &caches.back();
@@ -83,20 +63,8 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
   Tensor row_ptr = hit->row_ptr, cols = hit->cols, flat_pos = hit->flat_pos;
   Tensor row_ptr_t = hit->row_ptr_t, cols_t = hit->cols_t, flat_pos_t = hit->flat_pos_t;
   int64_t nnz = cols.numel();
-  Tensor vals = empty({nnz}, TensorOptions(w.dtype())), vals_t = empty({nnz}, TensorOptions(w.dtype()));
-  {
-    Tensor wc = w.detach().contiguous();
-    const int64_t* fp = flat_pos.data_ptr<int64_t>();
-    visit_dtype(w.dtype(), [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const T* src = wc.data_ptr<T>();
-      T* dst = vals.data_ptr<T>();
-      T* dst_t = vals_t.data_ptr<T>();
-      const int64_t* fpt = flat_pos_t.data_ptr<int64_t>();
-      for (int64_t k = 0; k < nnz; ++k) dst[k] = src[fp[k]];
-      for (int64_t k = 0; k < nnz; ++k) dst_t[k] = src[fpt[k]];
-    });
-  }
+  Tensor wflat = w.detach().reshape({-1});
+  Tensor vals = gather(wflat, 0, flat_pos), vals_t = gather(wflat, 0, flat_pos_t);  // W's stored values, both orders
   Shape lead(x.shape().begin(), x.shape().end() - 1);
   Tensor xT = x.detach().reshape({-1, in}).t().contiguous();  // [in, B]: batch innermost
   int64_t B = xT.size(1);
@@ -104,7 +72,7 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
   {
     Tensor ins[4] = {xT, row_ptr, cols, vals};
     Tensor outs[1] = {yT};
-    dispatch("csr_linear", x.device(), x.dtype(), KernelArgs{ins, outs, nullptr});
+    dispatch(opkey::csr_linear, x.device(), x.dtype(), KernelArgs{ins, outs, nullptr});
   }
   count_flops(2 * nnz * B);
   Shape ys = lead;
@@ -116,23 +84,17 @@ Tensor sparse_linear(const Tensor& x, const Tensor& w, const Tensor& mask, const
     {
       Tensor ins[4] = {gT, row_ptr_t, cols_t, vals_t};  // W^T in CSR: the forward kernel, rows = inputs
       Tensor outs[1] = {dxT};
-      dispatch("csr_linear", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+      dispatch(opkey::csr_linear, g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     }
     count_flops(4 * nnz * B);  // input and weight gradients
     Tensor dv = empty({nnz}, TensorOptions(g.dtype(), g.device()));
     {
       Tensor ins[4] = {gT, xT, row_ptr, cols};
       Tensor outs[1] = {dv};
-      dispatch("csr_linear_bwd_weight", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+      dispatch(opkey::csr_linear_bwd_weight, g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     }
-    Tensor dw = zeros(ws, TensorOptions(g.dtype(), g.device()));  // dense: a Parameter's grad is dense
-    visit_dtype(g.dtype(), [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const int64_t* fp = flat_pos.data_ptr<int64_t>();
-      const T* src = dv.data_ptr<T>();
-      T* dst = dw.data_ptr<T>();
-      for (int64_t k = 0; k < nnz; ++k) dst[fp[k]] = src[k];  // positions are unique
-    });
+    // dense (a Parameter's grad is dense): dW at the stored positions, zero elsewhere (positions are unique)
+    Tensor dw = scatter_add(zeros({ws[0] * ws[1]}, TensorOptions(g.dtype(), g.device())), 0, flat_pos, dv).reshape(ws);
     return std::vector{dxT.t().reshape(xs), dw};
   });
   if (b.defined()) {
@@ -154,7 +116,7 @@ Tensor bias_relu(const Tensor& y, const Tensor& b) {
   {
     Tensor ins[2] = {y.detach().contiguous(), b.detach().contiguous()};
     Tensor outs[1] = {out};
-    dispatch("bias_relu", y.device(), y.dtype(), KernelArgs{ins, outs, nullptr});
+    dispatch(opkey::bias_relu, y.device(), y.dtype(), KernelArgs{ins, outs, nullptr});
   }
   Tensor od = out.detach();
   return attach_grad(out, "BiasReluBackward", {y, b}, [od, N](const Tensor& g) {
@@ -176,9 +138,7 @@ Tensor int8_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
               shape_str(x.shape()), " and weight ", shape_str(w.shape()), " do not match");
   BRISK_CHECK(x.dtype() == DType::f32 && w.dtype() == DType::f32, "op int8_linear: expects f32 inputs, got ",
               x.dtype(), " and ", w.dtype());
-  auto mm = [](const Tensor& a, const Tensor& bt) {
-    return int8_vnni_supported() ? int8_matmul_vnni(a, bt) : int8_matmul(a, bt);
-  };
+  auto mm = [](const Tensor& a, const Tensor& bt) { return int8_matmul(a, bt); };  // "int8_gemm": VNNI where present
   int64_t in = w.size(1), out = w.size(0);
   Tensor x2 = x.detach().reshape({-1, in});
   Tensor y2 = mm(x2, w.detach().t());  // [B, out]: x by rows, W by output rows
@@ -283,7 +243,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
   {
     Tensor ins[3] = {xc, wc, b.defined() ? b.detach().contiguous() : Tensor()};
     Tensor outs[1] = {y};
-    if (!try_dispatch("conv2d_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
+    if (!try_dispatch(opkey::conv2d_fwd, x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
   }
   int64_t conv_flops = 2 * g.N * O * (wc.numel() / O) * g.Ho * g.Wo;  // per pass
   count_flops(conv_flops);
@@ -299,7 +259,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
       r[0] = empty({g.N, g.C, g.H, g.W}, TensorOptions(gy.dtype(), gy.device()));
       Tensor ins[2] = {gy, wc};
       Tensor outs[1] = {r[0]};
-      dispatch("conv2d_bwd_input", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+      dispatch(opkey::conv2d_bwd_input, gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
       count_flops(conv_flops);
     }
     if (rw || rb) {
@@ -307,7 +267,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
       Tensor gb = b.defined() ? empty({O}, TensorOptions(gy.dtype(), gy.device())) : Tensor();
       Tensor ins[2] = {gy, xc};
       Tensor outs[2] = {gw, gb};
-      dispatch("conv2d_bwd_weight", gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
+      dispatch(opkey::conv2d_bwd_weight, gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
       count_flops(conv_flops);
       if (rw) r[1] = gw.reshape(ws);
       if (rb) r[2] = gb;
@@ -468,7 +428,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   {
     Tensor ins[3] = {x3, w.detach(), b.detach()};
     Tensor outs[3] = {y, mu, invstd};
-    dispatch("batch_norm_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p});
+    dispatch(opkey::batch_norm_fwd, x.device(), x.dtype(), KernelArgs{ins, outs, &p});
   }
   if (running_mean.defined() && running_var.defined()) {
     NoGradGuard ng;
@@ -488,7 +448,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     Tensor gw = empty({C}, TensorOptions(g.dtype(), g.device())), gb = empty_like(gw);
     Tensor ins[5] = {g.contiguous().reshape({N, C, L}), x3, mu, invstd, wd};
     Tensor outs[3] = {gx, gw, gb};
-    dispatch("batch_norm_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+    dispatch(opkey::batch_norm_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
     std::vector<Tensor> r{gx.reshape(xs)};
     if (has_w) r.push_back(gw);
     if (has_b) r.push_back(gb);
@@ -551,11 +511,11 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   return layer_norm_composite(x, normalized_shape, weight, bias, eps);
 }
 
-// The fused kernel where a backend has one for this device and dtype (CUDA;
-// the ref on CPU, which tests check against the composite); else undefined.
+// The fused kernel where a backend has one for this device and dtype (the
+// optimized CPU and CUDA kernels, with the ref as their oracle); else undefined.
 Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                         const Tensor& bias, double eps) {
-  if (kernel_backends("layer_norm_fwd", x.device().type, x.dtype()).empty()) return Tensor();
+  if (kernel_backends(opkey::layer_norm_fwd, x.device().type, x.dtype()).empty()) return Tensor();
   if ((weight.defined() && weight.dtype() != x.dtype()) || (bias.defined() && bias.dtype() != x.dtype()))
     return Tensor();
   int64_t K = shape_numel(normalized_shape), M = K > 0 ? x.numel() / K : 0;
@@ -569,7 +529,7 @@ Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Te
   {
     Tensor ins[3] = {x2, wd, bd};
     Tensor outs[3] = {y, mu, rstd};
-    if (!try_dispatch("layer_norm_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
+    if (!try_dispatch(opkey::layer_norm_fwd, x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
   }
   std::vector<Tensor> inputs{x};
   if (weight.defined()) inputs.push_back(weight);
@@ -582,7 +542,7 @@ Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Te
     Tensor gw = has_w ? empty({K}, go) : Tensor(), gb = has_b ? empty({K}, go) : Tensor();
     Tensor ins[5] = {g.contiguous().reshape({M, K}), x2, mu, rstd, wd};
     Tensor outs[3] = {gx, gw, gb};
-    dispatch("layer_norm_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    dispatch(opkey::layer_norm_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, &p});
     std::vector<Tensor> r{gx.reshape(xs)};
     if (has_w) r.push_back(gw.reshape(ws));
     if (has_b) r.push_back(gb.reshape(ws));
@@ -683,13 +643,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   {
     Tensor ins[2] = {x, t};
     Tensor outs[2] = {loss, lse};
-    dispatch("cross_entropy_fwd", x.device(), x.dtype(), KernelArgs{ins, outs, &p});
+    dispatch(opkey::cross_entropy_fwd, x.device(), x.dtype(), KernelArgs{ins, outs, &p});
   }
   loss = attach_grad(loss, "CrossEntropyBackward", {logits}, [=](const Tensor& g) {
     Tensor gx = empty(x.shape(), TensorOptions(g.dtype(), g.device()));
     Tensor ins[4] = {x, lse, t, g.contiguous()};
     Tensor outs[1] = {gx};
-    dispatch("cross_entropy_bwd", g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    dispatch(opkey::cross_entropy_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, &p});
     return std::vector{gx};
   });
   return reduce_cross_entropy(loss, ne(target, scalar_like(target, double(ignore_index))), reduction);

@@ -9,7 +9,7 @@
 
 namespace brisk::nn::functional {
 
-// x [..., in] @ w[out, in]^T + b[out]. When w carries a mask (nn/sparsity.h)
+// x [..., in] @ w[out, in]^T + b[out]. When w carries a mask (core/mask.h)
 // at least sparse_linear_threshold() sparse, runs the CSR kernels instead.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // x [..., in] with w stored as CSR of its mask's nonzero pattern: the
@@ -66,8 +66,9 @@ Tensor batch_norm_composite(const Tensor& x, const Tensor& running_mean, const T
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 // The two implementations layer_norm chooses between: the fused kernel
-// ("layer_norm_fwd/bwd": CUDA, and the CPU ref as its oracle; undefined when
-// no kernel takes the call) and the composite of primitive ops.
+// ("layer_norm_fwd/bwd": optimized CPU and CUDA kernels, the ref as their
+// oracle; undefined when no kernel takes the call) and the composite of
+// primitive ops.
 Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                         const Tensor& bias, double eps);
 Tensor layer_norm_composite(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,

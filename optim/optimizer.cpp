@@ -6,8 +6,9 @@
 #include <cmath>
 
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/kernel_params.h"
-#include "nn/sparsity.h"
+#include "core/mask.h"
 
 namespace brisk::optim {
 
@@ -23,7 +24,7 @@ void Optimizer::step() {
   update();
   NoGradGuard ng;
   for (auto& [n, p] : params_) {
-    Tensor m = nn::get_mask(p);
+    Tensor m = brisk::get_mask(p);
     if (!m.defined()) continue;
     Tensor pd = p.detach();
     pd.mul_(m);
@@ -148,7 +149,7 @@ void SGD::update() {
         SgdStepParams q{lr_, options.momentum, options.dampening, options.weight_decay, options.nesterov, first};
         Tensor ins[1] = {g};
         Tensor outs[2] = {p.detach(), buf};
-        dispatch("sgd_step", p.device(), p.dtype(), KernelArgs{ins, outs, &q});
+        dispatch(opkey::sgd_step, p.device(), p.dtype(), KernelArgs{ins, outs, &q});
         continue;
       }
       if (first) state_[n].erase("momentum_buffer");
@@ -206,7 +207,7 @@ void AdamW::update() {
       AdamWStepParams q{lr_, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
       Tensor ins[1] = {g};
       Tensor outs[3] = {p.detach(), m, v};
-      dispatch("adamw_step", p.device(), p.dtype(), KernelArgs{ins, outs, &q});
+      dispatch(opkey::adamw_step, p.device(), p.dtype(), KernelArgs{ins, outs, &q});
       continue;
     }
     Tensor pd = p.detach();

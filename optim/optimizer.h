@@ -22,7 +22,7 @@ class Optimizer {
   virtual std::string name() const = 0;
   // Updates every parameter that has a gradient; others are left untouched.
   // Then re-establishes the sparsity invariants of masked parameters (see
-  // nn/sparsity.h): weights and same-shaped state are zero where pruned.
+  // core/mask.h): weights and same-shaped state are zero where pruned.
   void step();
   void zero_grad();
 

@@ -3,7 +3,7 @@
 // mistaken for a passing one.
 #include <cstdio>
 
-#include "core/brisk.h"
+#include "brisk.h"
 
 int main() {
   int n = brisk::cuda_device_count();

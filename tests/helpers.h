@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/brisk.h"
+#include "brisk.h"
 
 namespace bt {
 using namespace brisk;

@@ -110,7 +110,7 @@ TEST_CASE("precision: the method trains with bf16, fp8, int8; master or bf16 wei
     INFO(spec);
     TrainConfig c = small_config("brisk_precision");
     c.methods = {spec};
-    brisk::train::Trainer t(c);
+    brisk::train::Trainer t(c, brisk::efficiency::make_methods);
     t.fit();
     auto m = read_jsonl(c.out + "/metrics.jsonl");
     CHECK(m.back()["test_acc"].get<double>() > 0.8);
@@ -162,7 +162,7 @@ TEST_CASE("precision: fp16 scales the loss; an injected inf skips the step untou
   c.methods = {"precision:dtype=fp16"};
   c.eval_every = 4;
   c.momentum = 0.9;
-  brisk::train::Trainer t(c);
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* inj = new InfAt(6);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(inj));
   t.fit();

@@ -32,14 +32,14 @@ TEST_CASE("compose: conflicting combinations are errors naming the methods", "[c
   // The trainer applies the same rules to a run's --method list.
   TrainConfig c = small_config("compose_conflict");
   c.methods = {"prune:target=0.5", "grow:kind=net2net"};
-  CHECK_THROWS_WITH(brisk::train::Trainer(c), Catch::Contains("cannot be combined"));
+  CHECK_THROWS_WITH(brisk::train::Trainer(c, brisk::efficiency::make_methods), Catch::Contains("cannot be combined"));
 }
 
 TEST_CASE("compose: a prune + select composite trains and keeps both invariants", "[compose]") {
   TrainConfig c = small_config("compose_ok");
   c.epochs = 2;
   c.methods = {"select:kind=rs2,ratio=0.5", "prune:target=0.5,schedule=oneshot,start=0"};
-  brisk::train::Trainer t(c);
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   t.fit();
   // RS2 visited half the data per epoch: 2 epochs x (512 / 2) / 64 = 8 steps (16 without it)
   CHECK(t.state().step == 8);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/cuda.h"
+#include "efficiency/method.h"
 #include "models/models.h"
 #include "nn/functional.h"
 #include "optim/optimizer.h"
@@ -118,7 +119,7 @@ TEST_CASE("cuda: without a device, every entry point says so", "[cuda]") {
   CHECK(cuda::allocator_stats().requests == 0);
   TrainConfig c = small_config("brisk_cuda_nodev");
   c.device = "cuda";
-  CHECK_THROWS_WITH(train::Trainer(c), Catch::Contains("--device cuda") && Catch::Contains("use --device cpu"));
+  CHECK_THROWS_WITH(train::Trainer(c, brisk::efficiency::make_methods), Catch::Contains("--device cuda") && Catch::Contains("use --device cpu"));
 }
 
 TEST_CASE("cuda: a kernel never sees a tensor from another device", "[cuda]") {
@@ -410,6 +411,6 @@ TEST_CASE("cuda: brisk train --device cuda trains the mlp", "[cuda]") {
   TrainConfig c = small_config("brisk_cuda_train");
   c.device = "cuda";
   c.epochs = 2;
-  auto r = train::Trainer(c).fit();
+  auto r = train::Trainer(c, brisk::efficiency::make_methods).fit();
   CHECK(r.acc > 0.9);  // the synthetic classes are easy (same bar as the cpu test)
 }

@@ -30,7 +30,7 @@ TEST_CASE("profile: phases, kernels with FLOPs and bytes, a verdict and mitigati
   brisk::train::ProfileOptions o;
   o.steps = 6;
   o.warmup = 2;
-  json r = brisk::train::run_profile(c, o);
+  json r = brisk::train::run_profile(c, o, brisk::efficiency::make_methods);
   CHECK(r["steps"] == 6);
   CHECK(r["peak"]["gemm_gflops"].get<double>() > 0);
   CHECK(r["peak"]["copy_gbps"].get<double>() > 0);
@@ -61,10 +61,10 @@ TEST_CASE("profile: a method's own work is its own phase", "[profile]") {
   brisk::train::ProfileOptions o;
   o.steps = 5;
   o.warmup = 1;
-  json r = brisk::train::run_profile(c, o);
+  json r = brisk::train::run_profile(c, o, brisk::efficiency::make_methods);
   REQUIRE(r["phases"].contains("method: sleepy"));
   CHECK(r["phases"]["method: sleepy"].get<double>() >= 0.09);  // 5 steps x 20 ms
   CHECK(r["phases"]["method: sleepy"].get<double>() < r["train_seconds"].get<double>());
   o.steps = 1000;  // more than the run has
-  CHECK_THROWS_WITH(brisk::train::run_profile(c, o), Catch::Contains("lower --steps"));
+  CHECK_THROWS_WITH(brisk::train::run_profile(c, o, brisk::efficiency::make_methods), Catch::Contains("lower --steps"));
 }

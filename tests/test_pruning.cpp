@@ -8,8 +8,8 @@
 #include "efficiency/pruning/magnitude.h"
 #include "models/models.h"
 #include "nn/layers.h"
-#include "nn/surgery.h"
-#include "nn/sparsity.h"
+#include "surgery/surgery.h"
+#include "core/mask.h"
 #include "optim/optimizer.h"
 #include "tests/train_helpers.h"
 
@@ -58,7 +58,7 @@ TEST_CASE("pruning: global ranking, and no layer is emptied unless asked", "[pru
   CHECK(e[1].to_vector() == std::vector<double>({0, 0}));
   int64_t zeros = 0;
   for (auto& t : global_magnitude_masks({randn({30}), randn({20})}, 0.9, {}))
-    zeros += brisk::nn::count_zeros(t);
+    zeros += brisk::count_zeros(t);
   CHECK(zeros == 45);
 }
 
@@ -96,21 +96,21 @@ static void check_stays_zero(const std::string& opt_name) {
   INFO(opt_name);
   manual_seed(3);
   brisk::nn::Linear l1(20, 16), l2(16, 4);
-  brisk::nn::set_mask(l1.weight, magnitude_mask(l1.weight, 200));
-  brisk::nn::set_mask(l2.weight, nm_mask(l2.weight, 2, 4));
+  brisk::set_mask(l1.weight, magnitude_mask(l1.weight, 200));
+  brisk::set_mask(l2.weight, nm_mask(l2.weight, 2, 4));
   brisk::optim::NamedParams ps{{"w1", l1.weight}, {"b1", l1.bias}, {"w2", l2.weight}, {"b2", l2.bias}};
   std::unique_ptr<brisk::optim::Optimizer> opt;
   if (opt_name == "sgd")
     opt = std::make_unique<brisk::optim::SGD>(ps, brisk::optim::SGDOptions{0.05, 0.9, 0, 5e-3, true});
   else
     opt = std::make_unique<brisk::optim::AdamW>(ps, brisk::optim::AdamWOptions{0.01, 0.9, 0.999, 1e-8, 0.1});
-  Tensor m1 = brisk::nn::get_mask(l1.weight), m2 = brisk::nn::get_mask(l2.weight);
+  Tensor m1 = brisk::get_mask(l1.weight), m2 = brisk::get_mask(l2.weight);
   for (int step = 0; step < 25; ++step) {
     Tensor x = randn({8, 20});
     Tensor loss = mean(pow(l2.forward(relu(l1.forward(x))), 2.0));
     opt->zero_grad();
     loss.backward();
-    CHECK(brisk::nn::count_zeros(l1.weight.grad() * (1.0 - m1)) == l1.weight.numel());  // grads masked
+    CHECK(brisk::count_zeros(l1.weight.grad() * (1.0 - m1)) == l1.weight.numel());  // grads masked
     opt->step();
   }
   for (auto [w, m, key] : {std::tuple{l1.weight, m1, "w1"}, {l2.weight, m2, "w2"}}) {
@@ -132,16 +132,16 @@ TEST_CASE("pruning: masked weights and optimizer state stay exactly zero", "[pru
 
 TEST_CASE("pruning: set_mask validates its input", "[pruning]") {
   brisk::nn::Linear l(3, 2);
-  CHECK_THROWS_WITH(brisk::nn::set_mask(l.weight, ones({3, 2})), Catch::Contains("[3, 2]") && Catch::Contains("[2, 3]"));
-  CHECK_THROWS_WITH(brisk::nn::set_mask(l.weight, full({2, 3}, 0.5)), Catch::Contains("only hold 0 and 1"));
-  CHECK_THROWS_WITH(brisk::nn::set_mask(ones({2}), ones({2})), Catch::Contains("parameters"));
+  CHECK_THROWS_WITH(brisk::set_mask(l.weight, ones({3, 2})), Catch::Contains("[3, 2]") && Catch::Contains("[2, 3]"));
+  CHECK_THROWS_WITH(brisk::set_mask(l.weight, full({2, 3}, 0.5)), Catch::Contains("only hold 0 and 1"));
+  CHECK_THROWS_WITH(brisk::set_mask(ones({2}), ones({2})), Catch::Contains("parameters"));
 }
 
 TEST_CASE("pruning: the prune method reaches its target and resumes bit-exactly", "[pruning][train]") {
   TrainConfig c = small_config("brisk_prune");
   c.epochs = 2;
   c.methods = {"prune:target=0.9,schedule=gradual,frequency=3,end=1"};
-  auto r = Trainer(c).fit();
+  auto r = Trainer(c, brisk::efficiency::make_methods).fit();
   auto m = read_jsonl(c.out + "/metrics.jsonl");
   REQUIRE(m.size() == 2);
   CHECK(m.back()["sparsity"].get<double>() == Approx(0.9).margin(1e-3));
@@ -169,7 +169,7 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
   TrainConfig c = small_config("brisk_prune_nm");
   c.epochs = 1;
   c.methods = {"prune:structure=2:4"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   t.fit();
   for (auto& [n, p] : t.model().named_parameters()) {
     if (p.dim() < 2) continue;
@@ -182,10 +182,10 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
   cc.epochs = 1;
   cc.max_steps = 2;
   cc.methods = {"prune:structure=2:4"};
-  Trainer tc(cc);
+  Trainer tc(cc, brisk::efficiency::make_methods);
   tc.fit();
   auto& seq = dynamic_cast<brisk::nn::Sequential&>(tc.model());
-  CHECK_FALSE(brisk::nn::has_mask(seq[0]->parameter("weight")));
+  CHECK_FALSE(brisk::has_mask(seq[0]->parameter("weight")));
   Tensor w3 = seq[3]->parameter("weight");
   CHECK(sum(ne(w3, zeros_like(w3)).to(DType::f64)).item() == w3.numel() / 2);
   auto m = read_jsonl(cc.out + "/metrics.jsonl");
@@ -224,7 +224,7 @@ TEST_CASE("pruning: drop and grow sets are disjoint and the count is constant", 
     CHECK(dropped.size() == 12);
     CHECK(grown.size() == 12);
     for (int64_t i : grown) CHECK_FALSE(dropped.count(i));
-    CHECK(brisk::nn::count_zeros(r.mask) == brisk::nn::count_zeros(m));
+    CHECK(brisk::count_zeros(r.mask) == brisk::count_zeros(m));
     auto mv = m.to_vector(), wv = w.to_vector(), gv = g.to_vector();
     double max_dropped = 0, min_kept = 1e9;
     for (int64_t i = 0; i < 200; ++i) {
@@ -251,7 +251,7 @@ TEST_CASE("pruning: RigL and SET keep per-layer counts constant and resume bit-e
     c.epochs = 2;
     c.eval_every = 4;
     c.methods = {"prune:target=0.8,schedule=" + sched + ",frequency=2,alpha=0.5"};
-    Trainer t(c);
+    Trainer t(c, brisk::efficiency::make_methods);
     t.fit();
     auto m = read_jsonl(c.out + "/metrics.jsonl");
     REQUIRE(m.size() == 4);
@@ -269,7 +269,7 @@ TEST_CASE("pruning: RigL and SET keep per-layer counts constant and resume bit-e
     for (size_t l = 0; l < names.size(); ++l) {
       Tensor mask = fin.at("method/0/" + names[l]);
       int64_t n = mask.numel();
-      CHECK(n - brisk::nn::count_zeros(mask) == std::llround(dens[l] * double(n)));
+      CHECK(n - brisk::count_zeros(mask) == std::llround(dens[l] * double(n)));
       // pruned weights are exactly zero
       CHECK(max(abs(fin.at("model/" + names[l]) * (1.0 - mask))).item() == 0.0);
     }
@@ -288,7 +288,7 @@ class RewindCheck : public brisk::train::Callback {
     TensorMap st = t.callbacks()[0]->state_tensors();
     for (auto& [n, p] : t.model().named_parameters()) {
       Tensor snap = st.at("imp/" + n);
-      Tensor m = brisk::nn::get_mask(p);
+      Tensor m = brisk::get_mask(p);
       Tensor want = m.defined() ? snap * m : snap;
       INFO("param " << n << " step " << t.state().step << " diff " << max(abs(p.detach() - want)).item());
       REQUIRE(bit_equal(p.detach(), want));
@@ -304,7 +304,7 @@ TEST_CASE("pruning: IMP prunes each round, rewinds and reaches the target", "[pr
   c.epochs = 2;
   c.max_steps = 0;
   c.methods = {"prune:target=0.75,schedule=imp,rounds=3,rewind=0.1"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   CHECK(t.total_steps() == 16);  // rounds of 5, 5, 6 steps
   auto* rc = new RewindCheck;
   t.add_callback(std::unique_ptr<brisk::train::Callback>(rc));
@@ -370,7 +370,7 @@ TEST_CASE("pruning: channel pruning shrinks the model mid-training and resumes b
   TrainConfig c = small_config("brisk_channel");
   c.epochs = 2;
   c.methods = {"prune:target=0.5,structure=channel,start=0.25"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   t.fit();
   CHECK(t.model().num_parameters() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
   auto m = read_jsonl(c.out + "/metrics.jsonl");
@@ -381,7 +381,7 @@ TEST_CASE("pruning: channel pruning shrinks the model mid-training and resumes b
   rn.model = "resnet";
   rn.epochs = 1;
   rn.methods = {"prune:target=0.5,structure=channel,start=0.25,score=bn"};
-  Trainer tr(rn);
+  Trainer tr(rn, brisk::efficiency::make_methods);
   tr.fit();  // coupled channels of the residual stream pruned together
   auto& seq = dynamic_cast<brisk::nn::Sequential&>(tr.model());
   for (auto& g : brisk::nn::channel_groups(seq))
@@ -420,7 +420,7 @@ TEST_CASE("pruning: linear switches to the CSR kernel above the sparsity thresho
   Tensor dense_out = l.forward(x);
   double threshold = brisk::nn::functional::sparse_linear_threshold();
   CHECK(threshold == 0.9);  // the default, from bench/sparse_linear.cpp's crossover
-  brisk::nn::set_mask(l.weight, magnitude_mask(l.weight, 64 * 32 * 97 / 100));  // above the threshold
+  brisk::set_mask(l.weight, magnitude_mask(l.weight, 64 * 32 * 97 / 100));  // above the threshold
   Tensor masked_ref;
   {
     brisk::nn::functional::set_sparse_linear_threshold(2.0);  // off
@@ -431,7 +431,7 @@ TEST_CASE("pruning: linear switches to the CSR kernel above the sparsity thresho
   CHECK(last_backend("csr_linear") == "cpu");
   expect_close(y, masked_ref, dtype_tol(DType::f32, 64), "auto sparse vs dense masked");
   brisk::nn::Linear l2(64, 32);
-  brisk::nn::set_mask(l2.weight, magnitude_mask(l2.weight, 64 * 32 / 2));  // 50%: stays dense
+  brisk::set_mask(l2.weight, magnitude_mask(l2.weight, 64 * 32 / 2));  // 50%: stays dense
   auto csr_calls = [] {
     for (auto& s : op_stats())
       if (s.op == "csr_linear") return s.calls;

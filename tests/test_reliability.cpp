@@ -165,11 +165,11 @@ TEST_CASE("reliability: method specs that would do nothing are refused up front"
   // 5:11 fits no layer of the mlp (K = 784, 512, 256): refused when training starts.
   auto cfg = small_config("nm_fits_none");
   cfg.methods = {"prune:structure=5:11"};
-  CHECK_THROWS_WITH(train::Trainer(cfg).fit(), Contains("fits no layer"));
+  CHECK_THROWS_WITH(train::Trainer(cfg, brisk::efficiency::make_methods).fit(), Contains("fits no layer"));
   auto ok = small_config("nm_fits");
   ok.max_steps = 1;
   ok.methods = {"prune:structure=2:4"};
-  CHECK_NOTHROW(train::Trainer(ok).fit());
+  CHECK_NOTHROW(train::Trainer(ok, brisk::efficiency::make_methods).fit());
 }
 
 TEST_CASE("reliability: data that does not fit the model is named when it is opened", "[reliability]") {
@@ -183,13 +183,13 @@ TEST_CASE("reliability: data that does not fit the model is named when it is ope
   auto cfg = small_config("wrong_size");
   cfg.data_dir = d.string();
   cfg.model = "cnn";
-  CHECK_THROWS_WITH(train::Trainer(cfg), Contains("training images are [1, 32, 32]"));
+  CHECK_THROWS_WITH(train::Trainer(cfg, brisk::efficiency::make_methods), Contains("training images are [1, 32, 32]"));
   auto big_batch = small_config("big_batch");
   big_batch.batch_size = 100000;
-  CHECK_THROWS_WITH(train::Trainer(big_batch), Contains("exceeds the 512 training examples"));
+  CHECK_THROWS_WITH(train::Trainer(big_batch, brisk::efficiency::make_methods), Contains("exceeds the 512 training examples"));
   auto not_dir = small_config("out_is_file");
   write_bytes(not_dir.out, "x");
-  CHECK_THROWS_WITH(train::Trainer(not_dir).fit(), Contains("is not a folder"));
+  CHECK_THROWS_WITH(train::Trainer(not_dir, brisk::efficiency::make_methods).fit(), Contains("is not a folder"));
   fs::remove(not_dir.out);
 }
 
@@ -212,7 +212,7 @@ TEST_CASE("reliability: a diverged evaluation is never checkpointed", "[reliabil
   auto cfg = small_config("diverged");
   cfg.epochs = 3;
   {
-    train::Trainer t(cfg);
+    train::Trainer t(cfg, brisk::efficiency::make_methods);
     t.add_callback(std::make_unique<Poison>(2));
     CHECK_THROWS_WITH(t.fit(), Contains("evaluation loss is nan after step 16") &&
                                    Contains("last good checkpoint") && Contains("(step 8)"));
@@ -223,7 +223,7 @@ TEST_CASE("reliability: a diverged evaluation is never checkpointed", "[reliabil
   auto lines = read_jsonl(cfg.out + "/metrics.jsonl");
   REQUIRE(lines.size() == 1);
   CHECK(std::isfinite(lines[0]["test_loss"].get<double>()));
-  train::Trainer again(cfg);
+  train::Trainer again(cfg, brisk::efficiency::make_methods);
   again.add_callback(std::make_unique<Poison>(99));  // the same methods as the checkpoint, never firing
   CHECK(std::isfinite(again.fit(true).loss));
 }
@@ -232,7 +232,7 @@ TEST_CASE("reliability: resume drops metrics lines past the checkpoint and torn 
   auto cfg = small_config("trim_metrics");
   cfg.epochs = 2;
   cfg.max_steps = 8;
-  train::Trainer(cfg).fit();
+  train::Trainer(cfg, brisk::efficiency::make_methods).fit();
   // As after a crash between appending a line and saving its checkpoint:
   // a line for a later step, then a torn one.
   {
@@ -240,7 +240,7 @@ TEST_CASE("reliability: resume drops metrics lines past the checkpoint and torn 
     f << R"({"step": 12, "test_acc": 0.5})" << "\n" << R"({"step": 16, "te)";
   }
   cfg.max_steps = 0;
-  train::Trainer(cfg).fit(true);
+  train::Trainer(cfg, brisk::efficiency::make_methods).fit(true);
   auto lines = read_jsonl(cfg.out + "/metrics.jsonl");
   std::vector<int64_t> steps;
   for (auto& l : lines) steps.push_back(l["step"].get<int64_t>());
@@ -254,9 +254,9 @@ TEST_CASE("reliability: pruning masks survive a checkpoint taken before the firs
   auto cfg = small_config("masks_resume");
   cfg.max_steps = 4;
   cfg.methods = {"prune:target=0.5,schedule=oneshot"};
-  train::Trainer(cfg).fit();
+  train::Trainer(cfg, brisk::efficiency::make_methods).fit();
   TensorMap before = final_tensors(cfg.out);
-  train::Trainer t(cfg);
+  train::Trainer t(cfg, brisk::efficiency::make_methods);
   t.load_checkpoint(cfg.out);
   t.save_checkpoint();
   TensorMap after = final_tensors(cfg.out);

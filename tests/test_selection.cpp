@@ -54,7 +54,7 @@ TEST_CASE("selection: RS2 rounds are exact, cover the data each cycle, and set t
   TrainConfig c = small_config("brisk_rs2");  // 512 examples, batch 64
   c.epochs = 8;
   c.methods = {"select:kind=rs2,ratio=0.25"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   CHECK(t.total_steps() == 8 * 2);  // 128 examples = 2 batches per round
   t.fit();
   auto m = read_jsonl(c.out + "/metrics.jsonl");
@@ -69,7 +69,7 @@ TEST_CASE("selection: RS2 rounds are exact, cover the data each cycle, and set t
   TrainConfig odd = small_config("brisk_rs2_odd");
   odd.epochs = 3;
   odd.methods = {"select:kind=rs2,ratio=0.3"};  // 153.6 -> 128 (whole batches), 4 rounds per cycle
-  Trainer t2(odd);
+  Trainer t2(odd, brisk::efficiency::make_methods);
   CHECK(t2.total_steps() == 3 * 2);
 
   check_resume_bit_exact(c, {5}, /*run_full=*/false);
@@ -118,7 +118,7 @@ TEST_CASE("selection: InfoBatch uses all data first and last, and resumes bit-ex
   TrainConfig c = small_config("brisk_infobatch");
   c.epochs = 8;
   c.methods = {"select:kind=infobatch,ratio=0.5,delta=0.25"};
-  Trainer(c).fit();
+  Trainer(c, brisk::efficiency::make_methods).fit();
   auto m = read_jsonl(c.out + "/metrics.jsonl");
   REQUIRE(m.size() == 8);
   std::vector<int64_t> steps;
@@ -142,7 +142,7 @@ TEST_CASE("selection: static EL2N / forgetting pruning keeps exactly the top sco
     TrainConfig c = small_config("brisk_static_" + kind);
     c.epochs = 4;
     c.methods = {"select:kind=" + kind + ",keep=0.25,start=2"};
-    Trainer t(c);
+    Trainer t(c, brisk::efficiency::make_methods);
     CHECK(t.total_steps() == 8 + 8 + 2 + 2);  // two scoring epochs, then 128 examples
     t.fit();
     auto m = read_jsonl(c.out + "/metrics.jsonl");
@@ -162,7 +162,7 @@ TEST_CASE("selection: static EL2N / forgetting pruning keeps exactly the top sco
   TrainConfig all = small_config("brisk_static_all");
   all.epochs = 2;
   all.methods = {"select:kind=el2n,keep=1,start=1"};
-  Trainer t(all);
+  Trainer t(all, brisk::efficiency::make_methods);
   CHECK(t.total_steps() == 16);  // keep = 1 selects everything
 }
 
@@ -195,14 +195,14 @@ TEST_CASE("selection: Selective Backprop buffers full batches, exact rank counts
   TrainConfig all = small_config("brisk_sb_all");
   all.epochs = 2;
   all.methods = {"select:kind=selective-backprop,beta=0"};
-  Trainer t0(all);
+  Trainer t0(all, brisk::efficiency::make_methods);
   t0.fit();
   CHECK(t0.state().step == 16);  // beta = 0: everything is backpropagated
 
   TrainConfig rank = small_config("brisk_sb_rank");
   rank.epochs = 2;
   rank.methods = {"select:kind=selective-backprop,variant=rank,keep=0.5,start=0,end=1"};
-  Trainer t1(rank);
+  Trainer t1(rank, brisk::efficiency::make_methods);
   auto* check = new BatchSizeCheck;
   t1.add_callback(std::unique_ptr<brisk::train::Callback>(check));
   t1.fit();
@@ -216,7 +216,7 @@ TEST_CASE("selection: Selective Backprop buffers full batches, exact rank counts
   TrainConfig prob = small_config("brisk_sb_prob");
   prob.epochs = 3;
   prob.methods = {"select:kind=selective-backprop,beta=2,history=256"};
-  Trainer t2(prob);
+  Trainer t2(prob, brisk::efficiency::make_methods);
   auto* check2 = new BatchSizeCheck;
   t2.add_callback(std::unique_ptr<brisk::train::Callback>(check2));
   t2.fit();
@@ -249,7 +249,7 @@ TEST_CASE("selection: RHO-LOSS end to end: holdout never trained on, time counte
   TrainConfig c = small_config("brisk_rho");
   c.epochs = 2;
   c.methods = {"select:kind=rho-loss,keep=0.5,holdout=0.25,il_epochs=1"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   t.fit();
   auto m = read_jsonl(c.out + "/metrics.jsonl");
   CHECK(m.back()["score_s"].get<double>() > 0.0);
@@ -284,7 +284,7 @@ TEST_CASE("selection: curriculum visits the kept set from easy to hard", "[selec
   TrainConfig c = small_config("brisk_curriculum");
   c.epochs = 3;
   c.methods = {"select:kind=el2n,keep=0.5,start=2,order=curriculum"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   auto* oc = new OrderCheck;
   t.add_callback(std::unique_ptr<brisk::train::Callback>(oc));
   t.fit();
@@ -355,7 +355,7 @@ TEST_CASE("selection: static GraNd pruning keeps exactly the top scores, and res
   TrainConfig c = small_config("brisk_static_grand");
   c.epochs = 3;
   c.methods = {"select:kind=grand,keep=0.25,start=1"};
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   CHECK(t.total_steps() == 8 + 2 + 2);
   t.fit();
   auto m = read_jsonl(c.out + "/metrics.jsonl");
@@ -381,6 +381,6 @@ TEST_CASE("selection: static GraNd pruning keeps exactly the top scores, and res
                       TrainConfig bad = small_config("brisk_static_grand_bad");
                       bad.methods = {"select:kind=grand,grand=middle"};
                       return bad;
-                    }()),
+                    }(), brisk::efficiency::make_methods),
                     Catch::Contains("unknown grand scope 'middle'"));
 }

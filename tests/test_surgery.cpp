@@ -1,7 +1,7 @@
 // Surgery: widen and deepen preserve the function (noise 0, eval mode), and
 // the optimizer state is remapped: old kept, new zero, splits divided, no aliasing.
 #include "models/models.h"
-#include "nn/surgery.h"
+#include "surgery/surgery.h"
 #include "efficiency/method.h"
 #include "tests/train_helpers.h"
 
@@ -337,7 +337,7 @@ TEST_CASE("surgery: the grow method widens on schedule, preserves the function, 
   TrainConfig c = small_config("brisk_grow");  // mlp, 16 steps
   c.epochs = 2;
   c.methods = {"grow:kind=net2net,start=0.25,points=0.25/0.5"};
-  brisk::train::Trainer t(c);
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* probe = new GrowthProbe(4);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
   t.fit();
@@ -356,7 +356,7 @@ TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) a
   c.model = "resnet";
   c.epochs = 2;
   c.methods = {"grow:kind=net2net,start=0.5,points=0.25"};
-  brisk::train::Trainer t(c);
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* probe = new GrowthProbe(4);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
   t.fit();
@@ -369,7 +369,7 @@ TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) a
   s.epochs = 2;
   s.methods = {"grow:kind=stack,points=0.25/0.5"};
   s.eval_every = 2;
-  brisk::train::Trainer ts(s);
+  brisk::train::Trainer ts(s, brisk::efficiency::make_methods);
   ts.fit();
   auto m = read_jsonl(s.out + "/metrics.jsonl");
   CHECK(ts.model().num_parameters() == brisk::models::resnet(1.0, 2)->num_parameters());
@@ -379,7 +379,7 @@ TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) a
   check_resume_bit_exact(s, {3, 5}, /*run_full=*/false);
   TrainConfig bad = small_config("brisk_stack_mlp");
   bad.methods = {"grow:kind=stack"};
-  CHECK_THROWS_WITH(brisk::train::Trainer(bad).fit(), Catch::Contains("needs identity residual blocks"));
+  CHECK_THROWS_WITH(brisk::train::Trainer(bad, brisk::efficiency::make_methods).fit(), Catch::Contains("needs identity residual blocks"));
 }
 
 // MSG: the training loss on a fixed batch right before and right after growth.
@@ -410,7 +410,7 @@ TEST_CASE("surgery: MSG growth keeps the loss, ramps its gates, and resumes exac
   TrainConfig c = small_config("brisk_msg");  // mlp, 16 steps
   c.epochs = 2;
   c.methods = {"grow:kind=msg,start=0.25,points=0.25/0.5,ramp=0.25"};
-  brisk::train::Trainer t(c);
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* probe = new MsgProbe(4);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
   t.fit();

@@ -44,7 +44,7 @@ TEST_CASE("train: events fire in the documented order", "[train]") {
   c.epochs = 1;
   c.max_steps = 2;
   std::vector<std::string> log;
-  Trainer t(c);
+  Trainer t(c, brisk::efficiency::make_methods);
   t.add_callback(std::make_unique<Recorder>(&log));
   t.fit();
   std::vector<std::string> batch{"batch_start", "after_forward", "after_loss", "after_backward",
@@ -60,7 +60,7 @@ TEST_CASE("train: events fire in the documented order", "[train]") {
   TrainConfig c2 = small_config("brisk_events2");
   c2.epochs = 1;
   std::vector<std::string> log2;
-  Trainer t2(c2);
+  Trainer t2(c2, brisk::efficiency::make_methods);
   t2.add_callback(std::make_unique<Recorder>(&log2));
   t2.fit();
   REQUIRE(log2.size() >= 4);
@@ -71,7 +71,7 @@ TEST_CASE("train: events fire in the documented order", "[train]") {
 TEST_CASE("train: learns, and writes metrics.jsonl, config.json and a checkpoint", "[train]") {
   TrainConfig c = small_config("brisk_learns");
   c.epochs = 3;
-  auto r = Trainer(c).fit();
+  auto r = Trainer(c, brisk::efficiency::make_methods).fit();
   CHECK(r.acc > 0.9);  // the synthetic classes are easy
   auto m = read_jsonl(c.out + "/metrics.jsonl");
   REQUIRE(m.size() == 3);
@@ -106,7 +106,7 @@ TEST_CASE("train: a resumed run is bit-identical to an uninterrupted one", "[tra
 TEST_CASE("train: a NaN loss stops with the step named and keeps the checkpoint", "[train]") {
   TrainConfig c = small_config("brisk_nan");
   c.epochs = 1;
-  Trainer(c).fit();
+  Trainer(c, brisk::efficiency::make_methods).fit();
   std::string before;
   {
     std::ifstream f(c.out + "/checkpoint.json");
@@ -115,7 +115,7 @@ TEST_CASE("train: a NaN loss stops with the step named and keeps the checkpoint"
   TrainConfig bad = c;
   bad.epochs = 3;
   bad.lr = 1e30;  // diverges at once
-  CHECK_THROWS_WITH(Trainer(bad).fit(true), Catch::Contains("loss is") && Catch::Contains("at step") &&
+  CHECK_THROWS_WITH(Trainer(bad, brisk::efficiency::make_methods).fit(true), Catch::Contains("loss is") && Catch::Contains("at step") &&
                                                  Catch::Contains("untouched"));
   std::ifstream f(c.out + "/checkpoint.json");
   std::string after((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -127,18 +127,18 @@ TEST_CASE("train: checkpoints are never overwritten by a fresh run, and corrupti
   TrainConfig c = small_config("brisk_ckpt");
   c.epochs = 1;
   c.max_steps = 3;
-  Trainer(c).fit();
-  CHECK_THROWS_WITH(Trainer(c).fit(false), Catch::Contains("already holds a checkpoint") && Catch::Contains("--resume"));
+  Trainer(c, brisk::efficiency::make_methods).fit();
+  CHECK_THROWS_WITH(Trainer(c, brisk::efficiency::make_methods).fit(false), Catch::Contains("already holds a checkpoint") && Catch::Contains("--resume"));
   // truncate the tensors file
   std::ifstream jf(c.out + "/checkpoint.json");
   json j = json::parse(jf);
   std::string tpath = c.out + "/" + j["tensors_file"].get<std::string>();
   fs::resize_file(tpath, fs::file_size(tpath) / 2);
-  CHECK_THROWS_WITH(Trainer(c).fit(true), Catch::Contains("truncated"));
+  CHECK_THROWS_WITH(Trainer(c, brisk::efficiency::make_methods).fit(true), Catch::Contains("truncated"));
   atomic_write(c.out + "/checkpoint.json", "{ not json");
-  CHECK_THROWS_WITH(Trainer(c).fit(true), Catch::Contains("corrupt") && Catch::Contains("checkpoint.json"));
+  CHECK_THROWS_WITH(Trainer(c, brisk::efficiency::make_methods).fit(true), Catch::Contains("corrupt") && Catch::Contains("checkpoint.json"));
   TrainConfig none = small_config("brisk_nockpt");
-  CHECK_THROWS_WITH(Trainer(none).fit(true), Catch::Contains("no checkpoint to resume"));
+  CHECK_THROWS_WITH(Trainer(none, brisk::efficiency::make_methods).fit(true), Catch::Contains("no checkpoint to resume"));
 }
 
 TEST_CASE("train: config keys, TOML files and method specs are validated", "[train]") {
@@ -177,8 +177,8 @@ TEST_CASE("train: config keys, TOML files and method specs are validated", "[tra
 TEST_CASE("train: bad devices and missing data are clear errors", "[train]") {
   TrainConfig c = small_config("brisk_dev");
   c.device = "cuda";
-  CHECK_THROWS_WITH(Trainer(c), Catch::Contains("--device cuda"));
+  CHECK_THROWS_WITH(Trainer(c, brisk::efficiency::make_methods), Catch::Contains("--device cuda"));
   TrainConfig d = small_config("brisk_nodata");
   d.data_dir = "/nonexistent/fmnist";
-  CHECK_THROWS_WITH(Trainer(d), Catch::Contains("/nonexistent/fmnist") && Catch::Contains("dataset-fashion-mnist"));
+  CHECK_THROWS_WITH(Trainer(d, brisk::efficiency::make_methods), Catch::Contains("/nonexistent/fmnist") && Catch::Contains("dataset-fashion-mnist"));
 }

@@ -9,6 +9,7 @@
 
 #include "core/safetensors.h"
 #include "tests/helpers.h"
+#include "efficiency/method.h"
 #include "train/trainer.h"
 
 namespace bt {
@@ -84,18 +85,18 @@ inline TensorMap final_tensors(const std::string& dir) {
 // each of `stops` (by --max-steps) and resumed, and checks that every final
 // tensor (model, optimizer, method state) is bit-identical.
 inline void check_resume_bit_exact(const TrainConfig& full, const std::vector<int64_t>& stops, bool run_full = true) {
-  if (run_full) brisk::train::Trainer(full).fit();
+  if (run_full) brisk::train::Trainer(full, brisk::efficiency::make_methods).fit();
   TrainConfig part = full;
   part.out = full.out + "_part";
   fs::remove_all(part.out);
   bool resume = false;
   for (int64_t s : stops) {
     part.max_steps = s;
-    brisk::train::Trainer(part).fit(resume);
+    brisk::train::Trainer(part, brisk::efficiency::make_methods).fit(resume);
     resume = true;
   }
   part.max_steps = 0;
-  brisk::train::Trainer(part).fit(true);
+  brisk::train::Trainer(part, brisk::efficiency::make_methods).fit(true);
   TensorMap a = final_tensors(full.out), b = final_tensors(part.out);
   REQUIRE(a.size() == b.size());
   for (auto& [k, v] : a) {

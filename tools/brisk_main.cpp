@@ -17,7 +17,7 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
-#include "core/brisk.h"
+#include "brisk.h"
 #include "data/idx.h"
 #include "efficiency/method.h"
 #include "efficiency/speedup/harness.h"
@@ -185,7 +185,7 @@ int run_train(CLI::App& sub, const TrainFlags& f) {
     cfg.methods.clear();
     for (auto& m : f.methods) cfg.set("method", m);
   }
-  return train::run_training(cfg, !f.resume.empty());
+  return train::run_training(cfg, !f.resume.empty(), efficiency::make_methods);
 }
 
 }  // namespace
@@ -261,7 +261,7 @@ int main(int argc, char** argv) {
         cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
       }
       cfg.validate();
-      nlohmann::json rep = train::run_profile(cfg, po);
+      nlohmann::json rep = train::run_profile(cfg, po, efficiency::make_methods);
       if (prof_json == "-") {
         std::printf("%s\n", rep.dump(2).c_str());
         return 0;

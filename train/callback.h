@@ -13,6 +13,9 @@
 // order (the order of --method flags), except where efficiency/ documents a
 // composition rule.
 #pragma once
+#include <functional>
+#include <memory>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -69,5 +72,11 @@ class Callback {
   // pruning, growth) replay their surgery here so the shapes match.
   virtual void on_restore(Trainer&) {}
 };
+
+// Makes the callbacks of a run's `--method` specs, in the order they act.
+// The trainer takes one from its caller (efficiency::make_methods), so the
+// training loop does not depend on the efficiency layer above it.
+using MethodBuilder =
+    std::function<std::vector<std::unique_ptr<Callback>>(const std::vector<std::string>& specs)>;
 
 }  // namespace brisk::train

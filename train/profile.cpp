@@ -63,7 +63,7 @@ MachinePeak measure_peak() {
   return p;
 }
 
-json run_profile(TrainConfig cfg, const ProfileOptions& o) {
+json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& methods) {
   BRISK_CHECK(o.steps >= 1, "profile: --steps must be >= 1, got ", o.steps);
   BRISK_CHECK(o.warmup >= 1, "profile: warm-up must be >= 1 step, got ", o.warmup);
   fs::path dir = fs::temp_directory_path() / ("brisk_profile_" + std::to_string(::getpid()));
@@ -105,7 +105,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o) {
       }
     }
   };
-  Trainer t(cfg);
+  Trainer t(cfg, methods);
   auto probe_owner = std::make_unique<Probe>(o.warmup, o.warmup + o.steps);
   Probe* probe = probe_owner.get();
   t.add_callback(std::move(probe_owner));

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "train/callback.h"
 #include "train/config.h"
 
 namespace brisk::train {
@@ -20,7 +21,7 @@ struct ProfileOptions {
 
 // Runs the profile (the run folder is a temporary directory, removed after)
 // and returns the report; `format_profile` renders it as text tables.
-nlohmann::json run_profile(TrainConfig cfg, const ProfileOptions& o);
+nlohmann::json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& methods = {});
 std::string format_profile(const nlohmann::json& report);
 
 // Measured peaks of this machine on the current thread count: sgemm 1024^3

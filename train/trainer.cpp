@@ -10,8 +10,6 @@
 #include <fstream>
 
 #include "core/flops.h"
-#include "efficiency/compose.h"
-#include "efficiency/method.h"
 #include "core/cuda.h"
 #include "models/models.h"
 #include "train/progress.h"
@@ -42,7 +40,7 @@ void Trainer::check_data_fits_model(const data::Dataset& d, const char* split) c
               cfg_.model, " reads ", shape_str(want), " (28x28 grey images)");
 }
 
-Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
+Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move(cfg)) {
   cfg_.validate();
   device_ = Device::parse(cfg_.device);
   BRISK_CHECK(device_.type != DeviceType::meta, "--device meta: meta tensors hold no data; use cpu or cuda");
@@ -82,8 +80,11 @@ Trainer::Trainer(TrainConfig cfg) : cfg_(std::move(cfg)) {
     o.weight_decay = cfg_.weight_decay;
     optimizer_ = std::make_unique<optim::AdamW>(model_->named_parameters(), o);
   }
-  for (auto& m : cfg_.methods) callbacks_.push_back(efficiency::make_method(m));
-  efficiency::order_and_check(callbacks_);  // documented order; conflicting sets are errors
+  if (!cfg_.methods.empty()) {
+    BRISK_CHECK(methods, "Trainer: the config names efficiency methods (", cfg_.methods.front(),
+                ", ...) but no method builder was given: construct the Trainer with efficiency::make_methods");
+    callbacks_ = methods(cfg_.methods);  // in composition order, conflicts refused
+  }
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
   so.base_lr = cfg_.lr;
@@ -120,10 +121,7 @@ int64_t Trainer::total_steps() const {
   return std::max<int64_t>(total, 1);
 }
 
-void Trainer::add_callback(std::unique_ptr<Callback> cb) {
-  callbacks_.push_back(std::move(cb));
-  efficiency::order_and_check(callbacks_);
-}
+void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
 
 int64_t Trainer::schedule_position() const {
   int64_t full = train_loader_->num_batches_full(), now = std::max<int64_t>(train_loader_->num_batches(), 1);
@@ -419,9 +417,9 @@ void Trainer::write_config_json() {
   atomic_write((fs::path(cfg_.out) / "config.json").string(), j.dump(2) + "\n");
 }
 
-int run_training(const TrainConfig& cfg_in, bool resume) {
+int run_training(const TrainConfig& cfg_in, bool resume, const MethodBuilder& methods) {
   TrainConfig cfg = cfg_in;
-  Trainer t(cfg);
+  Trainer t(cfg, methods);
   std::printf("brisk train: model %s (%lld parameters), %s, %lld epochs x %lld batches of %lld, %s lr %g %s, "
               "%d threads, out %s%s\n",
               cfg.model.c_str(), (long long)t.model().num_parameters(), cfg.data.c_str(), (long long)cfg.epochs,

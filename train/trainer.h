@@ -41,9 +41,12 @@ struct TrainState {
 
 class Trainer {
  public:
-  // Builds model, data, optimizer and schedule from cfg. Methods come from
-  // cfg.methods (through efficiency/'s registry) plus any added before fit().
-  explicit Trainer(TrainConfig cfg);
+  // Builds model, data, optimizer and schedule from cfg. The efficiency
+  // methods of cfg.methods are made by `methods` (the trainer does not know
+  // them: pass efficiency::make_methods, which also puts them in their
+  // composition order and refuses conflicting sets); callbacks added with
+  // add_callback before fit() act after them, in the order added.
+  explicit Trainer(TrainConfig cfg, const MethodBuilder& methods = {});
   ~Trainer();
 
   void add_callback(std::unique_ptr<Callback> cb);
@@ -120,6 +123,6 @@ class Trainer {
 
 // The `brisk train` entry point: parses nothing, runs cfg, prints progress and
 // a one-line summary. Returns the process exit code.
-int run_training(const TrainConfig& cfg, bool resume);
+int run_training(const TrainConfig& cfg, bool resume, const MethodBuilder& methods = {});
 
 }  // namespace brisk::train

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -134,7 +135,7 @@ static Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   BinaryParams p{op};
   Tensor ins[2] = {a.detach().expand(s), b.detach().expand(s)};
   Tensor outs[1] = {out};
-  dispatch(is_compare(op) ? "compare" : "binary", a.device(), a.dtype(), KernelArgs{ins, outs, &p});
+  dispatch(is_compare(op) ? opkey::compare : opkey::binary, a.device(), a.dtype(), KernelArgs{ins, outs, &p});
   return out;
 }
 
@@ -218,7 +219,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = empty(s, TensorOptions(a.dtype(), a.device()));
   Tensor ins[3] = {cond.expand(s), a.detach().expand(s), b.detach().expand(s)};
   Tensor outs[1] = {out};
-  dispatch("where", a.device(), a.dtype(), KernelArgs{ins, outs, nullptr});
+  dispatch(opkey::where, a.device(), a.dtype(), KernelArgs{ins, outs, nullptr});
   Shape sa = a.shape(), sb = b.shape();
   return attach_grad(out, "WhereBackward", {a, b}, [=](const Tensor& g) {
     Tensor z = zeros_like(g);

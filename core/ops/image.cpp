@@ -1,5 +1,6 @@
 // im2col / col2im: the adjoint pair that turns conv2d into GEMM.
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -20,7 +21,7 @@ Tensor im2col(const Tensor& x, const Geom2d& g) {
   Tensor out = empty({g.N, g.C * g.kh * g.kw, g.Ho * g.Wo}, TensorOptions(x.dtype(), x.device()));
   Tensor ins[1] = {x.detach().contiguous()};
   Tensor outs[1] = {out};
-  dispatch("im2col", x.device(), x.dtype(), KernelArgs{ins, outs, &g});
+  dispatch(opkey::im2col, x.device(), x.dtype(), KernelArgs{ins, outs, &g});
   return attach_grad(out, "Im2colBackward", {x},
                      [g](const Tensor& gr) { return std::vector{col2im(gr, g)}; });
 }
@@ -32,7 +33,7 @@ Tensor col2im(const Tensor& cols, const Geom2d& g) {
   Tensor out = empty({g.N, g.C, g.H, g.W}, TensorOptions(cols.dtype(), cols.device()));
   Tensor ins[1] = {cols.detach().contiguous()};
   Tensor outs[1] = {out};
-  dispatch("col2im", cols.device(), cols.dtype(), KernelArgs{ins, outs, &g});
+  dispatch(opkey::col2im, cols.device(), cols.dtype(), KernelArgs{ins, outs, &g});
   return attach_grad(out, "Col2imBackward", {cols},
                      [g](const Tensor& gr) { return std::vector{im2col(gr, g)}; });
 }

@@ -2,6 +2,7 @@
 #include <numeric>
 
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -111,7 +112,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   DimParams p{dim};
   Tensor ins[2] = {x.detach(), idx};
   Tensor outs[1] = {out};
-  dispatch("gather", x.device(), x.dtype(), KernelArgs{ins, outs, &p});
+  dispatch(opkey::gather, x.device(), x.dtype(), KernelArgs{ins, outs, &p});
   Shape xs = x.shape();
   return attach_grad(out, "GatherBackward", {x}, [=](const Tensor& g) {
     return std::vector{scatter_add(zeros(xs, TensorOptions(g.dtype(), g.device())), dim, idx, g)};
@@ -132,7 +133,7 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
   DimParams p{dim};
   Tensor ins[2] = {idx, src.detach().contiguous()};
   Tensor outs[1] = {out};
-  dispatch("scatter_add", self.device(), self.dtype(), KernelArgs{ins, outs, &p});
+  dispatch(opkey::scatter_add, self.device(), self.dtype(), KernelArgs{ins, outs, &p});
   return attach_grad(out, "ScatterAddBackward", {self, src}, [=](const Tensor& g) {
     return std::vector{g, gather(g, dim, idx)};
   });

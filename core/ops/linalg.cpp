@@ -1,5 +1,6 @@
 // matmul: torch.matmul semantics on top of one batched GEMM primitive (bmm).
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/flops.h"
 #include "core/ops.h"
 
@@ -10,7 +11,7 @@ static Tensor bmm(const Tensor& a, const Tensor& b) {
   Tensor out = empty({a.size(0), a.size(1), b.size(2)}, TensorOptions(a.dtype(), a.device()));
   Tensor ins[2] = {a.detach(), b.detach()};
   Tensor outs[1] = {out};
-  dispatch("gemm", a.device(), a.dtype(), KernelArgs{ins, outs, nullptr});
+  dispatch(opkey::gemm, a.device(), a.dtype(), KernelArgs{ins, outs, nullptr});
   count_flops(2 * a.size(0) * a.size(1) * a.size(2) * b.size(2));
   bool ra = a.requires_grad(), rb = b.requires_grad();
   return attach_grad(out, "BmmBackward", {a, b}, [=](const Tensor& g) {

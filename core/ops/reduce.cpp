@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -58,7 +59,7 @@ Tensor reduce_raw(const Tensor& x, const ReducePlan& p, ReduceOp op, DType out_d
   ReduceParams rp{op};
   Tensor ins[1] = {rows};
   Tensor outs[1] = {out};
-  dispatch("reduce", x.device(), x.dtype(), KernelArgs{ins, outs, &rp});
+  dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp});
   return out.reshape(keepdim ? p.keepdim_shape : p.kept_shape);
 }
 
@@ -140,7 +141,7 @@ static Tensor softmax_impl(const Tensor& x, int64_t dim, bool log_form) {
   SoftmaxParams sp{log_form};
   Tensor ins[1] = {rows};
   Tensor outs[1] = {out};
-  dispatch("softmax", x.device(), x.dtype(), KernelArgs{ins, outs, &sp});
+  dispatch(opkey::softmax, x.device(), x.dtype(), KernelArgs{ins, outs, &sp});
   Tensor y = x.dim() == 0 ? out.reshape({}) : out.reshape(ts).transpose(dim, -1).contiguous();
   Tensor yd = y.detach();
   int64_t d = dim;

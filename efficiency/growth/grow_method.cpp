@@ -27,7 +27,7 @@
 #include <sstream>
 
 #include "efficiency/method.h"
-#include "nn/surgery.h"
+#include "surgery/surgery.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {

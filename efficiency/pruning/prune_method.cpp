@@ -1,5 +1,5 @@
 // `--method prune:...`: magnitude pruning as a Trainer method. Masks live on
-// the parameters (nn/sparsity.h), so the optimizer keeps them exact; this
+// the parameters (core/mask.h), so the optimizer keeps them exact; this
 // object only decides when and what to prune, and checkpoints its masks.
 //
 // Keys (see docs/methods/pruning.md):
@@ -20,7 +20,7 @@
 //                         step start·total (default start=0.3), scored by
 //                         score=l1 (row L1 norm summed over the group's writers)
 //                         or bn (|gamma| summed over its BatchNorms); the
-//                         tensors shrink (nn/surgery.h remove_group_units)
+//                         tensors shrink (surgery/surgery.h remove_group_units)
 //   rounds=3, rewind=0    imp: training splits into `rounds` equal rounds; at
 //                         the end of each but the last, prune by magnitude to
 //                         1 - (1 - target)^(k / (rounds - 1)), rewind every
@@ -33,8 +33,8 @@
 #include "efficiency/method.h"
 #include "efficiency/pruning/dst.h"
 #include "efficiency/pruning/magnitude.h"
-#include "nn/sparsity.h"
-#include "nn/surgery.h"
+#include "core/mask.h"
+#include "surgery/surgery.h"
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
@@ -149,7 +149,7 @@ class PruneMethod : public train::Callback {
     for (auto& [n, p] : t.model().named_parameters()) {
       Tensor pd = p.detach();
       pd.copy_(snapshot_.at(n));
-      nn::apply_mask(p);
+      brisk::apply_mask(p);
     }
     for (auto& [n, st] : t.optimizer().state())
       for (auto& [sk, v] : st) v.zero_();
@@ -169,9 +169,9 @@ class PruneMethod : public train::Callback {
     double frac = pruning::rigl_fraction(alpha, step - t0_of(t), t_end - t0_of(t));
     Generator gen(t.config().seed * 1000003ull + uint64_t(step));
     for (auto& [n, p] : prunable(t)) {
-      Tensor m = nn::get_mask(p);
+      Tensor m = brisk::get_mask(p);
       if (!m.defined()) continue;
-      int64_t active = p.numel() - nn::count_zeros(m);
+      int64_t active = p.numel() - brisk::count_zeros(m);
       int64_t k = int64_t(std::llround(frac * double(active)));
       Tensor g = schedule == "rigl" ? capture_->grads.at(n) : Tensor();
       auto dg = pruning::drop_and_grow(p, m, g, k, &gen);
@@ -238,8 +238,8 @@ class PruneMethod : public train::Callback {
     for (auto& [n, p] : prunable(t)) {
       auto it = loaded_.find(n);
       if (it == loaded_.end()) continue;
-      nn::set_mask(p, it->second);
-      masks_[n] = nn::get_mask(p);
+      brisk::set_mask(p, it->second);
+      masks_[n] = brisk::get_mask(p);
     }
     loaded_.clear();
   }
@@ -250,13 +250,13 @@ class PruneMethod : public train::Callback {
       std::vector<Tensor> ws, prev;
       for (auto& [n, p] : ps) {
         ws.push_back(p);
-        prev.push_back(nn::get_mask(p));
+        prev.push_back(brisk::get_mask(p));
       }
       auto ms = pruning::global_magnitude_masks(ws, s, prev);
       for (size_t i = 0; i < ps.size(); ++i) set(ps[i].first, ps[i].second, ms[i]);
     } else {
       for (auto& [n, p] : ps)
-        set(n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), nn::get_mask(p)));
+        set(n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), brisk::get_mask(p)));
     }
     measure(t);
   }
@@ -308,8 +308,8 @@ class PruneMethod : public train::Callback {
   }
 
   void set(const std::string& n, const Tensor& p, const Tensor& m) {
-    nn::set_mask(p, m);
-    masks_[n] = nn::get_mask(p);
+    brisk::set_mask(p, m);
+    masks_[n] = brisk::get_mask(p);
   }
 
   void measure(train::Trainer& t) {
@@ -323,7 +323,7 @@ class PruneMethod : public train::Callback {
     int64_t total = 0, zeros = 0;
     for (auto& [n, p] : prunable(t)) {
       total += p.numel();
-      zeros += nn::count_zeros(p);
+      zeros += brisk::count_zeros(p);
     }
     last_sparsity_ = total ? double(zeros) / double(total) : 0.0;
     last_nonzeros_ = total - zeros;

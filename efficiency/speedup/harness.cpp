@@ -252,7 +252,7 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
         std::printf("[%d/%d] %s budget %lld seed %llu%s\n", k, total, names[i].c_str(), (long long)b,
                     (unsigned long long)c.seed, resume ? " (resuming)" : "");
         std::fflush(stdout);
-        train::Trainer t(c);
+        train::Trainer t(c, efficiency::make_methods);
         train::EvalResult r = t.fit(resume);
         Run run{names[i], b, c.seed, t.state().wall_s, r.acc, r.loss, t.state().flops};
         atomic_write(result.string(), run_json(run).dump(2) + "\n");

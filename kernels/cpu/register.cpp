@@ -1,26 +1,38 @@
-// Registers the optimized CPU kernels (backend "cpu").
+// Registers the optimized CPU kernels (backend "cpu"), one stem each.
 namespace brisk {
 namespace kern::cpu {
 void register_elementwise();
 void register_reduce();
+void register_softmax();
 void register_gemm();
-void register_image();
-void register_norm();
-void register_sparse();
-void register_pool();
-void register_conv();
-void register_fused();
+void register_int8_gemm();
+void register_im2col();
+void register_pool2d();
+void register_conv2d();
+void register_bias_relu();
+void register_cross_entropy();
+void register_sgd_step();
+void register_adamw_step();
+void register_batch_norm();
+void register_layer_norm();
+void register_csr_linear();
 }  // namespace kern::cpu
 
 void register_cpu_kernels() {
   kern::cpu::register_elementwise();
   kern::cpu::register_reduce();
+  kern::cpu::register_softmax();
   kern::cpu::register_gemm();
-  kern::cpu::register_image();
-  kern::cpu::register_norm();
-  kern::cpu::register_sparse();
-  kern::cpu::register_pool();
-  kern::cpu::register_conv();
-  kern::cpu::register_fused();
+  kern::cpu::register_int8_gemm();
+  kern::cpu::register_im2col();
+  kern::cpu::register_pool2d();
+  kern::cpu::register_conv2d();
+  kern::cpu::register_bias_relu();
+  kern::cpu::register_cross_entropy();
+  kern::cpu::register_sgd_step();
+  kern::cpu::register_adamw_step();
+  kern::cpu::register_batch_norm();
+  kern::cpu::register_layer_norm();
+  kern::cpu::register_csr_linear();
 }
 }  // namespace brisk

@@ -163,8 +163,9 @@ struct MinOp {
 // per brisk dtype; the tag carries brisk's host type (Half, BFloat16, ...).
 template <class... Ts, class Make>
 void register_cuda(const char* op, Make make, const char* backend = "cuda",
-                   int priority = backend_priority::native) {
-  (register_kernel(op, DeviceType::cuda, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{})), ...);
+                   int priority = backend_priority::native,
+                   std::source_location where = std::source_location::current()) {
+  (register_kernel(op, DeviceType::cuda, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{}), where), ...);
 }
 
 }  // namespace brisk::kern::cuda

@@ -1,15 +1,13 @@
-// Row reductions, softmax and fused softmax cross-entropy on CUDA. One block
-// per row of a contiguous [M, K]; warp-shuffle reductions (common.cuh).
-// f32 accumulates in f32, f64 in f64 (the ref sums in f64: tests allow for it).
+// Row reductions (sum, max, min, argmax) on CUDA: one block per row of a
+// contiguous [M, K]; warp-shuffle reductions (common.cuh). f32 accumulates in
+// f32, f64 in f64 (the ref sums in f64: tests allow for it).
 #include <cfloat>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/row_lse.cuh"
 
 namespace brisk::kern::cuda {
-namespace {
 
-template <class T>
-__device__ __forceinline__ T lowest() { return -INFINITY; }
+namespace {
 
 template <class T>
 __global__ void reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, ReduceOp op) {
@@ -88,105 +86,11 @@ bool reduce(const KernelArgs& a) {
   BRISK_CUDA_CHECK_LAUNCH();
   return true;
 }
-
-// max and log-sum-exp of one row, in every thread of the block.
-template <class T>
-__device__ __forceinline__ void row_lse(const T* row, int64_t K, T& mx, T& lse) {
-  mx = lowest<T>();
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) mx = MaxOp{}(mx, row[k]);
-  mx = block_reduce(mx, MaxOp{}, lowest<T>());
-  T s = 0;
-  T shift = isinf(mx) ? T(0) : mx;  // an all -inf row gives lse = -inf, not NaN
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) s += exp(row[k] - shift);
-  s = block_reduce(s, SumOp{}, T(0));
-  lse = shift + log(s);
-}
-
-template <class T>
-__global__ void softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, bool log_form) {
-  const T* row = x + int64_t(blockIdx.x) * K;
-  T* out = y + int64_t(blockIdx.x) * K;
-  T mx, lse;
-  row_lse(row, K, mx, lse);
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) out[k] = log_form ? row[k] - lse : exp(row[k] - lse);
-}
-
-template <class T>
-bool softmax(const KernelArgs& a) {
-  const Tensor& x = a.in[0];
-  int64_t M = x.size(0), K = x.size(1);
-  if (M == 0 || K == 0) return true;
-  softmax_rows<T><<<unsigned(M), row_threads(K), 0, stream()>>>(dptr<T>(x), dptr<T>(a.out[0]), K,
-                                                                 static_cast<const SoftmaxParams*>(a.params)->log);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
-// loss_i = lse_i - (1-eps) x[i,t_i] - eps mean_c x[i,c]; 0 on ignored rows.
-template <class T>
-__global__ void ce_fwd(const T* __restrict__ x, const int64_t* __restrict__ t, T* __restrict__ loss,
-                       T* __restrict__ lse_out, int64_t C, int64_t ignore, T eps) {
-  const T* row = x + int64_t(blockIdx.x) * C;
-  T mx, lse;
-  row_lse(row, C, mx, lse);
-  T s = 0;
-  if (eps != T(0)) {
-    for (int64_t k = threadIdx.x; k < C; k += blockDim.x) s += row[k];
-    s = block_reduce(s, SumOp{}, T(0));
-  }
-  if (threadIdx.x == 0) {
-    int64_t ti = t[blockIdx.x];
-    lse_out[blockIdx.x] = lse;
-    loss[blockIdx.x] = ti == ignore ? T(0) : lse - (T(1) - eps) * row[ti] - eps * s / T(C);
-  }
-}
-
-// glogits = gloss_i (softmax(x_i) - (1-eps) onehot(t_i) - eps/C); 0 on ignored rows.
-template <class T>
-__global__ void ce_bwd(const T* __restrict__ x, const T* __restrict__ lse, const int64_t* __restrict__ t,
-                       const T* __restrict__ gloss, T* __restrict__ gx, int64_t C, int64_t ignore, T eps) {
-  int64_t i = blockIdx.x;
-  const T* row = x + i * C;
-  T* g = gx + i * C;
-  int64_t ti = t[i];
-  T gl = gloss[i], l = lse[i];
-  for (int64_t k = threadIdx.x; k < C; k += blockDim.x)
-    g[k] = ti == ignore ? T(0) : gl * (exp(row[k] - l) - (k == ti ? T(1) - eps : T(0)) - eps / T(C));
-}
-
-template <class T>
-bool cross_entropy_fwd(const KernelArgs& a) {
-  auto* p = static_cast<const CrossEntropyParams*>(a.params);
-  const Tensor& x = a.in[0];
-  int64_t N = x.size(0), C = x.size(1);
-  if (N == 0) return true;
-  ce_fwd<T><<<unsigned(N), row_threads(C), 0, stream()>>>(dptr<T>(x), dptr<int64_t>(a.in[1]), dptr<T>(a.out[0]),
-                                                          dptr<T>(a.out[1]), C, p->ignore_index, T(p->label_smoothing));
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
-template <class T>
-bool cross_entropy_bwd(const KernelArgs& a) {
-  auto* p = static_cast<const CrossEntropyParams*>(a.params);
-  const Tensor& x = a.in[0];
-  int64_t N = x.size(0), C = x.size(1);
-  if (N == 0) return true;
-  ce_bwd<T><<<unsigned(N), row_threads(C), 0, stream()>>>(dptr<T>(x), dptr<T>(a.in[1]), dptr<int64_t>(a.in[2]),
-                                                          dptr<T>(a.in[3]), dptr<T>(a.out[0]), C, p->ignore_index,
-                                                          T(p->label_smoothing));
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
 }  // namespace
 
 void register_reduce() {
   auto fp = [](const char* op, auto make) { register_cuda<float, double>(op, make); };
   fp("reduce", [](auto t) -> KernelFn { return &reduce<typename decltype(t)::type>; });
-  fp("softmax", [](auto t) -> KernelFn { return &softmax<typename decltype(t)::type>; });
-  fp("cross_entropy_fwd", [](auto t) -> KernelFn { return &cross_entropy_fwd<typename decltype(t)::type>; });
-  fp("cross_entropy_bwd", [](auto t) -> KernelFn { return &cross_entropy_bwd<typename decltype(t)::type>; });
 }
 
 }  // namespace brisk::kern::cuda

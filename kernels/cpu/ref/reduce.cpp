@@ -1,4 +1,4 @@
-// Reference reductions over rows of a contiguous [M, K], and softmax along K.
+// Reference reductions (sum, max, min, argmax) over rows of a contiguous [M, K].
 #include <cmath>
 #include <limits>
 
@@ -42,33 +42,10 @@ bool reduce(const KernelArgs& a) {
   return true;
 }
 
-template <class T>
-bool softmax(const KernelArgs& a) {
-  bool log_form = static_cast<const SoftmaxParams*>(a.params)->log;
-  const Tensor& x = a.in[0];
-  int64_t M = x.size(0), K = x.size(1);
-  const T* xp = ptr<T>(x);
-  T* o = ptr<T>(a.out[0]);
-  for (int64_t m = 0; m < M; ++m) {
-    const T* row = xp + m * K;
-    double mx = -std::numeric_limits<double>::infinity();
-    for (int64_t k = 0; k < K; ++k) mx = std::max(mx, double(row[k]));
-    double s = 0;
-    for (int64_t k = 0; k < K; ++k) s += std::exp(double(row[k]) - mx);
-    double ls = std::log(s);
-    for (int64_t k = 0; k < K; ++k) {
-      double z = double(row[k]) - mx;
-      o[m * K + k] = T(log_form ? z - ls : std::exp(z) / s);
-    }
-  }
-  return true;
-}
-
 void register_reduce() {
   constexpr int P = backend_priority::ref;
   register_for<float, double, int32_t, int64_t, uint8_t>("reduce", "ref", P,
       [](auto tag) -> KernelFn { return &reduce<typename decltype(tag)::type>; });
-  BRISK_REGISTER_FLOATING("softmax", "ref", P, softmax);
 }
 
 }  // namespace brisk::kern::ref

@@ -1,7 +1,9 @@
 // Parameter masks.
-#include "nn/sparsity.h"
+#include "core/mask.h"
 
-namespace brisk::nn {
+#include "core/ops.h"
+
+namespace brisk {
 
 void set_mask(const Tensor& param, const Tensor& mask_in) {
   BRISK_CHECK(param.defined() && mask_in.defined(), "set_mask: undefined parameter or mask");
@@ -50,4 +52,4 @@ int64_t count_zeros(const Tensor& t) {
   return int64_t(sum(eq(t.detach(), scalar_like(t, 0.0))).item());
 }
 
-}  // namespace brisk::nn
+}  // namespace brisk

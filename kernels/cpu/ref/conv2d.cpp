@@ -1,5 +1,5 @@
 // Reference fused conv2d: the convolution sum written out directly (no
-// im2col, no GEMM), accumulated in double. The oracle for kernels/cpu/conv.cpp
+// im2col, no GEMM), accumulated in double. The oracle for kernels/cpu/conv2d.cpp
 // and the f64 path that the gradient checks run.
 #include <algorithm>
 
@@ -87,7 +87,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   return true;
 }
 
-void register_conv() {
+void register_conv2d() {
   constexpr int P = backend_priority::ref;
   BRISK_REGISTER_FLOATING("conv2d_fwd", "ref", P, conv2d_fwd);
   BRISK_REGISTER_FLOATING("conv2d_bwd_input", "ref", P, conv2d_bwd_input);

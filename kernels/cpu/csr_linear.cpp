@@ -61,7 +61,7 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
   return true;
 }
 
-void register_sparse() {
+void register_csr_linear() {
   constexpr int P = backend_priority::native;
   BRISK_REGISTER_FLOATING("csr_linear", "cpu", P, csr_linear);
   BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "cpu", P, csr_linear_bwd_weight);

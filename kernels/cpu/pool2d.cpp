@@ -163,7 +163,7 @@ bool max_pool2d_backward(const KernelArgs& a) {
   return true;
 }
 
-void register_pool() {
+void register_pool2d() {
   constexpr int P = backend_priority::native;
   BRISK_REGISTER_FLOATING("max_pool2d", "cpu", P, max_pool2d);
   BRISK_REGISTER_FLOATING("max_pool2d_backward", "cpu", P, max_pool2d_backward);

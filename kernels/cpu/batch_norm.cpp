@@ -83,7 +83,7 @@ bool batch_norm_bwd(const KernelArgs& a) {
   return true;
 }
 
-void register_norm() {
+void register_batch_norm() {
   constexpr int P = backend_priority::native;
   BRISK_REGISTER_FLOATING("batch_norm_fwd", "cpu", P, batch_norm_fwd);
   BRISK_REGISTER_FLOATING("batch_norm_bwd", "cpu", P, batch_norm_bwd);

@@ -1,12 +1,12 @@
 // widen / deepen with optimizer state remapping.
-#include "nn/surgery.h"
+#include "surgery/surgery.h"
 
 #include <cmath>
 #include <functional>
 #include <map>
 #include <set>
 
-#include "nn/sparsity.h"
+#include "core/mask.h"
 #include "nn/channel_groups.h"
 
 namespace brisk::nn {

@@ -1,37 +1,10 @@
-// cuDNN as a vendor backend on CUDA (f32): the fused conv2d ops (forward with
-// bias and ReLU, input gradient, weight and bias gradients) and training-mode
-// batch norm. Opt-in: these kernels decline unless cuDNN was selected for the
-// op (BRISK_CONV=cudnn or set_conv_backend("cudnn")), so by default the native
-// im2col + GEMM path and the native batch-norm kernels run. Uses cuDNN's
-// legacy (v7-style) API, still shipped in cuDNN 9.
-#include <cudnn.h>
-
-#include <memory>
-
-#include "kernels/cuda/common.cuh"
+// cuDNN as a vendor backend for the fused conv2d ops on CUDA (f32): forward
+// with bias and ReLU, input gradient, weight and bias gradients. Opt-in (see
+// cudnn_common.cuh). Uses cuDNN's legacy (v7-style) API, still in cuDNN 9.
+#include "kernels/vendor/cudnn_common.cuh"
 
 namespace brisk::kern::cuda {
 namespace {
-
-#define BRISK_CUDNN_CHECK(call)                                                                   \
-  do {                                                                                            \
-    cudnnStatus_t brisk_st_ = (call);                                                             \
-    if (brisk_st_ != CUDNN_STATUS_SUCCESS)                                                        \
-      BRISK_FAIL(__FILE__, ":", __LINE__, ": cuDNN call `", #call, "` failed: ",                  \
-                 cudnnGetErrorString(brisk_st_));                                                 \
-  } while (0)
-
-cudnnHandle_t handle() {
-  thread_local cudnnHandle_t h = [] {
-    cudnnHandle_t x;
-    BRISK_CUDNN_CHECK(cudnnCreate(&x));
-    return x;
-  }();
-  BRISK_CUDNN_CHECK(cudnnSetStream(h, stream()));
-  return h;
-}
-
-bool selected(const char* op) { return preferred_backend(op) == "cudnn"; }
 
 // RAII descriptors for one conv call.
 struct ConvDescs {
@@ -64,25 +37,15 @@ struct ConvDescs {
   ConvDescs& operator=(const ConvDescs&) = delete;
 };
 
-// Scratch from brisk's stream-ordered allocator, returned when the call ends
-// (safe: later work on this stream is ordered after the cuDNN call).
-struct Workspace {
-  void* p = nullptr;
-  explicit Workspace(size_t n) {
-    if (n) p = brisk::cuda::allocate(n, 0);
-  }
-  ~Workspace() { brisk::cuda::deallocate(p); }
-};
-
 const ConvParams& conv_params(const KernelArgs& a) { return *static_cast<const ConvParams*>(a.params); }
 
 // in = {x, w, bias or undefined} -> y = (relu)(conv(x, w) + bias)
 bool conv2d_fwd(const KernelArgs& a) {
-  if (!selected("conv2d_fwd")) return false;
+  if (!cudnn_selected("conv2d_fwd")) return false;
   const ConvParams& p = conv_params(a);
   const Tensor &x = a.in[0], &w = a.in[1];
   ConvDescs ds(p.g, w.size(0));
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   cudnnConvolutionFwdAlgoPerf_t perf[4];
   int found = 0;
   BRISK_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, ds.x, ds.w, ds.conv, ds.y, 4, &found, perf));
@@ -109,11 +72,11 @@ bool conv2d_fwd(const KernelArgs& a) {
 
 // in = {gy, w} -> gx
 bool conv2d_bwd_input(const KernelArgs& a) {
-  if (!selected("conv2d_bwd_input")) return false;
+  if (!cudnn_selected("conv2d_bwd_input")) return false;
   const ConvParams& p = conv_params(a);
   const Tensor &gy = a.in[0], &w = a.in[1];
   ConvDescs ds(p.g, w.size(0));
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   cudnnConvolutionBwdDataAlgoPerf_t perf[4];
   int found = 0;
   BRISK_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, ds.w, ds.y, ds.conv, ds.x, 4, &found, perf));
@@ -129,12 +92,12 @@ bool conv2d_bwd_input(const KernelArgs& a) {
 
 // in = {gy, x} -> {gw [O, C*kh*kw], gb [O] or undefined}
 bool conv2d_bwd_weight(const KernelArgs& a) {
-  if (!selected("conv2d_bwd_weight")) return false;
+  if (!cudnn_selected("conv2d_bwd_weight")) return false;
   const ConvParams& p = conv_params(a);
   const Tensor &gy = a.in[0], &x = a.in[1];
   int64_t O = a.out[0].size(0);
   ConvDescs ds(p.g, O);
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   cudnnConvolutionBwdFilterAlgoPerf_t perf[4];
   int found = 0;
   BRISK_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, ds.x, ds.y, ds.conv, ds.w, 4, &found, perf));
@@ -150,65 +113,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   return true;
 }
 
-// Batch norm over x [N, C, L] as NCHW with H = L, W = 1 (spatial mode).
-struct BnDescs {
-  cudnnTensorDescriptor_t x = nullptr, c = nullptr;
-  BnDescs(int64_t N, int64_t C, int64_t L) {
-    BRISK_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    BRISK_CUDNN_CHECK(cudnnCreateTensorDescriptor(&c));
-    BRISK_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(N), int(C), int(L), 1));
-    BRISK_CUDNN_CHECK(cudnnSetTensor4dDescriptor(c, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, int(C), 1, 1));
-  }
-  ~BnDescs() {
-    cudnnDestroyTensorDescriptor(x);
-    cudnnDestroyTensorDescriptor(c);
-  }
-};
-
-// in = {x, w, b} -> {y, mean, invstd}. cuDNN's saved inverse variance is
-// 1/sqrt(var + eps), the same quantity as ours. Running statistics are the op
-// layer's job, so cuDNN gets factor 0 and scratch running buffers.
-bool batch_norm_fwd(const KernelArgs& a) {
-  if (!selected("batch_norm_fwd")) return false;
-  double eps = static_cast<const BatchNormParams*>(a.params)->eps;
-  if (eps < CUDNN_BN_MIN_EPSILON) return false;
-  const Tensor& x = a.in[0];
-  int64_t N = x.size(0), C = x.size(1), L = x.size(2);
-  BnDescs ds(N, C, L);
-  Workspace run(size_t(2 * C) * sizeof(float));
-  BRISK_CUDA_CHECK(cudaMemsetAsync(run.p, 0, size_t(2 * C) * sizeof(float), stream()));
-  float one = 1, zero = 0;
-  float* rm = static_cast<float*>(run.p);
-  BRISK_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-      handle(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, ds.x, dptr<float>(x), ds.x, dptr<float>(a.out[0]), ds.c,
-      dptr<float>(a.in[1]), dptr<float>(a.in[2]), 0.0, rm, rm + C, eps, dptr<float>(a.out[1]), dptr<float>(a.out[2])));
-  return true;
-}
-
-// in = {gy, x, mean, invstd, w} -> {gx, gw, gb}. eps is not passed to the
-// backward op; cuDNN uses the saved statistics, so any valid eps works.
-bool batch_norm_bwd(const KernelArgs& a) {
-  if (!selected("batch_norm_bwd")) return false;
-  const Tensor& x = a.in[1];
-  int64_t N = x.size(0), C = x.size(1), L = x.size(2);
-  BnDescs ds(N, C, L);
-  float one = 1, zero = 0;
-  BRISK_CUDNN_CHECK(cudnnBatchNormalizationBackward(
-      handle(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, ds.x, dptr<float>(x), ds.x, dptr<float>(a.in[0]),
-      ds.x, dptr<float>(a.out[0]), ds.c, dptr<float>(a.in[4]), dptr<float>(a.out[1]), dptr<float>(a.out[2]),
-      CUDNN_BN_MIN_EPSILON, dptr<float>(a.in[2]), dptr<float>(a.in[3])));
-  return true;
-}
-
 }  // namespace
 
-void register_cudnn() {
+void register_cudnn_conv2d() {
   constexpr int P = backend_priority::vendor;
   register_kernel("conv2d_fwd", DeviceType::cuda, DType::f32, "cudnn", P, &conv2d_fwd);
   register_kernel("conv2d_bwd_input", DeviceType::cuda, DType::f32, "cudnn", P, &conv2d_bwd_input);
   register_kernel("conv2d_bwd_weight", DeviceType::cuda, DType::f32, "cudnn", P, &conv2d_bwd_weight);
-  register_kernel("batch_norm_fwd", DeviceType::cuda, DType::f32, "cudnn", P, &batch_norm_fwd);
-  register_kernel("batch_norm_bwd", DeviceType::cuda, DType::f32, "cudnn", P, &batch_norm_bwd);
 }
 
 }  // namespace brisk::kern::cuda

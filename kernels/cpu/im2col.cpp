@@ -33,7 +33,7 @@ bool col2im(const KernelArgs& a) {
   return true;
 }
 
-void register_image() {
+void register_im2col() {
   constexpr int P = backend_priority::native;
   BRISK_REGISTER_FLOATING("im2col", "cpu", P, im2col);
   BRISK_REGISTER_FLOATING("col2im", "cpu", P, col2im);

@@ -1,48 +1,12 @@
-// Fused optimizer steps and gather / scatter_add on CUDA. The optimizer
-// arithmetic is kernels/fused_math.h's, the same code the CPU kernels run,
-// here one element per thread.
+// gather and scatter_add along one dim on CUDA (index contiguous i64); one
+// thread per index element.
 #include "kernels/cuda/common.cuh"
-#include "kernels/fused_math.h"
 
 namespace brisk::kern::cuda {
+
 namespace {
 
 constexpr int kThreads = 256;
-
-template <class T>
-__global__ void sgd_k(SgdStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ buf, int64_t n) {
-  BRISK_GRID_LOOP(i, n)
-    fused::sgd_range(q, g, p, buf, i, i + 1);
-}
-
-template <class T>
-__global__ void adamw_k(AdamWStepParams q, const T* __restrict__ g, T* __restrict__ p, T* __restrict__ m,
-                        T* __restrict__ v, int64_t n) {
-  BRISK_GRID_LOOP(i, n)
-    fused::adamw_range(q, g, p, m, v, i, i + 1);
-}
-
-template <class T>
-bool sgd_step(const KernelArgs& a) {
-  int64_t n = a.out[0].numel();
-  if (n == 0) return true;
-  T* buf = a.out[1].defined() ? dptr<T>(a.out[1]) : nullptr;
-  sgd_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(*static_cast<const SgdStepParams*>(a.params),
-                                                              dptr<T>(a.in[0]), dptr<T>(a.out[0]), buf, n);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
-template <class T>
-bool adamw_step(const KernelArgs& a) {
-  int64_t n = a.out[0].numel();
-  if (n == 0) return true;
-  adamw_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(*static_cast<const AdamWStepParams*>(a.params),
-                                                                dptr<T>(a.in[0]), dptr<T>(a.out[0]), dptr<T>(a.out[1]),
-                                                                dptr<T>(a.out[2]), n);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
 
 // out[i..] = x[..index[i..] at dim..]: walk the index's shape with x's strides
 // (dim's stride zeroed), then add index * x.stride(dim). Index values were
@@ -111,9 +75,7 @@ bool scatter_add(const KernelArgs& a) {
 
 }  // namespace
 
-void register_optim() {
-  register_cuda<float, double>("sgd_step", [](auto t) -> KernelFn { return &sgd_step<typename decltype(t)::type>; });
-  register_cuda<float, double>("adamw_step", [](auto t) -> KernelFn { return &adamw_step<typename decltype(t)::type>; });
+void register_index() {
   register_cuda<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>(
       "gather", [](auto t) -> KernelFn { return &gather<typename decltype(t)::type>; });
   // atomicAdd exists for f32 and f64 (sm_60+); integer scatter_add stays on the CPU.

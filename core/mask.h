@@ -7,9 +7,9 @@
 //     at pruned positions;
 //   - masks are saved in checkpoints by the method that owns them.
 #pragma once
-#include "core/brisk.h"
+#include "core/tensor.h"
 
-namespace brisk::nn {
+namespace brisk {
 
 // Sets (or replaces) the mask of a parameter and zeroes the pruned weights and
 // any existing gradient there. `mask` must have the parameter's shape; it is
@@ -23,4 +23,4 @@ void apply_mask(const Tensor& param);
 // Number of zero entries of a tensor.
 int64_t count_zeros(const Tensor& t);
 
-}  // namespace brisk::nn
+}  // namespace brisk

@@ -1,5 +1,6 @@
-// Threaded fused kernels: the same per-row / per-range arithmetic as the ref
-// kernels (kernels/fused_math.h), split over the pool. Each output element is
+// Threaded fused softmax + cross-entropy over rows of logits [N, C], forward and
+// backward: the ref arithmetic (kernels/fused_math.h) split over the pool by rows.
+// Each output element is
 // written by one thread, so results do not depend on the thread count.
 #include "core/thread_pool.h"
 #include "kernels/fused_math.h"
@@ -11,17 +12,6 @@ namespace {
 constexpr int64_t kElems = 32768;  // elements per task: below this a fork-join costs more than it saves
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElems / std::max<int64_t>(cols, 1)); }
 }  // namespace
-
-template <class T>
-bool bias_relu(const KernelArgs& a) {
-  int64_t N = a.in[1].numel(), M = N ? a.in[0].numel() / N : 0;
-  const T *y = ptr<T>(a.in[0]), *b = ptr<T>(a.in[1]);
-  T* o = ptr<T>(a.out[0]);
-  parallel_for(0, M, row_grain(N), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) fused::bias_relu_row(y + r * N, b, o + r * N, N);
-  });
-  return true;
-}
 
 template <class T>
 bool xent_fwd(const KernelArgs& a) {
@@ -49,32 +39,10 @@ bool xent_bwd(const KernelArgs& a) {
   return true;
 }
 
-template <class T>
-bool sgd_step(const KernelArgs& a) {
-  const auto& q = *static_cast<const SgdStepParams*>(a.params);
-  T* buf = a.out[1].defined() ? ptr<T>(a.out[1]) : nullptr;
-  parallel_for(0, a.out[0].numel(), kElems, [&](int64_t lo, int64_t hi) {
-    fused::sgd_range(q, ptr<T>(a.in[0]), ptr<T>(a.out[0]), buf, lo, hi);
-  });
-  return true;
-}
-
-template <class T>
-bool adamw_step(const KernelArgs& a) {
-  const auto& q = *static_cast<const AdamWStepParams*>(a.params);
-  parallel_for(0, a.out[0].numel(), kElems, [&](int64_t lo, int64_t hi) {
-    fused::adamw_range(q, ptr<T>(a.in[0]), ptr<T>(a.out[0]), ptr<T>(a.out[1]), ptr<T>(a.out[2]), lo, hi);
-  });
-  return true;
-}
-
-void register_fused() {
+void register_cross_entropy() {
   constexpr int P = backend_priority::native;
-  BRISK_REGISTER_FLOATING("bias_relu", "cpu", P, bias_relu);
   BRISK_REGISTER_FLOATING("cross_entropy_fwd", "cpu", P, xent_fwd);
   BRISK_REGISTER_FLOATING("cross_entropy_bwd", "cpu", P, xent_bwd);
-  BRISK_REGISTER_FLOATING("sgd_step", "cpu", P, sgd_step);
-  BRISK_REGISTER_FLOATING("adamw_step", "cpu", P, adamw_step);
 }
 
 }  // namespace brisk::kern::cpu

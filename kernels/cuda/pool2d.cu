@@ -1,50 +1,14 @@
-// im2col/col2im, 2-d pooling and the fused bias+ReLU on CUDA, over contiguous
-// [N, C, H, W]; one thread per output element. col2im gathers (no atomics, so
-// it is deterministic); pooling backward scatters with atomicAdd into a zeroed
-// gradient, since windows may overlap.
+// 2-d pooling on CUDA over contiguous [N, C, H, W]: max, average and adaptive
+// average; one thread per output element. The backward kernels scatter with
+// atomicAdd into a zeroed gradient, since windows may overlap.
 #include "kernels/cuda/common.cuh"
 #include "kernels/pool_window.h"
 
 namespace brisk::kern::cuda {
+
 namespace {
 
 constexpr int kThreads = 256;
-
-// col [N, C*kh*kw, Ho*Wo], row = (c*kh + i)*kw + j.
-template <class T>
-__global__ void im2col_k(const T* __restrict__ x, T* __restrict__ col, Geom2d g) {
-  int64_t L = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
-  BRISK_GRID_LOOP(idx, g.N * R * L) {
-    int64_t l = idx % L, r = (idx / L) % R, n = idx / (L * R);
-    int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (g.kw * g.kh);
-    int64_t oh = l / g.Wo, ow = l % g.Wo;
-    int64_t h = oh * g.sh - g.ph + i * g.dh, w = ow * g.sw - g.pw + j * g.dw;
-    col[idx] = (h >= 0 && h < g.H && w >= 0 && w < g.W) ? x[((n * g.C + c) * g.H + h) * g.W + w] : T(0);
-  }
-}
-
-template <class T>
-__global__ void col2im_k(const T* __restrict__ col, T* __restrict__ x, Geom2d g) {
-  int64_t L = g.Ho * g.Wo, R = g.C * g.kh * g.kw;
-  BRISK_GRID_LOOP(idx, g.N * g.C * g.H * g.W) {
-    int64_t w = idx % g.W, h = (idx / g.W) % g.H, c = (idx / (g.W * g.H)) % g.C, n = idx / (g.W * g.H * g.C);
-    T s = 0;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      int64_t th = h + g.ph - i * g.dh;
-      if (th < 0 || th % g.sh) continue;
-      int64_t oh = th / g.sh;
-      if (oh >= g.Ho) continue;
-      for (int64_t j = 0; j < g.kw; ++j) {
-        int64_t tw = w + g.pw - j * g.dw;
-        if (tw < 0 || tw % g.sw) continue;
-        int64_t ow = tw / g.sw;
-        if (ow >= g.Wo) continue;
-        s += col[(n * R + (c * g.kh + i) * g.kw + j) * L + oh * g.Wo + ow];
-      }
-    }
-    x[idx] = s;
-  }
-}
 
 template <class T>
 __global__ void max_pool_k(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ ind, Geom2d g) {
@@ -99,37 +63,7 @@ __global__ void avg_pool_bwd_k(const T* __restrict__ gy, T* __restrict__ gx, Geo
       for (int64_t c = w.w0; c < w.w1; ++c) atomicAdd(&gx[(p * g.H + h) * g.W + c], v);
   }
 }
-
-template <class T>
-__global__ void bias_relu_k(const T* __restrict__ y, const T* __restrict__ b, T* __restrict__ o, int64_t M, int64_t N) {
-  BRISK_GRID_LOOP(idx, M * N) {
-    T v = y[idx] + b[idx % N];
-    o[idx] = v > T(0) ? v : T(0);
-  }
-}
-
 const Geom2d& geom(const KernelArgs& a) { return *static_cast<const Geom2d*>(a.params); }
-
-template <class T>
-bool im2col(const KernelArgs& a) {
-  const Geom2d& g = geom(a);
-  int64_t n = g.N * g.C * g.kh * g.kw * g.Ho * g.Wo;
-  if (n == 0) return true;
-  im2col_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(dptr<T>(a.in[0]), dptr<T>(a.out[0]), g);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
-template <class T>
-bool col2im(const KernelArgs& a) {
-  const Geom2d& g = geom(a);
-  int64_t n = g.N * g.C * g.H * g.W;
-  if (n == 0) return true;
-  col2im_k<T><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(dptr<T>(a.in[0]), dptr<T>(a.out[0]), g);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
 template <class T>
 bool max_pool2d(const KernelArgs& a) {
   const Geom2d& g = geom(a);
@@ -174,32 +108,16 @@ bool avg_pool2d_backward(const KernelArgs& a) {
   BRISK_CUDA_CHECK_LAUNCH();
   return true;
 }
-
-template <class T>
-bool bias_relu(const KernelArgs& a) {
-  int64_t M = a.in[0].size(0), N = a.in[0].size(1);
-  if (M * N == 0) return true;
-  bias_relu_k<T><<<grid_for(M * N, kThreads), kThreads, 0, stream()>>>(dptr<T>(a.in[0]), dptr<T>(a.in[1]),
-                                                                         dptr<T>(a.out[0]), M, N);
-  BRISK_CUDA_CHECK_LAUNCH();
-  return true;
-}
-
 }  // namespace
 
-void register_image() {
-#define BRISK_CUDA_REG(op, ...) \
-  register_cuda<float, double>(op, [](auto t) -> KernelFn { return &__VA_ARGS__; })
-  using std::type_identity;
-  BRISK_CUDA_REG("im2col", im2col<typename decltype(t)::type>);
-  BRISK_CUDA_REG("col2im", col2im<typename decltype(t)::type>);
+void register_pool2d() {
+  #define BRISK_CUDA_REG(op, ...) register_cuda<float, double>(op, [](auto t) -> KernelFn { return &__VA_ARGS__; })
   BRISK_CUDA_REG("max_pool2d", max_pool2d<typename decltype(t)::type>);
   BRISK_CUDA_REG("max_pool2d_backward", max_pool2d_backward<typename decltype(t)::type>);
   BRISK_CUDA_REG("avg_pool2d", avg_pool2d<typename decltype(t)::type, false>);
   BRISK_CUDA_REG("avg_pool2d_backward", avg_pool2d_backward<typename decltype(t)::type, false>);
   BRISK_CUDA_REG("adaptive_avg_pool2d", avg_pool2d<typename decltype(t)::type, true>);
   BRISK_CUDA_REG("adaptive_avg_pool2d_backward", avg_pool2d_backward<typename decltype(t)::type, true>);
-  BRISK_CUDA_REG("bias_relu", bias_relu<typename decltype(t)::type>);
 #undef BRISK_CUDA_REG
 }
 

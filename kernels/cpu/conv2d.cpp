@@ -159,7 +159,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   return true;
 }
 
-void register_conv() {
+void register_conv2d() {
   constexpr int P = backend_priority::native;
   register_kernel("conv2d_fwd", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_fwd);
   register_kernel("conv2d_bwd_input", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_bwd_input);

@@ -3,8 +3,8 @@
 // (q + 128) and the shift is removed afterwards with B's column sums:
 // sum_k (a_k + 128) b_k = sum_k a_k b_k + 128 sum_k b_k. B is packed once as
 // [K/4][N][4] so one 64-byte load feeds 16 columns x 4 k. Integer accumulation
-// makes the result identical to the scalar reference. Tiles of 12 rows x 32
-// columns (see vnni_tile).
+// makes the result identical to the reference (kernels/cpu/ref/int8_gemm.cpp).
+// Tiles of 12 rows x 32 columns (see vnni_tile).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -12,18 +12,15 @@
 #include <cmath>
 #include <cstring>
 #include <utility>
+#include <vector>
 
-#include "core/error.h"
 #include "core/int8.h"
-#include "core/ops.h"
 #include "core/thread_pool.h"
+#include "kernels/strided.h"
 
-namespace brisk {
+namespace brisk::kern::cpu {
 
-bool int8_vnni_supported() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vnni");
-}
+
 
 // GCC 12's AVX-512 intrinsics (cvtepi32_ps, max_ps, reduce_max_ps) pass an
 // undefined vector as the unused merge source, which -W(maybe-)uninitialized
@@ -222,15 +219,12 @@ __attribute__((target("avx512f,avx512bw"))) bool quantize_pack_b_col(const float
 
 #pragma GCC diagnostic pop
 
-Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b) {
-  BRISK_CHECK(int8_vnni_supported(), "int8_matmul_vnni: this CPU lacks AVX512-VNNI");
-  check_defined("int8_matmul_vnni", a);
-  check_defined("int8_matmul_vnni", b);
-  BRISK_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
-              "op int8_matmul_vnni: expected [M, K] @ [K, N], got ", shape_str(a.shape()), " @ ", shape_str(b.shape()));
-  BRISK_CHECK(is_floating(a.dtype()) && is_floating(b.dtype()), "op int8_matmul_vnni: expected floating inputs, got ",
-              a.dtype(), " and ", b.dtype());
-  Tensor af = a.detach().to(DType::f32).contiguous(), bf = b.detach().to(DType::f32);
+// "int8_gemm" (contract in core/kernel_params.h); declines on CPUs without VNNI.
+bool int8_gemm(const KernelArgs& args) {
+  if (!int8_vnni_supported()) return false;
+  const Tensor &a = args.in[0], &b = args.in[1];
+  const Tensor& af = a;
+  Tensor bf = b;
   // B's columns contiguous (W^T): quantize along them; anything else row-major.
   bool b_cols = bf.stride(0) == 1 && (bf.size(1) == 1 || bf.stride(1) == bf.size(0)) && bf.size(0) > 1;
   if (!b_cols) bf = bf.contiguous();
@@ -246,7 +240,7 @@ Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b) {
       bad_row[size_t(i)] = !quantize_a_row(ap + i * K, K, K4, au.data() + i * K4 * 4, &sa[size_t(i)]);
   });
   for (int64_t i = 0; i < M; ++i)
-    BRISK_CHECK(!bad_row[size_t(i)], "op int8_matmul_vnni: row ", i, " of A holds a non-finite value");
+    BRISK_CHECK(!bad_row[size_t(i)], "op int8_matmul: row ", i, " of A holds a non-finite value");
   std::vector<int8_t> bp(size_t(K4 * Np * 4), 0);
   std::vector<int32_t> corr(size_t(Np), 0);  // 128 * column sums of B
   std::vector<float> sb(size_t(Np), 0.0f);  // padded to whole strips for the epilogue's loads
@@ -264,13 +258,16 @@ Tensor int8_matmul_vnni(const Tensor& a, const Tensor& b) {
           bad_col[size_t(g)] = j;
     }
   });
-  for (int64_t c : bad_col) BRISK_CHECK(c < 0, "op int8_matmul_vnni: column ", c, " of B holds a non-finite value");
-  Tensor c = empty({M, N}, DType::f32);
-  float* cp = c.data_ptr<float>();
+  for (int64_t c : bad_col) BRISK_CHECK(c < 0, "op int8_matmul: column ", c, " of B holds a non-finite value");
+  float* cp = args.out[0].data_ptr<float>();
   parallel_for(0, M, kMR * 4, [&](int64_t lo, int64_t hi) {
     vnni_rows(au.data(), K4, bp.data(), Np, corr.data(), sa.data(), sb.data(), cp, N, lo, hi);
   });
-  return c;
+  return true;
 }
 
-}  // namespace brisk
+void register_int8_gemm() {
+  register_kernel("int8_gemm", DeviceType::cpu, DType::f32, "cpu", backend_priority::native, &int8_gemm);
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,5 +1,8 @@
 // Reference CSR sparse-linear kernels (batch-innermost layout, see
 // core/kernel_params.h): plain loops, accumulation in double.
+#include <algorithm>
+#include <vector>
+
 #include "kernels/strided.h"
 
 namespace brisk::kern::ref {
@@ -35,7 +38,40 @@ bool csr_linear_bwd_weight(const KernelArgs& a) {
   return true;
 }
 
-void register_sparse() {
+// "csr_build": the CSR structure of a mask's nonzero pattern and of its
+// transpose (contract in core/kernel_params.h). Within each input row of the
+// transpose, outputs ascend: the input gradient sums in a fixed order.
+bool csr_build(const KernelArgs& a) {
+  const Tensor& m = a.in[0];
+  int64_t out = m.size(0), in = m.size(1);
+  const float* mp = ptr<float>(m);
+  int64_t *rp = ptr<int64_t>(a.out[0]), *cp = ptr<int64_t>(a.out[1]), *fp = ptr<int64_t>(a.out[2]);
+  int64_t *rpt = ptr<int64_t>(a.out[3]), *cpt = ptr<int64_t>(a.out[4]), *fpt = ptr<int64_t>(a.out[5]);
+  std::fill(rpt, rpt + in + 1, int64_t(0));
+  int64_t k = 0;
+  rp[0] = 0;
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t i = 0; i < in; ++i)
+      if (mp[o * in + i] != 0.0f) {
+        cp[k] = i;
+        fp[k++] = o * in + i;
+        rpt[i + 1]++;
+      }
+    rp[o + 1] = k;
+  }
+  for (int64_t i = 0; i < in; ++i) rpt[i + 1] += rpt[i];
+  std::vector<int64_t> fill(rpt, rpt + in);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t q = rp[o]; q < rp[o + 1]; ++q) {
+      int64_t pos = fill[size_t(cp[q])]++;
+      cpt[pos] = o;
+      fpt[pos] = fp[q];
+    }
+  return true;
+}
+
+void register_csr_linear() {
+  register_kernel("csr_build", DeviceType::cpu, DType::f32, "ref", backend_priority::ref, &csr_build);
   constexpr int P = backend_priority::ref;
   BRISK_REGISTER_FLOATING("csr_linear", "ref", P, csr_linear);
   BRISK_REGISTER_FLOATING("csr_linear_bwd_weight", "ref", P, csr_linear_bwd_weight);
