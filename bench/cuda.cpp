@@ -1,4 +1,4 @@
-// GPU benchmarks (issue "CUDA backend"), timed with CUDA events on the
+// GPU benchmarks (docs/cuda.md), timed with CUDA events on the
 // default stream. Skipped, with a message, without a device.
 //   BM_cuda_gemm/<dtype>/<backend>/4096: C = A @ B, square, row-major;
 //     the target is native f16/bf16 >= 70% of cuBLAS at 4096^3.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script to run when a session is lent a GPU (issue "CUDA backend").
+# The one script to run on a machine with a GPU (docs/cuda.md).
 # Prepare here first (no GPU needed): bash bench/gpu_bundle.sh, then
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
 # It runs the carried sm_90 programs (or builds with CUDA there if none were

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Final test accuracy (and training seconds, sparsity, params) of a recipe
-# with several --method settings over seeds: the accuracy targets of the
-# method issues. Finished runs (a result line in OUT/<name>-s<seed>.log) are
+# with several --method settings over seeds: the accuracy targets in
+# docs/methods/. Finished runs (a result line in OUT/<name>-s<seed>.log) are
 # not redone. The table prints mean [min, max] over seeds per method.
 #   bench/method_seeds.sh OUT EPOCHS THREADS SEEDS 'label=method spec' ...
 # e.g.

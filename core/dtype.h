@@ -1,5 +1,6 @@
 // Element types. f16/bf16 are storage types with round-to-nearest-even casts;
-// arithmetic on them is the low-precision issue's job (autocast policy).
+// elementwise and GEMM kernels take them directly, everything else computes
+// in f32 under autocast (core/autocast.h).
 #pragma once
 #include <cstdint>
 #include <type_traits>

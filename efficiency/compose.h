@@ -4,7 +4,7 @@
 //   2. prune    masks over those shapes (the optimizer re-applies them after
 //               every step; masked weights and their state stay zero)
 //   3. select   which examples are visited / backpropagated
-//   4. precision  (reserved: the compute dtype of what was selected)
+//   4. precision  the compute dtype of what was selected
 //   5. ema      averages the weights the step produced
 // Combinations that cannot work together are errors naming both methods.
 #pragma once

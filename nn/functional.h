@@ -1,6 +1,11 @@
-// nn::functional: layers as functions (torch.nn.functional names). Composite
-// ops are built from core primitives, so their gradients come from autograd;
-// pooling has its own kernels with backward kernels.
+// nn::functional: layers as functions (torch.nn.functional names). Each
+// function checks its arguments and then either dispatches fused kernels
+// (conv2d_fwd/bwd, batch_norm, layer_norm, cross_entropy, pooling, bias_relu,
+// csr_linear, int8_gemm: keys in core/op_keys.h) with a hand-written backward,
+// or composes core ops whose gradients come from autograd. Where the fused
+// path may decline, the composite is public too (`*_composite`) so tests can
+// compare the two. Which path runs can depend on policy: linear switches to
+// sparse_linear on sparse masks and to int8_linear under int8 autocast.
 #pragma once
 #include <optional>
 

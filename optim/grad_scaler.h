@@ -12,8 +12,8 @@
 //   checkpoint intact;
 // - state_dict()/load_state_dict() carry scale, growth tracker and counters
 //   through checkpoints.
-// Part of the low-precision issue: the scaler itself; autocast and the
-// low-precision dtypes arrive with the rest of that issue.
+// Used with autocast (core/autocast.h) for f16 training; see
+// docs/methods/precision.md.
 #pragma once
 #include <nlohmann/json.hpp>
 

@@ -2,18 +2,22 @@
 # README command 2: install dependencies, build, and run the whole test suite:
 #   1. the Release build's CTest suite (unit tests, command-line and
 #      reliability tests);
-#   2. scripts/sanitize.sh: the unit tests under ASan+UBSan, the threaded code
+#   2. scripts/check_install.sh: cmake --install, then examples/train_mlp
+#      built against the installed package (find_package(brisk)) and run;
+#   3. scripts/sanitize.sh: the unit tests under ASan+UBSan, the threaded code
 #      under TSan;
-#   3. scripts/fuzz.sh: each libFuzzer harness for BRISK_FUZZ_SECONDS (30).
+#   4. scripts/fuzz.sh: each libFuzzer harness for BRISK_FUZZ_SECONDS (30).
 # Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure --parallel "$(nproc)" --timeout 900)
+echo "== install, and an out-of-tree example against it"
+scripts/check_install.sh build
 echo "== sanitizers"
 scripts/sanitize.sh
 echo "== fuzzing"
 scripts/fuzz.sh "${BRISK_FUZZ_SECONDS:-30}"
-echo "stages (ctest suite, sanitizers, fuzzers) all passed"
-echo "test.sh: 3 passed, 0 failed"
+echo "stages (ctest suite, install + example, sanitizers, fuzzers) all passed"
+echo "test.sh: 4 passed, 0 failed"

@@ -182,7 +182,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
     advice = {"fewer FLOPs per step: structured pruning (prune:structure=channel) shrinks the GEMMs",
               "fewer steps per epoch: selection (select:kind=rs2|infobatch|selective-backprop)",
               "start small: growth (grow:kind=net2net|msg)",
-              "cheaper FLOPs: low precision (bf16 / int8 GEMM, issue 'Low precision')"};
+              "cheaper FLOPs: low precision (precision:dtype=bf16, or the int8 GEMM)"};
   } else {
     verdict = "memory-bound";
     advice = {"fewer bytes per element: low precision storage (bf16 halves the traffic of these ops)",

@@ -55,7 +55,7 @@ Tensor stochastic_round(const Tensor& x, DType to, Generator* gen) {
   BRISK_CHECK(to == DType::f16 || to == DType::bf16, "op stochastic_round: target dtype must be f16 or bf16, got ",
               to);
   BRISK_CHECK(is_floating(x.dtype()), "op stochastic_round: expected a floating input, got ", x.dtype());
-  BRISK_CHECK(x.device().type == DeviceType::cpu, "op stochastic_round: only on cpu for now, got ", x.device());
+  BRISK_CHECK(x.device().type == DeviceType::cpu, "op stochastic_round: runs on the cpu (no CUDA kernel), got ", x.device());
   Tensor xf = x.detach().to(DType::f32).contiguous();
   Tensor u = rand(x.shape(), DType::f32, gen);  // Philox: same seed, same roundings
   Tensor out = empty(x.shape(), to);

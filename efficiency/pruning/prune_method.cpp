@@ -210,7 +210,6 @@ class PruneMethod : public train::Callback {
     }
   }
   void on_fit_start(train::Trainer& t) override {
-    model_ = &t.model();
     if (nm_m > 0) check_nm_applies(t);
     if (schedule != "rigl") return;
     // RigL grows by |dense gradient|: capture it before the mask hook (which
@@ -338,7 +337,6 @@ class PruneMethod : public train::Callback {
   TensorMap masks_, loaded_, snapshot_;
   std::map<std::string, std::vector<int64_t>> channel_keep_;  // layer index -> kept units
   int64_t original_params_ = 0;
-  nn::Module* model_ = nullptr;
   double last_sparsity_ = 0;
   int64_t last_nonzeros_ = 0;
 };

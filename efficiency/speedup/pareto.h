@@ -1,4 +1,4 @@
-// Time-to-quality arithmetic for `brisk speedup` (issue "Speedup evaluation"):
+// Time-to-quality arithmetic for `brisk speedup` (docs/speedup.md):
 // runs -> per-budget summaries -> a time-vs-accuracy Pareto frontier ->
 // time to a target accuracy and accuracy at a given time, both interpolated
 // linearly between frontier points. Pure functions, tested on hand-made data.
@@ -80,7 +80,7 @@ struct GainAt {
 std::vector<GainAt> accuracy_gain(const std::vector<Run>& runs, const std::string& baseline,
                                   const std::string& candidate);
 
-// The issue protocol's question: does the candidate reach the baseline's
+// The protocol's question (docs/speedup.md): does the candidate reach the baseline's
 // final accuracy (its largest budget, median over seeds) within `delta`, and
 // how much sooner? Unlike speedup_at this uses budgets that were actually run,
 // not interpolation: the candidate's smallest budget whose median accuracy is
