@@ -4,7 +4,7 @@
 #include <set>
 
 #include "efficiency/method.h"
-#include "efficiency/pruning/dst.h"
+#include "efficiency/pruning/rigl/dst.h"
 #include "efficiency/pruning/magnitude.h"
 #include "models/models.h"
 #include "nn/layers.h"

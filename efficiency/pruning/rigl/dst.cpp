@@ -1,5 +1,5 @@
 // ERK densities and the drop/grow step.
-#include "efficiency/pruning/dst.h"
+#include "efficiency/pruning/rigl/dst.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,0 +1,89 @@
+// The prune family's shared state and its checkpointing (prune_base.h).
+#include "efficiency/pruning/prune_base.h"
+
+#include <cmath>
+
+#include "core/mask.h"
+#include "efficiency/pruning/magnitude.h"
+
+namespace brisk::efficiency::pruning_methods {
+
+void PruneBase::add_metrics(nlohmann::json& j) const {
+  j["sparsity"] = last_sparsity_;
+  j["nonzeros"] = last_nonzeros_;
+}
+
+nlohmann::json PruneBase::state_json() const {
+  return {{"schedule", spec_.schedule},
+          {"target", spec_.target},
+          {"scope", spec_.scope},
+          {"nm", std::to_string(spec_.nm_n) + ":" + std::to_string(spec_.nm_m)}};
+}
+
+void PruneBase::load_state_tensors(const TensorMap& m) {
+  for (auto& [k, v] : m) {
+    if (k.find('/') != std::string::npos) load_extra_tensor(k, v);
+    else loaded_[k] = v;
+  }
+}
+
+void PruneBase::load_extra_tensor(const std::string& key, const Tensor&) {
+  BRISK_FAIL("--method prune: the checkpoint holds tensor '", key, "', which this pruning schedule (",
+             spec_.schedule, ") does not keep");
+}
+
+std::vector<std::pair<std::string, Tensor>> PruneBase::prunable(train::Trainer& t) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, p] : t.model().named_parameters())
+    if (p.dim() >= 2) out.emplace_back(n, p);
+  return out;
+}
+
+void PruneBase::attach_loaded(train::Trainer& t) {
+  if (loaded_.empty()) return;
+  for (auto& [n, p] : prunable(t)) {
+    auto it = loaded_.find(n);
+    if (it == loaded_.end()) continue;
+    brisk::set_mask(p, it->second);
+    masks_[n] = brisk::get_mask(p);
+  }
+  loaded_.clear();
+}
+
+void PruneBase::apply_sparsity(train::Trainer& t, double s) {
+  auto ps = prunable(t);
+  if (spec_.scope == "global") {
+    std::vector<Tensor> ws, prev;
+    for (auto& [n, p] : ps) {
+      ws.push_back(p);
+      prev.push_back(brisk::get_mask(p));
+    }
+    auto ms = pruning::global_magnitude_masks(ws, s, prev);
+    for (size_t i = 0; i < ps.size(); ++i) set(ps[i].first, ps[i].second, ms[i]);
+  } else {
+    for (auto& [n, p] : ps)
+      set(n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), brisk::get_mask(p)));
+  }
+  measure(t);
+}
+
+void PruneBase::set(const std::string& n, const Tensor& p, const Tensor& m) {
+  brisk::set_mask(p, m);
+  masks_[n] = brisk::get_mask(p);
+}
+
+void PruneBase::measure(train::Trainer& t) {
+  int64_t total = 0, zeros = 0;
+  for (auto& [n, p] : prunable(t)) {
+    total += p.numel();
+    zeros += brisk::count_zeros(p);
+  }
+  last_sparsity_ = total ? double(zeros) / double(total) : 0.0;
+  last_nonzeros_ = total - zeros;
+}
+
+int64_t PruneBase::step_at(double fraction, train::Trainer& t) const {
+  return int64_t(std::llround(fraction * double(t.total_steps())));
+}
+
+}  // namespace brisk::efficiency::pruning_methods
