@@ -5,12 +5,12 @@
 
 #include "efficiency/method.h"
 #include "efficiency/selection/example_stats.h"
-#include "efficiency/selection/grand.h"
+#include "efficiency/selection/grand/grand.h"
 #include "models/models.h"
 #include "nn/functional.h"
-#include "efficiency/selection/infobatch.h"
-#include "efficiency/selection/rho_loss.h"
-#include "efficiency/selection/selective_backprop.h"
+#include "efficiency/selection/infobatch/infobatch.h"
+#include "efficiency/selection/rho_loss/rho_loss.h"
+#include "efficiency/selection/selective_backprop/selective_backprop.h"
 #include "tests/train_helpers.h"
 
 using namespace bt;

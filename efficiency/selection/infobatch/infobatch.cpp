@@ -1,5 +1,5 @@
 // InfoBatch epoch plan.
-#include "efficiency/selection/infobatch.h"
+#include "efficiency/selection/infobatch/infobatch.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
 // RHO-LOSS selection rule.
-#include "efficiency/selection/rho_loss.h"
+#include "efficiency/selection/rho_loss/rho_loss.h"
 
 #include <algorithm>
 #include <cmath>

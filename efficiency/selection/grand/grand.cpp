@@ -1,4 +1,4 @@
-#include "efficiency/selection/grand.h"
+#include "efficiency/selection/grand/grand.h"
 
 #include <cmath>
 

@@ -1,0 +1,80 @@
+// What every `--method select:kind=...` member shares: the parsed spec, the
+// per-example statistics store (example_stats.h) kept up to date from the
+// training forward passes, the work counters and metrics (examples
+// backpropagated, selected fraction, scoring seconds), and checkpointing of
+// all of it. Each member (efficiency/selection/<member>/) decides which
+// examples are visited (epoch level: the epoch's order) or backpropagated
+// (batch level: a train::BatchSelector); the factory in select_method.cpp
+// parses the keys and picks the member.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "efficiency/selection/example_stats.h"
+#include "efficiency/selection/grand/grand.h"
+#include "train/trainer.h"
+
+namespace brisk::efficiency::selection_methods {
+
+// Every key of the select family (docs/methods/selection.md), parsed and checked.
+struct SelectSpec {
+  std::string kind = "rs2";
+  double ratio = 0.5, delta = 0.125, keep = 0.5;       // rs2, infobatch; keep: static, batch level
+  int64_t start = 1;                                  // static: epochs of scoring
+  bool curriculum = false;                            // static: visit easy to hard
+  selection::GrandScope grand_scope = selection::GrandScope::last;
+  double beta = 1.0, win_start = -1, win_end = -1;    // selective-backprop
+  int64_t history = 1024;
+  std::string variant = "prob";
+  double holdout = 0.1, il_lr = 0.05;                 // rho-loss
+  int64_t il_epochs = 2;
+  std::string il_model = "mlp";
+};
+
+class SelectBase : public train::Callback {
+ public:
+  explicit SelectBase(SelectSpec spec) : spec_(std::move(spec)) {}
+  std::string name() const override { return "select"; }
+
+  void on_fit_start(train::Trainer& t) override;
+  // Epoch-level members learn from the training forward pass; batch-level
+  // ones override this (their statistics come from the scoring pass).
+  void on_after_loss(train::Trainer& t) override;
+  void add_metrics(nlohmann::json& j) const override;
+  void on_eval_start(train::Trainer& t) override;
+  nlohmann::json state_json() const override;
+  void load_state_json(const nlohmann::json& j) override;
+  TensorMap state_tensors() const override;
+  void load_state_tensors(const TensorMap& m) override;
+  const selection::ExampleStats& stats() const { return stats_; }
+
+ protected:
+  // A member's own checkpointed tensors, besides the statistics store.
+  virtual void save_tensors(TensorMap&) const {}
+  virtual void load_tensors(const TensorMap&) {}
+  // An i64 order tensor of dataset indices (what Trainer::epoch_order takes).
+  static Tensor order_of(const std::vector<int64_t>& idx);
+  // The order `idx` shuffled by a fresh permutation from `gen`.
+  static Tensor shuffled(const std::vector<int64_t>& idx, Generator& gen);
+  static Tensor f32_tensor(const std::vector<float>& v);
+  static std::vector<float> floats(const Tensor& t);
+
+  SelectSpec spec_;
+  uint64_t seed_ = 0;
+  int64_t n_ = 0, batch_ = 1, backpropagated_ = 0, seen_full_ = 0;
+  int64_t hist_pos_ = 0;       // selective-backprop's ring position (kept in the state json)
+  double scoring_seconds_ = 0;  // scoring outside the trainer's passes: IL model, GraNd
+  double score_s_ = 0;
+  selection::ExampleStats stats_;
+};
+
+// The members, one folder each.
+std::unique_ptr<SelectBase> make_rs2_select(const SelectSpec& s);                 // rs2/
+std::unique_ptr<SelectBase> make_infobatch_select(const SelectSpec& s);           // infobatch/
+std::unique_ptr<SelectBase> make_static_select(const SelectSpec& s);              // static_pruning/: el2n, forgetting
+std::unique_ptr<SelectBase> make_grand_select(const SelectSpec& s);               // grand/
+std::unique_ptr<SelectBase> make_selective_backprop_select(const SelectSpec& s);  // selective_backprop/
+std::unique_ptr<SelectBase> make_rho_loss_select(const SelectSpec& s);            // rho_loss/
+
+}  // namespace brisk::efficiency::selection_methods
