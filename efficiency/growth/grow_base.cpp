@@ -1,0 +1,75 @@
+// The grow family's shared schedule, replay and metrics (grow_base.h).
+#include "efficiency/growth/grow_base.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "nn/channel_groups.h"
+#include "surgery/surgery.h"
+
+namespace brisk::efficiency::growth_methods {
+
+void GrowBase::on_fit_start(train::Trainer& t) {
+  if (!full_.empty()) return;
+  full_ = full_sizes(sequential(t));
+  shrink(t);
+}
+
+void GrowBase::on_batch_start(train::Trainer& t) {
+  int64_t step = t.state().step;
+  while (done_ < int64_t(spec_.points.size()) && step >= growth_step(t, done_)) {
+    grow_to(t, done_);
+    ++done_;
+  }
+  every_batch(t);
+}
+
+void GrowBase::on_restore(train::Trainer& t) {
+  int64_t target = done_;
+  shrink(t);
+  for (int64_t k = 0; k < target; ++k) grow_to(t, k);
+}
+
+void GrowBase::add_metrics(nlohmann::json& j) const {
+  j["params"] = params_;
+  j["width"] = width_;
+}
+
+void GrowBase::grow_to(train::Trainer& t, int64_t k) {
+  double mult = std::min(1.0, spec_.start * std::pow(2.0, double(k + 1)));  // doubles at each point
+  grow(t, k, mult);
+  width_ = mult;
+  params_ = t.model().num_parameters();
+}
+
+nn::Sequential& GrowBase::sequential(train::Trainer& t) {
+  auto* seq = dynamic_cast<nn::Sequential*>(&t.model());
+  BRISK_CHECK(seq != nullptr, "--method grow: needs a Sequential model");
+  return *seq;
+}
+
+int64_t GrowBase::growth_step(train::Trainer& t, int64_t k) const {
+  return int64_t(std::llround(spec_.points[size_t(k)] * double(t.total_steps())));
+}
+
+int64_t GrowBase::size_at(size_t unit, double mult) const {
+  return std::clamp<int64_t>(std::llround(mult * double(full_[unit])), 1, full_[unit]);
+}
+
+void GrowBase::shrink_width(train::Trainer& t) {
+  nn::Sequential& seq = sequential(t);
+  for (size_t l = 0; l < full_.size(); ++l) {
+    nn::ChannelGroup g = nn::channel_groups(seq)[l];
+    std::vector<int64_t> keep(static_cast<size_t>(size_at(l, spec_.start)));
+    for (size_t u = 0; u < keep.size(); ++u) keep[u] = int64_t(u);
+    nn::remove_group_units(g, keep, &t.optimizer());
+  }
+  finish_cut(t);
+}
+
+void GrowBase::finish_cut(train::Trainer& t) {
+  width_ = spec_.start;
+  params_ = t.model().num_parameters();
+}
+
+}  // namespace brisk::efficiency::growth_methods

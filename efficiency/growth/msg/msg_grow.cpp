@@ -1,0 +1,60 @@
+// Masked structural growth (MSG; Yao et al. 2024): width growth where new
+// units get fresh weights behind a Gate that starts at 0 and ramps linearly
+// to 1 over `ramp` (fraction of training), so the function is unchanged at
+// growth for any initialization. Gates are per layer, so MSG grows layers
+// whose channels are not coupled by residual additions (else use net2net).
+#include <algorithm>
+
+#include "efficiency/growth/grow_base.h"
+#include "nn/channel_groups.h"
+#include "surgery/surgery.h"
+
+namespace brisk::efficiency::growth_methods {
+
+namespace {
+
+class MsgGrow : public GrowBase {
+ public:
+  using GrowBase::GrowBase;
+
+ protected:
+  std::vector<int64_t> full_sizes(nn::Sequential& seq) const override {
+    std::vector<int64_t> w;
+    for (auto& g : nn::channel_groups(seq)) w.push_back(g.width());
+    return w;
+  }
+  void shrink(train::Trainer& t) override { shrink_width(t); }
+  void grow(train::Trainer& t, int64_t k, double mult) override {
+    nn::Sequential& seq = sequential(t);
+    for (size_t l = 0; l < full_.size(); ++l) {
+      Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
+      nn::ChannelGroup grp = nn::channel_groups(seq)[l];  // MSG inserts gates: positions move
+      BRISK_CHECK(!grp.coupled(), "--method grow:kind=msg: channels of ", grp.name,
+                  " are coupled by a residual addition; MSG gates are per layer (use kind=net2net)");
+      size_t idx = seq.size();
+      for (size_t i = 0; i < seq.size(); ++i)
+        if (seq[i] == grp.producers[0].layer) idx = i;
+      BRISK_CHECK(idx < seq.size(), "--method grow:kind=msg: ", grp.name, " is inside a block (use kind=net2net)");
+      nn::widen_masked(seq, idx, size_at(l, mult), &t.optimizer(), growth_step(t, k), &g);
+    }
+  }
+  // gate = clamp((step - birth) / ramp_steps, 0, 1) for grown units, 1 for original ones.
+  void every_batch(train::Trainer& t) override {
+    double steps = std::max(1.0, spec_.ramp * double(t.total_steps()));
+    double now = double(t.state().step);
+    NoGradGuard ng;
+    for (size_t i = 0; i < sequential(t).size(); ++i)
+      if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) {
+        std::vector<double> b = gt->birth.to_vector(), gv(b.size());
+        for (size_t j = 0; j < b.size(); ++j) gv[j] = b[j] < 0 ? 1.0 : std::clamp((now - b[j]) / steps, 0.0, 1.0);
+        Tensor gd = gt->gate;
+        gd.copy_(from_vector(gv, {int64_t(gv.size())}));
+      }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<GrowBase> make_msg_grow(const GrowSpec& s) { return std::make_unique<MsgGrow>(s); }
+
+}  // namespace brisk::efficiency::growth_methods
