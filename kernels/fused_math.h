@@ -1,6 +1,7 @@
-// The arithmetic of the fused kernels, written once: kernels/cpu/ref/fused.cpp
-// runs it in plain serial loops (the oracle), kernels/cpu/fused.cpp in
-// parallel chunks, kernels/cuda/optim.cu one element per thread (the optimizer
+// The arithmetic of the fused kernels bias_relu, cross_entropy, sgd_step and
+// adamw_step, written once: kernels/cpu/ref/<stem>.cpp runs it in plain serial
+// loops (the oracle), kernels/cpu/<stem>.cpp in parallel chunks, and
+// kernels/cuda/{sgd_step,adamw_step}.cu one element per thread (the optimizer
 // steps are BRISK_HD: host and device). Each function handles a range or a row.
 #pragma once
 #include <algorithm>

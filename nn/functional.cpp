@@ -233,7 +233,7 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
   return g;
 }
 
-// The fused kernels (kernels/cpu/conv.cpp) behind one autograd node; returns
+// The fused kernels (kernels/cpu/conv2d.cpp) behind one autograd node; returns
 // an undefined tensor when no kernel accepts (then the composite runs).
 static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu) {
   int64_t O = w.size(0);
@@ -314,7 +314,7 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
     return autocast_cast(y, CastRole::output);
   }
   Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
-  // The fused op (one autograd node, kernels/cpu/conv.cpp; the ref kernel
+  // The fused op (one autograd node, kernels/cpu/conv2d.cpp; the ref kernel
   // for f64) unless an f32 conv must go through the OpenBLAS GEMM switch.
   if (groups == 1 && !(x.dtype() == DType::f32 && gemm_backend() != "native"))
     if (Tensor y = conv2d_fused(x, w, b, g, relu); y.defined()) return y;
