@@ -21,6 +21,7 @@
 #include "data/idx.h"
 #include "efficiency/method.h"
 #include "efficiency/speedup/harness.h"
+#include "core/op_keys.h"
 #include "train/profile.h"
 #include "train/trainer.h"
 
@@ -119,13 +120,23 @@ int run_info() {
   std::printf("\n");
   std::printf("gemm backend: %s, conv backend: %s (BRISK_GEMM, BRISK_CONV)\n", gemm_backend().c_str(),
               conv_backend().c_str());
-  for (const char* op : {"gemm", "binary", "exp", "reduce", "softmax", "im2col", "max_pool2d", "conv2d_fwd"}) {
-    std::printf("%-12s f32 cpu:", op);
-    for (auto& b : kernel_backends(op, DeviceType::cpu, DType::f32)) std::printf(" %s", b.c_str());
-    if (cuda_compiled()) {
-      std::printf("  cuda:");
-      for (auto& b : kernel_backends(op, DeviceType::cuda, DType::f32)) std::printf(" %s", b.c_str());
+  // Every op key (core/op_keys.h) with its stem and, per device, the
+  // backends registered for f32 (else for the first dtype that has any), best first.
+  std::printf("%-30s %-14s %-28s %s\n", "op", "stem", "cpu (f32)", cuda_compiled() ? "cuda (f32)" : "");
+  auto backends = [](const char* op, DeviceType dev) {
+    std::string out;
+    for (DType t : {DType::f32, DType::i64, DType::f64}) {
+      auto bs = kernel_backends(op, dev, t);
+      if (bs.empty()) continue;
+      for (auto& b : bs) out += (out.empty() ? "" : " ") + b;
+      if (t != DType::f32) out += " (" + std::string(dtype_name(t)) + ")";
+      break;
     }
+    return out.empty() ? std::string("-") : out;
+  };
+  for (const OpKeyInfo& k : op_keys()) {
+    std::printf("%-30s %-14s %-28s", k.key, k.stem, backends(k.key, DeviceType::cpu).c_str());
+    if (cuda_compiled()) std::printf(" %s", backends(k.key, DeviceType::cuda).c_str());
     std::printf("\n");
   }
   return 0;
