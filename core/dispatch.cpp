@@ -97,17 +97,17 @@ std::vector<KernelRegistration>& registrations() {
 }
 
 void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
-                     int priority, KernelFn fn, std::source_location where) {
+                     int priority, KernelFn fn, const char* where) {
   const OpKeyInfo* info = find_op_key(op);
-  BRISK_CHECK(info, "register_kernel: op '", op, "' (backend ", backend, ", ", where.file_name(),
+  BRISK_CHECK(info, "register_kernel: op '", op, "' (backend ", backend, ", ", where,
               ") is not listed in core/op_keys.h");
-  std::string file = std::filesystem::path(where.file_name()).stem().string();
+  std::string file = std::filesystem::path(where).stem().string();
   std::string stem = info->stem;
   bool named = file == stem || (file.size() > stem.size() && file.ends_with("_" + stem));
-  BRISK_CHECK(named, "register_kernel: op '", op, "' (backend ", backend, ") is registered from ", where.file_name(),
+  BRISK_CHECK(named, "register_kernel: op '", op, "' (backend ", backend, ") is registered from ", where,
               "; its kernels live in files named after its stem '", stem, "' (", stem, ".cpp, ", stem,
               ".cu or <vendor>_", stem, ".*)");
-  registrations().push_back({op, backend, where.file_name(), dev, dtype, priority});
+  registrations().push_back({op, backend, where, dev, dtype, priority});
   auto& v = table()[Key{op, dev, dtype}];
   v.push_back({backend, priority, fn});
   sort_entries(op, v);

@@ -4,7 +4,6 @@
 // (e.g. a vendor GEMM on tiny or strided shapes), and the next one is tried;
 // the ref backend accepts everything it registers for, so it is the fallback.
 #pragma once
-#include <source_location>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,11 +26,13 @@ constexpr int vendor = 20;  // kernels/vendor: OpenBLAS, cuBLAS, cuDNN
 }  // namespace backend_priority
 
 // Registers fn for (op, dev, dtype). op must be listed in core/op_keys.h, and
-// the registering file must be named after op's stem (<stem>.cpp/.cu, or
+// the registering file (`file`: by default the caller's, through the
+// __builtin_FILE() that GCC, Clang and nvcc share; std::source_location is
+// missing from Clang 14) must be named after op's stem (<stem>.cpp/.cu, or
 // <vendor>_<stem>.* for a vendor backend): anything else throws, so a kernel
 // cannot hide under another name.
 void register_kernel(const std::string& op, DeviceType dev, DType dtype, const std::string& backend,
-                     int priority, KernelFn fn, std::source_location where = std::source_location::current());
+                     int priority, KernelFn fn, const char* file = __builtin_FILE());
 
 // What register_kernel recorded, for tests, docs and `brisk info`.
 struct KernelRegistration {

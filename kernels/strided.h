@@ -41,7 +41,7 @@ inline T* ptr(const Tensor& t) {
 // (where: the calling file, checked against the op's stem by register_kernel.)
 template <class... Ts, class Make>
 void register_for(const char* op, const char* backend, int priority, Make make,
-                  std::source_location where = std::source_location::current()) {
+                  const char* where = __builtin_FILE()) {
   (register_kernel(op, DeviceType::cpu, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{}), where),
    ...);
 }

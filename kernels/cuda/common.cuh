@@ -164,7 +164,7 @@ struct MinOp {
 template <class... Ts, class Make>
 void register_cuda(const char* op, Make make, const char* backend = "cuda",
                    int priority = backend_priority::native,
-                   std::source_location where = std::source_location::current()) {
+                   const char* where = __builtin_FILE()) {
   (register_kernel(op, DeviceType::cuda, DTypeOf<Ts>::value, backend, priority, make(TypeTag<Ts>{}), where), ...);
 }
 
