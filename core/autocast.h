@@ -3,8 +3,10 @@
 // (reductions, softmax, norms, losses, the optimizer) stays f32:
 //   AutocastGuard ac({LowPrecision::bf16});
 //   Tensor y = model.forward(x);  // linear / conv2d inputs and outputs in bf16
-// Emulated (brisk has no bf16/f8 arithmetic kernels yet): tensors stay in f32
-// storage holding values of the low format. That is numerically exact for
+// Tensors stay in f32 storage holding values of the low format (under bf16
+// autocast the f32 GEMM, told so by gemm_operands_bf16(), feeds those values
+// to AVX512-BF16 dot products where the CPU has them; fp8 and fp16 are
+// emulated). That is numerically exact for
 // bf16/f16: a bf16 x bf16 product fits an f32 exactly, so an f32 GEMM over
 // bf16 values is a bf16-input GEMM with f32 accumulation. Rounding happens
 // where a real low-precision run stores a tensor: the op's inputs (activations
