@@ -1,12 +1,14 @@
 #include "core/autocast.h"
 
+#include "core/dispatch.h"
+#include "core/op_keys.h"
+
 #include <cmath>
 
 #include "core/autograd.h"
 #include "core/fp8.h"
 #include "core/int8.h"
 #include "core/ops.h"
-#include "core/thread_pool.h"
 
 namespace brisk {
 
@@ -20,17 +22,14 @@ Tensor round_fp8(const Tensor& x, Fp8Format f) {
   return fp8_round(x, f, scale);
 }
 
-// x's values rounded to the bf16 grid (nearest even), kept in f32: one
-// vectorizable pass instead of two casts through a bf16 tensor.
+// x's values rounded to the bf16 grid (nearest even), kept in f32: one pass
+// ("bf16_round") instead of two casts through a bf16 tensor.
 Tensor round_bf16_nearest(const Tensor& x) {
   Tensor xc = x.contiguous();
-  Tensor out = empty(x.shape(), DType::f32);
-  const float* p = xc.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  parallel_for(0, x.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-    // the cast's own rounding, both conversions inline (NaN stays a quiet NaN)
-    for (int64_t i = lo; i < hi; ++i) o[i] = bf16_bits_to_float(float_to_bf16_bits(p[i]));
-  });
+  Tensor out = empty(x.shape(), TensorOptions(DType::f32, x.device()));
+  Tensor ins[1] = {xc};
+  Tensor outs[1] = {out};
+  dispatch(opkey::bf16_round, xc.device(), DType::f32, KernelArgs{ins, outs, nullptr});
   return out;
 }
 

@@ -1,13 +1,12 @@
 // fp8 casts and delayed scaling (see fp8.h).
 #include "core/fp8.h"
 
-#include <cstring>
-
-#include "core/thread_pool.h"
-
 #include <cmath>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/kernel_params.h"
+#include "core/op_keys.h"
 #include "core/ops.h"
 
 namespace brisk {
@@ -21,6 +20,8 @@ Spec spec(Fp8Format f) { return f == Fp8Format::e4m3 ? Spec{4, 3, 7, 448.0} : Sp
 }  // namespace
 
 double fp8_max(Fp8Format f) { return spec(f).maxv; }
+int fp8_mantissa_bits(Fp8Format f) { return spec(f).mbits; }
+int fp8_bias(Fp8Format f) { return spec(f).bias; }
 const char* fp8_name(Fp8Format f) { return f == Fp8Format::e4m3 ? "e4m3" : "e5m2"; }
 
 uint8_t fp8_encode(float v, Fp8Format f) {
@@ -58,62 +59,40 @@ float fp8_decode(uint8_t code, Fp8Format f) {
   return float(neg ? -v : v);
 }
 
+// The op layer: checks, then the fp8 kernels (kernels/cpu/ref/fp8.cpp, kernels/cpu/fp8.cpp).
+namespace {
+Tensor run_fp8(const char* op, const Tensor& in, DType out_dtype, Fp8Format f, double scale) {
+  Tensor out = empty(in.shape(), out_dtype);
+  Fp8Params p{uint8_t(f), scale};
+  Tensor ins[1] = {in};
+  Tensor outs[1] = {out};
+  dispatch(op, Device(DeviceType::cpu), in.dtype(), KernelArgs{ins, outs, &p});
+  return out;
+}
+void check_scale(const char* op, double scale) {
+  BRISK_CHECK(scale > 0 && std::isfinite(scale), "op ", op, ": scale must be finite and > 0, got ", scale);
+}
+}  // namespace
+
 Tensor fp8_quantize(const Tensor& x, Fp8Format f, double scale) {
   check_defined("fp8_quantize", x);
   BRISK_CHECK(is_floating(x.dtype()), "op fp8_quantize: expected a floating input, got ", x.dtype());
-  BRISK_CHECK(scale > 0 && std::isfinite(scale), "op fp8_quantize: scale must be finite and > 0, got ", scale);
-  Tensor xf = x.detach().to(DType::f32).contiguous();
-  Tensor out = empty(x.shape(), DType::u8);
-  const float* p = xf.data_ptr<float>();
-  uint8_t* o = out.data_ptr<uint8_t>();
-  for (int64_t i = 0; i < x.numel(); ++i) o[i] = fp8_encode(float(double(p[i]) * scale), f);
-  return out;
+  check_scale("fp8_quantize", scale);
+  return run_fp8(opkey::fp8_quantize, x.detach().to(DType::f32).contiguous(), DType::u8, f, scale);
 }
 
 Tensor fp8_dequantize(const Tensor& codes, Fp8Format f, double scale) {
   check_defined("fp8_dequantize", codes);
   BRISK_CHECK(codes.dtype() == DType::u8, "op fp8_dequantize: expected u8 codes, got ", codes.dtype());
-  BRISK_CHECK(scale > 0 && std::isfinite(scale), "op fp8_dequantize: scale must be finite and > 0, got ", scale);
-  Tensor c = codes.contiguous();
-  Tensor out = empty(codes.shape(), DType::f32);
-  const uint8_t* p = c.data_ptr<uint8_t>();
-  float* o = out.data_ptr<float>();
-  for (int64_t i = 0; i < codes.numel(); ++i) o[i] = float(double(fp8_decode(p[i], f)) / scale);
-  return out;
+  check_scale("fp8_dequantize", scale);
+  return run_fp8(opkey::fp8_dequantize, codes.contiguous(), DType::f32, f, scale);
 }
 
 Tensor fp8_round(const Tensor& x, Fp8Format f, double scale) {
   check_defined("fp8_round", x);
   BRISK_CHECK(is_floating(x.dtype()), "op fp8_round: expected a floating input, got ", x.dtype());
-  BRISK_CHECK(scale > 0 && std::isfinite(scale), "op fp8_round: scale must be finite and > 0, got ", scale);
-  Spec sp = spec(f);
-  const int min_e = 1 - sp.bias, mbits = sp.mbits;
-  const float maxv = float(sp.maxv);
-  Tensor xf = x.detach().to(DType::f32).contiguous();
-  Tensor out = empty(x.shape(), DType::f32);
-  const float* p = xf.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  parallel_for(0, x.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      float a = float(double(p[i]) * scale);  // as fp8_quantize
-      if (std::isnan(a)) {
-        o[i] = NAN;
-        continue;
-      }
-      float m = std::min(std::fabs(a), maxv);  // saturate (infinities too)
-      uint32_t u;
-      std::memcpy(&u, &m, 4);
-      int e = std::max(int((u >> 23) & 0xff) - 127, min_e);  // float subnormals: below min_e anyway
-      uint32_t qb = uint32_t(e - mbits + 127) << 23, ib = uint32_t(mbits - e + 127) << 23;
-      float quantum, inv;
-      std::memcpy(&quantum, &qb, 4);
-      std::memcpy(&inv, &ib, 4);
-      float r = std::min(std::nearbyint(m * inv) * quantum, maxv);  // exact power-of-two scalings
-      r = std::signbit(a) ? -r : r;
-      o[i] = float(double(r) / scale);  // as fp8_dequantize
-    }
-  });
-  return out;
+  check_scale("fp8_round", scale);
+  return run_fp8(opkey::fp8_round, x.detach().to(DType::f32).contiguous(), DType::f32, f, scale);
 }
 
 Fp8DelayedScaling::Fp8DelayedScaling(Fp8Format f, int history, int margin) : f_(f), len_(history), margin_(margin) {

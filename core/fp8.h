@@ -11,8 +11,10 @@
 
 namespace brisk {
 
-enum class Fp8Format { e4m3, e5m2 };
+enum class Fp8Format : uint8_t { e4m3, e5m2 };
 double fp8_max(Fp8Format f);
+int fp8_mantissa_bits(Fp8Format f);  // 3 (e4m3), 2 (e5m2)
+int fp8_bias(Fp8Format f);           // 7 (e4m3), 15 (e5m2)
 const char* fp8_name(Fp8Format f);
 
 uint8_t fp8_encode(float v, Fp8Format f);  // saturating, nearest-even; NaN -> a NaN code

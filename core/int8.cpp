@@ -1,5 +1,6 @@
-// int8 per-row quantization, and int8_matmul, which dispatches "int8_gemm"
-// (kernels/cpu/ref/int8_gemm.cpp, kernels/cpu/int8_gemm.cpp).
+// The int8 op layer: per-row quantization ("int8_quantize_rows",
+// "int8_dequantize_rows") and int8_matmul ("int8_gemm"); the kernels are in
+// kernels/cpu/ref/ and kernels/cpu/ under those stems.
 #include "core/int8.h"
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include "core/error.h"
 #include "core/op_keys.h"
 #include "core/ops.h"
-#include "core/thread_pool.h"
 
 namespace brisk {
 
@@ -17,46 +17,24 @@ Int8Rows quantize_rows_int8(const Tensor& x) {
   check_defined("quantize_rows_int8", x);
   BRISK_CHECK(x.dim() == 2, "op quantize_rows_int8: expected [rows, cols], got ", shape_str(x.shape()));
   BRISK_CHECK(is_floating(x.dtype()), "op quantize_rows_int8: expected a floating input, got ", x.dtype());
+  BRISK_CHECK(x.device().type == DeviceType::cpu, "op quantize_rows_int8: runs on the cpu, got ", x.device());
   Tensor xf = x.detach().to(DType::f32).contiguous();
   Int8Rows r;
   r.rows = x.size(0);
   r.cols = x.size(1);
-  r.q.resize(size_t(r.rows * r.cols));
-  r.scale.resize(size_t(r.rows));
-  const float* p = xf.data_ptr<float>();
-  std::vector<char> bad(size_t(r.rows), 0);
-  parallel_for(0, r.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(r.cols, 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const float* row = p + i * r.cols;
-      int8_t* q = r.q.data() + i * r.cols;
-      float m = 0;
-      for (int64_t j = 0; j < r.cols; ++j) m = std::max(m, std::abs(row[j]));
-      bad[size_t(i)] = !std::isfinite(m);
-      float s = m / 127.0f;
-      r.scale[size_t(i)] = s;
-      if (!(s > 0 && std::isfinite(s))) {
-        std::fill(q, q + r.cols, int8_t(0));
-        continue;
-      }
-      // Branch-free so it vectorizes: round to nearest even by the 1.5 * 2^23
-      // trick (exact for |v| <= 127; no libm call, no -ffast-math needed).
-      constexpr float kMagic = 12582912.0f;
-      for (int64_t j = 0; j < r.cols; ++j) {
-        float v = std::clamp(row[j] / s, -127.0f, 127.0f);
-        q[j] = int8_t(int((v + kMagic) - kMagic));
-      }
-    }
-  });
-  for (int64_t i = 0; i < r.rows; ++i)
-    BRISK_CHECK(!bad[size_t(i)], "op quantize_rows_int8: row ", i, " holds a non-finite value");
+  r.q = empty({r.rows, r.cols}, DType::u8);
+  r.scale = empty({r.rows}, DType::f32);
+  Tensor ins[1] = {xf};
+  Tensor outs[2] = {r.q, r.scale};
+  dispatch(opkey::int8_quantize_rows, xf.device(), DType::f32, KernelArgs{ins, outs, nullptr});
   return r;
 }
 
 Tensor dequantize_rows_int8(const Int8Rows& q) {
   Tensor out = empty({q.rows, q.cols}, DType::f32);
-  float* o = out.data_ptr<float>();
-  for (int64_t i = 0; i < q.rows; ++i)
-    for (int64_t j = 0; j < q.cols; ++j) o[i * q.cols + j] = float(q.q[size_t(i * q.cols + j)]) * q.scale[size_t(i)];
+  Tensor ins[2] = {q.q, q.scale};
+  Tensor outs[1] = {out};
+  dispatch(opkey::int8_dequantize_rows, q.q.device(), DType::u8, KernelArgs{ins, outs, nullptr});
   return out;
 }
 

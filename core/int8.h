@@ -4,6 +4,7 @@
 // (the K dim shares one scale per output row / column), multiplies in int32
 // and rescales. It dispatches the op "int8_gemm": the scalar reference kernel,
 // or the AVX512-VNNI kernel (bit-identical) where the CPU has VNNI.
+// Quantization dispatches "int8_quantize_rows" / "int8_dequantize_rows".
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -14,8 +15,10 @@ namespace brisk {
 
 struct Int8Rows {
   int64_t rows = 0, cols = 0;
-  std::vector<int8_t> q;      // [rows, cols]
-  std::vector<float> scale;   // [rows]; 0 for an all-zero row
+  Tensor q;      // u8 [rows, cols] holding the int8 values' bytes (values() reads them as int8)
+  Tensor scale;  // f32 [rows]; 0 for an all-zero row
+  const int8_t* values() const { return reinterpret_cast<const int8_t*>(q.data_ptr<uint8_t>()); }
+  const float* scales() const { return scale.data_ptr<float>(); }
 };
 
 Int8Rows quantize_rows_int8(const Tensor& x);  // x [rows, cols], floating

@@ -120,5 +120,24 @@ struct BatchNormParams { double eps; };
 //                        int32 sums; every backend is bit-identical to the ref. Non-finite
 //                        inputs throw, naming the row of A or column of B.
 // All operands contiguous.
+//
+// Low-precision formats (core/autocast.h, core/fp8.h, core/int8.h); all
+// operands contiguous:
+// "bf16_round":          in f32 -> out[0] f32: each value on the bf16 grid, nearest even.
+// "stochastic_round":    in = {x f32, u f32 uniform in [0, 1), x's shape} -> out[0] f16 or bf16:
+//                        the upper of x's two neighbours when u < (x - lo) / (hi - lo), else
+//                        the lower (exact values, NaN and values beyond the range: nearest).
+// "fp8_quantize":        in f32 -> out[0] u8 codes of x * scale (saturating, nearest even).
+// "fp8_dequantize":      in u8 codes -> out[0] f32 = value(code) / scale.
+// "fp8_round":           in f32 -> out[0] f32 = fp8_dequantize(fp8_quantize(x)).
+struct Fp8Params {
+  uint8_t format;  // Fp8Format: 0 e4m3, 1 e5m2
+  double scale;
+};
+// "int8_quantize_rows":  in f32 [R, C] -> out = {q u8 [R, C] (int8 two's-complement bytes),
+//                        scale f32 [R]}: scale_r = max|row r| / 127 (0 for an all-zero row),
+//                        q = round(x / scale_r) to nearest even, clamped to [-127, 127]. A row
+//                        holding a non-finite value throws, naming the row.
+// "int8_dequantize_rows": in = {q u8 [R, C], scale f32 [R]} -> out[0] f32 [R, C] = q * scale_r.
 
 }  // namespace brisk

@@ -38,7 +38,11 @@ namespace brisk {
   X(gather, index) X(scatter_add, index)                                                             \
   X(batch_norm_fwd, batch_norm) X(batch_norm_bwd, batch_norm)                                        \
   X(layer_norm_fwd, layer_norm) X(layer_norm_bwd, layer_norm)                                        \
-  X(csr_build, csr_linear) X(csr_linear, csr_linear) X(csr_linear_bwd_weight, csr_linear)
+  X(csr_build, csr_linear) X(csr_linear, csr_linear) X(csr_linear_bwd_weight, csr_linear)            \
+  X(bf16_round, bf16_round)                                                                          \
+  X(stochastic_round, stochastic_round)                                                              \
+  X(fp8_quantize, fp8) X(fp8_dequantize, fp8) X(fp8_round, fp8)                                      \
+  X(int8_quantize_rows, int8_quantize) X(int8_dequantize_rows, int8_quantize)
 
 // opkey::gemm == "gemm": call sites name keys through these constants.
 namespace opkey {

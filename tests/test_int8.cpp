@@ -15,9 +15,13 @@ TEST_CASE("int8: per-row quantization error is within max|row|/254 per element",
   Tensor err = abs(d - x);
   CHECK(sum(gt(err, rowmax / 254.0 * (1 + 1e-6))).item() == 0);
   CHECK(max(err / rowmax).item() > 1.0 / 254 / 4);  // the bound is not vacuous
-  CHECK(std::all_of(q.q.begin(), q.q.end(), [](int8_t v) { return v >= -127; }));  // symmetric range
+  CHECK(std::all_of(q.values(), q.values() + q.q.numel(), [](int8_t v) { return v >= -127; }));  // symmetric range
   Int8Rows z = quantize_rows_int8(zeros({2, 3}));
-  CHECK(z.scale[0] == 0);
+  CHECK(z.scales()[0] == 0);
+  // a NaN or inf anywhere in a row is refused, naming the row (max() alone would drop a NaN)
+  Tensor bad = randn({4, 40});
+  bad.narrow(0, 2, 1).narrow(1, 17, 1).fill_(std::nan(""));
+  CHECK_THROWS_WITH(quantize_rows_int8(bad), Catch::Contains("row 2") && Catch::Contains("non-finite"));
   CHECK_THROWS_WITH(quantize_rows_int8(randn({3})), Catch::Contains("[rows, cols]"));
 }
 

@@ -16,6 +16,8 @@
 #include <set>
 
 #include "core/cuda.h"
+#include "core/autocast.h"
+#include "core/fp8.h"
 #include "core/int8.h"
 #include "core/op_keys.h"
 #include "tests/helpers.h"
@@ -33,7 +35,7 @@ struct OpCase {
   std::function<V(DType)> make;   // inputs in the given floating dtype (integer inputs keep theirs)
   std::function<Tensor(const V&)> f;
   std::function<Tensor(const V&)> composite;  // optional: the same value from primitive ops
-  std::vector<std::string> f32_keys;          // keys that always run in f32 (e.g. csr_build over the mask)
+  std::map<std::string, DType> key_dtype;     // keys that run in a fixed dtype (csr_build: f32 mask; dequantize: u8)
   std::vector<int> no_grad;                   // floating inputs that are not differentiated (masks, stats)
   std::string not_differentiable;             // why there is no gradient check ("" = there is one)
   bool exact = false;                         // every backend bit-identical to the ref
@@ -111,7 +113,7 @@ std::vector<DType> dtypes_of(const OpCase& c) {
   for (DType t : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
     bool all = true;
     for (const std::string& k : c.keys)
-      all = all && !kernel_backends(k, DeviceType::cpu, std::count(c.f32_keys.begin(), c.f32_keys.end(), k) ? DType::f32 : t).empty();
+      all = all && !kernel_backends(k, DeviceType::cpu, c.key_dtype.count(k) ? c.key_dtype.at(k) : t).empty();
     if (all) ts.push_back(t);
   }
   return ts;
@@ -405,9 +407,72 @@ std::vector<OpCase> table() {
       return V{uni({5, 12}, d, -1, 1, 46), uni({7, 12}, d, -1, 1, 47), mask, uni({7}, d, -0.5, 0.5, 48)};
     };
     c.no_grad = {2};  // the mask
-    c.f32_keys = {"csr_build"};
+    c.key_dtype = {{"csr_build", DType::f32}};
     c.f = [](const V& in) { return F::sparse_linear(in[0], in[1], in[2], in[3]); };
     c.composite = [](const V& in) { return F::linear(in[0], in[1] * in[2], in[3]); };
+    t.push_back(c);
+  }
+  // --- low-precision formats
+  {
+    OpCase c;
+    c.name = "bf16_round";
+    c.keys = {"bf16_round"};
+    c.make = [](DType d) { return V{uni({7, 300}, d, -3, 3, 50)}; };
+    c.f = [](const V& in) { return round_to_format(in[0], LowPrecision::bf16, Rounding::nearest, false); };
+    c.not_differentiable = "a rounding (autocast passes the gradient through its own cast)";
+    c.exact = true;
+    t.push_back(c);
+  }
+  {
+    OpCase c;
+    c.name = "stochastic_round to bf16 and f16";
+    c.keys = {"stochastic_round"};
+    c.make = [](DType d) { return V{uni({9, 40}, d, -2, 2, 51)}; };
+    c.f = [](const V& in) {
+      Generator g1(5), g2(6);
+      return stochastic_round(in[0], DType::bf16, &g1).to(DType::f32) + stochastic_round(in[0], DType::f16, &g2).to(DType::f32);
+    };
+    c.not_differentiable = "a rounding";
+    c.exact = true;
+    t.push_back(c);
+  }
+  {
+    OpCase c;
+    c.name = "fp8 quantize / dequantize / round (e4m3, e5m2)";
+    c.keys = {"fp8_quantize", "fp8_dequantize", "fp8_round"};
+    c.key_dtype = {{"fp8_dequantize", DType::u8}};
+    c.make = [](DType d) { return V{uni({11, 60}, d, -300, 300, 52)}; };
+    c.f = [](const V& in) {
+      Tensor codes = fp8_quantize(in[0], Fp8Format::e4m3, 0.5);
+      return fp8_dequantize(codes, Fp8Format::e4m3, 0.5) + fp8_round(in[0], Fp8Format::e5m2, 4.0) +
+             fp8_round(in[0], Fp8Format::e4m3, 0.5) * 0.25;
+    };
+    // the one-pass rounding equals dequantize(quantize(x)) exactly
+    c.composite = [](const V& in) {
+      return fp8_dequantize(fp8_quantize(in[0], Fp8Format::e4m3, 0.5), Fp8Format::e4m3, 0.5) +
+             fp8_dequantize(fp8_quantize(in[0], Fp8Format::e5m2, 4.0), Fp8Format::e5m2, 4.0) +
+             fp8_dequantize(fp8_quantize(in[0], Fp8Format::e4m3, 0.5), Fp8Format::e4m3, 0.5) * 0.25;
+    };
+    c.not_differentiable = "a rounding";
+    c.exact = true;
+    t.push_back(c);
+  }
+  {
+    OpCase c;
+    c.name = "int8 per-row quantize / dequantize";
+    c.keys = {"int8_quantize_rows", "int8_dequantize_rows"};
+    c.key_dtype = {{"int8_dequantize_rows", DType::u8}};
+    c.make = [](DType d) {
+      Tensor x = uni({13, 70}, DType::f64, -1, 1, 53) * exp(uni({13, 1}, DType::f64, -3, 3, 54));
+      x.narrow(0, 4, 1).fill_(0.0);  // an all-zero row: scale 0
+      return V{x.to(d)};
+    };
+    c.f = [](const V& in) {
+      Int8Rows q = quantize_rows_int8(in[0]);
+      return dequantize_rows_int8(q) + q.scale.reshape({-1, 1});
+    };
+    c.not_differentiable = "a rounding";
+    c.exact = true;
     t.push_back(c);
   }
   return t;

@@ -16,6 +16,9 @@ void register_adamw_step();
 void register_batch_norm();
 void register_layer_norm();
 void register_csr_linear();
+void register_bf16_round();
+void register_fp8();
+void register_int8_quantize();
 }  // namespace kern::cpu
 
 void register_cpu_kernels() {
@@ -34,5 +37,8 @@ void register_cpu_kernels() {
   kern::cpu::register_batch_norm();
   kern::cpu::register_layer_norm();
   kern::cpu::register_csr_linear();
+  kern::cpu::register_bf16_round();
+  kern::cpu::register_fp8();
+  kern::cpu::register_int8_quantize();
 }
 }  // namespace brisk

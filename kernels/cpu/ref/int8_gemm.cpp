@@ -14,9 +14,9 @@ bool int8_gemm(const KernelArgs& args) {
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       int32_t acc = 0;  // |acc| <= K * 127^2: fits int32 for K < 133,000
-      const int8_t *x = &qa.q[size_t(i * K)], *y = &qb.q[size_t(j * K)];
+      const int8_t *x = qa.values() + i * K, *y = qb.values() + j * K;
       for (int64_t k = 0; k < K; ++k) acc += int32_t(x[k]) * int32_t(y[k]);
-      cp[i * N + j] = float(acc) * qa.scale[size_t(i)] * qb.scale[size_t(j)];
+      cp[i * N + j] = float(acc) * qa.scales()[i] * qb.scales()[j];
     }
   return true;
 }

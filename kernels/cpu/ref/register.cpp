@@ -17,6 +17,10 @@ void register_index();
 void register_batch_norm();
 void register_layer_norm();
 void register_csr_linear();
+void register_bf16_round();
+void register_stochastic_round();
+void register_fp8();
+void register_int8_quantize();
 }  // namespace kern::ref
 
 void register_ref_kernels() {
@@ -36,5 +40,9 @@ void register_ref_kernels() {
   kern::ref::register_batch_norm();
   kern::ref::register_layer_norm();
   kern::ref::register_csr_linear();
+  kern::ref::register_bf16_round();
+  kern::ref::register_stochastic_round();
+  kern::ref::register_fp8();
+  kern::ref::register_int8_quantize();
 }
 }  // namespace brisk
