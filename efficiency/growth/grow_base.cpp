@@ -56,6 +56,12 @@ int64_t GrowBase::size_at(size_t unit, double mult) const {
   return std::clamp<int64_t>(std::llround(mult * double(full_[unit])), 1, full_[unit]);
 }
 
+std::vector<int64_t> GrowBase::group_widths(nn::Sequential& seq) {
+  std::vector<int64_t> w;
+  for (auto& g : nn::channel_groups(seq)) w.push_back(g.width());
+  return w;
+}
+
 void GrowBase::shrink_width(train::Trainer& t) {
   nn::Sequential& seq = sequential(t);
   for (size_t l = 0; l < full_.size(); ++l) {

@@ -48,7 +48,9 @@ class GrowBase : public train::Callback {
   static nn::Sequential& sequential(train::Trainer& t);
   int64_t growth_step(train::Trainer& t, int64_t k) const;
   int64_t size_at(size_t unit, double mult) const;
-  // Width members: every channel group keeps its first size_at(g, start) units.
+  // Width members: the width of every channel group; and the initial cut, where
+  // every group keeps its first size_at(g, start) units.
+  static std::vector<int64_t> group_widths(nn::Sequential& seq);
   void shrink_width(train::Trainer& t);
   void finish_cut(train::Trainer& t);
 

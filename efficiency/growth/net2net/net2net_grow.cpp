@@ -19,11 +19,7 @@ class Net2NetGrow : public GrowBase {
   using GrowBase::GrowBase;
 
  protected:
-  std::vector<int64_t> full_sizes(nn::Sequential& seq) const override {
-    std::vector<int64_t> w;
-    for (auto& g : nn::channel_groups(seq)) w.push_back(g.width());
-    return w;
-  }
+  std::vector<int64_t> full_sizes(nn::Sequential& seq) const override { return group_widths(seq); }
   void shrink(train::Trainer& t) override { shrink_width(t); }
   void grow(train::Trainer& t, int64_t k, double mult) override {
     nn::Sequential& seq = sequential(t);
