@@ -80,7 +80,9 @@ void MethodArgs::finish() const {
     if (std::find(used_.begin(), used_.end(), k) == used_.end()) {
       std::string known;
       for (auto& u : used_) known += (known.empty() ? "" : ", ") + u;
-      BRISK_FAIL("--method ", spec_.family, ": unknown key '", k, "' (known: ", known.empty() ? "none" : known, ")");
+      if (kind_.empty())
+        BRISK_FAIL("--method ", spec_.family, ": unknown key '", k, "' (known: ", known.empty() ? "none" : known, ")");
+      BRISK_FAIL("--method ", spec_.family, ": key '", k, "' does not apply to ", kind_, " (its keys: ", known, ")");
     }
 }
 

@@ -26,12 +26,16 @@ class MethodArgs {
   double get_double(const std::string& key, double def);
   int64_t get_int(const std::string& key, int64_t def);
   std::string get_string(const std::string& key, const std::string& def);
+  // Names the member whose keys were asked for (e.g. "schedule=gradual"), so
+  // that a key it does not take is reported against it.
+  void set_kind(std::string kind) { kind_ = std::move(kind); }
   // Throws naming any key that no get_* call asked for.
   void finish() const;
 
  private:
   const MethodSpec& spec_;
   std::vector<std::string> used_;
+  std::string kind_;
 };
 
 using MethodFactory = std::function<std::unique_ptr<train::Callback>(MethodArgs&)>;

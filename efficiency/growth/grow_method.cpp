@@ -43,10 +43,13 @@ void register_growth_methods() {
     m->kind = a.get_string("kind", "net2net");
     BRISK_CHECK(m->kind == "net2net" || m->kind == "msg" || m->kind == "stack", "--method grow: unknown kind '",
                 m->kind, "' (known: net2net, msg, stack)");
-    m->ramp = a.get_double("ramp", 0.05);
-    BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);
+    a.set_kind("kind=" + m->kind);  // each kind reads only its own keys
+    if (m->kind == "msg") {
+      m->ramp = a.get_double("ramp", 0.05);
+      BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);
+    }
+    if (m->kind == "net2net") m->noise = a.get_double("noise", 0.0);
     m->start = a.get_double("start", m->kind == "stack" ? 0.5 : 0.25);
-    m->noise = a.get_double("noise", 0.0);
     m->points = parse_points(a.get_string("points", "0.25/0.5"));
     BRISK_CHECK(!m->points.empty(), "--method grow: points is empty, so the model would never grow; give "
                 "fractions of training separated by '/', e.g. points=0.25/0.5");

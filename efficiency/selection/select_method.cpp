@@ -37,6 +37,7 @@ void register_selection_methods() {
                     m->kind == "rho-loss",
                 "--method select: unknown kind '", m->kind,
                 "' (known: selective-backprop, rho-loss, rs2, infobatch, el2n, forgetting, grand)");
+    a.set_kind("kind=" + m->kind);  // each kind reads only its own keys
     if (m->kind == "rho-loss") {
       m->keep = a.get_double("keep", 0.1);
       m->holdout = a.get_double("holdout", 0.1);
@@ -50,16 +51,20 @@ void register_selection_methods() {
       return make_rho_loss_select(*m);
     }
     if (m->kind == "selective-backprop") {
-      m->beta = a.get_double("beta", 1.0);
-      m->history = a.get_int("history", 1024);
       m->variant = a.get_string("variant", "prob");
-      m->keep = a.get_double("keep", 0.5);
+      BRISK_CHECK(m->variant == "prob" || m->variant == "rank", "--method select: unknown variant '", m->variant,
+                  "' (known: prob, rank)");
+      a.set_kind("kind=selective-backprop,variant=" + m->variant);
+      if (m->variant == "prob") {  // probability F(loss)^beta over the loss history
+        m->beta = a.get_double("beta", 1.0);
+        m->history = a.get_int("history", 1024);
+      } else {  // rank: the top keep·B losses of each batch
+        m->keep = a.get_double("keep", 0.5);
+      }
       m->win_start = a.get_double("start", -1);
       m->win_end = a.get_double("end", -1);
       BRISK_CHECK(m->beta >= 0, "--method select: beta must be >= 0, got ", m->beta);
       BRISK_CHECK(m->history >= 1, "--method select: history must be >= 1");
-      BRISK_CHECK(m->variant == "prob" || m->variant == "rank", "--method select: unknown variant '", m->variant,
-                  "' (known: prob, rank)");
       BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
       return make_selective_backprop_select(*m);
     }
