@@ -80,8 +80,10 @@ void MethodArgs::finish() const {
     if (std::find(used_.begin(), used_.end(), k) == used_.end()) {
       std::string known;
       for (auto& u : used_) known += (known.empty() ? "" : ", ") + u;
-      if (kind_.empty())
-        BRISK_FAIL("--method ", spec_.family, ": unknown key '", k, "' (known: ", known.empty() ? "none" : known, ")");
+      bool in_family = std::find(family_keys_.begin(), family_keys_.end(), k) != family_keys_.end();
+      if (kind_.empty() || !in_family)
+        BRISK_FAIL("--method ", spec_.family, ": unknown key '", k, "' (known", kind_.empty() ? "" : " for " + kind_,
+                   ": ", known.empty() ? "none" : known, ")");
       BRISK_FAIL("--method ", spec_.family, ": key '", k, "' does not apply to ", kind_, " (its keys: ", known, ")");
     }
 }

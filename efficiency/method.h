@@ -28,7 +28,12 @@ class MethodArgs {
   std::string get_string(const std::string& key, const std::string& def);
   // Names the member whose keys were asked for (e.g. "schedule=gradual"), so
   // that a key it does not take is reported against it.
-  void set_kind(std::string kind) { kind_ = std::move(kind); }
+  // family_keys: every key any member takes, so that a key no member knows is
+  // reported as unknown rather than as not applying.
+  void set_kind(std::string kind, std::vector<std::string> family_keys) {
+    kind_ = std::move(kind);
+    family_keys_ = std::move(family_keys);
+  }
   // Throws naming any key that no get_* call asked for.
   void finish() const;
 
@@ -36,6 +41,7 @@ class MethodArgs {
   const MethodSpec& spec_;
   std::vector<std::string> used_;
   std::string kind_;
+  std::vector<std::string> family_keys_;
 };
 
 using MethodFactory = std::function<std::unique_ptr<train::Callback>(MethodArgs&)>;

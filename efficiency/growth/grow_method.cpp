@@ -43,7 +43,7 @@ void register_growth_methods() {
     m->kind = a.get_string("kind", "net2net");
     BRISK_CHECK(m->kind == "net2net" || m->kind == "msg" || m->kind == "stack", "--method grow: unknown kind '",
                 m->kind, "' (known: net2net, msg, stack)");
-    a.set_kind("kind=" + m->kind);  // each kind reads only its own keys
+    a.set_kind("kind=" + m->kind, {"kind", "start", "points", "noise", "ramp"});  // each kind reads only its own keys
     if (m->kind == "msg") {
       m->ramp = a.get_double("ramp", 0.05);
       BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);

@@ -34,6 +34,9 @@ using namespace pruning_methods;
 
 namespace {
 bool is_dynamic(const PruneSpec& s) { return s.schedule == "rigl" || s.schedule == "set"; }
+const std::vector<std::string> kPruneKeys = {"schedule", "structure", "target", "scope", "start", "end",
+                                             "frequency", "initial", "alpha", "distribution", "rounds",
+                                             "rewind", "score"};
 }  // namespace
 
 void register_pruning_methods() {
@@ -66,7 +69,7 @@ void register_pruning_methods() {
       BRISK_CHECK(m->frequency >= 1, "--method prune: frequency must be >= 1 step");
     };
     if (structure == "channel") {
-      a.set_kind("structure=channel");
+      a.set_kind("structure=channel", kPruneKeys);
       BRISK_CHECK(m->schedule == "oneshot", "--method prune: structure=channel prunes once at `start` "
                   "(schedule=oneshot), got schedule=", m->schedule);
       m->channel = true;
@@ -78,7 +81,7 @@ void register_pruning_methods() {
       return make_channel_prune(*m);
     }
     if (structure != "unstructured") {
-      a.set_kind("structure=" + structure);
+      a.set_kind("structure=" + structure, kPruneKeys);
       size_t colon = structure.find(':');
       try {
         BRISK_CHECK(colon != std::string::npos, "");
@@ -98,7 +101,7 @@ void register_pruning_methods() {
       m->target = double(m->nm_m - m->nm_n) / double(m->nm_m);
       return make_nm_prune(*m);
     }
-    a.set_kind("schedule=" + m->schedule);
+    a.set_kind("schedule=" + m->schedule, kPruneKeys);
     target();
     if (is_dynamic(*m)) {
       window(0.0, 0.75, true);

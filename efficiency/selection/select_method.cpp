@@ -27,6 +27,9 @@ using namespace selection_methods;
 
 namespace {
 bool is_static(const std::string& kind) { return kind == "el2n" || kind == "forgetting" || kind == "grand"; }
+const std::vector<std::string> kSelectKeys = {"kind", "ratio", "delta", "keep", "start", "end", "order", "grand",
+                                              "beta", "history", "variant", "holdout", "il_model", "il_epochs",
+                                              "il_lr"};
 }  // namespace
 
 void register_selection_methods() {
@@ -37,7 +40,7 @@ void register_selection_methods() {
                     m->kind == "rho-loss",
                 "--method select: unknown kind '", m->kind,
                 "' (known: selective-backprop, rho-loss, rs2, infobatch, el2n, forgetting, grand)");
-    a.set_kind("kind=" + m->kind);  // each kind reads only its own keys
+    a.set_kind("kind=" + m->kind, kSelectKeys);  // each kind reads only its own keys
     if (m->kind == "rho-loss") {
       m->keep = a.get_double("keep", 0.1);
       m->holdout = a.get_double("holdout", 0.1);
@@ -54,7 +57,7 @@ void register_selection_methods() {
       m->variant = a.get_string("variant", "prob");
       BRISK_CHECK(m->variant == "prob" || m->variant == "rank", "--method select: unknown variant '", m->variant,
                   "' (known: prob, rank)");
-      a.set_kind("kind=selective-backprop,variant=" + m->variant);
+      a.set_kind("kind=selective-backprop,variant=" + m->variant, kSelectKeys);
       if (m->variant == "prob") {  // probability F(loss)^beta over the loss history
         m->beta = a.get_double("beta", 1.0);
         m->history = a.get_int("history", 1024);
