@@ -60,7 +60,7 @@ int64_t stack_blocks(Sequential& seq, optim::Optimizer* opt, const std::string& 
 void truncate_identity_runs(Sequential& seq, const std::vector<int64_t>& keep_len, optim::Optimizer* opt,
                             const std::string& prefix = "");
 
-// Masked structural growth (Gesmundo & Maile / MSG): widen layer i to
+// Masked structural growth (MSG; Yao et al., ICLR 2024): widen layer i to
 // new_width with freshly initialized new rows and consumer columns (PyTorch's
 // default init bounds; old weights untouched), and gate the new units with a
 // Gate module (inserted after the activation that follows layer i, or the
