@@ -12,6 +12,7 @@ THREADS=${4:-2}
 MODELS=${5:-mlp cnn}
 for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "compare_builds.sh: $bin is not an executable" >&2; exit 2; }; done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_builds.sh: ROUNDS must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
+[[ "$THREADS" =~ ^[0-9]+$ ]] || { echo "compare_builds.sh: THREADS must be a non-negative integer, got '$THREADS'" >&2; exit 2; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 epoch() {  # binary model tag -> seconds

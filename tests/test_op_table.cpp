@@ -126,6 +126,19 @@ Geom2d geom(int64_t N, int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, 
   return g;
 }
 
+// Two optimizer steps on a copy of in[0] with gradients in[1] and 2·in[1] (the
+// second step reads the state the first wrote); returns the parameter.
+template <class Opt, class Options>
+Tensor two_steps(const V& in, const Options& o) {
+  Tensor p = in[0].detach().clone().requires_grad_(true);
+  Opt opt({{"p", p}}, o);
+  for (int s = 0; s < 2; ++s) {
+    p.set_grad(in[1].detach().clone() * double(s + 1));
+    opt.step();
+  }
+  return p.detach();
+}
+
 std::vector<OpCase> table() {
   std::vector<OpCase> t;
   // --- elementwise: each unary op on a contiguous and a transposed (strided) input
@@ -321,19 +334,13 @@ std::vector<OpCase> table() {
     c.keys = {"sgd_step"};
     c.make = [](DType d) { return V{uni({5, 9}, d, -1, 1, 34), uni({5, 9}, d, -1, 1, 35)}; };
     auto step = [](const V& in, bool fused) {
-      Tensor p = in[0].detach().clone().requires_grad_(true);
       optim::SGDOptions o;
       o.lr = 0.1;
       o.momentum = 0.9;
       o.nesterov = true;
       o.weight_decay = 0.01;
       o.fused = fused;
-      optim::SGD opt({{"p", p}}, o);
-      for (int s = 0; s < 2; ++s) {
-        p.set_grad(in[1].detach().clone() * double(s + 1));
-        opt.step();
-      }
-      return p.detach();
+      return two_steps<optim::SGD>(in, o);
     };
     c.f = [step](const V& in) { return step(in, true); };
     c.composite = [step](const V& in) { return step(in, false); };
@@ -346,17 +353,11 @@ std::vector<OpCase> table() {
     c.keys = {"adamw_step"};
     c.make = [](DType d) { return V{uni({5, 9}, d, -1, 1, 36), uni({5, 9}, d, -1, 1, 37)}; };
     auto step = [](const V& in, bool fused) {
-      Tensor p = in[0].detach().clone().requires_grad_(true);
       optim::AdamWOptions o;
       o.lr = 0.01;
       o.weight_decay = 0.1;
       o.fused = fused;
-      optim::AdamW opt({{"p", p}}, o);
-      for (int s = 0; s < 2; ++s) {
-        p.set_grad(in[1].detach().clone() * double(s + 1));
-        opt.step();
-      }
-      return p.detach();
+      return two_steps<optim::AdamW>(in, o);
     };
     c.f = [step](const V& in) { return step(in, true); };
     c.composite = [step](const V& in) { return step(in, false); };

@@ -48,6 +48,10 @@ nn::Sequential& GrowBase::sequential(train::Trainer& t) {
   return *seq;
 }
 
+Generator GrowBase::group_generator(train::Trainer& t, int64_t k, size_t l) {
+  return Generator(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
+}
+
 int64_t GrowBase::growth_step(train::Trainer& t, int64_t k) const {
   return int64_t(std::llround(spec_.points[size_t(k)] * double(t.total_steps())));
 }

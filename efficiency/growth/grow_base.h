@@ -46,6 +46,9 @@ class GrowBase : public train::Callback {
   virtual void every_batch(train::Trainer&) {}
 
   static nn::Sequential& sequential(train::Trainer& t);
+  // The generator for growth k of channel group l: seeded by (run seed, k, l),
+  // so a resumed run replays the same choices.
+  static Generator group_generator(train::Trainer& t, int64_t k, size_t l);
   int64_t growth_step(train::Trainer& t, int64_t k) const;
   int64_t size_at(size_t unit, double mult) const;
   // Width members: the width of every channel group; and the initial cut, where

@@ -2,22 +2,18 @@
 // (kernels/fused_math.h) split over the pool by rows. Each output element is
 // written by one thread, so results do not depend on the thread count.
 #include "core/thread_pool.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/fused_math.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
-
-namespace {
-constexpr int64_t kElems = 32768;  // elements per task: below this a fork-join costs more than it saves
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElems / std::max<int64_t>(cols, 1)); }
-}  // namespace
 
 template <class T>
 bool bias_relu(const KernelArgs& a) {
   int64_t N = a.in[1].numel(), M = N ? a.in[0].numel() / N : 0;
   const T *y = ptr<T>(a.in[0]), *b = ptr<T>(a.in[1]);
   T* o = ptr<T>(a.out[0]);
-  parallel_for(0, M, row_grain(N), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, M, rows_per_task(N), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) fused::bias_relu_row(y + r * N, b, o + r * N, N);
   });
   return true;

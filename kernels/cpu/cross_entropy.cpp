@@ -1,17 +1,13 @@
-// Threaded fused softmax + cross-entropy over rows of logits [N, C], forward and
-// backward: the ref arithmetic (kernels/fused_math.h) split over the pool by rows.
-// Each output element is
-// written by one thread, so results do not depend on the thread count.
+// Threaded fused softmax + cross-entropy over rows of logits [N, C], forward
+// and backward: the ref arithmetic (kernels/fused_math.h) split over the pool
+// by rows. Each output element is written by one thread, so results do not
+// depend on the thread count.
 #include "core/thread_pool.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/fused_math.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
-
-namespace {
-constexpr int64_t kElems = 32768;  // elements per task: below this a fork-join costs more than it saves
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElems / std::max<int64_t>(cols, 1)); }
-}  // namespace
 
 template <class T>
 bool xent_fwd(const KernelArgs& a) {
@@ -20,7 +16,7 @@ bool xent_fwd(const KernelArgs& a) {
   const T* x = ptr<T>(a.in[0]);
   const int64_t* t = ptr<int64_t>(a.in[1]);
   T *loss = ptr<T>(a.out[0]), *lse = ptr<T>(a.out[1]);
-  parallel_for(0, N, row_grain(C), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, N, rows_per_task(C), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) loss[i] = fused::xent_row(x + i * C, C, t[i], p, lse + i);
   });
   return true;
@@ -33,7 +29,7 @@ bool xent_bwd(const KernelArgs& a) {
   const T *x = ptr<T>(a.in[0]), *lse = ptr<T>(a.in[1]), *gl = ptr<T>(a.in[3]);
   const int64_t* t = ptr<int64_t>(a.in[2]);
   T* gx = ptr<T>(a.out[0]);
-  parallel_for(0, N, row_grain(C), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, N, rows_per_task(C), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) fused::xent_bwd_row(x + i * C, lse[i], C, t[i], gl[i], p, gx + i * C);
   });
   return true;

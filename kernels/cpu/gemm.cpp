@@ -9,6 +9,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -25,7 +26,7 @@ const T* row_major(const T* p, int64_t R, int64_t Cc, int64_t rs, int64_t cs, st
   if (cs == 1 && (rs == Cc || R == 1)) return p;
   buf.resize(size_t(R * Cc));
   T* d = buf.data();
-  parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(Cc, 1)), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, R, rows_per_task(Cc, 16384), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r)
       for (int64_t c = 0; c < Cc; ++c) d[r * Cc + c] = p[r * rs + c * cs];
   });

@@ -16,6 +16,7 @@
 
 #include "core/int8.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -235,7 +236,7 @@ bool int8_gemm(const KernelArgs& args) {
   std::vector<float> sa(static_cast<size_t>(M));
   std::vector<char> bad_row(size_t(M), 0);
   const float* ap = af.data_ptr<float>();
-  parallel_for(0, M, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, M, rows_per_task(K, 16384), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i)
       bad_row[size_t(i)] = !quantize_a_row(ap + i * K, K, K4, au.data() + i * K4 * 4, &sa[size_t(i)]);
   });

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/int8_row.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -16,7 +17,7 @@ bool int8_quantize_rows(const KernelArgs& a) {
   auto* q = reinterpret_cast<int8_t*>(ptr<uint8_t>(a.out[0]));
   float* s = ptr<float>(a.out[1]);
   std::vector<char> bad(size_t(R), 0);
-  parallel_for(0, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, R, rows_per_task(C, 16384), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) bad[size_t(i)] = !quantize_int8_row(x + i * C, C, q + i * C, s + i);
   });
   for (int64_t i = 0; i < R; ++i)

@@ -10,13 +10,13 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/row_sum.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
 
 namespace {
-constexpr int64_t kElems = 16384;  // elements per task: below this a fork-join costs more than it saves
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElems / std::max<int64_t>(cols, 1)); }
+constexpr int64_t kElems = 16384;  // elements per task
 
 // sum_k (x[k] - mu)^2 with 16 partial sums.
 template <class T>
@@ -41,7 +41,7 @@ bool layer_norm_fwd(const KernelArgs& a) {
   const T* w = a.in[1].defined() ? ptr<T>(a.in[1]) : nullptr;
   const T* b = a.in[2].defined() ? ptr<T>(a.in[2]) : nullptr;
   T *y = ptr<T>(a.out[0]), *mean = ptr<T>(a.out[1]), *rstd = ptr<T>(a.out[2]);
-  parallel_for(0, M, row_grain(K), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, M, rows_per_task(K, kElems), [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const T* row = xp + m * K;
       T* out = y + m * K;
@@ -65,7 +65,7 @@ bool layer_norm_bwd(const KernelArgs& a) {
   const T *gy = ptr<T>(a.in[0]), *xp = ptr<T>(a.in[1]), *mean = ptr<T>(a.in[2]), *rstd = ptr<T>(a.in[3]);
   const T* w = a.in[4].defined() ? ptr<T>(a.in[4]) : nullptr;
   T* gx = ptr<T>(a.out[0]);
-  parallel_for(0, M, row_grain(K), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, M, rows_per_task(K, kElems), [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const T *g = gy + m * K, *x = xp + m * K;
       T mu = mean[m], rs = rstd[m], s1 = 0, s2 = 0;
@@ -84,7 +84,7 @@ bool layer_norm_bwd(const KernelArgs& a) {
   T* gb = a.out[2].defined() ? ptr<T>(a.out[2]) : nullptr;
   if (!gw && !gb) return true;
   constexpr int64_t kCols = 64;  // a column block: 64 running sums stay in registers / L1
-  parallel_for(0, (K + kCols - 1) / kCols, std::max<int64_t>(1, kElems / std::max<int64_t>(M * kCols, 1)),
+  parallel_for(0, (K + kCols - 1) / kCols, rows_per_task(M * kCols, kElems),
                [&](int64_t lo, int64_t hi) {
                  for (int64_t blk = lo; blk < hi; ++blk) {
                    int64_t k0 = blk * kCols, k1 = std::min(K, k0 + kCols);

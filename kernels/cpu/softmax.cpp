@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/row_sum.h"
+#include "kernels/cpu/grain.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -17,7 +18,7 @@ bool softmax(const KernelArgs& a) {
   int64_t M = x.size(0), K = x.size(1);
   const T* xp = ptr<T>(x);
   T* o = ptr<T>(a.out[0]);
-  parallel_for(0, M, std::max<int64_t>(1, 2048 / std::max<int64_t>(K, 1)), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, M, rows_per_task(K, 2048), [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const T* row = xp + m * K;
       T* out = o + m * K;

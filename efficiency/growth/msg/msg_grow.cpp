@@ -23,7 +23,7 @@ class MsgGrow : public GrowBase {
   void grow(train::Trainer& t, int64_t k, double mult) override {
     nn::Sequential& seq = sequential(t);
     for (size_t l = 0; l < full_.size(); ++l) {
-      Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
+      Generator g = group_generator(t, k, l);
       nn::ChannelGroup grp = nn::channel_groups(seq)[l];  // MSG inserts gates: positions move
       BRISK_CHECK(!grp.coupled(), "--method grow:kind=msg: channels of ", grp.name,
                   " are coupled by a residual addition; MSG gates are per layer (use kind=net2net)");

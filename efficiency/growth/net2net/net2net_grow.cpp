@@ -24,7 +24,7 @@ class Net2NetGrow : public GrowBase {
   void grow(train::Trainer& t, int64_t k, double mult) override {
     nn::Sequential& seq = sequential(t);
     for (size_t l = 0; l < full_.size(); ++l) {
-      Generator g(t.config().seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 131 + l + 1);
+      Generator g = group_generator(t, k, l);
       nn::ChannelGroup grp = nn::channel_groups(seq)[l];
       nn::widen_group(grp, size_at(l, mult), &t.optimizer(), spec_.noise, &g);
     }
