@@ -13,7 +13,7 @@ namespace F = brisk::nn::functional;
 
 static bool bf16_exact(const Tensor& t) { return bit_equal(t.detach().to(DType::bf16).to(DType::f32), t.detach()); }
 
-TEST_CASE("autocast: bf16 linear and conv2d compute on bf16 values; other ops stay f32", "[autocast]") {
+TEST_CASE("autocast: bf16 linear and conv2d compute on bf16 values, other ops stay f32", "[autocast]") {
   manual_seed(1);
   Tensor x = randn({6, 20}).requires_grad_(), w = randn({7, 20}).requires_grad_(), b = randn({7});
   Tensor y;
@@ -91,7 +91,7 @@ TEST_CASE("autocast: int8 linear is SwitchBack (int8 forward and input grad, f32
   CHECK(max(abs(x.grad() - matmul(g, w.detach())) - gbound * 1.001).item() <= 1e-5);
 }
 
-TEST_CASE("precision: stochastic rounding keeps weight decay moving bf16 weights; nearest loses it", "[autocast]") {
+TEST_CASE("precision: stochastic rounding keeps weight decay moving bf16 weights, nearest loses it", "[autocast]") {
   Tensor w_near = ones({4000}), w_sr = ones({4000});
   Generator g(7);
   for (int step = 0; step < 50; ++step) {  // w <- w (1 - lr wd), lr wd = 1e-4: far below half an ulp of 1 (2^-9)
@@ -104,7 +104,7 @@ TEST_CASE("precision: stochastic rounding keeps weight decay moving bf16 weights
   CHECK(bf16_exact(w_sr));
 }
 
-TEST_CASE("precision: the method trains with bf16, fp8, int8; master or bf16 weights; exact resume", "[autocast][train]") {
+TEST_CASE("precision: the method trains with bf16, fp8, int8, master or bf16 weights, exact resume", "[autocast][train]") {
   for (std::string spec : {"precision:dtype=bf16", "precision:dtype=fp8", "precision:dtype=int8",
                            "precision:dtype=bf16,rounding=stochastic,weights=bf16"}) {
     INFO(spec);
@@ -157,7 +157,7 @@ class InfAt : public brisk::train::Callback {
   }
 };
 
-TEST_CASE("precision: fp16 scales the loss; an injected inf skips the step untouched and halves the scale", "[autocast][train]") {
+TEST_CASE("precision: fp16 scales the loss, an injected inf skips the step untouched and halves the scale", "[autocast][train]") {
   TrainConfig c = small_config("brisk_fp16");
   c.methods = {"precision:dtype=fp16"};
   c.eval_every = 4;

@@ -40,7 +40,7 @@ TEST_CASE("autograd: no_grad and detach build no graph", "[autograd]") {
   CHECK_FALSE((ones({2}) * 2.0).requires_grad());
 }
 
-TEST_CASE("autograd: retain_graph allows a second backward; without it, a clear error", "[autograd]") {
+TEST_CASE("autograd: retain_graph allows a second backward, without it, a clear error", "[autograd]") {
   Tensor x = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
   Tensor loss = sum(exp(x));
   loss.backward(Tensor(), /*retain_graph=*/true);

@@ -6,7 +6,7 @@
 
 using namespace bt;
 
-TEST_CASE("fp8: representable values round-trip; saturation; ties to even", "[fp8]") {
+TEST_CASE("fp8: representable values round-trip, saturation, ties to even", "[fp8]") {
   for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2}) {
     INFO(fp8_name(f));
     int finite = 0;

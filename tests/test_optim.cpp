@@ -57,7 +57,7 @@ TEST_CASE("optim: AdamW follows torch.optim.AdamW", "[optim]") {
   }
 }
 
-TEST_CASE("optim: parameters without gradients are left alone; state round-trips", "[optim]") {
+TEST_CASE("optim: parameters without gradients are left alone, state round-trips", "[optim]") {
   Tensor a = param({1, 2}), b = param({3, 4});
   AdamW opt({{"a", a}, {"b", b}}, {});
   a.set_grad(ones({2}, DType::f64));

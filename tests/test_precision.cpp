@@ -52,7 +52,7 @@ TEST_CASE("precision: stochastic rounding gives round-down or round-up, exact va
   }
 }
 
-TEST_CASE("precision: the mean of stochastic roundings tracks x; a seed fixes the outcome", "[precision]") {
+TEST_CASE("precision: the mean of stochastic roundings tracks x, a seed fixes the outcome", "[precision]") {
   for (DType dt : {DType::f16, DType::bf16}) {
     INFO(dtype_name(dt));
     // x one third of the way from 1 to the next value up

@@ -36,7 +36,7 @@ TEST_CASE("rng: same seed gives the same tensors, independent of thread count", 
   CHECK_FALSE(bit_equal(a, randn({10007})));
 }
 
-TEST_CASE("rng: randn has mean 0 and variance 1; randint and randperm are in range", "[rng]") {
+TEST_CASE("rng: randn has mean 0 and variance 1, randint and randperm are in range", "[rng]") {
   Generator g(5);
   Tensor x = randn({200000}, DType::f64, &g);
   CHECK(std::abs(mean(x).item()) < 0.01);

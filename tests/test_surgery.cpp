@@ -82,7 +82,7 @@ TEST_CASE("surgery: resnet channel groups couple the residual stream", "[surgery
   CHECK_THROWS_WITH(channel_groups(ln), Catch::Contains("cannot carry the channels of 0 through LayerNorm"));
 }
 
-TEST_CASE("surgery: widen and deepen preserve the resnet's function; optimizer state follows", "[surgery]") {
+TEST_CASE("surgery: widen and deepen preserve the resnet's function, optimizer state follows", "[surgery]") {
   manual_seed(12);
   Tensor x = randn({4, 1, 28, 28});
   auto rn = brisk::models::resnet(0.25);
