@@ -62,6 +62,19 @@ TEST_CASE("speedup: speedup and verdicts over seed spread on hand-made runs", "[
   CHECK(s.verdict == "no speedup (within seed spread)");
   CHECK(speedup_at(runs, "fast", "base", 0.85).verdict == "slower");
   CHECK(speedup_at(runs, "base", "fast", 0.95).verdict == "not reached by either");
+  CHECK_FALSE(f.base_censored);
+  CHECK_FALSE(f.cand_censored);
+  // A target met at the smallest budget: its time is only an upper bound.
+  SpeedupAt c = speedup_at(runs, "base", "fast", 0.75);
+  CHECK(c.base_censored);
+  CHECK(c.cand_censored);
+  CHECK_THAT(c.verdict, Catch::Contains("censored: both"));
+  add("late", 1, 0, 30, 0.70);
+  add("late", 2, 0, 40, 0.80);
+  SpeedupAt lc = speedup_at(runs, "late", "fast", 0.78);
+  CHECK_FALSE(lc.base_censored);
+  CHECK(lc.cand_censored);
+  CHECK_THAT(lc.verdict, Catch::Contains("speedup is a lower bound"));
   auto g = accuracy_gain(runs, "base", "fast");
   REQUIRE(g.size() == 2);
   CHECK(*g[1].gain == Approx(0.90 - 0.80));  // fast's 10 s point vs base's frontier at 10 s
@@ -129,6 +142,7 @@ TEST_CASE("speedup: end to end on synthetic data: budgets, seeds, overheads, rep
   o.budgets = {1, 2};
   o.seeds = 2;
   o.targets = {0.5};
+  o.lr_grid = {1.0};  // no baseline tuning here (tested below)
   o.out = (dir / "out").string();
   o.plot = false;
   o.command = "test";
@@ -168,6 +182,67 @@ TEST_CASE("speedup: end to end on synthetic data: budgets, seeds, overheads, rep
   SpeedupResult again = run_speedup(o);
   CHECK(again.trained == 0);
   CHECK(again.runs.size() == 8);
+  fs::remove_all(dir);
+}
+
+// The baseline's learning rate is tuned at every budget on the first seed
+// (a 3-point grid); the most accurate lr runs on every seed and is the
+// baseline; the other grid runs are reported apart as tuning cost. The
+// candidate keeps its own lr.
+TEST_CASE("speedup: the baseline's lr is re-tuned at every budget, its cost reported apart", "[speedup]") {
+  fs::path dir = fs::temp_directory_path() / ("brisk_speedup_tune_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  std::string common = "model = \"mlp\"\nbatch_size = 64\nthreads = 2\nseed = 5\ndata_dir = \"" + synthetic_dir() + "\"\n";
+  SpeedupOptions o;
+  o.baseline = write_recipe(dir / "recipes", "base", common + "lr = 0.02\n");
+  o.candidates = {write_recipe(dir / "recipes", "cand", common + "lr = 0.03\n")};
+  o.budgets = {1, 2};
+  o.seeds = 2;
+  o.targets = {0.5};
+  o.lr_grid = {0.25, 1.0, 4.0};
+  o.out = (dir / "out").string();
+  o.plot = false;
+  SpeedupResult r = run_speedup(o);
+  // per budget: 3 grid runs (seed 5) + 1 more baseline seed + 2 candidate seeds
+  CHECK(r.trained == 2 * (3 + 1 + 2));
+  REQUIRE(r.tuning.size() == 6);
+  for (int64_t b : {1, 2}) {
+    INFO("budget " << b);
+    const Run* best = nullptr;
+    std::set<double> lrs;
+    for (auto& t : r.tuning)
+      if (t.budget == b) {
+        lrs.insert(t.lr);
+        if (!best || t.acc > best->acc) best = &t;
+      }
+    CHECK(lrs == std::set<double>{0.005, 0.02, 0.08});
+    int base_runs = 0;
+    for (auto& run : r.runs) {
+      if (run.budget != b) continue;
+      if (run.config == "base") {
+        CHECK(run.lr == best->lr);  // every baseline seed runs the chosen lr
+        ++base_runs;
+      } else {
+        CHECK(run.lr == 0.03);  // the candidate as given
+      }
+    }
+    CHECK(base_runs == 2);
+  }
+  json rep = json::parse(std::ifstream(dir / "out" / "report.json"));
+  double cost = 0;
+  for (auto& t : r.tuning) cost += t.seconds;
+  for (auto& run : r.runs)
+    if (run.config == "base" && run.seed == 5) cost -= run.seconds;  // the chosen grid runs are not cost
+  CHECK(rep["baseline_tuning"]["tuning_seconds_total"].get<double>() == Approx(cost));
+  CHECK(rep["baseline_tuning"]["budgets"].size() == 2);
+  std::ifstream md(dir / "out" / "report.md");
+  std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, Catch::Contains("tuned at every budget") && Catch::Contains("tuning cost"));
+  SpeedupResult again = run_speedup(o);  // nothing retrained
+  CHECK(again.trained == 0);
+  CHECK(again.tuning.size() == 6);
+  o.lr_grid = {1.0, -2.0};
+  CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("--lr-grid"));
   fs::remove_all(dir);
 }
 

@@ -232,13 +232,16 @@ int main(int argc, char** argv) {
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
   tr->add_option("--resume", tf.resume, "continue the run in this folder from its checkpoint");
   speedup::SpeedupOptions so;
-  std::string budgets = "1,2,4,8", targets = "0.91";
+  std::string budgets = "1,2,4,8", targets = "0.91", lr_grid = "0.5,1,2";
   auto* sp = app.add_subcommand("speedup", "time-to-accuracy of candidate recipes vs a baseline (budgets x seeds)");
   sp->add_option("--baseline", so.baseline, "baseline recipe (TOML)")->required();
   sp->add_option("--candidate", so.candidates, "candidate recipe (TOML, repeatable)");
   sp->add_option("--budgets", budgets, "comma-separated budgets in epochs")->capture_default_str();
   sp->add_option("--seeds", so.seeds, "seeds per (recipe, budget)")->capture_default_str();
   sp->add_option("--target-acc", targets, "comma-separated target test accuracies")->capture_default_str();
+  sp->add_option("--lr-grid", lr_grid,
+                 "baseline lr multipliers tried at every budget (the best is the baseline; 1 = no tuning)")
+      ->capture_default_str();
   sp->add_option("--match-final", so.match_delta,
                  "report each candidate's time to the baseline's final accuracy minus this (0.002 = 0.2 points)")
       ->capture_default_str();
@@ -311,6 +314,8 @@ int main(int argc, char** argv) {
       so.budgets = numbers(budgets, "--budgets", "an integer",
                            [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
       so.targets = numbers(targets, "--target-acc", "a number",
+                           [](const std::string& v, size_t* u) { return std::stod(v, u); });
+      so.lr_grid = numbers(lr_grid, "--lr-grid", "a number",
                            [](const std::string& v, size_t* u) { return std::stod(v, u); });
       for (int i = 0; i < argc; ++i) so.command += (i ? " " : "") + std::string(argv[i]);
       speedup::run_speedup(so);

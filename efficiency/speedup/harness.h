@@ -1,7 +1,12 @@
 // `brisk speedup`: trains a baseline and candidate recipes at several budgets
 // and seeds (the schedule re-fitted to each budget: cosine / linear / onecycle
 // end at the last epoch), then compares their time-to-accuracy frontiers
-// (pareto.h). Finished runs are kept under OUT/runs/<recipe>/b<budget>-s<seed>/
+// (pareto.h). The baseline is re-tuned at every budget ("No Train No Gain",
+// Kaddour et al. 2023: gains often vanish against a baseline whose learning
+// rate suits the budget): its recipe's lr times each multiplier of lr_grid is
+// trained on the first seed, the most accurate is kept and run on the other
+// seeds; the grid's other runs are the tuning cost, reported apart.
+// Candidates run as given. Finished runs are kept under OUT/runs/<recipe>/b<budget>-s<seed>/
 // with a result.json and are not redone; an interrupted run resumes from its
 // checkpoint. Writes OUT/runs.csv, OUT/report.json, OUT/report.md and
 // OUT/pareto.png (Debian's python3-matplotlib; skipped with a message when
@@ -20,6 +25,7 @@ struct SpeedupOptions {
   std::vector<int64_t> budgets{1, 2, 4, 8};
   int seeds = 3;                        // seeds recipe.seed, recipe.seed + 1, ...
   std::vector<double> targets{0.91};
+  std::vector<double> lr_grid{0.5, 1.0, 2.0};  // baseline lr multipliers tuned per budget; {1}: no tuning
   double match_delta = 0.002;           // report: candidate vs the baseline's final accuracy minus this
   std::string out = "runs/speedup";
   std::vector<std::string> overrides;   // "key=value", applied to every recipe (e.g. threads=2)
@@ -28,7 +34,8 @@ struct SpeedupOptions {
 };
 
 struct SpeedupResult {
-  std::vector<Run> runs;
+  std::vector<Run> runs;    // the baseline at its chosen lr per budget, and the candidates
+  std::vector<Run> tuning;  // the baseline's grid runs on the first seed (chosen one included)
   int trained = 0;  // runs trained (or resumed) by this call; the rest were finished already
 };
 

@@ -133,6 +133,12 @@ SpeedupAt speedup_at(const std::vector<Run>& runs, const std::string& baseline, 
     r.cand_min = *std::min_element(ct.begin(), ct.end());
     r.cand_max = *std::max_element(ct.begin(), ct.end());
   }
+  auto censored = [&](const std::string& config) {
+    auto f = median_frontier(runs, config);
+    return !f.empty() && f.front().acc >= target;
+  };
+  r.base_censored = r.base_sec && censored(baseline);
+  r.cand_censored = r.cand_sec && censored(candidate);
   if (!r.base_sec || !r.cand_sec) {
     r.verdict = std::string("not reached by ") + (!r.base_sec && !r.cand_sec ? "either" : !r.base_sec ? "baseline" : "candidate");
     return r;
@@ -154,6 +160,12 @@ SpeedupAt speedup_at(const std::vector<Run>& runs, const std::string& baseline, 
   } else {
     r.verdict = "no speedup (within seed spread)";
   }
+  if (r.base_censored && r.cand_censored)
+    r.verdict += "; censored: both reach the target at their smallest budget (the ratio is not measured)";
+  else if (r.cand_censored)
+    r.verdict += "; censored: the candidate reaches the target at its smallest budget (speedup is a lower bound)";
+  else if (r.base_censored)
+    r.verdict += "; censored: the baseline reaches the target at its smallest budget (speedup is an upper bound)";
   return r;
 }
 

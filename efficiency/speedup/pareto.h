@@ -18,6 +18,7 @@ struct Run {
   double acc = 0;      // final test accuracy
   double loss = 0;     // final test loss
   double flops = 0;    // training FLOPs (GEMM and conv), as counted by the op layer
+  double lr = 0;       // the learning rate it ran with (the baseline's is tuned per budget)
 };
 
 // A point of a frontier (time, accuracy), ascending in both.
@@ -64,6 +65,11 @@ struct SpeedupAt {
   std::optional<double> base_min, base_max, cand_min, cand_max;  // over seed frontiers
   std::optional<double> speedup, speedup_lo, speedup_hi;
   bool separated = false;
+  // Censored: the median frontier already reaches the target at its
+  // smallest budget, so its time is an upper bound (a smaller budget might
+  // have reached it sooner). A censored candidate makes the speedup a lower
+  // bound, a censored baseline an upper bound; the verdict says so.
+  bool base_censored = false, cand_censored = false;
   std::string verdict;  // "faster", "slower", "no speedup (within seed spread)", "not reached by ..."
 };
 SpeedupAt speedup_at(const std::vector<Run>& runs, const std::string& baseline, const std::string& candidate,
