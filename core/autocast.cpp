@@ -15,8 +15,11 @@ namespace brisk {
 namespace {
 thread_local AutocastPolicy t_policy;
 
-// Per-tensor fp8: scale = fp8_max / amax (1 when amax is 0 or not finite).
+// Per-tensor fp8: scale = fp8_max / amax (1 when amax is 0 or not finite),
+// or the cast site's delayed scale when the policy keeps them.
 Tensor round_fp8(const Tensor& x, Fp8Format f) {
+  if (Fp8SiteScaling* d = t_policy.fp8_delayed; d && t_policy.kind == LowPrecision::fp8)
+    return fp8_round(x, f, d->next_scale(x, f));
   double amax = max(abs(x)).item();
   double scale = (amax > 0 && std::isfinite(amax)) ? fp8_max(f) / amax : 1.0;
   return fp8_round(x, f, scale);

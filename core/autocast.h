@@ -17,14 +17,16 @@
 //     fp16 overflows to inf past 65504 and underflows below 2^-24, which is
 //     what the loss scaler is for.
 //   fp8: forward tensors in E4M3, gradients in E5M2 (the usual hybrid), each
-//     scaled per tensor by fp8_max / amax of that tensor ("current" scaling;
-//     Fp8DelayedScaling in core/fp8.h is the history-based variant).
+//     scaled per tensor by fp8_max / amax of that tensor ("current" scaling),
+//     or, when the policy holds an Fp8SiteScaling, by the amax history of
+//     that cast site over earlier steps ("delayed" scaling, core/fp8.h).
 //   int8: linear layers run SwitchBack-style through int8 GEMMs
 //     (nn::functional::int8_linear: forward and input gradient in int8 with
 //     per-row scales, the weight gradient in f32); conv2d inputs and weights
 //     are quantized per row (sample / output channel) with gradients passed
 //     straight through.
 #pragma once
+#include "core/fp8.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -37,6 +39,7 @@ struct AutocastPolicy {
   LowPrecision kind = LowPrecision::none;
   Rounding rounding = Rounding::nearest;  // stochastic: bf16 / fp16 only
   Generator* gen = nullptr;               // for stochastic rounding (default generator if null)
+  Fp8SiteScaling* fp8_delayed = nullptr;  // fp8: delayed per-site scaling (core/fp8.h); null = current scaling
 };
 
 const char* low_precision_name(LowPrecision p);

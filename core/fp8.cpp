@@ -100,8 +100,9 @@ Fp8DelayedScaling::Fp8DelayedScaling(Fp8Format f, int history, int margin) : f_(
   BRISK_CHECK(margin >= 0, "Fp8DelayedScaling: margin must be >= 0, got ", margin);
 }
 
-void Fp8DelayedScaling::update(const Tensor& x) {
-  double amax = max(abs(x.detach().to(DType::f64))).item();
+void Fp8DelayedScaling::update(const Tensor& x) { record(max(abs(x.detach().to(DType::f64))).item()); }
+
+void Fp8DelayedScaling::record(double amax) {
   hist_.push_back(amax);
   if (int(hist_.size()) > len_) hist_.pop_front();
   double m = 0;
@@ -111,6 +112,46 @@ void Fp8DelayedScaling::update(const Tensor& x) {
     m = std::max(m, a);
   }
   if (m > 0 && finite) scale_ = fp8_max(f_) * std::ldexp(1.0, -margin_) / m;  // else: keep the old scale
+}
+
+void Fp8DelayedScaling::set_state(const std::vector<double>& history, double scale) {
+  BRISK_CHECK(int(history.size()) <= len_, "Fp8DelayedScaling: ", history.size(), " amax entries exceed the history of ",
+              len_);
+  BRISK_CHECK(scale > 0 && std::isfinite(scale), "Fp8DelayedScaling: scale must be finite and > 0, got ", scale);
+  hist_.assign(history.begin(), history.end());
+  scale_ = scale;
+}
+
+Fp8SiteScaling::Fp8SiteScaling(int history, int margin) : len_(history), margin_(margin) {
+  Fp8DelayedScaling check(Fp8Format::e4m3, history, margin);  // validates the arguments
+}
+
+double Fp8SiteScaling::next_scale(const Tensor& x, Fp8Format f) {
+  double amax = max(abs(x.detach().to(DType::f64))).item();
+  if (next_ == sites_.size()) sites_.emplace_back(f, len_, margin_);
+  Fp8DelayedScaling& s = sites_[next_++];
+  BRISK_CHECK(s.format() == f, "fp8 delayed scaling: cast site ", next_ - 1, " was ", fp8_name(s.format()),
+              " and is now ", fp8_name(f), ": the step's casts changed order (a model whose forward differs between "
+              "steps needs scaling=current)");
+  double scale = s.amax_history().empty() ? ((amax > 0 && std::isfinite(amax)) ? fp8_max(f) / amax : 1.0) : s.scale();
+  s.record(amax);
+  return scale;
+}
+
+std::vector<Fp8SiteScaling::SiteState> Fp8SiteScaling::state() const {
+  std::vector<SiteState> out;
+  for (auto& s : sites_)
+    out.push_back({s.format(), std::vector<double>(s.amax_history().begin(), s.amax_history().end()), s.scale()});
+  return out;
+}
+
+void Fp8SiteScaling::load_state(const std::vector<SiteState>& st) {
+  sites_.clear();
+  for (auto& s : st) {
+    sites_.emplace_back(s.format, len_, margin_);
+    sites_.back().set_state(s.history, s.scale);
+  }
+  next_ = 0;
 }
 
 }  // namespace brisk

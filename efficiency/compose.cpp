@@ -25,6 +25,12 @@ void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods) {
   BRISK_CHECK(!(count["grow"] && count["prune"]),
               "methods: 'grow' and 'prune' cannot be combined: growth surgery changes the layer shapes "
               "that pruning masks and its schedule are defined over");
+  if (count["ema"])
+    for (auto& m : methods)
+      BRISK_CHECK(!m->changes_shapes(), "methods: 'ema' cannot be combined with '", m->name(),
+                  "' as configured: it changes parameter shapes mid-run (", m->name() == "grow" ? "growth" : "channel pruning",
+                  " surgery), and the weight average is kept per parameter at a fixed shape; drop ema or use "
+                  "an unstructured/N:M prune");
 }
 
 }  // namespace brisk::efficiency

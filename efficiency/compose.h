@@ -5,8 +5,12 @@
 //               every step; masked weights and their state stay zero)
 //   3. select   which examples are visited / backpropagated
 //   4. precision  the compute dtype of what was selected
-//   5. ema      averages the weights the step produced
-// Combinations that cannot work together are errors naming both methods.
+//   5. ema      averages the weights the step produced; where a mask is set
+//               the average is masked too, so a sparse model is evaluated
+//               sparse
+// Combinations that cannot work together are errors naming both methods:
+// two methods of one family; grow + prune; ema + a method that changes
+// parameter shapes (grow, prune:structure=channel).
 #pragma once
 #include <memory>
 #include <vector>

@@ -22,6 +22,10 @@ Optimizer::Optimizer(NamedParams params, double lr) : params_(std::move(params))
 
 void Optimizer::step() {
   update();
+  apply_masks();
+}
+
+void Optimizer::apply_masks() {
   NoGradGuard ng;
   for (auto& [n, p] : params_) {
     Tensor m = brisk::get_mask(p);

@@ -24,6 +24,11 @@ class Optimizer {
   // Then re-establishes the sparsity invariants of masked parameters (see
   // core/mask.h): weights and same-shaped state are zero where pruned.
   void step();
+  // Zeroes masked parameters and their same-shape state (momentum, Adam m
+  // and v) at pruned positions: step() ends with it, and a method that
+  // changes a mask calls it at once, so the state is zero wherever a mask
+  // is zero at every point between steps too.
+  void apply_masks();
   void zero_grad();
 
   double lr() const { return lr_; }

@@ -62,15 +62,31 @@ TEST_CASE("pruning: global ranking, and no layer is emptied unless asked", "[pru
   CHECK(zeros == 45);
 }
 
-TEST_CASE("pruning: N:M keeps exactly N per group of M along the reduction dim", "[pruning]") {
-  Tensor w = randn({6, 4, 3, 3});  // reduction size 36
+TEST_CASE("pruning: N:M keeps exactly N per group of M input channels (ASP's grouping)", "[pruning]") {
+  Tensor w = randn({6, 8, 3, 3});  // [O, C, kh, kw]: groups run along C at each (o, kh, kw)
   auto m = nm_mask(w, 2, 4).to_vector();
-  for (size_t g = 0; g < m.size(); g += 4) REQUIRE(m[g] + m[g + 1] + m[g + 2] + m[g + 3] == 2.0);
   auto wv = w.to_vector();
-  for (size_t g = 0; g < m.size(); g += 4)
-    for (size_t i = g; i < g + 4; ++i)
-      for (size_t j = g; j < g + 4; ++j)
-        if (m[i] == 1.0 && m[j] == 0.0) REQUIRE(std::abs(wv[i]) >= std::abs(wv[j]));  // the best pattern
+  auto at = [](int64_t o, int64_t c, int64_t s) { return size_t((o * 8 + c) * 9 + s); };
+  for (int64_t o = 0; o < 6; ++o)
+    for (int64_t c0 = 0; c0 < 8; c0 += 4)
+      for (int64_t s = 0; s < 9; ++s) {
+        double kept = 0;
+        for (int64_t j = 0; j < 4; ++j) kept += m[at(o, c0 + j, s)];
+        REQUIRE(kept == 2.0);
+        for (int64_t i = 0; i < 4; ++i)
+          for (int64_t j = 0; j < 4; ++j)  // the best pattern of the group
+            if (m[at(o, c0 + i, s)] == 1.0 && m[at(o, c0 + j, s)] == 0.0)
+              REQUIRE(std::abs(wv[at(o, c0 + i, s)]) >= std::abs(wv[at(o, c0 + j, s)]));
+      }
+  // Grouping along the flattened C·kh·kw would not give 2 per input-channel
+  // group: a weight whose big entries lie along kw shows the difference.
+  std::vector<double> v2(16, 0.0);
+  v2[0] = 5.0, v2[1] = 4.0, v2[2] = 3.0;  // (c=0, kw=0..2): one group per kw column
+  auto m2 = nm_mask(from_vector(v2, {1, 4, 1, 4}), 2, 4).to_vector();
+  CHECK(m2[0] == 1.0);
+  CHECK(m2[1] == 1.0);  // flattened grouping would have kept only 2 of c=0's 4 entries
+  CHECK(m2[2] == 1.0);
+  for (int64_t s = 0; s < 4; ++s) CHECK(m2[size_t(s)] + m2[size_t(4 + s)] + m2[size_t(8 + s)] + m2[size_t(12 + s)] == 2.0);
   std::vector<double> tie_keep{1.0, 1.0, 0.0, 0.0};
   CHECK(nm_mask(ones({1, 4}), 2, 4).to_vector() == tie_keep);  // ties: lower index stays
   CHECK_THROWS_WITH(nm_mask(ones({2, 6}), 2, 4), Catch::Contains("not divisible by M=4"));
@@ -176,12 +192,12 @@ TEST_CASE("pruning: method spellings", "[pruning]") {
     auto v = p.to_vector();
     for (size_t g = 0; g < v.size(); g += 4) REQUIRE((v[g] != 0) + (v[g + 1] != 0) + (v[g + 2] != 0) + (v[g + 3] != 0) <= 2);
   }
-  // the cnn's first conv (K = 1*3*3 = 9) has no 2:4 pattern: it stays dense, the rest are 2:4
+  // the cnn's first conv (C = 1 input channel) has no 2:4 pattern: it stays dense, the rest are 2:4
   TrainConfig cc = small_config("brisk_prune_nm_cnn");
   cc.model = "cnn";
   cc.epochs = 1;
   cc.max_steps = 2;
-  cc.methods = {"prune:structure=2:4"};
+  cc.methods = {"prune:structure=2:4,start=0"};
   Trainer tc(cc, brisk::efficiency::make_methods);
   tc.fit();
   auto& seq = dynamic_cast<brisk::nn::Sequential&>(tc.model());

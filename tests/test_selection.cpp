@@ -166,7 +166,7 @@ TEST_CASE("selection: static EL2N / forgetting pruning keeps exactly the top sco
   CHECK(t.total_steps() == 16);  // keep = 1 selects everything
 }
 
-TEST_CASE("selection: Selective Backprop's probability rises with loss; beta 0 takes all", "[selection]") {
+TEST_CASE("selection: Selective Backprop's probability rises with loss, beta 0 takes all", "[selection]") {
   std::vector<float> hist;
   for (int i = 0; i < 100; ++i) hist.push_back(float(i) / 10);
   double prev = -1;
@@ -265,17 +265,50 @@ TEST_CASE("selection: RHO-LOSS end to end: holdout never trained on, time counte
 }
 
 // Captures epoch 2's order and the selection method's EL2N scores as they
-// were when that order was made (before the epoch's first batch trains).
+// were when that order was made (before the epoch's first batch trains), and
+// recomputes EL2N independently at the end of epoch 2's predecessor (same
+// weights: evaluation does not change them): a plain loop over the examples,
+// softmax and the error norm in double.
 class OrderCheck : public brisk::train::Callback {
  public:
-  std::vector<double> first_epoch_order, el2n;
+  std::vector<double> first_epoch_order, el2n, recomputed;
   int64_t epoch = -1;
   std::string name() const override { return "order_check"; }
   void on_epoch_start(Trainer& t) override { epoch = t.state().epoch; }
+  void on_epoch_end(Trainer& t) override {
+    if (t.state().epoch != 2) return;
+    brisk::NoGradGuard ng;
+    t.model().eval();
+    const auto& ds = t.train_loader().dataset();
+    brisk::data::LoaderOptions lo;
+    lo.batch_size = 64;
+    lo.shuffle = false;
+    lo.drop_last = false;
+    lo.prefetch = false;
+    brisk::data::DataLoader dl(ds, lo);
+    dl.start_epoch(0);
+    recomputed.assign(size_t(ds.size()), -1.0);
+    while (auto b = dl.next()) {
+      auto z = t.model().forward(b->x).to_vector();
+      int64_t B = b->y.numel(), C = int64_t(z.size()) / B;
+      for (int64_t i = 0; i < B; ++i) {
+        double mx = -1e300, den = 0, e2 = 0;
+        for (int64_t c = 0; c < C; ++c) mx = std::max(mx, z[size_t(i * C + c)]);
+        for (int64_t c = 0; c < C; ++c) den += std::exp(z[size_t(i * C + c)] - mx);
+        int64_t y = int64_t(b->y.to_vector()[size_t(i)]);
+        for (int64_t c = 0; c < C; ++c) {
+          double d = std::exp(z[size_t(i * C + c)] - mx) / den - (c == y ? 1.0 : 0.0);
+          e2 += d * d;
+        }
+        recomputed[size_t(b->indices.to_vector()[size_t(i)])] = std::sqrt(e2);
+      }
+    }
+    t.model().train();
+  }
   void on_batch_start(Trainer& t) override {
     if (epoch == 2 && t.epoch_order.defined() && first_epoch_order.empty()) {
       first_epoch_order = t.epoch_order.to_vector();
-      el2n = t.callbacks()[0]->state_tensors().at("stats/el2n").to_vector();
+      el2n = t.callbacks()[0]->state_tensors().at("static/scores").to_vector();
     }
   }
 };
@@ -289,6 +322,10 @@ TEST_CASE("selection: curriculum visits the kept set from easy to hard", "[selec
   t.add_callback(std::unique_ptr<brisk::train::Callback>(oc));
   t.fit();
   REQUIRE(oc->first_epoch_order.size() == 256);
+  // EL2N scored every example with the weights at the start of epoch 2
+  // (Paul et al.), not as a running mean over the visits of earlier epochs
+  REQUIRE(oc->recomputed.size() == 512);
+  for (size_t i = 0; i < 512; ++i) REQUIRE(oc->el2n[i] == Approx(oc->recomputed[i]).margin(1e-5));
   for (size_t i = 1; i < 256; ++i)  // easy to hard
     REQUIRE(oc->el2n[size_t(oc->first_epoch_order[i - 1])] <= oc->el2n[size_t(oc->first_epoch_order[i])]);
   // and the kept half is the hardest half
@@ -364,7 +401,7 @@ TEST_CASE("selection: static GraNd pruning keeps exactly the top scores, and res
   CHECK(m[2]["score_s"].get<double>() > 0);  // the scoring pass is charged to the method
   TensorMap fin = final_tensors(c.out);
   auto kept = fin.at("method/0/static/kept").to_vector();
-  auto score = fin.at("method/0/grand/scores").to_vector();
+  auto score = fin.at("method/0/static/scores").to_vector();
   REQUIRE(kept.size() == 128);
   std::set<int64_t> k;
   for (double v : kept) k.insert(int64_t(v));

@@ -31,6 +31,10 @@ class Trainer;
 class BatchSelector {
  public:
   virtual ~BatchSelector() = default;
+  // Whether this loaded batch is to be scored and selected. When false the
+  // trainer skips the scoring pass and trains every example of the batch
+  // (e.g. outside a selection window): no scoring cost is paid.
+  virtual bool active(Trainer&) { return true; }
   // losses [B], logits [B, C] (no graph); returns bool [B].
   virtual Tensor select(Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
                         const Tensor& logits) = 0;
@@ -58,6 +62,10 @@ class Callback {
   virtual int64_t epoch_examples(int64_t /*epoch*/, int64_t dataset_size, int64_t /*batch_size*/) const {
     return dataset_size;
   }
+  // Whether the method changes parameter shapes mid-run (growth, channel
+  // pruning): composition refuses methods that hold per-parameter state of
+  // fixed shape (EMA) alongside it.
+  virtual bool changes_shapes() const { return false; }
   // A method that selects per batch returns its selector (at most one per run).
   virtual BatchSelector* batch_selector() { return nullptr; }
   // Fields this method adds to each metrics.jsonl line.

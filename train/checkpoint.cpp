@@ -51,6 +51,7 @@ void Trainer::save_checkpoint() {
             {"epoch", state_.epoch},
             {"batch_in_epoch", state_.batch_in_epoch},
             {"step", state_.step},
+            {"batches", state_.batches},
             {"samples_seen", state_.samples_seen},
             {"wall_s", state_.wall_s},
             {"flops", state_.flops},
@@ -180,6 +181,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   st.epoch = F.count(j, "epoch");
   st.batch_in_epoch = F.count(j, "batch_in_epoch");
   st.step = F.count(j, "step");
+  st.batches = j.contains("batches") ? F.count(j, "batches") : st.step;  // older checkpoints: no batch-level selection clock
   st.samples_seen = F.count(j, "samples_seen");
   st.wall_s = F.number(j, "wall_s", true);
   st.flops = F.number(j, "flops", true);
@@ -192,8 +194,8 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   const json& ev = F.at(j, "last_eval");
   EvalResult last{F.number(ev, "test_loss", true), F.number(ev, "test_acc", true)};
   BRISK_CHECK(last.acc <= 1, "checkpoint ", P, ": test_acc ", last.acc, " is not a fraction");
-  BRISK_CHECK(st.samples_seen >= st.step && st.loss_count <= st.step, "checkpoint ", P,
-              ": inconsistent counters (step ", st.step, ", samples_seen ", st.samples_seen, ", loss_count ",
+  BRISK_CHECK(st.samples_seen >= st.step && st.loss_count <= st.step && st.batches >= st.step, "checkpoint ", P,
+              ": inconsistent counters (step ", st.step, ", batches ", st.batches, ", samples_seen ", st.samples_seen, ", loss_count ",
               st.loss_count, ")");
 
   // --- tensors by owner

@@ -182,6 +182,7 @@ EvalResult Trainer::evaluate() {
 void Trainer::train_one_batch() {
   skip_step = false;
   loss_scale = 1.0;
+  nonfinite_loss_skips = false;
   loss_weights = Tensor();
   fire([&](Callback& c) { c.on_batch_start(*this); });
   PhaseClock pc;
@@ -197,7 +198,7 @@ void Trainer::train_one_batch() {
                                 : mean(per_example_loss);
   double lv = loss.item();
   pc.to(phases_.forward);
-  BRISK_CHECK(std::isfinite(lv), "training stopped: loss is ", std::isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf", " at step ", state_.step, " (epoch ",
+  BRISK_CHECK(std::isfinite(lv) || nonfinite_loss_skips, "training stopped: loss is ", std::isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf", " at step ", state_.step, " (epoch ",
               state_.epoch + 1, ", batch ", batch.index, "). ", last_checkpoint_note(),
               " Lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
@@ -215,8 +216,10 @@ void Trainer::train_one_batch() {
   fire([&](Callback& c) { c.on_after_step(*this); });
   state_.step++;
   state_.samples_seen += batch.y.size(0);
-  state_.loss_sum += lv;
-  state_.loss_count++;
+  if (std::isfinite(lv)) {  // a skipped overflow step (loss scaling) adds nothing to the mean
+    state_.loss_sum += lv;
+    state_.loss_count++;
+  }
   fire([&](Callback& c) { c.on_batch_end(*this); });
   logits = per_example_loss = loss = Tensor();  // free the graph's activations now
 }
@@ -224,7 +227,9 @@ void Trainer::train_one_batch() {
 void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
   auto t0 = Clock::now();
   Tensor chosen;
-  {
+  if (!sel.active(*this)) {
+    chosen = full({loaded.y.numel()}, 1.0, DType::boolean);  // no scoring pass: every example trains
+  } else {
     NoGradGuard ng;
     model_->eval();  // scoring must not move BatchNorm statistics
     Tensor lg = model_->forward(loaded.x);
@@ -312,6 +317,7 @@ EvalResult Trainer::fit(bool resume) {
         train_one_batch();
       }
       state_.batch_in_epoch++;
+      state_.batches++;
       bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
       // Once per step count (not at step 0): with batch-level selection,
       // several loaded batches can pass without an optimizer step.

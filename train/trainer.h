@@ -1,5 +1,6 @@
 // Trainer: the training loop, its events, evaluation, metrics and checkpoints.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -32,6 +33,7 @@ struct TrainState {
   int64_t epoch = 0;           // epochs completed
   int64_t batch_in_epoch = 0;  // batches done in the current (incomplete) epoch
   int64_t step = 0;            // optimizer steps taken
+  int64_t batches = 0;         // loaded batches consumed: the methods' clock (Trainer::clock)
   int64_t samples_seen = 0;
   double wall_s = 0;           // training seconds, evaluation and checkpointing excluded
   double flops = 0;            // GEMM/conv FLOPs in those seconds (core/flops.h)
@@ -70,6 +72,10 @@ class Trainer {
   Tensor loss;               // scalar that backward() runs on
   bool skip_step = false;    // set in before_step to skip this optimizer update
   double loss_scale = 1.0;   // set in after_loss: backward runs on loss * loss_scale (loss scaling)
+  // Set in after_loss by a method that skips steps with non-finite gradients
+  // (dynamic loss scaling): a non-finite loss then backpropagates (its inf/NaN
+  // gradients make that method skip the step) instead of stopping training.
+  bool nonfinite_loss_skips = false;
   // Set by methods at epoch_start to visit a custom order (subset) this epoch.
   Tensor epoch_order;
   // Extra metric fields for the next metrics.jsonl line.
@@ -79,9 +85,18 @@ class Trainer {
   void save_checkpoint();
   void load_checkpoint(const std::string& dir);
 
-  // Optimizer steps the run will take (an estimate where a method's epoch
-  // sizes depend on training, e.g. InfoBatch); methods use it for fractions.
+  // The one clock every method schedule runs on: loaded batches consumed so
+  // far. It equals the optimizer step count, except under batch-level
+  // selection (selective backprop, RHO-LOSS), where several loaded batches
+  // may pass per optimizer step; a schedule point "at fraction f of training"
+  // is clock() >= f * total_steps(). Methods act at the first batch at or
+  // past a point (a clock may step over it), never only on equality.
+  int64_t clock() const { return state_.batches; }
+  // The clock's value at the end of the run (an estimate where a method's
+  // epoch sizes depend on training, e.g. InfoBatch).
   int64_t total_steps() const;
+  // clock() / total_steps(), in [0, 1].
+  double progress() const { return std::min(1.0, double(clock()) / double(total_steps())); }
   double score_seconds() const { return score_s_; }  // time in forward-only scoring passes
   const PhaseTimes& phases() const { return phases_; }
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).

@@ -16,8 +16,8 @@ void GrowBase::on_fit_start(train::Trainer& t) {
 }
 
 void GrowBase::on_batch_start(train::Trainer& t) {
-  int64_t step = t.state().step;
-  while (done_ < int64_t(spec_.points.size()) && step >= growth_step(t, done_)) {
+  int64_t now = t.clock();
+  while (done_ < int64_t(spec_.points.size()) && now >= growth_step(t, done_)) {
     grow_to(t, done_);
     ++done_;
   }

@@ -26,6 +26,7 @@ class GrowBase : public train::Callback {
   explicit GrowBase(GrowSpec spec) : spec_(std::move(spec)) {}
   std::string name() const override { return "grow"; }
 
+  bool changes_shapes() const override { return true; }
   void on_fit_start(train::Trainer& t) override;
   void on_batch_start(train::Trainer& t) override;
   // A fresh model at full size: redo the initial cut and every growth so far.
@@ -49,7 +50,7 @@ class GrowBase : public train::Callback {
   // The generator for growth k of channel group l: seeded by (run seed, k, l),
   // so a resumed run replays the same choices.
   static Generator group_generator(train::Trainer& t, int64_t k, size_t l);
-  int64_t growth_step(train::Trainer& t, int64_t k) const;
+  int64_t growth_step(train::Trainer& t, int64_t k) const;  // on the trainer's clock
   int64_t size_at(size_t unit, double mult) const;
   // Width members: the width of every channel group; and the initial cut, where
   // every group keeps its first size_at(g, start) units.

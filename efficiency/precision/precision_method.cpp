@@ -11,12 +11,19 @@
 //     for fp16, whose gradients underflow without it; on/off force it. A step
 //     with inf/NaN gradients is skipped (parameters and optimizer state
 //     untouched) and the scale halves.
+//   scaling=delayed|current (fp8 only; default delayed): each fp8 cast site
+//     is scaled by the amax history of its last `amax_history` (16) steps,
+//     Transformer Engine's recipe (core/fp8.h Fp8SiteScaling); current scales
+//     every tensor by its own amax (exact but needs the amax before the cast).
+//   Under loss scaling a step whose forward loss is already inf/NaN (an fp16
+//   overflow) is skipped like one with inf/NaN gradients, not an error.
 // metrics.jsonl gains `skipped_steps`, and `loss_scale` when scaling.
 // Stochastic rounding draws from a generator keyed by (seed, step), so a
 // resumed run rounds exactly as the uninterrupted one.
 #include <memory>
 
 #include "core/autocast.h"
+#include "core/fp8.h"
 #include "efficiency/method.h"
 #include "optim/grad_scaler.h"
 #include "train/trainer.h"
@@ -29,23 +36,32 @@ class PrecisionMethod : public train::Callback {
  public:
   LowPrecision kind = LowPrecision::bf16;
   Rounding rounding = Rounding::nearest;
-  bool bf16_weights = false, use_scaler = false;
+  bool bf16_weights = false, use_scaler = false, fp8_delayed = false;
+  int64_t amax_history = 16;
 
   std::string name() const override { return "precision"; }
 
   void on_fit_start(train::Trainer& t) override {
     seed_ = t.config().seed;
     gen_.set_state(seed_ * 0xC2B2AE3D27D4EB4Full + 17, 0);
-    guard_ = std::make_unique<AutocastGuard>(AutocastPolicy{kind, rounding, &gen_});
+    AutocastPolicy pol{kind, rounding, &gen_};
+    if (fp8_delayed) {
+      if (!sites_) sites_ = std::make_unique<Fp8SiteScaling>(int(amax_history));
+      pol.fp8_delayed = sites_.get();
+    }
+    guard_ = std::make_unique<AutocastGuard>(pol);
     if (bf16_weights) round_weights(t);
   }
   void on_fit_end(train::Trainer&) override { guard_.reset(); }
 
   void on_batch_start(train::Trainer& t) override {
+    if (sites_) sites_->begin_step();
     gen_.set_state(seed_ * 0xC2B2AE3D27D4EB4Full + 17 + uint64_t(t.state().step) * 0x9E3779B97F4A7C15ull, 0);
   }
   void on_after_loss(train::Trainer& t) override {
-    if (use_scaler) t.loss_scale = scaler_.get_scale();
+    if (!use_scaler) return;
+    t.loss_scale = scaler_.get_scale();
+    t.nonfinite_loss_skips = true;  // an overflowed forward gives inf gradients: the scaler skips the step
   }
   void on_after_backward(train::Trainer& t) override {
     if (use_scaler) finite_ = scaler_.unscale_(t.optimizer());  // before any gradient clipping
@@ -66,11 +82,33 @@ class PrecisionMethod : public train::Callback {
     if (use_scaler) j["loss_scale"] = scaler_.get_scale();
   }
   nlohmann::json state_json() const override {
-    return {{"dtype", low_precision_name(kind)}, {"skipped_steps", skipped_}, {"scaler", scaler_.state_dict()}};
+    nlohmann::json j = {{"dtype", low_precision_name(kind)}, {"skipped_steps", skipped_}, {"scaler", scaler_.state_dict()}};
+    if (sites_) {
+      nlohmann::json sites = nlohmann::json::array();
+      for (auto& st : sites_->state())
+        sites.push_back({{"format", fp8_name(st.format)}, {"amax", st.history}, {"scale", st.scale}});
+      j["fp8_sites"] = sites;
+    }
+    return j;
   }
   void load_state_json(const nlohmann::json& j) override {
     skipped_ = j.value("skipped_steps", int64_t(0));
     if (j.contains("scaler")) scaler_.load_state_dict(j.at("scaler"));
+    if (fp8_delayed && j.contains("fp8_sites")) {
+      std::vector<Fp8SiteScaling::SiteState> st;
+      try {
+        for (auto& s : j.at("fp8_sites")) {
+          std::string f = s.at("format").get<std::string>();
+          BRISK_CHECK(f == "e4m3" || f == "e5m2", "format '", f, "'");
+          st.push_back({f == "e4m3" ? Fp8Format::e4m3 : Fp8Format::e5m2, s.at("amax").get<std::vector<double>>(),
+                        s.at("scale").get<double>()});
+        }
+      } catch (const std::exception& e) {
+        BRISK_FAIL("checkpoint: precision state 'fp8_sites' is malformed: ", e.what());
+      }
+      if (!sites_) sites_ = std::make_unique<Fp8SiteScaling>(int(amax_history));
+      sites_->load_state(st);
+    }
   }
 
  private:
@@ -85,6 +123,7 @@ class PrecisionMethod : public train::Callback {
 
   uint64_t seed_ = 0;
   Generator gen_;
+  std::unique_ptr<Fp8SiteScaling> sites_;  // fp8 delayed scaling (before guard_: the guard points at it)
   std::unique_ptr<AutocastGuard> guard_;
   optim::GradScaler scaler_;
   bool finite_ = true;
@@ -97,6 +136,17 @@ void register_precision_methods() {
   register_method("precision", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     auto m = std::make_unique<PrecisionMethod>();
     m->kind = parse_low_precision(a.get_string("dtype", "bf16"));
+    a.set_kind(std::string("dtype=") + low_precision_name(m->kind),
+               {"dtype", "rounding", "weights", "scaler", "scaling", "amax_history"});
+    if (m->kind == LowPrecision::fp8) {
+      std::string sc = a.get_string("scaling", "delayed");
+      BRISK_CHECK(sc == "delayed" || sc == "current", "--method precision: unknown scaling '", sc,
+                  "' (known: delayed, current)");
+      m->fp8_delayed = sc == "delayed";
+      if (m->fp8_delayed) m->amax_history = a.get_int("amax_history", 16);
+      BRISK_CHECK(m->amax_history >= 1 && m->amax_history <= 1024, "--method precision: amax_history must be in "
+                  "[1, 1024] steps, got ", m->amax_history);
+    }
     std::string r = a.get_string("rounding", "nearest");
     BRISK_CHECK(r == "nearest" || r == "stochastic", "--method precision: unknown rounding '", r,
                 "' (known: nearest, stochastic)");

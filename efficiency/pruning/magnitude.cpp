@@ -87,18 +87,22 @@ std::vector<Tensor> global_magnitude_masks(const std::vector<Tensor>& ws, double
 Tensor nm_mask(const Tensor& w, int64_t n, int64_t m) {
   BRISK_CHECK(m >= 1 && n >= 0 && n <= m, "nm_mask: need 0 <= N <= M, got ", n, ":", m);
   BRISK_CHECK(w.dim() >= 2, "nm_mask: weight must have rank >= 2, got ", shape_str(w.shape()));
-  int64_t rows = w.size(0), K = w.numel() / std::max<int64_t>(rows, 1);
-  BRISK_CHECK(K % m == 0, "nm_mask: reduction size ", K, " of weight ", shape_str(w.shape()),
-              " is not divisible by M=", m);
+  // w viewed as [O, C, S] (S = kh·kw for a conv, 1 for a linear): a group is
+  // M consecutive input channels at one (o, s), as ASP groups them.
+  int64_t O = w.size(0), C = w.size(1), S = w.numel() / std::max<int64_t>(O * C, 1);
+  BRISK_CHECK(C % m == 0, "nm_mask: input channels ", C, " of weight ", shape_str(w.shape()),
+              " are not divisible by M=", m);
   std::vector<double> mag = magnitudes(w.contiguous());
   std::vector<double> mask(mag.size(), 0.0);
   std::vector<int64_t> order(static_cast<size_t>(m));
-  for (int64_t g = 0; g < int64_t(mag.size()); g += m) {
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return mag[size_t(g + a)] > mag[size_t(g + b)]; });
-    for (int64_t j = 0; j < n; ++j) mask[size_t(g + order[size_t(j)])] = 1.0;
-  }
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c0 = 0; c0 < C; c0 += m)
+      for (int64_t sp = 0; sp < S; ++sp) {
+        auto at = [&](int64_t j) { return size_t((o * C + c0 + j) * S + sp); };
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return mag[at(a)] > mag[at(b)]; });
+        for (int64_t j = 0; j < n; ++j) mask[at(order[size_t(j)])] = 1.0;
+      }
   return from_vector(mask, w.shape(), TensorOptions(w.dtype()));
 }
 

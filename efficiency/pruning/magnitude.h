@@ -22,9 +22,10 @@ Tensor magnitude_mask(const Tensor& w, int64_t n_prune, const Tensor& prev_mask 
 std::vector<Tensor> global_magnitude_masks(const std::vector<Tensor>& ws, double sparsity,
                                            const std::vector<Tensor>& prev_masks, bool allow_empty = false);
 
-// N:M along the reduction dim: w viewed as [rows, K] (K = all dims but the
-// first, e.g. in_features or C*kh*kw); in every group of m consecutive
-// entries the n largest |w| stay (ties: the lower index stays). K % m == 0.
+// N:M along input channels, as NVIDIA's ASP groups them: w viewed as
+// [O, C, S] (a linear's [out, in] has S = 1; a conv's [O, C, kh, kw] has
+// S = kh·kw); every group of m consecutive input channels at one (o, s) keeps
+// its n largest |w| (ties: the lower channel stays). C % m == 0.
 Tensor nm_mask(const Tensor& w, int64_t n, int64_t m);
 
 // s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3, held constant between

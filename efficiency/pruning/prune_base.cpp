@@ -17,7 +17,8 @@ nlohmann::json PruneBase::state_json() const {
   return {{"schedule", spec_.schedule},
           {"target", spec_.target},
           {"scope", spec_.scope},
-          {"nm", std::to_string(spec_.nm_n) + ":" + std::to_string(spec_.nm_m)}};
+          {"nm", std::to_string(spec_.nm_n) + ":" + std::to_string(spec_.nm_m)},
+          {"events_done", events_}};
 }
 
 void PruneBase::load_state_tensors(const TensorMap& m) {
@@ -44,8 +45,7 @@ void PruneBase::attach_loaded(train::Trainer& t) {
   for (auto& [n, p] : prunable(t)) {
     auto it = loaded_.find(n);
     if (it == loaded_.end()) continue;
-    brisk::set_mask(p, it->second);
-    masks_[n] = brisk::get_mask(p);
+    set(t, n, p, it->second);
   }
   loaded_.clear();
 }
@@ -59,17 +59,18 @@ void PruneBase::apply_sparsity(train::Trainer& t, double s) {
       prev.push_back(brisk::get_mask(p));
     }
     auto ms = pruning::global_magnitude_masks(ws, s, prev);
-    for (size_t i = 0; i < ps.size(); ++i) set(ps[i].first, ps[i].second, ms[i]);
+    for (size_t i = 0; i < ps.size(); ++i) set(t, ps[i].first, ps[i].second, ms[i]);
   } else {
     for (auto& [n, p] : ps)
-      set(n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), brisk::get_mask(p)));
+      set(t, n, p, pruning::magnitude_mask(p, pruning::prune_count(s, p.numel()), brisk::get_mask(p)));
   }
   measure(t);
 }
 
-void PruneBase::set(const std::string& n, const Tensor& p, const Tensor& m) {
+void PruneBase::set(train::Trainer& t, const std::string& n, const Tensor& p, const Tensor& m) {
   brisk::set_mask(p, m);
   masks_[n] = brisk::get_mask(p);
+  t.optimizer().apply_masks();  // state at newly pruned positions is zero from now on
 }
 
 void PruneBase::measure(train::Trainer& t) {

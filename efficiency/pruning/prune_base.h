@@ -33,6 +33,7 @@ class PruneBase : public train::Callback {
   // selection loads batches without stepping, must still hold them).
   void on_restore(train::Trainer& t) override { attach_loaded(t); }
   nlohmann::json state_json() const override;
+  void load_state_json(const nlohmann::json& j) override { events_ = j.value("events_done", int64_t(0)); }
   TensorMap state_tensors() const override { return masks_; }
   void load_state_tensors(const TensorMap& m) override;
 
@@ -41,14 +42,23 @@ class PruneBase : public train::Callback {
   std::vector<std::pair<std::string, Tensor>> prunable(train::Trainer& t) const;
   // Magnitude masks at sparsity s (layer-wise or global, per spec_.scope); masks only shrink.
   void apply_sparsity(train::Trainer& t, double s);
-  void set(const std::string& n, const Tensor& p, const Tensor& m);
+  // Sets a mask (and zeroes the optimizer state it prunes).
+  void set(train::Trainer& t, const std::string& n, const Tensor& p, const Tensor& m);
   void attach_loaded(train::Trainer& t);
   // Refreshes the sparsity / nonzeros metrics.
   virtual void measure(train::Trainer& t);
   // A checkpoint tensor that is not a mask (member state such as IMP's
   // snapshot): members that own one override this; the default refuses it.
   virtual void load_extra_tensor(const std::string& key, const Tensor& v);
+  // The clock value (Trainer::clock) at a fraction of training.
   int64_t step_at(double fraction, train::Trainer& t) const;
+  // Events on a grid t0, t0 + dt, ...: how many grid points the clock has
+  // reached (0 before t0). A member acts when this exceeds events_, so a
+  // clock that steps over a grid point (batch-level selection) still acts.
+  static int64_t grid_points(int64_t clock, int64_t t0, int64_t dt) { return clock < t0 ? 0 : (clock - t0) / dt + 1; }
+
+  // Schedule events done (mask updates, IMP rounds, DST updates): checkpointed.
+  int64_t events_ = 0;
 
   PruneSpec spec_;
   TensorMap masks_, loaded_;

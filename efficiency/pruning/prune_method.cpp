@@ -14,8 +14,9 @@
 //   schedule=oneshot|gradual|imp|rigl|set
 //   structure=unstructured|N:M|channel
 //   scope=layer|global
-//   start=0, end=0.5      fractions of the run's total steps (gradual ramps between them;
-//                         rigl/set default end=0.75; channel default start=0.3)
+//   start=0, end=0.5      fractions of training on the trainer's clock (gradual ramps
+//                         between them; rigl/set default end=0.75; channel default
+//                         start=0.3; N:M default start=0.5, after dense training)
 //   frequency=100         steps between mask updates (gradual, rigl, set)
 //   initial=0             sparsity at start (gradual)
 //   alpha=0.3             rigl/set: fraction of active weights dropped and regrown
@@ -97,7 +98,7 @@ void register_pruning_methods() {
                   structure);
       BRISK_CHECK(m->schedule == "oneshot", "--method prune: structure ", structure,
                   " is applied once at `start` (schedule=oneshot), got schedule=", m->schedule);
-      window(0.0, 0.0, false);  // the sparsity is (M - N) / M: there is no target
+      window(0.5, 0.5, false);  // ASP: dense first, then N:M; the sparsity is (M - N) / M: there is no target
       m->target = double(m->nm_m - m->nm_n) / double(m->nm_m);
       return make_nm_prune(*m);
     }

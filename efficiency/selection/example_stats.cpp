@@ -9,7 +9,7 @@ namespace brisk::selection {
 
 ExampleStats::ExampleStats(int64_t n)
     : last_loss(static_cast<size_t>(n), 0.f), el2n(static_cast<size_t>(n), 0.f), forgetting(static_cast<size_t>(n), 0), times_selected(static_cast<size_t>(n), 0),
-      times_seen(size_t(n), 0), last_epoch(size_t(n), -1), last_correct(size_t(n), 0) {}
+      times_seen(size_t(n), 0), last_epoch(size_t(n), -1), last_correct(size_t(n), 0), ever_correct(size_t(n), 0) {}
 
 void ExampleStats::update(const Tensor& indices, const Tensor& losses, const Tensor& logits, const Tensor& labels,
                           int64_t epoch, bool backpropagated) {
@@ -36,6 +36,7 @@ void ExampleStats::update(const Tensor& indices, const Tensor& losses, const Ten
     bool correct = best == y;
     if (times_seen[k] > 0 && last_correct[k] && !correct) forgetting[k]++;
     last_correct[k] = correct;
+    ever_correct[k] |= uint8_t(correct);
     times_seen[k]++;
     el2n[k] += float((std::sqrt(e2) - el2n[k]) / times_seen[k]);
     last_loss[k] = los.data_ptr<float>()[i];
@@ -66,7 +67,7 @@ TensorMap ExampleStats::to_tensors() const {
   return {{"stats/last_loss", vec_tensor(last_loss)},       {"stats/el2n", vec_tensor(el2n)},
           {"stats/forgetting", vec_tensor(forgetting)},     {"stats/times_selected", vec_tensor(times_selected)},
           {"stats/times_seen", vec_tensor(times_seen)},     {"stats/last_epoch", vec_tensor(last_epoch)},
-          {"stats/last_correct", vec_tensor(last_correct)}};
+          {"stats/last_correct", vec_tensor(last_correct)}, {"stats/ever_correct", vec_tensor(ever_correct)}};
 }
 
 void ExampleStats::from_tensors(const TensorMap& m) {
@@ -77,6 +78,11 @@ void ExampleStats::from_tensors(const TensorMap& m) {
   load_vec(m, "stats/times_seen", times_seen);
   load_vec(m, "stats/last_epoch", last_epoch);
   load_vec(m, "stats/last_correct", last_correct);
+  if (m.count("stats/ever_correct")) {
+    load_vec(m, "stats/ever_correct", ever_correct);
+  } else {  // older checkpoints: correct now, or forgotten (so once correct)
+    for (size_t i = 0; i < ever_correct.size(); ++i) ever_correct[i] = last_correct[i] || forgetting[i] > 0;
+  }
 }
 
 }  // namespace brisk::selection

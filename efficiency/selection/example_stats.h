@@ -1,8 +1,9 @@
 // Per-example statistics, keyed by dataset index, updated from the forward
 // pass the training step already makes (no extra compute):
 //   last_loss, el2n (running mean of ||softmax(logits) - onehot(y)||_2),
-//   forgetting events (correct -> incorrect), times selected (backpropagated),
-//   last epoch seen (-1: never).
+//   forgetting events (correct -> incorrect between consecutive visits),
+//   whether it was ever classified correctly, times selected
+//   (backpropagated), last epoch seen (-1: never).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -23,7 +24,7 @@ class ExampleStats {
 
   std::vector<float> last_loss, el2n;
   std::vector<int32_t> forgetting, times_selected, times_seen, last_epoch;
-  std::vector<uint8_t> last_correct;
+  std::vector<uint8_t> last_correct, ever_correct;
 };
 
 }  // namespace brisk::selection

@@ -4,7 +4,7 @@
 //   infobatch/           kind=infobatch: drop below-mean-loss examples, rescale the rest
 //                        (ratio=0.5, delta=0.125)
 //   static_pruning/      kind=el2n|forgetting: score, then keep the top (keep=0.5,
-//                        start=1, order=random|curriculum)
+//                        start=1 (forgetting: 3), order=random|curriculum)
 //   grand/               kind=grand: the same with GraNd scores (+ grand=last|full)
 //   selective_backprop/  kind=selective-backprop: backpropagate by loss percentile
 //                        (beta=1, history=1024, variant=prob|rank, keep=0.5, start, end)
@@ -73,7 +73,8 @@ void register_selection_methods() {
     }
     if (is_static(m->kind)) {
       m->keep = a.get_double("keep", 0.5);
-      m->start = a.get_int("start", 1);
+      // forgetting needs two visits for an event: by default 3 epochs of counting
+      m->start = a.get_int("start", m->kind == "forgetting" ? 3 : 1);
       std::string order = a.get_string("order", "random");
       BRISK_CHECK(order == "random" || order == "curriculum", "--method select: unknown order '", order,
                   "' (known: random, curriculum)");
@@ -85,6 +86,8 @@ void register_selection_methods() {
       }
       BRISK_CHECK(m->keep > 0 && m->keep <= 1, "--method select: keep must be in (0, 1], got ", m->keep);
       BRISK_CHECK(m->start >= 1, "--method select: start must be >= 1 epoch of scoring, got ", m->start);
+      BRISK_CHECK(m->kind != "forgetting" || m->start >= 2, "--method select: kind=forgetting needs start >= 2 "
+                  "epochs (a forgetting event is a change between two visits of an example), got start=", m->start);
       return m->kind == "grand" ? make_grand_select(*m) : make_static_select(*m);
     }
     m->ratio = a.get_double("ratio", 0.5);

@@ -2,9 +2,12 @@
 // average of the weights (Polyak averaging), a cheap accuracy-per-step
 // gain. start: first step that updates the average (before it the average
 // tracks the weights exactly). The average is swapped in for every
-// evaluation and swapped back after; it is checkpointed.
+// evaluation and swapped back after; it is checkpointed. It follows pruning
+// masks (zero where the mask is zero); composition refuses it next to a
+// method that changes parameter shapes (efficiency/compose.h).
 #include <memory>
 
+#include "core/mask.h"
 #include "efficiency/method.h"
 #include "optim/optimizer.h"
 #include "train/trainer.h"
@@ -31,6 +34,7 @@ class EmaMethod : public train::Callback {
       return;
     }
     ema_->update(t.model().named_parameters());
+    follow_masks(t);
   }
   // Evaluate with the averaged weights: swap in at eval_start, back at eval_end.
   void on_eval_start(train::Trainer& t) override { swap(t); }
@@ -48,7 +52,18 @@ class EmaMethod : public train::Callback {
   }
 
  private:
+  // A pruned parameter's average is zero where its mask is: evaluation of a
+  // sparse model must not see dense averaged weights (and a regrown weight,
+  // RigL, starts its average at zero as the weight itself does).
+  void follow_masks(train::Trainer& t) {
+    NoGradGuard ng;
+    for (auto& [n, p] : t.model().named_parameters()) {
+      Tensor m = brisk::get_mask(p);
+      if (m.defined()) ema_->shadow().at(n).mul_(m);
+    }
+  }
   void swap(train::Trainer& t) {
+    follow_masks(t);  // masks may have changed since the last update
     NoGradGuard ng;
     for (auto& [n, p] : t.model().named_parameters()) {
       Tensor s = ema_->shadow().at(n), tmp = p.detach().clone(), pd = p.detach();

@@ -34,10 +34,10 @@ class MsgGrow : public GrowBase {
       nn::widen_masked(seq, idx, size_at(l, mult), &t.optimizer(), growth_step(t, k), &g);
     }
   }
-  // gate = clamp((step - birth) / ramp_steps, 0, 1) for grown units, 1 for original ones.
+  // gate = clamp((clock - birth) / ramp_steps, 0, 1) for grown units, 1 for original ones.
   void every_batch(train::Trainer& t) override {
     double steps = std::max(1.0, spec_.ramp * double(t.total_steps()));
-    double now = double(t.state().step);
+    double now = double(t.clock());
     NoGradGuard ng;
     for (size_t i = 0; i < sequential(t).size(); ++i)
       if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) {

@@ -1,4 +1,4 @@
-// Structured (channel) pruning: at step start·total (default 0.3), remove
+// Structured (channel) pruning: at clock start·total (default 0.3), remove
 // whole output units (conv channels, linear neurons) of every channel group
 // (nn/channel_groups.h: each hidden layer, with channels coupled by residual
 // additions as one group), `target` of them per group, scored by score=l1
@@ -21,8 +21,10 @@ class ChannelPrune : public PruneBase {
  public:
   using PruneBase::PruneBase;
 
+  bool changes_shapes() const override { return true; }
+
   void on_batch_start(train::Trainer& t) override {
-    if (t.state().step == step_at(spec_.start, t) && keep_.empty()) prune(t);
+    if (t.clock() >= step_at(spec_.start, t) && keep_.empty()) prune(t);
   }
 
   void on_restore(train::Trainer& t) override {

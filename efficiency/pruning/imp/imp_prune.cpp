@@ -2,8 +2,9 @@
 // Carbin 2019, Frankle et al. 2020). Training splits into `rounds` equal
 // rounds; at the end of each but the last, prune by magnitude to
 // 1 - (1 - target)^(k / (rounds - 1)), rewind every parameter to its value at
-// step rewind·total (snapshot kept in the checkpoint), zero the optimizer
-// state, and replay the learning-rate schedule within the next round.
+// clock rewind·total (parameters and BatchNorm buffers; snapshot kept in the
+// checkpoint), zero the optimizer state, and replay the learning-rate
+// schedule within the next round.
 #include <algorithm>
 #include <cmath>
 
@@ -18,15 +19,14 @@ class ImpPrune : public PruneBase {
  public:
   using PruneBase::PruneBase;
 
-  // Snapshot at the rewind step; at each round boundary prune, rewind and
-  // reset the optimizer.
+  // Snapshot at the rewind point; at each round boundary prune, rewind and
+  // reset the optimizer. Rounds are equal spans of the clock (Trainer::clock).
   void on_batch_start(train::Trainer& t) override {
-    int64_t step = t.state().step, rounds = spec_.rounds;
-    int64_t L = std::max<int64_t>(1, t.total_steps() / rounds);
-    if (step == step_at(spec_.rewind, t) && snapshot_.empty())
-      for (auto& [n, p] : t.model().named_parameters()) snapshot_[n] = p.detach().clone();
-    if (step == 0 || step % L != 0 || step / L >= rounds) return;
-    int64_t k = step / L;  // prunings so far, after this one
+    int64_t now = t.clock(), rounds = spec_.rounds;
+    if (now >= step_at(spec_.rewind, t) && snapshot_.empty()) snapshot(t);
+    int64_t k = std::min(now / round_length(t), rounds - 1);  // prunings due by now
+    if (k <= events_) return;
+    events_ = k;
     double s = 1.0 - std::pow(1.0 - spec_.target, double(k) / double(rounds - 1));
     apply_sparsity(t, s);  // masks only shrink
     NoGradGuard ng;
@@ -35,17 +35,27 @@ class ImpPrune : public PruneBase {
       pd.copy_(snapshot_.at(n));
       brisk::apply_mask(p);
     }
+    // BatchNorm running statistics rewind with the weights (they are part of
+    // the network's state at the rewind point).
+    for (auto& [n, b] : t.model().named_buffers()) {
+      auto it = snapshot_.find("buffer/" + n);  // absent from checkpoints of older versions
+      if (it == snapshot_.end()) continue;
+      Tensor bd = b.detach();
+      bd.copy_(it->second);
+    }
     for (auto& [n, st] : t.optimizer().state())
       for (auto& [sk, v] : st) v.zero_();
   }
 
-  // Each round replays the learning-rate schedule from its start.
+  // Each round replays the learning-rate schedule from its start: the
+  // round's fraction done maps onto the whole schedule.
   void on_before_step(train::Trainer& t) override {
-    int64_t L = std::max<int64_t>(1, t.total_steps() / spec_.rounds), step = t.state().step;
-    int64_t round = std::min(step / L, spec_.rounds - 1);
-    t.optimizer().set_lr(t.lr_at((step - round * L) * spec_.rounds));  // round's position on the full schedule
+    int64_t L = round_length(t), now = t.clock();
+    int64_t round = std::min(now / L, spec_.rounds - 1);
+    double frac = std::min(1.0, double(now - round * L) / double(L));
+    int64_t full = t.config().epochs * t.train_loader().num_batches_full();
+    t.optimizer().set_lr(t.lr_at(int64_t(std::llround(frac * double(full)))));
   }
-
   TensorMap state_tensors() const override {
     TensorMap m = masks_;
     for (auto& [n, v] : snapshot_) m["imp/" + n] = v;
@@ -59,7 +69,13 @@ class ImpPrune : public PruneBase {
   }
 
  private:
-  TensorMap snapshot_;  // parameter name -> value at the rewind step
+  int64_t round_length(train::Trainer& t) const { return std::max<int64_t>(1, t.total_steps() / spec_.rounds); }
+  void snapshot(train::Trainer& t) {
+    for (auto& [n, p] : t.model().named_parameters()) snapshot_[n] = p.detach().clone();
+    for (auto& [n, b] : t.model().named_buffers()) snapshot_["buffer/" + n] = b.detach().clone();
+  }
+
+  TensorMap snapshot_;  // parameter name (or buffer/<name>) -> value at the rewind point
 };
 
 }  // namespace

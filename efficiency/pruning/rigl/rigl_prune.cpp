@@ -1,15 +1,24 @@
 // Dynamic sparse training: RigL (Evci et al. 2020; schedule=rigl) and SET
 // (Mocanu et al. 2018; schedule=set). At step start·total the prunable
 // weights get random masks at the target sparsity, per-layer densities from
-// ERK or uniform (dst.h). Every `frequency` steps until end·total, after the
-// gradient is known and before the update, each layer drops the fraction
+// ERK or uniform (dst.h). Every `frequency` steps until end·total (on the
+// trainer's clock), after the gradient is known and before the update, each
+// layer drops the fraction
 // alpha·(1 + cos(pi t / t_end)) / 2 of its active weights with the smallest
 // |w| and regrows as many: by largest |dense gradient| (RigL) or at random
-// (SET). The sparsity stays at the target throughout.
+// (SET). On an update batch every Linear runs dense, so the gradient RigL
+// ranks is the dense one even where the layer is sparse enough for the CSR
+// kernel. SET follows Mocanu et al. in dropping the k smallest |w| (their
+// paper drops the fraction zeta of the largest negative and smallest
+// positive weights; by magnitude over both signs here, as RigL's code does)
+// and anneals its fraction with RigL's cosine schedule (the paper keeps
+// zeta fixed): documented in rigl/README.md. The sparsity stays at the
+// target throughout.
 #include <cmath>
 #include <map>
 
 #include "core/mask.h"
+#include "nn/functional.h"
 #include "efficiency/pruning/prune_base.h"
 #include "efficiency/pruning/rigl/dst.h"
 
@@ -38,26 +47,37 @@ class RiglPrune : public PruneBase {
   }
 
   void on_batch_start(train::Trainer& t) override {
-    int64_t step = t.state().step, total = t.total_steps(), t0 = step_at(spec_.start, t);
-    if (step == t0 || (step > t0 && masks_.empty())) init_masks(t);
-    capture_->on = rigl() && is_update(step, total);
+    int64_t t0 = step_at(spec_.start, t);
+    if (t.clock() >= t0 && masks_.empty()) init_masks(t);
+    pending_ = due(t);
+    // On an update RigL needs the dense gradient: the CSR path of a sparse
+    // Linear (nn/functional.h) computes the weight gradient at active
+    // positions only, so this batch runs every Linear dense (same forward).
+    if (pending_ > 0 && rigl()) {
+      saved_threshold_ = nn::functional::sparse_linear_threshold();
+      nn::functional::set_sparse_linear_threshold(2.0);
+    }
+    capture_->on = rigl() && pending_ > 0;
   }
 
   // Drop and regrow after the gradient is known, before the update.
   void on_before_step(train::Trainer& t) override {
-    int64_t step = t.state().step;
-    if (!is_update(step, t.total_steps())) return;
+    if (pending_ == 0) return;
+    if (rigl()) nn::functional::set_sparse_linear_threshold(saved_threshold_);
+    int64_t k = pending_;
+    pending_ = 0;
+    events_ = k;
     int64_t t0 = step_at(spec_.start, t), t_end = step_at(spec_.end, t);
-    double frac = pruning::rigl_fraction(spec_.alpha, step - t0, t_end - t0);
-    Generator gen(t.config().seed * 1000003ull + uint64_t(step));
+    double frac = pruning::rigl_fraction(spec_.alpha, k * spec_.frequency, t_end - t0);
+    Generator gen(t.config().seed * 1000003ull + uint64_t(t0 + k * spec_.frequency));
     for (auto& [n, p] : prunable(t)) {
       Tensor m = brisk::get_mask(p);
       if (!m.defined()) continue;
       int64_t active = p.numel() - brisk::count_zeros(m);
-      int64_t k = int64_t(std::llround(frac * double(active)));
+      int64_t drop = int64_t(std::llround(frac * double(active)));
       Tensor g = rigl() ? capture_->grads.at(n) : Tensor();
-      auto dg = pruning::drop_and_grow(p, m, g, k, &gen);
-      set(n, p, dg.mask);
+      auto dg = pruning::drop_and_grow(p, m, g, drop, &gen);
+      set(t, n, p, dg.mask);
       moved_ += int64_t(dg.grown.size());
     }
     capture_->grads.clear();
@@ -70,10 +90,20 @@ class RiglPrune : public PruneBase {
   }
 
  private:
-  bool is_update(int64_t step, int64_t total) const {
-    int64_t t0 = int64_t(std::llround(spec_.start * double(total)));
-    int64_t t_end = int64_t(std::llround(spec_.end * double(total)));
-    return step > t0 && step < t_end && (step - t0) % spec_.frequency == 0;
+  // The update due at this batch (its index k >= 1 on the grid t0 + k·frequency
+  // inside (t0, t_end)), or 0. A clock that stepped over grid points (batch-
+  // level selection) makes one update for them, at the latest.
+  int64_t due(train::Trainer& t) {
+    int64_t t0 = step_at(spec_.start, t), t_end = step_at(spec_.end, t), dt = spec_.frequency;
+    if (masks_.empty() || t_end <= t0) return 0;
+    int64_t last = (t_end - t0 - 1) / dt;  // updates strictly before t_end
+    int64_t k = std::min(grid_points(t.clock(), t0 + dt, dt), last);
+    if (k <= events_) return 0;
+    if (t.clock() >= t_end) {  // stepped past the end: nothing more to do
+      events_ = k;
+      return 0;
+    }
+    return k;
   }
 
   // Random masks at the target sparsity, per-layer densities from ERK or uniform.
@@ -86,7 +116,7 @@ class RiglPrune : public PruneBase {
                                                            : std::vector<double>(ps.size(), 1 - spec_.target);
     Generator gen(t.config().seed * 7919ull + 17);
     for (size_t i = 0; i < ps.size(); ++i)
-      set(ps[i].first, ps[i].second,
+      set(t, ps[i].first, ps[i].second,
           pruning::random_mask(ps[i].second.shape(), dens[i], ps[i].second.dtype(), gen));
     measure(t);
   }
@@ -97,6 +127,8 @@ class RiglPrune : public PruneBase {
   };
   std::shared_ptr<Capture> capture_ = std::make_shared<Capture>();
   int64_t moved_ = 0;
+  int64_t pending_ = 0;           // the update index this batch makes (0: none)
+  double saved_threshold_ = 0.9;  // the CSR switch, restored after an update batch
 };
 
 }  // namespace

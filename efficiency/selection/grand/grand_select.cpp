@@ -24,18 +24,6 @@ class GrandSelect : public StaticSelect {
     scores_ = selection::grand_scores(*seq, t.train_loader().dataset(), spec_.grand_scope, 2 * t.config().batch_size);
     scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  double score(int64_t i) const override { return double(scores_[size_t(i)]); }
-  void save_tensors(TensorMap& m) const override {
-    StaticSelect::save_tensors(m);
-    if (!scores_.empty()) m["grand/scores"] = f32_tensor(scores_);
-  }
-  void load_tensors(const TensorMap& m) override {
-    StaticSelect::load_tensors(m);
-    if (auto it = m.find("grand/scores"); it != m.end()) scores_ = floats(it->second);
-  }
-
- private:
-  std::vector<float> scores_;  // per dataset index, once scored
 };
 
 }  // namespace

@@ -3,7 +3,8 @@
 // F(loss_i)^beta, F = the fraction of the last `history` losses <= loss_i
 // (selective_backprop.h); selected examples are buffered into full batches.
 // variant=rank (Composer's): inside [start, end) the round(keep·B) highest
-// losses of each batch. Outside [start, end) every example is selected.
+// losses of each batch. Outside [start, end) no batch is scored and every
+// example is trained.
 // Defaults: prob [1/epochs, 1), rank [0.5, 0.9) of training.
 #include <algorithm>
 #include <cmath>
@@ -21,29 +22,39 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
 
   train::BatchSelector* batch_selector() override { return this; }
 
-  // Statistics came from the scoring pass.
-  void on_after_loss(train::Trainer& t) override { backpropagated_ += t.batch.indices.numel(); }
+  // Outside [start, end) no batch is scored (BatchSelector::active): the
+  // loaded batch trains whole, and its training forward pass feeds the
+  // statistics and the loss history instead of a scoring pass.
+  bool active(train::Trainer& t) override {
+    bool rank = spec_.variant == "rank";
+    double s0 = spec_.win_start >= 0 ? spec_.win_start : (rank ? 0.5 : 1.0 / double(t.config().epochs));
+    double s1 = spec_.win_end >= 0 ? spec_.win_end : (rank ? 0.9 : 1.0);
+    window_ = t.progress() >= s0 && t.progress() < s1;
+    return window_;
+  }
+
+  void on_after_loss(train::Trainer& t) override {
+    backpropagated_ += t.batch.indices.numel();
+    if (window_) return;  // statistics came from the scoring pass
+    stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
+    remember(floats(t.per_example_loss.detach().to(DType::f32).contiguous()));
+  }
 
   Tensor select(train::Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
                 const Tensor& logits) override {
     int64_t B = losses.numel();
     const auto& st = t.state();
     bool rank = spec_.variant == "rank";
-    double full = double(t.config().epochs * t.train_loader().num_batches_full());
-    double progress = double(t.schedule_position()) / std::max(full, 1.0);
-    double s0 = spec_.win_start >= 0 ? spec_.win_start : (rank ? 0.5 : 1.0 / double(t.config().epochs));
-    double s1 = spec_.win_end >= 0 ? spec_.win_end : (rank ? 0.9 : 1.0);
     std::vector<float> l = floats(losses.to(DType::f32));
     std::vector<bool> pick(size_t(B), true);
-    bool active = progress >= s0 && progress < s1;
-    if (active && rank) {
+    if (rank) {
       std::vector<int64_t> order(static_cast<size_t>(B));
       for (int64_t i = 0; i < B; ++i) order[size_t(i)] = i;
       std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[size_t(a)] > l[size_t(b)]; });
       int64_t k = std::clamp<int64_t>(std::llround(spec_.keep * double(B)), 0, B);
       pick.assign(size_t(B), false);
       for (int64_t i = 0; i < k; ++i) pick[size_t(order[size_t(i)])] = true;
-    } else if (active) {
+    } else {
       Generator g(seed_ * 0xD6E8FEB86659FD93ull + uint64_t(st.epoch) * 1000003ull + uint64_t(st.batch_in_epoch));
       std::vector<float> sorted(hist_);
       std::sort(sorted.begin(), sorted.end());
@@ -54,11 +65,7 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
         pick[size_t(i)] = u < p;
       }
     }
-    for (int64_t i = 0; i < B; ++i) {  // the loss history sees every scored loss
-      if (int64_t(hist_.size()) < spec_.history) hist_.push_back(l[size_t(i)]);
-      else hist_[size_t(hist_pos_)] = l[size_t(i)];
-      hist_pos_ = (hist_pos_ + 1) % spec_.history;
-    }
+    remember(l);  // the loss history sees every scored loss
     stats_.update(indices, losses, logits, labels, st.epoch, /*backpropagated=*/false);
     Tensor out = empty({B}, DType::boolean);
     const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
@@ -78,7 +85,16 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
   }
 
  private:
+  void remember(const std::vector<float>& l) {
+    for (float v : l) {
+      if (int64_t(hist_.size()) < spec_.history) hist_.push_back(v);
+      else hist_[size_t(hist_pos_)] = v;
+      hist_pos_ = (hist_pos_ + 1) % spec_.history;
+    }
+  }
+
   std::vector<float> hist_;  // the last `history` losses (a ring at hist_pos_)
+  bool window_ = false;      // this loaded batch was scored (inside [start, end))
 };
 
 }  // namespace

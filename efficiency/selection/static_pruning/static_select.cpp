@@ -2,7 +2,11 @@
 #include "efficiency/selection/static_pruning/static_select.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <limits>
+
+#include "efficiency/selection/static_pruning/el2n.h"
 
 namespace brisk::efficiency::selection_methods {
 
@@ -23,8 +27,17 @@ void StaticSelect::on_epoch_start(train::Trainer& t) {
   t.epoch_order = shuffled(kept_, g);
 }
 
-double StaticSelect::score(int64_t i) const {
-  return spec_.kind == "el2n" ? double(stats_.el2n[size_t(i)]) : double(stats_.forgetting[size_t(i)]);
+void StaticSelect::prepare_scores(train::Trainer& t) {
+  if (spec_.kind == "el2n") {
+    auto t0 = std::chrono::steady_clock::now();
+    scores_ = selection::el2n_scores(t.model(), t.train_loader().dataset(), 2 * t.config().batch_size);
+    scoring_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return;
+  }
+  scores_.assign(size_t(n_), 0.0f);
+  for (size_t i = 0; i < scores_.size(); ++i)
+    scores_[i] = stats_.times_seen[i] > 0 && !stats_.ever_correct[i] ? std::numeric_limits<float>::infinity()
+                                                                     : float(stats_.forgetting[i]);
 }
 
 // The kept set: the kept_count(N) highest scores (ties: lower index first).
@@ -42,6 +55,7 @@ void StaticSelect::save_tensors(TensorMap& m) const {
   Tensor k = empty({int64_t(kept_.size())}, DType::i64);
   std::copy(kept_.begin(), kept_.end(), k.data_ptr<int64_t>());
   m["static/kept"] = k;
+  m["static/scores"] = f32_tensor(scores_);
 }
 
 void StaticSelect::load_tensors(const TensorMap& m) {
@@ -49,6 +63,8 @@ void StaticSelect::load_tensors(const TensorMap& m) {
     Tensor k = it->second.contiguous();
     kept_.assign(k.data_ptr<int64_t>(), k.data_ptr<int64_t>() + k.numel());
   }
+  if (auto it = m.find("static/scores"); it != m.end()) scores_ = floats(it->second);
+  else if (auto g = m.find("grand/scores"); g != m.end()) scores_ = floats(g->second);  // older checkpoints
 }
 
 std::unique_ptr<SelectBase> make_static_select(const SelectSpec& s) { return std::make_unique<StaticSelect>(s); }

@@ -1,11 +1,18 @@
-// Static data pruning: epochs [0, start) train on all data while the
-// examples are scored; from epoch `start` on only the round(keep·N)
-// highest-scoring examples are visited (ties: the lower index is kept), in a
-// fresh random order each epoch or, with order=curriculum, from easy to hard
-// (ascending score). The kept set is fixed once chosen and checkpointed.
-// Scores: EL2N (Paul et al. 2021; the error-vector norm averaged over the
-// scoring epochs' forward passes) or forgetting events (Toneva et al. 2019),
-// both from the statistics store; GraNd (grand/) overrides the score.
+// Static data pruning: epochs [0, start) train on all data; at the start of
+// epoch `start` every example gets a score and from then on only the
+// round(keep·N) highest-scoring examples are visited (ties: the lower index
+// is kept), in a fresh random order each epoch or, with order=curriculum,
+// from easy to hard (ascending score). Scores and kept set are fixed once
+// chosen and checkpointed. Scores:
+//   el2n: one forward-only pass over the training set with the weights of
+//     that moment (el2n.h; Paul et al. 2021 score all examples at the same
+//     early-training weights). Its time counts in wall_s and score_s.
+//   forgetting: forgetting events counted over the scoring epochs' forward
+//     passes (Toneva et al. 2019; the statistics store, example_stats.h); an
+//     example never classified correctly counts as forgotten infinitely often
+//     (the paper's rule), so it ranks first. Needs start >= 2: an event needs
+//     two visits.
+//   grand: GraNd (grand/) fills the scores its own way.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -22,9 +29,9 @@ class StaticSelect : public SelectBase {
   void on_epoch_start(train::Trainer& t) override;
 
  protected:
-  // Called once, when the kept set is chosen (GraNd scores here).
-  virtual void prepare_scores(train::Trainer&) {}
-  virtual double score(int64_t i) const;
+  // Called once, when the kept set is chosen: fills scores_ (GraNd overrides).
+  virtual void prepare_scores(train::Trainer& t);
+  double score(int64_t i) const { return double(scores_[size_t(i)]); }
   void save_tensors(TensorMap& m) const override;
   void load_tensors(const TensorMap& m) override;
 
@@ -33,6 +40,9 @@ class StaticSelect : public SelectBase {
   std::vector<int64_t> top_scored() const;
 
   std::vector<int64_t> kept_;  // the kept set, ascending (fixed once chosen)
+
+ protected:
+  std::vector<float> scores_;  // per dataset index, once scored
 };
 
 }  // namespace brisk::efficiency::selection_methods
