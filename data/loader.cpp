@@ -139,4 +139,13 @@ Batch DataLoader::make_batch(int64_t b) const {
   return out;
 }
 
+LoaderOptions in_order(int64_t batch_size) {
+  LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  lo.prefetch = false;
+  return lo;
+}
+
 }  // namespace brisk::data

@@ -29,6 +29,10 @@ struct LoaderOptions {
   bool prefetch = true;
 };
 
+// Every example once, in dataset order, without augmentation or a prefetch
+// thread: the options of evaluation and scoring passes.
+LoaderOptions in_order(int64_t batch_size);
+
 struct Batch {
   Tensor x;        // [B, C, H, W] f32, normalized
   Tensor y;        // [B] i64

@@ -40,7 +40,7 @@ TEST_CASE("compose: conflicting combinations are errors naming the methods", "[c
 TEST_CASE("compose: a prune + select composite trains and keeps both invariants", "[compose]") {
   TrainConfig c = small_config("compose_ok");
   c.epochs = 2;
-  c.methods = {"select:kind=rs2,ratio=0.5", "prune:target=0.5,schedule=oneshot,start=0"};
+  c.methods = {"select:kind=rs2,ratio=0.5", "prune:target=0.5,schedule=oneshot,start=0,scope=layer"};
   brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   t.fit();
   // RS2 visited half the data per epoch: 2 epochs x (512 / 2) / 64 = 8 steps (16 without it)

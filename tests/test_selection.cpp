@@ -178,6 +178,11 @@ TEST_CASE("selection: Selective Backprop's probability rises with loss, beta 0 t
   }
   CHECK(brisk::selection::selection_probability(hist, 20.0f, 2.0) == 1.0);
   CHECK(brisk::selection::selection_probability(hist, 4.95f, 1.0) == Approx(0.5));
+  // By hand (Jiang et al.: p = F(loss)^beta, F the fraction of the history <= loss):
+  // 0.0 .. 3.3 are 34 of the 100 values, so p = 0.34^2 at beta 2; 0.0 alone is 1 value.
+  CHECK(brisk::selection::selection_probability(hist, 3.3f, 2.0) == Approx(0.34 * 0.34));
+  CHECK(brisk::selection::selection_probability(hist, 0.0f, 3.0) == Approx(1e-6));
+  CHECK(brisk::selection::selection_probability(hist, -1.0f, 1.0) == 0.0);
   CHECK(brisk::selection::selection_probability({}, 1.0f, 3.0) == 1.0);
 }
 
@@ -280,12 +285,7 @@ class OrderCheck : public brisk::train::Callback {
     brisk::NoGradGuard ng;
     t.model().eval();
     const auto& ds = t.train_loader().dataset();
-    brisk::data::LoaderOptions lo;
-    lo.batch_size = 64;
-    lo.shuffle = false;
-    lo.drop_last = false;
-    lo.prefetch = false;
-    brisk::data::DataLoader dl(ds, lo);
+    brisk::data::DataLoader dl(ds, brisk::data::in_order(64));
     dl.start_epoch(0);
     recomputed.assign(size_t(ds.size()), -1.0);
     while (auto b = dl.next()) {

@@ -336,7 +336,7 @@ class GrowthProbe : public brisk::train::Callback {
 TEST_CASE("surgery: the grow method widens on schedule, preserves the function, resumes exactly", "[surgery][train]") {
   TrainConfig c = small_config("brisk_grow");  // mlp, 16 steps
   c.epochs = 2;
-  c.methods = {"grow:kind=net2net,start=0.25,points=0.25/0.5"};
+  c.methods = {"grow:kind=net2net,start=0.25,points=0.25/0.5,noise=0"};  // noise 0: exact function
   brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* probe = new GrowthProbe(4);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));
@@ -355,7 +355,7 @@ TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) a
   TrainConfig c = small_config("brisk_grow_resnet");
   c.model = "resnet";
   c.epochs = 2;
-  c.methods = {"grow:kind=net2net,start=0.5,points=0.25"};
+  c.methods = {"grow:kind=net2net,start=0.5,points=0.25,noise=0"};  // noise 0: exact function
   brisk::train::Trainer t(c, brisk::efficiency::make_methods);
   auto* probe = new GrowthProbe(4);
   t.add_callback(std::unique_ptr<brisk::train::Callback>(probe));

@@ -159,12 +159,7 @@ EvalResult Trainer::evaluate() {
   NoGradGuard ng;
   bool was_training = model_->is_training();
   model_->eval();
-  data::LoaderOptions lo;
-  lo.batch_size = 1000;
-  lo.shuffle = false;
-  lo.drop_last = false;
-  lo.prefetch = false;
-  data::DataLoader loader(test_set_, lo);
+  data::DataLoader loader(test_set_, data::in_order(1000));
   loader.start_epoch(0);
   double loss_sum = 0, correct = 0;
   int64_t n = 0;

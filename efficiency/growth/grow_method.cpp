@@ -1,11 +1,14 @@
 // `--method grow:kind=...`: the grow family's keys, parsed and checked once,
 // then handed to the member (one folder each, with its README card):
-//   net2net/  function-preserving widening (Net2WiderNet), noise=0
+//   net2net/  function-preserving widening (Net2WiderNet), noise=0.01
 //   msg/      masked structural growth: gated new units, ramp=0.05
 //   stack/    progressive stacking: depth, not width (--model resnet-deep)
-// Shared keys: start=0.25 (stack: 0.5), the starting fraction of width (or of
-// each identity run's depth); points=0.25/0.5 (slash-separated fractions of
-// training at which the size doubles). Shared code: grow_base.h (schedule,
+// Shared keys: start, the starting fraction of width (or of each identity
+// run's depth); points, slash-separated fractions of training at which the
+// size doubles. Defaults: net2net start=0.5, points=0.4 (half width for 40%
+// of the run: the measured best of the short spellings, docs/methods/
+// growth.md); msg start=0.25, points=0.25/0.5; stack start=0.5,
+// points=0.25/0.5. Shared code: grow_base.h (schedule,
 // replay on resume, metrics) and surgery/surgery.h. docs/methods/growth.md.
 #include <sstream>
 
@@ -48,9 +51,12 @@ void register_growth_methods() {
       m->ramp = a.get_double("ramp", 0.05);
       BRISK_CHECK(m->ramp >= 0 && m->ramp < 1, "--method grow: ramp must be in [0, 1), got ", m->ramp);
     }
-    if (m->kind == "net2net") m->noise = a.get_double("noise", 0.0);
-    m->start = a.get_double("start", m->kind == "stack" ? 0.5 : 0.25);
-    m->points = parse_points(a.get_string("points", "0.25/0.5"));
+    // Net2WiderNet's copies get identical updates until something breaks the
+    // symmetry: Chen et al. add noise to the new weights; so does the default.
+    if (m->kind == "net2net") m->noise = a.get_double("noise", 0.01);
+    bool n2n = m->kind == "net2net";
+    m->start = a.get_double("start", m->kind == "msg" ? 0.25 : 0.5);
+    m->points = parse_points(a.get_string("points", n2n ? "0.4" : "0.25/0.5"));
     BRISK_CHECK(!m->points.empty(), "--method grow: points is empty, so the model would never grow; give "
                 "fractions of training separated by '/', e.g. points=0.25/0.5");
     BRISK_CHECK(m->start > 0 && m->start <= 1, "--method grow: start must be in (0, 1], got ", m->start);

@@ -13,7 +13,7 @@
 //   target=0.9            final sparsity of the prunable weights (conv/linear weights)
 //   schedule=oneshot|gradual|imp|rigl|set
 //   structure=unstructured|N:M|channel
-//   scope=layer|global
+//   scope=global|layer   (default global: docs/methods/pruning.md says why)
 //   start=0, end=0.5      fractions of training on the trainer's clock (gradual ramps
 //                         between them; rigl/set default end=0.75; channel default
 //                         start=0.3; N:M default start=0.5, after dense training)
@@ -54,7 +54,11 @@ void register_pruning_methods() {
       BRISK_CHECK(m->target >= 0 && m->target < 1, "--method prune: target must be in [0, 1), got ", m->target);
     };
     auto scope = [&] {
-      m->scope = a.get_string("scope", "layer");
+      // global by default: one magnitude ranking lets small, sensitive layers
+      // (the cnn's first conv, 288 weights) stay denser at the same overall
+      // sparsity; per-layer 90% lost 1.6 points where global lost 0.7
+      // (docs/methods/pruning.md)
+      m->scope = a.get_string("scope", "global");
       BRISK_CHECK(m->scope == "layer" || m->scope == "global", "--method prune: unknown scope '", m->scope,
                   "' (known: layer, global)");
     };

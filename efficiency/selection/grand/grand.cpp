@@ -70,12 +70,7 @@ std::vector<float> grand_scores(nn::Sequential& model, const data::Dataset& ds, 
   std::vector<float> out(static_cast<size_t>(n), 0.0f);
   bool was_training = model.is_training();
   model.eval();
-  data::LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.shuffle = false;
-  lo.drop_last = false;
-  lo.prefetch = false;
-  data::DataLoader dl(ds, lo);
+  data::DataLoader dl(ds, data::in_order(batch_size));
   dl.start_epoch(0, 0, arange(n));
   while (auto b = dl.next()) {
     if (scope == GrandScope::last) score_last(model, *head, *b, out);

@@ -15,12 +15,7 @@ std::vector<float> el2n_scores(nn::Module& model, const data::Dataset& ds, int64
   bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  data::LoaderOptions lo;
-  lo.batch_size = batch_size;
-  lo.shuffle = false;
-  lo.drop_last = false;
-  lo.prefetch = false;
-  data::DataLoader dl(ds, lo);
+  data::DataLoader dl(ds, data::in_order(batch_size));
   dl.start_epoch(0, 0, arange(n));
   while (auto b = dl.next()) {
     Tensor p = softmax(model.forward(b->x), 1).to(DType::f32).contiguous();  // [B, C]
