@@ -211,6 +211,23 @@ TEST_CASE("surgery: deepen inserts identity layers", "[surgery]") {
   CHECK(cnn->size() == 13);
   expect_close(eval_out(*cnn, x), c0, dtype_tol(DType::f32, 9), "cnn deepened");
   CHECK_THROWS_WITH(deepen(*cnn, 0, nullptr), Catch::Contains("insert after a ReLU"));
+  // The mode that preserves the function (docs/methods/growth.md): the linear
+  // insertion in train mode too; the conv + BatchNorm insertion only in eval
+  // mode, since in train mode the new BatchNorm normalizes with the batch's
+  // statistics.
+  brisk::NoGradGuard ng;
+  auto train_out = [&](brisk::nn::Module& m) { m.train(); return m.forward(x); };
+  auto cnn2 = brisk::models::cnn();
+  Tensor t0 = train_out(*cnn2);  // the cnn has no BatchNorm: train mode equals eval mode
+  deepen(*cnn2, 1, nullptr);
+  cnn2->eval();
+  expect_close(cnn2->forward(x), t0, dtype_tol(DType::f32, 9), "cnn deepened, eval mode");
+  // (a train-mode pass also moves the new BatchNorm's running statistics)
+  CHECK(max_rel_err(train_out(*cnn2), t0) > 1e-3);  // the new BatchNorm uses batch statistics
+  auto mlp2 = brisk::models::mlp();
+  Tensor m0 = train_out(*mlp2);
+  deepen(*mlp2, 2, nullptr);
+  expect_close(train_out(*mlp2), m0, 0, "mlp deepened, train mode");
 }
 
 TEST_CASE("surgery: optimizer state is remapped, old kept, new zero, nothing aliased", "[surgery]") {
