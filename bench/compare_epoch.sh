@@ -1,39 +1,63 @@
 #!/usr/bin/env bash
 # One training epoch of mlp and cnn on Fashion-MNIST (batch 128, SGD momentum
-# 0.9), brisk vs PyTorch (Debian python3-torch) on this machine. Each framework
-# runs at 1 and 2 threads and keeps its best; the table prints both epochs,
-# the time per step (468 steps), test accuracy after the epoch, and the ratio.
-#   bench/compare_epoch.sh [build-dir] [models]   (defaults: build, "mlp cnn")
+# 0.9), brisk vs a current PyTorch from PyPI (bench/torch_venv.sh makes its
+# venv on first use; TORCH_VENV picks another) on this machine. Each round
+# runs both frameworks at 1 and 2 threads, interleaved (the order alternates
+# between rounds), so both see the same machine state; the table gives each
+# framework's median epoch over the rounds at its best thread count, the
+# range, the test accuracy, and the ratio of medians with its range
+# (torch's fastest / brisk's slowest .. torch's slowest / brisk's fastest).
+#   bench/compare_epoch.sh [build-dir] [models] [rounds]   (defaults: build, "mlp cnn", 3)
 # brisk's GEMM backend follows BRISK_GEMM (native by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 MODELS=${2:-mlp cnn}
+ROUNDS=${3:-3}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_epoch: rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
+[ -x "$BUILD/brisk" ] || { echo "compare_epoch: $BUILD/brisk not found (build first)" >&2; exit 2; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-STEPS=468
+PY=$(bench/torch_venv.sh)
 brisk_epoch() {  # model threads -> "seconds acc"
-  "$BUILD/brisk" train --model "$1" --epochs 1 --threads "$2" --progress off --out "$OUT/$1_$2" |
+  rm -rf "$OUT/run"
+  "$BUILD/brisk" train --model "$1" --epochs 1 --threads "$2" --progress off --out "$OUT/run" |
     sed -n 's/^final: test_acc \([0-9.]*\).*train_seconds \([0-9.]*\).*/\2 \1/p'
 }
 torch_epoch() {
-  /usr/bin/python3 bench/torch_epoch.py --model "$1" --threads "$2" |
+  "$PY" bench/torch_epoch.py --model "$1" --threads "$2" |
     sed -n 's/.*epoch_s \([0-9.]*\) test_acc \([0-9.]*\).*/\1 \2/p'
 }
-best() {  # fn model -> "seconds acc threads" (fastest of 1 and 2 threads)
-  local fn=$1 m=$2 out=""
-  for t in 1 2; do
-    read -r s a <<<"$($fn "$m" "$t")"
-    out+="$s $a $t"$'\n'
-  done
-  printf "%s" "$out" | sort -n | head -1
-}
-echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; brisk GEMM: ${BRISK_GEMM:-native}"
-printf "%-5s | %-7s %8s %8s %7s | %-7s %8s %8s %7s | %8s\n" model brisk_t epoch_s step_ms acc torch_t epoch_s step_ms acc speedup
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; brisk GEMM: ${BRISK_GEMM:-native};" \
+     "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS interleaved rounds"
 for m in $MODELS; do
-  read -r bs ba bt <<<"$(best brisk_epoch "$m")"
-  read -r ts ta tt <<<"$(best torch_epoch "$m")"
-  awk -v m="$m" -v bs="$bs" -v ba="$ba" -v bt="$bt" -v ts="$ts" -v ta="$ta" -v tt="$tt" -v n="$STEPS" 'BEGIN {
-    printf "%-5s | %-7s %8.2f %8.2f %7.4f | %-7s %8.2f %8.2f %7.4f | %7.2fx\n",
-           m, bt, bs, 1000 * bs / n, ba, tt, ts, 1000 * ts / n, ta, ts / bs }'
+  for ((r = 0; r < ROUNDS; r++)); do
+    for t in 1 2; do
+      if ((r % 2 == 0)); then order="brisk torch"; else order="torch brisk"; fi
+      for fw in $order; do
+        read -r s a <<<"$(${fw}_epoch "$m" "$t")"
+        echo "$m $fw $t $s $a" >> "$OUT/times"
+      done
+    done
+  done
 done
+/usr/bin/python3 - "$OUT/times" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+print("| model | framework | threads | epoch s median [min, max] | ms/step | test acc | torch / brisk [range] |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+for m in dict.fromkeys(r[0] for r in rows):
+    best = {}
+    for fw in ("brisk", "torch"):
+        by_t = {}
+        for r in rows:
+            if r[0] == m and r[1] == fw:
+                by_t.setdefault(r[2], []).append((float(r[3]), float(r[4])))
+        t, v = min(by_t.items(), key=lambda kv: st.median(x[0] for x in kv[1]))
+        secs = [x[0] for x in v]
+        best[fw] = (t, st.median(secs), min(secs), max(secs), st.median(x[1] for x in v))
+    b, tq = best["brisk"], best["torch"]
+    for fw, (t, med, lo, hi, acc) in best.items():
+        ratio = f"{tq[1] / b[1]:.2f}x [{tq[2] / b[3]:.2f}, {tq[3] / b[2]:.2f}]" if fw == "brisk" else ""
+        print(f"| {m} | {fw} | {t} | {med:.2f} [{lo:.2f}, {hi:.2f}] | {1000 * med / 468:.1f} | {acc:.4f} | {ratio} |")
+PY

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""One training epoch of brisk's mlp or cnn in PyTorch (Debian python3-torch),
+"""One training epoch of brisk's mlp or cnn in PyTorch (a current torch from
+PyPI in the venv of bench/torch_venv.sh),
 same data, batch size, optimizer and normalization as `brisk train`, for
 side-by-side timing. Prints one line: model, threads, epoch seconds, test acc.
 
-    /usr/bin/python3 bench/torch_epoch.py --model cnn --threads 2
+    $(bench/torch_venv.sh) bench/torch_epoch.py --model cnn --threads 2
 """
 import argparse
 import gzip

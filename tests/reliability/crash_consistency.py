@@ -64,7 +64,11 @@ def killed_run(out, extra):
         args = ["train", "--resume", out] if resume else ["train"] + BASE + extra + ["--out", out]
         resumes += resume
         p = subprocess.Popen([BIN] + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.02, 0.15))
+        # Until a first checkpoint exists, kills may land anywhere up to well
+        # past its usual time (startup alone takes ~0.1 s, more in a CUDA
+        # build): a window shorter than the time to the first checkpoint
+        # would restart from scratch forever and never test a resume.
+        time.sleep(rng.uniform(0.02, 0.15 if resume else 0.6))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             hits += 1
@@ -74,7 +78,9 @@ def killed_run(out, extra):
             raise SystemExit("run exited %s after a kill: %s" % (p.returncode, err))
         if p.returncode == 0:
             return hits, resumes
-    r = subprocess.run([BIN, "train", "--resume", out], capture_output=True, text=True)
+    final = ["train", "--resume", out] if os.path.exists(os.path.join(out, "checkpoint.json")) else \
+        ["train"] + BASE + extra + ["--out", out]
+    r = subprocess.run([BIN] + final, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit("final resume failed: " + r.stderr)
     return hits, resumes + 1
