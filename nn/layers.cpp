@@ -121,11 +121,20 @@ void Sequential::erase(size_t i) {
 }
 Tensor Sequential::forward(const Tensor& x) {
   // A layer followed by a ReLU module runs as one fused forward_relu (same
-  // result; the ReLU is applied in the layer's epilogue).
+  // result; the ReLU is applied in the layer's epilogue). Layer, ReLU,
+  // MaxPool2d runs as layer, pool, ReLU: max commutes with the monotone ReLU,
+  // so the output and every gradient are the same (where a window's max is
+  // <= 0 both give it no gradient; otherwise both route it to the same first
+  // maximum), and the ReLU and its backward touch the pooled tensor only
+  // (a quarter of the elements for 2x2 pooling).
   Tensor h = x;
   for (size_t i = 0; i < children_.size(); ++i) {
     Module& m = *children_[i].second;
-    if (i + 1 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())) {
+    if (i + 2 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get()) &&
+        dynamic_cast<MaxPool2d*>(children_[i + 2].second.get())) {
+      h = relu(children_[i + 2].second->forward(m.forward(h)));
+      i += 2;
+    } else if (i + 1 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())) {
       h = m.forward_relu(h);
       ++i;
     } else {

@@ -54,6 +54,29 @@ TEST_CASE("fused: linear_relu and Sequential's Linear+ReLU fusion equal the unfu
   expect_close(s, u, dtype_tol(DType::f32, 6), "Sequential fused vs unfused");
 }
 
+TEST_CASE("fused: Sequential runs conv, ReLU, max-pool as conv, pool, ReLU with the same output and gradients", "[fused]") {
+  // Windows whose max is negative, zero or tied exercise where the two orders could differ.
+  Tensor x0 = randn({3, 2, 9, 8});
+  x0.data_ptr<float>()[5] = 0.f;
+  for (int pad : {0, 1}) {
+    manual_seed(11);
+    auto conv = std::make_shared<nn::Conv2d>(2, 4, 3, 1, 1);
+    auto pool = std::make_shared<nn::MaxPool2d>(2, std::nullopt, pad);
+    nn::Sequential seq({conv, std::make_shared<nn::ReLU>(), pool});
+    Tensor r = randn({3, 4, pad ? 5 : 4, pad ? 5 : 4});
+    auto run = [&](bool fused) {
+      Tensor x = x0.clone().requires_grad_();
+      conv->zero_grad();
+      // Unfused: each module's own forward, ReLU on the full conv output.
+      Tensor y = fused ? seq.forward(x) : pool->forward(relu(conv->forward(x)));
+      sum(y * r).backward();
+      return cat({y.reshape({-1}), x.grad().reshape({-1}), conv->weight.grad().reshape({-1}), conv->bias.grad()});
+    };
+    Tensor a = run(true), b = run(false);
+    CHECK(bit_equal(a, b));
+  }
+}
+
 TEST_CASE("fused: cross_entropy equals log_softmax + NLL, all reductions, smoothing, ignore_index", "[fused]") {
   Tensor logits0 = randn({37, 10}) * 3;
   Tensor target = randint(0, 10, {37}, DType::i64);

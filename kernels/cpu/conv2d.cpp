@@ -5,6 +5,13 @@
 // stream a [N, C*kh*kw, Ho*Wo] tensor (29 MB for the cnn's conv2) through
 // memory three times. (With BRISK_GEMM=openblas, nn::functional::conv2d runs
 // the composite instead, so convolutions use the selected GEMM.)
+//
+// The forward and the weight gradient pick the orientation of their product
+// whose edge micro-tiles waste less (GemmTile::fill): the cnn's 14x14 layer
+// has L = 196 output positions, 6.1 tiles of 32 but 24.5 tiles of 8, so its
+// forward computes y^T [L, O] and transposes it in the epilogue.
+#include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -39,13 +46,40 @@ bool conv2d_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
+  GemmTile t = sgemm_tile();
+  // y_n^T [L, O] = col_n^T [L, CKK] @ w^T [CKK, O]: w^T is copied once per
+  // call so it packs by rows; col_n^T is col_n read column-major (packs MR
+  // contiguous values per k).
+  // Worth the transposing epilogue only for a clear gain (not for a K = 9 first layer at 0.98 vs 1.0).
+  bool tr = t.fill(L, O) > t.fill(O, L) + 0.05;
+  std::vector<float> wt;
+  if (tr) {
+    wt.resize(size_t(CKK * O));
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t k = 0; k < CKK; ++k) wt[size_t(k * O + o)] = w[o * CKK + k];
+  }
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-    float* col = direct ? nullptr : scratch(size_t(CKK * L));
+    float* buf = scratch(size_t((direct ? 0 : CKK * L) + (tr ? L * O : 0)));
+    float* col = buf;
+    float* yt = buf + (direct ? 0 : CKK * L);  // [L, O] when tr
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = x + n * CHW;
       if (!direct) im2col_sample(xn, g, col);
+      const float* cn = direct ? xn : col;
       float* yn = y + n * O * L;
-      sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{direct ? xn : col, L, 1}, yn, L);
+      if (tr) {
+        sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
+        for (int64_t o = 0; o < O; ++o) {  // transpose into NCHW with bias and ReLU, while yt is in cache
+          float b = bias ? bias[o] : 0.f, *r = yn + o * L;
+          const float* s = yt + o;
+          if (p.relu)
+            for (int64_t l = 0; l < L; ++l) r[l] = std::max(s[l * O] + b, 0.f);
+          else
+            for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
+        }
+        continue;
+      }
+      sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
       if (bias || p.relu)
         for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache
           float b = bias ? bias[o] : 0.f, *r = yn + o * L;
@@ -78,29 +112,62 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   return true;
 }
 
-// sum_l a[l] * b[l] (b == nullptr: sum_l a[l]) with 16 independent partial
-// sums: vectorizes without reassociating, and the summation order is fixed.
-static float dot16(const float* a, const float* b, int64_t L) {
-  float acc[16] = {};
+// 16 floats as one vector (GCC lowers it to the widest the build has). The
+// summation loops below are written on it because the build turns off GCC's
+// SLP vectorizer (CMakeLists.txt), which a 16-wide scalar loop body needs.
+using v16 = float __attribute__((vector_size(64)));
+static inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+// tail, then lanes 0..15 in order: a fixed summation order.
+static inline float finish16(v16 acc, float tail) {
+  for (int u = 0; u < 16; ++u) tail += acc[u];
+  return tail;
+}
+
+// sum_l a[l] (16 lanes of partial sums, then the lanes in order).
+static float sum16(const float* a, int64_t L) {
+  v16 acc{};
   int64_t l = 0;
-  if (b)
-    for (; l + 16 <= L; l += 16)
-      for (int u = 0; u < 16; ++u) acc[u] += a[l + u] * b[l + u];
-  else
-    for (; l + 16 <= L; l += 16)
-      for (int u = 0; u < 16; ++u) acc[u] += a[l + u];
+  for (; l + 16 <= L; l += 16) acc += load16(a + l);
   float s = 0.f;
-  for (; l < L; ++l) s += b ? a[l] * b[l] : a[l];
-  for (int u = 0; u < 16; ++u) s += acc[u];
-  return s;
+  for (; l < L; ++l) s += a[l];
+  return finish16(acc, s);
 }
 
 // dst[o * CKK + k] += sum_l g[o * L + l] * c[k * L + l], for the thin case
 // (a first layer: C*kh*kw = 9) where GEMM packing would cost more than the
-// arithmetic.
+// arithmetic. One row of g is loaded once per 16 l for all CKK dot products;
+// CKK is a template argument so the CKK accumulators stay in registers.
+template <int CKK>
+static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, float* dst) {
+  int64_t L16 = L / 16 * 16;
+  for (int64_t o = 0; o < O; ++o) {
+    const float* go = g + o * L;
+    v16 acc[CKK];
+    for (int k = 0; k < CKK; ++k) acc[k] = v16{};
+    for (int64_t l = 0; l < L16; l += 16) {
+      v16 gv = load16(go + l);
+#pragma GCC unroll 16
+      for (int k = 0; k < CKK; ++k) acc[k] += gv * load16(c + k * L + l);
+    }
+    for (int k = 0; k < CKK; ++k) {
+      float tail = 0.f;
+      for (int64_t l = L16; l < L; ++l) tail += go[l] * c[k * L + l];
+      dst[o * CKK + k] += finish16(acc[k], tail);
+    }
+  }
+}
+template <int... K>
+static void thin_gw_dispatch(std::integer_sequence<int, K...>, const float* g, const float* c, int64_t O,
+                             int64_t CKK, int64_t L, float* dst) {
+  ((CKK == K + 1 ? thin_gw_k<K + 1>(g, c, O, L, dst) : void()), ...);
+}
+constexpr int64_t kThinMax = 16;  // CKK up to this runs thin_gw
 static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, float* dst) {
-  for (int64_t o = 0; o < O; ++o)
-    for (int64_t k = 0; k < CKK; ++k) dst[o * CKK + k] += dot16(g + o * L, c + k * L, L);
+  thin_gw_dispatch(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
 }
 
 bool conv2d_bwd_weight(const KernelArgs& a) {
@@ -114,10 +181,12 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each parallel_for chunk sums
   // its samples into its own partial; partials are added in chunk order, so
   // the result depends only on the thread count. A thin CKK (a first layer's
-  // 9) uses dot products; otherwise when CKK < O the transposed product
-  // col_n @ gy_n^T fills the micro-tile better.
-  bool thin = CKK <= 16;
-  bool transposed = !thin && CKK < O;
+  // 9) uses dot products; otherwise the product is gw or gw^T = col_n @
+  // gy_n^T, whichever fills the micro-tiles better (both operands run along L,
+  // so either way they pack through register transposes).
+  bool thin = CKK <= kThinMax;
+  GemmTile t = sgemm_tile();
+  bool transposed = !thin && t.fill(CKK, O) > t.fill(O, CKK) + 0.01;
   int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
   int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers write their slices
@@ -140,7 +209,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         else
           sgemm(O, CKK, L, MatF{gyn, L, 1}, MatF{cn, 1, L}, pw, CKK, true);
         if (gb)
-          for (int64_t o = 0; o < O; ++o) pb[o] += dot16(gyn + o * L, nullptr, L);
+          for (int64_t o = 0; o < O; ++o) pb[o] += sum16(gyn + o * L, L);
       }
     }
   });

@@ -4,10 +4,53 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "core/kernel_params.h"
 
 namespace brisk::kern::cpu {
+
+// One output row of a stride-1 unfold or fold: d[t] for t in [0, n) reads or
+// adds src[t] for t in [lo, hi) (the part inside the image), zero elsewhere.
+// Rows are short (the cnn's 14 and 28), so a library call per run costs more
+// than the copy; with AVX-512 each 16 values are one masked load and store
+// (masked-off lanes never fault, so src may point before the image row).
+#ifdef __AVX512F__
+inline __mmask16 run_mask(int64_t t, int64_t lo, int64_t hi) {
+  uint32_t below_hi = hi - t >= 16 ? 0xffffu : hi > t ? (1u << (hi - t)) - 1 : 0u;
+  uint32_t from_lo = lo <= t ? 0xffffu : lo - t >= 16 ? 0u : ~((1u << (lo - t)) - 1) & 0xffffu;
+  return __mmask16(below_hi & from_lo);
+}
+#endif
+template <class T>
+inline void unfold_row(const T* src, int64_t lo, int64_t hi, int64_t n, T* d) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t t = 0; t < n; t += 16)
+      _mm512_mask_storeu_ps(d + t, run_mask(t, 0, n), _mm512_maskz_loadu_ps(run_mask(t, lo, hi), src + t));
+    return;
+  }
+#endif
+  std::fill(d, d + lo, T(0));
+  std::copy(src + lo, src + hi, d + lo);
+  std::fill(d + hi, d + n, T(0));
+}
+template <class T>
+inline void fold_row(const T* s, int64_t lo, int64_t hi, T* d) {  // d[t] += s[t], t in [lo, hi)
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    for (int64_t t = lo; t < hi; t += 16) {
+      __mmask16 m = run_mask(t, lo, hi);
+      _mm512_mask_storeu_ps(d + t, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + t), _mm512_maskz_loadu_ps(m, s + t)));
+    }
+    return;
+  }
+#endif
+  for (int64_t t = lo; t < hi; ++t) d[t] += s[t];
+}
 
 // x [C, H, W] -> col [C*kh*kw, Ho*Wo]; row (c*kh + i)*kw + j.
 template <class T>
@@ -29,9 +72,7 @@ void im2col_sample(const T* x, const Geom2d& g, T* col) {
           int64_t w0 = j * g.dw - g.pw;
           if (g.sw == 1) {  // contiguous run between the padded edges
             int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            std::fill(d, d + lo, T(0));
-            std::copy(src + w0 + lo, src + w0 + hi, d + lo);
-            std::fill(d + hi, d + g.Wo, T(0));
+            unfold_row(src + w0, lo, hi, g.Wo, d);
           } else {
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
               int64_t w = w0 + ow * g.sw;
@@ -61,7 +102,7 @@ void col2im_sample(const T* col, const Geom2d& g, T* x) {
           int64_t w0 = j * g.dw - g.pw;
           if (g.sw == 1) {
             int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            for (int64_t ow = lo; ow < hi; ++ow) d[w0 + ow] += s[ow];
+            fold_row(s, lo, hi, d + w0);
           } else {
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
               int64_t w = w0 + ow * g.sw;

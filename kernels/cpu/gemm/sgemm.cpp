@@ -68,6 +68,15 @@ bool sgemm_bf16_supported() {
 }
 bool gemm_bf16_active() { return gemm_operands_bf16() && sgemm_bf16_supported(); }
 
+GemmTile sgemm_tile() {
+  if (gemm_bf16_active()) return {8, 32};  // sgemm_avx512bf16.cpp's Bf16Panels
+  switch (g_isa.load(std::memory_order_relaxed)) {  // the BRISK_GEMM_MR x NV * W of each build
+    case avx512: return {8, 32};
+    case avx2: return {6, 16};
+    default: return {4, 8};
+  }
+}
+
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
   if (M > 0 && N > 0 && gemm_operands_bf16() && sgemm_bf16_supported()) return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
   run(M, N, K, A, B, C, ldc, accumulate);

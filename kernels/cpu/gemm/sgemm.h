@@ -52,6 +52,18 @@ void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, 
 bool sgemm_bf16_supported();  // AVX512-BF16 present and the ISA is avx512
 bool gemm_bf16_active();      // gemm_operands_bf16() && sgemm_bf16_supported()
 
+// The micro-tile (rows x columns of C) the f32 sgemm runs now, bf16 autocast
+// included. A caller free to compute C or C^T (conv2d) picks the product whose
+// edge tiles waste less: fill(rows, cols) is the useful fraction of the tiled
+// work, e.g. 64 x 196 on 8 x 32 tiles fills 0.875 and 196 x 64 fills 0.98.
+struct GemmTile {
+  int64_t mr, nr;
+  double fill(int64_t rows, int64_t cols) const {
+    return double(rows * cols) / double((rows + mr - 1) / mr * mr * ((cols + nr - 1) / nr * nr));
+  }
+};
+GemmTile sgemm_tile();
+
 // The instruction set sgemm uses: "avx512", "avx2" or "sse". set_sgemm_isa
 // forces one (tests run every micro-kernel the CPU supports); "auto" restores
 // the CPUID choice. Throws brisk::Error for an unknown name or one the CPU

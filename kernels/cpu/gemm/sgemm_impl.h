@@ -12,6 +12,9 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/gemm/gemm_driver.h"
 
@@ -27,6 +30,37 @@ constexpr int64_t NC = NR * (3072 / NR);
 
 using vf = float __attribute__((vector_size(W * 4)));
 
+#ifdef __AVX__
+// 8 runs of kc floats along k (run r at x + r * run_stride) -> for each k the
+// 8 runs' values as 8 consecutive floats at o + k * ld: an 8x8 register
+// transpose per 8 k. Packs row-major A strips and column-major B strips (a
+// transposed operand, e.g. the conv weight gradient's) at copy speed instead
+// of one strided scalar store per value.
+inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * run_stride + k);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {  // r[i], r[i + 4]: k = i (and i + 4) of rows 0-3 | rows 4-7
+      _mm256_storeu_ps(o + (k + i) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+      _mm256_storeu_ps(o + (k + i + 4) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+  }
+  for (; k < kc; ++k)
+    for (int i = 0; i < 8; ++i) o[k * ld + i] = x[i * run_stride + k];
+}
+#endif
+
 // B[k0:k0+kc, j0:j0+nc] -> strips of [kc, NR], zero-padded past nc.
 template <class E>
 inline void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -38,11 +72,29 @@ inline void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t 
       for (int64_t k = 0; k < kc; ++k) {
         const E* src = B.p + (k0 + k) * B.rs + jb;
         float* o = d + k * NR;
-        if constexpr (std::is_same_v<E, float>) std::memcpy(o, src, sizeof(float) * size_t(w));
+        if constexpr (std::is_same_v<E, float>) {
+          if (w == NR) {  // a whole strip row: NV vector copies inline (a memcpy call per row costs as much)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+              vf t;
+              std::memcpy(&t, src + v * W, sizeof t);
+              std::memcpy(o + v * W, &t, sizeof t);
+            }
+            continue;
+          }
+          std::memcpy(o, src, sizeof(float) * size_t(w));
+        }
         else for (int64_t j = 0; j < w; ++j) o[j] = widen(src[j]);
         for (int64_t j = w; j < NR; ++j) o[j] = 0.f;
       }
     } else {
+#ifdef __AVX__
+      if constexpr (std::is_same_v<E, float> && NR % 8 == 0)
+        if (B.rs == 1 && w == NR) {  // column-major B: whole strips, 8 columns at a time
+          for (int64_t j8 = 0; j8 < NR; j8 += 8) pack_runs8(B.p + k0 + (jb + j8) * B.cs, B.cs, kc, d + j8, NR);
+          return;
+        }
+#endif
       for (int64_t k = 0; k < kc; ++k)
         for (int64_t j = w; j < NR; ++j) d[k * NR + j] = 0.f;
       for (int64_t j = 0; j < w; ++j) {  // rs==1 (transposed B) reads along k
@@ -60,7 +112,13 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
   for (int64_t s = 0; s * MR < mc; ++s) {
     float* d = dst + s * kc * MR;
     int64_t ib = i0 + s * MR, h = std::min<int64_t>(MR, i0 + mc - ib);
-    if (A.rs == 1) {  // column-major A (a transposed operand): contiguous along i
+    if (A.rs == 1 && h == MR) {  // column-major A, a whole strip: MR contiguous values per k (one vector copy)
+      for (int64_t k = 0; k < kc; ++k) {
+        const E* src = A.p + ib + (k0 + k) * A.cs;
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) d[k * MR + i] = widen(src[i]);
+      }
+    } else if (A.rs == 1) {  // column-major A (a transposed operand): contiguous along i
       for (int64_t k = 0; k < kc; ++k) {
         const E* src = A.p + ib + (k0 + k) * A.cs;
         float* o = d + k * MR;
@@ -68,6 +126,13 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
         for (int64_t i = h; i < MR; ++i) o[i] = 0.f;
       }
     } else {
+#ifdef __AVX__
+      if constexpr (std::is_same_v<E, float> && MR == 8)
+        if (A.cs == 1 && h == MR) {  // row-major A, a whole strip
+          pack_runs8(A.p + ib * A.rs + k0, A.rs, kc, d, MR);
+          continue;
+        }
+#endif
       for (int64_t i = 0; i < h; ++i) {
         const E* src = A.p + (ib + i) * A.rs + k0 * A.cs;
         for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = widen(src[k * A.cs]);
