@@ -57,6 +57,14 @@ void binary_rows(const KernelArgs& a, F f) {
   int64_t sx = x.dim() ? x.strides().back() : 0, sy = y.dim() ? y.strides().back() : 0;
   const T *xp = ptr<T>(x), *yp = ptr<T>(y);
   auto* o = ptr<std::invoke_result_t<F, T, T>>(a.out[0]);
+  if (x.shape() == shape && y.shape() == shape && x.is_contiguous() && y.is_contiguous()) {
+    // No broadcast, both dense: one flat loop (rows can be short, e.g. a
+    // 14-wide feature map, and per-row offsets would cost more than the math).
+    parallel_for(0, a.out[0].numel(), kGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) o[i] = f(xp[i], yp[i]);
+    });
+    return;
+  }
   int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
   parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
