@@ -3,6 +3,7 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "core/autograd.h"
@@ -120,5 +121,22 @@ Tensor autocast_cast(const Tensor& x, CastRole role) {
     return std::vector<Tensor>{round_to_format(g, kind, rounding, true, gen)};
   });
 }
+
+Tensor autocast_grad_cast(const Tensor& x) {
+  const AutocastPolicy& p = t_policy;
+  if (p.kind == LowPrecision::none || !x.defined() || x.dtype() != DType::f32 || !x.requires_grad()) return x;
+  LowPrecision kind = p.kind;
+  Rounding rounding = p.rounding;
+  Generator* gen = p.gen;
+  return attach_grad(x.detach(), "AutocastGradCastBackward", {x}, [kind, rounding, gen](const Tensor& g) {
+    return std::vector<Tensor>{round_to_format(g, kind, rounding, true, gen)};
+  });
+}
+
+namespace {
+std::atomic<bool> g_fold_casts{true};
+}  // namespace
+bool autocast_fold_casts() { return g_fold_casts.load(std::memory_order_relaxed); }
+void set_autocast_fold_casts(bool on) { g_fold_casts = on; }
 
 }  // namespace brisk

@@ -88,6 +88,18 @@ enum class CastRole { activation, weight, output };
 // through). Returns x unchanged when autocast is off or x is not f32.
 Tensor autocast_cast(const Tensor& x, CastRole role);
 
+// x unchanged, with the gradient rounded on its way back as autocast_cast's
+// would be: for an operand whose forward rounding a kernel does itself (the
+// bf16 GEMM rounds while packing; ConvParams::bf16). Returns x when autocast is
+// off, x is not f32 or x does not require grad.
+Tensor autocast_grad_cast(const Tensor& x);
+
+// Whether kernels may fold autocast's bf16 casts in (conv2d, where the bf16
+// GEMM is active): on by default; off makes every cast a separate rounding
+// pass (tests compare the two, benchmarks measure the difference).
+bool autocast_fold_casts();
+void set_autocast_fold_casts(bool on);
+
 // The rounding itself, no autograd: x's values in format p (f32 storage).
 Tensor round_to_format(const Tensor& x, LowPrecision p, Rounding r, bool gradient, Generator* gen = nullptr);
 

@@ -58,9 +58,15 @@ struct Geom2d {
 // "conv2d_bwd_input":  in = {gy [N,O,Ho,Wo], w} -> out[0] gx [N,C,H,W].
 // "conv2d_bwd_weight": in = {gy, x} -> out = {gw [O, C*kh*kw], gb [O] or undefined}.
 // gy is the gradient after the relu mask has been applied.
+// bf16 (autocast's bf16 casts folded into the kernels): x, w and gy are used
+// as their bf16 roundings (nearest even) and y is rounded after bias and
+// ReLU, exactly as if each had been cast; gx and gw come out unrounded. A
+// kernel that cannot honour it declines conv2d_fwd (then autocast casts
+// explicitly), so the backward kernels only see it behind a forward that did.
 struct ConvParams {
   Geom2d g;
   bool relu;
+  bool bf16 = false;
 };
 // "bias_relu": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = max(y + b, 0).
 // Fused softmax + cross-entropy over rows of logits [N, C] (contiguous):

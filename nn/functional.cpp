@@ -5,9 +5,12 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 #include "core/flops.h"
+#include <optional>
+
 #include "core/autocast.h"
 #include "core/int8.h"
 
+#include <optional>
 #include <vector>
 
 namespace brisk::nn::functional {
@@ -235,9 +238,12 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
 
 // The fused kernels (kernels/cpu/conv2d.cpp) behind one autograd node; returns
 // an undefined tensor when no kernel accepts (then the composite runs).
-static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu) {
+// bf16: autocast's bf16 casts of x, w and y folded into the kernels
+// (ConvParams::bf16); the caller rounds the gradients of x and w.
+static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu,
+                           bool bf16 = false) {
   int64_t O = w.size(0);
-  ConvParams p{g, relu};
+  ConvParams p{g, relu, bf16};
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
   Tensor y = empty({g.N, O, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
   {
@@ -254,6 +260,8 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
   Shape ws = w.shape();
   return attach_grad(y, relu ? "Conv2dReluBackward" : "Conv2dBackward", inputs, [=](const Tensor& gr) {
     Tensor gy = relu ? relu_backward(gr, yd) : gr.contiguous();
+    std::optional<GemmBf16Scope> gemm_bf16;  // the folded casts' rounding GEMM, as in the forward
+    if (p.bf16) gemm_bf16.emplace(true);
     std::vector<Tensor> r(inputs.size());
     if (rx) {
       r[0] = empty({g.N, g.C, g.H, g.W}, TensorOptions(gy.dtype(), gy.device()));
@@ -303,6 +311,22 @@ static Geom2d check_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, Pa
 Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
                    Pair dilation, int64_t groups, bool relu) {
   if (autocast_enabled() && x.defined() && w.defined() && x.dtype() == DType::f32 && w.dtype() == DType::f32) {
+    const AutocastPolicy& pol = autocast_policy();
+    if (pol.kind == LowPrecision::bf16 && pol.rounding == Rounding::nearest && autocast_fold_casts() && groups == 1 &&
+        gemm_backend() == "native") {
+      // The casts folded into the kernel: no rounding passes over x, w and y
+      // (the bf16 GEMM rounds x and w while packing, the epilogue rounds y);
+      // the same values and gradients as the explicit casts below. The
+      // kernel declines where it cannot (no bf16 GEMM on this CPU).
+      Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
+      Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w), y;
+      {
+        AutocastGuard off({});
+        GemmBf16Scope gemm(true);
+        y = conv2d_fused(xg, wg, b, g, relu, true);
+      }
+      if (y.defined()) return y;
+    }
     Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
     Tensor y;
     {

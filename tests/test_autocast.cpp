@@ -5,6 +5,7 @@
 #include "core/fp8.h"
 #include "core/int8.h"
 #include "efficiency/method.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "nn/functional.h"
 #include "tests/train_helpers.h"
 
@@ -45,6 +46,60 @@ TEST_CASE("autocast: bf16 linear and conv2d compute on bf16 values, other ops st
                               Tensor(), 1, 1).to(DType::bf16).to(DType::f32), 0, "bf16 conv");
   CHECK_THROWS_WITH(AutocastGuard({LowPrecision::fp8, Rounding::stochastic}), Catch::Contains("bf16 and fp16"));
   CHECK_THROWS_WITH(parse_low_precision("fp4"), Catch::Contains("known: bf16, fp16, fp8, int8"));
+}
+
+TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients of the explicit casts", "[autocast]") {
+  struct Case { int64_t C, H, O, k, pad; bool relu; };
+  // a thin first layer (C*k*k = 9: the dot-product weight gradient), the cnn's
+  // second layer shape (y^T forward), a pointwise conv (x feeds the GEMM directly)
+  std::vector<Case> cases{{1, 10, 8, 3, 1, true}, {6, 7, 16, 3, 1, false}, {5, 6, 4, 1, 0, true}};
+  struct FoldOff {
+    bool prev = autocast_fold_casts();
+    ~FoldOff() { set_autocast_fold_casts(prev); }
+  } restore;
+  for (const Case& c : cases) {
+    manual_seed(5);
+    Tensor x0 = randn({3, c.C, c.H, c.H}), w0 = randn({c.O, c.C, c.k, c.k}), b0 = randn({c.O});
+    Tensor r = randn({3, c.O, c.H + 2 * c.pad - c.k + 1, c.H + 2 * c.pad - c.k + 1});
+    std::string last_node;
+    auto run = [&](bool fold) {
+      set_autocast_fold_casts(fold);
+      Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor y;
+      {
+        AutocastGuard ac({LowPrecision::bf16});
+        y = F::conv2d_relu(x, w, b, 1, c.pad, 1, 1, c.relu);
+        last_node = y.grad_fn()->name();
+        sum(y * r).backward();
+      }
+      CHECK(bf16_exact(y));
+      CHECK(bf16_exact(x.grad()));
+      CHECK(bf16_exact(w.grad()));
+      return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1}), b.grad()});
+    };
+    std::string what = "conv C" + std::to_string(c.C) + " k" + std::to_string(c.k);
+    Tensor explicit_casts = run(false);
+    CHECK(last_node == "AutocastCastBackward");  // the output cast is its own node
+    if (!kern::cpu::sgemm_bf16_supported()) {
+      WARN("SKIPPED: CPU lacks AVX512-BF16: the conv kernel declines folded casts (checked: explicit casts ran)");
+      run(true);
+      CHECK(last_node == "AutocastCastBackward");
+      continue;
+    }
+    Tensor folded = run(true);
+    CHECK(last_node.rfind("Conv2d", 0) == 0);  // the conv node itself: no cast passes
+    INFO(what);
+    CHECK(bit_equal(folded, explicit_casts));
+    // The ref kernel honours the folded casts too (double sums: close, not equal).
+    Tensor ref_out;
+    {
+      ForceBackend fb("ref");
+      ref_out = run(true);
+      CHECK(last_backend("conv2d_fwd") == "ref");
+      CHECK(last_node.rfind("Conv2d", 0) == 0);
+    }
+    expect_close(folded, ref_out, dtype_tol(DType::bf16, c.C * c.k * c.k * 3), what + " folded, native vs ref");
+  }
 }
 
 TEST_CASE("autocast: fp8 rounds inputs to E4M3 and gradients to E5M2, per-tensor scaled", "[autocast]") {

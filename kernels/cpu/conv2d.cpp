@@ -35,6 +35,13 @@ bool is_pointwise(const Geom2d& g) {  // 1x1, stride 1, no padding: x_n is its o
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
 
+// v[0..n) rounded to bf16 (nearest even) in place: the output cast and the
+// inputs of the non-GEMM sums when autocast's casts are folded in
+// (ConvParams::bf16). The GEMMs round their operands while packing.
+void round_bf16(float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = bf16_bits_to_float(float_to_bf16_bits(v[i]));
+}
+
 }  // namespace
 
 bool conv2d_fwd(const KernelArgs& a) {
@@ -46,6 +53,8 @@ bool conv2d_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
+  // Folded bf16 casts need the GEMM that rounds x and w while packing.
+  if (p.bf16 && !gemm_bf16_active()) return false;
   GemmTile t = sgemm_tile();
   // y_n^T [L, O] = col_n^T [L, CKK] @ w^T [CKK, O]: w^T is copied once per
   // call so it packs by rows; col_n^T is col_n read column-major (packs MR
@@ -77,6 +86,7 @@ bool conv2d_fwd(const KernelArgs& a) {
           else
             for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
         }
+        if (p.bf16) round_bf16(yn, O * L);
         continue;
       }
       sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
@@ -88,6 +98,7 @@ bool conv2d_fwd(const KernelArgs& a) {
           else
             for (int64_t l = 0; l < L; ++l) r[l] += b;
         }
+      if (p.bf16) round_bf16(yn, O * L);
     }
   });
   return true;
@@ -95,6 +106,9 @@ bool conv2d_fwd(const KernelArgs& a) {
 
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  // Folded bf16 casts: the GEMM rounds w and gy while packing.
+  BRISK_CHECK(!static_cast<const ConvParams*>(a.params)->bf16 || gemm_bf16_active(),
+              "conv2d_bwd_input: bf16 casts folded in but the bf16 GEMM is not active");
   const float* gy = ptr<float>(a.in[0]);
   const float* w = ptr<float>(a.in[1]);
   float* gx = ptr<float>(a.out[0]);
@@ -127,13 +141,36 @@ static inline float finish16(v16 acc, float tail) {
   return tail;
 }
 
-// sum_l a[l] (16 lanes of partial sums, then the lanes in order).
+// bf16 rounding (nearest even; NaN kept quiet) of 16 lanes and of one value:
+// float_to_bf16_bits's arithmetic, for the folded autocast casts
+// (ConvParams::bf16) where a sum reads gy without going through the GEMM.
+using vu16 = uint32_t __attribute__((vector_size(64)));
+static inline v16 round_bf16(v16 v) {
+  vu16 u;
+  std::memcpy(&u, &v, sizeof u);
+  vu16 nan = (vu16)((u & 0x7fffffffu) > 0x7f800000u);
+  vu16 r = ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+}
+static inline float round_bf16(float v) { return bf16_bits_to_float(float_to_bf16_bits(v)); }
+template <bool BF>
+static inline v16 load16r(const float* p) {
+  return BF ? round_bf16(load16(p)) : load16(p);
+}
+template <bool BF>
+static inline float loadr(const float* p) {
+  return BF ? round_bf16(*p) : *p;
+}
+
+// sum_l a[l] (16 lanes of partial sums, then the lanes in order); BF: of a's bf16 roundings.
+template <bool BF>
 static float sum16(const float* a, int64_t L) {
   v16 acc{};
   int64_t l = 0;
-  for (; l + 16 <= L; l += 16) acc += load16(a + l);
+  for (; l + 16 <= L; l += 16) acc += load16r<BF>(a + l);
   float s = 0.f;
-  for (; l < L; ++l) s += a[l];
+  for (; l < L; ++l) s += loadr<BF>(a + l);
   return finish16(acc, s);
 }
 
@@ -141,7 +178,8 @@ static float sum16(const float* a, int64_t L) {
 // (a first layer: C*kh*kw = 9) where GEMM packing would cost more than the
 // arithmetic. One row of g is loaded once per 16 l for all CKK dot products;
 // CKK is a template argument so the CKK accumulators stay in registers.
-template <int CKK>
+// BF: g read as its bf16 roundings (c is rounded by the caller).
+template <int CKK, bool BF>
 static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, float* dst) {
   int64_t L16 = L / 16 * 16;
   for (int64_t o = 0; o < O; ++o) {
@@ -149,29 +187,34 @@ static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, floa
     v16 acc[CKK];
     for (int k = 0; k < CKK; ++k) acc[k] = v16{};
     for (int64_t l = 0; l < L16; l += 16) {
-      v16 gv = load16(go + l);
+      v16 gv = load16r<BF>(go + l);
 #pragma GCC unroll 16
       for (int k = 0; k < CKK; ++k) acc[k] += gv * load16(c + k * L + l);
     }
     for (int k = 0; k < CKK; ++k) {
       float tail = 0.f;
-      for (int64_t l = L16; l < L; ++l) tail += go[l] * c[k * L + l];
+      for (int64_t l = L16; l < L; ++l) tail += loadr<BF>(go + l) * c[k * L + l];
       dst[o * CKK + k] += finish16(acc[k], tail);
     }
   }
 }
-template <int... K>
+template <bool BF, int... K>
 static void thin_gw_dispatch(std::integer_sequence<int, K...>, const float* g, const float* c, int64_t O,
                              int64_t CKK, int64_t L, float* dst) {
-  ((CKK == K + 1 ? thin_gw_k<K + 1>(g, c, O, L, dst) : void()), ...);
+  ((CKK == K + 1 ? thin_gw_k<K + 1, BF>(g, c, O, L, dst) : void()), ...);
 }
 constexpr int64_t kThinMax = 16;  // CKK up to this runs thin_gw
-static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, float* dst) {
-  thin_gw_dispatch(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
+static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, float* dst, bool bf) {
+  if (bf)
+    thin_gw_dispatch<true>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
+  else
+    thin_gw_dispatch<false>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
 }
 
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  bool bf = static_cast<const ConvParams*>(a.params)->bf16;
+  BRISK_CHECK(!bf || gemm_bf16_active(), "conv2d_bwd_weight: bf16 casts folded in but the bf16 GEMM is not active");
   const float* gy = ptr<float>(a.in[0]);
   const float* x = ptr<float>(a.in[1]);
   float* gw = ptr<float>(a.out[0]);
@@ -196,20 +239,28 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
     for (int64_t c = c0; c < c1; ++c) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
-      float* col = direct ? nullptr : scratch(size_t(CKK * L));
+      float* col = scratch(size_t(CKK * L));
       for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
         const float* xn = x + n * CHW;
         if (!direct) im2col_sample(xn, g, col);
         const float* cn = direct ? xn : col;
         const float* gyn = gy + n * O * L;
+        // Folded bf16 casts: the thin dot products and the bias sum do not go
+        // through the rounding GEMM, so they round gy as they read it and
+        // the thin path rounds its (small) col.
+        if (bf && thin) {
+          if (direct) std::memcpy(col, xn, sizeof(float) * size_t(CKK * L));
+          round_bf16(col, CKK * L);
+          cn = col;
+        }
         if (thin)
-          thin_gw(gyn, cn, O, CKK, L, pw);
+          thin_gw(gyn, cn, O, CKK, L, pw, bf);
         else if (transposed)
           sgemm(CKK, O, L, MatF{cn, L, 1}, MatF{gyn, 1, L}, pw, O, true);
         else
           sgemm(O, CKK, L, MatF{gyn, L, 1}, MatF{cn, 1, L}, pw, CKK, true);
         if (gb)
-          for (int64_t o = 0; o < O; ++o) pb[o] += sum16(gyn + o * L, L);
+          for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
       }
     }
   });

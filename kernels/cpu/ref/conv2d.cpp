@@ -21,6 +21,11 @@ void for_each_tap(const Geom2d& g, int64_t O, F&& f) {
               if (h >= 0 && h < g.H && w >= 0 && w < g.W) f(o, c, i, j, oh, ow, h, w);
             }
 }
+// Reads a value as the kernel uses it: its bf16 rounding when the casts are folded in (ConvParams::bf16).
+template <class T>
+double rd(T v, bool bf16) {
+  return bf16 ? double(bf16_bits_to_float(float_to_bf16_bits(float(v)))) : double(v);
+}
 }  // namespace
 
 template <class T>
@@ -37,11 +42,11 @@ bool conv2d_fwd(const KernelArgs& a) {
       std::fill(acc.begin() + o * g.Ho * g.Wo, acc.begin() + (o + 1) * g.Ho * g.Wo, b ? double(b[o]) : 0.0);
     for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
       acc[size_t((o * g.Ho + oh) * g.Wo + ow)] +=
-          double(w[((o * g.C + c) * g.kh + i) * g.kw + j]) * double(x[((n * g.C + c) * g.H + h) * g.W + ww]);
+          rd(w[((o * g.C + c) * g.kh + i) * g.kw + j], p.bf16) * rd(x[((n * g.C + c) * g.H + h) * g.W + ww], p.bf16);
     });
     for (size_t k = 0; k < acc.size(); ++k) {
       double v = p.relu ? std::max(acc[k], 0.0) : acc[k];
-      y[n * O * g.Ho * g.Wo + int64_t(k)] = T(v);
+      y[n * O * g.Ho * g.Wo + int64_t(k)] = p.bf16 ? T(rd(T(v), true)) : T(v);
     }
   }
   return true;
@@ -50,6 +55,7 @@ bool conv2d_fwd(const KernelArgs& a) {
 template <class T>
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  bool bf = static_cast<const ConvParams*>(a.params)->bf16;
   const T *gy = ptr<T>(a.in[0]), *w = ptr<T>(a.in[1]);
   T* gx = ptr<T>(a.out[0]);
   int64_t O = a.in[1].size(0);
@@ -58,7 +64,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
     std::fill(acc.begin(), acc.end(), 0.0);
     for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
       acc[size_t((c * g.H + h) * g.W + ww)] +=
-          double(w[((o * g.C + c) * g.kh + i) * g.kw + j]) * double(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow]);
+          rd(w[((o * g.C + c) * g.kh + i) * g.kw + j], bf) * rd(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow], bf);
     });
     for (size_t k = 0; k < acc.size(); ++k) gx[n * g.C * g.H * g.W + int64_t(k)] = T(acc[k]);
   }
@@ -68,6 +74,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
 template <class T>
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  bool bf = static_cast<const ConvParams*>(a.params)->bf16;
   const T *gy = ptr<T>(a.in[0]), *x = ptr<T>(a.in[1]);
   int64_t O = a.out[0].size(0);
   std::vector<double> gw(size_t(a.out[0].numel()));
@@ -75,10 +82,10 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   for (int64_t n = 0; n < g.N; ++n) {
     for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
       gw[size_t(((o * g.C + c) * g.kh + i) * g.kw + j)] +=
-          double(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow]) * double(x[((n * g.C + c) * g.H + h) * g.W + ww]);
+          rd(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow], bf) * rd(x[((n * g.C + c) * g.H + h) * g.W + ww], bf);
     });
     for (int64_t o = 0; o < O; ++o)
-      for (int64_t l = 0; l < g.Ho * g.Wo; ++l) gb[size_t(o)] += double(gy[(n * O + o) * g.Ho * g.Wo + l]);
+      for (int64_t l = 0; l < g.Ho * g.Wo; ++l) gb[size_t(o)] += rd(gy[(n * O + o) * g.Ho * g.Wo + l], bf);
   }
   T* gwp = ptr<T>(a.out[0]);
   for (size_t k = 0; k < gw.size(); ++k) gwp[k] = T(gw[k]);
