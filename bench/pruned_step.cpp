@@ -51,21 +51,26 @@ static void BM_inference(benchmark::State& st) {
   for (auto _ : st) benchmark::DoNotOptimize(m->forward(x).raw_data());
 }
 
-// cnn train step under autocast: 0 = off (f32), 1 = bf16, 2 = fp8, 3 = int8.
+// cnn train step under autocast: 0 = off (f32), 1 = bf16, 2 = fp8, 3 = int8,
+// 4 = bf16 with every cast a separate rounding pass (set_autocast_fold_casts(false)).
 static void BM_autocast_step(benchmark::State& st) {
   auto m = make(0, 0);
   optim::SGD opt(m->named_parameters(), {0.01, 0.9, 0.0, 5e-4, false});
   Tensor x = randn({128, 1, 28, 28}), y = randint(0, 10, {128});
-  const LowPrecision kinds[] = {LowPrecision::none, LowPrecision::bf16, LowPrecision::fp8, LowPrecision::int8};
+  const LowPrecision kinds[] = {LowPrecision::none, LowPrecision::bf16, LowPrecision::fp8, LowPrecision::int8,
+                                LowPrecision::bf16};
+  bool fold = autocast_fold_casts();
+  set_autocast_fold_casts(st.range(0) != 4);
   AutocastGuard ac({kinds[st.range(0)]});
   for (auto _ : st) {
     opt.zero_grad();
     F::cross_entropy(m->forward(x), y).backward();
     opt.step();
   }
+  set_autocast_fold_casts(fold);
 }
 
 BENCHMARK(BM_train_step)->Args({0, 0})->Args({0, 50})->Args({1, 0})->Args({1, 50})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_inference)->Args({0, 0})->Args({0, 50})->Args({1, 0})->Args({1, 50})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_autocast_step)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_autocast_step)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

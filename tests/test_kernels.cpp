@@ -308,11 +308,23 @@ TEST_CASE("kernels: fused conv2d (native) vs ref and vs the composite, fwd and b
                        " s" + std::to_string(c.stride) + " p" + std::to_string(c.pad) + " d" + std::to_string(c.dil) +
                        (c.relu ? " relu" : "");
     double tol = dtype_tol(DType::f32, c.N * c.C * c.k * c.k * c.H * c.W);
-    // Each fused op ran on the native kernel, and matches the naive ref kernel.
-    for (const char* op : {"conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"})
-      compare_backend("cpu", op, what + " " + op, [&] { return run(false); }, tol);
-    // The fused op equals the composite it overrides.
-    expect_close(run(false), run(true), tol, what + " fused vs composite");
+    // Every GEMM micro-kernel the CPU has (and with it the AVX-512 or the
+    // portable im2col rows, and each ISA's tile shape choosing the orientation).
+    struct IsaRestore {
+      ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
+    } restore;
+    for (const char* isa : {"avx512", "avx2", "sse"}) {
+      if (!kern::cpu::sgemm_isa_supported(isa)) {
+        WARN("SKIPPED: conv2d on the " << isa << " GEMM: this CPU lacks it");
+        continue;
+      }
+      kern::cpu::set_sgemm_isa(isa);
+      // Each fused op ran on the native kernel, and matches the naive ref kernel.
+      for (const char* op : {"conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"})
+        compare_backend("cpu", op, what + " " + op + " " + isa, [&] { return run(false); }, tol);
+      // The fused op equals the composite it overrides.
+      expect_close(run(false), run(true), tol, what + " fused vs composite " + isa);
+    }
   }
 }
 

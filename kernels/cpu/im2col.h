@@ -10,51 +10,97 @@
 #endif
 
 #include "core/kernel_params.h"
+#include "kernels/cpu/gemm/sgemm.h"
 
 namespace brisk::kern::cpu {
 
-// One output row of a stride-1 unfold or fold: d[t] for t in [0, n) reads or
-// adds src[t] for t in [lo, hi) (the part inside the image), zero elsewhere.
-// Rows are short (the cnn's 14 and 28), so a library call per run costs more
-// than the copy; with AVX-512 each 16 values are one masked load and store
-// (masked-off lanes never fault, so src may point before the image row).
 #ifdef __AVX512F__
-inline __mmask16 run_mask(int64_t t, int64_t lo, int64_t hi) {
-  uint32_t below_hi = hi - t >= 16 ? 0xffffu : hi > t ? (1u << (hi - t)) - 1 : 0u;
-  uint32_t from_lo = lo <= t ? 0xffffu : lo - t >= 16 ? 0u : ~((1u << (lo - t)) - 1) & 0xffffu;
-  return __mmask16(below_hi & from_lo);
-}
-#endif
-template <class T>
-inline void unfold_row(const T* src, int64_t lo, int64_t hi, int64_t n, T* d) {
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) {
-    for (int64_t t = 0; t < n; t += 16)
-      _mm512_mask_storeu_ps(d + t, run_mask(t, 0, n), _mm512_maskz_loadu_ps(run_mask(t, lo, hi), src + t));
-    return;
-  }
-#endif
-  std::fill(d, d + lo, T(0));
-  std::copy(src + lo, src + hi, d + lo);
-  std::fill(d + hi, d + n, T(0));
-}
-template <class T>
-inline void fold_row(const T* s, int64_t lo, int64_t hi, T* d) {  // d[t] += s[t], t in [lo, hi)
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) {
-    for (int64_t t = lo; t < hi; t += 16) {
-      __mmask16 m = run_mask(t, lo, hi);
-      _mm512_mask_storeu_ps(d + t, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + t), _mm512_maskz_loadu_ps(m, s + t)));
+// Stride-1 rows with AVX-512 (f32, Wo <= 64, kw <= 16): every output row is at
+// most 4 masked loads and stores, with the masks worked out once per kernel
+// column j (they depend on j only, not on the row). Rows are short (the cnn's
+// 14 and 28), so a library call or a scalar loop per row cost more than the
+// copy; masked-off lanes never fault, so a load may start before the image row.
+// Taken while sgemm's ISA is avx512 (set_sgemm_isa("avx2") tests the portable rows).
+struct RowMasks {
+  static constexpr int kMaxChunks = 4, kMaxKw = 16;
+  int chunks = 0;
+  __mmask16 store[kMaxChunks];         // lanes inside [0, Wo)
+  __mmask16 load[kMaxKw][kMaxChunks];  // lanes whose input column w0(j) + t is inside [0, W)
+  static bool fits(const Geom2d& g) { return g.sw == 1 && g.Wo <= 16 * kMaxChunks && g.kw <= kMaxKw; }
+  explicit RowMasks(const Geom2d& g) {
+    chunks = int((g.Wo + 15) / 16);
+    auto bits = [](int64_t t, int64_t lo, int64_t hi) {  // lanes t..t+15 inside [lo, hi)
+      uint32_t m = 0;
+      for (int u = 0; u < 16; ++u) m |= uint32_t(t + u >= lo && t + u < hi) << u;
+      return __mmask16(m);
+    };
+    for (int t = 0; t < chunks; ++t) {
+      store[t] = bits(16 * t, 0, g.Wo);
+      for (int64_t j = 0; j < g.kw; ++j) {
+        int64_t w0 = j * g.dw - g.pw;
+        load[j][t] = bits(16 * t, std::max<int64_t>(0, -w0), std::min<int64_t>(g.Wo, g.W - w0)) & store[t];
+      }
     }
-    return;
   }
-#endif
-  for (int64_t t = lo; t < hi; ++t) d[t] += s[t];
+};
+
+inline void im2col_sample_avx512(const float* x, const Geom2d& g, float* col) {
+  RowMasks rm(g);
+  int64_t L = g.Ho * g.Wo;
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* plane = x + c * g.H * g.W;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        float* dst = col + ((c * g.kh + i) * g.kw + j) * L;
+        int64_t w0 = j * g.dw - g.pw;
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          int64_t h = oh * g.sh - g.ph + i * g.dh;
+          float* d = dst + oh * g.Wo;
+          if (h < 0 || h >= g.H) {
+            for (int t = 0; t < rm.chunks; ++t) _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_setzero_ps());
+            continue;
+          }
+          const float* src = plane + h * g.W + w0;
+          for (int t = 0; t < rm.chunks; ++t)
+            _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_maskz_loadu_ps(rm.load[j][t], src + 16 * t));
+        }
+      }
+  }
 }
+
+inline void col2im_sample_avx512(const float* col, const Geom2d& g, float* x) {
+  RowMasks rm(g);
+  int64_t L = g.Ho * g.Wo;
+  std::fill(x, x + g.C * g.H * g.W, 0.f);
+  for (int64_t c = 0; c < g.C; ++c) {
+    float* plane = x + c * g.H * g.W;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const float* src = col + ((c * g.kh + i) * g.kw + j) * L;
+        int64_t w0 = j * g.dw - g.pw;
+        for (int64_t oh = 0; oh < g.Ho; ++oh) {
+          int64_t h = oh * g.sh - g.ph + i * g.dh;
+          if (h < 0 || h >= g.H) continue;
+          float* d = plane + h * g.W + w0;
+          const float* s = src + oh * g.Wo;
+          for (int t = 0; t < rm.chunks; ++t) {
+            __mmask16 m = rm.load[j][t];
+            _mm512_mask_storeu_ps(d + 16 * t, m,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + 16 * t), _mm512_maskz_loadu_ps(m, s + 16 * t)));
+          }
+        }
+      }
+  }
+}
+#endif
 
 // x [C, H, W] -> col [C*kh*kw, Ho*Wo]; row (c*kh + i)*kw + j.
 template <class T>
 void im2col_sample(const T* x, const Geom2d& g, T* col) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>)
+    if (RowMasks::fits(g) && sgemm_isa_avx512()) return im2col_sample_avx512(x, g, col);
+#endif
   int64_t L = g.Ho * g.Wo;
   for (int64_t c = 0; c < g.C; ++c) {
     const T* plane = x + c * g.H * g.W;
@@ -72,7 +118,9 @@ void im2col_sample(const T* x, const Geom2d& g, T* col) {
           int64_t w0 = j * g.dw - g.pw;
           if (g.sw == 1) {  // contiguous run between the padded edges
             int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            unfold_row(src + w0, lo, hi, g.Wo, d);
+            std::fill(d, d + lo, T(0));
+            std::copy(src + w0 + lo, src + w0 + hi, d + lo);
+            std::fill(d + hi, d + g.Wo, T(0));
           } else {
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
               int64_t w = w0 + ow * g.sw;
@@ -87,6 +135,10 @@ void im2col_sample(const T* x, const Geom2d& g, T* col) {
 // The adjoint: col [C*kh*kw, Ho*Wo] summed into x [C, H, W] (x zeroed first).
 template <class T>
 void col2im_sample(const T* col, const Geom2d& g, T* x) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>)
+    if (RowMasks::fits(g) && sgemm_isa_avx512()) return col2im_sample_avx512(col, g, x);
+#endif
   int64_t L = g.Ho * g.Wo;
   std::fill(x, x + g.C * g.H * g.W, T(0));
   for (int64_t c = 0; c < g.C; ++c) {
@@ -102,7 +154,7 @@ void col2im_sample(const T* col, const Geom2d& g, T* x) {
           int64_t w0 = j * g.dw - g.pw;
           if (g.sw == 1) {
             int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            fold_row(s, lo, hi, d + w0);
+            for (int64_t ow = lo; ow < hi; ++ow) d[w0 + ow] += s[ow];
           } else {
             for (int64_t ow = 0; ow < g.Wo; ++ow) {
               int64_t w = w0 + ow * g.sw;

@@ -69,6 +69,7 @@ GemmTile sgemm_tile();
 // the CPUID choice. Throws brisk::Error for an unknown name or one the CPU
 // lacks.
 std::string sgemm_isa();
+bool sgemm_isa_avx512();  // sgemm_isa() == "avx512", cheaply: other AVX-512 paths (im2col rows) follow the same switch
 void set_sgemm_isa(const std::string& isa);
 bool sgemm_isa_supported(const std::string& isa);
 
