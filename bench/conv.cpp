@@ -1,10 +1,15 @@
 // conv2d forward and backward at the cnn's shapes (batch 128): the fused
 // native kernels vs the composite (whole-batch im2col + GEMM) on native and on
 // OpenBLAS GEMM. GFLOPs counts 2*N*O*C*kh*kw*Ho*Wo per pass.
+// BM_conv_kernel times each of the three native kernels alone at the cnn's
+// layers, next to the FMA peak (BM_fma_peak) measured in the same run.
 //   ./build/bench/brisk_bench_conv --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
+#include "bench/fma_peak.h"
 #include "brisk.h"
+#include "core/dispatch.h"
+#include "core/op_keys.h"
 
 namespace F = brisk::nn::functional;
 using namespace brisk;
@@ -47,4 +52,34 @@ BENCHMARK(BM_conv)
     ->ArgsProduct({{128}, {32}, {14}, {64}, {0, 1}, {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+// One native kernel at a cnn layer (batch 128, 3x3, pad 1, + bias):
+// Args: layer (1: 1->32 at 28x28, 2: 32->64 at 14x14), kernel (0 fwd, 1 bwd_input, 2 bwd_weight).
+static void BM_conv_kernel(benchmark::State& st) {
+  bool l2 = st.range(0) == 2;
+  int64_t N = 128, C = l2 ? 32 : 1, H = l2 ? 14 : 28, O = l2 ? 64 : 32;
+  manual_seed(0);
+  Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = zeros({O}), gy = randn({N, O, H, H});
+  Tensor y = empty({N, O, H, H}), gx = empty({N, C, H, H}), gw = empty({O, C * 9}), gb = empty({O});
+  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, false};
+  for (auto _ : st) {
+    if (st.range(1) == 0) {
+      Tensor ins[3] = {x, w, b}, outs[1] = {y};
+      dispatch(opkey::conv2d_fwd, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    } else if (st.range(1) == 1) {
+      Tensor ins[2] = {gy, w}, outs[1] = {gx};
+      dispatch(opkey::conv2d_bwd_input, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    } else {
+      Tensor ins[2] = {gy, x}, outs[2] = {gw, gb};
+      dispatch(opkey::conv2d_bwd_weight, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    }
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(N * O * C * 9 * H * H),
+                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_conv_kernel)
+    ->ArgNames({"layer", "kernel"})
+    ->ArgsProduct({{1, 2}, {0, 1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "brisk.h"
+#include "bench/fma_peak.h"
 #include "core/autocast.h"
 #include "core/int8.h"
 #include "kernels/cpu/gemm/sgemm.h"
@@ -53,32 +54,7 @@ static void run(benchmark::State& st, bool blas) {
 static void BM_native(benchmark::State& st) { run(st, false); }
 static void BM_openblas(benchmark::State& st) { run(st, true); }
 
-// Peak: 12 independent FMA chains per thread (enough to cover latency x ports).
-__attribute__((target("avx512f"))) static double fma_chain(int64_t iters) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(float(i));
-  __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
-  for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
-  float s = 0;
-  for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
-  return s;
-}
-static void BM_fma_peak(benchmark::State& st) {
-  if (!__builtin_cpu_supports("avx512f")) {
-    st.SkipWithError("no AVX-512");
-    return;
-  }
-  int threads = get_num_threads();
-  const int64_t iters = 1 << 20;
-  for (auto _ : st) {
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { benchmark::DoNotOptimize(fma_chain(iters)); });
-    for (auto& t : ts) t.join();
-  }
-  st.counters["GFLOPs"] = benchmark::Counter(double(threads) * double(iters) * 12 * 16 * 2,
-                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-}
+using bench::BM_fma_peak;  // bench/fma_peak.h
 BENCHMARK(BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 #define SHAPES                                                                                                  \

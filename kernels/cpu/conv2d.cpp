@@ -44,17 +44,12 @@ void round_bf16(float* v, int64_t n) {
 
 }  // namespace
 
-bool conv2d_fwd(const KernelArgs& a) {
-  const ConvParams& p = *static_cast<const ConvParams*>(a.params);
-  const Geom2d& g = p.g;
-  const float* x = ptr<float>(a.in[0]);
-  const float* w = ptr<float>(a.in[1]);
-  const float* bias = a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr;
-  float* y = ptr<float>(a.out[0]);
-  int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+// y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
+// (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw].
+static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
+                    bool bf16, float* y) {
+  int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
-  // Folded bf16 casts need the GEMM that rounds x and w while packing.
-  if (p.bf16 && !gemm_bf16_active()) return false;
   GemmTile t = sgemm_tile();
   // y_n^T [L, O] = col_n^T [L, CKK] @ w^T [CKK, O]: w^T is copied once per
   // call so it packs by rows; col_n^T is col_n read column-major (packs MR
@@ -81,26 +76,34 @@ bool conv2d_fwd(const KernelArgs& a) {
         for (int64_t o = 0; o < O; ++o) {  // transpose into NCHW with bias and ReLU, while yt is in cache
           float b = bias ? bias[o] : 0.f, *r = yn + o * L;
           const float* s = yt + o;
-          if (p.relu)
+          if (relu)
             for (int64_t l = 0; l < L; ++l) r[l] = std::max(s[l * O] + b, 0.f);
           else
             for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
         }
-        if (p.bf16) round_bf16(yn, O * L);
+        if (bf16) round_bf16(yn, O * L);
         continue;
       }
       sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
-      if (bias || p.relu)
+      if (bias || relu)
         for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache
           float b = bias ? bias[o] : 0.f, *r = yn + o * L;
-          if (p.relu)
+          if (relu)
             for (int64_t l = 0; l < L; ++l) r[l] = std::max(r[l] + b, 0.f);
           else
             for (int64_t l = 0; l < L; ++l) r[l] += b;
         }
-      if (p.bf16) round_bf16(yn, O * L);
+      if (bf16) round_bf16(yn, O * L);
     }
   });
+}
+
+bool conv2d_fwd(const KernelArgs& a) {
+  const ConvParams& p = *static_cast<const ConvParams*>(a.params);
+  // Folded bf16 casts need the GEMM that rounds x and w while packing.
+  if (p.bf16 && !gemm_bf16_active()) return false;
+  forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g,
+          a.in[1].size(0), p.relu, p.bf16, ptr<float>(a.out[0]));
   return true;
 }
 
@@ -114,6 +117,26 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   float* gx = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
+  // Stride 1, dilation 1: gx is the forward convolution of gy (O channels)
+  // with w flipped and its channel axes swapped, padded kh-1-ph: no col2im,
+  // and its product (gx^T [H*W, C], K = O*kh*kw) fills the tiles better than
+  // dcol [CKK, L] does when L is 8-row friendly but not 32-column friendly
+  // (the cnn's 196 positions: 0.98 vs 0.875).
+  GemmTile t = sgemm_tile();
+  int64_t HW = g.H * g.W;
+  if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
+      std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05) {
+    Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
+    std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t i = 0; i < g.kh; ++i)
+          for (int64_t j = 0; j < g.kw; ++j)
+            wf[size_t(((c * O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j))] =
+                w[((o * g.C + c) * g.kh + i) * g.kw + j];
+    forward(gy, wf.data(), nullptr, gt, g.C, false, false, gx);
+    return true;
+  }
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
     float* col = direct ? nullptr : scratch(size_t(CKK * L));
     for (int64_t n = lo; n < hi; ++n) {

@@ -1,0 +1,43 @@
+// The f32 FMA peak of this machine, measured: 12 independent zmm FMA chains
+// on each of the pool's threads (enough to cover latency x ports). Benchmarks
+// that report "% of peak" register it next to their kernels, so the peak and
+// the kernels come from one run.
+#pragma once
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <thread>
+#include <vector>
+
+#include "core/thread_pool.h"
+
+namespace brisk::bench {
+
+__attribute__((target("avx512f"))) inline double fma_chain(int64_t iters) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(float(i));
+  __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+  float s = 0;
+  for (int i = 0; i < 12; ++i) s += _mm512_reduce_add_ps(acc[i]);
+  return s;
+}
+
+inline void BM_fma_peak(benchmark::State& st) {
+  if (!__builtin_cpu_supports("avx512f")) {
+    st.SkipWithError("no AVX-512");
+    return;
+  }
+  int threads = get_num_threads();
+  const int64_t iters = 1 << 20;
+  for (auto _ : st) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { benchmark::DoNotOptimize(fma_chain(iters)); });
+    for (auto& t : ts) t.join();
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(double(threads) * double(iters) * 12 * 16 * 2,
+                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
+}  // namespace brisk::bench
