@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -44,7 +45,52 @@ struct RowMasks {
   }
 };
 
+// "Same" geometry (stride 1, Ho = H, Wo = W: the cnn's 3x3 pad 1 layers):
+// the unfolded plane of tap (c, i, j) is the input plane shifted by one
+// constant flat offset, delta = (i*dh - ph)*W + (j*dw - pw), with the lanes
+// whose column wraps around zeroed (a per-j pattern) and those past either end
+// of the plane zeroed (which is exactly where the row falls outside). So the
+// whole plane is L/16 contiguous masked copies instead of Ho short rows.
+inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
+  int64_t L = g.H * g.W, chunks = (L + 15) / 16;
+  // [kw, chunks]: lanes whose column stays inside; worked out once per
+  // geometry (a call unfolds one sample, and a batch has many).
+  static thread_local std::vector<__mmask16> colmask;
+  static thread_local int64_t key[4] = {-1, -1, -1, -1};
+  if (key[0] != g.W || key[1] != L || key[2] != g.kw || key[3] != g.dw * 65536 + g.pw) {
+    colmask.assign(size_t(g.kw * chunks), 0);
+    for (int64_t j = 0; j < g.kw; ++j) {
+      int64_t wj = j * g.dw - g.pw;
+      for (int64_t p = 0; p < L; ++p) {
+        int64_t w = p % g.W + wj;
+        if (w >= 0 && w < g.W) colmask[size_t(j * chunks + p / 16)] |= __mmask16(1u << (p % 16));
+      }
+    }
+    key[0] = g.W, key[1] = L, key[2] = g.kw, key[3] = g.dw * 65536 + g.pw;
+  }
+  __mmask16 last = __mmask16(L % 16 ? (1u << (L % 16)) - 1 : 0xffffu);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t c = 0; c < g.C; ++c) {
+    const float* plane = x + c * L;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        float* dst = col + ((c * g.kh + i) * g.kw + j) * L;
+        int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
+        const __mmask16* cm = colmask.data() + j * chunks;
+        for (int64_t t = 0; t < chunks; ++t) {
+          __m512i src = _mm512_add_epi32(lane, _mm512_set1_epi32(int(16 * t + delta)));
+          __mmask16 in = _mm512_cmpge_epi32_mask(src, _mm512_setzero_si512()) &
+                         _mm512_cmplt_epi32_mask(src, _mm512_set1_epi32(int(L)));
+          _mm512_mask_storeu_ps(dst + 16 * t, t + 1 == chunks ? last : __mmask16(0xffff),
+                                _mm512_maskz_loadu_ps(cm[t] & in, plane + 16 * t + delta));
+        }
+      }
+  }
+}
+
 inline void im2col_sample_avx512(const float* x, const Geom2d& g, float* col) {
+  if (g.sh == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30))
+    return im2col_same_avx512(x, g, col);
   RowMasks rm(g);
   int64_t L = g.Ho * g.Wo;
   for (int64_t c = 0; c < g.C; ++c) {
