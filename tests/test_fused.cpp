@@ -108,13 +108,15 @@ TEST_CASE("fused: SGD and AdamW steps equal the tensor-op composites over many s
     Tensor w0 = randn({70001}, dt);  // > one task, so the threaded kernel splits it
     std::vector<Tensor> grads;
     for (int s = 0; s < 4; ++s) grads.push_back(randn({70001}, dt));
-    auto sgd = [&](bool fused, bool nesterov) {
+    // momentum 0: the update without a buffer (each option is its own loop in the kernel)
+    auto sgd = [&](bool fused, bool nesterov, double momentum = 0.9) {
       Tensor w = w0.clone().requires_grad_();
-      SGD opt({{"w", w}}, {0.05, 0.9, nesterov ? 0.0 : 0.1, 1e-3, nesterov, fused});
+      SGD opt({{"w", w}}, {0.05, momentum, nesterov ? 0.0 : 0.1, 1e-3, nesterov, fused});
       for (auto& g : grads) {
         w.set_grad(g.clone());
         opt.step();
       }
+      if (momentum == 0) return w.detach().clone();
       return cat({w.detach(), opt.state().at("w").at("momentum_buffer")});
     };
     auto adamw = [&](bool fused) {
@@ -129,6 +131,8 @@ TEST_CASE("fused: SGD and AdamW steps equal the tensor-op composites over many s
     double tol = dtype_tol(dt, 16);
     expect_close(sgd(true, false), sgd(false, false), tol, "sgd fused vs composite");
     expect_close(sgd(true, true), sgd(false, true), tol, "sgd nesterov fused vs composite");
+    expect_close(sgd(true, false, 0.0), sgd(false, false, 0.0), tol, "sgd without momentum fused vs composite");
+    native_vs_ref("sgd_step", [&] { return sgd(true, false, 0.0); }, tol);
     expect_close(adamw(true), adamw(false), tol, "adamw fused vs composite");
     native_vs_ref("sgd_step", [&] { return sgd(true, true); }, tol);
     native_vs_ref("adamw_step", [&] { return adamw(true); }, tol);
