@@ -38,8 +38,9 @@ bool is_pointwise(const Geom2d& g) {  // 1x1, stride 1, no padding: x_n is its o
 // v[0..n) rounded to bf16 (nearest even) in place: the output cast and the
 // inputs of the non-GEMM sums when autocast's casts are folded in
 // (ConvParams::bf16). The GEMMs round their operands while packing.
+float round_bf16(float v) { return bf16_bits_to_float(float_to_bf16_bits(v)); }
 void round_bf16(float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) v[i] = bf16_bits_to_float(float_to_bf16_bits(v[i]));
+  for (int64_t i = 0; i < n; ++i) v[i] = round_bf16(v[i]);
 }
 
 }  // namespace
@@ -164,7 +165,7 @@ static inline float finish16(v16 acc, float tail) {
   return tail;
 }
 
-// bf16 rounding (nearest even; NaN kept quiet) of 16 lanes and of one value:
+// bf16 rounding (nearest even; NaN kept quiet) of 16 lanes, the scalar round_bf16 lane by lane:
 // float_to_bf16_bits's arithmetic, for the folded autocast casts
 // (ConvParams::bf16) where a sum reads gy without going through the GEMM.
 using vu16 = uint32_t __attribute__((vector_size(64)));
@@ -176,7 +177,6 @@ static inline v16 round_bf16(v16 v) {
   std::memcpy(&v, &r, sizeof v);
   return v;
 }
-static inline float round_bf16(float v) { return bf16_bits_to_float(float_to_bf16_bits(v)); }
 template <bool BF>
 static inline v16 load16r(const float* p) {
   return BF ? round_bf16(load16(p)) : load16(p);

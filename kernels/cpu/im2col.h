@@ -15,6 +15,22 @@
 
 namespace brisk::kern::cpu {
 
+// Every row of an unfold, in col's order: f(c, j, h, w0, r) for input
+// channel c, tap column j, the input row h it reads (outside [0, H) in the
+// padding), the input column w0 of its first output, and r, the offset of
+// the row in col [C*kh*kw, Ho*Wo]. im2col and col2im, scalar and AVX-512,
+// walk the same rows.
+template <class F>
+inline void for_each_unfold_row(const Geom2d& g, F&& f) {
+  int64_t L = g.Ho * g.Wo;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        int64_t base = ((c * g.kh + i) * g.kw + j) * L, w0 = j * g.dw - g.pw;
+        for (int64_t oh = 0; oh < g.Ho; ++oh) f(c, j, oh * g.sh - g.ph + i * g.dh, w0, base + oh * g.Wo);
+      }
+}
+
 #ifdef __AVX512F__
 // Stride-1 rows with AVX-512 (f32, Wo <= 64, kw <= 16): every output row is at
 // most 4 masked loads and stores, with the masks worked out once per kernel
@@ -92,51 +108,31 @@ inline void im2col_sample_avx512(const float* x, const Geom2d& g, float* col) {
   if (g.sh == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30))
     return im2col_same_avx512(x, g, col);
   RowMasks rm(g);
-  int64_t L = g.Ho * g.Wo;
-  for (int64_t c = 0; c < g.C; ++c) {
-    const float* plane = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        float* dst = col + ((c * g.kh + i) * g.kw + j) * L;
-        int64_t w0 = j * g.dw - g.pw;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * g.sh - g.ph + i * g.dh;
-          float* d = dst + oh * g.Wo;
-          if (h < 0 || h >= g.H) {
-            for (int t = 0; t < rm.chunks; ++t) _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_setzero_ps());
-            continue;
-          }
-          const float* src = plane + h * g.W + w0;
-          for (int t = 0; t < rm.chunks; ++t)
-            _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_maskz_loadu_ps(rm.load[j][t], src + 16 * t));
-        }
-      }
-  }
+  for_each_unfold_row(g, [&](int64_t c, int64_t j, int64_t h, int64_t w0, int64_t r) {
+    float* d = col + r;
+    if (h < 0 || h >= g.H) {
+      for (int t = 0; t < rm.chunks; ++t) _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_setzero_ps());
+      return;
+    }
+    const float* src = x + (c * g.H + h) * g.W + w0;
+    for (int t = 0; t < rm.chunks; ++t)
+      _mm512_mask_storeu_ps(d + 16 * t, rm.store[t], _mm512_maskz_loadu_ps(rm.load[j][t], src + 16 * t));
+  });
 }
 
 inline void col2im_sample_avx512(const float* col, const Geom2d& g, float* x) {
   RowMasks rm(g);
-  int64_t L = g.Ho * g.Wo;
   std::fill(x, x + g.C * g.H * g.W, 0.f);
-  for (int64_t c = 0; c < g.C; ++c) {
-    float* plane = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const float* src = col + ((c * g.kh + i) * g.kw + j) * L;
-        int64_t w0 = j * g.dw - g.pw;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * g.sh - g.ph + i * g.dh;
-          if (h < 0 || h >= g.H) continue;
-          float* d = plane + h * g.W + w0;
-          const float* s = src + oh * g.Wo;
-          for (int t = 0; t < rm.chunks; ++t) {
-            __mmask16 m = rm.load[j][t];
-            _mm512_mask_storeu_ps(d + 16 * t, m,
-                                  _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + 16 * t), _mm512_maskz_loadu_ps(m, s + 16 * t)));
-          }
-        }
-      }
-  }
+  for_each_unfold_row(g, [&](int64_t c, int64_t j, int64_t h, int64_t w0, int64_t r) {
+    if (h < 0 || h >= g.H) return;
+    float* d = x + (c * g.H + h) * g.W + w0;
+    const float* s = col + r;
+    for (int t = 0; t < rm.chunks; ++t) {
+      __mmask16 m = rm.load[j][t];
+      _mm512_mask_storeu_ps(d + 16 * t, m,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + 16 * t), _mm512_maskz_loadu_ps(m, s + 16 * t)));
+    }
+  });
 }
 #endif
 
@@ -147,35 +143,25 @@ void im2col_sample(const T* x, const Geom2d& g, T* col) {
   if constexpr (std::is_same_v<T, float>)
     if (RowMasks::fits(g) && sgemm_isa_avx512()) return im2col_sample_avx512(x, g, col);
 #endif
-  int64_t L = g.Ho * g.Wo;
-  for (int64_t c = 0; c < g.C; ++c) {
-    const T* plane = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        T* dst = col + ((c * g.kh + i) * g.kw + j) * L;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * g.sh - g.ph + i * g.dh;
-          T* d = dst + oh * g.Wo;
-          if (h < 0 || h >= g.H) {
-            std::fill(d, d + g.Wo, T(0));
-            continue;
-          }
-          const T* src = plane + h * g.W;
-          int64_t w0 = j * g.dw - g.pw;
-          if (g.sw == 1) {  // contiguous run between the padded edges
-            int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            std::fill(d, d + lo, T(0));
-            std::copy(src + w0 + lo, src + w0 + hi, d + lo);
-            std::fill(d + hi, d + g.Wo, T(0));
-          } else {
-            for (int64_t ow = 0; ow < g.Wo; ++ow) {
-              int64_t w = w0 + ow * g.sw;
-              d[ow] = (w >= 0 && w < g.W) ? src[w] : T(0);
-            }
-          }
-        }
+  for_each_unfold_row(g, [&](int64_t c, int64_t, int64_t h, int64_t w0, int64_t r) {
+    T* d = col + r;
+    if (h < 0 || h >= g.H) {
+      std::fill(d, d + g.Wo, T(0));
+      return;
+    }
+    const T* src = x + (c * g.H + h) * g.W;
+    if (g.sw == 1) {  // contiguous run between the padded edges
+      int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
+      std::fill(d, d + lo, T(0));
+      std::copy(src + w0 + lo, src + w0 + hi, d + lo);
+      std::fill(d + hi, d + g.Wo, T(0));
+    } else {
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        int64_t w = w0 + ow * g.sw;
+        d[ow] = (w >= 0 && w < g.W) ? src[w] : T(0);
       }
-  }
+    }
+  });
 }
 
 // The adjoint: col [C*kh*kw, Ho*Wo] summed into x [C, H, W] (x zeroed first).
@@ -185,31 +171,21 @@ void col2im_sample(const T* col, const Geom2d& g, T* x) {
   if constexpr (std::is_same_v<T, float>)
     if (RowMasks::fits(g) && sgemm_isa_avx512()) return col2im_sample_avx512(col, g, x);
 #endif
-  int64_t L = g.Ho * g.Wo;
   std::fill(x, x + g.C * g.H * g.W, T(0));
-  for (int64_t c = 0; c < g.C; ++c) {
-    T* plane = x + c * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const T* src = col + ((c * g.kh + i) * g.kw + j) * L;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * g.sh - g.ph + i * g.dh;
-          if (h < 0 || h >= g.H) continue;
-          T* d = plane + h * g.W;
-          const T* s = src + oh * g.Wo;
-          int64_t w0 = j * g.dw - g.pw;
-          if (g.sw == 1) {
-            int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
-            for (int64_t ow = lo; ow < hi; ++ow) d[w0 + ow] += s[ow];
-          } else {
-            for (int64_t ow = 0; ow < g.Wo; ++ow) {
-              int64_t w = w0 + ow * g.sw;
-              if (w >= 0 && w < g.W) d[w] += s[ow];
-            }
-          }
-        }
+  for_each_unfold_row(g, [&](int64_t c, int64_t, int64_t h, int64_t w0, int64_t r) {
+    if (h < 0 || h >= g.H) return;
+    T* d = x + (c * g.H + h) * g.W;
+    const T* s = col + r;
+    if (g.sw == 1) {
+      int64_t lo = std::clamp<int64_t>(-w0, 0, g.Wo), hi = std::clamp<int64_t>(g.W - w0, lo, g.Wo);
+      for (int64_t ow = lo; ow < hi; ++ow) d[w0 + ow] += s[ow];
+    } else {
+      for (int64_t ow = 0; ow < g.Wo; ++ow) {
+        int64_t w = w0 + ow * g.sw;
+        if (w >= 0 && w < g.W) d[w] += s[ow];
       }
-  }
+    }
+  });
 }
 
 }  // namespace brisk::kern::cpu
