@@ -7,8 +7,10 @@ namespace brisk {
 
 void set_mask(const Tensor& param, const Tensor& mask_in) {
   BRISK_CHECK(param.defined() && mask_in.defined(), "set_mask: undefined parameter or mask");
-  BRISK_CHECK(param.is_leaf() && param.requires_grad(), "set_mask: masks go on parameters (leaves that "
-              "require grad), got ", param.str());
+  // A frozen parameter (requires_grad off, efficiency/freezing) is still a
+  // parameter: pruning may mask it, and its gradients are masked once it trains.
+  BRISK_CHECK(param.is_leaf() && is_floating(param.dtype()),
+              "set_mask: masks go on parameters (floating-point leaf tensors), got ", param.str());
   BRISK_CHECK(mask_in.shape() == param.shape(), "set_mask: mask shape ", shape_str(mask_in.shape()),
               " differs from parameter shape ", shape_str(param.shape()));
   Tensor mask = mask_in.detach().to(param.dtype()).contiguous().clone();
@@ -20,7 +22,7 @@ void set_mask(const Tensor& param, const Tensor& mask_in) {
   if (first) {
     // Reads the current mask at call time, so later set_mask calls apply too.
     std::weak_ptr<TensorImpl> weak = param.impl_ptr();
-    param.register_hook([weak](const Tensor& g) -> std::optional<Tensor> {
+    impl->hooks.push_back([weak](const Tensor& g) -> std::optional<Tensor> {
       auto p = weak.lock();
       if (!p || !p->mask) return std::nullopt;
       return g * Tensor(p->mask);

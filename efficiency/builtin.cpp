@@ -9,6 +9,8 @@ void register_selection_methods();  // efficiency/selection/select_method.cpp
 void register_growth_methods();     // efficiency/growth/grow_method.cpp
 void register_precision_methods();  // efficiency/precision/precision_method.cpp
 void register_averaging_methods();  // efficiency/averaging/ema/ema_method.cpp
+void register_freezing_methods();   // efficiency/freezing/freeze_method.cpp
+void register_regularization_methods();  // efficiency/regularization/regularize_method.cpp
 
 void register_builtin_methods() {
   register_pruning_methods();
@@ -16,6 +18,8 @@ void register_builtin_methods() {
   register_selection_methods();
   register_growth_methods();
   register_averaging_methods();
+  register_freezing_methods();
+  register_regularization_methods();
 }
 
 }  // namespace brisk::efficiency

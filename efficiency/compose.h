@@ -3,14 +3,16 @@
 //   1. grow     surgery first: later methods see the current shapes
 //   2. prune    masks over those shapes (the optimizer re-applies them after
 //               every step; masked weights and their state stay zero)
-//   3. select   which examples are visited / backpropagated
-//   4. precision  the compute dtype of what was selected
-//   5. ema      averages the weights the step produced; where a mask is set
+//   3. freeze   which layers still train (over the shapes pruning left)
+//   4. select   which examples are visited / backpropagated
+//   5. regularize  label smoothing / MixUp / CutMix on the selected batch
+//   6. precision  the compute dtype of what was selected
+//   7. ema, swa averages the weights the step produced; where a mask is set
 //               the average is masked too, so a sparse model is evaluated
 //               sparse
 // Combinations that cannot work together are errors naming both methods:
-// two methods of one family; grow + prune; ema + a method that changes
-// parameter shapes (grow, prune:structure=channel).
+// two methods of one family; grow + prune; grow + freeze; ema + swa; ema or
+// swa + a method that changes parameter shapes (grow, prune:structure=channel).
 #pragma once
 #include <memory>
 #include <vector>
@@ -21,6 +23,6 @@ namespace brisk::efficiency {
 
 // Sorts callbacks into the order above (stable) and rejects conflicting sets.
 void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods);
-int family_rank(const std::string& family);  // 0..5; unknown families (user callbacks) act last
+int family_rank(const std::string& family);  // 0..7; unknown families (user callbacks) act last
 
 }  // namespace brisk::efficiency

@@ -48,6 +48,18 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
+void Optimizer::set_lr_scale(const std::string& name, double scale) {
+  BRISK_CHECK(scale >= 0 && std::isfinite(scale), "optimizer: learning-rate scale of '", name,
+              "' must be finite and >= 0, got ", scale);
+  (void)param(name);  // names a parameter the optimizer holds
+  lr_scale_[name] = scale;
+}
+
+double Optimizer::lr_for(const std::string& name) const {
+  auto it = lr_scale_.find(name);
+  return it == lr_scale_.end() ? lr_ : lr_ * it->second;
+}
+
 Tensor Optimizer::param(const std::string& name) const {
   for (auto& [n, p] : params_)
     if (n == name) return p;
@@ -70,7 +82,7 @@ void Optimizer::add_param(const std::string& name, const Tensor& t) {
 
 void Optimizer::reset_params(NamedParams params) {
   for (auto& [n, p] : params)
-    BRISK_CHECK(p.defined() && p.requires_grad(), "optimizer: parameter '", n, "' does not require grad");
+    BRISK_CHECK(p.defined() && is_floating(p.dtype()), "optimizer: parameter '", n, "' is undefined or not floating");
   params_ = std::move(params);
 }
 
@@ -150,7 +162,7 @@ void SGD::update() {
         buf = st["momentum_buffer"];
       }
       if (!buf.defined() || fusable(buf, g)) {
-        SgdStepParams q{lr_, options.momentum, options.dampening, options.weight_decay, options.nesterov, first};
+        SgdStepParams q{lr_for(n), options.momentum, options.dampening, options.weight_decay, options.nesterov, first};
         Tensor ins[1] = {g};
         Tensor outs[2] = {p.detach(), buf};
         dispatch(opkey::sgd_step, p.device(), p.dtype(), KernelArgs{ins, outs, &q});
@@ -173,7 +185,7 @@ void SGD::update() {
       g = options.nesterov ? g + buf * options.momentum : buf;
     }
     Tensor pd = p.detach();
-    pd.add_(g, -lr_);
+    pd.add_(g, -lr_for(n));
   }
 }
 
@@ -206,22 +218,22 @@ void AdamW::update() {
     Tensor step_t = st["step"], m = st["exp_avg"], v = st["exp_avg_sq"];
     step_t.add_(ones({}, DType::f64));
     double t = step_t.item();
-    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t);
+    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t), lr = lr_for(n);
     if (options.fused && fusable(p, g) && fusable(m, g) && fusable(v, g)) {
-      AdamWStepParams q{lr_, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
+      AdamWStepParams q{lr, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
       Tensor ins[1] = {g};
       Tensor outs[3] = {p.detach(), m, v};
       dispatch(opkey::adamw_step, p.device(), p.dtype(), KernelArgs{ins, outs, &q});
       continue;
     }
     Tensor pd = p.detach();
-    if (options.weight_decay != 0) pd.mul_(1 - lr_ * options.weight_decay);
+    if (options.weight_decay != 0) pd.mul_(1 - lr * options.weight_decay);
     m.mul_(options.beta1);
     m.add_(g, 1 - options.beta1);
     v.mul_(options.beta2);
     v.add_(g * g, 1 - options.beta2);
     Tensor denom = sqrt(v) / std::sqrt(bc2) + options.eps;
-    pd.add_(m / denom, -lr_ / bc1);
+    pd.add_(m / denom, -lr / bc1);
   }
 }
 

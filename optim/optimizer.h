@@ -20,7 +20,8 @@ class Optimizer {
   Optimizer(NamedParams params, double lr);
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
-  // Updates every parameter that has a gradient; others are left untouched.
+  // Updates every parameter that has a gradient; others (no grad this step,
+  // or frozen: requires_grad off) are left untouched, state included.
   // Then re-establishes the sparsity invariants of masked parameters (see
   // core/mask.h): weights and same-shaped state are zero where pruned.
   void step();
@@ -33,6 +34,13 @@ class Optimizer {
 
   double lr() const { return lr_; }
   void set_lr(double lr);
+  // Per-parameter learning-rate multiplier (PyTorch's per-group lr, as a
+  // factor of the scheduled lr): the parameter steps with lr() * scale.
+  // Default 1. A method that owns a scale (layer-wise annealing, LARS-style
+  // trust ratios) sets it before every step; it is not checkpointed.
+  void set_lr_scale(const std::string& name, double scale);
+  void clear_lr_scales() { lr_scale_.clear(); }
+  double lr_for(const std::string& name) const;
   const NamedParams& params() const { return params_; }
   Tensor param(const std::string& name) const;  // throws naming the key
 
@@ -44,7 +52,8 @@ class Optimizer {
   void replace_param(const std::string& name, const Tensor& t);
   void add_param(const std::string& name, const Tensor& t);
   // Replace the whole (name, parameter) list; state is left as is (surgery
-  // re-keys it through state()).
+  // re-keys it through state()). A parameter may be frozen (requires_grad
+  // off, see efficiency/freeze): it stays listed and is skipped while frozen.
   void reset_params(NamedParams params);
 
   // Checkpointing: scalars as JSON, state tensors as "optim/<param>/<key>".
@@ -63,6 +72,7 @@ class Optimizer {
   NamedParams params_;
   std::map<std::string, TensorMap> state_;
   double lr_;
+  std::map<std::string, double> lr_scale_;
 };
 
 struct SGDOptions {

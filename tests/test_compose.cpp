@@ -94,6 +94,10 @@ std::vector<Member> members() {
       {"select:kind=selective-backprop,variant=rank,keep=0.25,start=0,end=1",
        [](const json& m, const TensorMap&) { CHECK(m["step"] == 4); }},
       {"select:kind=rs2,ratio=0.5", [](const json& m, const TensorMap&) { CHECK(m["step"] == 8); }},
+      {"freeze:kind=freezeout,t0=0.5,spacing=linear",
+       [](const json& m, const TensorMap&) { CHECK(m["frozen_layers"] == 2); }},
+      {"regularize:kind=mixup",  // every trained batch is mixed
+       [](const json& m, const TensorMap&) { CHECK(m["mixed_batches"] == m["step"]); }},
       {"precision:dtype=fp16", [](const json& m, const TensorMap&) { CHECK(m["loss_scale"].get<double>() > 0); }},
       {"ema:decay=0.9",
        [model_vs_method](const json&, const TensorMap& fin) {
@@ -105,6 +109,9 @@ std::vector<Member> members() {
          }
          CHECK(any);
        }},
+      // averages every 2 batches of the clock over the second half: 4, or 2
+      // where selective backprop steps once per 4 loaded batches
+      {"swa:start=0.5,frequency=2", [](const json& m, const TensorMap&) { CHECK(m["swa_models"] >= 2); }},
   };
 }
 
@@ -123,7 +130,8 @@ TEST_CASE("compose: the composition matrix: every allowed pair reaches both end 
       TrainConfig c = small_config("compose_matrix");
       c.methods = {a.spec, b.spec};
       bool shape_change = fa == "grow";
-      bool refuse = (fa == "grow" && fb == "prune") || (shape_change && fb == "ema");
+      bool refuse = (fa == "grow" && (fb == "prune" || fb == "freeze")) ||
+                    (shape_change && (fb == "ema" || fb == "swa")) || (fa == "ema" && fb == "swa");
       if (refuse) {
         CHECK_THROWS_WITH(brisk::train::Trainer(c, brisk::efficiency::make_methods),
                           Catch::Contains("cannot be combined"));
@@ -137,6 +145,6 @@ TEST_CASE("compose: the composition matrix: every allowed pair reaches both end 
       b.ends(m, fin);
       ++ran;
     }
-  CHECK(ran == 27);
-  CHECK(refused == 10);
+  CHECK(ran == 55);
+  CHECK(refused == 15);
 }

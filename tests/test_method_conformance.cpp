@@ -22,23 +22,6 @@ namespace F = brisk::nn::functional;
 
 namespace {
 
-// A user callback (acts after every method at each event) with hooks as lambdas.
-struct Probe : brisk::train::Callback {
-  std::function<void(Trainer&)> batch_start, after_loss, after_backward, after_step, epoch_end, eval_start;
-  std::string name() const override { return "probe"; }
-  void on_batch_start(Trainer& t) override { if (batch_start) batch_start(t); }
-  void on_after_loss(Trainer& t) override { if (after_loss) after_loss(t); }
-  void on_after_backward(Trainer& t) override { if (after_backward) after_backward(t); }
-  void on_after_step(Trainer& t) override { if (after_step) after_step(t); }
-  void on_epoch_end(Trainer& t) override { if (epoch_end) epoch_end(t); }
-  void on_eval_start(Trainer& t) override { if (eval_start) eval_start(t); }
-};
-
-Probe* add_probe(Trainer& t) {
-  auto* p = new Probe;
-  t.add_callback(std::unique_ptr<brisk::train::Callback>(p));
-  return p;
-}
 
 json last_metrics(const TrainConfig& c) { return read_jsonl(c.out + "/metrics.jsonl").back(); }
 

@@ -150,7 +150,9 @@ TEST_CASE("pruning: set_mask validates its input", "[pruning]") {
   brisk::nn::Linear l(3, 2);
   CHECK_THROWS_WITH(brisk::set_mask(l.weight, ones({3, 2})), Catch::Contains("[3, 2]") && Catch::Contains("[2, 3]"));
   CHECK_THROWS_WITH(brisk::set_mask(l.weight, full({2, 3}, 0.5)), Catch::Contains("only hold 0 and 1"));
-  CHECK_THROWS_WITH(brisk::set_mask(ones({2}), ones({2})), Catch::Contains("parameters"));
+  Tensor leaf = ones({2}).requires_grad_(true);
+  CHECK_THROWS_WITH(brisk::set_mask(leaf * 2.0, ones({2})), Catch::Contains("parameters"));  // not a leaf
+  CHECK_THROWS_WITH(brisk::set_mask(ones({2}, DType::i64), ones({2})), Catch::Contains("parameters"));
 }
 
 TEST_CASE("pruning: the prune method reaches its target and resumes bit-exactly", "[pruning][train]") {

@@ -174,6 +174,23 @@ TEST_CASE("train: config keys, TOML files and method specs are validated", "[tra
   CHECK(brisk::efficiency::make_method("ema:decay=0.5")->name() == "ema");
 }
 
+// Every shipped recipe parses, validates, and builds its methods in a
+// composition the rules accept (a recipe that cannot start is a defect).
+TEST_CASE("train: every recipe in recipes/ loads and its methods compose", "[train]") {
+  fs::path dir = fs::path(BRISK_TEST_DATA_DIR).parent_path().parent_path() / "recipes";
+  int64_t n = 0;
+  for (auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".toml") continue;
+    INFO(e.path().string());
+    TrainConfig c;
+    c.load_toml(e.path().string());
+    c.validate();
+    CHECK_NOTHROW(brisk::efficiency::make_methods(c.methods));
+    ++n;
+  }
+  CHECK(n >= 16);
+}
+
 TEST_CASE("train: bad devices and missing data are clear errors", "[train]") {
   TrainConfig c = small_config("brisk_dev");
   c.device = "cuda";

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "core/safetensors.h"
 #include "tests/helpers.h"
@@ -80,6 +81,32 @@ inline TensorMap final_tensors(const std::string& dir) {
   return load_safetensors(dir + "/" + j["tensors_file"].get<std::string>());
 }
 
+
+// A user callback (acts after every method at each event) with hooks as lambdas.
+struct Probe : brisk::train::Callback {
+  std::function<void(brisk::train::Trainer&)> batch_start, after_loss, after_backward, before_step, after_step,
+      epoch_end, eval_start;
+  std::string name() const override { return "probe"; }
+  void on_batch_start(brisk::train::Trainer& t) override { if (batch_start) batch_start(t); }
+  void on_after_loss(brisk::train::Trainer& t) override { if (after_loss) after_loss(t); }
+  void on_after_backward(brisk::train::Trainer& t) override { if (after_backward) after_backward(t); }
+  void on_before_step(brisk::train::Trainer& t) override { if (before_step) before_step(t); }
+  void on_after_step(brisk::train::Trainer& t) override { if (after_step) after_step(t); }
+  void on_epoch_end(brisk::train::Trainer& t) override { if (epoch_end) epoch_end(t); }
+  void on_eval_start(brisk::train::Trainer& t) override { if (eval_start) eval_start(t); }
+};
+
+inline Probe* add_probe(brisk::train::Trainer& t) {
+  auto* p = new Probe;
+  t.add_callback(std::unique_ptr<brisk::train::Callback>(p));
+  return p;
+}
+
+// A method spec that must be refused with a message containing `msg`.
+inline void refused_spec(const char* spec, const char* msg) {
+  INFO(spec);
+  CHECK_THROWS_WITH(brisk::efficiency::make_method(spec), Catch::Contains(msg));
+}
 
 // Runs `full` to the end, then the same config in a second folder stopped at
 // each of `stops` (by --max-steps) and resumed, and checks that every final

@@ -179,13 +179,14 @@ void Trainer::train_one_batch() {
   loss_scale = 1.0;
   nonfinite_loss_skips = false;
   loss_weights = Tensor();
+  label_smoothing = cfg_.label_smoothing;
   fire([&](Callback& c) { c.on_batch_start(*this); });
   PhaseClock pc;
   logits = model_->forward(batch.x);
   pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_forward(*this); });
   pc = PhaseClock();
-  per_example_loss = F::cross_entropy(logits, batch.y, F::Reduction::none, -100, cfg_.label_smoothing);
+  per_example_loss = F::cross_entropy(logits, batch.y, F::Reduction::none, -100, label_smoothing);
   pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_loss(*this); });
   pc = PhaseClock();

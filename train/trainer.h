@@ -71,6 +71,9 @@ class Trainer {
   Tensor loss_weights;       // optional [B]: set before after_loss to weight examples
   Tensor loss;               // scalar that backward() runs on
   bool skip_step = false;    // set in before_step to skip this optimizer update
+  // The loss's label smoothing for this batch: the config's, unless a method
+  // sets it at batch_start (reset every batch).
+  double label_smoothing = 0;
   double loss_scale = 1.0;   // set in after_loss: backward runs on loss * loss_scale (loss scaling)
   // Set in after_loss by a method that skips steps with non-finite gradients
   // (dynamic loss scaling): a non-finite loss then backpropagates (its inf/NaN
@@ -97,7 +100,11 @@ class Trainer {
   int64_t total_steps() const;
   // clock() / total_steps(), in [0, 1].
   double progress() const { return std::min(1.0, double(clock()) / double(total_steps())); }
-  double score_seconds() const { return score_s_; }  // time in forward-only scoring passes
+  double score_seconds() const { return score_s_; }
+  // A method's work outside the training loop that belongs to training (say,
+  // SWA's BatchNorm pass before an evaluation of the average) is added to the
+  // run's training seconds, so speedups count it.
+  void add_training_time(double seconds) { state_.wall_s += seconds; }  // time in forward-only scoring passes
   const PhaseTimes& phases() const { return phases_; }
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
   int64_t schedule_position() const;

@@ -78,7 +78,10 @@ class EmaMethod : public train::Callback {
 
 }  // namespace
 
+void register_swa_method();  // efficiency/averaging/swa/swa_method.cpp
+
 void register_averaging_methods() {
+  register_swa_method();
   register_method("ema", [](MethodArgs& a) -> std::unique_ptr<train::Callback> {
     double decay = a.get_double("decay", 0.999);
     int64_t start = a.get_int("start", 0);

@@ -73,6 +73,9 @@ class RiglPrune : public PruneBase {
     for (auto& [n, p] : prunable(t)) {
       Tensor m = brisk::get_mask(p);
       if (!m.defined()) continue;
+      // A frozen layer (efficiency/freezing) had no backward pass: no
+      // gradient to grow by, and it no longer trains, so its mask stays.
+      if (rigl() && !capture_->grads.count(n)) continue;
       int64_t active = p.numel() - brisk::count_zeros(m);
       int64_t drop = int64_t(std::llround(frac * double(active)));
       Tensor g = rigl() ? capture_->grads.at(n) : Tensor();
