@@ -11,6 +11,8 @@ void register_precision_methods();  // efficiency/precision/precision_method.cpp
 void register_averaging_methods();  // efficiency/averaging/ema/ema_method.cpp
 void register_freezing_methods();   // efficiency/freezing/freeze_method.cpp
 void register_regularization_methods();  // efficiency/regularization/regularize_method.cpp
+void register_stochastic_depth_method();  // efficiency/stochastic_depth/stochastic_depth.cpp
+void register_resizing_method();          // efficiency/resizing/progressive_resize.cpp
 
 void register_builtin_methods() {
   register_pruning_methods();
@@ -20,6 +22,8 @@ void register_builtin_methods() {
   register_averaging_methods();
   register_freezing_methods();
   register_regularization_methods();
+  register_stochastic_depth_method();
+  register_resizing_method();
 }
 
 }  // namespace brisk::efficiency

@@ -9,9 +9,9 @@
 namespace brisk::efficiency {
 
 int family_rank(const std::string& family) {
-  static const std::map<std::string, int> rank{{"grow", 0},       {"prune", 1},     {"freeze", 2},
-                                               {"select", 3},     {"regularize", 4}, {"precision", 5},
-                                               {"ema", 6},        {"swa", 6}};
+  static const std::map<std::string, int> rank{
+      {"grow", 0},       {"prune", 1},      {"freeze", 2}, {"stochastic-depth", 2}, {"select", 3},
+      {"resize", 4},     {"regularize", 4}, {"precision", 5}, {"ema", 6},    {"swa", 6}};
   auto it = rank.find(family);
   return it == rank.end() ? 7 : it->second;
 }
@@ -21,7 +21,8 @@ void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods) {
                    [](const auto& a, const auto& b) { return family_rank(a->name()) < family_rank(b->name()); });
   std::map<std::string, int> count;
   for (auto& m : methods) count[m->name()]++;
-  for (const char* f : {"grow", "prune", "freeze", "select", "regularize", "precision", "ema", "swa"})
+  for (const char* f : {"grow", "prune", "freeze", "stochastic-depth", "select", "resize", "regularize", "precision",
+                        "ema", "swa"})
     BRISK_CHECK(count[f] <= 1, "methods: at most one '", f, "' method per run, got ", count[f],
                 " (combine their settings in one --method ", f, ":...)");
   BRISK_CHECK(!(count["grow"] && count["prune"]),

@@ -3,9 +3,11 @@
 //   1. grow     surgery first: later methods see the current shapes
 //   2. prune    masks over those shapes (the optimizer re-applies them after
 //               every step; masked weights and their state stay zero)
-//   3. freeze   which layers still train (over the shapes pruning left)
+//   3. freeze, stochastic-depth  which layers still train, or run this batch
+//               (over the shapes pruning left)
 //   4. select   which examples are visited / backpropagated
-//   5. regularize  label smoothing / MixUp / CutMix on the selected batch
+//   5. resize, regularize  the selected batch's image size (progressive
+//               resizing), then label smoothing / MixUp / CutMix
 //   6. precision  the compute dtype of what was selected
 //   7. ema, swa averages the weights the step produced; where a mask is set
 //               the average is masked too, so a sparse model is evaluated

@@ -168,8 +168,10 @@ ResidualBlock::ResidualBlock(int64_t in, int64_t out, int64_t stride) {
   }
 }
 Tensor ResidualBlock::forward(const Tensor& x) {
+  if (is_training() && skip_branch) return relu(shortcut->forward(x));
   Tensor h = relu(bn1->forward(conv1->forward(x)));
   h = bn2->forward(conv2->forward(h));
+  if (!is_training() && survival < 1) h = h * survival;
   return relu(h + shortcut->forward(x));
 }
 std::string ResidualBlock::repr() const { return "ResidualBlock"; }

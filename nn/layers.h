@@ -148,6 +148,11 @@ class ResidualBlock : public Module {
   ResidualBlock(int64_t in_channels, int64_t out_channels, int64_t stride = 1);
   Tensor forward(const Tensor& x) override;
   std::string repr() const override;
+  // Stochastic depth (efficiency/stochastic_depth): in training, skip_branch
+  // drops the residual branch for this batch (relu(shortcut(x)): no conv
+  // work); in evaluation the branch is scaled by its survival probability.
+  bool skip_branch = false;
+  double survival = 1.0;
   std::shared_ptr<Conv2d> conv1, conv2;
   std::shared_ptr<BatchNorm2d> bn1, bn2;
   std::shared_ptr<Sequential> shortcut;  // empty = identity

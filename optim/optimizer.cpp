@@ -198,6 +198,26 @@ nlohmann::json SGD::hyper_json() const {
   return j;
 }
 
+AdamMoments adam_step_state(TensorMap& st, const Tensor& p, double beta1, double beta2) {
+  if (!st.count("step")) {
+    st["step"] = zeros({}, DType::f64);
+    st["exp_avg"] = zeros_like(p);
+    st["exp_avg_sq"] = zeros_like(p);
+  }
+  Tensor step_t = st["step"];
+  step_t.add_(ones({}, DType::f64));
+  double t = step_t.item();
+  return {st["exp_avg"], st["exp_avg_sq"], 1 - std::pow(beta1, t), 1 - std::pow(beta2, t)};
+}
+
+void adam_update_moments(const AdamMoments& a, const Tensor& g, double beta1, double beta2) {
+  Tensor m = a.exp_avg, v = a.exp_avg_sq;  // handles: the state is updated in place
+  m.mul_(beta1);
+  m.add_(g, 1 - beta1);
+  v.mul_(beta2);
+  v.add_(g * g, 1 - beta2);
+}
+
 AdamW::AdamW(NamedParams params, AdamWOptions opt) : Optimizer(std::move(params), opt.lr), options(opt) {
   BRISK_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1,
               "adamw: betas must be in [0, 1), got ", opt.beta1, ", ", opt.beta2);
@@ -209,16 +229,9 @@ void AdamW::update() {
   for (auto& [n, p] : params_) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    auto& st = state_[n];
-    if (!st.count("step")) {
-      st["step"] = zeros({}, DType::f64);
-      st["exp_avg"] = zeros_like(p);
-      st["exp_avg_sq"] = zeros_like(p);
-    }
-    Tensor step_t = st["step"], m = st["exp_avg"], v = st["exp_avg_sq"];
-    step_t.add_(ones({}, DType::f64));
-    double t = step_t.item();
-    double bc1 = 1 - std::pow(options.beta1, t), bc2 = 1 - std::pow(options.beta2, t), lr = lr_for(n);
+    AdamMoments a = adam_step_state(state_[n], p, options.beta1, options.beta2);
+    Tensor m = a.exp_avg, v = a.exp_avg_sq;
+    double bc1 = a.bc1, bc2 = a.bc2, lr = lr_for(n);
     if (options.fused && fusable(p, g) && fusable(m, g) && fusable(v, g)) {
       AdamWStepParams q{lr, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
       Tensor ins[1] = {g};
@@ -228,10 +241,7 @@ void AdamW::update() {
     }
     Tensor pd = p.detach();
     if (options.weight_decay != 0) pd.mul_(1 - lr * options.weight_decay);
-    m.mul_(options.beta1);
-    m.add_(g, 1 - options.beta1);
-    v.mul_(options.beta2);
-    v.add_(g * g, 1 - options.beta2);
+    adam_update_moments(a, g, options.beta1, options.beta2);
     Tensor denom = sqrt(v) / std::sqrt(bc2) + options.eps;
     pd.add_(m / denom, -lr / bc1);
   }

@@ -115,6 +115,17 @@ class AdamW : public Optimizer {
   void update() override;
 };
 
+// Adam's per-parameter state (shared by AdamW and LAMB): creates "step",
+// "exp_avg" and "exp_avg_sq" on first use, counts this step, and returns the
+// moments with this step's bias corrections 1 - beta^t.
+struct AdamMoments {
+  Tensor exp_avg, exp_avg_sq;  // same shape as the parameter
+  double bc1, bc2;
+};
+AdamMoments adam_step_state(TensorMap& st, const Tensor& p, double beta1, double beta2);
+// m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2, in place.
+void adam_update_moments(const AdamMoments& a, const Tensor& g, double beta1, double beta2);
+
 // Scales gradients so their global L2 norm is at most max_norm; returns the
 // norm before clipping (like torch.nn.utils.clip_grad_norm_).
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);

@@ -58,7 +58,7 @@ const std::vector<std::string>& TrainConfig::keys() {
   static const std::vector<std::string> k{
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
-      "threads", "device", "out", "max-steps", "eval-every", "method", "progress"};
+      "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress"};
   return k;
 }
 
@@ -70,7 +70,8 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   else if (key == "epochs") epochs = to_int(key, v);
   else if (key == "batch-size") batch_size = to_int(key, v);
   else if (key == "lr") lr = to_double(key, v);
-  else if (key == "optimizer") { one_of("optimizer", v, {"sgd", "adamw"}); optimizer = v; }
+  else if (key == "optimizer") { one_of("optimizer", v, {"sgd", "adamw", "lars", "lamb"}); optimizer = v; }
+  else if (key == "trust-coefficient") trust_coefficient = to_double(key, v);
   else if (key == "schedule") { one_of("schedule", v, {"constant", "cosine", "onecycle", "linear", "step"}); schedule = v; }
   else if (key == "momentum") momentum = to_double(key, v);
   else if (key == "nesterov") nesterov = to_bool(key, v);
@@ -112,6 +113,8 @@ void TrainConfig::validate() const {
   BRISK_CHECK(warmup_epochs >= 0 && warmup_epochs <= double(epochs), "config: warmup-epochs must be in [0, epochs]");
   BRISK_CHECK(label_smoothing >= 0 && label_smoothing < 1, "config: label-smoothing must be in [0, 1)");
   BRISK_CHECK(clip_grad >= 0, "config: clip-grad must be >= 0");
+  BRISK_CHECK(trust_coefficient > 0 && trust_coefficient <= 1, "config: trust-coefficient (LARS eta) must be in (0, 1], got ",
+              trust_coefficient);
   BRISK_CHECK(threads >= 0 && threads <= max_num_threads(), "config: threads must be in [0, ", max_num_threads(),
               "] (0: all cores; at most 4x the cores), got ", threads);
   BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
@@ -123,7 +126,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"batch-size", batch_size}, {"lr", lr}, {"optimizer", optimizer}, {"schedule", schedule},
           {"momentum", momentum}, {"nesterov", nesterov}, {"weight-decay", weight_decay},
           {"warmup-epochs", warmup_epochs}, {"label-smoothing", label_smoothing}, {"augment", augment},
-          {"clip-grad", clip_grad}, {"seed", seed}, {"threads", threads}, {"device", device}, {"out", out},
+          {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
           {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress}};
 }
 

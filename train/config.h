@@ -16,7 +16,8 @@ struct TrainConfig {
   int64_t epochs = 10;
   int64_t batch_size = 128;
   double lr = 0.05;
-  std::string optimizer = "sgd";  // sgd | adamw
+  std::string optimizer = "sgd";  // sgd | adamw | lars | lamb (optim/layerwise.h)
+  double trust_coefficient = 0.001;  // LARS eta
   std::string schedule = "cosine";  // constant | cosine | onecycle | linear | step
   double momentum = 0.9;
   bool nesterov = false;

@@ -12,6 +12,7 @@
 #include "core/flops.h"
 #include "core/cuda.h"
 #include "models/models.h"
+#include "optim/layerwise.h"
 #include "train/progress.h"
 
 namespace brisk::train {
@@ -74,6 +75,18 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
     o.nesterov = cfg_.nesterov;
     o.weight_decay = cfg_.weight_decay;
     optimizer_ = std::make_unique<optim::SGD>(model_->named_parameters(), o);
+  } else if (cfg_.optimizer == "lars") {
+    optim::LARSOptions o;
+    o.lr = cfg_.lr;
+    o.momentum = cfg_.momentum;
+    o.weight_decay = cfg_.weight_decay;
+    o.eta = cfg_.trust_coefficient;
+    optimizer_ = std::make_unique<optim::LARS>(model_->named_parameters(), o);
+  } else if (cfg_.optimizer == "lamb") {
+    optim::LAMBOptions o;
+    o.lr = cfg_.lr;
+    o.weight_decay = cfg_.weight_decay;
+    optimizer_ = std::make_unique<optim::LAMB>(model_->named_parameters(), o);
   } else {
     optim::AdamWOptions o;
     o.lr = cfg_.lr;
