@@ -220,11 +220,11 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, std::string>> train_opts = {
       {"model", "mlp|cnn|resnet|resnet-deep"}, {"data", "dataset (fashion-mnist)"}, {"data-dir", "folder of IDX files"},
       {"epochs", "epochs (the schedule's budget)"}, {"batch-size", "batch size"}, {"lr", "peak learning rate"},
-      {"optimizer", "sgd|adamw"}, {"schedule", "constant|cosine|onecycle|linear|step"},
+      {"optimizer", "sgd|adamw|lars|lamb"}, {"schedule", "constant|cosine|onecycle|linear|step"},
       {"momentum", "SGD momentum"}, {"nesterov", "true|false"}, {"weight-decay", "weight decay"},
       {"warmup-epochs", "linear warmup length in epochs"}, {"label-smoothing", "cross-entropy label smoothing"},
       {"augment", "none|flip|crop|crop+flip"}, {"clip-grad", "max gradient norm (0: off)"}, {"seed", "random seed"},
-      {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},
+      {"trust-coefficient", "LARS trust coefficient eta"}, {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},
       {"max-steps", "stop after this many steps (the schedule still spans --epochs)"},
       {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"}};
   for (auto& [k, help] : train_opts) tr->add_option("--" + k, tf.values[k], help);
