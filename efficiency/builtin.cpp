@@ -13,6 +13,8 @@ void register_freezing_methods();   // efficiency/freezing/freeze_method.cpp
 void register_regularization_methods();  // efficiency/regularization/regularize_method.cpp
 void register_stochastic_depth_method();  // efficiency/stochastic_depth/stochastic_depth.cpp
 void register_resizing_method();          // efficiency/resizing/progressive_resize.cpp
+void register_factorization_method();     // efficiency/factorization/factorize_method.cpp
+void register_batch_scaling_methods();    // efficiency/batch_scaling/batch_warmup_method.cpp
 
 void register_builtin_methods() {
   register_pruning_methods();
@@ -24,6 +26,8 @@ void register_builtin_methods() {
   register_regularization_methods();
   register_stochastic_depth_method();
   register_resizing_method();
+  register_factorization_method();
+  register_batch_scaling_methods();
 }
 
 }  // namespace brisk::efficiency

@@ -96,7 +96,7 @@ std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n
 
 // Children after an insertion point were renamed: re-key the optimizer,
 // keeping every entry's state, and add new parameters with no state.
-static void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix) {
+void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix) {
   if (!opt) return;
   std::map<TensorImpl*, std::string> renamed;
   for (auto& [n, p] : seq.named_parameters()) renamed[p.unsafe_impl()] = (prefix.empty() ? "" : prefix + ".") + n;
@@ -395,26 +395,31 @@ void truncate_identity_runs(Sequential& seq, const std::vector<int64_t>& keep_le
                             const std::string& prefix) {
   auto runs = identity_runs(seq);
   BRISK_CHECK(keep_len.size() == runs.size(), "truncate: ", keep_len.size(), " lengths for ", runs.size(), " runs");
+  std::set<TensorImpl*> gone;
   for (size_t r = runs.size(); r-- > 0;) {
     auto [a, b] = runs[r];
     BRISK_CHECK(keep_len[r] >= 0 && keep_len[r] <= int64_t(b - a), "truncate: run ", r, " has ", b - a, " blocks");
-    for (size_t i = b; i-- > a + size_t(keep_len[r]);) seq.erase(i);
+    for (size_t i = b; i-- > a + size_t(keep_len[r]);) {
+      for (auto& [n, p] : seq[i]->named_parameters()) gone.insert(p.unsafe_impl());
+      seq.erase(i);
+    }
   }
   if (!opt) return;
-  // drop the removed blocks' parameters (and state), re-key the rest
-  std::set<TensorImpl*> live;
-  for (auto& [n, p] : seq.named_parameters()) live.insert(p.unsafe_impl());
+  remove_from_optimizer(opt, gone);  // the removed blocks' parameters and state
+  rekey_optimizer(seq, opt, prefix);
+}
+
+void remove_from_optimizer(optim::Optimizer* opt, const std::set<TensorImpl*>& gone) {
   optim::NamedParams kept;
   std::map<std::string, TensorMap> state;
   for (auto& [n, p] : opt->params()) {
-    if (!live.count(p.unsafe_impl())) continue;
+    if (gone.count(p.unsafe_impl())) continue;
     kept.emplace_back(n, p);
     auto st = opt->state().find(n);
     if (st != opt->state().end()) state[n] = st->second;
   }
   opt->reset_params(kept);
   opt->state() = state;
-  rekey_optimizer(seq, opt, prefix);
 }
 
 void deepen(Sequential& seq, size_t after, optim::Optimizer* opt, const std::string& prefix) {

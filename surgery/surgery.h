@@ -19,6 +19,7 @@
 // optimizer with zero state.
 #pragma once
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "nn/channel_groups.h"
@@ -81,5 +82,11 @@ size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Opt
 void remove_units(Sequential& seq, size_t layer, const std::vector<int64_t>& keep, optim::Optimizer* opt,
                   const std::string& prefix = "");
 void remove_group_units(ChannelGroup& g, const std::vector<int64_t>& keep, optim::Optimizer* opt);
+
+// Shared by the surgery files: drop parameters (by storage) and their state
+// from the optimizer; re-key seq's parameters after children were renamed
+// (new ones join with no state).
+void remove_from_optimizer(optim::Optimizer* opt, const std::set<TensorImpl*>& gone);
+void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix);
 
 }  // namespace brisk::nn

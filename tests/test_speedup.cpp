@@ -269,3 +269,86 @@ TEST_CASE("speedup: malformed TOML, unknown keys and bad options are clear error
   CHECK_FALSE(fs::exists(dir / "out" / "runs"));  // nothing trained
   fs::remove_all(dir);
 }
+
+TEST_CASE("speedup --search: method keys edited in place, recipes written back as TOML", "[speedup][search]") {
+  brisk::train::TrainConfig c;
+  c.methods = {"prune:target=0.5,schedule=gradual", "precision:dtype=bf16"};
+  set_method_key(c, "prune", "target", "0.7");
+  set_method_key(c, "precision", "master", "1");
+  CHECK(c.methods == std::vector<std::string>{"prune:target=0.7,schedule=gradual", "precision:dtype=bf16,master=1"});
+  CHECK_THROWS_WITH(set_method_key(c, "freeze", "start", "0.5"), Catch::Contains("the recipe has no 'freeze' method"));
+  c.lr = 0.125;
+  c.batch_size = 32;
+  c.model = "cnn";
+  fs::path p = fs::temp_directory_path() / ("brisk_to_toml_" + std::to_string(::getpid()) + ".toml");
+  std::ofstream(p) << to_toml(c);
+  brisk::train::TrainConfig back;
+  back.load_toml(p.string());
+  CHECK(back.to_json() == c.to_json());
+  fs::remove(p);
+}
+
+// The search trains every combination on seeds recipe.seed + 1000.., the
+// best (checked here against each run's own result) is written as a recipe
+// and runs in the report on the recipe's seeds; a bad grid key fails before
+// anything trains.
+TEST_CASE("speedup --search: a grid at one budget on search seeds, its best measured on fresh seeds", "[speedup][search]") {
+  fs::path dir = fs::temp_directory_path() / ("brisk_search_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  std::string common = "model = \"mlp\"\nbatch_size = 64\nthreads = 2\nseed = 5\ndata_dir = \"" + synthetic_dir() + "\"\n";
+  SpeedupOptions o;
+  o.baseline = write_recipe(dir / "recipes", "base", common + "lr = 0.05\n");
+  std::string cand = write_recipe(dir / "recipes", "cand", common + "lr = 0.05\nmethod = \"batch-warmup:start=0.5\"\n");
+  o.budgets = {1};
+  o.seeds = 1;
+  o.targets = {0.5};
+  o.lr_grid = {1.0};
+  o.out = (dir / "out").string();
+  o.plot = false;
+  o.search.recipe = cand;
+  o.search.grid = {"lr=0.001,0.05", "batch-warmup.until=0.3,0.6"};
+  o.search.budget = 1;
+  o.search.seeds = 2;
+  // A bad key or value fails before any run.
+  SpeedupOptions bad = o;
+  bad.search.grid = {"batch-warmup.until=0.3,7"};
+  CHECK_THROWS_WITH(run_speedup(bad), Catch::Contains("until must be in (0, 1]"));
+  bad.search.grid = {"learning_rat=0.1"};
+  CHECK_THROWS_WITH(run_speedup(bad), Catch::Contains("learning_rat"));
+  bad.search.grid = {"prune.target=0.5"};
+  CHECK_THROWS_WITH(run_speedup(bad), Catch::Contains("no 'prune' method"));
+  CHECK_FALSE(fs::exists(dir / "out" / "search"));
+
+  SpeedupResult r = run_speedup(o);
+  // 4 combinations x 2 search seeds (1005, 1006), then base and cand_best on seed 5.
+  // setting -> (median accuracy, -median seconds) from the runs' own metrics
+  std::map<std::string, std::pair<double, double>> med;
+  for (int i = 0; i < 4; ++i) {
+    double acc = 0, sec = 0;
+    for (int s : {1005, 1006}) {
+      fs::path rd = dir / "out" / "search" / ("cand-" + std::to_string(i) + "-s" + std::to_string(s));
+      json cj = json::parse(std::ifstream(rd / "config.json"));
+      CHECK(cj["seed"].get<int64_t>() == s);
+      CHECK(cj["epochs"].get<int64_t>() == 1);
+      json last = read_jsonl((rd / "metrics.jsonl").string()).back();
+      acc += 0.5 * last["test_acc"].get<double>();
+      sec -= 0.5 * last["wall_s"].get<double>();
+      med[std::to_string(cj["lr"].get<double>()) + " " + cj["method"][0].get<std::string>()] = {acc, sec};
+    }
+  }
+  REQUIRE(med.size() == 4);
+  auto best = std::max_element(med.begin(), med.end(), [](auto& a, auto& b) { return a.second < b.second; });
+  brisk::train::TrainConfig won;
+  won.load_toml((dir / "out" / "search" / "cand_best.toml").string());
+  CHECK(std::to_string(won.lr) + " " + won.methods.at(0) == best->first);
+  CHECK(won.seed == 5);
+  std::set<std::string> configs;
+  for (auto& run : r.runs) {
+    configs.insert(run.config);
+    CHECK(run.seed == 5);  // the report's runs: the recipe's seed, not a searched one
+  }
+  CHECK(configs == std::set<std::string>{"base", "cand_best"});
+  CHECK(fs::exists(dir / "out" / "search" / "search.md"));
+  CHECK(run_speedup(o).trained == 0);  // search runs and report runs are all reused
+  fs::remove_all(dir);
+}

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -248,6 +249,12 @@ int main(int argc, char** argv) {
   sp->add_option("--out", so.out, "report folder (finished runs in it are not redone)")->capture_default_str();
   sp->add_option("--set", so.overrides, "key=value applied to every recipe (repeatable), e.g. threads=2");
   sp->add_flag("--no-plot", [&](int64_t) { so.plot = false; }, "skip pareto.png");
+  sp->add_option("--search", so.search.recipe,
+                 "first search this recipe's settings (--grid) on seeds seed+1000..; its best joins the candidates");
+  sp->add_option("--grid", so.search.grid, "KEY=v1,v2,... searched with --search (KEY: a recipe key, or "
+                 "FAMILY.KEY of a --method), repeatable");
+  sp->add_option("--search-budget", so.search.budget, "epochs per search run (default: the largest budget)");
+  sp->add_option("--search-seeds", so.search.seeds, "search seeds per setting")->capture_default_str();
   std::string prof_config, prof_json;
   std::vector<std::string> prof_sets;
   train::ProfileOptions po;
@@ -317,6 +324,10 @@ int main(int argc, char** argv) {
                            [](const std::string& v, size_t* u) { return std::stod(v, u); });
       so.lr_grid = numbers(lr_grid, "--lr-grid", "a number",
                            [](const std::string& v, size_t* u) { return std::stod(v, u); });
+      BRISK_CHECK(so.search.recipe.empty() == so.search.grid.empty(),
+                  "speedup: --search RECIPE and --grid KEY=v1,v2 go together (got only ",
+                  so.search.recipe.empty() ? "--grid" : "--search", ")");
+      if (so.search.budget == 0) so.search.budget = *std::max_element(so.budgets.begin(), so.budgets.end());
       for (int i = 0; i < argc; ++i) so.command += (i ? " " : "") + std::string(argv[i]);
       speedup::run_speedup(so);
       std::printf("brisk speedup: report in %s/report.md\n", so.out.c_str());

@@ -62,6 +62,11 @@ class Callback {
   virtual int64_t epoch_examples(int64_t /*epoch*/, int64_t dataset_size, int64_t /*batch_size*/) const {
     return dataset_size;
   }
+  // Batch-size warmup: how many optimizer steps the next loaded batch is
+  // trained as, on consecutive near-equal parts (1: the whole batch in one
+  // step). The trainer takes the largest answer over the methods. The data
+  // order and the methods' clock (loaded batches) do not change.
+  virtual int64_t batch_splits(const Trainer&) const { return 1; }
   // Whether the method changes parameter shapes mid-run (growth, channel
   // pruning): composition refuses methods that hold per-parameter state of
   // fixed shape (EMA) alongside it.

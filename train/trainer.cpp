@@ -233,6 +233,30 @@ void Trainer::train_one_batch() {
   logits = per_example_loss = loss = Tensor();  // free the graph's activations now
 }
 
+void Trainer::train_loaded() {
+  int64_t k = 1;
+  for (auto& cb : callbacks_) k = std::max(k, cb->batch_splits(*this));
+  int64_t B = batch.y.size(0);
+  k = std::min(k, B);
+  batch_part = 0;
+  batch_parts = k;
+  if (k == 1) return train_one_batch();
+  // Parts of B / k examples, the first B % k one larger: [len, ...] slices of
+  // the loaded batch in order, so the examples seen per epoch are unchanged.
+  data::Batch whole = std::move(batch);
+  for (int64_t i = 0, off = 0; i < k; ++i) {
+    int64_t len = B / k + (i < B % k ? 1 : 0);
+    batch.x = whole.x.narrow(0, off, len).contiguous();
+    batch.y = whole.y.narrow(0, off, len).contiguous();
+    batch.indices = whole.indices.narrow(0, off, len).contiguous();
+    batch.epoch = whole.epoch;
+    batch.index = whole.index;
+    batch_part = i;
+    train_one_batch();
+    off += len;
+  }
+}
+
 void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
   auto t0 = Clock::now();
   Tensor chosen;
@@ -276,7 +300,7 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
     buffer_.x = buffer_.x.narrow(0, B, left).contiguous();
     buffer_.y = buffer_.y.narrow(0, B, left).contiguous();
     buffer_.indices = buffer_.indices.narrow(0, B, left).contiguous();
-    train_one_batch();
+    train_loaded();
   }
 }
 
@@ -323,14 +347,16 @@ EvalResult Trainer::fit(bool resume) {
         train_selected(std::move(*b), *selector_);
       } else {
         batch = std::move(*b);
-        train_one_batch();
+        train_loaded();
       }
       state_.batch_in_epoch++;
       state_.batches++;
       bar.update(state_.batch_in_epoch, bar_samples, state_.loss_sum / double(std::max<int64_t>(state_.loss_count, 1)));
-      // Once per step count (not at step 0): with batch-level selection,
-      // several loaded batches can pass without an optimizer step.
-      if (cfg_.eval_every > 0 && state_.step > 0 && state_.step % cfg_.eval_every == 0 && state_.step != saved_step_ &&
+      // When the step count has reached a multiple of --eval-every not yet
+      // evaluated (a checkpoint follows every evaluation): with batch-level
+      // selection several loaded batches can pass without an optimizer step,
+      // with batch-size warmup one loaded batch can take several.
+      if (cfg_.eval_every > 0 && state_.step / cfg_.eval_every > std::max<int64_t>(saved_step_, 0) / cfg_.eval_every &&
           state_.batch_in_epoch < epoch_batches) {
         stop_for_eval = true;
         break;

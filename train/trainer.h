@@ -71,6 +71,9 @@ class Trainer {
   Tensor loss_weights;       // optional [B]: set before after_loss to weight examples
   Tensor loss;               // scalar that backward() runs on
   bool skip_step = false;    // set in before_step to skip this optimizer update
+  // Under batch-size warmup the loaded batch trains as batch_parts steps;
+  // this step is part batch_part (0-based) of them.
+  int64_t batch_part = 0, batch_parts = 1;
   // The loss's label smoothing for this batch: the config's, unless a method
   // sets it at batch_start (reset every batch).
   double label_smoothing = 0;
@@ -91,7 +94,8 @@ class Trainer {
   // The one clock every method schedule runs on: loaded batches consumed so
   // far. It equals the optimizer step count, except under batch-level
   // selection (selective backprop, RHO-LOSS), where several loaded batches
-  // may pass per optimizer step; a schedule point "at fraction f of training"
+  // may pass per optimizer step, and under batch-size warmup, where one
+  // loaded batch may train as several steps; a schedule point "at fraction f of training"
   // is clock() >= f * total_steps(). Methods act at the first batch at or
   // past a point (a clock may step over it), never only on equality.
   int64_t clock() const { return state_.batches; }
@@ -113,6 +117,9 @@ class Trainer {
  private:
   template <class F> void fire(F f);
   void train_one_batch();
+  // Trains `batch` as one step, or as several on its parts where a method
+  // asks for smaller batches (Callback::batch_splits).
+  void train_loaded();
   // Batch-level selection: score, select, buffer, train full batches.
   void train_selected(data::Batch loaded, BatchSelector& sel);
   void write_metrics(const EvalResult& r);

@@ -25,7 +25,12 @@ namespace brisk::speedup {
 
 std::string recipe_name(const std::string& path) { return fs::path(path).stem().string(); }
 
-namespace {
+void check_recipe(const train::TrainConfig& c) {
+  c.validate();
+  std::vector<std::unique_ptr<train::Callback>> ms;
+  for (const std::string& m : c.methods) ms.push_back(efficiency::make_method(m));  // unknown families/keys fail now
+  efficiency::order_and_check(ms);  // and so do conflicting combinations
+}
 
 train::TrainConfig load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
   BRISK_CHECK(fs::is_regular_file(path), "speedup: recipe file '", path, "' does not exist");
@@ -36,12 +41,11 @@ train::TrainConfig load_recipe(const std::string& path, const std::vector<std::s
     BRISK_CHECK(eq != std::string::npos && eq > 0, "speedup: --set expects key=value, got '", kv, "'");
     c.set(kv.substr(0, eq), kv.substr(eq + 1));
   }
-  c.validate();
-  std::vector<std::unique_ptr<train::Callback>> ms;
-  for (const std::string& m : c.methods) ms.push_back(efficiency::make_method(m));  // unknown families/keys fail now
-  efficiency::order_and_check(ms);  // and so do conflicting combinations
+  check_recipe(c);
   return c;
 }
+
+namespace {
 
 json run_json(const Run& r) {
   return {{"config", r.config}, {"budget", r.budget}, {"seed", r.seed}, {"seconds", r.seconds},
@@ -270,6 +274,13 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
   BRISK_CHECK(o.match_delta >= 0 && o.match_delta < 1, "speedup: --match-final must be in [0, 1), got ", o.match_delta);
   std::vector<std::string> files{o.baseline};
   files.insert(files.end(), o.candidates.begin(), o.candidates.end());
+  if (!o.search.recipe.empty()) {  // the searched recipe's best setting joins the candidates
+    for (auto& f : files) load_recipe(f, o.overrides);  // bad recipes fail before the search trains
+    SearchOptions so = o.search;
+    so.overrides = o.overrides;
+    so.out = o.out;
+    files.push_back(run_search(so).best_recipe);
+  }
   std::vector<std::string> names;
   std::vector<train::TrainConfig> cfgs;
   std::set<std::string> seen;
@@ -286,7 +297,7 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
   SpeedupResult res;
   const bool tune = o.lr_grid.size() > 1;
   int per_budget0 = tune ? int(o.lr_grid.size()) + o.seeds - 1 : o.seeds;
-  int total = int(o.budgets.size()) * (per_budget0 + int(o.candidates.size()) * o.seeds), k = 0;
+  int total = int(o.budgets.size()) * (per_budget0 + int(files.size() - 1) * o.seeds), k = 0;
   // One run (or its result.json from before). lr < 0: the recipe's own.
   auto train_one = [&](size_t i, int64_t b, int s, double lr) {
     ++k;

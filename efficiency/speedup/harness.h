@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "efficiency/speedup/pareto.h"
+#include "efficiency/speedup/search.h"
+#include "train/config.h"
 
 namespace brisk::speedup {
 
@@ -30,6 +32,7 @@ struct SpeedupOptions {
   std::string out = "runs/speedup";
   std::vector<std::string> overrides;   // "key=value", applied to every recipe (e.g. threads=2)
   bool plot = true;
+  SearchOptions search;                 // --search: recipe empty = no search (search.h)
   std::string command;                  // the command line, for the report
 };
 
@@ -41,6 +44,11 @@ struct SpeedupResult {
 
 // Validates everything (files, keys, budgets, seeds) before training anything.
 SpeedupResult run_speedup(const SpeedupOptions& o);
+
+// A TOML recipe with --set overrides applied, validated with its methods
+// and their composition (check_recipe) before anything trains.
+train::TrainConfig load_recipe(const std::string& path, const std::vector<std::string>& overrides);
+void check_recipe(const train::TrainConfig& c);
 
 // The recipe name: the TOML file's stem (e.g. recipes/fast_cnn.toml -> fast_cnn).
 std::string recipe_name(const std::string& path);
