@@ -109,6 +109,20 @@ struct BatchNormParams { double eps; };
 //            -> out = {y [M, K], mean [M], rstd [M]}, rstd = 1 / sqrt(biased var + eps).
 // "layer_norm_bwd": in = {gy [M, K], x, mean, rstd, weight or undefined}
 //            -> out = {gx [M, K], gweight [K] or undefined, gbias [K] or undefined}.
+// Scaled dot-product attention over BH independent (batch, head) slices,
+// never materializing the Tq x Tk score matrix in the optimized kernels
+// (online softmax over key blocks, as in FlashAttention). Params: AttentionParams.
+// Causal: query i sees keys j <= i + (Tk - Tq), so a query block that ends a
+// longer key sequence (a KV cache: Tq = 1) lines up with its last keys.
+// "attention_fwd": in = {q [BH, Tq, D], k [BH, Tk, D], v [BH, Tk, D]} contiguous
+//            -> out = {o [BH, Tq, D], lse [BH, Tq]}, lse = log sum_j exp(scale q.k_j)
+//            over the keys the query sees (the softmax's normalizer, kept for backward).
+// "attention_bwd": in = {go [BH, Tq, D], q, k, v, o, lse}
+//            -> out = {gq [BH, Tq, D], gk [BH, Tk, D], gv [BH, Tk, D]}.
+struct AttentionParams {
+  double scale;
+  bool causal;
+};
 // Sparse (CSR) linear layer, W [out, in] with nnz stored entries. The batch is
 // the innermost dim of every dense operand, so each stored entry is one AXPY
 // (or dot) over B contiguous values:

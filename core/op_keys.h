@@ -38,6 +38,7 @@ namespace brisk {
   X(gather, index) X(scatter_add, index)                                                             \
   X(batch_norm_fwd, batch_norm) X(batch_norm_bwd, batch_norm)                                        \
   X(layer_norm_fwd, layer_norm) X(layer_norm_bwd, layer_norm)                                        \
+  X(attention_fwd, attention) X(attention_bwd, attention)                                            \
   X(csr_build, csr_linear) X(csr_linear, csr_linear) X(csr_linear_bwd_weight, csr_linear)            \
   X(bf16_round, bf16_round)                                                                          \
   X(stochastic_round, stochastic_round)                                                              \

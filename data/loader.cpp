@@ -32,8 +32,16 @@ DataLoader::DataLoader(Dataset ds, LoaderOptions opt) : ds_(std::move(ds)), opt_
   BRISK_CHECK(opt_.batch_size > 0, "DataLoader: batch_size must be > 0, got ", opt_.batch_size);
   BRISK_CHECK(!opt_.drop_last || opt_.batch_size <= ds_.size(), "DataLoader: batch_size ", opt_.batch_size,
               " exceeds the dataset size ", ds_.size(), " with drop_last");
-  BRISK_CHECK(ds_.images.dtype() == DType::u8 && ds_.images.dim() == 4 && ds_.images.is_contiguous(),
-              "DataLoader: images must be contiguous u8 [N, C, H, W]");
+  if (ds_.is_text()) {
+    BRISK_CHECK(ds_.tokens.dtype() == DType::u8 && ds_.tokens.dim() == 1 && ds_.tokens.is_contiguous() &&
+                    ds_.block_size > 0,
+                "DataLoader: text tokens must be contiguous u8 [L] with a block size > 0");
+    BRISK_CHECK(opt_.augment.crop_padding == 0 && !opt_.augment.hflip, "DataLoader: dataset '", ds_.name,
+                "' is text; image augmentation (--augment) does not apply");
+  } else {
+    BRISK_CHECK(ds_.images.dtype() == DType::u8 && ds_.images.dim() == 4 && ds_.images.is_contiguous(),
+                "DataLoader: images must be contiguous u8 [N, C, H, W]");
+  }
 }
 
 DataLoader::~DataLoader() {
@@ -93,7 +101,34 @@ std::optional<Batch> DataLoader::next() {
   return b;
 }
 
+// Text: x [B, T] and y [B, T] i64 token ids, y shifted by one.
+Batch DataLoader::make_text_batch(int64_t b) const {
+  int64_t n = order_.numel(), T = ds_.block_size;
+  int64_t start = b * opt_.batch_size, B = std::min(opt_.batch_size, n - start);
+  Batch out;
+  out.epoch = epoch_;
+  out.index = b;
+  out.indices = empty({B}, DType::i64);
+  out.x = empty({B, T}, DType::i64);
+  out.y = empty({B, T}, DType::i64);
+  const int64_t* ord = order_.data_ptr<int64_t>() + start;
+  const uint8_t* tok = ds_.tokens.data_ptr<uint8_t>();
+  int64_t *idx = out.indices.data_ptr<int64_t>(), *x = out.x.data_ptr<int64_t>(), *y = out.y.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B; ++i) {
+    int64_t di = ord[i];
+    BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
+    idx[i] = di;
+    const uint8_t* w = tok + di * T;
+    for (int64_t t = 0; t < T; ++t) {
+      x[i * T + t] = w[t];
+      y[i * T + t] = w[t + 1];
+    }
+  }
+  return out;
+}
+
 Batch DataLoader::make_batch(int64_t b) const {
+  if (ds_.is_text()) return make_text_batch(b);
   int64_t n = order_.numel();
   int64_t start = b * opt_.batch_size, B = std::min(opt_.batch_size, n - start);
   int64_t C = ds_.images.size(1), H = ds_.images.size(2), W = ds_.images.size(3), HW = H * W;

@@ -34,8 +34,8 @@ struct LoaderOptions {
 LoaderOptions in_order(int64_t batch_size);
 
 struct Batch {
-  Tensor x;        // [B, C, H, W] f32, normalized
-  Tensor y;        // [B] i64
+  Tensor x;        // [B, C, H, W] f32, normalized (text: [B, T] i64 token ids)
+  Tensor y;        // [B] i64 (text: [B, T] i64, the next tokens)
   Tensor indices;  // [B] i64 dataset indices
   int64_t epoch = 0, index = 0;  // batch `index` of `epoch`
 };
@@ -63,6 +63,7 @@ class DataLoader {
   void check_order(const Tensor& order) const;
 
  private:
+  Batch make_text_batch(int64_t b) const;
   Dataset ds_;
   LoaderOptions opt_;
   Tensor order_;

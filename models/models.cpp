@@ -39,22 +39,30 @@ std::shared_ptr<Sequential> resnet(double width, int64_t extra) {
 }
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names{"mlp", "cnn", "resnet", "resnet-deep"};
+  static const std::vector<std::string> names{"mlp", "cnn", "resnet", "resnet-deep", "gpt-tiny", "gpt-small"};
   return names;
 }
 
-Shape input_shape(const std::string& name) {
-  for (auto& n : model_names())
-    if (n == name) return {1, 28, 28};
-  BRISK_FAIL("unknown model '", name, "' (known: mlp, cnn, resnet, resnet-deep)");
+static std::string known_models() {
+  std::string s;
+  for (auto& n : model_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
 }
 
-std::shared_ptr<Module> make_model(const std::string& name) {
+Shape input_shape(const std::string& name) {
+  BRISK_CHECK(!is_gpt(name), "model ", name, " is a language model: it reads token ids [B, T], not images");
+  for (auto& n : model_names())
+    if (n == name) return {1, 28, 28};
+  BRISK_FAIL("unknown model '", name, "' (known: ", known_models(), ")");
+}
+
+std::shared_ptr<Module> make_model(const std::string& name, const GPTOptions& gpt) {
+  if (is_gpt(name)) return std::make_shared<GPT>(gpt_config(name, gpt));
   if (name == "mlp") return mlp();
   if (name == "cnn") return cnn();
   if (name == "resnet") return resnet();
   if (name == "resnet-deep") return resnet(1.0, 2);
-  BRISK_FAIL("unknown model '", name, "' (known: mlp, cnn, resnet, resnet-deep)");
+  BRISK_FAIL("unknown model '", name, "' (known: ", known_models(), ")");
 }
 
 }  // namespace brisk::models

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "models/gpt.h"
 #include "nn/layers.h"
 
 namespace brisk::models {
@@ -22,9 +23,11 @@ std::shared_ptr<nn::Sequential> cnn();
 // stacking needs runs to grow).
 std::shared_ptr<nn::Sequential> resnet(double width = 1.0, int64_t extra = 0);
 
-std::shared_ptr<nn::Module> make_model(const std::string& name);
+// `gpt` sets the language models' sizes (models/gpt.h); image models ignore it.
+std::shared_ptr<nn::Module> make_model(const std::string& name, const GPTOptions& gpt = {});
 const std::vector<std::string>& model_names();
-// The image shape every model here expects: [C, H, W] = [1, 28, 28].
+// The image shape an image model expects: [C, H, W] = [1, 28, 28]. Throws
+// for a language model (is_gpt), which reads token ids [B, T].
 Shape input_shape(const std::string& name);
 
 }  // namespace brisk::models

@@ -5,6 +5,8 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 #include "core/flops.h"
+#include <cmath>
+#include <limits>
 #include <optional>
 
 #include "core/autocast.h"
@@ -586,6 +588,69 @@ Tensor layer_norm_composite(const Tensor& x, const Shape& normalized_shape, cons
   if (weight.defined()) y = y * weight;
   if (bias.defined()) y = y + bias;
   return y;
+}
+
+static void check_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const char* op = "scaled_dot_product_attention";
+  check_defined(op, q);
+  check_defined(op, k);
+  check_defined(op, v);
+  check_floating(op, q);
+  check_same_dtype(op, q, k);
+  check_same_dtype(op, q, v);
+  check_same_device(op, q, k);
+  check_same_device(op, q, v);
+  BRISK_CHECK(q.dim() >= 2 && k.dim() == q.dim() && k.shape() == v.shape(), "op ", op,
+              ": expected q [..., Tq, D] and k, v [..., Tk, D] with the same leading dims, got q ",
+              shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ", shape_str(v.shape()));
+  for (int64_t d = 0; d + 2 < q.dim(); ++d)
+    BRISK_CHECK(q.size(d) == k.size(d), "op ", op, ": leading dims of q ", shape_str(q.shape()), " and k ",
+                shape_str(k.shape()), " differ");
+  BRISK_CHECK(q.size(-1) == k.size(-1) && q.size(-1) > 0, "op ", op, ": q's head dim ", q.size(-1),
+              " must equal k's ", k.size(-1), " and be > 0");
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    std::optional<double> scale) {
+  check_attention(q, k, v);
+  int64_t D = q.size(-1), Tq = q.size(-2), Tk = k.size(-2);
+  double sc = scale.value_or(1.0 / std::sqrt(double(D)));
+  BRISK_CHECK(std::isfinite(sc), "op scaled_dot_product_attention: scale must be finite, got ", sc);
+  int64_t BH = Tq > 0 ? q.numel() / (Tq * D) : 0;
+  if (kernel_backends(opkey::attention_fwd, q.device().type, q.dtype()).empty() || BH == 0 || Tq == 0 || Tk == 0)
+    return scaled_dot_product_attention_composite(q, k, v, causal, sc);
+  Tensor q3 = q.detach().contiguous().reshape({BH, Tq, D}), k3 = k.detach().contiguous().reshape({BH, Tk, D}),
+         v3 = v.detach().contiguous().reshape({BH, Tk, D});
+  TensorOptions o(q.dtype(), q.device());
+  Tensor out = empty({BH, Tq, D}, o), lse = empty({BH, Tq}, o);
+  AttentionParams p{sc, causal};
+  {
+    Tensor ins[3] = {q3, k3, v3};
+    Tensor outs[2] = {out, lse};
+    dispatch(opkey::attention_fwd, q.device(), q.dtype(), KernelArgs{ins, outs, &p});
+  }
+  Shape qs = q.shape(), ks = k.shape();
+  return attach_grad(out.reshape(qs), "AttentionBackward", {q, k, v}, [=](const Tensor& g) {
+    TensorOptions go(g.dtype(), g.device());
+    Tensor gq = empty({BH, Tq, D}, go), gk = empty({BH, Tk, D}, go), gv = empty({BH, Tk, D}, go);
+    Tensor ins[6] = {g.contiguous().reshape({BH, Tq, D}), q3, k3, v3, out, lse};
+    Tensor outs[3] = {gq, gk, gv};
+    dispatch(opkey::attention_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    return std::vector<Tensor>{gq.reshape(qs), gk.reshape(ks), gv.reshape(ks)};
+  });
+}
+
+// The definition the fused kernels are checked against: the full score matrix.
+Tensor scaled_dot_product_attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                              double scale) {
+  check_attention(q, k, v);
+  int64_t Tq = q.size(-2), Tk = k.size(-2);
+  Tensor s = matmul(q, k.transpose(-2, -1)) * scale;  // [..., Tq, Tk]
+  if (causal) {
+    Tensor i = arange(double(Tk - Tq), double(Tk), 1.0, DType::i64).unsqueeze(1), j = arange(Tk).unsqueeze(0);
+    s = masked_fill(s, gt(j, i), -std::numeric_limits<double>::infinity());
+  }
+  return matmul(softmax(s, -1), v);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {

@@ -78,6 +78,17 @@ Tensor layer_norm_fused(const Tensor& x, const Shape& normalized_shape, const Te
                         const Tensor& bias, double eps);
 Tensor layer_norm_composite(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                             const Tensor& bias, double eps);
+// softmax(q k^T * scale [+ causal mask]) v, like
+// torch.nn.functional.scaled_dot_product_attention: q [..., Tq, D],
+// k and v [..., Tk, D] with the same leading dims; scale defaults to
+// 1/sqrt(D). Causal: query i sees keys j <= i + Tk - Tq (Tq = Tk: the usual
+// lower triangle; Tq = 1 after a KV cache: every key). Runs the fused kernels
+// ("attention_fwd/bwd": no Tq x Tk matrix in memory) where a backend has
+// them, else the composite.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = false,
+                                    std::optional<double> scale = std::nullopt);
+Tensor scaled_dot_product_attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                              double scale);
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 // weight [V, D], indices (i64, any shape) -> [..., D]
 Tensor embedding(const Tensor& indices, const Tensor& weight);

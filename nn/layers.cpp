@@ -195,12 +195,7 @@ Tensor MultiheadSelfAttention::forward(const Tensor& x) {
     return qkv.narrow(2, i * embed_dim, embed_dim).reshape({B, T, num_heads, Dh}).transpose(1, 2);
   };
   Tensor q = heads(0), k = heads(1), v = heads(2);
-  Tensor scores = matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(Dh)));  // [B, H, T, T]
-  if (causal) {
-    Tensor i = arange(T).unsqueeze(1), j = arange(T).unsqueeze(0);
-    scores = masked_fill(scores, gt(j, i), -std::numeric_limits<double>::infinity());
-  }
-  Tensor ctx = matmul(softmax(scores, -1), v);  // [B, H, T, Dh]
+  Tensor ctx = F::scaled_dot_product_attention(q, k, v, causal);  // [B, H, T, Dh]
   return out_proj->forward(ctx.transpose(1, 2).reshape({B, T, embed_dim}));
 }
 std::string MultiheadSelfAttention::repr() const {

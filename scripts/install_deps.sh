@@ -8,6 +8,7 @@ PACKAGES=(
   libopenblas-dev zlib1g-dev
   catch2 libbenchmark-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   dataset-fashion-mnist
+  bible-kjv           # text:kjv, the language models' corpus (the `bible` command)
   python3             # tests/reliability/*.py (hostile inputs, crash consistency)
   clang libclang-rt-14-dev  # scripts/sanitize.sh and scripts/fuzz.sh (ASan/UBSan, libFuzzer)
   python3-matplotlib  # brisk speedup's pareto.png (tools/plot_pareto.py)

@@ -398,6 +398,22 @@ std::vector<OpCase> table() {
     c.composite = [](const V& in) { return F::layer_norm_composite(in[0], {70}, in[1], in[2], 1e-5); };
     t.push_back(c);
   }
+  for (bool causal : {false, true}) {
+    // Tk = 70 keys (more than one key block of the fused kernel, and a
+    // ragged last one); causal also with fewer queries than keys (a KV cache).
+    OpCase c;
+    c.name = causal ? "scaled_dot_product_attention (causal)" : "scaled_dot_product_attention";
+    c.keys = {"attention_fwd", "attention_bwd"};
+    int64_t Tq = causal ? 37 : 70;
+    c.make = [Tq](DType d) {
+      return V{uni({2, 3, Tq, 8}, d, -1, 1, 51), uni({2, 3, 70, 8}, d, -1, 1, 52), uni({2, 3, 70, 8}, d, -1, 1, 53)};
+    };
+    c.f = [causal](const V& in) { return F::scaled_dot_product_attention(in[0], in[1], in[2], causal); };
+    c.composite = [causal](const V& in) {
+      return F::scaled_dot_product_attention_composite(in[0], in[1], in[2], causal, 1.0 / std::sqrt(8.0));
+    };
+    t.push_back(c);
+  }
   {
     OpCase c;
     c.name = "sparse_linear (CSR)";

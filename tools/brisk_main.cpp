@@ -4,6 +4,7 @@
 //   brisk info   build configuration and registered kernel backends
 //   brisk speedup  time-to-accuracy of recipes vs a baseline over budgets and seeds
 //   brisk profile  where a recipe's training time goes, per phase and per kernel
+//   brisk generate  sample text from a trained language model's checkpoint
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -23,6 +24,7 @@
 #include "efficiency/method.h"
 #include "efficiency/speedup/harness.h"
 #include "core/op_keys.h"
+#include "train/generate.h"
 #include "train/profile.h"
 #include "train/trainer.h"
 
@@ -155,32 +157,32 @@ struct TrainFlags {
 // with (checkpoint.json's "config"), so that flags tried in a run that failed
 // before its next checkpoint (say, a learning rate that diverged) do not
 // stick; config.json where no checkpoint exists yet.
-train::TrainConfig resumed_config(const std::string& dir) {
+train::TrainConfig resumed_config(const std::string& dir, const std::string& flag = "--resume") {
   std::string file = dir + "/checkpoint.json";
   bool from_checkpoint = std::filesystem::exists(file);
   if (!from_checkpoint) file = dir + "/config.json";
   std::ifstream in(file);
-  BRISK_CHECK(in.good(), "--resume ", dir, ": no config.json there (is it a brisk run folder?)");
+  BRISK_CHECK(in.good(), flag, " ", dir, ": no config.json there (is it a brisk run folder?)");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    BRISK_FAIL("--resume ", file, " is corrupt: ", e.what());
+    BRISK_FAIL(flag, " ", file, " is corrupt: ", e.what());
   }
   if (from_checkpoint) {
-    BRISK_CHECK(j.is_object() && j.contains("config"), "--resume ", file, ": no 'config' field");
+    BRISK_CHECK(j.is_object() && j.contains("config"), flag, " ", file, ": no 'config' field");
     j = j["config"];
   }
-  BRISK_CHECK(j.is_object(), "--resume ", file, ": the run's config is not a JSON object");
+  BRISK_CHECK(j.is_object(), flag, " ", file, ": the run's config is not a JSON object");
   nlohmann::json keep;
   for (auto& k : train::TrainConfig::keys())
     if (j.contains(k)) keep[k] = j[k];
   try {
     return train::TrainConfig::from_json(keep);
   } catch (const Error& e) {
-    BRISK_FAIL("--resume ", file, ": ", e.what());
+    BRISK_FAIL(flag, " ", file, ": ", e.what());
   } catch (const nlohmann::json::exception& e) {
-    BRISK_FAIL("--resume ", file, ": the run's config has a value of the wrong type: ", e.what());
+    BRISK_FAIL(flag, " ", file, ": the run's config has a value of the wrong type: ", e.what());
   }
 }
 
@@ -219,7 +221,8 @@ int main(int argc, char** argv) {
   TrainFlags tf;
   auto* tr = app.add_subcommand("train", "train a model on a dataset");
   const std::vector<std::pair<std::string, std::string>> train_opts = {
-      {"model", "mlp|cnn|resnet|resnet-deep"}, {"data", "dataset (fashion-mnist)"}, {"data-dir", "folder of IDX files"},
+      {"model", "mlp|cnn|resnet|resnet-deep|gpt-tiny|gpt-small"},
+      {"data", "fashion-mnist | text:kjv | text:PATH (UTF-8 text, byte tokens)"}, {"data-dir", "folder of IDX files"},
       {"epochs", "epochs (the schedule's budget)"}, {"batch-size", "batch size"}, {"lr", "peak learning rate"},
       {"optimizer", "sgd|adamw|lars|lamb"}, {"schedule", "constant|cosine|onecycle|linear|step"},
       {"momentum", "SGD momentum"}, {"nesterov", "true|false"}, {"weight-decay", "weight decay"},
@@ -227,7 +230,10 @@ int main(int argc, char** argv) {
       {"augment", "none|flip|crop|crop+flip"}, {"clip-grad", "max gradient norm (0: off)"}, {"seed", "random seed"},
       {"trust-coefficient", "LARS trust coefficient eta"}, {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},
       {"max-steps", "stop after this many steps (the schedule still spans --epochs)"},
-      {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"}};
+      {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"},
+      {"block-size", "gpt: context length in tokens (0: the size's default)"},
+      {"n-layer", "gpt: transformer blocks (0: default)"}, {"n-head", "gpt: attention heads (0: default)"},
+      {"n-embd", "gpt: embedding width (0: default)"}, {"dropout", "gpt: dropout probability (default 0)"}};
   for (auto& [k, help] : train_opts) tr->add_option("--" + k, tf.values[k], help);
   tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
@@ -264,6 +270,17 @@ int main(int argc, char** argv) {
   pf->add_option("--warmup", po.warmup, "steps before the clocks start")->capture_default_str();
   pf->add_option("--set", prof_sets, "key=value overriding the recipe (repeatable), e.g. model=mlp");
   pf->add_option("--json", prof_json, "also write the report as JSON to this file ('-': JSON on stdout only)");
+  train::GenerateOptions go;
+  std::string gen_run;
+  auto* gn = app.add_subcommand("generate", "sample text from a trained language model (gpt-*) run folder");
+  gn->add_option("--checkpoint", gen_run, "run folder with a checkpoint")->required();
+  gn->add_option("--prompt", go.prompt, "text to continue")->capture_default_str();
+  gn->add_option("--tokens", go.tokens, "tokens to generate")->capture_default_str();
+  gn->add_option("--temperature", go.temperature, "softmax temperature (0: greedy)")->capture_default_str();
+  gn->add_option("--top-k", go.top_k, "sample among the k most likely tokens (0: all)")->capture_default_str();
+  gn->add_option("--seed", go.seed, "sampling seed")->capture_default_str();
+  gn->add_flag("--no-kv-cache", [&](int64_t) { go.kv_cache = false; },
+               "recompute the whole context for every token (slower; for comparison)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -273,6 +290,18 @@ int main(int argc, char** argv) {
     if (tr->parsed()) return run_train(*tr, tf);
     if (d->parsed()) return run_demo(demo);
     if (info->parsed()) return run_info();
+    if (gn->parsed()) {
+      train::TrainConfig cfg = resumed_config(gen_run, "--checkpoint");
+      auto model = train::load_gpt_checkpoint(gen_run, cfg);
+      std::fwrite(go.prompt.data(), 1, go.prompt.size(), stdout);
+      std::fflush(stdout);
+      train::generate(*model, go, [](int64_t t) {
+        std::fputc(int(t), stdout);
+        std::fflush(stdout);
+      });
+      std::fputc('\n', stdout);
+      return 0;
+    }
     if (pf->parsed()) {
       train::TrainConfig cfg;
       if (!prof_config.empty()) cfg.load_toml(prof_config);

@@ -58,14 +58,24 @@ const std::vector<std::string>& TrainConfig::keys() {
   static const std::vector<std::string> k{
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
-      "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress"};
+      "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress",
+      "block-size", "n-layer", "n-head", "n-embd", "dropout"};
   return k;
 }
 
 void TrainConfig::set(const std::string& key_in, const std::string& v) {
   std::string key = norm_key(key_in);
-  if (key == "model") { one_of("model", v, {"mlp", "cnn", "resnet", "resnet-deep"}); model = v; }
-  else if (key == "data") { one_of("dataset", v, {"fashion-mnist"}); data = v; }
+  if (key == "model") { one_of("model", v, {"mlp", "cnn", "resnet", "resnet-deep", "gpt-tiny", "gpt-small"}); model = v; }
+  else if (key == "data") {
+    BRISK_CHECK(v == "fashion-mnist" || (v.rfind("text:", 0) == 0 && v.size() > 5), "unknown dataset '", v,
+                "' (known: fashion-mnist, text:kjv, text:PATH for a UTF-8 text file)");
+    data = v;
+  }
+  else if (key == "block-size") block_size = to_int(key, v);
+  else if (key == "n-layer") n_layer = to_int(key, v);
+  else if (key == "n-head") n_head = to_int(key, v);
+  else if (key == "n-embd") n_embd = to_int(key, v);
+  else if (key == "dropout") dropout = to_double(key, v);
   else if (key == "data-dir") data_dir = v;
   else if (key == "epochs") epochs = to_int(key, v);
   else if (key == "batch-size") batch_size = to_int(key, v);
@@ -119,6 +129,9 @@ void TrainConfig::validate() const {
               "] (0: all cores; at most 4x the cores), got ", threads);
   BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
   BRISK_CHECK(!out.empty(), "config: out must not be empty");
+  BRISK_CHECK(block_size >= 0 && n_layer >= 0 && n_head >= 0 && n_embd >= 0,
+              "config: block-size, n-layer, n-head and n-embd must be >= 0 (0: the model's default)");
+  BRISK_CHECK(dropout == -1 || (dropout >= 0 && dropout < 1), "config: dropout must be in [0, 1), got ", dropout);
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -127,7 +140,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"momentum", momentum}, {"nesterov", nesterov}, {"weight-decay", weight_decay},
           {"warmup-epochs", warmup_epochs}, {"label-smoothing", label_smoothing}, {"augment", augment},
           {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
-          {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress}};
+          {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
+          {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout}};
 }
 
 static std::string scalar_text(const nlohmann::json& v) {

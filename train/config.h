@@ -11,7 +11,7 @@ namespace brisk::train {
 
 struct TrainConfig {
   std::string model = "cnn";
-  std::string data = "fashion-mnist";
+  std::string data = "fashion-mnist";  // or text:kjv, text:PATH (language models)
   std::string data_dir;  // empty: the dataset's default folder
   int64_t epochs = 10;
   int64_t batch_size = 128;
@@ -34,6 +34,9 @@ struct TrainConfig {
   int64_t eval_every = 0;        // steps between evaluations; 0: once per epoch
   std::vector<std::string> methods;  // "family:key=value,..."
   std::string progress = "auto";  // auto | on | off
+  // Language models (gpt-*): 0 (dropout -1) keeps the model size's default.
+  int64_t block_size = 0, n_layer = 0, n_head = 0, n_embd = 0;
+  double dropout = -1;
 
   // Sets one key from its text form; throws brisk::Error naming the key on an
   // unknown key or a bad value.

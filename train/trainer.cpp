@@ -36,9 +36,38 @@ void Trainer::to_device(data::Batch& b) const {
 void Trainer::check_data_fits_model(const data::Dataset& d, const char* split) const {
   std::string where = cfg_.data_dir.empty() ? cfg_.data : cfg_.data_dir;
   BRISK_CHECK(d.size() > 0, "dataset ", where, ": the ", split, " split is empty");
+  if (models::is_gpt(cfg_.model) || d.is_text()) {
+    BRISK_CHECK(models::is_gpt(cfg_.model) && d.is_text(), "model ", cfg_.model, " and dataset ", cfg_.data,
+                " do not fit: language models (gpt-*) train on text (--data text:kjv or text:PATH), image "
+                "models on images");
+    int64_t V = static_cast<models::GPT&>(*model_).config.vocab_size;
+    BRISK_CHECK(d.num_classes <= V, "dataset ", cfg_.data, " has a vocabulary of ", d.num_classes,
+                " tokens but model ", cfg_.model, " embeds ", V);
+    return;
+  }
   Shape got(d.images.shape().begin() + 1, d.images.shape().end()), want = models::input_shape(cfg_.model);
   BRISK_CHECK(got == want, "dataset ", where, ": ", split, " images are ", shape_str(got), " (C, H, W) but model ",
               cfg_.model, " reads ", shape_str(want), " (28x28 grey images)");
+}
+
+// Language models: the model's size from the config's overrides.
+static models::GPTOptions gpt_options(const TrainConfig& c) {
+  models::GPTOptions o;
+  o.block_size = c.block_size;
+  o.n_layer = c.n_layer;
+  o.n_head = c.n_head;
+  o.n_embd = c.n_embd;
+  o.dropout = c.dropout;
+  return o;
+}
+
+// logits [B, classes] or, for a language model, [B, T, V] with targets
+// [B, T]: the loss per example (per sequence: the mean over its tokens).
+Tensor Trainer::example_losses(const Tensor& lg, const Tensor& y, double smoothing) const {
+  if (lg.dim() != 3) return F::cross_entropy(lg, y, F::Reduction::none, -100, smoothing);
+  int64_t B = lg.size(0), T = lg.size(1), V = lg.size(2);
+  Tensor l = F::cross_entropy(lg.reshape({B * T, V}), y.reshape({B * T}), F::Reduction::none, -100, smoothing);
+  return mean(l.reshape({B, T}), {1});
 }
 
 Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move(cfg)) {
@@ -53,11 +82,22 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   }
   if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
   manual_seed(cfg_.seed);
-  model_ = models::make_model(cfg_.model);  // initialized on the cpu (same weights for any device) ...
+  model_ = models::make_model(cfg_.model, gpt_options(cfg_));  // initialized on the cpu (same weights for any device) ...
   model_->to(device_);                      // ... then moved, before the optimizer sees it
+  int64_t block = 0;  // text windows: the model's context
+  if (models::is_gpt(cfg_.model)) {
+    block = static_cast<models::GPT&>(*model_).config.block_size;
+    BRISK_CHECK(cfg_.methods.empty(), "--method ", cfg_.methods.empty() ? "" : cfg_.methods.front(), ": efficiency "
+                "methods do not run on language models in this version (their per-example statistics, masks "
+                "and surgery are built for the image models); drop --method for ", cfg_.model);
+    BRISK_CHECK(cfg_.label_smoothing == 0, "--label-smoothing is for classifiers; a language model's loss "
+                "(and its bits per byte) is the plain cross-entropy");
+  }
+  BRISK_CHECK(cfg_.data.rfind("text:", 0) != 0 || models::is_gpt(cfg_.model), "--data ", cfg_.data,
+              " is text: train a language model on it (--model gpt-tiny or gpt-small), not ", cfg_.model);
 
-  data::Dataset train_set = data::load_dataset(cfg_.data, cfg_.data_dir, true);
-  test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false);
+  data::Dataset train_set = data::load_dataset(cfg_.data, cfg_.data_dir, true, block);
+  test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false, block);
   check_data_fits_model(train_set, "training");
   check_data_fits_model(test_set_, "test");
   BRISK_CHECK(cfg_.batch_size <= train_set.size(), "--batch-size ", cfg_.batch_size, " exceeds the ",
@@ -172,16 +212,19 @@ EvalResult Trainer::evaluate() {
   NoGradGuard ng;
   bool was_training = model_->is_training();
   model_->eval();
-  data::DataLoader loader(test_set_, data::in_order(1000));
+  // Text: loss and accuracy per token (next-token prediction).
+  data::DataLoader loader(test_set_, data::in_order(test_set_.is_text() ? 64 : 1000));
   loader.start_epoch(0);
   double loss_sum = 0, correct = 0;
   int64_t n = 0;
   while (auto b = loader.next()) {
     to_device(*b);
     Tensor out = model_->forward(b->x);
-    loss_sum += F::cross_entropy(out, b->y, F::Reduction::sum).item();
-    correct += sum(eq(argmax(out, 1), b->y)).item();
-    n += b->y.size(0);
+    if (out.dim() == 3) out = out.reshape({-1, out.size(2)});
+    Tensor y = b->y.reshape({-1});
+    loss_sum += F::cross_entropy(out, y, F::Reduction::sum).item();
+    correct += sum(eq(argmax(out, 1), y)).item();
+    n += y.size(0);
   }
   model_->train(was_training);
   return {loss_sum / double(n), correct / double(n)};
@@ -199,7 +242,7 @@ void Trainer::train_one_batch() {
   pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_forward(*this); });
   pc = PhaseClock();
-  per_example_loss = F::cross_entropy(logits, batch.y, F::Reduction::none, -100, label_smoothing);
+  per_example_loss = example_losses(logits, batch.y, label_smoothing);
   pc.to(phases_.forward);
   fire([&](Callback& c) { c.on_after_loss(*this); });
   pc = PhaseClock();
@@ -267,7 +310,7 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
     model_->eval();  // scoring must not move BatchNorm statistics
     Tensor lg = model_->forward(loaded.x);
     model_->train();
-    Tensor losses = F::cross_entropy(lg, loaded.y, F::Reduction::none, -100, cfg_.label_smoothing);
+    Tensor losses = example_losses(lg, loaded.y, cfg_.label_smoothing);
     chosen = sel.select(*this, loaded.indices, loaded.y, losses, lg);
   }
   double scored = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -423,6 +466,11 @@ void Trainer::write_metrics(const EvalResult& r) {
             {"test_loss", r.loss},
             {"test_acc", r.acc},
             {"lr", optimizer_->lr()}};
+  if (test_set_.is_text()) {  // byte-level tokens: one token per byte, so bits per byte = nats / ln 2
+    j["val_loss"] = r.loss;
+    j["val_bpb"] = r.loss / std::log(2.0);
+    j["tokens_per_s"] = state_.wall_s > 0 ? double(state_.samples_seen * test_set_.block_size) / state_.wall_s : 0.0;
+  }
   for (auto& cb : callbacks_) cb->add_metrics(j);
   for (auto& [k, v] : extra_metrics.items()) j[k] = v;
   extra_metrics = json::object();
@@ -430,9 +478,15 @@ void Trainer::write_metrics(const EvalResult& r) {
   BRISK_CHECK(f.good(), "cannot append to ", (fs::path(cfg_.out) / "metrics.jsonl").string());
   f << j.dump() << "\n";
   metrics_lines_++;
-  std::printf("epoch %.2f  step %lld  train_loss %.4f  test_loss %.4f  test_acc %.4f  wall %.1fs\n",
-              j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss, r.acc,
-              state_.wall_s);
+  if (test_set_.is_text())
+    std::printf("epoch %.2f  step %lld  train_loss %.4f  val_loss %.4f  val_bpb %.3f  token_acc %.4f  "
+                "%.0f tokens/s  wall %.1fs\n",
+                j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss,
+                j["val_bpb"].get<double>(), r.acc, j["tokens_per_s"].get<double>(), state_.wall_s);
+  else
+    std::printf("epoch %.2f  step %lld  train_loss %.4f  test_loss %.4f  test_acc %.4f  wall %.1fs\n",
+                j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss, r.acc,
+                state_.wall_s);
   std::fflush(stdout);
   state_.loss_sum = 0;
   state_.loss_count = 0;

@@ -66,8 +66,8 @@ class Trainer {
   const std::vector<std::unique_ptr<Callback>>& callbacks() const { return callbacks_; }
   // Current batch and its results (valid between batch_start and batch_end).
   data::Batch batch;
-  Tensor logits;             // [B, classes], after_forward
-  Tensor per_example_loss;   // [B], after_loss
+  Tensor logits;             // [B, classes] (language models: [B, T, vocab]), after_forward
+  Tensor per_example_loss;   // [B], after_loss (language models: each sequence's mean token loss)
   Tensor loss_weights;       // optional [B]: set before after_loss to weight examples
   Tensor loss;               // scalar that backward() runs on
   bool skip_step = false;    // set in before_step to skip this optimizer update
@@ -125,6 +125,7 @@ class Trainer {
   void write_metrics(const EvalResult& r);
   void write_config_json();
   void check_data_fits_model(const data::Dataset& d, const char* split) const;
+  Tensor example_losses(const Tensor& logits, const Tensor& y, double label_smoothing) const;
   void trim_metrics();
   std::string last_checkpoint_note() const;
   // Step of the checkpoint on disk (-1: none yet). Every checkpoint follows an

@@ -15,6 +15,7 @@ void register_sgd_step();
 void register_adamw_step();
 void register_batch_norm();
 void register_layer_norm();
+void register_attention();
 void register_csr_linear();
 void register_bf16_round();
 void register_fp8();
@@ -36,6 +37,7 @@ void register_cpu_kernels() {
   kern::cpu::register_adamw_step();
   kern::cpu::register_batch_norm();
   kern::cpu::register_layer_norm();
+  kern::cpu::register_attention();
   kern::cpu::register_csr_linear();
   kern::cpu::register_bf16_round();
   kern::cpu::register_fp8();

@@ -1,0 +1,191 @@
+// Optimized scaled dot-product attention (contract in core/kernel_params.h),
+// FlashAttention-style: for a block of queries the keys are visited in blocks
+// of kKeys with a running max and normalizer (online softmax), so only a
+// [kKeys] row of scores exists at a time, never the Tq x Tk matrix. The
+// backward recomputes the probabilities from the saved log-normalizer.
+//
+// Vectorization: each key block is packed transposed (Kt [D, kKeys]) so the
+// scores of one query are an AXPY over contiguous keys, and the value updates
+// are AXPYs over D; exp is a polynomial the compiler vectorizes (f32).
+// Threads: the forward splits (slice, query block) pairs; the backward splits
+// slices (gk, gv of a slice sum over all its queries, so one thread owns a
+// slice and the order of every sum is fixed): results do not depend on the
+// thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/strided.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+constexpr int64_t kQueries = 32, kKeys = 64;
+
+// exp(x) for x <= 0 (scores minus their running max), f32: 2^n * e^r with
+// |r| <= ln2/2 and a degree-6 polynomial (relative error ~2e-7); plain code
+// the vectorizer turns into SIMD, unlike std::exp. Below -87 it flushes to 0.
+inline float exp_neg(float x) {
+  x = std::max(x, -87.0f);
+  float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+inline double exp_neg(double x) { return std::exp(x); }
+
+int64_t keys_seen(bool causal, int64_t i, int64_t Tq, int64_t Tk) {
+  if (!causal) return Tk;
+  return std::max<int64_t>(0, std::min<int64_t>(Tk, i + 1 + Tk - Tq));
+}
+
+// Kt[d * kKeys + j] = k[(j0 + j) * D + d] for j < n.
+template <class T>
+void pack_transposed(const T* k, int64_t j0, int64_t n, int64_t D, T* kt) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < D; ++d) kt[d * kKeys + j] = k[(j0 + j) * D + d];
+}
+
+// s[j] = scale * q . k_j for j < n, from the packed block.
+template <class T>
+void scores(const T* q, const T* kt, int64_t n, int64_t D, T scale, T* s) {
+  for (int64_t j = 0; j < n; ++j) s[j] = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    T qd = q[d] * scale;
+    const T* row = kt + d * kKeys;
+    for (int64_t j = 0; j < n; ++j) s[j] += qd * row[j];
+  }
+}
+}  // namespace
+
+template <class T>
+bool attention_fwd(const KernelArgs& a) {
+  const auto& p = *static_cast<const AttentionParams*>(a.params);
+  int64_t BH = a.in[0].size(0), Tq = a.in[0].size(1), D = a.in[0].size(2), Tk = a.in[1].size(1);
+  const T *q = ptr<T>(a.in[0]), *k = ptr<T>(a.in[1]), *v = ptr<T>(a.in[2]);
+  T *o = ptr<T>(a.out[0]), *lse = ptr<T>(a.out[1]);
+  const T scale = T(p.scale);
+  int64_t qblocks = (Tq + kQueries - 1) / kQueries;
+  parallel_for(0, BH * qblocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<T> kt(static_cast<size_t>(D * kKeys)), s(static_cast<size_t>(kKeys)), m(static_cast<size_t>(kQueries)),
+        l(static_cast<size_t>(kQueries));
+    for (int64_t task = lo; task < hi; ++task) {
+      int64_t b = task / qblocks, i0 = (task % qblocks) * kQueries, i1 = std::min(Tq, i0 + kQueries);
+      const T *kb = k + b * Tk * D, *vb = v + b * Tk * D;
+      T* ob = o + b * Tq * D;
+      std::fill(ob + i0 * D, ob + i1 * D, T(0));
+      std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
+      std::fill(l.begin(), l.end(), T(0));
+      int64_t nmax = keys_seen(p.causal, i1 - 1, Tq, Tk);
+      for (int64_t j0 = 0; j0 < nmax; j0 += kKeys) {
+        int64_t jb = std::min(kKeys, nmax - j0);
+        pack_transposed(kb, j0, jb, D, kt.data());
+        for (int64_t i = i0; i < i1; ++i) {
+          int64_t n = std::min(keys_seen(p.causal, i, Tq, Tk) - j0, jb);
+          if (n <= 0) continue;
+          scores(q + (b * Tq + i) * D, kt.data(), n, D, scale, s.data());
+          T mx = m[size_t(i - i0)];
+          for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[size_t(j)]);
+          T corr = exp_neg(m[size_t(i - i0)] - mx), sum = 0;  // exp(-inf) = 0 on the first block
+          for (int64_t j = 0; j < n; ++j) {
+            s[size_t(j)] = exp_neg(s[size_t(j)] - mx);
+            sum += s[size_t(j)];
+          }
+          T* oi = ob + i * D;
+          for (int64_t d = 0; d < D; ++d) oi[d] *= corr;
+          for (int64_t j = 0; j < n; ++j) {
+            const T* vj = vb + (j0 + j) * D;
+            T pj = s[size_t(j)];
+            for (int64_t d = 0; d < D; ++d) oi[d] += pj * vj[d];
+          }
+          l[size_t(i - i0)] = l[size_t(i - i0)] * corr + sum;
+          m[size_t(i - i0)] = mx;
+        }
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        T li = l[size_t(i - i0)], inv = li > 0 ? T(1) / li : T(0);
+        for (int64_t d = 0; d < D; ++d) ob[i * D + d] *= inv;
+        lse[b * Tq + i] = li > 0 ? m[size_t(i - i0)] + std::log(li) : -std::numeric_limits<T>::infinity();
+      }
+    }
+  });
+  return true;
+}
+
+// Per slice, key blocks outer and queries inner: p_ij = exp(s_ij - lse_i),
+// gv_j += p_ij go_i, ds_ij = p_ij (go_i.v_j - go_i.o_i), gq_i += scale ds_ij k_j,
+// gk_j += scale ds_ij q_i.
+template <class T>
+bool attention_bwd(const KernelArgs& a) {
+  const auto& p = *static_cast<const AttentionParams*>(a.params);
+  int64_t BH = a.in[1].size(0), Tq = a.in[1].size(1), D = a.in[1].size(2), Tk = a.in[2].size(1);
+  const T *go = ptr<T>(a.in[0]), *q = ptr<T>(a.in[1]), *k = ptr<T>(a.in[2]), *v = ptr<T>(a.in[3]);
+  const T *o = ptr<T>(a.in[4]), *lse = ptr<T>(a.in[5]);
+  T *gq = ptr<T>(a.out[0]), *gk = ptr<T>(a.out[1]), *gv = ptr<T>(a.out[2]);
+  const T scale = T(p.scale);
+  parallel_for(0, BH, 1, [&](int64_t lo, int64_t hi) {
+    const size_t blk = static_cast<size_t>(D * kKeys), nk = static_cast<size_t>(kKeys);
+    std::vector<T> kt(blk), vt(blk), s(nk), dp(nk), di(static_cast<size_t>(Tq));
+    for (int64_t b = lo; b < hi; ++b) {
+      const T *qb = q + b * Tq * D, *gob = go + b * Tq * D, *ob = o + b * Tq * D;
+      const T *kb = k + b * Tk * D, *vb = v + b * Tk * D;
+      T *gqb = gq + b * Tq * D, *gkb = gk + b * Tk * D, *gvb = gv + b * Tk * D;
+      std::fill(gqb, gqb + Tq * D, T(0));
+      std::fill(gkb, gkb + Tk * D, T(0));
+      std::fill(gvb, gvb + Tk * D, T(0));
+      for (int64_t i = 0; i < Tq; ++i) {
+        T acc = 0;
+        for (int64_t d = 0; d < D; ++d) acc += gob[i * D + d] * ob[i * D + d];
+        di[size_t(i)] = acc;
+      }
+      for (int64_t j0 = 0; j0 < Tk; j0 += kKeys) {
+        int64_t jb = std::min(kKeys, Tk - j0);
+        pack_transposed(kb, j0, jb, D, kt.data());
+        pack_transposed(vb, j0, jb, D, vt.data());
+        // The first query that sees key j0 (causal): i + 1 + Tk - Tq > j0.
+        int64_t ifirst = p.causal ? std::max<int64_t>(0, j0 - (Tk - Tq)) : 0;
+        for (int64_t i = ifirst; i < Tq; ++i) {
+          int64_t n = std::min(keys_seen(p.causal, i, Tq, Tk) - j0, jb);
+          if (n <= 0) continue;
+          const T *qi = qb + i * D, *gi = gob + i * D;
+          scores(qi, kt.data(), n, D, scale, s.data());
+          T li = lse[b * Tq + i];
+          for (int64_t j = 0; j < n; ++j) s[size_t(j)] = exp_neg(s[size_t(j)] - li);  // p_ij
+          scores(gi, vt.data(), n, D, T(1), dp.data());                             // go_i . v_j
+          T* gqi = gqb + i * D;
+          for (int64_t j = 0; j < n; ++j) {
+            T pj = s[size_t(j)], ds = pj * (dp[size_t(j)] - di[size_t(i)]) * scale;
+            T *gvj = gvb + (j0 + j) * D, *gkj = gkb + (j0 + j) * D;
+            const T* kj = kb + (j0 + j) * D;
+            for (int64_t d = 0; d < D; ++d) {
+              gvj[d] += pj * gi[d];
+              gkj[d] += ds * qi[d];
+              gqi[d] += ds * kj[d];
+            }
+          }
+        }
+      }
+    }
+  });
+  return true;
+}
+
+void register_attention() {
+  constexpr int P = backend_priority::native;
+  BRISK_REGISTER_FLOATING("attention_fwd", "cpu", P, attention_fwd);
+  BRISK_REGISTER_FLOATING("attention_bwd", "cpu", P, attention_bwd);
+}
+
+}  // namespace brisk::kern::cpu
