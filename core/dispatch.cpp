@@ -255,6 +255,12 @@ static void op_cost(const char* op, const KernelArgs& a, double& flops, double& 
     const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
     int64_t O = o == "conv2d_bwd_weight" ? a.out[0].size(0) : a.in[1].size(0);
     flops = 2.0 * double(g.N) * double(O) * double(g.C * g.kh * g.kw) * double(g.Ho * g.Wo);
+  } else if (o.substr(0, 10) == "attention_" && a.params) {
+    const auto& p = *static_cast<const AttentionParams*>(a.params);
+    const Tensor& q = a.in[o == "attention_fwd" ? 0 : 1];
+    const Tensor& k = a.in[o == "attention_fwd" ? 1 : 2];
+    flops = (o == "attention_fwd" ? 4.0 : 10.0) * double(q.size(0)) * double(q.size(2)) *
+            double(attention_pairs(q.size(1), k.size(1), p.causal));
   } else if (o.substr(0, 10) == "csr_linear") {
     flops = 2.0 * double(a.in[o == "csr_linear_bwd_weight" ? 3 : 2].numel()) * double(a.in[0].size(1));
   } else {

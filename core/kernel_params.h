@@ -69,6 +69,9 @@ struct ConvParams {
   bool bf16 = false;
 };
 // "bias_relu": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = max(y + b, 0).
+// "bias_gelu_fwd": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = gelu(y + b)
+//            (exact erf form). "bias_gelu_bwd": in = {g [M, N], y, b} -> out[0]
+//            gy [M, N] = g * gelu'(y + b); the bias gradient is gy's column sum.
 // Fused softmax + cross-entropy over rows of logits [N, C] (contiguous):
 // "cross_entropy_fwd": in = {logits, target i64 [N]} -> out = {loss [N], lse [N]};
 //            loss_i = lse_i - (1-eps) x[i,t_i] - eps mean_c x[i,c], 0 where t_i == ignore_index.
@@ -123,6 +126,18 @@ struct AttentionParams {
   double scale;
   bool causal;
 };
+// (query, key) pairs attention computes: Tq Tk, or under the causal rule
+// sum_i min(Tk, max(0, i + 1 + Tk - Tq)). Forward: 4 D FLOPs per pair
+// (q.k and p v); backward: 10 D (the scores again, dP, dV, dK, dQ).
+inline int64_t attention_pairs(int64_t Tq, int64_t Tk, bool causal) {
+  if (!causal) return Tq * Tk;
+  int64_t n = 0;
+  for (int64_t i = 0; i < Tq; ++i) {
+    int64_t seen = i + 1 + Tk - Tq;
+    n += seen < 0 ? 0 : seen > Tk ? Tk : seen;
+  }
+  return n;
+}
 // Sparse (CSR) linear layer, W [out, in] with nnz stored entries. The batch is
 // the innermost dim of every dense operand, so each stored entry is one AXPY
 // (or dot) over B contiguous values:

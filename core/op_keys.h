@@ -32,6 +32,7 @@ namespace brisk {
   X(adaptive_avg_pool2d_backward, pool2d)                                                            \
   X(conv2d_fwd, conv2d) X(conv2d_bwd_input, conv2d) X(conv2d_bwd_weight, conv2d)                     \
   X(bias_relu, bias_relu)                                                                            \
+  X(bias_gelu_fwd, bias_gelu) X(bias_gelu_bwd, bias_gelu)                                            \
   X(cross_entropy_fwd, cross_entropy) X(cross_entropy_bwd, cross_entropy)                            \
   X(sgd_step, sgd_step)                                                                              \
   X(adamw_step, adamw_step)                                                                          \

@@ -61,7 +61,9 @@ GPTMLP::GPTMLP(const GPTConfig& c) {
   c_proj = register_module("c_proj", std::make_shared<Linear>(4 * c.n_embd, c.n_embd));
 }
 
-Tensor GPTMLP::forward(const Tensor& x) { return c_proj->forward(gelu(c_fc->forward(x))); }
+Tensor GPTMLP::forward(const Tensor& x) {
+  return c_proj->forward(F::linear_gelu(x, c_fc->weight, c_fc->bias));  // bias + GELU fused
+}
 
 Tensor GPTBlock::forward_cached(const Tensor& x, Tensor* k, Tensor* v) {
   Tensor h = x + attn->forward_cached(ln_1->forward(x), k, v);

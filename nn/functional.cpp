@@ -130,6 +130,41 @@ Tensor bias_relu(const Tensor& y, const Tensor& b) {
   });
 }
 
+Tensor bias_gelu(const Tensor& y, const Tensor& b) {
+  check_defined("bias_gelu", y);
+  check_defined("bias_gelu", b);
+  check_floating("bias_gelu", y);
+  BRISK_CHECK(y.dim() >= 1 && b.shape() == Shape({y.size(-1)}), "op bias_gelu: bias ", shape_str(b.shape()),
+              " must be [", y.dim() ? y.size(-1) : 0, "] for input ", shape_str(y.shape()));
+  check_same_dtype("bias_gelu", y, b);
+  check_same_device("bias_gelu", y, b);
+  if (kernel_backends(opkey::bias_gelu_fwd, y.device().type, y.dtype()).empty() || y.numel() == 0)
+    return bias_gelu_composite(y, b);
+  int64_t N = b.numel();
+  Tensor yd = y.detach().contiguous(), bd = b.detach().contiguous();
+  Tensor out = empty(y.shape(), TensorOptions(y.dtype(), y.device()));
+  {
+    Tensor ins[2] = {yd, bd};
+    Tensor outs[1] = {out};
+    dispatch(opkey::bias_gelu_fwd, y.device(), y.dtype(), KernelArgs{ins, outs, nullptr});
+  }
+  return attach_grad(out, "BiasGeluBackward", {y, b}, [yd, bd, N](const Tensor& g) {
+    Tensor gy = empty(yd.shape(), TensorOptions(g.dtype(), g.device()));
+    Tensor ins[3] = {g.contiguous(), yd, bd};
+    Tensor outs[1] = {gy};
+    dispatch(opkey::bias_gelu_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, nullptr});
+    return std::vector{gy, sum(gy.reshape({-1, N}), {0})};
+  });
+}
+
+Tensor bias_gelu_composite(const Tensor& y, const Tensor& b) { return gelu(y + b); }
+
+Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (!b.defined()) return gelu(linear(x, w));
+  if (w.unsafe_impl() && w.unsafe_impl()->mask) return gelu(linear(x, w, b));  // sparse path adds its own bias
+  return bias_gelu(linear(x, w), b);
+}
+
 Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (!b.defined()) return relu(linear(x, w));
   if (w.unsafe_impl() && w.unsafe_impl()->mask) return relu(linear(x, w, b));  // sparse path adds its own bias
@@ -624,6 +659,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   TensorOptions o(q.dtype(), q.device());
   Tensor out = empty({BH, Tq, D}, o), lse = empty({BH, Tq}, o);
   AttentionParams p{sc, causal};
+  int64_t pair_flops = BH * D * attention_pairs(Tq, Tk, causal);
+  count_flops(4 * pair_flops);
   {
     Tensor ins[3] = {q3, k3, v3};
     Tensor outs[2] = {out, lse};
@@ -636,6 +673,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     Tensor ins[6] = {g.contiguous().reshape({BH, Tq, D}), q3, k3, v3, out, lse};
     Tensor outs[3] = {gq, gk, gv};
     dispatch(opkey::attention_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, &p});
+    count_flops(10 * pair_flops);
     return std::vector<Tensor>{gq.reshape(qs), gk.reshape(ks), gv.reshape(ks)};
   });
 }

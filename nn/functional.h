@@ -39,6 +39,12 @@ struct Pair {
 // x [N, C, H, W], w [O, C/groups, kh, kw], b [O] -> [N, O, Ho, Wo]
 // relu(y + b) over the last dim in one pass, and its backward in one pass.
 Tensor bias_relu(const Tensor& y, const Tensor& b);
+// gelu(y + b) over the last dim (exact erf GELU) in one pass, and its
+// backward in one pass ("bias_gelu_fwd/bwd"); composite where no kernel exists.
+Tensor bias_gelu(const Tensor& y, const Tensor& b);
+Tensor bias_gelu_composite(const Tensor& y, const Tensor& b);
+// gelu(linear(x, w, b)) with the bias and GELU fused (the GPT MLP's c_fc).
+Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b);
 // relu(linear(x, w, b)), with the bias and ReLU fused (bias_relu).
 Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Pair stride = 1,

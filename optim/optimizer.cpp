@@ -232,15 +232,16 @@ void AdamW::update() {
     AdamMoments a = adam_step_state(state_[n], p, options.beta1, options.beta2);
     Tensor m = a.exp_avg, v = a.exp_avg_sq;
     double bc1 = a.bc1, bc2 = a.bc2, lr = lr_for(n);
+    double wd = options.decay_matrices_only && p.dim() < 2 ? 0.0 : options.weight_decay;
     if (options.fused && fusable(p, g) && fusable(m, g) && fusable(v, g)) {
-      AdamWStepParams q{lr, options.beta1, options.beta2, options.eps, options.weight_decay, bc1, bc2};
+      AdamWStepParams q{lr, options.beta1, options.beta2, options.eps, wd, bc1, bc2};
       Tensor ins[1] = {g};
       Tensor outs[3] = {p.detach(), m, v};
       dispatch(opkey::adamw_step, p.device(), p.dtype(), KernelArgs{ins, outs, &q});
       continue;
     }
     Tensor pd = p.detach();
-    if (options.weight_decay != 0) pd.mul_(1 - lr * options.weight_decay);
+    if (wd != 0) pd.mul_(1 - lr * wd);
     adam_update_moments(a, g, options.beta1, options.beta2);
     Tensor denom = sqrt(v) / std::sqrt(bc2) + options.eps;
     pd.add_(m / denom, -lr / bc1);
@@ -253,6 +254,7 @@ nlohmann::json AdamW::hyper_json() const {
   j["beta2"] = options.beta2;
   j["eps"] = options.eps;
   j["weight_decay"] = options.weight_decay;
+  j["decay_matrices_only"] = options.decay_matrices_only;
   return j;
 }
 

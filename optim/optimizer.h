@@ -100,6 +100,9 @@ class SGD : public Optimizer {
 struct AdamWOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
   bool fused = true;  // one-pass "adamw_step" kernel per parameter; false: the tensor-op composite
+  // Decay only parameters with 2 or more dims (weight matrices, conv kernels,
+  // embeddings), not biases or normalization gains: the GPT-2 / nanoGPT rule.
+  bool decay_matrices_only = false;
 };
 
 // torch.optim.AdamW semantics (decoupled weight decay, per-parameter step).

@@ -344,3 +344,19 @@ TEST_CASE("kernels: whole conv2d forward and backward, native vs ref", "[kernels
   out = run();
   expect_close(out, ref_out, dtype_tol(DType::f32, 4 * 144 * 8), "conv2d fwd+bwd");
 }
+
+TEST_CASE("kernels: cpu copy into a strided destination (a slice) vs ref", "[kernels]") {
+  // The backward of narrow/split writes a gradient into a slice of a larger
+  // tensor: rows contiguous, the destination not. Source contiguous and
+  // transposed.
+  for (DType dt : {DType::f32, DType::i64}) {
+    Tensor src = randn({6, 4, 7}).to(dt), srct = randn({6, 7, 4}).to(dt).transpose(1, 2);
+    for (const Tensor& s : {src, srct}) {
+      compare_backend("cpu", "copy", "copy into narrow(2, 3, 7) " + std::string(dtype_name(dt)), [&] {
+        Tensor big = zeros({6, 4, 12}, dt);
+        big.narrow(2, 3, 7).copy_(s);
+        return big;
+      }, 0.0);
+    }
+  }
+}

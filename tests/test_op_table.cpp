@@ -375,6 +375,18 @@ std::vector<OpCase> table() {
     t.push_back(c);
   }
   {
+    // The embedding lookup: rows of a [V, E] table by token id, ids repeated
+    // (the backward adds several rows into one); 70 columns = two column blocks.
+    OpCase c;
+    c.name = "embedding (index_select dim 0; backward: scatter_add)";
+    c.keys = {"gather", "scatter_add"};
+    c.make = [](DType d) {
+      return V{uni({9, 70}, d, -1, 1, 63), from_vector({3, 0, 8, 3, 3, 5, 0, 1, 8, 2, 3}, {11}, DType::i64)};
+    };
+    c.f = [](const V& in) { return F::embedding(in[1], in[0]); };
+    t.push_back(c);
+  }
+  {
     OpCase c;
     c.name = "batch_norm (training)";
     c.keys = {"batch_norm_fwd", "batch_norm_bwd"};
@@ -396,6 +408,15 @@ std::vector<OpCase> table() {
     };
     c.f = [](const V& in) { return F::layer_norm(in[0], {70}, in[1], in[2]); };
     c.composite = [](const V& in) { return F::layer_norm_composite(in[0], {70}, in[1], in[2], 1e-5); };
+    t.push_back(c);
+  }
+  {
+    OpCase c;
+    c.name = "bias_gelu";
+    c.keys = {"bias_gelu_fwd", "bias_gelu_bwd"};
+    c.make = [](DType d) { return V{uni({5, 3, 40}, d, -4, 4, 61), uni({40}, d, -1, 1, 62)}; };
+    c.f = [](const V& in) { return F::bias_gelu(in[0], in[1]); };
+    c.composite = [](const V& in) { return F::bias_gelu_composite(in[0], in[1]); };
     t.push_back(c);
   }
   for (bool causal : {false, true}) {

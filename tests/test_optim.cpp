@@ -1,6 +1,7 @@
 // Optimizers against hand-computed PyTorch semantics; schedules; clipping; EMA.
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "train/config.h"
 #include "tests/helpers.h"
 
 using namespace bt;
@@ -119,4 +120,28 @@ TEST_CASE("optim: clip_grad_norm_ and EMA", "[optim]") {
   }
   ema.update({{"a", a}});
   CHECK(ema.shadow().at("a").to_vector()[0] == Approx(0.9 * 3 + 0.1 * 4));
+}
+
+TEST_CASE("optim: AdamW decay on matrices only leaves biases and gains undecayed", "[optim]") {
+  // Zero gradients: Adam's step is 0 / (0 + eps) = 0, so a parameter moves
+  // only by its decoupled decay, p *= 1 - lr * wd (by hand: 1 - 0.1 * 0.5).
+  for (bool fused : {true, false}) {
+    Tensor w = full({3, 4}, 2.0).requires_grad_(true), b = full({4}, 2.0).requires_grad_(true);
+    AdamWOptions o;
+    o.lr = 0.1;
+    o.weight_decay = 0.5;
+    o.fused = fused;
+    o.decay_matrices_only = true;
+    AdamW opt({{"w", w}, {"b", b}}, o);
+    sum((w * 0.0)).backward();
+    sum((b * 0.0)).backward();
+    opt.step();
+    CHECK(max_rel_err(w.detach(), full({3, 4}, 2.0 * 0.95)) < 1e-7);
+    CHECK(max_rel_err(b.detach(), full({4}, 2.0)) == 0.0);
+    CHECK(opt.hyper_json()["decay_matrices_only"] == true);
+  }
+  brisk::train::TrainConfig c;
+  c.set("decay", "matrices");
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("is for the adamw optimizer"));
+  CHECK_THROWS_WITH(c.set("decay", "some"), Catch::Contains("unknown decay"));
 }

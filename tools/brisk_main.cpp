@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
       {"epochs", "epochs (the schedule's budget)"}, {"batch-size", "batch size"}, {"lr", "peak learning rate"},
       {"optimizer", "sgd|adamw|lars|lamb"}, {"schedule", "constant|cosine|onecycle|linear|step"},
       {"momentum", "SGD momentum"}, {"nesterov", "true|false"}, {"weight-decay", "weight decay"},
+      {"decay", "all|matrices: adamw decays only weights of >= 2 dims (not biases, norms)"},
       {"warmup-epochs", "linear warmup length in epochs"}, {"label-smoothing", "cross-entropy label smoothing"},
       {"augment", "none|flip|crop|crop+flip"}, {"clip-grad", "max gradient norm (0: off)"}, {"seed", "random seed"},
       {"trust-coefficient", "LARS trust coefficient eta"}, {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},

@@ -59,7 +59,7 @@ const std::vector<std::string>& TrainConfig::keys() {
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
       "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress",
-      "block-size", "n-layer", "n-head", "n-embd", "dropout"};
+      "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay"};
   return k;
 }
 
@@ -71,6 +71,7 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
                 "' (known: fashion-mnist, text:kjv, text:PATH for a UTF-8 text file)");
     data = v;
   }
+  else if (key == "decay") { one_of("decay", v, {"all", "matrices"}); decay = v; }
   else if (key == "block-size") block_size = to_int(key, v);
   else if (key == "n-layer") n_layer = to_int(key, v);
   else if (key == "n-head") n_head = to_int(key, v);
@@ -132,6 +133,8 @@ void TrainConfig::validate() const {
   BRISK_CHECK(block_size >= 0 && n_layer >= 0 && n_head >= 0 && n_embd >= 0,
               "config: block-size, n-layer, n-head and n-embd must be >= 0 (0: the model's default)");
   BRISK_CHECK(dropout == -1 || (dropout >= 0 && dropout < 1), "config: dropout must be in [0, 1), got ", dropout);
+  BRISK_CHECK(decay == "all" || optimizer == "adamw", "config: decay = ", decay, " is for the adamw optimizer (got ",
+              optimizer, ")");
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -141,7 +144,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"warmup-epochs", warmup_epochs}, {"label-smoothing", label_smoothing}, {"augment", augment},
           {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
           {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
-          {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout}};
+          {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout},
+          {"decay", decay}};
 }
 
 static std::string scalar_text(const nlohmann::json& v) {

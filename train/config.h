@@ -22,6 +22,7 @@ struct TrainConfig {
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 5e-4;
+  std::string decay = "all";  // all | matrices: adamw decays only params of >= 2 dims (GPT-2's rule)
   double warmup_epochs = 0.0;
   double label_smoothing = 0.0;
   std::string augment = "none";  // none | flip | crop | crop+flip

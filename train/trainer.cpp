@@ -131,6 +131,7 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
     optim::AdamWOptions o;
     o.lr = cfg_.lr;
     o.weight_decay = cfg_.weight_decay;
+    o.decay_matrices_only = cfg_.decay == "matrices";
     optimizer_ = std::make_unique<optim::AdamW>(model_->named_parameters(), o);
   }
   if (!cfg_.methods.empty()) {

@@ -4,9 +4,12 @@
 // [kKeys] row of scores exists at a time, never the Tq x Tk matrix. The
 // backward recomputes the probabilities from the saved log-normalizer.
 //
-// Vectorization: each key block is packed transposed (Kt [D, kKeys]) so the
-// scores of one query are an AXPY over contiguous keys, and the value updates
-// are AXPYs over D; exp is a polynomial the compiler vectorizes (f32).
+// f32: every block product (scores Q K^T, P V, and in the backward dP = dO V^T,
+// dV += P^T dO, dK += dS^T Q, dQ += dS K) is a small GEMM on the native sgemm
+// (kernels/cpu/gemm), with the softmax work on [64 x 64] tiles in between; exp
+// is a polynomial the compiler vectorizes. f64 (the gradient checks) keeps
+// plain loops: each key block packed transposed (Kt [D, kKeys]) so the scores
+// of one query are an AXPY over contiguous keys.
 // Threads: the forward splits (slice, query block) pairs; the backward splits
 // slices (gk, gv of a slice sum over all its queries, so one thread owns a
 // slice and the order of every sum is fixed): results do not depend on the
@@ -15,36 +18,18 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
 
 namespace {
-constexpr int64_t kQueries = 32, kKeys = 64;
-
-// exp(x) for x <= 0 (scores minus their running max), f32: 2^n * e^r with
-// |r| <= ln2/2 and a degree-6 polynomial (relative error ~2e-7); plain code
-// the vectorizer turns into SIMD, unlike std::exp. Below -87 it flushes to 0.
-inline float exp_neg(float x) {
-  x = std::max(x, -87.0f);
-  float n = std::nearbyint(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-inline double exp_neg(double x) { return std::exp(x); }
+constexpr int64_t kQueries = 64, kKeys = 64;
 
 int64_t keys_seen(bool causal, int64_t i, int64_t Tq, int64_t Tk) {
   if (!causal) return Tk;
@@ -68,6 +53,72 @@ void scores(const T* q, const T* kt, int64_t n, int64_t D, T scale, T* s) {
     for (int64_t j = 0; j < n; ++j) s[j] += qd * row[j];
   }
 }
+
+// One (slice, query block) of the f32 forward: rows i0..i0+bq of o and lse.
+// q [Tq, D], k, v [Tk, D] of the slice; o accumulates in place.
+void fwd_block_f32(const float* q, const float* k, const float* v, float* o, float* lse, int64_t i0, int64_t bq,
+                   int64_t Tq, int64_t Tk, int64_t D, float scale, bool causal, float* S, float* m, float* l) {
+  std::fill(o + i0 * D, o + (i0 + bq) * D, 0.0f);
+  std::fill(m, m + bq, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + bq, 0.0f);
+  int64_t nmax = keys_seen(causal, i0 + bq - 1, Tq, Tk);
+  for (int64_t j0 = 0; j0 < nmax; j0 += kKeys) {
+    int64_t jb = std::min(kKeys, nmax - j0);
+    sgemm(bq, jb, D, MatF{q + i0 * D, D, 1}, MatF{k + j0 * D, 1, D}, S, kKeys);  // S = Q K^T
+    for (int64_t r = 0; r < bq; ++r) {
+      float* row = S + r * kKeys;
+      int64_t n = std::clamp<int64_t>(keys_seen(causal, i0 + r, Tq, Tk) - j0, 0, jb);
+      float mx = m[r];
+      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j] * scale);
+      float corr = n > 0 ? fast_exp(m[r] - mx) : 1.0f, sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        row[j] = fast_exp(row[j] * scale - mx);
+        sum += row[j];
+      }
+      for (int64_t j = n; j < jb; ++j) row[j] = 0;
+      if (n == 0) continue;
+      float* orow = o + (i0 + r) * D;
+      for (int64_t d = 0; d < D; ++d) orow[d] *= corr;
+      l[r] = l[r] * corr + sum;
+      m[r] = mx;
+    }
+    sgemm(bq, D, jb, MatF{S, kKeys, 1}, MatF{v + j0 * D, D, 1}, o + i0 * D, D, /*accumulate=*/true);  // O += P V
+  }
+  for (int64_t r = 0; r < bq; ++r) {
+    float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+    for (int64_t d = 0; d < D; ++d) o[(i0 + r) * D + d] *= inv;
+    lse[i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : -std::numeric_limits<float>::infinity();
+  }
+}
+
+// One slice of the f32 backward (gq, gk, gv zeroed by the caller); di [Tq] =
+// go_i . o_i. S and dP are [kQueries, kKeys] tiles.
+void bwd_slice_f32(const float* go, const float* q, const float* k, const float* v, const float* lse,
+                   const float* di, float* gq, float* gk, float* gv, int64_t Tq, int64_t Tk, int64_t D, float scale,
+                   bool causal, float* S, float* dP) {
+  for (int64_t j0 = 0; j0 < Tk; j0 += kKeys) {
+    int64_t jb = std::min(kKeys, Tk - j0);
+    int64_t ifirst = causal ? std::max<int64_t>(0, j0 - (Tk - Tq)) : 0;  // the first query that sees key j0
+    for (int64_t i0 = ifirst; i0 < Tq; i0 += kQueries) {
+      int64_t bq = std::min(kQueries, Tq - i0);
+      sgemm(bq, jb, D, MatF{q + i0 * D, D, 1}, MatF{k + j0 * D, 1, D}, S, kKeys);    // S = Q K^T
+      sgemm(bq, jb, D, MatF{go + i0 * D, D, 1}, MatF{v + j0 * D, 1, D}, dP, kKeys);  // dP = dO V^T
+      for (int64_t r = 0; r < bq; ++r) {
+        float *srow = S + r * kKeys, *drow = dP + r * kKeys, li = lse[i0 + r], dr = di[i0 + r];
+        int64_t n = std::clamp<int64_t>(keys_seen(causal, i0 + r, Tq, Tk) - j0, 0, jb);
+        for (int64_t j = 0; j < n; ++j) {
+          float p = fast_exp(srow[j] * scale - li);
+          srow[j] = p;
+          drow[j] = p * (drow[j] - dr) * scale;  // dS, with the scale of s = scale q.k folded in
+        }
+        for (int64_t j = n; j < jb; ++j) srow[j] = drow[j] = 0;
+      }
+      sgemm(jb, D, bq, MatF{S, 1, kKeys}, MatF{go + i0 * D, D, 1}, gv + j0 * D, D, true);   // dV += P^T dO
+      sgemm(jb, D, bq, MatF{dP, 1, kKeys}, MatF{q + i0 * D, D, 1}, gk + j0 * D, D, true);   // dK += dS^T Q
+      sgemm(bq, D, jb, MatF{dP, kKeys, 1}, MatF{k + j0 * D, D, 1}, gq + i0 * D, D, true);   // dQ += dS K
+    }
+  }
+}
 }  // namespace
 
 template <class T>
@@ -78,6 +129,18 @@ bool attention_fwd(const KernelArgs& a) {
   T *o = ptr<T>(a.out[0]), *lse = ptr<T>(a.out[1]);
   const T scale = T(p.scale);
   int64_t qblocks = (Tq + kQueries - 1) / kQueries;
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(0, BH * qblocks, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<float> S(static_cast<size_t>(kQueries * kKeys)), m(static_cast<size_t>(kQueries)),
+          l(static_cast<size_t>(kQueries));
+      for (int64_t task = lo; task < hi; ++task) {
+        int64_t b = task / qblocks, i0 = (task % qblocks) * kQueries;
+        fwd_block_f32(q + b * Tq * D, k + b * Tk * D, v + b * Tk * D, o + b * Tq * D, lse + b * Tq, i0,
+                      std::min(kQueries, Tq - i0), Tq, Tk, D, scale, p.causal, S.data(), m.data(), l.data());
+      }
+    });
+    return true;
+  }
   parallel_for(0, BH * qblocks, 1, [&](int64_t lo, int64_t hi) {
     std::vector<T> kt(static_cast<size_t>(D * kKeys)), s(static_cast<size_t>(kKeys)), m(static_cast<size_t>(kQueries)),
         l(static_cast<size_t>(kQueries));
@@ -98,9 +161,9 @@ bool attention_fwd(const KernelArgs& a) {
           scores(q + (b * Tq + i) * D, kt.data(), n, D, scale, s.data());
           T mx = m[size_t(i - i0)];
           for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[size_t(j)]);
-          T corr = exp_neg(m[size_t(i - i0)] - mx), sum = 0;  // exp(-inf) = 0 on the first block
+          T corr = fast_exp(m[size_t(i - i0)] - mx), sum = 0;  // exp(-inf) = 0 on the first block
           for (int64_t j = 0; j < n; ++j) {
-            s[size_t(j)] = exp_neg(s[size_t(j)] - mx);
+            s[size_t(j)] = fast_exp(s[size_t(j)] - mx);
             sum += s[size_t(j)];
           }
           T* oi = ob + i * D;
@@ -135,6 +198,27 @@ bool attention_bwd(const KernelArgs& a) {
   const T *o = ptr<T>(a.in[4]), *lse = ptr<T>(a.in[5]);
   T *gq = ptr<T>(a.out[0]), *gk = ptr<T>(a.out[1]), *gv = ptr<T>(a.out[2]);
   const T scale = T(p.scale);
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(0, BH, 1, [&](int64_t lo, int64_t hi) {
+      const size_t tile = static_cast<size_t>(kQueries * kKeys);
+      std::vector<float> S(tile), dP(tile), di(static_cast<size_t>(Tq));
+      for (int64_t b = lo; b < hi; ++b) {
+        const float *gob = go + b * Tq * D, *ob = o + b * Tq * D;
+        float *gqb = gq + b * Tq * D, *gkb = gk + b * Tk * D, *gvb = gv + b * Tk * D;
+        std::fill(gqb, gqb + Tq * D, 0.0f);
+        std::fill(gkb, gkb + Tk * D, 0.0f);
+        std::fill(gvb, gvb + Tk * D, 0.0f);
+        for (int64_t i = 0; i < Tq; ++i) {
+          float acc = 0;
+          for (int64_t d = 0; d < D; ++d) acc += gob[i * D + d] * ob[i * D + d];
+          di[size_t(i)] = acc;
+        }
+        bwd_slice_f32(gob, q + b * Tq * D, k + b * Tk * D, v + b * Tk * D, lse + b * Tq, di.data(), gqb, gkb, gvb,
+                      Tq, Tk, D, scale, p.causal, S.data(), dP.data());
+      }
+    });
+    return true;
+  }
   parallel_for(0, BH, 1, [&](int64_t lo, int64_t hi) {
     const size_t blk = static_cast<size_t>(D * kKeys), nk = static_cast<size_t>(kKeys);
     std::vector<T> kt(blk), vt(blk), s(nk), dp(nk), di(static_cast<size_t>(Tq));
@@ -162,7 +246,7 @@ bool attention_bwd(const KernelArgs& a) {
           const T *qi = qb + i * D, *gi = gob + i * D;
           scores(qi, kt.data(), n, D, scale, s.data());
           T li = lse[b * Tq + i];
-          for (int64_t j = 0; j < n; ++j) s[size_t(j)] = exp_neg(s[size_t(j)] - li);  // p_ij
+          for (int64_t j = 0; j < n; ++j) s[size_t(j)] = fast_exp(s[size_t(j)] - li);  // p_ij
           scores(gi, vt.data(), n, D, T(1), dp.data());                             // go_i . v_j
           T* gqi = gqb + i * D;
           for (int64_t j = 0; j < n; ++j) {

@@ -155,10 +155,30 @@ bool copy_transposed(const Tensor& src, Tensor& dst) {
 }
 
 // Copy (casting or not) into a contiguous output, row by row from any source strides.
+// Into a strided destination whose rows are contiguous (a slice of a larger
+// tensor: the backward of narrow/split writes there), same dtype.
+template <class S>
+bool copy_into_rows(const Tensor& src, const Tensor& dst) {
+  const Shape& shape = dst.shape();
+  if (shape.empty() || dst.strides().back() != 1 || src.dtype() != dst.dtype()) return false;
+  int64_t inner = shape.back(), rows = inner ? dst.numel() / inner : 0, ss = src.strides().back();
+  const S* sp = ptr<S>(src);
+  S* dp = ptr<S>(dst);
+  parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const S* s = sp + row_offset(r, shape, src.strides());
+      S* d = dp + row_offset(r, shape, dst.strides());
+      if (ss == 1) std::copy(s, s + inner, d);
+      else for (int64_t i = 0; i < inner; ++i) d[i] = s[i * ss];
+    }
+  });
+  return true;
+}
+
 template <class S>
 bool copy(const KernelArgs& a) {
   const Tensor &src = a.in[0], &dst = a.out[0];
-  if (!dst.is_contiguous()) return false;
+  if (!dst.is_contiguous()) return copy_into_rows<S>(src, dst);
   if (dst.dtype() == src.dtype() && copy_transposed<S>(src, a.out[0])) return true;
   const Shape& shape = dst.shape();
   int64_t inner = shape.empty() ? 1 : shape.back();

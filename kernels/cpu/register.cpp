@@ -16,6 +16,8 @@ void register_adamw_step();
 void register_batch_norm();
 void register_layer_norm();
 void register_attention();
+void register_index();
+void register_bias_gelu();
 void register_csr_linear();
 void register_bf16_round();
 void register_fp8();
@@ -38,6 +40,8 @@ void register_cpu_kernels() {
   kern::cpu::register_batch_norm();
   kern::cpu::register_layer_norm();
   kern::cpu::register_attention();
+  kern::cpu::register_index();
+  kern::cpu::register_bias_gelu();
   kern::cpu::register_csr_linear();
   kern::cpu::register_bf16_round();
   kern::cpu::register_fp8();

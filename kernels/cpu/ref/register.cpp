@@ -17,6 +17,7 @@ void register_index();
 void register_batch_norm();
 void register_layer_norm();
 void register_attention();
+void register_bias_gelu();
 void register_csr_linear();
 void register_bf16_round();
 void register_stochastic_round();
@@ -41,6 +42,7 @@ void register_ref_kernels() {
   kern::ref::register_batch_norm();
   kern::ref::register_layer_norm();
   kern::ref::register_attention();
+  kern::ref::register_bias_gelu();
   kern::ref::register_csr_linear();
   kern::ref::register_bf16_round();
   kern::ref::register_stochastic_round();
