@@ -15,6 +15,7 @@ void register_stochastic_depth_method();  // efficiency/stochastic_depth/stochas
 void register_resizing_method();          // efficiency/resizing/progressive_resize.cpp
 void register_factorization_method();     // efficiency/factorization/factorize_method.cpp
 void register_batch_scaling_methods();    // efficiency/batch_scaling/batch_warmup_method.cpp
+void register_seq_warmup_methods();       // efficiency/seq_warmup/seq_warmup_method.cpp
 
 void register_builtin_methods() {
   register_pruning_methods();
@@ -28,6 +29,7 @@ void register_builtin_methods() {
   register_resizing_method();
   register_factorization_method();
   register_batch_scaling_methods();
+  register_seq_warmup_methods();
 }
 
 }  // namespace brisk::efficiency

@@ -11,7 +11,7 @@ namespace brisk::efficiency {
 int family_rank(const std::string& family) {
   static const std::map<std::string, int> rank{
       {"grow", 0},      {"prune", 1},      {"factorize", 1}, {"freeze", 2}, {"stochastic-depth", 2},
-      {"select", 3},    {"resize", 4},     {"regularize", 4}, {"precision", 5}, {"ema", 6},
+      {"select", 3},    {"resize", 4},     {"regularize", 4}, {"seq-warmup", 4}, {"precision", 5}, {"ema", 6},
       {"swa", 6},       {"batch-warmup", 7}};
   auto it = rank.find(family);
   return it == rank.end() ? 8 : it->second;
@@ -23,7 +23,7 @@ void order_and_check(std::vector<std::unique_ptr<train::Callback>>& methods) {
   std::map<std::string, int> count;
   for (auto& m : methods) count[m->name()]++;
   for (const char* f : {"grow", "prune", "factorize", "freeze", "stochastic-depth", "select", "resize",
-                        "regularize", "precision", "ema", "swa", "batch-warmup"})
+                        "regularize", "precision", "ema", "swa", "batch-warmup", "seq-warmup"})
     BRISK_CHECK(count[f] <= 1, "methods: at most one '", f, "' method per run, got ", count[f],
                 " (combine their settings in one --method ", f, ":...)");
   BRISK_CHECK(!(count["grow"] && count["prune"]),

@@ -4,6 +4,7 @@
 // generation.
 #include <cmath>
 #include <cstdlib>
+#include <map>
 
 #include "data/text.h"
 #include "models/gpt.h"
@@ -188,7 +189,7 @@ TEST_CASE("text data: missing, empty, binary and too-short files are refused by 
   b.model = "gpt-tiny";
   CHECK_THROWS_WITH(brisk::train::Trainer(b), Catch::Contains("language models (gpt-*) train on text"));
   TrainConfig m = lm_config("lm_bad_m");
-  m.methods = {"precision:kind=bf16"};
+  m.methods = {"select:kind=el2n"};
   CHECK_THROWS_WITH(brisk::train::Trainer(m, brisk::efficiency::make_methods), Catch::Contains("language models"));
   CHECK_THROWS_WITH(TrainConfig().set("data", "text:"), Catch::Contains("unknown dataset"));
   CHECK_THROWS_WITH(TrainConfig().set("n-layer", "x"), Catch::Contains("n-layer"));
@@ -308,4 +309,100 @@ TEST_CASE("gpt: golden test against PyTorch (logits, loss and every gradient)", 
     INFO("grad of " << n);
     CHECK(max_rel_err(p.grad(), g.at("grad/" + n)) < dtype_tol(DType::f32, 128) * 4);
   }
+}
+
+TEST_CASE("gpt methods: sequence-length warmup trains the lengths of its ramp, resumes bit-exactly", "[gpt][methods]") {
+  TrainConfig c = lm_config("lm_seqwarm");
+  c.methods = {"seq-warmup:start=8,until=0.5,multiple=8"};
+  brisk::train::Trainer t(c, brisk::efficiency::make_methods);
+  std::vector<int64_t> lens;
+  add_probe(t)->batch_start = [&](brisk::train::Trainer& tr) { lens.push_back(tr.batch.x.size(1)); };
+  t.fit();
+  // By hand: 84 loaded batches (2 epochs x 42), progress p = k / 84 before
+  // batch k; L = floor((8 + 24 p / 0.5) / 8) * 8 until p = 0.5, then 32.
+  REQUIRE(lens.size() == 84);
+  for (size_t k = 0; k < lens.size(); ++k) {
+    double p = double(k) / 84.0;
+    int64_t want = p >= 0.5 ? 32 : int64_t(std::floor((8.0 + 24.0 * p / 0.5) / 8.0)) * 8;
+    INFO("batch " << k);
+    CHECK(lens[k] == want);
+  }
+  // Targets trained: the sum of B x L over the steps (B = 16).
+  int64_t tokens = 0;
+  for (int64_t l : lens) tokens += 16 * l;
+  auto lines = read_jsonl(c.out + "/metrics.jsonl");
+  CHECK(lines.back()["seq_len"] == 32);
+  CHECK(lines.back()["tokens_per_s"].get<double>() * lines.back()["wall_s"].get<double>() ==
+        Approx(double(tokens)).epsilon(1e-9));
+  TrainConfig r = lm_config("lm_seqwarm_resume");
+  r.methods = c.methods;
+  check_resume_bit_exact(r, {7, 30});
+  TrainConfig img = small_config("lm_seqwarm_img");
+  img.methods = c.methods;
+  CHECK_THROWS_WITH(brisk::train::Trainer(img, brisk::efficiency::make_methods).fit(),
+                    Catch::Contains("for language models"));
+  refused_spec("seq-warmup:until=0", "until must be in (0, 1]");
+  refused_spec("seq-warmup:start=0", "start must be in");
+}
+
+TEST_CASE("gpt methods: 2:4 on the projections (not the embeddings), InfoBatch per sequence, bf16", "[gpt][methods]") {
+  {
+    TrainConfig c = lm_config("lm_prune24");
+    c.epochs = 1;
+    c.methods = {"prune:structure=2:4"};
+    brisk::train::Trainer(c, brisk::efficiency::make_methods).fit();
+    TensorMap fin = final_tensors(c.out);
+    int checked = 0;
+    for (auto& [k, v] : fin) {
+      if (k.rfind("model/", 0) != 0 || v.dim() != 2) continue;
+      std::vector<double> w = v.to_vector();
+      int64_t cols = v.size(1), bad = 0, zeros = 0;
+      for (size_t i = 0; i < w.size(); i += 4) {  // groups of 4 along the input dim (cols % 4 == 0)
+        int64_t z = 0;
+        for (size_t j = i; j < i + 4; ++j) z += w[j] == 0.0;
+        bad += z < 2;
+        zeros += z;
+      }
+      INFO(k << " [" << v.size(0) << ", " << cols << "]");
+      if (k.find("wte") != std::string::npos || k.find("wpe") != std::string::npos) {
+        CHECK(zeros == 0);  // embedding tables are not pruned
+      } else {
+        CHECK(bad == 0);  // every group of 4 keeps at most 2
+        ++checked;
+      }
+    }
+    CHECK(checked == 4);  // c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj of the one block
+  }
+  {
+    // InfoBatch keys its statistics on window indices: epoch 2 visits fewer
+    // windows than the dataset holds, each at most once, all in range.
+    TrainConfig c = lm_config("lm_infobatch");
+    c.methods = {"select:kind=infobatch,ratio=0.5"};
+    brisk::train::Trainer t(c, brisk::efficiency::make_methods);
+    std::map<int64_t, int> seen_e2;
+    int64_t n = t.train_loader().dataset().size();
+    add_probe(t)->batch_start = [&](brisk::train::Trainer& tr) {
+      if (tr.state().epoch != 1) return;
+      for (double i : tr.batch.indices.to_vector()) seen_e2[int64_t(i)]++;
+    };
+    t.fit();
+    CHECK(int64_t(seen_e2.size()) < n);
+    CHECK(int64_t(seen_e2.size()) > n / 2);
+    for (auto& [i, k] : seen_e2) {
+      CHECK(k == 1);
+      CHECK((i >= 0 && i < n));
+    }
+  }
+  {
+    TrainConfig c = lm_config("lm_bf16");
+    c.epochs = 1;
+    c.methods = {"precision:dtype=bf16"};
+    auto r = brisk::train::Trainer(c, brisk::efficiency::make_methods).fit();
+    CHECK(std::isfinite(r.loss));
+    CHECK(r.loss < std::log(256.0) - 1.0);
+  }
+  TrainConfig g = lm_config("lm_grow");
+  g.methods = {"grow:kind=msg"};
+  CHECK_THROWS_WITH(brisk::train::Trainer(g, brisk::efficiency::make_methods),
+                    Catch::Contains("does not run on language models"));
 }

@@ -71,6 +71,10 @@ class Callback {
   // pruning): composition refuses methods that hold per-parameter state of
   // fixed shape (EMA) alongside it.
   virtual bool changes_shapes() const { return false; }
+  // Whether the method runs on language models (gpt-*: token batches [B, T],
+  // logits [B, T, V], per-sequence losses). The trainer refuses the others
+  // there with a message naming them.
+  virtual bool supports_language_models() const { return false; }
   // A method that selects per batch returns its selector (at most one per run).
   virtual BatchSelector* batch_selector() { return nullptr; }
   // Fields this method adds to each metrics.jsonl line.

@@ -53,6 +53,7 @@ void Trainer::save_checkpoint() {
             {"step", state_.step},
             {"batches", state_.batches},
             {"samples_seen", state_.samples_seen},
+            {"tokens_seen", state_.tokens_seen},
             {"wall_s", state_.wall_s},
             {"flops", state_.flops},
             {"score_s", score_s_},
@@ -183,6 +184,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   st.step = F.count(j, "step");
   st.batches = j.contains("batches") ? F.count(j, "batches") : st.step;  // older checkpoints: no batch-level selection clock
   st.samples_seen = F.count(j, "samples_seen");
+  st.tokens_seen = j.contains("tokens_seen") ? F.count(j, "tokens_seen") : 0;  // absent before language models
   st.wall_s = F.number(j, "wall_s", true);
   st.flops = F.number(j, "flops", true);
   st.loss_sum = F.number(j, "loss_sum", false);

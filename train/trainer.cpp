@@ -87,9 +87,6 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   int64_t block = 0;  // text windows: the model's context
   if (models::is_gpt(cfg_.model)) {
     block = static_cast<models::GPT&>(*model_).config.block_size;
-    BRISK_CHECK(cfg_.methods.empty(), "--method ", cfg_.methods.empty() ? "" : cfg_.methods.front(), ": efficiency "
-                "methods do not run on language models in this version (their per-example statistics, masks "
-                "and surgery are built for the image models); drop --method for ", cfg_.model);
     BRISK_CHECK(cfg_.label_smoothing == 0, "--label-smoothing is for classifiers; a language model's loss "
                 "(and its bits per byte) is the plain cross-entropy");
   }
@@ -138,6 +135,12 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
     BRISK_CHECK(methods, "Trainer: the config names efficiency methods (", cfg_.methods.front(),
                 ", ...) but no method builder was given: construct the Trainer with efficiency::make_methods");
     callbacks_ = methods(cfg_.methods);  // in composition order, conflicts refused
+    if (models::is_gpt(cfg_.model))
+      for (auto& cb : callbacks_)
+        BRISK_CHECK(cb->supports_language_models(), "--method ", cb->name(), ": this method does not run on "
+                    "language models in this version (it is built for the image models' batches, logits or "
+                    "layers); on ", cfg_.model, " use precision, prune, select (infobatch, rs2, "
+                    "selective-backprop) or seq-warmup");
   }
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
@@ -269,6 +272,7 @@ void Trainer::train_one_batch() {
   fire([&](Callback& c) { c.on_after_step(*this); });
   state_.step++;
   state_.samples_seen += batch.y.size(0);
+  if (batch.y.dim() == 2) state_.tokens_seen += batch.y.numel();
   if (std::isfinite(lv)) {  // a skipped overflow step (loss scaling) adds nothing to the mean
     state_.loss_sum += lv;
     state_.loss_count++;
@@ -470,7 +474,7 @@ void Trainer::write_metrics(const EvalResult& r) {
   if (test_set_.is_text()) {  // byte-level tokens: one token per byte, so bits per byte = nats / ln 2
     j["val_loss"] = r.loss;
     j["val_bpb"] = r.loss / std::log(2.0);
-    j["tokens_per_s"] = state_.wall_s > 0 ? double(state_.samples_seen * test_set_.block_size) / state_.wall_s : 0.0;
+    j["tokens_per_s"] = state_.wall_s > 0 ? double(state_.tokens_seen) / state_.wall_s : 0.0;
   }
   for (auto& cb : callbacks_) cb->add_metrics(j);
   for (auto& [k, v] : extra_metrics.items()) j[k] = v;

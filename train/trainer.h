@@ -35,6 +35,7 @@ struct TrainState {
   int64_t step = 0;            // optimizer steps taken
   int64_t batches = 0;         // loaded batches consumed: the methods' clock (Trainer::clock)
   int64_t samples_seen = 0;
+  int64_t tokens_seen = 0;     // language models: target tokens trained on (sequence-length warmup trims them)
   double wall_s = 0;           // training seconds, evaluation and checkpointing excluded
   double flops = 0;            // GEMM/conv FLOPs in those seconds (core/flops.h)
   double loss_sum = 0;         // train loss accumulated since the last evaluation

@@ -1,6 +1,10 @@
 // The prune family's shared state and its checkpointing (prune_base.h).
 #include "efficiency/pruning/prune_base.h"
 
+#include <set>
+
+#include "nn/layers.h"
+
 #include <cmath>
 
 #include "core/mask.h"
@@ -33,10 +37,16 @@ void PruneBase::load_extra_tensor(const std::string& key, const Tensor&) {
              spec_.schedule, ") does not keep");
 }
 
+// Weights of rank >= 2 (linear and conv), except embedding tables: a token's
+// vector is a lookup, not a product that sparse (or N:M) kernels speed up,
+// and a GPT's table is also its output head.
 std::vector<std::pair<std::string, Tensor>> PruneBase::prunable(train::Trainer& t) const {
+  std::set<const TensorImpl*> tables;
+  for (auto& [n, m] : t.model().named_modules())
+    if (auto* e = dynamic_cast<nn::Embedding*>(m)) tables.insert(e->weight.unsafe_impl());
   std::vector<std::pair<std::string, Tensor>> out;
   for (auto& [n, p] : t.model().named_parameters())
-    if (p.dim() >= 2) out.emplace_back(n, p);
+    if (p.dim() >= 2 && !tables.count(p.unsafe_impl())) out.emplace_back(n, p);
   return out;
 }
 

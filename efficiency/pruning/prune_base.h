@@ -25,6 +25,9 @@ class PruneBase : public train::Callback {
  public:
   explicit PruneBase(PruneSpec spec) : spec_(std::move(spec)) {}
   std::string name() const override { return "prune"; }
+  // Unstructured and N:M masks act on any linear weight; channel pruning's
+  // surgery knows the image models' layer chains only.
+  bool supports_language_models() const override { return !spec_.channel; }
 
   void add_metrics(nlohmann::json& j) const override;
   void on_eval_start(train::Trainer& t) override { measure(t); }

@@ -15,6 +15,21 @@ void ExampleStats::update(const Tensor& indices, const Tensor& losses, const Ten
                           int64_t epoch, bool backpropagated) {
   NoGradGuard ng;
   int64_t B = indices.numel();
+  if (logits.dim() == 3) {  // a language model: a sequence's loss only (the members using it need no more)
+    BRISK_CHECK(losses.numel() == B && logits.size(0) == B, "ExampleStats::update: indices [", B, "], losses ",
+                shape_str(losses.shape()), " and logits ", shape_str(logits.shape()), " disagree");
+    Tensor idx = indices.contiguous(), los = losses.detach().to(DType::f32).contiguous();
+    for (int64_t i = 0; i < B; ++i) {
+      int64_t d = idx.data_ptr<int64_t>()[i];
+      BRISK_CHECK(d >= 0 && d < size(), "ExampleStats: index ", d, " out of range for ", size(), " examples");
+      size_t k = size_t(d);
+      times_seen[k]++;
+      last_loss[k] = los.data_ptr<float>()[i];
+      last_epoch[k] = int32_t(epoch);
+      if (backpropagated) times_selected[k]++;
+    }
+    return;
+  }
   BRISK_CHECK(losses.numel() == B && logits.dim() == 2 && logits.size(0) == B && labels.numel() == B,
               "ExampleStats::update: indices [", B, "], losses ", shape_str(losses.shape()), ", logits ",
               shape_str(logits.shape()), " and labels ", shape_str(labels.shape()), " disagree");

@@ -36,6 +36,12 @@ class SelectBase : public train::Callback {
  public:
   explicit SelectBase(SelectSpec spec) : spec_(std::move(spec)) {}
   std::string name() const override { return "select"; }
+  // Members that need only each example's loss (a sequence's mean token
+  // loss for a language model); EL2N, forgetting, GraNd and RHO-LOSS read
+  // per-class probabilities or gradients of a classifier.
+  bool supports_language_models() const override {
+    return spec_.kind == "infobatch" || spec_.kind == "rs2" || spec_.kind == "selective-backprop";
+  }
 
   void on_fit_start(train::Trainer& t) override;
   // Epoch-level members learn from the training forward pass; batch-level

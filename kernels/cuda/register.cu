@@ -10,6 +10,8 @@ void register_softmax();
 void register_cross_entropy();
 void register_batch_norm();
 void register_layer_norm();
+void register_attention();
+void register_bias_gelu();
 void register_im2col();
 void register_pool2d();
 void register_bias_relu();
@@ -29,6 +31,8 @@ void register_cuda_kernels() {
   kern::cuda::register_cross_entropy();
   kern::cuda::register_batch_norm();
   kern::cuda::register_layer_norm();
+  kern::cuda::register_attention();
+  kern::cuda::register_bias_gelu();
   kern::cuda::register_im2col();
   kern::cuda::register_pool2d();
   kern::cuda::register_bias_relu();
