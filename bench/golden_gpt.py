@@ -10,38 +10,20 @@ parameter's gradient ("grad/<name>").
 Run with the current PyTorch from PyPI (bench/torch_venv.sh makes the venv):
     /work/torch-venv/bin/python bench/golden_gpt.py
 """
-import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from golden_cnn import save_safetensors  # the same writer (F32 and I64 tensors)
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "golden_gpt.safetensors")
 TEXT = (b"In the beginning God created the heaven and the earth. And the earth was "
         b"without form, and void; and darkness was upon the face of the deep.")
 V, T, L, H, E = 256, 16, 2, 2, 32
-
-
-def save_safetensors(path, tensors):
-    header, chunks, offset = {}, [], 0
-    for name, t in tensors.items():
-        a = t.detach().contiguous().cpu().numpy()
-        b = a.tobytes()
-        dtype = {"float32": "F32", "int64": "I64"}[str(a.dtype)]
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        chunks.append(b)
-        offset += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for c in chunks:
-            f.write(c)
 
 
 class Attention(nn.Module):

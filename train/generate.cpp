@@ -10,6 +10,7 @@
 
 #include "core/rng.h"
 #include "models/models.h"
+#include "train/trainer.h"
 
 namespace brisk::train {
 
@@ -112,13 +113,7 @@ std::shared_ptr<models::GPT> load_gpt_checkpoint(const std::string& dir, const T
   BRISK_CHECK(tname.find('/') == std::string::npos && tname.rfind("checkpoint-step", 0) == 0, "generate: ",
               cj.string(), ": tensors_file '", tname, "' is not a checkpoint file name");
   TensorMap all = load_safetensors((fs::path(dir) / tname).string());
-  models::GPTOptions o;
-  o.block_size = cfg.block_size;
-  o.n_layer = cfg.n_layer;
-  o.n_head = cfg.n_head;
-  o.n_embd = cfg.n_embd;
-  o.dropout = cfg.dropout;
-  auto model = std::make_shared<models::GPT>(models::gpt_config(cfg.model, o));
+  auto model = std::make_shared<models::GPT>(models::gpt_config(cfg.model, gpt_options(cfg)));
   TensorMap sd;
   for (auto& [k, v] : all)
     if (k.rfind("model/", 0) == 0) sd[k.substr(6)] = v;

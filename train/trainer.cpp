@@ -50,8 +50,7 @@ void Trainer::check_data_fits_model(const data::Dataset& d, const char* split) c
               cfg_.model, " reads ", shape_str(want), " (28x28 grey images)");
 }
 
-// Language models: the model's size from the config's overrides.
-static models::GPTOptions gpt_options(const TrainConfig& c) {
+models::GPTOptions gpt_options(const TrainConfig& c) {
   models::GPTOptions o;
   o.block_size = c.block_size;
   o.n_layer = c.n_layer;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "models/gpt.h"
 #include "nn/module.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -151,6 +152,9 @@ class Trainer {
   double score_s_ = 0;
   PhaseTimes phases_;
 };
+
+// Language models: the size overrides of a config (--block-size, --n-layer, ...).
+models::GPTOptions gpt_options(const TrainConfig& c);
 
 // The `brisk train` entry point: parses nothing, runs cfg, prints progress and
 // a one-line summary. Returns the process exit code.
