@@ -77,7 +77,6 @@ void generate(models::GPT& model, const GenerateOptions& opt, const std::functio
         cache = models::KVCache();
         cached = base;
       }
-      if (cached < base) cached = base;
       logits = model.forward_cached(ids_tensor(ctx, cached), cache);
       cached = ctx.size();
     } else {
