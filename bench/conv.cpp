@@ -10,6 +10,8 @@
 #include "brisk.h"
 #include "core/dispatch.h"
 #include "core/op_keys.h"
+#include "core/autocast.h"
+#include "kernels/cpu/gemm/sgemm.h"
 
 namespace F = brisk::nn::functional;
 using namespace brisk;
@@ -53,14 +55,22 @@ BENCHMARK(BM_conv)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 // One native kernel at a cnn layer (batch 128, 3x3, pad 1, + bias):
-// Args: layer (1: 1->32 at 28x28, 2: 32->64 at 14x14), kernel (0 fwd, 1 bwd_input, 2 bwd_weight).
+// Args: layer (1: 1->32 at 28x28, 2: 32->64 at 14x14), kernel (0 fwd, 1 bwd_input, 2 bwd_weight),
+// bf16 (1: as under bf16 autocast with its casts folded in: the bf16 GEMM, AMX
+// tiles where the machine has them; skipped without a bf16 GEMM).
 static void BM_conv_kernel(benchmark::State& st) {
+  bool bf16 = st.range(2);
+  GemmBf16Scope scope(bf16);
+  if (bf16 && !kern::cpu::gemm_bf16_active()) {
+    st.SkipWithError("SKIPPED: no bf16 GEMM on this CPU");
+    return;
+  }
   bool l2 = st.range(0) == 2;
   int64_t N = 128, C = l2 ? 32 : 1, H = l2 ? 14 : 28, O = l2 ? 64 : 32;
   manual_seed(0);
   Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = zeros({O}), gy = randn({N, O, H, H});
   Tensor y = empty({N, O, H, H}), gx = empty({N, C, H, H}), gw = empty({O, C * 9}), gb = empty({O});
-  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, false};
+  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, false, bf16};
   for (auto _ : st) {
     if (st.range(1) == 0) {
       Tensor ins[3] = {x, w, b}, outs[1] = {y};
@@ -77,8 +87,8 @@ static void BM_conv_kernel(benchmark::State& st) {
                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_conv_kernel)
-    ->ArgNames({"layer", "kernel"})
-    ->ArgsProduct({{1, 2}, {0, 1, 2}})
+    ->ArgNames({"layer", "kernel", "bf16"})
+    ->ArgsProduct({{1, 2}, {0, 1, 2}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);

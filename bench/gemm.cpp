@@ -108,23 +108,33 @@ static void BM_bf16(benchmark::State& st) {
 BENCHMARK(BM_bf16)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // The f32 GEMM under bf16 autocast's scope: operands rounded to bf16 while
-// packing, AVX512-BF16 dot products (skipped where the CPU lacks them).
-static void BM_bf16dp(benchmark::State& st) {
-  if (!kern::cpu::sgemm_bf16_supported()) {
-    st.SkipWithError("CPU lacks AVX512-BF16");
+// packing, then products on the named bf16 kernel (skipped where the machine
+// lacks it): AVX512-BF16 dot products, or AMX tiles. Arguments: n (square),
+// and whether A is transposed (column-major, as in conv's input gradient).
+static void bf16_kernel(benchmark::State& st, const char* kernel) {
+  if (!kern::cpu::bf16_gemm_kernel_supported(kernel)) {
+    st.SkipWithError((std::string("SKIPPED: this machine lacks the bf16 kernel ") + kernel).c_str());
     return;
   }
+  std::string prev = kern::cpu::bf16_gemm_kernel();
+  kern::cpu::set_bf16_gemm_kernel(kernel);
   int64_t n = st.range(0);
   std::vector<float> A(size_t(n * n)), B(size_t(n * n)), C(size_t(n * n));
   for (size_t i = 0; i < A.size(); ++i) A[i] = float(i % 17) * 0.01f;
   for (size_t i = 0; i < B.size(); ++i) B[i] = float(i % 13) * 0.01f;
+  kern::cpu::MatF a = st.range(1) ? kern::cpu::MatF{A.data(), 1, n} : kern::cpu::MatF{A.data(), n, 1};
   brisk::GemmBf16Scope scope(true);
   for (auto _ : st) {
-    kern::cpu::sgemm(n, n, n, kern::cpu::MatF{A.data(), n, 1}, kern::cpu::MatF{B.data(), n, 1}, C.data(), n);
+    kern::cpu::sgemm(n, n, n, a, kern::cpu::MatF{B.data(), n, 1}, C.data(), n);
     benchmark::DoNotOptimize(C.data());
   }
+  kern::cpu::set_bf16_gemm_kernel(prev);
   st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
                                              benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_bf16dp)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+static void BM_bf16dp(benchmark::State& st) { bf16_kernel(st, "avx512bf16"); }
+static void BM_bf16amx(benchmark::State& st) { bf16_kernel(st, "amx"); }
+#define BF16_SIZES ArgsProduct({{512, 1024, 2048}, {0, 1}})->UseRealTime()->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_bf16dp)->BF16_SIZES;
+BENCHMARK(BM_bf16amx)->BF16_SIZES;
 BENCHMARK_MAIN();

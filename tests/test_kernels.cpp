@@ -2,6 +2,9 @@
 // on the same inputs, with tolerances derived from the dtype. Each case also
 // asserts which backend ran, so a kernel that silently declines fails here.
 #include "core/autocast.h"
+#include "core/dispatch.h"
+#include "core/op_keys.h"
+#include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
 
@@ -122,7 +125,7 @@ TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", 
   compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));
 }
 
-TEST_CASE("kernels: the AVX512-BF16 GEMM under bf16 autocast vs the f32 GEMM of the rounded operands", "[kernels]") {
+TEST_CASE("kernels: the bf16 GEMMs (AVX512-BF16, AMX) under bf16 autocast vs the f32 GEMM of the rounded operands", "[kernels]") {
   if (!kern::cpu::sgemm_bf16_supported()) {
     WARN("SKIPPED: CPU lacks AVX512-BF16 (or the sgemm ISA is not avx512): the bf16 dot-product GEMM did not run");
     GemmBf16Scope on(true);
@@ -136,28 +139,52 @@ TEST_CASE("kernels: the AVX512-BF16 GEMM under bf16 autocast vs the f32 GEMM of 
     AutocastGuard off({});
     CHECK_FALSE(kern::cpu::gemm_bf16_active());
   }
-  // Every packing path: A row- and column-major (full and partial 8-row
-  // strips), B row- and column-major, odd K (a half-empty last pair), K split
-  // into several blocks, tails in M and N, accumulation into C.
-  struct Case { int64_t M, K, N; };
-  for (auto c : {Case{1, 1, 1}, Case{8, 2, 32}, Case{37, 53, 29}, Case{64, 288, 196}, Case{130, 1030, 70}}) {
-    for (int layout = 0; layout < 4; ++layout) {
-      INFO(c.M << "x" << c.K << "x" << c.N << " layout " << layout);
-      Tensor a = layout & 1 ? randn({c.K, c.M}).t() : randn({c.M, c.K});
-      Tensor b = layout & 2 ? randn({c.N, c.K}).t() : randn({c.K, c.N});
-      Tensor ar = a.to(DType::bf16).to(DType::f64), br = b.to(DType::bf16).to(DType::f64);
-      Tensor want = matmul(ar, br);  // exact products of the rounded operands, f64 sums
-      Tensor got;
-      {
-        GemmBf16Scope on(true);
-        got = matmul(a, b);
+  // Each bf16 kernel the machine has (AVX512-BF16 dot products, AMX tiles),
+  // every packing path: A row- and column-major (full and partial strips),
+  // B row- and column-major, odd K (a half-empty last pair), K split into
+  // several blocks and not a multiple of a tile's 32, tails in M and N,
+  // accumulation into C.
+  struct Restore {
+    std::string prev = kern::cpu::bf16_gemm_kernel();
+    ~Restore() { kern::cpu::set_bf16_gemm_kernel(prev); }
+  } restore;
+  for (const char* kernel : {"avx512bf16", "amx"}) {
+    if (!kern::cpu::bf16_gemm_kernel_supported(kernel)) {
+      WARN("SKIPPED: this machine lacks the bf16 GEMM kernel " << kernel);
+      CHECK_THROWS_WITH(kern::cpu::set_bf16_gemm_kernel(kernel), Catch::Contains("does not support"));
+      continue;
+    }
+    kern::cpu::set_bf16_gemm_kernel(kernel);
+    CHECK(kern::cpu::bf16_gemm_kernel() == kernel);
+    struct Case { int64_t M, K, N; };
+    for (auto c : {Case{1, 1, 1}, Case{8, 2, 32}, Case{37, 53, 29}, Case{64, 288, 196}, Case{130, 1030, 70},
+                   Case{96, 544, 64}}) {
+      for (int layout = 0; layout < 4; ++layout) {
+        INFO(kernel << " " << c.M << "x" << c.K << "x" << c.N << " layout " << layout);
+        Tensor a = layout & 1 ? randn({c.K, c.M}).t() : randn({c.M, c.K});
+        Tensor b = layout & 2 ? randn({c.N, c.K}).t() : randn({c.K, c.N});
+        Tensor ar = a.to(DType::bf16).to(DType::f64), br = b.to(DType::bf16).to(DType::f64);
+        Tensor want = matmul(ar, br);  // exact products of the rounded operands, f64 sums
+        Tensor got, got_acc = randn({c.M, c.N});
+        Tensor acc0 = got_acc.clone();
+        {
+          GemmBf16Scope on(true);
+          got = matmul(a, b);
+          // C += A @ B straight through the kernel (the conv weight gradient's accumulation)
+          kern::cpu::sgemm(c.M, c.N, c.K, kern::cpu::MatF{a.data_ptr<float>(), a.stride(0), a.stride(1)},
+                           kern::cpu::MatF{b.data_ptr<float>(), b.stride(0), b.stride(1)}, got_acc.data_ptr<float>(), c.N,
+                           true);
+        }
+        // f32 accumulation over K products: the f32 GEMM's own tolerance
+        expect_close(got.to(DType::f64), want, dtype_tol(DType::f32, c.K) * 4, std::string(kernel) + " GEMM");
+        expect_close(got_acc.to(DType::f64), acc0.to(DType::f64) + want, dtype_tol(DType::f32, c.K) * 4,
+                     std::string(kernel) + " GEMM accumulating");
+        // and it really rounded: differs from the f32 GEMM of the unrounded operands
+        if (c.K >= 53) CHECK(max_rel_err(got, matmul(a, b)) > 1e-4);
       }
-      // f32 accumulation over K products: the f32 GEMM's own tolerance
-      expect_close(got.to(DType::f64), want, dtype_tol(DType::f32, c.K) * 4, "bf16 dot-product GEMM");
-      // and it really rounded: differs from the f32 GEMM of the unrounded operands
-      if (c.K >= 53) CHECK(max_rel_err(got, matmul(a, b)) > 1e-4);
     }
   }
+  CHECK_THROWS_WITH(kern::cpu::set_bf16_gemm_kernel("amx2"), Catch::Contains("unknown kernel 'amx2'"));
 }
 
 TEST_CASE("kernels: BRISK_GEMM switch: native by default, openblas or auto on request", "[kernels]") {
@@ -325,6 +352,85 @@ TEST_CASE("kernels: fused conv2d (native) vs ref and vs the composite, fwd and b
       // The fused op equals the composite it overrides.
       expect_close(run(false), run(true), tol, what + " fused vs composite " + isa);
     }
+  }
+}
+
+// Under bf16 autocast the convolutions run on the bf16 GEMM kernel; on AMX
+// tiles the "same" geometries (stride 1, output size = input size) take
+// conv2d_amx.cpp's packed path for the forward and the input gradient. Each
+// kernel the machine has, against the ref kernel honouring the same folded
+// casts (double sums: the outputs, rounded to bf16, may differ by one bf16
+// ulp where the f32 and double sums straddle a rounding boundary).
+TEST_CASE("kernels: conv2d under bf16 autocast on each bf16 GEMM kernel vs ref", "[kernels]") {
+  struct Case { int64_t N, C, H, W, O, k, pad, dil, stride; bool bias, relu; };
+  std::vector<Case> cases{
+      {3, 3, 12, 11, 40, 3, 1, 1, 1, true, true},   // K = 27 (< one tile deep), O = 40 (a partial A strip), L = 132
+      {2, 32, 14, 14, 64, 3, 1, 1, 1, true, true},  // the cnn's second layer: K = 288, L = 196
+      {2, 1, 28, 28, 32, 3, 1, 1, 1, true, false},  // the cnn's first layer: K = 9
+      {2, 5, 9, 10, 7, 5, 4, 2, 1, false, true},    // 5x5, dilation 2, pad 4: still "same"
+      {2, 4, 9, 9, 6, 3, 0, 1, 2, true, false},     // stride 2: not "same", the GEMM path
+  };
+  struct Restore {
+    std::string prev = kern::cpu::bf16_gemm_kernel();
+    ~Restore() { kern::cpu::set_bf16_gemm_kernel(prev); }
+  } restore;
+  bool any = false;
+  for (const char* kernel : {"amx", "avx512bf16"}) {
+    if (!kern::cpu::bf16_gemm_kernel_supported(kernel)) {
+      WARN("SKIPPED: conv2d on the bf16 GEMM kernel " << kernel << ": this machine lacks it");
+      continue;
+    }
+    any = true;
+    kern::cpu::set_bf16_gemm_kernel(kernel);
+    for (auto c : cases) {
+      int64_t Ho = (c.H + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1,
+              Wo = (c.W + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1;
+      Tensor x0 = randn({c.N, c.C, c.H, c.W}), w0 = randn({c.O, c.C, c.k, c.k}) * 0.3, b0 = randn({c.O});
+      Tensor r = randn({c.N, c.O, Ho, Wo});
+      auto run = [&] {
+        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+        Tensor y;
+        {
+          AutocastGuard ac({LowPrecision::bf16});
+          y = F::conv2d_relu(x, w, c.bias ? b : Tensor(), c.stride, c.pad, c.dil, 1, c.relu);
+          sum(y * r).backward();
+        }
+        std::vector<Tensor> parts{y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1})};
+        if (c.bias) parts.push_back(b.grad());
+        return cat(parts);
+      };
+      std::string what = std::string(kernel) + " conv " + std::to_string(c.C) + "->" + std::to_string(c.O) + " k" +
+                         std::to_string(c.k) + " s" + std::to_string(c.stride) + " d" + std::to_string(c.dil);
+      double tol = dtype_tol(DType::bf16, c.C * c.k * c.k * 4);
+      for (const char* op : {"conv2d_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"})
+        compare_backend("cpu", op, what + " " + op, [&] { return run(); }, tol);
+    }
+  }
+  if (!any) return;
+  // The packed AMX forward itself, called directly (so a dispatch change
+  // cannot route around it), against the ref forward on rounded operands.
+  if (!kern::cpu::bf16_gemm_kernel_supported("amx")) return;
+  kern::cpu::set_bf16_gemm_kernel("amx");
+  for (bool bf16_out : {false, true}) {
+    Geom2d g{2, 3, 12, 11, 3, 3, 1, 1, 1, 1, 1, 1, 12, 11};
+    REQUIRE(kern::cpu::conv2d_amx_applies(g));
+    Tensor x = randn({2, 3, 12, 11}).to(DType::bf16).to(DType::f32);
+    Tensor w = (randn({40, 3, 3, 3}) * 0.3).to(DType::bf16).to(DType::f32), b = randn({40});
+    Tensor got = empty({2, 40, 12, 11}), want = empty({2, 40, 12, 11});
+    {
+      GemmBf16Scope on(true);
+      kern::cpu::conv2d_forward_amx(x.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(), g, 40, true,
+                                    bf16_out, got.data_ptr<float>());
+    }
+    ConvParams p{g, true, bf16_out};
+    Tensor ins[3] = {x, w, b}, outs[1] = {want};
+    {
+      ForceBackend fb("ref");
+      dispatch(opkey::conv2d_fwd, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    }
+    expect_close(got, want, bf16_out ? dtype_tol(DType::bf16, 27) : dtype_tol(DType::f32, 27) * 4,
+                 bf16_out ? "AMX conv forward, output rounded" : "AMX conv forward");
+    if (bf16_out) CHECK(bit_equal(got.to(DType::bf16).to(DType::f32), got));
   }
 }
 

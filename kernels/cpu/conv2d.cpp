@@ -11,11 +11,13 @@
 // has L = 196 output positions, 6.1 tiles of 32 but 24.5 tiles of 8, so its
 // forward computes y^T [L, O] and transposes it in the epilogue.
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/im2col.h"
 #include "kernels/strided.h"
@@ -49,6 +51,7 @@ void round_bf16(float* v, int64_t n) {
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw].
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                     bool bf16, float* y) {
+  if (gemm_amx_active() && conv2d_amx_applies(g)) return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -125,9 +128,12 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // (the cnn's 196 positions: 0.98 vs 0.875).
   GemmTile t = sgemm_tile();
   int64_t HW = g.H * g.W;
+  // On AMX tiles the forward path wins whenever it applies: it unfolds
+  // straight into packed bf16 (conv2d_amx.cpp), with no col2im pass.
+  Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
+  bool amx = gemm_amx_active() && conv2d_amx_applies(gt);
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
-      std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05) {
-    Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
+      (amx || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
     for (int64_t o = 0; o < O; ++o)
       for (int64_t c = 0; c < g.C; ++c)
@@ -250,9 +256,12 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // 9) uses dot products; otherwise the product is gw or gw^T = col_n @
   // gy_n^T, whichever fills the micro-tiles better (both operands run along L,
   // so either way they pack through register transposes).
-  bool thin = CKK <= kThinMax;
+  // On AMX tiles every shape runs as grouped tile products (AmxWeightGrad).
+  bool amx = gemm_amx_active();
+  bool thin = !amx && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
-  bool transposed = !thin && t.fill(CKK, O) > t.fill(O, CKK) + 0.01;
+  bool transposed = amx || (!thin && t.fill(CKK, O) > t.fill(O, CKK) + 0.01);
+  bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
   int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
   int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers write their slices
@@ -263,9 +272,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
       float* col = scratch(size_t(CKK * L));
+      std::optional<AmxWeightGrad> tiles;
+      if (amx) tiles.emplace(g, O, pw);
       for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
         const float* xn = x + n * CHW;
-        if (!direct) im2col_sample(xn, g, col);
+        if (unfold_here) im2col_sample(xn, g, col);
         const float* cn = direct ? xn : col;
         const float* gyn = gy + n * O * L;
         // Folded bf16 casts: the thin dot products and the bias sum do not go
@@ -276,7 +287,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           round_bf16(col, CKK * L);
           cn = col;
         }
-        if (thin)
+        if (amx)
+          tiles->add(gyn, xn, cn);
+        else if (thin)
           thin_gw(gyn, cn, O, CKK, L, pw, bf);
         else if (transposed)
           sgemm(CKK, O, L, MatF{cn, L, 1}, MatF{gyn, 1, L}, pw, O, true);

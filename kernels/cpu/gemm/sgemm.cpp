@@ -2,6 +2,8 @@
 #include "kernels/cpu/gemm/sgemm.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/autocast.h"
 #include "core/error.h"
@@ -12,6 +14,8 @@ template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, 
 template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
 template <class E> void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+template <class E> void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+bool amx_bf16_usable();  // sgemm_amx.cpp: CPUID and the OS's permission for tile state
 
 namespace {
 enum Isa : int { sse, avx2, avx512 };
@@ -69,8 +73,55 @@ bool sgemm_bf16_supported() {
 }
 bool gemm_bf16_active() { return gemm_operands_bf16() && sgemm_bf16_supported(); }
 
+namespace {
+enum Bf16Kernel : int { k_avx512bf16, k_amx };
+const char* kBf16Names[] = {"avx512bf16", "amx"};
+bool bf16_kernel_supported(int k) { return k == k_amx ? amx_bf16_usable() : sgemm_bf16_supported(); }
+int bf16_best() { return amx_bf16_usable() ? k_amx : k_avx512bf16; }
+// BRISK_BF16_GEMM=auto|amx|avx512bf16, read once; a bad value is reported and auto kept.
+int bf16_initial() {
+  const char* e = std::getenv("BRISK_BF16_GEMM");
+  std::string want = e && *e ? e : "auto";
+  if (want == "auto") return bf16_best();
+  for (int i = 0; i < 2; ++i)
+    if (want == kBf16Names[i]) {
+      if (bf16_kernel_supported(i)) return i;
+      std::fprintf(stderr, "brisk: ignoring BRISK_BF16_GEMM=%s: this CPU (or OS) does not support it\n", e);
+      return bf16_best();
+    }
+  std::fprintf(stderr, "brisk: ignoring BRISK_BF16_GEMM=%s: unknown kernel (known: auto, amx, avx512bf16)\n", e);
+  return bf16_best();
+}
+std::atomic<int>& g_bf16() {
+  static std::atomic<int> k{bf16_initial()};
+  return k;
+}
+bool bf16_amx_now() { return g_bf16().load(std::memory_order_relaxed) == k_amx; }
+}  // namespace
+
+bool bf16_gemm_kernel_supported(const std::string& name) {
+  for (int i = 0; i < 2; ++i)
+    if (name == kBf16Names[i]) return bf16_kernel_supported(i);
+  return false;
+}
+bool gemm_amx_active() { return gemm_bf16_active() && bf16_amx_now(); }
+std::string bf16_gemm_kernel() { return kBf16Names[g_bf16().load()]; }
+void set_bf16_gemm_kernel(const std::string& name) {
+  if (name == "auto") {
+    g_bf16() = bf16_best();
+    return;
+  }
+  for (int i = 0; i < 2; ++i)
+    if (name == kBf16Names[i]) {
+      BRISK_CHECK(bf16_kernel_supported(i), "set_bf16_gemm_kernel: this CPU (or OS) does not support ", name);
+      g_bf16() = i;
+      return;
+    }
+  BRISK_FAIL("set_bf16_gemm_kernel: unknown kernel '", name, "' (known: auto, amx, avx512bf16)");
+}
+
 GemmTile sgemm_tile() {
-  if (gemm_bf16_active()) return {8, 32};  // sgemm_avx512bf16.cpp's Bf16Panels
+  if (gemm_bf16_active()) return bf16_amx_now() ? GemmTile{32, 32} : GemmTile{8, 32};  // AmxPanels, Bf16Panels
   switch (g_isa.load(std::memory_order_relaxed)) {  // the BRISK_GEMM_MR x NV * W of each build
     case avx512: return {8, 32};
     case avx2: return {6, 16};
@@ -79,7 +130,10 @@ GemmTile sgemm_tile() {
 }
 
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
-  if (M > 0 && N > 0 && gemm_operands_bf16() && sgemm_bf16_supported()) return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
+  if (M > 0 && N > 0 && gemm_operands_bf16() && sgemm_bf16_supported()) {
+    if (bf16_amx_now()) return sgemm_amx<float>(M, N, K, A, B, C, ldc, accumulate);
+    return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
+  }
   run(M, N, K, A, B, C, ldc, accumulate);
 }
 void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc, bool accumulate) {

@@ -52,6 +52,16 @@ void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, 
 bool sgemm_bf16_supported();  // AVX512-BF16 present and the ISA is avx512
 bool gemm_bf16_active();      // gemm_operands_bf16() && sgemm_bf16_supported()
 
+// Which bf16 kernel that is: "amx" (tile products, sgemm_amx.cpp) where the
+// CPU has AMX-BF16 and the OS grants tile state, else "avx512bf16". The
+// environment variable BRISK_BF16_GEMM=auto|amx|avx512bf16 sets it at start;
+// set_bf16_gemm_kernel switches it (tests run both), throwing brisk::Error for
+// an unknown name or one the machine lacks.
+std::string bf16_gemm_kernel();
+void set_bf16_gemm_kernel(const std::string& name);
+bool bf16_gemm_kernel_supported(const std::string& name);
+bool gemm_amx_active();  // gemm_bf16_active() on AMX tiles (conv2d's packed path)
+
 // The micro-tile (rows x columns of C) the f32 sgemm runs now, bf16 autocast
 // included. A caller free to compute C or C^T (conv2d) picks the product whose
 // edge tiles waste less: fill(rows, cols) is the useful fraction of the tiled
