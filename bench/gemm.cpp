@@ -14,6 +14,7 @@
 #include "core/autocast.h"
 #include "core/int8.h"
 #include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/int8_amx.h"
 #ifdef BRISK_HAS_OPENBLAS
 #include <cblas.h>
 #endif
@@ -74,21 +75,28 @@ BENCHMARK(BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   ->UseRealTime()->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_native) SHAPES;
 BENCHMARK(BM_openblas) SHAPES;
-// int8 with per-row scales on AVX512-VNNI, quantization and packing included,
-// vs the native f32 sgemm on the same square sizes (counted as 2*n^3 ops).
-static void BM_int8_vnni(benchmark::State& st) {
-  if (!int8_vnni_supported()) {
-    st.SkipWithError("no AVX512-VNNI");
+// int8 with per-row scales on AVX512-VNNI or AMX-INT8 tiles, quantization
+// and packing included, vs the native f32 sgemm on the same square sizes
+// (counted as 2*n^3 ops). Skipped where the machine lacks the kernel.
+static void int8_kernel(benchmark::State& st, const char* kernel) {
+  if (!int8_vnni_supported() || !kern::cpu::int8_gemm_kernel_supported(kernel)) {
+    st.SkipWithError((std::string("SKIPPED: this machine lacks the int8 kernel ") + kernel).c_str());
     return;
   }
+  std::string prev = kern::cpu::int8_gemm_kernel();
+  kern::cpu::set_int8_gemm_kernel(kernel);
   int64_t n = st.range(0);
   Tensor a = randn({n, n}), b = randn({n, n});
-  ForceBackend vnni("cpu");  // the VNNI kernel of "int8_gemm" (the ref is the scalar loop)
+  ForceBackend cpu("cpu");  // the optimized kernel of "int8_gemm" (the ref is the scalar loop)
   for (auto _ : st) benchmark::DoNotOptimize(int8_matmul(a, b).raw_data());
+  kern::cpu::set_int8_gemm_kernel(prev);
   st.counters["GOPs"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
                                            benchmark::Counter::kIs1000);
 }
+static void BM_int8_vnni(benchmark::State& st) { int8_kernel(st, "vnni"); }
+static void BM_int8_amx(benchmark::State& st) { int8_kernel(st, "amx"); }
 BENCHMARK(BM_int8_vnni)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_int8_amx)->Arg(512)->Arg(1024)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 // bf16 operands (half the bytes), f32 accumulation, vs f32 on the same square
 // sizes: the kernel behind matmul on bf16 tensors. Counted as 2*n^3 FLOPs.
 static void BM_bf16(benchmark::State& st) {

@@ -5,7 +5,8 @@
 #   2. build-tsan: g++ with TSan; runs the thread-pool, loader and
 #      determinism tests (the code that shares memory across threads).
 # The ASan subset is every unit test except [speedup] (end-to-end timing
-# harness runs, slow under ASan) and [cuda] (no device in CI).
+# harness runs, slow under ASan) and [cuda] (no device in CI), run as two
+# shards in parallel.
 #   scripts/sanitize.sh             build both and run them
 #   scripts/sanitize.sh build-only  build the ASan/fuzz tree only (scripts/fuzz.sh)
 set -euo pipefail
@@ -21,8 +22,35 @@ cmake --build build-fuzz --parallel "$(nproc)"
 export BRISK_CACHING_ALLOCATOR=0
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-echo "== ASan+UBSan: unit tests"
-build-fuzz/tests/brisk_tests '~[cuda]' '~[speedup]' --order decl
+# Two shards in parallel (one brisk thread each, so the pair fills the two
+# cores of a CI runner instead of one process leaving a core idle): the
+# heaviest test files, and everything else. -# tags each test with its file.
+echo "== ASan+UBSan: unit tests (2 shards in parallel)"
+skip='~[cuda]~[speedup]'
+# Balanced on a measured run (2 cores, ASan+UBSan at -O1): about 19 minutes each.
+heavy=('#test_compose' '#test_resize' '#test_gpt' '#test_pruning' '#test_stochastic_depth')
+shard_a="" shard_b="$skip"
+for f in "${heavy[@]}"; do
+  shard_a+="${shard_a:+,}[$f]$skip"
+  shard_b+="~[$f]"
+done
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+BRISK_NUM_THREADS=1 build-fuzz/tests/brisk_tests -# "$shard_a" --order decl -d yes >"$logs/a" 2>&1 & pid_a=$!
+BRISK_NUM_THREADS=1 build-fuzz/tests/brisk_tests -# "$shard_b" --order decl -d yes >"$logs/b" 2>&1 & pid_b=$!
+status=0
+for s in a b; do
+  pid=pid_$s
+  if wait "${!pid}"; then
+    echo "shard $s: $(tail -n 2 "$logs/$s" | tr -s '\n' ' ')"
+    echo "  slowest: $(grep -E '^[0-9.]+ s: ' "$logs/$s" | sort -rn | head -n 3 | cut -c1-70 | paste -sd '|')"
+  else
+    echo "shard $s FAILED:"
+    cat "$logs/$s"
+    status=1
+  fi
+done
+[ "$status" -eq 0 ] || exit 1
 
 cmake -S . -B build-tsan "${common[@]}" -DBRISK_SANITIZE=thread >/dev/null
 cmake --build build-tsan --parallel "$(nproc)" --target brisk_tests

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/int8.h"
+#include "kernels/cpu/int8_amx.h"
 #include "tests/helpers.h"
 
 using namespace bt;
@@ -47,28 +48,44 @@ static Tensor int8_on(const char* backend, const Tensor& a, const Tensor& b) {
   return c;
 }
 
-TEST_CASE("int8: the AVX512-VNNI GEMM equals the scalar reference exactly", "[int8]") {
-  // (every layout of B, all-zero columns, K and N not multiples of 4 / 16 / 32; non-finite inputs refused)
+TEST_CASE("int8: the AVX512-VNNI and AMX-INT8 GEMMs equal the scalar reference exactly", "[int8]") {
+  // (every layout of B, all-zero columns, K and N not multiples of 4 / 16 / 32 / 64, M not a multiple of 32;
+  // non-finite inputs refused), on each int8 kernel the machine has
   if (!int8_vnni_supported()) {
     WARN("SKIPPED: CPU lacks AVX512-VNNI: the VNNI int8_gemm kernel is not tested here");
     return;
   }
-  for (auto [M, K, N] : {std::tuple{1, 1, 1}, std::tuple{7, 13, 5}, std::tuple{64, 256, 100}, std::tuple{33, 130, 129}}) {
-    INFO(M << "x" << K << "x" << N);
-    Tensor a = randn({M, K}), b = randn({K, N});
-    CHECK(bit_equal(int8_on("cpu", a, b), int8_on("ref", a, b)));
-    // B given as W^T (columns contiguous: int8_linear's layout) and with an all-zero column
-    Tensor w = randn({N, K});
-    w.narrow(0, 0, 1).fill_(0.0);
-    CHECK(bit_equal(int8_on("cpu", a, w.t()), int8_on("ref", a, w.t())));
-    CHECK(bit_equal(int8_on("cpu", a, w.t().contiguous()), int8_on("ref", a, w.t())));
+  struct Restore {
+    std::string prev = kern::cpu::int8_gemm_kernel();
+    ~Restore() { kern::cpu::set_int8_gemm_kernel(prev); }
+  } restore;
+  CHECK_THROWS_WITH(kern::cpu::set_int8_gemm_kernel("amx8"), Catch::Contains("unknown kernel 'amx8'"));
+  for (const char* kernel : {"vnni", "amx"}) {
+    if (!kern::cpu::int8_gemm_kernel_supported(kernel)) {
+      WARN("SKIPPED: this machine lacks the int8 GEMM kernel " << kernel);
+      CHECK_THROWS_WITH(kern::cpu::set_int8_gemm_kernel(kernel), Catch::Contains("does not support"));
+      continue;
+    }
+    kern::cpu::set_int8_gemm_kernel(kernel);
+    INFO("kernel " << kernel);
+    for (auto [M, K, N] : {std::tuple{1, 1, 1}, std::tuple{7, 13, 5}, std::tuple{64, 256, 100}, std::tuple{33, 130, 129},
+                           std::tuple{70, 200, 64}}) {
+      INFO(M << "x" << K << "x" << N);
+      Tensor a = randn({M, K}), b = randn({K, N});
+      CHECK(bit_equal(int8_on("cpu", a, b), int8_on("ref", a, b)));
+      // B given as W^T (columns contiguous: int8_linear's layout) and with an all-zero column
+      Tensor w = randn({N, K});
+      w.narrow(0, 0, 1).fill_(0.0);
+      CHECK(bit_equal(int8_on("cpu", a, w.t()), int8_on("ref", a, w.t())));
+      CHECK(bit_equal(int8_on("cpu", a, w.t().contiguous()), int8_on("ref", a, w.t())));
+    }
+    Tensor a = randn({3, 40}), b = randn({40, 20});
+    Tensor an = a.clone(), bn = b.clone(), wn = b.t().contiguous();
+    an.narrow(0, 1, 1).narrow(1, 17, 1).fill_(std::nan(""));  // a NaN mid-row: max() alone would drop it
+    bn.narrow(0, 5, 1).narrow(1, 3, 1).fill_(INFINITY);
+    wn.narrow(0, 7, 1).narrow(1, 30, 1).fill_(std::nan(""));
+    CHECK_THROWS_WITH(int8_on("cpu", an, b), Catch::Contains("row 1 of A") && Catch::Contains("non-finite"));
+    CHECK_THROWS_WITH(int8_on("cpu", a, bn), Catch::Contains("column 3 of B"));
+    CHECK_THROWS_WITH(int8_on("cpu", a, wn.t()), Catch::Contains("column 7 of B"));
   }
-  Tensor a = randn({3, 40}), b = randn({40, 20});
-  Tensor an = a.clone(), bn = b.clone(), wn = b.t().contiguous();
-  an.narrow(0, 1, 1).narrow(1, 17, 1).fill_(std::nan(""));  // a NaN mid-row: max() alone would drop it
-  bn.narrow(0, 5, 1).narrow(1, 3, 1).fill_(INFINITY);
-  wn.narrow(0, 7, 1).narrow(1, 30, 1).fill_(std::nan(""));
-  CHECK_THROWS_WITH(int8_on("cpu", an, b), Catch::Contains("row 1 of A") && Catch::Contains("non-finite"));
-  CHECK_THROWS_WITH(int8_on("cpu", a, bn), Catch::Contains("column 3 of B"));
-  CHECK_THROWS_WITH(int8_on("cpu", a, wn.t()), Catch::Contains("column 7 of B"));
 }

@@ -225,6 +225,13 @@ TEST_CASE("kernels: openblas declines shapes it does not win on", "[kernels]") {
   matmul(randn({128, 128}), randn({128, 128}).slice(1, 0, 128, 2));  // no unit stride: native
   CHECK(last_backend("gemm") == "cpu");
   // Inside a brisk parallel region OpenBLAS would oversubscribe: native runs.
+  // (Two pool threads, whatever BRISK_NUM_THREADS says: with one, parallel_for
+  // runs inline and there is no parallel region.)
+  struct Threads {
+    int prev = get_num_threads();
+    ~Threads() { set_num_threads(prev); }
+  } threads;
+  set_num_threads(2);
   Tensor a = randn({128, 128}), b = randn({128, 128});
   std::vector<std::string> seen(2);
   parallel_for(0, 2, 1, [&](int64_t lo, int64_t hi) {
@@ -364,10 +371,11 @@ TEST_CASE("kernels: fused conv2d (native) vs ref and vs the composite, fwd and b
 TEST_CASE("kernels: conv2d under bf16 autocast on each bf16 GEMM kernel vs ref", "[kernels]") {
   struct Case { int64_t N, C, H, W, O, k, pad, dil, stride; bool bias, relu; };
   std::vector<Case> cases{
-      {3, 3, 12, 11, 40, 3, 1, 1, 1, true, true},   // K = 27 (< one tile deep), O = 40 (a partial A strip), L = 132
+      {3, 3, 12, 11, 40, 3, 1, 1, 1, true, true},   // K = 27 (< one tile deep), O = 40 (a partial A strip), L = 132;
+                                                    // C = 3: the input gradient takes the unfold-then-GEMM path
       {2, 32, 14, 14, 64, 3, 1, 1, 1, true, true},  // the cnn's second layer: K = 288, L = 196
       {2, 1, 28, 28, 32, 3, 1, 1, 1, true, false},  // the cnn's first layer: K = 9
-      {2, 5, 9, 10, 7, 5, 4, 2, 1, false, true},    // 5x5, dilation 2, pad 4: still "same"
+      {2, 5, 9, 10, 20, 5, 4, 2, 1, false, true},   // 5x5, dilation 2, pad 4: still "same"
       {2, 4, 9, 9, 6, 3, 0, 1, 2, true, false},     // stride 2: not "same", the GEMM path
   };
   struct Restore {

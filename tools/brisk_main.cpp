@@ -24,6 +24,9 @@
 #include "efficiency/method.h"
 #include "efficiency/speedup/harness.h"
 #include "core/op_keys.h"
+#include "core/int8.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/int8_amx.h"
 #include "train/generate.h"
 #include "train/profile.h"
 #include "train/trainer.h"
@@ -123,6 +126,13 @@ int run_info() {
   std::printf("\n");
   std::printf("gemm backend: %s, conv backend: %s (BRISK_GEMM, BRISK_CONV)\n", gemm_backend().c_str(),
               conv_backend().c_str());
+  // The CPU kernels picked by CPUID: the f32 GEMM's instruction set, and the
+  // bf16 (autocast) and int8 GEMMs: AMX tiles where the CPU and OS allow.
+  // (Both switches are read, and a bad environment value reported, either way.)
+  std::string bf16 = kern::cpu::bf16_gemm_kernel(), int8 = kern::cpu::int8_gemm_kernel();
+  std::printf("cpu kernels: sgemm %s, bf16 gemm %s (BRISK_BF16_GEMM), int8 gemm %s (BRISK_INT8_GEMM)\n",
+              kern::cpu::sgemm_isa().c_str(), kern::cpu::sgemm_bf16_supported() ? bf16.c_str() : "none (f32 products)",
+              int8_vnni_supported() ? int8.c_str() : "ref (scalar)");
   // Every op key (core/op_keys.h) with its stem and, per device, the
   // backends registered for f32 (else for the first dtype that has any), best first.
   std::printf("%-30s %-14s %-28s %s\n", "op", "stem", "cpu (f32)", cuda_compiled() ? "cuda (f32)" : "");

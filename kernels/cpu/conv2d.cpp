@@ -47,11 +47,17 @@ void round_bf16(float* v, int64_t n) {
 
 }  // namespace
 
+// The packed AMX forward computes 32 output channels per tile block: with
+// fewer than half of them (an input gradient into 1-3 image channels) it
+// wastes more than it saves, and the unfold-then-GEMM path runs instead.
+constexpr int64_t kAmxMinRows = 16;
+
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw].
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                     bool bf16, float* y) {
-  if (gemm_amx_active() && conv2d_amx_applies(g)) return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y);
+  if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
+    return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -131,7 +137,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // On AMX tiles the forward path wins whenever it applies: it unfolds
   // straight into packed bf16 (conv2d_amx.cpp), with no col2im pass.
   Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
-  bool amx = gemm_amx_active() && conv2d_amx_applies(gt);
+  bool amx = gemm_amx_active() && conv2d_amx_applies(gt) && g.C >= kAmxMinRows;
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
       (amx || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps

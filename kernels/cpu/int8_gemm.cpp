@@ -17,6 +17,7 @@
 #include "core/int8.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/grain.h"
+#include "kernels/cpu/int8_amx.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -221,6 +222,7 @@ __attribute__((target("avx512f,avx512bw"))) bool quantize_pack_b_col(const float
 #pragma GCC diagnostic pop
 
 // "int8_gemm" (contract in core/kernel_params.h); declines on CPUs without VNNI.
+// The product runs on AMX-INT8 tiles or VNNI (int8_gemm_kernel()).
 bool int8_gemm(const KernelArgs& args) {
   if (!int8_vnni_supported()) return false;
   const Tensor &a = args.in[0], &b = args.in[1];
@@ -230,10 +232,14 @@ bool int8_gemm(const KernelArgs& args) {
   bool b_cols = bf.stride(0) == 1 && (bf.size(1) == 1 || bf.stride(1) == bf.size(0)) && bf.size(0) > 1;
   if (!b_cols) bf = bf.contiguous();
   int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  int64_t K4 = (K + 3) / 4, Np = (N + kNR - 1) / kNR * kNR;
-  // A as u8 = q + 128, K padded with 128 (q = 0); B packed [K4][Np][4], padding 0.
-  std::vector<uint8_t> au(size_t(M * K4 * 4));
-  std::vector<float> sa(static_cast<size_t>(M));
+  // On AMX tiles (int8_amx.h) k runs in whole 64-byte tile rows and A's rows
+  // in whole 32-row blocks; the VNNI kernel needs only groups of 4.
+  const bool amx = int8_gemm_kernel() == "amx";
+  int64_t K4 = amx ? (K + kAmxInt8KAlign - 1) / kAmxInt8KAlign * (kAmxInt8KAlign / 4) : (K + 3) / 4,
+          Np = (N + kNR - 1) / kNR * kNR, Mp = amx ? (M + kAmxInt8MAlign - 1) / kAmxInt8MAlign * kAmxInt8MAlign : M;
+  // A as u8 = q + 128, K (and M) padded with 128 (q = 0); B packed [K4][Np][4], padding 0.
+  std::vector<uint8_t> au(size_t(Mp * K4 * 4), uint8_t(128));
+  std::vector<float> sa(static_cast<size_t>(Mp), 0.0f);
   std::vector<char> bad_row(size_t(M), 0);
   const float* ap = af.data_ptr<float>();
   parallel_for(0, M, rows_per_task(K, 16384), [&](int64_t lo, int64_t hi) {
@@ -261,6 +267,13 @@ bool int8_gemm(const KernelArgs& args) {
   });
   for (int64_t c : bad_col) BRISK_CHECK(c < 0, "op int8_matmul: column ", c, " of B holds a non-finite value");
   float* cp = args.out[0].data_ptr<float>();
+  if (amx) {
+    parallel_for(0, Mp / kAmxInt8MAlign, 1, [&](int64_t lo, int64_t hi) {
+      int8_amx_rows(au.data(), K4, bp.data(), Np, corr.data(), sa.data(), sb.data(), cp, M, N, lo * kAmxInt8MAlign,
+                    std::min(M, hi * kAmxInt8MAlign));
+    });
+    return true;
+  }
   parallel_for(0, M, kMR * 4, [&](int64_t lo, int64_t hi) {
     vnni_rows(au.data(), K4, bp.data(), Np, corr.data(), sa.data(), sb.data(), cp, N, lo, hi);
   });
