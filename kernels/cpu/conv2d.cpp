@@ -262,7 +262,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // 9) uses dot products; otherwise the product is gw or gw^T = col_n @
   // gy_n^T, whichever fills the micro-tiles better (both operands run along L,
   // so either way they pack through register transposes).
-  // On AMX tiles every shape runs as grouped tile products (AmxWeightGrad).
+  // On AMX tiles every shape runs as tile products of unfold @ gy^T (AmxWeightGrad).
   bool amx = gemm_amx_active();
   bool thin = !amx && CKK <= kThinMax;
   GemmTile t = sgemm_tile();

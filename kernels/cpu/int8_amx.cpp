@@ -4,10 +4,7 @@
 // epilogue dequantizes from a tile store.
 #include "kernels/cpu/int8_amx.h"
 
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,14 +23,8 @@ namespace brisk::kern::cpu {
 
 namespace {
 bool amx_int8_usable() {
-  static const bool ok = [] {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    bool tile = d & (1u << 24), int8 = d & (1u << 25);
-    if (!tile || !int8 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return false;
-    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;  // arch_prctl: tile data state
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
-  }();
+  static const bool ok =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && amx::amx_usable(25);  // the quantization passes use AVX-512 F/BW
   return ok;
 }
 bool vnni_usable() {

@@ -10,7 +10,10 @@
 // C's 32x32 block lives in tmm0-3, A's two 16-row halves in tmm4-5, B's two
 // 16-column halves in tmm6-7: each loaded tile feeds two products.
 #pragma once
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdint>
 
@@ -21,6 +24,21 @@ namespace brisk::kern::cpu::amx {
 struct alignas(64) Step {
   uint32_t w[16];
 };
+
+// Whether the CPU has AMX-TILE and the given AMX feature (CPUID leaf 7 EDX
+// bit: 22 AMX-BF16, 25 AMX-INT8), and Linux grants this process tile state:
+// it hands it out only on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA = 18, kernel >= 5.16), asked once per process.
+inline bool amx_usable(unsigned feature_bit) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!(d & (1u << 24)) || !(d & (1u << feature_bit))) return false;
+  static const bool granted = [] {
+    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+  }();
+  return granted;
+}
 
 // The tile configuration (palette 1): tiles 0-7 all 16 rows x 64 bytes.
 struct alignas(64) TileConfig {

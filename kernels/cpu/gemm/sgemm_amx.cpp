@@ -11,12 +11,9 @@
 // even), exact products, f32 sums (pairs first, denormals flushed). Results
 // agree with the f32 GEMM of the rounded operands to f32 rounding.
 // Linux hands out tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
-// kernel >= 5.16): amx_bf16_usable() asks once and reports the answer.
+// kernel >= 5.16): amx_usable() (amx_tile.h) asks once.
 // The driver (blocking, packing order, threads) is gemm_driver.h's.
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define BRISK_GEMM_NS amx
 #include "kernels/cpu/gemm/bf16_pack.h"
@@ -94,16 +91,7 @@ struct AmxPanels {
 namespace brisk::kern::cpu {
 
 bool amx_bf16_usable() {
-  static const bool ok = [] {
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    bool tile = d & (1u << 24), bf16 = d & (1u << 22);
-    if (!tile || !bf16 || !__builtin_cpu_supports("avx512bf16")) return false;
-    // Ask Linux for the tile data state (XFEATURE_XTILEDATA = 18); refused on
-    // kernels before 5.16 or where a seccomp policy forbids it.
-    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
-  }();
+  static const bool ok = __builtin_cpu_supports("avx512bf16") && amx::amx_usable(22);  // the packing needs AVX512-BF16
   return ok;
 }
 
