@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every libFuzzer harness (fuzz/) for SECONDS each (default 60) from its
-# seed corpus, and fails on any finding (crash, sanitizer report, an exception
-# other than brisk::Error, a time-out). Builds them first into build-fuzz
-# (clang, ASan+UBSan). New inputs go to a scratch corpus, not the repo's.
+# Runs every libFuzzer harness (fuzz/) for SECONDS each (default 60), one per
+# core side by side, from its seed corpus, and fails on any finding (crash,
+# sanitizer report, an exception other than brisk::Error, a time-out). Builds
+# them first into build-fuzz (clang, ASan+UBSan). New inputs go to a scratch
+# corpus, not the repo's.
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,23 +15,36 @@ scripts/sanitize.sh build-only
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export TMPDIR="$work"  # the harnesses' scratch files go away with it
-status=0
-printf '%-12s %10s %10s %8s  %s\n' harness inputs inputs/s corpus result
-for name in idx safetensors checkpoint config method_spec; do
+# One harness: its log and its result ("ok" or a finding) into $work.
+fuzz_one() {
+  local name=$1 log="$work/$1.log"
   mkdir -p "$work/$name"
   cp -r "fuzz/corpus/$name/." "$work/$name/"
-  log="$work/$name.log"
   # max_len: checkpoint.json and TOML recipes are a few KiB.
   # A fixed seed (BRISK_FUZZ_SEED, default 1) makes a run repeatable: the same
   # mutations in the same order, only their count depends on the machine.
   if (cd "$work" && "$OLDPWD/build-fuzz/fuzz/fuzz_$name" -seed="$seed" -max_total_time="$secs" \
         -max_len=8192 -timeout=20 \
         -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/$name-" "$work/$name" >"$log" 2>&1); then
-    result=ok
+    echo ok >"$work/$name.result"
   else
-    result="FINDING (see below)"
-    status=1
+    echo "FINDING (see below)" >"$work/$name.result"
   fi
+}
+# The harnesses run side by side, one per core (each is single-threaded).
+harnesses=(idx safetensors checkpoint config method_spec)
+jobs_max=$(nproc)
+for name in "${harnesses[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  fuzz_one "$name" &
+done
+wait
+status=0
+printf '%-12s %10s %10s %8s  %s\n' harness inputs inputs/s corpus result
+for name in "${harnesses[@]}"; do
+  log="$work/$name.log"
+  result=$(cat "$work/$name.result" 2>/dev/null || echo "FINDING (no result: the harness did not finish)")
+  [ "$result" = ok ] || status=1
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   size=$(ls "$work/$name" | wc -l)
   printf '%-12s %10s %10s %8s  %s\n' "$name" "$runs" "$((runs / secs))" "$size" "$result"

@@ -13,6 +13,17 @@
 namespace bt {
 using namespace brisk;
 
+// Sets the pool's thread count for one scope and restores the previous one:
+// a test that needs n threads must not leave them to the tests after it (the
+// sanitizer shards run one thread each, two shards side by side).
+struct ThreadCount {
+  int prev = get_num_threads();
+  explicit ThreadCount(int n) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(prev); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+};
+
 // Tolerance for comparing two computations of the same value in `dtype`,
 // `terms` = number of products/terms accumulated (error grows ~sqrt(terms)).
 inline double dtype_tol(DType t, int64_t terms = 1) {

@@ -25,7 +25,7 @@ TEST_CASE("threads: parallel_for covers the range once for every pool size", "[t
 }
 
 TEST_CASE("threads: nested regions run inline and exceptions reach the caller", "[threads]") {
-  set_num_threads(2);
+  bt::ThreadCount two(2);
   std::atomic<int64_t> total{0};
   std::atomic<int> outside{0};  // Catch's CHECK is not thread-safe: count in the workers, check here
   parallel_for(0, 8, 1, [&](int64_t b, int64_t e) {
@@ -46,7 +46,7 @@ TEST_CASE("threads: nested regions run inline and exceptions reach the caller", 
 }
 
 TEST_CASE("threads: two callers share the pool (loader prefetch and training)", "[threads]") {
-  set_num_threads(2);
+  bt::ThreadCount two(2);
   std::atomic<int64_t> a{0}, b{0};
   std::thread other([&] {
     for (int r = 0; r < 50; ++r) parallel_for(0, 64, 4, [&](int64_t s, int64_t e) { a += e - s; });
