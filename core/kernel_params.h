@@ -68,6 +68,17 @@ struct ConvParams {
   bool relu;
   bool bf16 = false;
 };
+// "conv2d_pool_fwd":   in = {x, w, bias} as conv2d_fwd (relu false; bf16 as
+//                      there) -> out = {y [N,O,Ho/2,Wo/2], indices i64}: the
+//                      2x2 / stride 2 max pool of conv2d_fwd's output, with
+//                      max_pool2d's values and indices (h*Wo+w in the conv
+//                      output plane; NaN wins). The full-size conv output is
+//                      not an output: the backward expands the pooled gradient
+//                      with max_pool2d_backward on max_pool_2x2_geom.
+// The pool geometry over a conv output [N, O, Ho, Wo] (g: the conv's).
+inline Geom2d max_pool_2x2_geom(const Geom2d& g, int64_t O) {
+  return Geom2d{g.N, O, g.Ho, g.Wo, 2, 2, 2, 2, 0, 0, 1, 1, g.Ho / 2, g.Wo / 2};
+}
 // "bias_relu": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = max(y + b, 0).
 // "bias_gelu_fwd": in = {y [M, N] contiguous, b [N]} -> out[0] [M, N] = gelu(y + b)
 //            (exact erf form). "bias_gelu_bwd": in = {g [M, N], y, b} -> out[0]

@@ -31,6 +31,7 @@ namespace brisk {
   X(avg_pool2d_backward, pool2d) X(adaptive_avg_pool2d, pool2d)                                      \
   X(adaptive_avg_pool2d_backward, pool2d)                                                            \
   X(conv2d_fwd, conv2d) X(conv2d_bwd_input, conv2d) X(conv2d_bwd_weight, conv2d)                     \
+  X(conv2d_pool_fwd, conv2d)                                                                         \
   X(bias_relu, bias_relu)                                                                            \
   X(bias_gelu_fwd, bias_gelu) X(bias_gelu_bwd, bias_gelu)                                            \
   X(cross_entropy_fwd, cross_entropy) X(cross_entropy_bwd, cross_entropy)                            \

@@ -277,16 +277,23 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
 // an undefined tensor when no kernel accepts (then the composite runs).
 // bf16: autocast's bf16 casts of x, w and y folded into the kernels
 // (ConvParams::bf16); the caller rounds the gradients of x and w.
+// pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (relu false); its
+// backward expands the pooled gradient to y's shape first.
 static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu,
-                           bool bf16 = false) {
+                           bool bf16 = false, bool pool = false) {
   int64_t O = w.size(0);
   ConvParams p{g, relu, bf16};
+  Geom2d pg = max_pool_2x2_geom(g, O);
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
-  Tensor y = empty({g.N, O, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
+  Tensor y = pool ? empty({g.N, O, pg.Ho, pg.Wo}, TensorOptions(x.dtype(), x.device()))
+                  : empty({g.N, O, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
+  Tensor idx = pool ? empty(y.shape(), TensorOptions(DType::i64, x.device())) : Tensor();
   {
     Tensor ins[3] = {xc, wc, b.defined() ? b.detach().contiguous() : Tensor()};
-    Tensor outs[1] = {y};
-    if (!try_dispatch(opkey::conv2d_fwd, x.device(), x.dtype(), KernelArgs{ins, outs, &p})) return Tensor();
+    Tensor outs[2] = {y, idx};
+    if (!try_dispatch(pool ? opkey::conv2d_pool_fwd : opkey::conv2d_fwd, x.device(), x.dtype(),
+                      KernelArgs{ins, std::span<Tensor>(outs, pool ? 2 : 1), &p}))
+      return Tensor();
   }
   int64_t conv_flops = 2 * g.N * O * (wc.numel() / O) * g.Ho * g.Wo;  // per pass
   count_flops(conv_flops);
@@ -295,8 +302,17 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
   if (b.defined()) inputs.push_back(b);
   Tensor yd = y.detach();
   Shape ws = w.shape();
-  return attach_grad(y, relu ? "Conv2dReluBackward" : "Conv2dBackward", inputs, [=](const Tensor& gr) {
-    Tensor gy = relu ? relu_backward(gr, yd) : gr.contiguous();
+  const char* node = pool ? "Conv2dMaxPool2dBackward" : relu ? "Conv2dReluBackward" : "Conv2dBackward";
+  return attach_grad(y, node, inputs, [=](const Tensor& gr) {
+    Tensor gy;
+    if (pool) {  // the pooled gradient back to the conv output's shape
+      gy = empty({g.N, O, g.Ho, g.Wo}, TensorOptions(gr.dtype(), gr.device()));
+      Tensor ins[2] = {gr.contiguous(), idx};
+      Tensor outs[1] = {gy};
+      dispatch(opkey::max_pool2d_backward, gr.device(), gr.dtype(), KernelArgs{ins, outs, &pg});
+    } else {
+      gy = relu ? relu_backward(gr, yd) : gr.contiguous();
+    }
     std::optional<GemmBf16Scope> gemm_bf16;  // the folded casts' rounding GEMM, as in the forward
     if (p.bf16) gemm_bf16.emplace(true);
     std::vector<Tensor> r(inputs.size());
@@ -380,6 +396,30 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
   if (groups == 1 && !(x.dtype() == DType::f32 && gemm_backend() != "native"))
     if (Tensor y = conv2d_fused(x, w, b, g, relu); y.defined()) return y;
   return conv2d_composite(x, w, b, stride, padding, dilation, groups, relu);
+}
+
+Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
+                         Pair dilation, int64_t groups) {
+  auto unfused = [&] { return max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), 2); };
+  Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
+  if (groups != 1 || g.Ho < 2 || g.Wo < 2) return unfused();
+  if (autocast_enabled()) {
+    const AutocastPolicy& pol = autocast_policy();
+    if (x.dtype() == DType::f32 && w.dtype() == DType::f32 && pol.kind == LowPrecision::bf16 &&
+        pol.rounding == Rounding::nearest && autocast_fold_casts() && gemm_backend() == "native") {
+      Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w), y;  // as conv2d_relu's folded casts
+      {
+        AutocastGuard off({});
+        GemmBf16Scope gemm(true);
+        y = conv2d_fused(xg, wg, b, g, false, true, true);
+      }
+      if (y.defined()) return y;
+    }
+    return unfused();
+  }
+  if (!(x.dtype() == DType::f32 && gemm_backend() != "native"))
+    if (Tensor y = conv2d_fused(x, w, b, g, false, false, true); y.defined()) return y;
+  return unfused();
 }
 
 Tensor conv2d_composite(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <typeinfo>
 
 #include "nn/init.h"
 
@@ -130,9 +131,19 @@ Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (size_t i = 0; i < children_.size(); ++i) {
     Module& m = *children_[i].second;
-    if (i + 2 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get()) &&
-        dynamic_cast<MaxPool2d*>(children_[i + 2].second.get())) {
-      h = relu(children_[i + 2].second->forward(m.forward(h)));
+    auto* pool = i + 2 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())
+                     ? dynamic_cast<MaxPool2d*>(children_[i + 2].second.get())
+                     : nullptr;
+    if (pool) {
+      // A plain Conv2d before a 2x2 pool: conv and pool in one kernel, which
+      // never stores the full-size conv output.
+      auto* conv = typeid(m) == typeid(Conv2d) ? static_cast<Conv2d*>(&m) : nullptr;
+      bool two = pool->kernel.h == 2 && pool->kernel.w == 2 && pool->stride.h == 2 && pool->stride.w == 2 &&
+                 pool->padding.h == 0 && pool->padding.w == 0;
+      h = conv && two ? F::conv2d_max_pool2d(h, conv->weight, conv->bias, conv->stride, conv->padding,
+                                             conv->dilation, conv->groups)
+                      : pool->forward(m.forward(h));
+      h = relu(h);
       i += 2;
     } else if (i + 1 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())) {
       h = m.forward_relu(h);

@@ -80,12 +80,13 @@ TEST_CASE("cuda: every primitive op has a hand-written CUDA kernel", "[cuda]") {
   // (CSR sparse kernels) and the fused conv overrides (cuda runs their
   // composite, im2col + gemm, unless cuDNN is selected).
   const std::set<std::string> cpu_only{"csr_linear", "csr_linear_bwd_weight", "conv2d_fwd", "conv2d_bwd_input",
-                                       "conv2d_bwd_weight"};
+                                       "conv2d_bwd_weight", "conv2d_pool_fwd"};
   for (const char* op : {"exp", "relu", "gelu_deriv", "sign", "binary", "compare", "where", "copy", "fill", "reduce", "gemm", "softmax",
                          "im2col", "col2im", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
                          "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "bias_relu", "cross_entropy_fwd",
                          "cross_entropy_bwd", "sgd_step", "adamw_step", "gather", "scatter_add", "batch_norm_fwd",
-                         "batch_norm_bwd", "layer_norm_fwd", "layer_norm_bwd", "csr_linear", "conv2d_fwd"}) {
+                         "batch_norm_bwd", "layer_norm_fwd", "layer_norm_bwd", "csr_linear", "conv2d_fwd",
+                         "conv2d_pool_fwd"}) {
     INFO("op " << op);
     CHECK_FALSE(kernel_backends(op, DeviceType::cpu, DType::f32).empty());
     auto b = kernel_backends(op, DeviceType::cuda, DType::f32);

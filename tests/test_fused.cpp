@@ -1,6 +1,10 @@
 // Fused kernels against the unfused composites they override, and their
 // native (threaded) kernels against the ref kernels: bias + ReLU, softmax +
 // cross-entropy (forward and backward), the one-pass SGD and AdamW updates.
+#include <optional>
+
+#include "core/autocast.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "nn/layers.h"
 #include "optim/optimizer.h"
 #include "tests/helpers.h"
@@ -55,25 +59,45 @@ TEST_CASE("fused: linear_relu and Sequential's Linear+ReLU fusion equal the unfu
 }
 
 TEST_CASE("fused: Sequential runs conv, ReLU, max-pool as conv, pool, ReLU with the same output and gradients", "[fused]") {
-  // Windows whose max is negative, zero or tied exercise where the two orders could differ.
+  // Windows whose max is negative, zero or tied exercise where the two orders
+  // could differ. A 2x2 pool (pad 0) runs the conv and the pool as one kernel
+  // (conv2d_pool_fwd); with pad 1 the pool runs on its own. Both must equal
+  // each module's own forward bit for bit, in f32 and under bf16 autocast on
+  // each bf16 GEMM kernel the CPU has (20 output channels: the AMX path).
   Tensor x0 = randn({3, 2, 9, 8});
   x0.data_ptr<float>()[5] = 0.f;
-  for (int pad : {0, 1}) {
-    manual_seed(11);
-    auto conv = std::make_shared<nn::Conv2d>(2, 4, 3, 1, 1);
-    auto pool = std::make_shared<nn::MaxPool2d>(2, std::nullopt, pad);
-    nn::Sequential seq({conv, std::make_shared<nn::ReLU>(), pool});
-    Tensor r = randn({3, 4, pad ? 5 : 4, pad ? 5 : 4});
-    auto run = [&](bool fused) {
-      Tensor x = x0.clone().requires_grad_();
-      conv->zero_grad();
-      // Unfused: each module's own forward, ReLU on the full conv output.
-      Tensor y = fused ? seq.forward(x) : pool->forward(relu(conv->forward(x)));
-      sum(y * r).backward();
-      return cat({y.reshape({-1}), x.grad().reshape({-1}), conv->weight.grad().reshape({-1}), conv->bias.grad()});
-    };
-    Tensor a = run(true), b = run(false);
-    CHECK(bit_equal(a, b));
+  struct Restore {
+    std::string prev = kern::cpu::bf16_gemm_kernel();
+    ~Restore() { kern::cpu::set_bf16_gemm_kernel(prev); }
+  } restore;
+  for (const char* mode : {"f32", "amx", "avx512bf16"}) {
+    bool bf16 = std::string(mode) != "f32";
+    if (bf16 && !kern::cpu::bf16_gemm_kernel_supported(mode)) {
+      WARN("SKIPPED: conv + pool under bf16 on the " << mode << " kernel: this machine lacks it");
+      continue;
+    }
+    if (bf16) kern::cpu::set_bf16_gemm_kernel(mode);
+    for (int pad : {0, 1}) {
+      manual_seed(11);
+      auto conv = std::make_shared<nn::Conv2d>(2, 20, 3, 1, 1);
+      auto pool = std::make_shared<nn::MaxPool2d>(2, std::nullopt, pad);
+      nn::Sequential seq({conv, std::make_shared<nn::ReLU>(), pool});
+      Tensor r = randn({3, 20, pad ? 5 : 4, pad ? 5 : 4});
+      auto run = [&](bool fused) {
+        Tensor x = x0.clone().requires_grad_();
+        conv->zero_grad();
+        std::optional<AutocastGuard> ac;
+        if (bf16) ac.emplace(AutocastPolicy{LowPrecision::bf16});
+        // Unfused: each module's own forward, ReLU on the full conv output.
+        Tensor y = fused ? seq.forward(x) : pool->forward(relu(conv->forward(x)));
+        if (fused && pad == 0) CHECK(last_backend("conv2d_pool_fwd") == "cpu");
+        sum(y * r).backward();
+        return cat({y.reshape({-1}), x.grad().reshape({-1}), conv->weight.grad().reshape({-1}), conv->bias.grad()});
+      };
+      Tensor a = run(true), b = run(false);
+      INFO(mode << " pad " << pad);
+      CHECK(bit_equal(a, b));
+    }
   }
 }
 

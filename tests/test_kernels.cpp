@@ -227,11 +227,7 @@ TEST_CASE("kernels: openblas declines shapes it does not win on", "[kernels]") {
   // Inside a brisk parallel region OpenBLAS would oversubscribe: native runs.
   // (Two pool threads, whatever BRISK_NUM_THREADS says: with one, parallel_for
   // runs inline and there is no parallel region.)
-  struct Threads {
-    int prev = get_num_threads();
-    ~Threads() { set_num_threads(prev); }
-  } threads;
-  set_num_threads(2);
+  bt::ThreadCount threads(2);
   Tensor a = randn({128, 128}), b = randn({128, 128});
   std::vector<std::string> seen(2);
   parallel_for(0, 2, 1, [&](int64_t lo, int64_t hi) {
@@ -277,6 +273,29 @@ TEST_CASE("kernels: cpu max_pool2d forward/backward and casting copies vs ref", 
       sum(y * y).backward();
       return cat({y.reshape({-1}), xl.grad().reshape({-1})});
     }, 0);
+    Tensor xo = (randn({2, 3, 7, 37}, dt) * 2.0).to(DType::i32).to(dt);  // odd height and width, a 16-window row tail
+    compare_backend("cpu", "max_pool2d_backward", "max_pool2d k2 backward, odd sizes", [&] {
+      Tensor xl = xo.clone().requires_grad_();
+      Tensor y = F::max_pool2d(xl, 2);
+      sum(y * y).backward();
+      return cat({y.reshape({-1}), xl.grad().reshape({-1})});
+    }, 0);
+    {  // the kernel writes every element of gx (its buffer starts as NaN here, not as fresh zero pages)
+      Geom2d g{2, 3, 7, 37, 2, 2, 2, 2, 0, 0, 1, 1, 3, 18};
+      Tensor y = empty({2, 3, 3, 18}, dt), idx = empty({2, 3, 3, 18}, DType::i64), gy = randn({2, 3, 3, 18}, dt);
+      {
+        Tensor ins[1] = {xo}, outs[2] = {y, idx};
+        dispatch("max_pool2d", DeviceType::cpu, dt, KernelArgs{ins, outs, &g});
+      }
+      Tensor got = full({2, 3, 7, 37}, NAN, dt), want = full({2, 3, 7, 37}, NAN, dt);
+      Tensor ins[2] = {gy, idx}, o1[1] = {got}, o2[1] = {want};
+      dispatch("max_pool2d_backward", DeviceType::cpu, dt, KernelArgs{ins, o1, &g});
+      {
+        ForceBackend fb("ref");
+        dispatch("max_pool2d_backward", DeviceType::cpu, dt, KernelArgs{ins, o2, &g});
+      }
+      CHECK(bit_equal(got, want));
+    }
     for (DType to : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64, DType::u8, DType::boolean})
       compare_backend("cpu", "copy", std::string("cast to ") + dtype_name(to), [&] { return (x * 100.0).transpose(2, 3).to(to); }, 0);
   }

@@ -309,6 +309,17 @@ std::vector<OpCase> table() {
   }
   {
     OpCase c;
+    c.name = "conv2d + bias + 2x2 max pool, odd height";
+    c.keys = {"conv2d_pool_fwd", "max_pool2d_backward", "conv2d_bwd_input", "conv2d_bwd_weight"};
+    c.make = [](DType d) {
+      return V{uni({2, 3, 9, 8}, d, -1, 1, 41), uni({5, 3, 3, 3}, d, -0.5, 0.5, 42), uni({5}, d, -0.1, 0.1, 43)};
+    };
+    c.f = [](const V& in) { return F::conv2d_max_pool2d(in[0], in[1], in[2], 1, 1); };
+    c.composite = [](const V& in) { return F::max_pool2d(F::conv2d_composite(in[0], in[1], in[2], 1, 1, 1, 1, false), 2); };
+    t.push_back(c);
+  }
+  {
+    OpCase c;
     c.name = "bias_relu";
     c.keys = {"bias_relu"};
     c.make = [](DType d) { return V{uni({6, 10}, d, -1, 1, 31), uni({10}, d, -0.5, 0.5, 32)}; };

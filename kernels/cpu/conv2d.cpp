@@ -20,6 +20,7 @@
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/im2col.h"
+#include "kernels/cpu/pool2d.h"
 #include "kernels/strided.h"
 
 namespace brisk::kern::cpu {
@@ -53,11 +54,13 @@ void round_bf16(float* v, int64_t n) {
 constexpr int64_t kAmxMinRows = 16;
 
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
-// (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw].
+// (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
+// a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
+// per-thread buffer.
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                    bool bf16, float* y) {
+                    bool bf16, float* y, const ConvSampleSink* sink = nullptr) {
   if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
-    return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y);
+    return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -73,14 +76,15 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
       for (int64_t k = 0; k < CKK; ++k) wt[size_t(k * O + o)] = w[o * CKK + k];
   }
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-    float* buf = scratch(size_t((direct ? 0 : CKK * L) + (tr ? L * O : 0)));
+    float* buf = scratch(size_t((direct ? 0 : CKK * L) + (tr ? L * O : 0) + (sink ? O * L : 0)));
     float* col = buf;
     float* yt = buf + (direct ? 0 : CKK * L);  // [L, O] when tr
+    float* ybuf = yt + (tr ? L * O : 0);       // y_n for the sink
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = x + n * CHW;
       if (!direct) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
-      float* yn = y + n * O * L;
+      float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
         sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
         for (int64_t o = 0; o < O; ++o) {  // transpose into NCHW with bias and ReLU, while yt is in cache
@@ -92,6 +96,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
             for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
         }
         if (bf16) round_bf16(yn, O * L);
+        if (sink) (*sink)(n, yn);
         continue;
       }
       sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
@@ -104,6 +109,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
             for (int64_t l = 0; l < L; ++l) r[l] += b;
         }
       if (bf16) round_bf16(yn, O * L);
+      if (sink) (*sink)(n, yn);
     }
   });
 }
@@ -114,6 +120,27 @@ bool conv2d_fwd(const KernelArgs& a) {
   if (p.bf16 && !gemm_bf16_active()) return false;
   forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g,
           a.in[1].size(0), p.relu, p.bf16, ptr<float>(a.out[0]));
+  return true;
+}
+
+// The conv forward with its 2x2 max pool applied to each sample's output
+// planes while they are in cache: the full-size output [N, O, Ho, Wo] is
+// never written to memory, nor read back by a pooling pass (for the cnn's
+// first layer, 13 MB each way per batch of 128).
+bool conv2d_pool_fwd(const KernelArgs& a) {
+  const ConvParams& p = *static_cast<const ConvParams*>(a.params);
+  if (p.relu || (p.bf16 && !gemm_bf16_active())) return false;
+  int64_t O = a.in[1].size(0), L = p.g.Ho * p.g.Wo;
+  Geom2d pg = max_pool_2x2_geom(p.g, O);
+  float* y = ptr<float>(a.out[0]);
+  int64_t* idx = ptr<int64_t>(a.out[1]);
+  int64_t Lp = pg.Ho * pg.Wo;
+  ConvSampleSink pool = [&](int64_t n, const float* yn) {
+    for (int64_t o = 0; o < O; ++o)
+      max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, idx + (n * O + o) * Lp);
+  };
+  forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O,
+          false, p.bf16, nullptr, &pool);
   return true;
 }
 
@@ -324,6 +351,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
 void register_conv2d() {
   constexpr int P = backend_priority::native;
   register_kernel("conv2d_fwd", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_fwd);
+  register_kernel("conv2d_pool_fwd", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_pool_fwd);
   register_kernel("conv2d_bwd_input", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_bwd_input);
   register_kernel("conv2d_bwd_weight", DeviceType::cpu, DType::f32, "cpu", P, &conv2d_bwd_weight);
 }

@@ -104,7 +104,7 @@ bool conv2d_amx_applies(const Geom2d& g) {
 }
 
 void conv2d_forward_amx(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                        bool bf16, float* y) {
+                        bool bf16, float* y, const ConvSampleSink* sink) {
   SameUnfold unfold(g);
   const int64_t L = unfold.L, K = unfold.K, kp = (K + 31) / 32, mstrips = (O + 31) / 32, nstrips = (L + 31) / 32,
                 strip = kp * 32;  // Steps per packed strip
@@ -114,10 +114,12 @@ void conv2d_forward_amx(const float* x, const float* w, const float* bias, const
   const bool epilogue = bias || relu || bf16;
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
     static thread_local std::vector<Step> pb;
+    static thread_local std::vector<float> ybuf;  // y_n for the sink
     if (pb.size() < size_t(nstrips * strip)) pb.resize(size_t(nstrips * strip));
+    if (sink && ybuf.size() < size_t(O * L)) ybuf.resize(size_t(O * L));
     for (int64_t n = lo; n < hi; ++n) {
       unfold.to_b(x + n * g.C * L, pb.data());
-      float* yn = y + n * O * L;
+      float* yn = sink ? ybuf.data() : y + n * O * L;
       for (int64_t s = 0; s < nstrips; ++s)
         for (int64_t i = 0; i < mstrips; ++i) {
           amx::Epilogue ep{bias ? bias + 32 * i : nullptr, relu, bf16};
@@ -125,6 +127,7 @@ void conv2d_forward_amx(const float* x, const float* w, const float* bias, const
                                   false, int(std::min<int64_t>(32, O - 32 * i)),
                                   int(std::min<int64_t>(32, L - 32 * s)), epilogue ? &ep : nullptr);
         }
+      if (sink) (*sink)(n, yn);
     }
   });
 }

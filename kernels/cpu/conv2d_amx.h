@@ -4,11 +4,17 @@
 // convolutions). Taken by conv2d.cpp's forward while gemm_amx_active().
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "core/kernel_params.h"
 
 namespace brisk::kern::cpu {
+
+// Takes sample n's convolution output y_n [O, Ho*Wo] from a per-thread
+// buffer, on the thread that computed it, while it is in cache: the fused
+// conv + max-pool forward pools it there instead of storing y.
+using ConvSampleSink = std::function<void(int64_t n, const float* y_n)>;
 
 // Whether conv2d_forward_amx handles geometry g.
 bool conv2d_amx_applies(const Geom2d& g);
@@ -17,9 +23,10 @@ bool conv2d_amx_applies(const Geom2d& g);
 // weights packed once per call; each sample unfolded straight into packed
 // bf16 pairs (no f32 unfold buffer), multiplied on tiles, and written with
 // + bias[o], ReLU and the bf16 rounding (when bf16) applied on the way out.
-// Same values as the f32 path on bf16-rounded x and w, summed in f32.
+// Same values as the f32 path on bf16-rounded x and w, summed in f32. With a
+// sink, y is not written: each y_n goes to the sink instead.
 void conv2d_forward_amx(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                        bool bf16, float* y);
+                        bool bf16, float* y, const ConvSampleSink* sink = nullptr);
 
 // The weight gradient on AMX tiles, transposed: gw^T [CKK, O] += sum_n
 // unfold(x_n) [CKK, L] @ gy_n^T [L, O]. In this orientation the unfold is

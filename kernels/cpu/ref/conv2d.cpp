@@ -2,6 +2,8 @@
 // im2col, no GEMM), accumulated in double. The oracle for kernels/cpu/conv2d.cpp
 // and the f64 path that the gradient checks run.
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "kernels/strided.h"
 
@@ -28,26 +30,60 @@ double rd(T v, bool bf16) {
 }
 }  // namespace
 
+// Sample n of conv2d_fwd's output, [O, Ho*Wo], into yn.
 template <class T>
-bool conv2d_fwd(const KernelArgs& a) {
+void conv_sample(const KernelArgs& a, int64_t n, T* yn) {
   const ConvParams& p = *static_cast<const ConvParams*>(a.params);
   const Geom2d& g = p.g;
   const T *x = ptr<T>(a.in[0]), *w = ptr<T>(a.in[1]);
   const T* b = a.in[2].defined() ? ptr<T>(a.in[2]) : nullptr;
-  T* y = ptr<T>(a.out[0]);
   int64_t O = a.in[1].size(0);
   std::vector<double> acc(size_t(O * g.Ho * g.Wo));
+  for (int64_t o = 0; o < O; ++o)
+    std::fill(acc.begin() + o * g.Ho * g.Wo, acc.begin() + (o + 1) * g.Ho * g.Wo, b ? double(b[o]) : 0.0);
+  for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
+    acc[size_t((o * g.Ho + oh) * g.Wo + ow)] +=
+        rd(w[((o * g.C + c) * g.kh + i) * g.kw + j], p.bf16) * rd(x[((n * g.C + c) * g.H + h) * g.W + ww], p.bf16);
+  });
+  for (size_t k = 0; k < acc.size(); ++k) {
+    double v = p.relu ? std::max(acc[k], 0.0) : acc[k];
+    yn[k] = p.bf16 ? T(rd(T(v), true)) : T(v);
+  }
+}
+
+template <class T>
+bool conv2d_fwd(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  int64_t O = a.in[1].size(0);
+  for (int64_t n = 0; n < g.N; ++n) conv_sample(a, n, ptr<T>(a.out[0]) + n * O * g.Ho * g.Wo);
+  return true;
+}
+
+// conv2d_fwd's output, then its 2x2 / stride 2 max pool written out here
+// (not through the pooling kernels): the first maximum in row-major window
+// order, a NaN winning at its first occurrence.
+template <class T>
+bool conv2d_pool_fwd(const KernelArgs& a) {
+  const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  int64_t O = a.in[1].size(0), Hp = g.Ho / 2, Wp = g.Wo / 2;
+  T* y = ptr<T>(a.out[0]);
+  int64_t* idx = ptr<int64_t>(a.out[1]);
+  std::vector<T> yn(size_t(O * g.Ho * g.Wo));
   for (int64_t n = 0; n < g.N; ++n) {
+    conv_sample(a, n, yn.data());
     for (int64_t o = 0; o < O; ++o)
-      std::fill(acc.begin() + o * g.Ho * g.Wo, acc.begin() + (o + 1) * g.Ho * g.Wo, b ? double(b[o]) : 0.0);
-    for_each_tap(g, O, [&](int64_t o, int64_t c, int64_t i, int64_t j, int64_t oh, int64_t ow, int64_t h, int64_t ww) {
-      acc[size_t((o * g.Ho + oh) * g.Wo + ow)] +=
-          rd(w[((o * g.C + c) * g.kh + i) * g.kw + j], p.bf16) * rd(x[((n * g.C + c) * g.H + h) * g.W + ww], p.bf16);
-    });
-    for (size_t k = 0; k < acc.size(); ++k) {
-      double v = p.relu ? std::max(acc[k], 0.0) : acc[k];
-      y[n * O * g.Ho * g.Wo + int64_t(k)] = p.bf16 ? T(rd(T(v), true)) : T(v);
-    }
+      for (int64_t ph = 0; ph < Hp; ++ph)
+        for (int64_t pw = 0; pw < Wp; ++pw) {
+          int64_t best = -1;
+          for (int64_t k = 0; k < 4 && !(best >= 0 && std::isnan(double(yn[size_t(best)]))); ++k) {
+            int64_t pos = (2 * ph + k / 2) * g.Wo + 2 * pw + k % 2, at = o * g.Ho * g.Wo + pos;
+            if (best < 0 || std::isnan(double(yn[size_t(at)])) || double(yn[size_t(at)]) > double(yn[size_t(best)]))
+              best = at;
+          }
+          int64_t out = ((n * O + o) * Hp + ph) * Wp + pw;
+          y[out] = yn[size_t(best)];
+          idx[out] = best - o * g.Ho * g.Wo;
+        }
   }
   return true;
 }
@@ -97,6 +133,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
 void register_conv2d() {
   constexpr int P = backend_priority::ref;
   BRISK_REGISTER_FLOATING("conv2d_fwd", "ref", P, conv2d_fwd);
+  BRISK_REGISTER_FLOATING("conv2d_pool_fwd", "ref", P, conv2d_pool_fwd);
   BRISK_REGISTER_FLOATING("conv2d_bwd_input", "ref", P, conv2d_bwd_input);
   BRISK_REGISTER_FLOATING("conv2d_bwd_weight", "ref", P, conv2d_bwd_weight);
 }
