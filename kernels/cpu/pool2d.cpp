@@ -17,7 +17,7 @@ bool max_pool2d(const KernelArgs& a) {
   const T* x = ptr<T>(a.in[0]);
   T* y = ptr<T>(a.out[0]);
   int64_t* idx = ptr<int64_t>(a.out[1]);
-  bool two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+  bool two = is_pool_2x2(g);
   parallel_for(0, g.N * g.C, 8, [&](int64_t lo, int64_t hi) {
     for (int64_t p = lo; p < hi; ++p) {
       if (two) {
@@ -64,8 +64,7 @@ bool max_pool2d_backward(const KernelArgs& a) {
   const int64_t* idx = ptr<int64_t>(a.in[1]);
   T* gx = ptr<T>(a.out[0]);
   int64_t L = g.Ho * g.Wo, HW = g.H * g.W;
-  bool two = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 &&
-             g.Ho == g.H / 2 && g.Wo == g.W / 2;
+  bool two = is_pool_2x2(g) && g.Ho == g.H / 2 && g.Wo == g.W / 2;
   parallel_for(0, g.N * g.C, 8, [&](int64_t lo, int64_t hi) {
     for (int64_t p = lo; p < hi; ++p) {
       T* plane = gx + p * HW;

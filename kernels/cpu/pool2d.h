@@ -15,6 +15,11 @@
 
 namespace brisk::kern::cpu {
 
+// Whether g is the 2x2 / stride 2 / unpadded pool the functions below handle.
+inline bool is_pool_2x2(const Geom2d& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+}
+
 // One output of a window that may cross the padding; NaN wins (first NaN).
 template <class T>
 inline void pool_window_slow(const T* plane, const Geom2d& g, int64_t h0, int64_t w0, T& best, int64_t& bi) {
