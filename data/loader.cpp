@@ -30,7 +30,10 @@ Augment parse_augment(const std::string& spec) {
 DataLoader::DataLoader(Dataset ds, LoaderOptions opt) : ds_(std::move(ds)), opt_(opt) {
   BRISK_CHECK(ds_.size() > 0, "DataLoader: dataset '", ds_.name, "' is empty");
   BRISK_CHECK(opt_.batch_size > 0, "DataLoader: batch_size must be > 0, got ", opt_.batch_size);
-  BRISK_CHECK(!opt_.drop_last || opt_.batch_size <= ds_.size(), "DataLoader: batch_size ", opt_.batch_size,
+  BRISK_CHECK(opt_.world >= 1 && opt_.rank >= 0 && opt_.rank < opt_.world, "DataLoader: rank ", opt_.rank,
+              " is not in [0, ", opt_.world, ")");
+  BRISK_CHECK(!opt_.drop_last || opt_.batch_size * opt_.world <= ds_.size(), "DataLoader: batch_size ",
+              opt_.batch_size, opt_.world > 1 ? " on each of " + std::to_string(opt_.world) + " ranks" : "",
               " exceeds the dataset size ", ds_.size(), " with drop_last");
   if (ds_.is_text()) {
     BRISK_CHECK(ds_.tokens.dtype() == DType::u8 && ds_.tokens.dim() == 1 && ds_.tokens.is_contiguous() &&
@@ -49,12 +52,12 @@ DataLoader::~DataLoader() {
 }
 
 int64_t DataLoader::num_batches() const {
-  int64_t n = order_.defined() ? order_.numel() : ds_.size();
+  int64_t n = (order_.defined() ? order_.numel() : ds_.size()) / opt_.world;
   return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
 }
 
 int64_t DataLoader::num_batches_full() const {
-  int64_t n = ds_.size();
+  int64_t n = ds_.size() / opt_.world;
   return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
 }
 
@@ -101,9 +104,15 @@ std::optional<Batch> DataLoader::next() {
   return b;
 }
 
+// Position in the epoch's order of example i of this rank's batch starting at
+// `start` (see LoaderOptions::rank).
+static inline int64_t order_pos(const LoaderOptions& o, int64_t start, int64_t i) {
+  return (start + i) * o.world + o.rank;
+}
+
 // Text: x [B, T] and y [B, T] i64 token ids, y shifted by one.
 Batch DataLoader::make_text_batch(int64_t b) const {
-  int64_t n = order_.numel(), T = ds_.block_size;
+  int64_t n = order_.numel() / opt_.world, T = ds_.block_size;
   int64_t start = b * opt_.batch_size, B = std::min(opt_.batch_size, n - start);
   Batch out;
   out.epoch = epoch_;
@@ -111,11 +120,11 @@ Batch DataLoader::make_text_batch(int64_t b) const {
   out.indices = empty({B}, DType::i64);
   out.x = empty({B, T}, DType::i64);
   out.y = empty({B, T}, DType::i64);
-  const int64_t* ord = order_.data_ptr<int64_t>() + start;
+  const int64_t* ord = order_.data_ptr<int64_t>();
   const uint8_t* tok = ds_.tokens.data_ptr<uint8_t>();
   int64_t *idx = out.indices.data_ptr<int64_t>(), *x = out.x.data_ptr<int64_t>(), *y = out.y.data_ptr<int64_t>();
   for (int64_t i = 0; i < B; ++i) {
-    int64_t di = ord[i];
+    int64_t di = ord[order_pos(opt_, start, i)];
     BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
     idx[i] = di;
     const uint8_t* w = tok + di * T;
@@ -129,7 +138,7 @@ Batch DataLoader::make_text_batch(int64_t b) const {
 
 Batch DataLoader::make_batch(int64_t b) const {
   if (ds_.is_text()) return make_text_batch(b);
-  int64_t n = order_.numel();
+  int64_t n = order_.numel() / opt_.world;
   int64_t start = b * opt_.batch_size, B = std::min(opt_.batch_size, n - start);
   int64_t C = ds_.images.size(1), H = ds_.images.size(2), W = ds_.images.size(3), HW = H * W;
   Batch out;
@@ -138,7 +147,7 @@ Batch DataLoader::make_batch(int64_t b) const {
   out.indices = empty({B}, DType::i64);
   out.y = empty({B}, DType::i64);
   out.x = empty({B, C, H, W}, DType::f32);
-  const int64_t* ord = order_.data_ptr<int64_t>() + start;
+  const int64_t* ord = order_.data_ptr<int64_t>();
   const uint8_t* img = ds_.images.data_ptr<uint8_t>();
   const int64_t* lab = ds_.labels.data_ptr<int64_t>();
   int64_t* idx = out.indices.data_ptr<int64_t>();
@@ -149,11 +158,13 @@ Batch DataLoader::make_batch(int64_t b) const {
   const Augment& aug = opt_.augment;
   Generator g(mix(opt_.seed, uint64_t(epoch_), uint64_t(b) + 1));
   for (int64_t i = 0; i < B; ++i) {
-    int64_t di = ord[i];
+    int64_t di = ord[order_pos(opt_, start, i)];
     BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
     idx[i] = di;
     y[i] = lab[di];
-    auto w = g.block(uint64_t(i));  // this example's random words
+    // This example's random words, by its place in the global batch: one rank
+    // with batch B * world augments exactly as world ranks with batch B.
+    auto w = g.block(uint64_t(i * opt_.world + opt_.rank));
     int64_t dy = 0, dx = 0;
     if (aug.crop_padding > 0) {
       int64_t span = 2 * aug.crop_padding + 1;

@@ -27,6 +27,13 @@ struct LoaderOptions {
   uint64_t seed = 0;
   Augment augment;
   bool prefetch = true;
+  // Data-parallel sharding (as PyTorch's DistributedSampler): every rank
+  // computes the same epoch order, drops its last n % world examples so that
+  // all ranks take the same number of steps, and reads positions rank,
+  // rank + world, rank + 2 world, ... of it. Batch b of all ranks together is
+  // then the order's positions [b * B * world, (b + 1) * B * world): the same
+  // examples as batch b of one rank with batch size B * world.
+  int64_t rank = 0, world = 1;
 };
 
 // Every example once, in dataset order, without augmentation or a prefetch
@@ -49,7 +56,7 @@ class DataLoader {
 
   const Dataset& dataset() const { return ds_; }
   const LoaderOptions& options() const { return opt_; }
-  int64_t num_batches() const;       // of the current epoch's order
+  int64_t num_batches() const;       // of the current epoch's order (this rank's share)
   int64_t num_batches_full() const;  // of a full pass over the dataset
   // The visiting order of an epoch (a permutation of 0..N-1, or the identity).
   Tensor epoch_order(int64_t epoch) const;

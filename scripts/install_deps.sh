@@ -12,6 +12,7 @@ PACKAGES=(
   python3             # tests/reliability/*.py (hostile inputs, crash consistency)
   clang libclang-rt-14-dev  # scripts/sanitize.sh and scripts/fuzz.sh (ASan/UBSan, libFuzzer)
   python3-matplotlib  # brisk speedup's pareto.png (tools/plot_pareto.py)
+  openmpi-bin libopenmpi-dev  # data-parallel training (mpirun -np N brisk train)
 )
 
 missing=()

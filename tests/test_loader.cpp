@@ -106,3 +106,52 @@ TEST_CASE("loader: flip mirrors and crop shifts the image", "[loader]") {
   CHECK(moved > 0);
   CHECK_THROWS_WITH(parse_augment("rotate"), Catch::Contains("unknown augmentation 'rotate'"));
 }
+
+// Data-parallel sharding (LoaderOptions::rank): batch b of ranks 0..R-1 with
+// batch size B holds exactly the examples of batch b of one rank with batch
+// size R * B, augmented alike, and each rank takes the same number of steps.
+TEST_CASE("loader: ranks shard the epoch like one rank with a batch R times larger", "[loader]") {
+  Dataset d = synthetic(103);  // 103 = 3 * 34 + 1: one example left over per epoch
+  for (int64_t R : {2, 3}) {
+    LoaderOptions one;
+    one.batch_size = 4 * R;
+    one.seed = 11;
+    one.augment = parse_augment("crop+flip");
+    DataLoader whole(d, one);
+    std::vector<Batch> ref = epoch(whole, 1);
+    std::vector<std::vector<Batch>> ranks;
+    for (int64_t r = 0; r < R; ++r) {
+      LoaderOptions o = one;
+      o.batch_size = 4;
+      o.rank = r;
+      o.world = R;
+      DataLoader l(d, o);
+      ranks.push_back(epoch(l, 1));
+      CHECK(l.num_batches() == (103 / R) / 4);
+      CHECK(l.num_batches_full() == (103 / R) / 4);
+    }
+    REQUIRE(ref.size() == ranks[0].size());
+    for (size_t b = 0; b < ref.size(); ++b) {
+      // Rank r's example i is example i * R + r of the one-rank batch.
+      for (int64_t r = 0; r < R; ++r) {
+        const Batch& mine = ranks[size_t(r)][b];
+        REQUIRE(mine.indices.numel() == 4);
+        for (int64_t i = 0; i < 4; ++i) {
+          int64_t j = i * R + r;
+          CHECK(mine.indices.data_ptr<int64_t>()[i] == ref[b].indices.data_ptr<int64_t>()[j]);
+          CHECK(mine.y.data_ptr<int64_t>()[i] == ref[b].y.data_ptr<int64_t>()[j]);
+          for (int64_t p = 0; p < 16; ++p)
+            CHECK(mine.x.data_ptr<float>()[i * 16 + p] == ref[b].x.data_ptr<float>()[j * 16 + p]);
+        }
+      }
+    }
+  }
+  LoaderOptions bad;
+  bad.batch_size = 4;
+  bad.rank = 2;
+  bad.world = 2;
+  CHECK_THROWS_WITH(DataLoader(d, bad), Catch::Contains("rank 2 is not in [0, 2)"));
+  bad.rank = 0;
+  bad.batch_size = 60;  // 2 x 60 > 103 examples
+  CHECK_THROWS_WITH(DataLoader(d, bad), Catch::Contains("on each of 2 ranks"));
+}

@@ -161,6 +161,7 @@ struct TrainFlags {
   std::map<std::string, std::string> values;
   std::vector<std::string> methods;
   std::string config, resume;
+  bool distributed = false;
 };
 
 // The settings a resumed run continues with: those its checkpoint was made
@@ -209,10 +210,27 @@ int run_train(CLI::App& sub, const TrainFlags& f) {
     cfg.methods.clear();
     for (auto& m : f.methods) cfg.set("method", m);
   }
+  // Under mpirun every rank runs this; the process group decides who shards what.
+  train::dist::set_default_group(train::dist::init_from_environment(f.distributed));
   return train::run_training(cfg, !f.resume.empty(), efficiency::make_methods);
 }
 
 }  // namespace
+
+// Prints the error and returns the exit code. In a data-parallel job the
+// other ranks may be waiting in a collective for this one: the whole job is
+// ended (MPI_Abort), so that no rank hangs; the rank is named in the message.
+static int fail(const std::string& what) {
+  auto pg = train::dist::default_group();
+  if (pg->size() == 1) {
+    std::fprintf(stderr, "brisk: error: %s\n", what.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "brisk: error (rank %d of %d): %s\n", pg->rank(), pg->size(), what.c_str());
+  std::fflush(stderr);
+  pg->abort(1);
+  return 1;  // not reached
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"brisk: deep-learning training with efficiency built in"};
@@ -249,6 +267,9 @@ int main(int argc, char** argv) {
   tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
   tr->add_option("--resume", tf.resume, "continue the run in this folder from its checkpoint");
+  tr->add_flag("--distributed", tf.distributed,
+               "data-parallel over the ranks of an MPI launch (mpirun -np N brisk train ...; detected without "
+               "this flag, which makes a run outside mpirun an error)");
   speedup::SpeedupOptions so;
   std::string budgets = "1,2,4,8", targets = "0.91", lr_grid = "0.5,1,2";
   auto* sp = app.add_subcommand("speedup", "time-to-accuracy of candidate recipes vs a baseline (budgets x seeds)");
@@ -298,6 +319,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    // Only training is data-parallel: another command under mpirun -np N would
+    // run N times over and write the same files at once.
+    for (const char* k : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+      const char* v = std::getenv(k);
+      BRISK_CHECK(tr->parsed() || info->parsed() || !v || std::atoi(v) <= 1, "only `brisk train` runs data-parallel; "
+                  "run this command without mpirun");
+    }
     if (tr->parsed()) return run_train(*tr, tf);
     if (d->parsed()) return run_demo(demo);
     if (info->parsed()) return run_info();
@@ -374,23 +402,17 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const brisk::Error& e) {
-    std::fprintf(stderr, "brisk: error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (const std::filesystem::filesystem_error& e) {  // e.g. --out names a regular file
-    std::fprintf(stderr, "brisk: error: file system: %s\n", e.what());
-    return 1;
+    return fail(std::string("file system: ") + e.what());
   } catch (const nlohmann::json::exception& e) {
-    std::fprintf(stderr, "brisk: error: malformed JSON value: %s\n", e.what());
-    return 1;
+    return fail(std::string("malformed JSON value: ") + e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "brisk: error: out of memory\n");
-    return 1;
+    return fail("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "brisk: error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (...) {
-    std::fprintf(stderr, "brisk: error: unknown exception\n");
-    return 1;
+    return fail("unknown exception");
   }
   return 0;
 }

@@ -23,16 +23,40 @@ using json = nlohmann::json;
 static constexpr const char* kFormat = "brisk-checkpoint-2";
 
 void Trainer::save_checkpoint() {
+  // Data parallel: the main rank writes; the others only send it what is
+  // theirs alone (the selection buffer; everything else is the same on all).
+  const int world = pg_->size();
+  Tensor buffer_counts;
+  data::Batch buffers = buffer_;
+  if (world > 1) {
+    int64_t mine = buffer_.y.defined() ? buffer_.y.size(0) : 0;
+    if (pg_->all_reduce_max(mine) > 0) {
+      Tensor xs = buffer_.x, ys = buffer_.y, is = buffer_.indices;
+      if (mine == 0) {  // an empty buffer still sends its row shape
+        Shape s{0};
+        for (int64_t d : models::input_shape(cfg_.model)) s.push_back(d);
+        xs = empty(s, DType::f32);
+        ys = empty({0}, DType::i64);
+        is = empty({0}, DType::i64);
+      }
+      buffers.x = gather_rows(xs);
+      buffers.y = gather_rows(ys);
+      buffers.indices = gather_rows(is);
+      buffer_counts = gather_rows(from_vector({double(mine)}, {1}, DType::i64));
+    }
+  }
+  if (!is_main()) return;
   fs::path dir(cfg_.out);
   fs::create_directories(dir);
   TensorMap tensors;
   for (auto& [k, v] : model_->state_dict()) tensors["model/" + k] = v;
   for (auto& [k, v] : optimizer_->state_tensors()) tensors[k] = v;
   if (epoch_order.defined() && state_.batch_in_epoch > 0) tensors["trainer/epoch_order"] = epoch_order;
-  if (buffer_.y.defined() && buffer_.y.numel() > 0) {  // selected examples not trained yet
-    tensors["trainer/buffer_x"] = buffer_.x;
-    tensors["trainer/buffer_y"] = buffer_.y;
-    tensors["trainer/buffer_indices"] = buffer_.indices;
+  if (buffers.y.defined() && buffers.y.numel() > 0) {  // selected examples not trained yet
+    tensors["trainer/buffer_x"] = buffers.x;
+    tensors["trainer/buffer_y"] = buffers.y;
+    tensors["trainer/buffer_indices"] = buffers.indices;
+    if (buffer_counts.defined()) tensors["trainer/buffer_counts"] = buffer_counts;  // rows per rank
   }
   json methods = json::array();
   for (size_t i = 0; i < callbacks_.size(); ++i) {
@@ -51,6 +75,7 @@ void Trainer::save_checkpoint() {
             {"epoch", state_.epoch},
             {"batch_in_epoch", state_.batch_in_epoch},
             {"step", state_.step},
+            {"world_size", world},
             {"batches", state_.batches},
             {"samples_seen", state_.samples_seen},
             {"tokens_seen", state_.tokens_seen},
@@ -150,6 +175,12 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   const std::string P = jpath.string();
   BRISK_CHECK(j.is_object(), "checkpoint ", P, " is not a JSON object");
   Fields F{j, P};
+  // The data order, the shards and the selection buffers are per rank: a run
+  // continues on the number of ranks it was checkpointed on.
+  int64_t saved_world = j.contains("world_size") ? F.count(j, "world_size") : 1;
+  BRISK_CHECK(saved_world == pg_->size(), "checkpoint ", P, " was written by a run on ", saved_world,
+              saved_world == 1 ? " rank" : " ranks", " but this run has ", pg_->size(),
+              ": resume it on the same number of ranks (mpirun -np ", saved_world, ")");
   std::string format = j.contains("format") && j["format"].is_string() ? j["format"].get<std::string>() : "?";
   BRISK_CHECK(format == kFormat, "checkpoint ", P, " has format '", format, "', expected '", kFormat,
               "' (made by another brisk version; start a new run)");
@@ -207,7 +238,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   const int64_t n_train = train_loader_->dataset().size();
   TensorMap model_sd, optim_sd;
   std::vector<TensorMap> method_sd(callbacks_.size());
-  Tensor order, bx, by, bi;
+  Tensor order, bx, by, bi, bcounts;
   for (auto& [k, v] : all) {
     if (k.rfind("model/", 0) == 0) model_sd[k.substr(6)] = v;
     else if (k.rfind("optim/", 0) == 0) optim_sd[k] = v;
@@ -215,6 +246,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
     else if (k == "trainer/buffer_x") bx = v;
     else if (k == "trainer/buffer_y") by = v;
     else if (k == "trainer/buffer_indices") bi = v;
+    else if (k == "trainer/buffer_counts") bcounts = v;
     else if (k.rfind("method/", 0) == 0) {
       auto [i, name] = method_key(k, callbacks_.size(), P);
       method_sd[i][name] = v;
@@ -233,18 +265,40 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   }
   {
     const auto& lo = train_loader_->options();
-    int64_t visit = order.defined() ? order.numel() : n_train, B = lo.batch_size;
+    int64_t visit = (order.defined() ? order.numel() : n_train) / lo.world, B = lo.batch_size;
     int64_t batches = lo.drop_last ? visit / B : (visit + B - 1) / B;
     BRISK_CHECK(st.batch_in_epoch <= batches, "checkpoint ", P, ": batch_in_epoch ", st.batch_in_epoch,
                 " is past the epoch's ", batches, " batches (was it made with another --batch-size?)");
   }
   BRISK_CHECK(bx.defined() == by.defined() && by.defined() == bi.defined(), "checkpoint ", P,
               ": the selection buffer needs buffer_x, buffer_y and buffer_indices together");
+  BRISK_CHECK(!bcounts.defined() || (by.defined() && pg_->size() > 1), "checkpoint ", P,
+              ": trainer/buffer_counts belongs with a data-parallel selection buffer");
+  int64_t buffer_first = 0, buffer_rows = by.defined() ? by.numel() : 0;  // this rank's rows
+  if (by.defined() && pg_->size() > 1) {
+    BRISK_CHECK(bcounts.defined() && bcounts.dtype() == DType::i64 && bcounts.dim() == 1 &&
+                    bcounts.numel() == pg_->size(),
+                "checkpoint ", P, ": a data-parallel selection buffer needs trainer/buffer_counts, i64 [",
+                pg_->size(), "]");
+    const int64_t* c = bcounts.contiguous().data_ptr<int64_t>();
+    int64_t total = 0;
+    for (int r = 0; r < pg_->size(); ++r) {
+      BRISK_CHECK(c[r] >= 0 && c[r] <= by.numel() - total, "checkpoint ", P, ": trainer/buffer_counts ",
+                  bcounts.str(), " does not split the buffer of ", by.numel(), " rows");
+      if (r == pg_->rank()) buffer_first = total, buffer_rows = c[r];
+      total += c[r];
+    }
+    BRISK_CHECK(total == by.numel(), "checkpoint ", P, ": trainer/buffer_counts adds up to ", total, ", not ",
+                by.numel());
+  }
   if (by.defined()) {
     int64_t L = by.numel();
     Shape xs{L};
     for (int64_t d : models::input_shape(cfg_.model)) xs.push_back(d);
-    BRISK_CHECK(by.dim() == 1 && by.dtype() == DType::i64 && L < cfg_.batch_size && bx.shape() == xs &&
+    // One rank keeps fewer than a batch; with several ranks a rank may keep
+    // more (each trains only when all have a batch).
+    BRISK_CHECK(by.dim() == 1 && by.dtype() == DType::i64 && (L < cfg_.batch_size || pg_->size() > 1) &&
+                    bx.shape() == xs &&
                     bx.dtype() == DType::f32 && bi.shape() == by.shape(),
                 "checkpoint ", P, ": selection buffer has x ", bx.str(), ", y ", by.str(), ", indices ", bi.str(),
                 " (want fewer than a batch of ", cfg_.batch_size, " examples of ", shape_str(xs), ")");
@@ -284,6 +338,11 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
     BRISK_FAIL("checkpoint ", P, ": bad method or optimizer state: ", e.what());
   }
   epoch_order = order;
+  if (by.defined() && pg_->size() > 1) {
+    bx = bx.narrow(0, buffer_first, buffer_rows).contiguous();
+    by = by.narrow(0, buffer_first, buffer_rows).contiguous();
+    bi = bi.narrow(0, buffer_first, buffer_rows).contiguous();
+  }
   buffer_.x = bx;
   buffer_.y = by;
   buffer_.indices = bi;

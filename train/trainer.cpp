@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/flops.h"
 #include "core/cuda.h"
@@ -79,7 +80,13 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
                 "in this version (their masks, statistics and surgery use host memory); drop --method or use "
                 "--device cpu");
   }
-  if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
+  if (cfg_.threads > 0) {
+    set_num_threads(int(cfg_.threads));
+  } else if (pg_->local_size() > 1) {  // ranks sharing a machine share its cores
+    int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    set_num_threads(std::max(1, cores / pg_->local_size()));
+  }
+  check_same_config_on_all_ranks();
   manual_seed(cfg_.seed);
   model_ = models::make_model(cfg_.model, gpt_options(cfg_));  // initialized on the cpu (same weights for any device) ...
   model_->to(device_);                      // ... then moved, before the optimizer sees it
@@ -96,10 +103,13 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   test_set_ = data::load_dataset(cfg_.data, cfg_.data_dir, false, block);
   check_data_fits_model(train_set, "training");
   check_data_fits_model(test_set_, "test");
-  BRISK_CHECK(cfg_.batch_size <= train_set.size(), "--batch-size ", cfg_.batch_size, " exceeds the ",
+  BRISK_CHECK(cfg_.batch_size * pg_->size() <= train_set.size(), "--batch-size ", cfg_.batch_size,
+              pg_->size() > 1 ? " on each of " + std::to_string(pg_->size()) + " ranks" : "", " exceeds the ",
               train_set.size(), " training examples of ", cfg_.data, ": an epoch would take no step");
   data::LoaderOptions lo;
   lo.batch_size = cfg_.batch_size;
+  lo.rank = pg_->rank();
+  lo.world = pg_->size();
   lo.seed = cfg_.seed;
   lo.augment = data::parse_augment(cfg_.augment);
   train_loader_ = std::make_unique<data::DataLoader>(train_set, lo);
@@ -153,7 +163,7 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   so.warmup_steps = std::min<int64_t>(so.total_steps, int64_t(cfg_.warmup_epochs * double(train_loader_->num_batches())));
   so.step_size = std::max<int64_t>(1, so.total_steps / 3);
   schedule_ = std::make_unique<optim::LRSchedule>(so);
-  show_progress_ = cfg_.progress == "on" || (cfg_.progress == "auto" && isatty(STDOUT_FILENO));
+  show_progress_ = pg_->is_main() && (cfg_.progress == "on" || (cfg_.progress == "auto" && isatty(STDOUT_FILENO)));
   for (auto& cb : callbacks_)
     if (BatchSelector* s = cb->batch_selector()) {
       BRISK_CHECK(selector_ == nullptr, "only one batch-level selection method may run at a time, got a second: ",
@@ -172,6 +182,7 @@ int64_t Trainer::total_steps() const {
   for (int64_t e = 0; e < cfg_.epochs; ++e) {
     int64_t visit = n;
     for (auto& cb : callbacks_) visit = std::min(visit, cb->epoch_examples(e, n, B));
+    visit /= pg_->size();  // this rank's share (data::LoaderOptions::rank)
     total += train_loader_->options().drop_last ? visit / B : (visit + B - 1) / B;
   }
   return std::max<int64_t>(total, 1);
@@ -213,14 +224,18 @@ EvalResult Trainer::evaluate() {
     ~Done() { c.to(d); }
   } done{ec, phases_.eval};
   NoGradGuard ng;
+  sync_buffers();
   bool was_training = model_->is_training();
   model_->eval();
-  // Text: loss and accuracy per token (next-token prediction).
+  // Text: loss and accuracy per token (next-token prediction). With several
+  // ranks each evaluates every world-th batch and the sums are added up.
   data::DataLoader loader(test_set_, data::in_order(test_set_.is_text() ? 64 : 1000));
   loader.start_epoch(0);
-  double loss_sum = 0, correct = 0;
+  double sums[3] = {0, 0, 0};  // loss, correct, count
+  double &loss_sum = sums[0], &correct = sums[1];
   int64_t n = 0;
-  while (auto b = loader.next()) {
+  for (int64_t bi = pg_->rank(); bi < loader.num_batches(); bi += pg_->size()) {
+    std::optional<data::Batch> b = loader.make_batch(bi);
     to_device(*b);
     Tensor out = model_->forward(b->x);
     if (out.dim() == 3) out = out.reshape({-1, out.size(2)});
@@ -229,8 +244,103 @@ EvalResult Trainer::evaluate() {
     correct += sum(eq(argmax(out, 1), y)).item();
     n += y.size(0);
   }
+  sums[2] = double(n);
+  pg_->all_reduce_sum(sums, 3);
   model_->train(was_training);
-  return {loss_sum / double(n), correct / double(n)};
+  return {sums[0] / sums[2], sums[1] / sums[2]};
+}
+
+// ---------------------------------------------------------------- data parallel
+
+double Trainer::mean_over_ranks(double local_loss) const {
+  double v = local_loss;
+  pg_->all_reduce_sum(&v, 1);
+  return v / double(pg_->size());
+}
+
+void Trainer::average_gradients() {
+  std::vector<Tensor> params = model_->parameters();
+  std::vector<double> has(params.size());
+  for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].grad().defined() ? 1.0 : 0.0;
+  pg_->all_reduce_sum(has.data(), int64_t(has.size()));
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (has[i] == 0) continue;
+    Tensor g = params[i].grad();
+    if (!g.defined() || !g.is_contiguous() || g.dtype() != DType::f32) {
+      g = g.defined() ? g.to(DType::f32).contiguous() : zeros_like(params[i]);
+      params[i].set_grad(g);
+    }
+    grads.push_back(g);
+  }
+  dist::all_reduce_mean_(*pg_, grads);
+}
+
+// The same configuration on every rank, or a message naming what differs
+// (all ranks reach the same verdict, so all exit alike).
+void Trainer::check_same_config_on_all_ranks() const {
+  if (pg_->size() == 1) return;
+  std::string mine = cfg_.to_json().dump();
+  std::vector<std::string> all = pg_->all_gather_bytes(mine);
+  json first = json::parse(all[0]);
+  for (int r = 1; r < pg_->size(); ++r) {
+    if (all[size_t(r)] == all[0]) continue;
+    json other = json::parse(all[size_t(r)]);
+    std::string diff;
+    for (auto& [k, v] : first.items())
+      if (!other.contains(k) || other[k] != v)
+        diff += (diff.empty() ? "" : "; ") + k + " = " + v.dump() + " on rank 0 but " +
+                (other.contains(k) ? other[k].dump() : "missing") + " on rank " + std::to_string(r);
+    BRISK_FAIL("data-parallel ranks were started with different configurations: ", diff,
+               ". Start every rank with the same flags and recipe.");
+  }
+}
+
+// Methods that choose an epoch's order (selection) must choose it alike on
+// every rank, or the shards overlap; checked by hash each epoch.
+void Trainer::check_same_order_on_all_ranks() const {
+  if (pg_->size() == 1) return;
+  uint64_t h = epoch_order.defined() ? dist::tensor_hash(epoch_order.to(DType::i64)) : 0;
+  std::vector<uint64_t> all(size_t(pg_->size()));
+  pg_->all_gather(&h, sizeof h, all.data());
+  for (int r = 1; r < pg_->size(); ++r)
+    BRISK_CHECK(all[size_t(r)] == all[0], "data-parallel: rank ", r, " chose another order for epoch ",
+                state_.epoch + 1, " than rank 0 (a selection method decided from rank-local statistics)");
+}
+
+// Every rank must hold the same model: checked at each evaluation, naming the
+// first parameter that differs (a method that decided from rank-local data).
+void Trainer::check_same_model_on_all_ranks() const {
+  if (pg_->size() == 1) return;
+  auto named = model_->named_parameters();
+  std::vector<uint64_t> mine;
+  for (auto& [k, p] : named) {
+    Tensor m = get_mask(p);
+    mine.push_back(dist::tensor_hash(p.detach()) ^ (m.defined() ? dist::tensor_hash(m) * 31 : 0));
+  }
+  int64_t n = int64_t(mine.size());
+  BRISK_CHECK(pg_->all_reduce_min(n) == pg_->all_reduce_max(n), "data-parallel: the ranks' models have different "
+              "numbers of parameters (", n, " on rank ", pg_->rank(), "): a method changed the architecture on "
+              "some ranks only");
+  std::vector<uint64_t> all(size_t(n * pg_->size()));
+  pg_->all_gather(mine.data(), n * int64_t(sizeof(uint64_t)), all.data());
+  for (int r = 1; r < pg_->size(); ++r)
+    for (int64_t i = 0; i < n; ++i)
+      BRISK_CHECK(all[size_t(r * n + i)] == all[size_t(i)], "data-parallel: parameter ", named[size_t(i)].first,
+                  " differs between rank 0 and rank ", r, " at step ", state_.step,
+                  ": the ranks' models diverged (a method decided from rank-local data)");
+}
+
+// BatchNorm's running statistics see only this rank's examples (BatchNorm is
+// local to a rank, as in PyTorch's DDP without SyncBatchNorm): before an
+// evaluation or a checkpoint every rank takes rank 0's, as DDP broadcasts them.
+void Trainer::sync_buffers() {
+  if (pg_->size() == 1) return;
+  for (auto& [k, b] : model_->named_buffers()) {
+    Tensor c = b.contiguous();
+    dist::broadcast_(*pg_, c, 0);
+    if (c.raw_data() != b.raw_data()) b.copy_(c);
+  }
 }
 
 void Trainer::train_one_batch() {
@@ -253,11 +363,13 @@ void Trainer::train_one_batch() {
                                 : mean(per_example_loss);
   double lv = loss.item();
   pc.to(phases_.forward);
+  if (pg_->size() > 1) lv = mean_over_ranks(lv);
   BRISK_CHECK(std::isfinite(lv) || nonfinite_loss_skips, "training stopped: loss is ", std::isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf", " at step ", state_.step, " (epoch ",
               state_.epoch + 1, ", batch ", batch.index, "). ", last_checkpoint_note(),
               " Lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
   (loss_scale != 1.0 ? loss * loss_scale : loss).backward();
+  if (pg_->size() > 1) average_gradients();
   pc.to(phases_.backward);
   fire([&](Callback& c) { c.on_after_backward(*this); });
   pc = PhaseClock();
@@ -337,8 +449,14 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
     buffer_.indices = take(loaded.indices, buffer_.indices);
   }
   int64_t B = cfg_.batch_size;
-  while (buffer_.y.defined() && buffer_.y.numel() >= B) {
-    int64_t left = buffer_.y.numel() - B;
+  // Every rank trains a step only when every rank has a full batch waiting
+  // (selection keeps a different number per rank), so the ranks stay in step.
+  auto buffered = [&] {
+    int64_t n = buffer_.y.defined() ? buffer_.y.size(0) : 0;
+    return pg_->size() > 1 ? pg_->all_reduce_min(n) : n;
+  };
+  while (buffered() >= B) {
+    int64_t left = buffer_.y.size(0) - B;
     batch.x = buffer_.x.narrow(0, 0, B).contiguous();
     batch.y = buffer_.y.narrow(0, 0, B).contiguous();
     batch.indices = buffer_.indices.narrow(0, 0, B).contiguous();
@@ -354,19 +472,19 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
 EvalResult Trainer::fit(bool resume) {
   BRISK_CHECK(!fs::exists(cfg_.out) || fs::is_directory(cfg_.out), "--out ", cfg_.out,
               " exists and is not a folder; choose a folder for the run");
-  fs::create_directories(cfg_.out);
+  if (is_main()) fs::create_directories(cfg_.out);
   fire([&](Callback& c) { c.on_fit_start(*this); });
   if (resume) {
     load_checkpoint(cfg_.out);
-    trim_metrics();
+    if (is_main()) trim_metrics();
     saved_step_ = state_.step;
   } else {
     BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
                 " already holds a checkpoint; continue it with --resume ", cfg_.out,
                 " or choose another --out (brisk never overwrites a checkpoint with a fresh run)");
-    std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
+    if (is_main()) std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
   }
-  write_config_json();
+  if (is_main()) write_config_json();
   auto steps_left = [&] { return cfg_.max_steps == 0 || state_.step < cfg_.max_steps; };
   while (state_.epoch < cfg_.epochs && steps_left()) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
@@ -376,6 +494,7 @@ EvalResult Trainer::fit(bool resume) {
     if (state_.batch_in_epoch == 0) {
       epoch_order = Tensor();
       fire([&](Callback& c) { c.on_epoch_start(*this); });
+      check_same_order_on_all_ranks();
     }
     train_loader_->start_epoch(state_.epoch, state_.batch_in_epoch, epoch_order);
     int64_t epoch_batches = train_loader_->num_batches();
@@ -427,6 +546,7 @@ EvalResult Trainer::fit(bool resume) {
                 std::isnan(last_eval_.loss) ? "nan" : "inf",
                 " after step ", state_.step, "; the model has diverged. ", last_checkpoint_note(),
                 " Lower --lr or enable --clip-grad.");
+    check_same_model_on_all_ranks();
     write_metrics(last_eval_);
     fire([&](Callback& c) { c.on_eval_end(*this); });
     save_checkpoint();
@@ -461,11 +581,13 @@ void Trainer::trim_metrics() {
 }
 
 void Trainer::write_metrics(const EvalResult& r) {
+  double flops = state_.flops;  // this rank's; the metrics report all ranks' work
+  pg_->all_reduce_sum(&flops, 1);
   json j = {{"epoch", double(state_.epoch) + double(state_.batch_in_epoch) / double(train_loader_->num_batches())},
             {"step", state_.step},
             {"samples_seen", state_.samples_seen},
             {"wall_s", state_.wall_s},
-            {"flops", state_.flops},
+            {"flops", flops},
             {"train_loss", state_.loss_count ? state_.loss_sum / double(state_.loss_count) : NAN},
             {"test_loss", r.loss},
             {"test_acc", r.acc},
@@ -478,6 +600,9 @@ void Trainer::write_metrics(const EvalResult& r) {
   for (auto& cb : callbacks_) cb->add_metrics(j);
   for (auto& [k, v] : extra_metrics.items()) j[k] = v;
   extra_metrics = json::object();
+  state_.loss_sum = 0;
+  state_.loss_count = 0;
+  if (!is_main()) return;
   std::ofstream f(fs::path(cfg_.out) / "metrics.jsonl", std::ios::app);
   BRISK_CHECK(f.good(), "cannot append to ", (fs::path(cfg_.out) / "metrics.jsonl").string());
   f << j.dump() << "\n";
@@ -492,8 +617,6 @@ void Trainer::write_metrics(const EvalResult& r) {
                 j["epoch"].get<double>(), (long long)state_.step, j["train_loss"].get<double>(), r.loss, r.acc,
                 state_.wall_s);
   std::fflush(stdout);
-  state_.loss_sum = 0;
-  state_.loss_count = 0;
 }
 
 static std::string cpu_model() {
@@ -519,11 +642,17 @@ void Trainer::write_config_json() {
 int run_training(const TrainConfig& cfg_in, bool resume, const MethodBuilder& methods) {
   TrainConfig cfg = cfg_in;
   Trainer t(cfg, methods);
-  std::printf("brisk train: model %s (%lld parameters), %s, %lld epochs x %lld batches of %lld, %s lr %g %s, "
+  const bool main_rank = t.is_main();
+  if (main_rank) {
+    if (t.process_group().size() > 1)
+      std::printf("brisk train: data-parallel on %d ranks (%s), %lld examples per rank per step\n",
+                  t.process_group().size(), t.process_group().backend().c_str(), (long long)cfg.batch_size);
+    std::printf("brisk train: model %s (%lld parameters), %s, %lld epochs x %lld batches of %lld, %s lr %g %s, "
               "%d threads, out %s%s\n",
               cfg.model.c_str(), (long long)t.model().num_parameters(), cfg.data.c_str(), (long long)cfg.epochs,
               (long long)t.train_loader().num_batches(), (long long)cfg.batch_size, cfg.optimizer.c_str(), cfg.lr,
               cfg.schedule.c_str(), get_num_threads(), cfg.out.c_str(), resume ? " (resuming)" : "");
+  }
   std::fflush(stdout);
   EvalResult r = t.fit(resume);
   // Wall-clock, FLOPs and nonzeros reported separately: a pruned model's
@@ -533,9 +662,12 @@ int run_training(const TrainConfig& cfg_in, bool resume, const MethodBuilder& me
     params += p.numel();
     nonzeros += int64_t(sum(ne(p.detach(), zeros_like(p.detach())).to(DType::f64)).item());
   }
+  double flops = t.state().flops;
+  t.process_group().all_reduce_sum(&flops, 1);
+  if (!main_rank) return 0;
   std::printf("final: test_acc %.4f  test_loss %.4f  train_seconds %.2f  steps %lld  gflop %.1f  params %lld  "
               "nonzero_params %lld\n",
-              r.acc, r.loss, t.state().wall_s, (long long)t.state().step, t.state().flops / 1e9, (long long)params,
+              r.acc, r.loss, t.state().wall_s, (long long)t.state().step, flops / 1e9, (long long)params,
               (long long)nonzeros);
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "optim/schedule.h"
 #include "train/callback.h"
 #include "train/config.h"
+#include "train/distributed.h"
 
 namespace brisk::train {
 
@@ -66,6 +67,17 @@ class Trainer {
   data::DataLoader& train_loader() { return *train_loader_; }
   const TrainState& state() const { return state_; }
   const std::vector<std::unique_ptr<Callback>>& callbacks() const { return callbacks_; }
+  // Data-parallel training (train/distributed.h): this rank's group. Each rank
+  // trains on its shard of every epoch with --batch-size examples per step;
+  // gradients are averaged over the ranks before after_backward, so methods
+  // see the same gradients, weights and losses on every rank. Only the main
+  // rank (0) writes files and prints.
+  dist::ProcessGroup& process_group() const { return *pg_; }
+  bool is_main() const { return pg_->is_main(); }
+  // Rows of `t` from every rank, in rank order (t itself with one rank): what
+  // a method that keeps per-example statistics feeds them with, so that each
+  // rank holds the statistics of the whole global batch and decides alike.
+  Tensor gather_rows(const Tensor& t) const { return dist::all_gather_rows(*pg_, t); }
   // Current batch and its results (valid between batch_start and batch_end).
   data::Batch batch;
   Tensor logits;             // [B, classes] (language models: [B, T, vocab]), after_forward
@@ -127,6 +139,18 @@ class Trainer {
   void write_metrics(const EvalResult& r);
   void write_config_json();
   void check_data_fits_model(const data::Dataset& d, const char* split) const;
+  // Data-parallel checks and synchronization (no-ops on one rank).
+  void check_same_config_on_all_ranks() const;
+  void check_same_order_on_all_ranks() const;
+  void check_same_model_on_all_ranks() const;
+  void sync_buffers();
+  // The mean of the ranks' losses (so that a non-finite loss on any rank
+  // stops, or skips, on all of them alike).
+  double mean_over_ranks(double local_loss) const;
+  // Averages the parameters' gradients over the ranks, bucketed, in parameter
+  // order. A parameter with a gradient on some ranks only (a block that
+  // stochastic depth dropped here) gets zeros where it has none.
+  void average_gradients();
   Tensor example_losses(const Tensor& logits, const Tensor& y, double label_smoothing) const;
   void trim_metrics();
   std::string last_checkpoint_note() const;
@@ -136,6 +160,7 @@ class Trainer {
   int64_t metrics_lines_ = 0;   // lines in metrics.jsonl (checkpointed: resume trims to it)
 
   TrainConfig cfg_;
+  std::shared_ptr<dist::ProcessGroup> pg_ = dist::default_group();
   std::shared_ptr<nn::Module> model_;
   Device device_;  // --device: where the model, batches and optimizer state live
   void to_device(data::Batch& b) const;

@@ -12,9 +12,38 @@ void SelectBase::on_fit_start(train::Trainer& t) {
   if (stats_.size() != n_) stats_ = selection::ExampleStats(n_);
 }
 
+SelectBase::Rows SelectBase::global_rows(train::Trainer& t, const Tensor& indices, const Tensor& losses,
+                                         const Tensor& logits, const Tensor& labels) {
+  if (t.process_group().size() == 1) return {indices, losses, logits, labels};
+  NoGradGuard ng;
+  Rows r;
+  r.indices = t.gather_rows(indices.contiguous());
+  r.losses = t.gather_rows(losses.detach().to(DType::f32).contiguous());
+  if (logits.dim() == 3) {
+    r.logits = empty({r.indices.numel(), 1, 1}, DType::f32);
+    r.labels = r.indices;  // unread for a language model
+  } else {
+    r.logits = t.gather_rows(logits.detach().to(DType::f32).contiguous());
+    r.labels = t.gather_rows(labels.contiguous());
+  }
+  return r;
+}
+
+void SelectBase::count_selected(train::Trainer& t, const Tensor& indices, const Tensor& picked) {
+  std::vector<double> mine;
+  const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
+  const bool* p = picked.contiguous().data_ptr<bool>();
+  for (int64_t i = 0; i < indices.numel(); ++i)
+    if (p[i]) mine.push_back(double(idx[i]));
+  Tensor all = t.gather_rows(from_vector(mine, {int64_t(mine.size())}, DType::i64));
+  const int64_t* a = all.data_ptr<int64_t>();
+  for (int64_t i = 0; i < all.numel(); ++i) stats_.times_selected[size_t(a[i])]++;
+}
+
 void SelectBase::on_after_loss(train::Trainer& t) {
-  stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
-  backpropagated_ += t.batch.indices.numel();
+  Rows r = global_rows(t, t.batch.indices, t.per_example_loss, t.logits, t.batch.y);
+  stats_.update(r.indices, r.losses, r.logits, r.labels, t.state().epoch);
+  backpropagated_ += global_batch(t);
 }
 
 void SelectBase::add_metrics(nlohmann::json& j) const {
@@ -25,7 +54,8 @@ void SelectBase::add_metrics(nlohmann::json& j) const {
 
 void SelectBase::on_eval_start(train::Trainer& t) {
   // What full-data training would have backpropagated by now.
-  seen_full_ = t.state().epoch * n_ + std::min(n_, t.state().batch_in_epoch * t.config().batch_size);
+  seen_full_ = t.state().epoch * n_ +
+               std::min(n_, t.state().batch_in_epoch * t.config().batch_size * t.process_group().size());
   score_s_ = t.score_seconds() + scoring_seconds_;
 }
 

@@ -64,6 +64,25 @@ class SelectBase : public train::Callback {
   // The order `idx` shuffled by a fresh permutation from `gen`.
   static Tensor shuffled(const std::vector<int64_t>& idx, Generator& gen);
   static Tensor f32_tensor(const std::vector<float>& v);
+  // Data parallel: every rank's rows of a batch's statistics, in rank order
+  // (the batch itself with one rank). Members update the statistics store
+  // with them, so that the store, and every decision made from it (an epoch's
+  // order, a loss history's percentiles), is the same on every rank.
+  // indices [B] i64, losses [B], logits [B, C] (a language model's [B, T, V]
+  // becomes a [B_all, 1, 1] placeholder: its statistics read only the loss),
+  // labels [B].
+  struct Rows {
+    Tensor indices, losses, logits, labels;
+  };
+  static Rows global_rows(train::Trainer& t, const Tensor& indices, const Tensor& losses, const Tensor& logits,
+                          const Tensor& labels);
+  // Counts the examples of `indices` [B] whose `picked` [B] bool is set as
+  // selected, on every rank's batch (times_selected stays the same everywhere).
+  void count_selected(train::Trainer& t, const Tensor& indices, const Tensor& picked);
+  // Examples backpropagated by all ranks together in a step of this rank's batch.
+  static int64_t global_batch(const train::Trainer& t) {
+    return t.batch.indices.numel() * t.process_group().size();
+  }
   static std::vector<float> floats(const Tensor& t);
 
   SelectSpec spec_;

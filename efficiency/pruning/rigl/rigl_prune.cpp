@@ -70,6 +70,17 @@ class RiglPrune : public PruneBase {
     int64_t t0 = step_at(spec_.start, t), t_end = step_at(spec_.end, t);
     double frac = pruning::rigl_fraction(spec_.alpha, k * spec_.frequency, t_end - t0);
     Generator gen(t.config().seed * 1000003ull + uint64_t(t0 + k * spec_.frequency));
+    if (rigl() && t.process_group().size() > 1) {
+      // The dense gradients were captured before the trainer averaged the
+      // (masked) gradients over the ranks: average them too (in name order,
+      // the same on every rank), so that every rank grows the same weights.
+      std::vector<Tensor> dense;
+      for (auto& [n, g] : capture_->grads) {
+        g = g.to(DType::f32).contiguous();
+        dense.push_back(g);
+      }
+      train::dist::all_reduce_mean_(t.process_group(), dense);
+    }
     for (auto& [n, p] : prunable(t)) {
       Tensor m = brisk::get_mask(p);
       if (!m.defined()) continue;

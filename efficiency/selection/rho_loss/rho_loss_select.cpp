@@ -27,7 +27,7 @@ class RhoLossSelect : public SelectBase, public train::BatchSelector {
   train::BatchSelector* batch_selector() override { return this; }
 
   // Statistics came from the scoring pass.
-  void on_after_loss(train::Trainer& t) override { backpropagated_ += t.batch.indices.numel(); }
+  void on_after_loss(train::Trainer& t) override { backpropagated_ += global_batch(t); }
 
   void on_epoch_start(train::Trainer& t) override {
     if (train_idx_.empty()) split_holdout();
@@ -38,12 +38,10 @@ class RhoLossSelect : public SelectBase, public train::BatchSelector {
 
   Tensor select(train::Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
                 const Tensor& logits) override {
-    int64_t B = losses.numel();
     Tensor out = selection::rho_select(losses, indices, il_, spec_.keep);
-    stats_.update(indices, losses, logits, labels, t.state().epoch, /*backpropagated=*/false);
-    const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
-    for (int64_t i = 0; i < B; ++i)
-      if (out.data_ptr<bool>()[i]) stats_.times_selected[size_t(idx[i])]++;
+    Rows r = global_rows(t, indices, losses, logits, labels);
+    stats_.update(r.indices, r.losses, r.logits, r.labels, t.state().epoch, /*backpropagated=*/false);
+    count_selected(t, indices, out);
     return out;
   }
 

@@ -34,10 +34,11 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
   }
 
   void on_after_loss(train::Trainer& t) override {
-    backpropagated_ += t.batch.indices.numel();
+    backpropagated_ += global_batch(t);
     if (window_) return;  // statistics came from the scoring pass
-    stats_.update(t.batch.indices, t.per_example_loss, t.logits, t.batch.y, t.state().epoch);
-    remember(floats(t.per_example_loss.detach().to(DType::f32).contiguous()));
+    Rows r = global_rows(t, t.batch.indices, t.per_example_loss, t.logits, t.batch.y);
+    stats_.update(r.indices, r.losses, r.logits, r.labels, t.state().epoch);
+    remember(floats(r.losses.detach().to(DType::f32).contiguous()));
   }
 
   Tensor select(train::Trainer& t, const Tensor& indices, const Tensor& labels, const Tensor& losses,
@@ -65,14 +66,13 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
         pick[size_t(i)] = u < p;
       }
     }
-    remember(l);  // the loss history sees every scored loss
-    stats_.update(indices, losses, logits, labels, st.epoch, /*backpropagated=*/false);
+    // The loss history sees every scored loss, of every rank's batch.
+    Rows r = global_rows(t, indices, losses, logits, labels);
+    remember(floats(r.losses));
+    stats_.update(r.indices, r.losses, r.logits, r.labels, st.epoch, /*backpropagated=*/false);
     Tensor out = empty({B}, DType::boolean);
-    const int64_t* idx = indices.contiguous().data_ptr<int64_t>();
-    for (int64_t i = 0; i < B; ++i) {
-      out.data_ptr<bool>()[i] = pick[size_t(i)];
-      if (pick[size_t(i)]) stats_.times_selected[size_t(idx[i])]++;
-    }
+    for (int64_t i = 0; i < B; ++i) out.data_ptr<bool>()[i] = pick[size_t(i)];
+    count_selected(t, indices, out);
     return out;
   }
 

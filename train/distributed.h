@@ -1,0 +1,83 @@
+// Data-parallel training: the process group every rank of a job belongs to.
+//
+// brisk does not implement its own transport: ranks talk through MPI
+// (OpenMPI on Debian) when the job was started by `mpirun`, and a run outside
+// MPI is a group of one whose collectives are no-ops. The Trainer asks for
+// `default_group()`; `brisk train` sets it (init_from_environment) before it
+// builds the Trainer, the way torch.distributed.init_process_group does.
+//
+// Determinism: sums are reduce-scatter + all-gather (MPI_Reduce_scatter_block
+// then MPI_Allgather), so each slice of a buffer is reduced by one rank in a
+// fixed order and copied to the others: every rank holds the same bits, and
+// the same seed on the same number of ranks gives the same bits run after run.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace brisk::train::dist {
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Ranks of this job on this machine (for the default thread count).
+  virtual int local_size() const = 0;
+  virtual std::string backend() const = 0;  // "local" or "mpi"
+  bool is_main() const { return rank() == 0; }
+
+  // In-place sums over the ranks; every rank receives identical bits.
+  virtual void all_reduce_sum(float* x, int64_t n) = 0;
+  virtual void all_reduce_sum(double* x, int64_t n) = 0;
+  virtual int64_t all_reduce_min(int64_t v) = 0;
+  virtual int64_t all_reduce_max(int64_t v) = 0;
+  // Copies `bytes` bytes from rank `root` into `data` on every rank.
+  virtual void broadcast(void* data, int64_t bytes, int root) = 0;
+  // Every rank's `bytes` bytes, in rank order: out has size() * bytes bytes.
+  virtual void all_gather(const void* in, int64_t bytes, void* out) = 0;
+  // Like all_gather, for a different byte count on each rank.
+  virtual std::vector<std::string> all_gather_bytes(const std::string& mine) = 0;
+  virtual void barrier() = 0;
+  // Ends every rank of the job with exit code `code` (after an error on one
+  // rank, the others would otherwise wait in a collective for ever).
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+// Whether this build can run on MPI, and whether this process was started by
+// an MPI launcher (mpirun / mpiexec: OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK).
+bool mpi_built();
+bool mpi_launched();
+// The group of one process (collectives are no-ops).
+std::shared_ptr<ProcessGroup> local_group();
+// Initializes MPI once (MPI_Init_thread, funneled: only the training thread
+// calls MPI) and returns the world group; MPI_Finalize runs at exit. Throws
+// when this build has no MPI.
+std::shared_ptr<ProcessGroup> mpi_world();
+// `brisk train`: `force` (--distributed) requires an MPI launch; otherwise MPI
+// is used when the process was launched by mpirun, and the local group when not.
+std::shared_ptr<ProcessGroup> init_from_environment(bool force);
+
+// The group the Trainer uses (local_group() until set).
+std::shared_ptr<ProcessGroup> default_group();
+void set_default_group(std::shared_ptr<ProcessGroup> g);
+
+// --- tensor collectives (cpu, contiguous; f32 or f64) ---
+
+// Averages each tensor over the ranks in place, packed into buckets of about
+// `bucket_bytes` so that a model of many small tensors costs a few calls, not
+// one per tensor. Tensors are visited in the order given (the same on every
+// rank: the model's parameter order).
+void all_reduce_mean_(ProcessGroup& g, const std::vector<Tensor>& ts, int64_t bucket_bytes = 8 << 20);
+// Rows of every rank's tensor concatenated along dim 0, in rank order (the row
+// counts may differ between ranks; the other dims and the dtype may not).
+Tensor all_gather_rows(ProcessGroup& g, const Tensor& t);
+// Copies rank `root`'s values into `t` (same shape and dtype everywhere).
+void broadcast_(ProcessGroup& g, const Tensor& t, int root = 0);
+// A 64-bit FNV-1a hash of a tensor's shape, dtype and bytes (cpu).
+uint64_t tensor_hash(const Tensor& t);
+
+}  // namespace brisk::train::dist
