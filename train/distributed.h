@@ -6,10 +6,10 @@
 // `default_group()`; `brisk train` sets it (init_from_environment) before it
 // builds the Trainer, the way torch.distributed.init_process_group does.
 //
-// Determinism: sums are reduce-scatter + all-gather (MPI_Reduce_scatter_block
-// then MPI_Allgather), so each slice of a buffer is reduced by one rank in a
-// fixed order and copied to the others: every rank holds the same bits, and
-// the same seed on the same number of ranks gives the same bits run after run.
+// Determinism: sums are MPI_Allreduce, whose algorithm OpenMPI chooses from
+// the message size and the number of ranks alone, so the same seed on the
+// same number of ranks gives the same bits run after run, and every rank
+// receives the same sum (the trainer checks this at every evaluation).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -67,10 +67,11 @@ void set_default_group(std::shared_ptr<ProcessGroup> g);
 
 // --- tensor collectives (cpu, contiguous; f32 or f64) ---
 
-// Averages each tensor over the ranks in place, packed into buckets of about
-// `bucket_bytes` so that a model of many small tensors costs a few calls, not
-// one per tensor. Tensors are visited in the order given (the same on every
-// rank: the model's parameter order).
+// Averages each tensor over the ranks in place. Tensors smaller than
+// bucket_bytes / 8 are packed into buckets of up to `bucket_bytes`, so that a
+// model of many small tensors costs a few calls, not one per tensor; larger
+// ones are summed where they lie (no copy). Tensors are visited in the order
+// given (the same on every rank: the model's parameter order).
 void all_reduce_mean_(ProcessGroup& g, const std::vector<Tensor>& ts, int64_t bucket_bytes = 8 << 20);
 // Rows of every rank's tensor concatenated along dim 0, in rank order (the row
 // counts may differ between ranks; the other dims and the dtype may not).

@@ -75,6 +75,9 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   device_ = Device::parse(cfg_.device);
   BRISK_CHECK(device_.type != DeviceType::meta, "--device meta: meta tensors hold no data; use cpu or cuda");
   if (device_.type == DeviceType::cuda) {
+    BRISK_CHECK(pg_->size() == 1, "--device ", cfg_.device, " on ", pg_->size(), " ranks: data-parallel training "
+                "averages gradients over MPI on the cpu in this version (an NCCL backend for CUDA tensors is not "
+                "built); train on one rank, or on the cpu");
     cuda::require_device(device_.index, ("--device " + cfg_.device).c_str());
     BRISK_CHECK(cfg_.methods.empty(), "--device ", cfg_.device, ": efficiency methods (--method) run on the cpu "
                 "in this version (their masks, statistics and surgery use host memory); drop --method or use "
@@ -274,6 +277,8 @@ void Trainer::average_gradients() {
     grads.push_back(g);
   }
   dist::all_reduce_mean_(*pg_, grads);
+  for (auto& g : grads) phases_.comm_bytes += double(g.numel()) * 4.0;
+  phases_.comm_steps += 1;
 }
 
 // The same configuration on every rank, or a message naming what differs
@@ -363,14 +368,20 @@ void Trainer::train_one_batch() {
                                 : mean(per_example_loss);
   double lv = loss.item();
   pc.to(phases_.forward);
-  if (pg_->size() > 1) lv = mean_over_ranks(lv);
+  if (pg_->size() > 1) {
+    lv = mean_over_ranks(lv);
+    pc.to(phases_.communicate);
+  }
   BRISK_CHECK(std::isfinite(lv) || nonfinite_loss_skips, "training stopped: loss is ", std::isnan(lv) ? "nan" : lv > 0 ? "inf" : "-inf", " at step ", state_.step, " (epoch ",
               state_.epoch + 1, ", batch ", batch.index, "). ", last_checkpoint_note(),
               " Lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
   (loss_scale != 1.0 ? loss * loss_scale : loss).backward();
-  if (pg_->size() > 1) average_gradients();
   pc.to(phases_.backward);
+  if (pg_->size() > 1) {
+    average_gradients();
+    pc.to(phases_.communicate);
+  }
   fire([&](Callback& c) { c.on_after_backward(*this); });
   pc = PhaseClock();
   if (cfg_.clip_grad > 0) optim::clip_grad_norm_(model_->parameters(), cfg_.clip_grad);
@@ -585,7 +596,7 @@ void Trainer::write_metrics(const EvalResult& r) {
   pg_->all_reduce_sum(&flops, 1);
   json j = {{"epoch", double(state_.epoch) + double(state_.batch_in_epoch) / double(train_loader_->num_batches())},
             {"step", state_.step},
-            {"samples_seen", state_.samples_seen},
+            {"samples_seen", state_.samples_seen * pg_->size()},  // all ranks: each trains the same count per step
             {"wall_s", state_.wall_s},
             {"flops", flops},
             {"train_loss", state_.loss_count ? state_.loss_sum / double(state_.loss_count) : NAN},
@@ -595,7 +606,12 @@ void Trainer::write_metrics(const EvalResult& r) {
   if (test_set_.is_text()) {  // byte-level tokens: one token per byte, so bits per byte = nats / ln 2
     j["val_loss"] = r.loss;
     j["val_bpb"] = r.loss / std::log(2.0);
-    j["tokens_per_s"] = state_.wall_s > 0 ? double(state_.tokens_seen) / state_.wall_s : 0.0;
+    j["tokens_per_s"] = state_.wall_s > 0 ? double(state_.tokens_seen * pg_->size()) / state_.wall_s : 0.0;
+  }
+  if (pg_->size() > 1) {  // this rank's totals so far (the main rank's, as written)
+    j["world_size"] = pg_->size();
+    j["comm_s"] = phases_.communicate;
+    j["comm_mb_per_step"] = phases_.comm_steps > 0 ? phases_.comm_bytes / 1e6 / phases_.comm_steps : 0.0;
   }
   for (auto& cb : callbacks_) cb->add_metrics(j);
   for (auto& [k, v] : extra_metrics.items()) j[k] = v;

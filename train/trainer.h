@@ -28,6 +28,10 @@ struct EvalResult {
 // inside each method's event handlers, plus selection's scoring passes.
 struct PhaseTimes {
   double data = 0, forward = 0, backward = 0, optimizer = 0, eval = 0;
+  // Data parallel: time in the per-step collectives (waiting for the slowest
+  // rank included) and the gradient bytes each rank contributed.
+  double communicate = 0;
+  double comm_bytes = 0, comm_steps = 0;
   std::map<std::string, double> methods;  // by method family
 };
 
