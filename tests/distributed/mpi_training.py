@@ -171,6 +171,13 @@ def test_config_mismatch():
     assert not os.path.exists(os.path.join(out("mis"), "checkpoint.json"))
 
 
+def test_other_commands_refused():
+    cmd = [MPIRUN, "-np", "2"] + LAUNCH + [BRISK, "profile", "--steps", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
+    log = p.stdout + p.stderr
+    assert p.returncode != 0 and "only `brisk train` runs data-parallel" in log, (p.returncode, log[-2000:])
+
+
 def rank_pids(marker):
     """pid of each brisk rank whose command line holds `marker`, by rank."""
     pids = {}
@@ -274,7 +281,7 @@ def test_collectives():
 
 
 TESTS = [test_collectives, test_equivalence, test_language_model, test_determinism, test_resume_bit_exact, test_resume_other_world_refused,
-         test_config_mismatch, test_killed_rank, test_families]
+         test_config_mismatch, test_other_commands_refused, test_killed_rank, test_families]
 
 if __name__ == "__main__":
     if MPIRUN is None:
