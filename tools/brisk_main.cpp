@@ -121,6 +121,8 @@ int run_info() {
   std::printf("brisk %s\n", BRISK_VERSION);
   std::printf("threads: %d\n", get_num_threads());
   std::printf("cuda: %s, devices: %d\n", cuda_compiled() ? "compiled" : "not compiled", cuda_device_count());
+  std::printf("data parallel: mpi %s, nccl %s (docs/distributed.md)\n", train::dist::mpi_built() ? "built" : "not built",
+              train::dist::nccl_built() ? "built" : "not built");
   std::printf("method families:");
   for (auto& f : efficiency::method_families()) std::printf(" %s", f.c_str());
   std::printf("\n");

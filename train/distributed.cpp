@@ -21,6 +21,7 @@ class LocalGroup final : public ProcessGroup {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_size() const override { return 1; }
+  int local_rank() const override { return 0; }
   std::string backend() const override { return "local"; }
   void all_reduce_sum(float*, int64_t) override {}
   void all_reduce_sum(double*, int64_t) override {}
@@ -64,10 +65,13 @@ class MpiGroup final : public ProcessGroup {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     const char* ls = env("OMPI_COMM_WORLD_LOCAL_SIZE");
     local_ = ls ? std::max(1, std::atoi(ls)) : size_;
+    const char* lr = env("OMPI_COMM_WORLD_LOCAL_RANK");
+    local_rank_ = lr ? std::max(0, std::atoi(lr)) : rank_;
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_size() const override { return local_; }
+  int local_rank() const override { return local_rank_; }
   std::string backend() const override { return "mpi"; }
 
   void all_reduce_sum(float* x, int64_t n) override { sum(x, n, MPI_FLOAT); }
@@ -127,7 +131,7 @@ class MpiGroup final : public ProcessGroup {
     check(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, op, MPI_COMM_WORLD), "Allreduce");
     return int64_t(out);
   }
-  int rank_ = 0, size_ = 1, local_ = 1;
+  int rank_ = 0, size_ = 1, local_ = 1, local_rank_ = 0;
 };
 
 void finalize_mpi() {
@@ -194,6 +198,15 @@ void set_default_group(std::shared_ptr<ProcessGroup> g) {
   std::lock_guard<std::mutex> lk(g_mu);
   g_default = std::move(g);
 }
+
+#ifndef BRISK_HAS_NCCL
+bool nccl_built() { return false; }
+
+std::unique_ptr<DeviceCollectives> make_nccl(ProcessGroup&, int) {
+  BRISK_FAIL("data-parallel training on cuda needs NCCL: this brisk was built without it (NCCL is looked for "
+             "next to the CUDA toolkit, with MPI); train on one rank or on the cpu");
+}
+#endif
 
 // ------------------------------------------------------------ tensor helpers
 

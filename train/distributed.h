@@ -25,8 +25,10 @@ class ProcessGroup {
   virtual ~ProcessGroup() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // Ranks of this job on this machine (for the default thread count).
+  // Ranks of this job on this machine (for the default thread count), and
+  // this rank's place among them (for its GPU).
   virtual int local_size() const = 0;
+  virtual int local_rank() const = 0;
   virtual std::string backend() const = 0;  // "local" or "mpi"
   bool is_main() const { return rank() == 0; }
 
@@ -78,6 +80,23 @@ void all_reduce_mean_(ProcessGroup& g, const std::vector<Tensor>& ts, int64_t bu
 Tensor all_gather_rows(ProcessGroup& g, const Tensor& t);
 // Copies rank `root`'s values into `t` (same shape and dtype everywhere).
 void broadcast_(ProcessGroup& g, const Tensor& t, int root = 0);
+// --- CUDA tensors (NCCL) ---
+
+// Collectives on CUDA tensors between the ranks of a host group: NCCL, built
+// where NCCL is found next to the CUDA toolkit (like cuDNN). The communicator
+// is set up over the host group (rank 0's NCCL id is broadcast over MPI).
+class DeviceCollectives {
+ public:
+  virtual ~DeviceCollectives() = default;
+  // Averages each f32 CUDA tensor over the ranks in place, in the given order.
+  virtual void all_reduce_mean_(const std::vector<Tensor>& ts) = 0;
+  // Copies rank `root`'s values into `t` (a CUDA tensor of any dtype).
+  virtual void broadcast_(const Tensor& t, int root) = 0;
+};
+bool nccl_built();
+// Throws naming what is missing when this build has no NCCL.
+std::unique_ptr<DeviceCollectives> make_nccl(ProcessGroup& host, int device_index);
+
 // A 64-bit FNV-1a hash of a tensor's shape, dtype and bytes (cpu).
 uint64_t tensor_hash(const Tensor& t);
 

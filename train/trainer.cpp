@@ -75,10 +75,14 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   device_ = Device::parse(cfg_.device);
   BRISK_CHECK(device_.type != DeviceType::meta, "--device meta: meta tensors hold no data; use cpu or cuda");
   if (device_.type == DeviceType::cuda) {
-    BRISK_CHECK(pg_->size() == 1, "--device ", cfg_.device, " on ", pg_->size(), " ranks: data-parallel training "
-                "averages gradients over MPI on the cpu in this version (an NCCL backend for CUDA tensors is not "
-                "built); train on one rank, or on the cpu");
-    cuda::require_device(device_.index, ("--device " + cfg_.device).c_str());
+    if (pg_->size() > 1) {
+      // One GPU per rank: rank r of a machine trains on its GPU r.
+      BRISK_CHECK(cfg_.device == "cuda", "--device ", cfg_.device, " on ", pg_->size(), " ranks: give --device cuda "
+                  "(each rank takes the GPU of its local rank), not one GPU for all");
+      device_.index = pg_->local_rank();
+    }
+    cuda::require_device(device_.index, ("--device " + cfg_.device + " (rank " + std::to_string(pg_->rank()) + ")").c_str());
+    if (pg_->size() > 1) device_comm_ = dist::make_nccl(*pg_, device_.index);
     BRISK_CHECK(cfg_.methods.empty(), "--device ", cfg_.device, ": efficiency methods (--method) run on the cpu "
                 "in this version (their masks, statistics and surgery use host memory); drop --method or use "
                 "--device cpu");
@@ -276,7 +280,8 @@ void Trainer::average_gradients() {
     }
     grads.push_back(g);
   }
-  dist::all_reduce_mean_(*pg_, grads);
+  if (device_comm_) device_comm_->all_reduce_mean_(grads);
+  else dist::all_reduce_mean_(*pg_, grads);
   for (auto& g : grads) phases_.comm_bytes += double(g.numel()) * 4.0;
   phases_.comm_steps += 1;
 }
@@ -321,7 +326,7 @@ void Trainer::check_same_model_on_all_ranks() const {
   std::vector<uint64_t> mine;
   for (auto& [k, p] : named) {
     Tensor m = get_mask(p);
-    mine.push_back(dist::tensor_hash(p.detach()) ^ (m.defined() ? dist::tensor_hash(m) * 31 : 0));
+    mine.push_back(dist::tensor_hash(p.detach().to(kCPU)) ^ (m.defined() ? dist::tensor_hash(m.to(kCPU)) * 31 : 0));
   }
   int64_t n = int64_t(mine.size());
   BRISK_CHECK(pg_->all_reduce_min(n) == pg_->all_reduce_max(n), "data-parallel: the ranks' models have different "
@@ -343,8 +348,9 @@ void Trainer::sync_buffers() {
   if (pg_->size() == 1) return;
   for (auto& [k, b] : model_->named_buffers()) {
     Tensor c = b.contiguous();
-    dist::broadcast_(*pg_, c, 0);
-    if (c.raw_data() != b.raw_data()) b.copy_(c);
+    if (device_comm_) device_comm_->broadcast_(c, 0);
+    else dist::broadcast_(*pg_, c, 0);
+    if (!c.is_same(b)) b.copy_(c);
   }
 }
 

@@ -165,6 +165,7 @@ class Trainer {
 
   TrainConfig cfg_;
   std::shared_ptr<dist::ProcessGroup> pg_ = dist::default_group();
+  std::unique_ptr<dist::DeviceCollectives> device_comm_;  // NCCL, for --device cuda on several ranks
   std::shared_ptr<nn::Module> model_;
   Device device_;  // --device: where the model, batches and optimizer state live
   void to_device(data::Batch& b) const;

@@ -70,6 +70,13 @@ def tensors(run, prefix="model/"):
     return out
 
 
+def max_diff(run_a, run_b):
+    """Largest |difference| between the two runs' model parameters."""
+    a, b = tensors(run_a), tensors(run_b)
+    assert a.keys() == b.keys() and a, (a.keys(), b.keys())
+    return max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a)
+
+
 def all_bytes(run):
     f = [n for n in os.listdir(run) if n.startswith("checkpoint-step")][0]
     return read_safetensors(os.path.join(run, f))
@@ -90,16 +97,14 @@ def test_equivalence():
     rc, log = mpirun(2, base + ["--batch-size", "32", "--out", out("eq2")])
     expect_ok(rc, log, "2 ranks")
     assert "data-parallel on 2 ranks" in log, log
-    a, b = tensors(out("eq1")), tensors(out("eq2"))
-    assert a.keys() == b.keys() and a, (a.keys(), b.keys())
-    worst = max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a)
+    worst = max_diff(out("eq1"), out("eq2"))
+    b = tensors(out("eq2"))
     assert worst <= 1e-5, f"2 ranks x 32 differ from 1 rank x 64 by {worst}"
     # The runs trained (a trivially equal pair of untrained models would pass).
     rc, log = single(["--model", "mlp", "--epochs", "2", "--max-steps", "1", "--batch-size", "64",
                       "--out", out("eq0")])
     expect_ok(rc, log, "1 step")
-    c = tensors(out("eq0"))
-    moved = max(max(abs(x - y) for x, y in zip(a[k], c[k])) for k in a)
+    moved = max_diff(out("eq1"), out("eq0"))
     assert moved > 1e-3, f"the parameters barely moved ({moved}): the comparison would show nothing"
     print(f"  max |2 ranks - 1 rank| = {worst:.3g} (parameters moved {moved:.3g} from step 1)")
     import json
@@ -122,8 +127,7 @@ def test_language_model():
     expect_ok(rc, log, "1 rank")
     rc, log = mpirun(2, base + ["--batch-size", "8", "--out", out("lm2")])
     expect_ok(rc, log, "2 ranks")
-    a, b = tensors(out("lm1")), tensors(out("lm2"))
-    worst = max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a)
+    worst = max_diff(out("lm1"), out("lm2"))
     # AdamW divides by sqrt(v): a gradient near zero whose last bits differ
     # (the sum of two half-batch means vs one mean) moves its weight by up to
     # lr, so the bound is looser than SGD's 1e-5.
@@ -176,6 +180,23 @@ def test_other_commands_refused():
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=ENV)
     log = p.stdout + p.stderr
     assert p.returncode != 0 and "only `brisk train` runs data-parallel" in log, (p.returncode, log[-2000:])
+
+
+def test_nccl():
+    """--device cuda on 2 ranks (NCCL): matches 1 rank with a batch twice as large. Needs 2 GPUs."""
+    info = subprocess.run([BRISK, "info"], capture_output=True, text=True).stdout
+    devices = int(info.split("devices: ")[1].split()[0]) if "devices: " in info else 0
+    if "nccl built" not in info or devices < 2:
+        print(f"  SKIPPED: needs NCCL and 2 CUDA devices (this build: {'nccl built' in info}, devices: {devices})")
+        return
+    base = ["--model", "mlp", "--device", "cuda", "--epochs", "1", "--max-steps", "8", "--eval-every", "8"]
+    rc, log = single(base + ["--batch-size", "64", "--out", out("nccl1")])
+    expect_ok(rc, log, "1 rank on cuda")
+    rc, log = mpirun(2, base + ["--batch-size", "32", "--out", out("nccl2")])
+    expect_ok(rc, log, "2 ranks on cuda")
+    worst = max_diff(out("nccl1"), out("nccl2"))
+    assert worst <= 1e-5, f"NCCL: 2 ranks x 32 differ from 1 rank x 64 by {worst}"
+    print(f"  NCCL: max |2 ranks - 1 rank| = {worst:.3g}")
 
 
 def rank_pids(marker):
@@ -281,7 +302,7 @@ def test_collectives():
 
 
 TESTS = [test_collectives, test_equivalence, test_language_model, test_determinism, test_resume_bit_exact, test_resume_other_world_refused,
-         test_config_mismatch, test_other_commands_refused, test_killed_rank, test_families]
+         test_config_mismatch, test_other_commands_refused, test_killed_rank, test_families, test_nccl]
 
 if __name__ == "__main__":
     if MPIRUN is None:
