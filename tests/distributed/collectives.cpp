@@ -46,7 +46,7 @@ bool same_everywhere(const void* p, size_t bytes) {
 
 void test_sum() {
   const int R = G->size(), me = G->rank();
-  for (int64_t n : {1, 7, 1000, 100003}) {  // odd sizes: the reduce-scatter pads
+  for (int64_t n : {1, 7, 1000, 100003}) {  // odd sizes: MPI splits them into uneven segments
     std::vector<double> x(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) x[size_t(i)] = double(me + 1) * double(i % 97) + 0.25;
     G->all_reduce_sum(x.data(), n);
