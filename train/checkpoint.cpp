@@ -178,6 +178,7 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   // The data order, the shards and the selection buffers are per rank: a run
   // continues on the number of ranks it was checkpointed on.
   int64_t saved_world = j.contains("world_size") ? F.count(j, "world_size") : 1;
+  BRISK_CHECK(saved_world >= 1, "checkpoint ", P, ": field 'world_size' must be at least 1, got ", saved_world);
   BRISK_CHECK(saved_world == pg_->size(), "checkpoint ", P, " was written by a run on ", saved_world,
               saved_world == 1 ? " rank" : " ranks", " but this run has ", pg_->size(),
               ": resume it on the same number of ranks (mpirun -np ", saved_world, ")");
