@@ -242,11 +242,11 @@ EvalResult Trainer::evaluate() {
   double &loss_sum = sums[0], &correct = sums[1];
   int64_t n = 0;
   for (int64_t bi = pg_->rank(); bi < loader.num_batches(); bi += pg_->size()) {
-    std::optional<data::Batch> b = loader.make_batch(bi);
-    to_device(*b);
-    Tensor out = model_->forward(b->x);
+    data::Batch b = loader.make_batch(bi);
+    to_device(b);
+    Tensor out = model_->forward(b.x);
     if (out.dim() == 3) out = out.reshape({-1, out.size(2)});
-    Tensor y = b->y.reshape({-1});
+    Tensor y = b.y.reshape({-1});
     loss_sum += F::cross_entropy(out, y, F::Reduction::sum).item();
     correct += sum(eq(argmax(out, 1), y)).item();
     n += y.size(0);
