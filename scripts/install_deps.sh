@@ -13,6 +13,8 @@ PACKAGES=(
   clang libclang-rt-14-dev  # scripts/sanitize.sh and scripts/fuzz.sh (ASan/UBSan, libFuzzer)
   python3-matplotlib  # brisk speedup's pareto.png (tools/plot_pareto.py)
   openmpi-bin libopenmpi-dev  # data-parallel training (mpirun -np N brisk train)
+  libjs-chart.js      # brisk report: Chart.js, inlined into the page
+  chromium            # tests/report: the report page checked in a headless browser
 )
 
 missing=()

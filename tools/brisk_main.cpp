@@ -5,6 +5,7 @@
 //   brisk speedup  time-to-accuracy of recipes vs a baseline over budgets and seeds
 //   brisk profile  where a recipe's training time goes, per phase and per kernel
 //   brisk generate  sample text from a trained language model's checkpoint
+//   brisk report  one offline HTML page of runs' curves and what each method decided
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -27,6 +28,7 @@
 #include "core/int8.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/int8_amx.h"
+#include "report/report.h"
 #include "train/generate.h"
 #include "train/profile.h"
 #include "train/trainer.h"
@@ -264,7 +266,9 @@ int main(int argc, char** argv) {
       {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"},
       {"block-size", "gpt: context length in tokens (0: the size's default)"},
       {"n-layer", "gpt: transformer blocks (0: default)"}, {"n-head", "gpt: attention heads (0: default)"},
-      {"n-embd", "gpt: embedding width (0: default)"}, {"dropout", "gpt: dropout probability (default 0)"}};
+      {"n-embd", "gpt: embedding width (0: default)"}, {"dropout", "gpt: dropout probability (default 0)"},
+      {"telemetry", "true|false: record what each method decides in telemetry.jsonl (brisk report draws it)"},
+      {"telemetry-every", "optimizer steps between training-loss records (default 20)"}};
   for (auto& [k, help] : train_opts) tr->add_option("--" + k, tf.values[k], help);
   tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);
@@ -315,6 +319,13 @@ int main(int argc, char** argv) {
   gn->add_option("--seed", go.seed, "sampling seed")->capture_default_str();
   gn->add_flag("--no-kv-cache", [&](int64_t) { go.kv_cache = false; },
                "recompute the whole context for every token (slower; for comparison)");
+  report::ReportOptions ro;
+  auto* rp = app.add_subcommand("report", "one self-contained HTML page (offline) of run folders and speedup reports: "
+                                           "curves, time per phase, what each method decided");
+  rp->add_option("runs", ro.inputs, "run folders, `brisk speedup` folders, or folders of runs")->required();
+  rp->add_option("--out", ro.out, "HTML file to write")->capture_default_str();
+  rp->add_option("--title", ro.title, "page title")->capture_default_str();
+  rp->add_option("--chartjs", ro.chartjs, "Chart.js file to inline (default: $BRISK_CHARTJS, else Debian's libjs-chart.js)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -341,6 +352,13 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       });
       std::fputc('\n', stdout);
+      return 0;
+    }
+    if (rp->parsed()) {
+      report::ReportSummary rs = report::write_report(ro);
+      for (auto& w : rs.warnings) std::fprintf(stderr, "brisk report: warning: %s\n", w.c_str());
+      std::printf("brisk report: %d run%s, %d speedup report%s -> %s\n", rs.runs, rs.runs == 1 ? "" : "s", rs.speedups,
+                  rs.speedups == 1 ? "" : "s", ro.out.c_str());
       return 0;
     }
     if (pf->parsed()) {

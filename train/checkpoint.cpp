@@ -85,6 +85,9 @@ void Trainer::save_checkpoint() {
             {"loss_sum", state_.loss_sum},
             {"loss_count", state_.loss_count},
             {"metrics_lines", metrics_lines_},
+            {"telemetry_lines", telemetry_.lines()},
+            {"trace_loss_sum", trace_loss_sum_},
+            {"trace_loss_count", trace_loss_count_},
             {"rng", {{"seed", g.seed()}, {"offset", g.offset()}}},
             {"optimizer", optimizer_->hyper_json()},
             {"schedule", {{"kind", schedule_->options().kind}, {"total_steps", schedule_->options().total_steps}}},
@@ -223,6 +226,10 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   st.loss_count = F.count(j, "loss_count");
   double score_s = F.number(j, "score_s", true);
   int64_t metrics_lines = F.count(j, "metrics_lines");
+  // Absent before telemetry: an empty file and trace.
+  int64_t telemetry_lines = j.contains("telemetry_lines") ? F.count(j, "telemetry_lines") : 0;
+  double trace_sum = j.contains("trace_loss_sum") ? F.number(j, "trace_loss_sum", false) : 0.0;
+  int64_t trace_count = j.contains("trace_loss_count") ? F.count(j, "trace_loss_count") : 0;
   const json& rng = F.at(j, "rng");
   uint64_t rng_seed = F.u64(rng, "seed"), rng_offset = F.u64(rng, "offset");
   const json& ev = F.at(j, "last_eval");
@@ -350,6 +357,9 @@ void Trainer::load_checkpoint(const std::string& dir_s) {
   state_ = st;
   score_s_ = score_s;
   metrics_lines_ = metrics_lines;
+  telemetry_lines_ = telemetry_lines;
+  trace_loss_sum_ = trace_sum;
+  trace_loss_count_ = trace_count;
   default_generator().set_state(rng_seed, rng_offset);
   last_eval_ = last;
 }

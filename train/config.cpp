@@ -59,7 +59,7 @@ const std::vector<std::string>& TrainConfig::keys() {
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
       "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress",
-      "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay"};
+      "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay", "telemetry", "telemetry-every"};
   return k;
 }
 
@@ -102,6 +102,8 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   else if (key == "max-steps") max_steps = to_int(key, v);
   else if (key == "eval-every") eval_every = to_int(key, v);
   else if (key == "method") methods.push_back(v);
+  else if (key == "telemetry") telemetry = to_bool(key, v);
+  else if (key == "telemetry-every") telemetry_every = to_int(key, v);
   else if (key == "progress") { one_of("progress", v, {"auto", "on", "off"}); progress = v; }
   else {
     std::string known;
@@ -130,6 +132,8 @@ void TrainConfig::validate() const {
               "] (0: all cores; at most 4x the cores), got ", threads);
   BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
   BRISK_CHECK(!out.empty(), "config: out must not be empty");
+  BRISK_CHECK(telemetry_every >= 1 && telemetry_every <= 1'000'000'000,
+              "config: telemetry-every must be in [1, 1e9] steps, got ", telemetry_every);
   BRISK_CHECK(block_size >= 0 && n_layer >= 0 && n_head >= 0 && n_embd >= 0,
               "config: block-size, n-layer, n-head and n-embd must be >= 0 (0: the model's default)");
   BRISK_CHECK(dropout == -1 || (dropout >= 0 && dropout < 1), "config: dropout must be in [0, 1), got ", dropout);
@@ -145,7 +149,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
           {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
           {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout},
-          {"decay", decay}};
+          {"decay", decay}, {"telemetry", telemetry}, {"telemetry-every", telemetry_every}};
 }
 
 static std::string scalar_text(const nlohmann::json& v) {

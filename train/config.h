@@ -38,6 +38,10 @@ struct TrainConfig {
   // Language models (gpt-*): 0 (dropout -1) keeps the model size's default.
   int64_t block_size = 0, n_layer = 0, n_head = 0, n_embd = 0;
   double dropout = -1;
+  // Method telemetry (train/telemetry.h): telemetry.jsonl in the run folder;
+  // the training-loss trace is kept every telemetry_every optimizer steps.
+  bool telemetry = true;
+  int64_t telemetry_every = 20;
 
   // Sets one key from its text form; throws brisk::Error naming the key on an
   // unknown key or a bad value.

@@ -195,7 +195,16 @@ int64_t Trainer::total_steps() const {
   return std::max<int64_t>(total, 1);
 }
 
-void Trainer::add_callback(std::unique_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+void Trainer::add_callback(std::unique_ptr<Callback> cb) {
+  BRISK_CHECK(cb != nullptr, "add_callback: no callback given");
+  // A user's method may select per batch too (examples/loss_threshold_selection).
+  if (BatchSelector* s = cb->batch_selector()) {
+    BRISK_CHECK(selector_ == nullptr, "only one batch-level selection method may run at a time, got a second: ",
+                cb->name());
+    selector_ = s;
+  }
+  callbacks_.push_back(std::move(cb));
+}
 
 int64_t Trainer::schedule_position() const {
   int64_t full = train_loader_->num_batches_full(), now = std::max<int64_t>(train_loader_->num_batches(), 1);
@@ -404,6 +413,13 @@ void Trainer::train_one_batch() {
   if (std::isfinite(lv)) {  // a skipped overflow step (loss scaling) adds nothing to the mean
     state_.loss_sum += lv;
     state_.loss_count++;
+    trace_loss_sum_ += lv;
+    trace_loss_count_++;
+  }
+  if (telemetry_.on() && state_.step % cfg_.telemetry_every == 0 && trace_loss_count_ > 0) {
+    record("train", {{"loss", trace_loss_sum_ / double(trace_loss_count_)}, {"lr", optimizer_->lr()}});
+    trace_loss_sum_ = 0;
+    trace_loss_count_ = 0;
   }
   fire([&](Callback& c) { c.on_batch_end(*this); });
   logits = per_example_loss = loss = Tensor();  // free the graph's activations now
@@ -490,16 +506,20 @@ EvalResult Trainer::fit(bool resume) {
   BRISK_CHECK(!fs::exists(cfg_.out) || fs::is_directory(cfg_.out), "--out ", cfg_.out,
               " exists and is not a folder; choose a folder for the run");
   if (is_main()) fs::create_directories(cfg_.out);
+  telemetry_.open(cfg_.out, cfg_.telemetry, is_main());
+  if (!resume)
+    BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
+                " already holds a checkpoint; continue it with --resume ", cfg_.out,
+                " or choose another --out (brisk never overwrites a checkpoint with a fresh run)");
   fire([&](Callback& c) { c.on_fit_start(*this); });
   if (resume) {
     load_checkpoint(cfg_.out);
     if (is_main()) trim_metrics();
+    telemetry_.trim(telemetry_lines_);  // the records of fit_start above were written by the first run
     saved_step_ = state_.step;
   } else {
-    BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
-                " already holds a checkpoint; continue it with --resume ", cfg_.out,
-                " or choose another --out (brisk never overwrites a checkpoint with a fresh run)");
     if (is_main()) std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
+    if (is_main() && !cfg_.telemetry) telemetry_.reset();  // no stale file from an earlier run in this folder
   }
   if (is_main()) write_config_json();
   auto steps_left = [&] { return cfg_.max_steps == 0 || state_.step < cfg_.max_steps; };
@@ -507,6 +527,8 @@ EvalResult Trainer::fit(bool resume) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
     // --eval-every stop or a resume) the epoch keeps the order it began with.
     auto t0 = Clock::now();  // epoch_start work (selection plans, scoring models) is training time
+    segment_start_ = t0;
+    in_segment_ = true;
     int64_t f0 = flops_counted();
     if (state_.batch_in_epoch == 0) {
       epoch_order = Tensor();
@@ -546,6 +568,7 @@ EvalResult Trainer::fit(bool resume) {
       }
     }
     state_.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    in_segment_ = false;
     state_.flops += double(flops_counted() - f0);
     bar.finish();
     bool epoch_done = state_.batch_in_epoch >= epoch_batches;
@@ -566,11 +589,62 @@ EvalResult Trainer::fit(bool resume) {
     check_same_model_on_all_ranks();
     write_metrics(last_eval_);
     fire([&](Callback& c) { c.on_eval_end(*this); });
+    record_phases();
+    telemetry_.flush();  // before the checkpoint that covers these records
     save_checkpoint();
     saved_step_ = state_.step;
   }
   fire([&](Callback& c) { c.on_fit_end(*this); });
   return last_eval_;
+}
+
+double Trainer::training_seconds() const {
+  if (!in_segment_) return state_.wall_s;
+  return state_.wall_s + std::chrono::duration<double>(Clock::now() - segment_start_).count();
+}
+
+void Trainer::record(const std::string& kind, json fields) {
+  if (!telemetry_.on()) return;
+  json r = {{"kind", kind},
+            {"step", state_.step},
+            {"clock", state_.batches},
+            {"epoch", double(state_.epoch) + double(state_.batch_in_epoch) / double(std::max<int64_t>(train_loader_->num_batches(), 1))},
+            {"wall_s", training_seconds()}};
+  for (auto& [k, v] : fields.items()) r[k] = v;
+  telemetry_.record(std::move(r));
+}
+
+// Seconds per phase since the last record (so a resumed run's records add up).
+void Trainer::record_phases() {
+  if (!telemetry_.on()) return;
+  const PhaseTimes &a = phases_, &b = phases_recorded_;
+  json methods = json::object();
+  for (auto& [k, v] : a.methods) {
+    auto it = b.methods.find(k);
+    methods[k] = v - (it == b.methods.end() ? 0.0 : it->second);
+  }
+  record("phases", {{"data", a.data - b.data},
+                    {"forward", a.forward - b.forward},
+                    {"backward", a.backward - b.backward},
+                    {"optimizer", a.optimizer - b.optimizer},
+                    {"communicate", a.communicate - b.communicate},
+                    {"eval", a.eval - b.eval},
+                    {"methods", methods}});
+  phases_recorded_ = phases_;
+}
+
+double Trainer::probe_loss() {
+  BRISK_CHECK(batch.x.defined(), "probe_loss: no batch is loaded");
+  bool was_training = model_->is_training();
+  model_->eval();
+  double v;
+  {
+    NoGradGuard ng;
+    Tensor out = model_->forward(batch.x);
+    v = mean(example_losses(out, batch.y, 0.0)).item();
+  }
+  if (was_training) model_->train();
+  return v;
 }
 
 std::string Trainer::last_checkpoint_note() const {

@@ -1,6 +1,7 @@
 // Trainer: the training loop, its events, evaluation, metrics and checkpoints.
 #pragma once
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "train/callback.h"
 #include "train/config.h"
 #include "train/distributed.h"
+#include "train/telemetry.h"
 
 namespace brisk::train {
 
@@ -128,6 +130,18 @@ class Trainer {
   // run's training seconds, so speedups count it.
   void add_training_time(double seconds) { state_.wall_s += seconds; }  // time in forward-only scoring passes
   const PhaseTimes& phases() const { return phases_; }
+  // Method telemetry (train/telemetry.h). record() adds one record of `kind`
+  // stamped with where the run is (step, clock, epoch, training seconds so
+  // far); methods check telemetry_on() before building an expensive record.
+  bool telemetry_on() const { return telemetry_.on(); }
+  void record(const std::string& kind, nlohmann::json fields = nlohmann::json::object());
+  // Training seconds so far, the current epoch's included (state().wall_s
+  // counts completed segments only).
+  double training_seconds() const;
+  // The mean loss of the current batch under the model as it is now, in eval
+  // mode and without a graph (what growth records before and after surgery to
+  // show that it kept the function). Not counted as training time by itself.
+  double probe_loss();
   // Where the learning-rate schedule is, in full-data steps (see trainer.cpp).
   int64_t schedule_position() const;
   double lr_at(int64_t position) const { return schedule_->lr_at(position); }
@@ -162,6 +176,16 @@ class Trainer {
   // evaluation, so it is also the step last evaluated.
   int64_t saved_step_ = -1;
   int64_t metrics_lines_ = 0;   // lines in metrics.jsonl (checkpointed: resume trims to it)
+  int64_t telemetry_lines_ = 0;  // lines of telemetry.jsonl a loaded checkpoint covers
+  Telemetry telemetry_;
+  // Start of the training segment under way (fit's epoch loop), for training_seconds().
+  std::chrono::steady_clock::time_point segment_start_{};
+  bool in_segment_ = false;
+  // The training-loss trace: losses since its last record; per-phase seconds at the last "phases" record.
+  double trace_loss_sum_ = 0;
+  int64_t trace_loss_count_ = 0;
+  PhaseTimes phases_recorded_;
+  void record_phases();
 
   TrainConfig cfg_;
   std::shared_ptr<dist::ProcessGroup> pg_ = dist::default_group();

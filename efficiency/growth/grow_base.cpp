@@ -3,22 +3,72 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "nn/channel_groups.h"
 #include "surgery/surgery.h"
 
 namespace brisk::efficiency::growth_methods {
 
+namespace {
+// Parameter name -> shape, to say what a surgery changed.
+std::map<std::string, Shape> shapes_of(nn::Module& m) {
+  std::map<std::string, Shape> s;
+  for (auto& [n, p] : m.named_parameters()) s[n] = p.shape();
+  return s;
+}
+
+// The parameters whose shape a surgery changed, added or removed.
+nlohmann::json shape_changes(const std::map<std::string, Shape>& before, const std::map<std::string, Shape>& after) {
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& [n, s] : after) {
+    auto it = before.find(n);
+    if (it == before.end()) out.push_back({{"name", n}, {"before", nullptr}, {"after", s}});
+    else if (it->second != s) out.push_back({{"name", n}, {"before", it->second}, {"after", s}});
+  }
+  for (auto& [n, s] : before)
+    if (!after.count(n)) out.push_back({{"name", n}, {"before", s}, {"after", nullptr}});
+  return out;
+}
+}  // namespace
+
 void GrowBase::on_fit_start(train::Trainer& t) {
   if (!full_.empty()) return;
   full_ = full_sizes(sequential(t));
+  int64_t before = t.model().num_parameters();
+  auto shapes = t.telemetry_on() ? shapes_of(t.model()) : std::map<std::string, Shape>{};
   shrink(t);
+  if (t.telemetry_on())
+    t.record("grow", {{"method", spec_.kind},
+                      {"event", "initial cut"},
+                      {"width", spec_.start},
+                      {"params_before", before},
+                      {"params_after", t.model().num_parameters()},
+                      {"changed", shape_changes(shapes, shapes_of(t.model()))}});
 }
 
 void GrowBase::on_batch_start(train::Trainer& t) {
   int64_t now = t.clock();
   while (done_ < int64_t(spec_.points.size()) && now >= growth_step(t, done_)) {
-    grow_to(t, done_);
+    if (!t.telemetry_on()) {
+      grow_to(t, done_);
+    } else {
+      // The loss of this batch just before and just after the surgery (eval
+      // mode, no graph): equal for a function-preserving growth.
+      int64_t before = t.model().num_parameters();
+      auto shapes = shapes_of(t.model());
+      double loss_before = t.probe_loss();
+      grow_to(t, done_);
+      double loss_after = t.probe_loss();
+      t.record("grow", {{"method", spec_.kind},
+                        {"event", "growth " + std::to_string(done_ + 1)},
+                        {"width", width_},
+                        {"params_before", before},
+                        {"params_after", t.model().num_parameters()},
+                        {"loss_before", loss_before},
+                        {"loss_after", loss_after},
+                        {"changed", shape_changes(shapes, shapes_of(t.model()))}});
+    }
     ++done_;
   }
   every_batch(t);

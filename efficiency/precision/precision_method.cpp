@@ -26,6 +26,8 @@
 #include "core/fp8.h"
 #include "efficiency/method.h"
 #include "optim/grad_scaler.h"
+
+#include <cmath>
 #include "train/trainer.h"
 
 namespace brisk::efficiency {
@@ -67,6 +69,9 @@ class PrecisionMethod : public train::Callback {
     t.nonfinite_loss_skips = true;  // an overflowed forward gives inf gradients: the scaler skips the step
   }
   void on_after_backward(train::Trainer& t) override {
+    // Gradients are still multiplied by the loss scale here: what a
+    // low-precision backward would have to represent.
+    if (t.telemetry_on() && t.state().step % t.config().telemetry_every == 0) record_ranges(t);
     if (use_scaler) finite_ = scaler_.unscale_(t.optimizer());  // before any gradient clipping
   }
   void on_before_step(train::Trainer& t) override {
@@ -115,6 +120,52 @@ class PrecisionMethod : public train::Callback {
   }
 
  private:
+  // Telemetry: the loss scale, steps skipped so far, and per parameter the
+  // fraction of weights and (scaled) gradients that would round to zero
+  // (|x| below half the format's smallest subnormal, x != 0) or overflow
+  // (|x| above its largest finite value, or not finite) in the low format,
+  // unscaled. int8 has a per-tensor scale, so it has no fixed range to report.
+  void record_ranges(train::Trainer& t) {
+    nlohmann::json layers = nlohmann::json::array();
+    if (kind != LowPrecision::int8) {
+      auto [tiny, big] = format_range(kind);
+      auto fractions = [&](const Tensor& x) {
+        Tensor c = x.detach().to(DType::f32).contiguous();
+        const float* p = c.data_ptr<float>();
+        int64_t under = 0, over = 0, n = c.numel();
+        for (int64_t i = 0; i < n; ++i) {
+          float a = std::fabs(p[i]);
+          under += a != 0.f && a < tiny;
+          over += !(a <= big);
+        }
+        return std::pair<double, double>{double(under) / double(std::max<int64_t>(n, 1)),
+                                         double(over) / double(std::max<int64_t>(n, 1))};
+      };
+      for (auto& [n, p] : t.model().named_parameters()) {
+        auto [wu, ws] = fractions(p);
+        nlohmann::json l = {{"name", n}, {"weight_underflow", wu}, {"weight_overflow", ws}};
+        if (p.grad().defined()) {
+          auto [gu, gs] = fractions(p.grad());
+          l["grad_underflow"] = gu;
+          l["grad_overflow"] = gs;
+        }
+        layers.push_back(l);
+      }
+    }
+    t.record("precision", {{"dtype", low_precision_name(kind)},
+                           {"loss_scale", use_scaler ? scaler_.get_scale() : 1.0},
+                           {"skipped_steps", skipped_},
+                           {"layers", layers}});
+  }
+  // Half the smallest subnormal (below it a value rounds to zero) and the largest finite value.
+  static std::pair<float, float> format_range(LowPrecision k) {
+    switch (k) {
+      case LowPrecision::fp16: return {float(std::ldexp(1.0, -25)), 65504.f};
+      case LowPrecision::fp8: return {float(std::ldexp(1.0, -10)), 448.f};  // e4m3, the forward format
+      default: return {float(std::ldexp(1.0, -134)), 3.38953139e38f};       // bf16
+    }
+  }
+
   void round_weights(train::Trainer& t) {
     NoGradGuard ng;
     for (auto& [n, p] : t.model().named_parameters()) {

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/mask.h"
+#include "core/ops.h"
 #include "efficiency/pruning/magnitude.h"
 
 namespace brisk::efficiency::pruning_methods {
@@ -52,11 +53,13 @@ std::vector<std::pair<std::string, Tensor>> PruneBase::prunable(train::Trainer& 
 
 void PruneBase::attach_loaded(train::Trainer& t) {
   if (loaded_.empty()) return;
+  restoring_ = true;  // putting saved masks back is not a decision: no telemetry record
   for (auto& [n, p] : prunable(t)) {
     auto it = loaded_.find(n);
     if (it == loaded_.end()) continue;
     set(t, n, p, it->second);
   }
+  restoring_ = false;
   loaded_.clear();
 }
 
@@ -78,9 +81,49 @@ void PruneBase::apply_sparsity(train::Trainer& t, double s) {
 }
 
 void PruneBase::set(train::Trainer& t, const std::string& n, const Tensor& p, const Tensor& m) {
+  // A new step's first update: the previous step's updates are complete.
+  if (!pending_.is_null() && pending_["step"] != t.state().step) record_update(t);
+  Tensor prev = t.telemetry_on() ? brisk::get_mask(p) : Tensor();
   brisk::set_mask(p, m);
   masks_[n] = brisk::get_mask(p);
   t.optimizer().apply_masks();  // state at newly pruned positions is zero from now on
+  if (t.telemetry_on() && !restoring_) note_update(t, n, prev, masks_[n]);
+}
+
+void PruneBase::note_update(train::Trainer& t, const std::string& n, const Tensor& prev, const Tensor& now) {
+  if (pending_.is_null())
+    pending_ = {{"step", t.state().step}, {"clock", t.clock()}, {"wall_s", t.training_seconds()},
+                {"layers", nlohmann::json::array()}};
+  // kept/dropped/grown from the 0/1 masks: prev undefined means dense (all kept).
+  Tensor k = now.to(DType::f32);
+  int64_t numel = k.numel(), kept = numel - brisk::count_zeros(k), dropped = 0, grown = 0;
+  if (prev.defined()) {
+    Tensor q = prev.to(DType::f32);
+    dropped = int64_t(sum(relu(q - k)).item());  // kept before, pruned now
+    grown = int64_t(sum(relu(k - q)).item());    // pruned before, kept now (RigL, SET)
+  } else {
+    dropped = numel - kept;
+  }
+  pending_["layers"].push_back({{"name", n},
+                                {"numel", numel},
+                                {"sparsity", 1.0 - double(kept) / double(std::max<int64_t>(numel, 1))},
+                                {"dropped", dropped},
+                                {"grown", grown},
+                                {"mask", train::mask_picture(now)}});
+}
+
+void PruneBase::record_update(train::Trainer& t) {
+  if (pending_.is_null()) return;
+  // Sparsity over every masked weight, as the masks stand after this update.
+  int64_t total = 0, zeros = 0;
+  for (auto& [n, m] : masks_) {
+    total += m.numel();
+    zeros += brisk::count_zeros(m);
+  }
+  pending_["method"] = spec_.nm_n ? "nm" : spec_.schedule;
+  pending_["sparsity"] = total ? double(zeros) / double(total) : 0.0;
+  t.record("prune", std::move(pending_));
+  pending_ = nullptr;
 }
 
 void PruneBase::measure(train::Trainer& t) {

@@ -30,7 +30,12 @@ class PruneBase : public train::Callback {
   bool supports_language_models() const override { return !spec_.channel; }
 
   void add_metrics(nlohmann::json& j) const override;
-  void on_eval_start(train::Trainer& t) override { measure(t); }
+  void on_eval_start(train::Trainer& t) override {
+    record_update(t);
+    measure(t);
+  }
+  // A step's mask updates are all made before its batch_end.
+  void on_batch_end(train::Trainer& t) override { record_update(t); }
   // On resume: masks go back on their parameters here, before any batch (a
   // checkpoint taken before the first step after a resume, as when batch-level
   // selection loads batches without stepping, must still hold them).
@@ -47,6 +52,14 @@ class PruneBase : public train::Callback {
   void apply_sparsity(train::Trainer& t, double s);
   // Sets a mask (and zeroes the optimizer state it prunes).
   void set(train::Trainer& t, const std::string& n, const Tensor& p, const Tensor& m);
+  // Telemetry: the mask updates of one step, recorded as one "prune" record
+  // (per layer: sparsity, weights dropped and grown against the previous
+  // mask, a mask picture) at that step's batch_end (or the evaluation, or the
+  // next update, if one comes first). Channel pruning records its surgery itself.
+  void note_update(train::Trainer& t, const std::string& n, const Tensor& prev, const Tensor& now);
+  void record_update(train::Trainer& t);
+  nlohmann::json pending_ = nullptr;
+  bool restoring_ = false;
   void attach_loaded(train::Trainer& t);
   // Refreshes the sparsity / nonzeros metrics.
   virtual void measure(train::Trainer& t);

@@ -59,8 +59,49 @@ void SelectBase::on_eval_start(train::Trainer& t) {
   score_s_ = t.score_seconds() + scoring_seconds_;
 }
 
+std::pair<std::string, std::vector<float>> SelectBase::telemetry_scores() const {
+  std::vector<float> v;
+  for (int64_t i = 0; i < n_; ++i)
+    if (stats_.times_seen[size_t(i)] > 0) v.push_back(stats_.last_loss[size_t(i)]);
+  return {"last_loss", std::move(v)};
+}
+
+void SelectBase::on_epoch_end(train::Trainer& t) {
+  int64_t kept = backpropagated_ - backpropagated_at_epoch_start_;
+  backpropagated_at_epoch_start_ = backpropagated_;
+  if (!t.telemetry_on()) return;
+  auto [score_name, scores] = telemetry_scores();
+  // Most and least often kept (backpropagated) examples so far; ties by lower index.
+  const size_t K = 16;
+  std::vector<int64_t> idx(static_cast<size_t>(n_));
+  for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
+  auto by_count = [&](int64_t a, int64_t b) { return stats_.times_selected[size_t(a)] > stats_.times_selected[size_t(b)]; };
+  std::stable_sort(idx.begin(), idx.end(), by_count);
+  auto example = [&](int64_t i) {
+    return nlohmann::json{{"index", i},
+                          {"times_kept", stats_.times_selected[size_t(i)]},
+                          {"times_seen", stats_.times_seen[size_t(i)]},
+                          {"last_loss", stats_.last_loss[size_t(i)]}};
+  };
+  nlohmann::json most = nlohmann::json::array(), least = nlohmann::json::array();
+  for (size_t k = 0; k < std::min(K, idx.size()); ++k) most.push_back(example(idx[k]));
+  for (int64_t i = 0; i < n_; ++i) idx[size_t(i)] = i;
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return by_count(b, a); });
+  for (size_t k = 0; k < std::min(K, idx.size()); ++k) least.push_back(example(idx[k]));
+  t.record("select", {{"method", spec_.kind},
+                      {"epoch_done", t.state().epoch},
+                      {"kept", kept},
+                      {"dataset", n_},
+                      {"kept_frac", n_ ? double(kept) / double(n_) : 0.0},
+                      {"score", score_name},
+                      {"histogram", train::histogram(scores)},
+                      {"most_kept", most},
+                      {"least_kept", least}});
+}
+
 nlohmann::json SelectBase::state_json() const {
   return {{"kind", spec_.kind},
+          {"backpropagated_at_epoch_start", backpropagated_at_epoch_start_},
           {"ratio", spec_.ratio},
           {"examples_backpropagated", backpropagated_},
           {"hist_pos", hist_pos_},
@@ -69,6 +110,7 @@ nlohmann::json SelectBase::state_json() const {
 
 void SelectBase::load_state_json(const nlohmann::json& j) {
   backpropagated_ = j.value("examples_backpropagated", int64_t(0));
+  backpropagated_at_epoch_start_ = j.value("backpropagated_at_epoch_start", int64_t(0));
   hist_pos_ = j.value("hist_pos", int64_t(0));
   scoring_seconds_ = j.value("il_seconds", 0.0);
 }

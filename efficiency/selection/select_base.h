@@ -49,6 +49,9 @@ class SelectBase : public train::Callback {
   void on_after_loss(train::Trainer& t) override;
   void add_metrics(nlohmann::json& j) const override;
   void on_eval_start(train::Trainer& t) override;
+  // Telemetry: one "select" record per completed epoch (examples kept, a
+  // histogram of the scores, the examples most and least often kept so far).
+  void on_epoch_end(train::Trainer& t) override;
   nlohmann::json state_json() const override;
   void load_state_json(const nlohmann::json& j) override;
   TensorMap state_tensors() const override;
@@ -84,6 +87,11 @@ class SelectBase : public train::Callback {
     return t.batch.indices.numel() * t.process_group().size();
   }
   static std::vector<float> floats(const Tensor& t);
+  // The score this member ranks examples by, for the telemetry's histogram:
+  // its name and one value per example that has one (default: the last
+  // training loss of every example seen so far).
+  virtual std::pair<std::string, std::vector<float>> telemetry_scores() const;
+  int64_t backpropagated_at_epoch_start_ = 0;  // checkpointed: the epoch's kept count survives a resume
 
   SelectSpec spec_;
   uint64_t seed_ = 0;

@@ -65,6 +65,8 @@ class ChannelPrune : public PruneBase {
   void prune(train::Trainer& t) {
     nn::Sequential& seq = sequential(t);
     if (original_params_ == 0) original_params_ = t.model().num_parameters();
+    int64_t before = t.model().num_parameters();
+    nlohmann::json groups = nlohmann::json::array();
     size_t G = nn::channel_groups(seq).size();
     for (size_t gi = 0; gi < G; ++gi) {
       nn::ChannelGroup g = nn::channel_groups(seq)[gi];
@@ -84,9 +86,15 @@ class ChannelPrune : public PruneBase {
       std::vector<int64_t> keep(order.begin(), order.begin() + k);
       std::sort(keep.begin(), keep.end());
       nn::remove_group_units(g, keep, &t.optimizer());
+      groups.push_back({{"name", g.name}, {"width_before", n}, {"width_after", k}});
       keep_[g.name] = keep;
     }
     measure(t);
+    t.record("prune", {{"method", "channel"},
+                       {"sparsity", last_sparsity_},
+                       {"params_before", before},
+                       {"params_after", t.model().num_parameters()},
+                       {"groups", groups}});
   }
 
   std::map<std::string, std::vector<int64_t>> keep_;  // channel group -> kept units

@@ -102,6 +102,16 @@ class RiglPrune : public PruneBase {
     PruneBase::add_metrics(j);
     j["dst_regrown"] = moved_;
   }
+  // The regrown count is a run total: a resumed run goes on counting.
+  nlohmann::json state_json() const override {
+    nlohmann::json j = PruneBase::state_json();
+    j["dst_regrown"] = moved_;
+    return j;
+  }
+  void load_state_json(const nlohmann::json& j) override {
+    PruneBase::load_state_json(j);
+    moved_ = j.value("dst_regrown", int64_t(0));
+  }
 
  private:
   // The update due at this batch (its index k >= 1 on the grid t0 + k·frequency

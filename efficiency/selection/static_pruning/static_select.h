@@ -32,6 +32,12 @@ class StaticSelect : public SelectBase {
   // Called once, when the kept set is chosen: fills scores_ (GraNd overrides).
   virtual void prepare_scores(train::Trainer& t);
   double score(int64_t i) const { return double(scores_[size_t(i)]); }
+  // Once scored, the histogram shows the scores the kept set was chosen by
+  // (forgetting's never-learned examples, scored +inf, are left out of it).
+  std::pair<std::string, std::vector<float>> telemetry_scores() const override {
+    if (scores_.empty()) return SelectBase::telemetry_scores();
+    return {spec_.kind, scores_};
+  }
   void save_tensors(TensorMap& m) const override;
   void load_tensors(const TensorMap& m) override;
 
