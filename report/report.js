@@ -33,8 +33,11 @@
     for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
     return e;
   }
+  // Sections get ids from their titles ("Pruning in rigl" -> #pruning-in-rigl),
+  // so a link (or a screenshot) can open the page at one of them.
   function section(title, parent) {
-    const s = el("section", {}, el("h2", {}, title));
+    const id = title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+    const s = el("section", { id }, el("h2", {}, title));
     (parent || root).append(s);
     return s;
   }
@@ -304,7 +307,25 @@
     }
   }
 
+  // Every method's own metrics (image side, frozen layers, batch size, kept
+  // fraction, ...) as the training-loss records carry them: one chart per
+  // quantity that changes during the run.
+  function methodStateSection(parent, r) {
+    const recs = tele(r, "train").filter((x) => x.methods);
+    const keys = [...new Set(recs.flatMap((x) => Object.keys(x.methods)))].filter((k) => {
+      const v = recs.map((x) => x.methods[k]).filter((y) => typeof y === "number");
+      return v.length > 1 && v.some((y) => y !== v[0]);
+    });
+    if (!keys.length) return;
+    const s = section("Method state over training in " + r.name + " (" + methodsOf(r).join(" ") + ")", parent);
+    const g = grid(s);
+    for (const k of keys.slice(0, 12))
+      lineChart(g, k, [{ label: k, stepped: true, points: recs.filter((x) => typeof x.methods[k] === "number")
+                                                         .map((x) => ({ x: x.step, y: x.methods[k] })) }], { y: k });
+  }
+
   for (const r of runs) {
+    methodStateSection(root, r);
     const anyMethod = ["prune", "select", "grow", "precision"].some((k) => tele(r, k).length);
     if (!anyMethod) continue;
     pruneSection(root, r);
@@ -342,6 +363,12 @@
   }
   if (!runs.length && !(data.speedups || []).length) note(root, "nothing to report");
 
+  // The page was built after the browser looked for #anchor: go there now.
+  if (location.hash) {
+    const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (target) target.scrollIntoView();
+  }
+
   // ---- status for the browser test ----
   function painted(cv) {
     try {
@@ -354,6 +381,10 @@
     runs: runs.length, speedups: (data.speedups || []).length,
     charts: charts.length, charts_drawn: charts.filter(painted).length,
     pictures: pictures.length, pictures_drawn: pictures.filter(painted).length, errors,
+    // Where each section starts on the page (pixels), for screenshots of one part.
+    height: document.body.scrollHeight,
+    sections: Object.fromEntries([...document.querySelectorAll("section")].map(
+      (e) => [e.id, Math.round(e.getBoundingClientRect().top + window.scrollY)])),
   };
   document.getElementById("report-status").textContent = "report-status " + JSON.stringify(status);
 })();

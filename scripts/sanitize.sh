@@ -31,11 +31,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # heaviest test files, and everything else. -# tags each test with its file.
 echo "== ASan+UBSan: unit tests (2 shards in parallel)"
 skip='~[cuda]~[speedup]'
-# Balanced by test file on a measured run (2 cores, one thread per shard):
-# the resnet training tests, the GPT and the kernel tests here, the op table,
+# Balanced by test file on measured runs (2 cores, one thread per shard):
+# the resnet training tests, the GPT, the kernel tests and the op table here,
 # the composition matrix and the rest in the other shard.
 heavy=('#test_surgery' '#test_resize' '#test_stochastic_depth' '#test_gpt' '#test_kernels' '#test_swa'
-       '#test_layerwise' '#test_profile')
+       '#test_layerwise' '#test_profile' '#test_op_table')
 shard_a="" shard_b="$skip"
 for f in "${heavy[@]}"; do
   shard_a+="${shard_a:+,}[$f]$skip"

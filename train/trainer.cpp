@@ -417,7 +417,15 @@ void Trainer::train_one_batch() {
     trace_loss_count_++;
   }
   if (telemetry_.on() && state_.step % cfg_.telemetry_every == 0 && trace_loss_count_ > 0) {
-    record("train", {{"loss", trace_loss_sum_ / double(trace_loss_count_)}, {"lr", optimizer_->lr()}});
+    // Each method's state as it reports it in metrics.jsonl (image side,
+    // frozen layers, batch size, sparsity, ...), at this finer grain; timings
+    // (keys ending in _s) are left to the phases records.
+    json methods = json::object();
+    for (auto& cb : callbacks_) cb->add_metrics(methods);
+    auto timing = [](const std::string& k) { return k.size() > 2 && k.compare(k.size() - 2, 2, "_s") == 0; };
+    for (auto it = methods.begin(); it != methods.end();) it = timing(it.key()) ? methods.erase(it) : std::next(it);
+    record("train",
+           {{"loss", trace_loss_sum_ / double(trace_loss_count_)}, {"lr", optimizer_->lr()}, {"methods", methods}});
     trace_loss_sum_ = 0;
     trace_loss_count_ = 0;
   }
@@ -507,10 +515,12 @@ EvalResult Trainer::fit(bool resume) {
               " exists and is not a folder; choose a folder for the run");
   if (is_main()) fs::create_directories(cfg_.out);
   telemetry_.open(cfg_.out, cfg_.telemetry, is_main());
-  if (!resume)
+  if (!resume) {
     BRISK_CHECK(!fs::exists(fs::path(cfg_.out) / "checkpoint.json"), "output folder ", cfg_.out,
                 " already holds a checkpoint; continue it with --resume ", cfg_.out,
                 " or choose another --out (brisk never overwrites a checkpoint with a fresh run)");
+    telemetry_.reset();  // a file left by an earlier run here that never checkpointed
+  }
   fire([&](Callback& c) { c.on_fit_start(*this); });
   if (resume) {
     load_checkpoint(cfg_.out);
@@ -519,7 +529,6 @@ EvalResult Trainer::fit(bool resume) {
     saved_step_ = state_.step;
   } else {
     if (is_main()) std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
-    if (is_main() && !cfg_.telemetry) telemetry_.reset();  // no stale file from an earlier run in this folder
   }
   if (is_main()) write_config_json();
   auto steps_left = [&] { return cfg_.max_steps == 0 || state_.step < cfg_.max_steps; };

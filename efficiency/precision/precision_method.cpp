@@ -128,8 +128,8 @@ class PrecisionMethod : public train::Callback {
   void record_ranges(train::Trainer& t) {
     nlohmann::json layers = nlohmann::json::array();
     if (kind != LowPrecision::int8) {
-      auto [tiny, big] = format_range(kind);
-      auto fractions = [&](const Tensor& x) {
+      auto fractions = [&](const Tensor& x, std::pair<float, float> range) {
+        auto [tiny, big] = range;
         Tensor c = x.detach().to(DType::f32).contiguous();
         const float* p = c.data_ptr<float>();
         int64_t under = 0, over = 0, n = c.numel();
@@ -142,10 +142,10 @@ class PrecisionMethod : public train::Callback {
                                          double(over) / double(std::max<int64_t>(n, 1))};
       };
       for (auto& [n, p] : t.model().named_parameters()) {
-        auto [wu, ws] = fractions(p);
+        auto [wu, ws] = fractions(p, format_range(kind, false));
         nlohmann::json l = {{"name", n}, {"weight_underflow", wu}, {"weight_overflow", ws}};
         if (p.grad().defined()) {
-          auto [gu, gs] = fractions(p.grad());
+          auto [gu, gs] = fractions(p.grad(), format_range(kind, true));
           l["grad_underflow"] = gu;
           l["grad_overflow"] = gs;
         }
@@ -157,12 +157,16 @@ class PrecisionMethod : public train::Callback {
                            {"skipped_steps", skipped_},
                            {"layers", layers}});
   }
-  // Half the smallest subnormal (below it a value rounds to zero) and the largest finite value.
-  static std::pair<float, float> format_range(LowPrecision k) {
+  // Half the smallest subnormal (below it a value rounds to zero) and the
+  // largest finite value. fp8: e4m3 for weights (the forward format), e5m2
+  // for gradients.
+  static std::pair<float, float> format_range(LowPrecision k, bool gradient) {
     switch (k) {
       case LowPrecision::fp16: return {float(std::ldexp(1.0, -25)), 65504.f};
-      case LowPrecision::fp8: return {float(std::ldexp(1.0, -10)), 448.f};  // e4m3, the forward format
-      default: return {float(std::ldexp(1.0, -134)), 3.38953139e38f};       // bf16
+      case LowPrecision::fp8:
+        return gradient ? std::pair<float, float>{float(std::ldexp(1.0, -17)), 57344.f}
+                        : std::pair<float, float>{float(std::ldexp(1.0, -10)), 448.f};
+      default: return {float(std::ldexp(1.0, -134)), 3.38953139e38f};  // bf16
     }
   }
 

@@ -53,9 +53,7 @@ void SelectBase::add_metrics(nlohmann::json& j) const {
 }
 
 void SelectBase::on_eval_start(train::Trainer& t) {
-  // What full-data training would have backpropagated by now.
-  seen_full_ = t.state().epoch * n_ +
-               std::min(n_, t.state().batch_in_epoch * t.config().batch_size * t.process_group().size());
+  seen_full_ = full_data_examples(t, 0);  // what full-data training would have backpropagated by now
   score_s_ = t.score_seconds() + scoring_seconds_;
 }
 

@@ -49,6 +49,9 @@ class SelectBase : public train::Callback {
   void on_after_loss(train::Trainer& t) override;
   void add_metrics(nlohmann::json& j) const override;
   void on_eval_start(train::Trainer& t) override;
+  // Keeps selected_frac current between evaluations (the telemetry's trace
+  // reads it every few steps), counting the batch under way as seen.
+  void on_batch_start(train::Trainer& t) override { seen_full_ = full_data_examples(t, 1); }
   // Telemetry: one "select" record per completed epoch (examples kept, a
   // histogram of the scores, the examples most and least often kept so far).
   void on_epoch_end(train::Trainer& t) override;
@@ -87,6 +90,12 @@ class SelectBase : public train::Callback {
     return t.batch.indices.numel() * t.process_group().size();
   }
   static std::vector<float> floats(const Tensor& t);
+  // What full-data training would have backpropagated after this epoch's
+  // first batch_in_epoch + extra loaded batches.
+  int64_t full_data_examples(const train::Trainer& t, int64_t extra) const {
+    return t.state().epoch * n_ +
+           std::min(n_, (t.state().batch_in_epoch + extra) * t.config().batch_size * t.process_group().size());
+  }
   // The score this member ranks examples by, for the telemetry's histogram:
   // its name and one value per example that has one (default: the last
   // training loss of every example seen so far).

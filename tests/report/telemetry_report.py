@@ -14,8 +14,10 @@ Telemetry, each checked against an answer computed here, not by brisk:
 - precision (fp8 with a learning rate too small to move a weight): the
   fraction of weights that round to zero in e4m3 equals the fraction counted
   in the checkpoint's weights;
-- the training-loss trace averages to metrics.jsonl's train_loss, and the
-  phase times add up to no more than the training seconds;
+- the training-loss trace averages to metrics.jsonl's train_loss, carries
+  each method's own state (batch warmup's batch size ramps to --batch-size,
+  layer freezing's frozen count only rises), and the phase times add up to no
+  more than the training seconds;
 - a run interrupted and resumed writes the same records as one that was not
   (wall-clock fields aside); telemetry = false writes no file.
 
@@ -229,8 +231,28 @@ else:
     check("trace run", False)
 
 
+# Every method's own metrics ride on the train records: a batch-size warmup's
+# batch grows to --batch-size, layer freezing's frozen count only rises.
+rc = train("warm", ["--epochs", "1", "--telemetry-every", "4", "--method", "batch-warmup:start=0.25,until=0.5",
+                    "--method", "freeze:kind=linear,start=0.5"])
+if rc == 0:
+    tr = [r["methods"] for r in records("warm", "train")]
+    bs, fz = [m["batch_size"] for m in tr], [m["frozen_layers"] for m in tr]
+    # A loaded batch of 64 trains as k near-equal parts (21 or 22 for k = 3): k only falls.
+    parts = [round(64 / b) for b in bs]
+    check("method state in the trace: batch warmup's parts fall to 1 (batch 64), frozen layers only rise",
+          parts[0] > 1 and parts[-1] == 1 and all(b <= a for a, b in zip(parts, parts[1:])) and
+          fz[0] == 0 and fz[-1] > 0 and all(b >= a for a, b in zip(fz, fz[1:])), "%s / %s" % (bs, fz))
+else:
+    check("batch-warmup + freeze run", False)
+
+
 def comparable(name):
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in records(name) if r["kind"] != "phases"]
+    """Records without wall-clock fields; a train record's `methods` too: some
+    of those values are as of the last evaluation, and the resumed run has one
+    more (at its stop)."""
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "methods")} for r in records(name)
+            if r["kind"] != "phases"]
 
 
 extra = ["--epochs", "3", "--telemetry-every", "5", "--method", "prune:schedule=rigl,target=0.8,frequency=10,end=0.75",
@@ -254,6 +276,12 @@ check("resume: the same metrics at each epoch as an uninterrupted run (RigL's re
       len(a) == 3 and all(a[s] == b.get(s) for s in a),
       json.dumps([(s, a[s], b.get(s)) for s in a if a[s] != b.get(s)])[:400])
 
+os.makedirs(out("stale"))
+open(os.path.join(out("stale"), "telemetry.jsonl"), "w").write('{"kind": "train", "step": 999}\n')
+rc = train("stale", ["--epochs", "1", "--max-steps", "3", "--telemetry-every", "1"])
+check("a fresh run replaces a telemetry.jsonl left without a checkpoint",
+      rc == 0 and [r["step"] for r in records("stale", "train")] == [1, 2, 3])
+
 rc = train("quiet", ["--epochs", "1", "--max-steps", "3", "--telemetry", "false"])
 check("telemetry=false writes no telemetry.jsonl",
       rc == 0 and not os.path.exists(os.path.join(out("quiet"), "telemetry.jsonl")))
@@ -273,7 +301,7 @@ json.dump({"baseline": "base", "command": "brisk speedup ...", "hardware": {"cpu
                                                                "speedup_lo": 2.0, "speedup_hi": 3.0}]}]},
           open(os.path.join(speedup, "report.json"), "w"))
 page = out("report.html")
-runs = [out(n) for n in ("rigl", "infobatch", "el2n", "grow", "fp16", "trace", "quiet")]
+runs = [out(n) for n in ("rigl", "infobatch", "el2n", "grow", "fp16", "trace", "quiet", "warm")]
 rc, so, se = run(BRISK, ["report"] + runs + [speedup, "--out", page], timeout=120)
 check("report: writes the page", rc == 0 and os.path.getsize(page) > 100000, se[-300:])
 html = open(page).read() if rc == 0 else ""
@@ -305,7 +333,7 @@ if CHROMIUM:
     check("browser: every chart and picture drawn, no script error",
           st is not None and st["charts"] >= 15 and st["charts"] == st["charts_drawn"] and
           st["pictures"] >= 30 and st["pictures"] == st["pictures_drawn"] and not st["errors"] and
-          st["runs"] == 7 and st["speedups"] == 1, json.dumps(st))
+          st["runs"] == 8 and st["speedups"] == 1, json.dumps(st))
     if SHOT:
         check("browser: screenshot", browser_status(page, SHOT))
 elif os.environ.get("CI"):

@@ -15,6 +15,7 @@ saves each tutorial's first report page as DIR/<tutorial>.png (headless
 chromium). Prints 'N passed, M failed'."""
 import argparse
 import glob
+import json
 import os
 import re
 import shlex
@@ -92,14 +93,32 @@ def shorten(cmd):
     return " ".join(shlex.quote(w) for w in words)
 
 
-def screenshot(page, png):
+def screenshot(page, png, height=1700):
+    """Saves the part of a report page that shows its first method section
+    (or its top): the page's status line says where each section starts;
+    chromium shoots the whole page and Debian's matplotlib crops it."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         return False
-    p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--virtual-time-budget=20000", "--window-size=1200,1800", "--screenshot=" + os.path.abspath(png),
-                        "file://" + os.path.abspath(page)], capture_output=True, text=True, timeout=180)
-    return p.returncode == 0 and os.path.exists(png)
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=20000"]
+    url = "file://" + os.path.abspath(page)
+    dom = subprocess.run(base + ["--window-size=1200,1800", "--dump-dom", url], capture_output=True, text=True,
+                         timeout=180).stdout
+    m = re.search(r"report-status (\{.*?\})</pre>", dom)
+    status = json.loads(m.group(1)) if m else {}
+    starts = [v for k, v in status.get("sections", {}).items()
+              if re.match(r"(pruning|data-selection|growth|low-precision|method-state|speedup-report)", k)]
+    top = min(starts) if starts else 0
+    full = png + ".full.png"
+    subprocess.run(base + ["--window-size=1200,%d" % max(status.get("height", 1800), 1800), "--screenshot=" + full, url],
+                   capture_output=True, text=True, timeout=180)
+    if not os.path.exists(full):
+        return False
+    crop = ("import matplotlib; matplotlib.use('Agg'); import matplotlib.image as im; a = im.imread(%r); "
+            "im.imsave(%r, a[%d:%d])" % (full, png, top, top + height))
+    ok = subprocess.run(["/usr/bin/python3", "-c", crop], capture_output=True, text=True).returncode == 0
+    os.remove(full)
+    return ok and os.path.exists(png)
 
 
 work = args.workdir or tempfile.mkdtemp(prefix="brisk_tutorials_")
