@@ -2,6 +2,8 @@
 // Chart.js and the page's script inlined, nothing fetched.
 #include "report/report.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
