@@ -40,8 +40,12 @@ void Telemetry::flush() {
 void Telemetry::trim(int64_t lines) {
   lines_ = lines;
   pending_.clear();
-  if (!writer_ || !fs::exists(path_)) return;
-  std::ifstream in(path_);
+  if (writer_) lines_ = keep_first_lines(path_, lines);
+}
+
+int64_t keep_first_lines(const std::string& path, int64_t lines) {
+  if (!fs::exists(path)) return 0;
+  std::ifstream in(path);
   std::string line, kept;
   int64_t n = 0;
   while (n < lines && std::getline(in, line)) {
@@ -49,8 +53,8 @@ void Telemetry::trim(int64_t lines) {
     kept += line + "\n";
     ++n;
   }
-  lines_ = n;
-  atomic_write(path_, kept);
+  atomic_write(path, kept);
+  return n;
 }
 
 void Telemetry::reset() {

@@ -43,6 +43,12 @@ class Telemetry {
   int64_t lines_ = 0;
 };
 
+// Keeps the first `lines` whole lines of a JSON-lines file (a last line
+// without its newline is a torn write and goes too), rewriting it atomically;
+// returns how many it kept. What a resume does to metrics.jsonl and
+// telemetry.jsonl, so that each record the checkpoint covers appears once.
+int64_t keep_first_lines(const std::string& path, int64_t lines);
+
 // A 2-d picture of a mask for a heatmap: the mask viewed as [rows, cols]
 // (rows = dim 0, cols = the other dims flattened) and averaged over blocks so
 // that it is at most max_side x max_side cells; each cell is the fraction of

@@ -666,19 +666,7 @@ std::string Trainer::last_checkpoint_note() const {
 // appended before the checkpoint that covers it is written) or a torn last
 // line. On resume keep the first metrics_lines_ whole lines, the ones the
 // checkpoint covers, so that every evaluation appears once as the run goes on.
-void Trainer::trim_metrics() {
-  fs::path path = fs::path(cfg_.out) / "metrics.jsonl";
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  int64_t n = 0;
-  while (n < metrics_lines_ && std::getline(in, line)) {
-    if (in.eof()) break;  // no newline: a torn write
-    kept += line + "\n";
-    ++n;
-  }
-  atomic_write(path.string(), kept);
-}
+void Trainer::trim_metrics() { keep_first_lines((fs::path(cfg_.out) / "metrics.jsonl").string(), metrics_lines_); }
 
 void Trainer::write_metrics(const EvalResult& r) {
   double flops = state_.flops;  // this rank's; the metrics report all ranks' work
