@@ -37,6 +37,12 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_in) {
     Tensor acc(leaf->grad);
     acc.add_(g);
   }
+  if (!leaf->post_accumulate_hooks.empty()) {
+    Tensor t(leaf);
+    // A copy: a hook may remove itself.
+    auto hooks = leaf->post_accumulate_hooks;
+    for (auto& [h, fn] : hooks) fn(t);
+  }
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include "core/cuda.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <iomanip>
 #include <numeric>
@@ -142,6 +143,20 @@ void Tensor::register_hook(GradHook hook) const {
     impl().hooks.push_back(std::move(hook));
   else
     impl().grad_fn->pre_hooks.push_back(std::move(hook));
+}
+
+int64_t Tensor::register_post_accumulate_grad_hook(PostAccumulateHook hook) const {
+  BRISK_CHECK(requires_grad() && is_leaf(), "register_post_accumulate_grad_hook: needs a leaf that requires grad, got ",
+              str());
+  static std::atomic<int64_t> next{1};
+  int64_t h = next++;
+  impl().post_accumulate_hooks.emplace_back(h, std::move(hook));
+  return h;
+}
+
+void Tensor::remove_post_accumulate_grad_hook(int64_t handle) const {
+  auto& v = impl().post_accumulate_hooks;
+  std::erase_if(v, [handle](const auto& e) { return e.first == handle; });
 }
 
 void Tensor::retain_grad() const {

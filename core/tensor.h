@@ -26,6 +26,10 @@ class Node;
 class Tensor;
 // A gradient hook sees the incoming gradient and may return a replacement.
 using GradHook = std::function<std::optional<Tensor>(const Tensor&)>;
+// Runs after a backward has added into a leaf's .grad, with the leaf: its
+// gradient is final for that backward (torch's post-accumulate-grad hook). The
+// data-parallel reducer starts a bucket's all-reduce from here.
+using PostAccumulateHook = std::function<void(const Tensor& leaf)>;
 
 struct TensorImpl {
   StoragePtr storage;
@@ -40,6 +44,7 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;         // null for leaves
   std::weak_ptr<Node> grad_accumulator;  // leaf's AccumulateGrad, shared by all uses
   std::vector<GradHook> hooks;           // leaf hooks (non-leaf hooks live on grad_fn)
+  std::vector<std::pair<int64_t, PostAccumulateHook>> post_accumulate_hooks;  // (handle, hook)
   bool retains_grad = false;
   // Sparsity on a parameter: 1 = kept, 0 = pruned (same shape and dtype).
   // See core/mask.h; optimizers keep the invariants it implies.
@@ -94,6 +99,9 @@ class Tensor {
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   Tensor detach() const;  // shares storage, no graph
   void register_hook(GradHook hook) const;
+  // Leaves only; returns a handle for remove_post_accumulate_grad_hook.
+  int64_t register_post_accumulate_grad_hook(PostAccumulateHook hook) const;
+  void remove_post_accumulate_grad_hook(int64_t handle) const;
   void retain_grad() const;
 
   // --- views (share storage) ---

@@ -72,6 +72,28 @@ TEST_CASE("autograd: hooks see and may replace gradients", "[autograd]") {
   CHECK(w.grad().to_vector() == std::vector<double>({20, 0, 20}));
 }
 
+TEST_CASE("autograd: a post-accumulate hook runs once per backward, after the sum into .grad", "[autograd]") {
+  // w is used twice (as a tied embedding is): its gradient is final only after
+  // both uses are summed, and that is when the hook must see it.
+  Tensor w = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
+  std::vector<std::vector<double>> seen;
+  int64_t h = w.register_post_accumulate_grad_hook([&](const Tensor& leaf) {
+    CHECK(leaf.is_same(w));
+    seen.push_back(leaf.grad().to_vector());
+  });
+  sum(w * 3.0 + w * w).backward();  // d/dw = 3 + 2w
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == std::vector<double>({5, 7}));
+  sum(w * 1.0).backward();  // accumulates: the hook sees the running .grad
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1] == std::vector<double>({6, 8}));
+  w.remove_post_accumulate_grad_hook(h);
+  sum(w * 1.0).backward();
+  CHECK(seen.size() == 2);
+  Tensor nonleaf = w * 2.0;
+  CHECK_THROWS_WITH(nonleaf.register_post_accumulate_grad_hook([](const Tensor&) {}), Catch::Contains("leaf"));
+}
+
 TEST_CASE("autograd: retain_grad keeps a non-leaf gradient", "[autograd]") {
   Tensor x = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
   Tensor y = x * 3.0;

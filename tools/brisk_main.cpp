@@ -268,7 +268,9 @@ int main(int argc, char** argv) {
       {"n-layer", "gpt: transformer blocks (0: default)"}, {"n-head", "gpt: attention heads (0: default)"},
       {"n-embd", "gpt: embedding width (0: default)"}, {"dropout", "gpt: dropout probability (default 0)"},
       {"telemetry", "true|false: record what each method decides in telemetry.jsonl (brisk report draws it)"},
-      {"telemetry-every", "optimizer steps between training-loss records (default 20)"}};
+      {"telemetry-every", "optimizer steps between training-loss records (default 20)"},
+      {"comm-overlap", "true|false: data parallel: average gradients during the backward pass (default true)"},
+      {"bucket-mb", "data parallel: megabytes of gradients per all-reduce (default 1)"}};
   for (auto& [k, help] : train_opts) tr->add_option("--" + k, tf.values[k], help);
   tr->add_option("--method", tf.methods, "efficiency method FAMILY:key=value,... (repeatable)");
   tr->add_option("--config", tf.config, "TOML file with the same keys as the flags")->check(CLI::ExistingFile);

@@ -59,7 +59,8 @@ const std::vector<std::string>& TrainConfig::keys() {
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
       "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress",
-      "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay", "telemetry", "telemetry-every"};
+      "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay", "telemetry", "telemetry-every",
+      "comm-overlap", "bucket-mb"};
   return k;
 }
 
@@ -104,6 +105,8 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   else if (key == "method") methods.push_back(v);
   else if (key == "telemetry") telemetry = to_bool(key, v);
   else if (key == "telemetry-every") telemetry_every = to_int(key, v);
+  else if (key == "comm-overlap") comm_overlap = to_bool(key, v);
+  else if (key == "bucket-mb") bucket_mb = to_double(key, v);
   else if (key == "progress") { one_of("progress", v, {"auto", "on", "off"}); progress = v; }
   else {
     std::string known;
@@ -134,6 +137,8 @@ void TrainConfig::validate() const {
   BRISK_CHECK(!out.empty(), "config: out must not be empty");
   BRISK_CHECK(telemetry_every >= 1 && telemetry_every <= 1'000'000'000,
               "config: telemetry-every must be in [1, 1e9] steps, got ", telemetry_every);
+  BRISK_CHECK(bucket_mb >= 0.001 && bucket_mb <= 4096, "config: bucket-mb must be in [0.001, 4096] megabytes, got ",
+              bucket_mb);
   BRISK_CHECK(block_size >= 0 && n_layer >= 0 && n_head >= 0 && n_embd >= 0,
               "config: block-size, n-layer, n-head and n-embd must be >= 0 (0: the model's default)");
   BRISK_CHECK(dropout == -1 || (dropout >= 0 && dropout < 1), "config: dropout must be in [0, 1), got ", dropout);
@@ -149,7 +154,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
           {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
           {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout},
-          {"decay", decay}, {"telemetry", telemetry}, {"telemetry-every", telemetry_every}};
+          {"decay", decay}, {"telemetry", telemetry}, {"telemetry-every", telemetry_every},
+          {"comm-overlap", comm_overlap}, {"bucket-mb", bucket_mb}};
 }
 
 static std::string scalar_text(const nlohmann::json& v) {

@@ -42,6 +42,11 @@ struct TrainConfig {
   // the training-loss trace is kept every telemetry_every optimizer steps.
   bool telemetry = true;
   int64_t telemetry_every = 20;
+  // Data parallel (train/grad_reducer.h): gradients averaged in buckets of
+  // bucket_mb megabytes, started during the backward pass when comm_overlap
+  // (else one blocking average after it).
+  bool comm_overlap = true;
+  double bucket_mb = 1.0;
 
   // Sets one key from its text form; throws brisk::Error naming the key on an
   // unknown key or a bad value.

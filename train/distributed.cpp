@@ -15,6 +15,19 @@
 namespace brisk::train::dist {
 
 namespace {
+class DoneRequest final : public Request {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+}  // namespace
+
+std::unique_ptr<Request> ProcessGroup::all_reduce_sum_async(float* x, int64_t n) {
+  all_reduce_sum(x, n);
+  return std::make_unique<DoneRequest>();
+}
+
+namespace {
 
 class LocalGroup final : public ProcessGroup {
  public:
@@ -55,6 +68,28 @@ void check(int rc, const char* what) {
   BRISK_FAIL("MPI ", what, " failed: ", std::string(msg, size_t(len)));
 }
 
+// One MPI_Iallreduce per chunk of at most kMaxCount elements.
+class MpiRequest final : public Request {
+ public:
+  explicit MpiRequest(std::vector<MPI_Request> r) : reqs_(std::move(r)) {}
+  bool test() override {
+    if (done_) return true;
+    int flag = 0;
+    check(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE), "Testall");
+    done_ = flag != 0;
+    return done_;
+  }
+  void wait() override {
+    if (done_) return;
+    check(MPI_Waitall(int(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE), "Waitall");
+    done_ = true;
+  }
+
+ private:
+  std::vector<MPI_Request> reqs_;
+  bool done_ = false;
+};
+
 class MpiGroup final : public ProcessGroup {
  public:
   MpiGroup() {
@@ -76,6 +111,16 @@ class MpiGroup final : public ProcessGroup {
 
   void all_reduce_sum(float* x, int64_t n) override { sum(x, n, MPI_FLOAT); }
   void all_reduce_sum(double* x, int64_t n) override { sum(x, n, MPI_DOUBLE); }
+  std::unique_ptr<Request> all_reduce_sum_async(float* x, int64_t n) override {
+    std::vector<MPI_Request> reqs;
+    for (int64_t off = 0; off < n; off += kMaxCount) {
+      reqs.push_back(MPI_REQUEST_NULL);
+      check(MPI_Iallreduce(MPI_IN_PLACE, x + off, int(std::min(kMaxCount, n - off)), MPI_FLOAT, MPI_SUM,
+                           MPI_COMM_WORLD, &reqs.back()),
+            "Iallreduce");
+    }
+    return std::make_unique<MpiRequest>(std::move(reqs));
+  }
   int64_t all_reduce_min(int64_t v) override { return reduce1(v, MPI_MIN); }
   int64_t all_reduce_max(int64_t v) override { return reduce1(v, MPI_MAX); }
   void broadcast(void* data, int64_t bytes, int root) override {

@@ -20,6 +20,17 @@
 
 namespace brisk::train::dist {
 
+// A collective in flight. test() lets it progress (MPI moves a nonblocking
+// collective only inside MPI calls) and says whether it is done; wait()
+// blocks until it is. A request destroyed unfinished is abandoned, not waited
+// for: that happens only on the way to ending the job after an error.
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
+
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
@@ -35,6 +46,10 @@ class ProcessGroup {
   // In-place sums over the ranks; every rank receives identical bits.
   virtual void all_reduce_sum(float* x, int64_t n) = 0;
   virtual void all_reduce_sum(double* x, int64_t n) = 0;
+  // Starts an in-place sum (MPI_Iallreduce); `x` must stay alive and
+  // untouched until the request is done. Every rank must start its requests
+  // in the same order, as with any collective. Here: summed at once.
+  virtual std::unique_ptr<Request> all_reduce_sum_async(float* x, int64_t n);
   virtual int64_t all_reduce_min(int64_t v) = 0;
   virtual int64_t all_reduce_max(int64_t v) = 0;
   // Copies `bytes` bytes from rank `root` into `data` on every rank.

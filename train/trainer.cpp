@@ -295,6 +295,17 @@ void Trainer::average_gradients() {
   phases_.comm_steps += 1;
 }
 
+dist::GradReducer& Trainer::grad_reducer() {
+  std::vector<Tensor> params = model_->parameters();
+  // Surgery (growth, channel pruning, factorization) or freezing changes the
+  // parameter set: buckets and hooks follow it.
+  if (!reducer_ || !reducer_->serves(params)) {
+    reducer_.reset();
+    reducer_ = std::make_unique<dist::GradReducer>(*pg_, std::move(params), int64_t(cfg_.bucket_mb * 1e6));
+  }
+  return *reducer_;
+}
+
 // The same configuration on every rank, or a message naming what differs
 // (all ranks reach the same verdict, so all exit alike).
 void Trainer::check_same_config_on_all_ranks() const {
@@ -391,9 +402,19 @@ void Trainer::train_one_batch() {
               state_.epoch + 1, ", batch ", batch.index, "). ", last_checkpoint_note(),
               " Lower --lr or enable --clip-grad.");
   optimizer_->zero_grad();
+  // Several ranks on the cpu: each bucket of gradients is averaged as soon as
+  // the backward pass has produced it; the wait for the last ones counts as
+  // communication.
+  const bool overlap = pg_->size() > 1 && !device_comm_ && cfg_.comm_overlap;
+  if (overlap) grad_reducer().arm();
   (loss_scale != 1.0 ? loss * loss_scale : loss).backward();
   pc.to(phases_.backward);
-  if (pg_->size() > 1) {
+  if (overlap) {
+    reducer_->finish();
+    phases_.comm_bytes += double(reducer_->values()) * 4.0;
+    phases_.comm_steps += 1;
+    pc.to(phases_.communicate);
+  } else if (pg_->size() > 1) {
     average_gradients();
     pc.to(phases_.communicate);
   }

@@ -16,6 +16,7 @@
 #include "train/callback.h"
 #include "train/config.h"
 #include "train/distributed.h"
+#include "train/grad_reducer.h"
 #include "train/telemetry.h"
 
 namespace brisk::train {
@@ -169,6 +170,10 @@ class Trainer {
   // order. A parameter with a gradient on some ranks only (a block that
   // stochastic depth dropped here) gets zeros where it has none.
   void average_gradients();
+  // The same, overlapped with the backward pass (comm-overlap): the reducer
+  // for the current parameters, armed before backward, finished after it.
+  dist::GradReducer& grad_reducer();
+  std::unique_ptr<dist::GradReducer> reducer_;
   Tensor example_losses(const Tensor& logits, const Tensor& y, double label_smoothing) const;
   void trim_metrics();
   std::string last_checkpoint_note() const;

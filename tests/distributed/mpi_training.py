@@ -287,6 +287,27 @@ def test_families():
     assert not failed, "\n".join(failed)
 
 
+def test_overlap_equals_blocking():
+    """Gradients averaged during the backward pass (the default) give the same
+    bits as one blocking average after it, on 2 ranks (the same sums, started
+    earlier), also where the parameter set changes (growth, freezing), where
+    some parameters get no gradient (stochastic depth) and where a method runs
+    backward passes of its own between steps (GraNd)."""
+    cases = [("mlp", "grow:kind=net2net"), ("cnn", "freeze:kind=freezeout,t0=0.5"),
+             ("resnet", "stochastic-depth:p_last=0.5"), ("mlp", "select:kind=grand,keep=0.7,start=1")]
+    for i, (model, spec) in enumerate(cases):
+        runs = []
+        for ov in ("true", "false"):
+            run = out(f"ov{i}{ov}")
+            rc, log = mpirun(2, ["--model", model, "--epochs", "3", "--batch-size", "32", "--eval-every", "8",
+                                 "--method", spec, "--comm-overlap", ov, "--out", run])
+            expect_ok(rc, log, f"{spec}, comm-overlap {ov}")
+            runs.append(run)
+        diff = max_diff(*runs)
+        assert diff == 0, f"{spec}: overlapped and blocking averages differ by {diff}"
+        print(f"  {model:7s} {spec}: overlapped = blocking, bit for bit")
+
+
 def test_collectives():
     if COLLECTIVES is None:
         print("  collectives program not given: SKIPPED")
@@ -299,7 +320,7 @@ def test_collectives():
         print("  " + [l for l in log.splitlines() if "passed" in l][0])
 
 
-TESTS = [test_collectives, test_equivalence, test_language_model, test_determinism, test_resume_bit_exact, test_resume_other_world_refused,
+TESTS = [test_collectives, test_overlap_equals_blocking, test_equivalence, test_language_model, test_determinism, test_resume_bit_exact, test_resume_other_world_refused,
          test_config_mismatch, test_other_commands_refused, test_killed_rank, test_families, test_nccl]
 
 if __name__ == "__main__":
