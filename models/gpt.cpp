@@ -20,7 +20,8 @@ void GPTConfig::validate() const {
   BRISK_CHECK(dropout >= 0 && dropout < 1, "gpt: --dropout must be in [0, 1), got ", dropout);
 }
 
-CausalSelfAttention::CausalSelfAttention(const GPTConfig& c) : n_head(c.n_head), n_embd(c.n_embd), dropout(c.dropout) {
+CausalSelfAttention::CausalSelfAttention(const GPTConfig& c)
+    : n_head(c.n_head), n_embd(c.n_embd), head_dim(c.n_embd / c.n_head), dropout(c.dropout) {
   c_attn = register_module("c_attn", std::make_shared<Linear>(n_embd, 3 * n_embd));
   c_proj = register_module("c_proj", std::make_shared<Linear>(n_embd, n_embd));
 }
@@ -28,10 +29,10 @@ CausalSelfAttention::CausalSelfAttention(const GPTConfig& c) : n_head(c.n_head),
 Tensor CausalSelfAttention::forward_cached(const Tensor& x, Tensor* kc, Tensor* vc) {
   BRISK_CHECK(x.dim() == 3 && x.size(2) == n_embd, "CausalSelfAttention: expected input [B, T, ", n_embd,
               "], got ", shape_str(x.shape()));
-  int64_t B = x.size(0), T = x.size(1), Dh = n_embd / n_head;
-  Tensor qkv = c_attn->forward(x);  // [B, T, 3E]
+  int64_t B = x.size(0), T = x.size(1), Dh = head_dim, I = n_head * head_dim;
+  Tensor qkv = c_attn->forward(x);  // [B, T, 3I]
   auto heads = [&](int64_t i) {     // -> [B, H, T, Dh]
-    return qkv.narrow(2, i * n_embd, n_embd).reshape({B, T, n_head, Dh}).transpose(1, 2);
+    return qkv.narrow(2, i * I, I).reshape({B, T, n_head, Dh}).transpose(1, 2);
   };
   Tensor q = heads(0), k = heads(1), v = heads(2);
   if (kc) {  // decoding: attend over the cached keys too (causal lines queries up with the last keys)
@@ -41,7 +42,8 @@ Tensor CausalSelfAttention::forward_cached(const Tensor& x, Tensor* kc, Tensor* 
     v = *vc;
   }
   Tensor y = F::scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, H, T, Dh]
-  y = c_proj->forward(y.transpose(1, 2).reshape({B, T, n_embd}));
+  if (head_gate.defined()) y = y * head_gate.reshape({1, n_head, 1, 1});
+  y = c_proj->forward(y.transpose(1, 2).reshape({B, T, I}));
   return F::dropout(y, dropout, is_training());
 }
 
@@ -62,7 +64,8 @@ GPTMLP::GPTMLP(const GPTConfig& c) {
 }
 
 Tensor GPTMLP::forward(const Tensor& x) {
-  return c_proj->forward(F::linear_gelu(x, c_fc->weight, c_fc->bias));  // bias + GELU fused
+  Tensor a = F::linear_gelu(x, c_fc->weight, c_fc->bias);  // bias + GELU fused
+  return c_proj->forward(gate.defined() ? a * gate : a);
 }
 
 Tensor GPTBlock::forward_cached(const Tensor& x, Tensor* k, Tensor* v) {

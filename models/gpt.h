@@ -36,9 +36,13 @@ class CausalSelfAttention : public nn::Module {
   // attends over all of them.
   Tensor forward_cached(const Tensor& x, Tensor* k, Tensor* v);
   std::string repr() const override;
-  int64_t n_head, n_embd;
+  int64_t n_head, n_embd, head_dim;  // the heads' width n_head * head_dim is n_embd until heads are added
   double dropout;
-  std::shared_ptr<nn::Linear> c_attn, c_proj;  // E -> 3E (q, k, v), E -> E
+  std::shared_ptr<nn::Linear> c_attn, c_proj;  // E -> 3I (q, k, v), I -> E; I = n_head * head_dim
+  // Masked structural growth of the heads (efficiency/growth/gpt_surgery.h):
+  // buffers `head_gate` [n_head] scaling each head's output before c_proj,
+  // and `head_birth` [n_head]; undefined until heads are added.
+  Tensor head_gate, head_birth;
 };
 
 // c_proj(gelu(c_fc(x))): E -> 4E -> E.
@@ -48,6 +52,9 @@ class GPTMLP : public nn::Module {
   Tensor forward(const Tensor& x) override;
   std::string repr() const override { return "GPTMLP"; }
   std::shared_ptr<nn::Linear> c_fc, c_proj;
+  // Masked structural growth of the hidden units: buffers `gate` [hidden]
+  // multiplying gelu's output, and `birth` [hidden]; undefined until grown.
+  Tensor gate, birth;
 };
 
 class GPTBlock : public nn::Module {

@@ -96,7 +96,7 @@ std::pair<size_t, int64_t> find_consumer(Sequential& seq, size_t from, int64_t n
 
 // Children after an insertion point were renamed: re-key the optimizer,
 // keeping every entry's state, and add new parameters with no state.
-void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix) {
+void rekey_optimizer(Module& seq, optim::Optimizer* opt, const std::string& prefix) {
   if (!opt) return;
   std::map<TensorImpl*, std::string> renamed;
   for (auto& [n, p] : seq.named_parameters()) renamed[p.unsafe_impl()] = (prefix.empty() ? "" : prefix + ".") + n;
@@ -114,6 +114,33 @@ void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& 
     if (renamed.count(p.unsafe_impl())) out.emplace_back(renamed[p.unsafe_impl()], p);
   opt->reset_params(out);
   opt->state() = state;
+}
+
+Tensor remap_parameter(Module& m, const std::string& name, int64_t dim, const std::vector<int64_t>& source,
+                       const Tensor& fresh, optim::Optimizer* opt, const std::string& key) {
+  Tensor old = m.parameter(name);
+  BRISK_CHECK(dim >= 0 && dim < old.dim(), "remap_parameter: dim ", dim, " out of range for ", name, " ",
+              shape_str(old.shape()));
+  Shape s = old.shape();
+  s[size_t(dim)] = int64_t(source.size());
+  BRISK_CHECK(!fresh.defined() || fresh.shape() == s, "remap_parameter: fresh values for ", name, " must be ",
+              shape_str(s), ", got ", shape_str(fresh.shape()));
+  for (int64_t j : source)
+    BRISK_CHECK(j < old.size(dim), "remap_parameter: source index ", j, " out of range for ", name, " ",
+                shape_str(old.shape()));
+  auto build = [&](const Tensor& from, bool use_fresh) {
+    NoGradGuard ng;
+    Tensor out = use_fresh && fresh.defined() ? fresh.detach().to(from.dtype()).contiguous().clone()
+                                              : zeros(s, TensorOptions(from.dtype()));
+    for (size_t j = 0; j < source.size(); ++j)
+      if (source[j] >= 0) out.narrow(dim, int64_t(j), 1).copy_(from.detach().narrow(dim, source[j], 1));
+    return out;
+  };
+  Tensor stored = m.register_parameter(name, build(old, true));
+  remap(opt, key, stored, [&](const std::string&, const Tensor& st) {
+    return st.shape() == old.shape() ? build(st, false) : st;  // per-element state only
+  });
+  return stored;
 }
 
 size_t widen_masked(Sequential& seq, size_t layer, int64_t new_width, optim::Optimizer* opt, int64_t step,

@@ -87,6 +87,15 @@ void remove_group_units(ChannelGroup& g, const std::vector<int64_t>& keep, optim
 // from the optimizer; re-key seq's parameters after children were renamed
 // (new ones join with no state).
 void remove_from_optimizer(optim::Optimizer* opt, const std::set<TensorImpl*>& gone);
-void rekey_optimizer(Sequential& seq, optim::Optimizer* opt, const std::string& prefix);
+void rekey_optimizer(Module& root, optim::Optimizer* opt, const std::string& prefix);
+
+// Replaces parameter `name` of m (optimizer key `key`) along `dim`: entry j of
+// the new tensor is old entry source[j], or, where source[j] < 0, `fresh`'s
+// entry j (fresh: the new shape; zeros if undefined). The optimizer's state is
+// moved the same way, with zeros for new entries. One primitive for cuts
+// (source = the kept indices) and growth (-1 for the new ones). Returns the
+// stored parameter, for the module's typed member.
+Tensor remap_parameter(Module& m, const std::string& name, int64_t dim, const std::vector<int64_t>& source,
+                       const Tensor& fresh, optim::Optimizer* opt, const std::string& key);
 
 }  // namespace brisk::nn

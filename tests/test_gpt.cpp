@@ -8,7 +8,7 @@
 
 #include "data/text.h"
 #include "models/gpt.h"
-#include "tests/train_helpers.h"
+#include "tests/lm_helpers.h"
 #include "train/generate.h"
 
 using namespace bt;
@@ -17,22 +17,6 @@ using brisk::models::GPT;
 using brisk::models::GPTConfig;
 
 namespace {
-
-// A deterministic text of ~24 KB: lines of words from a small list.
-std::string small_text_file() {
-  static std::string path = [] {
-    fs::path p = fs::temp_directory_path() / ("brisk_text_" + std::to_string(::getpid()) + ".txt");
-    const char* words[] = {"and", "the", "lord", "said", "unto", "him", "light", "was", "good", "day"};
-    std::mt19937 rng(7);
-    std::ofstream f(p);
-    for (int line = 0; line < 800; ++line) {
-      for (int w = 0; w < 6; ++w) f << (w ? " " : "") << words[rng() % 10];
-      f << ".\n";
-    }
-    return p.string();
-  }();
-  return path;
-}
 
 std::string write_file(const std::string& name, const std::string& bytes) {
   fs::path p = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
@@ -43,20 +27,6 @@ std::string write_file(const std::string& name, const std::string& bytes) {
 GPTConfig tiny_config() {
   GPTConfig c;
   c.n_layer = 2, c.n_head = 2, c.n_embd = 16, c.block_size = 24;
-  return c;
-}
-
-TrainConfig lm_config(const std::string& out) {
-  TrainConfig c = small_config(out);
-  c.model = "gpt-tiny";
-  c.data = "text:" + small_text_file();
-  c.data_dir = "";
-  c.block_size = 32, c.n_layer = 1, c.n_head = 2, c.n_embd = 32;
-  c.optimizer = "adamw";
-  c.lr = 3e-3;
-  c.weight_decay = 0.1;
-  c.batch_size = 16;
-  c.epochs = 2;
   return c;
 }
 
@@ -402,7 +372,7 @@ TEST_CASE("gpt methods: 2:4 on the projections (not the embeddings), InfoBatch p
     CHECK(r.loss < std::log(256.0) - 1.0);
   }
   TrainConfig g = lm_config("lm_grow");
-  g.methods = {"grow:kind=msg"};
+  g.methods = {"grow:kind=net2net"};  // msg and stack run on language models (test_gpt_growth.cpp)
   CHECK_THROWS_WITH(brisk::train::Trainer(g, brisk::efficiency::make_methods),
                     Catch::Contains("does not run on language models"));
 }

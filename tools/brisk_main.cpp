@@ -346,7 +346,20 @@ int main(int argc, char** argv) {
     if (info->parsed()) return run_info();
     if (gn->parsed()) {
       train::TrainConfig cfg = resumed_config(gen_run, "--checkpoint");
-      auto model = train::load_gpt_checkpoint(gen_run, cfg);
+      std::shared_ptr<models::GPT> model;
+      // A run that grew its model (depth stacking, MSG) saved the grown shapes
+      // and gates: the Trainer replays the growth to rebuild them.
+      bool grew = std::any_of(cfg.methods.begin(), cfg.methods.end(),
+                              [](const std::string& m) { return m.rfind("grow", 0) == 0; });
+      if (grew) {
+        BRISK_CHECK(models::is_gpt(cfg.model), "generate: the run in ", gen_run, " trained model ", cfg.model,
+                    ", not a language model (gpt-tiny, gpt-small)");
+        train::Trainer t(cfg, efficiency::make_methods);
+        t.restore_model(gen_run);
+        model = std::dynamic_pointer_cast<models::GPT>(t.model_ptr());
+      } else {
+        model = train::load_gpt_checkpoint(gen_run, cfg);
+      }
       std::fwrite(go.prompt.data(), 1, go.prompt.size(), stdout);
       std::fflush(stdout);
       train::generate(*model, go, [](int64_t t) {

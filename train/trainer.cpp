@@ -156,7 +156,7 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
         BRISK_CHECK(cb->supports_language_models(), "--method ", cb->name(), ": this method does not run on "
                     "language models in this version (it is built for the image models' batches, logits or "
                     "layers); on ", cfg_.model, " use precision, prune, select (infobatch, rs2, "
-                    "selective-backprop) or seq-warmup");
+                    "selective-backprop), grow (kind=stack: depth; kind=msg: MLP width and heads) or seq-warmup");
   }
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;
@@ -529,6 +529,12 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
     buffer_.indices = buffer_.indices.narrow(0, B, left).contiguous();
     train_loaded();
   }
+}
+
+void Trainer::restore_model(const std::string& dir) {
+  fire([&](Callback& c) { c.on_fit_start(*this); });
+  load_checkpoint(dir);
+  model_->eval();
 }
 
 EvalResult Trainer::fit(bool resume) {

@@ -111,6 +111,10 @@ class Trainer {
   // Checkpoint I/O in cfg.out (atomic; never leaves a half-written checkpoint).
   void save_checkpoint();
   void load_checkpoint(const std::string& dir);
+  // The model as the checkpoint in `dir` holds it, without training: methods
+  // that change the architecture (growth) cut and replay their surgery first,
+  // so the shapes fit. For `brisk generate` on a grown language model.
+  void restore_model(const std::string& dir);
 
   // The one clock every method schedule runs on: loaded batches consumed so
   // far. It equals the optimizer step count, except under batch-level

@@ -34,7 +34,7 @@ nlohmann::json shape_changes(const std::map<std::string, Shape>& before, const s
 
 void GrowBase::on_fit_start(train::Trainer& t) {
   if (!full_.empty()) return;
-  full_ = full_sizes(sequential(t));
+  full_ = full_sizes(t);
   int64_t before = t.model().num_parameters();
   auto shapes = t.telemetry_on() ? shapes_of(t.model()) : std::map<std::string, Shape>{};
   shrink(t);

@@ -37,8 +37,9 @@ class GrowBase : public train::Callback {
   void load_state_json(const nlohmann::json& j) override { done_ = j.value("growths_done", int64_t(0)); }
 
  protected:
-  // The full size of each unit of growth (a channel group's width, or an identity run's length).
-  virtual std::vector<int64_t> full_sizes(nn::Sequential& seq) const = 0;
+  // The full size of each unit of growth (a channel group's width, an identity
+  // run's length; on a GPT: its depth, or its MLP width and head count).
+  virtual std::vector<int64_t> full_sizes(train::Trainer& t) const = 0;
   // Cuts the full-size model down to `start` of each size.
   virtual void shrink(train::Trainer& t) = 0;
   // Growth k (0-based) to `mult` of full size.

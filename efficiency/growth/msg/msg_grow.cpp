@@ -3,8 +3,11 @@
 // to 1 over `ramp` (fraction of training), so the function is unchanged at
 // growth for any initialization. Gates are per layer, so MSG grows layers
 // whose channels are not coupled by residual additions (else use net2net).
+// On a GPT, MSG grows every block's MLP hidden units and attention heads
+// (start of each, doubling at each point), gated per unit and per head.
 #include <algorithm>
 
+#include "efficiency/growth/gpt_surgery.h"
 #include "efficiency/growth/grow_base.h"
 #include "nn/channel_groups.h"
 #include "surgery/surgery.h"
@@ -18,9 +21,25 @@ class MsgGrow : public GrowBase {
   using GrowBase::GrowBase;
 
  protected:
-  std::vector<int64_t> full_sizes(nn::Sequential& seq) const override { return group_widths(seq); }
-  void shrink(train::Trainer& t) override { shrink_width(t); }
+  bool supports_language_models() const override { return true; }
+  std::vector<int64_t> full_sizes(train::Trainer& t) const override {
+    if (auto* g = as_gpt(t.model())) return {gpt_hidden(*g), gpt_heads(*g)};
+    return group_widths(sequential(t));
+  }
+  void shrink(train::Trainer& t) override {
+    if (auto* g = as_gpt(t.model())) {
+      gpt_cut_width(*g, size_at(0, spec_.start), size_at(1, spec_.start), &t.optimizer());
+      finish_cut(t);
+      return;
+    }
+    shrink_width(t);
+  }
   void grow(train::Trainer& t, int64_t k, double mult) override {
+    if (auto* g = as_gpt(t.model())) {
+      Generator gen = group_generator(t, k, 0);
+      gpt_widen_masked(*g, size_at(0, mult), size_at(1, mult), &t.optimizer(), growth_step(t, k), &gen);
+      return;
+    }
     nn::Sequential& seq = sequential(t);
     for (size_t l = 0; l < full_.size(); ++l) {
       Generator g = group_generator(t, k, l);
@@ -38,6 +57,10 @@ class MsgGrow : public GrowBase {
   void every_batch(train::Trainer& t) override {
     double steps = std::max(1.0, spec_.ramp * double(t.total_steps()));
     double now = double(t.clock());
+    if (auto* g = as_gpt(t.model())) {
+      gpt_ramp_gates(*g, now, steps);
+      return;
+    }
     NoGradGuard ng;
     for (size_t i = 0; i < sequential(t).size(); ++i)
       if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) {

@@ -19,7 +19,7 @@ class Net2NetGrow : public GrowBase {
   using GrowBase::GrowBase;
 
  protected:
-  std::vector<int64_t> full_sizes(nn::Sequential& seq) const override { return group_widths(seq); }
+  std::vector<int64_t> full_sizes(train::Trainer& t) const override { return group_widths(sequential(t)); }
   void shrink(train::Trainer& t) override { shrink_width(t); }
   void grow(train::Trainer& t, int64_t k, double mult) override {
     nn::Sequential& seq = sequential(t);
