@@ -106,7 +106,7 @@ void GradReducer::finish() {
   // or set outside autograd. Buckets start in order, as during the backward pass.
   for (size_t b = next_start_; b < buckets_.size(); ++b) {
     for (size_t p : buckets_[b].params)
-      if (buckets_[b].missing > 0 && has_[p] == 0) copy_in(p);
+      if (has_[p] == 0) copy_in(p);
     buckets_[b].missing = 0;
   }
   start_ready_buckets();
