@@ -1,6 +1,7 @@
 // Layer constructors (PyTorch default initialization) and forwards.
 #include "nn/layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -165,6 +166,13 @@ Tensor Gate::forward(const Tensor& x) {
   Shape s(size_t(x.dim()), 1);
   s[1] = gate.numel();
   return x * gate.reshape(s);
+}
+
+void ramp_gate(Tensor gate, const Tensor& birth, double now, double ramp_steps) {
+  std::vector<double> b = birth.to_vector(), v(b.size());
+  for (size_t j = 0; j < b.size(); ++j) v[j] = b[j] < 0 ? 1.0 : std::clamp((now - b[j]) / ramp_steps, 0.0, 1.0);
+  NoGradGuard ng;
+  gate.copy_(from_vector(v, {int64_t(v.size())}));
 }
 
 ResidualBlock::ResidualBlock(int64_t in, int64_t out, int64_t stride) {

@@ -141,6 +141,11 @@ class Gate : public Module {
   Tensor gate, birth;
 };
 
+// MSG's ramp, in place: gate[j] = clamp((now - birth[j]) / ramp_steps, 0, 1)
+// for grown units, 1 for units the model started with (birth < 0). For a
+// Gate module and for the GPT's per-unit and per-head gates alike.
+void ramp_gate(Tensor gate, const Tensor& birth, double now, double ramp_steps);
+
 // ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus a shortcut (identity, or
 // 1x1 conv + BN when the shape changes), then ReLU.
 class ResidualBlock : public Module {

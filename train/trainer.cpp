@@ -532,6 +532,8 @@ void Trainer::train_selected(data::Batch loaded, BatchSelector& sel) {
 }
 
 void Trainer::restore_model(const std::string& dir) {
+  BRISK_CHECK(fs::exists(fs::path(dir) / "checkpoint.json"), dir, " holds no checkpoint.json (a run writes one "
+              "after its first evaluation)");
   fire([&](Callback& c) { c.on_fit_start(*this); });
   load_checkpoint(dir);
   model_->eval();

@@ -98,32 +98,21 @@ void resize_width(models::GPT& g, const std::vector<int64_t>& source, const std:
   g.config.n_head = int64_t(head_src.size());
 }
 
+// A copy of block `src` (a model at its configured widths: stacking does not
+// compose with width growth, which `--method` refuses as two grow methods).
 std::shared_ptr<models::GPTBlock> copy_block(const models::GPT& g, const models::GPTBlock& src) {
-  models::GPTConfig c = g.config;
-  c.n_head = src.attn->n_head;
-  c.n_embd = g.config.n_embd;
-  auto copy = std::make_shared<models::GPTBlock>(c);
-  // The source's widths (a grown or cut MLP / heads): resize, then copy values.
-  NoGradGuard ng;
-  copy->mlp->c_fc = std::make_shared<nn::Linear>(src.mlp->c_fc->in_features, src.mlp->c_fc->out_features);
-  copy->mlp->c_proj = std::make_shared<nn::Linear>(src.mlp->c_proj->in_features, src.mlp->c_proj->out_features);
-  copy->mlp->register_module("c_fc", copy->mlp->c_fc);
-  copy->mlp->register_module("c_proj", copy->mlp->c_proj);
-  copy->attn->head_dim = src.attn->head_dim;
-  copy->attn->c_attn = std::make_shared<nn::Linear>(src.attn->c_attn->in_features, src.attn->c_attn->out_features);
-  copy->attn->c_proj = std::make_shared<nn::Linear>(src.attn->c_proj->in_features, src.attn->c_proj->out_features);
-  copy->attn->register_module("c_attn", copy->attn->c_attn);
-  copy->attn->register_module("c_proj", copy->attn->c_proj);
+  auto copy = std::make_shared<models::GPTBlock>(g.config);
   auto sp = src.named_parameters(), cp = copy->named_parameters();
-  BRISK_CHECK(sp.size() == cp.size(), "gpt stack: block copy has ", cp.size(), " parameters, source ", sp.size());
-  for (size_t k = 0; k < sp.size(); ++k) cp[k].second.detach().copy_(sp[k].second.detach());
-  auto copy_buf = [](nn::Module& m, Tensor& dst, const char* name, const Tensor& from) {
-    if (from.defined()) dst = m.register_buffer(name, from.clone());
-  };
-  copy_buf(*copy->mlp, copy->mlp->gate, "gate", src.mlp->gate);
-  copy_buf(*copy->mlp, copy->mlp->birth, "birth", src.mlp->birth);
-  copy_buf(*copy->attn, copy->attn->head_gate, "head_gate", src.attn->head_gate);
-  copy_buf(*copy->attn, copy->attn->head_birth, "head_birth", src.attn->head_birth);
+  BRISK_CHECK(sp.size() == cp.size() && !src.mlp->gate.defined() && !src.attn->head_gate.defined(),
+              "gpt stack: block ", src.repr(), " is not at the model's configured widths (a width-grown model "
+              "cannot be stacked)");
+  NoGradGuard ng;
+  for (size_t k = 0; k < sp.size(); ++k) {
+    BRISK_CHECK(sp[k].second.shape() == cp[k].second.shape(), "gpt stack: ", sp[k].first, " is ",
+                shape_str(sp[k].second.shape()), ", not the configured ", shape_str(cp[k].second.shape()),
+                " (a width-grown model cannot be stacked)");
+    cp[k].second.detach().copy_(sp[k].second.detach());
+  }
   return copy;
 }
 
@@ -176,16 +165,9 @@ void gpt_widen_masked(models::GPT& g, int64_t hidden, int64_t heads, optim::Opti
 }
 
 void gpt_ramp_gates(models::GPT& g, double now, double ramp_steps) {
-  NoGradGuard ng;
-  auto ramp = [&](Tensor& gate, const Tensor& birth) {
-    if (!gate.defined()) return;
-    std::vector<double> b = birth.to_vector(), v(b.size());
-    for (size_t j = 0; j < b.size(); ++j) v[j] = b[j] < 0 ? 1.0 : std::clamp((now - b[j]) / ramp_steps, 0.0, 1.0);
-    gate.copy_(from_vector(v, {int64_t(v.size())}));
-  };
   for (auto& b : g.blocks) {
-    ramp(b->mlp->gate, b->mlp->birth);
-    ramp(b->attn->head_gate, b->attn->head_birth);
+    if (b->mlp->gate.defined()) nn::ramp_gate(b->mlp->gate, b->mlp->birth, now, ramp_steps);
+    if (b->attn->head_gate.defined()) nn::ramp_gate(b->attn->head_gate, b->attn->head_birth, now, ramp_steps);
   }
 }
 

@@ -61,14 +61,8 @@ class MsgGrow : public GrowBase {
       gpt_ramp_gates(*g, now, steps);
       return;
     }
-    NoGradGuard ng;
     for (size_t i = 0; i < sequential(t).size(); ++i)
-      if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) {
-        std::vector<double> b = gt->birth.to_vector(), gv(b.size());
-        for (size_t j = 0; j < b.size(); ++j) gv[j] = b[j] < 0 ? 1.0 : std::clamp((now - b[j]) / steps, 0.0, 1.0);
-        Tensor gd = gt->gate;
-        gd.copy_(from_vector(gv, {int64_t(gv.size())}));
-      }
+      if (auto* gt = dynamic_cast<nn::Gate*>(sequential(t)[i].get())) nn::ramp_gate(gt->gate, gt->birth, now, steps);
   }
 };
 
