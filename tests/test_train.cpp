@@ -103,6 +103,71 @@ TEST_CASE("train: a resumed run is bit-identical to an uninterrupted one", "[tra
   }
 }
 
+// --steps: the run's length in steps, mid-epoch if need be; the schedule is
+// fitted to it (a linear decay checked against its formula by hand) and so is
+// every method's "fraction of training" (progress() reaches 1 at the end).
+TEST_CASE("train: --steps ends the run mid-epoch with the schedule fitted to it", "[train]") {
+  TrainConfig c = small_config("brisk_steps");
+  c.schedule = "linear";
+  c.optimizer = "sgd";
+  int64_t nb = 0;
+  {
+    TrainConfig probe = c;
+    probe.out += "_nb";
+    nb = Trainer(probe).train_loader().num_batches();
+  }
+  REQUIRE(nb >= 4);
+  c.steps = nb + nb / 2;  // one and a half epochs (c.epochs = 2 is overridden)
+  c.epochs = 7;
+  std::vector<double> lrs, progress;
+  {
+    Trainer t(c);
+    Probe* p = add_probe(t);
+    p->before_step = [&](Trainer& tr) {
+      lrs.push_back(tr.optimizer().lr());
+      progress.push_back(tr.progress());
+    };
+    CHECK(t.total_steps() == c.steps);
+    CHECK(t.epochs() == 2);
+    CHECK(t.full_steps() == c.steps);
+    t.fit();
+    CHECK(t.state().step == c.steps);
+  }
+  REQUIRE(int64_t(lrs.size()) == c.steps);
+  for (int64_t i = 0; i < c.steps; ++i) {
+    INFO("step " << i);
+    CHECK(lrs[i] == Approx(c.lr * (1.0 - double(i) / double(c.steps))));  // linear decay to 0 at `steps`
+    CHECK(progress[i] == Approx(double(i) / double(c.steps)));
+  }
+  auto m = read_jsonl(c.out + "/metrics.jsonl");
+  REQUIRE(m.size() == 2);  // the end of epoch 1, then the stop mid-epoch 2
+  CHECK(m.back()["step"].get<int64_t>() == c.steps);
+  CHECK(m.back()["epoch"].get<double>() == Approx(1.5).epsilon(0.05));
+  CHECK(json::parse(std::ifstream(c.out + "/config.json"))["steps"].get<int64_t>() == c.steps);
+  // Stopped (--max-steps) and resumed across the epoch boundary: bit-identical.
+  fs::remove_all(c.out);
+  check_resume_bit_exact(c, {nb / 2, nb + 1});
+  // Under InfoBatch (epochs 2 and 3 of 3 planned visit fewer batches) the run
+  // still takes exactly `steps` steps and the schedule ends with it.
+  TrainConfig ib = small_config("brisk_steps_ib");
+  ib.schedule = "linear";
+  ib.steps = 3 * nb;
+  ib.methods = {"select:kind=infobatch,ratio=0.5"};
+  std::vector<double> lr_ib;
+  {
+    Trainer t(ib, brisk::efficiency::make_methods);
+    add_probe(t)->before_step = [&](Trainer& tr) { lr_ib.push_back(tr.optimizer().lr()); };
+    t.fit();
+    CHECK(t.state().epoch >= 3);  // shorter epochs: a fourth one began
+  }
+  REQUIRE(int64_t(lr_ib.size()) == ib.steps);
+  for (int64_t i = 0; i < ib.steps; ++i) CHECK(lr_ib[i] == Approx(ib.lr * (1.0 - double(i) / double(ib.steps))));
+  TrainConfig bad;
+  CHECK_THROWS_WITH(bad.set("steps", "many"), Catch::Contains("'steps' must be an integer"));
+  bad.steps = -3;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("steps must be in [0"));
+}
+
 TEST_CASE("train: a NaN loss stops with the step named and keeps the checkpoint", "[train]") {
   TrainConfig c = small_config("brisk_nan");
   c.epochs = 1;

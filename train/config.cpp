@@ -58,7 +58,7 @@ const std::vector<std::string>& TrainConfig::keys() {
   static const std::vector<std::string> k{
       "model", "data", "data-dir", "epochs", "batch-size", "lr", "optimizer", "schedule", "momentum",
       "nesterov", "weight-decay", "warmup-epochs", "label-smoothing", "augment", "clip-grad", "seed",
-      "trust-coefficient", "threads", "device", "out", "max-steps", "eval-every", "method", "progress",
+      "trust-coefficient", "threads", "device", "out", "max-steps", "steps", "eval-every", "method", "progress",
       "block-size", "n-layer", "n-head", "n-embd", "dropout", "decay", "telemetry", "telemetry-every",
       "comm-overlap", "bucket-mb"};
   return k;
@@ -101,6 +101,7 @@ void TrainConfig::set(const std::string& key_in, const std::string& v) {
   else if (key == "device") device = v;
   else if (key == "out") out = v;
   else if (key == "max-steps") max_steps = to_int(key, v);
+  else if (key == "steps") steps = to_int(key, v);
   else if (key == "eval-every") eval_every = to_int(key, v);
   else if (key == "method") methods.push_back(v);
   else if (key == "telemetry") telemetry = to_bool(key, v);
@@ -134,6 +135,8 @@ void TrainConfig::validate() const {
   BRISK_CHECK(threads >= 0 && threads <= max_num_threads(), "config: threads must be in [0, ", max_num_threads(),
               "] (0: all cores; at most 4x the cores), got ", threads);
   BRISK_CHECK(max_steps >= 0 && eval_every >= 0, "config: max-steps and eval-every must be >= 0");
+  BRISK_CHECK(steps >= 0 && steps <= kMaxEpochs * int64_t(1'000'000), "config: steps must be in [0, 1e12] (0: epochs), got ",
+              steps);
   BRISK_CHECK(!out.empty(), "config: out must not be empty");
   BRISK_CHECK(telemetry_every >= 1 && telemetry_every <= 1'000'000'000,
               "config: telemetry-every must be in [1, 1e9] steps, got ", telemetry_every);
@@ -152,7 +155,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"momentum", momentum}, {"nesterov", nesterov}, {"weight-decay", weight_decay},
           {"warmup-epochs", warmup_epochs}, {"label-smoothing", label_smoothing}, {"augment", augment},
           {"clip-grad", clip_grad}, {"seed", seed}, {"trust-coefficient", trust_coefficient}, {"threads", threads}, {"device", device}, {"out", out},
-          {"max-steps", max_steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
+          {"max-steps", max_steps}, {"steps", steps}, {"eval-every", eval_every}, {"method", methods}, {"progress", progress},
           {"block-size", block_size}, {"n-layer", n_layer}, {"n-head", n_head}, {"n-embd", n_embd}, {"dropout", dropout},
           {"decay", decay}, {"telemetry", telemetry}, {"telemetry-every", telemetry_every},
           {"comm-overlap", comm_overlap}, {"bucket-mb", bucket_mb}};

@@ -31,7 +31,12 @@ struct TrainConfig {
   int64_t threads = 0;           // 0: all cores
   std::string device = "cpu";
   std::string out = "runs/latest";
-  int64_t max_steps = 0;         // 0: no limit
+  int64_t max_steps = 0;         // 0: no limit (stops early; the schedule still spans the whole run)
+  // The run's length in steps (loaded batches) instead of epochs: the
+  // schedule, its warmup and every method's "fraction of training" are fitted
+  // to it, and training ends there, mid-epoch if need be (Composer's
+  // max_duration in batches). 0: epochs x the epoch's batches.
+  int64_t steps = 0;
   int64_t eval_every = 0;        // steps between evaluations; 0: once per epoch
   std::vector<std::string> methods;  // "family:key=value,..."
   std::string progress = "auto";  // auto | on | off

@@ -166,7 +166,7 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
   // epoch's batches). Plain runs: exactly the step. Selection methods that
   // visit fewer examples (RS2, InfoBatch) get the same curve per epoch, i.e.
   // the schedule is re-fitted to their reduced step count.
-  so.total_steps = cfg_.epochs * train_loader_->num_batches();
+  so.total_steps = cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * train_loader_->num_batches();
   so.warmup_steps = std::min<int64_t>(so.total_steps, int64_t(cfg_.warmup_epochs * double(train_loader_->num_batches())));
   so.step_size = std::max<int64_t>(1, so.total_steps / 3);
   schedule_ = std::make_unique<optim::LRSchedule>(so);
@@ -185,6 +185,7 @@ Trainer::~Trainer() = default;
 // method visits a subset). --max-steps only stops early, so a stopped-and-
 // resumed run follows the same schedule.
 int64_t Trainer::total_steps() const {
+  if (cfg_.steps > 0) return cfg_.steps;  // the run ends there whatever the epochs' sizes
   int64_t n = train_loader_->dataset().size(), B = cfg_.batch_size, total = 0;
   for (int64_t e = 0; e < cfg_.epochs; ++e) {
     int64_t visit = n;
@@ -193,6 +194,16 @@ int64_t Trainer::total_steps() const {
     total += train_loader_->options().drop_last ? visit / B : (visit + B - 1) / B;
   }
   return std::max<int64_t>(total, 1);
+}
+
+int64_t Trainer::epochs() const {
+  if (cfg_.steps == 0) return cfg_.epochs;
+  int64_t nb = std::max<int64_t>(1, train_loader_->num_batches_full());
+  return (cfg_.steps + nb - 1) / nb;
+}
+
+int64_t Trainer::full_steps() const {
+  return cfg_.steps > 0 ? cfg_.steps : cfg_.epochs * std::max<int64_t>(1, train_loader_->num_batches_full());
 }
 
 void Trainer::add_callback(std::unique_ptr<Callback> cb) {
@@ -207,6 +218,7 @@ void Trainer::add_callback(std::unique_ptr<Callback> cb) {
 }
 
 int64_t Trainer::schedule_position() const {
+  if (cfg_.steps > 0) return state_.batches;  // --steps: the schedule spans the clock, whatever the epochs' sizes
   int64_t full = train_loader_->num_batches_full(), now = std::max<int64_t>(train_loader_->num_batches(), 1);
   return state_.epoch * full + state_.batch_in_epoch * full / now;
 }
@@ -560,8 +572,11 @@ EvalResult Trainer::fit(bool resume) {
     if (is_main()) std::ofstream(fs::path(cfg_.out) / "metrics.jsonl", std::ios::trunc);
   }
   if (is_main()) write_config_json();
-  auto steps_left = [&] { return cfg_.max_steps == 0 || state_.step < cfg_.max_steps; };
-  while (state_.epoch < cfg_.epochs && steps_left()) {
+  // --steps ends the run at that clock, mid-epoch if need be; else the
+  // epochs do. --max-steps only stops early.
+  auto budget_left = [&] { return cfg_.steps == 0 || state_.batches < cfg_.steps; };
+  auto steps_left = [&] { return budget_left() && (cfg_.max_steps == 0 || state_.step < cfg_.max_steps); };
+  while ((cfg_.steps > 0 || state_.epoch < cfg_.epochs) && steps_left()) {
     // A method may set epoch_order at epoch_start; mid-epoch (after an
     // --eval-every stop or a resume) the epoch keeps the order it began with.
     auto t0 = Clock::now();  // epoch_start work (selection plans, scoring models) is training time
@@ -575,7 +590,11 @@ EvalResult Trainer::fit(bool resume) {
     }
     train_loader_->start_epoch(state_.epoch, state_.batch_in_epoch, epoch_order);
     int64_t epoch_batches = train_loader_->num_batches();
-    ProgressBar bar(show_progress_, "epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(cfg_.epochs),
+    // An epoch that yields no batch would never bring a --steps run to its end.
+    BRISK_CHECK(cfg_.steps == 0 || epoch_batches > 0, "--steps ", cfg_.steps, ": epoch ", state_.epoch + 1,
+                " has no batch to train on (batch-size ", cfg_.batch_size, ", ", train_loader_->dataset().size(),
+                " examples); the run could never reach its steps");
+    ProgressBar bar(show_progress_, "epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(epochs()),
                     epoch_batches);
     int64_t bar_samples = 0;
     bool stop_for_eval = false;
@@ -771,7 +790,7 @@ int run_training(const TrainConfig& cfg_in, bool resume, const MethodBuilder& me
                   t.process_group().size(), t.process_group().backend().c_str(), (long long)cfg.batch_size);
     std::printf("brisk train: model %s (%lld parameters), %s, %lld epochs x %lld batches of %lld, %s lr %g %s, "
               "%d threads, out %s%s\n",
-              cfg.model.c_str(), (long long)t.model().num_parameters(), cfg.data.c_str(), (long long)cfg.epochs,
+              cfg.model.c_str(), (long long)t.model().num_parameters(), cfg.data.c_str(), (long long)t.epochs(),
               (long long)t.train_loader().num_batches(), (long long)cfg.batch_size, cfg.optimizer.c_str(), cfg.lr,
               cfg.schedule.c_str(), get_num_threads(), cfg.out.c_str(), resume ? " (resuming)" : "");
   }

@@ -127,6 +127,12 @@ class Trainer {
   // The clock's value at the end of the run (an estimate where a method's
   // epoch sizes depend on training, e.g. InfoBatch).
   int64_t total_steps() const;
+  // The epochs the run plans: cfg.epochs, or under cfg.steps the epochs its
+  // steps reach at the full epoch's size (ceil(steps / batches per epoch)).
+  int64_t epochs() const;
+  // The run's length in full-data steps, for methods whose schedule ignores
+  // selection's shorter epochs: cfg.steps, else epochs x a full epoch's batches.
+  int64_t full_steps() const;
   // clock() / total_steps(), in [0, 1].
   double progress() const { return std::min(1.0, double(clock()) / double(total_steps())); }
   double score_seconds() const { return score_s_; }

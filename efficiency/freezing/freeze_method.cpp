@@ -81,7 +81,7 @@ class FreezeMethod : public train::Callback {
   bool frozen(const Unit& u, const train::Trainer& t) const { return u.t < 1 && progress(t) >= u.t; }
 
   void plan(train::Trainer& t) {
-    total_ = double(t.config().epochs) * double(std::max<int64_t>(1, t.train_loader().num_batches_full()));
+    total_ = double(t.full_steps());
     units_.clear();
     for (auto& [cname, child] : t.model().named_children()) {
       auto ps = child->named_parameters();

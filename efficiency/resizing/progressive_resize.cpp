@@ -43,7 +43,7 @@ class ResizeMethod : public train::Callback {
   }
 
   void on_fit_start(train::Trainer& t) override {
-    total_ = double(t.config().epochs) * double(std::max<int64_t>(1, t.train_loader().num_batches_full()));
+    total_ = double(t.full_steps());
     const data::Dataset& d = t.train_loader().dataset();
     int64_t H = d.images.size(2), W = d.images.size(3);
     int64_t h = side(H, 0.0), w = side(W, 0.0);

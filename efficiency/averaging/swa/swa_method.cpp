@@ -35,7 +35,7 @@ class SwaMethod : public train::Callback {
   void on_fit_start(train::Trainer& t) override {
     if (lr < 0) lr = 0.5 * t.config().lr;
     if (frequency == 0) frequency = std::max<int64_t>(1, t.train_loader().num_batches_full());
-    total_ = double(t.config().epochs) * double(std::max<int64_t>(1, t.train_loader().num_batches_full()));
+    total_ = double(t.full_steps());
     for (auto& [n, p] : t.model().named_parameters()) names_.push_back(n);
   }
 

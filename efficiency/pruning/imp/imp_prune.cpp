@@ -53,7 +53,7 @@ class ImpPrune : public PruneBase {
     int64_t L = round_length(t), now = t.clock();
     int64_t round = std::min(now / L, spec_.rounds - 1);
     double frac = std::min(1.0, double(now - round * L) / double(L));
-    int64_t full = t.config().epochs * t.train_loader().num_batches_full();
+    int64_t full = t.full_steps();
     t.optimizer().set_lr(t.lr_at(int64_t(std::llround(frac * double(full)))));
   }
   TensorMap state_tensors() const override {

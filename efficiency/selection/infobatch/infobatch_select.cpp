@@ -16,7 +16,7 @@ class InfoBatchSelect : public SelectBase {
 
   void on_epoch_start(train::Trainer& t) override {
     int64_t e = t.state().epoch;
-    bool full = e == 0 || double(e) >= (1.0 - spec_.delta) * double(t.config().epochs);
+    bool full = e == 0 || double(e) >= (1.0 - spec_.delta) * double(t.epochs());
     weights_.assign(size_t(n_), 1.0f);
     if (full) return;  // default order: every example, weight 1
     Generator g(seed_ * 0x2545F4914F6CDD1Dull + uint64_t(e) + 3);

@@ -27,7 +27,7 @@ class SelectiveBackpropSelect : public SelectBase, public train::BatchSelector {
   // statistics and the loss history instead of a scoring pass.
   bool active(train::Trainer& t) override {
     bool rank = spec_.variant == "rank";
-    double s0 = spec_.win_start >= 0 ? spec_.win_start : (rank ? 0.5 : 1.0 / double(t.config().epochs));
+    double s0 = spec_.win_start >= 0 ? spec_.win_start : (rank ? 0.5 : 1.0 / double(t.epochs()));
     double s1 = spec_.win_end >= 0 ? spec_.win_end : (rank ? 0.9 : 1.0);
     window_ = t.progress() >= s0 && t.progress() < s1;
     return window_;
