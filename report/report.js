@@ -340,26 +340,31 @@
     if (rep.command) note(s, rep.command);
     if (rep.hardware) note(s, "hardware: " + rep.hardware.cpu + ", " + rep.hardware.threads + " threads");
     const names = Object.keys(rep.configs);
+    const loss = rep.metric === "loss";  // --target-loss: lower is better
+    const what = loss ? "loss" : "test accuracy";
     const all = [];
     const series = names.map((n, i) => {
-      const pts = (rep.configs[n].budgets || []).map((b) => ({ x: b.seconds_median, y: b.acc_median, budget: b.budget }));
+      const pts = (rep.configs[n].budgets || []).map((b) => ({
+        x: b.seconds_median, y: "quality_median" in b ? b.quality_median : b.acc_median, budget: b.budget }));
       for (const p of pts) all.push(p);
       return { label: n + (n === rep.baseline ? " (baseline)" : ""), color: color(i), points: pts };
     });
-    // Frontier: points no other point beats on both time (lower) and accuracy (higher).
-    const front = all.filter((p) => !all.some((q) => q !== p && q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y)))
+    // Frontier: points no other point beats on both time (lower) and quality
+    // (higher accuracy, or lower loss).
+    const better = (a, b) => (loss ? a < b : a > b);
+    const front = all.filter((p) => !all.some((q) => q !== p && q.x <= p.x && !better(p.y, q.y) && (q.x < p.x || better(q.y, p.y))))
                      .sort((a, b) => a.x - b.x);
     series.push({ label: "Pareto frontier", color: "#000", dashed: true, points: front, stepped: true });
     const g = grid(s);
-    lineChart(g, "median test accuracy vs median training seconds (one point per budget)", series,
-              { x: "seconds", y: "test accuracy", legend: true });
+    lineChart(g, "median " + what + " vs median training seconds (one point per budget, in " + (rep.unit || "epochs") + ")",
+              series, { x: "seconds", y: what, legend: true });
     const rows = [];
     for (const c of rep.comparisons || [])
       for (const t of c.targets || [])
         rows.push([c.candidate, t.target, num(t.baseline_seconds, 1), num(t.candidate_seconds, 1),
                    typeof t.speedup === "number" ? num(t.speedup, 2) + "x [" + num(t.speedup_lo, 2) + ", " + num(t.speedup_hi, 2) + "]" : "-",
                    t.verdict || ""]);
-    table(s, ["candidate", "target acc", "baseline s", "candidate s", "speedup [range]", "verdict"], rows);
+    table(s, ["candidate", loss ? "target loss" : "target acc", "baseline s", "candidate s", "speedup [range]", "verdict"], rows);
   }
   if (!runs.length && !(data.speedups || []).length) note(root, "nothing to report");
 

@@ -263,6 +263,7 @@ int main(int argc, char** argv) {
       {"augment", "none|flip|crop|crop+flip"}, {"clip-grad", "max gradient norm (0: off)"}, {"seed", "random seed"},
       {"trust-coefficient", "LARS trust coefficient eta"}, {"threads", "threads (0: all cores)"}, {"device", "cpu|cuda"}, {"out", "run folder"},
       {"max-steps", "stop after this many steps (the schedule still spans --epochs)"},
+      {"steps", "train for this many steps instead of --epochs; the schedule and methods fit to it (0: epochs)"},
       {"eval-every", "steps between evaluations (0: each epoch)"}, {"progress", "auto|on|off"},
       {"block-size", "gpt: context length in tokens (0: the size's default)"},
       {"n-layer", "gpt: transformer blocks (0: default)"}, {"n-head", "gpt: attention heads (0: default)"},
@@ -279,18 +280,26 @@ int main(int argc, char** argv) {
                "data-parallel over the ranks of an MPI launch (mpirun -np N brisk train ...; detected without "
                "this flag, which makes a run outside mpirun an error)");
   speedup::SpeedupOptions so;
-  std::string budgets = "1,2,4,8", targets = "0.91", lr_grid = "0.5,1,2";
+  std::string budgets = "1,2,4,8", targets = "0.91", target_loss, lr_grid = "0.5,1,2";
   auto* sp = app.add_subcommand("speedup", "time-to-accuracy of candidate recipes vs a baseline (budgets x seeds)");
   sp->add_option("--baseline", so.baseline, "baseline recipe (TOML)")->required();
   sp->add_option("--candidate", so.candidates, "candidate recipe (TOML, repeatable)");
-  sp->add_option("--budgets", budgets, "comma-separated budgets in epochs")->capture_default_str();
+  sp->add_option("--budgets", budgets, "comma-separated budgets (epochs, or steps with --budget-unit steps)")
+      ->capture_default_str();
+  sp->add_option("--budget-unit", so.unit, "epochs|steps: what a budget counts (steps: fractions of an epoch)")
+      ->capture_default_str();
   sp->add_option("--seeds", so.seeds, "seeds per (recipe, budget)")->capture_default_str();
-  sp->add_option("--target-acc", targets, "comma-separated target test accuracies")->capture_default_str();
+  auto* tacc = sp->add_option("--target-acc", targets, "comma-separated target test accuracies")->capture_default_str();
+  sp->add_option("--target-loss", target_loss,
+                 "comma-separated target test losses (lower is better; a language model's validation loss): "
+                 "the report compares time to loss instead of accuracy")
+      ->excludes(tacc);
   sp->add_option("--lr-grid", lr_grid,
                  "baseline lr multipliers tried at every budget (the best is the baseline; 1 = no tuning)")
       ->capture_default_str();
   sp->add_option("--match-final", so.match_delta,
-                 "report each candidate's time to the baseline's final accuracy minus this (0.002 = 0.2 points)")
+                 "report each candidate's time to the baseline's final quality this much worse (accuracy: "
+                 "0.002 = 0.2 points; loss: nats)")
       ->capture_default_str();
   sp->add_option("--out", so.out, "report folder (finished runs in it are not redone)")->capture_default_str();
   sp->add_option("--set", so.overrides, "key=value applied to every recipe (repeatable), e.g. threads=2");
@@ -423,7 +432,9 @@ int main(int argc, char** argv) {
       };
       so.budgets = numbers(budgets, "--budgets", "an integer",
                            [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
-      so.targets = numbers(targets, "--target-acc", "a number",
+      if (!target_loss.empty()) so.metric = "loss";
+      so.targets = numbers(target_loss.empty() ? targets : target_loss,
+                           target_loss.empty() ? "--target-acc" : "--target-loss", "a number",
                            [](const std::string& v, size_t* u) { return std::stod(v, u); });
       so.lr_grid = numbers(lr_grid, "--lr-grid", "a number",
                            [](const std::string& v, size_t* u) { return std::stod(v, u); });

@@ -80,19 +80,63 @@ std::string fmt(const std::optional<double>& v, const char* f = "%.2f") {
   return b;
 }
 
-// `plot`: draw pareto.png too (once, at the end: it starts a Python process).
-// The lr chosen at `budget` (the grid's most accurate run; ties: the first).
-const Run* chosen_run(const std::vector<Run>& tuning, int64_t budget) {
+// A finished or interrupted run in `dir` is reused only when it ran exactly
+// this configuration: a recipe edited since (say, its lr) must not be
+// reported with the old recipe's numbers. The folder's own path may differ
+// (a report folder copied elsewhere).
+void check_same_run(const fs::path& dir, const train::TrainConfig& c) {
+  fs::path cj = dir / "config.json";
+  if (!fs::exists(cj)) return;
+  json was;
+  try {
+    std::ifstream f(cj);
+    json all = json::parse(f), keys;  // config.json also holds facts (cpu, version): keep the config's keys
+    for (const std::string& k : train::TrainConfig::keys())
+      if (all.contains(k)) keys[k] = all[k];
+    was = train::TrainConfig::from_json(keys).to_json();
+  } catch (const std::exception& e) {
+    BRISK_FAIL("speedup: ", cj.string(), " cannot be read (", e.what(), "); remove ", dir.string(),
+               " to train that run again");
+  }
+  json now = c.to_json();
+  was.erase("out");
+  now.erase("out");
+  for (auto& [k, v] : now.items())
+    BRISK_CHECK(was.contains(k) && was[k] == v, "speedup: ", dir.string(), " holds a run of another configuration (",
+                k, " was ", was.contains(k) ? was[k].dump() : std::string("unset"), ", the recipe now says ", v.dump(),
+                "): remove that folder to train it again, or use another --out");
+}
+
+// The quality the frontiers rank by. pareto.h's arithmetic is higher-is-
+// better on Run::acc, so under --target-loss a run enters with acc = -loss
+// and every figure is negated back when written.
+double quality(const Run& r, bool loss) { return loss ? -r.loss : r.acc; }
+
+std::vector<Run> scored(std::vector<Run> runs, bool loss) {
+  for (Run& r : runs) r.acc = quality(r, loss);
+  return runs;
+}
+
+// The lr chosen at `budget`: the grid's best run by the report's quality
+// (ties: the first).
+const Run* chosen_run(const std::vector<Run>& tuning, int64_t budget, bool loss) {
   const Run* best = nullptr;
   for (const Run& r : tuning)
-    if (r.budget == budget && (!best || r.acc > best->acc)) best = &r;
+    if (r.budget == budget && (!best || quality(r, loss) > quality(*best, loss))) best = &r;
   return best;
 }
 
+// `plot`: draw pareto.png too (once, at the end: it starts a Python process).
 void write_reports(const SpeedupOptions& o, const std::vector<std::string>& names,
                    const std::vector<std::string>& files, const std::vector<Run>& runs,
                    const std::vector<Run>& tuning, bool plot) {
   fs::path out(o.out);
+  const bool L = o.metric == "loss";
+  const std::string m = L ? "loss" : "acc";          // JSON key suffix
+  const char* label = L ? "loss" : "test acc";      // table heading
+  auto shown = [L](double q) { return L ? -q : q; };  // quality -> the metric's units
+  auto shown_opt = [&](const std::optional<double>& q) { return q ? std::optional<double>(shown(*q)) : q; };
+  const std::vector<Run> q = scored(runs, L);
   // runs.csv
   std::ostringstream csv;
   csv << "config,budget,seed,seconds,test_acc,test_loss,flops\n";
@@ -106,45 +150,52 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
   rep["hardware"] = {{"cpu", cpu_name()}, {"threads", get_num_threads()}};
   rep["build"] = {{"version", BRISK_VERSION}, {"gemm", gemm_backend()}, {"compiler", __VERSION__}};
   rep["budgets"] = o.budgets;
+  rep["unit"] = o.unit;
+  rep["metric"] = m;
   rep["seeds"] = o.seeds;
   rep["targets"] = o.targets;
   rep["baseline"] = names[0];
   for (size_t i = 0; i < names.size(); ++i) {
     json c;
     c["file"] = files[i];
-    for (auto& s : summarize(runs, names[i]))
+    std::vector<BudgetSummary> raw = summarize(runs, names[i]), qs = summarize(q, names[i]);
+    for (size_t k = 0; k < raw.size(); ++k) {
+      const BudgetSummary &s = raw[k], &t = qs[k];
       c["budgets"].push_back({{"budget", s.budget}, {"seeds", s.seeds}, {"seconds_median", s.sec_med},
                               {"seconds_min", s.sec_min}, {"seconds_max", s.sec_max}, {"acc_median", s.acc_med},
                               {"acc_min", s.acc_min}, {"acc_max", s.acc_max}, {"loss_median", s.loss_med},
+                              {"quality_median", shown(t.acc_med)},
+                              {"quality_min", L ? shown(t.acc_max) : t.acc_min},
+                              {"quality_max", L ? shown(t.acc_min) : t.acc_max},
                               {"flops_median", s.flops_med}});
-    for (auto& p : median_frontier(runs, names[i])) c["frontier"].push_back({p.seconds, p.acc});
+    }
+    for (auto& p : median_frontier(q, names[i])) c["frontier"].push_back({p.seconds, shown(p.acc)});
     rep["configs"][names[i]] = c;
   }
   // speedups[i - 1][t]: candidate i at target t, used by both report.json and report.md
   std::vector<std::vector<SpeedupAt>> speedups(names.size() > 1 ? names.size() - 1 : 0);
   for (size_t i = 1; i < names.size(); ++i)
-    for (double t : o.targets) speedups[i - 1].push_back(speedup_at(runs, names[0], names[i], t));
+    for (double t : o.targets) speedups[i - 1].push_back(speedup_at(q, names[0], names[i], L ? -t : t));
   auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
   for (size_t i = 1; i < names.size(); ++i) {
     json cmp;
     cmp["candidate"] = names[i];
     for (const SpeedupAt& s : speedups[i - 1]) {
-      double t = s.target;
-      cmp["targets"].push_back({{"target", t}, {"baseline_seconds", opt(s.base_sec)}, {"candidate_seconds", opt(s.cand_sec)},
+      cmp["targets"].push_back({{"target", shown(s.target)}, {"baseline_seconds", opt(s.base_sec)}, {"candidate_seconds", opt(s.cand_sec)},
                                 {"baseline_seed_min", opt(s.base_min)}, {"baseline_seed_max", opt(s.base_max)},
                                 {"candidate_seed_min", opt(s.cand_min)}, {"candidate_seed_max", opt(s.cand_max)},
                                 {"speedup", opt(s.speedup)}, {"speedup_lo", opt(s.speedup_lo)},
                                 {"speedup_hi", opt(s.speedup_hi)}, {"verdict", s.verdict}});
     }
-    MatchFinal mf = match_final(runs, names[0], names[i], o.match_delta);
+    MatchFinal mf = match_final(q, names[0], names[i], o.match_delta);
     cmp["match_final"] = {{"delta", o.match_delta},         {"baseline_budget", mf.base_budget},
-                          {"baseline_acc", mf.base_acc},    {"baseline_seconds", mf.base_sec},
-                          {"target", mf.target},            {"candidate_budget", mf.cand_budget ? json(*mf.cand_budget) : json(nullptr)},
-                          {"candidate_seconds", opt(mf.cand_sec)}, {"candidate_acc", opt(mf.cand_acc)},
+                          {"baseline_" + m, shown(mf.base_acc)}, {"baseline_seconds", mf.base_sec},
+                          {"target", shown(mf.target)},     {"candidate_budget", mf.cand_budget ? json(*mf.cand_budget) : json(nullptr)},
+                          {"candidate_seconds", opt(mf.cand_sec)}, {"candidate_" + m, opt(shown_opt(mf.cand_acc))},
                           {"speedup", opt(mf.speedup)}};
-    for (auto& g : accuracy_gain(runs, names[0], names[i]))
-      cmp["equal_time"].push_back({{"budget", g.budget}, {"seconds", g.seconds}, {"candidate_acc", g.cand_acc},
-                                   {"baseline_acc", opt(g.base_acc)}, {"gain", opt(g.gain)}});
+    for (auto& g : accuracy_gain(q, names[0], names[i]))  // gain > 0: the candidate is better
+      cmp["equal_time"].push_back({{"budget", g.budget}, {"seconds", g.seconds}, {"candidate_" + m, shown(g.cand_acc)},
+                                   {"baseline_" + m, opt(shown_opt(g.base_acc))}, {"gain", opt(g.gain)}});
     rep["comparisons"].push_back(cmp);
   }
   double tuning_cost = 0;  // the grid's runs that were not chosen
@@ -152,13 +203,13 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
     json bt;
     bt["grid"] = o.lr_grid;
     for (int64_t b : o.budgets) {
-      const Run* best = chosen_run(tuning, b);
+      const Run* best = chosen_run(tuning, b, L);
       if (!best) continue;
       json row = {{"budget", b}, {"chosen_lr", best->lr}, {"seed", best->seed}};
       double cost = 0;
       for (const Run& r : tuning)
         if (r.budget == b) {
-          row["runs"].push_back({{"lr", r.lr}, {"test_acc", r.acc}, {"seconds", r.seconds}});
+          row["runs"].push_back({{"lr", r.lr}, {"test_acc", r.acc}, {"test_loss", r.loss}, {"seconds", r.seconds}});
           if (&r != best) cost += r.seconds;
         }
       row["tuning_seconds"] = cost;
@@ -178,75 +229,89 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
      << ", GEMM " << gemm_backend() << ", " << __VERSION__ << ".\n\n"
      << "Each recipe ran at budgets";
   for (auto b : o.budgets) md << " " << b;
-  md << " epochs (its schedule re-fitted to end at the budget) with " << o.seeds
+  md << " " << o.unit << " (its schedule re-fitted to end at the budget) with " << o.seeds
      << " seeds. Time is wall-clock training time with every method overhead included; evaluation "
-        "is excluded. Medians over seeds, [min, max] in brackets.\n\n";
+        "is excluded. Quality is the final "
+     << (L ? "loss on the test split (a language model's validation split), lower is better"
+           : "test accuracy, higher is better")
+     << ". Medians over seeds, [min, max] in brackets.\n\n";
   if (o.lr_grid.size() > 1) {
     md << "## Baseline learning rate, tuned at every budget\n\n"
        << "At each budget the baseline trained on its first seed with its recipe's lr times each of";
     for (double g : o.lr_grid) md << " " << g;
-    md << "; the most accurate (final test accuracy: a choice that favours the baseline) ran on every seed "
+    md << "; the best (final " << label << ": a choice that favours the baseline) ran on every seed "
           "and is the baseline below. The other grid runs are the tuning cost, not counted in the "
           "baseline's times: "
        << fmt(std::optional<double>(tuning_cost), "%.1f") << " s in all.\n\n"
-       << "| budget | lr | test acc | seconds | |\n| ---: | ---: | ---: | ---: | --- |\n";
+       << "| budget | lr | " << label << " | seconds | |\n| ---: | ---: | ---: | ---: | --- |\n";
     for (int64_t b : o.budgets) {
-      const Run* best = chosen_run(tuning, b);
+      const Run* best = chosen_run(tuning, b, L);
       for (const Run& r : tuning)
         if (r.budget == b)
-          md << "| " << b << " | " << fmt(r.lr, "%g") << " | " << fmt(r.acc, "%.4f") << " | "
+          md << "| " << b << " | " << fmt(r.lr, "%g") << " | " << fmt(L ? r.loss : r.acc, "%.4f") << " | "
              << fmt(r.seconds, "%.1f") << " | " << (&r == best ? "chosen" : "tuning cost") << " |\n";
     }
     md << "\n";
   }
   for (size_t i = 0; i < names.size(); ++i) {
     md << "## " << names[i] << (i == 0 ? " (baseline)" : "") << "\n\n`" << files[i] << "`\n\n"
-       << "| budget | seconds | test acc | test loss | GFLOP |\n| ---: | ---: | ---: | ---: | ---: |\n";
-    for (auto& s : summarize(runs, names[i])) {
+       << "| budget | seconds | " << label << " | " << (L ? "test acc" : "test loss")
+       << " | GFLOP |\n| ---: | ---: | ---: | ---: | ---: |\n";
+    std::vector<BudgetSummary> raw = summarize(runs, names[i]), qs = summarize(q, names[i]);
+    for (size_t k = 0; k < raw.size(); ++k) {
+      const BudgetSummary &s = raw[k], &t = qs[k];
+      double lo = L ? shown(t.acc_max) : t.acc_min, hi = L ? shown(t.acc_min) : t.acc_max;
       char line[256];
       std::snprintf(line, sizeof line, "| %lld | %.1f [%.1f, %.1f] | %.4f [%.4f, %.4f] | %.4f | %.1f |\n",
-                    (long long)s.budget, s.sec_med, s.sec_min, s.sec_max, s.acc_med, s.acc_min, s.acc_max,
-                    s.loss_med, s.flops_med / 1e9);
+                    (long long)s.budget, s.sec_med, s.sec_min, s.sec_max, shown(t.acc_med), lo, hi,
+                    L ? s.acc_med : s.loss_med, s.flops_med / 1e9);
       md << line;
     }
     md << "\n";
   }
   if (names.size() > 1) {
-    md << "## Time to accuracy vs " << names[0] << "\n\n"
-       << "| candidate | target | baseline s [seeds] | candidate s [seeds] | speedup [range] | verdict |\n"
+    md << "## Time to " << (L ? "loss" : "accuracy") << " vs " << names[0] << "\n\n"
+       << "| candidate | target " << (L ? "loss" : "acc")
+       << " | baseline s [seeds] | candidate s [seeds] | speedup [range] | verdict |\n"
        << "| --- | ---: | ---: | ---: | ---: | --- |\n";
     for (size_t i = 1; i < names.size(); ++i)
       for (const SpeedupAt& s : speedups[i - 1]) {
-        double t = s.target;
-        md << "| " << names[i] << " | " << fmt(t, "%.3f") << " | " << fmt(s.base_sec, "%.1f") << " ["
+        md << "| " << names[i] << " | " << fmt(shown(s.target), L ? "%.4f" : "%.3f") << " | " << fmt(s.base_sec, "%.1f") << " ["
            << fmt(s.base_min, "%.1f") << ", " << fmt(s.base_max, "%.1f") << "] | " << fmt(s.cand_sec, "%.1f") << " ["
            << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f") << "] | "
            << (s.cand_censored && !s.base_censored ? ">= " : s.base_censored && !s.cand_censored ? "<= " : "")
            << fmt(s.speedup) << "x ["
            << fmt(s.speedup_lo) << ", " << fmt(s.speedup_hi) << "] | " << s.verdict << " |\n";
       }
-    md << "\n## Reaching the baseline's final accuracy\n\nThe baseline's largest budget sets the bar: its median "
-          "accuracy minus "
-       << fmt(std::optional<double>(o.match_delta * 100), "%.2f")
-       << " points. Each candidate's smallest budget that was run and reaches the bar (median over seeds); "
+    md << "\n## Reaching the baseline's final " << (L ? "loss" : "accuracy")
+       << "\n\nThe baseline's largest budget sets the bar: its median " << label
+       << (L ? " plus " : " minus ")
+       << (L ? fmt(std::optional<double>(o.match_delta), "%g") + " nats"
+             : fmt(std::optional<double>(o.match_delta * 100), "%.2f") + " points")
+       << ". Each candidate's smallest budget that was run and reaches the bar (median over seeds); "
           "speedup = the baseline's seconds at its largest budget / the candidate's seconds.\n\n"
-       << "| candidate | baseline (budget: acc, s) | bar | candidate budget | candidate acc | candidate s | speedup |\n"
+       << "| candidate | baseline (budget: " << (L ? "loss" : "acc") << ", s) | bar | candidate budget | candidate "
+       << (L ? "loss" : "acc") << " | candidate s | speedup |\n"
        << "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
     for (size_t i = 1; i < names.size(); ++i) {
-      MatchFinal mf = match_final(runs, names[0], names[i], o.match_delta);
-      md << "| " << names[i] << " | " << mf.base_budget << ": " << fmt(std::optional<double>(mf.base_acc), "%.4f")
+      MatchFinal mf = match_final(q, names[0], names[i], o.match_delta);
+      md << "| " << names[i] << " | " << mf.base_budget << ": " << fmt(std::optional<double>(shown(mf.base_acc)), "%.4f")
          << ", " << fmt(std::optional<double>(mf.base_sec), "%.1f") << " | "
-         << fmt(std::optional<double>(mf.target), "%.4f") << " | "
+         << fmt(std::optional<double>(shown(mf.target)), "%.4f") << " | "
          << (mf.cand_budget ? std::to_string(*mf.cand_budget) : std::string("not reached")) << " | "
-         << fmt(mf.cand_acc, "%.4f") << " | " << fmt(mf.cand_sec, "%.1f") << " | " << fmt(mf.speedup) << "x |\n";
+         << fmt(shown_opt(mf.cand_acc), "%.4f") << " | " << fmt(mf.cand_sec, "%.1f") << " | " << fmt(mf.speedup) << "x |\n";
     }
-    md << "\n## Accuracy at equal time\n\nThe candidate's median accuracy at each budget minus the baseline "
-          "frontier's accuracy at the same time (\"-\": outside the baseline's time range).\n\n"
-       << "| candidate | budget | seconds | candidate acc | baseline acc | gain |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    md << "\n## " << (L ? "Loss" : "Accuracy") << " at equal time\n\nThe candidate's median " << label
+       << " at each budget minus the baseline frontier's at the same time ("
+       << (L ? "negative: the candidate is better" : "positive: the candidate is better")
+       << "; \"-\": outside the baseline's time range).\n\n"
+       << "| candidate | budget | seconds | candidate " << label << " | baseline " << label
+       << " | difference |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
     for (size_t i = 1; i < names.size(); ++i)
-      for (auto& g : accuracy_gain(runs, names[0], names[i]))
+      for (auto& g : accuracy_gain(q, names[0], names[i]))
         md << "| " << names[i] << " | " << g.budget << " | " << fmt(g.seconds, "%.1f") << " | "
-           << fmt(g.cand_acc, "%.4f") << " | " << fmt(g.base_acc, "%.4f") << " | " << fmt(g.gain, "%+.4f") << " |\n";
+           << fmt(std::optional<double>(shown(g.cand_acc)), "%.4f") << " | " << fmt(shown_opt(g.base_acc), "%.4f")
+           << " | " << fmt(L && g.gain ? std::optional<double>(-*g.gain) : g.gain, "%+.4f") << " |\n";
   }
   md << "\nA time marked by a censored verdict is the time of the smallest budget run: the target was "
         "already met there, so the true time to it may be shorter.\n";
@@ -267,11 +332,22 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
 SpeedupResult run_speedup(const SpeedupOptions& o) {
   BRISK_CHECK(!o.baseline.empty(), "speedup: --baseline is required");
   BRISK_CHECK(!o.budgets.empty(), "speedup: --budgets needs at least one budget");
-  for (auto b : o.budgets) BRISK_CHECK(b >= 1, "speedup: budgets are epochs >= 1, got ", b);
+  BRISK_CHECK(o.unit == "epochs" || o.unit == "steps", "speedup: --budget-unit must be epochs or steps, got '",
+              o.unit, "'");
+  BRISK_CHECK(o.metric == "acc" || o.metric == "loss", "speedup: the metric must be acc or loss, got '", o.metric, "'");
+  for (auto b : o.budgets) BRISK_CHECK(b >= 1, "speedup: budgets are ", o.unit, " >= 1, got ", b);
   BRISK_CHECK(o.seeds >= 1, "speedup: --seeds must be >= 1, got ", o.seeds);
-  for (double t : o.targets)
-    BRISK_CHECK(t > 0 && t <= 1, "speedup: --target-acc must be in (0, 1], got ", t);
-  BRISK_CHECK(o.match_delta >= 0 && o.match_delta < 1, "speedup: --match-final must be in [0, 1), got ", o.match_delta);
+  const bool L = o.metric == "loss";
+  for (double t : o.targets) {
+    if (L)
+      BRISK_CHECK(t > 0 && std::isfinite(t), "speedup: --target-loss must be finite and > 0, got ", t);
+    else
+      BRISK_CHECK(t > 0 && t <= 1, "speedup: --target-acc must be in (0, 1], got ", t);
+  }
+  BRISK_CHECK(o.match_delta >= 0 && o.match_delta < (L ? 1e6 : 1), "speedup: --match-final must be in [0, ",
+              L ? "1e6" : "1", "), got ", o.match_delta);
+  BRISK_CHECK(o.search.recipe.empty() || (o.unit == "epochs" && !L), "speedup: --search ranks settings by test "
+              "accuracy at a budget in epochs; it does not combine with --budget-unit steps or --target-loss");
   std::vector<std::string> files{o.baseline};
   files.insert(files.end(), o.candidates.begin(), o.candidates.end());
   if (!o.search.recipe.empty()) {  // the searched recipe's best setting joins the candidates
@@ -302,7 +378,12 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
   auto train_one = [&](size_t i, int64_t b, int s, double lr) {
     ++k;
     train::TrainConfig c = cfgs[i];
-    c.epochs = b;
+    if (o.unit == "steps") {
+      c.steps = b;
+    } else {
+      c.epochs = b;
+      c.steps = 0;
+    }
     c.seed = cfgs[i].seed + uint64_t(s);
     if (lr > 0) c.lr = lr;
     c.max_steps = 0;
@@ -311,19 +392,21 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
     char lr_tag[64] = "";
     if (lr > 0) std::snprintf(lr_tag, sizeof lr_tag, "-lr%g", lr);
     fs::path dir = fs::path(o.out) / "runs" / names[i] /
-                   ("b" + std::to_string(b) + lr_tag + "-s" + std::to_string(c.seed));
+                   ((o.unit == "steps" ? "steps" : "b") + std::to_string(b) + lr_tag + "-s" + std::to_string(c.seed));
     c.out = dir.string();
     fs::path result = dir / "result.json";
+    check_same_run(dir, c);
     if (fs::exists(result)) {
       std::ifstream f(result);
       Run r = run_from_json(json::parse(f));
-      std::printf("[%d/%d] %s budget %lld lr %g seed %llu: done before (%.1f s, acc %.4f)\n", k, total,
-                  names[i].c_str(), (long long)b, c.lr, (unsigned long long)c.seed, r.seconds, r.acc);
+      std::printf("[%d/%d] %s budget %lld %s lr %g seed %llu: done before (%.1f s, %s %.4f)\n", k, total,
+                  names[i].c_str(), (long long)b, o.unit.c_str(), c.lr, (unsigned long long)c.seed, r.seconds,
+                  L ? "loss" : "acc", L ? r.loss : r.acc);
       return r;
     }
     bool resume = fs::exists(dir / "checkpoint.json");
-    std::printf("[%d/%d] %s budget %lld lr %g seed %llu%s\n", k, total, names[i].c_str(), (long long)b, c.lr,
-                (unsigned long long)c.seed, resume ? " (resuming)" : "");
+    std::printf("[%d/%d] %s budget %lld %s lr %g seed %llu%s\n", k, total, names[i].c_str(), (long long)b,
+                o.unit.c_str(), c.lr, (unsigned long long)c.seed, resume ? " (resuming)" : "");
     std::fflush(stdout);
     train::Trainer t(c, efficiency::make_methods);
     train::EvalResult r = t.fit(resume);
@@ -332,25 +415,31 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
     res.trained++;
     return run;
   };
-  for (size_t i = 0; i < files.size(); ++i)
-    for (int64_t b : o.budgets) {
-      int first = 0;
-      double lr = -1;
-      if (i == 0 && tune) {  // the grid on the first seed; the best one stands for that seed
-        for (double g : o.lr_grid) {
-          res.tuning.push_back(train_one(0, b, 0, cfgs[0].lr * g));
-          write_reports(o, names, files, res.runs, res.tuning, false);
-        }
-        const Run* best = chosen_run(res.tuning, b);
-        res.runs.push_back(*best);
-        lr = best->lr;
-        first = 1;
+  // Budget by budget; within one, seed by seed with every recipe's run of
+  // that seed in turn (baseline, candidate 1, ...), so a machine whose speed
+  // drifts during the report (a busy host) slows every recipe alike instead
+  // of whichever happened to run then. The baseline's lr grid comes first: its
+  // choice is the lr of the baseline's other seeds.
+  for (int64_t b : o.budgets) {
+    double lr = -1;  // the baseline's: its recipe's unless tuned
+    int first = 0;   // the baseline's seeds already run (the chosen grid run)
+    if (tune) {      // the grid on the first seed; the best one stands for that seed
+      for (double g : o.lr_grid) {
+        res.tuning.push_back(train_one(0, b, 0, cfgs[0].lr * g));
+        write_reports(o, names, files, res.runs, res.tuning, false);
       }
-      for (int s = first; s < o.seeds; ++s) {
-        res.runs.push_back(train_one(i, b, s, lr));
+      const Run* best = chosen_run(res.tuning, b, L);
+      res.runs.push_back(*best);
+      lr = best->lr;
+      first = 1;
+    }
+    for (int s = 0; s < o.seeds; ++s)
+      for (size_t i = 0; i < files.size(); ++i) {
+        if (i == 0 && s < first) continue;
+        res.runs.push_back(train_one(i, b, s, i == 0 ? lr : -1));
         write_reports(o, names, files, res.runs, res.tuning, false);  // partial tables as runs finish
       }
-    }
+  }
   write_reports(o, names, files, res.runs, res.tuning, o.plot);
   return res;
 }

@@ -2,6 +2,8 @@
 // runs -> per-budget summaries -> a time-vs-accuracy Pareto frontier ->
 // time to a target accuracy and accuracy at a given time, both interpolated
 // linearly between frontier points. Pure functions, tested on hand-made data.
+// "Accuracy" here is any higher-is-better quality: for a time-to-loss report
+// the harness passes each run with acc = -loss (harness.cpp, quality()).
 #pragma once
 #include <optional>
 #include <string>
