@@ -98,12 +98,12 @@ void check_same_run(const fs::path& dir, const train::TrainConfig& c) {
     BRISK_FAIL("speedup: ", cj.string(), " cannot be read (", e.what(), "); remove ", dir.string(),
                " to train that run again");
   }
-  json now = c.to_json();
+  json now = c.to_json();  // `was` went through to_json too: the same keys, defaults filled in
   was.erase("out");
   now.erase("out");
   for (auto& [k, v] : now.items())
-    BRISK_CHECK(was.contains(k) && was[k] == v, "speedup: ", dir.string(), " holds a run of another configuration (",
-                k, " was ", was.contains(k) ? was[k].dump() : std::string("unset"), ", the recipe now says ", v.dump(),
+    BRISK_CHECK(was[k] == v, "speedup: ", dir.string(), " holds a run of another configuration (", k, " was ",
+                was[k].dump(), ", the recipe now says ", v.dump(),
                 "): remove that folder to train it again, or use another --out");
 }
 
@@ -271,7 +271,7 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
   }
   if (names.size() > 1) {
     md << "## Time to " << (L ? "loss" : "accuracy") << " vs " << names[0] << "\n\n"
-       << "| candidate | target " << (L ? "loss" : "acc")
+       << "| candidate | target " << m
        << " | baseline s [seeds] | candidate s [seeds] | speedup [range] | verdict |\n"
        << "| --- | ---: | ---: | ---: | ---: | --- |\n";
     for (size_t i = 1; i < names.size(); ++i)
@@ -290,8 +290,8 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
              : fmt(std::optional<double>(o.match_delta * 100), "%.2f") + " points")
        << ". Each candidate's smallest budget that was run and reaches the bar (median over seeds); "
           "speedup = the baseline's seconds at its largest budget / the candidate's seconds.\n\n"
-       << "| candidate | baseline (budget: " << (L ? "loss" : "acc") << ", s) | bar | candidate budget | candidate "
-       << (L ? "loss" : "acc") << " | candidate s | speedup |\n"
+       << "| candidate | baseline (budget: " << m << ", s) | bar | candidate budget | candidate "
+       << m << " | candidate s | speedup |\n"
        << "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
     for (size_t i = 1; i < names.size(); ++i) {
       MatchFinal mf = match_final(q, names[0], names[i], o.match_delta);
