@@ -26,17 +26,6 @@ Tensor round_fp8(const Tensor& x, Fp8Format f) {
   return fp8_round(x, f, scale);
 }
 
-// x's values rounded to the bf16 grid (nearest even), kept in f32: one pass
-// ("bf16_round") instead of two casts through a bf16 tensor.
-Tensor round_bf16_nearest(const Tensor& x) {
-  Tensor xc = x.contiguous();
-  Tensor out = empty(x.shape(), TensorOptions(DType::f32, x.device()));
-  Tensor ins[1] = {xc};
-  Tensor outs[1] = {out};
-  dispatch(opkey::bf16_round, xc.device(), DType::f32, KernelArgs{ins, outs, nullptr});
-  return out;
-}
-
 // int8 per row of x viewed as [size(0), rest].
 Tensor round_int8_rows(const Tensor& x) {
   if (x.dim() == 0 || x.numel() == 0) return x;
@@ -64,6 +53,23 @@ LowPrecision parse_low_precision(const std::string& s) {
 }
 
 const AutocastPolicy& autocast_policy() { return t_policy; }
+
+// x's values (plus bias) rounded to the bf16 grid (nearest even), kept in
+// f32: one pass ("bf16_round") instead of two casts through a bf16 tensor.
+Tensor round_bf16_nearest(const Tensor& x, const Tensor& bias, bool in_place) {
+  if (bias.defined())
+    BRISK_CHECK(x.dim() >= 1 && bias.shape() == Shape({x.size(-1)}) && bias.dtype() == DType::f32 &&
+                    bias.device() == x.device(),
+                "round_bf16_nearest: bias ", shape_str(bias.shape()), " (", bias.dtype(), ") does not match x ",
+                shape_str(x.shape()), " (f32 [", x.dim() ? x.size(-1) : 0, "] needed)");
+  BRISK_CHECK(!in_place || x.is_contiguous(), "round_bf16_nearest: in place needs a contiguous x");
+  Tensor xc = x.contiguous();
+  Tensor out = in_place ? x : empty(x.shape(), TensorOptions(DType::f32, x.device()));
+  Tensor ins[2] = {xc, bias.defined() ? bias.contiguous() : Tensor()};
+  Tensor outs[1] = {out};
+  dispatch(opkey::bf16_round, xc.device(), DType::f32, KernelArgs{std::span<const Tensor>(ins, bias.defined() ? 2 : 1), outs, nullptr});
+  return out;
+}
 
 namespace {
 thread_local bool t_gemm_bf16 = false;

@@ -94,13 +94,17 @@ Tensor autocast_cast(const Tensor& x, CastRole role);
 // off, x is not f32 or x does not require grad.
 Tensor autocast_grad_cast(const Tensor& x);
 
-// Whether kernels may fold autocast's bf16 casts in (conv2d, where the bf16
-// GEMM is active): on by default; off makes every cast a separate rounding
+// Whether kernels may fold autocast's bf16 casts in (conv2d where the bf16
+// GEMM is active, linear on the CPU's native GEMM): on by default; off makes every cast a separate rounding
 // pass (tests compare the two, benchmarks measure the difference).
 bool autocast_fold_casts();
 void set_autocast_fold_casts(bool on);
 
 // The rounding itself, no autograd: x's values in format p (f32 storage).
 Tensor round_to_format(const Tensor& x, LowPrecision p, Rounding r, bool gradient, Generator* gen = nullptr);
+// x + bias rounded to bf16 (nearest even), f32 storage, in one pass, no
+// autograd. x f32; bias undefined (x alone) or f32 [x.size(-1)]. In place
+// (into x, which must then be contiguous) when in_place.
+Tensor round_bf16_nearest(const Tensor& x, const Tensor& bias = Tensor(), bool in_place = false);
 
 }  // namespace brisk

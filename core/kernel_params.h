@@ -169,7 +169,9 @@ inline int64_t attention_pairs(int64_t Tq, int64_t Tk, bool causal) {
 //
 // Low-precision formats (core/autocast.h, core/fp8.h, core/int8.h); all
 // operands contiguous:
-// "bf16_round":          in f32 -> out[0] f32: each value on the bf16 grid, nearest even.
+// "bf16_round":          in = {x f32[, bias f32 [n]]} -> out[0] f32 (may be x): each value of x
+//                        (plus bias[j] in column j of x viewed as [rows, n]) on the bf16 grid,
+//                        nearest even.
 // "stochastic_round":    in = {x f32, u f32 uniform in [0, 1), x's shape} -> out[0] f16 or bf16:
 //                        the upper of x's two neighbours when u < (x - lo) / (hi - lo), else
 //                        the lower (exact values, NaN and values beyond the range: nearest).

@@ -197,11 +197,66 @@ Tensor int8_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   return b.defined() ? y + b : y;
 }
 
+static void check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  BRISK_CHECK(w.dim() == 2, "op linear: weight must be [out, in], got ", shape_str(w.shape()));
+  BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op linear: input ", shape_str(x.shape()),
+              " has ", x.dim() ? x.size(-1) : 0, " features but weight ", shape_str(w.shape()),
+              " expects ", w.size(1));
+  check_same_dtype("linear", x, w);
+  check_same_device("linear", x, w);
+  if (b.defined())
+    BRISK_CHECK(b.shape() == Shape({w.size(0)}), "op linear: bias shape ", shape_str(b.shape()),
+                " must be [", w.size(0), "]");
+}
+
+// linear under bf16 autocast with its casts folded in (as conv2d's), on the
+// CPU's native GEMM, which multiplies bf16 roundings of whatever it is handed
+// (kernels/cpu/gemm/sgemm.h): x and w are not rounded by separate passes,
+// one pass adds the bias and rounds y, and the backward's GEMMs round the
+// output gradient while packing; only the bias gradient sums the rounded
+// gradient explicitly. The same values and gradients as the explicit casts
+// (autocast_cast on x, w and y) bit for bit.
+//   x [..., in], w [out, in], b [out] or undefined -> y [..., out]
+static Tensor linear_bf16_folded(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_linear(x, w, b);
+  Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w);  // dx, dw rounded on their way back
+  int64_t in = w.size(1), out = w.size(0);
+  Shape ys(x.shape().begin(), x.shape().end() - 1), xs = x.shape();
+  ys.push_back(out);
+  Tensor x2 = xg.detach().reshape({-1, in}), wd = wg.detach();
+  Tensor y;
+  {
+    NoGradGuard ng;
+    AutocastGuard off({});
+    GemmBf16Scope gemm(true);
+    y = matmul(x2, wd.t());  // [rows, out], fresh and contiguous
+    round_bf16_nearest(y, b.defined() ? b.detach() : Tensor(), /*in_place=*/true);
+  }
+  bool rx = xg.requires_grad(), rw = wg.requires_grad(), rb = b.defined() && b.requires_grad();
+  std::vector<Tensor> inputs{xg, wg};
+  if (b.defined()) inputs.push_back(b);
+  return attach_grad(y.reshape(ys), "LinearBf16Backward", inputs, [=](const Tensor& g) {
+    Tensor g2 = g.reshape({-1, out});
+    AutocastGuard off({});
+    GemmBf16Scope gemm(true);
+    std::vector<Tensor> r(inputs.size());
+    if (rx) r[0] = matmul(g2, wd).reshape(xs);  // dx = round(g) @ round(w)
+    if (rw) r[1] = matmul(g2.t(), x2);           // dw = round(g)^T @ round(x)
+    if (rb) r[2] = sum(round_bf16_nearest(g2), {0});
+    return r;
+  });
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_defined("linear", x);
   check_defined("linear", w);
   if (autocast_enabled() && x.dtype() == DType::f32 && w.dtype() == DType::f32) {
-    if (autocast_policy().kind == LowPrecision::int8) return int8_linear(x, w, b);
+    const AutocastPolicy& pol = autocast_policy();
+    if (pol.kind == LowPrecision::int8) return int8_linear(x, w, b);
+    if (pol.kind == LowPrecision::bf16 && pol.rounding == Rounding::nearest && autocast_fold_casts() &&
+        x.device().type == DeviceType::cpu && w.device() == x.device() && gemm_backend() == "native" &&
+        (!b.defined() || (b.dtype() == DType::f32 && b.device() == x.device())))
+      return linear_bf16_folded(x, w, b);
     Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
     Tensor y;
     {
@@ -227,15 +282,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     if (sparsity >= g_sparse_threshold && x.dim() >= 1 && x.size(-1) == w.size(1))
       return sparse_linear(x, w, mask, b);
   }
-  BRISK_CHECK(w.dim() == 2, "op linear: weight must be [out, in], got ", shape_str(w.shape()));
-  BRISK_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "op linear: input ", shape_str(x.shape()),
-              " has ", x.dim() ? x.size(-1) : 0, " features but weight ", shape_str(w.shape()),
-              " expects ", w.size(1));
-  check_same_dtype("linear", x, w);
-  check_same_device("linear", x, w);
-  if (b.defined())
-    BRISK_CHECK(b.shape() == Shape({w.size(0)}), "op linear: bias shape ", shape_str(b.shape()),
-                " must be [", w.size(0), "]");
+  check_linear(x, w, b);
   // One node for x @ W^T: the weight gradient is computed as g^T @ x straight
   // into W's [out, in] layout (through w.t()'s autograd it would come out
   // transposed and cost a transposing copy per step).

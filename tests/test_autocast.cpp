@@ -102,6 +102,72 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
   }
 }
 
+TEST_CASE("autocast: bf16 casts folded into linear give the values and gradients of the explicit casts", "[autocast]") {
+  struct Restore {
+    bool fold = autocast_fold_casts();
+    std::string kernel = kern::cpu::bf16_gemm_kernel();
+    ~Restore() {
+      set_autocast_fold_casts(fold);
+      kern::cpu::set_sgemm_isa("auto");
+      kern::cpu::set_bf16_gemm_kernel(kernel);
+    }
+  } restore;
+  // Every GEMM path: AMX tiles, AVX512-BF16 dot products, and the f32 kernel
+  // on rounded copies (an ISA without bf16 dot products).
+  struct Path { const char* isa; const char* bf16; };
+  for (Path path : {Path{"avx512", "amx"}, Path{"avx512", "avx512bf16"}, Path{"avx2", ""}}) {
+    bool have = kern::cpu::sgemm_isa_supported(path.isa) && (!*path.bf16 || kern::cpu::bf16_gemm_kernel_supported(path.bf16));
+    if (!have) {
+      WARN("SKIPPED: this CPU lacks the GEMM path " << path.isa << " " << path.bf16);
+      continue;
+    }
+    kern::cpu::set_sgemm_isa(path.isa);
+    if (*path.bf16) kern::cpu::set_bf16_gemm_kernel(path.bf16);
+    for (int variant = 0; variant < 3; ++variant) {  // 0: bias, 1: no bias, 2: bias and a frozen weight
+      bool bias = variant != 1, wgrad = variant != 2;
+      manual_seed(7);
+      Tensor x0 = randn({2, 5, 40}), w0 = randn({24, 40}), b0 = randn({24}), r = randn({2, 5, 24});
+      std::string node;
+      auto run = [&](bool fold) {
+        set_autocast_fold_casts(fold);
+        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(wgrad), b = b0.clone().requires_grad_();
+        Tensor y;
+        {
+          AutocastGuard ac({LowPrecision::bf16});
+          y = F::linear(x, w, bias ? b : Tensor());
+          node = y.grad_fn()->name();
+          sum(y * r).backward();
+        }
+        CHECK(bf16_exact(y));
+        CHECK(bf16_exact(x.grad()));
+        std::vector<Tensor> parts{y.reshape({-1}), x.grad().reshape({-1})};
+        if (wgrad) {
+          CHECK(bf16_exact(w.grad()));
+          parts.push_back(w.grad().reshape({-1}));
+        }
+        if (bias) parts.push_back(b.grad());
+        return cat(parts);
+      };
+      INFO(path.isa << " " << path.bf16 << " variant " << variant);
+      Tensor explicit_casts = run(false);
+      CHECK(node == "AutocastCastBackward");
+      Tensor folded = run(true);
+      CHECK(node == "LinearBf16Backward");  // one node: no cast passes
+      CHECK(bit_equal(folded, explicit_casts));
+      // Independently: y = bf16(rounded x @ rounded w^T + b) with f64 sums
+      // (within one bf16 step where an f32 sum lands on a rounding boundary),
+      // and the bias gradient = the column sums of the rounded r.
+      Tensor xr = x0.to(DType::bf16).to(DType::f64), wr = w0.to(DType::bf16).to(DType::f64);
+      Tensor want = matmul(xr, wr.t()) + (bias ? b0.to(DType::f64) : zeros({24}, TensorOptions(DType::f64)));
+      expect_close(folded.narrow(0, 0, 240).reshape({2, 5, 24}).to(DType::f64), want, 1.0 / 128, "folded y");
+      if (bias)
+        expect_close(folded.narrow(0, folded.size(0) - 24, 24).to(DType::f64),
+                     sum(r.to(DType::bf16).to(DType::f64).reshape({10, 24}), {0}), 1e-5, "bias gradient");
+    }
+  }
+  CHECK_THROWS_WITH(round_bf16_nearest(randn({3, 4}), randn({5})), Catch::Contains("does not match x"));
+}
+
 TEST_CASE("autocast: fp8 rounds inputs to E4M3 and gradients to E5M2, per-tensor scaled", "[autocast]") {
   manual_seed(2);
   Tensor x = randn({5, 16}).requires_grad_();

@@ -187,6 +187,37 @@ TEST_CASE("kernels: the bf16 GEMMs (AVX512-BF16, AMX) under bf16 autocast vs the
   CHECK_THROWS_WITH(kern::cpu::set_bf16_gemm_kernel("amx2"), Catch::Contains("unknown kernel 'amx2'"));
 }
 
+TEST_CASE("kernels: under bf16 autocast an ISA without bf16 dot products multiplies rounded copies", "[kernels]") {
+  // The contract linear's folded casts rely on: GemmBf16Scope means bf16
+  // operands on every CPU path, not only where AVX512-BF16 or AMX exist.
+  struct IsaGuard {
+    ~IsaGuard() { kern::cpu::set_sgemm_isa("auto"); }
+  } guard;
+  for (const char* isa : {"avx2", "sse"}) {
+    if (!kern::cpu::sgemm_isa_supported(isa)) {
+      WARN("SKIPPED: this CPU lacks " << isa);
+      continue;
+    }
+    kern::cpu::set_sgemm_isa(isa);
+    for (int layout = 0; layout < 4; ++layout) {
+      INFO(isa << " layout " << layout);
+      manual_seed(11 + layout);
+      Tensor a = layout & 1 ? randn({53, 37}).t() : randn({37, 53});
+      Tensor b = layout & 2 ? randn({29, 53}).t() : randn({53, 29});
+      Tensor got;
+      {
+        GemmBf16Scope on(true);
+        CHECK_FALSE(kern::cpu::gemm_bf16_active());
+        got = matmul(a, b);
+      }
+      // the same f32 kernel on operands rounded beforehand
+      Tensor want = matmul(a.to(DType::bf16).to(DType::f32), b.to(DType::bf16).to(DType::f32));
+      CHECK(bit_equal(got, want));
+      CHECK(max_rel_err(got, matmul(a, b)) > 1e-4);  // it did round
+    }
+  }
+}
+
 TEST_CASE("kernels: BRISK_GEMM switch: native by default, openblas or auto on request", "[kernels]") {
   struct Restore {
     std::string prev = gemm_backend();

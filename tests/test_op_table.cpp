@@ -474,6 +474,17 @@ std::vector<OpCase> table() {
   }
   {
     OpCase c;
+    c.name = "bf16_round with a bias (the folded linear's output cast)";
+    c.keys = {"bf16_round"};
+    c.make = [](DType d) { return V{uni({7, 300}, d, -3, 3, 52), uni({300}, d, -1, 1, 53)}; };
+    c.f = [](const V& in) { return round_bf16_nearest(in[0], in[1]); };
+    c.composite = [](const V& in) { return round_to_format(in[0] + in[1], LowPrecision::bf16, Rounding::nearest, false); };
+    c.not_differentiable = "a rounding (autocast passes the gradient through its own cast)";
+    c.exact = true;
+    t.push_back(c);
+  }
+  {
+    OpCase c;
     c.name = "stochastic_round to bf16 and f16";
     c.keys = {"stochastic_round"};
     c.make = [](DType d) { return V{uni({9, 40}, d, -2, 2, 51)}; };

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "core/autocast.h"
 #include "core/error.h"
@@ -129,10 +130,27 @@ GemmTile sgemm_tile() {
   }
 }
 
+namespace {
+// op(X) [R, S] rounded to bf16 (nearest even) into a row-major buffer.
+std::vector<float> rounded_copy(MatF X, int64_t R, int64_t S) {
+  std::vector<float> o(size_t(R * S));
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < S; ++c) o[size_t(r * S + c)] = bf16_bits_to_float(float_to_bf16_bits(X.p[r * X.rs + c * X.cs]));
+  return o;
+}
+}  // namespace
+
 void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
-  if (M > 0 && N > 0 && gemm_operands_bf16() && sgemm_bf16_supported()) {
-    if (bf16_amx_now()) return sgemm_amx<float>(M, N, K, A, B, C, ldc, accumulate);
-    return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
+  if (M > 0 && N > 0 && gemm_operands_bf16()) {
+    if (sgemm_bf16_supported()) {
+      if (bf16_amx_now()) return sgemm_amx<float>(M, N, K, A, B, C, ldc, accumulate);
+      return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
+    }
+    // No bf16 dot products on this CPU (or ISA): the f32 GEMM of rounded
+    // copies, so that bf16 operands are what every path multiplies (callers
+    // that fold autocast's casts, nn::functional::linear, rely on it).
+    std::vector<float> a = rounded_copy(A, M, K), b = rounded_copy(B, K, N);
+    return run(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, C, ldc, accumulate);
   }
   run(M, N, K, A, B, C, ldc, accumulate);
 }

@@ -47,9 +47,11 @@ void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, 
 // Under bf16 autocast (core/autocast.h: gemm_operands_bf16()), the f32 sgemm
 // above rounds its operands to bf16 while packing and multiplies them on AMX
 // tiles (sgemm_amx.cpp) or with AVX512-BF16 dot products
-// (sgemm_avx512bf16.cpp) where the CPU has them and the ISA is avx512. The
-// operands there already hold bf16 values, so only the summation order
-// changes. Elsewhere: no effect.
+// (sgemm_avx512bf16.cpp) where the CPU has them and the ISA is avx512;
+// elsewhere it multiplies rounded copies with the f32 kernel. Either way the
+// products are of bf16 operands (exact in f32), so callers may hand it
+// unrounded f32 values (linear's folded casts); for operands that already
+// hold bf16 values only the summation order changes.
 bool sgemm_bf16_supported();  // AVX512-BF16 present and the ISA is avx512
 bool gemm_bf16_active();      // gemm_operands_bf16() && sgemm_bf16_supported()
 
