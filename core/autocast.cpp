@@ -67,7 +67,8 @@ Tensor round_bf16_nearest(const Tensor& x, const Tensor& bias, bool in_place) {
   Tensor out = in_place ? x : empty(x.shape(), TensorOptions(DType::f32, x.device()));
   Tensor ins[2] = {xc, bias.defined() ? bias.contiguous() : Tensor()};
   Tensor outs[1] = {out};
-  dispatch(opkey::bf16_round, xc.device(), DType::f32, KernelArgs{std::span<const Tensor>(ins, bias.defined() ? 2 : 1), outs, nullptr});
+  std::span<const Tensor> in(ins, bias.defined() ? 2 : 1);
+  dispatch(opkey::bf16_round, xc.device(), DType::f32, KernelArgs{in, outs, nullptr});
   return out;
 }
 

@@ -95,8 +95,9 @@ Tensor autocast_cast(const Tensor& x, CastRole role);
 Tensor autocast_grad_cast(const Tensor& x);
 
 // Whether kernels may fold autocast's bf16 casts in (conv2d where the bf16
-// GEMM is active, linear on the CPU's native GEMM): on by default; off makes every cast a separate rounding
-// pass (tests compare the two, benchmarks measure the difference).
+// GEMM is active, linear on the CPU's native GEMM): on by default; off
+// makes every cast a separate rounding pass (tests compare the two,
+// benchmarks measure the difference).
 bool autocast_fold_casts();
 void set_autocast_fold_casts(bool on);
 

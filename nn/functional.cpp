@@ -254,7 +254,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     const AutocastPolicy& pol = autocast_policy();
     if (pol.kind == LowPrecision::int8) return int8_linear(x, w, b);
     if (pol.kind == LowPrecision::bf16 && pol.rounding == Rounding::nearest && autocast_fold_casts() &&
-        x.device().type == DeviceType::cpu && w.device() == x.device() && gemm_backend() == "native" &&
+        x.device().type == DeviceType::cpu && gemm_backend() == "native" &&
         (!b.defined() || (b.dtype() == DType::f32 && b.device() == x.device())))
       return linear_bf16_folded(x, w, b);
     Tensor xc = autocast_cast(x, CastRole::activation), wc = autocast_cast(w, CastRole::weight);
