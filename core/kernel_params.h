@@ -57,7 +57,11 @@ struct Geom2d {
 //                      -> out[0] y [N,O,Ho,Wo] = (relu)(conv(x, w) + bias).
 // "conv2d_bwd_input":  in = {gy [N,O,Ho,Wo], w} -> out[0] gx [N,C,H,W].
 // "conv2d_bwd_weight": in = {gy, x} -> out = {gw [O, C*kh*kw], gb [O] or undefined}.
-// gy is the gradient after the relu mask has been applied.
+// gy is the gradient after the relu mask has been applied. Pooled form
+// (behind conv2d_pool_fwd): a third input, conv2d_pool_fwd's window codes,
+// makes in[0] the pooled gradient [N,O,Ho/2,Wo/2], and gy is its 2x2
+// max-pool backward (the gradient at each window's code position, zero
+// elsewhere); the kernels expand it one sample at a time.
 // bf16 (autocast's bf16 casts folded into the kernels): x, w and gy are used
 // as their bf16 roundings (nearest even) and y is rounded after bias and
 // ReLU, exactly as if each had been cast; gx and gw come out unrounded. A
@@ -69,12 +73,13 @@ struct ConvParams {
   bool bf16 = false;
 };
 // "conv2d_pool_fwd":   in = {x, w, bias} as conv2d_fwd (relu false; bf16 as
-//                      there) -> out = {y [N,O,Ho/2,Wo/2], indices i64}: the
+//                      there) -> out = {y [N,O,Ho/2,Wo/2], codes u8}: the
 //                      2x2 / stride 2 max pool of conv2d_fwd's output, with
-//                      max_pool2d's values and indices (h*Wo+w in the conv
-//                      output plane; NaN wins). The full-size conv output is
-//                      not an output: the backward expands the pooled gradient
-//                      with max_pool2d_backward on max_pool_2x2_geom.
+//                      max_pool2d's values (NaN wins) and, per window, the
+//                      code 2*dy + dx of its argmax (dy, dx in {0, 1}): one
+//                      byte, not max_pool2d's i64 index. The full-size conv
+//                      output is not an output: the backward kernels take the
+//                      pooled gradient and the codes (pooled form).
 // The pool geometry over a conv output [N, O, Ho, Wo] (g: the conv's).
 inline Geom2d max_pool_2x2_geom(const Geom2d& g, int64_t O) {
   return Geom2d{g.N, O, g.Ho, g.Wo, 2, 2, 2, 2, 0, 0, 1, 1, g.Ho / 2, g.Wo / 2};

@@ -324,8 +324,9 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
 // an undefined tensor when no kernel accepts (then the composite runs).
 // bf16: autocast's bf16 casts of x, w and y folded into the kernels
 // (ConvParams::bf16); the caller rounds the gradients of x and w.
-// pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (relu false); its
-// backward expands the pooled gradient to y's shape first.
+// pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (relu false, CPU
+// only); its backward hands the kernels the pooled gradient and the window
+// codes, and each expands it one sample at a time, in cache.
 static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu,
                            bool bf16 = false, bool pool = false) {
   int64_t O = w.size(0);
@@ -334,10 +335,10 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
   Tensor y = pool ? empty({g.N, O, pg.Ho, pg.Wo}, TensorOptions(x.dtype(), x.device()))
                   : empty({g.N, O, g.Ho, g.Wo}, TensorOptions(x.dtype(), x.device()));
-  Tensor idx = pool ? empty(y.shape(), TensorOptions(DType::i64, x.device())) : Tensor();
+  Tensor code = pool ? empty(y.shape(), TensorOptions(DType::u8, x.device())) : Tensor();  // window codes
   {
     Tensor ins[3] = {xc, wc, b.defined() ? b.detach().contiguous() : Tensor()};
-    Tensor outs[2] = {y, idx};
+    Tensor outs[2] = {y, code};
     if (!try_dispatch(pool ? opkey::conv2d_pool_fwd : opkey::conv2d_fwd, x.device(), x.dtype(),
                       KernelArgs{ins, std::span<Tensor>(outs, pool ? 2 : 1), &p}))
       return Tensor();
@@ -351,21 +352,14 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
   Shape ws = w.shape();
   const char* node = pool ? "Conv2dMaxPool2dBackward" : relu ? "Conv2dReluBackward" : "Conv2dBackward";
   return attach_grad(y, node, inputs, [=](const Tensor& gr) {
-    Tensor gy;
-    if (pool) {  // the pooled gradient back to the conv output's shape
-      gy = empty({g.N, O, g.Ho, g.Wo}, TensorOptions(gr.dtype(), gr.device()));
-      Tensor ins[2] = {gr.contiguous(), idx};
-      Tensor outs[1] = {gy};
-      dispatch(opkey::max_pool2d_backward, gr.device(), gr.dtype(), KernelArgs{ins, outs, &pg});
-    } else {
-      gy = relu ? relu_backward(gr, yd) : gr.contiguous();
-    }
+    // Pooled: the kernels take the pooled gradient and the window codes (their pooled form).
+    Tensor gy = pool ? gr.contiguous() : relu ? relu_backward(gr, yd) : gr.contiguous();
     std::optional<GemmBf16Scope> gemm_bf16;  // the folded casts' rounding GEMM, as in the forward
     if (p.bf16) gemm_bf16.emplace(true);
     std::vector<Tensor> r(inputs.size());
     if (rx) {
       r[0] = empty({g.N, g.C, g.H, g.W}, TensorOptions(gy.dtype(), gy.device()));
-      Tensor ins[2] = {gy, wc};
+      Tensor ins[3] = {gy, wc, code};
       Tensor outs[1] = {r[0]};
       dispatch(opkey::conv2d_bwd_input, gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
       count_flops(conv_flops);
@@ -373,7 +367,7 @@ static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, co
     if (rw || rb) {
       Tensor gw = empty({O, wc.numel() / O}, TensorOptions(gy.dtype(), gy.device()));
       Tensor gb = b.defined() ? empty({O}, TensorOptions(gy.dtype(), gy.device())) : Tensor();
-      Tensor ins[2] = {gy, xc};
+      Tensor ins[3] = {gy, xc, code};
       Tensor outs[2] = {gw, gb};
       dispatch(opkey::conv2d_bwd_weight, gy.device(), gy.dtype(), KernelArgs{ins, outs, &p});
       count_flops(conv_flops);

@@ -6,6 +6,7 @@
 #include "core/op_keys.h"
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/pool2d.h"
 #include "tests/helpers.h"
 
 using namespace bt;
@@ -489,6 +490,99 @@ TEST_CASE("kernels: conv2d under bf16 autocast on each bf16 GEMM kernel vs ref",
     expect_close(got, want, bf16_out ? dtype_tol(DType::bf16, 27) : dtype_tol(DType::f32, 27) * 4,
                  bf16_out ? "AMX conv forward, output rounded" : "AMX conv forward");
     if (bf16_out) CHECK(bit_equal(got.to(DType::bf16).to(DType::f32), got));
+  }
+}
+
+// conv2d_max_pool2d's backward hands the CPU kernels the pooled gradient and
+// the pool's indices; each expands one sample at a time (GySample in
+// kernels/cpu/conv2d.cpp; on AMX tiles, the input gradient's unfold reads the
+// expanded sample through a ConvSampleSource). Against the ref kernels, which
+// expand with their own scatter, on every f32 GEMM ISA and bf16 GEMM kernel
+// the CPU has; and in f32 against the unfused max_pool2d(conv2d_composite).
+TEST_CASE("kernels: conv2d + 2x2 max pool, backward kernels on the pooled gradient vs ref", "[kernels]") {
+  struct Case { int64_t N, C, H, W, O; };
+  std::vector<Case> cases{{2, 32, 14, 14, 64},  // the cnn's second layer (AMX: the input gradient's source path)
+                          {2, 1, 28, 28, 32},   // the cnn's first layer
+                          {3, 16, 9, 7, 24}};   // odd height and width: the last row and column get no gradient
+  struct Restore {
+    std::string bf16 = kern::cpu::bf16_gemm_kernel();
+    ~Restore() {
+      kern::cpu::set_bf16_gemm_kernel(bf16);
+      kern::cpu::set_sgemm_isa("auto");
+    }
+  } restore;
+  for (const char* mode : {"avx512", "avx2", "sse", "amx", "avx512bf16"}) {
+    bool bf16 = std::string(mode) == "amx" || std::string(mode) == "avx512bf16";
+    if (bf16 ? !kern::cpu::bf16_gemm_kernel_supported(mode) : !kern::cpu::sgemm_isa_supported(mode)) {
+      WARN("SKIPPED: conv2d + max pool on the " << mode << " GEMM: this CPU lacks it");
+      continue;
+    }
+    kern::cpu::set_sgemm_isa(bf16 ? "auto" : mode);
+    if (bf16) kern::cpu::set_bf16_gemm_kernel(mode);
+    for (auto c : cases) {
+      Tensor x0 = randn({c.N, c.C, c.H, c.W}), w0 = randn({c.O, c.C, 3, 3}) * 0.3, b0 = randn({c.O});
+      Tensor r = randn({c.N, c.O, c.H / 2, c.W / 2});
+      auto run = [&](bool unfused) {
+        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+        Tensor y;
+        {
+          std::optional<AutocastGuard> ac;
+          if (bf16) ac.emplace(AutocastPolicy{LowPrecision::bf16});
+          y = unfused ? F::max_pool2d(F::conv2d_composite(x, w, b, 1, 1, 1, 1, false), 2)
+                      : F::conv2d_max_pool2d(x, w, b, 1, 1);
+          sum(y * r).backward();
+        }
+        return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1}), b.grad()});
+      };
+      std::string what = std::string(mode) + " conv " + std::to_string(c.C) + "->" + std::to_string(c.O) + " " +
+                         std::to_string(c.H) + "x" + std::to_string(c.W) + " + pool";
+      double tol = bf16 ? dtype_tol(DType::bf16, c.C * 9 * 4) : dtype_tol(DType::f32, c.N * c.C * 9 * c.H * c.W);
+      for (const char* op : {"conv2d_pool_fwd", "conv2d_bwd_input", "conv2d_bwd_weight"})
+        compare_backend("cpu", op, what + " " + op, [&] { return run(false); }, tol);
+      if (!bf16) expect_close(run(false), run(true), tol, what + " vs unfused composite");
+    }
+  }
+}
+
+// The fused conv + pool's window codes (one byte: 2 * row + column in the
+// window) against max_pool2d's own indices on the same planes: with ties,
+// NaNs (first NaN wins), odd sizes and a 16-window row tail; and their
+// backward writing every element of a plane that starts as NaN.
+TEST_CASE("kernels: 2x2 max pool window codes match the pool's indices, forward and backward", "[kernels]") {
+  const int64_t H = 7, W = 37, Ho = 3, Wo = 18, P = 6;
+  Geom2d g{1, 1, H, W, 2, 2, 2, 2, 0, 0, 1, 1, Ho, Wo};
+  Tensor x = (randn({P, H, W}) * 2.0).to(DType::i32).to(DType::f32);  // ties within windows
+  float* xp = x.data_ptr<float>();
+  xp[3] = NAN;                   // plane 0, row 0: a NaN at a window's second column
+  xp[W + 10] = NAN;              // its window's row 1 as well: the first NaN wins
+  xp[2 * H * W + 3 * W] = NAN;   // plane 2: row 3, the lower row of a window
+  xp[4 * H * W + 2 * W + 35] = NAN;
+  Tensor gy = randn({P, Ho, Wo});
+  for (int64_t p = 0; p < P; ++p) {
+    std::vector<float> y64(Ho * Wo), y8(Ho * Wo);
+    std::vector<int64_t> idx(Ho * Wo);
+    std::vector<uint8_t> code(Ho * Wo);
+    kern::cpu::max_pool_2x2(xp + p * H * W, g, y64.data(), idx.data());
+    kern::cpu::max_pool_2x2(xp + p * H * W, g, y8.data(), code.data());
+    for (int64_t l = 0; l < Ho * Wo; ++l) {
+      int64_t oh = l / Wo, ow = l % Wo, want = -1;  // the first NaN, else the first maximum, in row-major order
+      for (int64_t k = 0; k < 4; ++k) {
+        float v = xp[p * H * W + (2 * oh + k / 2) * W + 2 * ow + k % 2];
+        if (std::isnan(v)) {
+          want = k;
+          break;
+        }
+        if (want < 0 || v > xp[p * H * W + (2 * oh + want / 2) * W + 2 * ow + want % 2]) want = k;
+      }
+      INFO("plane " << p << " window " << l);
+      CHECK(int64_t(code[size_t(l)]) == want);
+      CHECK(idx[size_t(l)] == (2 * oh + want / 2) * W + 2 * ow + want % 2);
+      CHECK(std::memcmp(&y64[size_t(l)], &y8[size_t(l)], sizeof(float)) == 0);
+    }
+    std::vector<float> g64(H * W, NAN), g8(H * W, NAN);
+    REQUIRE(kern::cpu::max_pool_2x2_backward(gy.data_ptr<float>() + p * Ho * Wo, idx.data(), g, g64.data()));
+    kern::cpu::max_pool_2x2_backward_codes(gy.data_ptr<float>() + p * Ho * Wo, code.data(), g, g8.data());
+    CHECK(std::memcmp(g64.data(), g8.data(), g64.size() * sizeof(float)) == 0);
   }
 }
 

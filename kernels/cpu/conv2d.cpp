@@ -53,14 +53,43 @@ void round_bf16(float* v, int64_t n) {
 // wastes more than it saves, and the unfold-then-GEMM path runs instead.
 constexpr int64_t kAmxMinRows = 16;
 
+// Sample n's gradient of the conv output, gy_n [O, Ho*Wo], for the backward
+// kernels: a slice of gy, or, in the pooled form (a third input: the window
+// codes of conv2d_pool_fwd), the 2x2 max-pool backward of the pooled
+// gradient [O, Ho/2 * Wo/2], expanded into a per-thread buffer on the thread
+// that uses it. The full-size gradient (13 MB per batch of 128 for the cnn's
+// first layer) is then never written to memory nor read back from it.
+struct GySample {
+  const float* gy;
+  const uint8_t* code = nullptr;  // pooled form: conv2d_pool_fwd's window codes
+  Geom2d pg{};                   // pooled form: the pool's geometry (max_pool_2x2_geom)
+  int64_t O, L;
+  GySample(const KernelArgs& a, const Geom2d& g, int64_t o) : gy(ptr<float>(a.in[0])), O(o), L(g.Ho * g.Wo) {
+    if (a.in.size() > 2 && a.in[2].defined()) {
+      code = ptr<uint8_t>(a.in[2]);
+      pg = max_pool_2x2_geom(g, o);
+    }
+  }
+  const float* operator()(int64_t n) const {
+    if (!code) return gy + n * O * L;
+    static thread_local std::vector<float> buf;
+    if (buf.size() < size_t(O * L)) buf.resize(size_t(O * L));
+    int64_t Lp = pg.Ho * pg.Wo;
+    for (int64_t o = 0; o < O; ++o)
+      max_pool_2x2_backward_codes(gy + (n * O + o) * Lp, code + (n * O + o) * Lp, pg, buf.data() + o * L);
+    return buf.data();
+  }
+};
+
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
 // a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
-// per-thread buffer.
+// per-thread buffer. With a source, x is not read: x_n comes from it.
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                    bool bf16, float* y, const ConvSampleSink* sink = nullptr) {
+                    bool bf16, float* y, const ConvSampleSink* sink = nullptr,
+                    const ConvSampleSource* source = nullptr) {
   if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
-    return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink);
+    return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -81,7 +110,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     float* yt = buf + (direct ? 0 : CKK * L);  // [L, O] when tr
     float* ybuf = yt + (tr ? L * O : 0);       // y_n for the sink
     for (int64_t n = lo; n < hi; ++n) {
-      const float* xn = x + n * CHW;
+      const float* xn = source ? (*source)(n) : x + n * CHW;
       if (!direct) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
@@ -133,11 +162,11 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   int64_t O = a.in[1].size(0), L = p.g.Ho * p.g.Wo;
   Geom2d pg = max_pool_2x2_geom(p.g, O);
   float* y = ptr<float>(a.out[0]);
-  int64_t* idx = ptr<int64_t>(a.out[1]);
+  uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
   ConvSampleSink pool = [&](int64_t n, const float* yn) {
     for (int64_t o = 0; o < O; ++o)
-      max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, idx + (n * O + o) * Lp);
+      max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, code + (n * O + o) * Lp);
   };
   forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O,
           false, p.bf16, nullptr, &pool);
@@ -146,13 +175,14 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
 
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
-  // Folded bf16 casts: the GEMM rounds w and gy while packing.
-  BRISK_CHECK(!static_cast<const ConvParams*>(a.params)->bf16 || gemm_bf16_active(),
-              "conv2d_bwd_input: bf16 casts folded in but the bf16 GEMM is not active");
-  const float* gy = ptr<float>(a.in[0]);
+  // Folded bf16 casts need the GEMM that rounds w and gy while packing; the
+  // ref kernel takes them otherwise (as it takes the forward then).
+  if (static_cast<const ConvParams*>(a.params)->bf16 && !gemm_bf16_active()) return false;
   const float* w = ptr<float>(a.in[1]);
   float* gx = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+  GySample gy(a, g, O);
+  ConvSampleSource source = [&gy](int64_t n) { return gy(n); };
   bool direct = is_pointwise(g);
   // Stride 1, dilation 1: gx is the forward convolution of gy (O channels)
   // with w flipped and its channel axes swapped, padded kh-1-ph: no col2im,
@@ -174,7 +204,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
           for (int64_t j = 0; j < g.kw; ++j)
             wf[size_t(((c * O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j))] =
                 w[((o * g.C + c) * g.kh + i) * g.kw + j];
-    forward(gy, wf.data(), nullptr, gt, g.C, false, false, gx);
+    forward(nullptr, wf.data(), nullptr, gt, g.C, false, false, gx, nullptr, &source);
     return true;
   }
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
@@ -182,7 +212,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
     for (int64_t n = lo; n < hi; ++n) {
       // dcol [CKK, L] = W^T [CKK, O] @ gy_n [O, L]
       float* dst = direct ? gx + n * CHW : col;
-      sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy + n * O * L, L, 1}, dst, L);
+      sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy(n), L, 1}, dst, L);
       if (!direct) col2im_sample(col, g, gx + n * CHW);
     }
   });
@@ -276,12 +306,12 @@ static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int6
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   bool bf = static_cast<const ConvParams*>(a.params)->bf16;
-  BRISK_CHECK(!bf || gemm_bf16_active(), "conv2d_bwd_weight: bf16 casts folded in but the bf16 GEMM is not active");
-  const float* gy = ptr<float>(a.in[0]);
+  if (bf && !gemm_bf16_active()) return false;  // as conv2d_bwd_input
   const float* x = ptr<float>(a.in[1]);
   float* gw = ptr<float>(a.out[0]);
   float* gb = a.out[1].defined() ? ptr<float>(a.out[1]) : nullptr;
   int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
+  GySample gy(a, g, O);
   bool direct = is_pointwise(g);
   // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each parallel_for chunk sums
   // its samples into its own partial; partials are added in chunk order, so
@@ -311,7 +341,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         const float* xn = x + n * CHW;
         if (unfold_here) im2col_sample(xn, g, col);
         const float* cn = direct ? xn : col;
-        const float* gyn = gy + n * O * L;
+        const float* gyn = gy(n);
         // Folded bf16 casts: the thin dot products and the bias sum do not go
         // through the rounding GEMM, so they round gy as they read it and
         // the thin path rounds its (small) col.

@@ -104,7 +104,7 @@ bool conv2d_amx_applies(const Geom2d& g) {
 }
 
 void conv2d_forward_amx(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                        bool bf16, float* y, const ConvSampleSink* sink) {
+                        bool bf16, float* y, const ConvSampleSink* sink, const ConvSampleSource* source) {
   SameUnfold unfold(g);
   const int64_t L = unfold.L, K = unfold.K, kp = (K + 31) / 32, mstrips = (O + 31) / 32, nstrips = (L + 31) / 32,
                 strip = kp * 32;  // Steps per packed strip
@@ -118,7 +118,7 @@ void conv2d_forward_amx(const float* x, const float* w, const float* bias, const
     if (pb.size() < size_t(nstrips * strip)) pb.resize(size_t(nstrips * strip));
     if (sink && ybuf.size() < size_t(O * L)) ybuf.resize(size_t(O * L));
     for (int64_t n = lo; n < hi; ++n) {
-      unfold.to_b(x + n * g.C * L, pb.data());
+      unfold.to_b(source ? (*source)(n) : x + n * g.C * L, pb.data());
       float* yn = sink ? ybuf.data() : y + n * O * L;
       for (int64_t s = 0; s < nstrips; ++s)
         for (int64_t i = 0; i < mstrips; ++i) {

@@ -15,6 +15,10 @@ namespace brisk::kern::cpu {
 // buffer, on the thread that computed it, while it is in cache: the fused
 // conv + max-pool forward pools it there instead of storing y.
 using ConvSampleSink = std::function<void(int64_t n, const float* y_n)>;
+// Gives sample n's input x_n [C, H*W], on the thread that convolves it: the
+// input gradient's pooled form expands each sample's output gradient there
+// instead of reading a full-size one from memory.
+using ConvSampleSource = std::function<const float*(int64_t n)>;
 
 // Whether conv2d_forward_amx handles geometry g.
 bool conv2d_amx_applies(const Geom2d& g);
@@ -24,9 +28,11 @@ bool conv2d_amx_applies(const Geom2d& g);
 // bf16 pairs (no f32 unfold buffer), multiplied on tiles, and written with
 // + bias[o], ReLU and the bf16 rounding (when bf16) applied on the way out.
 // Same values as the f32 path on bf16-rounded x and w, summed in f32. With a
-// sink, y is not written: each y_n goes to the sink instead.
+// sink, y is not written: each y_n goes to the sink instead. With a source,
+// x is not read: x_n comes from the source.
 void conv2d_forward_amx(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
-                        bool bf16, float* y, const ConvSampleSink* sink = nullptr);
+                        bool bf16, float* y, const ConvSampleSink* sink = nullptr,
+                        const ConvSampleSource* source = nullptr);
 
 // The weight gradient on AMX tiles, transposed: gw^T [CKK, O] += sum_n
 // unfold(x_n) [CKK, L] @ gy_n^T [L, O]. In this orientation the unfold is

@@ -43,9 +43,21 @@ inline void pool_window_slow(const T* plane, const Geom2d& g, int64_t h0, int64_
 // selects, 16 windows at a time with AVX-512 for f32, scalar selects
 // otherwise. Ties keep the first element in row-major order. A row holding a
 // NaN is redone by the generic path (NaN wins, first NaN).
-template <class T>
+//
+// Index forms (I): int64_t, max_pool2d's index into the plane (h * W + w);
+// uint8_t, the window code of the fused conv + pool (kernels/cpu/conv2d.cpp):
+// 2 * (row in the window) + (column in the window), one byte instead of
+// eight to write forward and read back.
+template <class I>
+inline I window_index(int64_t base, int64_t W, int64_t ow, int dy, int dx) {
+  if constexpr (std::is_same_v<I, uint8_t>)
+    return uint8_t(2 * dy + dx);
+  else
+    return base + 2 * ow + dy * W + dx;
+}
+template <class T, class I>
 inline int64_t pool_2x2_scalar(const T* r0, const T* r1, int64_t W, int64_t base, int64_t ow0, int64_t Wo, T* yr,
-                               int64_t* ir, bool& nan) {
+                               I* ir, bool& nan) {
   for (int64_t ow = ow0; ow < Wo; ++ow) {
     T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
     nan |= (a != a) | (b != b) | (c != c) | (d != d);
@@ -53,18 +65,18 @@ inline int64_t pool_2x2_scalar(const T* r0, const T* r1, int64_t W, int64_t base
     T m1 = s1 ? b : a, m2 = s2 ? d : c;
     bool s = m2 > m1;
     yr[ow] = s ? m2 : m1;
-    ir[ow] = base + 2 * ow + (s ? (s2 ? W + 1 : W) : (s1 ? 1 : 0));
+    ir[ow] = window_index<I>(base, W, ow, s ? 1 : 0, s ? int(s2) : int(s1));
   }
   return Wo;
 }
 
-template <class T>
-void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, int64_t* ip) {
+template <class T, class I = int64_t>
+void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
   for (int64_t oh = 0; oh < g.Ho; ++oh) {
     const T* r0 = plane + 2 * oh * g.W;
     const T* r1 = r0 + g.W;
     T* yr = yp + oh * g.Wo;
-    int64_t* ir = ip + oh * g.Wo;
+    I* ir = ip + oh * g.Wo;
     int64_t base = 2 * oh * g.W, W = g.W, ow = 0;
     bool nan = false;
 #ifdef __AVX512F__
@@ -87,24 +99,50 @@ void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, int64_t* ip) {
         __m512 mx1 = _mm512_mask_blend_ps(s1, a, b), mx2 = _mm512_mask_blend_ps(s2, c, d);
         __mmask16 s = _mm512_cmp_ps_mask(mx2, mx1, _CMP_GT_OQ);
         _mm512_mask_storeu_ps(yr + ow, m_out, _mm512_mask_blend_ps(s, mx1, mx2));
-        // offset within the window: s1 -> 1; s -> W (+1 if s2)
+        // offset within the window: s1 -> 1; s -> W (+1 if s2); codes: s1 -> 1; s -> 2 (+1 if s2)
         __m512i k1 = _mm512_maskz_set1_epi32(s1, 1);
-        __m512i k2 = _mm512_add_epi32(_mm512_set1_epi32(int(W)), _mm512_maskz_set1_epi32(s2, 1));
-        __m512i k = _mm512_add_epi32(_mm512_mask_blend_epi32(s, k1, k2), lane2);  // + 2 * lane
-        __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(k));
-        __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(k, 1));
-        __m512i off = _mm512_set1_epi64(base + 2 * ow);
-        _mm512_mask_storeu_epi64(ir + ow, __mmask8(m_out), _mm512_add_epi64(lo, off));
-        _mm512_mask_storeu_epi64(ir + ow + 8, __mmask8(m_out >> 8), _mm512_add_epi64(hi, off));
+        if constexpr (std::is_same_v<I, uint8_t>) {
+          __m512i k2 = _mm512_add_epi32(_mm512_set1_epi32(2), _mm512_maskz_set1_epi32(s2, 1));
+          _mm_mask_storeu_epi8(ir + ow, m_out, _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(s, k1, k2)));
+        } else {
+          __m512i k2 = _mm512_add_epi32(_mm512_set1_epi32(int(W)), _mm512_maskz_set1_epi32(s2, 1));
+          __m512i k = _mm512_add_epi32(_mm512_mask_blend_epi32(s, k1, k2), lane2);  // + 2 * lane
+          __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(k));
+          __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(k, 1));
+          __m512i off = _mm512_set1_epi64(base + 2 * ow);
+          _mm512_mask_storeu_epi64(ir + ow, __mmask8(m_out), _mm512_add_epi64(lo, off));
+          _mm512_mask_storeu_epi64(ir + ow + 8, __mmask8(m_out >> 8), _mm512_add_epi64(hi, off));
+        }
       }
       nan = bad != 0;
     }
 #endif
     pool_2x2_scalar(r0, r1, W, base, ow, g.Wo, yr, ir, nan);
     if (nan)
-      for (int64_t o = 0; o < g.Wo; ++o) pool_window_slow(plane, g, 2 * oh, 2 * o, yr[o], ir[o]);
+      for (int64_t o = 0; o < g.Wo; ++o) {
+        int64_t bi;
+        pool_window_slow(plane, g, 2 * oh, 2 * o, yr[o], bi);
+        int64_t at = bi - base - 2 * o;  // 0, 1, W or W + 1: every window is whole
+        ir[o] = window_index<I>(base, W, o, at >= W ? 1 : 0, int(at >= W ? at - W : at));
+      }
   }
 }
+
+#ifdef __AVX512F__
+// n <= 16 windows' gradients at window positions (0, 0), (0, 1), (1, 0), (1, 1)
+// -> rows r0 and r1 (2n values each, the pairs interleaved).
+inline void store_windows16(__m512 a, __m512 b, __m512 c, __m512 d, int64_t n, float* r0, float* r1) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  // 2n values per row: the first 16 from lanes 0-7, the next from lanes 8-15
+  __mmask16 s0 = __mmask16((1u << std::min<int64_t>(16, 2 * n)) - 1);
+  __mmask16 s1 = __mmask16(2 * n > 16 ? (1u << (2 * n - 16)) - 1 : 0);
+  _mm512_mask_storeu_ps(r0, s0, _mm512_permutex2var_ps(a, lo, b));
+  _mm512_mask_storeu_ps(r0 + 16, s1, _mm512_permutex2var_ps(a, hi, b));
+  _mm512_mask_storeu_ps(r1, s0, _mm512_permutex2var_ps(c, lo, d));
+  _mm512_mask_storeu_ps(r1 + 16, s1, _mm512_permutex2var_ps(c, hi, d));
+}
+#endif
 
 // The backward of max_pool_2x2 for one plane: each 2x2 window's four
 // gradients written in one streaming pass (the gradient at the window's
@@ -124,9 +162,6 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
     int64_t ow = 0;
 #ifdef __AVX512F__
     if constexpr (std::is_same_v<T, float>) {
-      // lanes of the interleaved rows: out[2i] = even[i], out[2i + 1] = odd[i]
-      const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
       const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
       __mmask16 bad = 0;
       for (; ow < g.Wo; ow += 16) {
@@ -148,15 +183,8 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
         const __m512i top = _mm512_set1_epi64(W + 1);
         __mmask16 in = __mmask16(_mm512_cmple_epu64_mask(o0, top) | (_mm512_cmple_epu64_mask(o1, top) << 8));
         bad |= __mmask16(m & ~((k0 | k1 | k2 | k3) & in));
-        __m512 a = _mm512_maskz_mov_ps(k0, gv), b = _mm512_maskz_mov_ps(k1, gv);
-        __m512 c = _mm512_maskz_mov_ps(k2, gv), d = _mm512_maskz_mov_ps(k3, gv);
-        // 2n values per row: the first 16 from lanes 0-7, the next from lanes 8-15
-        __mmask16 s0 = __mmask16((1u << std::min<int64_t>(16, 2 * n)) - 1);
-        __mmask16 s1 = __mmask16(2 * n > 16 ? (1u << (2 * n - 16)) - 1 : 0);
-        _mm512_mask_storeu_ps(r0 + 2 * ow, s0, _mm512_permutex2var_ps(a, lo, b));
-        _mm512_mask_storeu_ps(r0 + 2 * ow + 16, s1, _mm512_permutex2var_ps(a, hi, b));
-        _mm512_mask_storeu_ps(r1 + 2 * ow, s0, _mm512_permutex2var_ps(c, lo, d));
-        _mm512_mask_storeu_ps(r1 + 2 * ow + 16, s1, _mm512_permutex2var_ps(c, hi, d));
+        store_windows16(_mm512_maskz_mov_ps(k0, gv), _mm512_maskz_mov_ps(k1, gv), _mm512_maskz_mov_ps(k2, gv),
+                        _mm512_maskz_mov_ps(k3, gv), n, r0 + 2 * ow, r1 + 2 * ow);
       }
       if (bad) return false;
       ow = g.Wo;
@@ -175,6 +203,57 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
   }
   for (int64_t i = 2 * g.Ho * W; i < g.H * W; ++i) plane[i] = T(0);  // a last odd row
   return true;
+}
+
+// max_pool_2x2_backward for window codes (max_pool_2x2's uint8_t form): the
+// gradient at each window's code position, zeros elsewhere (a code above 3
+// drops its gradient rather than writing outside the window).
+template <class T>
+void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d& g, T* plane) {
+  const int64_t W = g.W;
+  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+    T* r0 = plane + 2 * oh * W;
+    T* r1 = r0 + W;
+    const T* gr = gy + oh * g.Wo;
+    const uint8_t* cr = code + oh * g.Wo;
+    int64_t ow = 0;
+#ifdef __AVX512F__
+    if constexpr (std::is_same_v<T, float>) {
+      for (; ow < g.Wo; ow += 16) {
+        int64_t n = std::min<int64_t>(16, g.Wo - ow);
+        __mmask16 m = __mmask16((1u << n) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(m, gr + ow);
+        __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, cr + ow));
+        auto at = [&](int k) { return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, _mm512_set1_epi32(k)), gv); };
+        store_windows16(at(0), at(1), at(2), at(3), n, r0 + 2 * ow, r1 + 2 * ow);
+      }
+      ow = g.Wo;
+    }
+#endif
+    for (; ow < g.Wo; ++ow) {
+      T v = gr[ow];
+      uint8_t k = cr[ow];
+      r0[2 * ow] = k == 0 ? v : T(0);
+      r0[2 * ow + 1] = k == 1 ? v : T(0);
+      r1[2 * ow] = k == 2 ? v : T(0);
+      r1[2 * ow + 1] = k == 3 ? v : T(0);
+    }
+    for (int64_t w = 2 * g.Wo; w < W; ++w) r0[w] = r1[w] = T(0);  // a last odd column
+  }
+  for (int64_t i = 2 * g.Ho * W; i < g.H * W; ++i) plane[i] = T(0);  // a last odd row
+}
+
+// The max-pool backward of one plane: gy [Ho*Wo] and its argmax indices ip
+// -> the input-plane gradient [H*W]. two: g is a 2x2 pool with Ho = H/2, Wo
+// = W/2 (the streaming path); otherwise, or when an index lies outside its
+// window, zero-fill and scatter-add.
+template <class T>
+void max_pool_backward_plane(const T* gy, const int64_t* ip, const Geom2d& g, bool two, T* plane) {
+  if (two && max_pool_2x2_backward(gy, ip, g, plane)) return;
+  int64_t L = g.Ho * g.Wo;
+  std::fill(plane, plane + g.H * g.W, T(0));
+  for (int64_t l = 0; l < L; ++l)
+    if (ip[l] >= 0) plane[ip[l]] += gy[l];
 }
 
 }  // namespace brisk::kern::cpu

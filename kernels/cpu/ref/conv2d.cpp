@@ -28,6 +28,24 @@ template <class T>
 double rd(T v, bool bf16) {
   return bf16 ? double(bf16_bits_to_float(float_to_bf16_bits(float(v)))) : double(v);
 }
+// The backward kernels' gy [N, O, Ho, Wo]: in[0] itself, or in the pooled
+// form (in[2]: conv2d_pool_fwd's window codes) in[0] [N, O, Ho/2, Wo/2]
+// scattered to the argmax positions, zero elsewhere, into buf.
+template <class T>
+const T* full_gy(const KernelArgs& a, const Geom2d& g, int64_t O, std::vector<T>& buf) {
+  const T* gy = ptr<T>(a.in[0]);
+  if (a.in.size() < 3 || !a.in[2].defined()) return gy;
+  const uint8_t* code = ptr<uint8_t>(a.in[2]);
+  int64_t L = g.Ho * g.Wo, Hp = g.Ho / 2, Wp = g.Wo / 2;
+  buf.assign(size_t(g.N * O * L), T(0));
+  for (int64_t p = 0; p < g.N * O; ++p)
+    for (int64_t ph = 0; ph < Hp; ++ph)
+      for (int64_t pw = 0; pw < Wp; ++pw) {
+        int64_t l = ph * Wp + pw, k = code[p * Hp * Wp + l];
+        if (k < 4) buf[size_t(p * L + (2 * ph + k / 2) * g.Wo + 2 * pw + k % 2)] += gy[p * Hp * Wp + l];
+      }
+  return buf.data();
+}
 }  // namespace
 
 // Sample n of conv2d_fwd's output, [O, Ho*Wo], into yn.
@@ -61,28 +79,31 @@ bool conv2d_fwd(const KernelArgs& a) {
 
 // conv2d_fwd's output, then its 2x2 / stride 2 max pool written out here
 // (not through the pooling kernels): the first maximum in row-major window
-// order, a NaN winning at its first occurrence.
+// order, a NaN winning at its first occurrence; its window code k (row k / 2,
+// column k % 2 of the window).
 template <class T>
 bool conv2d_pool_fwd(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   int64_t O = a.in[1].size(0), Hp = g.Ho / 2, Wp = g.Wo / 2;
   T* y = ptr<T>(a.out[0]);
-  int64_t* idx = ptr<int64_t>(a.out[1]);
+  uint8_t* code = ptr<uint8_t>(a.out[1]);
   std::vector<T> yn(size_t(O * g.Ho * g.Wo));
   for (int64_t n = 0; n < g.N; ++n) {
     conv_sample(a, n, yn.data());
     for (int64_t o = 0; o < O; ++o)
       for (int64_t ph = 0; ph < Hp; ++ph)
         for (int64_t pw = 0; pw < Wp; ++pw) {
-          int64_t best = -1;
+          int64_t best = -1, best_k = 0;
           for (int64_t k = 0; k < 4 && !(best >= 0 && std::isnan(double(yn[size_t(best)]))); ++k) {
             int64_t pos = (2 * ph + k / 2) * g.Wo + 2 * pw + k % 2, at = o * g.Ho * g.Wo + pos;
-            if (best < 0 || std::isnan(double(yn[size_t(at)])) || double(yn[size_t(at)]) > double(yn[size_t(best)]))
+            if (best < 0 || std::isnan(double(yn[size_t(at)])) || double(yn[size_t(at)]) > double(yn[size_t(best)])) {
               best = at;
+              best_k = k;
+            }
           }
           int64_t out = ((n * O + o) * Hp + ph) * Wp + pw;
           y[out] = yn[size_t(best)];
-          idx[out] = best - o * g.Ho * g.Wo;
+          code[out] = uint8_t(best_k);
         }
   }
   return true;
@@ -92,9 +113,11 @@ template <class T>
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   bool bf = static_cast<const ConvParams*>(a.params)->bf16;
-  const T *gy = ptr<T>(a.in[0]), *w = ptr<T>(a.in[1]);
+  const T* w = ptr<T>(a.in[1]);
   T* gx = ptr<T>(a.out[0]);
   int64_t O = a.in[1].size(0);
+  std::vector<T> expanded;
+  const T* gy = full_gy(a, g, O, expanded);
   std::vector<double> acc(size_t(g.C * g.H * g.W));
   for (int64_t n = 0; n < g.N; ++n) {
     std::fill(acc.begin(), acc.end(), 0.0);
@@ -111,8 +134,10 @@ template <class T>
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   bool bf = static_cast<const ConvParams*>(a.params)->bf16;
-  const T *gy = ptr<T>(a.in[0]), *x = ptr<T>(a.in[1]);
+  const T* x = ptr<T>(a.in[1]);
   int64_t O = a.out[0].size(0);
+  std::vector<T> expanded;
+  const T* gy = full_gy(a, g, O, expanded);
   std::vector<double> gw(size_t(a.out[0].numel()));
   std::vector<double> gb(static_cast<size_t>(O));
   for (int64_t n = 0; n < g.N; ++n) {
