@@ -66,7 +66,13 @@ bool max_pool2d_backward(const KernelArgs& a) {
   int64_t L = g.Ho * g.Wo, HW = g.H * g.W;
   bool two = is_pool_2x2(g) && g.Ho == g.H / 2 && g.Wo == g.W / 2;
   parallel_for(0, g.N * g.C, 8, [&](int64_t lo, int64_t hi) {
-    for (int64_t p = lo; p < hi; ++p) max_pool_backward_plane(gy + p * L, idx + p * L, g, two, gx + p * HW);
+    for (int64_t p = lo; p < hi; ++p) {
+      T* plane = gx + p * HW;
+      if (two && max_pool_2x2_backward(gy + p * L, idx + p * L, g, plane)) continue;
+      std::fill(plane, plane + HW, T(0));
+      for (int64_t l = 0; l < L; ++l)
+        if (idx[p * L + l] >= 0) plane[idx[p * L + l]] += gy[p * L + l];
+    }
   });
   return true;
 }

@@ -243,17 +243,4 @@ void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d&
   for (int64_t i = 2 * g.Ho * W; i < g.H * W; ++i) plane[i] = T(0);  // a last odd row
 }
 
-// The max-pool backward of one plane: gy [Ho*Wo] and its argmax indices ip
-// -> the input-plane gradient [H*W]. two: g is a 2x2 pool with Ho = H/2, Wo
-// = W/2 (the streaming path); otherwise, or when an index lies outside its
-// window, zero-fill and scatter-add.
-template <class T>
-void max_pool_backward_plane(const T* gy, const int64_t* ip, const Geom2d& g, bool two, T* plane) {
-  if (two && max_pool_2x2_backward(gy, ip, g, plane)) return;
-  int64_t L = g.Ho * g.Wo;
-  std::fill(plane, plane + g.H * g.W, T(0));
-  for (int64_t l = 0; l < L; ++l)
-    if (ip[l] >= 0) plane[ip[l]] += gy[l];
-}
-
 }  // namespace brisk::kern::cpu
