@@ -28,7 +28,10 @@ struct BinaryParams { BinaryOp op; };
 // "copy":    in[0] -> out[0], same shape, any strides, any dtypes (casting copy, RNE).
 // "fill":    out[0] any strides.
 struct FillParams { double value; };
-// "reduce":  in[0] contiguous [M, K] -> out[0] contiguous [M]; argmax writes i64.
+// "reduce":  in[0] [M, K] -> out[0] contiguous [M]; argmax writes i64. in[0] is
+//            either row-contiguous (strides K, 1) or column-contiguous (strides
+//            1, M: a reduction over the leading dims of a contiguous tensor,
+//            passed without a transposing copy); kernels may decline the latter.
 enum class ReduceOp : uint8_t { sum, max, min, argmax };
 struct ReduceParams { ReduceOp op; };
 // "gemm":    in[0] A [B, M, K], in[1] Bm [B, K, N], any strides (batch stride may

@@ -86,6 +86,24 @@ TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
       compare_backend("cpu", "softmax", "softmax", [&] { return softmax(x, -1); }, dtype_tol(dt, s.back()));
       compare_backend("cpu", "softmax", "log_softmax", [&] { return log_softmax(x, 0); }, dtype_tol(dt, s[0]));
     }
+  // Sums over the leading dims of a contiguous tensor reach the kernels as a
+  // column-contiguous view (no transposing copy): a bias gradient's shape,
+  // several 64-column blocks with a ragged last one, and row counts that are
+  // not a multiple of the kernel's 4 interleaved partial sums.
+  for (DType dt : {DType::f32, DType::f64})
+    for (Shape s : {Shape{8, 129, 200}, Shape{3, 5, 7}, Shape{1001, 64}}) {
+      Tensor x = randn(s, dt);
+      int64_t K = s.size() == 3 ? s[0] * s[1] : s[0];
+      std::vector<int64_t> lead = s.size() == 3 ? std::vector<int64_t>{0, 1} : std::vector<int64_t>{0};
+      compare_backend("cpu", "reduce", "sum over leading dims", [&] { return sum(x, lead); }, dtype_tol(dt, K));
+      Tensor ref = zeros({s.back()}, dt);  // the same sums by hand, row after row
+      Tensor rows = x.reshape({K, s.back()});
+      for (int64_t k = 0; k < K; ++k) ref = ref + rows.select(0, k);
+      expect_close(sum(x, lead), ref, dtype_tol(dt, K), "sum over leading dims vs row-by-row adds");
+    }
+  Tensor im = randint(-9, 9, {6, 4, 5}, DType::i64);  // ref kernel, i64, columns: max and argmax over dim 0
+  CHECK(bit_equal(max(im, {0}), max(im.permute({1, 2, 0}).contiguous(), {2})));
+  CHECK(bit_equal(argmax(im, 0), argmax(im.permute({1, 2, 0}).contiguous(), 2)));
 }
 
 TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", "[kernels]") {

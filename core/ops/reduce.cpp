@@ -1,5 +1,6 @@
 // Reductions over any set of dims, and the softmax family. Both move the
-// reduced dims last so kernels see a contiguous [M, K] matrix.
+// reduced dims last so kernels see an [M, K] matrix (a reduction over the
+// leading dims of a contiguous tensor passes it as a transposed view).
 #include <algorithm>
 
 #include "core/dispatch.h"
@@ -40,14 +41,21 @@ ReducePlan plan_reduce(const Tensor& x, std::vector<int64_t> dims, const char* o
   return p;
 }
 
-// x permuted so reduced dims are last, as a contiguous [M, K].
+// x as the [M, K] matrix the reduce kernels take, reduced dims last. Either
+// rows contiguous (the reduced dims permuted last and copied when they are not
+// already), or, when the reduced dims lead a contiguous x (a bias gradient's
+// sum over [N, ..., C]), x itself viewed as [K, M] and transposed: strides
+// (1, M), no transposing copy.
 Tensor as_rows(const Tensor& x, const ReducePlan& p) {
+  int64_t M = shape_numel(p.kept_shape), r = int64_t(p.dims.size());
+  if (x.is_contiguous() && r > 0 && r < x.dim() && p.dims.back() == r - 1)
+    return x.detach().reshape({p.K, M}).t();
   std::vector<int64_t> perm;
   for (int64_t i = 0; i < x.dim(); ++i)
     if (!std::binary_search(p.dims.begin(), p.dims.end(), i)) perm.push_back(i);
   perm.insert(perm.end(), p.dims.begin(), p.dims.end());
   Tensor xp = x.detach().permute(perm).contiguous();
-  return xp.reshape({shape_numel(p.kept_shape), p.K});
+  return xp.reshape({M, p.K});
 }
 
 Tensor reduce_raw(const Tensor& x, const ReducePlan& p, ReduceOp op, DType out_dtype, bool keepdim) {

@@ -1,6 +1,7 @@
-// Optimized row reductions over a contiguous [M, K]: rows are split across
-// threads, each row is reduced by one thread in a fixed order, so results are
+// Optimized sums over the rows of [M, K], row- or column-contiguous: each
+// output is reduced by one thread in a fixed order, so results are
 // bit-identical for any thread count.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -11,6 +12,37 @@
 
 namespace brisk::kern::cpu {
 
+namespace {
+// Column sums of a column-contiguous [M, K] (x[m + k M], the reduction over a
+// contiguous tensor's leading dims): o[m] = sum_k x[m + k M]. Threads split the
+// columns in blocks of kCols; each column is summed by one thread over four
+// interleaved partial sums (rows k = 0, 1, 2, 3 mod 4, vectorized across the
+// block's columns) combined in a fixed order, so the result does not depend
+// on the thread count.
+template <class T>
+void column_sums(const T* x, int64_t M, int64_t K, T* o) {
+  constexpr int64_t kCols = 64;
+  parallel_for(0, (M + kCols - 1) / kCols, std::max<int64_t>(1, 2048 / std::max<int64_t>(K, 1)),
+               [&](int64_t lo, int64_t hi) {
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      int64_t m0 = blk * kCols, w = std::min(kCols, M - m0);
+      T acc[4][kCols] = {};
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4)
+        for (int r = 0; r < 4; ++r) {
+          const T* row = x + (k + r) * M + m0;
+          for (int64_t j = 0; j < w; ++j) acc[r][j] += row[j];
+        }
+      for (; k < K; ++k) {
+        const T* row = x + k * M + m0;
+        for (int64_t j = 0; j < w; ++j) acc[0][j] += row[j];
+      }
+      for (int64_t j = 0; j < w; ++j) o[m0 + j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+    }
+  });
+}
+}  // namespace
+
 template <class T>
 bool reduce(const KernelArgs& a) {
   auto op = static_cast<const ReduceParams*>(a.params)->op;
@@ -19,6 +51,11 @@ bool reduce(const KernelArgs& a) {
   int64_t M = x.size(0), K = x.size(1);
   const T* xp = ptr<T>(x);
   T* o = ptr<T>(a.out[0]);
+  if (x.stride(1) != 1 && K > 1) {  // column-contiguous (core/kernel_params.h)
+    if (x.stride(0) != 1) return false;
+    column_sums(xp, M, K, o);
+    return true;
+  }
   parallel_for(0, M, rows_per_task(K, 4096), [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) o[m] = row_sum(xp + m * K, K);
   });

@@ -1,5 +1,6 @@
-// Row reductions (sum, max, min, argmax) on CUDA: one block per row of a
-// contiguous [M, K]; warp-shuffle reductions (common.cuh). f32 accumulates in
+// Row reductions (sum, max, min, argmax) on CUDA: one block per row of [M, K]
+// (row- or column-contiguous: element (m, k) at m sm + k sk); warp-shuffle
+// reductions (common.cuh). f32 accumulates in
 // f32, f64 in f64 (the ref sums in f64: tests allow for it).
 #include <cfloat>
 
@@ -10,20 +11,21 @@ namespace brisk::kern::cuda {
 namespace {
 
 template <class T>
-__global__ void reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, ReduceOp op) {
-  const T* row = x + int64_t(blockIdx.x) * K;
+__global__ void reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, int64_t sm, int64_t sk,
+                            ReduceOp op) {
+  const T* row = x + int64_t(blockIdx.x) * sm;
   T v;
   if (op == ReduceOp::sum) {
     v = 0;
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v += row[k];
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v += row[k * sk];
     v = block_reduce(v, SumOp{}, T(0));
   } else if (op == ReduceOp::max) {
     v = lowest<T>();
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MaxOp{}(v, row[k]);
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MaxOp{}(v, row[k * sk]);
     v = block_reduce(v, MaxOp{}, lowest<T>());
   } else {
     v = -lowest<T>();
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MinOp{}(v, row[k]);
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MinOp{}(v, row[k * sk]);
     v = block_reduce(v, MinOp{}, -lowest<T>());
   }
   if (threadIdx.x == 0) y[blockIdx.x] = v;
@@ -42,11 +44,11 @@ __device__ __forceinline__ void argmax_combine(T& v, int64_t& i, T v2, int64_t i
 }
 
 template <class T>
-__global__ void argmax_rows(const T* __restrict__ x, int64_t* __restrict__ y, int64_t K) {
-  const T* row = x + int64_t(blockIdx.x) * K;
+__global__ void argmax_rows(const T* __restrict__ x, int64_t* __restrict__ y, int64_t K, int64_t sm, int64_t sk) {
+  const T* row = x + int64_t(blockIdx.x) * sm;
   T v = lowest<T>();
   int64_t idx = K;  // "none yet": loses every tie
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) argmax_combine(v, idx, row[k], k);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) argmax_combine(v, idx, row[k * sk], k);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     T v2 = __shfl_xor_sync(0xffffffffu, v, o);
@@ -80,9 +82,11 @@ bool reduce(const KernelArgs& a) {
   BRISK_CHECK(M <= INT32_MAX, "cuda reduce: ", M, " rows exceed the grid");
   int th = row_threads(K);
   if (op == ReduceOp::argmax)
-    argmax_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<int64_t>(a.out[0]), K);
+    argmax_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<int64_t>(a.out[0]), K, x.stride(0),
+                                                      x.stride(1));
   else
-    reduce_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<T>(a.out[0]), K, op);
+    reduce_rows<T><<<unsigned(M), th, 0, stream()>>>(dptr<T>(x), dptr<T>(a.out[0]), K, x.stride(0), x.stride(1),
+                                                      op);
   BRISK_CUDA_CHECK_LAUNCH();
   return true;
 }

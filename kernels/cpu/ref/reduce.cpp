@@ -1,4 +1,5 @@
-// Reference reductions (sum, max, min, argmax) over rows of a contiguous [M, K].
+// Reference reductions (sum, max, min, argmax) over the rows of [M, K], any
+// strides (row- or column-contiguous, core/kernel_params.h).
 #include <cmath>
 #include <limits>
 
@@ -10,29 +11,29 @@ template <class T>
 bool reduce(const KernelArgs& a) {
   auto op = static_cast<const ReduceParams*>(a.params)->op;
   const Tensor& x = a.in[0];
-  int64_t M = x.size(0), K = x.size(1);
+  int64_t M = x.size(0), K = x.size(1), sm = x.stride(0), sk = x.stride(1);
   const T* xp = ptr<T>(x);
   for (int64_t m = 0; m < M; ++m) {
-    const T* row = xp + m * K;
+    auto row = [&, base = xp + m * sm](int64_t k) { return base[k * sk]; };
     if (op == ReduceOp::sum) {
       double s = 0;  // f64 accumulator: the oracle is as exact as we can cheaply be
-      for (int64_t k = 0; k < K; ++k) s += double(row[k]);
+      for (int64_t k = 0; k < K; ++k) s += double(row(k));
       ptr<T>(a.out[0])[m] = T(s);
     } else if (op == ReduceOp::argmax) {
       int64_t best = 0;
       for (int64_t k = 1; k < K; ++k) {
         if constexpr (std::is_floating_point_v<T>)
-          if (std::isnan(row[best])) break;  // first NaN wins, like torch
-        if (row[k] > row[best] || (std::is_floating_point_v<T> && std::isnan(double(row[k])))) best = k;
+          if (std::isnan(row(best))) break;  // first NaN wins, like torch
+        if (row(k) > row(best) || (std::is_floating_point_v<T> && std::isnan(double(row(k))))) best = k;
       }
       ptr<int64_t>(a.out[0])[m] = best;
     } else {
       bool is_max = op == ReduceOp::max;
-      T best = row[0];
+      T best = row(0);
       for (int64_t k = 1; k < K; ++k) {
         if constexpr (std::is_floating_point_v<T>)
           if (std::isnan(best)) break;  // NaN propagates
-        T v = row[k];
+        T v = row(k);
         if ((is_max ? v > best : v < best) || (std::is_floating_point_v<T> && std::isnan(double(v))))
           best = v;
       }
