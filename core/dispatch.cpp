@@ -259,8 +259,8 @@ static void op_cost(const char* op, const KernelArgs& a, double& flops, double& 
     const auto& p = *static_cast<const AttentionParams*>(a.params);
     const Tensor& q = a.in[o == "attention_fwd" ? 0 : 1];
     const Tensor& k = a.in[o == "attention_fwd" ? 1 : 2];
-    flops = (o == "attention_fwd" ? 4.0 : 10.0) * double(q.size(0)) * double(q.size(2)) *
-            double(attention_pairs(q.size(1), k.size(1), p.causal));
+    flops = (o == "attention_fwd" ? 4.0 : 10.0) * double(q.size(0) * q.size(1)) * double(q.size(3)) *
+            double(attention_pairs(q.size(2), k.size(2), p.causal));
   } else if (o.substr(0, 10) == "csr_linear") {
     flops = 2.0 * double(a.in[o == "csr_linear_bwd_weight" ? 3 : 2].numel()) * double(a.in[0].size(1));
   } else {

@@ -136,11 +136,17 @@ struct BatchNormParams { double eps; };
 // (online softmax over key blocks, as in FlashAttention). Params: AttentionParams.
 // Causal: query i sees keys j <= i + (Tk - Tq), so a query block that ends a
 // longer key sequence (a KV cache: Tq = 1) lines up with its last keys.
-// "attention_fwd": in = {q [BH, Tq, D], k [BH, Tk, D], v [BH, Tk, D]} contiguous
-//            -> out = {o [BH, Tq, D], lse [BH, Tq]}, lse = log sum_j exp(scale q.k_j)
-//            over the keys the query sees (the softmax's normalizer, kept for backward).
-// "attention_bwd": in = {go [BH, Tq, D], q, k, v, o, lse}
-//            -> out = {gq [BH, Tq, D], gk [BH, Tk, D], gv [BH, Tk, D]}.
+// "attention_fwd": in = {q [B, H, Tq, D], k [B, H, Tk, D], v [B, H, Tk, D]}
+//            -> out = {o [B, H, Tq, D], lse [B, H, Tq] contiguous}, lse = log sum_j
+//            exp(scale q.k_j) over the keys the query sees (the softmax's normalizer,
+//            kept for backward).
+// "attention_bwd": in = {go [B, H, Tq, D], q, k, v, o, lse}
+//            -> out = {gq [B, H, Tq, D], gk [B, H, Tk, D], gv [B, H, Tk, D]}.
+// Every [B, H, T, D] operand, input or output, may have any strides with a unit
+// stride along D: heads split out of a packed [B, T, 3 H D] projection are read
+// in place, and o, gq, gk, gv may be written straight into [B, T, H, D] and
+// [B, T, 3 H D] buffers (the transposes around attention cost no copies).
+// kernels/strided.h: HeadSlices walks them.
 struct AttentionParams {
   double scale;
   bool causal;

@@ -37,6 +37,18 @@ inline T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw_data());
 }
 
+// The (batch, head) slices of a [B, H, T, D] attention operand with a unit
+// stride along D (core/kernel_params.h): slice s = b H + h starts at
+// slice(s), and its row t at slice(s) + t * row.
+template <class T>
+struct HeadSlices {
+  T* base;
+  int64_t H, sb, sh, row;
+  explicit HeadSlices(const Tensor& t)
+      : base(ptr<T>(t)), H(t.size(1)), sb(t.stride(0)), sh(t.stride(1)), row(t.stride(2)) {}
+  T* slice(int64_t s) const { return base + (s / H) * sb + (s % H) * sh; }
+};
+
 // register_for<float, double>("op", "ref", prio, [](auto tag) -> KernelFn {...})
 // (where: the calling file, checked against the op's stem by register_kernel.)
 template <class... Ts, class Make>

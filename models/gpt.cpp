@@ -31,17 +31,19 @@ Tensor CausalSelfAttention::forward_cached(const Tensor& x, Tensor* kc, Tensor* 
               "], got ", shape_str(x.shape()));
   int64_t B = x.size(0), T = x.size(1), Dh = head_dim, I = n_head * head_dim;
   Tensor qkv = c_attn->forward(x);  // [B, T, 3I]
+  if (!kc) {  // training and evaluation: heads read in place, y comes out [B, T, I]
+    Tensor y = F::attention_packed_qkv(qkv, n_head, /*causal=*/true);
+    if (head_gate.defined()) y = (y.reshape({B, T, n_head, Dh}) * head_gate.reshape({1, 1, n_head, 1})).reshape({B, T, I});
+    return F::dropout(c_proj->forward(y), dropout, is_training());
+  }
   auto heads = [&](int64_t i) {     // -> [B, H, T, Dh]
     return qkv.narrow(2, i * I, I).reshape({B, T, n_head, Dh}).transpose(1, 2);
   };
+  // Decoding: attend over the cached keys too (causal lines queries up with the last keys).
   Tensor q = heads(0), k = heads(1), v = heads(2);
-  if (kc) {  // decoding: attend over the cached keys too (causal lines queries up with the last keys)
-    *kc = kc->defined() ? cat({*kc, k.contiguous()}, 2) : k.contiguous();
-    *vc = vc->defined() ? cat({*vc, v.contiguous()}, 2) : v.contiguous();
-    k = *kc;
-    v = *vc;
-  }
-  Tensor y = F::scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, H, T, Dh]
+  *kc = kc->defined() ? cat({*kc, k.contiguous()}, 2) : k.contiguous();
+  *vc = vc->defined() ? cat({*vc, v.contiguous()}, 2) : v.contiguous();
+  Tensor y = F::scaled_dot_product_attention(q, *kc, *vc, /*causal=*/true);  // [B, H, T, Dh]
   if (head_gate.defined()) y = y * head_gate.reshape({1, n_head, 1, 1});
   y = c_proj->forward(y.transpose(1, 2).reshape({B, T, I}));
   return F::dropout(y, dropout, is_training());

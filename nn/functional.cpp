@@ -726,36 +726,100 @@ static void check_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
               " must equal k's ", k.size(-1), " and be > 0");
 }
 
+// An attention operand as the kernels' [B, H, T, D] (core/kernel_params.h): a
+// 4-D view with a unit stride along D passes as it is (heads split out of a
+// packed projection are read in place); anything else is made contiguous and
+// viewed as [1, B H, T, D].
+static Tensor as_heads(const Tensor& t) {
+  if (t.dim() == 4 && t.stride(3) == 1) return t.detach();
+  Tensor c = t.detach().contiguous();
+  int64_t T = c.size(-2), D = c.size(-1);
+  return c.reshape({1, c.numel() / (T * D), T, D});
+}
+
+// Runs attention_fwd: o (a [B, H, Tq, D] view the caller allocated, any
+// strides with a unit one along D) gets the output; returns lse [B, H, Tq].
+static Tensor attention_forward(const Tensor& q4, const Tensor& k4, const Tensor& v4, const Tensor& o4,
+                                const AttentionParams& p) {
+  Tensor lse = empty({q4.size(0), q4.size(1), q4.size(2)}, TensorOptions(q4.dtype(), q4.device()));
+  count_flops(4 * q4.size(0) * q4.size(1) * q4.size(3) * attention_pairs(q4.size(2), k4.size(2), p.causal));
+  Tensor ins[3] = {q4, k4, v4};
+  Tensor outs[2] = {o4, lse};
+  dispatch(opkey::attention_fwd, q4.device(), q4.dtype(), KernelArgs{ins, outs, &p});
+  return lse;
+}
+
+// Runs attention_bwd into the views gq4, gk4, gv4 (any strides, unit along D).
+static void attention_backward(const Tensor& g4, const Tensor& q4, const Tensor& k4, const Tensor& v4,
+                               const Tensor& o4, const Tensor& lse, const Tensor& gq4, const Tensor& gk4,
+                               const Tensor& gv4, const AttentionParams& p) {
+  Tensor ins[6] = {g4, q4, k4, v4, o4, lse};
+  Tensor outs[3] = {gq4, gk4, gv4};
+  dispatch(opkey::attention_bwd, g4.device(), g4.dtype(), KernelArgs{ins, outs, &p});
+  count_flops(10 * q4.size(0) * q4.size(1) * q4.size(3) * attention_pairs(q4.size(2), k4.size(2), p.causal));
+}
+
+static double attention_scale(std::optional<double> scale, int64_t D, const char* op) {
+  double sc = scale.value_or(1.0 / std::sqrt(double(D)));
+  BRISK_CHECK(std::isfinite(sc), "op ", op, ": scale must be finite, got ", sc);
+  return sc;
+}
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     std::optional<double> scale) {
   check_attention(q, k, v);
   int64_t D = q.size(-1), Tq = q.size(-2), Tk = k.size(-2);
-  double sc = scale.value_or(1.0 / std::sqrt(double(D)));
-  BRISK_CHECK(std::isfinite(sc), "op scaled_dot_product_attention: scale must be finite, got ", sc);
+  double sc = attention_scale(scale, D, "scaled_dot_product_attention");
   int64_t BH = Tq > 0 ? q.numel() / (Tq * D) : 0;
   if (kernel_backends(opkey::attention_fwd, q.device().type, q.dtype()).empty() || BH == 0 || Tq == 0 || Tk == 0)
     return scaled_dot_product_attention_composite(q, k, v, causal, sc);
-  Tensor q3 = q.detach().contiguous().reshape({BH, Tq, D}), k3 = k.detach().contiguous().reshape({BH, Tk, D}),
-         v3 = v.detach().contiguous().reshape({BH, Tk, D});
+  Tensor q4 = as_heads(q), k4 = as_heads(k), v4 = as_heads(v);
   TensorOptions o(q.dtype(), q.device());
-  Tensor out = empty({BH, Tq, D}, o), lse = empty({BH, Tq}, o);
+  // [B, H, Tq, D] queries write a [B, Tq, H, D] buffer (returned as its
+  // transposed view, as PyTorch's flash attention does): the usual
+  // y.transpose(1, 2).reshape({B, Tq, H D}) that follows is then free.
+  Tensor out = q.dim() == 4 ? empty({q.size(0), Tq, q.size(1), D}, o).transpose(1, 2) : empty(q4.shape(), o);
   AttentionParams p{sc, causal};
-  int64_t pair_flops = BH * D * attention_pairs(Tq, Tk, causal);
-  count_flops(4 * pair_flops);
-  {
-    Tensor ins[3] = {q3, k3, v3};
-    Tensor outs[2] = {out, lse};
-    dispatch(opkey::attention_fwd, q.device(), q.dtype(), KernelArgs{ins, outs, &p});
-  }
+  Tensor lse = attention_forward(q4, k4, v4, out, p);
   Shape qs = q.shape(), ks = k.shape();
   return attach_grad(out.reshape(qs), "AttentionBackward", {q, k, v}, [=](const Tensor& g) {
     TensorOptions go(g.dtype(), g.device());
-    Tensor gq = empty({BH, Tq, D}, go), gk = empty({BH, Tk, D}, go), gv = empty({BH, Tk, D}, go);
-    Tensor ins[6] = {g.contiguous().reshape({BH, Tq, D}), q3, k3, v3, out, lse};
-    Tensor outs[3] = {gq, gk, gv};
-    dispatch(opkey::attention_bwd, g.device(), g.dtype(), KernelArgs{ins, outs, &p});
-    count_flops(10 * pair_flops);
+    Tensor gq = empty(q4.shape(), go), gk = empty(k4.shape(), go), gv = empty(k4.shape(), go);
+    attention_backward(as_heads(g.reshape(q4.shape())), q4, k4, v4, out, lse, gq, gk, gv, p);
     return std::vector<Tensor>{gq.reshape(qs), gk.reshape(ks), gv.reshape(ks)};
+  });
+}
+
+Tensor attention_packed_qkv(const Tensor& qkv, int64_t n_head, bool causal, std::optional<double> scale) {
+  const char* op = "attention_packed_qkv";
+  check_defined(op, qkv);
+  check_floating(op, qkv);
+  BRISK_CHECK(n_head > 0, "op ", op, ": n_head must be > 0, got ", n_head);
+  BRISK_CHECK(qkv.dim() == 3 && qkv.size(2) > 0 && qkv.size(2) % (3 * n_head) == 0, "op ", op,
+              ": expected qkv [B, T, 3 * n_head * head_dim] (n_head ", n_head, "), got ", shape_str(qkv.shape()));
+  int64_t B = qkv.size(0), T = qkv.size(1), I = qkv.size(2) / 3, D = I / n_head;
+  double sc = attention_scale(scale, D, op);
+  // [B, H, T, D] views of the q, k and v thirds of x [B, T, 3 I].
+  auto heads = [=](const Tensor& x, int64_t i) {
+    return x.narrow(2, i * I, I).reshape({B, T, n_head, D}).transpose(1, 2);
+  };
+  if (kernel_backends(opkey::attention_fwd, qkv.device().type, qkv.dtype()).empty() || B * T == 0) {
+    Tensor y = scaled_dot_product_attention(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), causal, sc);
+    return y.transpose(1, 2).reshape({B, T, I});
+  }
+  Tensor x = qkv.detach().stride(2) == 1 ? qkv.detach() : qkv.detach().contiguous();
+  Tensor q4 = heads(x, 0), k4 = heads(x, 1), v4 = heads(x, 2);
+  TensorOptions o(qkv.dtype(), qkv.device());
+  Tensor y = empty({B, T, I}, o), o4 = y.reshape({B, T, n_head, D}).transpose(1, 2);
+  AttentionParams p{sc, causal};
+  Tensor lse = attention_forward(q4, k4, v4, o4, p);
+  return attach_grad(y, "PackedAttentionBackward", {qkv}, [=](const Tensor& g) {
+    // The gradients of q, k and v land in the thirds of one [B, T, 3 I]
+    // buffer: no per-head copies, no zero-filled slices to add up.
+    Tensor gqkv = empty({B, T, 3 * I}, TensorOptions(g.dtype(), g.device()));
+    Tensor g4 = as_heads(g.reshape({B, T, n_head, D}).transpose(1, 2));
+    attention_backward(g4, q4, k4, v4, o4, lse, heads(gqkv, 0), heads(gqkv, 1), heads(gqkv, 2), p);
+    return std::vector<Tensor>{gqkv};
   });
 }
 

@@ -100,6 +100,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     std::optional<double> scale = std::nullopt);
 Tensor scaled_dot_product_attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                               double scale);
+// Multi-head attention on a packed projection, the way a transformer block
+// computes it: qkv [B, T, 3 H D] holds q, k and v side by side (each [T, H, D]
+// per sample, heads of D dims); returns softmax(q k^T * scale) v with the heads
+// back side by side, [B, T, H D]. The same values as splitting qkv into three
+// [B, H, T, D] views and calling scaled_dot_product_attention, without the
+// copies around it: the kernels read the heads in place, write the output in
+// [B, T, H D] order, and the backward writes one [B, T, 3 H D] gradient.
+Tensor attention_packed_qkv(const Tensor& qkv, int64_t n_head, bool causal = true,
+                            std::optional<double> scale = std::nullopt);
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 // weight [V, D], indices (i64, any shape) -> [..., D]
 Tensor embedding(const Tensor& indices, const Tensor& weight);

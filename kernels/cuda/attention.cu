@@ -7,7 +7,13 @@
 // by one thread, so results are deterministic. Heads of up to kMaxD dims;
 // larger ones decline (the composite runs). Correct first: the per-thread
 // loops read k and v rows that all threads of a block share through the cache,
-// not tiled shared memory.
+// not tiled shared memory. The device kernels index contiguous [B H, T, D]
+// slices: strided operands (heads read in place from a packed projection) are
+// copied to contiguous ones first, and strided outputs written back after.
+#include <span>
+#include <vector>
+
+#include "core/autograd.h"
 #include "kernels/cuda/common.cuh"
 
 namespace brisk::kern::cuda {
@@ -103,34 +109,52 @@ __global__ void attn_bwd_q_k(const T* __restrict__ go, const T* __restrict__ q, 
   for (int64_t d = 0; d < D; ++d) gq[(b * Tq + i) * D + d] = dq[d];
 }
 
+// The operand as a contiguous [B, H, T, D] (itself, or a device copy).
+Tensor dense(const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+
+// Copies the results computed into contiguous stand-ins back into strided outputs.
+void write_back(std::span<Tensor> outs, const std::vector<Tensor>& dense_outs) {
+  for (size_t i = 0; i < dense_outs.size(); ++i)
+    if (dense_outs[i].unsafe_impl() != outs[i].unsafe_impl()) outs[i].copy_(dense_outs[i]);
+}
+
 template <class T>
 bool attention_fwd(const KernelArgs& a) {
   const auto& p = *static_cast<const AttentionParams*>(a.params);
-  int64_t BH = a.in[0].size(0), Tq = a.in[0].size(1), D = a.in[0].size(2), Tk = a.in[1].size(1);
+  const Tensor& qt = a.in[0];
+  int64_t BH = qt.size(0) * qt.size(1), Tq = qt.size(2), D = qt.size(3), Tk = a.in[1].size(2);
   if (D > kMaxD || BH > 65535) return false;
   if (BH * Tq == 0) return true;
+  NoGradGuard ng;
+  Tensor q = dense(a.in[0]), k = dense(a.in[1]), v = dense(a.in[2]), o = dense(a.out[0]);
   dim3 grid(unsigned((Tq + kThreads - 1) / kThreads), unsigned(BH));
-  attn_fwd_k<T><<<grid, kThreads, 0, stream()>>>(dptr<T>(a.in[0]), dptr<T>(a.in[1]), dptr<T>(a.in[2]),
-                                                  dptr<T>(a.out[0]), dptr<T>(a.out[1]), Tq, Tk, D, T(p.scale), p.causal);
+  attn_fwd_k<T><<<grid, kThreads, 0, stream()>>>(dptr<T>(q), dptr<T>(k), dptr<T>(v), dptr<T>(o), dptr<T>(a.out[1]),
+                                                  Tq, Tk, D, T(p.scale), p.causal);
   BRISK_CUDA_CHECK_LAUNCH();
+  write_back(a.out.first(1), {o});
   return true;
 }
 
 template <class T>
 bool attention_bwd(const KernelArgs& a) {
   const auto& p = *static_cast<const AttentionParams*>(a.params);
-  int64_t BH = a.in[1].size(0), Tq = a.in[1].size(1), D = a.in[1].size(2), Tk = a.in[2].size(1);
+  const Tensor& qt = a.in[1];
+  int64_t BH = qt.size(0) * qt.size(1), Tq = qt.size(2), D = qt.size(3), Tk = a.in[2].size(2);
   if (D > kMaxD || BH > 65535) return false;
   if (BH * (Tq + Tk) == 0) return true;
-  const T *go = dptr<T>(a.in[0]), *q = dptr<T>(a.in[1]), *k = dptr<T>(a.in[2]), *v = dptr<T>(a.in[3]);
-  const T *o = dptr<T>(a.in[4]), *lse = dptr<T>(a.in[5]);
+  NoGradGuard ng;
+  Tensor got = dense(a.in[0]), qd = dense(a.in[1]), kd = dense(a.in[2]), vd = dense(a.in[3]), od = dense(a.in[4]);
+  std::vector<Tensor> g{dense(a.out[0]), dense(a.out[1]), dense(a.out[2])};
+  const T *go = dptr<T>(got), *q = dptr<T>(qd), *k = dptr<T>(kd), *v = dptr<T>(vd);
+  const T *o = dptr<T>(od), *lse = dptr<T>(a.in[5]);
   dim3 gk(unsigned((Tk + kThreads - 1) / kThreads), unsigned(BH)), gq(unsigned((Tq + kThreads - 1) / kThreads), unsigned(BH));
-  attn_bwd_kv_k<T><<<gk, kThreads, 0, stream()>>>(go, q, k, v, o, lse, dptr<T>(a.out[1]), dptr<T>(a.out[2]), Tq, Tk,
+  attn_bwd_kv_k<T><<<gk, kThreads, 0, stream()>>>(go, q, k, v, o, lse, dptr<T>(g[1]), dptr<T>(g[2]), Tq, Tk,
                                                    D, T(p.scale), p.causal);
   BRISK_CUDA_CHECK_LAUNCH();
-  attn_bwd_q_k<T><<<gq, kThreads, 0, stream()>>>(go, q, k, v, o, lse, dptr<T>(a.out[0]), Tq, Tk, D, T(p.scale),
+  attn_bwd_q_k<T><<<gq, kThreads, 0, stream()>>>(go, q, k, v, o, lse, dptr<T>(g[0]), Tq, Tk, D, T(p.scale),
                                                   p.causal);
   BRISK_CUDA_CHECK_LAUNCH();
+  write_back(a.out, g);
   return true;
 }
 }  // namespace
