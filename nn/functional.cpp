@@ -211,37 +211,36 @@ static void check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 
 // linear under bf16 autocast with its casts folded in (as conv2d's), on the
 // CPU's native GEMM, which multiplies bf16 roundings of whatever it is handed
-// (kernels/cpu/gemm/sgemm.h): x and w are not rounded by separate passes,
-// one pass adds the bias and rounds y, and the backward's GEMMs round the
-// output gradient while packing; only the bias gradient sums the rounded
+// (kernels/cpu/gemm/sgemm.h): x and w are not rounded by separate passes, the
+// GEMM's epilogue adds the bias and rounds y, and in the backward the GEMMs
+// round the output gradient while packing and round dx and dw (the gradients
+// of bf16 tensors) in their epilogues; only the bias gradient sums the rounded
 // gradient explicitly. The same values and gradients as the explicit casts
-// (autocast_cast on x, w and y) bit for bit.
+// (autocast_cast on x, w and y, autocast_grad_cast's rounding of dx and dw)
+// bit for bit.
 //   x [..., in], w [out, in], b [out] or undefined -> y [..., out]
 static Tensor linear_bf16_folded(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_linear(x, w, b);
-  Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w);  // dx, dw rounded on their way back
   int64_t in = w.size(1), out = w.size(0);
   Shape ys(x.shape().begin(), x.shape().end() - 1), xs = x.shape();
   ys.push_back(out);
-  Tensor x2 = xg.detach().reshape({-1, in}), wd = wg.detach();
+  Tensor x2 = x.detach().reshape({-1, in}), wd = w.detach();
   Tensor y;
   {
-    NoGradGuard ng;
     AutocastGuard off({});
     GemmBf16Scope gemm(true);
-    y = matmul(x2, wd.t());  // [rows, out], fresh and contiguous
-    round_bf16_nearest(y, b.defined() ? b.detach() : Tensor(), /*in_place=*/true);
+    y = matmul_epilogue(x2, wd.t(), b.defined() ? b.detach() : Tensor(), /*round_bf16=*/true);  // [rows, out]
   }
-  bool rx = xg.requires_grad(), rw = wg.requires_grad(), rb = b.defined() && b.requires_grad();
-  std::vector<Tensor> inputs{xg, wg};
+  bool rx = x.requires_grad(), rw = w.requires_grad(), rb = b.defined() && b.requires_grad();
+  std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   return attach_grad(y.reshape(ys), "LinearBf16Backward", inputs, [=](const Tensor& g) {
     Tensor g2 = g.reshape({-1, out});
     AutocastGuard off({});
     GemmBf16Scope gemm(true);
     std::vector<Tensor> r(inputs.size());
-    if (rx) r[0] = matmul(g2, wd).reshape(xs);  // dx = round(g) @ round(w)
-    if (rw) r[1] = matmul(g2.t(), x2);           // dw = round(g)^T @ round(x)
+    if (rx) r[0] = matmul_epilogue(g2, wd, Tensor(), true).reshape(xs);  // dx = round(round(g) @ round(w))
+    if (rw) r[1] = matmul_epilogue(g2.t(), x2, Tensor(), true);           // dw = round(round(g)^T @ round(x))
     if (rb) r[2] = sum(round_bf16_nearest(g2), {0});
     return r;
   });

@@ -106,6 +106,59 @@ TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
   CHECK(bit_equal(argmax(im, 0), argmax(im.permute({1, 2, 0}).contiguous(), 2)));
 }
 
+TEST_CASE("kernels: the GEMM epilogue (bias, bf16 rounding) vs ref on every GEMM path", "[kernels]") {
+  struct Restore {
+    std::string kernel = kern::cpu::bf16_gemm_kernel();
+    ~Restore() {
+      kern::cpu::set_sgemm_isa("auto");
+      kern::cpu::set_bf16_gemm_kernel(kernel);
+    }
+  } restore;
+  ThreadCount threads(2);  // the GEMM splits C between threads: each part gets its own bias columns
+  manual_seed(11);
+  // K = 1100: several K blocks on every path, and the epilogue must wait for
+  // the last; bf16-valued operands so that the bf16 paths and the f64 ref
+  // multiply the same numbers; a bias large enough that adding it twice or
+  // not at all shows.
+  Tensor a = randn({70, 1100}).to(DType::bf16).to(DType::f32), b = randn({1100, 45}).to(DType::bf16).to(DType::f32);
+  Tensor bias = randn({45}) * 5.0;
+  auto bf16_exact = [](const Tensor& t) { return bit_equal(t.to(DType::bf16).to(DType::f32), t); };
+  // AMX tiles, AVX512-BF16 dot products, the f32 kernels, and an ISA without
+  // bf16 dot products under the bf16 scope (its rounded copies).
+  struct Path { const char* isa; const char* bf16; bool scope; };
+  for (Path path : {Path{"avx512", "amx", true}, Path{"avx512", "avx512bf16", true}, Path{"avx512", "", false},
+                    Path{"avx2", "", false}, Path{"avx2", "", true}, Path{"sse", "", false}}) {
+    bool have = kern::cpu::sgemm_isa_supported(path.isa) && (!*path.bf16 || kern::cpu::bf16_gemm_kernel_supported(path.bf16));
+    if (!have) {
+      WARN("SKIPPED: this CPU lacks the GEMM path " << path.isa << " " << path.bf16);
+      continue;
+    }
+    kern::cpu::set_sgemm_isa(path.isa);
+    if (*path.bf16) kern::cpu::set_bf16_gemm_kernel(path.bf16);
+    GemmBf16Scope scope(path.scope);
+    for (bool round : {false, true})
+      for (bool with_bias : {true, false}) {
+        INFO("path " << path.isa << " " << path.bf16 << (path.scope ? " (bf16 scope)" : "") << ", round " << round
+                     << ", bias " << with_bias);
+        auto run = [&] { return matmul_epilogue(a, b, with_bias ? bias : Tensor(), round); };
+        Tensor ref_out, out;
+        {
+          ForceBackend fb("ref");
+          ref_out = run();
+        }
+        {
+          ForceBackend fb("cpu");
+          out = run();
+          CHECK(last_backend("gemm") == "cpu");
+        }
+        if (round) CHECK(bf16_exact(out));
+        expect_close(out, ref_out, round ? 1.0 / 128 : 1e-4, "epilogue vs ref");  // one bf16 ulp of |C| ~ 33
+      }
+  }
+  CHECK_THROWS_WITH(matmul_epilogue(a, b, randn({7}), false), Catch::Contains("bias must be f32 [45]"));
+  CHECK_THROWS_WITH(matmul_epilogue(a, a, Tensor(), false), Catch::Contains("expected a [M, K] and b [K, N]"));
+}
+
 TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", "[kernels]") {
   std::vector<std::string> backends{"cpu"};
   if (has_openblas())

@@ -74,6 +74,7 @@ void gemm_rows(const T* A, const T* B, T* C, int64_t i0, int64_t i1, int64_t N, 
 
 template <class T>
 bool gemm(const KernelArgs& a) {
+  if (a.in.size() > 2 || a.params) return false;  // the epilogue is f32's (gemm_native<float>)
   const Tensor &At = a.in[0], &Bt = a.in[1];
   int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
   T* C = ptr<T>(a.out[0]);
@@ -99,14 +100,22 @@ bool gemm(const KernelArgs& a) {
 // per thread instead.
 template <class E>
 bool gemm_native(const KernelArgs& a) {
+  const bool has_ep = a.in.size() > 2 || a.params;
+  if (has_ep && !std::is_same_v<E, float>) return false;  // the epilogue is f32's
+  GemmEpilogue ep{a.in.size() > 2 && a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
+                  a.params && static_cast<const GemmParams*>(a.params)->round_bf16};
   const Tensor &At = a.in[0], &Bt = a.in[1];
   int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
   const E *ap = ptr<E>(At), *bp = ptr<E>(Bt);
   Tensor acc = std::is_same_v<E, float> ? a.out[0] : empty({nb, M, N}, DType::f32);
   float* C = ptr<float>(acc);
   auto one = [&](int64_t b) {
-    sgemm(M, N, K, Mat<E>{ap + b * At.stride(0), At.stride(1), At.stride(2)},
-          Mat<E>{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N);
+    if constexpr (std::is_same_v<E, float>)
+      sgemm(M, N, K, MatF{ap + b * At.stride(0), At.stride(1), At.stride(2)},
+            MatF{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N, false, has_ep ? &ep : nullptr);
+    else
+      sgemm(M, N, K, Mat<E>{ap + b * At.stride(0), At.stride(1), At.stride(2)},
+            Mat<E>{bp + b * Bt.stride(0), Bt.stride(1), Bt.stride(2)}, C + b * M * N, N);
   };
   if (nb > 1 && M * N * K < (int64_t(1) << 20))
     parallel_for(0, nb, 1, [&](int64_t lo, int64_t hi) { for (int64_t b = lo; b < hi; ++b) one(b); });

@@ -22,6 +22,7 @@ static bool blas_layout(int64_t R, int64_t Cc, int64_t rs, int64_t cs, CBLAS_TRA
 
 template <class T>
 bool gemm(const KernelArgs& a) {
+  if (a.in.size() > 2 || a.params) return false;  // no epilogue here (core/kernel_params.h)
   const Tensor &A = a.in[0], &B = a.in[1];
   int64_t nb = A.size(0), M = A.size(1), K = A.size(2), N = B.size(2);
   if (M * N * K < 32 * 32 * 32 || K == 0) return false;  // too small: call overhead dominates

@@ -7,6 +7,8 @@
 //   pack_a(A, i0, mc, k0, kc, P*)   A block -> MR-tall strips [ceil(kc/KS), MR]
 //   pack_b(B, k0, kc, j0, nc, P*)   B panel -> NR-wide strips [ceil(kc/KS), NR]
 //   micro(kc, const P* a, const P* b, float* c, ldc, acc, m, n)
+// and an optional epilogue (sgemm.h) runs on each block of C after its last
+// K block, while the block is in cache.
 // Loop nest: jc over N by NC, pc over K by KC (B panel packed, L2/L3
 // resident), ic over M by MC (A block packed), then the micro-kernel.
 #pragma once
@@ -39,9 +41,30 @@ struct AlignedBuf {  // grows, never shrinks: no allocations in steady state
 };
 
 
-// One thread: the whole loop nest on C[M, N].
+// The epilogue (sgemm.h) on the m x n block of C at c; bias already offset to
+// the block's first column. Branch-free, so it vectorizes: the rounding is
+// float_to_bf16_bits' (nearest even, NaN made quiet).
+inline void apply_epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const GemmEpilogue& ep) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    if (ep.bias)
+      for (int64_t j = 0; j < n; ++j) row[j] += ep.bias[j];
+    if (ep.round_bf16)
+      for (int64_t j = 0; j < n; ++j) {
+        uint32_t u;
+        std::memcpy(&u, row + j, 4);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+        std::memcpy(row + j, &r, 4);
+      }
+  }
+}
+
+// One thread: the whole loop nest on C[M, N], and the epilogue on each block
+// of C after its last K block.
 template <class Panels, class E>
-inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
+inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
+                        const GemmEpilogue* ep) {
   using P = typename Panels::P;
   constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, KC = Panels::KC, MC = Panels::MC,
                     NC = Panels::NC;
@@ -56,7 +79,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
     int64_t nc = std::min(NC, N - jc), strips = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += kblk) {
       int64_t kc = std::min(kblk, K - pc);
-      bool acc = accumulate || pc > 0;
+      bool acc = accumulate || pc > 0, last = pc + kc >= K;
       int64_t kp = (kc + KS - 1) / KS;  // packed steps in this block
       P* bp = bbuf.get(size_t(strips * kp * NR));
       Panels::pack_b(B, pc, kc, jc, nc, bp);
@@ -66,15 +89,20 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
         for (int64_t s = 0; s < strips; ++s) {
           int64_t j = jc + s * NR;
           int n = int(std::min<int64_t>(NR, N - j));
-          for (int64_t i = 0; i < mc; i += MR)
-            Panels::micro(kc, ap + i * kp, bp + s * kp * NR, C + (ic + i) * ldc + j, ldc, acc,
-                          int(std::min<int64_t>(MR, mc - i)), n);
+          for (int64_t i = 0; i < mc; i += MR) {
+            int m = int(std::min<int64_t>(MR, mc - i));
+            Panels::micro(kc, ap + i * kp, bp + s * kp * NR, C + (ic + i) * ldc + j, ldc, acc, m, n);
+            if (ep && last) apply_epilogue(C + (ic + i) * ldc + j, ldc, m, n, GemmEpilogue{ep->bias ? ep->bias + j : nullptr, ep->round_bf16});
+          }
         }
       }
     }
   }
-  if (K == 0 && !accumulate)
-    for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    if (ep) apply_epilogue(C, ldc, M, N, *ep);
+  }
 }
 
 // Threads split C into a tm x tn grid of independent sub-GEMMs, each packing
@@ -83,12 +111,13 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
 // that duplicated packing. Results do not depend on the grid (same K blocks,
 // same micro-kernel order per element), so they are thread-count independent.
 template <class Panels, class E>
-inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
+inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
+                         const GemmEpilogue* ep = nullptr) {
   constexpr int64_t MR = Panels::MR, NR = Panels::NR;
   int threads = get_num_threads();
   int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
   if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
-    gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate);
+    gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate, ep);
     return;
   }
   int tm = 0, tn = 0;
@@ -110,8 +139,9 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
       int64_t r0 = mblocks * bi / tm * MR, r1 = std::min(M, mblocks * (bi + 1) / tm * MR);
       int64_t c0 = strips * bj / tn * NR, c1 = std::min(N, strips * (bj + 1) / tn * NR);
       if (r0 >= r1 || c0 >= c1) continue;
+      GemmEpilogue sub{ep && ep->bias ? ep->bias + c0 : nullptr, ep && ep->round_bf16};
       gemm_serial<Panels>(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
-                   C + r0 * ldc + c0, ldc, accumulate);
+                          C + r0 * ldc + c0, ldc, accumulate, ep ? &sub : nullptr);
     }
   });
 }

@@ -11,11 +11,11 @@
 
 namespace brisk::kern::cpu {
 
-template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
-template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
-template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
-template <class E> void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
-template <class E> void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool);
+template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E> void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E> void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
 bool amx_bf16_usable();  // sgemm_amx.cpp: CPUID and the OS's permission for tile state
 
 namespace {
@@ -58,12 +58,13 @@ void set_sgemm_isa(const std::string& isa) {
 
 namespace {
 template <class E>
-void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate) {
+void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
+         const GemmEpilogue* ep = nullptr) {
   if (M <= 0 || N <= 0) return;
   switch (g_isa.load(std::memory_order_relaxed)) {
-    case avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate);
-    case avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate);
-    default: return sgemm_sse<E>(M, N, K, A, B, C, ldc, accumulate);
+    case avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+    case avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+    default: return sgemm_sse<E>(M, N, K, A, B, C, ldc, accumulate, ep);
   }
 }
 }  // namespace
@@ -140,19 +141,20 @@ std::vector<float> rounded_copy(MatF X, int64_t R, int64_t S) {
 }
 }  // namespace
 
-void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate) {
+void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate,
+           const GemmEpilogue* ep) {
   if (M > 0 && N > 0 && gemm_operands_bf16()) {
     if (sgemm_bf16_supported()) {
-      if (bf16_amx_now()) return sgemm_amx<float>(M, N, K, A, B, C, ldc, accumulate);
-      return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate);
+      if (bf16_amx_now()) return sgemm_amx<float>(M, N, K, A, B, C, ldc, accumulate, ep);
+      return sgemm_avx512bf16<float>(M, N, K, A, B, C, ldc, accumulate, ep);
     }
     // No bf16 dot products on this CPU (or ISA): the f32 GEMM of rounded
     // copies, so that bf16 operands are what every path multiplies (callers
     // that fold autocast's casts, nn::functional::linear, rely on it).
     std::vector<float> a = rounded_copy(A, M, K), b = rounded_copy(B, K, N);
-    return run(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, C, ldc, accumulate);
+    return run(M, N, K, MatF{a.data(), K, 1}, MatF{b.data(), N, 1}, C, ldc, accumulate, ep);
   }
-  run(M, N, K, A, B, C, ldc, accumulate);
+  run(M, N, K, A, B, C, ldc, accumulate, ep);
 }
 void sgemm(int64_t M, int64_t N, int64_t K, Mat<BFloat16> A, Mat<BFloat16> B, float* C, int64_t ldc, bool accumulate) {
   run(M, N, K, A, B, C, ldc, accumulate);

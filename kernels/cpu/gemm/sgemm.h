@@ -31,11 +31,22 @@ inline float widen(BFloat16 v) {  // bf16 is the top half of an f32: exact, one 
 }
 inline float widen(Half v) { return half_bits_to_float(v.bits); }
 
-// C[M, N] (row stride ldc) = A[M, K] @ B[K, N], or C += A @ B when accumulate.
-// Runs on the brisk thread pool when the problem is large enough and the call
-// is not already inside a parallel region. Deterministic: each element of C is
-// summed in the same k order whatever the thread count.
-void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate = false);
+// What the GEMM does to each block of C once its last k is summed, while the
+// block is still in cache: + bias[j] on column j (bias [N]; null: none), then
+// rounding to bf16 (nearest even; the values stay f32 storage). Saves the
+// separate passes over C that linear's bf16 autocast would otherwise make.
+struct GemmEpilogue {
+  const float* bias = nullptr;
+  bool round_bf16 = false;
+};
+
+// C[M, N] (row stride ldc) = A[M, K] @ B[K, N], or C += A @ B when accumulate;
+// then the epilogue, when given. Runs on the brisk thread pool when the
+// problem is large enough and the call is not already inside a parallel
+// region. Deterministic: each element of C is summed in the same k order
+// whatever the thread count.
+void sgemm(int64_t M, int64_t N, int64_t K, MatF A, MatF B, float* C, int64_t ldc, bool accumulate = false,
+           const GemmEpilogue* ep = nullptr);
 // The same GEMM reading bf16 / f16 operands (half the bytes of f32) and
 // accumulating in f32: the operands are widened (no vdpbf16ps kernel yet)
 // during packing, so the micro-kernel is the f32 one. Results equal sgemm on

@@ -96,9 +96,11 @@ bool amx_bf16_usable() {
 }
 
 template <class E>
-void sgemm_amx(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc) {
-  amx::gemm_threads<amx::AmxPanels<E>>(M, N, K, A, B, C, ldc, acc);
+void sgemm_amx(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc,
+               const GemmEpilogue* ep) {
+  amx::gemm_threads<amx::AmxPanels<E>>(M, N, K, A, B, C, ldc, acc, ep);
 }
-template void sgemm_amx<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool);
+template void sgemm_amx<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool,
+    const GemmEpilogue*);
 
 }  // namespace brisk::kern::cpu

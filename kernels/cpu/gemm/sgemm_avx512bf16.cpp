@@ -94,10 +94,13 @@ struct Bf16Panels {
 
 namespace brisk::kern::cpu {
 template <class E>
-void sgemm_avx512bf16(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc) {
-  avx512bf16::gemm_threads<avx512bf16::Bf16Panels<E>>(M, N, K, A, B, C, ldc, acc);
+void sgemm_avx512bf16(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc,
+                      const GemmEpilogue* ep) {
+  avx512bf16::gemm_threads<avx512bf16::Bf16Panels<E>>(M, N, K, A, B, C, ldc, acc, ep);
 }
-template void sgemm_avx512bf16<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool);
+template void sgemm_avx512bf16<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool,
+    const GemmEpilogue*);
 template void sgemm_avx512bf16<BFloat16>(int64_t, int64_t, int64_t, Mat<BFloat16>, Mat<BFloat16>, float*, int64_t,
-                                         bool);
+                                         bool,
+    const GemmEpilogue*);
 }  // namespace brisk::kern::cpu

@@ -211,11 +211,15 @@ struct F32Panels {
 namespace brisk::kern::cpu {
 // One definition per operand type: the same driver and micro-kernel.
 template <class E>
-void BRISK_GEMM_ENTRY(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc) {
-  BRISK_GEMM_NS::gemm_threads<BRISK_GEMM_NS::F32Panels<E>>(M, N, K, A, B, C, ldc, acc);
+void BRISK_GEMM_ENTRY(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc,
+                      const GemmEpilogue* ep) {
+  BRISK_GEMM_NS::gemm_threads<BRISK_GEMM_NS::F32Panels<E>>(M, N, K, A, B, C, ldc, acc, ep);
 }
-template void BRISK_GEMM_ENTRY<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool);
+template void BRISK_GEMM_ENTRY<float>(int64_t, int64_t, int64_t, Mat<float>, Mat<float>, float*, int64_t, bool,
+    const GemmEpilogue*);
 template void BRISK_GEMM_ENTRY<BFloat16>(int64_t, int64_t, int64_t, Mat<BFloat16>, Mat<BFloat16>, float*, int64_t,
-                                         bool);
-template void BRISK_GEMM_ENTRY<Half>(int64_t, int64_t, int64_t, Mat<Half>, Mat<Half>, float*, int64_t, bool);
+                                         bool,
+    const GemmEpilogue*);
+template void BRISK_GEMM_ENTRY<Half>(int64_t, int64_t, int64_t, Mat<Half>, Mat<Half>, float*, int64_t, bool,
+    const GemmEpilogue*);
 }  // namespace brisk::kern::cpu
