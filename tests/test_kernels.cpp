@@ -77,6 +77,41 @@ TEST_CASE("kernels: cpu elementwise vs ref, contiguous and broadcast", "[kernels
   compare_backend("cpu", "binary", "i64 max", [&] { return maximum(ix, iy); }, 0);
 }
 
+TEST_CASE("kernels: attention and cross-entropy gradients carry no f32 denormals", "[kernels]") {
+  // A confident model: scores and logits far apart, so that exp underflows.
+  // The optimized kernels flush what would be denormals (each a microcode
+  // assist in the GEMMs they feed on Intel cores) to 0; the ref keeps them.
+  auto denormals = [](const Tensor& t) {
+    int64_t n = 0;
+    for (double v : t.to_vector()) n += v != 0 && std::fabs(v) < double(std::numeric_limits<float>::min());
+    return n;
+  };
+  Tensor q = (randn({1, 2, 70, 8}) * 12.0).requires_grad_(), k = (randn({1, 2, 70, 8}) * 12.0).requires_grad_();
+  Tensor v = randn({1, 2, 70, 8}).requires_grad_();
+  Tensor logits = (randn({64, 40}) * 60.0).requires_grad_();
+  Tensor target = randint(0, 40, {64}, DType::i64);
+  auto run = [&](const char* backend, bool& ran) {
+    ForceBackend fb(backend);
+    for (Tensor* t : {&q, &k, &v, &logits}) t->set_grad(Tensor());
+    Tensor o = F::scaled_dot_product_attention(q, k, v, true);
+    sum(o * o).backward();
+    F::cross_entropy(logits, target).backward();
+    ran = last_backend("attention_bwd") == backend && last_backend("cross_entropy_bwd") == backend;
+    return std::vector<Tensor>{o.detach(), q.grad(), k.grad(), v.grad(), logits.grad()};
+  };
+  bool ran_ref = false, ran_cpu = false;
+  auto ref = run("ref", ran_ref);
+  auto cpu = run("cpu", ran_cpu);
+  REQUIRE(ran_cpu);
+  int64_t ref_denormals = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    CHECK(denormals(cpu[i]) == 0);
+    ref_denormals += denormals(ref[i]);
+    expect_close(cpu[i], ref[i], 1e-4, "flushed vs exact");
+  }
+  CHECK(ref_denormals > 0);  // the case does produce them where nothing flushes
+}
+
 TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
   for (DType dt : {DType::f32, DType::f64})
     for (Shape s : {Shape{7, 1000}, Shape{1000, 3}, Shape{5, 17, 9}}) {

@@ -7,7 +7,8 @@
 // f32: every block product (scores Q K^T, P V, and in the backward dP = dO V^T,
 // dV += P^T dO, dK += dS^T Q, dQ += dS K) is a small GEMM on the native sgemm
 // (kernels/cpu/gemm), with the softmax work on [64 x 64] tiles in between; exp
-// is a polynomial the compiler vectorizes. f64 (the gradient checks) keeps
+// is a polynomial the compiler vectorizes, flushed to 0 below e^-60 (no
+// denormal products: fast_math.h's softmax_exp). f64 (the gradient checks) keeps
 // plain loops: each key block packed transposed (Kt [D, kKeys]) so the scores
 // of one query are an AXPY over contiguous keys.
 // Operands are [B, H, T, D] with any strides but a unit one along D (heads read
@@ -82,9 +83,9 @@ void fwd_block_f32(Rows<const float> q, Rows<const float> k, Rows<const float> v
       int64_t n = std::clamp<int64_t>(keys_seen(causal, i0 + r, Tq, Tk) - j0, 0, jb);
       float mx = m[r];
       for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j] * scale);
-      float corr = n > 0 ? fast_exp(m[r] - mx) : 1.0f, sum = 0;
+      float corr = n > 0 ? softmax_exp(m[r] - mx) : 1.0f, sum = 0;
       for (int64_t j = 0; j < n; ++j) {
-        row[j] = fast_exp(row[j] * scale - mx);
+        row[j] = softmax_exp(row[j] * scale - mx);
         sum += row[j];
       }
       for (int64_t j = n; j < jb; ++j) row[j] = 0;
@@ -120,7 +121,7 @@ void bwd_slice_f32(Rows<const float> go, Rows<const float> q, Rows<const float> 
         float *srow = S + r * kKeys, *drow = dP + r * kKeys, li = lse[i0 + r], dr = di[i0 + r];
         int64_t n = std::clamp<int64_t>(keys_seen(causal, i0 + r, Tq, Tk) - j0, 0, jb);
         for (int64_t j = 0; j < n; ++j) {
-          float p = fast_exp(srow[j] * scale - li);
+          float p = softmax_exp(srow[j] * scale - li);
           srow[j] = p;
           drow[j] = p * (drow[j] - dr) * scale;  // dS, with the scale of s = scale q.k folded in
         }
