@@ -6,8 +6,10 @@
 #      thread-pool, loader and RNG tests (the code that shares memory across
 #      threads).
 # The ASan subset is every unit test except [speedup] (end-to-end timing
-# harness runs, slow under ASan) and [cuda] (no device in CI), run as two
-# shards in parallel.
+# harness runs, slow under ASan), [long-train] (the two longest training runs,
+# the composition matrix and the resnet's growth: 2-4 minutes each under ASan
+# for code the other training tests already cover there; the Release suite
+# runs them) and [cuda] (no device in CI), run as two shards in parallel.
 #   scripts/sanitize.sh             build both and run them
 #   scripts/sanitize.sh build-only  build the ASan/fuzz tree only (scripts/fuzz.sh)
 set -euo pipefail
@@ -30,7 +32,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # cores of a CI runner instead of one process leaving a core idle): the
 # heaviest test files, and everything else. -# tags each test with its file.
 echo "== ASan+UBSan: unit tests (2 shards in parallel)"
-skip='~[cuda]~[speedup]'
+skip='~[cuda]~[speedup]~[long-train]'
 # Balanced by test file on measured runs (2 cores, one thread per shard):
 # the resnet training tests, the GPT, the kernel tests and the op table here,
 # the composition matrix and the rest in the other shard.

@@ -129,7 +129,7 @@ std::vector<Member> members() {
 std::string family(const std::string& spec) { return spec.substr(0, spec.find(':')); }
 }  // namespace
 
-TEST_CASE("compose: the composition matrix: every allowed pair reaches both end states", "[compose][train]") {
+TEST_CASE("compose: the composition matrix: every allowed pair reaches both end states", "[compose][train][long-train]") {
   auto ms = members();
   int64_t ran = 0, refused = 0;
   for (size_t i = 0; i < ms.size(); ++i)

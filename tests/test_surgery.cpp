@@ -368,7 +368,7 @@ TEST_CASE("surgery: the grow method widens on schedule, preserves the function, 
   CHECK_THROWS_WITH(brisk::efficiency::make_method("grow:points=0.5/0.25"), Catch::Contains("increasing"));
 }
 
-TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) and stacks depth", "[surgery][train]") {
+TEST_CASE("surgery: the grow method grows a resnet (net2net, coupled channels) and stacks depth", "[surgery][train][long-train]") {
   TrainConfig c = small_config("brisk_grow_resnet");
   c.model = "resnet";
   c.epochs = 2;
