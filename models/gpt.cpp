@@ -33,7 +33,8 @@ Tensor CausalSelfAttention::forward_cached(const Tensor& x, Tensor* kc, Tensor* 
   Tensor qkv = c_attn->forward(x);  // [B, T, 3I]
   if (!kc) {  // training and evaluation: heads read in place, y comes out [B, T, I]
     Tensor y = F::attention_packed_qkv(qkv, n_head, /*causal=*/true);
-    if (head_gate.defined()) y = (y.reshape({B, T, n_head, Dh}) * head_gate.reshape({1, 1, n_head, 1})).reshape({B, T, I});
+    if (head_gate.defined())
+      y = (y.reshape({B, T, n_head, Dh}) * head_gate.reshape({1, 1, n_head, 1})).reshape({B, T, I});
     return F::dropout(c_proj->forward(y), dropout, is_training());
   }
   auto heads = [&](int64_t i) {     // -> [B, H, T, Dh]

@@ -22,8 +22,11 @@ static Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, bool round_bf16) {
-  BRISK_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "op matmul_epilogue: expected a [M, K] and b [K, N], got ",
-              shape_str(a.shape()), " and ", shape_str(b.shape()));
+  check_defined("matmul_epilogue", a);
+  check_defined("matmul_epilogue", b);
+  BRISK_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
+              "op matmul_epilogue: expected a [M, K] and b [K, N], got ", shape_str(a.shape()), " and ",
+              shape_str(b.shape()));
   BRISK_CHECK(a.dtype() == DType::f32 && b.dtype() == DType::f32 && a.device() == b.device(),
               "op matmul_epilogue: expected f32 operands on one device, got ", a.dtype(), " on ", a.device(), " and ",
               b.dtype(), " on ", b.device());
@@ -31,7 +34,8 @@ Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, boo
                                   bias.device() == a.device()),
               "op matmul_epilogue: bias must be f32 [", b.size(1), "] on ", a.device());
   Tensor out = empty({1, a.size(0), b.size(1)}, TensorOptions(a.dtype(), a.device()));
-  Tensor ins[3] = {a.detach().unsqueeze(0), b.detach().unsqueeze(0), bias.defined() ? bias.detach().contiguous() : Tensor()};
+  Tensor ins[3] = {a.detach().unsqueeze(0), b.detach().unsqueeze(0),
+                   bias.defined() ? bias.detach().contiguous() : Tensor()};
   Tensor outs[1] = {out};
   GemmParams p{round_bf16};
   dispatch(opkey::gemm, a.device(), a.dtype(), KernelArgs{ins, outs, &p});

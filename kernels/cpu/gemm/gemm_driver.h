@@ -92,7 +92,9 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
           for (int64_t i = 0; i < mc; i += MR) {
             int m = int(std::min<int64_t>(MR, mc - i));
             Panels::micro(kc, ap + i * kp, bp + s * kp * NR, C + (ic + i) * ldc + j, ldc, acc, m, n);
-            if (ep && last) apply_epilogue(C + (ic + i) * ldc + j, ldc, m, n, GemmEpilogue{ep->bias ? ep->bias + j : nullptr, ep->round_bf16});
+            if (ep && last)
+              apply_epilogue(C + (ic + i) * ldc + j, ldc, m, n,
+                             GemmEpilogue{ep->bias ? ep->bias + j : nullptr, ep->round_bf16});
           }
         }
       }

@@ -11,11 +11,16 @@
 
 namespace brisk::kern::cpu {
 
-template <class E> void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
-template <class E> void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
-template <class E> void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
-template <class E> void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
-template <class E> void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_sse(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
 bool amx_bf16_usable();  // sgemm_amx.cpp: CPUID and the OS's permission for tile state
 
 namespace {
