@@ -7,6 +7,7 @@
 #include "efficiency/method.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "nn/functional.h"
+#include "tests/gemm_paths.h"
 #include "tests/train_helpers.h"
 
 using namespace bt;
@@ -105,24 +106,11 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
 TEST_CASE("autocast: bf16 casts folded into linear give the values and gradients of the explicit casts", "[autocast]") {
   struct Restore {
     bool fold = autocast_fold_casts();
-    std::string kernel = kern::cpu::bf16_gemm_kernel();
-    ~Restore() {
-      set_autocast_fold_casts(fold);
-      kern::cpu::set_sgemm_isa("auto");
-      kern::cpu::set_bf16_gemm_kernel(kernel);
-    }
+    ~Restore() { set_autocast_fold_casts(fold); }
   } restore;
   // Every GEMM path: AMX tiles, AVX512-BF16 dot products, and the f32 kernel
   // on rounded copies (an ISA without bf16 dot products).
-  struct Path { const char* isa; const char* bf16; };
-  for (Path path : {Path{"avx512", "amx"}, Path{"avx512", "avx512bf16"}, Path{"avx2", ""}}) {
-    bool have = kern::cpu::sgemm_isa_supported(path.isa) && (!*path.bf16 || kern::cpu::bf16_gemm_kernel_supported(path.bf16));
-    if (!have) {
-      WARN("SKIPPED: this CPU lacks the GEMM path " << path.isa << " " << path.bf16);
-      continue;
-    }
-    kern::cpu::set_sgemm_isa(path.isa);
-    if (*path.bf16) kern::cpu::set_bf16_gemm_kernel(path.bf16);
+  for_each_gemm_path({{"avx512", "amx"}, {"avx512", "avx512bf16"}, {"avx2"}}, [&](const GemmPath&) {
     for (int variant = 0; variant < 3; ++variant) {  // 0: bias, 1: no bias, 2: bias and a frozen weight
       bool bias = variant != 1, wgrad = variant != 2;
       manual_seed(7);
@@ -148,7 +136,7 @@ TEST_CASE("autocast: bf16 casts folded into linear give the values and gradients
         if (bias) parts.push_back(b.grad());
         return cat(parts);
       };
-      INFO(path.isa << " " << path.bf16 << " variant " << variant);
+      INFO("variant " << variant);
       Tensor explicit_casts = run(false);
       CHECK(node == "AutocastCastBackward");
       Tensor folded = run(true);
@@ -164,7 +152,7 @@ TEST_CASE("autocast: bf16 casts folded into linear give the values and gradients
         expect_close(folded.narrow(0, folded.size(0) - 24, 24).to(DType::f64),
                      sum(r.to(DType::bf16).to(DType::f64).reshape({10, 24}), {0}), 1e-5, "bias gradient");
     }
-  }
+  });
   CHECK_THROWS_WITH(round_bf16_nearest(randn({3, 4}), randn({5})), Catch::Contains("does not match x"));
 }
 

@@ -60,6 +60,17 @@ TEST_CASE("attention: bad operands are named", "[attention][errors]") {
   CHECK_THROWS_WITH(F::scaled_dot_product_attention(q, randn({3, 6, 8}), randn({3, 6, 8})), Catch::Contains("leading dims"));
   CHECK_THROWS_WITH(F::scaled_dot_product_attention(q, k.to(DType::f64), k.to(DType::f64)), Catch::Contains("dtype"));
   CHECK_THROWS_WITH(F::scaled_dot_product_attention(randn({8}), randn({8}), randn({8})), Catch::Contains("expected q"));
+  // The packed [B, T, 3 H D] form.
+  Tensor qkv = randn({2, 5, 24});
+  CHECK_THROWS_WITH(F::attention_packed_qkv(qkv, 0), Catch::Contains("n_head must be > 0, got 0"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(qkv, -2), Catch::Contains("n_head must be > 0, got -2"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(qkv, 3), Catch::Contains("expected qkv [B, T, 3 * n_head * head_dim] (n_head 3), got [2, 5, 24]"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(randn({2, 5, 0}), 2), Catch::Contains("got [2, 5, 0]"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(randn({10, 24}), 2), Catch::Contains("got [10, 24]"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(Tensor(), 2), Catch::Contains("attention_packed_qkv: got an undefined tensor"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(qkv.to(DType::i64), 2), Catch::Contains("expected a floating dtype, got i64"));
+  CHECK_THROWS_WITH(F::attention_packed_qkv(qkv, 2, true, std::nan("")), Catch::Contains("scale must be finite"));
+  CHECK(F::attention_packed_qkv(qkv, 2).shape() == Shape{2, 5, 8});  // and a good one runs
 }
 
 TEST_CASE("gpt: shapes, parameter count by hand, tied head and causality", "[gpt]") {

@@ -7,6 +7,7 @@
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
+#include "tests/gemm_paths.h"
 #include "tests/helpers.h"
 
 using namespace bt;
@@ -142,13 +143,6 @@ TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
 }
 
 TEST_CASE("kernels: the GEMM epilogue (bias, bf16 rounding) vs ref on every GEMM path", "[kernels]") {
-  struct Restore {
-    std::string kernel = kern::cpu::bf16_gemm_kernel();
-    ~Restore() {
-      kern::cpu::set_sgemm_isa("auto");
-      kern::cpu::set_bf16_gemm_kernel(kernel);
-    }
-  } restore;
   ThreadCount threads(2);  // the GEMM splits C between threads: each part gets its own bias columns
   manual_seed(11);
   // K = 1100: several K blocks on every path, and the epilogue must wait for
@@ -160,36 +154,29 @@ TEST_CASE("kernels: the GEMM epilogue (bias, bf16 rounding) vs ref on every GEMM
   auto bf16_exact = [](const Tensor& t) { return bit_equal(t.to(DType::bf16).to(DType::f32), t); };
   // AMX tiles, AVX512-BF16 dot products, the f32 kernels, and an ISA without
   // bf16 dot products under the bf16 scope (its rounded copies).
-  struct Path { const char* isa; const char* bf16; bool scope; };
-  for (Path path : {Path{"avx512", "amx", true}, Path{"avx512", "avx512bf16", true}, Path{"avx512", "", false},
-                    Path{"avx2", "", false}, Path{"avx2", "", true}, Path{"sse", "", false}}) {
-    bool have = kern::cpu::sgemm_isa_supported(path.isa) && (!*path.bf16 || kern::cpu::bf16_gemm_kernel_supported(path.bf16));
-    if (!have) {
-      WARN("SKIPPED: this CPU lacks the GEMM path " << path.isa << " " << path.bf16);
-      continue;
-    }
-    kern::cpu::set_sgemm_isa(path.isa);
-    if (*path.bf16) kern::cpu::set_bf16_gemm_kernel(path.bf16);
-    GemmBf16Scope scope(path.scope);
-    for (bool round : {false, true})
-      for (bool with_bias : {true, false}) {
-        INFO("path " << path.isa << " " << path.bf16 << (path.scope ? " (bf16 scope)" : "") << ", round " << round
-                     << ", bias " << with_bias);
-        auto run = [&] { return matmul_epilogue(a, b, with_bias ? bias : Tensor(), round); };
-        Tensor ref_out, out;
-        {
-          ForceBackend fb("ref");
-          ref_out = run();
-        }
-        {
-          ForceBackend fb("cpu");
-          out = run();
-          CHECK(last_backend("gemm") == "cpu");
-        }
-        if (round) CHECK(bf16_exact(out));
-        expect_close(out, ref_out, round ? 1.0 / 128 : 1e-4, "epilogue vs ref");  // one bf16 ulp of |C| ~ 33
-      }
-  }
+  for_each_gemm_path({{"avx512", "amx", true}, {"avx512", "avx512bf16", true}, {"avx512"}, {"avx2"},
+                      {"avx2", "", true}, {"sse"}},
+                     [&](const GemmPath& path) {
+                       GemmBf16Scope scope(path.bf16_scope);
+                       for (bool round : {false, true})
+                         for (bool with_bias : {true, false}) {
+                           INFO("round " << round << ", bias " << with_bias);
+                           auto run = [&] { return matmul_epilogue(a, b, with_bias ? bias : Tensor(), round); };
+                           Tensor ref_out, out;
+                           {
+                             ForceBackend fb("ref");
+                             ref_out = run();
+                           }
+                           {
+                             ForceBackend fb("cpu");
+                             out = run();
+                             CHECK(last_backend("gemm") == "cpu");
+                           }
+                           if (round) CHECK(bf16_exact(out));
+                           // one bf16 ulp of |C| ~ 33
+                           expect_close(out, ref_out, round ? 1.0 / 128 : 1e-4, "epilogue vs ref");
+                         }
+                     });
   CHECK_THROWS_WITH(matmul_epilogue(a, b, randn({7}), false), Catch::Contains("bias must be f32 [45]"));
   CHECK_THROWS_WITH(matmul_epilogue(a, a, Tensor(), false), Catch::Contains("expected a [M, K] and b [K, N]"));
 }
