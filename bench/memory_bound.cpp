@@ -2,10 +2,14 @@
 // (16-bit values are computed in f32 and stored in 16 bits): bytes moved per
 // second, counting each input read and the output written once.
 //   ./build/bench/brisk_bench_memory --benchmark_min_time=0.5
-// Arg: 0 f32, 1 bf16, 2 f16.
+// Arg: 0 f32, 1 bf16, 2 f16. Also the fused bias + GELU kernels at a
+// transformer MLP's shape (gpt-small: [B T = 4096, 4 C = 512], f32), whose
+// erf and exp make them compute-heavy for an elementwise op.
 #include <benchmark/benchmark.h>
 
 #include "brisk.h"
+#include "core/dispatch.h"
+#include "core/op_keys.h"
 
 using namespace brisk;
 
@@ -26,6 +30,17 @@ static void BM_add(benchmark::State& st) {
   st.counters["GB/s"] = benchmark::Counter(3.0 * double(kN * int64_t(dtype_size(dt))),
                                            benchmark::Counter::kIsIterationInvariantRate);
 }
+// Arg: 0 forward (reads y, writes out), 1 backward (reads g and y, writes gy).
+static void BM_bias_gelu(benchmark::State& st) {
+  bool bwd = st.range(0) == 1;
+  Tensor g = randn({4096, 512}), y = randn({4096, 512}), b = randn({512}), out = empty({4096, 512});
+  Tensor fwd_in[2] = {y, b}, bwd_in[3] = {g, y, b}, outs[1] = {out};
+  KernelArgs args = bwd ? KernelArgs{bwd_in, outs, nullptr} : KernelArgs{fwd_in, outs, nullptr};
+  for (auto _ : st) dispatch(bwd ? opkey::bias_gelu_bwd : opkey::bias_gelu_fwd, y.device(), DType::f32, args);
+  st.counters["GB/s"] = benchmark::Counter((bwd ? 3.0 : 2.0) * double(y.numel() * 4),
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_bias_gelu)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_relu)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_add)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();
