@@ -77,6 +77,25 @@ TEST_CASE("speedup: speedup and verdicts over seed spread on hand-made runs", "[
   CHECK_FALSE(lc.base_censored);
   CHECK(lc.cand_censored);
   CHECK_THAT(lc.verdict, Catch::Contains("speedup is a lower bound"));
+  CHECK(f.cand_missed == 0);
+  CHECK(f.base_missed == 0);
+  // One candidate seed that never reaches 0.85: left out of the seed range,
+  // counted, and the range's low end becomes 0 (that seed is infinitely slow).
+  add("miss", 1, 0, 5, 0.80);
+  add("miss", 2, 0, 10, 0.90);
+  add("miss", 1, 1, 5, 0.80);
+  add("miss", 2, 1, 10, 0.90);
+  add("miss", 1, 2, 5, 0.80);
+  add("miss", 2, 2, 10, 0.84);
+  SpeedupAt ms = speedup_at(runs, "base", "miss", 0.85);
+  CHECK(ms.cand_missed == 1);
+  CHECK(*ms.cand_max == Approx(7.5));
+  CHECK(*ms.speedup_lo == 0.0);
+  CHECK(*ms.speedup_hi == Approx(16.5 / 7.5));
+  CHECK(ms.verdict == "no speedup (within seed spread)");
+  SpeedupAt mb = speedup_at(runs, "miss", "base", 0.85);
+  CHECK(mb.base_missed == 1);
+  CHECK_FALSE(mb.speedup_hi);
   auto g = accuracy_gain(runs, "base", "fast");
   REQUIRE(g.size() == 2);
   CHECK(*g[1].gain == Approx(0.90 - 0.80));  // fast's 10 s point vs base's frontier at 10 s

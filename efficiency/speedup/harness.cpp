@@ -185,7 +185,8 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
                                 {"baseline_seed_min", opt(s.base_min)}, {"baseline_seed_max", opt(s.base_max)},
                                 {"candidate_seed_min", opt(s.cand_min)}, {"candidate_seed_max", opt(s.cand_max)},
                                 {"speedup", opt(s.speedup)}, {"speedup_lo", opt(s.speedup_lo)},
-                                {"speedup_hi", opt(s.speedup_hi)}, {"verdict", s.verdict}});
+                                {"speedup_hi", opt(s.speedup_hi)}, {"baseline_seeds_missed", s.base_missed},
+                                {"candidate_seeds_missed", s.cand_missed}, {"verdict", s.verdict}});
     }
     MatchFinal mf = match_final(q, names[0], names[i], o.match_delta);
     cmp["match_final"] = {{"delta", o.match_delta},         {"baseline_budget", mf.base_budget},
@@ -276,9 +277,12 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
        << "| --- | ---: | ---: | ---: | ---: | --- |\n";
     for (size_t i = 1; i < names.size(); ++i)
       for (const SpeedupAt& s : speedups[i - 1]) {
+        // "[min, max; 1 seed never]": the range covers only the seeds that reach the target.
+        auto never = [](int n) { return n ? "; " + std::to_string(n) + (n == 1 ? " seed" : " seeds") + " never" : std::string(); };
         md << "| " << names[i] << " | " << fmt(shown(s.target), L ? "%.4f" : "%.3f") << " | " << fmt(s.base_sec, "%.1f") << " ["
-           << fmt(s.base_min, "%.1f") << ", " << fmt(s.base_max, "%.1f") << "] | " << fmt(s.cand_sec, "%.1f") << " ["
-           << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f") << "] | "
+           << fmt(s.base_min, "%.1f") << ", " << fmt(s.base_max, "%.1f") << never(s.base_missed) << "] | "
+           << fmt(s.cand_sec, "%.1f") << " [" << fmt(s.cand_min, "%.1f") << ", " << fmt(s.cand_max, "%.1f")
+           << never(s.cand_missed) << "] | "
            << (s.cand_censored && !s.base_censored ? ">= " : s.base_censored && !s.cand_censored ? "<= " : "")
            << fmt(s.speedup) << "x ["
            << fmt(s.speedup_lo) << ", " << fmt(s.speedup_hi) << "] | " << s.verdict << " |\n";

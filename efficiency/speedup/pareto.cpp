@@ -103,16 +103,21 @@ std::vector<Point> median_frontier(const std::vector<Run>& runs, const std::stri
 
 // Each seed's own frontier's time to target; seeds that never reach it are skipped.
 static std::vector<double> seed_times(const std::vector<Run>& runs, const std::string& config, double target,
-                                      bool& all_reached) {
+                                      bool& all_reached, int& missed) {
   std::map<uint64_t, std::vector<Point>> by_seed;
   for (const Run& r : runs)
     if (r.config == config) by_seed[r.seed].push_back({r.seconds, r.acc});
   std::vector<double> t;
   all_reached = !by_seed.empty();
+  missed = 0;
   for (auto& [s, pts] : by_seed) {
     auto tt = time_to_accuracy(frontier(pts), target);
-    if (tt) t.push_back(*tt);
-    else all_reached = false;
+    if (tt) {
+      t.push_back(*tt);
+    } else {
+      all_reached = false;
+      ++missed;
+    }
   }
   return t;
 }
@@ -124,7 +129,8 @@ SpeedupAt speedup_at(const std::vector<Run>& runs, const std::string& baseline, 
   r.base_sec = time_to_accuracy(median_frontier(runs, baseline), target);
   r.cand_sec = time_to_accuracy(median_frontier(runs, candidate), target);
   bool base_all = false, cand_all = false;
-  auto bt = seed_times(runs, baseline, target, base_all), ct = seed_times(runs, candidate, target, cand_all);
+  auto bt = seed_times(runs, baseline, target, base_all, r.base_missed);
+  auto ct = seed_times(runs, candidate, target, cand_all, r.cand_missed);
   if (!bt.empty()) {
     r.base_min = *std::min_element(bt.begin(), bt.end());
     r.base_max = *std::max_element(bt.begin(), bt.end());
@@ -145,8 +151,10 @@ SpeedupAt speedup_at(const std::vector<Run>& runs, const std::string& baseline, 
   }
   r.speedup = *r.base_sec / *r.cand_sec;
   if (r.base_min && r.cand_max && r.base_max && r.cand_min) {
-    r.speedup_lo = *r.base_min / *r.cand_max;
-    r.speedup_hi = *r.base_max / *r.cand_min;
+    // The seed range's ends; a seed that never reaches the target is
+    // infinitely slow: candidate -> no lower bound above 0, baseline -> no upper bound.
+    r.speedup_lo = r.cand_missed ? 0.0 : *r.base_min / *r.cand_max;
+    if (!r.base_missed) r.speedup_hi = *r.base_max / *r.cand_min;
   }
   // A seed that misses the target counts as infinitely slow for the overlap test.
   double bmin = r.base_min.value_or(1e300), bmax = base_all ? r.base_max.value_or(1e300) : 1e300;

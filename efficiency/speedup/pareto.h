@@ -64,7 +64,11 @@ std::optional<double> accuracy_at_time(const std::vector<Point>& front, double s
 struct SpeedupAt {
   double target = 0;
   std::optional<double> base_sec, cand_sec;            // median frontiers
-  std::optional<double> base_min, base_max, cand_min, cand_max;  // over seed frontiers
+  std::optional<double> base_min, base_max, cand_min, cand_max;  // over the seeds that reach the target
+  // Seeds whose own frontier never reaches the target (left out of the
+  // min/max above): a candidate seed that misses makes speedup_lo 0, a
+  // baseline seed that misses leaves speedup_hi unbounded (nullopt).
+  int base_missed = 0, cand_missed = 0;
   std::optional<double> speedup, speedup_lo, speedup_hi;
   bool separated = false;
   // Censored: the median frontier already reaches the target at its
