@@ -66,6 +66,46 @@ struct Rows {
   T* at(int64_t t) const { return p + t * s; }
 };
 
+// One row of the forward's online softmax: mx = max(m_prev, scale s[j < n]),
+// s[j] = softmax_exp(scale s[j] - mx) for j < n and 0 for n <= j < jb;
+// returns the sum of s. The max and the sum are reductions that do not
+// vectorize as one running value (each add waits for the last): with AVX-512
+// they run in 16 lanes.
+float softmax_row(float* s, int64_t n, int64_t jb, float scale, float m_prev, float* mx_out) {
+#ifdef __AVX512F__
+  auto mask = [](int64_t left) {
+    return left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  };
+  __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(m_prev);
+  for (int64_t j = 0; j < n; j += 16) {
+    __mmask16 k = mask(n - j);
+    vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), vscale));
+  }
+  float mx = _mm512_reduce_max_ps(vmx);
+  __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps(), cutoff = _mm512_set1_ps(-60.0f);
+  for (int64_t j = 0; j < jb; j += 16) {
+    __mmask16 k = mask(n - j);
+    __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vm);
+    k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_GE_OQ);  // softmax_exp's flush below e^-60
+    __m512 e = _mm512_maskz_mov_ps(k, fast_exp16(x));
+    _mm512_mask_storeu_ps(s + j, mask(jb - j), e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  *mx_out = mx;
+  return _mm512_reduce_add_ps(vsum);
+#else
+  float mx = m_prev, sum = 0;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j] * scale);
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = softmax_exp(s[j] * scale - mx);
+    sum += s[j];
+  }
+  for (int64_t j = n; j < jb; ++j) s[j] = 0;
+  *mx_out = mx;
+  return sum;
+#endif
+}
+
 // One (slice, query block) of the f32 forward: rows i0..i0+bq of o and lse.
 // q [Tq, D], k, v [Tk, D] of the slice; o accumulates in place.
 void fwd_block_f32(Rows<const float> q, Rows<const float> k, Rows<const float> v, Rows<float> o, float* lse,
@@ -81,14 +121,8 @@ void fwd_block_f32(Rows<const float> q, Rows<const float> k, Rows<const float> v
     for (int64_t r = 0; r < bq; ++r) {
       float* row = S + r * kKeys;
       int64_t n = std::clamp<int64_t>(keys_seen(causal, i0 + r, Tq, Tk) - j0, 0, jb);
-      float mx = m[r];
-      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j] * scale);
-      float corr = n > 0 ? softmax_exp(m[r] - mx) : 1.0f, sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        row[j] = softmax_exp(row[j] * scale - mx);
-        sum += row[j];
-      }
-      for (int64_t j = n; j < jb; ++j) row[j] = 0;
+      float mx, sum = softmax_row(row, n, jb, scale, m[r], &mx);
+      float corr = n > 0 ? softmax_exp(m[r] - mx) : 1.0f;
       if (n == 0) continue;
       float* orow = o.at(i0 + r);
       for (int64_t d = 0; d < D; ++d) orow[d] *= corr;

@@ -59,6 +59,7 @@ bool layer_norm_fwd(const KernelArgs& a) {
 }
 
 // gx = rstd (gy w - mean(gy w) - xhat mean(gy w xhat)); gw = sum_m gy xhat; gb = sum_m gy.
+// [M, K] rows; the row sums in 16-lane partials as in the forward.
 template <class T>
 bool layer_norm_bwd(const KernelArgs& a) {
   int64_t M = a.in[1].size(0), K = a.in[1].size(1);
@@ -68,14 +69,30 @@ bool layer_norm_bwd(const KernelArgs& a) {
   parallel_for(0, M, rows_per_task(K, kElems), [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const T *g = gy + m * K, *x = xp + m * K;
-      T mu = mean[m], rs = rstd[m], s1 = 0, s2 = 0;
-      for (int64_t k = 0; k < K; ++k) {
+      T mu = mean[m], rs = rstd[m];
+      // sum_k g w and sum_k g w (x - mu) in 16 partial sums each (a single
+      // running sum is a chain of dependent adds that does not vectorize).
+      constexpr int L = 16;
+      T a1[L] = {}, a2[L] = {};
+      int64_t k = 0;
+      for (; k + L <= K; k += L)
+        for (int l = 0; l < L; ++l) {
+          T gwk = g[k + l] * (w ? w[k + l] : T(1));
+          a1[l] += gwk;
+          a2[l] += gwk * (x[k + l] - mu);
+        }
+      T s1 = 0, s2 = 0;
+      for (int l = 0; l < L; ++l) {
+        s1 += a1[l];
+        s2 += a2[l];
+      }
+      for (; k < K; ++k) {
         T gwk = g[k] * (w ? w[k] : T(1));
         s1 += gwk;
-        s2 += gwk * (x[k] - mu) * rs;
+        s2 += gwk * (x[k] - mu);
       }
       s1 /= T(K);
-      s2 /= T(K);
+      s2 = s2 * rs / T(K);
       T* o = gx + m * K;
       for (int64_t k = 0; k < K; ++k) o[k] = rs * (g[k] * (w ? w[k] : T(1)) - s1 - (x[k] - mu) * rs * s2);
     }
