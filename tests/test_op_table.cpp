@@ -332,7 +332,8 @@ std::vector<OpCase> table() {
     c.name = "cross_entropy, label smoothing, an ignored row";
     c.keys = {"cross_entropy_fwd", "cross_entropy_bwd"};
     c.make = [](DType d) {
-      return V{uni({8, 5}, d, -2, 2, 33), from_vector({0, 4, 2, -100, 1, 3, 3, 0}, {8}, DType::i64)};
+      // 21 classes: one full 16-lane block and a ragged one in the vectorized kernel.
+      return V{uni({8, 21}, d, -2, 2, 33), from_vector({0, 20, 2, -100, 17, 3, 16, 0}, {8}, DType::i64)};
     };
     c.f = [](const V& in) { return F::cross_entropy(in[0], in[1], F::Reduction::none, -100, 0.1); };
     c.composite = [](const V& in) { return F::cross_entropy_composite(in[0], in[1], F::Reduction::none, -100, 0.1); };
