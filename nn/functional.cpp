@@ -878,6 +878,9 @@ static void check_cross_entropy(const Tensor& logits, const Tensor& target, int6
   check_defined("cross_entropy", target);
   check_floating("cross_entropy", logits);
   BRISK_CHECK(logits.dim() == 2, "op cross_entropy: logits must be [N, C], got ", shape_str(logits.shape()));
+  // Every row's log-sum-exp needs a class, even a row whose target is ignored.
+  BRISK_CHECK(logits.size(1) > 0 || logits.size(0) == 0, "op cross_entropy: logits ", shape_str(logits.shape()),
+              " have no classes");
   BRISK_CHECK(target.dtype() == DType::i64, "op cross_entropy: target must hold i64 class indices, got ",
               target.dtype());
   BRISK_CHECK(target.shape() == Shape({logits.size(0)}), "op cross_entropy: target shape ",

@@ -75,6 +75,8 @@ TEST_CASE("errors: out-of-range dims and indices", "[errors]") {
   CHECK_ERROR(F::embedding(from_vector({7}, {1}, DType::i64), ones({4, 3})), "op embedding", "index 7", "4 embeddings");
   CHECK_ERROR(F::cross_entropy(ones({2, 3}), from_vector({0, 3}, {2}, DType::i64)), "op cross_entropy",
               "target 3", "3 classes");
+  CHECK_ERROR(F::cross_entropy(ones({2, 0}), full({2}, -100, DType::i64)), "op cross_entropy", "[2, 0]",
+              "no classes");
   CHECK_ERROR(ones({2, 3}).item(), "item", "[2, 3]");
   CHECK_ERROR(F::dropout(ones({2}), 1.5, true), "op dropout", "1.5");
   CHECK_ERROR(ones({2}).select(0, 2), "op select", "index 2");
