@@ -113,6 +113,39 @@ TEST_CASE("kernels: attention and cross-entropy gradients carry no f32 denormals
   CHECK(ref_denormals > 0);  // the case does produce them where nothing flushes
 }
 
+TEST_CASE("kernels: a NaN in attention, cross-entropy and bias_gelu stays NaN where the ref's does", "[kernels]") {
+  // The vectorized kernels clamp exp's argument and mask lanes: neither may
+  // turn a NaN into a number (a NaN loss must reach the trainer's check).
+  manual_seed(5);
+  Tensor q = randn({1, 2, 70, 8}), k = randn({1, 2, 70, 8}), v = randn({1, 2, 70, 8});
+  k.data_ptr<float>()[3 * 8 + 1] = NAN;  // head 0, key 3: causal queries >= 3 see it
+  Tensor logits = randn({6, 40}), target = from_vector({0, 39, 5, 17, 2, 20}, {6}, DType::i64);
+  logits.data_ptr<float>()[1 * 40 + 3] = NAN;  // row 1, an early block of 16 lanes
+  Tensor y = randn({4, 40}), b = randn({40});
+  y.data_ptr<float>()[2 * 40 + 33] = NAN;  // in the ragged last block
+  auto run = [&](const char* backend) {
+    ForceBackend fb(backend);
+    std::vector<Tensor> r{F::scaled_dot_product_attention(q, k, v, true),
+                          F::cross_entropy(logits, target, F::Reduction::none), F::bias_gelu(y, b)};
+    CHECK(last_backend("attention_fwd") == backend);
+    CHECK(last_backend("cross_entropy_fwd") == backend);
+    CHECK(last_backend("bias_gelu_fwd") == backend);
+    return r;
+  };
+  auto ref = run("ref"), cpu = run("cpu");
+  for (size_t i = 0; i < ref.size(); ++i) {
+    auto a = cpu[i].to_vector(), e = ref[i].to_vector();
+    int64_t nans = 0, mismatched = 0;
+    for (size_t j = 0; j < e.size(); ++j) {
+      nans += std::isnan(e[j]);
+      mismatched += std::isnan(a[j]) != std::isnan(e[j]);
+    }
+    INFO("output " << i);
+    CHECK(nans > 0);
+    CHECK(mismatched == 0);
+  }
+}
+
 TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
   for (DType dt : {DType::f32, DType::f64})
     for (Shape s : {Shape{7, 1000}, Shape{1000, 3}, Shape{5, 17, 9}}) {

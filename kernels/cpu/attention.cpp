@@ -73,22 +73,19 @@ struct Rows {
 // they run in 16 lanes.
 float softmax_row(float* s, int64_t n, int64_t jb, float scale, float m_prev, float* mx_out) {
 #ifdef __AVX512F__
-  auto mask = [](int64_t left) {
-    return left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-  };
   __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(m_prev);
   for (int64_t j = 0; j < n; j += 16) {
-    __mmask16 k = mask(n - j);
+    __mmask16 k = tail_mask16(n - j);
     vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), vscale));
   }
   float mx = _mm512_reduce_max_ps(vmx);
   __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps(), cutoff = _mm512_set1_ps(-60.0f);
   for (int64_t j = 0; j < jb; j += 16) {
-    __mmask16 k = mask(n - j);
+    __mmask16 k = tail_mask16(n - j);
     __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vm);
-    k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_GE_OQ);  // softmax_exp's flush below e^-60
+    k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_NLT_UQ);  // softmax_exp's flush below e^-60 (a NaN stays)
     __m512 e = _mm512_maskz_mov_ps(k, fast_exp16(x));
-    _mm512_mask_storeu_ps(s + j, mask(jb - j), e);
+    _mm512_mask_storeu_ps(s + j, tail_mask16(jb - j), e);
     vsum = _mm512_add_ps(vsum, e);
   }
   *mx_out = mx;

@@ -18,7 +18,7 @@ namespace brisk::kern::cpu {
 // One row of N: o = gelu(y + b), or with g: o = g * gelu'(y + b); masked tail.
 static void gelu_row16(const float* g, const float* y, const float* b, float* o, int64_t N) {
   for (int64_t c = 0; c < N; c += 16) {
-    __mmask16 m = N - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - c)) - 1);
+    __mmask16 m = tail_mask16(N - c);
     __m512 x = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + c), _mm512_maskz_loadu_ps(m, b + c)), cdf, pdf;
     gelu_cdf_pdf16(x, cdf, pdf);
     __m512 r = g ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, g + c), _mm512_fmadd_ps(x, pdf, cdf))

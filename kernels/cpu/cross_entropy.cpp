@@ -18,18 +18,16 @@ namespace brisk::kern::cpu {
 
 #ifdef __AVX512F__
 namespace {
-inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
-
 // One row of C logits: the loss, log-sum-exp to *lse (fused::xent_row's
 // formula; sums in f32 lanes, the log in double).
 float xent_row16(const float* x, int64_t C, int64_t t, const CrossEntropyParams& p, float* lse) {
   __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t c = 0; c < C; c += 16)
-    vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, tail_mask(C - c), x + c));
+    vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, tail_mask16(C - c), x + c));
   float mx = _mm512_reduce_max_ps(vmax);
   __m512 s = _mm512_setzero_ps(), sx = _mm512_setzero_ps(), vm = _mm512_set1_ps(mx);
   for (int64_t c = 0; c < C; c += 16) {
-    __mmask16 m = tail_mask(C - c);
+    __mmask16 m = tail_mask16(C - c);
     __m512 v = _mm512_maskz_loadu_ps(m, x + c);
     s = _mm512_mask_add_ps(s, m, s, fast_exp16(_mm512_sub_ps(v, vm)));
     sx = _mm512_add_ps(sx, v);
@@ -52,7 +50,7 @@ void xent_bwd_row16(const float* x, float lse, int64_t C, int64_t t, float gl, c
   __m512 vl = _mm512_set1_ps(lse), off = _mm512_set1_ps(eps / float(C)), g = _mm512_set1_ps(gl);
   __m512 tiny = _mm512_set1_ps(std::numeric_limits<float>::min());
   for (int64_t c = 0; c < C; c += 16) {
-    __mmask16 m = tail_mask(C - c);
+    __mmask16 m = tail_mask16(C - c);
     __m512 v = _mm512_mul_ps(g, _mm512_sub_ps(fast_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + c), vl)), off));
     __mmask16 denormal = _mm512_cmp_ps_mask(_mm512_abs_ps(v), tiny, _CMP_LT_OQ);
     _mm512_mask_storeu_ps(gx + c, m, _mm512_maskz_mov_ps(__mmask16(~denormal), v));

@@ -64,9 +64,17 @@ inline T gelu_exact_deriv(T x) {
 }
 
 #ifdef __AVX512F__
-// 16 lanes of fast_exp: the same clamp, range reduction and polynomial.
+// The first `left` of 16 lanes (all for left >= 16, none for left <= 0): a
+// row's ragged last block.
+inline __mmask16 tail_mask16(int64_t left) {
+  return left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+}
+
+// 16 lanes of fast_exp: the same clamp, range reduction and polynomial. A NaN
+// stays NaN (max/min return their second operand when either is NaN), as
+// std::clamp leaves it in the scalar version.
 inline __m512 fast_exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
