@@ -32,8 +32,14 @@ struct FillParams { double value; };
 //            either row-contiguous (strides K, 1) or column-contiguous (strides
 //            1, M: a reduction over the leading dims of a contiguous tensor,
 //            passed without a transposing copy); kernels may decline the latter.
+//            round_bf16 (sum over f32 only): each element is rounded to bf16
+//            (nearest even) before it is added, the sum of a bf16-rounded
+//            tensor without the rounded copy; kernels without it decline.
 enum class ReduceOp : uint8_t { sum, max, min, argmax };
-struct ReduceParams { ReduceOp op; };
+struct ReduceParams {
+  ReduceOp op;
+  bool round_bf16 = false;
+};
 // "gemm":    in[0] A [B, M, K], in[1] Bm [B, K, N], any strides (batch stride may
 //            be 0 for broadcast, inner dims may be transposed); out[0] C [B, M, N]
 //            contiguous. C = A @ Bm. An epilogue may follow (f32): in[2] bias [N]

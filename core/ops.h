@@ -59,6 +59,9 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 // --- reductions; empty dims = all dims ---
 Tensor sum(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
+// sum(x rounded to bf16, dims) of an f32 x without the rounded copy (no
+// autograd): a bf16 linear's bias gradient. Same values as rounding first.
+Tensor sum_rounded_bf16(const Tensor& x, std::vector<int64_t> dims);
 Tensor mean(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 // Maximum over dims (like torch.amax): the gradient is split evenly among ties.
 Tensor max(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);

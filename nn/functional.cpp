@@ -214,8 +214,8 @@ static void check_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 // (kernels/cpu/gemm/sgemm.h): x and w are not rounded by separate passes, the
 // GEMM's epilogue adds the bias and rounds y, and in the backward the GEMMs
 // round the output gradient while packing and round dx and dw (the gradients
-// of bf16 tensors) in their epilogues; only the bias gradient sums the rounded
-// gradient explicitly. The same values and gradients as the explicit casts
+// of bf16 tensors) in their epilogues; the bias gradient's column sums round
+// each element as they add it. The same values and gradients as the explicit casts
 // (autocast_cast on x, w and y, autocast_grad_cast's rounding of dx and dw)
 // bit for bit.
 //   x [..., in], w [out, in], b [out] or undefined -> y [..., out]
@@ -241,7 +241,7 @@ static Tensor linear_bf16_folded(const Tensor& x, const Tensor& w, const Tensor&
     std::vector<Tensor> r(inputs.size());
     if (rx) r[0] = matmul_epilogue(g2, wd, Tensor(), true).reshape(xs);  // dx = round(round(g) @ round(w))
     if (rw) r[1] = matmul_epilogue(g2.t(), x2, Tensor(), true);           // dw = round(round(g)^T @ round(x))
-    if (rb) r[2] = sum(round_bf16_nearest(g2), {0});
+    if (rb) r[2] = sum_rounded_bf16(g2, {0});                            // db = sum(round(g))
     return r;
   });
 }

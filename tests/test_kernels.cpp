@@ -146,6 +146,38 @@ TEST_CASE("kernels: a NaN in attention, cross-entropy and bias_gelu stays NaN wh
   }
 }
 
+TEST_CASE("kernels: sums of bf16-rounded values without the rounded copy", "[kernels]") {
+  // sum_rounded_bf16 (the reduce op's round_bf16): the CPU kernel rounds each
+  // element as it adds it, over rows and over leading dims (column sums); the
+  // same bits as rounding first with the same kernel, and the ref's f64 sum
+  // of rounded values.
+  manual_seed(9);
+  for (Shape s : {Shape{300, 70}, Shape{6, 50, 33}, Shape{5, 1000}}) {
+    Tensor x = randn(s) * 3.0;
+    Tensor rounded = x.to(DType::bf16).to(DType::f32);
+    for (int64_t d : {int64_t(0), int64_t(s.size()) - 1}) {
+      INFO("shape " << shape_str(s) << " dim " << d);
+      Tensor got, want, ref_got;
+      {
+        ForceBackend fb("cpu");
+        got = sum_rounded_bf16(x, {d});
+        CHECK(last_backend("reduce") == "cpu");
+        want = sum(rounded, {d});
+      }
+      {
+        ForceBackend fb("ref");
+        ref_got = sum_rounded_bf16(x, {d});
+        CHECK(last_backend("reduce") == "ref");
+      }
+      CHECK(bit_equal(got, want));
+      expect_close(got, ref_got, dtype_tol(DType::f32, s[size_t(d)]), "cpu vs ref");
+      // ... and not the sum of the unrounded values (the rounding happened).
+      CHECK_FALSE(bit_equal(got, sum(x, {d})));
+    }
+  }
+  CHECK_THROWS_WITH(sum_rounded_bf16(randn({3, 4}, DType::f64), {0}), Catch::Contains("expected f32, got f64"));
+}
+
 TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
   for (DType dt : {DType::f32, DType::f64})
     for (Shape s : {Shape{7, 1000}, Shape{1000, 3}, Shape{5, 17, 9}}) {

@@ -85,6 +85,22 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
   });
 }
 
+Tensor sum_rounded_bf16(const Tensor& x, std::vector<int64_t> dims) {
+  check_defined("sum_rounded_bf16", x);
+  BRISK_CHECK(x.dtype() == DType::f32, "op sum_rounded_bf16: expected f32, got ", x.dtype(), " (shape ",
+              shape_str(x.shape()), ")");
+  ReducePlan p = plan_reduce(x, std::move(dims), "sum_rounded_bf16");
+  Tensor rows = as_rows(x, p);
+  Tensor out = empty({rows.size(0)}, TensorOptions(DType::f32, x.device()));
+  ReduceParams rp{ReduceOp::sum, /*round_bf16=*/true};
+  Tensor ins[1] = {rows};
+  Tensor outs[1] = {out};
+  if (try_dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp}))
+    return out.reshape(p.kept_shape);
+  // No kernel rounds as it sums (CUDA): round first (a casting copy, nearest even).
+  return sum(x.detach().to(DType::bf16).to(DType::f32), p.dims);
+}
+
 Tensor mean(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
   check_defined("mean", x);
   check_floating("mean", x);

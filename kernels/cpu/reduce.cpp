@@ -1,9 +1,11 @@
 // Optimized sums over the rows of [M, K], row- or column-contiguous: each
 // output is reduced by one thread in a fixed order, so results are
-// bit-identical for any thread count.
+// bit-identical for any thread count. With round_bf16 each f32 element is
+// rounded to bf16 as it is added (the same sums as rounding first).
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/row_sum.h"
@@ -19,8 +21,8 @@ namespace {
 // interleaved partial sums (rows k = 0, 1, 2, 3 mod 4, vectorized across the
 // block's columns) combined in a fixed order, so the result does not depend
 // on the thread count.
-template <class T>
-void column_sums(const T* x, int64_t M, int64_t K, T* o) {
+template <class T, class F>
+void column_sums(const T* x, int64_t M, int64_t K, T* o, F f) {
   constexpr int64_t kCols = 64;
   parallel_for(0, (M + kCols - 1) / kCols, std::max<int64_t>(1, 2048 / std::max<int64_t>(K, 1)),
                [&](int64_t lo, int64_t hi) {
@@ -31,35 +33,47 @@ void column_sums(const T* x, int64_t M, int64_t K, T* o) {
       for (; k + 4 <= K; k += 4)
         for (int r = 0; r < 4; ++r) {
           const T* row = x + (k + r) * M + m0;
-          for (int64_t j = 0; j < w; ++j) acc[r][j] += row[j];
+          for (int64_t j = 0; j < w; ++j) acc[r][j] += f(row[j]);
         }
       for (; k < K; ++k) {
         const T* row = x + k * M + m0;
-        for (int64_t j = 0; j < w; ++j) acc[0][j] += row[j];
+        for (int64_t j = 0; j < w; ++j) acc[0][j] += f(row[j]);
       }
       for (int64_t j = 0; j < w; ++j) o[m0 + j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
     }
   });
 }
+
+// f: each element as it is added (Identity, or bf16 rounding for round_bf16).
+template <class T, class F>
+bool sum_rows(const Tensor& x, T* o, F f) {
+  int64_t M = x.size(0), K = x.size(1);
+  const T* xp = ptr<T>(x);
+  if (x.stride(1) != 1 && K > 1) {  // column-contiguous (core/kernel_params.h)
+    if (x.stride(0) != 1) return false;
+    column_sums(xp, M, K, o, f);
+    return true;
+  }
+  parallel_for(0, M, rows_per_task(K, 4096), [&](int64_t lo, int64_t hi) {
+    for (int64_t m = lo; m < hi; ++m) o[m] = row_sum(xp + m * K, K, f);
+  });
+  return true;
+}
+
+struct RoundBf16 {
+  float operator()(float v) const { return bf16_bits_to_float(float_to_bf16_bits(v)); }
+};
 }  // namespace
 
 template <class T>
 bool reduce(const KernelArgs& a) {
-  auto op = static_cast<const ReduceParams*>(a.params)->op;
-  if (op != ReduceOp::sum) return false;  // max/min/argmax: NaN rules live in ref
-  const Tensor& x = a.in[0];
-  int64_t M = x.size(0), K = x.size(1);
-  const T* xp = ptr<T>(x);
-  T* o = ptr<T>(a.out[0]);
-  if (x.stride(1) != 1 && K > 1) {  // column-contiguous (core/kernel_params.h)
-    if (x.stride(0) != 1) return false;
-    column_sums(xp, M, K, o);
-    return true;
+  const auto& rp = *static_cast<const ReduceParams*>(a.params);
+  if (rp.op != ReduceOp::sum) return false;  // max/min/argmax: NaN rules live in ref
+  if (rp.round_bf16) {
+    if constexpr (std::is_same_v<T, float>) return sum_rows(a.in[0], ptr<T>(a.out[0]), RoundBf16{});
+    return false;
   }
-  parallel_for(0, M, rows_per_task(K, 4096), [&](int64_t lo, int64_t hi) {
-    for (int64_t m = lo; m < hi; ++m) o[m] = row_sum(xp + m * K, K);
-  });
-  return true;
+  return sum_rows(a.in[0], ptr<T>(a.out[0]), Identity{});
 }
 
 void register_reduce() {

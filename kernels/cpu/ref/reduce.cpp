@@ -2,6 +2,7 @@
 // strides (row- or column-contiguous, core/kernel_params.h).
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/strided.h"
 
@@ -9,7 +10,9 @@ namespace brisk::kern::ref {
 
 template <class T>
 bool reduce(const KernelArgs& a) {
-  auto op = static_cast<const ReduceParams*>(a.params)->op;
+  const auto& rp = *static_cast<const ReduceParams*>(a.params);
+  auto op = rp.op;
+  if (rp.round_bf16 && !(std::is_same_v<T, float> && op == ReduceOp::sum)) return false;
   const Tensor& x = a.in[0];
   int64_t M = x.size(0), K = x.size(1), sm = x.stride(0), sk = x.stride(1);
   const T* xp = ptr<T>(x);
@@ -17,6 +20,12 @@ bool reduce(const KernelArgs& a) {
     auto row = [&, base = xp + m * sm](int64_t k) { return base[k * sk]; };
     if (op == ReduceOp::sum) {
       double s = 0;  // f64 accumulator: the oracle is as exact as we can cheaply be
+      if constexpr (std::is_same_v<T, float>)
+        if (rp.round_bf16) {
+          for (int64_t k = 0; k < K; ++k) s += double(bf16_bits_to_float(float_to_bf16_bits(row(k))));
+          ptr<T>(a.out[0])[m] = T(s);
+          continue;
+        }
       for (int64_t k = 0; k < K; ++k) s += double(row(k));
       ptr<T>(a.out[0])[m] = T(s);
     } else if (op == ReduceOp::argmax) {
