@@ -58,16 +58,21 @@ Tensor as_rows(const Tensor& x, const ReducePlan& p) {
   return xp.reshape({M, p.K});
 }
 
-Tensor reduce_raw(const Tensor& x, const ReducePlan& p, ReduceOp op, DType out_dtype, bool keepdim) {
+// With round_bf16 (ReduceParams) kernels may decline: then an undefined tensor.
+Tensor reduce_raw(const Tensor& x, const ReducePlan& p, ReduceOp op, DType out_dtype, bool keepdim,
+                  bool round_bf16 = false) {
   static const char* names[] = {"sum", "max", "min", "argmax"};
   BRISK_CHECK(p.K > 0 || op == ReduceOp::sum, "op ", names[int(op)],
               ": cannot reduce over an empty dimension (shape ", shape_str(x.shape()), ")");
   Tensor rows = as_rows(x, p);
   Tensor out = empty({rows.size(0)}, TensorOptions(out_dtype, x.device()));
-  ReduceParams rp{op};
+  ReduceParams rp{op, round_bf16};
   Tensor ins[1] = {rows};
   Tensor outs[1] = {out};
-  dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp});
+  if (!round_bf16)
+    dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp});
+  else if (!try_dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp}))
+    return Tensor();
   return out.reshape(keepdim ? p.keepdim_shape : p.kept_shape);
 }
 
@@ -90,13 +95,8 @@ Tensor sum_rounded_bf16(const Tensor& x, std::vector<int64_t> dims) {
   BRISK_CHECK(x.dtype() == DType::f32, "op sum_rounded_bf16: expected f32, got ", x.dtype(), " (shape ",
               shape_str(x.shape()), ")");
   ReducePlan p = plan_reduce(x, std::move(dims), "sum_rounded_bf16");
-  Tensor rows = as_rows(x, p);
-  Tensor out = empty({rows.size(0)}, TensorOptions(DType::f32, x.device()));
-  ReduceParams rp{ReduceOp::sum, /*round_bf16=*/true};
-  Tensor ins[1] = {rows};
-  Tensor outs[1] = {out};
-  if (try_dispatch(opkey::reduce, x.device(), x.dtype(), KernelArgs{ins, outs, &rp}))
-    return out.reshape(p.kept_shape);
+  Tensor y = reduce_raw(x, p, ReduceOp::sum, DType::f32, /*keepdim=*/false, /*round_bf16=*/true);
+  if (y.defined()) return y;
   // No kernel rounds as it sums (CUDA): round first (a casting copy, nearest even).
   return sum(x.detach().to(DType::bf16).to(DType::f32), p.dims);
 }
