@@ -357,7 +357,11 @@ TEST_CASE("speedup: time to a loss target at budgets in steps (language model)",
   CHECK(mf["speedup"].get<double>() == Approx(med("base", large, true) / med("slow", large, true)));
   json t0 = rep["comparisons"][0]["targets"][0], t1 = rep["comparisons"][0]["targets"][1];
   CHECK(t0["target"].get<double>() == 1000.0);
-  CHECK(t0["baseline_seconds"].get<double>() == Approx(med("base", small, true)));  // met at the first budget
+  // Met at both budgets, so the time is the median frontier's first point:
+  // the faster budget, which on a busy machine need not be the smaller one
+  // (both take about 0.1 s here).
+  CHECK(t0["baseline_seconds"].get<double>() ==
+        Approx(std::min(med("base", small, true), med("base", large, true))));
   CHECK_THAT(t0["verdict"].get<std::string>(), Catch::Contains("censored"));
   CHECK(t1["verdict"] == "not reached by either");
   std::ifstream md(dir / "out" / "report.md");
