@@ -5,21 +5,40 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 #include "core/flops.h"
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "core/autocast.h"
 #include "core/int8.h"
 
-#include <optional>
 #include <vector>
 
 namespace brisk::nn::functional {
 
 namespace {
 double g_sparse_threshold = 0.9;  // crossover measured by bench/sparse_linear.cpp (docs/methods/pruning.md)
+
+// The fraction of zeros of a parameter's mask, computed once per mask tensor
+// (set_mask installs a new one whenever the pattern changes), one entry per
+// masked layer: a model's linears alternate masks, so one cached value would
+// be recomputed at every call.
+double mask_sparsity(const Tensor& mask) {
+  struct Seen {
+    std::weak_ptr<TensorImpl> mask;
+    double sparsity;
+  };
+  static thread_local std::vector<Seen> seen;
+  for (const Seen& e : seen)
+    if (e.mask.lock() == mask.impl_ptr()) return e.sparsity;
+  seen.erase(std::remove_if(seen.begin(), seen.end(), [](const Seen& e) { return e.mask.expired(); }), seen.end());
+  seen.push_back({mask.impl_ptr(), 1.0 - sum(mask).item() / double(mask.numel())});
+  return seen.back().sparsity;
 }
+}  // namespace
+
 void set_sparse_linear_threshold(double s) { g_sparse_threshold = s; }
 double sparse_linear_threshold() { return g_sparse_threshold; }
 
@@ -161,13 +180,11 @@ Tensor bias_gelu_composite(const Tensor& y, const Tensor& b) { return gelu(y + b
 
 Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (!b.defined()) return gelu(linear(x, w));
-  if (w.unsafe_impl() && w.unsafe_impl()->mask) return gelu(linear(x, w, b));  // sparse path adds its own bias
-  return bias_gelu(linear(x, w), b);
+  return bias_gelu(linear(x, w), b);  // a masked weight too: the CSR path of linear needs no bias
 }
 
 Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (!b.defined()) return relu(linear(x, w));
-  if (w.unsafe_impl() && w.unsafe_impl()->mask) return relu(linear(x, w, b));  // sparse path adds its own bias
   return bias_relu(linear(x, w), b);
 }
 
@@ -269,16 +286,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (auto* m = w.unsafe_impl()->mask.get(); m && g_sparse_threshold <= 1.0 && w.dim() == 2 &&
                                              w.device().type == DeviceType::cpu && x.dtype() == w.dtype()) {
     Tensor mask(w.unsafe_impl()->mask);
-    // set_mask installs a new mask tensor whenever the pattern changes, so the
-    // sparsity is computed once per mask, not per call.
-    static thread_local std::weak_ptr<TensorImpl> seen;
-    static thread_local double seen_sparsity = 0;
-    if (seen.lock() != mask.impl_ptr()) {
-      seen_sparsity = 1.0 - sum(mask).item() / double(mask.numel());
-      seen = mask.impl_ptr();
-    }
-    double sparsity = seen_sparsity;
-    if (sparsity >= g_sparse_threshold && x.dim() >= 1 && x.size(-1) == w.size(1))
+    if (mask_sparsity(mask) >= g_sparse_threshold && x.dim() >= 1 && x.size(-1) == w.size(1))
       return sparse_linear(x, w, mask, b);
   }
   check_linear(x, w, b);
