@@ -465,7 +465,7 @@ TEST_CASE("pruning: linear switches to the CSR kernel above the sparsity thresho
 }
 
 // A masked weight must not cost the fused bias + activation kernels (the
-// unfused GELU is a scalar pass per element, and a 2:4 GPT paid 1.5x a step
+// unfused GELU is a scalar pass per element, and a 2:4 GPT paid 1.3x a step
 // for it), on the dense path (50%) or the CSR one (97%); values as the dense
 // masked product. Each mask's sparsity is computed once, however the layers
 // alternate.
