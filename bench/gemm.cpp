@@ -25,7 +25,7 @@ using kern::cpu::MatF;
 // Shapes as (M, N, K, transA, transB): C[M,N] = op(A) @ op(B).
 struct Shape5 { int64_t M, N, K, ta, tb; };
 
-static void run(benchmark::State& st, bool blas) {
+static void run(benchmark::State& st, bool blas, const kern::cpu::GemmEpilogue* ep = nullptr) {
   Shape5 s{st.range(0), st.range(1), st.range(2), st.range(3), st.range(4)};
   std::vector<float> A(size_t(s.M * s.K)), B(size_t(s.K * s.N)), C(size_t(s.M * s.N));
   for (size_t i = 0; i < A.size(); ++i) A[i] = float(i % 17) * 0.01f;
@@ -35,7 +35,7 @@ static void run(benchmark::State& st, bool blas) {
   MatF b = s.tb ? MatF{B.data(), 1, s.K} : MatF{B.data(), s.N, 1};
   for (auto _ : st) {
     if (!blas) {
-      kern::cpu::sgemm(s.M, s.N, s.K, a, b, C.data(), s.N);
+      kern::cpu::sgemm(s.M, s.N, s.K, a, b, C.data(), s.N, false, ep);
     } else {
 #ifdef BRISK_HAS_OPENBLAS
       cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, int(s.M),
@@ -145,4 +145,30 @@ static void BM_bf16amx(benchmark::State& st) { bf16_kernel(st, "amx"); }
 #define BF16_SIZES ArgsProduct({{512, 1024, 2048}, {0, 1}})->UseRealTime()->Unit(benchmark::kMillisecond)
 BENCHMARK(BM_bf16dp)->BF16_SIZES;
 BENCHMARK(BM_bf16amx)->BF16_SIZES;
+
+// gpt-small's training GEMMs (batch 32 x context 128 = 4096 rows, width 128,
+// MLP 512, qkv 384, vocab 256), f32 and under bf16 autocast on the best bf16
+// kernel with the epilogue autocast's linear uses (rounding C to bf16): the
+// forward x @ W^T, the input gradient g @ W and the weight gradient g^T @ x
+// of each linear.
+static void gpt_shape(benchmark::State& st, bool bf16) {
+  if (bf16 && !kern::cpu::sgemm_bf16_supported()) {
+    st.SkipWithError("SKIPPED: this machine has no bf16 GEMM kernel");
+    return;
+  }
+  brisk::GemmBf16Scope scope(bf16);
+  kern::cpu::GemmEpilogue round{nullptr, true};
+  run(st, false, bf16 ? &round : nullptr);
+}
+static void BM_gpt_f32(benchmark::State& st) { gpt_shape(st, false); }
+static void BM_gpt_bf16(benchmark::State& st) { gpt_shape(st, true); }
+#define GPT_SHAPES                                                                                             \
+  ->ArgNames({"M", "N", "K", "tA", "tB"})                                                                      \
+  ->Args({4096, 384, 128, 0, 1})->Args({4096, 128, 128, 0, 1})->Args({4096, 512, 128, 0, 1})                   \
+  ->Args({4096, 128, 512, 0, 1})->Args({4096, 256, 128, 0, 1})                                                 \
+  ->Args({4096, 128, 384, 0, 0})->Args({4096, 128, 512, 0, 0})->Args({4096, 512, 128, 0, 0})                   \
+  ->Args({384, 128, 4096, 1, 0})->Args({512, 128, 4096, 1, 0})->Args({128, 512, 4096, 1, 0})                   \
+  ->UseRealTime()->Unit(benchmark::kMicrosecond)
+BENCHMARK(BM_gpt_f32) GPT_SHAPES;
+BENCHMARK(BM_gpt_bf16) GPT_SHAPES;
 BENCHMARK_MAIN();

@@ -60,11 +60,13 @@ inline void ensure_config() {
   }
 }
 
-// What to do to each value on its way out of the tiles (the conv forward's
-// epilogue): + bias[row], ReLU, rounding to bf16 (nearest even).
+// What to do to each value on its way out of the tiles: + bias[row] (the
+// conv forward's), + col_bias[column] (the GEMM's: linear's bias), ReLU,
+// rounding to bf16 (nearest even), in that order.
 struct Epilogue {
   const float* bias = nullptr;  // indexed by the row of this 32-row block; null: none
   bool relu = false, round_bf16 = false;
+  const float* col_bias = nullptr;  // indexed by the column of this 32-column block; null: none
 };
 
 // float_to_bf16_bits's arithmetic on 16 lanes (nearest even, denormals kept,
@@ -147,9 +149,10 @@ inline void tile_product_32x32(int64_t kc, const Step* __restrict a, const Step*
       __mmask16 mk = w == 16 ? __mmask16(0xffff) : __mmask16((1u << w) - 1);
       float* o = c + i * ldc + 16 * h;
       __m512 v = _mm512_load_ps(&t[i][16 * h]);
-      if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, o));
+      if (acc && !full) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, o));  // full: the tiles started from C
       if (ep) {
         if (ep->bias) v = _mm512_add_ps(v, _mm512_set1_ps(ep->bias[i]));
+        if (ep->col_bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ep->col_bias + 16 * h));
         if (ep->relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // NaN stays NaN, as std::max(v, 0)
         if (ep->round_bf16) v = round_bf16(v);
       }

@@ -8,7 +8,8 @@
 //   pack_b(B, k0, kc, j0, nc, P*)   B panel -> NR-wide strips [ceil(kc/KS), NR]
 //   micro(kc, const P* a, const P* b, float* c, ldc, acc, m, n)
 // and an optional epilogue (sgemm.h) runs on each block of C after its last
-// K block, while the block is in cache.
+// K block, while the block is in cache (or inside the micro-kernel, for a
+// policy that declares kFusedEpilogue and takes it as a last argument).
 // Loop nest: jc over N by NC, pc over K by KC (B panel packed, L2/L3
 // resident), ic over M by MC (A block packed), then the micro-kernel.
 #pragma once
@@ -60,6 +61,15 @@ inline void apply_epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const Ge
   }
 }
 
+// Whether the policy's micro-kernel takes the epilogue itself (a trailing
+// const GemmEpilogue* argument, applied as its results leave the registers or
+// tiles), rather than the driver running apply_epilogue over C afterwards.
+template <class Panels>
+constexpr bool fused_epilogue() {
+  if constexpr (requires { Panels::kFusedEpilogue; }) return Panels::kFusedEpilogue;
+  return false;
+}
+
 // One thread: the whole loop nest on C[M, N], and the epilogue on each block
 // of C after its last K block.
 template <class Panels, class E>
@@ -91,10 +101,18 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
           int n = int(std::min<int64_t>(NR, N - j));
           for (int64_t i = 0; i < mc; i += MR) {
             int m = int(std::min<int64_t>(MR, mc - i));
-            Panels::micro(kc, ap + i * kp, bp + s * kp * NR, C + (ic + i) * ldc + j, ldc, acc, m, n);
-            if (ep && last)
-              apply_epilogue(C + (ic + i) * ldc + j, ldc, m, n,
-                             GemmEpilogue{ep->bias ? ep->bias + j : nullptr, ep->round_bf16});
+            float* c = C + (ic + i) * ldc + j;
+            if (ep && last) {
+              GemmEpilogue blk{ep->bias ? ep->bias + j : nullptr, ep->round_bf16};
+              if constexpr (fused_epilogue<Panels>()) {
+                Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n, &blk);
+              } else {
+                Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n);
+                apply_epilogue(c, ldc, m, n, blk);
+              }
+            } else {
+              Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n);
+            }
           }
         }
       }

@@ -79,11 +79,19 @@ struct AmxPanels {
     }
   }
 
-  // C[MR, NR] (+)= A strip @ B strip over kc; writes only the m x n corner.
+  // C[MR, NR] (+)= A strip @ B strip over kc; writes only the m x n corner,
+  // through the GEMM's epilogue (bias offset to this block's first column)
+  // when given: applied to the values as they leave the tiles, not by a
+  // second pass over C.
   static void micro(int64_t kc, const P* __restrict a, const P* __restrict b, float* c, int64_t ldc, bool acc, int m,
-                    int n) {
-    tile_product_32x32(kc, a, b, c, ldc, acc, m, n, nullptr);
+                    int n, const GemmEpilogue* ep = nullptr) {
+    if (!ep) return tile_product_32x32(kc, a, b, c, ldc, acc, m, n, nullptr);
+    Epilogue e;
+    e.col_bias = ep->bias;
+    e.round_bf16 = ep->round_bf16;
+    tile_product_32x32(kc, a, b, c, ldc, acc, m, n, &e);
   }
+  static constexpr bool kFusedEpilogue = true;
 };
 
 }  // namespace brisk::kern::cpu::amx
