@@ -5,6 +5,7 @@
 #include "core/fp8.h"
 #include "core/int8.h"
 #include "efficiency/method.h"
+#include "kernels/cpu/attention_amx.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "nn/functional.h"
 #include "tests/gemm_paths.h"
@@ -296,4 +297,58 @@ TEST_CASE("autocast: the one-pass bf16 rounding equals the cast through bf16, sp
   CHECK(bit_equal(round_to_format(all, LowPrecision::bf16, Rounding::nearest, false), want));
   Tensor nan = from_vector({std::nan("")}, {1});
   CHECK(std::isnan(round_to_format(nan, LowPrecision::bf16, Rounding::nearest, false).item()));
+}
+
+// Attention under bf16 autocast, on AMX tiles (kernels/cpu/attention_amx.cpp)
+// and on the tiled f32 kernels' bf16 GEMM, against an f64 recomputation of
+// the definition on the bf16-rounded q, k, v and output gradient. Both
+// kernels also round the probabilities and the score gradients to bf16
+// (2^-9 relative) as the products' operands: both are up to 1e-2 off here
+// (a query with few keys sums few rounded products), hence 3e-2; a wrong
+// offset, stride or mask is off by O(1). Shapes: gpt-small's heads (T 128,
+// D 32); ragged T and D below a tile (37, 20) on strided heads; fewer
+// queries than keys (a KV cache) with D past two tiles (72); one token.
+TEST_CASE("autocast: bf16 attention on AMX tiles and on the bf16 GEMM matches the definition on rounded operands",
+          "[autocast][attention]") {
+  struct Case {
+    int64_t B, H, Tq, Tk, D;
+    bool causal, strided;
+  };
+  for (Case c : {Case{2, 4, 128, 128, 32, true, false}, Case{2, 3, 37, 37, 20, true, true},
+                 Case{1, 2, 19, 45, 72, true, false}, Case{1, 2, 19, 45, 72, false, false},
+                 Case{1, 1, 1, 1, 8, true, false}}) {
+    INFO("B " << c.B << " H " << c.H << " Tq " << c.Tq << " Tk " << c.Tk << " D " << c.D << " causal " << c.causal
+              << " strided " << c.strided);
+    manual_seed(7);
+    auto make = [&](int64_t T) { return c.strided ? randn({c.B, T, c.H, c.D}) : randn({c.B, c.H, T, c.D}); };
+    auto heads = [&](const Tensor& t) { return c.strided ? t.transpose(1, 2) : t; };
+    auto rounded = [](const Tensor& t) { return t.detach().to(DType::bf16).to(DType::f64).requires_grad_(); };
+    Tensor q = make(c.Tq), k = make(c.Tk), v = make(c.Tk), go = randn({c.B, c.H, c.Tq, c.D});
+    double scale = 1.0 / std::sqrt(double(c.D));
+    Tensor q64 = rounded(q), k64 = rounded(k), v64 = rounded(v);
+    Tensor o64 = F::scaled_dot_product_attention_composite(heads(q64), heads(k64), heads(v64), c.causal, scale);
+    sum(o64 * go.to(DType::bf16).to(DType::f64)).backward();
+    for_each_gemm_path({{"avx512", "amx"}, {"avx512", "avx512bf16"}}, [&](const GemmPath& path) {
+      Tensor qf = q.detach().requires_grad_(), kf = k.detach().requires_grad_(), vf = v.detach().requires_grad_();
+      Tensor o;
+      {
+        AutocastGuard ac({LowPrecision::bf16});  // forward and backward, as the precision method runs a step
+        o = F::scaled_dot_product_attention(heads(qf), heads(kf), heads(vf), c.causal);
+        sum(o * go).backward();
+      }
+      expect_close(o.to(DType::f64), o64.detach(), 3e-2, "output");
+      expect_close(qf.grad().to(DType::f64), q64.grad(), 3e-2, "dq");
+      expect_close(kf.grad().to(DType::f64), k64.grad(), 3e-2, "dk");
+      expect_close(vf.grad().to(DType::f64), v64.grad(), 3e-2, "dv");
+      if (c.Tk > 1) CHECK(max_rel_err(o.to(DType::f64), o64.detach()) > 0);  // bf16 P: not the f64 values
+      if (std::string(path.bf16) == "amx") {  // the dispatch ran the AMX kernel: its direct output, bit for bit
+        Tensor qh = heads(q), kh = heads(k), vh = heads(v), od = empty({c.B, c.H, c.Tq, c.D}),
+               lse = empty({c.B * c.H * c.Tq});
+        kern::cpu::attention_fwd_amx(kern::HeadSlices<const float>(qh), kern::HeadSlices<const float>(kh),
+                                     kern::HeadSlices<const float>(vh), kern::HeadSlices<float>(od),
+                                     lse.data_ptr<float>(), {c.B * c.H, c.Tq, c.Tk, c.D, float(scale), c.causal});
+        CHECK(bit_equal(od, o.contiguous()));
+      }
+    });
+  }
 }

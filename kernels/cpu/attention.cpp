@@ -14,6 +14,9 @@
 // Operands are [B, H, T, D] with any strides but a unit one along D (heads read
 // in place from a packed projection): every row pointer below is a slice's
 // base plus t times its row stride.
+// Under bf16 autocast on a CPU with AMX tiles the f32 kernels hand over to
+// attention_amx.cpp (the same products on bf16 operands, packed once per
+// slice instead of once per small GEMM).
 // Threads: the forward splits (slice, query block) pairs; the backward splits
 // slices (gk, gv of a slice sum over all its queries, so one thread owns a
 // slice and the order of every sum is fixed): results do not depend on the
@@ -26,6 +29,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention_amx.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/strided.h"
@@ -182,6 +186,10 @@ bool attention_fwd(const KernelArgs& a) {
   const T scale = T(p.scale);
   int64_t qblocks = (Tq + kQueries - 1) / kQueries;
   if constexpr (std::is_same_v<T, float>) {
+    if (gemm_amx_active()) {  // bf16 autocast with AMX tiles: attention_amx.cpp
+      attention_fwd_amx(Q, K, V, O, lse, AttentionGeom{BH, Tq, Tk, D, scale, p.causal});
+      return true;
+    }
     parallel_for(0, BH * qblocks, 1, [&](int64_t lo, int64_t hi) {
       std::vector<float> S(static_cast<size_t>(kQueries * kKeys)), m(static_cast<size_t>(kQueries)),
           l(static_cast<size_t>(kQueries));
@@ -266,6 +274,10 @@ bool attention_bwd(const KernelArgs& a) {
     }
   };
   if constexpr (std::is_same_v<T, float>) {
+    if (gemm_amx_active()) {
+      attention_bwd_amx(GO, Q, K, V, O, lse, GQ, GK, GV, AttentionGeom{BH, Tq, Tk, D, scale, p.causal});
+      return true;
+    }
     parallel_for(0, BH, 1, [&](int64_t lo, int64_t hi) {
       const size_t tile = static_cast<size_t>(kQueries * kKeys);
       std::vector<float> S(tile), dP(tile), di(static_cast<size_t>(Tq));

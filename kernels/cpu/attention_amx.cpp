@@ -1,0 +1,284 @@
+// Attention on AMX tiles (contract in attention_amx.h). The tiled f32 kernels
+// (attention.cpp) multiply 64 x 64 x D blocks through the general GEMM, which
+// under bf16 autocast re-packs both operands into bf16 on every call; at
+// gpt-small's shapes (T = 128, D = 32) that packing and the GEMM's set-up
+// cost more than the products. Here each slice's q, k, v (and in the
+// backward the output gradient) are packed once into the layouts the tile
+// products read, and every block product is one to a few tdpbf16ps on
+// 16 x 16 f32 tiles:
+//   A operands: bf16 rows of 32 k (one 64-byte Step per 32 k);
+//   B operands: strips of 16 columns, pair rows (k, k + 1) x 16 (VNNI).
+// Forward (per slice, queries in blocks of 16, keys in blocks of 32): S = Q K^T
+// (A: q rows, B: k's pairs along d), online softmax in f32 on the [16, 32]
+// block, O = O * corr + P V (A: P rounded to bf16, B: v's pairs along keys).
+// Backward (per slice, keys in blocks of 32 outer, queries in blocks of 32
+// inner), in the transposed orientation so that P^T and dS^T come out as rows:
+// S^T = K Q^T, dP^T = V dO^T, P^T = exp(scale S^T - lse), dS^T = P^T (dP^T -
+// di) scale, then dV += P^T dO, dK += dS^T Q (A: the rows just made, B: dO's
+// and q's pairs along queries) and dQ += dS K (dS^T transposed in f32).
+// Threads split slices; every sum runs in a fixed order: results do not
+// depend on the thread count.
+#include "kernels/cpu/attention_amx.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/fast_math.h"
+
+#define BRISK_GEMM_NS amx
+#include "kernels/cpu/gemm/bf16_pack.h"
+#include "kernels/cpu/gemm/amx_tile.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+using amx::Step;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+int64_t keys_seen(bool causal, int64_t i, int64_t Tq, int64_t Tk) {
+  if (!causal) return Tk;
+  return std::max<int64_t>(0, std::min<int64_t>(Tk, i + 1 + Tk - Tq));
+}
+
+// x [T, D] (row stride xs) -> bf16 rows [Tp][kd Steps], zero past D and T.
+void pack_rows(const float* x, int64_t xs, int64_t T, int64_t D, int64_t Tp, Step* dst) {
+  int64_t kd = (D + 31) / 32;
+  for (int64_t r0 = 0; r0 < Tp; r0 += 32)
+    amx::pack_a_rows(x + std::min(r0, T) * xs, xs, std::clamp<int64_t>(T - r0, 0, 32), D, dst + r0 * kd);
+}
+
+// x [T, D] as the B operand of a product with k = d and n = t (... @ x^T):
+// Tp / 32 strips of 32 rows of x, each kd Steps deep (kd * 16 pair rows x 32).
+void pack_pairs_d(const float* x, int64_t xs, int64_t T, int64_t D, int64_t Tp, Step* dst) {
+  int64_t kd = (D + 31) / 32, strip = kd * 32, full = (T + 31) / 32;
+  amx::pack_b_pairs<32>(MatF{x, 1, xs}, 0, D, 0, T, kd * 16, reinterpret_cast<uint32_t*>(dst));
+  std::fill(dst + full * strip, dst + Tp / 32 * strip, Step{});
+}
+
+// x [T, D] as the B operand of a product with k = t and n = d (... @ x):
+// ceil(D / 32) strips of 32 columns, each Tp / 32 Steps deep.
+void pack_pairs_t(const float* x, int64_t xs, int64_t T, int64_t D, int64_t Tp, Step* dst) {
+  amx::pack_b_pairs<32>(MatF{x, xs, 1}, 0, T, 0, D, Tp / 2, reinterpret_cast<uint32_t*>(dst));
+}
+
+// C[32, 32] (+)= A @ B over kc: A 32 bf16 rows of kp = ceil(kc / 32) Steps
+// at a, B a 32-column strip at b; m x n corner of C written (amx_tile.h).
+inline void mm32(float* c, int64_t ldc, bool acc, const Step* a, const Step* b, int64_t kc, int64_t m = 32,
+                 int64_t n = 32) {
+  amx::tile_product_32x32(kc, a, b, c, ldc, acc, int(m), int(n), nullptr);
+}
+
+// 32 f32 -> one Step of bf16 (nearest even).
+inline void to_step(const float* x, Step* s) {
+  __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)), hi = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + 16));
+  _mm512_store_si512(s, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
+// The forward's online softmax on one row of a [*, 32] block: mx = max(m_prev,
+// scale s[j < n]), s[j] = exp(scale s[j] - mx) for j < n (0 below e^-60, as
+// fast_math.h's softmax_exp) and 0 for n <= j < 32; returns the sum.
+float softmax_row32(float* s, int64_t n, float scale, float m_prev, float* mx_out) {
+  __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(m_prev);
+  for (int64_t j = 0; j < n; j += 16) {
+    __mmask16 k = tail_mask16(n - j);
+    vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), vscale));
+  }
+  float mx = _mm512_reduce_max_ps(vmx);
+  __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps(), cutoff = _mm512_set1_ps(-60.0f);
+  for (int64_t j = 0; j < 32; j += 16) {
+    __mmask16 k = tail_mask16(n - j);
+    __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vm);
+    k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_NLT_UQ);  // a NaN stays
+    __m512 e = _mm512_maskz_mov_ps(k, fast_exp16(x));
+    _mm512_storeu_ps(s + j, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  *mx_out = mx;
+  return _mm512_reduce_add_ps(vsum);
+}
+
+// dst[j][i] = src[i][j] for a 16 x 16 f32 block (row strides ss, ds floats;
+// rows 64-byte aligned): unpacks within 128-bit lanes, then lane shuffles.
+inline void transpose16(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(src + i * ss);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_store_ps(dst + i * ds, r[i]);
+}
+
+// Lanes lo <= l < hi of 16.
+inline __mmask16 lanes(int64_t lo, int64_t hi) {
+  lo = std::clamp<int64_t>(lo, 0, 16);
+  hi = std::clamp<int64_t>(hi, 0, 16);
+  return hi <= lo ? __mmask16(0) : __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+template <class T>
+std::vector<T>& grow(std::vector<T>& v, int64_t n) {
+  if (v.size() < size_t(n)) v.resize(size_t(n));
+  return v;
+}
+}  // namespace
+
+void attention_fwd_amx(HeadSlices<const float> Q, HeadSlices<const float> K, HeadSlices<const float> V,
+                       HeadSlices<float> O, float* lse, const AttentionGeom& g) {
+  const int64_t Tq = g.Tq, Tk = g.Tk, D = g.D, kd = (D + 31) / 32, Dp = kd * 32;
+  const int64_t Tqp = round_up(Tq, 32), Tkp = round_up(Tk, 32);
+  parallel_for(0, g.BH, 1, [&](int64_t lo, int64_t hi) {
+    amx::ensure_config();
+    thread_local std::vector<Step> qr, kp, vp;
+    alignas(64) float S[32 * 32];
+    alignas(64) Step P[32];
+    std::vector<float> ob(size_t(32 * Dp)), m(32), l(32);
+    grow(qr, Tqp * kd);
+    grow(kp, Tkp * kd);
+    grow(vp, kd * Tkp);
+    for (int64_t b = lo; b < hi; ++b) {
+      pack_rows(Q.slice(b), Q.row, Tq, D, Tqp, qr.data());
+      pack_pairs_d(K.slice(b), K.row, Tk, D, Tkp, kp.data());
+      pack_pairs_t(V.slice(b), V.row, Tk, D, Tkp, vp.data());
+      float* ob_ = ob.data();
+      for (int64_t i0 = 0; i0 < Tq; i0 += 32) {
+        int64_t bq = std::min<int64_t>(32, Tq - i0);
+        std::fill(ob.begin(), ob.end(), 0.0f);
+        std::fill(m.begin(), m.end(), -kInf);
+        std::fill(l.begin(), l.end(), 0.0f);
+        int64_t nmax = keys_seen(g.causal, i0 + bq - 1, Tq, Tk);
+        for (int64_t j0 = 0; j0 < nmax; j0 += 32) {
+          mm32(S, 32, false, qr.data() + i0 * kd, kp.data() + j0 * kd, D);  // S = Q K^T [32 queries, 32 keys]
+          for (int64_t r = 0; r < 32; ++r) {
+            float* row = S + r * 32;
+            int64_t n = r < bq ? std::clamp<int64_t>(keys_seen(g.causal, i0 + r, Tq, Tk) - j0, 0, 32) : 0;
+            float mx, sum = softmax_row32(row, n, g.scale, m[size_t(r)], &mx);
+            to_step(row, P + r);
+            if (n == 0) continue;
+            float corr = softmax_exp(m[size_t(r)] - mx);
+            float* orow = ob_ + r * Dp;
+            for (int64_t d = 0; d < Dp; ++d) orow[d] *= corr;
+            l[size_t(r)] = l[size_t(r)] * corr + sum;
+            m[size_t(r)] = mx;
+          }
+          for (int64_t c = 0; c < kd; ++c)  // O += P V over these 32 keys
+            mm32(ob_ + 32 * c, Dp, true, P, vp.data() + c * Tkp + j0, 32);
+        }
+        float* lse_b = lse + b * Tq;
+        for (int64_t r = 0; r < bq; ++r) {
+          float lr = l[size_t(r)], inv = lr > 0 ? 1.0f / lr : 0.0f;
+          float* orow = O.slice(b) + (i0 + r) * O.row;
+          for (int64_t d = 0; d < D; ++d) orow[d] = ob_[r * Dp + d] * inv;
+          lse_b[i0 + r] = lr > 0 ? m[size_t(r)] + std::log(lr) : -kInf;
+        }
+      }
+    }
+  });
+}
+
+void attention_bwd_amx(HeadSlices<const float> GO, HeadSlices<const float> Q, HeadSlices<const float> K,
+                       HeadSlices<const float> V, HeadSlices<const float> O, const float* lse, HeadSlices<float> GQ,
+                       HeadSlices<float> GK, HeadSlices<float> GV, const AttentionGeom& g) {
+  const int64_t Tq = g.Tq, Tk = g.Tk, D = g.D, kd = (D + 31) / 32, Dp = kd * 32;
+  const int64_t Tqp = round_up(Tq, 32), Tkp = round_up(Tk, 32);
+  const float scale = g.scale;
+  parallel_for(0, g.BH, 1, [&](int64_t lo, int64_t hi) {
+    amx::ensure_config();
+    // Per slice: A rows of k and v; B pairs along d of q and go (for S^T and
+    // dP^T); B pairs along queries of go and q (dV, dK) and along keys of k (dQ).
+    thread_local std::vector<Step> kr, vr, qd, god, goq, qq, kk;
+    thread_local std::vector<float> gq, lse_p, di, gk, gv;
+    for (auto* v : {&kr, &vr, &kk}) grow(*v, Tkp * kd);
+    for (auto* v : {&qd, &god, &goq, &qq}) grow(*v, Tqp * kd);
+    grow(gq, Tqp * Dp);
+    grow(lse_p, Tqp);
+    grow(di, Tqp);
+    grow(gk, 32 * Dp);
+    grow(gv, 32 * Dp);
+    alignas(64) float St[32 * 32], dPt[32 * 32], dS[32 * 32];
+    alignas(64) Step Pt[32], dSt_b[32], dS_b[32];
+    for (int64_t b = lo; b < hi; ++b) {
+      const float *qb = Q.slice(b), *kb = K.slice(b), *vb = V.slice(b), *gob = GO.slice(b), *obp = O.slice(b);
+      pack_rows(kb, K.row, Tk, D, Tkp, kr.data());
+      pack_rows(vb, V.row, Tk, D, Tkp, vr.data());
+      pack_pairs_d(qb, Q.row, Tq, D, Tqp, qd.data());
+      pack_pairs_d(gob, GO.row, Tq, D, Tqp, god.data());
+      pack_pairs_t(gob, GO.row, Tq, D, Tqp, goq.data());
+      pack_pairs_t(qb, Q.row, Tq, D, Tqp, qq.data());
+      pack_pairs_t(kb, K.row, Tk, D, Tkp, kk.data());
+      for (int64_t i = 0; i < Tqp; ++i) {
+        float acc = 0;
+        if (i < Tq)
+          for (int64_t d = 0; d < D; ++d) acc += gob[i * GO.row + d] * obp[i * O.row + d];
+        di[size_t(i)] = acc;  // go_i . o_i
+        lse_p[size_t(i)] = i < Tq ? lse[b * Tq + i] : 0.0f;
+      }
+      std::fill(gq.begin(), gq.begin() + Tqp * Dp, 0.0f);
+      for (int64_t j0 = 0; j0 < Tk; j0 += 32) {
+        std::fill(gk.begin(), gk.begin() + 32 * Dp, 0.0f);
+        std::fill(gv.begin(), gv.begin() + 32 * Dp, 0.0f);
+        int64_t ifirst = g.causal ? std::max<int64_t>(0, j0 - (Tk - Tq)) : 0;  // the first query that sees key j0
+        for (int64_t i0 = ifirst / 32 * 32; i0 < Tq; i0 += 32) {
+          mm32(St, 32, false, kr.data() + j0 * kd, qd.data() + i0 * kd, D);   // S^T = K Q^T [32 keys, 32 queries]
+          mm32(dPt, 32, false, vr.data() + j0 * kd, god.data() + i0 * kd, D);  // dP^T = V dO^T
+          const __m512 vscale = _mm512_set1_ps(scale), cutoff = _mm512_set1_ps(-60.0f);
+          for (int64_t jr = 0; jr < 32; ++jr) {
+            int64_t key = j0 + jr;
+            // Queries that see this key: causal ones from key - (Tk - Tq) on, none past Tq.
+            int64_t qmin = g.causal ? key - (Tk - Tq) : 0;
+            for (int64_t hc = 0; hc < 2; ++hc) {
+              int64_t qb0 = i0 + 16 * hc;
+              __mmask16 k = key < Tk ? lanes(qmin - qb0, Tq - qb0) : __mmask16(0);
+              __m512 x = _mm512_fmsub_ps(_mm512_load_ps(St + jr * 32 + 16 * hc), vscale,
+                                         _mm512_loadu_ps(lse_p.data() + qb0));
+              k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_NLT_UQ);  // softmax_exp's flush below e^-60 (a NaN stays)
+              __m512 p = _mm512_maskz_mov_ps(k, fast_exp16(x));
+              __m512 dp = _mm512_sub_ps(_mm512_load_ps(dPt + jr * 32 + 16 * hc), _mm512_loadu_ps(di.data() + qb0));
+              _mm512_store_ps(St + jr * 32 + 16 * hc, p);
+              _mm512_store_ps(dPt + jr * 32 + 16 * hc, _mm512_maskz_mul_ps(k, _mm512_mul_ps(p, dp), vscale));
+            }
+            to_step(St + jr * 32, Pt + jr);
+            to_step(dPt + jr * 32, dSt_b + jr);
+          }
+          for (int64_t r = 0; r < 32; r += 16)  // dS = (dS^T)^T
+            for (int64_t c = 0; c < 32; c += 16) transpose16(dPt + c * 32 + r, 32, dS + r * 32 + c, 32);
+          for (int64_t r = 0; r < 32; ++r) to_step(dS + r * 32, dS_b + r);
+          for (int64_t c = 0; c < kd; ++c) {
+            mm32(gv.data() + 32 * c, Dp, true, Pt, goq.data() + c * Tqp + i0, 32);             // dV += P^T dO
+            mm32(gk.data() + 32 * c, Dp, true, dSt_b, qq.data() + c * Tqp + i0, 32);           // dK += dS^T Q
+            mm32(gq.data() + i0 * Dp + 32 * c, Dp, true, dS_b, kk.data() + c * Tkp + j0, 32);  // dQ += dS K
+          }
+        }
+        for (int64_t jr = 0; jr < 32 && j0 + jr < Tk; ++jr) {
+          std::copy(gk.data() + jr * Dp, gk.data() + jr * Dp + D, GK.slice(b) + (j0 + jr) * GK.row);
+          std::copy(gv.data() + jr * Dp, gv.data() + jr * Dp + D, GV.slice(b) + (j0 + jr) * GV.row);
+        }
+      }
+      for (int64_t i = 0; i < Tq; ++i) std::copy(gq.data() + i * Dp, gq.data() + i * Dp + D, GQ.slice(b) + i * GQ.row);
+    }
+  });
+}
+
+}  // namespace brisk::kern::cpu
