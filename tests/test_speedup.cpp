@@ -380,6 +380,35 @@ TEST_CASE("speedup: time to a loss target at budgets in steps (language model)",
     for (auto& run : tr.runs)
       if (run.budget == b) CHECK(run.lr == best->lr);
   }
+  // Candidates at budgets of their own (one per baseline budget): the
+  // candidate's run has its own step count, the baseline's the shared one.
+  SpeedupOptions ob = o;
+  ob.candidates = {write_recipe(dir / "recipes", "longer", common)};
+  ob.budgets = {small};
+  ob.candidate_budgets = {small + 3};
+  ob.seeds = 1;
+  ob.lr_grid = {1.0};
+  ob.out = (dir / "own").string();
+  SpeedupResult orr = run_speedup(ob);
+  REQUIRE(orr.runs.size() == 2);
+  CHECK(orr.runs[0].config == "base");
+  CHECK(orr.runs[0].budget == small);
+  CHECK(orr.runs[1].config == "longer");
+  CHECK(orr.runs[1].budget == small + 3);
+  CHECK(read_jsonl((dir / "own" / "runs" / "longer" / ("steps" + std::to_string(small + 3) + "-s3") / "metrics.jsonl")
+                       .string())
+            .back()["step"]
+            .get<int64_t>() == small + 3);
+  json orep = json::parse(std::ifstream(dir / "own" / "report.json"));
+  CHECK(orep["candidate_budgets"] == json::array({small + 3}));
+  CHECK(orep["configs"]["longer"]["budgets"][0]["budget"].get<int64_t>() == small + 3);
+  std::ifstream omd(dir / "own" / "report.md");
+  CHECK_THAT(std::string((std::istreambuf_iterator<char>(omd)), std::istreambuf_iterator<char>()),
+             Catch::Contains("the candidates at " + std::to_string(small + 3)));
+  ob.candidate_budgets = {small, large};
+  CHECK_THROWS_WITH(run_speedup(ob), Catch::Contains("--candidate-budgets needs one budget per --budgets entry"));
+  ob.candidate_budgets = {0};
+  CHECK_THROWS_WITH(run_speedup(ob), Catch::Contains("--candidate-budgets are steps >= 1"));
   o.targets = {-1.0};
   CHECK_THROWS_WITH(run_speedup(o), Catch::Contains("--target-loss"));
   o.targets = {1.0};

@@ -280,12 +280,15 @@ int main(int argc, char** argv) {
                "data-parallel over the ranks of an MPI launch (mpirun -np N brisk train ...; detected without "
                "this flag, which makes a run outside mpirun an error)");
   speedup::SpeedupOptions so;
-  std::string budgets = "1,2,4,8", targets = "0.91", target_loss, lr_grid = "0.5,1,2";
+  std::string budgets = "1,2,4,8", candidate_budgets, targets = "0.91", target_loss, lr_grid = "0.5,1,2";
   auto* sp = app.add_subcommand("speedup", "time-to-accuracy of candidate recipes vs a baseline (budgets x seeds)");
   sp->add_option("--baseline", so.baseline, "baseline recipe (TOML)")->required();
   sp->add_option("--candidate", so.candidates, "candidate recipe (TOML, repeatable)");
   sp->add_option("--budgets", budgets, "comma-separated budgets (epochs, or steps with --budget-unit steps)")
       ->capture_default_str();
+  sp->add_option("--candidate-budgets", candidate_budgets,
+                 "the candidates' budgets, one per --budgets entry (default: the same): a method cheaper per step "
+                 "may spend its savings on more steps");
   sp->add_option("--budget-unit", so.unit, "epochs|steps: what a budget counts (steps: fractions of an epoch)")
       ->capture_default_str();
   sp->add_option("--seeds", so.seeds, "seeds per (recipe, budget)")->capture_default_str();
@@ -432,6 +435,9 @@ int main(int argc, char** argv) {
       };
       so.budgets = numbers(budgets, "--budgets", "an integer",
                            [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
+      if (!candidate_budgets.empty())
+        so.candidate_budgets = numbers(candidate_budgets, "--candidate-budgets", "an integer",
+                                       [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
       if (!target_loss.empty()) so.metric = "loss";
       so.targets = numbers(target_loss.empty() ? targets : target_loss,
                            target_loss.empty() ? "--target-acc" : "--target-loss", "a number",

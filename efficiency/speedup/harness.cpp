@@ -150,6 +150,7 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
   rep["hardware"] = {{"cpu", cpu_name()}, {"threads", get_num_threads()}};
   rep["build"] = {{"version", BRISK_VERSION}, {"gemm", gemm_backend()}, {"compiler", __VERSION__}};
   rep["budgets"] = o.budgets;
+  rep["candidate_budgets"] = o.candidate_budgets.empty() ? o.budgets : o.candidate_budgets;
   rep["unit"] = o.unit;
   rep["metric"] = m;
   rep["seeds"] = o.seeds;
@@ -228,8 +229,12 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
      << "Command: `" << o.command << "`\n\n"
      << "Hardware: " << cpu_name() << ", " << get_num_threads() << " threads. Build: brisk " << BRISK_VERSION
      << ", GEMM " << gemm_backend() << ", " << __VERSION__ << ".\n\n"
-     << "Each recipe ran at budgets";
+     << (o.candidate_budgets.empty() ? "Each recipe ran at budgets" : "The baseline ran at budgets");
   for (auto b : o.budgets) md << " " << b;
+  if (!o.candidate_budgets.empty()) {
+    md << " " << o.unit << ", the candidates at";
+    for (auto b : o.candidate_budgets) md << " " << b;
+  }
   md << " " << o.unit << " (its schedule re-fitted to end at the budget) with " << o.seeds
      << " seeds. Time is wall-clock training time with every method overhead included; evaluation "
         "is excluded. Quality is the final "
@@ -340,6 +345,11 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
               o.unit, "'");
   BRISK_CHECK(o.metric == "acc" || o.metric == "loss", "speedup: the metric must be acc or loss, got '", o.metric, "'");
   for (auto b : o.budgets) BRISK_CHECK(b >= 1, "speedup: budgets are ", o.unit, " >= 1, got ", b);
+  BRISK_CHECK(o.candidate_budgets.empty() || o.candidate_budgets.size() == o.budgets.size(),
+              "speedup: --candidate-budgets needs one budget per --budgets entry (", o.budgets.size(), "), got ",
+              o.candidate_budgets.size());
+  for (auto b : o.candidate_budgets)
+    BRISK_CHECK(b >= 1, "speedup: --candidate-budgets are ", o.unit, " >= 1, got ", b);
   BRISK_CHECK(o.seeds >= 1, "speedup: --seeds must be >= 1, got ", o.seeds);
   const bool L = o.metric == "loss";
   for (double t : o.targets) {
@@ -424,7 +434,8 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
   // drifts during the report (a busy host) slows every recipe alike instead
   // of whichever happened to run then. The baseline's lr grid comes first: its
   // choice is the lr of the baseline's other seeds.
-  for (int64_t b : o.budgets) {
+  for (size_t bi = 0; bi < o.budgets.size(); ++bi) {
+    const int64_t b = o.budgets[bi], cb = o.candidate_budgets.empty() ? b : o.candidate_budgets[bi];
     double lr = -1;  // the baseline's: its recipe's unless tuned
     int first = 0;   // the baseline's seeds already run (the chosen grid run)
     if (tune) {      // the grid on the first seed; the best one stands for that seed
@@ -440,7 +451,7 @@ SpeedupResult run_speedup(const SpeedupOptions& o) {
     for (int s = 0; s < o.seeds; ++s)
       for (size_t i = 0; i < files.size(); ++i) {
         if (i == 0 && s < first) continue;
-        res.runs.push_back(train_one(i, b, s, i == 0 ? lr : -1));
+        res.runs.push_back(train_one(i, i == 0 ? b : cb, s, i == 0 ? lr : -1));
         write_reports(o, names, files, res.runs, res.tuning, false);  // partial tables as runs finish
       }
   }

@@ -29,6 +29,10 @@ struct SpeedupOptions {
   std::string baseline;                 // TOML recipe
   std::vector<std::string> candidates;  // TOML recipes
   std::vector<int64_t> budgets{1, 2, 4, 8};
+  // The candidates' budgets, one per entry of budgets (run in its turn):
+  // a method cheaper per step may spend what it saves on more steps. Empty:
+  // the candidates run at budgets, as the baseline does.
+  std::vector<int64_t> candidate_budgets;
   std::string unit = "epochs";          // budgets count epochs, or "steps" (train::TrainConfig::steps)
   // The quality the frontiers compare: "acc" (final test accuracy, higher is
   // better) or "loss" (final test loss, lower is better: a language model's
