@@ -65,8 +65,10 @@ struct AmxPanels {
                 pack_pairs16(x0, x1, t[k2]);
               }
               uint32_t* o = reinterpret_cast<uint32_t*>(d) + r0 * (kpad / 2) + k / 2;
-              for (int64_t i = 0; i < hh; ++i)
-                for (int64_t k2 = 0; k2 < 16; ++k2) o[i * (kpad / 2) + k2] = t[k2][i];
+              __m512 r[16];  // -> [row][k pair]
+              for (int64_t k2 = 0; k2 < 16; ++k2) r[k2] = _mm512_load_ps(reinterpret_cast<const float*>(t[k2]));
+              transpose16(r);
+              for (int64_t i = 0; i < hh; ++i) _mm512_storeu_ps(reinterpret_cast<float*>(o + i * (kpad / 2)), r[i]);
             }
           }
           continue;
