@@ -269,3 +269,31 @@ TEST_CASE("reliability: pruning masks survive a checkpoint taken before the firs
     }
   CHECK(masks == 3);  // the mlp's three weight matrices
 }
+
+TEST_CASE("reliability: checkpointing a step again never writes over the tensors file the JSON names",
+          "[reliability]") {
+  // A resumed epoch can end before its first step and checkpoint the same
+  // step again; had the tensors file been written over in place, a crash
+  // before checkpoint.json is replaced would leave the JSON naming a file
+  // of other bytes (seen as "has N bytes, expected M" on the next resume).
+  auto cfg = small_config("same_step");
+  cfg.max_steps = 4;
+  train::Trainer(cfg, brisk::efficiency::make_methods).fit();
+  auto read = [&](const std::string& f) {
+    std::ifstream in(cfg.out + "/" + f, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  json first = json::parse(read("checkpoint.json"));
+  std::string name = first["tensors_file"], bytes = read(name);
+  REQUIRE(name == "checkpoint-step4.safetensors");
+  train::Trainer t(cfg, brisk::efficiency::make_methods);
+  t.load_checkpoint(cfg.out);
+  t.save_checkpoint();
+  json second = json::parse(read("checkpoint.json"));
+  std::string name2 = second["tensors_file"];
+  CHECK(name2 == "checkpoint-step4-1.safetensors");  // beside it, never over it
+  CHECK_FALSE(fs::exists(cfg.out + "/" + name));    // the old one is removed once the JSON moved on
+  CHECK(second["tensors_bytes"].get<uint64_t>() == fs::file_size(cfg.out + "/" + name2));
+  CHECK(bytes.size() == first["tensors_bytes"].get<uint64_t>());
+  train::Trainer(cfg, brisk::efficiency::make_methods).load_checkpoint(cfg.out);  // and it loads
+}

@@ -1,7 +1,8 @@
 // Checkpoints: DIR/checkpoint-step<N>.safetensors (model, optimizer and method
 // tensors) and DIR/checkpoint.json (trainer, optimizer, schedule, RNG and
 // method state, and the tensors file's name and size). The tensors file is
-// written first under a new name, then the JSON is atomically replaced, then
+// written first under a name no file has (checkpoint-step<N>-<k> when the
+// step's name is taken), then the JSON is atomically replaced, then
 // older tensor files are removed: a crash at any point leaves a complete,
 // consistent checkpoint behind.
 #include <filesystem>
@@ -65,7 +66,13 @@ void Trainer::save_checkpoint() {
   }
   json manifest = json::array();
   for (auto& [k, v] : tensors) manifest.push_back(k);
-  std::string tname = "checkpoint-step" + std::to_string(state_.step) + ".safetensors";
+  // A new name every time: a resumed epoch that ends before its first step
+  // checkpoints the step checkpoint.json already names, and writing that
+  // file over would leave the JSON describing other bytes if the process
+  // died before the JSON is replaced.
+  const std::string stem = "checkpoint-step" + std::to_string(state_.step);
+  std::string tname = stem + ".safetensors";
+  for (int k = 1; fs::exists(dir / tname); ++k) tname = stem + "-" + std::to_string(k) + ".safetensors";
   save_safetensors((dir / tname).string(), tensors, {{"format", kFormat}});
   Generator& g = default_generator();
   json j = {{"format", kFormat},
