@@ -186,7 +186,7 @@ bool attention_fwd(const KernelArgs& a) {
   const T scale = T(p.scale);
   int64_t qblocks = (Tq + kQueries - 1) / kQueries;
   if constexpr (std::is_same_v<T, float>) {
-    if (gemm_amx_active()) {  // bf16 autocast with AMX tiles: attention_amx.cpp
+    if (gemm_amx_active() && Tk <= kAttentionAmxMaxKeys) {  // bf16 autocast with AMX tiles: attention_amx.cpp
       attention_fwd_amx(Q, K, V, O, lse, AttentionGeom{BH, Tq, Tk, D, scale, p.causal});
       return true;
     }
@@ -274,7 +274,7 @@ bool attention_bwd(const KernelArgs& a) {
     }
   };
   if constexpr (std::is_same_v<T, float>) {
-    if (gemm_amx_active()) {
+    if (gemm_amx_active() && Tk <= kAttentionAmxMaxKeys) {
       attention_bwd_amx(GO, Q, K, V, O, lse, GQ, GK, GV, AttentionGeom{BH, Tq, Tk, D, scale, p.causal});
       return true;
     }

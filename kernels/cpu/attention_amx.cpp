@@ -8,9 +8,11 @@
 // 16 x 16 f32 tiles:
 //   A operands: bf16 rows of 32 k (one 64-byte Step per 32 k);
 //   B operands: strips of 16 columns, pair rows (k, k + 1) x 16 (VNNI).
-// Forward (per slice, queries in blocks of 16, keys in blocks of 32): S = Q K^T
-// (A: q rows, B: k's pairs along d), online softmax in f32 on the [16, 32]
-// block, O = O * corr + P V (A: P rounded to bf16, B: v's pairs along keys).
+// Forward (per slice, queries in blocks of 32): the block's scores against
+// every key it sees, S = Q K^T [32, Tk] (A: q rows, B: k's pairs along d),
+// one softmax pass per row in f32 (no running max to correct: the strip is
+// 32 x Tk floats, never Tq x Tk), then O = P V in one tile product over all
+// those keys (A: P rounded to bf16, B: v's pairs along keys).
 // Backward (per slice, keys in blocks of 32 outer, queries in blocks of 32
 // inner), in the transposed orientation so that P^T and dS^T come out as rows:
 // S^T = K Q^T, dP^T = V dO^T, P^T = exp(scale S^T - lse), dS^T = P^T (dP^T -
@@ -81,18 +83,19 @@ inline void to_step(const float* x, Step* s) {
   _mm512_store_si512(s, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
 }
 
-// The forward's online softmax on one row of a [*, 32] block: mx = max(m_prev,
-// scale s[j < n]), s[j] = exp(scale s[j] - mx) for j < n (0 below e^-60, as
-// fast_math.h's softmax_exp) and 0 for n <= j < 32; returns the sum.
-float softmax_row32(float* s, int64_t n, float scale, float m_prev, float* mx_out) {
-  __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(m_prev);
+// The forward's softmax on one row of a query block's scores: mx = max over
+// j < n of scale s[j]; s[j] = exp(scale s[j] - mx) for j < n (0 below e^-60,
+// as fast_math.h's softmax_exp) and 0 for n <= j < np (np a multiple of 16);
+// returns the sum.
+float softmax_row(float* s, int64_t n, int64_t np, float scale, float* mx_out) {
+  __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(-kInf);
   for (int64_t j = 0; j < n; j += 16) {
     __mmask16 k = tail_mask16(n - j);
     vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), vscale));
   }
   float mx = _mm512_reduce_max_ps(vmx);
   __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps(), cutoff = _mm512_set1_ps(-60.0f);
-  for (int64_t j = 0; j < 32; j += 16) {
+  for (int64_t j = 0; j < np; j += 16) {
     __mmask16 k = tail_mask16(n - j);
     __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vm);
     k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_NLT_UQ);  // a NaN stays
@@ -133,47 +136,48 @@ void attention_fwd_amx(HeadSlices<const float> Q, HeadSlices<const float> K, Hea
   const int64_t Tqp = round_up(Tq, 32), Tkp = round_up(Tk, 32);
   parallel_for(0, g.BH, 1, [&](int64_t lo, int64_t hi) {
     amx::ensure_config();
-    thread_local std::vector<Step> qr, kp, vp;
-    alignas(64) float S[32 * 32];
-    alignas(64) Step P[32];
-    std::vector<float> ob(size_t(32 * Dp)), m(32), l(32);
+    thread_local std::vector<Step> qr, kp, vp, P;
+    thread_local std::vector<float> S;
+    alignas(64) float ob[32 * 64];
+    std::vector<float> ob_big;  // Dp > 64
+    float* o_acc = Dp > 64 ? grow(ob_big, 32 * Dp).data() : ob;
     grow(qr, Tqp * kd);
     grow(kp, Tkp * kd);
     grow(vp, kd * Tkp);
+    grow(S, 32 * Tkp);
+    grow(P, Tkp);  // 32 rows of Tkp / 32 Steps
     for (int64_t b = lo; b < hi; ++b) {
       pack_rows(Q.slice(b), Q.row, Tq, D, Tqp, qr.data());
       pack_pairs_d(K.slice(b), K.row, Tk, D, Tkp, kp.data());
       pack_pairs_t(V.slice(b), V.row, Tk, D, Tkp, vp.data());
-      float* ob_ = ob.data();
       for (int64_t i0 = 0; i0 < Tq; i0 += 32) {
         int64_t bq = std::min<int64_t>(32, Tq - i0);
-        std::fill(ob.begin(), ob.end(), 0.0f);
-        std::fill(m.begin(), m.end(), -kInf);
-        std::fill(l.begin(), l.end(), 0.0f);
-        int64_t nmax = keys_seen(g.causal, i0 + bq - 1, Tq, Tk);
-        for (int64_t j0 = 0; j0 < nmax; j0 += 32) {
-          mm32(S, 32, false, qr.data() + i0 * kd, kp.data() + j0 * kd, D);  // S = Q K^T [32 queries, 32 keys]
-          for (int64_t r = 0; r < 32; ++r) {
-            float* row = S + r * 32;
-            int64_t n = r < bq ? std::clamp<int64_t>(keys_seen(g.causal, i0 + r, Tq, Tk) - j0, 0, 32) : 0;
-            float mx, sum = softmax_row32(row, n, g.scale, m[size_t(r)], &mx);
-            to_step(row, P + r);
-            if (n == 0) continue;
-            float corr = softmax_exp(m[size_t(r)] - mx);
-            float* orow = ob_ + r * Dp;
-            for (int64_t d = 0; d < Dp; ++d) orow[d] *= corr;
-            l[size_t(r)] = l[size_t(r)] * corr + sum;
-            m[size_t(r)] = mx;
-          }
-          for (int64_t c = 0; c < kd; ++c)  // O += P V over these 32 keys
-            mm32(ob_ + 32 * c, Dp, true, P, vp.data() + c * Tkp + j0, 32);
-        }
+        // The keys any of these queries sees, in whole blocks of 32: np.
+        int64_t nmax = keys_seen(g.causal, i0 + bq - 1, Tq, Tk), np = round_up(nmax, 32), kp_ = np / 32;
         float* lse_b = lse + b * Tq;
+        if (np == 0) {  // no query of the block sees a key
+          for (int64_t r = 0; r < bq; ++r) {
+            std::fill(O.slice(b) + (i0 + r) * O.row, O.slice(b) + (i0 + r) * O.row + D, 0.0f);
+            lse_b[i0 + r] = -kInf;
+          }
+          continue;
+        }
+        for (int64_t j0 = 0; j0 < np; j0 += 32)  // S = Q K^T [32 queries, np keys]
+          mm32(S.data() + j0, np, false, qr.data() + i0 * kd, kp.data() + j0 * kd, D);
+        float mx[32], l[32];
+        for (int64_t r = 0; r < 32; ++r) {
+          float* row = S.data() + r * np;
+          int64_t n = r < bq ? keys_seen(g.causal, i0 + r, Tq, Tk) : 0;
+          l[r] = softmax_row(row, n, np, g.scale, &mx[r]);
+          for (int64_t t = 0; t < kp_; ++t) to_step(row + 32 * t, P.data() + r * kp_ + t);
+        }
+        for (int64_t c = 0; c < kd; ++c)  // O = P V over the np keys
+          mm32(o_acc + 32 * c, Dp, false, P.data(), vp.data() + c * Tkp, np);
         for (int64_t r = 0; r < bq; ++r) {
-          float lr = l[size_t(r)], inv = lr > 0 ? 1.0f / lr : 0.0f;
+          float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
           float* orow = O.slice(b) + (i0 + r) * O.row;
-          for (int64_t d = 0; d < D; ++d) orow[d] = ob_[r * Dp + d] * inv;
-          lse_b[i0 + r] = lr > 0 ? m[size_t(r)] + std::log(lr) : -kInf;
+          for (int64_t d = 0; d < D; ++d) orow[d] = o_acc[r * Dp + d] * inv;
+          lse_b[i0 + r] = l[r] > 0 ? mx[r] + std::log(l[r]) : -kInf;
         }
       }
     }

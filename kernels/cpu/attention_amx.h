@@ -21,6 +21,10 @@ struct AttentionGeom {
   bool causal;
 };
 
+// The forward holds a [32, Tk] strip of scores per thread (128 Tk bytes):
+// the f32 attention kernels keep longer key ranges to themselves.
+constexpr int64_t kAttentionAmxMaxKeys = 8192;
+
 // o [BH, Tq, D] and lse [BH * Tq] (the softmax's log-normalizer per query).
 void attention_fwd_amx(HeadSlices<const float> q, HeadSlices<const float> k, HeadSlices<const float> v,
                        HeadSlices<float> o, float* lse, const AttentionGeom& g);
