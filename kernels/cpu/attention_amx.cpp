@@ -4,10 +4,10 @@
 // gpt-small's shapes (T = 128, D = 32) that packing and the GEMM's set-up
 // cost more than the products. Here each slice's q, k, v (and in the
 // backward the output gradient) are packed once into the layouts the tile
-// products read, and every block product is one to a few tdpbf16ps on
-// 16 x 16 f32 tiles:
+// products read, and every block product is a 32 x 32 tile product
+// (amx_tile.h: four 16 x 16 f32 tiles, each loaded operand tile used twice):
 //   A operands: bf16 rows of 32 k (one 64-byte Step per 32 k);
-//   B operands: strips of 16 columns, pair rows (k, k + 1) x 16 (VNNI).
+//   B operands: strips of 32 columns, pair rows (k, k + 1) x 32 (VNNI).
 // Forward (per slice, queries in blocks of 32): the block's scores against
 // every key it sees, S = Q K^T [32, Tk] (A: q rows, B: k's pairs along d),
 // one softmax pass per row in f32 (no running max to correct: the strip is
@@ -77,7 +77,8 @@ inline void mm32(float* c, int64_t ldc, bool acc, const Step* a, const Step* b, 
   amx::tile_product_32x32(kc, a, b, c, ldc, acc, int(m), int(n), nullptr);
 }
 
-// 32 f32 -> one Step of bf16 (nearest even).
+// 32 f32 -> one Step of bf16 (nearest even; vcvtneps2bf16 reads a denormal
+// as zero, as the GEMM's packing does).
 inline void to_step(const float* x, Step* s) {
   __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)), hi = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + 16));
   _mm512_store_si512(s, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
