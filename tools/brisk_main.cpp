@@ -286,7 +286,7 @@ int main(int argc, char** argv) {
   sp->add_option("--candidate", so.candidates, "candidate recipe (TOML, repeatable)");
   sp->add_option("--budgets", budgets, "comma-separated budgets (epochs, or steps with --budget-unit steps)")
       ->capture_default_str();
-  sp->add_option("--candidate-budgets", candidate_budgets,
+  auto* cand_budgets = sp->add_option("--candidate-budgets", candidate_budgets,
                  "the candidates' budgets, one per --budgets entry (default: the same): a method cheaper per step "
                  "may spend its savings on more steps");
   sp->add_option("--budget-unit", so.unit, "epochs|steps: what a budget counts (steps: fractions of an epoch)")
@@ -435,7 +435,7 @@ int main(int argc, char** argv) {
       };
       so.budgets = numbers(budgets, "--budgets", "an integer",
                            [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
-      if (!candidate_budgets.empty())
+      if (cand_budgets->count() > 0)  // given, even empty: parsed (and refused when empty)
         so.candidate_budgets = numbers(candidate_budgets, "--candidate-budgets", "an integer",
                                        [](const std::string& v, size_t* u) { return int64_t(std::stoll(v, u)); });
       if (!target_loss.empty()) so.metric = "loss";

@@ -98,6 +98,11 @@ check("speedup target loss negative", SP + ["--target-loss", "-1"], "--target-lo
 check("speedup target loss not a number", SP + ["--target-loss", "low"], "--target-loss: 'low' is not a number")
 check("speedup target acc and loss", SP + ["--target-loss", "1.5", "--target-acc", "0.9"], "excludes")
 check("speedup budget 0 steps", SP + ["--budget-unit", "steps", "--budgets", "0"], "budgets are steps >= 1")
+check("speedup candidate budgets empty", SP + ["--candidate-budgets", ""], "--candidate-budgets is empty")
+check("speedup candidate budgets not numbers", SP + ["--candidate-budgets", "1e3x"],
+      "--candidate-budgets: '1e3x' is not an integer")
+check("speedup candidate budgets one too many", SP + ["--budgets", "1", "--candidate-budgets", "1,2"],
+      "--candidate-budgets needs one budget per --budgets entry")
 check("demo threads 100000", ["demo", "--threads", "100000", "--data-dir", good], r"set_num_threads: need 1 <= n <= \d+")
 check("out is a regular file", T + ["--epochs", "1", "--out", path("plainfile")], "exists and is not a folder")
 check("config missing", ["train", "--config", path("nope.toml")], "nope.toml")
