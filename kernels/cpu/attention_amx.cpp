@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention_rows.h"
 #include "kernels/cpu/fast_math.h"
 
 #define BRISK_GEMM_NS amx
@@ -43,11 +44,6 @@ using amx::Step;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-int64_t keys_seen(bool causal, int64_t i, int64_t Tq, int64_t Tk) {
-  if (!causal) return Tk;
-  return std::max<int64_t>(0, std::min<int64_t>(Tk, i + 1 + Tk - Tq));
-}
 
 // x [T, D] (row stride xs) -> bf16 rows [Tp][kd Steps], zero past D and T.
 void pack_rows(const float* x, int64_t xs, int64_t T, int64_t D, int64_t Tp, Step* dst) {
@@ -71,10 +67,10 @@ void pack_pairs_t(const float* x, int64_t xs, int64_t T, int64_t D, int64_t Tp, 
 }
 
 // C[32, 32] (+)= A @ B over kc: A 32 bf16 rows of kp = ceil(kc / 32) Steps
-// at a, B a 32-column strip at b; m x n corner of C written (amx_tile.h).
-inline void mm32(float* c, int64_t ldc, bool acc, const Step* a, const Step* b, int64_t kc, int64_t m = 32,
-                 int64_t n = 32) {
-  amx::tile_product_32x32(kc, a, b, c, ldc, acc, int(m), int(n), nullptr);
+// at a, B a 32-column strip at b (amx_tile.h). Every block here is whole:
+// operands and accumulators are padded to multiples of 32.
+inline void mm32(float* c, int64_t ldc, bool acc, const Step* a, const Step* b, int64_t kc) {
+  amx::tile_product_32x32(kc, a, b, c, ldc, acc, 32, 32, nullptr);
 }
 
 // 32 f32 -> one Step of bf16 (nearest even; vcvtneps2bf16 reads a denormal
@@ -82,30 +78,6 @@ inline void mm32(float* c, int64_t ldc, bool acc, const Step* a, const Step* b, 
 inline void to_step(const float* x, Step* s) {
   __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)), hi = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + 16));
   _mm512_store_si512(s, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
-}
-
-// The forward's softmax on one row of a query block's scores: mx = max over
-// j < n of scale s[j]; s[j] = exp(scale s[j] - mx) for j < n (0 below e^-60,
-// as fast_math.h's softmax_exp) and 0 for n <= j < np (np a multiple of 16);
-// returns the sum.
-float softmax_row(float* s, int64_t n, int64_t np, float scale, float* mx_out) {
-  __m512 vscale = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(-kInf);
-  for (int64_t j = 0; j < n; j += 16) {
-    __mmask16 k = tail_mask16(n - j);
-    vmx = _mm512_mask_max_ps(vmx, k, vmx, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), vscale));
-  }
-  float mx = _mm512_reduce_max_ps(vmx);
-  __m512 vm = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps(), cutoff = _mm512_set1_ps(-60.0f);
-  for (int64_t j = 0; j < np; j += 16) {
-    __mmask16 k = tail_mask16(n - j);
-    __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, s + j), vscale, vm);
-    k &= _mm512_cmp_ps_mask(x, cutoff, _CMP_NLT_UQ);  // a NaN stays
-    __m512 e = _mm512_maskz_mov_ps(k, fast_exp16(x));
-    _mm512_storeu_ps(s + j, e);
-    vsum = _mm512_add_ps(vsum, e);
-  }
-  *mx_out = mx;
-  return _mm512_reduce_add_ps(vsum);
 }
 
 // dst[j][i] = src[i][j] for a 16 x 16 f32 block (row strides ss, ds floats;
@@ -169,7 +141,7 @@ void attention_fwd_amx(HeadSlices<const float> Q, HeadSlices<const float> K, Hea
         for (int64_t r = 0; r < 32; ++r) {
           float* row = S.data() + r * np;
           int64_t n = r < bq ? keys_seen(g.causal, i0 + r, Tq, Tk) : 0;
-          l[r] = softmax_row(row, n, np, g.scale, &mx[r]);
+          l[r] = softmax_row(row, n, np, g.scale, -kInf, &mx[r]);  // zeros for n <= j < np
           for (int64_t t = 0; t < kp_; ++t) to_step(row + 32 * t, P.data() + r * kp_ + t);
         }
         for (int64_t c = 0; c < kd; ++c)  // O = P V over the np keys
