@@ -10,11 +10,18 @@
 // whose edge micro-tiles waste less (GemmTile::fill): the cnn's 14x14 layer
 // has L = 196 output positions, 6.1 tiles of 32 but 24.5 tiles of 8, so its
 // forward computes y^T [L, O] and transposes it in the epilogue.
+//
+// In f32 on AVX-512, "same" convolutions (stride 1, output the input's size:
+// the cnn's 3x3 pad 1 layers) skip the im2col buffer: each sample unfolds
+// straight into the GEMM's packed strips (im2col_same_strips_avx512, and its
+// transposed form for the weight gradient), the weight is packed once per
+// batch, and sgemm_packed multiplies them with sgemm's kernel and K blocks.
 #include <cstring>
 #include <optional>
 #include <utility>
 #include <vector>
 
+#include "core/autocast.h"
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/conv2d_amx.h"
@@ -27,11 +34,17 @@ namespace brisk::kern::cpu {
 
 namespace {
 
-// Per-thread scratch, grown on demand and kept (no per-call allocations).
+// n floats of v at a 64-byte boundary (the packed GEMM's B strips are read
+// with aligned vector loads).
+float* aligned64(std::vector<float>& v, size_t n) {
+  if (v.size() < n + 15) v.resize(n + 15);
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
+}
+
+// Per-thread scratch, 64-byte aligned, grown on demand and kept (no per-call allocations).
 float* scratch(size_t n) {
   static thread_local std::vector<float> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  return aligned64(buf, n);
 }
 
 bool is_pointwise(const Geom2d& g) {  // 1x1, stride 1, no padding: x_n is its own im2col
@@ -98,24 +111,43 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // contiguous values per k).
   // Worth the transposing epilogue only for a clear gain (not for a K = 9 first layer at 0.98 vs 1.0).
   bool tr = t.fill(L, O) > t.fill(O, L) + 0.05;
-  std::vector<float> wt;
-  if (tr) {
+  // f32 on AVX-512 with a "same" geometry: each sample unfolds straight into
+  // the GEMM's packed strips of col^T (tr) or col, and w is packed once for
+  // the batch (sgemm_packed): no im2col buffer, no per-sample packing of
+  // either operand. The products are sgemm's bit for bit.
+  bool packed = false;
+#ifdef __AVX512F__
+  packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
+#endif
+  GemmTile ft = sgemm_f32_tile();
+  std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
+  float* wp = nullptr;
+  if (packed) {
+    wp = aligned64(wbuf, size_t(sgemm_packed_size(O, CKK, tr ? ft.nr : ft.mr)));
+    if (tr) sgemm_pack_b(CKK, O, MatF{w, 1, CKK}, wp);
+    else sgemm_pack_a(O, CKK, MatF{w, CKK, 1}, wp);
+  } else if (tr) {
     wt.resize(size_t(CKK * O));
     for (int64_t o = 0; o < O; ++o)
       for (int64_t k = 0; k < CKK; ++k) wt[size_t(k * O + o)] = w[o * CKK + k];
   }
+  int64_t colsize = direct ? 0 : packed ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr) : CKK * L;
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-    float* buf = scratch(size_t((direct ? 0 : CKK * L) + (tr ? L * O : 0) + (sink ? O * L : 0)));
+    float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L : 0)));
     float* col = buf;
-    float* yt = buf + (direct ? 0 : CKK * L);  // [L, O] when tr
-    float* ybuf = yt + (tr ? L * O : 0);       // y_n for the sink
+    float* yt = buf + colsize;             // [L, O] when tr
+    float* ybuf = yt + (tr ? L * O : 0);   // y_n for the sink
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = source ? (*source)(n) : x + n * CHW;
-      if (!direct) im2col_sample(xn, g, col);
+#ifdef __AVX512F__
+      if (packed) im2col_same_strips_avx512(xn, g, tr ? ft.mr : ft.nr, col);
+#endif
+      if (!direct && !packed) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
-        sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
+        if (packed) sgemm_packed(L, O, CKK, col, wp, yt, O);
+        else sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
         for (int64_t o = 0; o < O; ++o) {  // transpose into NCHW with bias and ReLU, while yt is in cache
           float b = bias ? bias[o] : 0.f, *r = yn + o * L;
           const float* s = yt + o;
@@ -128,7 +160,8 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
         if (sink) (*sink)(n, yn);
         continue;
       }
-      sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
+      if (packed) sgemm_packed(O, L, CKK, wp, col, yn, L);
+      else sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
       if (bias || relu)
         for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache
           float b = bias ? bias[o] : 0.f, *r = yn + o * L;
@@ -325,6 +358,17 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   GemmTile t = sgemm_tile();
   bool transposed = amx || (!thin && t.fill(CKK, O) > t.fill(O, CKK) + 0.01);
   bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
+  // f32 on AVX-512 with a "same" geometry: the unfold goes transposed straight
+  // into the packed strips of col^T (or col), gy_n is packed as the other
+  // operand, and sgemm_packed multiplies them: no im2col buffer, no packing
+  // of the unfold (sgemm's bits, as in the forward).
+  bool packed = false;
+#ifdef __AVX512F__
+  packed = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
+#endif
+  GemmTile ft = sgemm_f32_tile();
+  // [unfold strips | gy_n strips] per thread when packed
+  int64_t usize = sgemm_packed_size(CKK, L, transposed ? ft.mr : ft.nr), gsize = sgemm_packed_size(O, L, transposed ? ft.nr : ft.mr);
   int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
   int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers write their slices
@@ -334,14 +378,30 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
     for (int64_t c = c0; c < c1; ++c) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
-      float* col = scratch(size_t(CKK * L));
+      float* col = scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
       for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
         const float* xn = x + n * CHW;
+        const float* gyn = gy(n);
+        if (packed) {
+#ifdef __AVX512F__
+          float *up = col, *gp = col + usize;
+          im2col_same_strips_t_avx512(xn, g, transposed ? ft.mr : ft.nr, up);
+          if (transposed) {
+            sgemm_pack_b(L, O, MatF{gyn, 1, L}, gp);
+            sgemm_packed(CKK, O, L, up, gp, pw, O, true);
+          } else {
+            sgemm_pack_a(O, L, MatF{gyn, L, 1}, gp);
+            sgemm_packed(O, CKK, L, gp, up, pw, CKK, true);
+          }
+#endif
+          if (gb)
+            for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
+          continue;
+        }
         if (unfold_here) im2col_sample(xn, g, col);
         const float* cn = direct ? xn : col;
-        const float* gyn = gy(n);
         // Folded bf16 casts: the thin dot products and the bias sum do not go
         // through the rounding GEMM, so they round gy as they read it and
         // the thin path rounds its (small) col.

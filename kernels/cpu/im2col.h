@@ -67,10 +67,11 @@ struct RowMasks {
 // whose column wraps around zeroed (a per-j pattern) and those past either end
 // of the plane zeroed (which is exactly where the row falls outside). So the
 // whole plane is L/16 contiguous masked copies instead of Ho short rows.
-inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
+// [kw, chunks] masks of the lanes whose column stays inside the plane (zero
+// past L), worked out once per geometry (a call unfolds one sample, and a
+// batch has many); chunks = ceil(L / 16).
+inline const __mmask16* same_colmasks(const Geom2d& g) {
   int64_t L = g.H * g.W, chunks = (L + 15) / 16;
-  // [kw, chunks]: lanes whose column stays inside; worked out once per
-  // geometry (a call unfolds one sample, and a batch has many).
   static thread_local std::vector<__mmask16> colmask;
   static thread_local int64_t key[4] = {-1, -1, -1, -1};
   if (key[0] != g.W || key[1] != L || key[2] != g.kw || key[3] != g.dw * 65536 + g.pw) {
@@ -84,29 +85,184 @@ inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
     }
     key[0] = g.W, key[1] = L, key[2] = g.kw, key[3] = g.dw * 65536 + g.pw;
   }
+  return colmask.data();
+}
+
+// Chunk t (positions 16t .. 16t+15) of one tap's unfolded plane: the input
+// plane at the tap's constant offset delta, with the lanes whose column wraps
+// (cm[t], the tap column's masks) or whose source falls outside [0, L)
+// zeroed; all zero for t past the plane's chunks. Masked-off lanes never
+// fault, so the load may start before the plane.
+inline __m512 same_chunk(const float* plane, int64_t L, const __mmask16* cm, int64_t delta, int64_t t) {
+  if (t >= (L + 15) / 16) return _mm512_setzero_ps();
+  int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);  // lanes [lo, hi) read inside the plane
+  uint32_t in = (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) &
+                (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
+  return _mm512_maskz_loadu_ps(__mmask16(cm[t] & in), plane + 16 * t + delta);
+}
+
+inline bool same_geometry(const Geom2d& g) {
+  return g.sh == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30);
+}
+
+inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
+  int64_t L = g.H * g.W, chunks = (L + 15) / 16;
+  const __mmask16* colmask = same_colmasks(g);
   __mmask16 last = __mmask16(L % 16 ? (1u << (L % 16)) - 1 : 0xffffu);
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int64_t c = 0; c < g.C; ++c) {
     const float* plane = x + c * L;
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         float* dst = col + ((c * g.kh + i) * g.kw + j) * L;
         int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
-        const __mmask16* cm = colmask.data() + j * chunks;
-        for (int64_t t = 0; t < chunks; ++t) {
-          __m512i src = _mm512_add_epi32(lane, _mm512_set1_epi32(int(16 * t + delta)));
-          __mmask16 in = _mm512_cmpge_epi32_mask(src, _mm512_setzero_si512()) &
-                         _mm512_cmplt_epi32_mask(src, _mm512_set1_epi32(int(L)));
+        const __mmask16* cm = colmask + j * chunks;
+        for (int64_t t = 0; t < chunks; ++t)
           _mm512_mask_storeu_ps(dst + 16 * t, t + 1 == chunks ? last : __mmask16(0xffff),
-                                _mm512_maskz_loadu_ps(cm[t] & in, plane + 16 * t + delta));
-        }
+                                same_chunk(plane, L, cm, delta, t));
       }
   }
 }
 
+// Each tap's load masks for the chunks of its plane (same_chunk's: column
+// wrap and plane ends), as [kh * kw, chunks + 2] with two zero chunks past the
+// plane's last (strips padded to 32 positions reach at most that far), worked
+// out once per geometry.
+inline int64_t same_tap_stride(const Geom2d& g) { return (g.H * g.W + 15) / 16 + 2; }
+inline const __mmask16* same_tap_masks(const Geom2d& g) {
+  static thread_local std::vector<__mmask16> mt;
+  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
+  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
+  if (!std::equal(want, want + 5, key)) {
+    int64_t L = g.H * g.W, chunks = (L + 15) / 16, ts = same_tap_stride(g);
+    const __mmask16* colmask = same_colmasks(g);
+    mt.assign(size_t(g.kh * g.kw * ts), 0);
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
+        for (int64_t t = 0; t < chunks; ++t) {
+          int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);  // lanes [lo, hi) read inside the plane
+          uint32_t in = (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) &
+                        (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
+          mt[size_t((i * g.kw + j) * ts + t)] = __mmask16(colmask[j * chunks + t] & in);
+        }
+      }
+    std::copy(want, want + 5, key);
+  }
+  return mt.data();
+}
+
+// The same unfold written straight into sgemm_packed's strips (sgemm.h) of
+// width w, a multiple of 8: the A strips of col^T [L, CKK] (w = mr) or the B
+// strips of col [CKK, L] (w = nr). Position p of row k lands at
+// dst[(p / w) * stride + k * w + p % w] (stride: sgemm_packed_stride(CKK, w)),
+// zero for p in [L, ceil(L / w) * w):
+// each 16-lane chunk leaves as two 8-float stores, so the GEMM needs no
+// im2col buffer and no packing pass. Needs same_geometry(g).
+inline void im2col_same_strips_avx512(const float* x, const Geom2d& g, int64_t w, float* dst) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, ts = same_tap_stride(g);
+  int64_t stride = sgemm_packed_stride(g.C * taps, w), P = (L + w - 1) / w * w, pchunks = (P + 15) / 16;
+  const __mmask16* mt = same_tap_masks(g);
+  // Where positions 8q .. 8q+7 of row 0 go (row k adds k * w), once per layout.
+  static thread_local std::vector<int64_t> off;
+  static thread_local int64_t key[3] = {-1, -1, -1};
+  if (key[0] != pchunks || key[1] != w || key[2] != stride) {
+    off.resize(size_t(2 * pchunks));
+    for (int64_t q = 0; q < 2 * pchunks; ++q) off[size_t(q)] = (8 * q / w) * stride + 8 * q % w;
+    key[0] = pchunks, key[1] = w, key[2] = stride;
+  }
+  bool odd = 2 * pchunks * 8 > P;  // the last chunk's upper half lies past P: not stored
+  int64_t CKK = g.C * taps, k = 0;
+  // Row k's source (the input plane at the tap's offset) and load masks.
+  auto src = [&](int64_t r) {
+    int64_t tap = r % taps;
+    return x + (r / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+  };
+  auto masks = [&](int64_t r) { return mt + (r % taps) * ts; };
+  if (w == 8)
+    // Rows k, k+1 share each strip's 64-byte line: unfold them together and
+    // store whole lines (half the stores of a 32-byte half per row).
+    for (; k + 1 < CKK; k += 2) {
+      const float *s0 = src(k), *s1 = src(k + 1);
+      const __mmask16 *m0 = masks(k), *m1 = masks(k + 1);
+      float* row = dst + k * 8;
+      for (int64_t t = 0; t < pchunks; ++t) {
+        __m512 a = _mm512_maskz_loadu_ps(m0[t], s0 + 16 * t), b = _mm512_maskz_loadu_ps(m1[t], s1 + 16 * t);
+        _mm512_storeu_ps(row + 2 * t * stride, _mm512_shuffle_f32x4(a, b, 0x44));  // positions 16t .. 16t+7
+        if (t + 1 < pchunks || !odd)
+          _mm512_storeu_ps(row + (2 * t + 1) * stride, _mm512_shuffle_f32x4(a, b, 0xee));  // 16t+8 .. 16t+15
+      }
+    }
+  for (; k < CKK; ++k) {
+    const float* s0 = src(k);
+    const __mmask16* m = masks(k);
+    const int64_t* o = off.data();
+    float* row = dst + k * w;
+    for (int64_t t = 0; t < pchunks; ++t) {
+      __m512 v = _mm512_maskz_loadu_ps(m[t], s0 + 16 * t);  // masked-off lanes never fault
+      _mm256_storeu_ps(row + o[2 * t], _mm512_castps512_ps256(v));
+      if (t + 1 < pchunks || !odd)
+        _mm256_storeu_ps(row + o[2 * t + 1], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    }
+  }
+}
+
+// r[i] (8 floats each) -> r[j] = column j of the 8 x 8 block.
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {  // r[i], r[i + 4]: columns i and i + 4 of rows 0-3 | rows 4-7
+    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+
+// The unfold transposed into sgemm_packed's strips of col^T's columns, for
+// the weight gradient (K = L runs along the positions): col^T [L, CKK] as the
+// B strips (w = nr) of gy_n @ col_n^T, or col [CKK, L] as the A strips
+// (w = mr) of col_n @ gy_n^T. Row k, position p lands at
+// dst[(k / w) * stride + p * w + k % w] (stride: sgemm_packed_stride(L, w)),
+// zero for k in [CKK, ceil(CKK / w) * w). Eight rows by eight positions at a
+// time: masked loads from the input planes, an 8 x 8 register transpose, no
+// im2col buffer. Needs same_geometry(g).
+inline void im2col_same_strips_t_avx512(const float* x, const Geom2d& g, int64_t w, float* dst) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps, ts = same_tap_stride(g);
+  int64_t stride = sgemm_packed_stride(L, w), rows = (CKK + w - 1) / w * w;
+  const __mmask16* mt = same_tap_masks(g);
+  for (int64_t k0 = 0; k0 < rows; k0 += 8) {
+    const float* src[8];
+    const __mmask16* m[8];
+    for (int r = 0; r < 8; ++r) {
+      int64_t k = std::min(k0 + r, CKK - 1), tap = k % taps;  // rows past CKK load nothing (mask 0 below)
+      src[r] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+      m[r] = mt + tap * ts;
+    }
+    uint32_t live = k0 + 8 <= CKK ? 0xffu : k0 >= CKK ? 0u : (1u << (CKK - k0)) - 1;
+    float* d = dst + (k0 / w) * stride + k0 % w;
+    for (int64_t p = 0; p < L; p += 8) {
+      __m256 v[8];
+      int64_t t = p / 16, sh = p % 16;
+      for (int r = 0; r < 8; ++r)  // 8 lanes of a masked load: the lanes above never fault
+        v[r] = _mm512_castps512_ps256(
+            _mm512_maskz_loadu_ps(__mmask16((live >> r & 1u) ? (m[r][t] >> sh) & 0xffu : 0u), src[r] + p));
+      transpose8x8(v);
+      int64_t n = std::min<int64_t>(8, L - p);
+      for (int64_t l = 0; l < n; ++l) _mm256_storeu_ps(d + (p + l) * w, v[l]);
+    }
+  }
+}
+
 inline void im2col_sample_avx512(const float* x, const Geom2d& g, float* col) {
-  if (g.sh == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30))
-    return im2col_same_avx512(x, g, col);
+  if (same_geometry(g)) return im2col_same_avx512(x, g, col);
   RowMasks rm(g);
   for_each_unfold_row(g, [&](int64_t c, int64_t j, int64_t h, int64_t w0, int64_t r) {
     float* d = col + r;

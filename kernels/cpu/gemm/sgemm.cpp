@@ -22,6 +22,17 @@ void sgemm_avx512bf16(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t
 template <class E>
 void sgemm_amx(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
 bool amx_bf16_usable();  // sgemm_amx.cpp: CPUID and the OS's permission for tile state
+#define BRISK_PACKED_DECL(ns)                                                                   \
+  namespace ns {                                                                                \
+  void packed_a(int64_t M, int64_t K, MatF A, float* dst, int64_t stride);                      \
+  void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride);                      \
+  void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, const float* bp, \
+                   int64_t sb, float* C, int64_t ldc, bool accumulate);                         \
+  }
+BRISK_PACKED_DECL(avx512)
+BRISK_PACKED_DECL(avx2)
+BRISK_PACKED_DECL(sse)
+#undef BRISK_PACKED_DECL
 
 namespace {
 enum Isa : int { sse, avx2, avx512 };
@@ -29,12 +40,12 @@ const char* kNames[] = {"sse", "avx2", "avx512"};
 
 bool supported(Isa i) {
   switch (i) {
-    case avx512: return __builtin_cpu_supports("avx512f");
-    case avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512: return __builtin_cpu_supports("avx512f");
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     default: return true;
   }
 }
-Isa best() { return supported(avx512) ? avx512 : supported(avx2) ? avx2 : sse; }
+Isa best() { return supported(Isa::avx512) ? Isa::avx512 : supported(Isa::avx2) ? Isa::avx2 : Isa::sse; }
 std::atomic<int> g_isa{best()};
 }  // namespace
 
@@ -45,7 +56,7 @@ bool sgemm_isa_supported(const std::string& isa) {
 }
 
 std::string sgemm_isa() { return kNames[g_isa.load()]; }
-bool sgemm_isa_avx512() { return g_isa.load(std::memory_order_relaxed) == avx512; }
+bool sgemm_isa_avx512() { return g_isa.load(std::memory_order_relaxed) == Isa::avx512; }
 
 void set_sgemm_isa(const std::string& isa) {
   if (isa == "auto") {
@@ -67,8 +78,8 @@ void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t 
          const GemmEpilogue* ep = nullptr) {
   if (M <= 0 || N <= 0) return;
   switch (g_isa.load(std::memory_order_relaxed)) {
-    case avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate, ep);
-    case avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+    case Isa::avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+    case Isa::avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate, ep);
     default: return sgemm_sse<E>(M, N, K, A, B, C, ldc, accumulate, ep);
   }
 }
@@ -76,7 +87,7 @@ void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t 
 
 bool sgemm_bf16_supported() {
   static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-  return cpu && g_isa.load(std::memory_order_relaxed) == avx512;
+  return cpu && g_isa.load(std::memory_order_relaxed) == Isa::avx512;
 }
 bool gemm_bf16_active() { return gemm_operands_bf16() && sgemm_bf16_supported(); }
 
@@ -127,12 +138,51 @@ void set_bf16_gemm_kernel(const std::string& name) {
   BRISK_FAIL("set_bf16_gemm_kernel: unknown kernel '", name, "' (known: auto, amx, avx512bf16)");
 }
 
+GemmTile sgemm_f32_tile() {
+  switch (g_isa.load(std::memory_order_relaxed)) {  // the BRISK_GEMM_MR x NV * W of each build
+    case Isa::avx512: return {8, 32};
+    case Isa::avx2: return {6, 16};
+    default: return {4, 8};
+  }
+}
+
 GemmTile sgemm_tile() {
   if (gemm_bf16_active()) return bf16_amx_now() ? GemmTile{32, 32} : GemmTile{8, 32};  // AmxPanels, Bf16Panels
-  switch (g_isa.load(std::memory_order_relaxed)) {  // the BRISK_GEMM_MR x NV * W of each build
-    case avx512: return {8, 32};
-    case avx2: return {6, 16};
-    default: return {4, 8};
+  return sgemm_f32_tile();
+}
+
+int64_t sgemm_packed_stride(int64_t K, int64_t r) {
+  // An odd number of cache lines: strips a power-of-two apart would map a
+  // row's stores across all strips (the unfold writes) into a few L1 sets.
+  int64_t lines = (K * r + 15) / 16;
+  return (lines | 1) * 16;
+}
+int64_t sgemm_packed_size(int64_t rows, int64_t K, int64_t r) { return (rows + r - 1) / r * sgemm_packed_stride(K, r); }
+
+void sgemm_pack_a(int64_t M, int64_t K, MatF A, float* dst) {
+  int64_t st = sgemm_packed_stride(K, sgemm_f32_tile().mr);
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case Isa::avx512: return avx512::packed_a(M, K, A, dst, st);
+    case Isa::avx2: return avx2::packed_a(M, K, A, dst, st);
+    default: return sse::packed_a(M, K, A, dst, st);
+  }
+}
+void sgemm_pack_b(int64_t K, int64_t N, MatF B, float* dst) {
+  int64_t st = sgemm_packed_stride(K, sgemm_f32_tile().nr);
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case Isa::avx512: return avx512::packed_b(K, N, B, dst, st);
+    case Isa::avx2: return avx2::packed_b(K, N, B, dst, st);
+    default: return sse::packed_b(K, N, B, dst, st);
+  }
+}
+void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                  bool accumulate) {
+  GemmTile t = sgemm_f32_tile();
+  int64_t sa = sgemm_packed_stride(K, t.mr), sb = sgemm_packed_stride(K, t.nr);
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case Isa::avx512: return avx512::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
+    case Isa::avx2: return avx2::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
+    default: return sse::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
   }
 }
 

@@ -88,6 +88,29 @@ struct GemmTile {
 };
 GemmTile sgemm_tile();
 
+// Pre-packed operands, for callers that write an operand in the micro-kernel's
+// layout themselves or reuse one across many products: conv2d unfolds each
+// sample straight into packed strips (no im2col buffer, no packing pass) and
+// packs its weight once per batch instead of once per sample. The layout is
+// the f32 kernel's of sgemm_isa(), with t = sgemm_f32_tile(): A [M, K] as
+// ceil(M / t.mr) strips [K, t.mr], B [K, N] as ceil(N / t.nr) strips
+// [K, t.nr], strip s at s * sgemm_packed_stride(K, r) (r = t.mr or t.nr):
+// element (row i, k) of A at (i / mr) * stride + k * mr + i % mr, B likewise
+// by column, zero past M and N. f32 operands only: under bf16 autocast
+// (gemm_operands_bf16()) call sgemm. Pack and multiply under the same
+// sgemm_isa(). Bp must be 64-byte aligned (the kernel reads B strips with
+// aligned vector loads).
+GemmTile sgemm_f32_tile();
+int64_t sgemm_packed_stride(int64_t K, int64_t r);  // floats, a multiple of 16
+int64_t sgemm_packed_size(int64_t rows, int64_t K, int64_t r);  // floats: ceil(rows / r) strips
+void sgemm_pack_a(int64_t M, int64_t K, MatF A, float* dst);
+void sgemm_pack_b(int64_t K, int64_t N, MatF B, float* dst);
+// C[M, N] (row stride ldc) (+)= A @ B on packed operands, on the calling
+// thread (callers run it per sample inside their own parallel_for). Equals
+// sgemm on the unpacked operands bit for bit (same K blocks, same kernel).
+void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                  bool accumulate = false);
+
 // The instruction set sgemm uses: "avx512", "avx2" or "sse". set_sgemm_isa
 // forces one (tests run every micro-kernel the CPU supports); "auto" restores
 // the CPUID choice. Throws brisk::Error for an unknown name or one the CPU

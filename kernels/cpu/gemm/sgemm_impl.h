@@ -206,6 +206,47 @@ struct F32Panels {
   }
 };
 
+// Pre-packed operands (sgemm.h's sgemm_packed): A as ceil(M / MR) strips
+// [K, MR], B as ceil(N / NR) strips [K, NR], whole K per strip, strip s at
+// s * stride (sgemm_packed_stride), zero past M and N. A K block starting at
+// k0 is then the strip's run at k0 * MR (or k0 * NR), read in place.
+void packed_a(int64_t M, int64_t K, MatF A, float* dst, int64_t stride) {
+  for (int64_t i = 0; i < M; i += MR) pack_a(A, i, std::min<int64_t>(MR, M - i), 0, K, dst + i / MR * stride);
+}
+void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride) {
+  for (int64_t j = 0; j < N; j += NR) pack_b(B, 0, K, j, std::min<int64_t>(NR, N - j), dst + j / NR * stride);
+}
+
+// C[M, N] (+)= A @ B on packed operands, on the calling thread. The K blocks
+// are gemm_serial's (KC, equal sizes) and each C element sums them in the
+// same order with the same micro-kernel, so the result is sgemm's bit for
+// bit. Loop nest: K block, MC rows of A (in L2), B strip (in L1), A strip.
+void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, const float* bp, int64_t sb,
+                 float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  int64_t nk = (K + KC - 1) / KC, kblk = (K + nk - 1) / nk, strips = (N + NR - 1) / NR;
+  for (int64_t pc = 0; pc < K; pc += kblk) {
+    int64_t kc = std::min(kblk, K - pc);
+    bool acc = accumulate || pc > 0;
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      int64_t mc = std::min(MC, M - ic);
+      for (int64_t s = 0; s < strips; ++s) {
+        int64_t j = s * NR;
+        int n = int(std::min<int64_t>(NR, N - j));
+        const float* b = bp + s * sb + pc * NR;
+        for (int64_t i = ic; i < ic + mc; i += MR)
+          micro_kernel(kc, ap + i / MR * sa + pc * MR, b, C + i * ldc + j, ldc, acc, int(std::min<int64_t>(MR, M - i)),
+                       n);
+      }
+    }
+  }
+}
+
 }  // namespace brisk::kern::cpu::BRISK_GEMM_NS
 
 namespace brisk::kern::cpu {
