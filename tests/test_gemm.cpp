@@ -96,7 +96,8 @@ TEST_CASE("gemm: results are bit-identical for 1 and 2 threads", "[kernels][gemm
 }
 
 // The packed entry points (conv2d's): operands packed by sgemm_pack_a/b and
-// multiplied by sgemm_packed give sgemm's result bit for bit on every ISA,
+// multiplied by sgemm_packed (or A read in place by sgemm_packed_b) give
+// sgemm's result bit for bit on every ISA,
 // over edge sizes, several K blocks (K > 256), K = 0 and accumulate; and the
 // layout is the documented one (element (i, k) of A at strip i / mr, offset
 // k * mr + i % mr; zero past M), read back from the buffer directly.
@@ -133,10 +134,17 @@ TEST_CASE("gemm: packed operands give sgemm's bits on every ISA, in the document
             layout = layout && ap[size_t(i / t.mr * st + k * t.mr + i % t.mr)] == want;
           }
         CHECK(layout);
-        std::vector<float> want = c0, got = c0;
+        std::vector<float> want = c0, got = c0, rows = c0;
         kc::sgemm(c.M, c.N, c.K, A, B, want.data(), c.N, acc);
         kc::sgemm_packed(c.M, c.N, c.K, ap.data(), bp, got.data(), c.N, acc);
         CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+        // A read in place from its rows, here with a row stride past K (a view of wider rows)
+        int64_t lda = c.K + 3;
+        std::vector<float> wide(size_t(c.M * lda), NAN);
+        for (int64_t i = 0; i < c.M; ++i)
+          for (int64_t k = 0; k < c.K; ++k) wide[size_t(i * lda + k)] = a[size_t(i * c.K + k)];
+        kc::sgemm_packed_b(c.M, c.N, c.K, wide.data(), lda, bp, rows.data(), c.N, acc);
+        CHECK(std::memcmp(want.data(), rows.data(), want.size() * sizeof(float)) == 0);
       }
   }
   CHECK(tested >= 1);

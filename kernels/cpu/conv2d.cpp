@@ -356,19 +356,23 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool amx = gemm_amx_active();
   bool thin = !amx && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
-  bool transposed = amx || (!thin && t.fill(CKK, O) > t.fill(O, CKK) + 0.01);
   bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
-  // f32 on AVX-512 with a "same" geometry: the unfold goes transposed straight
-  // into the packed strips of col^T (or col), gy_n is packed as the other
-  // operand, and sgemm_packed multiplies them: no im2col buffer, no packing
-  // of the unfold (sgemm's bits, as in the forward).
+  // f32 on AVX-512 with a "same" geometry: neither operand goes through
+  // sgemm's packing. gw^T = col_n @ gy_n^T reads col_n's rows (which run
+  // along K = L) in place and packs only the small gy_n^T; gw = gy_n @ col_n^T
+  // reads gy_n's rows in place and unfolds col_n^T transposed straight into
+  // packed strips. The former needs no transposing unfold, so it is taken
+  // unless its tiles waste clearly more. sgemm's bits either way.
   bool packed = false;
 #ifdef __AVX512F__
   packed = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
 #endif
+  bool transposed = amx || (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
+                                             : t.fill(CKK, O) > t.fill(O, CKK) + 0.01));
   GemmTile ft = sgemm_f32_tile();
-  // [unfold strips | gy_n strips] per thread when packed
-  int64_t usize = sgemm_packed_size(CKK, L, transposed ? ft.mr : ft.nr), gsize = sgemm_packed_size(O, L, transposed ? ft.nr : ft.mr);
+  // Per thread when packed: [col_n | gy_n^T's strips] (transposed) or col_n^T's strips.
+  int64_t usize = transposed ? (CKK * L + 15) / 16 * 16 : sgemm_packed_size(CKK, L, ft.nr);
+  int64_t gsize = transposed ? sgemm_packed_size(O, L, ft.nr) : 0;
   int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
   int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers write their slices
@@ -386,14 +390,16 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         const float* gyn = gy(n);
         if (packed) {
 #ifdef __AVX512F__
-          float *up = col, *gp = col + usize;
-          im2col_same_strips_t_avx512(xn, g, transposed ? ft.mr : ft.nr, up);
           if (transposed) {
+            // gw^T [CKK, O] += col_n [CKK, L] @ gy_n^T: col_n's rows run along L = K and are read in place
+            float* gp = col + usize;
+            im2col_same_avx512(xn, g, col);
             sgemm_pack_b(L, O, MatF{gyn, 1, L}, gp);
-            sgemm_packed(CKK, O, L, up, gp, pw, O, true);
+            sgemm_packed_b(CKK, O, L, col, L, gp, pw, O, true);
           } else {
-            sgemm_pack_a(O, L, MatF{gyn, L, 1}, gp);
-            sgemm_packed(O, CKK, L, gp, up, pw, CKK, true);
+            // gw [O, CKK] += gy_n [O, L] @ col_n^T: gy_n's rows read in place, col_n^T unfolded into B strips
+            im2col_same_strips_t_avx512(xn, g, ft.nr, col);
+            sgemm_packed_b(O, CKK, L, gyn, L, col, pw, CKK, true);
           }
 #endif
           if (gb)

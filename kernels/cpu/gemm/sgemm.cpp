@@ -28,6 +28,8 @@ bool amx_bf16_usable();  // sgemm_amx.cpp: CPUID and the OS's permission for til
   void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride);                      \
   void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, const float* bp, \
                    int64_t sb, float* C, int64_t ldc, bool accumulate);                         \
+  void packed_gemm_rows(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bp, int64_t sb, \
+                        float* C, int64_t ldc, bool accumulate);                                \
   }
 BRISK_PACKED_DECL(avx512)
 BRISK_PACKED_DECL(avx2)
@@ -183,6 +185,16 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float*
     case Isa::avx512: return avx512::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
     case Isa::avx2: return avx2::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
     default: return sse::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
+  }
+}
+
+void sgemm_packed_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
+                    int64_t ldc, bool accumulate) {
+  int64_t sb = sgemm_packed_stride(K, sgemm_f32_tile().nr);
+  switch (g_isa.load(std::memory_order_relaxed)) {
+    case Isa::avx512: return avx512::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
+    case Isa::avx2: return avx2::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
+    default: return sse::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
   }
 }
 

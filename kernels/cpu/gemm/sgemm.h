@@ -111,6 +111,13 @@ void sgemm_pack_b(int64_t K, int64_t N, MatF B, float* dst);
 void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc,
                   bool accumulate = false);
 
+// The same with A row-major as it is (A[i, k] at A[i * lda + k]) and only B
+// packed: the micro-kernel broadcasts A's values from its rows in place (for
+// an A whose rows run along K already, like the unfold in the conv weight
+// gradient's col @ gy^T). Equals sgemm bit for bit.
+void sgemm_packed_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
+                    int64_t ldc, bool accumulate = false);
+
 // The instruction set sgemm uses: "avx512", "avx2" or "sse". set_sgemm_isa
 // forces one (tests run every micro-kernel the CPU supports); "auto" restores
 // the CPUID choice. Throws brisk::Error for an unknown name or one the CPU

@@ -189,6 +189,56 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int j = 0; j < n; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
+// micro_kernel with A read in place from a row-major matrix (row i of the
+// tile at a + i * lda, kc contiguous values each) instead of a packed strip:
+// the same broadcasts in the same order, so the same bits. Rows past m read
+// row 0 again (their results are not stored).
+inline void micro_kernel_rows(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, float* c,
+                              int64_t ldc, bool acc, int m, int n) {
+  const float* ar[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) ar[i] = a + (i < m ? i : 0) * lda;
+  vf r[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) r[i][v] = vf{};
+  for (int i = 0; i < m; ++i) __builtin_prefetch(c + i * ldc, 1);
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vf*>(b + k * NR + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      vf ai = vset1(ar[i][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) r[i][v] = vfma(ai, bv[v], r[i][v]);
+    }
+  }
+  alignas(64) float t[MR][NR];
+  if (m == MR && n == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* o = c + i * ldc + v * W;
+        vf cur = r[i][v];
+        if (acc) {
+          vf old;
+          std::memcpy(&old, o, sizeof old);
+          cur += old;
+        }
+        std::memcpy(o, &cur, sizeof cur);
+      }
+    return;
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) *reinterpret_cast<vf*>(&t[i][v * W]) = r[i][v];
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
+}
+
 // The policy gemm_driver.h runs: f32 panels, one k per packed step.
 template <class E>
 struct F32Panels {
@@ -242,6 +292,33 @@ void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, c
         for (int64_t i = ic; i < ic + mc; i += MR)
           micro_kernel(kc, ap + i / MR * sa + pc * MR, b, C + i * ldc + j, ldc, acc, int(std::min<int64_t>(MR, M - i)),
                        n);
+      }
+    }
+  }
+}
+
+// packed_gemm with A row-major in place (row stride lda), B packed.
+void packed_gemm_rows(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bp, int64_t sb,
+                      float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  int64_t nk = (K + KC - 1) / KC, kblk = (K + nk - 1) / nk, strips = (N + NR - 1) / NR;
+  for (int64_t pc = 0; pc < K; pc += kblk) {
+    int64_t kc = std::min(kblk, K - pc);
+    bool acc = accumulate || pc > 0;
+    for (int64_t ic = 0; ic < M; ic += MC) {
+      int64_t mc = std::min(MC, M - ic);
+      for (int64_t s = 0; s < strips; ++s) {
+        int64_t j = s * NR;
+        int n = int(std::min<int64_t>(NR, N - j));
+        const float* b = bp + s * sb + pc * NR;
+        for (int64_t i = ic; i < ic + mc; i += MR)
+          micro_kernel_rows(kc, a + i * lda + pc, lda, b, C + i * ldc + j, ldc, acc, int(std::min<int64_t>(MR, M - i)),
+                            n);
       }
     }
   }
