@@ -98,6 +98,71 @@ struct GySample {
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
 // a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
 // per-thread buffer. With a source, x is not read: x_n comes from it.
+// CKK up to this is "thin" (a first layer's 9 taps of one channel): the
+// weight gradient runs as dot products (thin_gw) and an f32 "same" forward
+// as thin_forward, where GEMM packing and its short K loop would cost more
+// than the arithmetic.
+constexpr int64_t kThinMax = 16;
+
+#ifdef __AVX512F__
+// y_n [O, L] = (relu)(w [O, CKK] @ unfold(x_n) + bias) for a "same" geometry
+// with CKK <= kThinMax, straight from the input planes: OB output channels by
+// 32 positions per register block, each unfold row loaded once (masked,
+// as im2col_same_avx512 does) for the OB channels. Each output is an FMA
+// chain over k from 0, then + bias, as sgemm's micro-kernel and epilogue sum
+// it, so the values are the GEMM path's bit for bit.
+template <int OB>
+static void thin_forward_block(const float* const* src, const __mmask16* const* msk, const float* w, int64_t CKK,
+                               const float* bias, bool relu, int64_t L, int64_t t, int64_t nchunks, float* y) {
+  __m512 acc[OB][2];
+#pragma GCC unroll 8
+  for (int b = 0; b < OB; ++b) acc[b][0] = acc[b][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < CKK; ++k) {
+    __m512 x0 = _mm512_maskz_loadu_ps(msk[k][t], src[k] + 16 * t);
+    __m512 x1 = t + 1 < nchunks ? _mm512_maskz_loadu_ps(msk[k][t + 1], src[k] + 16 * t + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int b = 0; b < OB; ++b) {
+      __m512 wb = _mm512_set1_ps(w[b * CKK + k]);
+      acc[b][0] = _mm512_fmadd_ps(wb, x0, acc[b][0]);
+      acc[b][1] = _mm512_fmadd_ps(wb, x1, acc[b][1]);
+    }
+  }
+  // (constant register indices only: a loop over the two halves would put acc in memory)
+  auto put = [&](__m512 v, float bb, int64_t p, float* row) {
+    if (p >= L) return;
+    if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bb));
+    if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(row + p, __mmask16(L - p >= 16 ? 0xffffu : (1u << (L - p)) - 1), v);
+  };
+#pragma GCC unroll 8
+  for (int b = 0; b < OB; ++b) {
+    float bb = bias ? bias[b] : 0.f;
+    put(acc[b][0], bb, 16 * t, y + b * L);
+    put(acc[b][1], bb, 16 * t + 16, y + b * L);
+  }
+}
+static void thin_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
+                         float* y) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps, nchunks = (L + 15) / 16;
+  const __mmask16* mt = same_tap_masks(g);
+  const float* src[kThinMax];
+  const __mmask16* msk[kThinMax];
+  for (int64_t k = 0; k < CKK; ++k) {  // row k: tap (c, i, j)'s plane at its offset, and its chunk masks
+    int64_t tap = k % taps;
+    src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    msk[k] = mt + tap * same_tap_stride(g);
+  }
+  constexpr int OB = 8;  // 2 x 8 accumulators, 2 unfold chunks, 1 weight: 19 registers
+  for (int64_t t = 0; t < nchunks; t += 2) {
+    int64_t o = 0;
+    for (; o + OB <= O; o += OB)
+      thin_forward_block<OB>(src, msk, w + o * CKK, CKK, bias ? bias + o : nullptr, relu, L, t, nchunks, y + o * L);
+    for (; o < O; ++o)
+      thin_forward_block<1>(src, msk, w + o * CKK, CKK, bias ? bias + o : nullptr, relu, L, t, nchunks, y + o * L);
+  }
+}
+#endif
+
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                     bool bf16, float* y, const ConvSampleSink* sink = nullptr,
                     const ConvSampleSource* source = nullptr) {
@@ -115,9 +180,21 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // the GEMM's packed strips of col^T (tr) or col, and w is packed once for
   // the batch (sgemm_packed): no im2col buffer, no per-sample packing of
   // either operand. The products are sgemm's bit for bit.
-  bool packed = false;
+  bool packed = false, thin = false;
 #ifdef __AVX512F__
   packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
+  thin = packed && !bf16 && CKK <= kThinMax;
+  if (thin) {
+    parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+      float* ybuf = sink ? scratch(size_t(O * L)) : nullptr;
+      for (int64_t n = lo; n < hi; ++n) {
+        float* yn = sink ? ybuf : y + n * O * L;
+        thin_forward(source ? (*source)(n) : x + n * CHW, w, bias, g, O, relu, yn);
+        if (sink) (*sink)(n, yn);
+      }
+    });
+    return;
+  }
 #endif
   GemmTile ft = sgemm_f32_tile();
   std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
@@ -299,41 +376,58 @@ static float sum16(const float* a, int64_t L) {
   return finish16(acc, s);
 }
 
-// dst[o * CKK + k] += sum_l g[o * L + l] * c[k * L + l], for the thin case
-// (a first layer: C*kh*kw = 9) where GEMM packing would cost more than the
-// arithmetic. One row of g is loaded once per 16 l for all CKK dot products;
-// CKK is a template argument so the CKK accumulators stay in registers.
+// The thin case of the weight gradient (a first layer: C*kh*kw = 9), where
+// GEMM packing would cost more than the arithmetic: for every (o, k),
+// acc[o * CKK + k] (16 lanes) += g[o * L + l] * c[k * L + l] over the 16-wide
+// l runs, tail[o * CKK + k] += the rest. The lanes stay apart across the
+// samples of a chunk and are summed once at its end (thin_gw_finish): a
+// horizontal sum per (o, k) and sample would cost more than the products.
+// OB output channels at a time share each load of c; CKK and OB are template
+// arguments so the OB * CKK accumulators stay in registers.
 // BF: g read as its bf16 roundings (c is rounded by the caller).
-template <int CKK, bool BF>
-static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, float* dst) {
+template <int CKK, int OB, bool BF>
+static void thin_gw_block(const float* g, const float* c, int64_t L, v16* acc, float* tail) {
   int64_t L16 = L / 16 * 16;
-  for (int64_t o = 0; o < O; ++o) {
-    const float* go = g + o * L;
-    v16 acc[CKK];
-    for (int k = 0; k < CKK; ++k) acc[k] = v16{};
-    for (int64_t l = 0; l < L16; l += 16) {
-      v16 gv = load16r<BF>(go + l);
+  v16 r[OB][CKK];
+  for (int b = 0; b < OB; ++b)
+    for (int k = 0; k < CKK; ++k) r[b][k] = acc[b * CKK + k];
+  for (int64_t l = 0; l < L16; l += 16) {
+    v16 gv[OB];
+    for (int b = 0; b < OB; ++b) gv[b] = load16r<BF>(g + b * L + l);
 #pragma GCC unroll 16
-      for (int k = 0; k < CKK; ++k) acc[k] += gv * load16(c + k * L + l);
-    }
     for (int k = 0; k < CKK; ++k) {
-      float tail = 0.f;
-      for (int64_t l = L16; l < L; ++l) tail += loadr<BF>(go + l) * c[k * L + l];
-      dst[o * CKK + k] += finish16(acc[k], tail);
+      v16 cv = load16(c + k * L + l);
+      for (int b = 0; b < OB; ++b) r[b][k] += gv[b] * cv;
     }
   }
+  for (int b = 0; b < OB; ++b)
+    for (int k = 0; k < CKK; ++k) {
+      acc[b * CKK + k] = r[b][k];
+      for (int64_t l = L16; l < L; ++l) tail[b * CKK + k] += loadr<BF>(g + b * L + l) * c[k * L + l];
+    }
+}
+template <int CKK, bool BF>
+static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, v16* acc, float* tail) {
+  constexpr int OB = CKK <= 9 ? 3 : CKK <= 14 ? 2 : 1;  // OB * (CKK + 1) + 1 registers of 32
+  int64_t o = 0;
+  for (; o + OB <= O; o += OB) thin_gw_block<CKK, OB, BF>(g + o * L, c, L, acc + o * CKK, tail + o * CKK);
+  for (; o < O; ++o) thin_gw_block<CKK, 1, BF>(g + o * L, c, L, acc + o * CKK, tail + o * CKK);
 }
 template <bool BF, int... K>
 static void thin_gw_dispatch(std::integer_sequence<int, K...>, const float* g, const float* c, int64_t O,
-                             int64_t CKK, int64_t L, float* dst) {
-  ((CKK == K + 1 ? thin_gw_k<K + 1, BF>(g, c, O, L, dst) : void()), ...);
+                             int64_t CKK, int64_t L, v16* acc, float* tail) {
+  ((CKK == K + 1 ? thin_gw_k<K + 1, BF>(g, c, O, L, acc, tail) : void()), ...);
 }
-constexpr int64_t kThinMax = 16;  // CKK up to this runs thin_gw
-static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, float* dst, bool bf) {
+static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, v16* acc, float* tail,
+                    bool bf) {
   if (bf)
-    thin_gw_dispatch<true>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
+    thin_gw_dispatch<true>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, acc, tail);
   else
-    thin_gw_dispatch<false>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, dst);
+    thin_gw_dispatch<false>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, acc, tail);
+}
+// dst[i] += the chunk's sum for (o, k) = i: its tail, then its lanes in order.
+static void thin_gw_finish(const v16* acc, const float* tail, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += finish16(acc[i], tail[i]);
 }
 
 bool conv2d_bwd_weight(const KernelArgs& a) {
@@ -385,6 +479,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       float* col = scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
+      // the thin path's per-lane sums over the chunk's samples, and their tails
+      static thread_local std::vector<v16> thin_acc;
+      static thread_local std::vector<float> thin_tail;
+      if (thin) {
+        thin_acc.assign(size_t(O * CKK), v16{});
+        thin_tail.assign(size_t(O * CKK), 0.f);
+      }
       for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
         const float* xn = x + n * CHW;
         const float* gyn = gy(n);
@@ -419,7 +520,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         if (amx)
           tiles->add(gyn, xn, cn);
         else if (thin)
-          thin_gw(gyn, cn, O, CKK, L, pw, bf);
+          thin_gw(gyn, cn, O, CKK, L, thin_acc.data(), thin_tail.data(), bf);
         else if (transposed)
           sgemm(CKK, O, L, MatF{cn, L, 1}, MatF{gyn, 1, L}, pw, O, true);
         else
@@ -427,6 +528,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         if (gb)
           for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
       }
+      if (thin) thin_gw_finish(thin_acc.data(), thin_tail.data(), O * CKK, pw);
     }
   });
   for (int64_t i = 0; i < O * CKK; ++i) {
