@@ -11,11 +11,13 @@
 // K block, while the block is in cache (or inside the micro-kernel, for a
 // policy that declares kFusedEpilogue and takes it as a last argument).
 // Loop nest: jc over N by NC, pc over K by KC (B panel packed, L2/L3
-// resident), ic over M by MC (A block packed), then the micro-kernel.
+// resident), ic over M by MC (A block packed, or for a row-major A and a
+// policy with micro_rows, read in place), then the micro-kernel.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -70,6 +72,15 @@ constexpr bool fused_epilogue() {
   return false;
 }
 
+// Whether the policy's micro-kernel can also broadcast A's values from rows
+// of a row-major A in place (micro_rows(kc, a, lda, b, c, ldc, acc, m, n)):
+// then such an A is not packed at all (the f32 kernel on f32 operands).
+template <class Panels, class E>
+constexpr bool rows_a() {
+  if constexpr (requires { Panels::micro_rows; }) return std::is_same_v<E, typename Panels::P>;
+  return false;
+}
+
 // One thread: the whole loop nest on C[M, N], and the epilogue on each block
 // of C after its last K block.
 template <class Panels, class E>
@@ -85,6 +96,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   int64_t nk = std::max<int64_t>(1, (K + KC - 1) / KC), kblk = (K + nk - 1) / nk;
   kblk = (kblk + KS - 1) / KS * KS;
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
+  bool rows = rows_a<Panels, E>() && A.cs == 1;  // A read in place, not packed
   for (int64_t jc = 0; jc < N; jc += NC) {
     int64_t nc = std::min(NC, N - jc), strips = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += kblk) {
@@ -95,23 +107,29 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
       Panels::pack_b(B, pc, kc, jc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += MC) {
         int64_t mc = std::min(MC, M - ic);
-        Panels::pack_a(A, ic, mc, pc, kc, ap);
+        if (!rows) Panels::pack_a(A, ic, mc, pc, kc, ap);
         for (int64_t s = 0; s < strips; ++s) {
           int64_t j = jc + s * NR;
           int n = int(std::min<int64_t>(NR, N - j));
           for (int64_t i = 0; i < mc; i += MR) {
             int m = int(std::min<int64_t>(MR, mc - i));
             float* c = C + (ic + i) * ldc + j;
-            if (ep && last) {
-              GemmEpilogue blk{ep->bias ? ep->bias + j : nullptr, ep->round_bf16};
+            const P* bs = bp + s * kp * NR;
+            bool epi = ep && last;
+            GemmEpilogue blk{epi && ep->bias ? ep->bias + j : nullptr, epi && ep->round_bf16};
+            if (rows) {
+              if constexpr (rows_a<Panels, E>())
+                Panels::micro_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n);
+              if (epi) apply_epilogue(c, ldc, m, n, blk);
+            } else if (epi) {
               if constexpr (fused_epilogue<Panels>()) {
-                Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n, &blk);
+                Panels::micro(kc, ap + i * kp, bs, c, ldc, acc, m, n, &blk);
               } else {
-                Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n);
+                Panels::micro(kc, ap + i * kp, bs, c, ldc, acc, m, n);
                 apply_epilogue(c, ldc, m, n, blk);
               }
             } else {
-              Panels::micro(kc, ap + i * kp, bp + s * kp * NR, c, ldc, acc, m, n);
+              Panels::micro(kc, ap + i * kp, bs, c, ldc, acc, m, n);
             }
           }
         }

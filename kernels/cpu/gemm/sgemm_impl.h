@@ -254,6 +254,10 @@ struct F32Panels {
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc, int m, int n) {
     micro_kernel(kc, a, b, c, ldc, acc, m, n);
   }
+  static void micro_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, bool acc,
+                         int m, int n) {
+    micro_kernel_rows(kc, a, lda, b, c, ldc, acc, m, n);
+  }
 };
 
 // Pre-packed operands (sgemm.h's sgemm_packed): A as ceil(M / MR) strips
