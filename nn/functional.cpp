@@ -331,9 +331,10 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
 // an undefined tensor when no kernel accepts (then the composite runs).
 // bf16: autocast's bf16 casts of x, w and y folded into the kernels
 // (ConvParams::bf16); the caller rounds the gradients of x and w.
-// pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (relu false, CPU
-// only); its backward hands the kernels the pooled gradient and the window
-// codes, and each expands it one sample at a time, in cache.
+// pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (CPU only), with
+// relu the ReLU of that (its window codes mark the windows it zeroes); its
+// backward hands the kernels the pooled gradient and the window codes, and
+// each expands it one sample at a time, in cache.
 static Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Geom2d& g, bool relu,
                            bool bf16 = false, bool pool = false) {
   int64_t O = w.size(0);
@@ -447,8 +448,11 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
 }
 
 Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
-                         Pair dilation, int64_t groups) {
-  auto unfused = [&] { return max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), 2); };
+                         Pair dilation, int64_t groups, bool relu) {
+  auto unfused = [&] {
+    Tensor y = max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), 2);
+    return relu ? brisk::relu(y) : y;
+  };
   Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
   if (groups != 1 || g.Ho < 2 || g.Wo < 2) return unfused();
   if (autocast_enabled()) {
@@ -459,14 +463,14 @@ Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair
       {
         AutocastGuard off({});
         GemmBf16Scope gemm(true);
-        y = conv2d_fused(xg, wg, b, g, false, true, true);
+        y = conv2d_fused(xg, wg, b, g, relu, true, true);
       }
       if (y.defined()) return y;
     }
     return unfused();
   }
   if (!(x.dtype() == DType::f32 && gemm_backend() != "native"))
-    if (Tensor y = conv2d_fused(x, w, b, g, false, false, true); y.defined()) return y;
+    if (Tensor y = conv2d_fused(x, w, b, g, relu, false, true); y.defined()) return y;
   return unfused();
 }
 

@@ -53,11 +53,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Pair
 // into the conv's backward) when relu is true; same result as the composite.
 Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,
                    Pair dilation, int64_t groups, bool relu);
-// max_pool2d(conv2d(x, w, b, ...), 2) as one op: the fused kernel pools each
-// sample's output while it is in cache, so the full-size conv output is
-// neither stored nor read back (same values, indices and gradients).
+// max_pool2d(conv2d(x, w, b, ...), 2) as one op, and with relu,
+// relu(max_pool2d(conv2d(...), 2)): the fused kernel pools each sample's
+// output while it is in cache, so the full-size conv output is neither
+// stored nor read back, and the ReLU costs no pass of its own forward or
+// backward (same values and gradients).
 Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride = 1, Pair padding = 0,
-                         Pair dilation = 1, int64_t groups = 1);
+                         Pair dilation = 1, int64_t groups = 1, bool relu = false);
 // The composite the fused op overrides: im2col over the batch, matmul, + bias,
 // relu. Grouped convs always take it; tests compare the two.
 Tensor conv2d_composite(const Tensor& x, const Tensor& w, const Tensor& b, Pair stride, Pair padding,

@@ -136,15 +136,14 @@ Tensor Sequential::forward(const Tensor& x) {
                      ? dynamic_cast<MaxPool2d*>(children_[i + 2].second.get())
                      : nullptr;
     if (pool) {
-      // A plain Conv2d before a 2x2 pool: conv and pool in one kernel, which
-      // never stores the full-size conv output.
+      // A plain Conv2d before a 2x2 pool: conv, pool and ReLU in one kernel,
+      // which never stores the full-size conv output.
       auto* conv = typeid(m) == typeid(Conv2d) ? static_cast<Conv2d*>(&m) : nullptr;
       bool two = pool->kernel.h == 2 && pool->kernel.w == 2 && pool->stride.h == 2 && pool->stride.w == 2 &&
                  pool->padding.h == 0 && pool->padding.w == 0;
       h = conv && two ? F::conv2d_max_pool2d(h, conv->weight, conv->bias, conv->stride, conv->padding,
-                                             conv->dilation, conv->groups)
-                      : pool->forward(m.forward(h));
-      h = relu(h);
+                                             conv->dilation, conv->groups, true)
+                      : relu(pool->forward(m.forward(h)));
       i += 2;
     } else if (i + 1 < children_.size() && dynamic_cast<ReLU*>(children_[i + 1].second.get())) {
       h = m.forward_relu(h);

@@ -66,6 +66,24 @@ void round_bf16(float* v, int64_t n) {
 // wastes more than it saves, and the unfold-then-GEMM path runs instead.
 constexpr int64_t kAmxMinRows = 16;
 
+// The ReLU after a fused 2x2 max pool, over n pooled values and their
+// window codes: v = v > 0 ? v : 0 (the relu op's own rule, so NaN -> 0), and
+// code 4 (no gradient) where v was not above 0, as relu's backward would.
+void relu_pooled(float* v, uint8_t* code, int64_t n) {
+  int64_t i = 0;
+#ifdef __AVX512F__
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(v + i);
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ);
+    _mm512_storeu_ps(v + i, _mm512_maskz_mov_ps(live, x));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), _mm_mask_mov_epi8(_mm_set1_epi8(4), live, c));
+  }
+#endif
+  for (; i < n; ++i)
+    if (!(v[i] > 0.f)) v[i] = 0.f, code[i] = 4;
+}
+
 // Sample n's gradient of the conv output, gy_n [O, Ho*Wo], for the backward
 // kernels: a slice of gy, or, in the pooled form (a third input: the window
 // codes of conv2d_pool_fwd), the 2x2 max-pool backward of the pooled
@@ -94,10 +112,6 @@ struct GySample {
   }
 };
 
-// y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
-// (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
-// a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
-// per-thread buffer. With a source, x is not read: x_n comes from it.
 // CKK up to this is "thin" (a first layer's 9 taps of one channel): the
 // weight gradient runs as dot products (thin_gw) and an f32 "same" forward
 // as thin_forward, where GEMM packing and its short K loop would cost more
@@ -163,6 +177,10 @@ static void thin_forward(const float* x, const float* w, const float* bias, cons
 }
 #endif
 
+// y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
+// (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
+// a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
+// per-thread buffer. With a source, x is not read: x_n comes from it.
 static void forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                     bool bf16, float* y, const ConvSampleSink* sink = nullptr,
                     const ConvSampleSource* source = nullptr) {
@@ -265,10 +283,13 @@ bool conv2d_fwd(const KernelArgs& a) {
 // The conv forward with its 2x2 max pool applied to each sample's output
 // planes while they are in cache: the full-size output [N, O, Ho, Wo] is
 // never written to memory, nor read back by a pooling pass (for the cnn's
-// first layer, 13 MB each way per batch of 128).
+// first layer, 13 MB each way per batch of 128). With relu (ConvParams), the
+// ReLU follows the pool (max commutes with it), and a window whose maximum
+// is not above 0 gets code 4: the backward kernels then route it no
+// gradient, which is the ReLU's backward, with no pass of its own.
 bool conv2d_pool_fwd(const KernelArgs& a) {
   const ConvParams& p = *static_cast<const ConvParams*>(a.params);
-  if (p.relu || (p.bf16 && !gemm_bf16_active())) return false;
+  if (p.bf16 && !gemm_bf16_active()) return false;
   int64_t O = a.in[1].size(0), L = p.g.Ho * p.g.Wo;
   Geom2d pg = max_pool_2x2_geom(p.g, O);
   float* y = ptr<float>(a.out[0]);
@@ -277,6 +298,7 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   ConvSampleSink pool = [&](int64_t n, const float* yn) {
     for (int64_t o = 0; o < O; ++o)
       max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, code + (n * O + o) * Lp);
+    if (p.relu) relu_pooled(y + n * O * Lp, code + n * O * Lp, O * Lp);
   };
   forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O,
           false, p.bf16, nullptr, &pool);

@@ -80,10 +80,12 @@ bool conv2d_fwd(const KernelArgs& a) {
 // conv2d_fwd's output, then its 2x2 / stride 2 max pool written out here
 // (not through the pooling kernels): the first maximum in row-major window
 // order, a NaN winning at its first occurrence; its window code k (row k / 2,
-// column k % 2 of the window).
+// column k % 2 of the window). With relu, conv_sample has applied it, and a
+// window whose maximum is not above 0 gets code 4 (no gradient).
 template <class T>
 bool conv2d_pool_fwd(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
+  bool relu = static_cast<const ConvParams*>(a.params)->relu;
   int64_t O = a.in[1].size(0), Hp = g.Ho / 2, Wp = g.Wo / 2;
   T* y = ptr<T>(a.out[0]);
   uint8_t* code = ptr<uint8_t>(a.out[1]);
@@ -104,6 +106,7 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
           int64_t out = ((n * O + o) * Hp + ph) * Wp + pw;
           y[out] = yn[size_t(best)];
           code[out] = uint8_t(best_k);
+          if (relu && !(y[out] > T(0))) y[out] = T(0), code[out] = 4;  // ReLU after the pool: no gradient
         }
   }
   return true;
