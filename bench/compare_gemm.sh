@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# f32 GEMM n^3 (n = 1024, 2048), brisk's native sgemm vs OpenBLAS (both in
+# brisk_bench_gemm) vs a current PyTorch's torch.mm (MKL; bench/torch_venv.sh),
+# on this machine at the given thread count. Each round runs the three, the
+# order alternating between rounds; the table gives each one's median
+# GFLOP/s over the rounds and the range, and native's ratio to the best peer.
+#   bench/compare_gemm.sh [build-dir] [rounds] [threads]   (defaults: build, 3, 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+ROUNDS=${2:-3}
+THREADS=${3:-2}
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
+[[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: threads must be a positive integer, got '$THREADS'" >&2; exit 2; }
+BENCH="$BUILD/bench/brisk_bench_gemm"
+[ -x "$BENCH" ] || { echo "compare_gemm: $BENCH not found (configure with -DBRISK_BUILD_BENCH=ON and build)" >&2; exit 2; }
+PY=$(bench/torch_venv.sh)
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+brisk_rows() {  # -> "native N rate" / "openblas N rate" lines
+  BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=1 \
+    --benchmark_filter='(native|openblas)/M:(1024|2048)/N:(1024|2048)/K:(1024|2048)/tA:0/tB:0' 2>/dev/null |
+    sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\2/K:\2/.*GFLOPs=\([0-9.]*\)G/s.*|\1 \2 \3|p'
+}
+torch_rows() {
+  "$PY" bench/torch_gemm.py --threads "$THREADS" --sizes 1024 2048 | sed -n 's/.* n \([0-9]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
+}
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $THREADS threads;" \
+     "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS rounds"
+for ((r = 0; r < ROUNDS; r++)); do
+  if ((r % 2 == 0)); then brisk_rows >> "$OUT"; torch_rows >> "$OUT"; else torch_rows >> "$OUT"; brisk_rows >> "$OUT"; fi
+done
+/usr/bin/python3 - "$OUT" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print("| n | native GFLOP/s | OpenBLAS | MKL (torch.mm) | native / best peer |")
+print("| ---: | ---: | ---: | ---: | ---: |")
+for n in sorted({r[1] for r in rows}, key=int):
+    cell, med = [], {}
+    for lib in ("native", "openblas", "mkl"):
+        v = [float(r[2]) for r in rows if r[0] == lib and r[1] == n]
+        med[lib] = st.median(v) if v else float("nan")
+        cell.append(f"{med[lib]:.1f} [{min(v):.1f}, {max(v):.1f}]" if v else "n/a")
+    print(f"| {n} | {' | '.join(cell)} | {med['native'] / max(med['openblas'], med['mkl']):.3f} |")
+PY
