@@ -12,6 +12,7 @@
 
 #include "core/kernel_params.h"
 #include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/transpose8x8.h"
 
 namespace brisk::kern::cpu {
 
@@ -204,26 +205,6 @@ inline void im2col_same_strips_avx512(const float* x, const Geom2d& g, int64_t w
         _mm256_storeu_ps(row + o[2 * t + 1], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     }
   }
-}
-
-// r[i] (8 floats each) -> r[j] = column j of the 8 x 8 block.
-inline void transpose8x8(__m256 r[8]) {
-  __m256 t[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {  // r[i], r[i + 4]: columns i and i + 4 of rows 0-3 | rows 4-7
-    t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-    t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-  }
-  for (int i = 0; i < 8; ++i) r[i] = t[i];
 }
 
 // The unfold transposed into sgemm_packed's strips of col^T's columns, for

@@ -17,6 +17,7 @@
 #endif
 
 #include "kernels/cpu/gemm/gemm_driver.h"
+#include "kernels/cpu/transpose8x8.h"
 
 namespace brisk::kern::cpu::BRISK_GEMM_NS {
 
@@ -39,22 +40,10 @@ using vf = float __attribute__((vector_size(W * 4)));
 inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
-    __m256 r[8], t[8];
+    __m256 r[8];
     for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * run_stride + k);
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; ++i) {  // r[i], r[i + 4]: k = i (and i + 4) of rows 0-3 | rows 4-7
-      _mm256_storeu_ps(o + (k + i) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-      _mm256_storeu_ps(o + (k + i + 4) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-    }
+    transpose8x8(r);  // r[j]: value k + j of the 8 runs
+    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + (k + j) * ld, r[j]);
   }
   for (; k < kc; ++k)
     for (int i = 0; i < 8; ++i) o[k * ld + i] = x[i * run_stride + k];
@@ -143,9 +132,11 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
   }
 }
 
-// C[MR, NR] (+)= Ap[kc, MR]^T @ Bp[kc, NR]; writes only the m x n corner.
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                         int64_t ldc, bool acc, int m, int n) {
+// C[MR, NR] (+)= A @ Bp[kc, NR] for the MR x kc block of A whose element
+// (i, k) is at(i, k); writes only the m x n corner.
+template <class At>
+inline void micro_tile(int64_t kc, const At& at, const float* __restrict b, float* c, int64_t ldc, bool acc, int m,
+                       int n) {
   vf r[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -159,7 +150,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vf*>(b + k * NR + v * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      vf ai = vset1(a[k * MR + i]);
+      vf ai = vset1(at(i, k));
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) r[i][v] = vfma(ai, bv[v], r[i][v]);
     }
@@ -189,54 +180,22 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
     for (int j = 0; j < n; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
-// micro_kernel with A read in place from a row-major matrix (row i of the
-// tile at a + i * lda, kc contiguous values each) instead of a packed strip:
-// the same broadcasts in the same order, so the same bits. Rows past m read
-// row 0 again (their results are not stored).
+// A from a packed strip Ap[kc, MR].
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
+                         bool acc, int m, int n) {
+  micro_tile(kc, [a](int i, int64_t k) { return a[k * MR + i]; }, b, c, ldc, acc, m, n);
+}
+
+// A read in place from a row-major matrix (row i of the tile at a + i * lda,
+// kc contiguous values each) instead of a packed strip: the same broadcasts
+// in the same order, so the same bits. Rows past m read row 0 again (their
+// results are not stored).
 inline void micro_kernel_rows(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, float* c,
                               int64_t ldc, bool acc, int m, int n) {
   const float* ar[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) ar[i] = a + (i < m ? i : 0) * lda;
-  vf r[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) r[i][v] = vf{};
-  for (int i = 0; i < m; ++i) __builtin_prefetch(c + i * ldc, 1);
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    vf bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vf*>(b + k * NR + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      vf ai = vset1(ar[i][k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) r[i][v] = vfma(ai, bv[v], r[i][v]);
-    }
-  }
-  alignas(64) float t[MR][NR];
-  if (m == MR && n == NR) {
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        float* o = c + i * ldc + v * W;
-        vf cur = r[i][v];
-        if (acc) {
-          vf old;
-          std::memcpy(&old, o, sizeof old);
-          cur += old;
-        }
-        std::memcpy(o, &cur, sizeof cur);
-      }
-    return;
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) *reinterpret_cast<vf*>(&t[i][v * W]) = r[i][v];
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
+  micro_tile(kc, [&ar](int i, int64_t k) { return ar[i][k]; }, b, c, ldc, acc, m, n);
 }
 
 // The policy gemm_driver.h runs: f32 panels, one k per packed step.
@@ -271,12 +230,15 @@ void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride) {
   for (int64_t j = 0; j < N; j += NR) pack_b(B, 0, K, j, std::min<int64_t>(NR, N - j), dst + j / NR * stride);
 }
 
-// C[M, N] (+)= A @ B on packed operands, on the calling thread. The K blocks
-// are gemm_serial's (KC, equal sizes) and each C element sums them in the
-// same order with the same micro-kernel, so the result is sgemm's bit for
-// bit. Loop nest: K block, MC rows of A (in L2), B strip (in L1), A strip.
-void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, const float* bp, int64_t sb,
-                 float* C, int64_t ldc, bool accumulate) {
+// C[M, N] (+)= A @ B with B packed, on the calling thread: tile(kc, i, k0,
+// b, c, acc, m) runs the micro-kernel on rows i.. of A from k0 (packed strip
+// or rows in place). The K blocks are gemm_serial's (KC, equal sizes) and
+// each C element sums them in the same order with the same micro-kernel, so
+// the result is sgemm's bit for bit. Loop nest: K block, MC rows of A (in
+// L2), B strip (in L1), A strip.
+template <class Tile>
+void packed_loop(int64_t M, int64_t N, int64_t K, const float* bp, int64_t sb, float* C, int64_t ldc,
+                 bool accumulate, const Tile& tile) {
   if (M <= 0 || N <= 0) return;
   if (K == 0) {
     if (!accumulate)
@@ -292,40 +254,29 @@ void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, c
       for (int64_t s = 0; s < strips; ++s) {
         int64_t j = s * NR;
         int n = int(std::min<int64_t>(NR, N - j));
-        const float* b = bp + s * sb + pc * NR;
         for (int64_t i = ic; i < ic + mc; i += MR)
-          micro_kernel(kc, ap + i / MR * sa + pc * MR, b, C + i * ldc + j, ldc, acc, int(std::min<int64_t>(MR, M - i)),
-                       n);
+          tile(kc, i, pc, bp + s * sb + pc * NR, C + i * ldc + j, acc, int(std::min<int64_t>(MR, M - i)), n);
       }
     }
   }
 }
 
-// packed_gemm with A row-major in place (row stride lda), B packed.
+// Both operands packed (A strips sa apart).
+void packed_gemm(int64_t M, int64_t N, int64_t K, const float* ap, int64_t sa, const float* bp, int64_t sb,
+                 float* C, int64_t ldc, bool accumulate) {
+  packed_loop(M, N, K, bp, sb, C, ldc, accumulate,
+              [&](int64_t kc, int64_t i, int64_t k0, const float* b, float* c, bool acc, int m, int n) {
+                micro_kernel(kc, ap + i / MR * sa + k0 * MR, b, c, ldc, acc, m, n);
+              });
+}
+
+// A row-major in place (row stride lda), B packed.
 void packed_gemm_rows(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* bp, int64_t sb,
                       float* C, int64_t ldc, bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  if (K == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
-    return;
-  }
-  int64_t nk = (K + KC - 1) / KC, kblk = (K + nk - 1) / nk, strips = (N + NR - 1) / NR;
-  for (int64_t pc = 0; pc < K; pc += kblk) {
-    int64_t kc = std::min(kblk, K - pc);
-    bool acc = accumulate || pc > 0;
-    for (int64_t ic = 0; ic < M; ic += MC) {
-      int64_t mc = std::min(MC, M - ic);
-      for (int64_t s = 0; s < strips; ++s) {
-        int64_t j = s * NR;
-        int n = int(std::min<int64_t>(NR, N - j));
-        const float* b = bp + s * sb + pc * NR;
-        for (int64_t i = ic; i < ic + mc; i += MR)
-          micro_kernel_rows(kc, a + i * lda + pc, lda, b, C + i * ldc + j, ldc, acc, int(std::min<int64_t>(MR, M - i)),
-                            n);
-      }
-    }
-  }
+  packed_loop(M, N, K, bp, sb, C, ldc, accumulate,
+              [&](int64_t kc, int64_t i, int64_t k0, const float* b, float* c, bool acc, int m, int n) {
+                micro_kernel_rows(kc, a + i * lda + k0, lda, b, c, ldc, acc, m, n);
+              });
 }
 
 }  // namespace brisk::kern::cpu::BRISK_GEMM_NS
