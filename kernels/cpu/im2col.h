@@ -62,12 +62,6 @@ struct RowMasks {
   }
 };
 
-// "Same" geometry (stride 1, Ho = H, Wo = W: the cnn's 3x3 pad 1 layers):
-// the unfolded plane of tap (c, i, j) is the input plane shifted by one
-// constant flat offset, delta = (i*dh - ph)*W + (j*dw - pw), with the lanes
-// whose column wraps around zeroed (a per-j pattern) and those past either end
-// of the plane zeroed (which is exactly where the row falls outside). So the
-// whole plane is L/16 contiguous masked copies instead of Ho short rows.
 // [kw, chunks] masks of the lanes whose column stays inside the plane (zero
 // past L), worked out once per geometry (a call unfolds one sample, and a
 // batch has many); chunks = ceil(L / 16).
@@ -94,18 +88,28 @@ inline const __mmask16* same_colmasks(const Geom2d& g) {
 // (cm[t], the tap column's masks) or whose source falls outside [0, L)
 // zeroed; all zero for t past the plane's chunks. Masked-off lanes never
 // fault, so the load may start before the plane.
+// The lanes of chunk t whose source 16t + delta + lane lies inside [0, L).
+inline uint32_t same_inside(int64_t t, int64_t delta, int64_t L) {
+  int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);
+  return (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) & (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
+}
 inline __m512 same_chunk(const float* plane, int64_t L, const __mmask16* cm, int64_t delta, int64_t t) {
   if (t >= (L + 15) / 16) return _mm512_setzero_ps();
-  int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);  // lanes [lo, hi) read inside the plane
-  uint32_t in = (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) &
-                (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
-  return _mm512_maskz_loadu_ps(__mmask16(cm[t] & in), plane + 16 * t + delta);
+  return _mm512_maskz_loadu_ps(__mmask16(cm[t] & same_inside(t, delta, L)), plane + 16 * t + delta);
 }
 
+// Stride 1 both ways and the output the input's size: each tap's unfolded
+// plane is the input plane at one flat offset.
 inline bool same_geometry(const Geom2d& g) {
-  return g.sh == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30);
+  return g.sh == 1 && g.sw == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30);
 }
 
+// "Same" geometry (stride 1, Ho = H, Wo = W: the cnn's 3x3 pad 1 layers):
+// the unfolded plane of tap (c, i, j) is the input plane shifted by one
+// constant flat offset, delta = (i*dh - ph)*W + (j*dw - pw), with the lanes
+// whose column wraps around zeroed (a per-j pattern) and those past either end
+// of the plane zeroed (which is exactly where the row falls outside). So the
+// whole plane is L/16 contiguous masked copies instead of Ho short rows.
 inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
   int64_t L = g.H * g.W, chunks = (L + 15) / 16;
   const __mmask16* colmask = same_colmasks(g);
@@ -140,12 +144,8 @@ inline const __mmask16* same_tap_masks(const Geom2d& g) {
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
-        for (int64_t t = 0; t < chunks; ++t) {
-          int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);  // lanes [lo, hi) read inside the plane
-          uint32_t in = (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) &
-                        (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
-          mt[size_t((i * g.kw + j) * ts + t)] = __mmask16(colmask[j * chunks + t] & in);
-        }
+        for (int64_t t = 0; t < chunks; ++t)
+          mt[size_t((i * g.kw + j) * ts + t)] = __mmask16(colmask[j * chunks + t] & same_inside(t, delta, L));
       }
     std::copy(want, want + 5, key);
   }
@@ -153,12 +153,12 @@ inline const __mmask16* same_tap_masks(const Geom2d& g) {
 }
 
 // The same unfold written straight into sgemm_packed's strips (sgemm.h) of
-// width w, a multiple of 8: the A strips of col^T [L, CKK] (w = mr) or the B
+// width w, a multiple of 8 up to 32: the A strips of col^T [L, CKK] (w = mr) or the B
 // strips of col [CKK, L] (w = nr). Position p of row k lands at
 // dst[(p / w) * stride + k * w + p % w] (stride: sgemm_packed_stride(CKK, w)),
-// zero for p in [L, ceil(L / w) * w):
-// each 16-lane chunk leaves as two 8-float stores, so the GEMM needs no
-// im2col buffer and no packing pass. Needs same_geometry(g).
+// zero for p in [L, ceil(L / w) * w): each 16-lane chunk leaves as two
+// 8-float stores, so the GEMM needs no im2col buffer and no packing pass.
+// Needs same_geometry(g).
 inline void im2col_same_strips_avx512(const float* x, const Geom2d& g, int64_t w, float* dst) {
   int64_t L = g.H * g.W, taps = g.kh * g.kw, ts = same_tap_stride(g);
   int64_t stride = sgemm_packed_stride(g.C * taps, w), P = (L + w - 1) / w * w, pchunks = (P + 15) / 16;
