@@ -779,3 +779,31 @@ TEST_CASE("kernels: cpu copy into a strided destination (a slice) vs ref", "[ker
     }
   }
 }
+
+// The thin first-layer forward (AVX-512, C*k*k <= 16) applies the conv
+// epilogue's ReLU rule, std::max(v, 0): a NaN stays NaN, as on the GEMM path
+// of the other instruction sets; and the values agree.
+TEST_CASE("kernels: thin conv2d forward keeps the GEMM path's NaN and ReLU rule", "[kernels]") {
+  if (!kern::cpu::sgemm_isa_supported("avx512") || !kern::cpu::sgemm_isa_supported("avx2")) {
+    WARN("SKIPPED: needs both the AVX-512 (thin) and the AVX2 (GEMM) paths");
+    return;
+  }
+  struct IsaRestore {
+    ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
+  } restore;
+  Tensor x = randn({2, 1, 9, 11}), w = randn({12, 1, 3, 3}), b = randn({12});
+  x.data_ptr<float>()[40] = NAN;
+  auto run = [&](const char* isa) {
+    kern::cpu::set_sgemm_isa(isa);
+    return F::conv2d_relu(x, w, b, 1, 1, 1, 1, true);
+  };
+  Tensor thin = run("avx512"), gemm = run("avx2");
+  const float *p = thin.data_ptr<float>(), *q = gemm.data_ptr<float>();
+  int64_t nans = 0, bad = 0;
+  for (int64_t i = 0; i < thin.numel(); ++i) {
+    nans += std::isnan(p[i]);
+    bad += std::isnan(p[i]) != std::isnan(q[i]) || (!std::isnan(p[i]) && std::abs(p[i] - q[i]) > 1e-5f);
+  }
+  CHECK(nans > 0);
+  CHECK(bad == 0);
+}

@@ -145,7 +145,7 @@ static void thin_forward_block(const float* const* src, const __mmask16* const* 
   auto put = [&](__m512 v, float bb, int64_t p, float* row) {
     if (p >= L) return;
     if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bb));
-    if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // std::max(v, 0.f)'s rule: NaN stays NaN
     _mm512_mask_storeu_ps(row + p, __mmask16(L - p >= 16 ? 0xffffu : (1u << (L - p)) - 1), v);
   };
 #pragma GCC unroll 8
