@@ -161,41 +161,37 @@ int64_t sgemm_packed_stride(int64_t K, int64_t r) {
 }
 int64_t sgemm_packed_size(int64_t rows, int64_t K, int64_t r) { return (rows + r - 1) / r * sgemm_packed_stride(K, r); }
 
+namespace {
+// Each build's packed entry points (sgemm_impl.h), for the ISA in use.
+struct PackedOps {
+  decltype(&avx512::packed_a) pack_a;
+  decltype(&avx512::packed_b) pack_b;
+  decltype(&avx512::packed_gemm) gemm;
+  decltype(&avx512::packed_gemm_rows) gemm_rows;
+};
+const PackedOps& packed_ops() {
+  static const PackedOps ops[] = {
+      {sse::packed_a, sse::packed_b, sse::packed_gemm, sse::packed_gemm_rows},
+      {avx2::packed_a, avx2::packed_b, avx2::packed_gemm, avx2::packed_gemm_rows},
+      {avx512::packed_a, avx512::packed_b, avx512::packed_gemm, avx512::packed_gemm_rows}};
+  return ops[g_isa.load(std::memory_order_relaxed)];  // indexed by Isa
+}
+}  // namespace
+
 void sgemm_pack_a(int64_t M, int64_t K, MatF A, float* dst) {
-  int64_t st = sgemm_packed_stride(K, sgemm_f32_tile().mr);
-  switch (g_isa.load(std::memory_order_relaxed)) {
-    case Isa::avx512: return avx512::packed_a(M, K, A, dst, st);
-    case Isa::avx2: return avx2::packed_a(M, K, A, dst, st);
-    default: return sse::packed_a(M, K, A, dst, st);
-  }
+  packed_ops().pack_a(M, K, A, dst, sgemm_packed_stride(K, sgemm_f32_tile().mr));
 }
 void sgemm_pack_b(int64_t K, int64_t N, MatF B, float* dst) {
-  int64_t st = sgemm_packed_stride(K, sgemm_f32_tile().nr);
-  switch (g_isa.load(std::memory_order_relaxed)) {
-    case Isa::avx512: return avx512::packed_b(K, N, B, dst, st);
-    case Isa::avx2: return avx2::packed_b(K, N, B, dst, st);
-    default: return sse::packed_b(K, N, B, dst, st);
-  }
+  packed_ops().pack_b(K, N, B, dst, sgemm_packed_stride(K, sgemm_f32_tile().nr));
 }
 void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc,
                   bool accumulate) {
   GemmTile t = sgemm_f32_tile();
-  int64_t sa = sgemm_packed_stride(K, t.mr), sb = sgemm_packed_stride(K, t.nr);
-  switch (g_isa.load(std::memory_order_relaxed)) {
-    case Isa::avx512: return avx512::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
-    case Isa::avx2: return avx2::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
-    default: return sse::packed_gemm(M, N, K, Ap, sa, Bp, sb, C, ldc, accumulate);
-  }
+  packed_ops().gemm(M, N, K, Ap, sgemm_packed_stride(K, t.mr), Bp, sgemm_packed_stride(K, t.nr), C, ldc, accumulate);
 }
-
 void sgemm_packed_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
                     int64_t ldc, bool accumulate) {
-  int64_t sb = sgemm_packed_stride(K, sgemm_f32_tile().nr);
-  switch (g_isa.load(std::memory_order_relaxed)) {
-    case Isa::avx512: return avx512::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
-    case Isa::avx2: return avx2::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
-    default: return sse::packed_gemm_rows(M, N, K, A, lda, Bp, sb, C, ldc, accumulate);
-  }
+  packed_ops().gemm_rows(M, N, K, A, lda, Bp, sgemm_packed_stride(K, sgemm_f32_tile().nr), C, ldc, accumulate);
 }
 
 namespace {
