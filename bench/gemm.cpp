@@ -61,7 +61,7 @@ BENCHMARK(BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
 #define SHAPES                                                                                                  \
   ->ArgNames({"M", "N", "K", "tA", "tB"})                                                                      \
   ->Args({256, 256, 256, 0, 0})->Args({512, 512, 512, 0, 0})->Args({1024, 1024, 1024, 0, 0})                   \
-  ->Args({2048, 2048, 2048, 0, 0})                                                                             \
+  ->Args({2048, 2048, 2048, 0, 0})->Args({2000, 2000, 2000, 0, 0})                                            \
   /* mlp 784-512-256-10 at batch 128: forward x@W^T, input grad g@W, weight grad g^T@x */                      \
   ->Args({128, 512, 784, 0, 1})->Args({128, 256, 512, 0, 1})->Args({128, 10, 256, 0, 1})                      \
   ->Args({128, 512, 256, 0, 0})->Args({512, 784, 128, 1, 0})->Args({256, 512, 128, 1, 0})                      \
