@@ -3,7 +3,11 @@
 // for pool workers.
 #include "data/loader.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "core/rng.h"
+#include "core/thread_pool.h"
 
 namespace brisk::data {
 
@@ -91,7 +95,7 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first, const Tensor& order) 
   BRISK_CHECK(first >= 0 && first <= num_batches(), "DataLoader: start batch ", first, " out of range [0, ",
               num_batches(), "]");
   next_ = first;
-  if (opt_.prefetch && next_ < num_batches())
+  if (background() && next_ < num_batches())
     pending_ = std::async(std::launch::async, [this, b = next_] { return make_batch(b); });
 }
 
@@ -99,9 +103,18 @@ std::optional<Batch> DataLoader::next() {
   if (next_ >= num_batches()) return std::nullopt;
   Batch b = pending_.valid() ? pending_.get() : make_batch(next_);
   ++next_;
-  if (opt_.prefetch && next_ < num_batches())
+  if (background() && next_ < num_batches())
     pending_ = std::async(std::launch::async, [this, nb = next_] { return make_batch(nb); });
   return b;
+}
+
+// A batch is built on a thread of its own only while the training threads
+// leave a core free. With every core training, that thread could only run by
+// preempting one of them, and each step then waited on it: on 2 cores and 2
+// threads the mlp's step took 1.6 ms with it and 1.4 ms building the batch in
+// place (~40-70 us).
+bool DataLoader::background() const {
+  return opt_.prefetch && get_num_threads() < int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // Position in the epoch's order of example i of this rank's batch starting at
@@ -157,7 +170,22 @@ Batch DataLoader::make_batch(int64_t b) const {
   const float zero = -shift;  // a zero pixel after normalization (crop padding)
   const Augment& aug = opt_.augment;
   Generator g(mix(opt_.seed, uint64_t(epoch_), uint64_t(b) + 1));
+  // Shuffled examples are scattered over the dataset (47 MB for Fashion-
+  // MNIST): fetched one after another, every image and label is a chain of
+  // cache misses. Requested 8 examples ahead: a batch of 128 in a training
+  // run took 147 us before, 80 after (and 66 with the dataset on 2 MiB pages).
+  auto prefetch = [&](int64_t i) {
+    if (i >= B) return;
+    int64_t di = ord[order_pos(opt_, start, i)];
+    if (di < 0 || di >= ds_.size()) return;  // checked (and named) when it is read
+    __builtin_prefetch(lab + di);
+    const uint8_t* p = img + di * C * HW;
+    for (int64_t o = 0; o < C * HW; o += 64) __builtin_prefetch(p + o);
+    __builtin_prefetch(p + C * HW - 1);
+  };
+  for (int64_t i = 0; i < std::min<int64_t>(B, 8); ++i) prefetch(i);
   for (int64_t i = 0; i < B; ++i) {
+    prefetch(i + 8);
     int64_t di = ord[order_pos(opt_, start, i)];
     BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
     idx[i] = di;
@@ -172,14 +200,32 @@ Batch DataLoader::make_batch(int64_t b) const {
       dx = int64_t(w[1] % uint32_t(span)) - aug.crop_padding;
     }
     bool flip = aug.hflip && (w[2] & 1u);
+    // Output pixel (r, q) reads source (r + dy, q' + dx), q' = q or (flip)
+    // W - 1 - q; outside the source it is a zero pixel. Per row, the columns
+    // that read the source form one run [q0, q1): branch-free loops over it
+    // vectorize.
+    int64_t q0 = flip ? std::max<int64_t>(0, dx) : std::max<int64_t>(0, -dx);
+    int64_t q1 = flip ? std::min<int64_t>(W, W + dx) : std::min<int64_t>(W, W - dx);
+    q1 = std::max(q0, q1);
     for (int64_t c = 0; c < C; ++c) {
       const uint8_t* src = img + (di * C + c) * HW;
       float* dst = x + (i * C + c) * HW;
-      for (int64_t r = 0; r < H; ++r)
-        for (int64_t q = 0; q < W; ++q) {
-          int64_t sr = r + dy, sq = (flip ? W - 1 - q : q) + dx;
-          dst[r * W + q] = (sr >= 0 && sr < H && sq >= 0 && sq < W) ? float(src[sr * W + sq]) * scale - shift : zero;
+      for (int64_t r = 0; r < H; ++r) {
+        float* o = dst + r * W;
+        int64_t sr = r + dy;
+        if (sr < 0 || sr >= H) {
+          std::fill(o, o + W, zero);
+          continue;
         }
+        const uint8_t* row = src + sr * W;
+        std::fill(o, o + q0, zero);
+        if (flip) {
+          for (int64_t q = q0; q < q1; ++q) o[q] = float(row[W - 1 - q + dx]) * scale - shift;
+        } else {
+          for (int64_t q = q0; q < q1; ++q) o[q] = float(row[q + dx]) * scale - shift;
+        }
+        std::fill(o + q1, o + W, zero);
+      }
     }
   }
   return out;

@@ -1,6 +1,7 @@
 // DataLoader: seeded shuffling, drop_last, augmentation (random crop with
 // padding, horizontal flip), normalization, and a background thread that
-// builds the next batch while the current one trains.
+// builds the next batch while the current one trains (when the training
+// threads leave a core free; otherwise the batch is built in place).
 //
 // Determinism: the order of epoch e and the augmentation of batch b depend only
 // on (seed, e, b), never on timing or threads, so a run resumed at (e, b)
@@ -26,7 +27,7 @@ struct LoaderOptions {
   bool drop_last = true;
   uint64_t seed = 0;
   Augment augment;
-  bool prefetch = true;
+  bool prefetch = true;  // build the next batch on a thread of its own, when a core is free
   // Data-parallel sharding (as PyTorch's DistributedSampler): every rank
   // computes the same epoch order, drops its last n % world examples so that
   // all ranks take the same number of steps, and reads positions rank,
@@ -66,6 +67,7 @@ class DataLoader {
   std::optional<Batch> next();
   // Builds batch `b` of the current epoch synchronously.
   Batch make_batch(int64_t b) const;
+  bool background() const;  // prefetch on, and the training threads leave a core free
   // Throws unless `order` (i64) is 1-D, in range and visits no example twice.
   void check_order(const Tensor& order) const;
 

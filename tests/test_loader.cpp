@@ -1,6 +1,8 @@
 // DataLoader: indices, seeded shuffling, drop_last, resume position,
 // augmentation and prefetch determinism.
 #include <set>
+#include <thread>
+#include <tuple>
 
 #include "data/loader.h"
 #include "tests/helpers.h"
@@ -72,6 +74,13 @@ TEST_CASE("loader: prefetching changes nothing", "[loader]") {
   DataLoader p(synthetic(64), o);
   o.prefetch = false;
   DataLoader s(synthetic(64), o);
+  CHECK_FALSE(s.background());
+  {  // with every core training, batches are built in place
+    bt::ThreadCount all(int(std::max(1u, std::thread::hardware_concurrency())));
+    CHECK_FALSE(p.background());
+  }
+  bt::ThreadCount one(1);  // a core left free: the background thread builds them
+  if (std::thread::hardware_concurrency() > 1) CHECK(p.background());
   auto a = epoch(p, 2), b = epoch(s, 2);
   for (size_t i = 0; i < a.size(); ++i) CHECK(bit_equal(a[i].x, b[i].x));
 }
@@ -105,6 +114,54 @@ TEST_CASE("loader: flip mirrors and crop shifts the image", "[loader]") {
   }
   CHECK(moved > 0);
   CHECK_THROWS_WITH(parse_augment("rotate"), Catch::Contains("unknown augmentation 'rotate'"));
+}
+
+// Every augmented image is exactly one of the (2p+1)^2 * 2 crops-and-flips
+// of its source, each computed here pixel by pixel: on a 5x7 two-channel
+// image whose pixels are all distinct and nonzero, so no two candidates
+// agree, and padding 2 leaves some crops with whole rows and columns of zeros.
+TEST_CASE("loader: crop+flip output is one shifted, possibly mirrored copy of the source", "[loader]") {
+  const int64_t n = 24, C = 2, H = 5, W = 7, P = 2;
+  Dataset d;
+  d.name = "distinct";
+  d.images = empty({n, C, H, W}, DType::u8);
+  d.labels = zeros({n}, DType::i64);
+  uint8_t* px = d.images.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < n * C * H * W; ++i) px[i] = uint8_t(1 + (i * 7) % 250);
+  d.mean = 0.25;
+  d.std = 0.5;
+  LoaderOptions o;
+  o.batch_size = 8;
+  o.augment = parse_augment("crop+flip");
+  o.augment.crop_padding = P;
+  DataLoader l(d, o);
+  std::set<std::tuple<int64_t, int64_t, bool>> used;
+  for (int e = 0; e < 3; ++e)
+    for (auto& b : epoch(l, e)) {
+      auto idx = b.indices.to_vector(), x = b.x.to_vector();
+      for (size_t k = 0; k < idx.size(); ++k) {
+        const uint8_t* src = px + int64_t(idx[k]) * C * H * W;
+        int matches = 0;
+        for (int64_t dy = -P; dy <= P; ++dy)
+          for (int64_t dx = -P; dx <= P; ++dx)
+            for (bool flip : {false, true}) {
+              bool same = true;
+              for (int64_t c = 0; c < C && same; ++c)
+                for (int64_t r = 0; r < H && same; ++r)
+                  for (int64_t q = 0; q < W && same; ++q) {
+                    int64_t sr = r + dy, sq = (flip ? W - 1 - q : q) + dx;
+                    double v = sr >= 0 && sr < H && sq >= 0 && sq < W ? src[(c * H + sr) * W + sq] : 0.0;
+                    same = std::abs(x[k * C * H * W + size_t((c * H + r) * W + q)] - (v / 255.0 - 0.25) / 0.5) < 1e-5;
+                  }
+              if (same) {
+                ++matches;
+                used.insert({dy, dx, flip});
+              }
+            }
+        CHECK(matches == 1);
+      }
+    }
+  CHECK(used.size() > 10);  // 72 draws: many distinct crops and both flips
 }
 
 // Data-parallel sharding (LoaderOptions::rank): batch b of ranks 0..R-1 with
