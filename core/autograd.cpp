@@ -31,8 +31,17 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_in) {
     if (auto r = h(g)) g = *r;
   }
   if (!leaf->grad) {
-    // Own the buffer: the incoming grad may alias another tensor.
-    leaf->grad = g.clone().impl_ptr();
+    // Own the buffer: the incoming grad may alias another tensor. When
+    // nothing else can see it (no other tensor holds its impl or storage: not
+    // a view, not handed to two inputs, not kept by a hook) it is taken as
+    // is, as PyTorch's AccumulateGrad steals it: a clone would copy every
+    // weight gradient once per step.
+    long refs = 1 + (g.impl_ptr() == grad_in.impl_ptr() ? 1 : 0);  // g, and the engine's grad_in
+    bool alone = g.impl_ptr().use_count() == refs && g.storage().use_count() == 1;
+    bool fits = g.is_contiguous() && g.offset() == 0 && g.shape() == leaf->shape && g.dtype() == leaf->dtype &&
+                g.device() == leaf->storage->device() &&
+                g.storage()->nbytes() == size_t(g.numel()) * dtype_size(g.dtype());
+    leaf->grad = alone && fits ? g.impl_ptr() : g.clone().impl_ptr();
   } else {
     Tensor acc(leaf->grad);
     acc.add_(g);

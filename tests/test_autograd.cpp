@@ -14,6 +14,38 @@ TEST_CASE("autograd: gradients accumulate into .grad across backward calls", "[a
   CHECK_FALSE(x.grad().defined());
 }
 
+// A leaf may take the incoming gradient's buffer as its .grad instead of a
+// copy, but only a buffer nothing else sees: never one handed to two leaves,
+// nor one a hook kept. Accumulating into one .grad must leave the others as
+// they were.
+TEST_CASE("autograd: a leaf's .grad shares its buffer with no other tensor", "[autograd]") {
+  Tensor a = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
+  Tensor b = from_vector({3, 4}, {2}, DType::f64).requires_grad_();
+  Tensor c = from_vector({5, 6}, {2}, DType::f64);
+  Tensor kept;
+  b.register_hook([&](const Tensor& g) -> std::optional<Tensor> {
+    kept = g;  // a hook holding on to the gradient it saw
+    return std::nullopt;
+  });
+  sum((a + b) * c).backward();  // the add hands one gradient (c) to both leaves
+  CHECK(a.grad().to_vector() == std::vector<double>({5, 6}));
+  CHECK(b.grad().to_vector() == std::vector<double>({5, 6}));
+  CHECK(a.grad().storage() != b.grad().storage());
+  CHECK(b.grad().storage() != kept.storage());
+  sum(a * c).backward();  // accumulates into a.grad only
+  CHECK(a.grad().to_vector() == std::vector<double>({10, 12}));
+  CHECK(b.grad().to_vector() == std::vector<double>({5, 6}));
+  CHECK(kept.to_vector() == std::vector<double>({5, 6}));
+  // A weight's gradient from a matmul reaches one leaf only: taken as is,
+  // and still summed with the next backward's.
+  Tensor x = from_vector({1, 2, 3, 4}, {2, 2}, DType::f64);
+  Tensor w = from_vector({1, 0, 0, 1}, {2, 2}, DType::f64).requires_grad_();
+  sum(matmul(x, w)).backward();  // dW = x^T @ ones
+  CHECK(w.grad().to_vector() == std::vector<double>({4, 4, 6, 6}));
+  sum(matmul(x, w)).backward();
+  CHECK(w.grad().to_vector() == std::vector<double>({8, 8, 12, 12}));
+}
+
 TEST_CASE("autograd: a tensor used twice gets the summed gradient", "[autograd]") {
   Tensor x = from_vector({2}, {1}, DType::f64).requires_grad_();
   Tensor y = x * x + exp(x) * x;  // dy/dx = 2x + e^x (1 + x)
