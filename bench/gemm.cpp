@@ -2,7 +2,8 @@
 // peak, on square sizes 256..2048 and on the cnn/mlp training shapes (batch 128).
 //   ./build/bench/brisk_bench_gemm --benchmark_min_time=0.3
 // Counters: GFLOPs = 2*M*N*K per second. BM_fma_peak measures the peak with
-// independent FMA chains on every thread of the pool.
+// independent FMA chains on every thread of the pool; BM_bf16dp_peak the
+// same with vdpbf16ps, the ceiling of the AVX512-BF16 kernel (BM_bf16dp).
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
@@ -55,8 +56,10 @@ static void run(benchmark::State& st, bool blas, const kern::cpu::GemmEpilogue* 
 static void BM_native(benchmark::State& st) { run(st, false); }
 static void BM_openblas(benchmark::State& st) { run(st, true); }
 
-using bench::BM_fma_peak;  // bench/fma_peak.h
+using bench::BM_bf16dp_peak;  // bench/fma_peak.h
+using bench::BM_fma_peak;
 BENCHMARK(BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_bf16dp_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 #define SHAPES                                                                                                  \
   ->ArgNames({"M", "N", "K", "tA", "tB"})                                                                      \
