@@ -65,8 +65,9 @@ class DataLoader {
   // (indices into the dataset: selection methods subset or reorder with it).
   void start_epoch(int64_t epoch, int64_t first = 0, const Tensor& order = Tensor());
   std::optional<Batch> next();
-  // Builds batch `b` of the current epoch synchronously.
-  Batch make_batch(int64_t b) const;
+  // Builds batch `b` of the current epoch synchronously (on_pool: its
+  // examples spread over the thread pool; false on the background thread).
+  Batch make_batch(int64_t b, bool on_pool = true) const;
   bool background() const;  // prefetch on, and the training threads leave a core free
   // Throws unless `order` (i64) is 1-D, in range and visits no example twice.
   void check_order(const Tensor& order) const;
