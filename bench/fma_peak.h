@@ -40,20 +40,26 @@ __attribute__((target("avx512f,avx512bf16"))) inline double bf16dp_chain(int64_t
   return s;
 }
 
+// Runs `chain` (12 chains x `iters` instructions) on every thread of the
+// pool at once; each instruction does `flop` FLOP.
+inline void run_chains(benchmark::State& st, double (*chain)(int64_t), double flop) {
+  int threads = get_num_threads();
+  const int64_t iters = 1 << 20;
+  for (auto _ : st) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { benchmark::DoNotOptimize(chain(iters)); });
+    for (auto& t : ts) t.join();
+  }
+  st.counters["GFLOPs"] = benchmark::Counter(double(threads) * double(iters) * 12 * flop,
+                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
 inline void BM_fma_peak(benchmark::State& st) {
   if (!__builtin_cpu_supports("avx512f")) {
     st.SkipWithError("no AVX-512");
     return;
   }
-  int threads = get_num_threads();
-  const int64_t iters = 1 << 20;
-  for (auto _ : st) {
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { benchmark::DoNotOptimize(fma_chain(iters)); });
-    for (auto& t : ts) t.join();
-  }
-  st.counters["GFLOPs"] = benchmark::Counter(double(threads) * double(iters) * 12 * 16 * 2,
-                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  run_chains(st, fma_chain, 16 * 2);
 }
 
 inline void BM_bf16dp_peak(benchmark::State& st) {
@@ -61,15 +67,7 @@ inline void BM_bf16dp_peak(benchmark::State& st) {
     st.SkipWithError("SKIPPED: no AVX512-BF16");
     return;
   }
-  int threads = get_num_threads();
-  const int64_t iters = 1 << 20;
-  for (auto _ : st) {
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) ts.emplace_back([&] { benchmark::DoNotOptimize(bf16dp_chain(iters)); });
-    for (auto& t : ts) t.join();
-  }
-  st.counters["GFLOPs"] = benchmark::Counter(double(threads) * double(iters) * 12 * 16 * 4,
-                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  run_chains(st, bf16dp_chain, 16 * 4);
 }
 
 }  // namespace brisk::bench

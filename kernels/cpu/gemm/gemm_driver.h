@@ -105,8 +105,8 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   kblk = (kblk + KS - 1) / KS * KS;
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
   bool rows = rows_a<Panels, E>() && A.cs == 1;  // A read in place, not packed
-  // N blocks of equal size too, whole strips each (1024 -> 512 + 512, not
-  // 768 + 256): the B panel, KC x NC, must stay in L2 while A strips pass.
+  // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not
+  // 1024 + 76): the B panel, KC x NC, must stay in L2 while A strips pass.
   int64_t nn = std::max<int64_t>(1, (N + NC - 1) / NC), nblk = ((N + nn - 1) / nn + NR - 1) / NR * NR;
   for (int64_t jc = 0; jc < N; jc += nblk) {
     int64_t nc = std::min(nblk, N - jc), strips = (nc + NR - 1) / NR;

@@ -26,7 +26,7 @@ constexpr int MR = BRISK_GEMM_MR;
 constexpr int NV = BRISK_GEMM_NV;
 constexpr int NR = NV * W;
 constexpr int64_t KC = 256;
-constexpr int64_t MC = MR * (120 / MR);
+constexpr int64_t MC = MR * (128 / MR);  // a batch of 128 rows is one block
 constexpr int64_t NC = NR * (1024 / NR);  // B panel KC x NC: 1 MiB of a 2 MiB L2
 
 using vf = float __attribute__((vector_size(W * 4)));
