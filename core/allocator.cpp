@@ -52,10 +52,11 @@ constexpr size_t kHuge = size_t(2) << 20;
 
 void* system_alloc(size_t bytes) {
   bool huge = bytes >= 2 * kHuge;
-  void* p = huge ? std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge) : std::aligned_alloc(64, bytes);
+  size_t whole = huge ? (bytes + kHuge - 1) / kHuge * kHuge : bytes;
+  void* p = std::aligned_alloc(huge ? kHuge : 64, whole);
   BRISK_CHECK(p != nullptr, "cpu allocator: out of memory allocating ", bytes, " bytes");
 #ifdef MADV_HUGEPAGE
-  if (huge) madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);  // advice only: failure is harmless
+  if (huge) madvise(p, whole, MADV_HUGEPAGE);  // advice only: failure is harmless
 #endif
   return p;
 }

@@ -39,8 +39,7 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_in) {
     long refs = 1 + (g.impl_ptr() == grad_in.impl_ptr() ? 1 : 0);  // g, and the engine's grad_in
     bool alone = g.impl_ptr().use_count() == refs && g.storage().use_count() == 1;
     bool fits = g.is_contiguous() && g.offset() == 0 && g.shape() == leaf->shape && g.dtype() == leaf->dtype &&
-                g.device() == leaf->storage->device() &&
-                g.storage()->nbytes() == size_t(g.numel()) * dtype_size(g.dtype());
+                g.device() == leaf->device && g.storage()->nbytes() == size_t(g.numel()) * dtype_size(g.dtype());
     leaf->grad = alone && fits ? g.impl_ptr() : g.clone().impl_ptr();
   } else {
     Tensor acc(leaf->grad);

@@ -89,6 +89,16 @@ constexpr bool rows_a() {
   return false;
 }
 
+// The K block size for K: blocks of equal size (288 -> 144 + 144, not
+// 256 + 32: a thin last block would run the micro-kernel at a fraction of
+// its speed), at most about KC, whole groups of KS k values (only the last
+// block may end mid-group). Every path that must give sgemm's bits
+// (sgemm_impl.h's packed_loop) blocks K with this.
+constexpr int64_t k_block(int64_t K, int64_t KC, int64_t KS = 1) {
+  int64_t nk = std::max<int64_t>(1, (K + KC - 1) / KC), kblk = (K + nk - 1) / nk;
+  return (kblk + KS - 1) / KS * KS;
+}
+
 // One thread: the whole loop nest on C[M, N], and the epilogue on each block
 // of C after its last K block.
 template <class Panels, class E>
@@ -98,11 +108,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, KC = Panels::KC, MC = Panels::MC,
                     NC = Panels::NC;
   static thread_local AlignedBuf<P> abuf, bbuf;
-  // K blocks of equal size (288 -> 144 + 144, not 256 + 32): a thin last
-  // block would run the micro-kernel at a fraction of its speed.
-  // KS > 1: blocks hold whole k groups (only the last block may end mid-group).
-  int64_t nk = std::max<int64_t>(1, (K + KC - 1) / KC), kblk = (K + nk - 1) / nk;
-  kblk = (kblk + KS - 1) / KS * KS;
+  int64_t kblk = k_block(K, KC, KS);
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
   bool rows = rows_a<Panels, E>() && A.cs == 1;  // A read in place, not packed
   // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not

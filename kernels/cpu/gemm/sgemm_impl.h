@@ -232,7 +232,7 @@ void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride) {
 
 // C[M, N] (+)= A @ B with B packed, on the calling thread: tile(kc, i, k0,
 // b, c, acc, m) runs the micro-kernel on rows i.. of A from k0 (packed strip
-// or rows in place). The K blocks are gemm_serial's (KC, equal sizes) and
+// or rows in place). The K blocks are gemm_serial's (k_block) and
 // each C element sums them in the same order with the same micro-kernel, so
 // the result is sgemm's bit for bit. Loop nest: K block, MC rows of A (in
 // L2), B strip (in L1), A strip.
@@ -245,7 +245,7 @@ void packed_loop(int64_t M, int64_t N, int64_t K, const float* bp, int64_t sb, f
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
     return;
   }
-  int64_t nk = (K + KC - 1) / KC, kblk = (K + nk - 1) / nk, strips = (N + NR - 1) / NR;
+  int64_t kblk = k_block(K, KC), strips = (N + NR - 1) / NR;
   for (int64_t pc = 0; pc < K; pc += kblk) {
     int64_t kc = std::min(kblk, K - pc);
     bool acc = accumulate || pc > 0;
