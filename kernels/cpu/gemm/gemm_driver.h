@@ -3,14 +3,15 @@
 // sizes and the packing and micro-kernel:
 //   using P            packed element (float; or uint32_t holding two bf16)
 //   MR, NR, KS         micro-tile rows and columns; k values per packed step
-//   KC, MC, NC         block sizes (K, M, N)
+//   KC, MC, NC         block sizes (K, M, N); optionally kc(N), a deeper K
+//                      block for a product N columns wide (narrow B panels)
 //   pack_a(A, i0, mc, k0, kc, P*)   A block -> MR-tall strips [ceil(kc/KS), MR]
 //   pack_b(B, k0, kc, j0, nc, P*)   B panel -> NR-wide strips [ceil(kc/KS), NR]
 //   micro(kc, const P* a, const P* b, float* c, ldc, acc, m, n)
 // and an optional epilogue (sgemm.h) runs on each block of C after its last
 // K block, while the block is in cache (or inside the micro-kernel, for a
 // policy that declares kFusedEpilogue and takes it as a last argument).
-// Loop nest: jc over N by NC, pc over K by KC (B panel packed, L2
+// Loop nest: jc over N by NC, pc over K by kc (B panel packed, L2
 // resident), ic over M by MC (A block packed, or for a row-major A and a
 // policy with micro_rows, read in place), then the micro-tiles, in one of
 // two orders: the operand that meets more tiles of the other stays in L1.
@@ -99,20 +100,29 @@ constexpr int64_t k_block(int64_t K, int64_t KC, int64_t KS = 1) {
   return (kblk + KS - 1) / KS * KS;
 }
 
+// The bound on the K block for a product N columns wide: the policy's kc(N)
+// where it has one, else KC. Always the whole product's N, never a thread's
+// share of it, so that the K blocks (and the bits) do not depend on the
+// thread count.
+template <class Panels>
+constexpr int64_t panel_kc(int64_t N) {
+  if constexpr (requires { Panels::kc(N); }) return Panels::kc(N);
+  return Panels::KC;
+}
+
 // One thread: the whole loop nest on C[M, N], and the epilogue on each block
-// of C after its last K block.
+// of C after its last K block. kc: panel_kc of the whole product.
 template <class Panels, class E>
 inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
-                        const GemmEpilogue* ep) {
+                        const GemmEpilogue* ep, int64_t kc_max) {
   using P = typename Panels::P;
-  constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, KC = Panels::KC, MC = Panels::MC,
-                    NC = Panels::NC;
+  constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, MC = Panels::MC, NC = Panels::NC;
   static thread_local AlignedBuf<P> abuf, bbuf;
-  int64_t kblk = k_block(K, KC, KS);
+  int64_t kblk = k_block(K, kc_max, KS);
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
   bool rows = rows_a<Panels, E>() && A.cs == 1;  // A read in place, not packed
   // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not
-  // 1024 + 76): the B panel, KC x NC, must stay in L2 while A strips pass.
+  // 1024 + 76): the B panel, kc x NC, must stay in L2 while A strips pass.
   int64_t nn = std::max<int64_t>(1, (N + NC - 1) / NC), nblk = ((N + nn - 1) / nn + NR - 1) / NR * NR;
   for (int64_t jc = 0; jc < N; jc += nblk) {
     int64_t nc = std::min(nblk, N - jc), strips = (nc + NR - 1) / NR;
@@ -175,9 +185,9 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
                          const GemmEpilogue* ep = nullptr) {
   constexpr int64_t MR = Panels::MR, NR = Panels::NR;
   int threads = get_num_threads();
-  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
+  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR, kc_max = panel_kc<Panels>(N);
   if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
-    gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate, ep);
+    gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate, ep, kc_max);
     return;
   }
   int tm = 0, tn = 0;
@@ -201,7 +211,7 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
       if (r0 >= r1 || c0 >= c1) continue;
       GemmEpilogue sub{ep && ep->bias ? ep->bias + c0 : nullptr, ep && ep->round_bf16};
       gemm_serial<Panels>(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
-                          C + r0 * ldc + c0, ldc, accumulate, ep ? &sub : nullptr);
+                          C + r0 * ldc + c0, ldc, accumulate, ep ? &sub : nullptr, kc_max);
     }
   });
 }
