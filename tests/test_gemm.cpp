@@ -86,16 +86,18 @@ TEST_CASE("gemm: results are bit-identical for 1 and 2 threads", "[kernels][gemm
   int prev = get_num_threads();
   // 64 x 1000 x 700: the two threads take 500 columns each, and the K block
   // bound of a 500-column product (512) differs from the whole product's
-  // (262): each thread must block K as the whole product does.
-  struct Case { int64_t M, N, K; };
-  for (Case c : {Case{256, 300, 700}, Case{64, 1000, 700}}) {
-    INFO(c.M << "x" << c.N << "x" << c.K);
+  // (262): each thread must block K as the whole product does. 512 x 784 x
+  // 128 with A transposed (a weight gradient) splits rows instead.
+  struct Case { int64_t M, N, K; bool ta; };
+  for (Case c : {Case{256, 300, 700, false}, Case{64, 1000, 700, false}, Case{512, 784, 128, true}}) {
+    INFO(c.M << "x" << c.N << "x" << c.K << " ta=" << c.ta);
     auto a = randvec(c.M * c.K, 6), b = randvec(c.K * c.N, 7);
+    MatF A = c.ta ? MatF{a.data(), 1, c.M} : MatF{a.data(), c.K, 1};
     std::vector<float> c1(size_t(c.M * c.N)), c2(size_t(c.M * c.N));
     set_num_threads(1);
-    kc::sgemm(c.M, c.N, c.K, MatF{a.data(), c.K, 1}, MatF{b.data(), c.N, 1}, c1.data(), c.N);
+    kc::sgemm(c.M, c.N, c.K, A, MatF{b.data(), c.N, 1}, c1.data(), c.N);
     set_num_threads(2);
-    kc::sgemm(c.M, c.N, c.K, MatF{a.data(), c.K, 1}, MatF{b.data(), c.N, 1}, c2.data(), c.N);
+    kc::sgemm(c.M, c.N, c.K, A, MatF{b.data(), c.N, 1}, c2.data(), c.N);
     CHECK(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
   }
   set_num_threads(prev);

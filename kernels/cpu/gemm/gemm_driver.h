@@ -175,10 +175,32 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   }
 }
 
+// What a d x e grid of threads costs, in cycles of its busiest thread: its
+// tiles (whole tiles, MR x NR x K multiply-adds each, at the policy's
+// kMacsPerCycle) plus its packing (about a cycle per element: its rows of A,
+// unless A is read in place, and its columns of B). A policy without
+// kMacsPerCycle (the bf16 ones, where packing dominates) counts packing only.
+// The mlp's weight gradient 512 x 784 x 128 splits rows: two halves of 32 A
+// strips and 25 B strips each, where columns gave one thread 12 B strips and
+// the other 13 (one of them half empty), 14% more time, while the first
+// waited.
+template <class Panels, class E>
+double split_cost(int64_t M, int64_t N, int64_t K, const Mat<E>& A, int d, int e) {
+  constexpr int64_t MR = Panels::MR, NR = Panels::NR;
+  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
+  bool a_packed = !(rows_a<Panels, E>() && A.cs == 1);
+  double pack = double(K) * ((a_packed ? double(M) / d : 0.0) + double(N) / e);
+  if constexpr (requires { Panels::kMacsPerCycle; }) {
+    double tiles = double((mblocks + d - 1) / d) * double((strips + e - 1) / e);
+    return tiles * double(MR * NR) * double(K) / Panels::kMacsPerCycle + pack;
+  }
+  return pack;
+}
+
 // Threads split C into a tm x tn grid of independent sub-GEMMs, each packing
 // its own panels: no barriers, one fork-join per call. Splitting rows makes
 // every thread pack all of B, splitting columns all of A; the grid minimises
-// that duplicated packing. Results do not depend on the grid (same K blocks,
+// split_cost, the busiest thread's tiles and packing. Results do not depend on the grid (same K blocks,
 // same micro-kernel order per element), so they are thread-count independent.
 template <class Panels, class E>
 inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
@@ -196,8 +218,8 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
     if (threads % d) continue;
     int e = threads / d;
     if (d > mblocks || e > strips) continue;
-    double dup = double(e) * double(M) + double(d) * double(N);
-    if (tm == 0 || dup < best) { tm = d; tn = e; best = dup; }
+    double cost = split_cost<Panels, E>(M, N, K, A, d, e);
+    if (tm == 0 || cost < best) { tm = d; tn = e; best = cost; }
   }
   if (tm == 0) {  // fewer blocks than threads: split the longer side only
     if (mblocks >= strips) { tm = int(std::min<int64_t>(threads, mblocks)); tn = 1; }

@@ -214,6 +214,7 @@ struct F32Panels {
   static constexpr int64_t MR = BRISK_GEMM_NS::MR, NR = BRISK_GEMM_NS::NR, KS = 1, KC = BRISK_GEMM_NS::KC,
                            MC = BRISK_GEMM_NS::MC, NC = BRISK_GEMM_NS::NC;
   static constexpr int64_t kc(int64_t N) { return kc_for(N); }
+  static constexpr double kMacsPerCycle = 2.0 * W;  // two FMA ports (gemm_driver.h's split_cost)
   static void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* d) {
     BRISK_GEMM_NS::pack_a(A, i0, mc, k0, kc, d);
   }
