@@ -50,8 +50,7 @@ inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, float* o,
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
     __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + i * run_stride + k);
-    transpose8x8(r);  // r[j]: value k + j of the 8 runs
+    load_transposed8x8(x + k, run_stride, r);  // r[j]: value k + j of the 8 runs
     for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + (k + j) * ld, r[j]);
   }
   for (; k < kc; ++k)
