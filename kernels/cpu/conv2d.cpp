@@ -119,45 +119,77 @@ struct GySample {
 constexpr int64_t kThinMax = 16;
 
 #ifdef __AVX512F__
-// y_n [O, L] = (relu)(w [O, CKK] @ unfold(x_n) + bias) for a "same" geometry
-// with CKK <= kThinMax, straight from the input planes: OB output channels by
-// 32 positions per register block, each unfold row loaded once (masked,
-// as im2col_same_avx512 does) for the OB channels. Each output is an FMA
-// chain over k from 0, then + bias, as sgemm's micro-kernel and epilogue sum
-// it, so the values are the GEMM path's bit for bit.
-template <int OB>
-static void thin_forward_block(const float* const* src, const __mmask16* const* msk, const float* w, int64_t CKK,
-                               const float* bias, bool relu, int64_t L, int64_t t, int64_t nchunks, float* y) {
-  __m512 acc[OB][2];
-#pragma GCC unroll 8
-  for (int b = 0; b < OB; ++b) acc[b][0] = acc[b][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < CKK; ++k) {
-    __m512 x0 = _mm512_maskz_loadu_ps(msk[k][t], src[k] + 16 * t);
-    __m512 x1 = t + 1 < nchunks ? _mm512_maskz_loadu_ps(msk[k][t + 1], src[k] + 16 * t + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 8
+// y_n [O, L] = (relu)(w [O, K] @ unfold(x_n) + bias) for a "same" geometry
+// with K = CKK <= kThinMax, straight from the input planes. For NCH chunks of
+// 16 positions, the K unfold rows are loaded once (masked, as
+// im2col_same_avx512 does) and held in registers while every output channel
+// passes, OB at a time: K * NCH + OB * NCH + 1 registers (9 * 2 + 4 * 2 + 1
+// = 27 for a 3x3 first layer). Loading them once per block of channels
+// instead (and K a run-time count) left the loop at a third of the FMA peak,
+// busy with reloads of masks, pointers and spilled counters. Each output is an
+// FMA chain over k from 0, then + bias, as sgemm's micro-kernel and epilogue
+// sum it, so the values are the GEMM path's bit for bit.
+template <int K, int NCH, int OB>
+static inline void thin_forward_channels(const __m512 (&xv)[K][NCH], const float* w, const float* bias, bool relu,
+                                         int64_t L, int64_t p0, float* y) {
+  __m512 acc[OB][NCH];
+#pragma GCC unroll 16
+  for (int b = 0; b < OB; ++b)
+#pragma GCC unroll 2
+    for (int c = 0; c < NCH; ++c) acc[b][c] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k)
+#pragma GCC unroll 16
     for (int b = 0; b < OB; ++b) {
-      __m512 wb = _mm512_set1_ps(w[b * CKK + k]);
-      acc[b][0] = _mm512_fmadd_ps(wb, x0, acc[b][0]);
-      acc[b][1] = _mm512_fmadd_ps(wb, x1, acc[b][1]);
+      __m512 wb = _mm512_set1_ps(w[b * K + k]);
+#pragma GCC unroll 2
+      for (int c = 0; c < NCH; ++c) acc[b][c] = _mm512_fmadd_ps(wb, xv[k][c], acc[b][c]);
+    }
+#pragma GCC unroll 16
+  for (int b = 0; b < OB; ++b) {
+    float* row = y + b * L;
+#pragma GCC unroll 2
+    for (int c = 0; c < NCH; ++c) {
+      int64_t p = p0 + 16 * c;
+      if (p >= L) break;
+      __m512 v = acc[b][c];
+      if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[b]));
+      if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // std::max(v, 0.f)'s rule: NaN stays NaN
+      _mm512_mask_storeu_ps(row + p, __mmask16(L - p >= 16 ? 0xffffu : (1u << (L - p)) - 1), v);
     }
   }
-  // (constant register indices only: a loop over the two halves would put acc in memory)
-  auto put = [&](__m512 v, float bb, int64_t p, float* row) {
-    if (p >= L) return;
-    if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bb));
-    if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v);  // std::max(v, 0.f)'s rule: NaN stays NaN
-    _mm512_mask_storeu_ps(row + p, __mmask16(L - p >= 16 ? 0xffffu : (1u << (L - p)) - 1), v);
-  };
-#pragma GCC unroll 8
-  for (int b = 0; b < OB; ++b) {
-    float bb = bias ? bias[b] : 0.f;
-    put(acc[b][0], bb, 16 * t, y + b * L);
-    put(acc[b][1], bb, 16 * t + 16, y + b * L);
+}
+
+template <int K>
+static void thin_forward_k(const float* const* src, const __mmask16* const* msk, const float* w, const float* bias,
+                           int64_t O, bool relu, int64_t L, float* y) {
+  constexpr int NCH = K <= 9 ? 2 : 1, OB = K <= 9 ? 4 : 8;  // at most 32 registers
+  int64_t nchunks = (L + 15) / 16;
+  for (int64_t t = 0; t < nchunks; t += NCH) {
+    __m512 xv[K][NCH];
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k)
+#pragma GCC unroll 2
+      for (int c = 0; c < NCH; ++c)
+        xv[k][c] = t + c < nchunks ? _mm512_maskz_loadu_ps(msk[k][t + c], src[k] + 16 * (t + c)) : _mm512_setzero_ps();
+    int64_t o = 0;
+    for (; o + OB <= O; o += OB)
+      thin_forward_channels<K, NCH, OB>(xv, w + o * K, bias ? bias + o : nullptr, relu, L, 16 * t, y + o * L);
+    for (; o < O; ++o)
+      thin_forward_channels<K, NCH, 1>(xv, w + o * K, bias ? bias + o : nullptr, relu, L, 16 * t, y + o * L);
   }
 }
+
+template <int... Ks>
+static void thin_forward_dispatch(int64_t CKK, std::integer_sequence<int, Ks...>, const float* const* src,
+                                  const __mmask16* const* msk, const float* w, const float* bias, int64_t O, bool relu,
+                                  int64_t L, float* y) {
+  ((CKK == Ks + 1 ? thin_forward_k<Ks + 1>(src, msk, w, bias, O, relu, L, y) : void()), ...);
+}
+
 static void thin_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                          float* y) {
-  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps, nchunks = (L + 15) / 16;
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps;
   const __mmask16* mt = same_tap_masks(g);
   const float* src[kThinMax];
   const __mmask16* msk[kThinMax];
@@ -166,14 +198,7 @@ static void thin_forward(const float* x, const float* w, const float* bias, cons
     src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
     msk[k] = mt + tap * same_tap_stride(g);
   }
-  constexpr int OB = 8;  // 2 x 8 accumulators, 2 unfold chunks, 1 weight: 19 registers
-  for (int64_t t = 0; t < nchunks; t += 2) {
-    int64_t o = 0;
-    for (; o + OB <= O; o += OB)
-      thin_forward_block<OB>(src, msk, w + o * CKK, CKK, bias ? bias + o : nullptr, relu, L, t, nchunks, y + o * L);
-    for (; o < O; ++o)
-      thin_forward_block<1>(src, msk, w + o * CKK, CKK, bias ? bias + o : nullptr, relu, L, t, nchunks, y + o * L);
-  }
+  thin_forward_dispatch(CKK, std::make_integer_sequence<int, int(kThinMax)>(), src, msk, w, bias, O, relu, L, y);
 }
 #endif
 
