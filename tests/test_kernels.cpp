@@ -780,51 +780,30 @@ TEST_CASE("kernels: cpu copy into a strided destination (a slice) vs ref", "[ker
   }
 }
 
+// Both thin-forward tests compare the AVX-512 thin path with the AVX2 GEMM
+// path: conv2d_relu (stride 1, the given padding) on one sgemm ISA, the
+// automatic choice restored afterwards.
+static bool thin_and_gemm_paths() {
+  if (kern::cpu::sgemm_isa_supported("avx512") && kern::cpu::sgemm_isa_supported("avx2")) return true;
+  WARN("SKIPPED: needs both the AVX-512 (thin) and the AVX2 (GEMM) paths");
+  return false;
+}
+static Tensor conv_relu_on(const char* isa, const Tensor& x, const Tensor& w, const Tensor& b, F::Pair pad) {
+  struct IsaRestore {
+    ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
+  } restore;
+  kern::cpu::set_sgemm_isa(isa);
+  return F::conv2d_relu(x, w, b, 1, pad, 1, 1, true);
+}
+
 // The thin first-layer forward (AVX-512, C*k*k <= 16) applies the conv
 // epilogue's ReLU rule, std::max(v, 0): a NaN stays NaN, as on the GEMM path
 // of the other instruction sets; and the values agree.
-// The thin forward is compiled per K = C * kh * kw (1..16): two 16-position
-// chunks at a time up to K = 9, one above. Each class, with channel counts
-// that leave a remainder after the blocks of 4 or 8 and planes whose last
-// chunk is partial, gives the GEMM path's values bit for bit.
-TEST_CASE("kernels: thin conv2d forward matches the GEMM path for every K class", "[kernels]") {
-  if (!kern::cpu::sgemm_isa_supported("avx512") || !kern::cpu::sgemm_isa_supported("avx2")) {
-    WARN("SKIPPED: needs both the AVX-512 (thin) and the AVX2 (GEMM) paths");
-    return;
-  }
-  struct IsaRestore {
-    ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
-  } restore;
-  struct Case { int64_t C, kh, kw, O, H, W; };
-  for (Case c : {Case{1, 3, 3, 13, 9, 11}, Case{1, 1, 3, 6, 28, 28}, Case{4, 1, 3, 11, 7, 5},
-                 Case{5, 3, 1, 9, 10, 3}, Case{1, 3, 3, 32, 28, 28}}) {
-    INFO("C " << c.C << " kernel " << c.kh << "x" << c.kw << " O " << c.O << " plane " << c.H << "x" << c.W);
-    Tensor x = randn({3, c.C, c.H, c.W}), w = randn({c.O, c.C, c.kh, c.kw}), b = randn({c.O});
-    auto run = [&](const char* isa) {
-      kern::cpu::set_sgemm_isa(isa);
-      return F::conv2d_relu(x, w, b, 1, F::Pair(c.kh / 2, c.kw / 2), 1, 1, true);
-    };
-    Tensor thin = run("avx512"), gemm = run("avx2");
-    REQUIRE(thin.shape() == gemm.shape());
-    CHECK(std::memcmp(thin.data_ptr<float>(), gemm.data_ptr<float>(), size_t(thin.numel()) * sizeof(float)) == 0);
-  }
-}
-
 TEST_CASE("kernels: thin conv2d forward keeps the GEMM path's NaN and ReLU rule", "[kernels]") {
-  if (!kern::cpu::sgemm_isa_supported("avx512") || !kern::cpu::sgemm_isa_supported("avx2")) {
-    WARN("SKIPPED: needs both the AVX-512 (thin) and the AVX2 (GEMM) paths");
-    return;
-  }
-  struct IsaRestore {
-    ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
-  } restore;
+  if (!thin_and_gemm_paths()) return;
   Tensor x = randn({2, 1, 9, 11}), w = randn({12, 1, 3, 3}), b = randn({12});
   x.data_ptr<float>()[40] = NAN;
-  auto run = [&](const char* isa) {
-    kern::cpu::set_sgemm_isa(isa);
-    return F::conv2d_relu(x, w, b, 1, 1, 1, 1, true);
-  };
-  Tensor thin = run("avx512"), gemm = run("avx2");
+  Tensor thin = conv_relu_on("avx512", x, w, b, 1), gemm = conv_relu_on("avx2", x, w, b, 1);
   const float *p = thin.data_ptr<float>(), *q = gemm.data_ptr<float>();
   int64_t nans = 0, bad = 0;
   for (int64_t i = 0; i < thin.numel(); ++i) {
@@ -833,4 +812,22 @@ TEST_CASE("kernels: thin conv2d forward keeps the GEMM path's NaN and ReLU rule"
   }
   CHECK(nans > 0);
   CHECK(bad == 0);
+}
+
+// The thin forward is compiled per K = C * kh * kw (1..16): two 16-position
+// chunks at a time up to K = 9, one above. Each class, with channel counts
+// that leave a remainder after the blocks of 4 or 8 and planes whose last
+// chunk is partial, gives the GEMM path's values bit for bit.
+TEST_CASE("kernels: thin conv2d forward matches the GEMM path for every K class", "[kernels]") {
+  if (!thin_and_gemm_paths()) return;
+  struct Case { int64_t C, kh, kw, O, H, W; };
+  for (Case c : {Case{1, 3, 3, 13, 9, 11}, Case{1, 1, 3, 6, 28, 28}, Case{4, 1, 3, 11, 7, 5},
+                 Case{5, 3, 1, 9, 10, 3}, Case{1, 3, 3, 32, 28, 28}}) {
+    INFO("C " << c.C << " kernel " << c.kh << "x" << c.kw << " O " << c.O << " plane " << c.H << "x" << c.W);
+    Tensor x = randn({3, c.C, c.H, c.W}), w = randn({c.O, c.C, c.kh, c.kw}), b = randn({c.O});
+    F::Pair pad(c.kh / 2, c.kw / 2);
+    Tensor thin = conv_relu_on("avx512", x, w, b, pad), gemm = conv_relu_on("avx2", x, w, b, pad);
+    REQUIRE(thin.shape() == gemm.shape());
+    CHECK(std::memcmp(thin.data_ptr<float>(), gemm.data_ptr<float>(), size_t(thin.numel()) * sizeof(float)) == 0);
+  }
 }

@@ -200,8 +200,9 @@ double split_cost(int64_t M, int64_t N, int64_t K, const Mat<E>& A, int d, int e
 // Threads split C into a tm x tn grid of independent sub-GEMMs, each packing
 // its own panels: no barriers, one fork-join per call. Splitting rows makes
 // every thread pack all of B, splitting columns all of A; the grid minimises
-// split_cost, the busiest thread's tiles and packing. Results do not depend on the grid (same K blocks,
-// same micro-kernel order per element), so they are thread-count independent.
+// split_cost, the busiest thread's tiles and packing. Results do not depend
+// on the grid (same K blocks, same micro-kernel order per element), so they
+// are thread-count independent.
 template <class Panels, class E>
 inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
                          const GemmEpilogue* ep = nullptr) {
