@@ -118,6 +118,17 @@ struct GySample {
 // than the arithmetic.
 constexpr int64_t kThinMax = 16;
 
+// The thin kernels are compiled per K = CKK (their registers are indexed by
+// k): f(std::integral_constant<int, K>{}) for K = CKK in 1..kThinMax.
+template <class F, int... Ks>
+static void with_thin_k(int64_t CKK, std::integer_sequence<int, Ks...>, F&& f) {
+  ((CKK == Ks + 1 ? f(std::integral_constant<int, Ks + 1>{}) : void()), ...);
+}
+template <class F>
+static void with_thin_k(int64_t CKK, F&& f) {
+  with_thin_k(CKK, std::make_integer_sequence<int, int(kThinMax)>{}, f);
+}
+
 #ifdef __AVX512F__
 // y_n [O, L] = (relu)(w [O, K] @ unfold(x_n) + bias) for a "same" geometry
 // with K = CKK <= kThinMax, straight from the input planes. For NCH chunks of
@@ -180,13 +191,6 @@ static void thin_forward_k(const float* const* src, const __mmask16* const* msk,
   }
 }
 
-template <int... Ks>
-static void thin_forward_dispatch(int64_t CKK, std::integer_sequence<int, Ks...>, const float* const* src,
-                                  const __mmask16* const* msk, const float* w, const float* bias, int64_t O, bool relu,
-                                  int64_t L, float* y) {
-  ((CKK == Ks + 1 ? thin_forward_k<Ks + 1>(src, msk, w, bias, O, relu, L, y) : void()), ...);
-}
-
 static void thin_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                          float* y) {
   int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps;
@@ -198,7 +202,7 @@ static void thin_forward(const float* x, const float* w, const float* bias, cons
     src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
     msk[k] = mt + tap * same_tap_stride(g);
   }
-  thin_forward_dispatch(CKK, std::make_integer_sequence<int, int(kThinMax)>(), src, msk, w, bias, O, relu, L, y);
+  with_thin_k(CKK, [&](auto k) { thin_forward_k<decltype(k)::value>(src, msk, w, bias, O, relu, L, y); });
 }
 #endif
 
@@ -460,17 +464,15 @@ static void thin_gw_k(const float* g, const float* c, int64_t O, int64_t L, v16*
   for (; o + OB <= O; o += OB) thin_gw_block<CKK, OB, BF>(g + o * L, c, L, acc + o * CKK, tail + o * CKK);
   for (; o < O; ++o) thin_gw_block<CKK, 1, BF>(g + o * L, c, L, acc + o * CKK, tail + o * CKK);
 }
-template <bool BF, int... K>
-static void thin_gw_dispatch(std::integer_sequence<int, K...>, const float* g, const float* c, int64_t O,
-                             int64_t CKK, int64_t L, v16* acc, float* tail) {
-  ((CKK == K + 1 ? thin_gw_k<K + 1, BF>(g, c, O, L, acc, tail) : void()), ...);
-}
 static void thin_gw(const float* g, const float* c, int64_t O, int64_t CKK, int64_t L, v16* acc, float* tail,
                     bool bf) {
-  if (bf)
-    thin_gw_dispatch<true>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, acc, tail);
-  else
-    thin_gw_dispatch<false>(std::make_integer_sequence<int, int(kThinMax)>{}, g, c, O, CKK, L, acc, tail);
+  with_thin_k(CKK, [&](auto k) {
+    constexpr int K = decltype(k)::value;
+    if (bf)
+      thin_gw_k<K, true>(g, c, O, L, acc, tail);
+    else
+      thin_gw_k<K, false>(g, c, O, L, acc, tail);
+  });
 }
 // dst[i] += the chunk's sum for (o, k) = i: its tail, then its lanes in order.
 static void thin_gw_finish(const v16* acc, const float* tail, int64_t n, float* dst) {

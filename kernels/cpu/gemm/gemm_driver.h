@@ -89,6 +89,11 @@ constexpr bool rows_a() {
   if constexpr (requires { Panels::micro_rows; }) return std::is_same_v<E, typename Panels::P>;
   return false;
 }
+// Whether this A is read in place (a row-major A under such a policy).
+template <class Panels, class E>
+constexpr bool a_in_place(const Mat<E>& A) {
+  return rows_a<Panels, E>() && A.cs == 1;
+}
 
 // The K block size for K: blocks of equal size (288 -> 144 + 144, not
 // 256 + 32: a thin last block would run the micro-kernel at a fraction of
@@ -120,7 +125,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   static thread_local AlignedBuf<P> abuf, bbuf;
   int64_t kblk = k_block(K, kc_max, KS);
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
-  bool rows = rows_a<Panels, E>() && A.cs == 1;  // A read in place, not packed
+  bool rows = a_in_place<Panels>(A);  // A read in place, not packed
   // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not
   // 1024 + 76): the B panel, kc x NC, must stay in L2 while A strips pass.
   int64_t nn = std::max<int64_t>(1, (N + NC - 1) / NC), nblk = ((N + nn - 1) / nn + NR - 1) / NR * NR;
@@ -188,7 +193,7 @@ template <class Panels, class E>
 double split_cost(int64_t M, int64_t N, int64_t K, const Mat<E>& A, int d, int e) {
   constexpr int64_t MR = Panels::MR, NR = Panels::NR;
   int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
-  bool a_packed = !(rows_a<Panels, E>() && A.cs == 1);
+  bool a_packed = !a_in_place<Panels>(A);
   double pack = double(K) * ((a_packed ? double(M) / d : 0.0) + double(N) / e);
   if constexpr (requires { Panels::kMacsPerCycle; }) {
     double tiles = double((mblocks + d - 1) / d) * double((strips + e - 1) / e);
