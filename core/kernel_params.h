@@ -44,10 +44,14 @@ struct ReduceParams {
 //            be 0 for broadcast, inner dims may be transposed); out[0] C [B, M, N]
 //            contiguous. C = A @ Bm. An epilogue may follow (f32): in[2] bias [N]
 //            contiguous (or undefined) added to every row of C, and params a
-//            GemmParams whose round_bf16 then rounds C to bf16 (nearest even, f32
-//            storage). Backends without the epilogue decline a call that has one
-//            (the ref and the native CPU GEMM have it).
-struct GemmParams { bool round_bf16; };
+//            GemmParams whose relu then takes max(0, C) (NaN stays NaN) and whose
+//            round_bf16 then rounds C to bf16 (nearest even, f32 storage).
+//            Backends without the epilogue decline a call that has one (the ref
+//            and the native CPU GEMM have it).
+struct GemmParams {
+  bool round_bf16;
+  bool relu = false;
+};
 // "softmax": in[0] contiguous [M, K] -> out[0] [M, K], along K.
 struct SoftmaxParams { bool log; };
 // Convolution / pooling geometry over [N, C, H, W].

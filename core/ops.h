@@ -79,12 +79,12 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // --- linear algebra ---
 // 1-d and n-d with batch broadcasting, like torch.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// a [M, K] @ b [K, N] (f32) + bias [N] (may be undefined), then, with
-// round_bf16, rounded to bf16 (nearest even, f32 storage): one GEMM whose
-// epilogue does the bias and the rounding (core/kernel_params.h "gemm").
-// No autograd: for layers that define their own backward (linear under bf16
-// autocast).
-Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, bool round_bf16);
+// a [M, K] @ b [K, N] (f32) + bias [N] (may be undefined), then, with relu,
+// max(0, .), then, with round_bf16, rounded to bf16 (nearest even, f32
+// storage): one GEMM whose epilogue does the bias, the ReLU and the rounding
+// (core/kernel_params.h "gemm"). No autograd: for layers that define their
+// own backward (linear under bf16 autocast, linear_relu).
+Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, bool round_bf16, bool relu = false);
 
 // --- joining and indexing ---
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);

@@ -183,11 +183,6 @@ Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b) {
   return bias_gelu(linear(x, w), b);  // a masked weight too: the CSR path of linear needs no bias
 }
 
-Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
-  if (!b.defined()) return relu(linear(x, w));
-  return bias_relu(linear(x, w), b);
-}
-
 Tensor int8_linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_defined("int8_linear", x);
   check_defined("int8_linear", w);
@@ -309,6 +304,34 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     return std::vector{rx ? matmul(g2, wd).reshape(xs) : Tensor(), rw ? matmul(g2.t(), x2) : Tensor()};
   });
   return b.defined() ? y + b : y;
+}
+
+// relu(x @ W^T + b). On the CPU's native f32 GEMM (no autocast, no mask on W)
+// the bias and the ReLU are the GEMM's epilogue, applied to each block of y
+// while it is in cache, instead of a second pass over y (the same bits as
+// bias_relu(linear(x, w), b)); the backward is bias_relu's then linear's.
+//   x [..., in], w [out, in], b [out] -> y [..., out]
+Tensor linear_relu(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (!b.defined()) return relu(linear(x, w));
+  check_defined("linear_relu", x);
+  check_defined("linear_relu", w);
+  bool fused = !autocast_enabled() && !w.unsafe_impl()->mask && x.dtype() == DType::f32 &&
+               w.dtype() == DType::f32 && b.dtype() == DType::f32 && x.device().type == DeviceType::cpu &&
+               w.device() == x.device() && b.device() == x.device() && gemm_backend() == "native";
+  if (!fused) return bias_relu(linear(x, w), b);
+  check_linear(x, w, b);
+  int64_t in = w.size(1), out = w.size(0);
+  Shape ys(x.shape().begin(), x.shape().end() - 1), xs = x.shape();
+  ys.push_back(out);
+  Tensor x2 = x.detach().reshape({-1, in}), wd = w.detach();
+  Tensor y = matmul_epilogue(x2, wd.t(), b.detach(), /*round_bf16=*/false, /*relu=*/true).reshape(ys);
+  Tensor yd = y.detach();
+  bool rx = x.requires_grad(), rw = w.requires_grad(), rb = b.requires_grad();
+  return attach_grad(y, "LinearReluBackward", {x, w, b}, [=](const Tensor& g) {
+    Tensor gy = relu_backward(g, yd).reshape({-1, out});  // [rows, out]
+    return std::vector{rx ? matmul(gy, wd).reshape(xs) : Tensor(), rw ? matmul(gy.t(), x2) : Tensor(),
+                       rb ? sum(gy, {0}) : Tensor()};
+  });
 }
 
 static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p, Pair d) {

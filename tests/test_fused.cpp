@@ -52,6 +52,30 @@ TEST_CASE("fused: linear_relu and Sequential's Linear+ReLU fusion equal the unfu
   auto lin = std::make_shared<nn::Linear>(6, 4);
   Tensor a = lin->forward_relu(x), b = relu(lin->forward(x));
   CHECK(bit_equal(a, b));
+  // Shapes past the GEMM's thread and block splits, a 3-d input: on the native
+  // f32 GEMM the bias and ReLU are its epilogue (no bias_relu pass), with the
+  // values and gradients of the unfused layer, bit for bit; that layer's ops
+  // have finite-difference checks of their own.
+  for (Shape xs : {Shape{130, 70}, Shape{3, 50, 300}}) {
+    int64_t in = xs.back(), out = in == 70 ? 517 : 40;
+    manual_seed(5);
+    auto l = std::make_shared<nn::Linear>(in, out);
+    Tensor x0 = randn(xs), r = randn([&] { Shape s = xs; s.back() = out; return s; }());
+    auto run = [&](bool fused) {
+      Tensor xi = x0.clone().requires_grad_();
+      l->zero_grad();
+      set_op_profiling(true);
+      reset_op_stats();
+      Tensor y = fused ? F::linear_relu(xi, l->weight, l->bias) : relu(F::linear(xi, l->weight) + l->bias);
+      bool bias_relu_pass = false;
+      for (auto& s : op_stats()) bias_relu_pass |= s.op == "bias_relu";
+      set_op_profiling(false);
+      if (fused) CHECK_FALSE(bias_relu_pass);
+      sum(y * r).backward();
+      return cat({y.reshape({-1}), xi.grad().reshape({-1}), l->weight.grad().reshape({-1}), l->bias.grad()});
+    };
+    CHECK(bit_equal(run(true), run(false)));
+  }
   nn::Sequential seq({lin, std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(4, 2)});
   Tensor s = seq.forward(x);
   Tensor u = seq[2]->forward(relu(lin->forward(x)));

@@ -224,23 +224,33 @@ TEST_CASE("kernels: the GEMM epilogue (bias, bf16 rounding) vs ref on every GEMM
                      [&](const GemmPath& path) {
                        GemmBf16Scope scope(path.bf16_scope);
                        for (bool round : {false, true})
-                         for (bool with_bias : {true, false}) {
-                           INFO("round " << round << ", bias " << with_bias);
-                           auto run = [&] { return matmul_epilogue(a, b, with_bias ? bias : Tensor(), round); };
-                           Tensor ref_out, out;
-                           {
-                             ForceBackend fb("ref");
-                             ref_out = run();
+                         for (bool with_bias : {true, false})
+                           for (bool relu : {false, true}) {
+                             INFO("round " << round << ", bias " << with_bias << ", relu " << relu);
+                             auto run = [&](bool rnd, bool rl) {
+                               return matmul_epilogue(a, b, with_bias ? bias : Tensor(), rnd, rl);
+                             };
+                             Tensor ref_out, out, plain;
+                             {
+                               ForceBackend fb("ref");
+                               ref_out = run(round, relu);
+                             }
+                             {
+                               ForceBackend fb("cpu");
+                               out = run(round, relu);
+                               CHECK(last_backend("gemm") == "cpu");
+                               plain = run(false, false);
+                             }
+                             if (round) CHECK(bf16_exact(out));
+                             // one bf16 ulp of |C| ~ 33
+                             expect_close(out, ref_out, round ? 1.0 / 128 : 1e-4, "epilogue vs ref");
+                             // The same kernel's plain product, then ReLU and rounding by other code:
+                             // the epilogue must apply them in that order, to every element.
+                             Tensor want = relu ? brisk::relu(plain) : plain;
+                             if (round) want = want.to(DType::bf16).to(DType::f32);
+                             CHECK(bit_equal(out, want));
+                             if (relu) CHECK(min(out).item() == 0.0);
                            }
-                           {
-                             ForceBackend fb("cpu");
-                             out = run();
-                             CHECK(last_backend("gemm") == "cpu");
-                           }
-                           if (round) CHECK(bf16_exact(out));
-                           // one bf16 ulp of |C| ~ 33
-                           expect_close(out, ref_out, round ? 1.0 / 128 : 1e-4, "epilogue vs ref");
-                         }
                      });
   CHECK_THROWS_WITH(matmul_epilogue(a, b, randn({7}), false), Catch::Contains("bias must be f32 [45]"));
   CHECK_THROWS_WITH(matmul_epilogue(a, a, Tensor(), false), Catch::Contains("expected a [M, K] and b [K, N]"));

@@ -21,7 +21,7 @@ static Tensor bmm(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, bool round_bf16) {
+Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, bool round_bf16, bool relu) {
   check_defined("matmul_epilogue", a);
   check_defined("matmul_epilogue", b);
   BRISK_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
@@ -37,7 +37,7 @@ Tensor matmul_epilogue(const Tensor& a, const Tensor& b, const Tensor& bias, boo
   Tensor ins[3] = {a.detach().unsqueeze(0), b.detach().unsqueeze(0),
                    bias.defined() ? bias.detach().contiguous() : Tensor()};
   Tensor outs[1] = {out};
-  GemmParams p{round_bf16};
+  GemmParams p{round_bf16, relu};
   dispatch(opkey::gemm, a.device(), a.dtype(), KernelArgs{ins, outs, &p});
   count_flops(2 * a.size(0) * a.size(1) * b.size(1));
   return out.reshape({a.size(0), b.size(1)});

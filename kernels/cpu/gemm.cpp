@@ -102,8 +102,9 @@ template <class E>
 bool gemm_native(const KernelArgs& a) {
   const bool has_ep = a.in.size() > 2 || a.params;
   if (has_ep && !std::is_same_v<E, float>) return false;  // the epilogue is f32's
-  GemmEpilogue ep{a.in.size() > 2 && a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
-                  a.params && static_cast<const GemmParams*>(a.params)->round_bf16};
+  const auto* gp = static_cast<const GemmParams*>(a.params);
+  GemmEpilogue ep{a.in.size() > 2 && a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, gp && gp->round_bf16,
+                  gp && gp->relu};
   const Tensor &At = a.in[0], &Bt = a.in[1];
   int64_t nb = At.size(0), M = At.size(1), K = At.size(2), N = Bt.size(2);
   const E *ap = ptr<E>(At), *bp = ptr<E>(Bt);

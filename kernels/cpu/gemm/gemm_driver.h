@@ -61,6 +61,8 @@ inline void apply_epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const Ge
     float* row = c + i * ldc;
     if (ep.bias)
       for (int64_t j = 0; j < n; ++j) row[j] += ep.bias[j];
+    if (ep.relu)  // the comparison form keeps NaN (std::max(v, 0.f) would too, and vectorizes as this)
+      for (int64_t j = 0; j < n; ++j) row[j] = row[j] < 0.f ? 0.f : row[j];
     if (ep.round_bf16)
       for (int64_t j = 0; j < n; ++j) {
         uint32_t u;
@@ -147,7 +149,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
           float* c = C + (ic + i) * ldc + j;
           const P* bs = bp + s * kp * NR;
           bool epi = ep && last;
-          GemmEpilogue blk{epi && ep->bias ? ep->bias + j : nullptr, epi && ep->round_bf16};
+          GemmEpilogue blk = epi ? ep->at_column(j) : GemmEpilogue{};
           if (rows) {
             if constexpr (rows_a<Panels, E>())
               Panels::micro_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n);
@@ -237,7 +239,7 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
       int64_t r0 = mblocks * bi / tm * MR, r1 = std::min(M, mblocks * (bi + 1) / tm * MR);
       int64_t c0 = strips * bj / tn * NR, c1 = std::min(N, strips * (bj + 1) / tn * NR);
       if (r0 >= r1 || c0 >= c1) continue;
-      GemmEpilogue sub{ep && ep->bias ? ep->bias + c0 : nullptr, ep && ep->round_bf16};
+      GemmEpilogue sub = ep ? ep->at_column(c0) : GemmEpilogue{};
       gemm_serial<Panels>(r1 - r0, c1 - c0, K, Mat<E>{A.p + r0 * A.rs, A.rs, A.cs}, Mat<E>{B.p + c0 * B.cs, B.rs, B.cs},
                           C + r0 * ldc + c0, ldc, accumulate, ep ? &sub : nullptr, kc_max);
     }

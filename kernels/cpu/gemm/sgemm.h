@@ -33,11 +33,15 @@ inline float widen(Half v) { return half_bits_to_float(v.bits); }
 
 // What the GEMM does to each block of C once its last k is summed, while the
 // block is still in cache: + bias[j] on column j (bias [N]; null: none), then
-// rounding to bf16 (nearest even; the values stay f32 storage). Saves the
-// separate passes over C that linear's bf16 autocast would otherwise make.
+// ReLU (max(0, v); NaN stays NaN), then rounding to bf16 (nearest even; the
+// values stay f32 storage). Saves the separate passes over C that linear's
+// bias and ReLU, or its bf16 autocast, would otherwise make.
 struct GemmEpilogue {
   const float* bias = nullptr;
   bool round_bf16 = false;
+  bool relu = false;
+  // This epilogue for the block of C starting at column j0 (bias offset).
+  GemmEpilogue at_column(int64_t j0) const { return {bias ? bias + j0 : nullptr, round_bf16, relu}; }
 };
 
 // C[M, N] (row stride ldc) = A[M, K] @ B[K, N], or C += A @ B when accumulate;

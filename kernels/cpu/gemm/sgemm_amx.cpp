@@ -90,6 +90,7 @@ struct AmxPanels {
     if (!ep) return tile_product_32x32(kc, a, b, c, ldc, acc, m, n, nullptr);
     Epilogue e;
     e.col_bias = ep->bias;
+    e.relu = ep->relu;
     e.round_bf16 = ep->round_bf16;
     tile_product_32x32(kc, a, b, c, ldc, acc, m, n, &e);
   }

@@ -1,6 +1,6 @@
 // Reference batched GEMM: C[b] = A[b] @ B[b] with arbitrary strides, the
-// textbook triple loop accumulated in double; the f32 epilogue (bias, bf16
-// rounding) applied to the f32 result.
+// textbook triple loop accumulated in double; the f32 epilogue (bias, ReLU,
+// bf16 rounding) applied to the f32 result.
 #include <type_traits>
 
 #include "kernels/strided.h"
@@ -14,7 +14,8 @@ bool gemm(const KernelArgs& a) {
   const bool epilogue = a.in.size() > 2 || a.params;  // f32 only (core/kernel_params.h)
   if (epilogue && !std::is_same_v<T, float>) return false;
   const T* bias = a.in.size() > 2 && a.in[2].defined() ? ptr<T>(a.in[2]) : nullptr;
-  const bool round = a.params && static_cast<const GemmParams*>(a.params)->round_bf16;
+  const auto* gp = static_cast<const GemmParams*>(a.params);
+  const bool round = gp && gp->round_bf16, relu = gp && gp->relu;
   int64_t nb = A.size(0), M = A.size(1), K = A.size(2), N = B.size(2);
   const T *ap = ptr<T>(A), *bp = ptr<T>(B);
   T* cp = ptr<T>(C);
@@ -25,8 +26,9 @@ bool gemm(const KernelArgs& a) {
         for (int64_t k = 0; k < K; ++k)
           s += double(ap[b * A.stride(0) + i * A.stride(1) + k * A.stride(2)]) *
                double(bp[b * B.stride(0) + k * B.stride(1) + j * B.stride(2)]);
-        if constexpr (std::is_same_v<T, float>) {  // the epilogue: + bias in f32, then the rounding
+        if constexpr (std::is_same_v<T, float>) {  // the epilogue: + bias in f32, ReLU, then the rounding
           float v = bias ? float(s) + bias[j] : float(s);
+          if (relu && v < 0.f) v = 0.f;
           cp[(b * M + i) * N + j] = round ? bf16_bits_to_float(float_to_bf16_bits(v)) : v;
         } else if constexpr (std::is_floating_point_v<T>) {
           cp[(b * M + i) * N + j] = T(s);
