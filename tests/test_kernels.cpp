@@ -207,7 +207,7 @@ TEST_CASE("kernels: cpu reductions and softmax vs ref", "[kernels]") {
   CHECK(bit_equal(argmax(im, 0), argmax(im.permute({1, 2, 0}).contiguous(), 2)));
 }
 
-TEST_CASE("kernels: the GEMM epilogue (bias, bf16 rounding) vs ref on every GEMM path", "[kernels]") {
+TEST_CASE("kernels: the GEMM epilogue (bias, ReLU, bf16 rounding) vs ref on every GEMM path", "[kernels]") {
   ThreadCount threads(2);  // the GEMM splits C between threads: each part gets its own bias columns
   manual_seed(11);
   // K = 1100: several K blocks on every path, and the epilogue must wait for

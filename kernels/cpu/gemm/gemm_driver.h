@@ -61,7 +61,7 @@ inline void apply_epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const Ge
     float* row = c + i * ldc;
     if (ep.bias)
       for (int64_t j = 0; j < n; ++j) row[j] += ep.bias[j];
-    if (ep.relu)  // the comparison form keeps NaN (std::max(v, 0.f) would too, and vectorizes as this)
+    if (ep.relu)  // v < 0 ? 0 : v keeps NaN and -0, as bias_relu's std::max(v, 0) does
       for (int64_t j = 0; j < n; ++j) row[j] = row[j] < 0.f ? 0.f : row[j];
     if (ep.round_bf16)
       for (int64_t j = 0; j < n; ++j) {
