@@ -176,20 +176,21 @@ Batch DataLoader::make_batch(int64_t b, bool on_pool) const {
     BRISK_CHECK(di >= 0 && di < ds_.size(), "DataLoader: index ", di, " out of range for dataset of ", ds_.size());
     idx[i] = di;
   }
-  // Shuffled examples are scattered over the dataset (47 MB for Fashion-
-  // MNIST): fetched one after another, every image and label is a chain of
-  // cache misses. Requested 8 examples ahead: a batch of 128 in a training
-  // run took 147 us before, 80 after (and 66 with the dataset on 2 MiB pages).
-  auto prefetch = [&](int64_t i) {
-    const uint8_t* p = img + idx[i] * C * HW;
-    __builtin_prefetch(lab + idx[i]);
-    for (int64_t o = 0; o < C * HW; o += 64) __builtin_prefetch(p + o);
-    __builtin_prefetch(p + C * HW - 1);
-  };
   auto fill = [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < std::min(hi, lo + 8); ++i) prefetch(i);
+    int64_t ahead = lo;  // the next example whose bytes are not yet requested
     for (int64_t i = lo; i < hi; ++i) {
-      if (i + 8 < hi) prefetch(i + 8);
+      // Shuffled examples are scattered over the dataset (47 MB for Fashion-
+      // MNIST): fetched one after another, every image and label is a chain
+      // of cache misses, so each is requested up to 8 examples ahead. Written
+      // here, not in a lambda of its own: GCC 12 deletes a call to a lambda
+      // that only prefetches (it deems it free of effects), which had left
+      // this loader with no prefetch at all.
+      for (; ahead < std::min(hi, i + 8); ++ahead) {
+        const uint8_t* p = img + idx[ahead] * C * HW;
+        __builtin_prefetch(lab + idx[ahead]);
+        for (int64_t o = 0; o < C * HW; o += 64) __builtin_prefetch(p + o);
+        __builtin_prefetch(p + C * HW - 1);
+      }
       int64_t di = idx[i];
       y[i] = lab[di];
       // This example's random words, by its place in the global batch: one rank
