@@ -39,8 +39,9 @@ Tensor dequantize_rows_int8(const Int8Rows& q) {
 }
 
 bool int8_vnni_supported() {
+  // avx512vl: the quantizers store 16 bytes with a masked 128-bit store.
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vnni");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
 Tensor int8_matmul(const Tensor& a, const Tensor& b) {

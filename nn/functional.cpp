@@ -440,9 +440,10 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
     if (pol.kind == LowPrecision::bf16 && pol.rounding == Rounding::nearest && autocast_fold_casts() && groups == 1 &&
         gemm_backend() == "native") {
       // The casts folded into the kernel: no rounding passes over x, w and y
-      // (the bf16 GEMM rounds x and w while packing, the epilogue rounds y);
-      // the same values and gradients as the explicit casts below. The
-      // kernel declines where it cannot (no bf16 GEMM on this CPU).
+      // (the bf16 GEMM rounds x and w while packing, or the f32 GEMM takes
+      // rounded copies where the CPU has no bf16 dot products; the epilogue
+      // rounds y): the same values and gradients as the explicit casts
+      // below, which run where no kernel takes folded casts (cuDNN).
       Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
       Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w), y;
       {

@@ -302,8 +302,8 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
 
 bool conv2d_fwd(const KernelArgs& a) {
   const ConvParams& p = *static_cast<const ConvParams*>(a.params);
-  // Folded bf16 casts need the GEMM that rounds x and w while packing.
-  if (p.bf16 && !gemm_bf16_active()) return false;
+  // Folded bf16 casts (p.bf16): every GEMM below rounds x and w, on bf16
+  // dot products or (without them) as rounded copies for the f32 kernel.
   forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g,
           a.in[1].size(0), p.relu, p.bf16, ptr<float>(a.out[0]));
   return true;
@@ -318,7 +318,6 @@ bool conv2d_fwd(const KernelArgs& a) {
 // gradient, which is the ReLU's backward, with no pass of its own.
 bool conv2d_pool_fwd(const KernelArgs& a) {
   const ConvParams& p = *static_cast<const ConvParams*>(a.params);
-  if (p.bf16 && !gemm_bf16_active()) return false;
   int64_t O = a.in[1].size(0), L = p.g.Ho * p.g.Wo;
   Geom2d pg = max_pool_2x2_geom(p.g, O);
   float* y = ptr<float>(a.out[0]);
@@ -336,9 +335,7 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
 
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
-  // Folded bf16 casts need the GEMM that rounds w and gy while packing; the
-  // ref kernel takes them otherwise (as it takes the forward then).
-  if (static_cast<const ConvParams*>(a.params)->bf16 && !gemm_bf16_active()) return false;
+  // Folded bf16 casts: the GEMMs round w and gy (as in the forward).
   const float* w = ptr<float>(a.in[1]);
   float* gx = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
@@ -482,7 +479,6 @@ static void thin_gw_finish(const v16* acc, const float* tail, int64_t n, float* 
 bool conv2d_bwd_weight(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
   bool bf = static_cast<const ConvParams*>(a.params)->bf16;
-  if (bf && !gemm_bf16_active()) return false;  // as conv2d_bwd_input
   const float* x = ptr<float>(a.in[1]);
   float* gw = ptr<float>(a.out[0]);
   float* gb = a.out[1].defined() ? ptr<float>(a.out[1]) : nullptr;

@@ -106,19 +106,19 @@ void vnni_rows(const uint8_t* au, int64_t K4, const int8_t* bp, int64_t Np, cons
 constexpr float kMagic = 12582912.0f;
 
 // q = round(clamp(x / s)) for 16 lanes, as int32; s > 0.
-__attribute__((target("avx512f,avx512bw"), always_inline)) inline __m512i quantize16(__m512 x, __m512 s) {
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512i quantize16(__m512 x, __m512 s) {
   __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(x, s), _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
   v = _mm512_sub_ps(_mm512_add_ps(v, _mm512_set1_ps(kMagic)), _mm512_set1_ps(kMagic));
   return _mm512_cvttps_epi32(v);
 }
 
-__attribute__((target("avx512f,avx512bw"), always_inline)) inline __m512 abs16(__m512 x) {
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 abs16(__m512 x) {
   return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
 }
 
 // Row i of A [M, K] (f32, contiguous) -> au row (u8 = q + 128, padded with
 // 128 to K4 * 4) and its scale. Returns false for a non-finite row.
-__attribute__((target("avx512f,avx512bw"))) bool quantize_a_row(const float* x, int64_t K, int64_t K4, uint8_t* au,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) bool quantize_a_row(const float* x, int64_t K, int64_t K4, uint8_t* au,
                                                                  float* scale) {
   // max drops NaN operands, so a second accumulator sums x * 0: NaN or inf
   // anywhere in the row makes it NaN.
@@ -150,7 +150,7 @@ __attribute__((target("avx512f,avx512bw"))) bool quantize_a_row(const float* x, 
 // Columns [j0, j0 + 16) of B [K, N] (f32, row-major, leading dim N) ->
 // their scales, packed int8 [K4][Np][4] and corr = 128 * column sums of q.
 // Returns the first non-finite column, or -1.
-__attribute__((target("avx512f,avx512bw"))) int64_t quantize_pack_b16(const float* b, int64_t K, int64_t N, int64_t K4,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) int64_t quantize_pack_b16(const float* b, int64_t K, int64_t N, int64_t K4,
                                                                         int64_t Np, int64_t j0, int8_t* bp, float* scale,
                                                                         int32_t* corr) {
   __mmask16 cols = N - j0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - j0)) - 1);
@@ -189,7 +189,7 @@ __attribute__((target("avx512f,avx512bw"))) int64_t quantize_pack_b16(const floa
 // Column j of B when B's columns are contiguous (B = W^T, as int8_linear
 // passes it): amax and quantization run along the column, and each 16 values
 // become 4 packed dwords (4 k each), stored at their [k4][j] slots.
-__attribute__((target("avx512f,avx512bw"))) bool quantize_pack_b_col(const float* x, int64_t K, int64_t K4, int64_t Np,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) bool quantize_pack_b_col(const float* x, int64_t K, int64_t K4, int64_t Np,
                                                                       int64_t j, int8_t* bp, float* scale,
                                                                       int32_t* corr) {
   __m512 m = _mm512_setzero_ps(), probe = _mm512_setzero_ps();

@@ -125,8 +125,18 @@ bool bf16_gemm_kernel_supported(const std::string& name) {
   return false;
 }
 bool gemm_amx_active() { return gemm_bf16_active() && bf16_amx_now(); }
-std::string bf16_gemm_kernel() { return kBf16Names[g_bf16().load()]; }
+std::string bf16_gemm_kernel() {
+  int k = g_bf16().load();
+  return bf16_kernel_supported(k) ? kBf16Names[k] : "none";
+}
 void set_bf16_gemm_kernel(const std::string& name) {
+  // "none" is what bf16_gemm_kernel() reports where no bf16 kernel runs (no
+  // AVX512-BF16, or the f32 GEMM held below AVX-512): restoring it changes nothing.
+  if (name == "none") {
+    BRISK_CHECK(!bf16_kernel_supported(k_avx512bf16) && !bf16_kernel_supported(k_amx),
+                "set_bf16_gemm_kernel: 'none' names no kernel, and this CPU has one (known: auto, amx, avx512bf16)");
+    return;
+  }
   if (name == "auto") {
     g_bf16() = bf16_best();
     return;
