@@ -26,7 +26,9 @@ inline float fast_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (int32_t(n) + 127) << 23;
+  // A NaN x leaves n NaN, whose conversion to int is undefined: convert 0
+  // instead (a select, so the loop still vectorizes); p is NaN, so is the result.
+  int32_t bits = (int32_t(n == n ? n : 0.0f) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
