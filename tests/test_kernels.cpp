@@ -544,8 +544,10 @@ TEST_CASE("kernels: fused conv2d (native) vs ref and vs the composite, fwd and b
                           // 32-column ones) and a layer whose weight gradient runs as gw^T (CKK 18 < O 64)
                           {2, 32, 14, 14, 64, 3, 1, 1, 1, true, true}, {2, 2, 9, 9, 64, 3, 1, 1, 1, true, false},
                           // thin first layers (C*k*k <= 16): channel counts off the 8-channel blocks, a
-                          // position count off the 16-lane chunks, dilation
-                          {2, 1, 9, 7, 5, 3, 1, 1, 1, true, true}, {2, 1, 10, 10, 12, 3, 1, 2, 2, false, false}};
+                          // position count off the 16-lane chunks, dilation; C*k*k = 16 (the weight
+                          // gradient's row blocks, 5 rows at a time without AVX-512, and a ragged last)
+                          {2, 1, 9, 7, 5, 3, 1, 1, 1, true, true}, {2, 1, 10, 10, 12, 3, 1, 2, 2, false, false},
+                          {2, 4, 7, 7, 6, 2, 1, 0, 1, true, false}};
   for (auto c : cases) {
     Tensor x0 = randn({c.N, c.C, c.H, c.W}), w0 = randn({c.O, c.C, c.k, c.k}) * 0.3, b0 = randn({c.O});
     Tensor r = randn({c.N, c.O, (c.H + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1,
