@@ -73,7 +73,8 @@ bool gemm_bf16_active();      // gemm_operands_bf16() && sgemm_bf16_supported()
 // Which bf16 kernel that is: "amx" (tile products, sgemm_amx.cpp) where the
 // CPU has AMX-BF16 and the OS grants tile state, else "avx512bf16"; "none"
 // where neither runs (no AVX512-BF16, or the f32 GEMM held below AVX-512),
-// a name set_bf16_gemm_kernel takes back only there. The environment variable BRISK_BF16_GEMM=auto|amx|avx512bf16 sets it at start;
+// a name set_bf16_gemm_kernel takes back only there. The environment
+// variable BRISK_BF16_GEMM=auto|amx|avx512bf16 sets it at start;
 // set_bf16_gemm_kernel switches it (tests run both), throwing brisk::Error for
 // an unknown name or one the machine lacks.
 std::string bf16_gemm_kernel();
