@@ -719,43 +719,58 @@ TEST_CASE("kernels: conv2d + 2x2 max pool, backward kernels on the pooled gradie
 
 // The fused conv + pool's window codes (one byte: 2 * row + column in the
 // window) against max_pool2d's own indices on the same planes: with ties,
-// NaNs (first NaN wins), odd sizes and a 16-window row tail; and their
-// backward writing every element of a plane that starts as NaN.
+// NaNs (first NaN wins), odd sizes and every length of a vector row's tail
+// (16 windows with AVX-512, 8 with AVX2); and their backward writing every
+// element of a plane that starts as NaN.
 TEST_CASE("kernels: 2x2 max pool window codes match the pool's indices, forward and backward", "[kernels]") {
-  const int64_t H = 7, W = 37, Ho = 3, Wo = 18, P = 6;
-  Geom2d g{1, 1, H, W, 2, 2, 2, 2, 0, 0, 1, 1, Ho, Wo};
-  Tensor x = (randn({P, H, W}) * 2.0).to(DType::i32).to(DType::f32);  // ties within windows
-  float* xp = x.data_ptr<float>();
-  xp[3] = NAN;                   // plane 0, row 0: a NaN at a window's second column
-  xp[W + 10] = NAN;              // its window's row 1 as well: the first NaN wins
-  xp[2 * H * W + 3 * W] = NAN;   // plane 2: row 3, the lower row of a window
-  xp[4 * H * W + 2 * W + 35] = NAN;
-  Tensor gy = randn({P, Ho, Wo});
-  for (int64_t p = 0; p < P; ++p) {
-    std::vector<float> y64(Ho * Wo), y8(Ho * Wo);
-    std::vector<int64_t> idx(Ho * Wo);
-    std::vector<uint8_t> code(Ho * Wo);
-    kern::cpu::max_pool_2x2(xp + p * H * W, g, y64.data(), idx.data());
-    kern::cpu::max_pool_2x2(xp + p * H * W, g, y8.data(), code.data());
-    for (int64_t l = 0; l < Ho * Wo; ++l) {
-      int64_t oh = l / Wo, ow = l % Wo, want = -1;  // the first NaN, else the first maximum, in row-major order
-      for (int64_t k = 0; k < 4; ++k) {
-        float v = xp[p * H * W + (2 * oh + k / 2) * W + 2 * ow + k % 2];
-        if (std::isnan(v)) {
-          want = k;
-          break;
+  const int64_t H = 7, Ho = 3, P = 6;
+  for (int64_t W : {37, 32, 31, 30, 29, 27, 25, 23, 21, 19, 17, 16, 15, 13, 11, 9, 7, 5, 3, 2}) {
+    const int64_t Wo = W / 2;
+    Geom2d g{1, 1, H, W, 2, 2, 2, 2, 0, 0, 1, 1, Ho, Wo};
+    Tensor x = (randn({P, H, W}) * 2.0).to(DType::i32).to(DType::f32);  // ties within windows
+    float* xp = x.data_ptr<float>();
+    xp[3 % W] = NAN;                       // plane 0, row 0: a NaN (at a window's second column if W > 3)
+    xp[W + 10 % W] = NAN;                  // row 1 as well: in the same window for W = 37, the first NaN wins
+    xp[2 * H * W + 3 * W + W - 2] = NAN;   // plane 2: row 3, the lower row of a window, in the row's tail
+    xp[4 * H * W + 2 * W + 2 * Wo - 1] = NAN;
+    Tensor gy = randn({P, Ho, Wo});
+    for (int64_t p = 0; p < P; ++p) {
+      std::vector<float> y64(Ho * Wo), y8(Ho * Wo);
+      std::vector<int64_t> idx(Ho * Wo);
+      std::vector<uint8_t> code(Ho * Wo);
+      kern::cpu::max_pool_2x2(xp + p * H * W, g, y64.data(), idx.data());
+      kern::cpu::max_pool_2x2(xp + p * H * W, g, y8.data(), code.data());
+      for (int64_t l = 0; l < Ho * Wo; ++l) {
+        int64_t oh = l / Wo, ow = l % Wo, want = -1;  // the first NaN, else the first maximum, in row-major order
+        for (int64_t k = 0; k < 4; ++k) {
+          float v = xp[p * H * W + (2 * oh + k / 2) * W + 2 * ow + k % 2];
+          if (std::isnan(v)) {
+            want = k;
+            break;
+          }
+          if (want < 0 || v > xp[p * H * W + (2 * oh + want / 2) * W + 2 * ow + want % 2]) want = k;
         }
-        if (want < 0 || v > xp[p * H * W + (2 * oh + want / 2) * W + 2 * ow + want % 2]) want = k;
+        float wantv = xp[p * H * W + (2 * oh + want / 2) * W + 2 * ow + want % 2];
+        INFO("width " << W << " plane " << p << " window " << l);
+        CHECK(int64_t(code[size_t(l)]) == want);
+        CHECK(idx[size_t(l)] == (2 * oh + want / 2) * W + 2 * ow + want % 2);
+        CHECK(std::memcmp(&y64[size_t(l)], &wantv, sizeof(float)) == 0);
+        CHECK(std::memcmp(&y64[size_t(l)], &y8[size_t(l)], sizeof(float)) == 0);
       }
-      INFO("plane " << p << " window " << l);
-      CHECK(int64_t(code[size_t(l)]) == want);
-      CHECK(idx[size_t(l)] == (2 * oh + want / 2) * W + 2 * ow + want % 2);
-      CHECK(std::memcmp(&y64[size_t(l)], &y8[size_t(l)], sizeof(float)) == 0);
+      // the backward against a scatter into zeros: each window's gradient at its argmax
+      std::vector<float> g64(H * W, NAN), g8(H * W, NAN), want(H * W, 0.f);
+      const float* gp = gy.data_ptr<float>() + p * Ho * Wo;
+      for (int64_t l = 0; l < Ho * Wo; ++l) want[size_t(idx[size_t(l)])] = gp[l];
+      REQUIRE(kern::cpu::max_pool_2x2_backward(gp, idx.data(), g, g64.data()));
+      kern::cpu::max_pool_2x2_backward_codes(gp, code.data(), g, g8.data());
+      INFO("width " << W << " plane " << p);
+      CHECK(std::memcmp(g64.data(), want.data(), g64.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(g64.data(), g8.data(), g64.size() * sizeof(float)) == 0);
+      // an index outside its window is refused (the caller then scatters)
+      std::vector<int64_t> off = idx;
+      off[size_t(Ho * Wo - 1)] += W + 2;
+      CHECK_FALSE(kern::cpu::max_pool_2x2_backward(gp, off.data(), g, g64.data()));
     }
-    std::vector<float> g64(H * W, NAN), g8(H * W, NAN);
-    REQUIRE(kern::cpu::max_pool_2x2_backward(gy.data_ptr<float>() + p * Ho * Wo, idx.data(), g, g64.data()));
-    kern::cpu::max_pool_2x2_backward_codes(gy.data_ptr<float>() + p * Ho * Wo, code.data(), g, g8.data());
-    CHECK(std::memcmp(g64.data(), g8.data(), g64.size() * sizeof(float)) == 0);
   }
 }
 

@@ -79,6 +79,14 @@ void relu_pooled(float* v, uint8_t* code, int64_t n) {
     __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), _mm_mask_mov_epi8(_mm_set1_epi8(4), live, c));
   }
+#elif defined(__AVX2__)
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = _mm256_loadu_ps(v + i);
+    __m256 live = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+    _mm256_storeu_ps(v + i, _mm256_and_ps(live, x));
+    __m128i c = load_bytes8(code + i, 8);  // the 8 codes; 4 where not live
+    store_bytes8(code + i, _mm_blendv_epi8(_mm_set1_epi8(4), c, narrow8_epi32(_mm256_castps_si256(live))), 8);
+  }
 #endif
   for (; i < n; ++i)
     if (!(v[i] > 0.f)) v[i] = 0.f, code[i] = 4;

@@ -7,7 +7,8 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#ifdef __AVX512F__
+#include <cstring>
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -40,8 +41,8 @@ inline void pool_window_slow(const T* plane, const Geom2d& g, int64_t h0, int64_
 
 // The common 2x2 / stride 2 / no padding case. Random activations make a
 // branchy max mispredict every other window, so this is branch-free: masked
-// selects, 16 windows at a time with AVX-512 for f32, scalar selects
-// otherwise. Ties keep the first element in row-major order. A row holding a
+// selects, 16 windows at a time with AVX-512 for f32 (8 with AVX2), scalar
+// selects otherwise. Ties keep the first element in row-major order. A row holding a
 // NaN is redone by the generic path (NaN wins, first NaN).
 //
 // Index forms (I): int64_t, max_pool2d's index into the plane (h * W + w);
@@ -69,6 +70,38 @@ inline int64_t pool_2x2_scalar(const T* r0, const T* r1, int64_t W, int64_t base
   }
   return Wo;
 }
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// AVX2 has no mask registers: a row's tail goes through maskload/maskstore
+// with lane masks read from this table (k all-ones lanes, then zeros).
+alignas(64) inline constexpr int32_t kLaneMaskTable[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                           -1, -1, -1, -1, -1, 0,  0,  0,  0,  0,  0,
+                                                           0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
+inline __m256i lane_mask8(int64_t k) {  // the first k (0..8) of 8 lanes
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMaskTable + 16 - k));
+}
+// The even and odd elements of 16 consecutive floats (x0: elements 0-7, x1: 8-15).
+inline void deinterleave8(__m256 x0, __m256 x1, __m256& even, __m256& odd) {
+  // within 128-bit halves: x0_0 x0_2 x1_0 x1_2 | x0_4 x0_6 x1_4 x1_6; then 64-bit pieces 0, 2, 1, 3
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0x88)), 0xd8));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0xdd)), 0xd8));
+}
+// n <= 8 bytes from p into the low bytes of a vector (the rest zero), and back.
+inline __m128i load_bytes8(const uint8_t* p, int64_t n) {
+  uint64_t v = 0;
+  std::memcpy(&v, p, size_t(n));
+  return _mm_cvtsi64_si128(int64_t(v));
+}
+inline void store_bytes8(uint8_t* p, __m128i v, int64_t n) {
+  uint64_t b = uint64_t(_mm_cvtsi128_si64(v));
+  std::memcpy(p, &b, size_t(n));
+}
+// 8 int32 lanes (each in -128..127) narrowed to 8 bytes in the low half.
+inline __m128i narrow8_epi32(__m256i v) {
+  __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_packs_epi16(w, w);
+}
+#endif
 
 template <class T, class I = int64_t>
 void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
@@ -116,6 +149,51 @@ void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
       }
       nan = bad != 0;
     }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
+      __m256 bad = _mm256_setzero_ps();
+      for (; ow < g.Wo; ow += 8) {  // masked loads/stores cover the row's tail (masked-off lanes load 0)
+        int64_t n = std::min<int64_t>(8, g.Wo - ow);
+        __m256 x0, x1, z0, z1;
+        if (n == 8) {
+          x0 = _mm256_loadu_ps(r0 + 2 * ow), x1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
+          z0 = _mm256_loadu_ps(r1 + 2 * ow), z1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
+        } else {
+          __m256i m0 = lane_mask8(std::min<int64_t>(8, 2 * n)), m1 = lane_mask8(std::max<int64_t>(0, 2 * n - 8));
+          x0 = _mm256_maskload_ps(r0 + 2 * ow, m0), x1 = _mm256_maskload_ps(r0 + 2 * ow + 8, m1);
+          z0 = _mm256_maskload_ps(r1 + 2 * ow, m0), z1 = _mm256_maskload_ps(r1 + 2 * ow + 8, m1);
+        }
+        __m256 a, b, c, d;
+        deinterleave8(x0, x1, a, b);
+        deinterleave8(z0, z1, c, d);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+        __m256 s1 = _mm256_cmp_ps(b, a, _CMP_GT_OQ), s2 = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
+        __m256 mx1 = _mm256_blendv_ps(a, b, s1), mx2 = _mm256_blendv_ps(c, d, s2);
+        __m256 s = _mm256_cmp_ps(mx2, mx1, _CMP_GT_OQ), v = _mm256_blendv_ps(mx1, mx2, s);
+        __m256i m_out = lane_mask8(n);
+        if (n == 8) _mm256_storeu_ps(yr + ow, v);
+        else _mm256_maskstore_ps(yr + ow, m_out, v);
+        // offset within the window: s1 -> 1; s -> W (+1 if s2); codes: s1 -> 1; s -> 2 (+1 if s2)
+        __m256i k1 = _mm256_and_si256(_mm256_castps_si256(s1), one);
+        __m256i k2 = _mm256_add_epi32(_mm256_set1_epi32(std::is_same_v<I, uint8_t> ? 2 : int(W)),
+                                      _mm256_and_si256(_mm256_castps_si256(s2), one));
+        __m256i k = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(k1), _mm256_castsi256_ps(k2), s));
+        if constexpr (std::is_same_v<I, uint8_t>) {
+          store_bytes8(ir + ow, narrow8_epi32(k), n);
+        } else {
+          k = _mm256_add_epi32(k, lane2);  // + 2 * lane
+          __m256i off = _mm256_set1_epi64x(base + 2 * ow);
+          __m256i lo = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(k)), off);
+          __m256i hi = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(k, 1)), off);
+          _mm256_maskstore_epi64(reinterpret_cast<long long*>(ir + ow),
+                                 _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m_out)), lo);
+          _mm256_maskstore_epi64(reinterpret_cast<long long*>(ir + ow + 4),
+                                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m_out, 1)), hi);
+        }
+      }
+      nan = _mm256_movemask_ps(bad) != 0;
+    }
 #endif
     pool_2x2_scalar(r0, r1, W, base, ow, g.Wo, yr, ir, nan);
     if (nan)
@@ -141,6 +219,26 @@ inline void store_windows16(__m512 a, __m512 b, __m512 c, __m512 d, int64_t n, f
   _mm512_mask_storeu_ps(r0 + 16, s1, _mm512_permutex2var_ps(a, hi, b));
   _mm512_mask_storeu_ps(r1, s0, _mm512_permutex2var_ps(c, lo, d));
   _mm512_mask_storeu_ps(r1 + 16, s1, _mm512_permutex2var_ps(c, hi, d));
+}
+#endif
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// n <= 8 windows' gradients at window positions (0, 0), (0, 1), (1, 0), (1, 1)
+// -> rows r0 and r1 (2n values each, the pairs interleaved).
+inline void store_windows8(__m256 a, __m256 b, __m256 c, __m256 d, int64_t n, float* r0, float* r1) {
+  // unpack: a0 b0 a1 b1 | a4 b4 a5 b5 and a2 b2 a3 b3 | a6 b6 a7 b7; then the halves in order
+  __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
+  __m256 cd0 = _mm256_unpacklo_ps(c, d), cd1 = _mm256_unpackhi_ps(c, d);
+  __m256 p0 = _mm256_permute2f128_ps(ab0, ab1, 0x20), p1 = _mm256_permute2f128_ps(ab0, ab1, 0x31);
+  __m256 q0 = _mm256_permute2f128_ps(cd0, cd1, 0x20), q1 = _mm256_permute2f128_ps(cd0, cd1, 0x31);
+  if (n == 8) {
+    _mm256_storeu_ps(r0, p0), _mm256_storeu_ps(r0 + 8, p1);
+    _mm256_storeu_ps(r1, q0), _mm256_storeu_ps(r1 + 8, q1);
+    return;
+  }
+  __m256i m0 = lane_mask8(std::min<int64_t>(8, 2 * n)), m1 = lane_mask8(std::max<int64_t>(0, 2 * n - 8));
+  _mm256_maskstore_ps(r0, m0, p0), _mm256_maskstore_ps(r0 + 8, m1, p1);
+  _mm256_maskstore_ps(r1, m0, q0), _mm256_maskstore_ps(r1 + 8, m1, q1);
 }
 #endif
 
@@ -189,6 +287,36 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
       if (bad) return false;
       ow = g.Wo;
     }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+      int bad = 0;
+      for (; ow < g.Wo; ow += 8) {
+        int64_t n = std::min<int64_t>(8, g.Wo - ow);
+        __m256i m = lane_mask8(n);
+        __m256 gv = _mm256_maskload_ps(gr + ow, m);
+        // offset within the window: idx - (base + 2 * ow + 2 * lane), 64-bit (so exact), 4 lanes at a time
+        __m256i start = _mm256_add_epi64(_mm256_set1_epi64x(base + 2 * ow), lane2);
+        const long long* il = reinterpret_cast<const long long*>(ir + ow);
+        __m256i o0 = _mm256_sub_epi64(
+            _mm256_maskload_epi64(il, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m))), start);
+        __m256i o1 = _mm256_sub_epi64(
+            _mm256_maskload_epi64(il + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1))),
+            _mm256_add_epi64(start, _mm256_set1_epi64x(8)));
+        auto is = [&](int64_t v) {  // 8 lanes of 32-bit masks: offset == v
+          __m256i e0 = _mm256_cmpeq_epi64(o0, _mm256_set1_epi64x(v)), e1 = _mm256_cmpeq_epi64(o1, _mm256_set1_epi64x(v));
+          return _mm256_castsi256_ps(_mm256_blend_epi32(_mm256_permutevar8x32_epi32(e0, pick),
+                                                        _mm256_permutevar8x32_epi32(e1, pick), 0xf0));
+        };
+        __m256 k0 = is(0), k1 = is(1), k2 = is(W), k3 = is(W + 1);
+        __m256 any = _mm256_or_ps(_mm256_or_ps(k0, k1), _mm256_or_ps(k2, k3));
+        bad |= _mm256_movemask_ps(_mm256_andnot_ps(any, _mm256_castsi256_ps(m)));
+        store_windows8(_mm256_and_ps(k0, gv), _mm256_and_ps(k1, gv), _mm256_and_ps(k2, gv), _mm256_and_ps(k3, gv), n,
+                       r0 + 2 * ow, r1 + 2 * ow);
+      }
+      if (bad) return false;
+      ow = g.Wo;
+    }
 #endif
     for (; ow < g.Wo; ++ow) {
       int64_t off = ir[ow] - base - 2 * ow;
@@ -226,6 +354,18 @@ void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d&
         __m512i c = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, cr + ow));
         auto at = [&](int k) { return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(c, _mm512_set1_epi32(k)), gv); };
         store_windows16(at(0), at(1), at(2), at(3), n, r0 + 2 * ow, r1 + 2 * ow);
+      }
+      ow = g.Wo;
+    }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float>) {
+      for (; ow < g.Wo; ow += 8) {
+        int64_t n = std::min<int64_t>(8, g.Wo - ow);
+        __m256 gv = n == 8 ? _mm256_loadu_ps(gr + ow) : _mm256_maskload_ps(gr + ow, lane_mask8(n));
+        __m256i c = _mm256_cvtepu8_epi32(load_bytes8(cr + ow, n));
+        // the gradient where the code is k, +0 elsewhere (as the scalar select's T(0))
+        auto at = [&](int k) { return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(k))), gv); };
+        store_windows8(at(0), at(1), at(2), at(3), n, r0 + 2 * ow, r1 + 2 * ow);
       }
       ow = g.Wo;
     }
