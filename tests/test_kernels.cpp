@@ -841,6 +841,31 @@ TEST_CASE("kernels: thin conv2d forward keeps the GEMM path's NaN and ReLU rule"
   CHECK(bad == 0);
 }
 
+// Whatever product the native forward picks (thin, y = w @ col, or y^T with
+// the transposing epilogue), its ReLU keeps std::max(v, 0)'s rule as the ref
+// kernel does: a NaN stays NaN in the same places, the other values agree.
+TEST_CASE("kernels: conv2d + ReLU forward keeps NaN where the ref kernel does, in every orientation", "[kernels]") {
+  struct Case { int64_t C, O, H, W; };
+  for (Case c : {Case{1, 32, 28, 28}, Case{8, 16, 14, 14}, Case{3, 5, 9, 11}, Case{16, 24, 7, 7}}) {
+    INFO("C " << c.C << " O " << c.O << " plane " << c.H << "x" << c.W);
+    Tensor x = randn({2, c.C, c.H, c.W}), w = randn({c.O, c.C, 3, 3}), b = randn({c.O});
+    x.data_ptr<float>()[c.H * c.W / 2 + 3] = NAN;
+    Tensor got = F::conv2d_relu(x, w, b, 1, 1, 1, 1, true), want;
+    {
+      ForceBackend fb("ref");
+      want = F::conv2d_relu(x, w, b, 1, 1, 1, 1, true);
+    }
+    const float *p = got.data_ptr<float>(), *q = want.data_ptr<float>();
+    int64_t nans = 0, bad = 0;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      nans += std::isnan(p[i]);
+      bad += std::isnan(p[i]) != std::isnan(q[i]) || (!std::isnan(p[i]) && std::abs(p[i] - q[i]) > 1e-4f);
+    }
+    CHECK(nans > 0);
+    CHECK(bad == 0);
+  }
+}
+
 // The thin forward is compiled per K = C * kh * kw (1..16): two 16-position
 // chunks at a time up to K = 9, one above. Each class, with channel counts
 // that leave a remainder after the blocks of 4 or 8 and planes whose last

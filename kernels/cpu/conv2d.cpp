@@ -214,6 +214,45 @@ static void thin_forward(const float* x, const float* w, const float* bias, cons
 }
 #endif
 
+// y [O, L] = (relu)(yt [L, O]^T + bias), the epilogue of the forward's
+// transposed product: 8 x 8 blocks through registers (a strided scalar
+// gather took 9% of the cnn's step on a Zen 3). Each value is s + b, then
+// std::max(., 0)'s rule (NaN and -0 kept), in vector and scalar parts alike.
+static void transpose_bias_relu(const float* yt, int64_t L, int64_t O, const float* bias, bool relu, float* y) {
+  int64_t o = 0;
+#ifdef __AVX__
+  for (; o + 8 <= O; o += 8) {
+    __m256 b[8];
+    for (int j = 0; j < 8; ++j) b[j] = _mm256_set1_ps(bias ? bias[o + j] : 0.f);
+    int64_t l = 0;
+    for (; l + 8 <= L; l += 8) {
+      __m256 c[8];  // c[j]: yt[l .. l + 7, o + j], row o + j of y
+      load_transposed8x8(yt + l * O + o, O, c);
+      for (int j = 0; j < 8; ++j) {
+        __m256 v = _mm256_add_ps(c[j], b[j]);
+        if (relu) v = _mm256_max_ps(_mm256_setzero_ps(), v);  // 0 > v ? 0 : v
+        _mm256_storeu_ps(y + (o + j) * L + l, v);
+      }
+    }
+    for (int j = 0; j < 8; ++j) {
+      float bj = bias ? bias[o + j] : 0.f;
+      for (int64_t t = l; t < L; ++t) {
+        float v = yt[t * O + o + j] + bj;
+        y[(o + j) * L + t] = relu ? std::max(v, 0.f) : v;
+      }
+    }
+  }
+#endif
+  for (; o < O; ++o) {
+    float b = bias ? bias[o] : 0.f, *r = y + o * L;
+    const float* s = yt + o;
+    if (relu)
+      for (int64_t l = 0; l < L; ++l) r[l] = std::max(s[l * O] + b, 0.f);
+    else
+      for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
+  }
+}
+
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
 // a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
@@ -280,14 +319,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
       if (tr) {
         if (packed) sgemm_packed(L, O, CKK, col, wp, yt, O);
         else sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
-        for (int64_t o = 0; o < O; ++o) {  // transpose into NCHW with bias and ReLU, while yt is in cache
-          float b = bias ? bias[o] : 0.f, *r = yn + o * L;
-          const float* s = yt + o;
-          if (relu)
-            for (int64_t l = 0; l < L; ++l) r[l] = std::max(s[l * O] + b, 0.f);
-          else
-            for (int64_t l = 0; l < L; ++l) r[l] = s[l * O] + b;
-        }
+        transpose_bias_relu(yt, L, O, bias, relu, yn);  // into NCHW while yt is in cache
         if (bf16) round_bf16(yn, O * L);
         if (sink) (*sink)(n, yn);
         continue;
