@@ -86,3 +86,35 @@ TEST_CASE("kernels: unfold into packed GEMM strips matches the unfold's definiti
   WARN("SKIPPED: the unfold into packed strips is AVX-512 code, not in this build");
 #endif
 }
+
+// im2col_sample of a "same" geometry under each GEMM instruction set the CPU
+// has: AVX-512 rows, AVX2's whole-plane masked copies, or the portable rows,
+// every element against the definition (the buffer starts as NaN).
+TEST_CASE("kernels: the per-sample unfold of a same convolution matches the definition on every ISA", "[kernels][gemm]") {
+  struct IsaRestore {
+    ~IsaRestore() { kc::set_sgemm_isa("auto"); }
+  } restore;
+  int ran = 0;
+  for (const char* isa : {"avx512", "avx2", "sse"}) {
+    if (!kc::sgemm_isa_supported(isa)) {
+      WARN("SKIPPED: the " << isa << " unfold (this CPU lacks it)");
+      continue;
+    }
+    kc::set_sgemm_isa(isa);
+    ++ran;
+    for (const Geo& e : kGeos) {
+      Geom2d g = same_geom(e);
+      int64_t L = e.H * e.W, CKK = e.C * e.k * e.k;
+      Tensor xt = randn({e.C * L});
+      std::vector<float> x(xt.data_ptr<float>(), xt.data_ptr<float>() + e.C * L);
+      std::vector<float> want = unfold_by_definition(x, e), got(size_t(CKK * L) + 16, NAN);
+      kc::im2col_sample(x.data(), g, got.data());
+      INFO(isa << ": C " << e.C << " " << e.H << "x" << e.W << " k" << e.k << " pad " << e.pad << " dil " << e.dil);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < CKK * L; ++i) bad += !(got[size_t(i)] == want[size_t(i)]);
+      CHECK(bad == 0);
+      for (size_t i = size_t(CKK * L); i < got.size(); ++i) CHECK(std::isnan(got[i]));  // nothing written past col
+    }
+  }
+  CHECK(ran > 0);
+}

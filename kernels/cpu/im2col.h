@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <type_traits>
 #include <vector>
-#ifdef __AVX512F__
+#ifdef __AVX2__
 #include <immintrin.h>
 #endif
 
@@ -31,6 +31,92 @@ inline void for_each_unfold_row(const Geom2d& g, F&& f) {
         for (int64_t oh = 0; oh < g.Ho; ++oh) f(c, j, oh * g.sh - g.ph + i * g.dh, w0, base + oh * g.Wo);
       }
 }
+
+// [kw, chunks] masks of the lanes whose column stays inside the plane (zero
+// past L), worked out once per geometry (a call unfolds one sample, and a
+// batch has many); chunks = ceil(L / 16).
+inline const uint16_t* same_colmasks(const Geom2d& g) {
+  int64_t L = g.H * g.W, chunks = (L + 15) / 16;
+  static thread_local std::vector<uint16_t> colmask;
+  static thread_local int64_t key[4] = {-1, -1, -1, -1};
+  if (key[0] != g.W || key[1] != L || key[2] != g.kw || key[3] != g.dw * 65536 + g.pw) {
+    colmask.assign(size_t(g.kw * chunks), 0);
+    for (int64_t j = 0; j < g.kw; ++j) {
+      int64_t wj = j * g.dw - g.pw;
+      for (int64_t p = 0; p < L; ++p) {
+        int64_t w = p % g.W + wj;
+        if (w >= 0 && w < g.W) colmask[size_t(j * chunks + p / 16)] |= uint16_t(1u << (p % 16));
+      }
+    }
+    key[0] = g.W, key[1] = L, key[2] = g.kw, key[3] = g.dw * 65536 + g.pw;
+  }
+  return colmask.data();
+}
+
+// The lanes of chunk t whose source 16t + delta + lane lies inside [0, L).
+inline uint32_t same_inside(int64_t t, int64_t delta, int64_t L) {
+  int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);
+  return (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) & (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
+}
+// Stride 1 both ways and the output the input's size: each tap's unfolded
+// plane is the input plane at one flat offset.
+inline bool same_geometry(const Geom2d& g) {
+  return g.sh == 1 && g.sw == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30);
+}
+
+// Each tap's load masks for the chunks of its plane (same_chunk's: column
+// wrap and plane ends), as [kh * kw, chunks + 2] with two zero chunks past the
+// plane's last (strips padded to 32 positions reach at most that far), worked
+// out once per geometry.
+inline int64_t same_tap_stride(const Geom2d& g) { return (g.H * g.W + 15) / 16 + 2; }
+inline const uint16_t* same_tap_masks(const Geom2d& g) {
+  static thread_local std::vector<uint16_t> mt;
+  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
+  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
+  if (!std::equal(want, want + 5, key)) {
+    int64_t L = g.H * g.W, chunks = (L + 15) / 16, ts = same_tap_stride(g);
+    const uint16_t* colmask = same_colmasks(g);
+    mt.assign(size_t(g.kh * g.kw * ts), 0);
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
+        for (int64_t t = 0; t < chunks; ++t)
+          mt[size_t((i * g.kw + j) * ts + t)] = uint16_t(colmask[j * chunks + t] & same_inside(t, delta, L));
+      }
+    std::copy(want, want + 5, key);
+  }
+  return mt.data();
+}
+
+#ifdef __AVX2__
+// 8 lanes of a maskload/maskstore mask from the low 8 bits of m (lane u: bit u).
+inline __m256i lane_bits8(uint32_t m) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(m)), bit), bit);
+}
+
+// im2col_same_avx512 with AVX2 (CPUs without AVX-512, and sgemm's "avx2"
+// ISA): each tap's row is its input plane at one flat offset, copied 8 lanes
+// at a time through maskload with same_tap_masks' lanes (column wrap and
+// plane ends zeroed; masked-off lanes never fault), the row's last chunk
+// through maskstore. The rows of 14 or 28 floats were a library call each.
+inline void im2col_same_avx2(const float* x, const Geom2d& g, float* col) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, ts = same_tap_stride(g), chunks8 = (L + 7) / 8;
+  const uint16_t* mt = same_tap_masks(g);
+  __m256i last = lane_bits8(L % 8 ? (1u << (L % 8)) - 1 : 0xffu);
+  for (int64_t k = 0; k < g.C * taps; ++k) {
+    int64_t tap = k % taps;
+    const float* src = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    const uint16_t* m = mt + tap * ts;
+    float* dst = col + k * L;
+    for (int64_t q = 0; q + 1 < chunks8; ++q)
+      _mm256_storeu_ps(dst + 8 * q, _mm256_maskload_ps(src + 8 * q, lane_bits8(uint32_t(m[q / 2]) >> (q % 2 * 8) & 0xffu)));
+    int64_t q = chunks8 - 1;
+    _mm256_maskstore_ps(dst + 8 * q, last,
+                        _mm256_maskload_ps(src + 8 * q, lane_bits8(uint32_t(m[q / 2]) >> (q % 2 * 8) & 0xffu)));
+  }
+}
+#endif
 
 #ifdef __AVX512F__
 // Stride-1 rows with AVX-512 (f32, Wo <= 64, kw <= 16): every output row is at
@@ -62,46 +148,14 @@ struct RowMasks {
   }
 };
 
-// [kw, chunks] masks of the lanes whose column stays inside the plane (zero
-// past L), worked out once per geometry (a call unfolds one sample, and a
-// batch has many); chunks = ceil(L / 16).
-inline const __mmask16* same_colmasks(const Geom2d& g) {
-  int64_t L = g.H * g.W, chunks = (L + 15) / 16;
-  static thread_local std::vector<__mmask16> colmask;
-  static thread_local int64_t key[4] = {-1, -1, -1, -1};
-  if (key[0] != g.W || key[1] != L || key[2] != g.kw || key[3] != g.dw * 65536 + g.pw) {
-    colmask.assign(size_t(g.kw * chunks), 0);
-    for (int64_t j = 0; j < g.kw; ++j) {
-      int64_t wj = j * g.dw - g.pw;
-      for (int64_t p = 0; p < L; ++p) {
-        int64_t w = p % g.W + wj;
-        if (w >= 0 && w < g.W) colmask[size_t(j * chunks + p / 16)] |= __mmask16(1u << (p % 16));
-      }
-    }
-    key[0] = g.W, key[1] = L, key[2] = g.kw, key[3] = g.dw * 65536 + g.pw;
-  }
-  return colmask.data();
-}
-
 // Chunk t (positions 16t .. 16t+15) of one tap's unfolded plane: the input
 // plane at the tap's constant offset delta, with the lanes whose column wraps
 // (cm[t], the tap column's masks) or whose source falls outside [0, L)
 // zeroed; all zero for t past the plane's chunks. Masked-off lanes never
 // fault, so the load may start before the plane.
-// The lanes of chunk t whose source 16t + delta + lane lies inside [0, L).
-inline uint32_t same_inside(int64_t t, int64_t delta, int64_t L) {
-  int64_t lo = -(16 * t + delta), hi = L - (16 * t + delta);
-  return (lo <= 0 ? 0xffffu : lo >= 16 ? 0u : 0xffffu << lo) & (hi >= 16 ? 0xffffu : hi <= 0 ? 0u : (1u << hi) - 1);
-}
 inline __m512 same_chunk(const float* plane, int64_t L, const __mmask16* cm, int64_t delta, int64_t t) {
   if (t >= (L + 15) / 16) return _mm512_setzero_ps();
   return _mm512_maskz_loadu_ps(__mmask16(cm[t] & same_inside(t, delta, L)), plane + 16 * t + delta);
-}
-
-// Stride 1 both ways and the output the input's size: each tap's unfolded
-// plane is the input plane at one flat offset.
-inline bool same_geometry(const Geom2d& g) {
-  return g.sh == 1 && g.sw == 1 && g.Ho == g.H && g.Wo == g.W && g.H * g.W < (int64_t(1) << 30);
 }
 
 // "Same" geometry (stride 1, Ho = H, Wo = W: the cnn's 3x3 pad 1 layers):
@@ -126,30 +180,6 @@ inline void im2col_same_avx512(const float* x, const Geom2d& g, float* col) {
                                 same_chunk(plane, L, cm, delta, t));
       }
   }
-}
-
-// Each tap's load masks for the chunks of its plane (same_chunk's: column
-// wrap and plane ends), as [kh * kw, chunks + 2] with two zero chunks past the
-// plane's last (strips padded to 32 positions reach at most that far), worked
-// out once per geometry.
-inline int64_t same_tap_stride(const Geom2d& g) { return (g.H * g.W + 15) / 16 + 2; }
-inline const __mmask16* same_tap_masks(const Geom2d& g) {
-  static thread_local std::vector<__mmask16> mt;
-  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
-  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
-  if (!std::equal(want, want + 5, key)) {
-    int64_t L = g.H * g.W, chunks = (L + 15) / 16, ts = same_tap_stride(g);
-    const __mmask16* colmask = same_colmasks(g);
-    mt.assign(size_t(g.kh * g.kw * ts), 0);
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) {
-        int64_t delta = (i * g.dh - g.ph) * g.W + (j * g.dw - g.pw);
-        for (int64_t t = 0; t < chunks; ++t)
-          mt[size_t((i * g.kw + j) * ts + t)] = __mmask16(colmask[j * chunks + t] & same_inside(t, delta, L));
-      }
-    std::copy(want, want + 5, key);
-  }
-  return mt.data();
 }
 
 // The same unfold written straight into sgemm_packed's strips (sgemm.h) of
@@ -279,6 +309,10 @@ void im2col_sample(const T* x, const Geom2d& g, T* col) {
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>)
     if (RowMasks::fits(g) && sgemm_isa_avx512()) return im2col_sample_avx512(x, g, col);
+#endif
+#ifdef __AVX2__
+  if constexpr (std::is_same_v<T, float>)
+    if (same_geometry(g) && sgemm_isa_avx2()) return im2col_same_avx2(x, g, col);
 #endif
   for_each_unfold_row(g, [&](int64_t c, int64_t, int64_t h, int64_t w0, int64_t r) {
     T* d = col + r;

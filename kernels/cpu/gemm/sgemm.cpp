@@ -59,6 +59,7 @@ bool sgemm_isa_supported(const std::string& isa) {
 
 std::string sgemm_isa() { return kNames[g_isa.load()]; }
 bool sgemm_isa_avx512() { return g_isa.load(std::memory_order_relaxed) == Isa::avx512; }
+bool sgemm_isa_avx2() { return g_isa.load(std::memory_order_relaxed) == Isa::avx2; }
 
 void set_sgemm_isa(const std::string& isa) {
   if (isa == "auto") {

@@ -130,6 +130,7 @@ void sgemm_packed_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda
 // lacks.
 std::string sgemm_isa();
 bool sgemm_isa_avx512();  // sgemm_isa() == "avx512", cheaply: other AVX-512 paths (im2col rows) follow the same switch
+bool sgemm_isa_avx2();    // sgemm_isa() == "avx2", cheaply: the AVX2 unfold follows it likewise
 void set_sgemm_isa(const std::string& isa);
 bool sgemm_isa_supported(const std::string& isa);
 
