@@ -290,10 +290,15 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     return;
   }
 #endif
+  // AVX2 (sgemm's avx2 ISA), same geometry, y^T: no unfold into strips (the
+  // A strips are 6 positions wide), but w^T is packed once for the batch and
+  // each sample's col^T packed from its im2col (sgemm would pack both per
+  // sample). sgemm's bits still.
+  bool pack_rows = !packed && tr && !direct && !gemm_operands_bf16() && sgemm_isa_avx2() && same_geometry(g);
   GemmTile ft = sgemm_f32_tile();
   std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
   float* wp = nullptr;
-  if (packed) {
+  if (packed || pack_rows) {
     wp = aligned64(wbuf, size_t(sgemm_packed_size(O, CKK, tr ? ft.nr : ft.mr)));
     if (tr) sgemm_pack_b(CKK, O, MatF{w, 1, CKK}, wp);
     else sgemm_pack_a(O, CKK, MatF{w, CKK, 1}, wp);
@@ -302,7 +307,8 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     for (int64_t o = 0; o < O; ++o)
       for (int64_t k = 0; k < CKK; ++k) wt[size_t(k * O + o)] = w[o * CKK + k];
   }
-  int64_t colsize = direct ? 0 : packed ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr) : CKK * L;
+  int64_t packsize = pack_rows ? sgemm_packed_size(L, CKK, ft.mr) : 0;  // col^T's A strips, after col
+  int64_t colsize = direct ? 0 : packed ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr) : CKK * L + packsize;
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
     float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L : 0)));
     float* col = buf;
@@ -317,8 +323,15 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
-        if (packed) sgemm_packed(L, O, CKK, col, wp, yt, O);
-        else sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
+        if (packed) {
+          sgemm_packed(L, O, CKK, col, wp, yt, O);
+        } else if (pack_rows) {
+          float* colp = col + CKK * L;
+          sgemm_pack_a(L, CKK, MatF{col, 1, L}, colp);
+          sgemm_packed(L, O, CKK, colp, wp, yt, O);
+        } else {
+          sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
+        }
         transpose_bias_relu(yt, L, O, bias, relu, yn);  // into NCHW while yt is in cache
         if (bf16) round_bf16(yn, O * L);
         if (sink) (*sink)(n, yn);
@@ -593,8 +606,14 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
 #ifdef __AVX512F__
   packed = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
 #endif
-  bool transposed = amx || (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
-                                             : t.fill(CKK, O) > t.fill(O, CKK) + 0.01));
+  // AVX2 has the in-place form only (no transposing unfold into strips):
+  // col_n from im2col, gy_n^T packed, taken whatever the tiles' fill.
+  bool packed_rows = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx2() &&
+                     same_geometry(g);
+  packed = packed || packed_rows;
+  bool transposed = amx || packed_rows ||
+                    (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
+                                      : t.fill(CKK, O) > t.fill(O, CKK) + 0.01));
   GemmTile ft = sgemm_f32_tile();
   // Per thread when packed: [col_n | gy_n^T's strips] (transposed) or col_n^T's strips.
   int64_t usize = transposed ? (CKK * L + 15) / 16 * 16 : sgemm_packed_size(CKK, L, ft.nr);
@@ -622,19 +641,22 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         const float* xn = x + n * CHW;
         const float* gyn = gy(n);
         if (packed) {
-#ifdef __AVX512F__
           if (transposed) {
             // gw^T [CKK, O] += col_n [CKK, L] @ gy_n^T: col_n's rows run along L = K and are read in place
             float* gp = col + usize;
-            im2col_same_avx512(xn, g, col);
+#ifdef __AVX512F__
+            if (!packed_rows) im2col_same_avx512(xn, g, col);
+#endif
+            if (packed_rows) im2col_sample(xn, g, col);  // im2col_same_avx2
             sgemm_pack_b(L, O, MatF{gyn, 1, L}, gp);
             sgemm_packed_b(CKK, O, L, col, L, gp, pw, O, true);
           } else {
+#ifdef __AVX512F__
             // gw [O, CKK] += gy_n [O, L] @ col_n^T: gy_n's rows read in place, col_n^T unfolded into B strips
             im2col_same_strips_t_avx512(xn, g, ft.nr, col);
             sgemm_packed_b(O, CKK, L, gyn, L, col, pw, CKK, true);
-          }
 #endif
+          }
           if (gb)
             for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
           continue;
