@@ -823,6 +823,52 @@ static Tensor conv_relu_on(const char* isa, const Tensor& x, const Tensor& w, co
   return F::conv2d_relu(x, w, b, 1, pad, 1, 1, true);
 }
 
+// The thin forward (C*k*k <= 16, a "same" geometry; AVX-512 and AVX2 each
+// have one) against the sum it promises, written out here: for each output,
+// an FMA chain over k = (c, i, j) from 0 (std::fma: one rounding each), then
+// + bias, then std::max(v, 0) -- bit for bit, for each K class, channel
+// counts with remainders, and planes whose last chunk is partial.
+TEST_CASE("kernels: thin conv2d forward equals its FMA chain by definition on every ISA", "[kernels]") {
+  struct IsaRestore {
+    ~IsaRestore() { kern::cpu::set_sgemm_isa("auto"); }
+  } restore;
+  struct Case { int64_t C, kh, kw, O, H, W; };
+  int ran = 0;
+  for (const char* isa : {"avx512", "avx2"}) {
+    if (!kern::cpu::sgemm_isa_supported(isa)) {
+      WARN("SKIPPED: the " << isa << " thin forward (this CPU lacks it)");
+      continue;
+    }
+    ++ran;
+    for (Case c : {Case{1, 3, 3, 13, 9, 11}, Case{1, 1, 3, 6, 28, 28}, Case{4, 1, 3, 11, 7, 5},
+                   Case{5, 3, 1, 9, 10, 3}, Case{1, 3, 3, 32, 28, 28}, Case{3, 3, 3, 5, 6, 6}}) {
+      INFO(isa << ": C " << c.C << " kernel " << c.kh << "x" << c.kw << " O " << c.O << " plane " << c.H << "x" << c.W);
+      Tensor x = randn({2, c.C, c.H, c.W}), w = randn({c.O, c.C, c.kh, c.kw}), b = randn({c.O});
+      int64_t ph = c.kh / 2, pw = c.kw / 2, L = c.H * c.W, K = c.C * c.kh * c.kw;
+      Tensor got = conv_relu_on(isa, x, w, b, F::Pair(ph, pw));
+      REQUIRE(got.shape() == std::vector<int64_t>{2, c.O, c.H, c.W});
+      const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>();
+      const float* gp = got.data_ptr<float>();
+      int64_t bad = 0;
+      for (int64_t n = 0; n < 2; ++n)
+        for (int64_t o = 0; o < c.O; ++o)
+          for (int64_t p = 0; p < L; ++p) {
+            float acc = 0.f;
+            for (int64_t k = 0; k < K; ++k) {
+              int64_t ch = k / (c.kh * c.kw), i = k / c.kw % c.kh, j = k % c.kw;
+              int64_t h = p / c.W + i - ph, v = p % c.W + j - pw;
+              float xv = h >= 0 && h < c.H && v >= 0 && v < c.W ? xp[((n * c.C + ch) * c.H + h) * c.W + v] : 0.f;
+              acc = std::fma(wp[o * K + k], xv, acc);
+            }
+            float want = std::max(acc + bp[o], 0.f), have = gp[(n * c.O + o) * L + p];
+            bad += std::memcmp(&want, &have, sizeof(float)) != 0;
+          }
+      CHECK(bad == 0);
+    }
+  }
+  if (ran == 0) WARN("SKIPPED: no thin forward on this CPU (needs AVX2 or AVX-512)");
+}
+
 // The thin first-layer forward (AVX-512, C*k*k <= 16) applies the conv
 // epilogue's ReLU rule, std::max(v, 0): a NaN stays NaN, as on the GEMM path
 // of the other instruction sets; and the values agree.

@@ -214,6 +214,67 @@ static void thin_forward(const float* x, const float* w, const float* bias, cons
 }
 #endif
 
+#if defined(__AVX2__) && defined(__FMA__)
+// thin_forward with AVX2 (16 ymm registers): 8 positions at a time, the K
+// unfold rows of the chunk in registers (maskload with same_tap_masks'
+// lanes; masked-off lanes never fault) while the output channels pass, OB at
+// a time: K + OB + 1 registers (9 + 4 + 1 = 14 for a 3x3 first layer; above
+// K = 11 some rows spill to L1). The same FMA chain over k from 0, then
+// + bias, then std::max(v, 0)'s rule as the AVX-512 thin_forward and the
+// GEMM path, so the same bits.
+template <int K, int OB>
+static inline void thin_forward_channels8(const __m256 (&xv)[K], const float* w, const float* bias, bool relu,
+                                          int64_t L, int64_t p, __m256i tail, float* y) {
+  __m256 acc[OB];
+#pragma GCC unroll 16
+  for (int b = 0; b < OB; ++b) acc[b] = _mm256_setzero_ps();
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k)
+#pragma GCC unroll 16
+    for (int b = 0; b < OB; ++b) acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(w[b * K + k]), xv[k], acc[b]);
+#pragma GCC unroll 16
+  for (int b = 0; b < OB; ++b) {
+    __m256 v = acc[b];
+    if (bias) v = _mm256_add_ps(v, _mm256_set1_ps(bias[b]));
+    if (relu) v = _mm256_max_ps(_mm256_setzero_ps(), v);  // 0 > v ? 0 : v: NaN stays NaN
+    if (L - p >= 8) _mm256_storeu_ps(y + b * L + p, v);
+    else _mm256_maskstore_ps(y + b * L + p, tail, v);
+  }
+}
+
+template <int K>
+static void thin_forward8_k(const float* const* src, const uint16_t* const* msk, const float* w, const float* bias,
+                            int64_t O, bool relu, int64_t L, float* y) {
+  constexpr int OB = K <= 9 ? 4 : K <= 12 ? 2 : 1;
+  __m256i tail = lane_bits8(L % 8 ? (1u << (L % 8)) - 1 : 0xffu);
+  for (int64_t q = 0; q < (L + 7) / 8; ++q) {
+    __m256 xv[K];
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k)
+      xv[k] = _mm256_maskload_ps(src[k] + 8 * q, lane_bits8(uint32_t(msk[k][q / 2]) >> (q % 2 * 8) & 0xffu));
+    int64_t o = 0;
+    for (; o + OB <= O; o += OB)
+      thin_forward_channels8<K, OB>(xv, w + o * K, bias ? bias + o : nullptr, relu, L, 8 * q, tail, y + o * L);
+    for (; o < O; ++o)
+      thin_forward_channels8<K, 1>(xv, w + o * K, bias ? bias + o : nullptr, relu, L, 8 * q, tail, y + o * L);
+  }
+}
+
+static void thin_forward_avx2(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                              bool relu, float* y) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps;
+  const uint16_t* mt = same_tap_masks(g);
+  const float* src[kThinMax];
+  const uint16_t* msk[kThinMax];
+  for (int64_t k = 0; k < CKK; ++k) {  // row k: tap (c, i, j)'s plane at its offset, and its chunk masks
+    int64_t tap = k % taps;
+    src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    msk[k] = mt + tap * same_tap_stride(g);
+  }
+  with_thin_k(CKK, [&](auto k) { thin_forward8_k<decltype(k)::value>(src, msk, w, bias, O, relu, L, y); });
+}
+#endif
+
 // y [O, L] = (relu)(yt [L, O]^T + bias), the epilogue of the forward's
 // transposed product: 8 x 8 blocks through registers (a strided scalar
 // gather took 9% of the cnn's step on a Zen 3). Each value is s + b, then
@@ -275,20 +336,27 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // the batch (sgemm_packed): no im2col buffer, no per-sample packing of
   // either operand. The products are sgemm's bit for bit.
   bool packed = false;
-#ifdef __AVX512F__
-  packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
-  bool thin = packed && !bf16 && CKK <= kThinMax;
-  if (thin) {
+  // A thin f32 "same" forward (CKK <= kThinMax) runs straight from the input
+  // planes (thin_forward, AVX-512 or AVX2 as sgemm's ISA), one sample at a time.
+  bool thin = !direct && !bf16 && CKK <= kThinMax && !gemm_operands_bf16() && same_geometry(g);
+  auto thin_batch = [&](auto&& sample) {  // sample(x_n, y_n)
     parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
       float* ybuf = sink ? scratch(size_t(O * L)) : nullptr;
       for (int64_t n = lo; n < hi; ++n) {
         float* yn = sink ? ybuf : y + n * O * L;
-        thin_forward(source ? (*source)(n) : x + n * CHW, w, bias, g, O, relu, yn);
+        sample(source ? (*source)(n) : x + n * CHW, yn);
         if (sink) (*sink)(n, yn);
       }
     });
-    return;
-  }
+  };
+#ifdef __AVX512F__
+  packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
+  if (thin && packed)
+    return thin_batch([&](const float* xn, float* yn) { thin_forward(xn, w, bias, g, O, relu, yn); });
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  if (thin && sgemm_isa_avx2())
+    return thin_batch([&](const float* xn, float* yn) { thin_forward_avx2(xn, w, bias, g, O, relu, yn); });
 #endif
   // AVX2 (sgemm's avx2 ISA), same geometry, y^T: no unfold into strips (the
   // A strips are 6 positions wide), but w^T is packed once for the batch and
