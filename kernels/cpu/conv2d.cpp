@@ -16,6 +16,12 @@
 // straight into the GEMM's packed strips (im2col_same_strips_avx512, and its
 // transposed form for the weight gradient), the weight is packed once per
 // batch, and sgemm_packed multiplies them with sgemm's kernel and K blocks.
+// With AVX2 (no AVX-512), a "same" convolution unfolds with whole-plane
+// masked copies (im2col_same_avx2), the forward packs the weight once per
+// batch, and the weight gradient reads the unfold in place (sgemm_packed_b).
+// Either way a thin first layer (C*kh*kw <= 16) runs its forward from the
+// input planes (thin_forward, thin_forward_avx2) and its weight gradient as
+// dot products (thin_gw).
 #include <cstring>
 #include <optional>
 #include <utility>
