@@ -4,6 +4,7 @@
 // outside the image), computed here by index arithmetic. The buffers start
 // as NaN, so a slot the kernel forgets to write fails too.
 #include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/im2col.h"
@@ -87,10 +88,11 @@ TEST_CASE("kernels: unfold into packed GEMM strips matches the unfold's definiti
 #endif
 }
 
-// im2col_sample of a "same" geometry under each GEMM instruction set the CPU
-// has: AVX-512 rows, AVX2's whole-plane masked copies, or the portable rows,
-// every element against the definition (the buffer starts as NaN).
-TEST_CASE("kernels: the per-sample unfold of a same convolution matches the definition on every ISA", "[kernels][gemm]") {
+// im2col_sample and col2im_sample of a "same" geometry under each GEMM
+// instruction set the CPU has: AVX-512 rows, AVX2's whole-plane masked
+// copies, or the portable rows, every element against the definition (the
+// buffers start as NaN).
+TEST_CASE("kernels: the per-sample unfold of a same convolution and its adjoint match the definition on every ISA", "[kernels][gemm]") {
   struct IsaRestore {
     ~IsaRestore() { kc::set_sgemm_isa("auto"); }
   } restore;
@@ -114,6 +116,23 @@ TEST_CASE("kernels: the per-sample unfold of a same convolution matches the defi
       for (int64_t i = 0; i < CKK * L; ++i) bad += !(got[size_t(i)] == want[size_t(i)]);
       CHECK(bad == 0);
       for (size_t i = size_t(CKK * L); i < got.size(); ++i) CHECK(std::isnan(got[i]));  // nothing written past col
+      // col2im, its adjoint: each x element sums, in row order, the col entries the definition maps onto it
+      Tensor ct = randn({CKK * L});
+      const float* cp = ct.data_ptr<float>();
+      std::vector<float> xs(size_t(e.C * L), 0.f), xg(size_t(e.C * L) + 16, NAN);
+      for (int64_t c = 0; c < e.C; ++c)
+        for (int64_t i = 0; i < e.k; ++i)
+          for (int64_t j = 0; j < e.k; ++j)
+            for (int64_t p = 0; p < L; ++p) {
+              int64_t y = p / e.W + i * e.dil - e.pad, z = p % e.W + j * e.dil - e.pad;
+              if (y >= 0 && y < e.H && z >= 0 && z < e.W)
+                xs[size_t((c * e.H + y) * e.W + z)] += cp[((c * e.k + i) * e.k + j) * L + p];
+            }
+      kc::col2im_sample(cp, g, xg.data());
+      int64_t bad_x = 0;
+      for (int64_t i = 0; i < e.C * L; ++i) bad_x += std::memcmp(&xs[size_t(i)], &xg[size_t(i)], sizeof(float)) != 0;
+      CHECK(bad_x == 0);
+      for (size_t i = size_t(e.C * L); i < xg.size(); ++i) CHECK(std::isnan(xg[i]));
     }
   }
   CHECK(ran > 0);

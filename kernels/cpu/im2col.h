@@ -116,6 +116,30 @@ inline void im2col_same_avx2(const float* x, const Geom2d& g, float* col) {
                         _mm256_maskload_ps(src + 8 * q, lane_bits8(uint32_t(m[q / 2]) >> (q % 2 * 8) & 0xffu)));
   }
 }
+
+// Its adjoint, col2im of a same geometry: x zeroed, then each tap row added
+// into its input plane at the tap's offset, 8 lanes at a time through the
+// same masks (a lane that im2col zeroed adds nothing and writes nothing).
+// Rows go in order, so each element sums its taps in the order of the
+// portable col2im, with the same bits.
+inline void col2im_same_avx2(const float* col, const Geom2d& g, float* x) {
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, ts = same_tap_stride(g), chunks8 = (L + 7) / 8;
+  const uint16_t* mt = same_tap_masks(g);
+  std::fill(x, x + g.C * L, 0.f);
+  for (int64_t k = 0; k < g.C * taps; ++k) {
+    int64_t tap = k % taps;
+    float* dst = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    const uint16_t* m = mt + tap * ts;
+    const float* src = col + k * L;
+    for (int64_t q = 0; q < chunks8; ++q) {
+      uint32_t bits = uint32_t(m[q / 2]) >> (q % 2 * 8) & 0xffu;
+      if (!bits) continue;
+      __m256i mk = lane_bits8(bits);
+      _mm256_maskstore_ps(dst + 8 * q, mk,
+                          _mm256_add_ps(_mm256_maskload_ps(dst + 8 * q, mk), _mm256_maskload_ps(src + 8 * q, mk)));
+    }
+  }
+}
 #endif
 
 #ifdef __AVX512F__
@@ -341,6 +365,10 @@ void col2im_sample(const T* col, const Geom2d& g, T* x) {
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>)
     if (RowMasks::fits(g) && sgemm_isa_avx512()) return col2im_sample_avx512(col, g, x);
+#endif
+#ifdef __AVX2__
+  if constexpr (std::is_same_v<T, float>)
+    if (same_geometry(g) && sgemm_isa_avx2()) return col2im_same_avx2(col, g, x);
 #endif
   std::fill(x, x + g.C * g.H * g.W, T(0));
   for_each_unfold_row(g, [&](int64_t c, int64_t, int64_t h, int64_t w0, int64_t r) {
