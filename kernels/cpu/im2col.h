@@ -118,25 +118,33 @@ inline void im2col_same_avx2(const float* x, const Geom2d& g, float* col) {
 }
 
 // Its adjoint, col2im of a same geometry: x zeroed, then each tap row added
-// into its input plane at the tap's offset, 8 lanes at a time through the
-// same masks (a lane that im2col zeroed adds nothing and writes nothing).
-// Rows go in order, so each element sums its taps in the order of the
-// portable col2im, with the same bits.
+// into its input plane at the tap's offset, 8 lanes at a time, the lanes
+// im2col zeroed adding +0 (x is never -0: it starts at +0, and a sum is -0
+// only if both terms are, so x + 0 keeps its bits). Only a chunk reaching past
+// either end of the plane goes through maskstore (microcoded and slow on AMD
+// CPUs: masked stores everywhere left this no faster than the scalar rows).
+// Rows go in order, so each element sums its taps in the portable col2im's
+// order, with the same bits.
 inline void col2im_same_avx2(const float* col, const Geom2d& g, float* x) {
   int64_t L = g.H * g.W, taps = g.kh * g.kw, ts = same_tap_stride(g), chunks8 = (L + 7) / 8;
   const uint16_t* mt = same_tap_masks(g);
   std::fill(x, x + g.C * L, 0.f);
   for (int64_t k = 0; k < g.C * taps; ++k) {
-    int64_t tap = k % taps;
-    float* dst = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    int64_t tap = k % taps, delta = (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    float* dst = x + (k / taps) * L + delta;
     const uint16_t* m = mt + tap * ts;
     const float* src = col + k * L;
     for (int64_t q = 0; q < chunks8; ++q) {
       uint32_t bits = uint32_t(m[q / 2]) >> (q % 2 * 8) & 0xffu;
       if (!bits) continue;
       __m256i mk = lane_bits8(bits);
-      _mm256_maskstore_ps(dst + 8 * q, mk,
-                          _mm256_add_ps(_mm256_maskload_ps(dst + 8 * q, mk), _mm256_maskload_ps(src + 8 * q, mk)));
+      __m256 v = 8 * q + 8 <= L ? _mm256_and_ps(_mm256_loadu_ps(src + 8 * q), _mm256_castsi256_ps(mk))
+                                : _mm256_maskload_ps(src + 8 * q, mk);  // the row's last chunk: not past col
+      int64_t at = 8 * q + delta;  // the chunk's first element in the plane
+      if (at >= 0 && at + 8 <= L)
+        _mm256_storeu_ps(dst + 8 * q, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * q), v));
+      else
+        _mm256_maskstore_ps(dst + 8 * q, mk, _mm256_add_ps(_mm256_maskload_ps(dst + 8 * q, mk), v));
     }
   }
 }
