@@ -143,6 +143,24 @@ static void with_thin_k(int64_t CKK, F&& f) {
   with_thin_k(CKK, std::make_integer_sequence<int, int(kThinMax)>{}, f);
 }
 
+// The thin forwards' unfold rows of x_n for a "same" geometry: row k = tap
+// (c, i, j) is the input plane at the tap's flat offset, read through its
+// chunk masks (same_tap_masks, 16 positions a chunk).
+struct ThinRows {
+  int64_t L, CKK;
+  const float* src[kThinMax];
+  const uint16_t* msk[kThinMax];
+  ThinRows(const float* x, const Geom2d& g) : L(g.H * g.W), CKK(g.C * g.kh * g.kw) {
+    int64_t taps = g.kh * g.kw;
+    const uint16_t* mt = same_tap_masks(g);
+    for (int64_t k = 0; k < CKK; ++k) {
+      int64_t tap = k % taps;
+      src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+      msk[k] = mt + tap * same_tap_stride(g);
+    }
+  }
+};
+
 #ifdef __AVX512F__
 // y_n [O, L] = (relu)(w [O, K] @ unfold(x_n) + bias) for a "same" geometry
 // with K = CKK <= kThinMax, straight from the input planes. For NCH chunks of
@@ -207,16 +225,8 @@ static void thin_forward_k(const float* const* src, const __mmask16* const* msk,
 
 static void thin_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                          float* y) {
-  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps;
-  const __mmask16* mt = same_tap_masks(g);
-  const float* src[kThinMax];
-  const __mmask16* msk[kThinMax];
-  for (int64_t k = 0; k < CKK; ++k) {  // row k: tap (c, i, j)'s plane at its offset, and its chunk masks
-    int64_t tap = k % taps;
-    src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
-    msk[k] = mt + tap * same_tap_stride(g);
-  }
-  with_thin_k(CKK, [&](auto k) { thin_forward_k<decltype(k)::value>(src, msk, w, bias, O, relu, L, y); });
+  ThinRows r(x, g);
+  with_thin_k(r.CKK, [&](auto k) { thin_forward_k<decltype(k)::value>(r.src, r.msk, w, bias, O, relu, r.L, y); });
 }
 #endif
 
@@ -268,16 +278,8 @@ static void thin_forward8_k(const float* const* src, const uint16_t* const* msk,
 
 static void thin_forward_avx2(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                               bool relu, float* y) {
-  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps;
-  const uint16_t* mt = same_tap_masks(g);
-  const float* src[kThinMax];
-  const uint16_t* msk[kThinMax];
-  for (int64_t k = 0; k < CKK; ++k) {  // row k: tap (c, i, j)'s plane at its offset, and its chunk masks
-    int64_t tap = k % taps;
-    src[k] = x + (k / taps) * L + (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
-    msk[k] = mt + tap * same_tap_stride(g);
-  }
-  with_thin_k(CKK, [&](auto k) { thin_forward8_k<decltype(k)::value>(src, msk, w, bias, O, relu, L, y); });
+  ThinRows r(x, g);
+  with_thin_k(r.CKK, [&](auto k) { thin_forward8_k<decltype(k)::value>(r.src, r.msk, w, bias, O, relu, r.L, y); });
 }
 #endif
 
