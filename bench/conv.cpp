@@ -57,7 +57,9 @@ BENCHMARK(BM_conv)
 // One native kernel at a cnn layer (batch 128, 3x3, pad 1, + bias):
 // Args: layer (1: 1->32 at 28x28, 2: 32->64 at 14x14), kernel (0 fwd, 1 bwd_input, 2 bwd_weight),
 // bf16 (1: as under bf16 autocast with its casts folded in: the bf16 GEMM, AMX
-// tiles where the machine has them; skipped without a bf16 GEMM).
+// tiles where the machine has them; skipped without a bf16 GEMM), pool (1: the
+// form the cnn runs, conv + ReLU + 2x2 max pool fused: conv2d_pool_fwd, and
+// backward kernels that expand the pooled gradient through the window codes).
 static void BM_conv_kernel(benchmark::State& st) {
   bool bf16 = st.range(2);
   GemmBf16Scope scope(bf16);
@@ -70,16 +72,24 @@ static void BM_conv_kernel(benchmark::State& st) {
   manual_seed(0);
   Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = zeros({O}), gy = randn({N, O, H, H});
   Tensor y = empty({N, O, H, H}), gx = empty({N, C, H, H}), gw = empty({O, C * 9}), gb = empty({O});
-  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, false, bf16};
+  bool pool = st.range(3);
+  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, pool, bf16};
+  Tensor yp = empty({N, O, H / 2, H / 2}), code = empty(yp.shape(), TensorOptions(DType::u8));
+  if (pool) {  // the window codes of this x (the backward kernels' third input), and a pooled gradient
+    Tensor ins[3] = {x, w, b}, outs[2] = {yp, code};
+    dispatch(opkey::conv2d_pool_fwd, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    gy = randn(yp.shape());
+  }
   for (auto _ : st) {
     if (st.range(1) == 0) {
-      Tensor ins[3] = {x, w, b}, outs[1] = {y};
-      dispatch(opkey::conv2d_fwd, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+      Tensor ins[3] = {x, w, b}, outs[2] = {pool ? yp : y, code};
+      dispatch(pool ? opkey::conv2d_pool_fwd : opkey::conv2d_fwd, DeviceType::cpu, DType::f32,
+               KernelArgs{ins, std::span<Tensor>(outs, pool ? 2 : 1), &p});
     } else if (st.range(1) == 1) {
-      Tensor ins[2] = {gy, w}, outs[1] = {gx};
+      Tensor ins[3] = {gy, w, pool ? code : Tensor()}, outs[1] = {gx};
       dispatch(opkey::conv2d_bwd_input, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
     } else {
-      Tensor ins[2] = {gy, x}, outs[2] = {gw, gb};
+      Tensor ins[3] = {gy, x, pool ? code : Tensor()}, outs[2] = {gw, gb};
       dispatch(opkey::conv2d_bwd_weight, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
     }
   }
@@ -87,8 +97,8 @@ static void BM_conv_kernel(benchmark::State& st) {
                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_conv_kernel)
-    ->ArgNames({"layer", "kernel", "bf16"})
-    ->ArgsProduct({{1, 2}, {0, 1, 2}, {0, 1}})
+    ->ArgNames({"layer", "kernel", "bf16", "pool"})
+    ->ArgsProduct({{1, 2}, {0, 1, 2}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -734,6 +734,8 @@ TEST_CASE("kernels: 2x2 max pool window codes match the pool's indices, forward 
     xp[2 * H * W + 3 * W + W - 2] = NAN;   // plane 2: row 3, the lower row of a window, in the row's tail
     xp[4 * H * W + 2 * W + 2 * Wo - 1] = NAN;
     Tensor gy = randn({P, Ho, Wo});
+    std::vector<float> all_y(P * Ho * Wo), all_g(P * H * W);  // each plane's results, for the slack form below
+    std::vector<uint8_t> all_code(P * Ho * Wo);
     for (int64_t p = 0; p < P; ++p) {
       std::vector<float> y64(Ho * Wo), y8(Ho * Wo);
       std::vector<int64_t> idx(Ho * Wo);
@@ -770,6 +772,35 @@ TEST_CASE("kernels: 2x2 max pool window codes match the pool's indices, forward 
       std::vector<int64_t> off = idx;
       off[size_t(Ho * Wo - 1)] += W + 2;
       CHECK_FALSE(kern::cpu::max_pool_2x2_backward(gp, off.data(), g, g64.data()));
+      std::copy(y8.begin(), y8.end(), all_y.begin() + p * Ho * Wo);
+      std::copy(code.begin(), code.end(), all_code.begin() + p * Ho * Wo);
+      std::copy(g8.begin(), g8.end(), all_g.begin() + p * H * W);
+    }
+    // The slack form, as the fused conv kernels call it: the planes in order
+    // in one buffer, each allowed to read and spill past its end into the
+    // next plane, the last one's output into kPoolSlack more elements; the
+    // inputs end exactly at the last plane (so ASan sees an over-read). Same
+    // bits as plane by plane, and the guard after the slack left alone.
+    const int64_t slack = kern::cpu::kPoolSlack, guard = 24;
+    std::vector<float> xin(xp, xp + P * H * W), gin(gy.data_ptr<float>(), gy.data_ptr<float>() + P * Ho * Wo);
+    std::vector<float> ys(P * Ho * Wo + slack + guard, 7.f), gs(P * H * W + slack + guard, 7.f);
+    std::vector<uint8_t> cs(P * Ho * Wo + slack + guard, 9);
+    for (int64_t p = 0; p < P; ++p)
+      kern::cpu::max_pool_2x2(xin.data() + p * H * W, g, ys.data() + p * Ho * Wo, cs.data() + p * Ho * Wo,
+                              kern::cpu::PoolSlack{(P - p - 1) * H * W, (P - p - 1) * Ho * Wo + slack});
+    std::vector<uint8_t> cin(all_code);  // exactly P planes of codes
+    for (int64_t p = 0; p < P; ++p)
+      kern::cpu::max_pool_2x2_backward_codes(gin.data() + p * Ho * Wo, cin.data() + p * Ho * Wo, g,
+                                             gs.data() + p * H * W,
+                                             kern::cpu::PoolSlack{(P - p - 1) * Ho * Wo, (P - p - 1) * H * W + slack});
+    INFO("width " << W << ", with slack");
+    CHECK(std::memcmp(ys.data(), all_y.data(), all_y.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(cs.data(), all_code.data(), all_code.size()) == 0);
+    CHECK(std::memcmp(gs.data(), all_g.data(), all_g.size() * sizeof(float)) == 0);
+    for (int64_t i = 0; i < guard; ++i) {
+      CHECK(ys[size_t(P * Ho * Wo + slack + i)] == 7.f);
+      CHECK(cs[size_t(P * Ho * Wo + slack + i)] == 9);
+      CHECK(gs[size_t(P * H * W + slack + i)] == 7.f);
     }
   }
 }

@@ -113,15 +113,20 @@ struct GySample {
     if (a.in.size() > 2 && a.in[2].defined()) {
       code = ptr<uint8_t>(a.in[2]);
       pg = max_pool_2x2_geom(g, o);
+      numel = a.in[0].numel();
     }
   }
+  int64_t numel = 0;              // pooled form: elements of gy (and of code)
   const float* operator()(int64_t n) const {
     if (!code) return gy + n * O * L;
     static thread_local std::vector<float> buf;
-    if (buf.size() < size_t(O * L)) buf.resize(size_t(O * L));
+    if (buf.size() < size_t(O * L + kPoolSlack)) buf.resize(size_t(O * L + kPoolSlack));
     int64_t Lp = pg.Ho * pg.Wo;
-    for (int64_t o = 0; o < O; ++o)
-      max_pool_2x2_backward_codes(gy + (n * O + o) * Lp, code + (n * O + o) * Lp, pg, buf.data() + o * L);
+    for (int64_t o = 0; o < O; ++o) {
+      // planes in order, so each may spill into the next one's room (and the last into kPoolSlack)
+      PoolSlack s{numel - (n * O + o + 1) * Lp, (O - o - 1) * L + kPoolSlack};
+      max_pool_2x2_backward_codes(gy + (n * O + o) * Lp, code + (n * O + o) * Lp, pg, buf.data() + o * L, s);
+    }
     return buf.data();
   }
 };
@@ -349,7 +354,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   bool thin = !direct && !bf16 && CKK <= kThinMax && !gemm_operands_bf16() && same_geometry(g);
   auto thin_batch = [&](auto&& sample) {  // sample(x_n, y_n)
     parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-      float* ybuf = sink ? scratch(size_t(O * L)) : nullptr;
+      float* ybuf = sink ? scratch(size_t(O * L + kPoolSlack)) : nullptr;
       for (int64_t n = lo; n < hi; ++n) {
         float* yn = sink ? ybuf : y + n * O * L;
         sample(source ? (*source)(n) : x + n * CHW, yn);
@@ -386,7 +391,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   int64_t packsize = pack_rows ? sgemm_packed_size(L, CKK, ft.mr) : 0;  // col^T's A strips, after col
   int64_t colsize = direct ? 0 : packed ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr) : CKK * L + packsize;
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-    float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L : 0)));
+    float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L + kPoolSlack : 0)));
     float* col = buf;
     float* yt = buf + colsize;             // [L, O] when tr
     float* ybuf = yt + (tr ? L * O : 0);   // y_n for the sink
@@ -453,8 +458,9 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
   ConvSampleSink pool = [&](int64_t n, const float* yn) {
-    for (int64_t o = 0; o < O; ++o)
-      max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, code + (n * O + o) * Lp);
+    for (int64_t o = 0; o < O; ++o)  // planes in order: each may spill into the next (yn: into kPoolSlack)
+      max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, code + (n * O + o) * Lp,
+                   PoolSlack{(O - o - 1) * L + kPoolSlack, (O - o - 1) * Lp});
     if (p.relu) relu_pooled(y + n * O * Lp, code + n * O * Lp, O * Lp);
   };
   forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O,

@@ -16,6 +16,7 @@
 #define BRISK_GEMM_NS amx
 #include "kernels/cpu/gemm/amx_tile.h"
 #include "kernels/cpu/gemm/bf16_pack.h"
+#include "kernels/cpu/pool2d.h"
 
 namespace brisk::kern::cpu {
 
@@ -116,7 +117,7 @@ void conv2d_forward_amx(const float* x, const float* w, const float* bias, const
     static thread_local std::vector<Step> pb;
     static thread_local std::vector<float> ybuf;  // y_n for the sink
     if (pb.size() < size_t(nstrips * strip)) pb.resize(size_t(nstrips * strip));
-    if (sink && ybuf.size() < size_t(O * L)) ybuf.resize(size_t(O * L));
+    if (sink && ybuf.size() < size_t(O * L + kPoolSlack)) ybuf.resize(size_t(O * L + kPoolSlack));
     for (int64_t n = lo; n < hi; ++n) {
       unfold.to_b(source ? (*source)(n) : x + n * g.C * L, pb.data());
       float* yn = sink ? ybuf.data() : y + n * O * L;

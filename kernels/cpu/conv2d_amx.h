@@ -13,7 +13,9 @@ namespace brisk::kern::cpu {
 
 // Takes sample n's convolution output y_n [O, Ho*Wo] from a per-thread
 // buffer, on the thread that computed it, while it is in cache: the fused
-// conv + max-pool forward pools it there instead of storing y.
+// conv + max-pool forward pools it there instead of storing y. The buffer
+// has kPoolSlack (kernels/cpu/pool2d.h) floats of room after y_n, which the
+// pool may read.
 using ConvSampleSink = std::function<void(int64_t n, const float* y_n)>;
 // Gives sample n's input x_n [C, H*W], on the thread that convolves it: the
 // input gradient's pooled form expands each sample's output gradient there

@@ -89,12 +89,14 @@ inline void deinterleave8(__m256 x0, __m256 x1, __m256& even, __m256& odd) {
 // n <= 8 bytes from p into the low bytes of a vector (the rest zero), and back.
 inline __m128i load_bytes8(const uint8_t* p, int64_t n) {
   uint64_t v = 0;
-  std::memcpy(&v, p, size_t(n));
+  if (n == 8) std::memcpy(&v, p, 8);  // one load, not a memcpy call
+  else std::memcpy(&v, p, size_t(n));
   return _mm_cvtsi64_si128(int64_t(v));
 }
 inline void store_bytes8(uint8_t* p, __m128i v, int64_t n) {
   uint64_t b = uint64_t(_mm_cvtsi128_si64(v));
-  std::memcpy(p, &b, size_t(n));
+  if (n == 8) std::memcpy(p, &b, 8);
+  else std::memcpy(p, &b, size_t(n));
 }
 // 8 int32 lanes (each in -128..127) narrowed to 8 bytes in the low half.
 inline __m128i narrow8_epi32(__m256i v) {
@@ -103,8 +105,23 @@ inline __m128i narrow8_epi32(__m256i v) {
 }
 #endif
 
+// Room past a plane's end that a pool function may use, in elements: `in`
+// more may be read after its input plane, `out` more overwritten after its
+// output plane, with values the caller writes again later (the next plane
+// of the same buffer, in order) or never reads. The AVX2 paths then load and
+// store whole vectors at a row's tail where they would mask: AMD microcodes
+// vmaskmovps stores, and the cnn's rows are 7 and 14 windows long.
+struct PoolSlack {
+  int64_t in = 0, out = 0;
+};
+// The slack after a scratch buffer of pool planes: a row's tail reads or
+// writes at most 16 floats from within the last row.
+inline constexpr int64_t kPoolSlack = 16;
+
 template <class T, class I = int64_t>
-void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
+void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip, PoolSlack slack = {}) {
+  [[maybe_unused]] const T* in_end = plane + g.H * g.W + slack.in;  // readable up to here
+  [[maybe_unused]] const T* y_end = yp + g.Ho * g.Wo + slack.out;   // writable up to here (y and ip alike)
   for (int64_t oh = 0; oh < g.Ho; ++oh) {
     const T* r0 = plane + 2 * oh * g.W;
     const T* r1 = r0 + g.W;
@@ -153,10 +170,15 @@ void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
     if constexpr (std::is_same_v<T, float>) {
       const __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
       __m256 bad = _mm256_setzero_ps();
-      for (; ow < g.Wo; ow += 8) {  // masked loads/stores cover the row's tail (masked-off lanes load 0)
+      // A row's tail: whole vectors where the slack allows (for window codes;
+      // the lanes past the row compute garbage that lands in the slack or in
+      // the next row, written after), masked otherwise (masked-off lanes load 0).
+      constexpr bool codes = std::is_same_v<I, uint8_t>;
+      for (; ow < g.Wo; ow += 8) {
         int64_t n = std::min<int64_t>(8, g.Wo - ow);
+        bool whole_out = n == 8 || (codes && yr + ow + 8 <= y_end);
         __m256 x0, x1, z0, z1;
-        if (n == 8) {
+        if (n == 8 || (codes && r1 + 2 * ow + 16 <= in_end)) {
           x0 = _mm256_loadu_ps(r0 + 2 * ow), x1 = _mm256_loadu_ps(r0 + 2 * ow + 8);
           z0 = _mm256_loadu_ps(r1 + 2 * ow), z1 = _mm256_loadu_ps(r1 + 2 * ow + 8);
         } else {
@@ -167,12 +189,13 @@ void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
         __m256 a, b, c, d;
         deinterleave8(x0, x1, a, b);
         deinterleave8(z0, z1, c, d);
-        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+        __m256 unord = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q));
+        bad = _mm256_or_ps(bad, n == 8 ? unord : _mm256_and_ps(unord, _mm256_castsi256_ps(lane_mask8(n))));
         __m256 s1 = _mm256_cmp_ps(b, a, _CMP_GT_OQ), s2 = _mm256_cmp_ps(d, c, _CMP_GT_OQ);
         __m256 mx1 = _mm256_blendv_ps(a, b, s1), mx2 = _mm256_blendv_ps(c, d, s2);
         __m256 s = _mm256_cmp_ps(mx2, mx1, _CMP_GT_OQ), v = _mm256_blendv_ps(mx1, mx2, s);
         __m256i m_out = lane_mask8(n);
-        if (n == 8) _mm256_storeu_ps(yr + ow, v);
+        if (whole_out) _mm256_storeu_ps(yr + ow, v);
         else _mm256_maskstore_ps(yr + ow, m_out, v);
         // offset within the window: s1 -> 1; s -> W (+1 if s2); codes: s1 -> 1; s -> 2 (+1 if s2)
         __m256i k1 = _mm256_and_si256(_mm256_castps_si256(s1), one);
@@ -180,7 +203,7 @@ void max_pool_2x2(const T* plane, const Geom2d& g, T* yp, I* ip) {
                                       _mm256_and_si256(_mm256_castps_si256(s2), one));
         __m256i k = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(k1), _mm256_castsi256_ps(k2), s));
         if constexpr (std::is_same_v<I, uint8_t>) {
-          store_bytes8(ir + ow, narrow8_epi32(k), n);
+          store_bytes8(ir + ow, narrow8_epi32(k), whole_out ? 8 : n);
         } else {
           k = _mm256_add_epi32(k, lane2);  // + 2 * lane
           __m256i off = _mm256_set1_epi64x(base + 2 * ow);
@@ -224,21 +247,20 @@ inline void store_windows16(__m512 a, __m512 b, __m512 c, __m512 d, int64_t n, f
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
 // n <= 8 windows' gradients at window positions (0, 0), (0, 1), (1, 0), (1, 1)
-// -> rows r0 and r1 (2n values each, the pairs interleaved).
-inline void store_windows8(__m256 a, __m256 b, __m256 c, __m256 d, int64_t n, float* r0, float* r1) {
+// -> rows r0 and r1 (2n values each, the pairs interleaved). whole0 / whole1:
+// all 16 floats may be written at r0 / r1 (the caller's slack), not just 2n.
+inline void store_windows8(__m256 a, __m256 b, __m256 c, __m256 d, int64_t n, float* r0, float* r1,
+                           bool whole0 = false, bool whole1 = false) {
   // unpack: a0 b0 a1 b1 | a4 b4 a5 b5 and a2 b2 a3 b3 | a6 b6 a7 b7; then the halves in order
   __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
   __m256 cd0 = _mm256_unpacklo_ps(c, d), cd1 = _mm256_unpackhi_ps(c, d);
   __m256 p0 = _mm256_permute2f128_ps(ab0, ab1, 0x20), p1 = _mm256_permute2f128_ps(ab0, ab1, 0x31);
   __m256 q0 = _mm256_permute2f128_ps(cd0, cd1, 0x20), q1 = _mm256_permute2f128_ps(cd0, cd1, 0x31);
-  if (n == 8) {
-    _mm256_storeu_ps(r0, p0), _mm256_storeu_ps(r0 + 8, p1);
-    _mm256_storeu_ps(r1, q0), _mm256_storeu_ps(r1 + 8, q1);
-    return;
-  }
   __m256i m0 = lane_mask8(std::min<int64_t>(8, 2 * n)), m1 = lane_mask8(std::max<int64_t>(0, 2 * n - 8));
-  _mm256_maskstore_ps(r0, m0, p0), _mm256_maskstore_ps(r0 + 8, m1, p1);
-  _mm256_maskstore_ps(r1, m0, q0), _mm256_maskstore_ps(r1 + 8, m1, q1);
+  if (n == 8 || whole0) _mm256_storeu_ps(r0, p0), _mm256_storeu_ps(r0 + 8, p1);
+  else _mm256_maskstore_ps(r0, m0, p0), _mm256_maskstore_ps(r0 + 8, m1, p1);
+  if (n == 8 || whole1) _mm256_storeu_ps(r1, q0), _mm256_storeu_ps(r1 + 8, q1);
+  else _mm256_maskstore_ps(r1, m0, q0), _mm256_maskstore_ps(r1 + 8, m1, q1);
 }
 #endif
 
@@ -335,10 +357,13 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
 
 // max_pool_2x2_backward for window codes (max_pool_2x2's uint8_t form): the
 // gradient at each window's code position, zeros elsewhere (a code above 3
-// drops its gradient rather than writing outside the window).
+// drops its gradient rather than writing outside the window). slack.in
+// counts gy and code elements, slack.out floats after the plane.
 template <class T>
-void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d& g, T* plane) {
+void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d& g, T* plane, PoolSlack slack = {}) {
   const int64_t W = g.W;
+  [[maybe_unused]] const T* gy_end = gy + g.Ho * g.Wo + slack.in;  // readable up to here (code alike)
+  [[maybe_unused]] const T* out_end = plane + g.H * W + slack.out;  // writable up to here
   for (int64_t oh = 0; oh < g.Ho; ++oh) {
     T* r0 = plane + 2 * oh * W;
     T* r1 = r0 + W;
@@ -359,13 +384,19 @@ void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d&
     }
 #elif defined(__AVX2__)
     if constexpr (std::is_same_v<T, float>) {
-      for (; ow < g.Wo; ow += 8) {
-        int64_t n = std::min<int64_t>(8, g.Wo - ow);
-        __m256 gv = n == 8 ? _mm256_loadu_ps(gr + ow) : _mm256_maskload_ps(gr + ow, lane_mask8(n));
-        __m256i c = _mm256_cvtepu8_epi32(load_bytes8(cr + ow, n));
+      // The row's chunks last to first: a whole-vector tail (where the slack
+      // allows) spills garbage past 2 * Wo into the odd column and the next
+      // row, which the chunks at ow = 0 (16 floats each) and the next rows
+      // write over later; the last row's spill lands in the slack.
+      for (int64_t c0 = (g.Wo - 1) / 8 * 8; c0 >= 0; c0 -= 8) {
+        int64_t n = std::min<int64_t>(8, g.Wo - c0);
+        bool whole_in = n == 8 || gr + c0 + 8 <= gy_end;
+        __m256 gv = whole_in ? _mm256_loadu_ps(gr + c0) : _mm256_maskload_ps(gr + c0, lane_mask8(n));
+        __m256i c = _mm256_cvtepu8_epi32(load_bytes8(cr + c0, whole_in ? 8 : n));
         // the gradient where the code is k, +0 elsewhere (as the scalar select's T(0))
         auto at = [&](int k) { return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(k))), gv); };
-        store_windows8(at(0), at(1), at(2), at(3), n, r0 + 2 * ow, r1 + 2 * ow);
+        store_windows8(at(0), at(1), at(2), at(3), n, r0 + 2 * c0, r1 + 2 * c0, r0 + 2 * c0 + 16 <= out_end,
+                       r1 + 2 * c0 + 16 <= out_end);
       }
       ow = g.Wo;
     }
