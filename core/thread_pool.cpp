@@ -191,4 +191,24 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
   });
 }
 
+void parallel_for_blocks(int64_t begin, int64_t end, int64_t block,
+                         const std::function<void(int64_t, int64_t)>& fn) {
+  int64_t n = end - begin;
+  if (n <= 0) return;
+  block = std::max<int64_t>(block, 1);
+  int64_t blocks = (n + block - 1) / block;
+  auto run_block = [&](int64_t b) { fn(begin + b * block, std::min(end, begin + (b + 1) * block)); };
+  int64_t threads = std::min<int64_t>(pool().size(), blocks);
+  if (threads <= 1 || t_in_worker) {
+    for (int64_t b = 0; b < blocks; ++b) run_block(b);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  bool gemm_bf16 = gemm_operands_bf16();  // the caller's compute context, as in parallel_for
+  pool().run(int(threads), [&](int) {
+    GemmBf16Scope ctx(gemm_bf16);
+    for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;) run_block(b);
+  });
+}
+
 }  // namespace brisk

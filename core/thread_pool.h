@@ -1,6 +1,7 @@
 // One process-wide thread pool. parallel_for splits [begin, end) into at most
 // num_threads static chunks, so the split (and any per-chunk reduction order)
 // depends only on the thread count: same seed + same threads = same bits.
+// parallel_for_blocks hands out fixed blocks dynamically.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,5 +21,13 @@ void park_workers();
 // Runs inline when the range is small or when called from a worker.
 void parallel_for(int64_t begin, int64_t end, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn);
+// fn(lo, hi) on each block [lo, lo + block) of [begin, end) (the last one
+// shorter), the blocks taken in order by whichever thread is free: for work
+// that a thread's equal share leaves uneven (a vCPU the host preempts, a
+// sample that costs more), where parallel_for's other threads would wait.
+// The blocks do not depend on the thread count, but which thread runs one
+// does: a reduction keeps one partial per block, not per thread.
+void parallel_for_blocks(int64_t begin, int64_t end, int64_t block,
+                         const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace brisk

@@ -2,6 +2,7 @@
 // nested regions run inline, a worker's exception reaches the caller, and the
 // pool can be resized between regions. Run under TSan by scripts/sanitize.sh.
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "tests/helpers.h"
@@ -22,6 +23,46 @@ TEST_CASE("threads: parallel_for covers the range once for every pool size", "[t
     }
   }
   set_num_threads(before);
+}
+
+TEST_CASE("threads: parallel_for_blocks hands out each fixed block once, uneven work or not", "[threads]") {
+  int before = get_num_threads();
+  for (int n : {1, 2, 3}) {
+    set_num_threads(n);
+    for (int64_t len : {0, 1, 7, 8, 1000}) {
+      for (int64_t block : {1, 3, 8}) {
+        // each block's [lo, hi) recorded under its index: it must be exactly the
+        // block-th slice, called once, whichever thread took it
+        int64_t blocks = (len + block - 1) / block;
+        std::vector<std::atomic<int>> calls(size_t(blocks + 1));
+        std::vector<int64_t> lo_of(size_t(blocks + 1), -1), hi_of(size_t(blocks + 1), -1);
+        std::atomic<int> misaligned{0};
+        parallel_for_blocks(10, 10 + len, block, [&](int64_t lo, int64_t hi) {
+          int64_t b = (lo - 10) / block;
+          if ((lo - 10) % block != 0 || b >= blocks) {
+            misaligned++;
+            return;
+          }
+          if (calls[size_t(b)]++ == 0) lo_of[size_t(b)] = lo, hi_of[size_t(b)] = hi;
+          if (b % 2 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));  // uneven work
+        });
+        CHECK(misaligned.load() == 0);
+        for (int64_t b = 0; b < blocks; ++b) {
+          INFO("threads " << n << " len " << len << " block " << block << " index " << b);
+          CHECK(calls[size_t(b)].load() == 1);
+          CHECK(lo_of[size_t(b)] == 10 + b * block);
+          CHECK(hi_of[size_t(b)] == std::min(10 + len, 10 + (b + 1) * block));
+        }
+      }
+    }
+  }
+  set_num_threads(before);
+  bt::ThreadCount two(2);
+  CHECK_THROWS_WITH(parallel_for_blocks(0, 100, 1,
+                                        [&](int64_t b, int64_t) {
+                                          if (b == 37) BRISK_FAIL("block at ", b);
+                                        }),
+                    Catch::Contains("block at 37"));
 }
 
 TEST_CASE("threads: nested regions run inline and exceptions reach the caller", "[threads]") {
