@@ -822,6 +822,32 @@ TEST_CASE("kernels: whole conv2d forward and backward, native vs ref", "[kernels
   expect_close(out, ref_out, dtype_tol(DType::f32, 4 * 144 * 8), "conv2d fwd+bwd");
 }
 
+// The weight gradient sums fixed blocks of samples, one partial per block
+// added in block order, whichever thread ran a block: its bits are the same
+// at every thread count (thin first layer and GEMM layer, plain and pooled,
+// a batch that is not a whole number of blocks).
+TEST_CASE("kernels: conv2d weight gradient has the same bits at 1, 2 and 3 threads", "[kernels]") {
+  for (int64_t C : {1, 8}) {
+    for (bool pool : {false, true}) {
+      Tensor x0 = randn({19, C, 10, 10}), w0 = randn({16, C, 3, 3}) * 0.3, b0 = randn({16});
+      auto grads = [&](int threads) {
+        bt::ThreadCount tc(threads);
+        Tensor w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+        Tensor y = pool ? F::conv2d_max_pool2d(x0, w, b, 1, 1, 1, 1, true) : F::conv2d_relu(x0, w, b, 1, 1, 1, 1, true);
+        sum(y * y).backward();
+        return cat({w.grad().reshape({-1}), b.grad()});
+      };
+      Tensor one = grads(1);
+      for (int t : {2, 3}) {
+        Tensor other = grads(t);
+        INFO("C " << C << (pool ? " pooled" : "") << ", threads " << t);
+        REQUIRE(other.numel() == one.numel());
+        CHECK(std::memcmp(one.data_ptr<float>(), other.data_ptr<float>(), sizeof(float) * size_t(one.numel())) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("kernels: cpu copy into a strided destination (a slice) vs ref", "[kernels]") {
   // The backward of narrow/split writes a gradient into a slice of a larger
   // tensor: rows contiguous, the destination not. Source contiguous and

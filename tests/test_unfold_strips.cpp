@@ -88,6 +88,43 @@ TEST_CASE("kernels: unfold into packed GEMM strips matches the unfold's definiti
 #endif
 }
 
+// The AVX2 forward's unfold into the 6-wide A strips of col^T: every slot,
+// the padding positions past L included, against the definition; the buffer
+// starts as NaN and has room after the last strip, which must stay NaN.
+TEST_CASE("kernels: unfold into the AVX2 kernel's 6-wide strips matches the unfold's definition", "[kernels][gemm]") {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (!kc::sgemm_isa_supported("avx2")) {
+    WARN("SKIPPED: the 6-wide strip unfold is AVX2 code and this CPU lacks AVX2");
+    return;
+  }
+  for (const Geo& e : kGeos) {
+    Geom2d g = same_geom(e);
+    int64_t L = e.H * e.W, CKK = e.C * e.k * e.k, P = (L + 5) / 6 * 6, st = kc::sgemm_packed_stride(CKK, 6);
+    Tensor xt = randn({e.C * L});
+    std::vector<float> x(xt.data_ptr<float>(), xt.data_ptr<float>() + e.C * L);
+    std::vector<float> col = unfold_by_definition(x, e);
+    std::vector<float> d(size_t((P / 6) * st) + 16, NAN);
+    kc::im2col_same_strips6_avx2(x.data(), g, d.data());
+    INFO("C " << e.C << " " << e.H << "x" << e.W << " k" << e.k << " pad " << e.pad << " dil " << e.dil);
+    int64_t bad = 0;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t k = 0; k < CKK; ++k) {
+        float want = p < L ? col[size_t(k * L + p)] : 0.f, got = d[size_t(p / 6 * st + k * 6 + p % 6)];
+        bad += !(got == want);
+      }
+    CHECK(bad == 0);
+    // nothing past each strip's CKK rows (the stride's padding) nor past the last strip
+    int64_t wrote_out = 0;
+    for (int64_t s = 0; s < P / 6; ++s)
+      for (int64_t i = CKK * 6; i < st; ++i) wrote_out += !std::isnan(d[size_t(s * st + i)]);
+    for (size_t i = size_t((P / 6) * st); i < d.size(); ++i) wrote_out += !std::isnan(d[i]);
+    CHECK(wrote_out == 0);
+  }
+#else
+  WARN("SKIPPED: the 6-wide strip unfold is AVX2 code, not in this build");
+#endif
+}
+
 // im2col_sample and col2im_sample of a "same" geometry under each GEMM
 // instruction set the CPU has: AVX-512 rows, AVX2's whole-plane masked
 // copies, or the portable rows, every element against the definition (the

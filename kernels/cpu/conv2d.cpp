@@ -131,6 +131,12 @@ struct GySample {
   }
 };
 
+// Samples per parallel_for_blocks block: the kernels below take samples
+// two at a time, so a thread the host preempts holds up the others by at
+// most a block. The weight gradient's blocks are larger: each keeps a
+// partial gw (74 KB for the cnn's second layer) to add at the end.
+constexpr int64_t kSampleBlock = 2, kGradBlock = 8;
+
 // CKK up to this is "thin" (a first layer's 9 taps of one channel): the
 // weight gradient runs as dot products (thin_gw) and an f32 "same" forward
 // as thin_forward, where GEMM packing and its short K loop would cost more
@@ -353,7 +359,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // planes (thin_forward, AVX-512 or AVX2 as sgemm's ISA), one sample at a time.
   bool thin = !direct && !bf16 && CKK <= kThinMax && !gemm_operands_bf16() && same_geometry(g);
   auto thin_batch = [&](auto&& sample) {  // sample(x_n, y_n)
-    parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+    parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
       float* ybuf = sink ? scratch(size_t(O * L + kPoolSlack)) : nullptr;
       for (int64_t n = lo; n < hi; ++n) {
         float* yn = sink ? ybuf : y + n * O * L;
@@ -371,12 +377,18 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   if (thin && sgemm_isa_avx2())
     return thin_batch([&](const float* xn, float* yn) { thin_forward_avx2(xn, w, bias, g, O, relu, yn); });
 #endif
-  // AVX2 (sgemm's avx2 ISA), same geometry, y^T: no unfold into strips (the
-  // A strips are 6 positions wide), but w^T is packed once for the batch and
-  // each sample's col^T packed from its im2col (sgemm would pack both per
-  // sample). sgemm's bits still.
-  bool pack_rows = !packed && tr && !direct && !gemm_operands_bf16() && sgemm_isa_avx2() && same_geometry(g);
+  // AVX2 (sgemm's avx2 ISA), same geometry, y^T: w^T packed once for the
+  // batch, each sample unfolded straight into col^T's 6-wide A strips
+  // (im2col_same_strips6_avx2; sgemm would pack both operands per sample,
+  // from an im2col buffer). sgemm's bits still.
   GemmTile ft = sgemm_f32_tile();
+#if defined(__AVX2__) && defined(__FMA__)
+  constexpr bool strips6 = true;
+#else
+  constexpr bool strips6 = false;  // sgemm may still run AVX2 (its own flags); this unfold is not compiled
+#endif
+  bool pack_rows = strips6 && !packed && tr && !direct && !gemm_operands_bf16() && sgemm_isa_avx2() &&
+                   same_geometry(g) && ft.mr == 6;
   std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
   float* wp = nullptr;
   if (packed || pack_rows) {
@@ -388,9 +400,10 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     for (int64_t o = 0; o < O; ++o)
       for (int64_t k = 0; k < CKK; ++k) wt[size_t(k * O + o)] = w[o * CKK + k];
   }
-  int64_t packsize = pack_rows ? sgemm_packed_size(L, CKK, ft.mr) : 0;  // col^T's A strips, after col
-  int64_t colsize = direct ? 0 : packed ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr) : CKK * L + packsize;
-  parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+  int64_t colsize = direct                ? 0
+                    : packed || pack_rows ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr)
+                                          : CKK * L;
+  parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
     float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L + kPoolSlack : 0)));
     float* col = buf;
     float* yt = buf + colsize;             // [L, O] when tr
@@ -400,16 +413,15 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
 #ifdef __AVX512F__
       if (packed) im2col_same_strips_avx512(xn, g, tr ? ft.mr : ft.nr, col);
 #endif
-      if (!direct && !packed) im2col_sample(xn, g, col);
+#if defined(__AVX2__) && defined(__FMA__)
+      if (pack_rows) im2col_same_strips6_avx2(xn, g, col);
+#endif
+      if (!direct && !packed && !pack_rows) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
-        if (packed) {
+        if (packed || pack_rows) {
           sgemm_packed(L, O, CKK, col, wp, yt, O);
-        } else if (pack_rows) {
-          float* colp = col + CKK * L;
-          sgemm_pack_a(L, CKK, MatF{col, 1, L}, colp);
-          sgemm_packed(L, O, CKK, colp, wp, yt, O);
         } else {
           sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
         }
@@ -500,12 +512,30 @@ bool conv2d_bwd_input(const KernelArgs& a) {
     forward(nullptr, wf.data(), nullptr, gt, g.C, false, false, gx, nullptr, &source);
     return true;
   }
-  parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
-    float* col = direct ? nullptr : scratch(size_t(CKK * L));
+  // f32 with a vector ISA: W^T packed once for the batch and each gy_n
+  // packed alone (sgemm would pack W^T again for every sample). Same bits.
+  bool packed = !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512());
+  GemmTile ft = sgemm_f32_tile();
+  std::vector<float> abuf;
+  const float* ap = nullptr;
+  int64_t colsize = direct ? 0 : (CKK * L + 15) / 16 * 16, bsize = packed ? sgemm_packed_size(L, O, ft.nr) : 0;
+  if (packed) {
+    float* p = aligned64(abuf, size_t(sgemm_packed_size(CKK, O, ft.mr)));
+    sgemm_pack_a(CKK, O, MatF{w, 1, CKK}, p);
+    ap = p;
+  }
+  parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
+    float* col = scratch(size_t(colsize + bsize));
+    float* bp = col + colsize;  // gy_n's B strips (64-byte aligned: colsize is a multiple of 16)
     for (int64_t n = lo; n < hi; ++n) {
       // dcol [CKK, L] = W^T [CKK, O] @ gy_n [O, L]
       float* dst = direct ? gx + n * CHW : col;
-      sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy(n), L, 1}, dst, L);
+      if (packed) {
+        sgemm_pack_b(O, L, MatF{gy(n), L, 1}, bp);
+        sgemm_packed(CKK, L, O, ap, bp, dst, L);
+      } else {
+        sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy(n), L, 1}, dst, L);
+      }
       if (!direct) col2im_sample(col, g, gx + n * CHW);
     }
   });
@@ -667,9 +697,10 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   GySample gy(a, g, O);
   bool direct = is_pointwise(g);
-  // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each parallel_for chunk sums
-  // its samples into its own partial; partials are added in chunk order, so
-  // the result depends only on the thread count. A thin CKK (a first layer's
+  // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each block of kGradBlock
+  // samples sums into its own partial, whichever thread takes it
+  // (parallel_for_blocks); partials are added in block order, so the result
+  // does not depend on the thread count or the schedule. A thin CKK (a first layer's
   // 9) uses dot products; otherwise the product is gw or gw^T = col_n @
   // gy_n^T, whichever fills the micro-tiles better (both operands run along L,
   // so either way they pack through register transposes).
@@ -700,15 +731,15 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // Per thread when packed: [col_n | gy_n^T's strips] (transposed) or col_n^T's strips.
   int64_t usize = transposed ? (CKK * L + 15) / 16 * 16 : sgemm_packed_size(CKK, L, ft.nr);
   int64_t gsize = transposed ? sgemm_packed_size(O, L, ft.nr) : 0;
-  int chunks = int(std::min<int64_t>(get_num_threads(), g.N));
-  int64_t per = (g.N + chunks - 1) / chunks, part = O * CKK + O;
-  static thread_local std::vector<float> partial;  // the caller's; workers write their slices
-  partial.assign(size_t(chunks * part), 0.f);
+  int64_t blocks = (g.N + kGradBlock - 1) / kGradBlock, part = O * CKK + O;
+  static thread_local std::vector<float> partial;  // the caller's; workers zero and write their blocks
+  if (partial.size() < size_t(blocks * part)) partial.resize(size_t(blocks * part));
   float* pbase = partial.data();  // not `partial` inside the lambda: that names each worker's own
-  parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  parallel_for_blocks(0, blocks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
+      std::fill(pw, pw + part, 0.f);
       float* col = scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
@@ -719,7 +750,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         thin_acc.assign(size_t(O * CKK), v16{});
         thin_tail.assign(size_t(O * CKK), 0.f);
       }
-      for (int64_t n = c * per; n < std::min(g.N, (c + 1) * per); ++n) {
+      for (int64_t n = c * kGradBlock; n < std::min(g.N, (c + 1) * kGradBlock); ++n) {
         const float* xn = x + n * CHW;
         const float* gyn = gy(n);
         if (packed) {
@@ -767,18 +798,18 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       if (thin) thin_gw_finish(thin_acc.data(), thin_tail.data(), O * CKK, pw);
     }
   });
-  for (int64_t i = 0; i < O * CKK; ++i) {
-    float s = 0.f;
-    for (int c = 0; c < chunks; ++c) s += partial[size_t(c * part + i)];
-    // transposed partials hold gw^T [CKK, O]
-    gw[transposed ? (i % O) * CKK + i / O : i] = s;
-  }
-  if (gb)
-    for (int64_t o = 0; o < O; ++o) {
-      float s = 0.f;
-      for (int c = 0; c < chunks; ++c) s += partial[size_t(c * part + O * CKK + o)];
-      gb[o] = s;
+  // partial 0 += partial 1, += partial 2, ... in block order (each element's
+  // sum in that order whatever the split of the elements between threads)
+  parallel_for(0, part, 4096, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = 1; c < blocks; ++c) {
+      const float* src = pbase + c * part;
+      for (int64_t i = lo; i < hi; ++i) pbase[i] += src[i];
     }
+    for (int64_t i = lo; i < std::min(hi, O * CKK); ++i)
+      gw[transposed ? (i % O) * CKK + i / O : i] = pbase[i];  // transposed partials hold gw^T [CKK, O]
+    if (gb)
+      for (int64_t i = std::max(lo, O * CKK); i < hi; ++i) gb[i - O * CKK] = pbase[i];
+  });
   return true;
 }
 

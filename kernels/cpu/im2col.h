@@ -117,6 +117,55 @@ inline void im2col_same_avx2(const float* x, const Geom2d& g, float* col) {
   }
 }
 
+// The same unfold written straight into the AVX2 kernel's A strips of
+// col^T [L, CKK] (sgemm_packed's layout for mr = 6): position p of row k at
+// dst[(p / 6) * stride + k * 6 + p % 6] (stride: sgemm_packed_stride(CKK, 6)),
+// zero for p in [L, ceil(L / 6) * 6). Each (strip, row) is 8 loaded lanes,
+// masked, stored whole: the 2 extra floats land on row k + 1 of the strip,
+// written next (the last row stores its 6 as 4 + 2). The forward then needs
+// neither an im2col buffer nor a packing pass. Needs same_geometry(g).
+inline void im2col_same_strips6_avx2(const float* x, const Geom2d& g, float* dst) {
+  constexpr int64_t w = 6;
+  int64_t L = g.H * g.W, taps = g.kh * g.kw, CKK = g.C * taps, ts = same_tap_stride(g);
+  int64_t stride = sgemm_packed_stride(CKK, w), strips = (L + w - 1) / w;
+  // Each tap's 8-lane masks per strip (the lanes of positions 6s .. 6s+7 its
+  // source keeps), expanded once per geometry from same_tap_masks' bits.
+  static thread_local std::vector<int32_t> mk;  // [taps, strips, 8 lanes]
+  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
+  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
+  if (!std::equal(want, want + 5, key)) {
+    const uint16_t* mt = same_tap_masks(g);
+    mk.resize(size_t(taps * strips * 8));
+    for (int64_t tap = 0; tap < taps; ++tap)
+      for (int64_t st = 0; st < strips; ++st) {
+        int64_t p = w * st;  // the table has 2 zero chunks past the plane, so p / 16 + 1 is inside it
+        uint32_t bits = (uint32_t(mt[tap * ts + p / 16]) | uint32_t(mt[tap * ts + p / 16 + 1]) << 16) >> (p % 16);
+        // lanes 6, 7 (the next row's, stored over) masked off
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(mk.data() + (tap * strips + st) * 8), lane_bits8(bits & 0x3fu));
+      }
+    std::copy(want, want + 5, key);
+  }
+  for (int64_t k = 0; k < CKK; ++k) {
+    int64_t tap = k % taps, delta = (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
+    const float* src = x + (k / taps) * L + delta;
+    const int32_t* m = mk.data() + tap * strips * 8;
+    float* row = dst + k * w;
+    for (int64_t st = 0; st < strips; ++st) {
+      __m256i ms = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 * st));
+      int64_t at = w * st + delta;  // the chunk's first source element in the plane
+      __m256 v = at >= 0 && at + 8 <= L ? _mm256_and_ps(_mm256_loadu_ps(src + w * st), _mm256_castsi256_ps(ms))
+                                        : _mm256_maskload_ps(src + w * st, ms);  // masked-off lanes never fault
+      float* d = row + st * stride;
+      if (k + 1 < CKK) {
+        _mm256_storeu_ps(d, v);
+      } else {
+        _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(v, 1));
+      }
+    }
+  }
+}
+
 // Its adjoint, col2im of a same geometry: x zeroed, then each tap row added
 // into its input plane at the tap's offset, 8 lanes at a time, the lanes
 // im2col zeroed adding +0 (x is never -0: it starts at +0, and a sum is -0
