@@ -357,8 +357,8 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   bool packed = false;
   // A thin f32 "same" forward (CKK <= kThinMax) runs straight from the input
   // planes (thin_forward, AVX-512 or AVX2 as sgemm's ISA), one sample at a time.
-  bool thin = !direct && !bf16 && CKK <= kThinMax && !gemm_operands_bf16() && same_geometry(g);
-  auto thin_batch = [&](auto&& sample) {  // sample(x_n, y_n)
+  [[maybe_unused]] bool thin = !direct && !bf16 && CKK <= kThinMax && !gemm_operands_bf16() && same_geometry(g);
+  [[maybe_unused]] auto thin_batch = [&](auto&& sample) {  // sample(x_n, y_n)
     parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
       float* ybuf = sink ? scratch(size_t(O * L + kPoolSlack)) : nullptr;
       for (int64_t n = lo; n < hi; ++n) {
