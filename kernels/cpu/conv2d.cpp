@@ -109,6 +109,7 @@ struct GySample {
   const uint8_t* code = nullptr;  // pooled form: conv2d_pool_fwd's window codes
   Geom2d pg{};                   // pooled form: the pool's geometry (max_pool_2x2_geom)
   int64_t O, L;
+  int64_t numel = 0;             // pooled form: elements of gy (and of code)
   GySample(const KernelArgs& a, const Geom2d& g, int64_t o) : gy(ptr<float>(a.in[0])), O(o), L(g.Ho * g.Wo) {
     if (a.in.size() > 2 && a.in[2].defined()) {
       code = ptr<uint8_t>(a.in[2]);
@@ -116,7 +117,6 @@ struct GySample {
       numel = a.in[0].numel();
     }
   }
-  int64_t numel = 0;              // pooled form: elements of gy (and of code)
   const float* operator()(int64_t n) const {
     if (!code) return gy + n * O * L;
     static thread_local std::vector<float> buf;

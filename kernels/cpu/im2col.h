@@ -3,6 +3,7 @@
 // stays in L2, instead of materialising [N, C*kh*kw, Ho*Wo]).
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -69,11 +70,15 @@ inline bool same_geometry(const Geom2d& g) {
 // plane's last (strips padded to 32 positions reach at most that far), worked
 // out once per geometry.
 inline int64_t same_tap_stride(const Geom2d& g) { return (g.H * g.W + 15) / 16 + 2; }
+// What a per-thread table of a same geometry depends on (its cache key).
+using SameKey = std::array<int64_t, 5>;
+inline SameKey same_key(const Geom2d& g) {
+  return {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
+}
 inline const uint16_t* same_tap_masks(const Geom2d& g) {
   static thread_local std::vector<uint16_t> mt;
-  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
-  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
-  if (!std::equal(want, want + 5, key)) {
+  static thread_local SameKey key{-1, -1, -1, -1, -1};
+  if (SameKey want = same_key(g); want != key) {
     int64_t L = g.H * g.W, chunks = (L + 15) / 16, ts = same_tap_stride(g);
     const uint16_t* colmask = same_colmasks(g);
     mt.assign(size_t(g.kh * g.kw * ts), 0);
@@ -83,7 +88,7 @@ inline const uint16_t* same_tap_masks(const Geom2d& g) {
         for (int64_t t = 0; t < chunks; ++t)
           mt[size_t((i * g.kw + j) * ts + t)] = uint16_t(colmask[j * chunks + t] & same_inside(t, delta, L));
       }
-    std::copy(want, want + 5, key);
+    key = want;
   }
   return mt.data();
 }
@@ -131,9 +136,8 @@ inline void im2col_same_strips6_avx2(const float* x, const Geom2d& g, float* dst
   // Each tap's 8-lane masks per strip (the lanes of positions 6s .. 6s+7 its
   // source keeps), expanded once per geometry from same_tap_masks' bits.
   static thread_local std::vector<int32_t> mk;  // [taps, strips, 8 lanes]
-  static thread_local int64_t key[5] = {-1, -1, -1, -1, -1};
-  int64_t want[5] = {g.H, g.W, g.kh * 65536 + g.kw, g.dh * 65536 + g.dw, g.ph * 65536 + g.pw};
-  if (!std::equal(want, want + 5, key)) {
+  static thread_local SameKey key{-1, -1, -1, -1, -1};
+  if (SameKey want = same_key(g); want != key) {
     const uint16_t* mt = same_tap_masks(g);
     mk.resize(size_t(taps * strips * 8));
     for (int64_t tap = 0; tap < taps; ++tap)
@@ -143,7 +147,7 @@ inline void im2col_same_strips6_avx2(const float* x, const Geom2d& g, float* dst
         // lanes 6, 7 (the next row's, stored over) masked off
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(mk.data() + (tap * strips + st) * 8), lane_bits8(bits & 0x3fu));
       }
-    std::copy(want, want + 5, key);
+    key = want;
   }
   for (int64_t k = 0; k < CKK; ++k) {
     int64_t tap = k % taps, delta = (tap / g.kw * g.dh - g.ph) * g.W + (tap % g.kw * g.dw - g.pw);
