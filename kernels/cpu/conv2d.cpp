@@ -31,6 +31,7 @@
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/conv2d_amx.h"
+#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/im2col.h"
 #include "kernels/cpu/pool2d.h"
@@ -342,6 +343,9 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
                     const ConvSampleSource* source = nullptr) {
   if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
     return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink, source);
+  // f32 3x3 "same": Winograd F(2x2, 3x3), 2.25x fewer multiplies (conv2d_winograd.h).
+  if (!bf16 && !gemm_operands_bf16() && conv2d_winograd_applies(g, O))
+    return conv2d_forward_winograd(x, w, bias, g, O, relu, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -469,6 +473,11 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
+  if (!p.bf16 && !gemm_operands_bf16() && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
+    conv2d_pool_forward_winograd(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
+                                 a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, y, code);
+    return true;
+  }
   ConvSampleSink pool = [&](int64_t n, const float* yn) {
     for (int64_t o = 0; o < O; ++o)  // planes in order: each may spill into the next (yn: into kPoolSlack)
       max_pool_2x2(yn + o * L, pg, y + (n * O + o) * Lp, code + (n * O + o) * Lp,
@@ -500,8 +509,10 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // straight into packed bf16 (conv2d_amx.cpp), with no col2im pass.
   Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
   bool amx = gemm_amx_active() && conv2d_amx_applies(gt) && g.C >= kAmxMinRows;
+  // Likewise Winograd's forward (f32 3x3 "same"), with no col2im pass either.
+  bool wino = !gemm_operands_bf16() && conv2d_winograd_applies(gt, g.C);
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
-      (amx || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
+      (amx || wino || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
     for (int64_t o = 0; o < O; ++o)
       for (int64_t c = 0; c < g.C; ++c)

@@ -71,7 +71,8 @@ inline int64_t pool_2x2_scalar(const T* r0, const T* r1, int64_t W, int64_t base
   return Wo;
 }
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
+// (Also compiled where AVX-512 is on: conv2d_winograd.cpp runs these AVX2 helpers on either.)
+#if defined(__AVX2__)
 // AVX2 has no mask registers: a row's tail goes through maskload/maskstore
 // with lane masks read from this table (k all-ones lanes, then zeros).
 alignas(64) inline constexpr int32_t kLaneMaskTable[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,

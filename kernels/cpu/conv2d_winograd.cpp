@@ -1,0 +1,395 @@
+// Winograd F(2x2, 3x3) for f32 "same" 3x3 convolutions (see the header).
+//
+// Per block of samples, on one thread:
+//   1. each input plane is copied into a zero-bordered plane, so every 4x4
+//      tile reads in bounds;
+//   2. input transform, V = B^T d B for every tile d and channel c, written
+//      as 16 matrices V_xi [C, tiles] in the GEMM's packed B strips;
+//   3. 16 GEMMs M_xi [O, tiles] = U_xi [O, C] @ V_xi, U = G g G^T the
+//      transformed weights (packed once per call);
+//   4. output transform, Y = A^T M A (2x2 outputs per tile), + bias, ReLU,
+//      straight into NCHW rows.
+// Tiles are numbered sample by sample, row by row: t = (s * th + ty) * tw + tx.
+// Both transforms run 8 tiles of a tile row at a time (one ymm lane each).
+//
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+// G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+// A^T = [1 1 1 0; 0 1 -1 -1]
+#include "kernels/cpu/conv2d_winograd.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/pool2d.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+
+std::atomic<bool> g_on{[] {
+  const char* e = std::getenv("BRISK_CONV_WINOGRAD");
+  return !(e && std::strcmp(e, "0") == 0);
+}()};
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The shapes of one call's tiles and buffers.
+struct Plan {
+  int64_t C, O, H, W;
+  int64_t th, tw, tiles1;  // tile rows and columns per plane, tiles per sample
+  int64_t PH, PW;          // zero-bordered plane: rows, row stride (multiple of 8)
+  int64_t nb;              // samples per block
+  int64_t Tp;              // a block's tiles rounded up to whole B strips
+  int64_t sa, sb;          // floats per packed U_xi, V_xi
+  int64_t og;              // output channels per GEMM pass (whole A strips)
+  int64_t MS;              // floats per M_xi [og, Tp]; an odd number of cache lines apart, so the output
+                           // transform's 16 streams do not share an L1 set
+  Plan(const Geom2d& g, int64_t o) : C(g.C), O(o), H(g.H), W(g.W) {
+    th = (H + 1) / 2, tw = (W + 1) / 2, tiles1 = th * tw;
+    PH = 2 * th + 2;
+    // a chunk of 8 tiles at tx0 reads bordered columns 2 tx0 .. 2 tx0 + 17
+    PW = round_up(2 * round_up(tw, 8) + 2, 8);
+    GemmTile t = sgemm_f32_tile();
+    // Samples per block: the best fill of the last B strip among 2..4 samples,
+    // the fewer samples unless more fill 3 points better (the cnn's 14x14
+    // planes: 49 tiles a sample, 98 of 112 columns for 2, 147 of 160 for 3,
+    // 196 of 208 for 4; 3 it is, the same speed as 4 on a Zen 3 with less
+    // cache).
+    nb = 2;
+    auto fill = [&](int64_t k) { return double(k * tiles1) / double(round_up(k * tiles1, t.nr)); };
+    for (int64_t k = 3; k <= 4; ++k)
+      if (fill(k) > fill(nb) + 0.03) nb = k;
+    Tp = round_up(nb * tiles1, t.nr);
+    sa = sgemm_packed_size(O, C, t.mr);
+    sb = sgemm_packed_size(Tp, C, t.nr);
+    // M for og channels at a time stays in L2 with V: 16 x 18 x 112 floats (129 KB) for the cnn
+    og = t.mr * std::max<int64_t>(1, (16 + t.mr - 1) / t.mr);
+    MS = (og * Tp / 16 | 1) * 16;
+  }
+};
+
+// U_xi [O, C] = (G g G^T)[xi / 4][xi % 4] for each w [O, C, 3, 3], packed as
+// the GEMM's A operand: up [16][sa].
+void transform_weights(const float* w, const Plan& p, float* up) {
+  std::vector<float> u(size_t(16 * p.O * p.C));
+  for (int64_t o = 0; o < p.O; ++o)
+    for (int64_t c = 0; c < p.C; ++c) {
+      const float* g = w + (o * p.C + c) * 9;
+      float gg[4][3];  // G g
+      for (int j = 0; j < 3; ++j) {
+        gg[0][j] = g[j];
+        gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        gg[3][j] = g[6 + j];
+      }
+      for (int i = 0; i < 4; ++i) {  // (G g) G^T
+        float r[4] = {gg[i][0], 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]), 0.5f * (gg[i][0] - gg[i][1] + gg[i][2]),
+                      gg[i][2]};
+        for (int k = 0; k < 4; ++k) u[size_t(((i * 4 + k) * p.O + o) * p.C + c)] = r[k];
+      }
+    }
+  for (int xi = 0; xi < 16; ++xi)
+    sgemm_pack_a(p.O, p.C, MatF{u.data() + xi * p.O * p.C, p.C, 1}, up + xi * p.sa);
+}
+
+// x_n's C planes [H, W] into zero-bordered planes [PH, PW]: row r + 1,
+// column c + 1 holds x[r, c]; everything else is 0.
+void border_planes(const float* xn, const Plan& p, float* dst) {
+  for (int64_t c = 0; c < p.C; ++c) {
+    float* d = dst + c * p.PH * p.PW;
+    std::memset(d, 0, size_t(p.PW) * sizeof(float));
+    for (int64_t r = 0; r < p.H; ++r) {
+      float* row = d + (r + 1) * p.PW;
+      row[0] = 0.f;
+      std::memcpy(row + 1, xn + (c * p.H + r) * p.W, size_t(p.W) * sizeof(float));
+      std::memset(row + 1 + p.W, 0, size_t(p.PW - 1 - p.W) * sizeof(float));
+    }
+    std::memset(d + (p.H + 1) * p.PW, 0, size_t((p.PH - p.H - 1) * p.PW) * sizeof(float));
+  }
+}
+
+// Lanes k of (even, odd) = p[2k], p[2k + 1], k = 0..7 (16 floats at p).
+inline void deinterleave(const float* p, __m256& even, __m256& odd) {
+  deinterleave8(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), even, odd);
+}
+
+// Where a block's V_xi [C, Tp] go: the GEMM's packed B strips of nr
+// tiles, strip q of V_xi at vp + xi * sb + q * stride, row c at c * nr.
+struct VStrips {
+  float* vp;
+  int64_t sb, stride, nr, strips, C;
+  bool spare_row;  // room for 8 floats after row C - 1 of a strip (else the next strip begins there)
+};
+
+// Stores lanes 0..7, tiles t .. t + 7 of channel c, into strip row c of
+// every V_xi (v[xi]). Each store is 8 lanes wide: lanes past the strip's
+// end fall on row c + 1, which the next channel's pass overwrites (the
+// caller runs channels in order), lanes past the last valid tile on later
+// tiles, written later. The lanes for the next strip go there rotated to
+// its row start.
+inline void store_tiles(const VStrips& d, int64_t c, int64_t t, const __m256 (&v)[16]) {
+  int64_t q = t / d.nr, off = t % d.nr, k = d.nr - off;  // k lanes fit in strip q
+  float* a = d.vp + q * d.stride + c * d.nr + off;
+  if (k >= 8) {
+    for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(a + xi * d.sb, v[xi]);
+    return;
+  }
+  bool next = q + 1 < d.strips;  // tiles past the last strip are padding: dropped
+  float* b = d.vp + (q + 1) * d.stride + c * d.nr;
+  if (c + 1 < d.C || d.spare_row) {
+    __m256i rot = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(k)));
+    rot = _mm256_and_si256(rot, _mm256_set1_epi32(7));
+    for (int xi = 0; xi < 16; ++xi) {
+      _mm256_storeu_ps(a + xi * d.sb, v[xi]);
+      if (next) _mm256_storeu_ps(b + xi * d.sb, _mm256_permutevar8x32_ps(v[xi], rot));
+    }
+    return;
+  }
+  for (int xi = 0; xi < 16; ++xi) {  // the last channel, no room after its row: lane by lane
+    alignas(32) float l[8];
+    _mm256_store_ps(l, v[xi]);
+    for (int64_t j = 0; j < k; ++j) a[xi * d.sb + j] = l[j];
+    if (next)
+      for (int64_t j = k; j < 8; ++j) b[xi * d.sb + j - k] = l[j];
+  }
+}
+
+// V = B^T d B for the tiles of channel c of one bordered plane, whose first
+// tile is t0 of the block (tiles t0 + ty * tw + tx). z: 4 rows of PW
+// floats of scratch.
+void transform_plane(const float* plane, const Plan& p, float* z, const VStrips& d, int64_t c, int64_t t0) {
+  const int64_t PW = p.PW;
+  for (int64_t ty = 0; ty < p.th; ++ty) {
+    const float* r = plane + 2 * ty * PW;  // bordered rows 2ty .. 2ty + 3 (input rows 2ty - 1 .. 2ty + 2)
+    for (int64_t j = 0; j < PW; j += 8) {  // Z = B^T d, whole rows at once
+      __m256 d0 = _mm256_loadu_ps(r + j), d1 = _mm256_loadu_ps(r + PW + j);
+      __m256 d2 = _mm256_loadu_ps(r + 2 * PW + j), d3 = _mm256_loadu_ps(r + 3 * PW + j);
+      _mm256_storeu_ps(z + j, _mm256_sub_ps(d0, d2));
+      _mm256_storeu_ps(z + PW + j, _mm256_add_ps(d1, d2));
+      _mm256_storeu_ps(z + 2 * PW + j, _mm256_sub_ps(d2, d1));
+      _mm256_storeu_ps(z + 3 * PW + j, _mm256_sub_ps(d1, d3));
+    }
+    for (int64_t tx0 = 0; tx0 < p.tw; tx0 += 8) {  // V = Z B, 8 tiles: columns 2tx .. 2tx + 3
+      __m256 v[16];
+      for (int i = 0; i < 4; ++i) {
+        __m256 e0, o0, e1, o1;  // columns 2tx, 2tx + 1, 2tx + 2, 2tx + 3
+        deinterleave(z + i * PW + 2 * tx0, e0, o0);
+        deinterleave(z + i * PW + 2 * tx0 + 2, e1, o1);
+        v[4 * i + 0] = _mm256_sub_ps(e0, e1);
+        v[4 * i + 1] = _mm256_add_ps(o0, e1);
+        v[4 * i + 2] = _mm256_sub_ps(e1, o0);
+        v[4 * i + 3] = _mm256_sub_ps(o0, o1);
+      }
+      store_tiles(d, c, t0 + ty * p.tw + tx0, v);
+    }
+  }
+}
+
+// Output row r of plane o: 16 values from column c0, of which the first
+// min(16, W - c0) belong to the row. Stored whole where the rest of the
+// buffer (room floats after the planes included) takes the spill, which
+// later rows overwrite; else the row's part only.
+inline void store_row16(float* yn, const Plan& p, int64_t o, int64_t r, int64_t c0, __m256 lo, __m256 hi,
+                        int64_t room) {
+  int64_t at = (o * p.H + r) * p.W + c0;
+  if (at + 16 <= p.O * p.H * p.W + room) {
+    _mm256_storeu_ps(yn + at, lo);
+    _mm256_storeu_ps(yn + at + 8, hi);
+    return;
+  }
+  alignas(32) float t[16];
+  _mm256_store_ps(t, lo);
+  _mm256_store_ps(t + 8, hi);
+  std::memcpy(yn + at, t, size_t(std::min<int64_t>(16, p.W - c0)) * sizeof(float));
+}
+
+// Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:
+// m [16][MS] holds M_xi [og, Tp] for those channels.
+void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
+                   float* yn, int64_t room) {
+  const int64_t OT = p.MS;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t o = o0; o < o0 + on; ++o) {
+    __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
+    for (int64_t ty = 0; ty < p.th; ++ty)
+      // A tile row's chunks last to first: the last chunk's first row spills
+      // into its second row, which the earlier chunks then overwrite.
+      for (int64_t tx0 = (p.tw - 1) / 8 * 8; tx0 >= 0; tx0 -= 8) {
+        const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
+        __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
+        for (int j = 0; j < 4; ++j) {
+          __m256 m0 = _mm256_loadu_ps(src + (0 + j) * OT), m1 = _mm256_loadu_ps(src + (4 + j) * OT);
+          __m256 m2 = _mm256_loadu_ps(src + (8 + j) * OT), m3 = _mm256_loadu_ps(src + (12 + j) * OT);
+          q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+          q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        }
+        __m256 y[2][2];
+        y[0][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
+        y[0][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
+        y[1][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
+        y[1][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
+        for (int i = 0; i < 2; ++i) {
+          int64_t r = 2 * ty + i;
+          if (r >= p.H) break;
+          __m256 a = y[i][0], c = y[i][1];
+          if (relu) a = _mm256_max_ps(zero, a), c = _mm256_max_ps(zero, c);  // std::max(v, 0)'s rule: NaN kept
+          __m256 lo = _mm256_unpacklo_ps(a, c), hi = _mm256_unpackhi_ps(a, c);  // a0 c0 a1 c1 | a4 c4 a5 c5, ...
+          store_row16(yn, p, o, r, 2 * tx0, _mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31),
+                      room);
+        }
+      }
+  }
+}
+
+// Per-thread scratch, 64-byte aligned, kept between calls.
+float* thread_scratch(size_t n) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+}
+
+// The 2x2 max pool of Y (+ bias) for sample s of the block, channels
+// o0 .. o0 + on: each tile's 2x2 outputs are one pool window, so the
+// full-size output is never formed. max_pool_2x2's rule: the first NaN in
+// row-major order, else the first maximum, and its code 2 * dy + dx; then,
+// with relu, v > 0 ? v : 0 and code 4 where v was not above 0
+// (relu_pooled's rule). yp [O, H/2, W/2] and code likewise, for this sample;
+// room: floats (and bytes) writable after their last plane.
+void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
+                   float* yp, uint8_t* code, int64_t room) {
+  const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, end = p.O * Hp * Wp + room;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t o = o0; o < o0 + on; ++o) {
+    __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
+    for (int64_t ty = 0; ty < Hp; ++ty)
+      for (int64_t tx0 = 0; tx0 < Wp; tx0 += 8) {
+        const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
+        __m256 q0[4], q1[4];
+        for (int j = 0; j < 4; ++j) {
+          __m256 m0 = _mm256_loadu_ps(src + (0 + j) * OT), m1 = _mm256_loadu_ps(src + (4 + j) * OT);
+          __m256 m2 = _mm256_loadu_ps(src + (8 + j) * OT), m3 = _mm256_loadu_ps(src + (12 + j) * OT);
+          q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+          q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        }
+        __m256 y[4] = {_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b),
+                       _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b),
+                       _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b),
+                       _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b)};
+        __m256 best = y[0];
+        __m256i k = _mm256_setzero_si256();
+        for (int i = 1; i < 4; ++i) {  // take y[i] where greater, or where it is the first NaN
+          __m256 take = _mm256_or_ps(_mm256_cmp_ps(y[i], best, _CMP_GT_OQ),
+                                     _mm256_andnot_ps(_mm256_cmp_ps(best, best, _CMP_UNORD_Q),
+                                                      _mm256_cmp_ps(y[i], y[i], _CMP_UNORD_Q)));
+          best = _mm256_blendv_ps(best, y[i], take);
+          k = _mm256_blendv_epi8(k, _mm256_set1_epi32(i), _mm256_castps_si256(take));
+        }
+        if (relu) {
+          __m256 live = _mm256_cmp_ps(best, zero, _CMP_GT_OQ);
+          best = _mm256_and_ps(live, best);
+          k = _mm256_blendv_epi8(_mm256_set1_epi32(4), k, _mm256_castps_si256(live));
+        }
+        int64_t at = (o * Hp + ty) * Wp + tx0;
+        __m128i k8 = narrow8_epi32(k);
+        if (at + 8 <= end) {  // lanes past the row fall on later rows, written after
+          _mm256_storeu_ps(yp + at, best);
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(code + at), k8);
+        } else {
+          int64_t n = std::min<int64_t>(8, Wp - tx0);
+          alignas(32) float t[8];
+          _mm256_store_ps(t, best);
+          std::memcpy(yp + at, t, size_t(n) * sizeof(float));
+          store_bytes8(code + at, k8, n);
+        }
+      }
+  }
+}
+
+// The blocks of samples: bordered input planes, the input transform, then
+// per group of output channels the 16 GEMMs and emit(m, s, o0, on, lo) for
+// each sample s of the block (sample lo + s), then done(lo, hi).
+template <class Emit, class Done>
+void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, const ConvSampleSource* source,
+                int64_t extra, Emit&& emit, Done&& done) {
+  const GemmTile ft = sgemm_f32_tile();
+  std::vector<float> ubuf(size_t(16 * p.sa + 16));
+  float* up = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ubuf.data()) + 63) & ~uintptr_t(63));
+  transform_weights(w, p, up);
+  const int64_t CHW = p.C * p.H * p.W, PP = p.PH * p.PW;
+  // Per-thread buffers (floats, each a multiple of 16 so all stay 64-byte aligned); extra: the caller's.
+  const int64_t n_in = round_up(p.nb * p.C * PP, 16), n_z = round_up(4 * p.PW, 16), n_v = 16 * p.sb,
+                n_m = 16 * p.MS + 16;
+  const int64_t stride_a = sgemm_packed_stride(p.C, ft.mr), stride_b = sgemm_packed_stride(p.C, ft.nr);
+  parallel_for_blocks(0, g.N, p.nb, [&](int64_t lo, int64_t hi) {
+    float* in = thread_scratch(size_t(n_in + n_z + n_v + n_m + extra));
+    float *z = in + n_in, *vp = z + n_z, *m = vp + n_v;
+    const int64_t T = (hi - lo) * p.tiles1;
+    for (int64_t s = 0; s < hi - lo; ++s)
+      border_planes(source ? (*source)(lo + s) : x + (lo + s) * CHW, p, in + s * p.C * PP);
+    const VStrips d{vp, p.sb, stride_b, ft.nr, p.Tp / ft.nr, p.C, stride_b - p.C * ft.nr >= 8};
+    if (T < p.Tp)  // the last strip's columns past the block's tiles: zeros (finite, and no denormal slowdown)
+      for (int xi = 0; xi < 16; ++xi)
+        for (int64_t c = 0; c < p.C; ++c)
+          std::fill_n(vp + xi * p.sb + (p.Tp / ft.nr - 1) * stride_b + c * ft.nr + T % ft.nr, ft.nr - T % ft.nr, 0.f);
+    std::fill(m + 16 * p.MS, m + n_m, 0.f);  // the output transform's last 8-lane read may run past M
+    for (int64_t c = 0; c < p.C; ++c)        // channels in order (store_tiles' spills)
+      for (int64_t s = 0; s < hi - lo; ++s) transform_plane(in + (s * p.C + c) * PP, p, z, d, c, s * p.tiles1);
+    for (int64_t o0 = 0; o0 < p.O; o0 += p.og) {  // channels in ascending order: row spills land on later rows
+      int64_t on = std::min(p.og, p.O - o0);
+      for (int xi = 0; xi < 16; ++xi)
+        sgemm_packed(on, p.Tp, p.C, up + xi * p.sa + o0 / ft.mr * stride_a, vp + xi * p.sb, m + xi * p.MS, p.Tp);
+      for (int64_t s = 0; s < hi - lo; ++s) emit(m, s, o0, on, lo, m + n_m);
+    }
+    done(lo, hi, m + n_m);
+  });
+}
+
+}  // namespace
+
+bool conv_winograd_enabled() { return g_on.load(std::memory_order_relaxed); }
+void set_conv_winograd(bool on) { g_on.store(on, std::memory_order_relaxed); }
+
+bool conv2d_winograd_applies(const Geom2d& g, int64_t O) {
+  return conv_winograd_enabled() && (sgemm_isa_avx2() || sgemm_isa_avx512()) && g.kh == 3 && g.kw == 3 &&
+         g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 && g.Ho == g.H &&
+         g.Wo == g.W && g.C >= 8 && O >= 8 && g.H * g.W < (int64_t(1) << 28);
+}
+
+void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                             bool relu, float* y, const ConvSampleSink* sink, const ConvSampleSource* source) {
+  const Plan p(g, O);
+  const int64_t OHW = O * g.H * g.W, n_y = sink ? round_up(OHW + kPoolSlack, 16) : 0;
+  // with a sink, each sample of the block gets a buffer (after run_blocks' own: extra)
+  auto out = [&](int64_t lo, int64_t s, float* extra) { return sink ? extra + s * n_y : y + (lo + s) * OHW; };
+  run_blocks(
+      x, w, g, p, source, p.nb * n_y,
+      [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float* extra) {
+        output_sample(m, p, s, o0, on, bias, relu, out(lo, s, extra), sink ? kPoolSlack : 0);
+      },
+      [&](int64_t lo, int64_t hi, float* extra) {
+        if (sink)
+          for (int64_t s = 0; s < hi - lo; ++s) (*sink)(lo + s, out(lo, s, extra));
+      });
+}
+
+void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                                  bool relu, float* y, uint8_t* code) {
+  const Plan p(g, O);
+  const int64_t OP = O * (g.H / 2) * (g.W / 2);
+  run_blocks(
+      x, w, g, p, nullptr, 0,
+      [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float*) {
+        int64_t n = lo + s;  // samples after the last one belong to other threads: no room
+        output_pooled(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP, 0);
+      },
+      [](int64_t, int64_t, float*) {});
+}
+
+}  // namespace brisk::kern::cpu

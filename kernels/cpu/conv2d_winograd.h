@@ -1,0 +1,52 @@
+// The f32 forward of a 3x3 "same" convolution (stride 1, padding 1, dilation
+// 1: the cnn's second layer, and the input gradient of such a layer, which
+// conv2d.cpp computes as a forward convolution) by Winograd's minimal
+// filtering, F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2016): each 2x2 block of outputs comes from a 4x4 input
+// tile in 16 products instead of 36, so the GEMM work falls 2.25x, at the
+// cost of two linear transforms (adds only) around 16 independent GEMMs of
+// [O, C] @ [C, tiles]. Taken by conv2d.cpp's forward for f32 on the avx2 and
+// avx512 sgemm builds; set_conv_winograd(false) (or BRISK_CONV_WINOGRAD=0 at
+// start) runs the direct unfold-and-GEMM path instead.
+//
+// Numerics: the same sums in another order through exact transforms (the
+// weight transform's halves are exact in binary), so results differ from the
+// direct path by rounding only, a few f32 ulps of the sum's magnitude. A NaN
+// input reaches exactly the outputs whose 3x3 window holds it, as in the
+// direct path; an infinite input may give NaN where the direct sum gives an
+// infinity (the transforms subtract it from itself).
+#pragma once
+#include <cstdint>
+
+#include "core/kernel_params.h"
+#include "kernels/cpu/conv2d_amx.h"  // ConvSampleSink, ConvSampleSource
+
+namespace brisk::kern::cpu {
+
+bool conv_winograd_enabled();
+void set_conv_winograd(bool on);
+
+// Whether conv2d_forward_winograd runs for geometry g with O output channels
+// now: the switch above, f32 sgemm on avx2 or avx512, 3x3, stride 1,
+// dilation 1, padding 1, output the input's size, and at least 8 input and
+// output channels (a thin first layer has its own kernel).
+bool conv2d_winograd_applies(const Geom2d& g, int64_t O);
+
+// y [N, O, H, W] = (relu)(conv(x, w) + bias), w [O, C, 3, 3], bias [O] or
+// null. With a sink, y is not written: each y_n [O, H*W] goes to the sink
+// from a per-thread buffer with kPoolSlack floats of room after it. With a
+// source, x is not read: x_n [C, H, W] comes from it. Samples run in blocks
+// on the thread pool; each output's bits depend only on its own tile, so not
+// on the thread count.
+void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                             bool relu, float* y, const ConvSampleSink* sink = nullptr,
+                             const ConvSampleSource* source = nullptr);
+
+// The forward with its 2x2 max pool (conv2d_pool_fwd): y [N, O, H/2, W/2]
+// and window codes [N, O, H/2, W/2] as conv2d_pool_fwd's (kernel_params.h),
+// with relu as there. Each tile's 2x2 outputs are one pool window, so they
+// are pooled in registers: the full-size output is never written.
+void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                                  bool relu, float* y, uint8_t* code);
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,188 @@
+// conv2d's Winograd F(2x2, 3x3) forward (kernels/cpu/conv2d_winograd.h)
+// against the convolution by its definition, summed here in double; its
+// sink, source and pooled forms against its plain form bit for bit (the
+// pool's rule written out here); its bits at 1 and 3 threads; and the
+// switch that turns it off. Every ISA it runs on that the CPU has.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/conv2d_winograd.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace kc = brisk::kern::cpu;
+namespace F = brisk::nn::functional;
+
+namespace {
+
+struct Shape5 { int64_t N, C, O, H, W; };
+
+std::vector<float> values(int64_t n, uint64_t seed, double scale = 1.0) {
+  Generator g(seed);
+  std::vector<double> d = randn({n}, {}, &g).to_vector();
+  std::vector<float> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
+  return out;
+}
+
+Geom2d same3x3(const Shape5& s) { return Geom2d{s.N, s.C, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
+
+struct IsaRestore {
+  ~IsaRestore() {
+    kc::set_sgemm_isa("auto");
+    kc::set_conv_winograd(true);
+  }
+};
+
+// The ISAs the Winograd path runs on that this CPU has (SKIPPED for the others).
+std::vector<const char*> winograd_isas() {
+  std::vector<const char*> out;
+  for (const char* isa : {"avx512", "avx2"}) {
+    if (kc::sgemm_isa_supported(isa)) out.push_back(isa);
+    else WARN("SKIPPED: Winograd conv2d on the " << isa << " sgemm: this CPU lacks it");
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definition", "[kernels][winograd]") {
+  IsaRestore restore;
+  // The cnn's second layer (a batch that leaves a partial block), odd planes,
+  // a plane narrower than a tile row chunk, a row of three chunks, channel
+  // counts off the GEMM's tiles, and C = 9 (no spare row after the last
+  // channel of a 16-wide strip).
+  std::vector<Shape5> shapes{{5, 32, 64, 14, 14}, {2, 8, 8, 9, 7}, {3, 9, 13, 2, 3}, {2, 11, 20, 5, 37}};
+  for (const char* isa : winograd_isas()) {
+    kc::set_sgemm_isa(isa);
+    for (const Shape5& s : shapes)
+      for (bool relu : {false, true}) {
+        Geom2d g = same3x3(s);
+        REQUIRE(kc::conv2d_winograd_applies(g, s.O));
+        int64_t HW = s.H * s.W, Y = s.N * s.O * HW;
+        std::vector<float> x = values(s.N * s.C * HW, 1), w = values(s.O * s.C * 9, 2, 0.3), b = values(s.O, 3);
+        const int64_t guard = 32;
+        std::vector<float> y(size_t(Y + guard), NAN);  // NaN: an output never written fails
+        for (int64_t i = 0; i < guard; ++i) y[size_t(Y + i)] = 7.f;
+        kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, y.data());
+        int64_t bad = 0;
+        double worst = 0;
+        for (int64_t n = 0; n < s.N; ++n)
+          for (int64_t o = 0; o < s.O; ++o)
+            for (int64_t h = 0; h < s.H; ++h)
+              for (int64_t v = 0; v < s.W; ++v) {
+                double sum = b[size_t(o)], mag = std::abs(b[size_t(o)]);
+                for (int64_t c = 0; c < s.C; ++c)
+                  for (int64_t i = 0; i < 3; ++i)
+                    for (int64_t j = 0; j < 3; ++j) {
+                      int64_t r = h + i - 1, q = v + j - 1;
+                      if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
+                      double t = double(x[size_t(((n * s.C + c) * s.H + r) * s.W + q)]) *
+                                 w[size_t(((o * s.C + c) * 3 + i) * 3 + j)];
+                      sum += t, mag += std::abs(t);
+                    }
+                if (relu) sum = std::max(sum, 0.0);
+                double got = y[size_t(((n * s.O + o) * s.H + h) * s.W + v)], err = std::abs(got - sum) / (1 + mag);
+                worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+                bad += !(err <= 1e-5);
+              }
+        INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << (relu ? " relu" : "")
+                 << ": worst error " << worst << " of the magnitude");
+        CHECK(bad == 0);
+        for (int64_t i = 0; i < guard; ++i) CHECK(y[size_t(Y + i)] == 7.f);
+      }
+  }
+}
+
+TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its plain form bit for bit",
+          "[kernels][winograd]") {
+  IsaRestore restore;
+  for (const char* isa : winograd_isas()) {
+    kc::set_sgemm_isa(isa);
+    for (Shape5 s : {Shape5{5, 32, 64, 14, 14}, Shape5{3, 16, 24, 9, 7}, Shape5{2, 9, 10, 6, 20}}) {
+      Geom2d g = same3x3(s);
+      int64_t HW = s.H * s.W, Hp = s.H / 2, Wp = s.W / 2;
+      std::vector<float> x = values(s.N * s.C * HW, 4), w = values(s.O * s.C * 9, 5, 0.3), b = values(s.O, 6);
+      x[size_t(HW + 2 * s.W + 3)] = NAN;  // sample 0, channel 1: a NaN that reaches several pool windows
+      std::vector<float> plain(size_t(s.N * s.O * HW));
+      kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, false, plain.data());
+      INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W);
+      // sink: each sample's planes from the per-thread buffer; source: x_n from a buffer reused per call
+      std::vector<float> sunk(plain.size(), NAN);
+      kc::ConvSampleSink sink = [&](int64_t n, const float* yn) {
+        std::memcpy(sunk.data() + n * s.O * HW, yn, sizeof(float) * size_t(s.O * HW));
+      };
+      kc::ConvSampleSource source = [&](int64_t n) {
+        static thread_local std::vector<float> buf;
+        buf.assign(x.begin() + n * s.C * HW, x.begin() + (n + 1) * s.C * HW);
+        return static_cast<const float*>(buf.data());
+      };
+      kc::conv2d_forward_winograd(nullptr, w.data(), b.data(), g, s.O, false, nullptr, &sink, &source);
+      CHECK(std::memcmp(sunk.data(), plain.data(), sizeof(float) * plain.size()) == 0);
+      // pooled: max_pool_2x2's rule on the plain output (the first NaN, else
+      // the first maximum, row-major in the window), then relu_pooled's
+      for (bool relu : {false, true}) {
+        int64_t P = s.N * s.O * Hp * Wp, guard = 24;
+        std::vector<float> yp(size_t(P + guard), NAN);
+        std::vector<uint8_t> code(size_t(P + guard), 99);
+        for (int64_t i = 0; i < guard; ++i) yp[size_t(P + i)] = 7.f;
+        kc::conv2d_pool_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, yp.data(), code.data());
+        int64_t bad = 0, nans = 0;
+        for (int64_t q = 0; q < s.N * s.O; ++q)
+          for (int64_t r = 0; r < Hp; ++r)
+            for (int64_t c = 0; c < Wp; ++c) {
+              const float* win = plain.data() + q * HW + 2 * r * s.W + 2 * c;
+              int k = -1;
+              for (int t = 0; t < 4; ++t) {
+                float v = win[t / 2 * s.W + t % 2];
+                if (std::isnan(v)) {
+                  k = t;
+                  break;
+                }
+                if (k < 0 || v > win[k / 2 * s.W + k % 2]) k = t;
+              }
+              float v = win[k / 2 * s.W + k % 2];
+              if (relu && !(v > 0.f)) v = 0.f, k = 4;
+              size_t at = size_t((q * Hp + r) * Wp + c);
+              nans += std::isnan(v);
+              bad += std::memcmp(&v, &yp[at], sizeof v) != 0 || code[at] != k;
+            }
+        INFO((relu ? "pooled + relu" : "pooled"));
+        CHECK(bad == 0);
+        if (relu) CHECK(nans == 0);
+        else CHECK(nans > 0);
+        for (int64_t i = 0; i < guard; ++i) CHECK((yp[size_t(P + i)] == 7.f && code[size_t(P + i)] == 99));
+      }
+    }
+  }
+}
+
+TEST_CASE("kernels: Winograd conv2d runs for conv2d, with the same bits at 1 and 3 threads, and switches off",
+          "[kernels][winograd]") {
+  IsaRestore restore;
+  for (const char* isa : winograd_isas()) {
+    kc::set_sgemm_isa(isa);
+    Shape5 s{7, 16, 32, 10, 12};
+    Tensor x = randn({s.N, s.C, s.H, s.W}), w = randn({s.O, s.C, 3, 3}) * 0.3, b = randn({s.O});
+    auto conv = [&](int threads) {
+      bt::ThreadCount tc(threads);
+      return F::conv2d_relu(x, w, b, 1, 1, 1, 1, true);
+    };
+    Tensor one = conv(1), three = conv(3);
+    INFO(isa);
+    CHECK(bit_equal(one, three));
+    // conv2d dispatched to it: the kernel called directly gives the same bits
+    std::vector<float> direct(size_t(one.numel()));
+    kc::conv2d_forward_winograd(x.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(), same3x3(s), s.O, true,
+                                direct.data());
+    CHECK(std::memcmp(direct.data(), one.data_ptr<float>(), sizeof(float) * direct.size()) == 0);
+    // off: the direct unfold-and-GEMM path, other roundings of the same sums
+    kc::set_conv_winograd(false);
+    CHECK_FALSE(kc::conv2d_winograd_applies(same3x3(s), s.O));
+    Tensor off = conv(2);
+    kc::set_conv_winograd(true);
+    CHECK_FALSE(bit_equal(off, one));
+    expect_close(off, one, 1e-5, "Winograd vs direct");
+  }
+}
