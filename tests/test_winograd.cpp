@@ -186,3 +186,52 @@ TEST_CASE("kernels: Winograd conv2d runs for conv2d, with the same bits at 1 and
     expect_close(off, one, 1e-5, "Winograd vs direct");
   }
 }
+
+TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[kernels][winograd]") {
+  IsaRestore restore;
+  // an odd sample count (a partial GEMM batch of samples), odd planes, a row
+  // of three tile chunks, C = 9
+  std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {5, 8, 8, 9, 7}, {1, 9, 13, 2, 3}, {2, 11, 20, 5, 37}};
+  for (const char* isa : winograd_isas()) {
+    kc::set_sgemm_isa(isa);
+    for (const Shape5& s : shapes) {
+      Geom2d g = same3x3(s);
+      int64_t HW = s.H * s.W;
+      std::vector<float> x = values(s.N * s.C * HW, 7), gy = values(s.N * s.O * HW, 8);
+      std::vector<float> gw(size_t(s.O * s.C * 9), 0.5f);  // finish() adds to what is there
+      {
+        kc::WinogradWeightGrad wg(g, s.O);
+        std::vector<float> buf(size_t(s.O * HW));  // gy_n from a buffer reused for the next sample
+        for (int64_t n = 0; n < s.N; ++n) {
+          std::copy(gy.begin() + n * s.O * HW, gy.begin() + (n + 1) * s.O * HW, buf.begin());
+          wg.add(buf.data(), x.data() + n * s.C * HW);
+          std::fill(buf.begin(), buf.end(), NAN);
+        }
+        wg.finish(gw.data());
+      }
+      int64_t bad = 0;
+      double worst = 0;
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t c = 0; c < s.C; ++c)
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t j = 0; j < 3; ++j) {
+              double sum = 0.5, mag = 0.5;
+              for (int64_t n = 0; n < s.N; ++n)
+                for (int64_t h = 0; h < s.H; ++h)
+                  for (int64_t v = 0; v < s.W; ++v) {
+                    int64_t r = h + i - 1, q = v + j - 1;
+                    if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
+                    double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
+                               x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
+                    sum += t, mag += std::abs(t);
+                  }
+              double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
+              worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+              bad += !(err <= 1e-5);
+            }
+      INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error "
+               << worst << " of the magnitude");
+      CHECK(bad == 0);
+    }
+  }
+}

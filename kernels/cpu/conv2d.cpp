@@ -717,6 +717,8 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // so either way they pack through register transposes).
   // On AMX tiles every shape runs as tile products of unfold @ gy^T (AmxWeightGrad).
   bool amx = gemm_amx_active();
+  // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
+  bool wino = !amx && !bf && !gemm_operands_bf16() && conv2d_winograd_applies(g, O);
   bool thin = !amx && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
   bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
@@ -733,11 +735,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // AVX2 has the in-place form only (no transposing unfold into strips):
   // col_n from im2col, gy_n^T packed, taken whatever the tiles' fill.
   bool packed_rows = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx2() &&
-                     same_geometry(g);
-  packed = packed || packed_rows;
-  bool transposed = amx || packed_rows ||
-                    (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
-                                      : t.fill(CKK, O) > t.fill(O, CKK) + 0.01));
+                     same_geometry(g) && !wino;
+  packed = (packed && !wino) || packed_rows;
+  bool transposed = !wino && (amx || packed_rows ||
+                              (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
+                                                : t.fill(CKK, O) > t.fill(O, CKK) + 0.01)));
   GemmTile ft = sgemm_f32_tile();
   // Per thread when packed: [col_n | gy_n^T's strips] (transposed) or col_n^T's strips.
   int64_t usize = transposed ? (CKK * L + 15) / 16 * 16 : sgemm_packed_size(CKK, L, ft.nr);
@@ -754,6 +756,8 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       float* col = scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
+      std::optional<WinogradWeightGrad> wg;
+      if (wino) wg.emplace(g, O);
       // the thin path's per-lane sums over the chunk's samples, and their tails
       static thread_local std::vector<v16> thin_acc;
       static thread_local std::vector<float> thin_tail;
@@ -764,6 +768,12 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       for (int64_t n = c * kGradBlock; n < std::min(g.N, (c + 1) * kGradBlock); ++n) {
         const float* xn = x + n * CHW;
         const float* gyn = gy(n);
+        if (wino) {
+          wg->add(gyn, xn);
+          if (gb)
+            for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
+          continue;
+        }
         if (packed) {
           if (transposed) {
             // gw^T [CKK, O] += col_n [CKK, L] @ gy_n^T: col_n's rows run along L = K and are read in place
@@ -807,6 +817,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
       }
       if (thin) thin_gw_finish(thin_acc.data(), thin_tail.data(), O * CKK, pw);
+      if (wino) wg->finish(pw);
     }
   });
   // partial 0 += partial 1, += partial 2, ... in block order (each element's

@@ -99,21 +99,28 @@ void transform_weights(const float* w, const Plan& p, float* up) {
     sgemm_pack_a(p.O, p.C, MatF{u.data() + xi * p.O * p.C, p.C, 1}, up + xi * p.sa);
 }
 
-// x_n's C planes [H, W] into zero-bordered planes [PH, PW]: row r + 1,
-// column c + 1 holds x[r, c]; everything else is 0.
-void border_planes(const float* xn, const Plan& p, float* dst) {
-  for (int64_t c = 0; c < p.C; ++c) {
-    float* d = dst + c * p.PH * p.PW;
-    std::memset(d, 0, size_t(p.PW) * sizeof(float));
-    for (int64_t r = 0; r < p.H; ++r) {
-      float* row = d + (r + 1) * p.PW;
-      row[0] = 0.f;
-      std::memcpy(row + 1, xn + (c * p.H + r) * p.W, size_t(p.W) * sizeof(float));
-      std::memset(row + 1 + p.W, 0, size_t(p.PW - 1 - p.W) * sizeof(float));
+// P planes [H, W] into zero-bordered planes [R, PW]: row r + off, column
+// c + off holds x[r, c]; everything else is 0. The input with off 1 (R =
+// PH: the 3x3 window's padding); the output gradient with off 0 (R = 2 th:
+// the tiles past an odd edge).
+void border_planes(const float* src, int64_t P, int64_t H, int64_t W, int64_t off, int64_t R, int64_t PW,
+                   float* dst) {
+  // PW >= round_up(W, 8) + 2 * off (Plan, WinogradWeightGrad): whole vectors fit every row.
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t c = 0; c < P; ++c) {
+    float* d = dst + c * R * PW;
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = d + r * PW;
+      for (int64_t j = 0; j < PW; j += 8) _mm256_storeu_ps(row + j, zero);
+      int64_t h = r - off;
+      if (h < 0 || h >= H) continue;
+      const float* s = src + (c * H + h) * W;
+      for (int64_t j = 0; j < W; j += 8)  // the last vector's lanes past W load as 0 (and never fault)
+        _mm256_storeu_ps(row + off + j, j + 8 <= W ? _mm256_loadu_ps(s + j) : _mm256_maskload_ps(s + j, lane_mask8(W - j)));
     }
-    std::memset(d + (p.H + 1) * p.PW, 0, size_t((p.PH - p.H - 1) * p.PW) * sizeof(float));
   }
 }
+void border_planes(const float* xn, const Plan& p, float* dst) { border_planes(xn, p.C, p.H, p.W, 1, p.PH, p.PW, dst); }
 
 // Lanes k of (even, odd) = p[2k], p[2k + 1], k = 0..7 (16 floats at p).
 inline void deinterleave(const float* p, __m256& even, __m256& odd) {
@@ -161,10 +168,11 @@ inline void store_tiles(const VStrips& d, int64_t c, int64_t t, const __m256 (&v
   }
 }
 
-// V = B^T d B for the tiles of channel c of one bordered plane, whose first
-// tile is t0 of the block (tiles t0 + ty * tw + tx). z: 4 rows of PW
-// floats of scratch.
-void transform_plane(const float* plane, const Plan& p, float* z, const VStrips& d, int64_t c, int64_t t0) {
+// V = B^T d B for the tiles of one bordered plane, whose first tile is t0
+// of the block (tiles t0 + ty * tw + tx): store(t, v) takes 8 tiles from
+// t, v[xi] for each xi, in ascending t. z: 4 rows of PW floats of scratch.
+template <class Store>
+void transform_plane(const float* plane, const Plan& p, float* z, int64_t t0, Store&& store) {
   const int64_t PW = p.PW;
   for (int64_t ty = 0; ty < p.th; ++ty) {
     const float* r = plane + 2 * ty * PW;  // bordered rows 2ty .. 2ty + 3 (input rows 2ty - 1 .. 2ty + 2)
@@ -187,7 +195,7 @@ void transform_plane(const float* plane, const Plan& p, float* z, const VStrips&
         v[4 * i + 2] = _mm256_sub_ps(e1, o0);
         v[4 * i + 3] = _mm256_sub_ps(o0, o1);
       }
-      store_tiles(d, c, t0 + ty * p.tw + tx0, v);
+      store(t0 + ty * p.tw + tx0, v);
     }
   }
 }
@@ -340,7 +348,9 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
           std::fill_n(vp + xi * p.sb + (p.Tp / ft.nr - 1) * stride_b + c * ft.nr + T % ft.nr, ft.nr - T % ft.nr, 0.f);
     std::fill(m + 16 * p.MS, m + n_m, 0.f);  // the output transform's last 8-lane read may run past M
     for (int64_t c = 0; c < p.C; ++c)        // channels in order (store_tiles' spills)
-      for (int64_t s = 0; s < hi - lo; ++s) transform_plane(in + (s * p.C + c) * PP, p, z, d, c, s * p.tiles1);
+      for (int64_t s = 0; s < hi - lo; ++s)
+        transform_plane(in + (s * p.C + c) * PP, p, z, s * p.tiles1,
+                        [&](int64_t t, const __m256(&v)[16]) { store_tiles(d, c, t, v); });
     for (int64_t o0 = 0; o0 < p.O; o0 += p.og) {  // channels in ascending order: row spills land on later rows
       int64_t on = std::min(p.og, p.O - o0);
       for (int xi = 0; xi < 16; ++xi)
@@ -349,6 +359,29 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
     }
     done(lo, hi, m + n_m);
   });
+}
+
+// dM = A gY A^T for the tiles of one output-gradient plane (bordered with
+// off 0: rows 2ty, 2ty + 1, columns from 0), 8 tiles at a time, into
+// dm[xi * xs + t0 + t] (ascending t; lanes past a row's tiles land on later
+// ones). A = [1 0; 1 1; 1 -1; 0 -1].
+void transform_grad_plane(const float* plane, const Plan& p, int64_t PWg, float* dm, int64_t xs, int64_t t0) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t ty = 0; ty < p.th; ++ty)
+    for (int64_t tx0 = 0; tx0 < p.tw; tx0 += 8) {
+      __m256 g00, g01, g10, g11;  // gY[i][j] of each tile
+      deinterleave(plane + 2 * ty * PWg + 2 * tx0, g00, g01);
+      deinterleave(plane + (2 * ty + 1) * PWg + 2 * tx0, g10, g11);
+      __m256 a[4] = {g00, _mm256_add_ps(g00, g10), _mm256_sub_ps(g00, g10), _mm256_sub_ps(zero, g10)};  // A gY
+      __m256 b[4] = {g01, _mm256_add_ps(g01, g11), _mm256_sub_ps(g01, g11), _mm256_sub_ps(zero, g11)};
+      float* d = dm + t0 + ty * p.tw + tx0;
+      for (int i = 0; i < 4; ++i) {  // (A gY) A^T
+        _mm256_storeu_ps(d + (4 * i + 0) * xs, a[i]);
+        _mm256_storeu_ps(d + (4 * i + 1) * xs, _mm256_add_ps(a[i], b[i]));
+        _mm256_storeu_ps(d + (4 * i + 2) * xs, _mm256_sub_ps(a[i], b[i]));
+        _mm256_storeu_ps(d + (4 * i + 3) * xs, _mm256_sub_ps(zero, b[i]));
+      }
+    }
 }
 
 }  // namespace
@@ -390,6 +423,86 @@ void conv2d_pool_forward_winograd(const float* x, const float* w, const float* b
         output_pooled(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP, 0);
       },
       [](int64_t, int64_t, float*) {});
+}
+
+
+// The weight gradient's transformed sums (see the header): samples are kept
+// (bordered) until kSub of them fill a GEMM's K, then V and dM are formed
+// for their tiles, and dU_xi [O, C] += dM_xi [O, tiles] @ V_xi^T.
+struct WinogradWeightGrad::Impl {
+  static constexpr int64_t kSub = 2;
+  Plan p;
+  int64_t R, PWg, Tld, xs_v, xs_m, n_x, n_g, filled = 0;
+  float* du;  // [16][O][C]
+  float *xb, *gb, *vb, *mb, *z;
+  Impl(const Geom2d& g, int64_t O) : p(g, O) {
+    static thread_local std::vector<float> sums;  // kept: 131 KB for the cnn, past malloc's mmap threshold
+    sums.assign(size_t(16 * O * g.C + 8), 0.f);  // + the last channel group's read past the end
+    du = sums.data();
+    R = 2 * p.th;
+    PWg = round_up(2 * round_up(p.tw, 8), 8);  // an 8-tile chunk reads 16 columns from 2 tx0
+    Tld = round_up(kSub * p.tiles1, 8) + 8;    // + the last row's spilled lanes
+    xs_v = (p.C * Tld / 16 | 1) * 16;          // xi planes an odd number of cache lines apart
+    xs_m = (p.O * Tld / 16 | 1) * 16;
+    n_x = round_up(p.C * p.PH * p.PW, 16), n_g = round_up(p.O * R * PWg, 16);
+    int64_t n_z = round_up(4 * p.PW, 16);
+    xb = thread_scratch(size_t(kSub * (n_x + n_g) + 16 * (xs_v + xs_m) + n_z));
+    gb = xb + kSub * n_x, vb = gb + kSub * n_g, mb = vb + 16 * xs_v, z = mb + 16 * xs_m;
+  }
+  void flush() {
+    if (!filled) return;
+    const int64_t T = filled * p.tiles1, PP = p.PH * p.PW;
+    for (int64_t c = 0; c < p.C; ++c)
+      for (int64_t s = 0; s < filled; ++s)
+        transform_plane(xb + s * n_x + c * PP, p, z, s * p.tiles1, [&](int64_t t, const __m256(&v)[16]) {
+          for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(vb + xi * xs_v + c * Tld + t, v[xi]);
+        });
+    for (int64_t o = 0; o < p.O; ++o)
+      for (int64_t s = 0; s < filled; ++s)
+        transform_grad_plane(gb + s * n_g + o * R * PWg, p, PWg, mb + o * Tld, xs_m, s * p.tiles1);
+    for (int xi = 0; xi < 16; ++xi)  // dU_xi += dM_xi [O, T] @ V_xi^T [T, C]
+      sgemm(p.O, p.C, T, MatF{mb + xi * xs_m, Tld, 1}, MatF{vb + xi * xs_v, 1, Tld}, du + xi * p.O * p.C, p.C,
+            true);
+    filled = 0;
+  }
+};
+
+WinogradWeightGrad::WinogradWeightGrad(const Geom2d& g, int64_t O) : impl_(std::make_unique<Impl>(g, O)) {}
+WinogradWeightGrad::~WinogradWeightGrad() = default;
+
+void WinogradWeightGrad::add(const float* gy_n, const float* x_n) {
+  Impl& m = *impl_;
+  const Plan& p = m.p;
+  border_planes(x_n, p, m.xb + m.filled * m.n_x);
+  border_planes(gy_n, p.O, p.H, p.W, 0, m.R, m.PWg, m.gb + m.filled * m.n_g);
+  if (++m.filled == Impl::kSub) m.flush();
+}
+
+void WinogradWeightGrad::finish(float* gw) {
+  Impl& m = *impl_;
+  m.flush();
+  const int64_t O = m.p.O, C = m.p.C;
+  const __m256 h = _mm256_set1_ps(0.5f);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c0 = 0; c0 < C; c0 += 8) {  // 8 channels at a time (a partial last group reads on into the next rows)
+      __m256 u[4][4], r[3][4];
+      for (int xi = 0; xi < 16; ++xi) u[xi / 4][xi % 4] = _mm256_loadu_ps(m.du + (xi * O + o) * C + c0);
+      for (int k = 0; k < 4; ++k) {  // G^T dU, G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]
+        r[0][k] = _mm256_add_ps(u[0][k], _mm256_mul_ps(h, _mm256_add_ps(u[1][k], u[2][k])));
+        r[1][k] = _mm256_mul_ps(h, _mm256_sub_ps(u[1][k], u[2][k]));
+        r[2][k] = _mm256_add_ps(_mm256_mul_ps(h, _mm256_add_ps(u[1][k], u[2][k])), u[3][k]);
+      }
+      alignas(32) float g[9][8];
+      for (int i = 0; i < 3; ++i) {  // (G^T dU) G
+        _mm256_store_ps(g[i * 3 + 0], _mm256_add_ps(r[i][0], _mm256_mul_ps(h, _mm256_add_ps(r[i][1], r[i][2]))));
+        _mm256_store_ps(g[i * 3 + 1], _mm256_mul_ps(h, _mm256_sub_ps(r[i][1], r[i][2])));
+        _mm256_store_ps(g[i * 3 + 2], _mm256_add_ps(_mm256_mul_ps(h, _mm256_add_ps(r[i][1], r[i][2])), r[i][3]));
+      }
+      for (int64_t l = 0; l < std::min<int64_t>(8, C - c0); ++l) {
+        float* d = gw + (o * C + c0 + l) * 9;
+        for (int k = 0; k < 9; ++k) d[k] += g[k][l];
+      }
+    }
 }
 
 }  // namespace brisk::kern::cpu
