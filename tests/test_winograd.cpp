@@ -53,9 +53,14 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
   // a plane narrower than a tile row chunk, a row of three chunks, channel
   // counts off the GEMM's tiles, and C = 9 (no spare row after the last
   // channel of a 16-wide strip).
-  std::vector<Shape5> shapes{{5, 32, 64, 14, 14}, {2, 8, 8, 9, 7}, {3, 9, 13, 2, 3}, {2, 11, 20, 5, 37}};
+  // And a plane of 272 tiles (blocks of one sample).
+  std::vector<Shape5> shapes{{5, 32, 64, 14, 14}, {2, 8, 8, 9, 7}, {3, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
+                             {2, 8, 9, 34, 32}};
   for (const char* isa : winograd_isas()) {
     kc::set_sgemm_isa(isa);
+    // Planes past 128 x 128 run the direct path.
+    CHECK(kc::conv2d_winograd_applies(same3x3({1, 8, 8, 128, 128}), 8));
+    CHECK_FALSE(kc::conv2d_winograd_applies(same3x3({1, 8, 8, 130, 128}), 8));
     for (const Shape5& s : shapes)
       for (bool relu : {false, true}) {
         Geom2d g = same3x3(s);
@@ -191,7 +196,8 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
   IsaRestore restore;
   // an odd sample count (a partial GEMM batch of samples), odd planes, a row
   // of three tile chunks, C = 9
-  std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {5, 8, 8, 9, 7}, {1, 9, 13, 2, 3}, {2, 11, 20, 5, 37}};
+  std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {5, 8, 8, 9, 7}, {1, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
+                             {3, 8, 9, 34, 32}};
   for (const char* isa : winograd_isas()) {
     kc::set_sgemm_isa(isa);
     for (const Shape5& s : shapes) {

@@ -40,6 +40,11 @@ std::atomic<bool> g_on{[] {
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// Tiles per plane up to this (planes up to 128 x 128): a block's transformed
+// input and output then take at most a few MB per thread; larger planes run
+// the direct path.
+constexpr int64_t kMaxTiles = 4096;
+
 // The shapes of one call's tiles and buffers.
 struct Plan {
   int64_t C, O, H, W;
@@ -66,6 +71,7 @@ struct Plan {
     auto fill = [&](int64_t k) { return double(k * tiles1) / double(round_up(k * tiles1, t.nr)); };
     for (int64_t k = 3; k <= 4; ++k)
       if (fill(k) > fill(nb) + 0.03) nb = k;
+    if (tiles1 >= 256) nb = 1;  // a plane of 32 x 32 or more fills the strips and the caches alone
     Tp = round_up(nb * tiles1, t.nr);
     sa = sgemm_packed_size(O, C, t.mr);
     sb = sgemm_packed_size(Tp, C, t.nr);
@@ -392,7 +398,7 @@ void set_conv_winograd(bool on) { g_on.store(on, std::memory_order_relaxed); }
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O) {
   return conv_winograd_enabled() && (sgemm_isa_avx2() || sgemm_isa_avx512()) && g.kh == 3 && g.kw == 3 &&
          g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 && g.Ho == g.H &&
-         g.Wo == g.W && g.C >= 8 && O >= 8 && g.H * g.W < (int64_t(1) << 28);
+         g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
 }
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,

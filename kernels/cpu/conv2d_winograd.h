@@ -29,8 +29,9 @@ void set_conv_winograd(bool on);
 
 // Whether conv2d_forward_winograd runs for geometry g with O output channels
 // now: the switch above, f32 sgemm on avx2 or avx512, 3x3, stride 1,
-// dilation 1, padding 1, output the input's size, and at least 8 input and
-// output channels (a thin first layer has its own kernel).
+// dilation 1, padding 1, output the input's size, at least 8 input and
+// output channels (a thin first layer has its own kernel), and planes up to
+// 128 x 128 (the per-thread buffers stay a few MB).
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O);
 
 // y [N, O, H, W] = (relu)(conv(x, w) + bias), w [O, C, 3, 3], bias [O] or
