@@ -224,6 +224,23 @@ inline void store_row16(float* yn, const Plan& p, int64_t o, int64_t r, int64_t 
   std::memcpy(yn + at, t, size_t(std::min<int64_t>(16, p.W - c0)) * sizeof(float));
 }
 
+// Y = A^T M A + b for 8 tiles: M_xi's 8 values at src + xi * xs; y[2i + j]
+// is output (i, j) of each tile. Both output stages sum in this order, so
+// the pooled form's values are the plain form's bit for bit.
+inline void tile_outputs(const float* src, int64_t xs, __m256 b, __m256 (&y)[4]) {
+  __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
+  for (int j = 0; j < 4; ++j) {
+    __m256 m0 = _mm256_loadu_ps(src + (0 + j) * xs), m1 = _mm256_loadu_ps(src + (4 + j) * xs);
+    __m256 m2 = _mm256_loadu_ps(src + (8 + j) * xs), m3 = _mm256_loadu_ps(src + (12 + j) * xs);
+    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
+  y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
+  y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
+  y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
+}
+
 // Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:
 // m [16][MS] holds M_xi [og, Tp] for those channels.
 void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
@@ -237,22 +254,12 @@ void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
       // into its second row, which the earlier chunks then overwrite.
       for (int64_t tx0 = (p.tw - 1) / 8 * 8; tx0 >= 0; tx0 -= 8) {
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
-        __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
-        for (int j = 0; j < 4; ++j) {
-          __m256 m0 = _mm256_loadu_ps(src + (0 + j) * OT), m1 = _mm256_loadu_ps(src + (4 + j) * OT);
-          __m256 m2 = _mm256_loadu_ps(src + (8 + j) * OT), m3 = _mm256_loadu_ps(src + (12 + j) * OT);
-          q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-          q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-        }
-        __m256 y[2][2];
-        y[0][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
-        y[0][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
-        y[1][0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
-        y[1][1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
+        __m256 y[4];
+        tile_outputs(src, OT, b, y);
         for (int i = 0; i < 2; ++i) {
           int64_t r = 2 * ty + i;
           if (r >= p.H) break;
-          __m256 a = y[i][0], c = y[i][1];
+          __m256 a = y[2 * i], c = y[2 * i + 1];
           if (relu) a = _mm256_max_ps(zero, a), c = _mm256_max_ps(zero, c);  // std::max(v, 0)'s rule: NaN kept
           __m256 lo = _mm256_unpacklo_ps(a, c), hi = _mm256_unpackhi_ps(a, c);  // a0 c0 a1 c1 | a4 c4 a5 c5, ...
           store_row16(yn, p, o, r, 2 * tx0, _mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31),
@@ -285,17 +292,8 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
     for (int64_t ty = 0; ty < Hp; ++ty)
       for (int64_t tx0 = 0; tx0 < Wp; tx0 += 8) {
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
-        __m256 q0[4], q1[4];
-        for (int j = 0; j < 4; ++j) {
-          __m256 m0 = _mm256_loadu_ps(src + (0 + j) * OT), m1 = _mm256_loadu_ps(src + (4 + j) * OT);
-          __m256 m2 = _mm256_loadu_ps(src + (8 + j) * OT), m3 = _mm256_loadu_ps(src + (12 + j) * OT);
-          q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-          q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-        }
-        __m256 y[4] = {_mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b),
-                       _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b),
-                       _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b),
-                       _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b)};
+        __m256 y[4];
+        tile_outputs(src, OT, b, y);
         __m256 best = y[0];
         __m256i k = _mm256_setzero_si256();
         for (int i = 1; i < 4; ++i) {  // take y[i] where greater, or where it is the first NaN
