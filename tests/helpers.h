@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "brisk.h"
+#include "kernels/cpu/gemm/sgemm.h"
 
 namespace bt {
 using namespace brisk;
@@ -23,6 +24,18 @@ struct ThreadCount {
   ThreadCount(const ThreadCount&) = delete;
   ThreadCount& operator=(const ThreadCount&) = delete;
 };
+
+// The vector sgemm ISAs (avx512, avx2) this CPU has, for kernels that run
+// on either (set_sgemm_isa picks one); a WARN "SKIPPED" naming `what` for
+// each ISA it lacks.
+inline std::vector<const char*> vector_sgemm_isas(const std::string& what) {
+  std::vector<const char*> out;
+  for (const char* isa : {"avx512", "avx2"}) {
+    if (kern::cpu::sgemm_isa_supported(isa)) out.push_back(isa);
+    else WARN("SKIPPED: " << what << " on the " << isa << " sgemm: this CPU lacks it");
+  }
+  return out;
+}
 
 // Tolerance for comparing two computations of the same value in `dtype`,
 // `terms` = number of products/terms accumulated (error grows ~sqrt(terms)).

@@ -35,16 +35,6 @@ struct IsaRestore {
   }
 };
 
-// The ISAs the Winograd path runs on that this CPU has (SKIPPED for the others).
-std::vector<const char*> winograd_isas() {
-  std::vector<const char*> out;
-  for (const char* isa : {"avx512", "avx2"}) {
-    if (kc::sgemm_isa_supported(isa)) out.push_back(isa);
-    else WARN("SKIPPED: Winograd conv2d on the " << isa << " sgemm: this CPU lacks it");
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definition", "[kernels][winograd]") {
@@ -56,7 +46,7 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
   // And a plane of 272 tiles (blocks of one sample).
   std::vector<Shape5> shapes{{5, 32, 64, 14, 14}, {2, 8, 8, 9, 7}, {3, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
                              {2, 8, 9, 34, 32}};
-  for (const char* isa : winograd_isas()) {
+  for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     // Planes past 128 x 128 run the direct path.
     CHECK(kc::conv2d_winograd_applies(same3x3({1, 8, 8, 128, 128}), 8));
@@ -103,7 +93,7 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
 TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its plain form bit for bit",
           "[kernels][winograd]") {
   IsaRestore restore;
-  for (const char* isa : winograd_isas()) {
+  for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     for (Shape5 s : {Shape5{5, 32, 64, 14, 14}, Shape5{3, 16, 24, 9, 7}, Shape5{2, 9, 10, 6, 20}}) {
       Geom2d g = same3x3(s);
@@ -166,7 +156,7 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
 TEST_CASE("kernels: Winograd conv2d runs for conv2d, with the same bits at 1 and 3 threads, and switches off",
           "[kernels][winograd]") {
   IsaRestore restore;
-  for (const char* isa : winograd_isas()) {
+  for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     Shape5 s{7, 16, 32, 10, 12};
     Tensor x = randn({s.N, s.C, s.H, s.W}), w = randn({s.O, s.C, 3, 3}) * 0.3, b = randn({s.O});
@@ -198,7 +188,7 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
   // of three tile chunks, C = 9
   std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {5, 8, 8, 9, 7}, {1, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
                              {3, 8, 9, 34, 32}};
-  for (const char* isa : winograd_isas()) {
+  for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     for (const Shape5& s : shapes) {
       Geom2d g = same3x3(s);

@@ -31,6 +31,7 @@
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/conv2d_amx.h"
+#include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/im2col.h"
@@ -473,6 +474,11 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
+  if (!p.bf16 && !gemm_operands_bf16() && conv2d_thin_pool_applies(p.g)) {  // a first layer, pooled in registers
+    conv2d_thin_pool_forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
+                             p.g, O, p.relu, y, code);
+    return true;
+  }
   if (!p.bf16 && !gemm_operands_bf16() && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
     conv2d_pool_forward_winograd(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
                                  a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, y, code);
@@ -719,7 +725,10 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool amx = gemm_amx_active();
   // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
   bool wino = !amx && !bf && !gemm_operands_bf16() && conv2d_winograd_applies(g, O);
-  bool thin = !amx && CKK <= kThinMax;
+  // A first layer's pooled gradient: straight from the pooled gradient and its codes (ThinPoolWeightGrad).
+  bool thin_pool = !amx && !bf && !gemm_operands_bf16() && gy.code && conv2d_thin_pool_applies(g);
+  bool own = wino || thin_pool;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
+  bool thin = !amx && !own && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
   bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
   // f32 on AVX-512 with a "same" geometry: neither operand goes through
@@ -735,9 +744,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // AVX2 has the in-place form only (no transposing unfold into strips):
   // col_n from im2col, gy_n^T packed, taken whatever the tiles' fill.
   bool packed_rows = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx2() &&
-                     same_geometry(g) && !wino;
-  packed = (packed && !wino) || packed_rows;
-  bool transposed = !wino && (amx || packed_rows ||
+                     same_geometry(g) && !own;
+  packed = (packed && !own) || packed_rows;
+  bool transposed = !own && (amx || packed_rows ||
                               (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
                                                 : t.fill(CKK, O) > t.fill(O, CKK) + 0.01)));
   GemmTile ft = sgemm_f32_tile();
@@ -753,11 +762,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
       std::fill(pw, pw + part, 0.f);
-      float* col = scratch(size_t(packed ? usize + gsize : CKK * L));
+      float* col = own ? nullptr : scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
       std::optional<WinogradWeightGrad> wg;
       if (wino) wg.emplace(g, O);
+      std::optional<ThinPoolWeightGrad> tp;
+      if (thin_pool) tp.emplace(g, O);
       // the thin path's per-lane sums over the chunk's samples, and their tails
       static thread_local std::vector<v16> thin_acc;
       static thread_local std::vector<float> thin_tail;
@@ -767,6 +778,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       }
       for (int64_t n = c * kGradBlock; n < std::min(g.N, (c + 1) * kGradBlock); ++n) {
         const float* xn = x + n * CHW;
+        if (thin_pool) {  // the pooled gradient as it is, not expanded
+          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo;
+          tp->add(gy.gy + n * OLp, gy.code + n * OLp, xn, gy.numel - (n + 1) * OLp);
+          continue;
+        }
         const float* gyn = gy(n);
         if (wino) {
           wg->add(gyn, xn);
@@ -818,6 +834,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       }
       if (thin) thin_gw_finish(thin_acc.data(), thin_tail.data(), O * CKK, pw);
       if (wino) wg->finish(pw);
+      if (thin_pool) tp->finish(pw, gb ? pb : nullptr);
     }
   });
   // partial 0 += partial 1, += partial 2, ... in block order (each element's

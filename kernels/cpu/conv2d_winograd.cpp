@@ -278,15 +278,12 @@ float* thread_scratch(size_t n) {
 
 // The 2x2 max pool of Y (+ bias) for sample s of the block, channels
 // o0 .. o0 + on: each tile's 2x2 outputs are one pool window, so the
-// full-size output is never formed. max_pool_2x2's rule: the first NaN in
-// row-major order, else the first maximum, and its code 2 * dy + dx; then,
-// with relu, v > 0 ? v : 0 and code 4 where v was not above 0
-// (relu_pooled's rule). yp [O, H/2, W/2] and code likewise, for this sample;
+// full-size output is never formed (pool_window4: max_pool_2x2's rule, then
+// relu_pooled's). yp [O, H/2, W/2] and code likewise, for this sample;
 // room: floats (and bytes) writable after their last plane.
 void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
                    float* yp, uint8_t* code, int64_t room) {
   const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, end = p.O * Hp * Wp + room;
-  const __m256 zero = _mm256_setzero_ps();
   for (int64_t o = o0; o < o0 + on; ++o) {
     __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
     for (int64_t ty = 0; ty < Hp; ++ty)
@@ -294,32 +291,10 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
         __m256 y[4];
         tile_outputs(src, OT, b, y);
-        __m256 best = y[0];
-        __m256i k = _mm256_setzero_si256();
-        for (int i = 1; i < 4; ++i) {  // take y[i] where greater, or where it is the first NaN
-          __m256 take = _mm256_or_ps(_mm256_cmp_ps(y[i], best, _CMP_GT_OQ),
-                                     _mm256_andnot_ps(_mm256_cmp_ps(best, best, _CMP_UNORD_Q),
-                                                      _mm256_cmp_ps(y[i], y[i], _CMP_UNORD_Q)));
-          best = _mm256_blendv_ps(best, y[i], take);
-          k = _mm256_blendv_epi8(k, _mm256_set1_epi32(i), _mm256_castps_si256(take));
-        }
-        if (relu) {
-          __m256 live = _mm256_cmp_ps(best, zero, _CMP_GT_OQ);
-          best = _mm256_and_ps(live, best);
-          k = _mm256_blendv_epi8(_mm256_set1_epi32(4), k, _mm256_castps_si256(live));
-        }
-        int64_t at = (o * Hp + ty) * Wp + tx0;
-        __m128i k8 = narrow8_epi32(k);
-        if (at + 8 <= end) {  // lanes past the row fall on later rows, written after
-          _mm256_storeu_ps(yp + at, best);
-          _mm_storel_epi64(reinterpret_cast<__m128i*>(code + at), k8);
-        } else {
-          int64_t n = std::min<int64_t>(8, Wp - tx0);
-          alignas(32) float t[8];
-          _mm256_store_ps(t, best);
-          std::memcpy(yp + at, t, size_t(n) * sizeof(float));
-          store_bytes8(code + at, k8, n);
-        }
+        __m256 best;
+        __m256i k;
+        pool_window4(y, relu, best, k);
+        store_pooled8(yp, code, (o * Hp + ty) * Wp + tx0, std::min<int64_t>(8, Wp - tx0), end, best, k);
       }
   }
 }

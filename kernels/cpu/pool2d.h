@@ -104,6 +104,43 @@ inline __m128i narrow8_epi32(__m256i v) {
   __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   return _mm_packs_epi16(w, w);
 }
+// One 2x2 window per lane, its values y[2 * dy + dx], pooled in registers
+// by max_pool_2x2's rule: the first NaN in row-major order, else the first
+// maximum, and its code 2 * dy + dx; then, with relu, v > 0 ? v : 0 and
+// code 4 where v was not above 0 (relu_pooled's rule). The fused conv + pool
+// forwards that never form the full-size output use it.
+inline void pool_window4(const __m256 (&y)[4], bool relu, __m256& best, __m256i& code) {
+  best = y[0];
+  code = _mm256_setzero_si256();
+  for (int i = 1; i < 4; ++i) {  // take y[i] where greater, or where it is the first NaN
+    __m256 take = _mm256_or_ps(_mm256_cmp_ps(y[i], best, _CMP_GT_OQ),
+                               _mm256_andnot_ps(_mm256_cmp_ps(best, best, _CMP_UNORD_Q),
+                                                _mm256_cmp_ps(y[i], y[i], _CMP_UNORD_Q)));
+    best = _mm256_blendv_ps(best, y[i], take);
+    code = _mm256_blendv_epi8(code, _mm256_set1_epi32(i), _mm256_castps_si256(take));
+  }
+  if (relu) {
+    __m256 live = _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_GT_OQ);
+    best = _mm256_and_ps(live, best);
+    code = _mm256_blendv_epi8(_mm256_set1_epi32(4), code, _mm256_castps_si256(live));
+  }
+}
+// pool_window4's 8 windows at yp + at and code + at, n of them (1..8) in
+// the row: whole vectors where at + 8 <= end (the lanes past the row fall
+// on later rows, which the caller writes after), else only the n, with no
+// call (a memcpy call here made the compiler spill the callers' live
+// registers in their inner loops: a third of the fused first layer's time).
+inline void store_pooled8(float* yp, uint8_t* code, int64_t at, int64_t n, int64_t end, __m256 best, __m256i k) {
+  __m128i k8 = narrow8_epi32(k);
+  if (at + 8 <= end) {
+    _mm256_storeu_ps(yp + at, best);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(code + at), k8);
+  } else {  // once per sample at most: the masked store's cost does not matter
+    _mm256_maskstore_ps(yp + at, lane_mask8(n), best);
+    uint64_t b = uint64_t(_mm_cvtsi128_si64(k8));
+    for (int64_t i = 0; i < n; ++i, b >>= 8) code[at + i] = uint8_t(b);
+  }
+}
 #endif
 
 // Room past a plane's end that a pool function may use, in elements: `in`

@@ -1,0 +1,70 @@
+// The cnn's first layer with its 2x2 max pool, fused both ways: f32, one
+// input channel, 3x3, stride 1, padding 1, dilation 1 (a "same" plane), the
+// pool over the output's 2x2 windows. The generic thin forward (conv2d.cpp)
+// writes each sample's full-size output and pools it in a second pass, and
+// the weight gradient expands the pooled gradient to full size and takes
+// dot products with the unfold, where 3 of every 4 values are zeros.
+//
+// Here each input plane is first split by column parity into zero-bordered
+// planes E (even columns) and O (odd columns), so that a vector of 8 pool
+// windows (c' .. c' + 7 in a pooled row) reads its taps as 16 plain loads:
+// output column 2c' takes input columns 2c' - 1, 2c', 2c' + 1 = O[c' - 1],
+// E[c'], O[c'], and column 2c' + 1 takes E[c'], O[c'], E[c' + 1], for each
+// of the 4 input rows 2r' - 1 .. 2r' + 2 the window's two output rows need.
+//  - forward: the 4 outputs of each window as 4 FMA chains, + bias, pooled
+//    and ReLU'd in registers (pool_window4), so the full-size output is
+//    never formed. Each output is the same FMA chain over the taps, from 0,
+//    then + bias, as the thin forward's, so y and the codes are its bits.
+//  - weight gradient: gw[o, (i, j)] = sum over windows of g_p times the tap
+//    (i, j) of the window's position p = code, straight from the pooled
+//    gradient and the codes (g_p: the gradient where code == p, else 0): 36
+//    FMAs per 8 windows instead of 36 on a 4x larger, mostly zero gradient.
+//    The gradient's bits differ from the generic path's by summation order.
+//    A non-finite input in the row or column an odd size leaves out of
+//    every window meets no gradient here (the generic path multiplies it by
+//    a zero, giving NaN).
+// Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds;
+// set_conv_thin_pool(false) (or BRISK_CONV_THIN_POOL=0 at start) runs the
+// generic path instead.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/kernel_params.h"
+
+namespace brisk::kern::cpu {
+
+bool conv_thin_pool_enabled();
+void set_conv_thin_pool(bool on);
+
+// Whether the kernels below run for geometry g now: the switch above, f32
+// sgemm on avx2 or avx512, C = 1, 3x3, stride 1, dilation 1, padding 1,
+// output the input's size, planes from 2 x 2 up to 1024 x 1024.
+bool conv2d_thin_pool_applies(const Geom2d& g);
+
+// y [N, O, H/2, W/2] and window codes [N, O, H/2, W/2] of conv2d_pool_fwd
+// (kernel_params.h) for x [N, 1, H, W], w [O, 1, 3, 3], bias [O] or null,
+// with relu as there. Samples run on the thread pool; each value depends
+// only on its own window, so not on the thread count.
+void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                              bool relu, float* y, uint8_t* code);
+
+// The weight (and bias) gradient from the pooled gradient and the codes,
+// one object per block of samples on one thread: add() each sample, then
+// finish() adds the block's sums to gw [O, 9] and gb [O] (gb may be null).
+// The order of the sums depends only on the samples added.
+class ThinPoolWeightGrad {
+ public:
+  ThinPoolWeightGrad(const Geom2d& g, int64_t O);
+  // gyp_n, code_n [O, H/2, W/2] (pooled), x_n [1, H, W]; room: elements
+  // of gyp_n and code_n readable past those planes (the next samples')
+  void add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room = 0);
+  void finish(float* gw, float* gb);
+
+ private:
+  Geom2d g_;
+  int64_t O_;
+  std::vector<float> acc_;  // [O][10][8]: per channel the 9 taps' and the bias's 8 lanes of partial sums
+};
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,191 @@
+// The fused first layer + 2x2 max pool (kernels/cpu/conv2d_thin_pool.h):
+// its forward against the sum the thin forward promises, written out here
+// (an FMA chain over the taps from 0, + bias), pooled by max_pool_2x2's rule
+// and relu_pooled's, bit for bit; its weight and bias gradient against
+// their definition summed in double; conv2d_max_pool2d dispatching to it,
+// its bits at 1 and 3 threads, and the switch. Every ISA it runs on that
+// the CPU has.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/conv2d_thin_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace kc = brisk::kern::cpu;
+namespace F = brisk::nn::functional;
+
+namespace {
+
+struct PlaneCase { int64_t N, O, H, W; };
+
+// The cnn's first layer; odd planes (a row and a column outside every
+// window); pooled rows of 1, 3 and 18 windows (3 chunks of 8: the chunk
+// pairs cross rows); a 2 x 2 plane.
+const std::vector<PlaneCase> kShapes{{3, 32, 28, 28}, {2, 5, 9, 7}, {2, 3, 5, 2}, {2, 4, 6, 37}, {1, 7, 2, 2}};
+
+Geom2d same1(const PlaneCase& s) { return Geom2d{s.N, 1, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
+
+// Integers in -3..3 (ties in the pool windows) or normals, by seed.
+std::vector<float> values(int64_t n, uint64_t seed, bool ties) {
+  Generator g(seed);
+  std::vector<double> d = randn({n}, {}, &g).to_vector();
+  std::vector<float> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = ties ? float(std::round(std::clamp(d[i] * 1.5, -3.0, 3.0))) : float(d[i]);
+  return out;
+}
+
+struct Restore {
+  ~Restore() {
+    kc::set_sgemm_isa("auto");
+    kc::set_conv_thin_pool(true);
+  }
+};
+
+// Input (h, v) of plane n, zero outside it.
+float at(const std::vector<float>& x, const PlaneCase& s, int64_t n, int64_t h, int64_t v) {
+  return h >= 0 && h < s.H && v >= 0 && v < s.W ? x[size_t((n * s.H + h) * s.W + v)] : 0.f;
+}
+
+}  // namespace
+
+TEST_CASE("kernels: fused first layer + pool forward is the thin forward's chain, pooled, bit for bit",
+          "[kernels][thin_pool]") {
+  Restore restore;
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes)
+      for (bool ties : {false, true})
+        for (bool relu : {false, true})
+          for (bool with_bias : {true, false}) {
+            Geom2d g = same1(s);
+            REQUIRE(kc::conv2d_thin_pool_applies(g));
+            int64_t Hp = s.H / 2, Wp = s.W / 2, P = s.N * s.O * Hp * Wp, guard = 24;
+            std::vector<float> x = values(s.N * s.H * s.W, 1 + ties, ties), w = values(s.O * 9, 3 + ties, ties),
+                               b = values(s.O, 5, ties);
+            x[size_t(s.W + 1)] = NAN;  // sample 0, (1, 1): in four windows' taps
+            // sample 1: a value whose products may overflow (the path that keeps the NaN rule)
+            if (s.N > 1) x[size_t(s.H * s.W + s.W - 1)] = 3e38f;
+            std::vector<float> y(size_t(P + guard), NAN);
+            std::vector<uint8_t> code(size_t(P + guard), 99);
+            for (int64_t i = 0; i < guard; ++i) y[size_t(P + i)] = 7.f;
+            kc::conv2d_thin_pool_forward(x.data(), w.data(), with_bias ? b.data() : nullptr, g, s.O, relu, y.data(),
+                                         code.data());
+            int64_t bad = 0, nans = 0, dead = 0;
+            for (int64_t n = 0; n < s.N; ++n)
+              for (int64_t o = 0; o < s.O; ++o)
+                for (int64_t r = 0; r < Hp; ++r)
+                  for (int64_t c = 0; c < Wp; ++c) {
+                    float win[4];
+                    for (int p = 0; p < 4; ++p) {
+                      int64_t h = 2 * r + p / 2, v = 2 * c + p % 2;
+                      float acc = 0.f;
+                      for (int k = 0; k < 9; ++k) acc = std::fma(w[size_t(o * 9 + k)], at(x, s, n, h + k / 3 - 1, v + k % 3 - 1), acc);
+                      win[p] = with_bias ? acc + b[size_t(o)] : acc;
+                    }
+                    int k = -1;  // the first NaN, else the first maximum, row-major
+                    for (int p = 0; p < 4; ++p) {
+                      if (std::isnan(win[p])) {
+                        k = p;
+                        break;
+                      }
+                      if (k < 0 || win[p] > win[k]) k = p;
+                    }
+                    float v = win[k];
+                    if (relu && !(v > 0.f)) v = 0.f, k = 4;
+                    size_t i = size_t(((n * s.O + o) * Hp + r) * Wp + c);
+                    nans += std::isnan(v);
+                    dead += k == 4;
+                    bad += std::memcmp(&v, &y[i], sizeof v) != 0 || code[i] != k;
+                  }
+            INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << (ties ? " ties" : "")
+                     << (relu ? " relu" : "") << (with_bias ? "" : " no bias"));
+            CHECK(bad == 0);
+            if (relu) CHECK(nans == 0);  // the NaN reaches window (0, 0) of every channel of sample 0
+            else CHECK(nans >= s.O);
+            if (relu) CHECK(dead > 0);
+            for (int64_t i = 0; i < guard; ++i) CHECK((y[size_t(P + i)] == 7.f && code[size_t(P + i)] == 99));
+          }
+  }
+}
+
+TEST_CASE("kernels: fused first layer + pool weight gradient matches its definition", "[kernels][thin_pool]") {
+  Restore restore;
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes) {
+      Geom2d g = same1(s);
+      int64_t Hp = s.H / 2, Wp = s.W / 2, Lp = Hp * Wp;
+      std::vector<float> x = values(s.N * s.H * s.W, 7, false), gy = values(s.N * s.O * Lp, 8, false);
+      std::vector<uint8_t> code(gy.size());
+      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t(i * 7 % 5);  // every position, and 4 (no gradient)
+      std::vector<float> gw(size_t(s.O * 9), 0.5f), gb(size_t(s.O), -0.25f);  // finish() adds to what is there
+      {
+        kc::ThinPoolWeightGrad tg(g, s.O);
+        for (int64_t n = 0; n < s.N; ++n)
+          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W);
+        tg.finish(gw.data(), gb.data());
+      }
+      int64_t bad = 0;
+      double worst = 0;
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t k = 0; k <= 9; ++k) {  // k = 9: the bias
+          double sum = k < 9 ? 0.5 : -0.25, mag = std::abs(sum);
+          for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t r = 0; r < Hp; ++r)
+              for (int64_t c = 0; c < Wp; ++c) {
+                size_t i = size_t((n * s.O + o) * Lp + r * Wp + c);
+                int p = code[i];
+                if (p > 3) continue;
+                double t = gy[i] * (k < 9 ? at(x, s, n, 2 * r + p / 2 + k / 3 - 1, 2 * c + p % 2 + k % 3 - 1) : 1.0);
+                sum += t, mag += std::abs(t);
+              }
+          double got = k < 9 ? gw[size_t(o * 9 + k)] : gb[size_t(o)], err = std::abs(got - sum) / (1 + mag);
+          worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+          bad += !(err <= 1e-5);
+        }
+      INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << ": worst error " << worst
+               << " of the magnitude");
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-count independent, and switches off",
+          "[kernels][thin_pool]") {
+  Restore restore;
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
+    kc::set_sgemm_isa(isa);
+    PlaneCase s{19, 8, 12, 10};  // 3 gradient blocks of 8 samples, the last partial
+    Tensor x0 = randn({s.N, 1, s.H, s.W}), w0 = randn({s.O, 1, 3, 3}), b0 = randn({s.O});
+    Tensor r = randn({s.N, s.O, s.H / 2, s.W / 2});
+    auto run = [&](int threads) {
+      bt::ThreadCount tc(threads);
+      Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      Tensor y = F::conv2d_max_pool2d(x, w, b, 1, 1, 1, 1, true);
+      sum(y * r).backward();
+      return std::vector<Tensor>{y, w.grad(), b.grad()};
+    };
+    std::vector<Tensor> one = run(1), three = run(3);
+    INFO(isa);
+    for (size_t i = 0; i < one.size(); ++i) CHECK(bit_equal(one[i], three[i]));
+    // dispatched to it: the kernel called directly gives the same forward bits
+    int64_t P = s.N * s.O * (s.H / 2) * (s.W / 2);
+    std::vector<float> y(static_cast<size_t>(P));
+    std::vector<uint8_t> code(static_cast<size_t>(P));
+    kc::conv2d_thin_pool_forward(x0.data_ptr<float>(), w0.data_ptr<float>(), b0.data_ptr<float>(), same1(s), s.O,
+                                 true, y.data(), code.data());
+    CHECK(std::memcmp(y.data(), one[0].data_ptr<float>(), sizeof(float) * size_t(P)) == 0);
+    // off: the thin forward + pooling pass (the same forward bits) and the
+    // expanded gradient's dot products (the same sums in another order)
+    kc::set_conv_thin_pool(false);
+    CHECK_FALSE(kc::conv2d_thin_pool_applies(same1(s)));
+    std::vector<Tensor> off = run(2);
+    kc::set_conv_thin_pool(true);
+    CHECK(bit_equal(off[0], one[0]));
+    CHECK_FALSE(bit_equal(off[1], one[1]));
+    expect_close(off[1], one[1], 1e-5, "weight gradient, fused vs expanded");
+    expect_close(off[2], one[2], 1e-5, "bias gradient, fused vs expanded");
+  }
+}
