@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/autocast.h"
 #include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
@@ -179,6 +180,10 @@ TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-
     CHECK(std::memcmp(y.data(), one[0].data_ptr<float>(), sizeof(float) * size_t(P)) == 0);
     // off: the thin forward + pooling pass (the same forward bits) and the
     // expanded gradient's dot products (the same sums in another order)
+    {
+      GemmBf16Scope bf16(true);  // the bf16 GEMM's rounded operands: not this f32 kernel
+      CHECK_FALSE(kc::conv2d_thin_pool_applies(same1(s)));
+    }
     kc::set_conv_thin_pool(false);
     CHECK_FALSE(kc::conv2d_thin_pool_applies(same1(s)));
     std::vector<Tensor> off = run(2);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/autocast.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
@@ -173,6 +174,10 @@ TEST_CASE("kernels: Winograd conv2d runs for conv2d, with the same bits at 1 and
                                 direct.data());
     CHECK(std::memcmp(direct.data(), one.data_ptr<float>(), sizeof(float) * direct.size()) == 0);
     // off: the direct unfold-and-GEMM path, other roundings of the same sums
+    {
+      GemmBf16Scope bf16(true);  // the bf16 GEMM's rounded operands: not this f32 path
+      CHECK_FALSE(kc::conv2d_winograd_applies(same3x3(s), s.O));
+    }
     kc::set_conv_winograd(false);
     CHECK_FALSE(kc::conv2d_winograd_applies(same3x3(s), s.O));
     Tensor off = conv(2);

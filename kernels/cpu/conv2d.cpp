@@ -345,7 +345,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
     return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink, source);
   // f32 3x3 "same": Winograd F(2x2, 3x3), 2.25x fewer multiplies (conv2d_winograd.h).
-  if (!bf16 && !gemm_operands_bf16() && conv2d_winograd_applies(g, O))
+  if (!bf16 && conv2d_winograd_applies(g, O))
     return conv2d_forward_winograd(x, w, bias, g, O, relu, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
@@ -474,12 +474,12 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
-  if (!p.bf16 && !gemm_operands_bf16() && conv2d_thin_pool_applies(p.g)) {  // a first layer, pooled in registers
+  if (!p.bf16 && conv2d_thin_pool_applies(p.g)) {  // a first layer, pooled in registers
     conv2d_thin_pool_forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
                              p.g, O, p.relu, y, code);
     return true;
   }
-  if (!p.bf16 && !gemm_operands_bf16() && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
+  if (!p.bf16 && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
     conv2d_pool_forward_winograd(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
                                  a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, y, code);
     return true;
@@ -516,7 +516,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   Geom2d gt{g.N, O, g.Ho, g.Wo, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1, g.H, g.W};
   bool amx = gemm_amx_active() && conv2d_amx_applies(gt) && g.C >= kAmxMinRows;
   // Likewise Winograd's forward (f32 3x3 "same"), with no col2im pass either.
-  bool wino = !gemm_operands_bf16() && conv2d_winograd_applies(gt, g.C);
+  bool wino = conv2d_winograd_applies(gt, g.C);
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
       (amx || wino || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
@@ -724,9 +724,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // On AMX tiles every shape runs as tile products of unfold @ gy^T (AmxWeightGrad).
   bool amx = gemm_amx_active();
   // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
-  bool wino = !amx && !bf && !gemm_operands_bf16() && conv2d_winograd_applies(g, O);
+  bool wino = !amx && !bf && conv2d_winograd_applies(g, O);
   // A first layer's pooled gradient: straight from the pooled gradient and its codes (ThinPoolWeightGrad).
-  bool thin_pool = !amx && !bf && !gemm_operands_bf16() && gy.code && conv2d_thin_pool_applies(g);
+  bool thin_pool = !amx && !bf && gy.code && conv2d_thin_pool_applies(g);
   bool own = wino || thin_pool;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
   bool thin = !amx && !own && CKK <= kThinMax;
   GemmTile t = sgemm_tile();

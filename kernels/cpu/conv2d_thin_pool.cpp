@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/autocast.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
@@ -196,9 +197,9 @@ bool conv_thin_pool_enabled() { return g_on.load(std::memory_order_relaxed); }
 void set_conv_thin_pool(bool on) { g_on.store(on, std::memory_order_relaxed); }
 
 bool conv2d_thin_pool_applies(const Geom2d& g) {
-  return conv_thin_pool_enabled() && (sgemm_isa_avx2() || sgemm_isa_avx512()) && g.C == 1 && g.kh == 3 &&
-         g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 && g.Ho == g.H &&
-         g.Wo == g.W && g.H >= 2 && g.W >= 2 && g.H <= kMaxSide && g.W <= kMaxSide;
+  return conv_thin_pool_enabled() && !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
+         g.C == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 &&
+         g.pw == 1 && g.Ho == g.H && g.Wo == g.W && g.H >= 2 && g.W >= 2 && g.H <= kMaxSide && g.W <= kMaxSide;
 }
 
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,

@@ -38,8 +38,9 @@ bool conv_thin_pool_enabled();
 void set_conv_thin_pool(bool on);
 
 // Whether the kernels below run for geometry g now: the switch above, f32
-// sgemm on avx2 or avx512, C = 1, 3x3, stride 1, dilation 1, padding 1,
-// output the input's size, planes from 2 x 2 up to 1024 x 1024.
+// operands (gemm_operands_bf16() off), sgemm on avx2 or avx512, C = 1, 3x3,
+// stride 1, dilation 1, padding 1, output the input's size, planes from
+// 2 x 2 up to 1024 x 1024.
 bool conv2d_thin_pool_applies(const Geom2d& g);
 
 // y [N, O, H/2, W/2] and window codes [N, O, H/2, W/2] of conv2d_pool_fwd

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/autocast.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
@@ -369,9 +370,9 @@ bool conv_winograd_enabled() { return g_on.load(std::memory_order_relaxed); }
 void set_conv_winograd(bool on) { g_on.store(on, std::memory_order_relaxed); }
 
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O) {
-  return conv_winograd_enabled() && (sgemm_isa_avx2() || sgemm_isa_avx512()) && g.kh == 3 && g.kw == 3 &&
-         g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 && g.Ho == g.H &&
-         g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
+  return conv_winograd_enabled() && !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
+         g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 &&
+         g.Ho == g.H && g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
 }
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,

@@ -28,7 +28,8 @@ bool conv_winograd_enabled();
 void set_conv_winograd(bool on);
 
 // Whether conv2d_forward_winograd runs for geometry g with O output channels
-// now: the switch above, f32 sgemm on avx2 or avx512, 3x3, stride 1,
+// now: the switch above, f32 operands (not the bf16 GEMM's rounded ones:
+// gemm_operands_bf16() off), sgemm on avx2 or avx512, 3x3, stride 1,
 // dilation 1, padding 1, output the input's size, at least 8 input and
 // output channels (a thin first layer has its own kernel), and planes up to
 // 128 x 128 (the per-thread buffers stay a few MB).
