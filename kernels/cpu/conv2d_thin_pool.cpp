@@ -173,17 +173,6 @@ inline void forward_chunk(const float* src, const __m256 (&wv)[9], const float* 
   store_pooled8(yp, code, out, n, end, best, k);
 }
 
-// The chunks of a plane in order, pooled row by row: chunk t at row
-// pr = t / nch, column 8 ch with ch = t % nch, counted without divisions.
-struct ChunkWalk {
-  int64_t nch, Wp, pr = 0, ch = 0;
-  void next() {
-    if (++ch == nch) ch = 0, ++pr;
-  }
-  int64_t out() const { return pr * Wp + 8 * ch; }
-  int64_t n() const { return std::min<int64_t>(8, Wp - 8 * ch); }
-};
-
 // Sum of the 8 lanes, in lane order.
 inline float lane_sum(const float* v) {
   float s = v[0];
@@ -217,7 +206,6 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   }
   parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
     ParityPlanes pp(g);
-    const int64_t chunks = pp.Hp * pp.nch;
     for (int64_t n = lo; n < hi; ++n) {
       float xmax = pp.fill(x + n * HW);
       float* yn = y + n * OP;
@@ -228,10 +216,10 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
         const float* bo = bias ? bias + o : nullptr;
         const int64_t base = o * pp.Hp * pp.Wp;
         auto run = [&](auto finite) {
-          ChunkWalk cw{pp.nch, pp.Wp};
-          for (int64_t t = 0; t < chunks; ++t, cw.next())  // in order: lanes past a row land on later chunks
-            forward_chunk<decltype(finite)::value>(pp.at(cw.ch, 2 * cw.pr - 1), wo, bo, relu, base + cw.out(), cw.n(),
-                                                   yn, cn, OP);
+          for (int64_t r = 0; r < pp.Hp; ++r)  // in order: lanes past a row land on later chunks
+            for (int64_t ch = 0; ch < pp.nch; ++ch)
+              forward_chunk<decltype(finite)::value>(pp.at(ch, 2 * r - 1), wo, bo, relu, base + r * pp.Wp + 8 * ch,
+                                                     std::min<int64_t>(8, pp.Wp - 8 * ch), yn, cn, OP);
         };
         if (xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f) run(std::true_type{});
         else run(std::false_type{});
