@@ -21,10 +21,13 @@ namespace {
 
 struct PlaneCase { int64_t N, O, H, W; };
 
-// The cnn's first layer; odd planes (a row and a column outside every
-// window); pooled rows of 1, 3 and 18 windows (3 chunks of 8: the chunk
-// pairs cross rows); a 2 x 2 plane.
-const std::vector<PlaneCase> kShapes{{3, 32, 28, 28}, {2, 5, 9, 7}, {2, 3, 5, 2}, {2, 4, 6, 37}, {1, 7, 2, 2}};
+// The cnn's first layer (196 windows: 25 vectors, the last half full);
+// odd planes (a row and a column outside every window); pooled rows of 1,
+// 3 and 18 windows (vectors of 8 cross rows); a 2 x 2 plane; planes taken
+// in bands of rows (40 windows a row: bands of 6, 6 and 2 rows; 300 a row:
+// one row a band). Odd channel counts leave a channel without a partner.
+const std::vector<PlaneCase> kShapes{{3, 32, 28, 28}, {2, 5, 9, 7},   {2, 3, 5, 2},
+                                     {2, 4, 6, 37},   {1, 7, 2, 2},   {2, 3, 28, 81}, {1, 2, 5, 601}};
 
 Geom2d same1(const PlaneCase& s) { return Geom2d{s.N, 1, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
 

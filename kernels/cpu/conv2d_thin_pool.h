@@ -5,16 +5,18 @@
 // the weight gradient expands the pooled gradient to full size and takes
 // dot products with the unfold, where 3 of every 4 values are zeros.
 //
-// Here each input plane is first split by column parity into zero-bordered
-// planes E (even columns) and O (odd columns), so that a vector of 8 pool
-// windows (c' .. c' + 7 in a pooled row) reads its taps as 16 plain loads:
-// output column 2c' takes input columns 2c' - 1, 2c', 2c' + 1 = O[c' - 1],
-// E[c'], O[c'], and column 2c' + 1 takes E[c'], O[c'], E[c' + 1], for each
-// of the 4 input rows 2r' - 1 .. 2r' + 2 the window's two output rows need.
-//  - forward: the 4 outputs of each window as 4 FMA chains, + bias, pooled
-//    and ReLU'd in registers (pool_window4), so the full-size output is
-//    never formed. Each output is the same FMA chain over the taps, from 0,
-//    then + bias, as the thin forward's, so y and the codes are its bits.
+// Here each sample's windows are taken flat, row after row (in bands of
+// rows that keep their taps in L1), and each window's 16 taps, the 4 x 4
+// input patch under it, are laid out tap by tap (WindowTaps): a vector of 8
+// consecutive windows, rows crossed freely, reads its taps as 16 plain
+// loads, and its 8 pooled values, codes and gradients are 8 consecutive
+// values of the pooled plane (the cnn's 14 x 14 pooled plane is 25 vectors,
+// where 14 rows of 8 + 6 took 28).
+//  - forward: the 4 outputs of each window as 4 FMA chains, two output
+//    channels at a time (8 chains in flight), + bias, pooled and ReLU'd in
+//    registers (pool_window4), so the full-size output is never formed.
+//    Each output is the same FMA chain over the taps, from 0, then + bias,
+//    as the thin forward's, so y and the codes are its bits.
 //  - weight gradient: gw[o, (i, j)] = sum over windows of g_p times the tap
 //    (i, j) of the window's position p = code, straight from the pooled
 //    gradient and the codes (g_p: the gradient where code == p, else 0): 36
