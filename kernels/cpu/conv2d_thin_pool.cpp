@@ -15,6 +15,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
+#include "kernels/cpu/winograd_f23.h"
 
 namespace brisk::kern::cpu {
 
@@ -84,6 +85,25 @@ struct WindowTaps {
     for (; 2 * j < W; ++j) {
       e[j] = s[2 * j];
       if (2 * j + 1 < W) o[j] = s[2 * j + 1];
+    }
+  }
+  // The taps of the band's nw windows replaced by their Winograd input
+  // transform, V = B^T d B (d [4][4]: tap 4 rr + m), V's value xi = 4 i + j
+  // in tap xi's place: the rows' stage, then the columns', as the layer
+  // kernels' transform (conv2d_winograd.cpp) does it.
+  void to_winograd(int64_t nw) {
+    for (int64_t v = 0; v < nw; v += 8) {
+      float* s = buf + v;
+      __m256 z[16], t[4];
+      for (int m = 0; m < 4; ++m) {  // Z = B^T d: column m of the 4 rows
+        winograd_bt4(_mm256_loadu_ps(s + (0 + m) * kStride), _mm256_loadu_ps(s + (4 + m) * kStride),
+                     _mm256_loadu_ps(s + (8 + m) * kStride), _mm256_loadu_ps(s + (12 + m) * kStride), t);
+        for (int i = 0; i < 4; ++i) z[4 * i + m] = t[i];
+      }
+      for (int i = 0; i < 4; ++i) {  // V = Z B: row i
+        winograd_bt4(z[4 * i], z[4 * i + 1], z[4 * i + 2], z[4 * i + 3], t);
+        for (int j = 0; j < 4; ++j) _mm256_storeu_ps(s + (4 * i + j) * kStride, t[j]);
+      }
     }
   }
   // The taps of pooled rows r0 .. r1 - 1 of sample x [H, W]; returns max
@@ -183,46 +203,38 @@ inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, _
   }
 }
 
-// One vector of 8 windows (s: its taps) for C (1 or 2) output channels,
-// weights at w + 9c, to their pooled values and codes at y[c] and code[c]
-// (n of the 8 lanes are windows). The 4 outputs y_p of each window (p =
-// 2 dy + dx) are FMA chains over the taps k = 3 i + j in ascending order,
-// from 0, then + bias, as the thin forward's. The chains advance together,
-// k by k: two channels keep 8 in flight, enough to hide the FMA's latency
-// (one channel's 4 chains of 9 left half the FMA slots idle), with 8
-// accumulators, 2 weights and a tap in registers; per k, 2 broadcasts and 4
-// tap loads for 8 FMAs. Then pooled and ReLU'd in registers. Finite: the
-// outputs are known not to be NaN (pool_window4_finite).
-template <int C, bool Finite>
-inline void forward_vector(const float* s, const float* w, const float* bias, bool relu, float* const (&y)[2],
-                           uint8_t* const (&code)[2], int64_t n) {
-  __m256 acc[C][4];
-#pragma GCC unroll 2
-  for (int c = 0; c < C; ++c)
-    for (int p = 0; p < 4; ++p) acc[c][p] = _mm256_setzero_ps();
-#pragma GCC unroll 9
-  for (int k = 0; k < 9; ++k) {
-    __m256 wk[C];
-#pragma GCC unroll 2
-    for (int c = 0; c < C; ++c) wk[c] = _mm256_broadcast_ss(w + 9 * c + k);
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; ++p) {
-      __m256 t = _mm256_loadu_ps(tap(s, k / 3 + p / 2, k % 3 + p % 2));
-#pragma GCC unroll 2
-      for (int c = 0; c < C; ++c) acc[c][p] = _mm256_fmadd_ps(wk[c], t, acc[c][p]);
-    }
+// One vector of 8 windows (s: their Winograd-transformed taps, V) for one
+// output channel (u: its transformed filter, U [16]; b: its bias), to its
+// pooled values and codes at y and code (n of the 8 lanes are windows):
+// each window is one F(2x2, 3x3) tile, so its 4 outputs are A^T (U . V) A
+// + b, 16 products and 24 adds (which run on other pipes than the
+// products; GCC contracts some pairs into multiply-adds) where the direct
+// sums took 36 FMAs. The bias is added once, to U . V's value 5 (i = j = 1),
+// which each of the 4 outputs sums exactly once with sign +, rather than to
+// each output. Then pooled and ReLU'd in registers. Finite: the outputs are
+// known not to be NaN (pool_window4_finite).
+template <bool Finite>
+inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, float* y, uint8_t* code,
+                           int64_t n) {
+  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
+    __m256 p = _mm256_mul_ps(_mm256_broadcast_ss(u + xi), _mm256_loadu_ps(s + xi * WindowTaps::kStride));
+    return xi == 5 ? _mm256_add_ps(p, b) : p;
+  };
+  __m256 q0[4], q1[4], yw[4];  // A^T M: rows 0 and 1, columns j
+  for (int j = 0; j < 4; ++j) {
+    __m256 m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
+    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
   }
-#pragma GCC unroll 2
-  for (int c = 0; c < C; ++c) {
-    __m256 yc[4] = {acc[c][0], acc[c][1], acc[c][2], acc[c][3]};
-    if (bias)  // no add without a bias: the thin forward's -0 stays -0
-      for (int p = 0; p < 4; ++p) yc[p] = _mm256_add_ps(yc[p], _mm256_broadcast_ss(bias + c));
-    __m256 best;
-    __m256i k;
-    if constexpr (Finite) pool_window4_finite(yc, relu, best, k);
-    else pool_window4(yc, relu, best, k);
-    store_pooled_n(y[c], code[c], n, best, k);
-  }
+  yw[0] = _mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]);
+  yw[1] = _mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]);
+  yw[2] = _mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]);
+  yw[3] = _mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]);
+  __m256 best;
+  __m256i k;
+  if constexpr (Finite) pool_window4_finite(yw, relu, best, k);
+  else pool_window4(yw, relu, best, k);
+  store_pooled_n(y, code, n, best, k);
 }
 
 // Sum of the 8 lanes, in lane order.
@@ -246,14 +258,16 @@ bool conv2d_thin_pool_applies(const Geom2d& g) {
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                               bool relu, float* y, uint8_t* code) {
   const int64_t HW = g.H * g.W, OP = O * (g.H / 2) * (g.W / 2);
-  // |y| <= max|x_n| * sum_k |w_ok| + |b_o| (and each partial FMA sum
-  // likewise, to rounding): below this bound no output can be infinite or
-  // NaN, and the pool skips its NaN rule (pool_window4_finite).
-  std::vector<float> wabs(static_cast<size_t>(O)), babs(static_cast<size_t>(O));
+  // Every value on the way to y is below 81 max|x_n| sum_k |w_ok| + |b_o|
+  // in size (|V| <= 4 max|x|, |U| <= 2.25 sum|w|, then sums of 3 and 3):
+  // with margin for rounding, below this bound no output can be infinite
+  // or NaN, and the pool skips its NaN rule (pool_window4_finite).
+  std::vector<float> u(static_cast<size_t>(16 * O)), wabs(static_cast<size_t>(O)), babs(static_cast<size_t>(O));
   for (int64_t o = 0; o < O; ++o) {
+    winograd_filter(w + 9 * o, u.data() + 16 * o);
     float a = 0.f;
     for (int k = 0; k < 9; ++k) a += std::abs(w[9 * o + k]);
-    wabs[size_t(o)] = a;
+    wabs[size_t(o)] = 128.f * a;
     babs[size_t(o)] = bias ? std::abs(bias[o]) : 0.f;
   }
   parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
@@ -263,29 +277,26 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
       for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
         int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
         float xmax = wt.fill(x + n * HW, r0, r1);
-        float* yb = y + n * OP + r0 * wt.Wp;
-        uint8_t* cb = code + n * OP + r0 * wt.Wp;
-        for (int64_t o = 0; o < O; o += 2) {
-          auto run = [&](auto channels, auto finite) {
-            constexpr int C = decltype(channels)::value;
-            const float* wo = w + 9 * o;
+        wt.to_winograd(nw);
+        for (int64_t o = 0; o < O; ++o) {
+          float* yo = y + n * OP + o * Lp + r0 * wt.Wp;
+          uint8_t* co = code + n * OP + o * Lp + r0 * wt.Wp;
+          const float* uo = u.data() + 16 * o;
+          const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
+          auto run = [&](auto finite) {
             for (int64_t v = 0; v < nw; v += 8) {
-              float* const yv[2] = {yb + o * Lp + v, yb + (o + C - 1) * Lp + v};
-              uint8_t* const cv[2] = {cb + o * Lp + v, cb + (o + C - 1) * Lp + v};
-              forward_vector<C, decltype(finite)::value>(wt.buf + v, wo, bias ? bias + o : nullptr, relu, yv, cv,
-                                                         std::min<int64_t>(8, nw - v));
+              // Opaque to the compiler, so the 16 broadcasts address ub +
+              // 4 xi here, rather than becoming 16 pointers hoisted out of
+              // the loop that do not fit the registers (each then reloaded
+              // from the stack before its broadcast).
+              const float* ub = uo;
+              asm("" : "+r"(ub));
+              forward_vector<decltype(finite)::value>(wt.buf + v, ub, b, relu, yo + v, co + v,
+                                                      std::min<int64_t>(8, nw - v));
             }
           };
-          bool finite = true;
-          for (int64_t c = o; c < std::min(O, o + 2); ++c)
-            finite = finite && xmax * wabs[size_t(c)] + babs[size_t(c)] < 1e38f;
-          if (o + 1 < O) {
-            if (finite) run(std::integral_constant<int, 2>{}, std::true_type{});
-            else run(std::integral_constant<int, 2>{}, std::false_type{});
-          } else {
-            if (finite) run(std::integral_constant<int, 1>{}, std::true_type{});
-            else run(std::integral_constant<int, 1>{}, std::false_type{});
-          }
+          if (xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f) run(std::true_type{});
+          else run(std::false_type{});
         }
       }
   });

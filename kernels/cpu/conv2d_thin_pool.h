@@ -12,11 +12,17 @@
 // loads, and its 8 pooled values, codes and gradients are 8 consecutive
 // values of the pooled plane (the cnn's 14 x 14 pooled plane is 25 vectors,
 // where 14 rows of 8 + 6 took 28).
-//  - forward: the 4 outputs of each window as 4 FMA chains, two output
-//    channels at a time (8 chains in flight), + bias, pooled and ReLU'd in
-//    registers (pool_window4), so the full-size output is never formed.
-//    Each output is the same FMA chain over the taps, from 0, then + bias,
-//    as the thin forward's, so y and the codes are its bits.
+//  - forward: each pool window's 2x2 outputs are one tile of Winograd's
+//    F(2x2, 3x3) (winograd_f23.h): the window's 16 taps are transformed
+//    once per sample (V = B^T d B, shared by every output channel), and
+//    each channel's 4 outputs are A^T (U . V) A + b, 16 products where the
+//    direct sums take 36 multiply-adds, pooled and ReLU'd in registers
+//    (pool_window4), so the full-size output is never formed. The values
+//    differ from the direct sums (the unfused path) by rounding, a few
+//    ulps of the window's magnitude, so a near-tie in a window may pick
+//    another position; on small integers both are exact and agree. A NaN
+//    input reaches exactly the outputs whose 3x3 window holds it; an
+//    infinite one may give NaN where the direct sum gives an infinity.
 //  - weight gradient: gw[o, (i, j)] = sum over windows of g_p times the tap
 //    (i, j) of the window's position p = code, straight from the pooled
 //    gradient and the codes (g_p: the gradient where code == p, else 0): 36

@@ -29,6 +29,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
+#include "kernels/cpu/winograd_f23.h"
 
 namespace brisk::kern::cpu {
 
@@ -88,19 +89,9 @@ void transform_weights(const float* w, const Plan& p, float* up) {
   std::vector<float> u(size_t(16 * p.O * p.C));
   for (int64_t o = 0; o < p.O; ++o)
     for (int64_t c = 0; c < p.C; ++c) {
-      const float* g = w + (o * p.C + c) * 9;
-      float gg[4][3];  // G g
-      for (int j = 0; j < 3; ++j) {
-        gg[0][j] = g[j];
-        gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        gg[3][j] = g[6 + j];
-      }
-      for (int i = 0; i < 4; ++i) {  // (G g) G^T
-        float r[4] = {gg[i][0], 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]), 0.5f * (gg[i][0] - gg[i][1] + gg[i][2]),
-                      gg[i][2]};
-        for (int k = 0; k < 4; ++k) u[size_t(((i * 4 + k) * p.O + o) * p.C + c)] = r[k];
-      }
+      float r[16];
+      winograd_filter(w + (o * p.C + c) * 9, r);
+      for (int xi = 0; xi < 16; ++xi) u[size_t((xi * p.O + o) * p.C + c)] = r[xi];
     }
   for (int xi = 0; xi < 16; ++xi)
     sgemm_pack_a(p.O, p.C, MatF{u.data() + xi * p.O * p.C, p.C, 1}, up + xi * p.sa);
@@ -184,12 +175,10 @@ void transform_plane(const float* plane, const Plan& p, float* z, int64_t t0, St
   for (int64_t ty = 0; ty < p.th; ++ty) {
     const float* r = plane + 2 * ty * PW;  // bordered rows 2ty .. 2ty + 3 (input rows 2ty - 1 .. 2ty + 2)
     for (int64_t j = 0; j < PW; j += 8) {  // Z = B^T d, whole rows at once
-      __m256 d0 = _mm256_loadu_ps(r + j), d1 = _mm256_loadu_ps(r + PW + j);
-      __m256 d2 = _mm256_loadu_ps(r + 2 * PW + j), d3 = _mm256_loadu_ps(r + 3 * PW + j);
-      _mm256_storeu_ps(z + j, _mm256_sub_ps(d0, d2));
-      _mm256_storeu_ps(z + PW + j, _mm256_add_ps(d1, d2));
-      _mm256_storeu_ps(z + 2 * PW + j, _mm256_sub_ps(d2, d1));
-      _mm256_storeu_ps(z + 3 * PW + j, _mm256_sub_ps(d1, d3));
+      __m256 zr[4];
+      winograd_bt4(_mm256_loadu_ps(r + j), _mm256_loadu_ps(r + PW + j), _mm256_loadu_ps(r + 2 * PW + j),
+                   _mm256_loadu_ps(r + 3 * PW + j), zr);
+      for (int i = 0; i < 4; ++i) _mm256_storeu_ps(z + i * PW + j, zr[i]);
     }
     for (int64_t tx0 = 0; tx0 < p.tw; tx0 += 8) {  // V = Z B, 8 tiles: columns 2tx .. 2tx + 3
       __m256 v[16];
@@ -197,10 +186,7 @@ void transform_plane(const float* plane, const Plan& p, float* z, int64_t t0, St
         __m256 e0, o0, e1, o1;  // columns 2tx, 2tx + 1, 2tx + 2, 2tx + 3
         deinterleave(z + i * PW + 2 * tx0, e0, o0);
         deinterleave(z + i * PW + 2 * tx0 + 2, e1, o1);
-        v[4 * i + 0] = _mm256_sub_ps(e0, e1);
-        v[4 * i + 1] = _mm256_add_ps(o0, e1);
-        v[4 * i + 2] = _mm256_sub_ps(e1, o0);
-        v[4 * i + 3] = _mm256_sub_ps(o0, o1);
+        winograd_bt4(e0, o0, e1, o1, v + 4 * i);
       }
       store(t0 + ty * p.tw + tx0, v);
     }
@@ -229,17 +215,7 @@ inline void store_row16(float* yn, const Plan& p, int64_t o, int64_t r, int64_t 
 // is output (i, j) of each tile. Both output stages sum in this order, so
 // the pooled form's values are the plain form's bit for bit.
 inline void tile_outputs(const float* src, int64_t xs, __m256 b, __m256 (&y)[4]) {
-  __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
-  for (int j = 0; j < 4; ++j) {
-    __m256 m0 = _mm256_loadu_ps(src + (0 + j) * xs), m1 = _mm256_loadu_ps(src + (4 + j) * xs);
-    __m256 m2 = _mm256_loadu_ps(src + (8 + j) * xs), m3 = _mm256_loadu_ps(src + (12 + j) * xs);
-    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-  }
-  y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
-  y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
-  y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
-  y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
+  winograd_outputs([&](int xi) { return _mm256_loadu_ps(src + xi * xs); }, b, y);
 }
 
 // Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:
