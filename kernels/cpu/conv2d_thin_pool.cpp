@@ -141,29 +141,6 @@ struct WindowTaps {
   }
 };
 
-// Tap (rr, m) of the vector of windows whose taps start at s.
-inline const float* tap(const float* s, int rr, int m) { return s + (4 * rr + m) * WindowTaps::kStride; }
-
-// The 16 tap vectors of a vector of windows (s: its taps), each loaded once:
-// f(t, p, k) for every window position p = 2 dy + dx that has t as its tap
-// k = 3 i + j, (i, j) = (rr - dy, m - dx): 36 calls in all.
-template <class F>
-inline void for_each_tap(const float* s, F&& f) {
-#pragma GCC unroll 4
-  for (int rr = 0; rr < 4; ++rr)
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; ++m) {
-      __m256 t = _mm256_loadu_ps(tap(s, rr, m));
-#pragma GCC unroll 2
-      for (int dy = 0; dy < 2; ++dy)
-#pragma GCC unroll 2
-        for (int dx = 0; dx < 2; ++dx) {
-          int i = rr - dy, j = m - dx;
-          if (i >= 0 && i <= 2 && j >= 0 && j <= 2) f(t, 2 * dy + dx, 3 * i + j);
-        }
-    }
-}
-
 // The n (1..8) pooled values and codes of a vector of windows, stored
 // without a masked store (AMD microcodes vmaskmovps stores): the lanes past
 // n are other windows, of this channel's next band or of other channels.
@@ -185,16 +162,13 @@ inline void store_pooled_n(float* y, uint8_t* code, int64_t n, __m256 best, __m2
 // max_ps(a, b) being a > b ? a : b, and the code s ? 2 + s2 : s1 from the
 // three comparisons. Then relu_pooled's rule: v > 0 ? v : 0, code 4.
 inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, __m256i& code) {
-  const __m256i one = _mm256_set1_epi32(1);
   __m256 m1 = _mm256_max_ps(y[1], y[0]), m2 = _mm256_max_ps(y[3], y[2]);
-  __m256i s1 = _mm256_castps_si256(_mm256_cmp_ps(y[1], y[0], _CMP_GT_OQ));
-  __m256i s2 = _mm256_castps_si256(_mm256_cmp_ps(y[3], y[2], _CMP_GT_OQ));
+  __m256 s1 = _mm256_cmp_ps(y[1], y[0], _CMP_GT_OQ), s2 = _mm256_cmp_ps(y[3], y[2], _CMP_GT_OQ);
   __m256 s = _mm256_cmp_ps(m2, m1, _CMP_GT_OQ);
   best = _mm256_max_ps(m2, m1);
-  code = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(_mm256_and_si256(s1, one)),
-                                               _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(s2, one),
-                                                                                   _mm256_set1_epi32(2))),
-                                               s));
+  // (s ? 2 : 0) - (s ? s2 : s1), the masks being 0 or -1
+  code = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(s), _mm256_set1_epi32(2)),
+                          _mm256_castps_si256(_mm256_blendv_ps(s1, s2, s)));
   if (relu) {
     __m256 live = _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_GT_OQ);
     best = _mm256_and_ps(live, best);
@@ -302,56 +276,121 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   });
 }
 
-ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O) : g_(g), O_(O), acc_(size_t(O * 10 * 8), 0.f) {}
+ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O) : g_(g), O_(O), acc_(size_t(O * 17 * 8), 0.f) {}
 
-// For each vector of 8 windows: g_p = the pooled gradient where code == p,
-// else 0 (lanes past the band: 0); then gw_k += g_p * t for every tap t of
-// position p (for_each_tap): 9 accumulators, 36 FMAs, 16 tap loads.
-// The bias's lanes sum the gradient where code < 4 (a ReLU'd window: 4).
+namespace {
+
+// The 8 windows' pooled gradient gv and codes ci (0..4), as 4 gradients g_p
+// = gv where ci == p, else 0 (the window's output gradient dY [2][2], dY[py]
+// [px] = g_{2 py + px}); lanes past n are 0.
+struct WindowGrad {
+  __m256 g[4];
+  __m256 gv;
+  __m256i ci;
+  WindowGrad(const float* gy, const uint8_t* code, int64_t n, bool whole) {
+    if (whole) {  // whole vectors; lanes past n masked off
+      gv = _mm256_loadu_ps(gy);
+      ci = _mm256_cvtepu8_epi32(load_bytes8(code, 8));
+      if (n < 8) {
+        __m256i keep = lane_mask8(n);
+        gv = _mm256_and_ps(gv, _mm256_castsi256_ps(keep));
+        ci = _mm256_and_si256(ci, keep);
+      }
+    } else {  // the end of the gradient: only the n lanes
+      gv = _mm256_maskload_ps(gy, lane_mask8(n));
+      ci = _mm256_cvtepu8_epi32(load_bytes8(code, n));
+    }
+    for (int p = 0; p < 4; ++p)
+      g[p] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(ci, _mm256_set1_epi32(p))), gv);
+  }
+};
+
+// dU_ij += V_ij Z_ij for rows i = 2 H, 2 H + 1 of the 4x4 tile (acc [2][4]):
+// Z = A dY A^T (A = [1 0; 1 1; 1 -1; 0 -1]): row i of A dY is r = (r0, r1)
+// = (g0, g1), (g0 + g2, g1 + g3), (g0 - g2, g1 - g3), (-g2, -g3); then Z_i =
+// (r0, r0 + r1, r0 - r1, -r1). s: the windows' V (Winograd-transformed taps).
+template <int H>
+inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) {
+  constexpr int64_t S = WindowTaps::kStride;
+  for (int h = 0; h < 2; ++h) {
+    const int i = 2 * H + h;
+    const float* v = s + 4 * i * S;
+    __m256 r0, r1;
+    bool neg = i == 3;  // row 3 of A dY is -(g2, g3): its Z is taken negated, with negated multiply-adds
+    if (i == 0) r0 = g[0], r1 = g[1];
+    if (i == 1) r0 = _mm256_add_ps(g[0], g[2]), r1 = _mm256_add_ps(g[1], g[3]);
+    if (i == 2) r0 = _mm256_sub_ps(g[0], g[2]), r1 = _mm256_sub_ps(g[1], g[3]);
+    if (i == 3) r0 = g[2], r1 = g[3];
+    __m256 z[4] = {r0, _mm256_add_ps(r0, r1), _mm256_sub_ps(r0, r1), r1};
+    for (int j = 0; j < 4; ++j) {
+      __m256 vj = _mm256_loadu_ps(v + j * S);
+      bool minus = neg != (j == 3);  // Z_i3 = -r1
+      acc[h][j] = minus ? _mm256_fnmadd_ps(vj, z[j], acc[h][j]) : _mm256_fmadd_ps(vj, z[j], acc[h][j]);
+    }
+  }
+}
+
+}  // namespace
+
+// Winograd's F(2x2, 3x3) backwards (as WinogradWeightGrad does for the
+// layer kernels): with V = B^T d B each window's transformed taps and Z = A
+// dY A^T its transformed output gradient, dU = sum over windows of V . Z,
+// and gw = G^T dU G at finish(). dY has one nonzero of its 4 (the code's
+// position), so Z takes 8 adds from the g_p, and a vector of windows costs
+// 16 multiply-adds where the direct form took 36. The 16 accumulators of a
+// channel are taken in two passes of 8 (rows 0-1, then 2-3 of the tile),
+// each reading the gradient again: 16 do not fit the registers beside the
+// g_p. The bias's lanes sum the gradient where code < 4 (a ReLU'd window:
+// 4).
 void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
   WindowTaps wt(g_);
   const int64_t Lp = wt.Hp * wt.Wp, readable = O_ * Lp + room;
   for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
     int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
     wt.fill(x_n, r0, r1);
+    wt.to_winograd(nw);
     for (int64_t o = 0; o < O_; ++o) {
-      float* ao = acc_.data() + o * 80;
-      __m256 acc[9], accb = _mm256_loadu_ps(ao + 72);
-      for (int k = 0; k < 9; ++k) acc[k] = _mm256_loadu_ps(ao + 8 * k);
+      float* ao = acc_.data() + o * 17 * 8;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
-      for (int64_t v = 0; v < nw; v += 8) {
-        int64_t n = std::min<int64_t>(8, nw - v);
-        __m256 gv;
-        __m256i ci;
-        if (first + v + 8 <= readable) {  // whole vectors; lanes past the band masked off
-          gv = _mm256_loadu_ps(gyp_n + first + v);
-          ci = _mm256_cvtepu8_epi32(load_bytes8(code_n + first + v, 8));
-          if (n < 8) {
-            __m256i keep = lane_mask8(n);
-            gv = _mm256_and_ps(gv, _mm256_castsi256_ps(keep));
-            ci = _mm256_and_si256(ci, keep);
-          }
-        } else {  // the end of the gradient: only the band's lanes
-          gv = _mm256_maskload_ps(gyp_n + first + v, lane_mask8(n));
-          ci = _mm256_cvtepu8_epi32(load_bytes8(code_n + first + v, n));
+      auto pass = [&](auto half) {
+        constexpr int H = decltype(half)::value;
+        __m256 acc[2][4], accb = _mm256_loadu_ps(ao + 128);
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_loadu_ps(ao + (4 * (2 * H + h) + j) * 8);
+        for (int64_t v = 0; v < nw; v += 8) {
+          int64_t n = std::min<int64_t>(8, nw - v);
+          WindowGrad wg(gyp_n + first + v, code_n + first + v, n, first + v + 8 <= readable);
+          if (H == 0)
+            accb = _mm256_add_ps(
+                accb, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(4), wg.ci)), wg.gv));
+          add_rows<H>(wt.buf + v, wg.g, acc);
         }
-        accb = _mm256_add_ps(accb, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(4), ci)), gv));
-        __m256 gp[4];
-        for (int p = 0; p < 4; ++p)
-          gp[p] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(ci, _mm256_set1_epi32(p))), gv);
-        for_each_tap(wt.buf + v, [&](__m256 t, int p, int k) { acc[k] = _mm256_fmadd_ps(gp[p], t, acc[k]); });
-      }
-      for (int k = 0; k < 9; ++k) _mm256_storeu_ps(ao + 8 * k, acc[k]);
-      _mm256_storeu_ps(ao + 72, accb);
+        for (int h = 0; h < 2; ++h)
+          for (int j = 0; j < 4; ++j) _mm256_storeu_ps(ao + (4 * (2 * H + h) + j) * 8, acc[h][j]);
+        if (H == 0) _mm256_storeu_ps(ao + 128, accb);
+      };
+      pass(std::integral_constant<int, 0>{});
+      pass(std::integral_constant<int, 1>{});
     }
   }
 }
 
 void ThinPoolWeightGrad::finish(float* gw, float* gb) {
   for (int64_t o = 0; o < O_; ++o) {
-    const float* ao = acc_.data() + o * 80;
-    for (int k = 0; k < 9; ++k) gw[o * 9 + k] += lane_sum(ao + 8 * k);
-    if (gb) gb[o] += lane_sum(ao + 72);
+    const float* ao = acc_.data() + o * 17 * 8;
+    double du[4][4], t[3][4];  // dU, then G^T dU (G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1])
+    for (int xi = 0; xi < 16; ++xi) du[xi / 4][xi % 4] = lane_sum(ao + 8 * xi);
+    for (int j = 0; j < 4; ++j) {
+      t[0][j] = du[0][j] + 0.5 * (du[1][j] + du[2][j]);
+      t[1][j] = 0.5 * (du[1][j] - du[2][j]);
+      t[2][j] = 0.5 * (du[1][j] + du[2][j]) + du[3][j];
+    }
+    for (int k = 0; k < 3; ++k) {  // (G^T dU) G
+      gw[o * 9 + 3 * k + 0] += float(t[k][0] + 0.5 * (t[k][1] + t[k][2]));
+      gw[o * 9 + 3 * k + 1] += float(0.5 * (t[k][1] - t[k][2]));
+      gw[o * 9 + 3 * k + 2] += float(0.5 * (t[k][1] + t[k][2]) + t[k][3]);
+    }
+    if (gb) gb[o] += lane_sum(ao + 128);
   }
   std::fill(acc_.begin(), acc_.end(), 0.f);
 }

@@ -23,14 +23,16 @@
 //    another position; on small integers both are exact and agree. A NaN
 //    input reaches exactly the outputs whose 3x3 window holds it; an
 //    infinite one may give NaN where the direct sum gives an infinity.
-//  - weight gradient: gw[o, (i, j)] = sum over windows of g_p times the tap
-//    (i, j) of the window's position p = code, straight from the pooled
-//    gradient and the codes (g_p: the gradient where code == p, else 0): 36
-//    FMAs per 8 windows instead of 36 on a 4x larger, mostly zero gradient.
-//    The gradient's bits differ from the generic path's by summation order.
-//    A non-finite input in the row or column an odd size leaves out of
-//    every window meets no gradient here (the generic path multiplies it by
-//    a zero, giving NaN).
+//  - weight gradient: Winograd's backwards, as the layer kernels' (conv2d_
+//    winograd.h): dU = sum over windows of V . Z, Z = A dY A^T the window's
+//    transformed output gradient, and gw = G^T dU G once per block of
+//    samples. dY is straight from the pooled gradient and the codes (one
+//    nonzero of 4: the code's position), so Z takes 8 adds and a vector of
+//    8 windows 16 multiply-adds per channel, where the direct sums over
+//    the taps took 36 (and the unfused path 36 on a 4x larger, mostly zero
+//    gradient). The gradient differs from the unfused path's by rounding.
+//    The transforms mix each tap into several sums: a NaN or infinite input
+//    may make NaN weight-gradient entries the direct sums leave finite.
 // Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds;
 // set_conv_thin_pool(false) (or BRISK_CONV_THIN_POOL=0 at start) runs the
 // generic path instead.
@@ -73,7 +75,7 @@ class ThinPoolWeightGrad {
  private:
   Geom2d g_;
   int64_t O_;
-  std::vector<float> acc_;  // [O][10][8]: per channel the 9 taps' and the bias's 8 lanes of partial sums
+  std::vector<float> acc_;  // [O][17][8]: per channel dU's 16 values' and the bias's 8 lanes of partial sums
 };
 
 }  // namespace brisk::kern::cpu
