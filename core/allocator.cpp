@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace brisk {
@@ -30,10 +31,7 @@ struct Cache {
   std::unordered_map<size_t, std::vector<void*>> free;
   AllocatorStats st;
   size_t limit = size_t(4) << 30;
-  bool enabled = [] {
-    const char* e = std::getenv("BRISK_CACHING_ALLOCATOR");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
+  bool enabled = env_switch("BRISK_CACHING_ALLOCATOR", true);
 };
 
 Cache& cache() {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "core/env_switch.h"
 #include "core/error.h"
 #include "core/kernel_params.h"
 #include "core/op_keys.h"
@@ -47,8 +48,7 @@ std::map<std::pair<std::string, std::string>, OpStat>& stats_table() {
 }
 
 const bool g_env_profiling = [] {
-  const char* e = std::getenv("BRISK_PROFILE");
-  if (e && std::string(e) == "1") {
+  if (env_switch("BRISK_PROFILE", false)) {
     g_profiling = true;
     std::atexit([] { std::fputs(format_op_stats(op_stats()).c_str(), stderr); });
   }

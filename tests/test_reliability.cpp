@@ -5,6 +5,7 @@
 // silently wrong run. (The command-line side: tests/reliability/*.py.)
 #include <cstring>
 
+#include "core/env_switch.h"
 #include "data/idx.h"
 #include "data/loader.h"
 #include "efficiency/method.h"
@@ -296,4 +297,35 @@ TEST_CASE("reliability: checkpointing a step again never writes over the tensors
   CHECK(second["tensors_bytes"].get<uint64_t>() == fs::file_size(cfg.out + "/" + name2));
   CHECK(bytes.size() == first["tensors_bytes"].get<uint64_t>());
   train::Trainer(cfg, brisk::efficiency::make_methods).load_checkpoint(cfg.out);  // and it loads
+}
+
+// BRISK_CONV_WINOGRAD, BRISK_CONV_THIN_POOL, BRISK_CACHING_ALLOCATOR and
+// BRISK_PROFILE take 0 or 1: anything else is reported, naming the
+// variable and its value, and the default kept (before, "off" left a path
+// on without a word).
+TEST_CASE("reliability: environment switches take 0 or 1, anything else is reported and the default kept",
+          "[reliability]") {
+  for (bool dflt : {false, true}) {
+    std::string problem;
+    CHECK(brisk::parse_env_switch("BRISK_X", "1", dflt, &problem) == true);
+    CHECK(brisk::parse_env_switch("BRISK_X", "0", dflt, &problem) == false);
+    CHECK(brisk::parse_env_switch("BRISK_X", nullptr, dflt, &problem) == dflt);
+    CHECK(brisk::parse_env_switch("BRISK_X", "", dflt, &problem) == dflt);
+    CHECK(problem.empty());
+    for (const char* bad : {"off", "on", "yes", "false", " 1", "10", "01", "-1"}) {
+      problem.clear();
+      CHECK(brisk::parse_env_switch("BRISK_X", bad, dflt, &problem) == dflt);
+      INFO(problem);
+      CHECK(problem.find("BRISK_X") != std::string::npos);
+      CHECK(problem.find(std::string("'") + bad + "'") != std::string::npos);
+      CHECK(problem.find("0 or 1") != std::string::npos);
+    }
+  }
+  // read from the environment (the warning goes to stderr)
+  ::setenv("BRISK_TEST_SWITCH", "off", 1);
+  CHECK(brisk::env_switch("BRISK_TEST_SWITCH", true) == true);
+  ::setenv("BRISK_TEST_SWITCH", "0", 1);
+  CHECK(brisk::env_switch("BRISK_TEST_SWITCH", true) == false);
+  ::unsetenv("BRISK_TEST_SWITCH");
+  CHECK(brisk::env_switch("BRISK_TEST_SWITCH", false) == false);
 }

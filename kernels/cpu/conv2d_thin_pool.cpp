@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/autocast.h"
+#include "core/env_switch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
@@ -21,10 +22,7 @@ namespace brisk::kern::cpu {
 
 namespace {
 
-std::atomic<bool> g_on{[] {
-  const char* e = std::getenv("BRISK_CONV_THIN_POOL");
-  return !(e && std::strcmp(e, "0") == 0);
-}()};
+std::atomic<bool> g_on{env_switch("BRISK_CONV_THIN_POOL", true)};
 
 constexpr int64_t kMaxSide = 1024;  // pooled rows up to 512 windows: one fits a band
 

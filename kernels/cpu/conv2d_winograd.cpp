@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/env_switch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
@@ -35,10 +36,7 @@ namespace brisk::kern::cpu {
 
 namespace {
 
-std::atomic<bool> g_on{[] {
-  const char* e = std::getenv("BRISK_CONV_WINOGRAD");
-  return !(e && std::strcmp(e, "0") == 0);
-}()};
+std::atomic<bool> g_on{env_switch("BRISK_CONV_WINOGRAD", true)};
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
