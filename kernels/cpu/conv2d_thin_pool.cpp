@@ -139,22 +139,6 @@ struct WindowTaps {
   }
 };
 
-// The n (1..8) pooled values and codes of a vector of windows, stored
-// without a masked store (AMD microcodes vmaskmovps stores): the lanes past
-// n are other windows, of this channel's next band or of other channels.
-inline void store_pooled_n(float* y, uint8_t* code, int64_t n, __m256 best, __m256i k) {
-  __m128i k8 = narrow8_epi32(k);
-  if (n == 8) {
-    _mm256_storeu_ps(y, best);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(code), k8);
-    return;
-  }
-  alignas(32) float v[8];
-  _mm256_store_ps(v, best);
-  uint64_t b = uint64_t(_mm_cvtsi128_si64(k8));
-  for (int64_t i = 0; i < n; ++i, b >>= 8) y[i] = v[i], code[i] = uint8_t(b);
-}
-
 // pool_window4 for windows whose 4 values are known finite (no NaN): the
 // pairwise form of the same rule (the first maximum in row-major order),
 // max_ps(a, b) being a > b ? a : b, and the code s ? 2 + s2 : s1 from the
@@ -206,7 +190,7 @@ inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, 
   __m256i k;
   if constexpr (Finite) pool_window4_finite(yw, relu, best, k);
   else pool_window4(yw, relu, best, k);
-  store_pooled_n(y, code, n, best, k);
+  store_pooled8(y, code, 0, n, n, best, k);  // only the n lanes: the others are other channels' windows
 }
 
 // Sum of the 8 lanes, in lane order.

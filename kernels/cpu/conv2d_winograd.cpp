@@ -213,7 +213,17 @@ inline void store_row16(float* yn, const Plan& p, int64_t o, int64_t r, int64_t 
 // is output (i, j) of each tile. Both output stages sum in this order, so
 // the pooled form's values are the plain form's bit for bit.
 inline void tile_outputs(const float* src, int64_t xs, __m256 b, __m256 (&y)[4]) {
-  winograd_outputs([&](int xi) { return _mm256_loadu_ps(src + xi * xs); }, b, y);
+  __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
+  for (int j = 0; j < 4; ++j) {
+    __m256 m0 = _mm256_loadu_ps(src + (0 + j) * xs), m1 = _mm256_loadu_ps(src + (4 + j) * xs);
+    __m256 m2 = _mm256_loadu_ps(src + (8 + j) * xs), m3 = _mm256_loadu_ps(src + (12 + j) * xs);
+    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
+  y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
+  y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
+  y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
 }
 
 // Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:

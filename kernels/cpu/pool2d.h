@@ -127,18 +127,21 @@ inline void pool_window4(const __m256 (&y)[4], bool relu, __m256& best, __m256i&
 }
 // pool_window4's 8 windows at yp + at and code + at, n of them (1..8) in
 // the row: whole vectors where at + 8 <= end (the lanes past the row fall
-// on later rows, which the caller writes after), else only the n, with no
-// call (a memcpy call here made the compiler spill the callers' live
-// registers in their inner loops: a third of the fused first layer's time).
+// on later rows, which the caller writes after), else only the n, lane by
+// lane: no vmaskmovps (AMD microcodes its stores; the fused first layer
+// ends every band of every channel here) and no call (a memcpy call here
+// made the compiler spill the callers' live registers in their inner loops:
+// a third of the fused first layer's time).
 inline void store_pooled8(float* yp, uint8_t* code, int64_t at, int64_t n, int64_t end, __m256 best, __m256i k) {
   __m128i k8 = narrow8_epi32(k);
   if (at + 8 <= end) {
     _mm256_storeu_ps(yp + at, best);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(code + at), k8);
-  } else {  // once per sample at most: the masked store's cost does not matter
-    _mm256_maskstore_ps(yp + at, lane_mask8(n), best);
+  } else {
+    alignas(32) float v[8];
+    _mm256_store_ps(v, best);
     uint64_t b = uint64_t(_mm_cvtsi128_si64(k8));
-    for (int64_t i = 0; i < n; ++i, b >>= 8) code[at + i] = uint8_t(b);
+    for (int64_t i = 0; i < n; ++i, b >>= 8) yp[at + i] = v[i], code[at + i] = uint8_t(b);
   }
 }
 #endif

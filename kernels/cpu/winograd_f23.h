@@ -40,23 +40,6 @@ inline void winograd_bt4(__m256 d0, __m256 d1, __m256 d2, __m256 d3, __m256* out
   out[2] = _mm256_sub_ps(d2, d1);
   out[3] = _mm256_sub_ps(d1, d3);
 }
-
-// Y = A^T M A + b for 8 tiles, m(xi) giving M's value xi (called once per
-// xi, in the order the sums need them); y[2 i + j] is output (i, j) of each
-// tile.
-template <class M>
-inline void winograd_outputs(M&& m, __m256 b, __m256 (&y)[4]) {
-  __m256 q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
-  for (int j = 0; j < 4; ++j) {
-    __m256 m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
-    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-  }
-  y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]), b);
-  y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]), b);
-  y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]), b);
-  y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
-}
 #endif
 
 }  // namespace brisk::kern::cpu
