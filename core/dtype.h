@@ -40,6 +40,26 @@ inline float bf16_bits_to_float(uint16_t b) {
   return f;
 }
 
+// f rounded to bf16 (nearest even; NaN stays a quiet NaN), as an f32.
+inline float bf16_rounded(float f) { return bf16_bits_to_float(float_to_bf16_bits(f)); }
+// dst[i] = bf16_rounded(src[i]) for i < n (dst may be src): both conversions
+// inline, so the loop vectorizes.
+inline void bf16_rounded(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_rounded(src[i]);
+}
+// The same rounding lane by lane on a GCC vector of f32 (V: __m256, or any
+// float __attribute__((vector_size(...))); U: the uint32_t vector of its
+// size), for kernels that round values they already hold in registers.
+template <class V, class U>
+inline V bf16_rounded_lanes(V v) {
+  U u;
+  std::memcpy(&u, &v, sizeof u);
+  U nan = (U)((u & 0x7fffffffu) > 0x7f800000u);
+  U r = ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+}
+
 struct Half {
   uint16_t bits = 0;
   Half() = default;

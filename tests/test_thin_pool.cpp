@@ -228,10 +228,6 @@ TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-
     // off: the thin forward's direct sums + pooling pass (the same values to
     // rounding) and the expanded gradient's dot products (the same sums in
     // another order)
-    {
-      GemmBf16Scope bf16(true);  // the bf16 GEMM's rounded operands: not this f32 kernel
-      CHECK_FALSE(kc::conv2d_thin_pool_applies(same1(s)));
-    }
     kc::set_conv_thin_pool(false);
     CHECK_FALSE(kc::conv2d_thin_pool_applies(same1(s)));
     std::vector<Tensor> off = run(2);
@@ -241,5 +237,120 @@ TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-
     CHECK_FALSE(bit_equal(off[1], one[1]));
     expect_close(off[1], one[1], 1e-5, "weight gradient, fused vs expanded");
     expect_close(off[2], one[2], 1e-5, "bias gradient, fused vs expanded");
+  }
+}
+
+// Under bf16 autocast's folded casts the kernels run on the operands' bf16
+// roundings and the forward rounds its output. The inputs are small
+// integers plus 2^-10 (which rounding to bf16 removes) and the bias is not
+// an integer (0.3 past one), so each expected value, the double sum of the
+// rounded operands plus the bias, rounded to bf16, is computed without the
+// kernel's arithmetic; every step of it is exact but the bias's add and the
+// final rounding, which lands far from a rounding boundary. Tied sums plus
+// the bias may round apart in f32, but their bf16 roundings are equal, so
+// the code must be the first maximum. Missing any one of the three
+// roundings changes values or codes. The weight gradient reads x and
+// the pooled gradient rounded: against its definition on rounded operands
+// in double, to f32 rounding (2^-9, what an unrounded operand costs, is far
+// outside it). And conv2d_max_pool2d under autocast gives the kernel's
+// bits where no AMX tiles run.
+TEST_CASE("kernels: fused first layer + pool under bf16's folded casts: rounded operands and output",
+          "[kernels][thin_pool]") {
+  Restore restore;
+  auto nudged = [](std::vector<float> v) {  // integer k != 0 -> k + 2^-10 (k rounds back from it)
+    for (float& e : v) e = (e == 0.f ? 1.f : e) + 0x1p-10f;
+    return v;
+  };
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool under bf16")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes)
+      for (bool relu : {false, true}) {
+        Geom2d g = same1(s);
+        int64_t Hp = s.H / 2, Wp = s.W / 2, Lp = Hp * Wp, P = s.N * s.O * Lp;
+        std::vector<float> x = nudged(values(s.N * s.H * s.W, 21, true)), w = nudged(values(s.O * 9, 22, true)),
+                           b = values(s.O, 23, true);
+        for (float& e : b) e += 0.3f;
+        std::vector<float> y(static_cast<size_t>(P)), xr(x.size()), wr(w.size());
+        std::vector<uint8_t> code(static_cast<size_t>(P));
+        kc::conv2d_thin_pool_forward(x.data(), w.data(), b.data(), g, s.O, relu, y.data(), code.data(), true);
+        for (size_t i = 0; i < x.size(); ++i) xr[i] = std::round(x[i]);  // the bf16 roundings, by construction
+        for (size_t i = 0; i < w.size(); ++i) wr[i] = std::round(w[i]);
+        int64_t bad = 0;
+        for (int64_t n = 0; n < s.N; ++n)
+          for (int64_t o = 0; o < s.O; ++o)
+            for (int64_t r = 0; r < Hp; ++r)
+              for (int64_t c = 0; c < Wp; ++c) {
+                double win[4];
+                for (int p = 0; p < 4; ++p) {
+                  double acc = 0;
+                  for (int k = 0; k < 9; ++k)
+                    acc += double(wr[size_t(o * 9 + k)]) * at(xr, s, n, 2 * r + p / 2 + k / 3 - 1, 2 * c + p % 2 + k % 3 - 1);
+                  win[p] = acc;  // an integer: distinct integers stay distinct below 256 after the bias and rounding
+                }
+                int k = 0;  // the first maximum (of the rounded outputs: the same positions)
+                for (int p = 1; p < 4; ++p)
+                  if (win[p] > win[k]) k = p;
+                float want = brisk::bf16_rounded(float(win[k] + double(b[size_t(o)])));
+                if (relu && !(want > 0)) want = 0.f, k = 4;
+                size_t i = size_t(((n * s.O + o) * Hp + r) * Wp + c);
+                bad += !(y[i] == want && code[i] == k);
+              }
+        INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << (relu ? " relu" : ""));
+        CHECK(bad == 0);
+      }
+    for (const PlaneCase& s : kShapes) {
+      Geom2d g = same1(s);
+      int64_t Lp = (s.H / 2) * (s.W / 2);
+      std::vector<float> x = values(s.N * s.H * s.W, 27, false), gy = values(s.N * s.O * Lp, 28, false);
+      std::vector<uint8_t> code(gy.size());
+      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t(i * 7 % 5);
+      std::vector<float> gw(size_t(s.O * 9), 0.f), gb(size_t(s.O), 0.f), xr(x.size()), gyr(gy.size());
+      {
+        kc::ThinPoolWeightGrad tg(g, s.O, true);
+        for (int64_t n = 0; n < s.N; ++n)
+          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W);
+        tg.finish(gw.data(), gb.data());
+      }
+      brisk::bf16_rounded(x.data(), xr.data(), int64_t(x.size()));
+      brisk::bf16_rounded(gy.data(), gyr.data(), int64_t(gy.size()));
+      int64_t bad = 0, Wp = s.W / 2;
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t k = 0; k <= 9; ++k) {
+          double sum = 0, mag = 0;
+          for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t l = 0; l < Lp; ++l) {
+              size_t i = size_t((n * s.O + o) * Lp + l);
+              int p = code[i];
+              if (p > 3) continue;
+              int64_t r = l / Wp, c = l % Wp;
+              double t = gyr[i] * (k < 9 ? at(xr, s, n, 2 * r + p / 2 + k / 3 - 1, 2 * c + p % 2 + k % 3 - 1) : 1.0);
+              sum += t, mag += std::abs(t);
+            }
+          double got = k < 9 ? gw[size_t(o * 9 + k)] : gb[size_t(o)];
+          bad += !(std::abs(got - sum) <= 1e-5 * (1 + mag));
+        }
+      INFO(isa << " weight gradient N " << s.N << " O " << s.O << " " << s.H << "x" << s.W);
+      CHECK(bad == 0);
+    }
+    // dispatched to under autocast (not on AMX tiles, which keep their own path)
+    if (kc::bf16_gemm_kernel() == "amx") {
+      WARN("SKIPPED: conv2d_max_pool2d under bf16 on this CPU runs on AMX tiles, not the fused first layer");
+      continue;
+    }
+    PlaneCase s{5, 8, 12, 10};
+    Tensor x0 = randn({s.N, 1, s.H, s.W}), w0 = randn({s.O, 1, 3, 3}), b0 = randn({s.O});
+    Tensor y;
+    {
+      AutocastGuard ac(AutocastPolicy{LowPrecision::bf16});
+      y = F::conv2d_max_pool2d(x0, w0, b0, 1, 1, 1, 1, true);
+    }
+    CHECK(last_backend("conv2d_pool_fwd") == "cpu");
+    int64_t P = s.N * s.O * (s.H / 2) * (s.W / 2);
+    std::vector<float> yk(static_cast<size_t>(P));
+    std::vector<uint8_t> ck(static_cast<size_t>(P));
+    kc::conv2d_thin_pool_forward(x0.data_ptr<float>(), w0.data_ptr<float>(), b0.data_ptr<float>(), same1(s), s.O,
+                                 true, yk.data(), ck.data(), true);
+    REQUIRE(y.numel() == P);
+    CHECK(std::memcmp(yk.data(), y.data_ptr<float>(), sizeof(float) * size_t(P)) == 0);
   }
 }

@@ -62,10 +62,8 @@ bool is_pointwise(const Geom2d& g) {  // 1x1, stride 1, no padding: x_n is its o
 // v[0..n) rounded to bf16 (nearest even) in place: the output cast and the
 // inputs of the non-GEMM sums when autocast's casts are folded in
 // (ConvParams::bf16). The GEMMs round their operands while packing.
-float round_bf16(float v) { return bf16_bits_to_float(float_to_bf16_bits(v)); }
-void round_bf16(float* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) v[i] = round_bf16(v[i]);
-}
+float round_bf16(float v) { return bf16_rounded(v); }
+void round_bf16(float* v, int64_t n) { bf16_rounded(v, v, n); }
 
 }  // namespace
 
@@ -474,9 +472,11 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   float* y = ptr<float>(a.out[0]);
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
-  if (!p.bf16 && conv2d_thin_pool_applies(p.g)) {  // a first layer, pooled in registers
+  // A first layer, pooled in registers; under bf16 too (folded casts: on
+  // the rounded operands), except on AMX tiles.
+  if (!gemm_amx_active() && conv2d_thin_pool_applies(p.g)) {
     conv2d_thin_pool_forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
-                             p.g, O, p.relu, y, code);
+                             p.g, O, p.relu, y, code, p.bf16);
     return true;
   }
   if (!p.bf16 && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
@@ -599,21 +599,12 @@ static inline float finish16(v16 acc, float tail) {
 // bf16 rounding (nearest even; NaN kept quiet) lane by lane, the scalar
 // round_bf16's arithmetic (float_to_bf16_bits), for the folded autocast casts
 // (ConvParams::bf16) where a sum reads gy without going through the GEMM.
-template <class V, class U>
-static inline V round_bf16_lanes(V v) {
-  U u;
-  std::memcpy(&u, &v, sizeof u);
-  U nan = (U)((u & 0x7fffffffu) > 0x7f800000u);
-  U r = ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
-  std::memcpy(&v, &r, sizeof v);
-  return v;
-}
 static inline v16 round_bf16(v16 v) {
 #ifdef __AVX512F__
-  return round_bf16_lanes<v16, uint32_t __attribute__((vector_size(64)))>(v);
+  return bf16_rounded_lanes<v16, uint32_t __attribute__((vector_size(64)))>(v);
 #else
   using vu8 = uint32_t __attribute__((vector_size(32)));
-  return {round_bf16_lanes<v8, vu8>(v.lo), round_bf16_lanes<v8, vu8>(v.hi)};
+  return {bf16_rounded_lanes<v8, vu8>(v.lo), bf16_rounded_lanes<v8, vu8>(v.hi)};
 #endif
 }
 template <bool BF>
@@ -725,8 +716,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool amx = gemm_amx_active();
   // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
   bool wino = !amx && !bf && conv2d_winograd_applies(g, O);
-  // A first layer's pooled gradient: straight from the pooled gradient and its codes (ThinPoolWeightGrad).
-  bool thin_pool = !amx && !bf && gy.code && conv2d_thin_pool_applies(g);
+  // A first layer's pooled gradient: straight from the pooled gradient and
+  // its codes (ThinPoolWeightGrad; with folded casts, on rounded operands).
+  bool thin_pool = !amx && gy.code && conv2d_thin_pool_applies(g);
   bool own = wino || thin_pool;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
   bool thin = !amx && !own && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
@@ -768,7 +760,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       std::optional<WinogradWeightGrad> wg;
       if (wino) wg.emplace(g, O);
       std::optional<ThinPoolWeightGrad> tp;
-      if (thin_pool) tp.emplace(g, O);
+      if (thin_pool) tp.emplace(g, O, bf);
       // the thin path's per-lane sums over the chunk's samples, and their tails
       static thread_local std::vector<v16> thin_acc;
       static thread_local std::vector<float> thin_tail;

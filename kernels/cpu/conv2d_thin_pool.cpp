@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/autocast.h"
 #include "core/env_switch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
@@ -168,8 +167,10 @@ inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, _
 // sums took 36 FMAs. The bias is added once, to U . V's value 5 (i = j = 1),
 // which each of the 4 outputs sums exactly once with sign +, rather than to
 // each output. Then pooled and ReLU'd in registers. Finite: the outputs are
-// known not to be NaN (pool_window4_finite).
-template <bool Finite>
+// known not to be NaN (pool_window4_finite). Bf16: the 4 outputs are
+// rounded to bf16 before the pool (the output cast), so the code is the
+// first maximum of the rounded window, as pooling the cast output gives.
+template <bool Finite, bool Bf16>
 inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, float* y, uint8_t* code,
                            int64_t n) {
   auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
@@ -186,6 +187,8 @@ inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, 
   yw[1] = _mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]);
   yw[2] = _mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]);
   yw[3] = _mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]);
+  if constexpr (Bf16)
+    for (__m256& v : yw) v = bf16_rounded_lanes<__m256, uint32_t __attribute__((vector_size(32)))>(v);
   __m256 best;
   __m256i k;
   if constexpr (Finite) pool_window4_finite(yw, relu, best, k);
@@ -206,14 +209,20 @@ bool conv_thin_pool_enabled() { return g_on.load(std::memory_order_relaxed); }
 void set_conv_thin_pool(bool on) { g_on.store(on, std::memory_order_relaxed); }
 
 bool conv2d_thin_pool_applies(const Geom2d& g) {
-  return conv_thin_pool_enabled() && !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
+  return conv_thin_pool_enabled() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
          g.C == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 &&
          g.pw == 1 && g.Ho == g.H && g.Wo == g.W && g.H >= 2 && g.W >= 2 && g.H <= kMaxSide && g.W <= kMaxSide;
 }
 
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                              bool relu, float* y, uint8_t* code) {
+                              bool relu, float* y, uint8_t* code, bool bf16) {
   const int64_t HW = g.H * g.W, OP = O * (g.H / 2) * (g.W / 2);
+  std::vector<float> wr;
+  if (bf16) {
+    wr.resize(size_t(9 * O));
+    bf16_rounded(w, wr.data(), 9 * O);
+    w = wr.data();
+  }
   // Every value on the way to y is below 81 max|x_n| sum_k |w_ok| + |b_o|
   // in size (|V| <= 4 max|x|, |U| <= 2.25 sum|w|, then sums of 3 and 3):
   // with margin for rounding, below this bound no output can be infinite
@@ -229,17 +238,23 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
     WindowTaps wt(g);
     const int64_t Lp = wt.Hp * wt.Wp;
-    for (int64_t n = lo; n < hi; ++n)
+    std::vector<float> xr(bf16 ? size_t(HW) : 0);
+    for (int64_t n = lo; n < hi; ++n) {
+      const float* xn = x + n * HW;
+      if (bf16) {
+        bf16_rounded(xn, xr.data(), HW);
+        xn = xr.data();
+      }
       for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
         int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
-        float xmax = wt.fill(x + n * HW, r0, r1);
+        float xmax = wt.fill(xn, r0, r1);
         wt.to_winograd(nw);
         for (int64_t o = 0; o < O; ++o) {
           float* yo = y + n * OP + o * Lp + r0 * wt.Wp;
           uint8_t* co = code + n * OP + o * Lp + r0 * wt.Wp;
           const float* uo = u.data() + 16 * o;
           const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
-          auto run = [&](auto finite) {
+          auto run = [&](auto finite, auto rounded) {
             for (int64_t v = 0; v < nw; v += 8) {
               // Opaque to the compiler, so the 16 broadcasts address ub +
               // 4 xi here, rather than becoming 16 pointers hoisted out of
@@ -247,24 +262,28 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
               // from the stack before its broadcast).
               const float* ub = uo;
               asm("" : "+r"(ub));
-              forward_vector<decltype(finite)::value>(wt.buf + v, ub, b, relu, yo + v, co + v,
+              forward_vector<decltype(finite)::value, decltype(rounded)::value>(wt.buf + v, ub, b, relu, yo + v, co + v,
                                                       std::min<int64_t>(8, nw - v));
             }
           };
-          if (xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f) run(std::true_type{});
-          else run(std::false_type{});
+          bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
+          if (bf16) finite ? run(std::true_type{}, std::true_type{}) : run(std::false_type{}, std::true_type{});
+          else finite ? run(std::true_type{}, std::false_type{}) : run(std::false_type{}, std::false_type{});
         }
       }
+    }
   });
 }
 
-ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O) : g_(g), O_(O), acc_(size_t(O * 17 * 8), 0.f) {}
+ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16)
+    : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(g.H * g.W) : 0), acc_(size_t(O * 17 * 8), 0.f) {}
 
 namespace {
 
 // The 8 windows' pooled gradient gv and codes ci (0..4), as 4 gradients g_p
 // = gv where ci == p, else 0 (the window's output gradient dY [2][2], dY[py]
-// [px] = g_{2 py + px}); lanes past n are 0.
+// [px] = g_{2 py + px}); lanes past n are 0. Bf16: gv rounded to bf16.
+template <bool Bf16>
 struct WindowGrad {
   __m256 g[4];
   __m256 gv;
@@ -282,6 +301,7 @@ struct WindowGrad {
       gv = _mm256_maskload_ps(gy, lane_mask8(n));
       ci = _mm256_cvtepu8_epi32(load_bytes8(code, n));
     }
+    if constexpr (Bf16) gv = bf16_rounded_lanes<__m256, uint32_t __attribute__((vector_size(32)))>(gv);
     for (int p = 0; p < 4; ++p)
       g[p] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(ci, _mm256_set1_epi32(p))), gv);
   }
@@ -327,6 +347,10 @@ inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) 
 void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
   WindowTaps wt(g_);
   const int64_t Lp = wt.Hp * wt.Wp, readable = O_ * Lp + room;
+  if (bf16_) {
+    bf16_rounded(x_n, xr_.data(), g_.H * g_.W);
+    x_n = xr_.data();
+  }
   for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
     int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
     wt.fill(x_n, r0, r1);
@@ -334,14 +358,14 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
     for (int64_t o = 0; o < O_; ++o) {
       float* ao = acc_.data() + o * 17 * 8;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
-      auto pass = [&](auto half) {
+      auto pass = [&](auto half, auto bf16) {
         constexpr int H = decltype(half)::value;
         __m256 acc[2][4], accb = _mm256_loadu_ps(ao + 128);
         for (int h = 0; h < 2; ++h)
           for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_loadu_ps(ao + (4 * (2 * H + h) + j) * 8);
         for (int64_t v = 0; v < nw; v += 8) {
           int64_t n = std::min<int64_t>(8, nw - v);
-          WindowGrad wg(gyp_n + first + v, code_n + first + v, n, first + v + 8 <= readable);
+          WindowGrad<decltype(bf16)::value> wg(gyp_n + first + v, code_n + first + v, n, first + v + 8 <= readable);
           if (H == 0)
             accb = _mm256_add_ps(
                 accb, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(4), wg.ci)), wg.gv));
@@ -351,8 +375,13 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
           for (int j = 0; j < 4; ++j) _mm256_storeu_ps(ao + (4 * (2 * H + h) + j) * 8, acc[h][j]);
         if (H == 0) _mm256_storeu_ps(ao + 128, accb);
       };
-      pass(std::integral_constant<int, 0>{});
-      pass(std::integral_constant<int, 1>{});
+      if (bf16_) {
+        pass(std::integral_constant<int, 0>{}, std::true_type{});
+        pass(std::integral_constant<int, 1>{}, std::true_type{});
+      } else {
+        pass(std::integral_constant<int, 0>{}, std::false_type{});
+        pass(std::integral_constant<int, 1>{}, std::false_type{});
+      }
     }
   }
 }

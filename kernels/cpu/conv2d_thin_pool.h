@@ -33,7 +33,11 @@
 //    gradient). The gradient differs from the unfused path's by rounding.
 //    The transforms mix each tap into several sums: a NaN or infinite input
 //    may make NaN weight-gradient entries the direct sums leave finite.
-// Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds;
+// Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds, and for
+// bf16 autocast's folded casts (bf16 below) where no AMX tiles run: with K
+// = 9 the bf16 dot products have almost nothing to pair up, while the f32
+// products of bf16 values are exact, so these kernels on the rounded
+// operands are the bf16 convolution, only faster.
 // set_conv_thin_pool(false) (or BRISK_CONV_THIN_POOL=0 at start) runs the
 // generic path instead.
 #pragma once
@@ -47,8 +51,8 @@ namespace brisk::kern::cpu {
 bool conv_thin_pool_enabled();
 void set_conv_thin_pool(bool on);
 
-// Whether the kernels below run for geometry g now: the switch above, f32
-// operands (gemm_operands_bf16() off), sgemm on avx2 or avx512, C = 1, 3x3,
+// Whether the kernels below run for geometry g now: the switch above,
+// sgemm on avx2 or avx512, C = 1, 3x3,
 // stride 1, dilation 1, padding 1, output the input's size, planes from
 // 2 x 2 up to 1024 x 1024.
 bool conv2d_thin_pool_applies(const Geom2d& g);
@@ -56,17 +60,22 @@ bool conv2d_thin_pool_applies(const Geom2d& g);
 // y [N, O, H/2, W/2] and window codes [N, O, H/2, W/2] of conv2d_pool_fwd
 // (kernel_params.h) for x [N, 1, H, W], w [O, 1, 3, 3], bias [O] or null,
 // with relu as there. Samples run on the thread pool; each value depends
-// only on its own window, so not on the thread count.
+// only on its own window, so not on the thread count. bf16 (autocast's
+// folded casts, ConvParams::bf16): x and w are read as their bf16 roundings
+// and each output is rounded to bf16 before the pool, so values and codes
+// are those of the pool of the cast output (the first maximum of the
+// rounded window).
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                              bool relu, float* y, uint8_t* code);
+                              bool relu, float* y, uint8_t* code, bool bf16 = false);
 
 // The weight (and bias) gradient from the pooled gradient and the codes,
 // one object per block of samples on one thread: add() each sample, then
 // finish() adds the block's sums to gw [O, 9] and gb [O] (gb may be null).
-// The order of the sums depends only on the samples added.
+// The order of the sums depends only on the samples added. bf16 (folded
+// casts): x_n and the pooled gradient are read as their bf16 roundings.
 class ThinPoolWeightGrad {
  public:
-  ThinPoolWeightGrad(const Geom2d& g, int64_t O);
+  ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16 = false);
   // gyp_n, code_n [O, H/2, W/2] (pooled), x_n [1, H, W]; room: elements
   // of gyp_n and code_n readable past those planes (the next samples')
   void add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room = 0);
@@ -75,6 +84,8 @@ class ThinPoolWeightGrad {
  private:
   Geom2d g_;
   int64_t O_;
+  bool bf16_;
+  std::vector<float> xr_;   // bf16: x_n rounded
   std::vector<float> acc_;  // [O][17][8]: per channel dU's 16 values' and the bias's 8 lanes of partial sums
 };
 
