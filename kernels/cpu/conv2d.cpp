@@ -373,8 +373,14 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
       }
     });
   };
+  // bf16 autocast on the AVX512-BF16 kernel, the same way: each sample
+  // unfolds straight into f32 strips, converted in place into the bf16
+  // kernel's pairs, and w is packed once for the batch (sgemm's bf16
+  // products, without its per-sample im2col and packing of both operands).
+  bool packed_bf16 = false;
 #ifdef __AVX512F__
   packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
+  packed_bf16 = !direct && gemm_bf16_active() && !gemm_amx_active() && sgemm_isa_avx512() && same_geometry(g);
   if (thin && packed)
     return thin_batch([&](const float* xn, float* yn) { thin_forward(xn, w, bias, g, O, relu, yn); });
 #endif
@@ -396,10 +402,16 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
                    same_geometry(g) && ft.mr == 6;
   std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
   float* wp = nullptr;
+  const int64_t br = tr ? kBf16PackedTile.mr : kBf16PackedTile.nr;  // packed_bf16: col's strips
   if (packed || pack_rows) {
     wp = aligned64(wbuf, size_t(sgemm_packed_size(O, CKK, tr ? ft.nr : ft.mr)));
     if (tr) sgemm_pack_b(CKK, O, MatF{w, 1, CKK}, wp);
     else sgemm_pack_a(O, CKK, MatF{w, CKK, 1}, wp);
+  } else if (packed_bf16) {
+    int64_t wr = tr ? kBf16PackedTile.nr : kBf16PackedTile.mr;
+    wp = aligned64(wbuf, size_t((O + wr - 1) / wr * sgemm_bf16_packed_stride(CKK, wr)));
+    if (tr) sgemm_bf16_pack_b(CKK, O, MatF{w, 1, CKK}, reinterpret_cast<uint32_t*>(wp));
+    else sgemm_bf16_pack_a(O, CKK, MatF{w, CKK, 1}, reinterpret_cast<uint32_t*>(wp));
   } else if (tr) {
     wt.resize(size_t(CKK * O));
     for (int64_t o = 0; o < O; ++o)
@@ -407,6 +419,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   }
   int64_t colsize = direct                ? 0
                     : packed || pack_rows ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr)
+                    : packed_bf16         ? sgemm_packed_size(L, CKK, br)
                                           : CKK * L;
   parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
     float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L + kPoolSlack : 0)));
@@ -415,18 +428,27 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     float* ybuf = yt + (tr ? L * O : 0);   // y_n for the sink
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = source ? (*source)(n) : x + n * CHW;
+      const uint32_t* cb = reinterpret_cast<const uint32_t*>(col);  // packed_bf16: col's strips, converted
+      const uint32_t* wb = reinterpret_cast<const uint32_t*>(wp);
 #ifdef __AVX512F__
       if (packed) im2col_same_strips_avx512(xn, g, tr ? ft.mr : ft.nr, col);
+      if (packed_bf16) {
+        im2col_same_strips_avx512(xn, g, br, col);
+        sgemm_bf16_strips_from_f32(CKK, br, (L + br - 1) / br, col, sgemm_packed_stride(CKK, br),
+                                   reinterpret_cast<uint32_t*>(col));
+      }
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
       if (pack_rows) im2col_same_strips6_avx2(xn, g, col);
 #endif
-      if (!direct && !packed && !pack_rows) im2col_sample(xn, g, col);
+      if (!direct && !packed && !pack_rows && !packed_bf16) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
         if (packed || pack_rows) {
           sgemm_packed(L, O, CKK, col, wp, yt, O);
+        } else if (packed_bf16) {
+          sgemm_bf16_packed(L, O, CKK, cb, wb, yt, O);
         } else {
           sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
         }
@@ -436,6 +458,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
         continue;
       }
       if (packed) sgemm_packed(O, L, CKK, wp, col, yn, L);
+      else if (packed_bf16) sgemm_bf16_packed(O, L, CKK, wb, cb, yn, L);
       else sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
       if (bias || relu)
         for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache

@@ -335,7 +335,7 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
                         [&](int64_t t, const __m256(&v)[16]) { store_tiles(d, c, t, v); });
     if (p.bf16)  // V_xi's f32 strips -> bf16 pairs, in place (rounded a second time: the transform's sums)
       for (int xi = 0; xi < 16; ++xi)
-        sgemm_bf16_strips_from_f32(p.C, p.Tp / ft.nr, vp + xi * p.sb, stride_b, reinterpret_cast<uint32_t*>(vp + xi * p.sb));
+        sgemm_bf16_strips_from_f32(p.C, ft.nr, p.Tp / ft.nr, vp + xi * p.sb, stride_b, reinterpret_cast<uint32_t*>(vp + xi * p.sb));
     const int64_t stride_ab = sgemm_bf16_packed_stride(p.C, 8);
     for (int64_t o0 = 0; o0 < p.O; o0 += p.og) {  // channels in ascending order: row spills land on later rows
       int64_t on = std::min(p.og, p.O - o0);

@@ -129,10 +129,12 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float*
 constexpr GemmTile kBf16PackedTile{8, 32};
 int64_t sgemm_bf16_packed_stride(int64_t K, int64_t r);  // pairs
 void sgemm_bf16_pack_a(int64_t M, int64_t K, MatF A, uint32_t* dst);
-// f32 B strips in sgemm_pack_b's layout with t.nr = 32 (strip s at src + s *
-// src_stride, row k at k * 32) -> bf16 strips at dst, which may be src
-// (converted in place, front to back).
-void sgemm_bf16_strips_from_f32(int64_t K, int64_t strips, const float* src, int64_t src_stride, uint32_t* dst);
+void sgemm_bf16_pack_b(int64_t K, int64_t N, MatF B, uint32_t* dst);
+// f32 strips of r = 8 (A) or 32 (B) values per k, in sgemm_pack_a's /
+// sgemm_pack_b's layout (strip s at src + s * src_stride, row k at k * r)
+// -> bf16 strips at dst, which may be src (converted in place, front to back).
+void sgemm_bf16_strips_from_f32(int64_t K, int64_t r, int64_t strips, const float* src, int64_t src_stride,
+                                uint32_t* dst);
 // C[M, N] (row stride ldc) (+)= A @ B on the calling thread.
 void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint32_t* Ap, const uint32_t* Bp, float* C,
                        int64_t ldc, bool accumulate = false);

@@ -100,21 +100,28 @@ int64_t sgemm_bf16_packed_stride(int64_t K, int64_t r) { return (K + 1) / 2 * r;
 void sgemm_bf16_pack_a(int64_t M, int64_t K, MatF A, uint32_t* dst) {
   avx512bf16::Bf16Panels<float>::pack_a(A, 0, M, 0, K, dst);  // strips [ceil(K/2), 8], one after the other
 }
+void sgemm_bf16_pack_b(int64_t K, int64_t N, MatF B, uint32_t* dst) {
+  avx512bf16::Bf16Panels<float>::pack_b(B, 0, K, 0, N, dst);  // strips [ceil(K/2), 32]
+}
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sgemm_bf16_strips_from_f32(
-    int64_t K, int64_t strips, const float* src, int64_t src_stride, uint32_t* dst) {
-  constexpr int64_t NR = 32;
-  const int64_t kp = (K + 1) / 2, stride = sgemm_bf16_packed_stride(K, NR);
+    int64_t K, int64_t r, int64_t strips, const float* src, int64_t src_stride, uint32_t* dst) {
+  BRISK_CHECK(r == 8 || r == 32, "sgemm_bf16_strips_from_f32: strips of 8 or 32, not ", r);
+  const int64_t kp = (K + 1) / 2, stride = sgemm_bf16_packed_stride(K, r);
   for (int64_t s = 0; s < strips; ++s)
     for (int64_t k2 = 0; k2 < kp; ++k2) {
       // Both rows are read before the pair row is written: in place, the
       // pair row never lies past them (stride <= src_stride / 2 rounded up).
-      const float* r0 = src + s * src_stride + 2 * k2 * NR;
+      const float* r0 = src + s * src_stride + 2 * k2 * r;
       bool two = 2 * k2 + 1 < K;
+      uint32_t* o = dst + s * stride + k2 * r;
+      if (r == 8) {
+        avx512bf16::pack_pairs8(_mm256_loadu_ps(r0), two ? _mm256_loadu_ps(r0 + 8) : _mm256_setzero_ps(), o);
+        continue;
+      }
       __m512 a0 = _mm512_loadu_ps(r0), a1 = _mm512_loadu_ps(r0 + 16);
-      __m512 b0 = two ? _mm512_loadu_ps(r0 + NR) : _mm512_setzero_ps();
-      __m512 b1 = two ? _mm512_loadu_ps(r0 + NR + 16) : _mm512_setzero_ps();
-      uint32_t* o = dst + s * stride + k2 * NR;
+      __m512 b0 = two ? _mm512_loadu_ps(r0 + 32) : _mm512_setzero_ps();
+      __m512 b1 = two ? _mm512_loadu_ps(r0 + 48) : _mm512_setzero_ps();
       avx512bf16::pack_pairs16(a0, b0, o);
       avx512bf16::pack_pairs16(a1, b1, o + 16);
     }
