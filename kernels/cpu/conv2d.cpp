@@ -763,26 +763,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool packed_rows = !amx && !thin && !bf && unfold_here && !gemm_operands_bf16() && sgemm_isa_avx2() &&
                      same_geometry(g) && !own;
   packed = (packed && !own) || packed_rows;
-  // bf16 autocast on the AVX512-BF16 kernel, "same": gw [O, CKK] += gy_n @
-  // col_n^T with col_n^T unfolded straight into f32 B strips, converted in
-  // place into bf16 pairs, and gy_n packed (sgemm's bf16 products without
-  // its im2col buffer and the transposing pack of col_n^T).
-  bool packed_bf16 = false;
-#ifdef __AVX512F__
-  packed_bf16 = !amx && !thin && !own && unfold_here && gemm_bf16_active() && !gemm_amx_active() &&
-                sgemm_isa_avx512() && same_geometry(g);
-#endif
-  bool transposed = !own && !packed_bf16 && (amx || packed_rows ||
+  bool transposed = !own && (amx || packed_rows ||
                               (!thin && (packed ? t.fill(CKK, O) + 0.05 >= t.fill(O, CKK)
                                                 : t.fill(CKK, O) > t.fill(O, CKK) + 0.01)));
   GemmTile ft = sgemm_f32_tile();
   // Per thread when packed: [col_n | gy_n^T's strips] (transposed) or col_n^T's strips.
   int64_t usize = transposed ? (CKK * L + 15) / 16 * 16 : sgemm_packed_size(CKK, L, ft.nr);
   int64_t gsize = transposed ? sgemm_packed_size(O, L, ft.nr) : 0;
-  if (packed_bf16) {  // col_n^T's f32 strips (then bf16 in place), gy_n's bf16 A strips
-    usize = sgemm_packed_size(CKK, L, kBf16PackedTile.nr);
-    gsize = (O + 7) / 8 * sgemm_bf16_packed_stride(L, 8);
-  }
   int64_t blocks = (g.N + kGradBlock - 1) / kGradBlock, part = O * CKK + O;
   static thread_local std::vector<float> partial;  // the caller's; workers zero and write their blocks
   if (partial.size() < size_t(blocks * part)) partial.resize(size_t(blocks * part));
@@ -792,7 +779,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       float* pw = pbase + c * part;
       float* pb = pw + O * CKK;
       std::fill(pw, pw + part, 0.f);
-      float* col = own ? nullptr : scratch(size_t(packed || packed_bf16 ? usize + gsize : CKK * L));
+      float* col = own ? nullptr : scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
       if (amx) tiles.emplace(g, O, pw);
       std::optional<WinogradWeightGrad> wg;
@@ -820,20 +807,6 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
             for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
           continue;
         }
-#ifdef __AVX512F__
-        if (packed_bf16) {
-          constexpr int64_t nr = kBf16PackedTile.nr;
-          auto* cb = reinterpret_cast<uint32_t*>(col);
-          auto* ga = reinterpret_cast<uint32_t*>(col + usize);
-          im2col_same_strips_t_avx512(xn, g, nr, col);
-          sgemm_bf16_strips_from_f32(L, nr, (CKK + nr - 1) / nr, col, sgemm_packed_stride(L, nr), cb);
-          sgemm_bf16_pack_a(O, L, MatF{gyn, L, 1}, ga);
-          sgemm_bf16_packed(O, CKK, L, ga, cb, pw, CKK, true);
-          if (gb)
-            for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
-          continue;
-        }
-#endif
         if (packed) {
           if (transposed) {
             // gw^T [CKK, O] += col_n [CKK, L] @ gy_n^T: col_n's rows run along L = K and are read in place
