@@ -5,7 +5,6 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 #include "kernels/cpu/conv2d_amx.h"
-#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
 #include "tests/gemm_paths.h"
@@ -605,15 +604,8 @@ TEST_CASE("kernels: conv2d under bf16 autocast on each bf16 GEMM kernel vs ref",
   };
   struct Restore {
     std::string prev = kern::cpu::bf16_gemm_kernel();
-    ~Restore() {
-      kern::cpu::set_bf16_gemm_kernel(prev);
-      kern::cpu::set_conv_winograd(true);
-    }
+    ~Restore() { kern::cpu::set_bf16_gemm_kernel(prev); }
   } restore;
-  // The direct kernels, whose products are exact: the bf16 Winograd forward
-  // (3x3 "same" on the AVX512-BF16 kernel) rounds transformed tiles too, and
-  // is checked against its own error bound in tests/test_winograd.cpp.
-  kern::cpu::set_conv_winograd(false);
   bool any = false;
   for (const char* kernel : {"amx", "avx512bf16"}) {
     if (!kern::cpu::bf16_gemm_kernel_supported(kernel)) {
@@ -690,7 +682,6 @@ TEST_CASE("kernels: conv2d + 2x2 max pool, backward kernels on the pooled gradie
     ~Restore() {  // the f32 ISA first: a bf16 kernel is usable only over the AVX-512 sgemm
       kern::cpu::set_sgemm_isa("auto");
       kern::cpu::set_bf16_gemm_kernel(bf16);
-      kern::cpu::set_conv_winograd(true);
     }
   } restore;
   for (const char* mode : {"avx512", "avx2", "sse", "amx", "avx512bf16"}) {
@@ -702,8 +693,6 @@ TEST_CASE("kernels: conv2d + 2x2 max pool, backward kernels on the pooled gradie
     }
     kern::cpu::set_sgemm_isa(bf16 ? "auto" : mode);
     if (bf16) kern::cpu::set_bf16_gemm_kernel(mode);
-    // bf16: the direct kernels (exact products), as in the test above
-    kern::cpu::set_conv_winograd(!bf16);
     for (auto c : cases) {
       Tensor x0 = randn({c.N, c.C, c.H, c.W}), w0 = randn({c.O, c.C, 3, 3}) * 0.3, b0 = randn({c.O});
       Tensor r = randn({c.N, c.O, c.H / 2, c.W / 2});

@@ -52,12 +52,11 @@ struct Plan {
   int64_t PH, PW;          // zero-bordered plane: rows, row stride (multiple of 8)
   int64_t nb;              // samples per block
   int64_t Tp;              // a block's tiles rounded up to whole B strips
-  bool bf16;               // bf16 autocast (gemm_operands_bf16()): the GEMMs on the AVX512-BF16 kernel
-  int64_t sa, sb;          // floats (or bf16 pairs) per packed U_xi, V_xi
+  int64_t sa, sb;          // floats per packed U_xi, V_xi
   int64_t og;              // output channels per GEMM pass (whole A strips)
   int64_t MS;              // floats per M_xi [og, Tp]; an odd number of cache lines apart, so the output
                            // transform's 16 streams do not share an L1 set
-  Plan(const Geom2d& g, int64_t o, bool bf16_gemm = false) : C(g.C), O(o), H(g.H), W(g.W), bf16(bf16_gemm) {
+  Plan(const Geom2d& g, int64_t o) : C(g.C), O(o), H(g.H), W(g.W) {
     th = (H + 1) / 2, tw = (W + 1) / 2, tiles1 = th * tw;
     PH = 2 * th + 2;
     // a chunk of 8 tiles at tx0 reads bordered columns 2 tx0 .. 2 tx0 + 17
@@ -74,9 +73,7 @@ struct Plan {
       if (fill(k) > fill(nb) + 0.03) nb = k;
     if (tiles1 >= 256) nb = 1;  // a plane of 32 x 32 or more fills the strips and the caches alone
     Tp = round_up(nb * tiles1, t.nr);
-    // bf16: U_xi in the bf16 kernel's A strips; V_xi transformed into f32
-    // strips, then converted in place (the same 8 x 32 tile as avx512's f32)
-    sa = bf16 ? (O + 7) / 8 * sgemm_bf16_packed_stride(C, 8) : sgemm_packed_size(O, C, t.mr);
+    sa = sgemm_packed_size(O, C, t.mr);
     sb = sgemm_packed_size(Tp, C, t.nr);
     // M for og channels at a time stays in L2 with V: 16 x 18 x 112 floats (129 KB) for the cnn
     og = t.mr * std::max<int64_t>(1, (16 + t.mr - 1) / t.mr);
@@ -85,26 +82,17 @@ struct Plan {
 };
 
 // U_xi [O, C] = (G g G^T)[xi / 4][xi % 4] for each w [O, C, 3, 3], packed as
-// the GEMM's A operand: up [16][sa]. bf16: of w's bf16 roundings, and U
-// rounded again as it is packed.
+// the GEMM's A operand: up [16][sa].
 void transform_weights(const float* w, const Plan& p, float* up) {
   std::vector<float> u(size_t(16 * p.O * p.C));
   for (int64_t o = 0; o < p.O; ++o)
     for (int64_t c = 0; c < p.C; ++c) {
-      float r[16], wr[9];
-      const float* g = w + (o * p.C + c) * 9;
-      if (p.bf16) {
-        bf16_rounded(g, wr, 9);
-        g = wr;
-      }
-      winograd_filter(g, r);
+      float r[16];
+      winograd_filter(w + (o * p.C + c) * 9, r);
       for (int xi = 0; xi < 16; ++xi) u[size_t((xi * p.O + o) * p.C + c)] = r[xi];
     }
-  for (int xi = 0; xi < 16; ++xi) {
-    MatF a{u.data() + xi * p.O * p.C, p.C, 1};
-    if (p.bf16) sgemm_bf16_pack_a(p.O, p.C, a, reinterpret_cast<uint32_t*>(up + xi * p.sa));
-    else sgemm_pack_a(p.O, p.C, a, up + xi * p.sa);
-  }
+  for (int xi = 0; xi < 16; ++xi)
+    sgemm_pack_a(p.O, p.C, MatF{u.data() + xi * p.O * p.C, p.C, 1}, up + xi * p.sa);
 }
 
 // P planes [H, W] into zero-bordered planes [R, PW]: row r + off, column
@@ -129,8 +117,6 @@ void border_planes(const float* src, int64_t P, int64_t H, int64_t W, int64_t of
   }
 }
 void border_planes(const float* xn, const Plan& p, float* dst) { border_planes(xn, p.C, p.H, p.W, 1, p.PH, p.PW, dst); }
-
-inline __m256 round_bf16(__m256 v) { return bf16_rounded_lanes<__m256, uint32_t __attribute__((vector_size(32)))>(v); }
 
 // Lanes k of (even, odd) = p[2k], p[2k + 1], k = 0..7 (16 floats at p).
 inline void deinterleave(const float* p, __m256& even, __m256& odd) {
@@ -243,7 +229,7 @@ inline void tile_outputs(const float* src, int64_t xs, __m256 b, __m256 (&y)[4])
 // Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:
 // m [16][MS] holds M_xi [og, Tp] for those channels.
 void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                   bool round, float* yn, int64_t room) {
+                   float* yn, int64_t room) {
   const int64_t OT = p.MS;
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t o = o0; o < o0 + on; ++o) {
@@ -260,7 +246,6 @@ void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
           if (r >= p.H) break;
           __m256 a = y[2 * i], c = y[2 * i + 1];
           if (relu) a = _mm256_max_ps(zero, a), c = _mm256_max_ps(zero, c);  // std::max(v, 0)'s rule: NaN kept
-          if (round) a = round_bf16(a), c = round_bf16(c);
           __m256 lo = _mm256_unpacklo_ps(a, c), hi = _mm256_unpackhi_ps(a, c);  // a0 c0 a1 c1 | a4 c4 a5 c5, ...
           store_row16(yn, p, o, r, 2 * tx0, _mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31),
                       room);
@@ -282,7 +267,7 @@ float* thread_scratch(size_t n) {
 // relu_pooled's). yp [O, H/2, W/2] and code likewise, for this sample;
 // room: floats (and bytes) writable after their last plane.
 void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                   bool round, float* yp, uint8_t* code, int64_t room) {
+                   float* yp, uint8_t* code, int64_t room) {
   const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, end = p.O * Hp * Wp + room;
   for (int64_t o = o0; o < o0 + on; ++o) {
     __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
@@ -291,8 +276,6 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
         __m256 y[4];
         tile_outputs(src, OT, b, y);
-        if (round)  // the output cast before the pool: its code is the first maximum of the rounded window
-          for (__m256& v : y) v = round_bf16(v);
         __m256 best;
         __m256i k;
         pool_window4(y, relu, best, k);
@@ -322,7 +305,6 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
     const int64_t T = (hi - lo) * p.tiles1;
     for (int64_t s = 0; s < hi - lo; ++s)
       border_planes(source ? (*source)(lo + s) : x + (lo + s) * CHW, p, in + s * p.C * PP);
-    if (p.bf16) bf16_rounded(in, in, (hi - lo) * p.C * PP);  // the input read as its bf16 roundings
     const VStrips d{vp, p.sb, stride_b, ft.nr, p.Tp / ft.nr, p.C, stride_b - p.C * ft.nr >= 8};
     if (T < p.Tp)  // the last strip's columns past the block's tiles: zeros (finite, and no denormal slowdown)
       for (int xi = 0; xi < 16; ++xi)
@@ -333,18 +315,10 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
       for (int64_t s = 0; s < hi - lo; ++s)
         transform_plane(in + (s * p.C + c) * PP, p, z, s * p.tiles1,
                         [&](int64_t t, const __m256(&v)[16]) { store_tiles(d, c, t, v); });
-    if (p.bf16)  // V_xi's f32 strips -> bf16 pairs, in place (rounded a second time: the transform's sums)
-      for (int xi = 0; xi < 16; ++xi)
-        sgemm_bf16_strips_from_f32(p.C, ft.nr, p.Tp / ft.nr, vp + xi * p.sb, stride_b, reinterpret_cast<uint32_t*>(vp + xi * p.sb));
-    const int64_t stride_ab = sgemm_bf16_packed_stride(p.C, 8);
     for (int64_t o0 = 0; o0 < p.O; o0 += p.og) {  // channels in ascending order: row spills land on later rows
       int64_t on = std::min(p.og, p.O - o0);
       for (int xi = 0; xi < 16; ++xi)
-        if (p.bf16)
-          sgemm_bf16_packed(on, p.Tp, p.C, reinterpret_cast<const uint32_t*>(up + xi * p.sa) + o0 / 8 * stride_ab,
-                            reinterpret_cast<const uint32_t*>(vp + xi * p.sb), m + xi * p.MS, p.Tp);
-        else
-          sgemm_packed(on, p.Tp, p.C, up + xi * p.sa + o0 / ft.mr * stride_a, vp + xi * p.sb, m + xi * p.MS, p.Tp);
+        sgemm_packed(on, p.Tp, p.C, up + xi * p.sa + o0 / ft.mr * stride_a, vp + xi * p.sb, m + xi * p.MS, p.Tp);
       for (int64_t s = 0; s < hi - lo; ++s) emit(m, s, o0, on, lo, m + n_m);
     }
     done(lo, hi, m + n_m);
@@ -379,34 +353,22 @@ void transform_grad_plane(const float* plane, const Plan& p, int64_t PWg, float*
 bool conv_winograd_enabled() { return g_on.load(std::memory_order_relaxed); }
 void set_conv_winograd(bool on) { g_on.store(on, std::memory_order_relaxed); }
 
-namespace {
-bool winograd_geometry(const Geom2d& g, int64_t O) {
-  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 &&
-         g.Ho == g.H && g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
-}
-}  // namespace
-
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O) {
   return conv_winograd_enabled() && !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
-         winograd_geometry(g, O);
-}
-
-bool conv2d_winograd_bf16_applies(const Geom2d& g, int64_t O) {
-  return conv_winograd_enabled() && gemm_operands_bf16() && gemm_bf16_active() && !gemm_amx_active() &&
-         winograd_geometry(g, O);
+         g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 &&
+         g.Ho == g.H && g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
 }
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                             bool relu, float* y, const ConvSampleSink* sink, const ConvSampleSource* source,
-                             bool round_bf16_out) {
-  const Plan p(g, O, gemm_operands_bf16());
+                             bool relu, float* y, const ConvSampleSink* sink, const ConvSampleSource* source) {
+  const Plan p(g, O);
   const int64_t OHW = O * g.H * g.W, n_y = sink ? round_up(OHW + kPoolSlack, 16) : 0;
   // with a sink, each sample of the block gets a buffer (after run_blocks' own: extra)
   auto out = [&](int64_t lo, int64_t s, float* extra) { return sink ? extra + s * n_y : y + (lo + s) * OHW; };
   run_blocks(
       x, w, g, p, source, p.nb * n_y,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float* extra) {
-        output_sample(m, p, s, o0, on, bias, relu, round_bf16_out, out(lo, s, extra), sink ? kPoolSlack : 0);
+        output_sample(m, p, s, o0, on, bias, relu, out(lo, s, extra), sink ? kPoolSlack : 0);
       },
       [&](int64_t lo, int64_t hi, float* extra) {
         if (sink)
@@ -415,14 +377,14 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
 }
 
 void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                                  bool relu, float* y, uint8_t* code, bool round_bf16_out) {
-  const Plan p(g, O, gemm_operands_bf16());
+                                  bool relu, float* y, uint8_t* code) {
+  const Plan p(g, O);
   const int64_t OP = O * (g.H / 2) * (g.W / 2);
   run_blocks(
       x, w, g, p, nullptr, 0,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float*) {
         int64_t n = lo + s;  // samples after the last one belong to other threads: no room
-        output_pooled(m, p, s, o0, on, bias, relu, round_bf16_out, y + n * OP, code + n * OP, 0);
+        output_pooled(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP, 0);
       },
       [](int64_t, int64_t, float*) {});
 }

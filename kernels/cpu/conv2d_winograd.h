@@ -9,20 +9,6 @@
 // avx512 sgemm builds; set_conv_winograd(false) (or BRISK_CONV_WINOGRAD=0 at
 // start) runs the direct unfold-and-GEMM path instead.
 //
-// Under bf16 autocast (gemm_operands_bf16()) where the AVX512-BF16 kernel
-// runs (not on AMX tiles, which have their own conv path), the forwards
-// below run the same algorithm in bf16 (conv2d_winograd_bf16_applies): the
-// input and the weights are read as their bf16 roundings, the transformed
-// tiles V and U are rounded to bf16 again as they are packed, and the 16
-// GEMMs run on bf16 dot products (2x the f32 rate), summing in f32. That
-// second rounding is the price: each product carries the rounding of a
-// transformed value (sums of up to 4 inputs, or of the weights with halves)
-// where the direct bf16 path's products are exact, an error of about bf16's
-// 2^-9 times the magnitude of the sum's terms rather than of the output
-// (tests/test_winograd.cpp bounds it). The gradients keep the direct bf16
-// path: Winograd in bf16 was no faster there (a Zen 4: input gradient 4.30
-// vs 4.44 ms, weight gradient 4.03 vs 3.38 ms for the cnn's second layer).
-//
 // Numerics: the same sums in another order through exact transforms (the
 // weight transform's halves are exact in binary), so results differ from the
 // direct path by rounding only, a few f32 ulps of the sum's magnitude. A NaN
@@ -42,35 +28,29 @@ bool conv_winograd_enabled();
 void set_conv_winograd(bool on);
 
 // Whether conv2d_forward_winograd runs for geometry g with O output channels
-// now in f32: the switch above, f32 operands (gemm_operands_bf16() off),
-// sgemm on avx2 or avx512, 3x3, stride 1,
+// now: the switch above, f32 operands (not the bf16 GEMM's rounded ones:
+// gemm_operands_bf16() off), sgemm on avx2 or avx512, 3x3, stride 1,
 // dilation 1, padding 1, output the input's size, at least 8 input and
 // output channels (a thin first layer has its own kernel), and planes up to
 // 128 x 128 (the per-thread buffers stay a few MB).
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O);
-// The same geometries under bf16 autocast on the AVX512-BF16 kernel (the
-// switch above too): the forwards below run in bf16 (see the top).
-bool conv2d_winograd_bf16_applies(const Geom2d& g, int64_t O);
 
 // y [N, O, H, W] = (relu)(conv(x, w) + bias), w [O, C, 3, 3], bias [O] or
 // null. With a sink, y is not written: each y_n [O, H*W] goes to the sink
 // from a per-thread buffer with kPoolSlack floats of room after it. With a
 // source, x is not read: x_n [C, H, W] comes from it. Samples run in blocks
 // on the thread pool; each output's bits depend only on its own tile, so not
-// on the thread count. round_bf16_out: y rounded to bf16 after the bias and
-// ReLU (autocast's folded output cast).
+// on the thread count.
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                              bool relu, float* y, const ConvSampleSink* sink = nullptr,
-                             const ConvSampleSource* source = nullptr, bool round_bf16_out = false);
+                             const ConvSampleSource* source = nullptr);
 
 // The forward with its 2x2 max pool (conv2d_pool_fwd): y [N, O, H/2, W/2]
 // and window codes [N, O, H/2, W/2] as conv2d_pool_fwd's (kernel_params.h),
 // with relu as there. Each tile's 2x2 outputs are one pool window, so they
 // are pooled in registers: the full-size output is never written.
-// round_bf16_out: each output rounded to bf16 before the pool (the code is
-// then the first maximum of the rounded window, as pooling the cast output).
 void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                                  bool relu, float* y, uint8_t* code, bool round_bf16_out = false);
+                                  bool relu, float* y, uint8_t* code);
 
 // The weight gradient of such a convolution in the same transformed terms:
 // with V = B^T d B the input tiles and dM = A gY A^T the output gradient's

@@ -119,7 +119,9 @@ void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float*
 
 // Pre-packed operands for the AVX512-BF16 kernel (bf16 autocast where
 // bf16_gemm_kernel() is "avx512bf16": gemm_bf16_active() && !gemm_amx_active()),
-// for callers that transform an operand themselves (Winograd's tiles): the
+// for callers that write an operand's strips themselves or reuse one (conv2d
+// unfolds each sample into f32 strips, converts them in place, and packs
+// its weight once per batch): the
 // operands rounded to bf16 (nearest even), two consecutive k per 32-bit
 // pair, A [M, K] as ceil(M / 8) strips [ceil(K / 2), 8] of pairs, B [K, N]
 // as ceil(N / 32) strips [ceil(K / 2), 32], strip s at s *
