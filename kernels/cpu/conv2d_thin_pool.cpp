@@ -238,7 +238,8 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
     WindowTaps wt(g);
     const int64_t Lp = wt.Hp * wt.Wp;
-    std::vector<float> xr(bf16 ? size_t(HW) : 0);
+    static thread_local std::vector<float> xr;  // bf16: x_n rounded (kept: no allocation per block)
+    if (bf16 && xr.size() < size_t(HW)) xr.resize(size_t(HW));
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = x + n * HW;
       if (bf16) {

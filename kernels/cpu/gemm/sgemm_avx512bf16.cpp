@@ -95,6 +95,9 @@ struct Bf16Panels {
 namespace brisk::kern::cpu {
 
 // Pre-packed operands (sgemm.h): the panels' own layouts, with K whole.
+static_assert(avx512bf16::Bf16Panels<float>::MR == kBf16PackedTile.mr &&
+                  avx512bf16::Bf16Panels<float>::NR == kBf16PackedTile.nr,
+              "sgemm.h's kBf16PackedTile must name the AVX512-BF16 panels' tile");
 int64_t sgemm_bf16_packed_stride(int64_t K, int64_t r) { return (K + 1) / 2 * r; }
 
 void sgemm_bf16_pack_a(int64_t M, int64_t K, MatF A, uint32_t* dst) {
