@@ -31,6 +31,7 @@
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/conv2d_amx.h"
+#include "kernels/cpu/conv2d_bf16_direct.h"
 #include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
@@ -333,6 +334,13 @@ static void transpose_bias_relu(const float* yt, int64_t L, int64_t O, const flo
   }
 }
 
+// bf16 autocast on the AVX512-BF16 kernel, stride 1: the direct kernel
+// (conv2d_bf16_direct.h), which reads a padded pair copy of x_n in place of
+// an unfold.
+static bool bf16_direct_active(const Geom2d& g) {
+  return gemm_bf16_active() && !gemm_amx_active() && sgemm_isa_avx512() && conv2d_bf16_direct_applies(g);
+}
+
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
 // (x and w are then rounded by the GEMM's packing). w is [O, C*kh*kw]. With
 // a sink, y is not written: each sample's [O, Ho*Wo] goes to the sink from a
@@ -348,6 +356,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // output's), for 7% on a Zen 4 over the packed bf16 path below.
   if (!bf16 && conv2d_winograd_applies(g, O))
     return conv2d_forward_winograd(x, w, bias, g, O, relu, y, sink, source);
+  if (bf16_direct_active(g)) return conv2d_forward_bf16_direct(x, w, bias, g, O, relu, bf16, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -374,14 +383,8 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
       }
     });
   };
-  // bf16 autocast on the AVX512-BF16 kernel, the same way: each sample
-  // unfolds straight into f32 strips, converted in place into the bf16
-  // kernel's pairs, and w is packed once for the batch (sgemm's bf16
-  // products, without its per-sample im2col and packing of both operands).
-  bool packed_bf16 = false;
 #ifdef __AVX512F__
   packed = !direct && !gemm_operands_bf16() && sgemm_isa_avx512() && same_geometry(g);
-  packed_bf16 = !direct && gemm_bf16_active() && !gemm_amx_active() && sgemm_isa_avx512() && same_geometry(g);
   if (thin && packed)
     return thin_batch([&](const float* xn, float* yn) { thin_forward(xn, w, bias, g, O, relu, yn); });
 #endif
@@ -403,16 +406,10 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
                    same_geometry(g) && ft.mr == 6;
   std::vector<float> wt, wbuf;  // w^T [CKK, O] for the unpacked tr product; w packed (at wp)
   float* wp = nullptr;
-  const int64_t br = tr ? kBf16PackedTile.mr : kBf16PackedTile.nr;  // packed_bf16: col's strips
   if (packed || pack_rows) {
     wp = aligned64(wbuf, size_t(sgemm_packed_size(O, CKK, tr ? ft.nr : ft.mr)));
     if (tr) sgemm_pack_b(CKK, O, MatF{w, 1, CKK}, wp);
     else sgemm_pack_a(O, CKK, MatF{w, CKK, 1}, wp);
-  } else if (packed_bf16) {
-    int64_t wr = tr ? kBf16PackedTile.nr : kBf16PackedTile.mr;
-    wp = aligned64(wbuf, size_t((O + wr - 1) / wr * sgemm_bf16_packed_stride(CKK, wr)));
-    if (tr) sgemm_bf16_pack_b(CKK, O, MatF{w, 1, CKK}, reinterpret_cast<uint32_t*>(wp));
-    else sgemm_bf16_pack_a(O, CKK, MatF{w, CKK, 1}, reinterpret_cast<uint32_t*>(wp));
   } else if (tr) {
     wt.resize(size_t(CKK * O));
     for (int64_t o = 0; o < O; ++o)
@@ -420,7 +417,6 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   }
   int64_t colsize = direct                ? 0
                     : packed || pack_rows ? sgemm_packed_size(L, CKK, tr ? ft.mr : ft.nr)
-                    : packed_bf16         ? sgemm_packed_size(L, CKK, br)
                                           : CKK * L;
   parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
     float* buf = scratch(size_t(colsize + (tr ? L * O : 0) + (sink ? O * L + kPoolSlack : 0)));
@@ -429,27 +425,18 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
     float* ybuf = yt + (tr ? L * O : 0);   // y_n for the sink
     for (int64_t n = lo; n < hi; ++n) {
       const float* xn = source ? (*source)(n) : x + n * CHW;
-      const uint32_t* cb = reinterpret_cast<const uint32_t*>(col);  // packed_bf16: col's strips, converted
-      const uint32_t* wb = reinterpret_cast<const uint32_t*>(wp);
 #ifdef __AVX512F__
       if (packed) im2col_same_strips_avx512(xn, g, tr ? ft.mr : ft.nr, col);
-      if (packed_bf16) {
-        im2col_same_strips_avx512(xn, g, br, col);
-        sgemm_bf16_strips_from_f32(CKK, br, (L + br - 1) / br, col, sgemm_packed_stride(CKK, br),
-                                   reinterpret_cast<uint32_t*>(col));
-      }
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
       if (pack_rows) im2col_same_strips6_avx2(xn, g, col);
 #endif
-      if (!direct && !packed && !pack_rows && !packed_bf16) im2col_sample(xn, g, col);
+      if (!direct && !packed && !pack_rows) im2col_sample(xn, g, col);
       const float* cn = direct ? xn : col;
       float* yn = sink ? ybuf : y + n * O * L;
       if (tr) {
         if (packed || pack_rows) {
           sgemm_packed(L, O, CKK, col, wp, yt, O);
-        } else if (packed_bf16) {
-          sgemm_bf16_packed(L, O, CKK, cb, wb, yt, O);
         } else {
           sgemm(L, O, CKK, MatF{cn, 1, L}, MatF{wt.data(), O, 1}, yt, O);
         }
@@ -459,7 +446,6 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
         continue;
       }
       if (packed) sgemm_packed(O, L, CKK, wp, col, yn, L);
-      else if (packed_bf16) sgemm_bf16_packed(O, L, CKK, wb, cb, yn, L);
       else sgemm(O, L, CKK, MatF{w, CKK, 1}, MatF{cn, L, 1}, yn, L);
       if (bias || relu)
         for (int64_t o = 0; o < O; ++o) {  // epilogue on the [O, L] tile while it is in cache
@@ -544,7 +530,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // Likewise Winograd's forward (f32 3x3 "same"), with no col2im pass either.
   bool wino = conv2d_winograd_applies(gt, g.C);
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
-      (amx || wino || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
+      (amx || wino || bf16_direct_active(gt) || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
     for (int64_t o = 0; o < O; ++o)
       for (int64_t c = 0; c < g.C; ++c)
@@ -745,7 +731,10 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // A first layer's pooled gradient: straight from the pooled gradient and
   // its codes (ThinPoolWeightGrad; with folded casts, on rounded operands).
   bool thin_pool = !amx && gy.code && conv2d_thin_pool_applies(g);
-  bool own = wino || thin_pool;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
+  // bf16 autocast on the AVX512-BF16 kernel, stride 1, even output rows:
+  // straight from padded bf16 copies of the block's samples (Bf16DirectWeightGrad).
+  bool bdirect = !amx && !thin_pool && bf16_direct_active(g) && conv2d_bf16_direct_wgrad_applies(g);
+  bool own = wino || thin_pool || bdirect;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
   bool thin = !amx && !own && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
   bool unfold_here = !direct && !(amx && conv2d_amx_applies(g));  // AmxWeightGrad unfolds "same" inputs itself
@@ -787,6 +776,8 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       if (wino) wg.emplace(g, O);
       std::optional<ThinPoolWeightGrad> tp;
       if (thin_pool) tp.emplace(g, O, bf);
+      std::optional<Bf16DirectWeightGrad> bd;
+      if (bdirect) bd.emplace(g, O, kGradBlock);
       // the thin path's per-lane sums over the chunk's samples, and their tails
       static thread_local std::vector<v16> thin_acc;
       static thread_local std::vector<float> thin_tail;
@@ -806,6 +797,12 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           wg->add(gyn, xn);
           if (gb)
             for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
+          continue;
+        }
+        if (bdirect) {
+          bd->add(gyn, xn);
+          if (gb)
+            for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
           continue;
         }
         if (packed) {
@@ -852,6 +849,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       }
       if (thin) thin_gw_finish(thin_acc.data(), thin_tail.data(), O * CKK, pw);
       if (wino) wg->finish(pw);
+      if (bdirect) bd->finish(pw);
       if (thin_pool) tp->finish(pw, gb ? pb : nullptr);
     }
   });

@@ -4,23 +4,12 @@
 // convolutions). Taken by conv2d.cpp's forward while gemm_amx_active().
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 
 #include "core/kernel_params.h"
+#include "kernels/cpu/conv2d_sample.h"
 
 namespace brisk::kern::cpu {
-
-// Takes sample n's convolution output y_n [O, Ho*Wo] from a per-thread
-// buffer, on the thread that computed it, while it is in cache: the fused
-// conv + max-pool forward pools it there instead of storing y. The buffer
-// has kPoolSlack (kernels/cpu/pool2d.h) floats of room after y_n, which the
-// pool may read.
-using ConvSampleSink = std::function<void(int64_t n, const float* y_n)>;
-// Gives sample n's input x_n [C, H*W], on the thread that convolves it: the
-// input gradient's pooled form expands each sample's output gradient there
-// instead of reading a full-size one from memory.
-using ConvSampleSource = std::function<const float*(int64_t n)>;
 
 // Whether conv2d_forward_amx handles geometry g.
 bool conv2d_amx_applies(const Geom2d& g);

@@ -20,7 +20,7 @@
 #include <memory>
 
 #include "core/kernel_params.h"
-#include "kernels/cpu/conv2d_amx.h"  // ConvSampleSink, ConvSampleSource
+#include "kernels/cpu/conv2d_sample.h"
 
 namespace brisk::kern::cpu {
 

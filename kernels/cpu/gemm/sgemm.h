@@ -117,30 +117,6 @@ void sgemm_pack_b(int64_t K, int64_t N, MatF B, float* dst);
 void sgemm_packed(int64_t M, int64_t N, int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc,
                   bool accumulate = false);
 
-// Pre-packed operands for the AVX512-BF16 kernel (bf16 autocast where
-// bf16_gemm_kernel() is "avx512bf16": gemm_bf16_active() && !gemm_amx_active()),
-// for callers that write an operand's strips themselves or reuse one (conv2d
-// unfolds each sample into f32 strips, converts them in place, and packs
-// its weight once per batch): the
-// operands rounded to bf16 (nearest even), two consecutive k per 32-bit
-// pair, A [M, K] as ceil(M / 8) strips [ceil(K / 2), 8] of pairs, B [K, N]
-// as ceil(N / 32) strips [ceil(K / 2), 32], strip s at s *
-// sgemm_bf16_packed_stride(K, r) pairs (r = 8 or 32), zero past M, N and K.
-// Bp must be 64-byte aligned. Products are exact in f32, sums f32 (pairs
-// first), denormals flushed, as in the kernel's sgemm.
-constexpr GemmTile kBf16PackedTile{8, 32};
-int64_t sgemm_bf16_packed_stride(int64_t K, int64_t r);  // pairs
-void sgemm_bf16_pack_a(int64_t M, int64_t K, MatF A, uint32_t* dst);
-void sgemm_bf16_pack_b(int64_t K, int64_t N, MatF B, uint32_t* dst);
-// f32 strips of r = 8 (A) or 32 (B) values per k, in sgemm_pack_a's /
-// sgemm_pack_b's layout (strip s at src + s * src_stride, row k at k * r)
-// -> bf16 strips at dst, which may be src (converted in place, front to back).
-void sgemm_bf16_strips_from_f32(int64_t K, int64_t r, int64_t strips, const float* src, int64_t src_stride,
-                                uint32_t* dst);
-// C[M, N] (row stride ldc) (+)= A @ B on the calling thread.
-void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint32_t* Ap, const uint32_t* Bp, float* C,
-                       int64_t ldc, bool accumulate = false);
-
 // The same with A row-major as it is (A[i, k] at A[i * lda + k]) and only B
 // packed: the micro-kernel broadcasts A's values from its rows in place (for
 // an A whose rows run along K already, like the unfold in the conv weight

@@ -94,53 +94,6 @@ struct Bf16Panels {
 
 namespace brisk::kern::cpu {
 
-// Pre-packed operands (sgemm.h): the panels' own layouts, with K whole.
-static_assert(avx512bf16::Bf16Panels<float>::MR == kBf16PackedTile.mr &&
-                  avx512bf16::Bf16Panels<float>::NR == kBf16PackedTile.nr,
-              "sgemm.h's kBf16PackedTile must name the AVX512-BF16 panels' tile");
-int64_t sgemm_bf16_packed_stride(int64_t K, int64_t r) { return (K + 1) / 2 * r; }
-
-void sgemm_bf16_pack_a(int64_t M, int64_t K, MatF A, uint32_t* dst) {
-  avx512bf16::Bf16Panels<float>::pack_a(A, 0, M, 0, K, dst);  // strips [ceil(K/2), 8], one after the other
-}
-void sgemm_bf16_pack_b(int64_t K, int64_t N, MatF B, uint32_t* dst) {
-  avx512bf16::Bf16Panels<float>::pack_b(B, 0, K, 0, N, dst);  // strips [ceil(K/2), 32]
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void sgemm_bf16_strips_from_f32(
-    int64_t K, int64_t r, int64_t strips, const float* src, int64_t src_stride, uint32_t* dst) {
-  BRISK_CHECK(r == 8 || r == 32, "sgemm_bf16_strips_from_f32: strips of 8 or 32, not ", r);
-  const int64_t kp = (K + 1) / 2, stride = sgemm_bf16_packed_stride(K, r);
-  for (int64_t s = 0; s < strips; ++s)
-    for (int64_t k2 = 0; k2 < kp; ++k2) {
-      // Both rows are read before the pair row is written: in place, the
-      // pair row never lies past them (stride <= src_stride / 2 rounded up).
-      const float* r0 = src + s * src_stride + 2 * k2 * r;
-      bool two = 2 * k2 + 1 < K;
-      uint32_t* o = dst + s * stride + k2 * r;
-      if (r == 8) {
-        avx512bf16::pack_pairs8(_mm256_loadu_ps(r0), two ? _mm256_loadu_ps(r0 + 8) : _mm256_setzero_ps(), o);
-        continue;
-      }
-      __m512 a0 = _mm512_loadu_ps(r0), a1 = _mm512_loadu_ps(r0 + 16);
-      __m512 b0 = two ? _mm512_loadu_ps(r0 + 32) : _mm512_setzero_ps();
-      __m512 b1 = two ? _mm512_loadu_ps(r0 + 48) : _mm512_setzero_ps();
-      avx512bf16::pack_pairs16(a0, b0, o);
-      avx512bf16::pack_pairs16(a1, b1, o + 16);
-    }
-}
-
-void sgemm_bf16_packed(int64_t M, int64_t N, int64_t K, const uint32_t* Ap, const uint32_t* Bp, float* C,
-                       int64_t ldc, bool accumulate) {
-  using P = avx512bf16::Bf16Panels<float>;
-  const int64_t sa = sgemm_bf16_packed_stride(K, P::MR), sb = sgemm_bf16_packed_stride(K, P::NR);
-  for (int64_t i = 0; i < M; i += P::MR)
-    for (int64_t j = 0; j < N; j += P::NR)
-      for (int64_t k0 = 0; k0 < K; k0 += P::KC)  // KC even: each block starts on a pair row
-        P::micro(std::min(P::KC, K - k0), Ap + (i / P::MR) * sa + k0 / 2 * P::MR, Bp + (j / P::NR) * sb + k0 / 2 * P::NR,
-                 C + i * ldc + j, ldc, accumulate || k0 > 0, int(std::min(P::MR, M - i)), int(std::min(P::NR, N - j)));
-}
-
 template <class E>
 void sgemm_avx512bf16(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool acc,
                       const GemmEpilogue* ep) {

@@ -1,0 +1,292 @@
+// The bf16 direct convolution (see conv2d_bf16_direct.h). Layouts:
+//   xp  [C2, Hp*Wp] pairs: (bf16 of x[2c2][r - ph][s - pw], bf16 of
+//       x[2c2 + 1][...]) at r*Wp + s, zero in the border and past C;
+//   wk  [ceil(O/32), C2*taps, 32] pairs: k step (c2, tap) of 32 output
+//       channels, (w[o][2c2][tap], w[o][2c2 + 1][tap]), zero past O and C.
+// Output position q = h*Wo + w reads its pairs at idx(q) = h*Wp + w plus
+// the tap's offset i*dh*Wp + j*dw. A micro-tile is 8 positions (rows, one
+// pointer each, broadcast) by 32 output channels (two vectors of weights):
+// 16 accumulators, 2 weight loads and 8 broadcasts per 16 dot products.
+// The epilogue (bias, ReLU, bf16 rounding) runs in registers, and the tile
+// is transposed in registers into y_n [O, L] (8x8 blocks).
+#include "kernels/cpu/conv2d_bf16_direct.h"
+
+// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
+// intrinsics (max, extract) for an uninitialized read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+#define BRISK_GEMM_NS avx512bf16
+#include "kernels/cpu/gemm/bf16_pack.h"
+#include "kernels/cpu/pool2d.h"
+
+namespace brisk::kern::cpu {
+
+namespace {
+
+constexpr int64_t MR = 8, NR = 32;
+
+struct Plan {
+  const Geom2d& g;
+  int64_t O, C2, taps, Hp, Wp, plane, L, strips;
+  std::vector<int64_t> tapoff;  // [taps]: (i*dh)*Wp + j*dw
+  std::vector<int64_t> idx;     // [L]: h*Wp + w of output position q = h*Wo + w
+  Plan(const Geom2d& geom, int64_t o)
+      : g(geom), O(o), C2((g.C + 1) / 2), taps(g.kh * g.kw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw),
+        plane(Hp * Wp), L(g.Ho * g.Wo), strips((o + NR - 1) / NR) {
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) tapoff.push_back(i * g.dh * Wp + j * g.dw);
+    idx.resize(size_t(L));
+    for (int64_t q = 0; q < L; ++q) idx[size_t(q)] = q / g.Wo * Wp + q % g.Wo;
+  }
+};
+
+// x_n [C, H, W] -> xp's interior (the border, zeroed by the caller, stays zero).
+void pad_pairs(const float* xn, const Plan& p, uint32_t* xp) {
+  const Geom2d& g = p.g;
+  const int64_t HW = g.H * g.W;
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
+    const float* a = xn + 2 * c2 * HW;
+    const float* b = 2 * c2 + 1 < g.C ? a + HW : nullptr;
+    for (int64_t h = 0; h < g.H; ++h) {
+      uint32_t* o = xp + c2 * p.plane + (h + g.ph) * p.Wp + g.pw;
+      for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
+        __mmask16 m = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
+        __m512 lo = _mm512_maskz_loadu_ps(m, a + h * g.W + w0);
+        __m512 hi = b ? _mm512_maskz_loadu_ps(m, b + h * g.W + w0) : _mm512_setzero_ps();
+        __m512i v = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_mask_storeu_epi32(o + w0, m, v);
+      }
+    }
+  }
+}
+
+// w [O, C, kh, kw] -> wk (see the layout above), rounded as the GEMM packs round.
+void pack_weights(const float* w, const Plan& p, uint32_t* wk) {
+  const int64_t C = p.g.C, T = p.taps;
+  for (int64_t s = 0; s < p.strips; ++s)
+    for (int64_t c2 = 0; c2 < p.C2; ++c2)
+      for (int64_t t = 0; t < T; ++t) {
+        uint32_t* d = wk + ((s * p.C2 + c2) * T + t) * NR;
+        for (int64_t j = 0; j < NR; ++j) {
+          int64_t o = s * NR + j;
+          float lo = o < p.O ? w[(o * C + 2 * c2) * T + t] : 0.f;
+          float hi = o < p.O && 2 * c2 + 1 < C ? w[(o * C + 2 * c2 + 1) * T + t] : 0.f;
+          d[j] = avx512bf16::pair(avx512bf16::bf16_of(lo), avx512bf16::bf16_of(hi));
+        }
+      }
+}
+
+struct Epilogue {
+  const float* bias;  // [32] of this strip, zero past O; null: none
+  bool relu, bf16;
+};
+
+// A tile's accumulators acc[i][v] (rows i < m; lanes: columns 16v ..
+// 16v + 15, those below n live) stored transposed: d[col * ld + i] (+)= row
+// i's value at col, 8x8 blocks transposed in registers.
+void store_transposed(__m512 (&acc)[MR][2], int m, int n, float* d, int64_t ld, bool accumulate) {
+  const __mmask8 live = __mmask8((1u << m) - 1);
+  for (int v = 0; v < 2; ++v)
+    for (int h = 0; h < 2; ++h) {
+      int c0 = 16 * v + 8 * h;
+      if (c0 >= n) return;
+      __m256i blk[8];  // rows: the tile's rows; after the transpose, rows: columns c0 .. c0 + 7
+      for (int i = 0; i < MR; ++i)
+        blk[i] = (__m256i)(h ? _mm512_extractf32x8_ps(acc[i][v], 1) : _mm512_castps512_ps256(acc[i][v]));
+      avx512bf16::transpose8(blk);
+      for (int j = 0; j < 8 && c0 + j < n; ++j) {
+        float* o = d + (c0 + j) * ld;
+        __m256 x = (__m256)blk[j];
+        if (accumulate) x = _mm256_add_ps(_mm256_maskz_loadu_ps(live, o), x);
+        if (m == MR) _mm256_storeu_ps(o, x);
+        else _mm256_mask_storeu_ps(o, live, x);
+      }
+    }
+}
+
+// Positions idx[0..m) (m <= 8) by the strip's channels [0, n) (n <= 32):
+// yo[ch * L + i] = epilogue(sum over k steps), yo = y_n + (strip's first
+// channel) * L + (first position).
+void tile(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk, const Epilogue& ep,
+          float* yo, int n) {
+  const uint32_t* r[MR];
+  for (int i = 0; i < MR; ++i) r[i] = xp + idx[std::min(i, m - 1)];  // rows past m repeat the last one
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  const int64_t* off = p.tapoff.data();
+  const int64_t T = p.taps;
+  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
+    for (int64_t t = 0; t < T; ++t, wk += NR) {
+      const int64_t o = off[t];
+      __m512bh b0 = (__m512bh)_mm512_loadu_si512(wk), b1 = (__m512bh)_mm512_loadu_si512(wk + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        __m512bh a = (__m512bh)_mm512_set1_epi32(int(r[i][o]));
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) r[i] += p.plane;
+  }
+  using V = float __attribute__((vector_size(64)));
+  using U = uint32_t __attribute__((vector_size(64)));
+  for (int v = 0; v < 2; ++v) {
+    __m512 b = ep.bias ? _mm512_loadu_ps(ep.bias + 16 * v) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+      __m512 x = _mm512_add_ps(acc[i][v], b);
+      if (ep.relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);  // 0 > x ? 0 : x (NaN kept), std::max(x, 0.f)'s rule
+      if (ep.bf16) x = (__m512)bf16_rounded_lanes<V, U>((V)x);
+      acc[i][v] = x;
+    }
+  }
+  store_transposed(acc, m, n, yo, p.L, false);
+}
+
+constexpr int64_t kSampleBlock = 2;
+
+// Rows rows[0..m) of gw^T (taps (c, i, j), pointers into the padded bf16
+// planes) by the strip's channels [0, n): gw[ch * CKK + row] += sum over k
+// pairs of x(row, pair) . gy(pair, ch). The pair k2 of a row is the 32 bits
+// at rows[i] + kofs[k2] (two bf16 positions of an output row, shifted by
+// the tap); b holds the strip's gy pairs [kp, 32].
+void wgrad_tile(const uint16_t* const* rows, int m, const int64_t* kofs, int64_t kp, const uint32_t* b, float* gw,
+                int64_t CKK, int n) {
+  const uint16_t* r[MR];
+  for (int i = 0; i < MR; ++i) r[i] = rows[std::min(i, m - 1)];
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t k2 = 0; k2 < kp; ++k2, b += NR) {
+    const int64_t o = kofs[k2];
+    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      uint32_t v;
+      std::memcpy(&v, r[i] + o, sizeof v);
+      __m512bh a = (__m512bh)_mm512_set1_epi32(int(v));
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+    }
+  }
+  store_transposed(acc, m, n, gw, CKK, true);
+}
+
+}  // namespace
+
+struct Bf16DirectWeightGrad::Impl {
+  const Geom2d& g;
+  int64_t O, S, taps, Hp, Wp, plane, L, kp, strips, CKK, count = 0;
+  std::vector<int64_t> tapoff;  // [taps]
+  std::vector<int64_t> kofs;    // [S * kp]: sample s's pair k2 at s * C * plane + h * Wp + w, (h, w) = position 2k2
+  // The calling thread's buffers (one object per thread; kept between
+  // objects, as a block of samples each, so that they are not mapped and
+  // faulted in again per block):
+  std::vector<uint16_t>& xb = xb_buf;   // [S, C, plane] bf16, zero border
+  std::vector<uint32_t>& gyp = gy_buf;  // [strips, S * kp, 32] pairs of gy_n^T
+  static thread_local std::vector<uint16_t> xb_buf;
+  static thread_local std::vector<uint32_t> gy_buf;
+  Impl(const Geom2d& geom, int64_t o, int64_t samples)
+      : g(geom), O(o), S(samples), taps(g.kh * g.kw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp),
+        L(g.Ho * g.Wo), kp(L / 2), strips((o + NR - 1) / NR), CKK(g.C * taps) {
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) tapoff.push_back(i * g.dh * Wp + j * g.dw);
+    kofs.resize(size_t(S * kp));
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t k2 = 0; k2 < kp; ++k2) {
+        int64_t q = 2 * k2;
+        kofs[size_t(s * kp + k2)] = s * g.C * plane + q / g.Wo * Wp + q % g.Wo;
+      }
+    xb.assign(size_t(S * g.C * plane), uint16_t(0));
+    if (gyp.size() < size_t(strips * S * kp * NR)) gyp.resize(size_t(strips * S * kp * NR));
+  }
+};
+
+thread_local std::vector<uint16_t> Bf16DirectWeightGrad::Impl::xb_buf;
+thread_local std::vector<uint32_t> Bf16DirectWeightGrad::Impl::gy_buf;
+
+Bf16DirectWeightGrad::Bf16DirectWeightGrad(const Geom2d& g, int64_t O, int64_t samples)
+    : impl_(new Impl(g, O, samples)) {}
+Bf16DirectWeightGrad::~Bf16DirectWeightGrad() = default;
+
+void Bf16DirectWeightGrad::add(const float* gy_n, const float* x_n) {
+  Impl& m = *impl_;
+  BRISK_CHECK(m.count < m.S, "Bf16DirectWeightGrad: more samples than the ", m.S, " it was made for");
+  const Geom2d& g = m.g;
+  uint16_t* xs = m.xb.data() + m.count * g.C * m.plane;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h) {
+      const float* src = x_n + (c * g.H + h) * g.W;
+      uint16_t* o = xs + c * m.plane + (h + g.ph) * m.Wp + g.pw;
+      for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
+        __mmask16 k = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + w0));
+        _mm256_mask_storeu_epi16(o + w0, k, v);
+      }
+    }
+  // gy_n^T [L, O] is column-major: each column (an output channel) is a run along k.
+  for (int64_t s = 0; s < m.strips; ++s)
+    avx512bf16::pack_b_pairs<NR>(MatF{gy_n, 1, m.L}, 0, m.L, s * NR, std::min(NR, m.O - s * NR), m.kp,
+                                 m.gyp.data() + (s * m.S + m.count) * m.kp * NR);
+  ++m.count;
+}
+
+void Bf16DirectWeightGrad::finish(float* gw) {
+  Impl& m = *impl_;
+  if (m.count == 0) return;
+  for (int64_t s = 0; s < m.strips; ++s) {
+    const uint32_t* b = m.gyp.data() + s * m.S * m.kp * NR;
+    int n = int(std::min(NR, m.O - s * NR));
+    for (int64_t r0 = 0; r0 < m.CKK; r0 += MR) {
+      const uint16_t* rows[MR];
+      int mr = int(std::min(MR, m.CKK - r0));
+      for (int i = 0; i < mr; ++i) {
+        int64_t row = r0 + i, c = row / m.taps;
+        rows[i] = m.xb.data() + c * m.plane + m.tapoff[size_t(row % m.taps)];
+      }
+      wgrad_tile(rows, mr, m.kofs.data(), m.count * m.kp, b, gw + s * NR * m.CKK + r0, m.CKK, n);
+    }
+  }
+}
+
+void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                                bool relu, bool bf16, float* y, const ConvSampleSink* sink,
+                                const ConvSampleSource* source) {
+  const Plan p(g, O);
+  const int64_t L = p.L, CHW = g.C * g.H * g.W;
+  std::vector<uint32_t> wk(size_t(p.strips * p.C2 * p.taps * NR));
+  pack_weights(w, p, wk.data());
+  std::vector<float> bpad(size_t(p.strips * NR), 0.f);
+  if (bias) std::copy(bias, bias + O, bpad.begin());
+  parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
+    static thread_local std::vector<uint32_t> xp;
+    static thread_local std::vector<float> ybuf;  // y_n for the sink
+    xp.assign(size_t(p.C2 * p.plane), 0u);  // the border: zero (this call's geometry)
+    if (sink && ybuf.size() < size_t(O * L + kPoolSlack)) ybuf.resize(size_t(O * L + kPoolSlack));
+    for (int64_t n = lo; n < hi; ++n) {
+      pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp.data());
+      float* yn = sink ? ybuf.data() : y + n * O * L;
+      for (int64_t s = 0; s < p.strips; ++s) {
+        Epilogue ep{bias ? bpad.data() + s * NR : nullptr, relu, bf16};
+        const uint32_t* ws = wk.data() + s * p.C2 * p.taps * NR;
+        int nch = int(std::min(NR, O - s * NR));
+        for (int64_t q = 0; q < L; q += MR)
+          tile(p, xp.data(), p.idx.data() + q, int(std::min(MR, L - q)), ws, ep, yn + s * NR * L + q, nch);
+      }
+      if (sink) (*sink)(n, yn);
+    }
+  });
+}
+
+}  // namespace brisk::kern::cpu

@@ -1,0 +1,187 @@
+// The bf16 direct convolution (kernels/cpu/conv2d_bf16_direct.h): forward
+// and weight gradient called directly, against the convolution by its
+// definition on bf16-rounded operands, summed here in double. Geometries
+// that exercise the partial tiles (positions not a multiple of 8, channels
+// not a multiple of 32), an odd channel count (a zero partner in the last
+// pair), C = 1, dilation, padding past "same", "valid" convolutions and a
+// 1x3 kernel; the epilogue (bias, ReLU, output rounding); the sink and
+// source forms against the plain one bit for bit. Needs AVX512-BF16.
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/cpu/conv2d_bf16_direct.h"
+#include "kernels/cpu/pool2d.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace kc = brisk::kern::cpu;
+
+namespace {
+
+struct Case {
+  int64_t N, C, H, W, O, kh, kw, ph, pw, dh, dw;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> c{
+      {3, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1},  // the cnn's second layer
+      {2, 5, 9, 12, 40, 3, 3, 1, 1, 1, 1},    // odd C; O = 32 + 8; L = 108 (a partial position tile)
+      {2, 3, 10, 8, 5, 5, 5, 4, 4, 2, 2},     // 5x5, dilation 2, "same"; O = 5
+      {2, 4, 9, 11, 33, 3, 3, 0, 0, 1, 1},    // "valid": 7x9 (odd rows: no direct weight gradient)
+      {2, 2, 7, 6, 16, 3, 3, 2, 2, 1, 1},     // pad 2: 9x8, larger than the input
+      {1, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1},   // C = 1: the pair's partner is zero
+      {2, 6, 8, 10, 8, 1, 3, 0, 1, 1, 1},     // a 1x3 kernel
+  };
+  return c;
+}
+
+Geom2d geom(const Case& c) {
+  return Geom2d{c.N, c.C, c.H, c.W, c.kh, c.kw, 1, 1, c.ph, c.pw, c.dh, c.dw,
+                c.H + 2 * c.ph - c.dh * (c.kh - 1), c.W + 2 * c.pw - c.dw * (c.kw - 1)};
+}
+
+std::vector<float> rounded_values(int64_t n, uint64_t seed, double scale) {
+  Generator g(seed);
+  std::vector<double> d = randn({n}, {}, &g).to_vector();
+  std::vector<float> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
+  return out;
+}
+
+// The convolution's terms for output (n, o, h, w) by its definition, on the
+// bf16 roundings of x and w: their sum and the sum of their magnitudes.
+struct Sum {
+  double v = 0, mag = 0;
+};
+Sum conv_at(const Geom2d& g, const std::vector<float>& x, const std::vector<float>& w, int64_t n, int64_t o,
+            int64_t h, int64_t wo) {
+  Sum s;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        int64_t r = h + i * g.dh - g.ph, q = wo + j * g.dw - g.pw;
+        if (r < 0 || r >= g.H || q < 0 || q >= g.W) continue;
+        double t = double(bf16_rounded(x[size_t(((n * g.C + c) * g.H + r) * g.W + q)])) *
+                   double(bf16_rounded(w[size_t(((o * g.C + c) * g.kh + i) * g.kw + j)]));
+        s.v += t;
+        s.mag += std::abs(t);
+      }
+  return s;
+}
+
+bool have_kernel() {
+  if (kc::bf16_gemm_kernel_supported("avx512bf16")) return true;
+  WARN("SKIPPED: the bf16 direct convolution: this CPU lacks AVX512-BF16");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d bf16 direct: forward vs the convolution of the rounded operands", "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  for (const Case& c : cases()) {
+    Geom2d g = geom(c);
+    REQUIRE(kc::conv2d_bf16_direct_applies(g));
+    int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W;
+    auto x = rounded_values(c.N * CHW, 1, 1.0), w = rounded_values(c.O * c.C * c.kh * c.kw, 2, 0.3),
+         b = rounded_values(c.O, 3, 1.0);
+    for (int flags = 0; flags < 4; ++flags) {
+      bool relu = flags & 1, out_bf16 = flags & 2, bias = flags != 0;
+      std::vector<float> y(static_cast<size_t>(c.N * c.O * L), -7.f);
+      kc::conv2d_forward_bf16_direct(x.data(), w.data(), bias ? b.data() : nullptr, g, c.O, relu, out_bf16, y.data());
+      int bad = 0;
+      for (int64_t n = 0; n < c.N; ++n)
+        for (int64_t o = 0; o < c.O; ++o)
+          for (int64_t h = 0; h < g.Ho; ++h)
+            for (int64_t q = 0; q < g.Wo; ++q) {
+              Sum s = conv_at(g, x, w, n, o, h, q);
+              double want = s.v + (bias ? double(b[size_t(o)]) : 0.0);
+              if (relu) want = std::max(want, 0.0);
+              float got = y[size_t((n * c.O + o) * L + h * g.Wo + q)];
+              // f32 sums of exact products: within a few f32 roundings of the terms' magnitude
+              double tol = 1e-6 * (s.mag + std::abs(bias ? b[size_t(o)] : 0.f)) + 1e-30;
+              if (out_bf16) {
+                tol += std::ldexp(std::abs(want), -8);  // the output's own rounding (half an ulp of bf16)
+                if (bf16_rounded(got) != got) ++bad;
+              }
+              if (!(std::abs(double(got) - want) <= tol)) ++bad;
+            }
+      INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " k" << c.kh << "x" << c.kw << " pad " << c.ph
+                << " dil " << c.dh << " relu " << relu << " bf16 out " << out_bf16 << " bias " << bias);
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("conv2d bf16 direct: the sink and source forms give the plain form's bits", "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  const Case c = cases()[1];
+  Geom2d g = geom(c);
+  int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W;
+  auto x = rounded_values(c.N * CHW, 4, 1.0), w = rounded_values(c.O * c.C * 9, 5, 0.3),
+       b = rounded_values(c.O, 6, 1.0);
+  std::vector<float> plain(static_cast<size_t>(c.N * c.O * L)), viaf(plain.size(), 0.f);
+  kc::conv2d_forward_bf16_direct(x.data(), w.data(), b.data(), g, c.O, true, false, plain.data());
+  int sourced = 0;
+  kc::ConvSampleSource source = [&](int64_t n) {
+    ++sourced;
+    return x.data() + n * CHW;
+  };
+  kc::ConvSampleSink sink = [&](int64_t n, const float* yn) {
+    std::memcpy(viaf.data() + n * c.O * L, yn, sizeof(float) * size_t(c.O * L));
+  };
+  kc::conv2d_forward_bf16_direct(nullptr, w.data(), b.data(), g, c.O, true, false, nullptr, &sink, &source);
+  CHECK(sourced == c.N);
+  CHECK(std::memcmp(plain.data(), viaf.data(), sizeof(float) * plain.size()) == 0);
+}
+
+TEST_CASE("conv2d bf16 direct: weight gradient vs its definition on the rounded operands", "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  for (const Case& c : cases()) {
+    Geom2d g = geom(c);
+    INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " k" << c.kh << "x" << c.kw << " pad " << c.ph
+              << " dil " << c.dh);
+    if (g.Wo % 2) {  // its k pairs are neighbouring positions of a row
+      CHECK_FALSE(kc::conv2d_bf16_direct_wgrad_applies(g));
+      continue;
+    }
+    REQUIRE(kc::conv2d_bf16_direct_wgrad_applies(g));
+    int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, CKK = c.C * c.kh * c.kw;
+    auto x = rounded_values(c.N * CHW, 7, 1.0), gy = rounded_values(c.N * c.O * L, 8, 1.0);
+    auto gw = rounded_values(c.O * CKK, 9, 1.0);  // accumulated into
+    const std::vector<float> gw0 = gw;
+    {
+      kc::Bf16DirectWeightGrad acc(g, c.O, c.N + 1);  // room for one more sample than it gets
+      for (int64_t n = 0; n < c.N; ++n) acc.add(gy.data() + n * c.O * L, x.data() + n * CHW);
+      acc.finish(gw.data());
+    }
+    int bad = 0;
+    for (int64_t o = 0; o < c.O; ++o)
+      for (int64_t ch = 0; ch < c.C; ++ch)
+        for (int64_t i = 0; i < c.kh; ++i)
+          for (int64_t j = 0; j < c.kw; ++j) {
+            double want = 0, mag = 0;
+            for (int64_t n = 0; n < c.N; ++n)
+              for (int64_t h = 0; h < g.Ho; ++h)
+                for (int64_t q = 0; q < g.Wo; ++q) {
+                  int64_t r = h + i * g.dh - g.ph, s = q + j * g.dw - g.pw;
+                  if (r < 0 || r >= g.H || s < 0 || s >= g.W) continue;
+                  double t = double(bf16_rounded(gy[size_t((n * c.O + o) * L + h * g.Wo + q)])) *
+                             double(bf16_rounded(x[size_t(((n * c.C + ch) * g.H + r) * g.W + s)]));
+                  want += t;
+                  mag += std::abs(t);
+                }
+            size_t k = size_t(o * CKK + (ch * c.kh + i) * c.kw + j);
+            want += gw0[k];
+            if (!(std::abs(double(gw[k]) - want) <= 1e-6 * (mag + std::abs(gw0[k])) + 1e-30)) ++bad;
+          }
+    CHECK(bad == 0);
+  }
+  // More samples than it was made for: an error, not a write past its buffers.
+  Geom2d g = geom(cases()[0]);
+  kc::Bf16DirectWeightGrad one(g, 64, 1);
+  std::vector<float> gy(static_cast<size_t>(64 * g.Ho * g.Wo), 1.f), x(static_cast<size_t>(32 * 14 * 14), 1.f);
+  one.add(gy.data(), x.data());
+  CHECK_THROWS_AS(one.add(gy.data(), x.data()), Error);
+}
