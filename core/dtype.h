@@ -59,6 +59,16 @@ inline V bf16_rounded_lanes(V v) {
   std::memcpy(&v, &r, sizeof v);
   return v;
 }
+// The same for lanes known not to be NaN (finite or infinite): the NaN
+// rule's six operations dropped, the same bits otherwise.
+template <class V, class U>
+inline V bf16_rounded_lanes_not_nan(V v) {
+  U u;
+  std::memcpy(&u, &v, sizeof u);
+  U r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&v, &r, sizeof v);
+  return v;
+}
 
 struct Half {
   uint16_t bits = 0;

@@ -18,6 +18,39 @@ TEST_CASE("dtype: bf16 rounds to nearest even", "[dtype]") {
   CHECK(float_to_bf16_bits(f_of(0x7f7fffff)) == 0x7f80);  // FLT_MAX rounds to inf
 }
 
+// The lane-wise roundings kernels use on values in registers: bit for bit
+// the scalar rounding, on a sweep of bit patterns (every 2^12th of the 2^32,
+// plus the edges: ties both ways, denormals, FLT_MAX, infinities) and, for
+// the full form, NaNs.
+TEST_CASE("dtype: bf16 rounding lane by lane equals the scalar rounding", "[dtype]") {
+  using V = float __attribute__((vector_size(32)));
+  using U = uint32_t __attribute__((vector_size(32)));
+  std::vector<uint32_t> bits{0x3f808000, 0x3f818000, 0x3f808001, 0x3f807fff, 0x00000001, 0x00008000, 0x00018000,
+                             0x807fffff, 0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7f7f8000, 0x00000000};
+  for (uint64_t u = 0; u < (uint64_t(1) << 32); u += 4093) bits.push_back(uint32_t(u));
+  while (bits.size() % 8) bits.push_back(0x3f800000);
+  int64_t checked_not_nan = 0, bad_full = 0, bad_fast = 0;
+  uint32_t first_bad = 0;
+  for (size_t i = 0; i < bits.size(); i += 8) {
+    V v;
+    std::memcpy(&v, bits.data() + i, sizeof v);
+    V full = bf16_rounded_lanes<V, U>(v), fast = bf16_rounded_lanes_not_nan<V, U>(v);
+    for (int l = 0; l < 8; ++l) {
+      float x = f_of(bits[i + size_t(l)]), want = bf16_rounded(x);
+      bool ok_full = std::memcmp(&full[l], &want, 4) == 0;
+      bool ok_fast = std::isnan(x) || std::memcmp(&fast[l], &want, 4) == 0;
+      if ((!ok_full || !ok_fast) && bad_full + bad_fast == 0) first_bad = bits[i + size_t(l)];
+      bad_full += !ok_full;
+      bad_fast += !ok_fast;
+      checked_not_nan += !std::isnan(x);
+    }
+  }
+  INFO("first mismatch at bits 0x" << std::hex << first_bad);
+  CHECK(bad_full == 0);
+  CHECK(bad_fast == 0);
+  CHECK(checked_not_nan > 1000000);
+}
+
 TEST_CASE("dtype: f16 rounds to nearest even, with subnormals and overflow", "[dtype]") {
   CHECK(float_to_half_bits(1.0f) == 0x3c00);
   CHECK(float_to_half_bits(-2.0f) == 0xc000);

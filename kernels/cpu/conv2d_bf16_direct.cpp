@@ -38,13 +38,14 @@ constexpr int64_t MR = 8, NR = 32;
 struct Plan {
   const Geom2d& g;
   int64_t O, C2, taps, Hp, Wp, plane, L, strips;
-  std::vector<int64_t> tapoff;  // [taps]: (i*dh)*Wp + j*dw
-  std::vector<int64_t> idx;     // [L]: h*Wp + w of output position q = h*Wo + w
+  std::vector<int64_t> kofs;  // [C2 * taps]: k step (c2, i, j) at bytes 4 * (c2 * plane + i*dh*Wp + j*dw)
+  std::vector<int64_t> idx;   // [L]: h*Wp + w of output position q = h*Wo + w
   Plan(const Geom2d& geom, int64_t o)
       : g(geom), O(o), C2((g.C + 1) / 2), taps(g.kh * g.kw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw),
         plane(Hp * Wp), L(g.Ho * g.Wo), strips((o + NR - 1) / NR) {
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) tapoff.push_back(i * g.dh * Wp + j * g.dw);
+    for (int64_t c2 = 0; c2 < C2; ++c2)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) kofs.push_back(4 * (c2 * plane + i * g.dh * Wp + j * g.dw));
     idx.resize(size_t(L));
     for (int64_t q = 0; q < L; ++q) idx[size_t(q)] = q / g.Wo * Wp + q % g.Wo;
   }
@@ -116,31 +117,37 @@ void store_transposed(__m512 (&acc)[MR][2], int m, int n, float* d, int64_t ld, 
     }
 }
 
+// The micro-kernel of all three products: acc[i][v] = sum over k steps k
+// of rows[i]'s pair at byte rows[i] + kofs[k] (broadcast) . b's pairs k,
+// lanes 16v .. 16v + 15 (b: [K, 32] pairs). Rows past m repeat the last.
+inline void micro(const char* const* rows, int m, const int64_t* kofs, int64_t K, const uint32_t* b,
+                  __m512 (&acc)[MR][2]) {
+  const char* r[MR];
+  for (int i = 0; i < MR; ++i) r[i] = rows[std::min(i, m - 1)];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k, b += NR) {
+    const int64_t o = kofs[k];
+    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      uint32_t v;
+      std::memcpy(&v, r[i] + o, sizeof v);
+      __m512bh a = (__m512bh)_mm512_set1_epi32(int(v));
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+    }
+  }
+}
+
 // Positions idx[0..m) (m <= 8) by the strip's channels [0, n) (n <= 32):
 // yo[ch * L + i] = epilogue(sum over k steps), yo = y_n + (strip's first
 // channel) * L + (first position).
 void tile(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk, const Epilogue& ep,
           float* yo, int n) {
-  const uint32_t* r[MR];
-  for (int i = 0; i < MR; ++i) r[i] = xp + idx[std::min(i, m - 1)];  // rows past m repeat the last one
+  const char* rows[MR];
+  for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
   __m512 acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  const int64_t* off = p.tapoff.data();
-  const int64_t T = p.taps;
-  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
-    for (int64_t t = 0; t < T; ++t, wk += NR) {
-      const int64_t o = off[t];
-      __m512bh b0 = (__m512bh)_mm512_loadu_si512(wk), b1 = (__m512bh)_mm512_loadu_si512(wk + 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        __m512bh a = (__m512bh)_mm512_set1_epi32(int(r[i][o]));
-        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) r[i] += p.plane;
-  }
+  micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
   using V = float __attribute__((vector_size(64)));
   using U = uint32_t __attribute__((vector_size(64)));
   for (int v = 0; v < 2; ++v) {
@@ -157,29 +164,15 @@ void tile(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const ui
 
 constexpr int64_t kSampleBlock = 2;
 
-// Rows rows[0..m) of gw^T (taps (c, i, j), pointers into the padded bf16
+// Rows rows[0..m) of gw^T (taps (c, i, j): bytes into the padded bf16
 // planes) by the strip's channels [0, n): gw[ch * CKK + row] += sum over k
 // pairs of x(row, pair) . gy(pair, ch). The pair k2 of a row is the 32 bits
 // at rows[i] + kofs[k2] (two bf16 positions of an output row, shifted by
 // the tap); b holds the strip's gy pairs [kp, 32].
-void wgrad_tile(const uint16_t* const* rows, int m, const int64_t* kofs, int64_t kp, const uint32_t* b, float* gw,
+void wgrad_tile(const char* const* rows, int m, const int64_t* kofs, int64_t kp, const uint32_t* b, float* gw,
                 int64_t CKK, int n) {
-  const uint16_t* r[MR];
-  for (int i = 0; i < MR; ++i) r[i] = rows[std::min(i, m - 1)];
   __m512 acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-  for (int64_t k2 = 0; k2 < kp; ++k2, b += NR) {
-    const int64_t o = kofs[k2];
-    __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      uint32_t v;
-      std::memcpy(&v, r[i] + o, sizeof v);
-      __m512bh a = (__m512bh)_mm512_set1_epi32(int(v));
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-    }
-  }
+  micro(rows, m, kofs, kp, b, acc);
   store_transposed(acc, m, n, gw, CKK, true);
 }
 
@@ -189,7 +182,7 @@ struct Bf16DirectWeightGrad::Impl {
   const Geom2d& g;
   int64_t O, S, taps, Hp, Wp, plane, L, kp, strips, CKK, count = 0;
   std::vector<int64_t> tapoff;  // [taps]
-  std::vector<int64_t> kofs;    // [S * kp]: sample s's pair k2 at s * C * plane + h * Wp + w, (h, w) = position 2k2
+  std::vector<int64_t> kofs;    // [S * kp]: sample s's pair k2 at bf16 s * C * plane + h * Wp + w, (h, w) = position 2k2
   // The calling thread's buffers (one object per thread; kept between
   // objects, as a block of samples each, so that they are not mapped and
   // faulted in again per block):
@@ -206,7 +199,7 @@ struct Bf16DirectWeightGrad::Impl {
     for (int64_t s = 0; s < S; ++s)
       for (int64_t k2 = 0; k2 < kp; ++k2) {
         int64_t q = 2 * k2;
-        kofs[size_t(s * kp + k2)] = s * g.C * plane + q / g.Wo * Wp + q % g.Wo;
+        kofs[size_t(s * kp + k2)] = 2 * (s * g.C * plane + q / g.Wo * Wp + q % g.Wo);  // bytes
       }
     xb.assign(size_t(S * g.C * plane), uint16_t(0));
     if (gyp.size() < size_t(strips * S * kp * NR)) gyp.resize(size_t(strips * S * kp * NR));
@@ -249,11 +242,11 @@ void Bf16DirectWeightGrad::finish(float* gw) {
     const uint32_t* b = m.gyp.data() + s * m.S * m.kp * NR;
     int n = int(std::min(NR, m.O - s * NR));
     for (int64_t r0 = 0; r0 < m.CKK; r0 += MR) {
-      const uint16_t* rows[MR];
+      const char* rows[MR];
       int mr = int(std::min(MR, m.CKK - r0));
       for (int i = 0; i < mr; ++i) {
         int64_t row = r0 + i, c = row / m.taps;
-        rows[i] = m.xb.data() + c * m.plane + m.tapoff[size_t(row % m.taps)];
+        rows[i] = reinterpret_cast<const char*>(m.xb.data() + c * m.plane + m.tapoff[size_t(row % m.taps)]);
       }
       wgrad_tile(rows, mr, m.kofs.data(), m.count * m.kp, b, gw + s * NR * m.CKK + r0, m.CKK, n);
     }

@@ -187,8 +187,11 @@ inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, 
   yw[1] = _mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]);
   yw[2] = _mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]);
   yw[3] = _mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]);
-  if constexpr (Bf16)
-    for (__m256& v : yw) v = bf16_rounded_lanes<__m256, uint32_t __attribute__((vector_size(32)))>(v);
+  using U8 = uint32_t __attribute__((vector_size(32)));
+  if constexpr (Bf16 && Finite)  // no NaN to keep quiet
+    for (__m256& v : yw) v = bf16_rounded_lanes_not_nan<__m256, U8>(v);
+  else if constexpr (Bf16)
+    for (__m256& v : yw) v = bf16_rounded_lanes<__m256, U8>(v);
   __m256 best;
   __m256i k;
   if constexpr (Finite) pool_window4_finite(yw, relu, best, k);
