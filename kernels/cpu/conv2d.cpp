@@ -336,9 +336,11 @@ static void transpose_bias_relu(const float* yt, int64_t L, int64_t O, const flo
 
 // bf16 autocast on the AVX512-BF16 kernel, stride 1: the direct kernel
 // (conv2d_bf16_direct.h), which reads a padded pair copy of x_n in place of
-// an unfold.
-static bool bf16_direct_active(const Geom2d& g) {
-  return gemm_bf16_active() && !gemm_amx_active() && sgemm_isa_avx512() && conv2d_bf16_direct_applies(g);
+// an unfold. Its tiles are 32 output channels wide: not for O < 16, where
+// most of each tile's lanes would be idle (a first layer's input gradient,
+// O = 1, ran 4x slower than the GEMM path).
+static bool bf16_direct_active(const Geom2d& g, int64_t O) {
+  return O >= 16 && gemm_bf16_active() && !gemm_amx_active() && sgemm_isa_avx512() && conv2d_bf16_direct_applies(g);
 }
 
 // y [N, O, Ho, Wo] = (relu)(conv(x, w) + bias), rounded to bf16 when bf16
@@ -356,7 +358,7 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
   // output's), for 7% on a Zen 4 over the packed bf16 path below.
   if (!bf16 && conv2d_winograd_applies(g, O))
     return conv2d_forward_winograd(x, w, bias, g, O, relu, y, sink, source);
-  if (bf16_direct_active(g)) return conv2d_forward_bf16_direct(x, w, bias, g, O, relu, bf16, y, sink, source);
+  if (bf16_direct_active(g, O)) return conv2d_forward_bf16_direct(x, w, bias, g, O, relu, bf16, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
   GemmTile t = sgemm_tile();
@@ -530,7 +532,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // Likewise Winograd's forward (f32 3x3 "same"), with no col2im pass either.
   bool wino = conv2d_winograd_applies(gt, g.C);
   if (!direct && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw &&
-      (amx || wino || bf16_direct_active(gt) || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
+      (amx || wino || bf16_direct_active(gt, g.C) || std::max(t.fill(HW, g.C), t.fill(g.C, HW)) > t.fill(CKK, L) + 0.05)) {
     std::vector<float> wf(size_t(g.C * O * g.kh * g.kw));  // [C, O*kh*kw], flipped taps
     for (int64_t o = 0; o < O; ++o)
       for (int64_t c = 0; c < g.C; ++c)
@@ -733,7 +735,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   bool thin_pool = !amx && gy.code && conv2d_thin_pool_applies(g);
   // bf16 autocast on the AVX512-BF16 kernel, stride 1, even output rows:
   // straight from padded bf16 copies of the block's samples (Bf16DirectWeightGrad).
-  bool bdirect = !amx && !thin_pool && bf16_direct_active(g) && conv2d_bf16_direct_wgrad_applies(g);
+  bool bdirect = !amx && !thin_pool && bf16_direct_active(g, O) && conv2d_bf16_direct_wgrad_applies(g);
   bool own = wino || thin_pool || bdirect;  // an accumulator of its own (gw [O, CKK]): no unfold, no GEMM here
   bool thin = !amx && !own && CKK <= kThinMax;
   GemmTile t = sgemm_tile();
