@@ -170,11 +170,25 @@ inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, _
 // known not to be NaN (pool_window4_finite). Bf16: the 4 outputs are
 // rounded to bf16 before the pool (the output cast), so the code is the
 // first maximum of the rounded window, as pooling the cast output gives.
-template <bool Finite, bool Bf16>
-inline void forward_vector(const float* s, const float* u, __m256 b, bool relu, float* y, uint8_t* code,
+// U: its 16 values (U::at(xi)), broadcast from memory per vector (Mem) or
+// held in registers across the band's vectors (Regs, where the build has
+// 32 vector registers).
+struct UMem {
+  const float* u;
+  __m256 at(int xi) const { return _mm256_broadcast_ss(u + xi); }
+};
+struct URegs {
+  __m256 r[16];
+  explicit URegs(const float* u) {
+    for (int xi = 0; xi < 16; ++xi) r[xi] = _mm256_broadcast_ss(u + xi);
+  }
+  __m256 at(int xi) const { return r[xi]; }
+};
+template <bool Finite, bool Bf16, class U>
+inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, float* y, uint8_t* code,
                            int64_t n) {
   auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
-    __m256 p = _mm256_mul_ps(_mm256_broadcast_ss(u + xi), _mm256_loadu_ps(s + xi * WindowTaps::kStride));
+    __m256 p = _mm256_mul_ps(u.at(xi), _mm256_loadu_ps(s + xi * WindowTaps::kStride));
     return xi == 5 ? _mm256_add_ps(p, b) : p;
   };
   __m256 q0[4], q1[4], yw[4];  // A^T M: rows 0 and 1, columns j
@@ -259,6 +273,13 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
           const float* uo = u.data() + 16 * o;
           const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
           auto run = [&](auto finite, auto rounded) {
+#ifdef __AVX512VL__
+            // 32 vector registers: U's 16 values stay in registers for the band.
+            const URegs ur(uo);
+            for (int64_t v = 0; v < nw; v += 8)
+              forward_vector<decltype(finite)::value, decltype(rounded)::value>(wt.buf + v, ur, b, relu, yo + v, co + v,
+                                                                                std::min<int64_t>(8, nw - v));
+#else
             for (int64_t v = 0; v < nw; v += 8) {
               // Opaque to the compiler, so the 16 broadcasts address ub +
               // 4 xi here, rather than becoming 16 pointers hoisted out of
@@ -266,9 +287,10 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
               // from the stack before its broadcast).
               const float* ub = uo;
               asm("" : "+r"(ub));
-              forward_vector<decltype(finite)::value, decltype(rounded)::value>(wt.buf + v, ub, b, relu, yo + v, co + v,
-                                                      std::min<int64_t>(8, nw - v));
+              forward_vector<decltype(finite)::value, decltype(rounded)::value>(
+                  wt.buf + v, UMem{ub}, b, relu, yo + v, co + v, std::min<int64_t>(8, nw - v));
             }
+#endif
           };
           bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
           if (bf16) finite ? run(std::true_type{}, std::true_type{}) : run(std::false_type{}, std::true_type{});
