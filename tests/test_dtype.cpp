@@ -34,7 +34,10 @@ TEST_CASE("dtype: bf16 rounding lane by lane equals the scalar rounding", "[dtyp
   for (size_t i = 0; i < bits.size(); i += 8) {
     V v;
     std::memcpy(&v, bits.data() + i, sizeof v);
-    V full = bf16_rounded_lanes<V, U>(v), fast = bf16_rounded_lanes_not_nan<V, U>(v);
+    V full_v = bf16_rounded_lanes<V, U>(v), fast_v = bf16_rounded_lanes_not_nan<V, U>(v);
+    float full[8], fast[8];
+    std::memcpy(full, &full_v, sizeof full);
+    std::memcpy(fast, &fast_v, sizeof fast);
     for (int l = 0; l < 8; ++l) {
       float x = f_of(bits[i + size_t(l)]), want = bf16_rounded(x);
       bool ok_full = std::memcmp(&full[l], &want, 4) == 0;

@@ -13,7 +13,9 @@
 
 // GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
 // intrinsics (max, extract) for an uninitialized read.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <immintrin.h>
 
