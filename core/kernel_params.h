@@ -82,8 +82,9 @@ struct Geom2d {
 // elsewhere); the kernels expand it one sample at a time.
 // bf16 (autocast's bf16 casts folded into the kernels): x, w and gy are used
 // as their bf16 roundings (nearest even) and y is rounded after bias and
-// ReLU, exactly as if each had been cast; gx and gw come out unrounded. A
-// kernel that cannot honour it declines conv2d_fwd (then autocast casts
+// ReLU, exactly as if each had been cast; gx and gw come out rounded to bf16
+// too (the gradients of the cast x and w, which are bf16 tensors), gb does
+// not (the bias is added in f32). A kernel that cannot honour it declines conv2d_fwd (then autocast casts
 // explicitly), so the backward kernels only see it behind a forward that did.
 struct ConvParams {
   Geom2d g;

@@ -353,7 +353,8 @@ static Geom2d make_geom(const char* op, const Tensor& x, Pair k, Pair s, Pair p,
 // The fused kernels (kernels/cpu/conv2d.cpp) behind one autograd node; returns
 // an undefined tensor when no kernel accepts (then the composite runs).
 // bf16: autocast's bf16 casts of x, w and y folded into the kernels
-// (ConvParams::bf16); the caller rounds the gradients of x and w.
+// (ConvParams::bf16), which also round the gradients of x and w (in cache,
+// where a cast's backward would be one more pass over dx).
 // pool: the output is max_pool2d(y, 2) from conv2d_pool_fwd (CPU only), with
 // relu the ReLU of that (its window codes mark the windows it zeroes); its
 // backward hands the kernels the pooled gradient and the window codes, and
@@ -442,14 +443,15 @@ Tensor conv2d_relu(const Tensor& x, const Tensor& w, const Tensor& b, Pair strid
       // The casts folded into the kernel: no rounding passes over x, w and y
       // (the bf16 GEMM rounds x and w while packing, or the f32 GEMM takes
       // rounded copies where the CPU has no bf16 dot products; the epilogue
-      // rounds y): the same values and gradients as the explicit casts
-      // below, which run where no kernel takes folded casts (cuDNN).
+      // rounds y; the backward kernels round dx and dw): the same values and
+      // gradients as the explicit casts below, which run where no kernel
+      // takes folded casts (cuDNN).
       Geom2d g = check_conv2d(x, w, b, stride, padding, dilation, groups);
-      Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w), y;
+      Tensor y;
       {
         AutocastGuard off({});
         GemmBf16Scope gemm(true);
-        y = conv2d_fused(xg, wg, b, g, relu, true);
+        y = conv2d_fused(x, w, b, g, relu, true);
       }
       if (y.defined()) return y;
     }
@@ -483,11 +485,11 @@ Tensor conv2d_max_pool2d(const Tensor& x, const Tensor& w, const Tensor& b, Pair
     const AutocastPolicy& pol = autocast_policy();
     if (x.dtype() == DType::f32 && w.dtype() == DType::f32 && pol.kind == LowPrecision::bf16 &&
         pol.rounding == Rounding::nearest && autocast_fold_casts() && gemm_backend() == "native") {
-      Tensor xg = autocast_grad_cast(x), wg = autocast_grad_cast(w), y;  // as conv2d_relu's folded casts
+      Tensor y;  // as conv2d_relu's folded casts
       {
         AutocastGuard off({});
         GemmBf16Scope gemm(true);
-        y = conv2d_fused(xg, wg, b, g, relu, true, true);
+        y = conv2d_fused(x, w, b, g, relu, true, true);
       }
       if (y.defined()) return y;
     }

@@ -51,10 +51,15 @@ TEST_CASE("autocast: bf16 linear and conv2d compute on bf16 values, other ops st
 }
 
 TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients of the explicit casts", "[autocast]") {
-  struct Case { int64_t C, H, O, k, pad; bool relu; };
+  struct Case { int64_t C, H, O, k, pad; bool relu, pool = false; };
   // a thin first layer (C*k*k = 9: the dot-product weight gradient), the cnn's
-  // second layer shape (y^T forward), a pointwise conv (x feeds the GEMM directly)
-  std::vector<Case> cases{{1, 10, 8, 3, 1, true}, {6, 7, 16, 3, 1, false}, {5, 6, 4, 1, 0, true}};
+  // second layer shape (y^T forward), a pointwise conv (x feeds the GEMM
+  // directly), 16 in and out channels (with AVX512-BF16 the direct kernels
+  // take the forward, the input gradient and the weight gradient), and the
+  // last two again with a 2x2 max pool fused behind the conv (the pooled
+  // kernels; unfused, the pool runs after the explicit casts' conv).
+  std::vector<Case> cases{{1, 10, 8, 3, 1, true},        {6, 7, 16, 3, 1, false},     {5, 6, 4, 1, 0, true},
+                          {16, 8, 16, 3, 1, true},       {16, 8, 16, 3, 1, true, true}, {1, 10, 8, 3, 1, true, true}};
   struct FoldOff {
     bool prev = autocast_fold_casts();
     ~FoldOff() { set_autocast_fold_casts(prev); }
@@ -62,7 +67,8 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
   for (const Case& c : cases) {
     manual_seed(5);
     Tensor x0 = randn({3, c.C, c.H, c.H}), w0 = randn({c.O, c.C, c.k, c.k}), b0 = randn({c.O});
-    Tensor r = randn({3, c.O, c.H + 2 * c.pad - c.k + 1, c.H + 2 * c.pad - c.k + 1});
+    int64_t side = (c.H + 2 * c.pad - c.k + 1) / (c.pool ? 2 : 1);
+    Tensor r = randn({3, c.O, side, side});
     std::string last_node;
     auto run = [&](bool fold) {
       set_autocast_fold_casts(fold);
@@ -70,7 +76,7 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
       Tensor y;
       {
         AutocastGuard ac({LowPrecision::bf16});
-        y = F::conv2d_relu(x, w, b, 1, c.pad, 1, 1, c.relu);
+        y = c.pool ? F::conv2d_max_pool2d(x, w, b, 1, c.pad, 1, 1, c.relu) : F::conv2d_relu(x, w, b, 1, c.pad, 1, 1, c.relu);
         last_node = y.grad_fn()->name();
         sum(y * r).backward();
       }
@@ -79,14 +85,17 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
       CHECK(bf16_exact(w.grad()));
       return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1}), b.grad()});
     };
-    std::string what = "conv C" + std::to_string(c.C) + " k" + std::to_string(c.k);
+    std::string what = "conv C" + std::to_string(c.C) + " k" + std::to_string(c.k) + (c.pool ? " pooled" : "");
     Tensor explicit_casts = run(false);
-    CHECK(last_node == "AutocastCastBackward");  // the output cast is its own node
+    if (c.pool)
+      CHECK(last_node.rfind("Conv2d", 0) != 0);  // the pool (or its ReLU) after the explicit casts' conv
+    else
+      CHECK(last_node == "AutocastCastBackward");  // the output cast is its own node
     // On every CPU the native kernel takes the folded casts: with bf16 dot
     // products, or (no AVX512-BF16) with the f32 GEMM on rounded copies.
     Tensor folded = run(true);
     CHECK(last_node.rfind("Conv2d", 0) == 0);  // the conv node itself: no cast passes
-    CHECK(last_backend("conv2d_fwd") == "cpu");
+    CHECK(last_backend(c.pool ? "conv2d_pool_fwd" : "conv2d_fwd") == "cpu");
     INFO(what);
     CHECK(bit_equal(folded, explicit_casts));
     // The ref kernel honours the folded casts too (double sums: close, not equal).
@@ -94,7 +103,7 @@ TEST_CASE("autocast: bf16 casts folded into conv2d give the values and gradients
     {
       ForceBackend fb("ref");
       ref_out = run(true);
-      CHECK(last_backend("conv2d_fwd") == "ref");
+      CHECK(last_backend(c.pool ? "conv2d_pool_fwd" : "conv2d_fwd") == "ref");
       CHECK(last_node.rfind("Conv2d", 0) == 0);
     }
     expect_close(folded, ref_out, dtype_tol(DType::bf16, c.C * c.k * c.k * 3), what + " folded, native vs ref");

@@ -511,7 +511,9 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
 
 bool conv2d_bwd_input(const KernelArgs& a) {
   const Geom2d& g = static_cast<const ConvParams*>(a.params)->g;
-  // Folded bf16 casts: the GEMMs round w and gy (as in the forward).
+  // Folded bf16 casts: the GEMMs round w and gy (as in the forward), and gx
+  // comes out rounded (the gradient of the cast x).
+  bool bf = static_cast<const ConvParams*>(a.params)->bf16;
   const float* w = ptr<float>(a.in[1]);
   float* gx = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
@@ -540,7 +542,8 @@ bool conv2d_bwd_input(const KernelArgs& a) {
           for (int64_t j = 0; j < g.kw; ++j)
             wf[size_t(((c * O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j))] =
                 w[((o * g.C + c) * g.kh + i) * g.kw + j];
-    forward(nullptr, wf.data(), nullptr, gt, g.C, false, false, gx, nullptr, &source);
+    // Folded bf16 casts: gx is rounded as the forward rounds y (ConvParams::bf16).
+    forward(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, &source);
     return true;
   }
   // f32 with a vector ISA: W^T packed once for the batch and each gy_n
@@ -568,6 +571,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
         sgemm(CKK, L, O, MatF{w, 1, CKK}, MatF{gy(n), L, 1}, dst, L);
       }
       if (!direct) col2im_sample(col, g, gx + n * CHW);
+      if (bf) round_bf16(gx + n * CHW, CHW);  // in cache, while the sample's gx is
     }
   });
   return true;
@@ -863,7 +867,8 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       for (int64_t i = lo; i < hi; ++i) pbase[i] += src[i];
     }
     for (int64_t i = lo; i < std::min(hi, O * CKK); ++i)
-      gw[transposed ? (i % O) * CKK + i / O : i] = pbase[i];  // transposed partials hold gw^T [CKK, O]
+      // transposed partials hold gw^T [CKK, O]; folded bf16 casts: gw rounded (the cast w's gradient)
+      gw[transposed ? (i % O) * CKK + i / O : i] = bf ? round_bf16(pbase[i]) : pbase[i];
     if (gb)
       for (int64_t i = std::max(lo, O * CKK); i < hi; ++i) gb[i - O * CKK] = pbase[i];
   });

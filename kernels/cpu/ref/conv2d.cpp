@@ -128,7 +128,8 @@ bool conv2d_bwd_input(const KernelArgs& a) {
       acc[size_t((c * g.H + h) * g.W + ww)] +=
           rd(w[((o * g.C + c) * g.kh + i) * g.kw + j], bf) * rd(gy[((n * O + o) * g.Ho + oh) * g.Wo + ow], bf);
     });
-    for (size_t k = 0; k < acc.size(); ++k) gx[n * g.C * g.H * g.W + int64_t(k)] = T(acc[k]);
+    // bf16: gx is the gradient of a bf16 tensor (the cast x), so bf16 too
+    for (size_t k = 0; k < acc.size(); ++k) gx[n * g.C * g.H * g.W + int64_t(k)] = T(rd(T(acc[k]), bf));
   }
   return true;
 }
@@ -152,7 +153,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       for (int64_t l = 0; l < g.Ho * g.Wo; ++l) gb[size_t(o)] += rd(gy[(n * O + o) * g.Ho * g.Wo + l], bf);
   }
   T* gwp = ptr<T>(a.out[0]);
-  for (size_t k = 0; k < gw.size(); ++k) gwp[k] = T(gw[k]);
+  for (size_t k = 0; k < gw.size(); ++k) gwp[k] = T(rd(T(gw[k]), bf));  // bf16: as gx
   if (a.out[1].defined())
     for (int64_t o = 0; o < O; ++o) ptr<T>(a.out[1])[o] = T(gb[size_t(o)]);
   return true;
