@@ -136,6 +136,51 @@ TEST_CASE("conv2d bf16 direct: the sink and source forms give the plain form's b
   CHECK(std::memcmp(plain.data(), viaf.data(), sizeof(float) * plain.size()) == 0);
 }
 
+TEST_CASE("conv2d bf16 direct: the pooled forward is the plain forward's output pooled", "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  for (const Case& c : cases()) {
+    Geom2d g = geom(c);
+    if (g.Ho < 2 || g.Wo < 2) continue;
+    int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, Hq = g.Ho / 2, Wq = g.Wo / 2, Lq = Hq * Wq;
+    auto x = rounded_values(c.N * CHW, 7, 1.0), w = rounded_values(c.O * c.C * c.kh * c.kw, 8, 0.3),
+         b = rounded_values(c.O, 9, 1.0);
+    // Channel 0's filter is zero: its 4 outputs per window tie (the first
+    // wins). A NaN input reaches the windows whose taps cover it.
+    std::fill(w.begin(), w.begin() + c.C * c.kh * c.kw, 0.f);
+    x[size_t(CHW / 2)] = std::nanf("");
+    for (int flags = 0; flags < 8; ++flags) {
+      bool relu = flags & 1, out_bf16 = flags & 2, bias = flags & 4;
+      std::vector<float> full(static_cast<size_t>(c.N * c.O * L));
+      kc::conv2d_forward_bf16_direct(x.data(), w.data(), bias ? b.data() : nullptr, g, c.O, false, out_bf16,
+                                     full.data());
+      std::vector<float> y(static_cast<size_t>(c.N * c.O * Lq), -7.f);
+      std::vector<uint8_t> code(y.size(), 99);
+      kc::conv2d_pool_forward_bf16_direct(x.data(), w.data(), bias ? b.data() : nullptr, g, c.O, relu, out_bf16,
+                                          y.data(), code.data());
+      // max_pool2d's rule, then the ReLU of the pooled value (code 4 where it zeroes)
+      int bad = 0, nans = 0;
+      for (int64_t no = 0; no < c.N * c.O; ++no)
+        for (int64_t py = 0; py < Hq; ++py)
+          for (int64_t px = 0; px < Wq; ++px) {
+            float best = 0.f;
+            int k = -1;
+            for (int d = 0; d < 4; ++d) {
+              float v = full[size_t(no * L + (2 * py + d / 2) * g.Wo + 2 * px + d % 2)];
+              if (k < 0 || (std::isnan(v) && !std::isnan(best)) || v > best) best = v, k = d;
+            }
+            if (relu && !(best > 0.f)) best = 0.f, k = 4;
+            nans += std::isnan(best);
+            size_t at = size_t(no * Lq + py * Wq + px);
+            if (std::memcmp(&best, &y[at], 4) != 0 || code[at] != k) ++bad;
+          }
+      INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " k" << c.kh << "x" << c.kw << " pad " << c.ph
+                << " relu " << relu << " bf16 out " << out_bf16 << " bias " << bias);
+      CHECK(bad == 0);
+      if (!relu) CHECK(nans > 0);  // the ReLU zeroes NaN windows (code 4)
+    }
+  }
+}
+
 TEST_CASE("conv2d bf16 direct: weight gradient vs its definition on the rounded operands", "[conv_bf16_direct]") {
   if (!have_kernel()) return;
   for (const Case& c : cases()) {

@@ -493,6 +493,12 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
                              p.g, O, p.relu, y, code, p.bf16);
     return true;
   }
+  if (bf16_direct_active(p.g, O)) {  // pooled in registers
+    conv2d_pool_forward_bf16_direct(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
+                                    a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, p.bf16, y,
+                                    code);
+    return true;
+  }
   if (!p.bf16 && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
     conv2d_pool_forward_winograd(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
                                  a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, y, code);

@@ -91,6 +91,26 @@ void pack_weights(const float* w, const Plan& p, uint32_t* wk) {
       }
 }
 
+// A thread's padded copies (xp, xb below): planes whose interiors each
+// sample overwrites and whose borders stay zero. Zeroed again only when the
+// layout changes (another geometry), not per block of samples: a block of
+// the weight gradient's padded copies is 256 KB for the cnn's second layer,
+// and zeroing it per block cost about 1% of a bf16 training step.
+template <class T>
+struct PaddedPlanes {
+  std::vector<T> v;
+  int64_t key[5] = {-1, -1, -1, -1, -1};
+  // n elements of planes holding H x W interiors at (ph, pw)
+  T* get(size_t n, const Geom2d& g) {
+    const int64_t k[5] = {int64_t(n), g.H, g.W, g.ph, g.pw};
+    if (!std::equal(k, k + 5, key)) {
+      v.assign(n, T(0));
+      std::copy(k, k + 5, key);
+    }
+    return v.data();
+  }
+};
+
 struct Epilogue {
   const float* bias;  // [32] of this strip, zero past O; null: none
   bool relu, bf16;
@@ -188,9 +208,9 @@ struct Bf16DirectWeightGrad::Impl {
   // The calling thread's buffers (one object per thread; kept between
   // objects, as a block of samples each, so that they are not mapped and
   // faulted in again per block):
-  std::vector<uint16_t>& xb = xb_buf;   // [S, C, plane] bf16, zero border
+  uint16_t* xb;                         // [S, C, plane] bf16, zero border (xb_buf's)
   std::vector<uint32_t>& gyp = gy_buf;  // [strips, S * kp, 32] pairs of gy_n^T
-  static thread_local std::vector<uint16_t> xb_buf;
+  static thread_local PaddedPlanes<uint16_t> xb_buf;
   static thread_local std::vector<uint32_t> gy_buf;
   Impl(const Geom2d& geom, int64_t o, int64_t samples)
       : g(geom), O(o), S(samples), taps(g.kh * g.kw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp),
@@ -203,12 +223,12 @@ struct Bf16DirectWeightGrad::Impl {
         int64_t q = 2 * k2;
         kofs[size_t(s * kp + k2)] = 2 * (s * g.C * plane + q / g.Wo * Wp + q % g.Wo);  // bytes
       }
-    xb.assign(size_t(S * g.C * plane), uint16_t(0));
+    xb = xb_buf.get(size_t(S * g.C * plane), g);
     if (gyp.size() < size_t(strips * S * kp * NR)) gyp.resize(size_t(strips * S * kp * NR));
   }
 };
 
-thread_local std::vector<uint16_t> Bf16DirectWeightGrad::Impl::xb_buf;
+thread_local PaddedPlanes<uint16_t> Bf16DirectWeightGrad::Impl::xb_buf;
 thread_local std::vector<uint32_t> Bf16DirectWeightGrad::Impl::gy_buf;
 
 Bf16DirectWeightGrad::Bf16DirectWeightGrad(const Geom2d& g, int64_t O, int64_t samples)
@@ -219,7 +239,7 @@ void Bf16DirectWeightGrad::add(const float* gy_n, const float* x_n) {
   Impl& m = *impl_;
   BRISK_CHECK(m.count < m.S, "Bf16DirectWeightGrad: more samples than the ", m.S, " it was made for");
   const Geom2d& g = m.g;
-  uint16_t* xs = m.xb.data() + m.count * g.C * m.plane;
+  uint16_t* xs = m.xb + m.count * g.C * m.plane;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h) {
       const float* src = x_n + (c * g.H + h) * g.W;
@@ -248,38 +268,143 @@ void Bf16DirectWeightGrad::finish(float* gw) {
       int mr = int(std::min(MR, m.CKK - r0));
       for (int i = 0; i < mr; ++i) {
         int64_t row = r0 + i, c = row / m.taps;
-        rows[i] = reinterpret_cast<const char*>(m.xb.data() + c * m.plane + m.tapoff[size_t(row % m.taps)]);
+        rows[i] = reinterpret_cast<const char*>(m.xb + c * m.plane + m.tapoff[size_t(row % m.taps)]);
       }
       wgrad_tile(rows, mr, m.kofs.data(), m.count * m.kp, b, gw + s * NR * m.CKK + r0, m.CKK, n);
     }
   }
 }
 
+namespace {
+
+// The forwards' frame: w packed, the bias padded to whole strips, the
+// samples on the pool, each copied into the thread's padded pair planes;
+// body(n, xp, wk, bpad) then computes sample n.
+template <class Body>
+void each_padded_sample(const Plan& p, const float* x, const float* w, const float* bias,
+                        const ConvSampleSource* source, const Body& body) {
+  const Geom2d& g = p.g;
+  const int64_t CHW = g.C * g.H * g.W;
+  std::vector<uint32_t> wk(size_t(p.strips * p.C2 * p.taps * NR));
+  pack_weights(w, p, wk.data());
+  std::vector<float> bpad(size_t(p.strips * NR), 0.f);
+  if (bias) std::copy(bias, bias + p.O, bpad.begin());
+  parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
+    static thread_local PaddedPlanes<uint32_t> pad;
+    uint32_t* xp = pad.get(size_t(p.C2 * p.plane), g);  // the border: zero (this call's geometry)
+    for (int64_t n = lo; n < hi; ++n) {
+      pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp);
+      body(n, xp, wk.data(), bpad.data());
+    }
+  });
+}
+
+// One 2x2 window per lane (16 channels), its values y[2 * dy + dx], pooled
+// by max_pool_2x2's rule: the first NaN in row-major order, else the first
+// maximum, with its code 2 * dy + dx; then, with relu, v > 0 ? v : 0 and
+// code 4 where v was not above 0 (pool2d.h's pool_window4, on 16 lanes).
+inline void pool_window16(const __m512 (&y)[4], bool relu, __m512& best, __m512i& code) {
+  best = y[0];
+  code = _mm512_setzero_si512();
+  for (int i = 1; i < 4; ++i) {
+    __mmask16 take = _mm512_cmp_ps_mask(y[i], best, _CMP_GT_OQ) |
+                     __mmask16(~_mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(y[i], y[i], _CMP_UNORD_Q));
+    best = _mm512_mask_blend_ps(take, best, y[i]);
+    code = _mm512_mask_blend_epi32(take, code, _mm512_set1_epi32(i));
+  }
+  if (relu) {
+    __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    best = _mm512_maskz_mov_ps(live, best);
+    code = _mm512_mask_blend_epi32(live, _mm512_set1_epi32(4), code);
+  }
+}
+
+// A pooled tile: its m rows (4 or 8) are m / 4 whole 2x2 windows, four
+// positions each in row-major order, by the strip's 32 channels. The
+// outputs get the bias and the bf16 rounding, then each window is pooled
+// (and ReLU'd) in registers: yt[win * 32 + ch] and ct[win * 32 + ch] for
+// the tile's windows win = 0, 1.
+void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, const uint32_t* wk, const float* bias32,
+               bool relu, bool bf16, float* yt, uint8_t* ct) {
+  const char* rows[MR];
+  for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
+  __m512 acc[MR][2];
+  micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
+  using V = float __attribute__((vector_size(64)));
+  using U = uint32_t __attribute__((vector_size(64)));
+  for (int v = 0; v < 2; ++v) {
+    const __m512 b = _mm512_loadu_ps(bias32 + 16 * v);
+    for (int wi = 0; wi < m / 4; ++wi) {
+      __m512 y4[4];
+      for (int k = 0; k < 4; ++k) {
+        __m512 x = _mm512_add_ps(acc[4 * wi + k][v], b);
+        y4[k] = bf16 ? (__m512)bf16_rounded_lanes<V, U>((V)x) : x;
+      }
+      __m512 best;
+      __m512i code;
+      pool_window16(y4, relu, best, code);
+      _mm512_storeu_ps(yt + wi * NR + 16 * v, best);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(ct + wi * NR + 16 * v), _mm512_cvtepi32_epi8(code));
+    }
+  }
+}
+
+}  // namespace
+
 void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                                 bool relu, bool bf16, float* y, const ConvSampleSink* sink,
                                 const ConvSampleSource* source) {
   const Plan p(g, O);
-  const int64_t L = p.L, CHW = g.C * g.H * g.W;
-  std::vector<uint32_t> wk(size_t(p.strips * p.C2 * p.taps * NR));
-  pack_weights(w, p, wk.data());
-  std::vector<float> bpad(size_t(p.strips * NR), 0.f);
-  if (bias) std::copy(bias, bias + O, bpad.begin());
-  parallel_for_blocks(0, g.N, kSampleBlock, [&](int64_t lo, int64_t hi) {
-    static thread_local std::vector<uint32_t> xp;
+  const int64_t L = p.L;
+  each_padded_sample(p, x, w, bias, source, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
     static thread_local std::vector<float> ybuf;  // y_n for the sink
-    xp.assign(size_t(p.C2 * p.plane), 0u);  // the border: zero (this call's geometry)
     if (sink && ybuf.size() < size_t(O * L + kPoolSlack)) ybuf.resize(size_t(O * L + kPoolSlack));
-    for (int64_t n = lo; n < hi; ++n) {
-      pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp.data());
-      float* yn = sink ? ybuf.data() : y + n * O * L;
-      for (int64_t s = 0; s < p.strips; ++s) {
-        Epilogue ep{bias ? bpad.data() + s * NR : nullptr, relu, bf16};
-        const uint32_t* ws = wk.data() + s * p.C2 * p.taps * NR;
-        int nch = int(std::min(NR, O - s * NR));
-        for (int64_t q = 0; q < L; q += MR)
-          tile(p, xp.data(), p.idx.data() + q, int(std::min(MR, L - q)), ws, ep, yn + s * NR * L + q, nch);
+    float* yn = sink ? ybuf.data() : y + n * O * L;
+    for (int64_t s = 0; s < p.strips; ++s) {
+      Epilogue ep{bias ? bpad + s * NR : nullptr, relu, bf16};
+      const uint32_t* ws = wk + s * p.C2 * p.taps * NR;
+      int nch = int(std::min(NR, O - s * NR));
+      for (int64_t q = 0; q < L; q += MR)
+        tile(p, xp, p.idx.data() + q, int(std::min(MR, L - q)), ws, ep, yn + s * NR * L + q, nch);
+    }
+    if (sink) (*sink)(n, yn);
+  });
+}
+
+void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                                     bool relu, bool bf16, float* y, uint8_t* code) {
+  const Plan p(g, O);
+  const int64_t Hq = g.Ho / 2, Wq = g.Wo / 2, windows = Hq * Wq;
+  // The tiles' rows: window after window (row-major), each window's 2x2
+  // positions in row-major order (the pool's order for its first maximum).
+  std::vector<int64_t> widx(size_t(4 * windows));
+  for (int64_t wn = 0; wn < windows; ++wn)
+    for (int k = 0; k < 4; ++k) {
+      int64_t h = 2 * (wn / Wq) + k / 2, c = 2 * (wn % Wq) + k % 2;
+      widx[size_t(4 * wn + k)] = h * p.Wp + c;
+    }
+  each_padded_sample(p, x, w, bias, nullptr, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
+    // one strip's pooled values and codes, [windows, 32], then transposed into y_n [O, windows]
+    static thread_local std::vector<float> yt;
+    static thread_local std::vector<uint8_t> ct;
+    if (yt.size() < size_t(windows * NR)) {
+      yt.resize(size_t(windows * NR));
+      ct.resize(size_t(windows * NR));
+    }
+    for (int64_t s = 0; s < p.strips; ++s) {
+      const uint32_t* ws = wk + s * p.C2 * p.taps * NR;
+      for (int64_t q = 0; q < 4 * windows; q += MR)
+        pool_tile(xp, widx.data() + q, int(std::min(MR, 4 * windows - q)), p, ws, bpad + s * NR, relu, bf16,
+                  yt.data() + q / 4 * NR, ct.data() + q / 4 * NR);
+      int64_t nch = std::min(NR, O - s * NR);
+      for (int64_t ch = 0; ch < nch; ++ch) {
+        float* yo = y + (n * O + s * NR + ch) * windows;
+        uint8_t* co = code + (n * O + s * NR + ch) * windows;
+        for (int64_t wn = 0; wn < windows; ++wn) {
+          yo[wn] = yt[size_t(wn * NR + ch)];
+          co[wn] = ct[size_t(wn * NR + ch)];
+        }
       }
-      if (sink) (*sink)(n, yn);
     }
   });
 }

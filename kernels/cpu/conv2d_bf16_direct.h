@@ -40,6 +40,15 @@ void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bia
                                 bool relu, bool bf16, float* y, const ConvSampleSink* sink = nullptr,
                                 const ConvSampleSource* source = nullptr);
 
+// conv2d_forward_bf16_direct's output pooled as conv2d_pool_fwd pools it
+// (kernel_params.h): y [N, O, Ho/2, Wo/2] and the window codes, each
+// window's 4 outputs rounded (bf16), pooled and ReLU'd (relu) in registers,
+// with no full-size output: a tile's 8 rows are 2 whole windows. The same
+// values and codes as the forward followed by max_pool_2x2 and relu_pooled.
+// Ho, Wo >= 2.
+void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
+                                     bool relu, bool bf16, float* y, uint8_t* code);
+
 // Whether Bf16DirectWeightGrad handles g: conv2d_bf16_direct_applies, and
 // output rows of even width (its k pairs are neighbouring positions of a row).
 inline bool conv2d_bf16_direct_wgrad_applies(const Geom2d& g) {
