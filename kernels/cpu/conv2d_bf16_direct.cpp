@@ -325,7 +325,7 @@ inline void pool_window16(const __m512 (&y)[4], bool relu, __m512& best, __m512i
 // (and ReLU'd) in registers: yt[win * 32 + ch] and ct[win * 32 + ch] for
 // the tile's windows win = 0, 1.
 void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, const uint32_t* wk, const float* bias32,
-               bool relu, bool bf16, float* yt, uint8_t* ct) {
+               bool relu, bool bf16, float* yt, uint32_t* ct) {
   const char* rows[MR];
   for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
   __m512 acc[MR][2];
@@ -344,9 +344,35 @@ void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, con
       __m512i code;
       pool_window16(y4, relu, best, code);
       _mm512_storeu_ps(yt + wi * NR + 16 * v, best);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(ct + wi * NR + 16 * v), _mm512_cvtepi32_epi8(code));
+      _mm512_storeu_si512(ct + wi * NR + 16 * v, code);
     }
   }
+}
+
+// A strip's pooled values and codes, yt and ct [windows, 32], into y and
+// code [nch, windows] (nch <= 32): 8x8 blocks transposed in registers (the
+// codes narrowed to bytes after), the edges element by element.
+void transpose_out(const float* yt, const uint32_t* ct, int64_t windows, int64_t nch, float* y, uint8_t* code) {
+  int64_t w8 = windows / 8 * 8, c8 = nch / 8 * 8;
+  for (int64_t c0 = 0; c0 < c8; c0 += 8)
+    for (int64_t w0 = 0; w0 < w8; w0 += 8) {
+      __m256i v[8], k[8];
+      for (int i = 0; i < 8; ++i) {
+        v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yt + (w0 + i) * NR + c0));
+        k[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ct + (w0 + i) * NR + c0));
+      }
+      avx512bf16::transpose8(v);  // v[j]: channel c0 + j at windows w0 .. w0 + 7
+      avx512bf16::transpose8(k);
+      for (int j = 0; j < 8; ++j) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + (c0 + j) * windows + w0), v[j]);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(code + (c0 + j) * windows + w0), _mm256_cvtepi32_epi8(k[j]));
+      }
+    }
+  for (int64_t c = 0; c < nch; ++c)
+    for (int64_t wn = c < c8 ? w8 : 0; wn < windows; ++wn) {
+      y[c * windows + wn] = yt[wn * NR + c];
+      code[c * windows + wn] = uint8_t(ct[wn * NR + c]);
+    }
 }
 
 }  // namespace
@@ -386,25 +412,22 @@ void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float
   each_padded_sample(p, x, w, bias, nullptr, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
     // one strip's pooled values and codes, [windows, 32], then transposed into y_n [O, windows]
     static thread_local std::vector<float> yt;
-    static thread_local std::vector<uint8_t> ct;
+    static thread_local std::vector<uint32_t> ct;
     if (yt.size() < size_t(windows * NR)) {
       yt.resize(size_t(windows * NR));
       ct.resize(size_t(windows * NR));
     }
+    // local pointers: through the thread_local vectors, every store below
+    // would reload their data pointers (they might alias)
+    float* const yb = yt.data();
+    uint32_t* const cb = ct.data();
     for (int64_t s = 0; s < p.strips; ++s) {
       const uint32_t* ws = wk + s * p.C2 * p.taps * NR;
       for (int64_t q = 0; q < 4 * windows; q += MR)
         pool_tile(xp, widx.data() + q, int(std::min(MR, 4 * windows - q)), p, ws, bpad + s * NR, relu, bf16,
-                  yt.data() + q / 4 * NR, ct.data() + q / 4 * NR);
-      int64_t nch = std::min(NR, O - s * NR);
-      for (int64_t ch = 0; ch < nch; ++ch) {
-        float* yo = y + (n * O + s * NR + ch) * windows;
-        uint8_t* co = code + (n * O + s * NR + ch) * windows;
-        for (int64_t wn = 0; wn < windows; ++wn) {
-          yo[wn] = yt[size_t(wn * NR + ch)];
-          co[wn] = ct[size_t(wn * NR + ch)];
-        }
-      }
+                  yb + q / 4 * NR, cb + q / 4 * NR);
+      transpose_out(yb, cb, windows, std::min(NR, O - s * NR), y + (n * O + s * NR) * windows,
+                    code + (n * O + s * NR) * windows);
     }
   });
 }
