@@ -181,6 +181,42 @@ TEST_CASE("conv2d bf16 direct: the pooled forward is the plain forward's output 
   }
 }
 
+TEST_CASE("conv2d bf16 direct: a pooled input gives the bits of its expansion", "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  // The input gradient's geometry for the cnn's second layer (64 gradient
+  // channels in, 32 out), then odd planes (9 x 11: the last row and column
+  // are outside every window), an odd channel count and windows wider than
+  // a vector (34 columns: 17 windows).
+  const std::vector<Case> pooled_cases{{3, 64, 14, 14, 32, 3, 3, 1, 1, 1, 1},
+                                       {2, 5, 9, 11, 8, 3, 3, 1, 1, 1, 1},
+                                       {2, 3, 6, 34, 20, 3, 3, 1, 1, 1, 1}};
+  for (const Case& c : pooled_cases) {
+    Geom2d g = geom(c);
+    int64_t Hq = c.H / 2, Wq = c.W / 2, Lq = Hq * Wq, HW = c.H * c.W, L = g.Ho * g.Wo;
+    auto gq = rounded_values(c.N * c.C * Lq, 10, 1.0), w = rounded_values(c.O * c.C * 9, 11, 0.3);
+    gq[3] = std::nanf("");
+    std::vector<uint8_t> code(gq.size());
+    for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 7 + i / 5) % 5);  // 0..3, and 4 (ReLU'd)
+    // The expansion by its definition.
+    std::vector<float> full(static_cast<size_t>(c.N * c.C * HW), 0.f);
+    for (int64_t nc = 0; nc < c.N * c.C; ++nc)
+      for (int64_t py = 0; py < Hq; ++py)
+        for (int64_t px = 0; px < Wq; ++px) {
+          size_t at = size_t(nc * Lq + py * Wq + px);
+          if (code[at] < 4) full[size_t(nc * HW + (2 * py + code[at] / 2) * c.W + 2 * px + code[at] % 2)] = gq[at];
+        }
+    for (bool out_bf16 : {false, true}) {
+      std::vector<float> want(static_cast<size_t>(c.N * c.O * L)), got(want.size(), -7.f);
+      kc::conv2d_forward_bf16_direct(full.data(), w.data(), nullptr, g, c.O, false, out_bf16, want.data());
+      kc::PooledInput in{gq.data(), code.data(), Hq, Wq};
+      kc::conv2d_forward_bf16_direct(nullptr, w.data(), nullptr, g, c.O, false, out_bf16, got.data(), nullptr, nullptr,
+                                     &in);
+      INFO("C=" << c.C << " " << c.H << "x" << c.W << " bf16 out " << out_bf16);
+      CHECK(std::memcmp(want.data(), got.data(), sizeof(float) * want.size()) == 0);
+    }
+  }
+}
+
 TEST_CASE("conv2d bf16 direct: weight gradient vs its definition on the rounded operands", "[conv_bf16_direct]") {
   if (!have_kernel()) return;
   for (const Case& c : cases()) {

@@ -53,12 +53,18 @@ struct Plan {
   }
 };
 
+// 16 positions of two channels (lo, hi) -> their 16 pairs (bf16 of lo, bf16
+// of hi), rounded to nearest even.
+inline __m512i pairs16(__m512 lo, __m512 hi) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
 // x_n [C, H, W] -> xp's interior (the border, zeroed by the caller, stays zero).
 void pad_pairs(const float* xn, const Plan& p, uint32_t* xp) {
   const Geom2d& g = p.g;
   const int64_t HW = g.H * g.W;
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int64_t c2 = 0; c2 < p.C2; ++c2) {
     const float* a = xn + 2 * c2 * HW;
     const float* b = 2 * c2 + 1 < g.C ? a + HW : nullptr;
@@ -68,8 +74,43 @@ void pad_pairs(const float* xn, const Plan& p, uint32_t* xp) {
         __mmask16 m = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
         __m512 lo = _mm512_maskz_loadu_ps(m, a + h * g.W + w0);
         __m512 hi = b ? _mm512_maskz_loadu_ps(m, b + h * g.W + w0) : _mm512_setzero_ps();
-        __m512i v = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-        _mm512_mask_storeu_epi32(o + w0, m, v);
+        _mm512_mask_storeu_epi32(o + w0, m, pairs16(lo, hi));
+      }
+    }
+  }
+}
+
+// The same from a pooled gradient: sample n's input x_n [C, H, W] is the
+// expansion of gy_n [C, Hq, Wq] by its window codes (each window's value at
+// its code's position, +0 at the other three, and +0 outside the windows:
+// max_pool_2x2_backward_codes), written into xp without being formed.
+void pad_pairs_pooled(const PooledInput& in, int64_t n, const Plan& p, uint32_t* xp) {
+  const Geom2d& g = p.g;
+  const int64_t Lq = in.Hq * in.Wq;
+  const float* gq = in.gy + n * g.C * Lq;
+  const uint8_t* cq = in.code + n * g.C * Lq;
+  const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);  // lane -> its window
+  const __m512i column = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+  // 16 positions of row h from its 8 windows at window column j0 (nw of them live)
+  auto expand = [&](const float* gr, const uint8_t* cr, __mmask8 live, __m512i want) {
+    __m512 gv = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(live, gr)));
+    __m512i cv = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, cr))));
+    return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cv, want), gv);
+  };
+  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
+    const bool pair = 2 * c2 + 1 < g.C;
+    for (int64_t h = 0; h < g.H; ++h) {
+      uint32_t* o = xp + c2 * p.plane + (h + g.ph) * p.Wp + g.pw;
+      const int64_t py = h / 2;
+      const __m512i want = _mm512_add_epi32(column, _mm512_set1_epi32(int(2 * (h % 2))));  // the code of (h, w)
+      for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
+        __mmask16 m = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
+        int64_t j0 = w0 / 2, nw = py < in.Hq ? std::clamp<int64_t>(in.Wq - j0, 0, 8) : 0;
+        __mmask8 live = __mmask8((1u << nw) - 1);
+        const int64_t at = (2 * c2 * in.Hq + py) * in.Wq + j0;
+        __m512 lo = expand(gq + at, cq + at, live, want);
+        __m512 hi = pair ? expand(gq + at + Lq, cq + at + Lq, live, want) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(o + w0, m, pairs16(lo, hi));
       }
     }
   }
@@ -282,7 +323,7 @@ namespace {
 // body(n, xp, wk, bpad) then computes sample n.
 template <class Body>
 void each_padded_sample(const Plan& p, const float* x, const float* w, const float* bias,
-                        const ConvSampleSource* source, const Body& body) {
+                        const ConvSampleSource* source, const PooledInput* pooled, const Body& body) {
   const Geom2d& g = p.g;
   const int64_t CHW = g.C * g.H * g.W;
   std::vector<uint32_t> wk(size_t(p.strips * p.C2 * p.taps * NR));
@@ -293,7 +334,10 @@ void each_padded_sample(const Plan& p, const float* x, const float* w, const flo
     static thread_local PaddedPlanes<uint32_t> pad;
     uint32_t* xp = pad.get(size_t(p.C2 * p.plane), g);  // the border: zero (this call's geometry)
     for (int64_t n = lo; n < hi; ++n) {
-      pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp);
+      if (pooled)
+        pad_pairs_pooled(*pooled, n, p, xp);
+      else
+        pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp);
       body(n, xp, wk.data(), bpad.data());
     }
   });
@@ -379,10 +423,10 @@ void transpose_out(const float* yt, const uint32_t* ct, int64_t windows, int64_t
 
 void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                                 bool relu, bool bf16, float* y, const ConvSampleSink* sink,
-                                const ConvSampleSource* source) {
+                                const ConvSampleSource* source, const PooledInput* pooled) {
   const Plan p(g, O);
   const int64_t L = p.L;
-  each_padded_sample(p, x, w, bias, source, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
+  each_padded_sample(p, x, w, bias, source, pooled, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
     static thread_local std::vector<float> ybuf;  // y_n for the sink
     if (sink && ybuf.size() < size_t(O * L + kPoolSlack)) ybuf.resize(size_t(O * L + kPoolSlack));
     float* yn = sink ? ybuf.data() : y + n * O * L;
@@ -409,7 +453,7 @@ void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float
       int64_t h = 2 * (wn / Wq) + k / 2, c = 2 * (wn % Wq) + k % 2;
       widx[size_t(4 * wn + k)] = h * p.Wp + c;
     }
-  each_padded_sample(p, x, w, bias, nullptr, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
+  each_padded_sample(p, x, w, bias, nullptr, nullptr, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
     // one strip's pooled values and codes, [windows, 32], then transposed into y_n [O, windows]
     static thread_local std::vector<float> yt;
     static thread_local std::vector<uint32_t> ct;
