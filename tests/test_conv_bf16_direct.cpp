@@ -266,3 +266,72 @@ TEST_CASE("conv2d bf16 direct: weight gradient vs its definition on the rounded 
   one.add(gy.data(), x.data());
   CHECK_THROWS_AS(one.add(gy.data(), x.data()), Error);
 }
+
+TEST_CASE("conv2d bf16 direct: weight gradient from a pooled gradient gives the bits of its expansion",
+          "[conv_bf16_direct]") {
+  if (!have_kernel()) return;
+  // The cnn's second layer; odd output rows (9: the last row is outside
+  // every window); output channels past a strip (40) and fewer than a
+  // register transpose (5); windows not a multiple of 8.
+  const std::vector<Case> pooled_cases{{3, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1},
+                                       {3, 4, 9, 10, 40, 3, 3, 1, 1, 1, 1},
+                                       {2, 3, 6, 10, 5, 3, 3, 1, 1, 1, 1}};
+  for (const Case& c : pooled_cases) {
+    Geom2d g = geom(c);
+    REQUIRE(kc::conv2d_bf16_direct_wgrad_applies(g));
+    int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, CKK = c.C * 9, Hq = g.Ho / 2, Wq = g.Wo / 2, Lq = Hq * Wq;
+    auto x = rounded_values(c.N * CHW, 12, 1.0), gq = rounded_values(c.N * c.O * Lq, 13, 1.0);
+    // magnitudes spread over 2^-12 .. 2^12, so that f32 sums round and their order shows in the bits
+    for (size_t i = 0; i < gq.size(); ++i) gq[i] = std::ldexp(gq[i], int(i * 7 % 25) - 12);
+    std::vector<uint8_t> code(gq.size());
+    for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 3 + i / 7) % 5);
+    std::vector<float> full(static_cast<size_t>(c.N * c.O * L), 0.f);  // the expansion by its definition
+    for (int64_t no = 0; no < c.N * c.O; ++no)
+      for (int64_t wn = 0; wn < Lq; ++wn) {
+        size_t at = size_t(no * Lq + wn);
+        if (code[at] < 4)
+          full[size_t(no * L + (2 * (wn / Wq) + code[at] / 2) * g.Wo + 2 * (wn % Wq) + code[at] % 2)] = gq[at];
+      }
+    std::vector<float> gw_full(static_cast<size_t>(c.O * CKK), 0.5f), gw_pooled = gw_full;
+    std::vector<float> gb(static_cast<size_t>(c.O), 0.25f);
+    {
+      kc::Bf16DirectWeightGrad a(g, c.O, 8), b(g, c.O, 8);
+      for (int64_t n = 0; n < c.N; ++n) {
+        a.add(full.data() + n * c.O * L, x.data() + n * CHW);
+        b.add_pooled(gq.data() + n * c.O * Lq, code.data() + n * c.O * Lq, Hq, Wq, x.data() + n * CHW, gb.data());
+      }
+      a.finish(gw_full.data());
+      b.finish(gw_pooled.data());
+    }
+    INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W);
+    CHECK(std::memcmp(gw_full.data(), gw_pooled.data(), sizeof(float) * gw_full.size()) == 0);
+    // The bias, bit for bit as its contract orders the sums: per sample, 16
+    // f32 lanes by position mod 16 up to the last whole 16, a tail after,
+    // then tail + lanes 0..15, added to gb (which started at 0.25).
+    int bad = 0;
+    double worst = 0;
+    for (int64_t o = 0; o < c.O; ++o) {
+      float want = 0.25f;
+      double exact = 0.25;
+      for (int64_t n = 0; n < c.N; ++n) {
+        float lanes[16] = {}, tail = 0.f;
+        for (int64_t l = 0; l < L; ++l) {
+          float v = bf16_rounded(full[size_t((n * c.O + o) * L + l)]);
+          (l < L / 16 * 16 ? lanes[l % 16] : tail) += v;
+          exact += v;
+        }
+        for (float u : lanes) tail += u;
+        want += tail;
+      }
+      if (std::memcmp(&want, &gb[size_t(o)], 4) != 0) ++bad;
+      worst = std::max(worst, std::abs(exact - double(want)));
+    }
+    CHECK(bad == 0);
+    CHECK(worst < 1e-2);  // and that order's sums are the sums (to f32 rounding of terms up to 2^12)
+  }
+  Geom2d g = geom(cases()[0]);  // pooled planes that do not tile the output: an error
+  kc::Bf16DirectWeightGrad one(g, 64, 2);
+  std::vector<float> gq(static_cast<size_t>(64 * 49), 1.f), x(static_cast<size_t>(32 * 14 * 14), 1.f);
+  std::vector<uint8_t> code(gq.size(), 0);
+  CHECK_THROWS_AS(one.add_pooled(gq.data(), code.data(), 7, 6, x.data(), nullptr), Error);
+}

@@ -809,6 +809,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           tp->add(gy.gy + n * OLp, gy.code + n * OLp, xn, gy.numel - (n + 1) * OLp);
           continue;
         }
+        if (bdirect && gy.code && bf) {  // the pooled gradient as it is, not expanded
+          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo;
+          bd->add_pooled(gy.gy + n * OLp, gy.code + n * OLp, gy.pg.Ho, gy.pg.Wo, xn, gb ? pb : nullptr);
+          continue;
+        }
         const float* gyn = gy(n);
         if (wino) {
           wg->add(gyn, xn);

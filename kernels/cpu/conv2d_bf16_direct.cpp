@@ -253,6 +253,7 @@ struct Bf16DirectWeightGrad::Impl {
   std::vector<uint32_t>& gyp = gy_buf;  // [strips, S * kp, 32] pairs of gy_n^T
   static thread_local PaddedPlanes<uint16_t> xb_buf;
   static thread_local std::vector<uint32_t> gy_buf;
+  void pad_x(const float* x_n);
   Impl(const Geom2d& geom, int64_t o, int64_t samples)
       : g(geom), O(o), S(samples), taps(g.kh * g.kw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp),
         L(g.Ho * g.Wo), kp(L / 2), strips((o + NR - 1) / NR), CKK(g.C * taps) {
@@ -276,25 +277,112 @@ Bf16DirectWeightGrad::Bf16DirectWeightGrad(const Geom2d& g, int64_t O, int64_t s
     : impl_(new Impl(g, O, samples)) {}
 Bf16DirectWeightGrad::~Bf16DirectWeightGrad() = default;
 
-void Bf16DirectWeightGrad::add(const float* gy_n, const float* x_n) {
-  Impl& m = *impl_;
-  BRISK_CHECK(m.count < m.S, "Bf16DirectWeightGrad: more samples than the ", m.S, " it was made for");
-  const Geom2d& g = m.g;
-  uint16_t* xs = m.xb + m.count * g.C * m.plane;
+// x_n [C, H, W] -> the next sample's padded bf16 planes.
+void Bf16DirectWeightGrad::Impl::pad_x(const float* x_n) {
+  uint16_t* xs = xb + count * g.C * plane;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h) {
       const float* src = x_n + (c * g.H + h) * g.W;
-      uint16_t* o = xs + c * m.plane + (h + g.ph) * m.Wp + g.pw;
+      uint16_t* o = xs + c * plane + (h + g.ph) * Wp + g.pw;
       for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
         __mmask16 k = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
         __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + w0));
         _mm256_mask_storeu_epi16(o + w0, k, v);
       }
     }
+}
+
+void Bf16DirectWeightGrad::add(const float* gy_n, const float* x_n) {
+  Impl& m = *impl_;
+  BRISK_CHECK(m.count < m.S, "Bf16DirectWeightGrad: more samples than the ", m.S, " it was made for");
+  m.pad_x(x_n);
   // gy_n^T [L, O] is column-major: each column (an output channel) is a run along k.
   for (int64_t s = 0; s < m.strips; ++s)
     avx512bf16::pack_b_pairs<NR>(MatF{gy_n, 1, m.L}, 0, m.L, s * NR, std::min(NR, m.O - s * NR), m.kp,
                                  m.gyp.data() + (s * m.S + m.count) * m.kp * NR);
+  ++m.count;
+}
+
+void Bf16DirectWeightGrad::add_pooled(const float* gq, const uint8_t* cq, int64_t Hq, int64_t Wq, const float* x_n,
+                                      float* gb) {
+  Impl& m = *impl_;
+  BRISK_CHECK(m.count < m.S, "Bf16DirectWeightGrad: more samples than the ", m.S, " it was made for");
+  BRISK_CHECK(2 * Hq <= m.g.Ho && 2 * Wq == m.g.Wo, "Bf16DirectWeightGrad: pooled planes ", Hq, "x", Wq,
+              " do not tile the ", m.g.Ho, "x", m.g.Wo, " output");
+  m.pad_x(x_n);
+  const int64_t O = m.O, OP = m.strips * NR, Lq = Hq * Wq, L16 = m.L / 16 * 16;
+  // Window-major copies [Lq, OP] of the pooled gradient (rounded to bf16)
+  // and of its codes: a window's 32 channels of a strip are then 2 vectors.
+  static thread_local std::vector<float> tv_buf, lanes_buf;
+  static thread_local std::vector<uint32_t> tc_buf;
+  if (tv_buf.size() < size_t(Lq * OP)) {
+    tv_buf.resize(size_t(Lq * OP));
+    tc_buf.resize(size_t(Lq * OP));
+  }
+  if (lanes_buf.size() < size_t(17 * OP)) lanes_buf.resize(size_t(17 * OP));
+  float* const tv = tv_buf.data();
+  uint32_t* const tc = tc_buf.data();
+  using V = float __attribute__((vector_size(32)));
+  using U = uint32_t __attribute__((vector_size(32)));
+  const int64_t o8 = O / 8 * 8, w8 = Lq / 8 * 8;
+  for (int64_t o0 = 0; o0 < o8; o0 += 8)
+    for (int64_t w0 = 0; w0 < w8; w0 += 8) {
+      __m256i v[8], k[8];
+      for (int i = 0; i < 8; ++i) {
+        v[i] = (__m256i)bf16_rounded_lanes<V, U>((V)_mm256_loadu_ps(gq + (o0 + i) * Lq + w0));
+        k[i] = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(cq + (o0 + i) * Lq + w0)));
+      }
+      avx512bf16::transpose8(v);  // v[j]: window w0 + j, channels o0 .. o0 + 7
+      avx512bf16::transpose8(k);
+      for (int j = 0; j < 8; ++j) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tv + (w0 + j) * OP + o0), v[j]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tc + (w0 + j) * OP + o0), k[j]);
+      }
+    }
+  for (int64_t o = 0; o < OP; ++o)  // the edges; channels past O: zero
+    for (int64_t wn = o < o8 ? w8 : 0; wn < Lq; ++wn) {
+      tv[wn * OP + o] = o < O ? bf16_rounded(gq[o * Lq + wn]) : 0.f;
+      tc[wn * OP + o] = o < O ? cq[o * Lq + wn] : 0u;
+    }
+  // The bias: per channel, 16 lanes by position mod 16 below L16, a tail
+  // past it, then tail + lanes in order: conv2d.cpp's sum16<true> over the
+  // expanded rows, the same additions in the same order (its zeros included:
+  // adding +0 changes no partial sum, so the rows outside the windows are skipped).
+  float* lanes = lanes_buf.data();  // [16, OP], then the tail [OP]
+  if (gb) std::fill(lanes, lanes + 17 * OP, 0.f);
+  const int64_t rows = Hq * m.g.Wo;  // pairs in the windows' rows (2 Hq rows of Wo / 2)
+  for (int64_t s = 0; s < m.strips; ++s) {
+    uint32_t* dst = m.gyp.data() + (s * m.S + m.count) * m.kp * NR;
+    for (int64_t k2 = 0; k2 < m.kp; ++k2, dst += NR) {
+      if (k2 >= rows) {  // below the last row of windows: no gradient
+        _mm512_storeu_si512(dst, _mm512_setzero_si512());
+        _mm512_storeu_si512(dst + 16, _mm512_setzero_si512());
+        continue;
+      }
+      const int64_t q = 2 * k2, h = q / m.g.Wo, win = h / 2 * Wq + q % m.g.Wo / 2;
+      const __m512i at_lo = _mm512_set1_epi32(int(2 * (h % 2))), at_hi = _mm512_set1_epi32(int(2 * (h % 2) + 1));
+      for (int v = 0; v < 2; ++v) {
+        const int64_t col = win * OP + s * NR + 16 * v;
+        __m512 gv = _mm512_loadu_ps(tv + col);
+        __m512i cv = _mm512_loadu_si512(tc + col);
+        __m512 lo = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cv, at_lo), gv);  // position q
+        __m512 hi = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cv, at_hi), gv);  // position q + 1
+        _mm512_storeu_si512(dst + 16 * v, pairs16(lo, hi));
+        if (gb) {
+          float* a = lanes + (q < L16 ? q % 16 : 16) * OP + s * NR + 16 * v;
+          _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), lo));
+          float* b = lanes + (q + 1 < L16 ? (q + 1) % 16 : 16) * OP + s * NR + 16 * v;
+          _mm512_storeu_ps(b, _mm512_add_ps(_mm512_loadu_ps(b), hi));
+        }
+      }
+    }
+  }
+  if (gb)
+    for (int64_t o = 0; o < O; ++o) {
+      float t = lanes[16 * OP + o];
+      for (int u = 0; u < 16; ++u) t += lanes[u * OP + o];
+      gb[o] += t;
+    }
   ++m.count;
 }
 

@@ -80,6 +80,13 @@ class Bf16DirectWeightGrad {
   Bf16DirectWeightGrad(const Geom2d& g, int64_t O, int64_t samples);
   ~Bf16DirectWeightGrad();
   void add(const float* gy_n, const float* x_n);  // gy_n [O, Ho*Wo], x_n [C, H, W]
+  // The same for gy_n the expansion of a pooled gradient gq_n [O, Hq, Wq] by
+  // its window codes cq_n (PooledInput's rule; 2 Hq <= Ho, 2 Wq == Wo),
+  // which is not formed. With gb: gb[o] += sum of channel o of the rounded
+  // gy_n, added in the order conv2d.cpp's sum16<true> adds the expanded row
+  // (16 lanes by position, the tail, the lanes in order), so that both
+  // forms give the same bits.
+  void add_pooled(const float* gq_n, const uint8_t* cq_n, int64_t Hq, int64_t Wq, const float* x_n, float* gb);
   void finish(float* gw);                         // gw [O, C*kh*kw] += the added samples' sum
 
  private:
