@@ -70,6 +70,21 @@ Sum conv_at(const Geom2d& g, const std::vector<float>& x, const std::vector<floa
   return s;
 }
 
+// The full-size planes [NC, H, W] a pooled gradient gq [NC, H/2, W/2]
+// expands to by its window codes: each window's value at its code's
+// position (2 * row + column; 4: none), +0 elsewhere.
+std::vector<float> expand_pooled(const std::vector<float>& gq, const std::vector<uint8_t>& code, int64_t NC,
+                                 int64_t H, int64_t W) {
+  int64_t Hq = H / 2, Wq = W / 2, Lq = Hq * Wq;
+  std::vector<float> full(static_cast<size_t>(NC * H * W), 0.f);
+  for (int64_t nc = 0; nc < NC; ++nc)
+    for (int64_t wn = 0; wn < Lq; ++wn) {
+      size_t at = size_t(nc * Lq + wn);
+      if (code[at] < 4) full[size_t(nc * H * W + (2 * (wn / Wq) + code[at] / 2) * W + 2 * (wn % Wq) + code[at] % 2)] = gq[at];
+    }
+  return full;
+}
+
 bool have_kernel() {
   if (kc::bf16_gemm_kernel_supported("avx512bf16")) return true;
   WARN("SKIPPED: the bf16 direct convolution: this CPU lacks AVX512-BF16");
@@ -192,19 +207,12 @@ TEST_CASE("conv2d bf16 direct: a pooled input gives the bits of its expansion", 
                                        {2, 3, 6, 34, 20, 3, 3, 1, 1, 1, 1}};
   for (const Case& c : pooled_cases) {
     Geom2d g = geom(c);
-    int64_t Hq = c.H / 2, Wq = c.W / 2, Lq = Hq * Wq, HW = c.H * c.W, L = g.Ho * g.Wo;
+    int64_t Hq = c.H / 2, Wq = c.W / 2, Lq = Hq * Wq, L = g.Ho * g.Wo;
     auto gq = rounded_values(c.N * c.C * Lq, 10, 1.0), w = rounded_values(c.O * c.C * 9, 11, 0.3);
     gq[3] = std::nanf("");
     std::vector<uint8_t> code(gq.size());
     for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 7 + i / 5) % 5);  // 0..3, and 4 (ReLU'd)
-    // The expansion by its definition.
-    std::vector<float> full(static_cast<size_t>(c.N * c.C * HW), 0.f);
-    for (int64_t nc = 0; nc < c.N * c.C; ++nc)
-      for (int64_t py = 0; py < Hq; ++py)
-        for (int64_t px = 0; px < Wq; ++px) {
-          size_t at = size_t(nc * Lq + py * Wq + px);
-          if (code[at] < 4) full[size_t(nc * HW + (2 * py + code[at] / 2) * c.W + 2 * px + code[at] % 2)] = gq[at];
-        }
+    std::vector<float> full = expand_pooled(gq, code, c.N * c.C, c.H, c.W);
     for (bool out_bf16 : {false, true}) {
       std::vector<float> want(static_cast<size_t>(c.N * c.O * L)), got(want.size(), -7.f);
       kc::conv2d_forward_bf16_direct(full.data(), w.data(), nullptr, g, c.O, false, out_bf16, want.data());
@@ -285,13 +293,7 @@ TEST_CASE("conv2d bf16 direct: weight gradient from a pooled gradient gives the 
     for (size_t i = 0; i < gq.size(); ++i) gq[i] = std::ldexp(gq[i], int(i * 7 % 25) - 12);
     std::vector<uint8_t> code(gq.size());
     for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 3 + i / 7) % 5);
-    std::vector<float> full(static_cast<size_t>(c.N * c.O * L), 0.f);  // the expansion by its definition
-    for (int64_t no = 0; no < c.N * c.O; ++no)
-      for (int64_t wn = 0; wn < Lq; ++wn) {
-        size_t at = size_t(no * Lq + wn);
-        if (code[at] < 4)
-          full[size_t(no * L + (2 * (wn / Wq) + code[at] / 2) * g.Wo + 2 * (wn % Wq) + code[at] % 2)] = gq[at];
-      }
+    std::vector<float> full = expand_pooled(gq, code, c.N * c.O, g.Ho, g.Wo);
     std::vector<float> gw_full(static_cast<size_t>(c.O * CKK), 0.5f), gw_pooled = gw_full;
     std::vector<float> gb(static_cast<size_t>(c.O), 0.25f);
     {

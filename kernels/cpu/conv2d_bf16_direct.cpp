@@ -53,13 +53,7 @@ struct Plan {
   }
 };
 
-// 16 positions of two channels (lo, hi) -> their 16 pairs (bf16 of lo, bf16
-// of hi), rounded to nearest even.
-inline __m512i pairs16(__m512 lo, __m512 hi) {
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-}
+using avx512bf16::pairs16;  // (bf16 of lo, bf16 of hi) per lane
 
 // x_n [C, H, W] -> xp's interior (the border, zeroed by the caller, stays zero).
 void pad_pairs(const float* xn, const Plan& p, uint32_t* xp) {
@@ -202,15 +196,22 @@ inline void micro(const char* const* rows, int m, const int64_t* kofs, int64_t K
   }
 }
 
+// A forward tile's sums: positions idx[0..m) (m <= 8; their offsets into
+// the padded planes xp) by the strip's 32 channels (weights wk).
+inline void tile_sums(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk,
+                      __m512 (&acc)[MR][2]) {
+  const char* rows[MR];
+  for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
+  micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
+}
+
 // Positions idx[0..m) (m <= 8) by the strip's channels [0, n) (n <= 32):
 // yo[ch * L + i] = epilogue(sum over k steps), yo = y_n + (strip's first
 // channel) * L + (first position).
 void tile(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk, const Epilogue& ep,
           float* yo, int n) {
-  const char* rows[MR];
-  for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
   __m512 acc[MR][2];
-  micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
+  tile_sums(p, xp, idx, m, wk, acc);
   using V = float __attribute__((vector_size(64)));
   using U = uint32_t __attribute__((vector_size(64)));
   for (int v = 0; v < 2; ++v) {
@@ -458,10 +459,8 @@ inline void pool_window16(const __m512 (&y)[4], bool relu, __m512& best, __m512i
 // the tile's windows win = 0, 1.
 void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, const uint32_t* wk, const float* bias32,
                bool relu, bool bf16, float* yt, uint32_t* ct) {
-  const char* rows[MR];
-  for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
   __m512 acc[MR][2];
-  micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
+  tile_sums(p, xp, idx, m, wk, acc);
   using V = float __attribute__((vector_size(64)));
   using U = uint32_t __attribute__((vector_size(64)));
   for (int v = 0; v < 2; ++v) {

@@ -18,14 +18,16 @@ inline uint16_t bf16_of(float v) { return float_to_bf16_bits(v); }
 inline uint16_t bf16_of(BFloat16 v) { return v.bits; }
 inline uint32_t pair(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
 
-// 16 lanes of k and of k + 1 -> 16 pairs (nearest even), stored at o.
-inline void pack_pairs16(__m512 lo, __m512 hi, uint32_t* o) {
-  // cvtne2ps_pbh(hi, lo): bf16 of lo in words 0-15, of hi in 16-31; vpermw interleaves them.
+// 16 lanes of two rows (lo, hi) -> their 16 pairs (bf16 of lo, bf16 of hi),
+// rounded to nearest even: cvtne2ps_pbh(hi, lo) puts lo's bf16 in words
+// 0-15 and hi's in 16-31, and vpermw interleaves them.
+inline __m512i pairs16(__m512 lo, __m512 hi) {
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                        21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-  _mm512_storeu_si512(o, _mm512_permutexvar_epi16(idx, v));
+  return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
+// 16 lanes of k and of k + 1 -> 16 pairs, stored at o.
+inline void pack_pairs16(__m512 lo, __m512 hi, uint32_t* o) { _mm512_storeu_si512(o, pairs16(lo, hi)); }
 // Rows r[0..8) of 8 dwords -> columns (an 8x8 transpose of 32-bit values).
 inline void transpose8(__m256i r[8]) {
   __m256i t[8], u[8];
