@@ -302,14 +302,14 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
 }
 
 ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16)
-    : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(g.H * g.W) : 0), acc_(size_t(O * 17 * 8), 0.f) {}
+    : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(g.H * g.W) : 0),
+      gr_(bf16 ? size_t(O * (g.H / 2) * (g.W / 2) + 8) : 0, 0.f), acc_(size_t(O * 17 * 8), 0.f) {}
 
 namespace {
 
 // The 8 windows' pooled gradient gv and codes ci (0..4), as 4 gradients g_p
 // = gv where ci == p, else 0 (the window's output gradient dY [2][2], dY[py]
-// [px] = g_{2 py + px}); lanes past n are 0. Bf16: gv rounded to bf16.
-template <bool Bf16>
+// [px] = g_{2 py + px}); lanes past n are 0.
 struct WindowGrad {
   __m256 g[4];
   __m256 gv;
@@ -327,7 +327,6 @@ struct WindowGrad {
       gv = _mm256_maskload_ps(gy, lane_mask8(n));
       ci = _mm256_cvtepu8_epi32(load_bytes8(code, n));
     }
-    if constexpr (Bf16) gv = bf16_rounded_lanes<__m256, uint32_t __attribute__((vector_size(32)))>(gv);
     for (int p = 0; p < 4; ++p)
       g[p] = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(ci, _mm256_set1_epi32(p))), gv);
   }
@@ -372,11 +371,15 @@ inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) 
 // 4).
 void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
   WindowTaps wt(g_);
-  const int64_t Lp = wt.Hp * wt.Wp, readable = O_ * Lp + room;
-  if (bf16_) {
+  const int64_t Lp = wt.Hp * wt.Wp;
+  if (bf16_) {  // the operands rounded once per sample (gr_: 8 zeros of room after the planes)
     bf16_rounded(x_n, xr_.data(), g_.H * g_.W);
     x_n = xr_.data();
+    bf16_rounded(gyp_n, gr_.data(), O_ * Lp);
+    gyp_n = gr_.data();
+    room = std::min<int64_t>(room, 8);
   }
+  const int64_t readable = O_ * Lp + room;
   for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
     int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
     wt.fill(x_n, r0, r1);
@@ -384,14 +387,14 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
     for (int64_t o = 0; o < O_; ++o) {
       float* ao = acc_.data() + o * 17 * 8;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
-      auto pass = [&](auto half, auto bf16) {
+      auto pass = [&](auto half) {
         constexpr int H = decltype(half)::value;
         __m256 acc[2][4], accb = _mm256_loadu_ps(ao + 128);
         for (int h = 0; h < 2; ++h)
           for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_loadu_ps(ao + (4 * (2 * H + h) + j) * 8);
         for (int64_t v = 0; v < nw; v += 8) {
           int64_t n = std::min<int64_t>(8, nw - v);
-          WindowGrad<decltype(bf16)::value> wg(gyp_n + first + v, code_n + first + v, n, first + v + 8 <= readable);
+          WindowGrad wg(gyp_n + first + v, code_n + first + v, n, first + v + 8 <= readable);
           if (H == 0)
             accb = _mm256_add_ps(
                 accb, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(4), wg.ci)), wg.gv));
@@ -401,13 +404,8 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
           for (int j = 0; j < 4; ++j) _mm256_storeu_ps(ao + (4 * (2 * H + h) + j) * 8, acc[h][j]);
         if (H == 0) _mm256_storeu_ps(ao + 128, accb);
       };
-      if (bf16_) {
-        pass(std::integral_constant<int, 0>{}, std::true_type{});
-        pass(std::integral_constant<int, 1>{}, std::true_type{});
-      } else {
-        pass(std::integral_constant<int, 0>{}, std::false_type{});
-        pass(std::integral_constant<int, 1>{}, std::false_type{});
-      }
+      pass(std::integral_constant<int, 0>{});
+      pass(std::integral_constant<int, 1>{});
     }
   }
 }
