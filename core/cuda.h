@@ -82,6 +82,7 @@ void deallocate(void* p);
 AllocatorStats allocator_stats(int device = 0);
 void reset_allocator_counters(int device = 0);
 void empty_cache();  // synchronizes, then returns every cached block to the driver
+bool caching_allocator();  // false under BRISK_CUDA_CACHING_ALLOCATOR=0 (and without CUDA)
 
 // Copies on the current stream. to_host waits for the copy to finish.
 void copy_to_device(void* dst, const void* src, size_t nbytes, int device);

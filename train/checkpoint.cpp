@@ -64,6 +64,10 @@ void Trainer::save_checkpoint() {
     for (auto& [k, v] : callbacks_[i]->state_tensors()) tensors["method/" + std::to_string(i) + "/" + k] = v;
     methods.push_back({{"name", callbacks_[i]->name()}, {"state", callbacks_[i]->state_json()}});
   }
+  // A run on cuda checkpoints through host copies (the file holds cpu
+  // tensors; a resume moves them back to each parameter's device).
+  for (auto& [k, v] : tensors)
+    if (v.device() != kCPU) v = v.to(kCPU);
   json manifest = json::array();
   for (auto& [k, v] : tensors) manifest.push_back(k);
   // A new name every time: a resumed epoch that ends before its first step

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda.h"
 #include "core/dispatch.h"
@@ -147,15 +148,21 @@ inline int row_threads(int64_t K) {
 struct SumOp {
   template <class A> __device__ __forceinline__ A operator()(A a, A b) const { return a + b; }
 };
+// NaN test that is false for integer types (which have no isnan overload).
+template <class A>
+__device__ __forceinline__ bool is_nan(A a) {
+  if constexpr (std::is_floating_point_v<A>) return isnan(a);
+  else return false;
+}
 // Max/min that propagate NaN, like the ref kernels.
 struct MaxOp {
   template <class A> __device__ __forceinline__ A operator()(A a, A b) const {
-    return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;
+    return is_nan(a) ? a : is_nan(b) ? b : a > b ? a : b;
   }
 };
 struct MinOp {
   template <class A> __device__ __forceinline__ A operator()(A a, A b) const {
-    return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;
+    return is_nan(a) ? a : is_nan(b) ? b : a < b ? a : b;
   }
 };
 

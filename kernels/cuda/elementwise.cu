@@ -205,7 +205,7 @@ void register_elementwise() {
     register_cuda<int32_t, int64_t>(name, [](auto t) -> KernelFn { return &unary<typename decltype(t)::type>; });
   }
   fp("binary", [](auto t) -> KernelFn { return &binary<typename decltype(t)::type>; });
-  register_cuda<int32_t, int64_t>("binary", [](auto t) -> KernelFn { return &binary<typename decltype(t)::type>; });
+  register_cuda<int32_t, int64_t, uint8_t>("binary", [](auto t) -> KernelFn { return &binary<typename decltype(t)::type>; });
   all("compare", [](auto t) -> KernelFn { return &compare<typename decltype(t)::type>; });
   all("where", [](auto t) -> KernelFn { return &where<typename decltype(t)::type>; });
   all("copy", [](auto t) -> KernelFn { return &copy<typename decltype(t)::type>; });

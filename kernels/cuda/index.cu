@@ -21,13 +21,23 @@ __global__ void gather_k(const D* __restrict__ x, const int64_t* __restrict__ in
   }
 }
 
+// atomicAdd for the scatter_add dtypes: i64 through the unsigned 64-bit form
+// (two's complement addition is the same bits).
+__device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
+__device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }
+__device__ __forceinline__ void atomic_add(int32_t* p, int32_t v) { atomicAdd(p, v); }
+__device__ __forceinline__ void atomic_add(int64_t* p, int64_t v) {
+  static_assert(sizeof(int64_t) == sizeof(unsigned long long));
+  atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));
+}
+
 template <class T>
 __global__ void scatter_add_k(const int64_t* __restrict__ ind, const T* __restrict__ src, T* __restrict__ out,
                               OffsetCalc<1> os, int64_t dstride, int64_t n) {
   BRISK_GRID_LOOP(i, n) {
     int64_t off[1];
     os.get(i, off);
-    atomicAdd(&out[off[0] + ind[i] * dstride], src[i]);
+    atomic_add(&out[off[0] + ind[i] * dstride], src[i]);
   }
 }
 
@@ -78,8 +88,7 @@ bool scatter_add(const KernelArgs& a) {
 void register_index() {
   register_cuda<float, double, Half, BFloat16, int32_t, int64_t, uint8_t, bool>(
       "gather", [](auto t) -> KernelFn { return &gather<typename decltype(t)::type>; });
-  // atomicAdd exists for f32 and f64 (sm_60+); integer scatter_add stays on the CPU.
-  register_cuda<float, double>("scatter_add", [](auto t) -> KernelFn { return &scatter_add<typename decltype(t)::type>; });
+  register_cuda<float, double, int32_t, int64_t>("scatter_add", [](auto t) -> KernelFn { return &scatter_add<typename decltype(t)::type>; });
 }
 
 }  // namespace brisk::kern::cuda

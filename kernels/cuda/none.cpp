@@ -43,6 +43,7 @@ void deallocate(void*) {}
 AllocatorStats allocator_stats(int) { return {}; }
 void reset_allocator_counters(int) {}
 void empty_cache() {}
+bool caching_allocator() { return false; }
 void copy_to_device(void*, const void*, size_t, int) { unavailable("copy to cuda"); }
 void copy_to_host(void*, const void*, size_t, int) { unavailable("copy from cuda"); }
 void copy_device_to_device(void*, const void*, size_t, int) { unavailable("cuda copy"); }

@@ -1,8 +1,11 @@
 // Row reductions (sum, max, min, argmax) on CUDA: one block per row of [M, K]
 // (row- or column-contiguous: element (m, k) at m sm + k sk); warp-shuffle
 // reductions (common.cuh). f32 accumulates in
-// f32, f64 in f64 (the ref sums in f64: tests allow for it).
+// f32, f64 in f64 (the ref sums in f64: tests allow for it); i32 and i64 (the
+// sum of a bool mask, e.g. cross-entropy's count of kept targets) in their own
+// type, wrapping on overflow; u8 in i32.
 #include <cfloat>
+#include <type_traits>
 
 #include "kernels/cuda/row_lse.cuh"
 
@@ -10,32 +13,38 @@ namespace brisk::kern::cuda {
 
 namespace {
 
+// A: the type rows are reduced in (u8 widens to i32: the warp shuffles have
+// no 8-bit form; a u8 sum wraps when stored, as the ref's does).
+template <class T>
+using red_t = std::conditional_t<std::is_same_v<T, uint8_t>, int32_t, T>;
+
 template <class T>
 __global__ void reduce_rows(const T* __restrict__ x, T* __restrict__ y, int64_t K, int64_t sm, int64_t sk,
                             ReduceOp op) {
+  using A = red_t<T>;
   const T* row = x + int64_t(blockIdx.x) * sm;
-  T v;
+  A v;
   if (op == ReduceOp::sum) {
     v = 0;
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v += row[k * sk];
-    v = block_reduce(v, SumOp{}, T(0));
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v += A(row[k * sk]);
+    v = block_reduce(v, SumOp{}, A(0));
   } else if (op == ReduceOp::max) {
-    v = lowest<T>();
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MaxOp{}(v, row[k * sk]);
-    v = block_reduce(v, MaxOp{}, lowest<T>());
+    v = lowest<A>();
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MaxOp{}(v, A(row[k * sk]));
+    v = block_reduce(v, MaxOp{}, lowest<A>());
   } else {
-    v = -lowest<T>();
-    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MinOp{}(v, row[k * sk]);
-    v = block_reduce(v, MinOp{}, -lowest<T>());
+    v = highest<A>();
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) v = MinOp{}(v, A(row[k * sk]));
+    v = block_reduce(v, MinOp{}, highest<A>());
   }
-  if (threadIdx.x == 0) y[blockIdx.x] = v;
+  if (threadIdx.x == 0) y[blockIdx.x] = T(v);
 }
 
 // (value, index) pairs: the larger value wins, the first NaN wins over
 // everything, ties go to the smaller index (the ref's "first max").
 template <class T>
 __device__ __forceinline__ void argmax_combine(T& v, int64_t& i, T v2, int64_t i2) {
-  bool n1 = isnan(v), n2 = isnan(v2);
+  bool n1 = is_nan(v), n2 = is_nan(v2);
   bool take = n1 && n2 ? i2 < i : n1 ? false : n2 ? true : v2 > v || (v2 == v && i2 < i);
   if (take) {
     v = v2;
@@ -45,17 +54,18 @@ __device__ __forceinline__ void argmax_combine(T& v, int64_t& i, T v2, int64_t i
 
 template <class T>
 __global__ void argmax_rows(const T* __restrict__ x, int64_t* __restrict__ y, int64_t K, int64_t sm, int64_t sk) {
+  using A = red_t<T>;
   const T* row = x + int64_t(blockIdx.x) * sm;
-  T v = lowest<T>();
+  A v = lowest<A>();
   int64_t idx = K;  // "none yet": loses every tie
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) argmax_combine(v, idx, row[k * sk], k);
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) argmax_combine(v, idx, A(row[k * sk]), k);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    T v2 = __shfl_xor_sync(0xffffffffu, v, o);
+    A v2 = __shfl_xor_sync(0xffffffffu, v, o);
     int64_t i2 = __shfl_xor_sync(0xffffffffu, idx, o);
     argmax_combine(v, idx, v2, i2);
   }
-  __shared__ T sv[32];
+  __shared__ A sv[32];
   __shared__ int64_t si[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   if (lane == 0) {
@@ -94,8 +104,8 @@ bool reduce(const KernelArgs& a) {
 }  // namespace
 
 void register_reduce() {
-  auto fp = [](const char* op, auto make) { register_cuda<float, double>(op, make); };
-  fp("reduce", [](auto t) -> KernelFn { return &reduce<typename decltype(t)::type>; });
+  register_cuda<float, double, int32_t, int64_t, uint8_t>("reduce",
+                                                          [](auto t) -> KernelFn { return &reduce<typename decltype(t)::type>; });
 }
 
 }  // namespace brisk::kern::cuda

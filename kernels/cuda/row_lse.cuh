@@ -1,14 +1,29 @@
 // Row helpers shared by the CUDA reduce, softmax and cross-entropy kernels:
-// the identity of max, and a row's max and log-sum-exp computed by one block.
+// the identities of max and min, and a row's max and log-sum-exp computed by
+// one block.
 #pragma once
 #include <cfloat>
+#include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 
 namespace brisk::kern::cuda {
 
+// The identity of max (lowest) and of min (highest), for the floating types
+// and the integer ones the reduce kernel takes.
 template <class T>
-__device__ __forceinline__ T lowest() { return -INFINITY; }
+__device__ __forceinline__ T lowest() {
+  if constexpr (std::is_same_v<T, int32_t>) return INT32_MIN;
+  else if constexpr (std::is_same_v<T, int64_t>) return INT64_MIN;
+  else return -INFINITY;
+}
+template <class T>
+__device__ __forceinline__ T highest() {
+  if constexpr (std::is_same_v<T, int32_t>) return INT32_MAX;
+  else if constexpr (std::is_same_v<T, int64_t>) return INT64_MAX;
+  else return INFINITY;
+}
 
 // max and log-sum-exp of one row, in every thread of the block.
 template <class T>

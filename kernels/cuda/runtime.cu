@@ -231,6 +231,8 @@ void reset_allocator_counters(int device) {
   st.peak_bytes_in_use = st.bytes_in_use;
 }
 
+bool caching_allocator() { return caching(); }
+
 void empty_cache() {
   if (!available()) return;
   BRISK_CUDA_CHECK(cudaDeviceSynchronize());
