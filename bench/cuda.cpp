@@ -1,12 +1,15 @@
 // GPU benchmarks (docs/cuda.md), timed with CUDA events on the
 // default stream. Skipped, with a message, without a device.
 //   BM_cuda_gemm/<dtype>/<backend>/4096: C = A @ B, square, row-major;
-//     the target is native f16/bf16 >= 70% of cuBLAS at 4096^3.
+//     the target is native f16/bf16 >= 70% of cuBLAS at 4096^3. Backend 2 is
+//     native with the Hopper kernel off (BRISK_CUDA_WGMMA=0: the WMMA kernel).
 //   BM_cuda_cnn_step/<gemm backend>/<conv backend>: one training step of the
 //     Fashion-MNIST cnn at batch 128 (forward, cross-entropy, backward, SGD
 //     with momentum), for the side-by-side with PyTorch eager
 //     (bench/torch_cuda.py prints the same rows).
 #include <benchmark/benchmark.h>
+
+#include <cstdlib>
 
 #include "brisk.h"
 #include "core/cuda.h"
@@ -21,12 +24,15 @@ namespace {
 const Device kCuda(DeviceType::cuda, 0);
 const char* kDtypes[] = {"f32", "f16", "bf16"};
 const DType kDtypeOf[] = {DType::f32, DType::f16, DType::bf16};
-const char* kGemm[] = {"native", "cublas"};
+const char* kGemm[] = {"native", "cublas", "native"};
+// Index 2: the native GEMM with the Hopper kernel switched off (gemm.cu's WMMA).
+const char* kGemmLabel[] = {"native", "cublas", "native-wmma"};
 
 void BM_cuda_gemm(benchmark::State& state) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device");
   DType t = kDtypeOf[state.range(0)];
   set_gemm_backend(kGemm[state.range(1)]);
+  if (state.range(1) == 2) setenv("BRISK_CUDA_WGMMA", "0", 1);
   int64_t n = state.range(2);
   Tensor a = randn({n, n}).to(t).to(kCuda), b = randn({n, n}).to(t).to(kCuda);
   for (int i = 0; i < 2; ++i) matmul(a, b);  // warm-up (and cuBLAS heuristics)
@@ -38,13 +44,14 @@ void BM_cuda_gemm(benchmark::State& state) {
     e1.synchronize();
     state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
   }
-  state.SetLabel(std::string(kDtypes[state.range(0)]) + " " + kGemm[state.range(1)]);
+  state.SetLabel(std::string(kDtypes[state.range(0)]) + " " + kGemmLabel[state.range(1)]);
   state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(n) * double(n) * double(n) * 1e-12,
                                                  benchmark::Counter::kIsIterationInvariantRate);
   set_gemm_backend("native");
+  unsetenv("BRISK_CUDA_WGMMA");
 }
 BENCHMARK(BM_cuda_gemm)
-    ->ArgsProduct({{0, 1, 2}, {0, 1}, {4096}})
+    ->ArgsProduct({{0, 1, 2}, {0, 1, 2}, {4096}})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -8,6 +8,9 @@
 
 #include "core/cuda.h"
 #include "core/op_keys.h"
+#if BRISK_HAS_CUDA
+#include "kernels/cuda/gemm_wgmma.h"
+#endif
 #include "efficiency/method.h"
 #include "models/models.h"
 #include "nn/functional.h"
@@ -342,6 +345,57 @@ TEST_CASE("cuda: GEMM matches the cpu for every dtype, layout and batch", "[cuda
       set_gemm_backend("native");
     }
   }
+}
+
+TEST_CASE("cuda: the Hopper GEMM (wgmma, TMA) matches the cpu for every operand layout", "[cuda]") {
+  if (skip_without_cuda()) return;
+#if BRISK_HAS_CUDA
+  using kern::cuda::gemm_wgmma;
+  if (!kern::cuda::gemm_wgmma_available()) {
+    WARN("SKIPPED: the device is not compute capability 9.0 (or BRISK_CUDA_WGMMA=0): no wgmma GEMM here");
+    return;
+  }
+  auto nan_count = [](const Tensor& x) {
+    int64_t n = 0;
+    for (double v : x.to(kCPU).to(DType::f64).to_vector()) n += std::isnan(v);
+    return n;
+  };
+  struct Case { int64_t m, k, n; };
+  for (DType t : {DType::f16, DType::bf16}) {
+    for (Case c : {Case{128, 64, 256}, Case{256, 192, 512}, Case{384, 1024, 768}}) {
+      INFO("m " << c.m << " k " << c.k << " n " << c.n << " dtype " << t);
+      Tensor a = randu({1, c.m, c.k}, t, 21), b = randu({1, c.k, c.n}, t, 22);
+      Tensor want = matmul(a.to(DType::f64), b.to(DType::f64));
+      double tol = 4 * dtype_tol(t, 1);
+      // Row-major A and B (B goes through its transposed copy), B as the
+      // transposed view of a row-major [N, K] (read in place, as linear's
+      // W^T), and A as the transposed view of a row-major [K, M].
+      Tensor ag = a.to(kCuda), bg = b.to(kCuda);
+      Tensor bt = b.transpose(1, 2).contiguous().to(kCuda).transpose(1, 2);
+      Tensor at = a.transpose(1, 2).contiguous().to(kCuda).transpose(1, 2);
+      REQUIRE(bt.stride(1) == 1);
+      REQUIRE(at.stride(1) == 1);
+      for (auto [x, y, what] : {std::tuple{ag, bg, "A @ B"}, std::tuple{ag, bt, "A @ (B^T)^T"},
+                                std::tuple{at, bg, "(A^T)^T @ B"}}) {
+        Tensor out = full({1, c.m, c.n}, std::nan(""), TensorOptions(t, kCuda));  // poison: every element written?
+        REQUIRE(gemm_wgmma(x, y, out));
+        CHECK(nan_count(out) == 0);
+        expect_close(out.to(kCPU).to(DType::f64), want, tol, what);
+      }
+      // matmul takes this kernel for these shapes (same bits as the direct call).
+      Tensor direct = full({1, c.m, c.n}, 0.0, TensorOptions(t, kCuda));
+      REQUIRE(gemm_wgmma(ag, bg, direct));
+      CHECK(bit_equal(matmul(ag, bg).to(kCPU), direct.to(kCPU)));
+    }
+  }
+  // Shapes off the tiles, a batch, or f32 are declined (gemm.cu's WMMA or SIMT runs).
+  Tensor a = randu({1, 100, 64}, DType::bf16, 23).to(kCuda), b = randu({1, 64, 256}, DType::bf16, 24).to(kCuda);
+  CHECK_FALSE(gemm_wgmma(a, b, empty({1, 100, 256}, TensorOptions(DType::bf16, kCuda))));
+  Tensor a2 = randu({2, 128, 64}, DType::bf16, 25).to(kCuda), b2 = randu({2, 64, 256}, DType::bf16, 26).to(kCuda);
+  CHECK_FALSE(gemm_wgmma(a2, b2, empty({2, 128, 256}, TensorOptions(DType::bf16, kCuda))));
+  Tensor a3 = randu({1, 128, 64}, DType::f32, 27).to(kCuda), b3 = randu({1, 64, 256}, DType::f32, 28).to(kCuda);
+  CHECK_FALSE(gemm_wgmma(a3, b3, empty({1, 128, 256}, TensorOptions(DType::f32, kCuda))));
+#endif
 }
 
 TEST_CASE("cuda: conv, pooling, norms and linear layers match the cpu (forward and backward)", "[cuda]") {

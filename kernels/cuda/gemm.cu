@@ -3,7 +3,8 @@
 // - f32/f64: a SIMT kernel, 64x64 block tile, 16-deep K slices in shared
 //   memory, 4x4 outputs per thread (rows ty + 16 i, cols tx + 16 j, so shared
 //   reads are conflict-free and C writes coalesce).
-// - f16/bf16: tensor cores through WMMA (m16n16k16, f32 accumulation), 128x128
+// - f16/bf16 on a Hopper GPU, at tile-multiple shapes: gemm_wgmma.cu.
+// - f16/bf16 otherwise: tensor cores through WMMA (m16n16k16, f32 accumulation), 128x128
 //   block tile, BK 32, 8 warps of 64x32; the next K slice is prefetched into
 //   registers while the current one is multiplied. Row-major operands whose
 //   sizes are tile multiples load with 16-byte vectors; anything else (e.g.
@@ -12,6 +13,7 @@
 #include <mma.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm_wgmma.h"
 
 namespace brisk::kern::cuda {
 namespace {
@@ -205,6 +207,7 @@ bool gemm(const KernelArgs& args) {
   BRISK_CHECK(batch <= 65535, "cuda gemm: batch ", batch, " exceeds the grid's z limit (65535)");
   const D *ap = dptr<D>(A), *bp = dptr<D>(Bm);
   if constexpr (std::is_same_v<D, __half> || std::is_same_v<D, __nv_bfloat16>) {
+    if (gemm_wgmma(A, Bm, C)) return true;  // Hopper, tile-multiple shapes
     dim3 grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));
     bool vec = d.sa_k == 1 && d.sb_n == 1 && d.M % WBM == 0 && d.N % WBN == 0 && d.K % WBK == 0 &&
                d.sa_m % 8 == 0 && d.sb_k % 8 == 0 && d.sa_b % 8 == 0 && d.sb_b % 8 == 0 && aligned16(ap) &&
