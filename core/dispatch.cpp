@@ -1,6 +1,8 @@
 // Dispatch table storage and lookup.
 #include "core/dispatch.h"
 
+#include "core/cuda.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -284,8 +286,13 @@ bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& arg
       if (!t_forced.empty() && e.backend != t_forced && e.backend != "ref") continue;
       if (!t_disabled.empty() && e.backend == t_disabled) continue;
       bool prof = g_profiling.load(std::memory_order_relaxed);
+      // CUDA kernels run asynchronously: while profiling, each call waits for
+      // the work queued before it and for its own, so its time is its own.
+      bool sync = prof && dev.type == DeviceType::cuda;
+      if (sync) cuda::synchronize();
       auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       if (e.fn(args)) {
+        if (sync) cuda::synchronize();
         if (prof) {
           double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           std::lock_guard<std::mutex> lk(g_stats_mu);
