@@ -10,7 +10,10 @@
 # writes a short table to $OUT/gpu_check.md (the device tool brings $OUT
 # back). The whole script keeps inside BUDGET seconds (default 530); each
 # step gets the smaller of its own limit and what is left.
-#   bash bench/gpu_check.sh [STEP ...]   steps: tests bench torch train memcheck
+#   bash bench/gpu_check.sh [STEP ...]   steps: tests bench torch pairs train memcheck
+# (pairs: the cnn step, brisk and PyTorch in alternating rounds, bench/gpu_pairs.py;
+#  profile, not run by default: brisk profile of the cnn step on cuda, native
+#  and with cuBLAS GEMMs)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -18,9 +21,11 @@ mkdir -p "$OUT"
 R="$OUT/gpu_check.md"
 BUDGET=${BUDGET:-530}
 T0=$(date +%s)
-STEPS=${*:-tests bench torch train memcheck}
+STEPS=${*:-tests bench torch pairs train memcheck}
 for s in $STEPS; do
-  case $s in tests|bench|torch|train|memcheck) ;; *) echo "gpu_check.sh: unknown step '$s' (tests bench torch train memcheck)" >&2; exit 2 ;; esac
+  case $s in tests|bench|torch|pairs|train|profile|memcheck) ;;
+    *) echo "gpu_check.sh: unknown step '$s' (tests bench torch pairs train profile memcheck)" >&2; exit 2 ;;
+  esac
 done
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo "## $1 (t=$(( $(date +%s) - T0 )) s)" | tee -a "$R"; }
@@ -78,6 +83,12 @@ if want torch; then
   PYTHONUNBUFFERED=1 timeout "$(limit 90)" python3 "$PY" 2>&1 | tee -a "$R"
 fi
 
+if want pairs; then
+  step "cnn step: brisk and PyTorch eager in alternating pairs (bench/gpu_pairs.py)"
+  PY=$([ -f .gpu/bin/torch_cuda.py ] && echo .gpu/bin/torch_cuda.py || echo bench/torch_cuda.py)
+  PYTHONUNBUFFERED=1 timeout "$(limit 120)" python3 bench/gpu_pairs.py "$BIN/brisk_bench_cuda" "${PAIRS:-5}" "$PY" 2>&1 | tee -a "$R"
+fi
+
 if want train; then
   step "brisk train --device cuda: the baseline cnn, 3 epochs, Fashion-MNIST"
   if [ -f .gpu/data/train-images-idx3-ubyte.gz ]; then
@@ -88,6 +99,20 @@ if want train; then
     echo "exit $? in $(( $(date +%s) - t )) s" | tee -a "$R"
     tail -6 "$OUT/train_cuda.log" | tee -a "$R"
     cp /tmp/run_cuda/metrics.jsonl "$OUT/train_cuda_metrics.jsonl" 2>/dev/null
+  else
+    echo "no data carried (.gpu/data): skipped" | tee -a "$R"
+  fi
+fi
+
+if want profile; then
+  step "brisk profile --set device=cuda (the cnn step per kernel; native, then BRISK_GEMM=cublas)"
+  if [ -f .gpu/data/train-images-idx3-ubyte.gz ]; then
+    for g in native cublas; do
+      BRISK_GEMM=$g timeout "$(limit 60)" "$BIN/brisk" profile --set device=cuda --set data-dir=.gpu/data --steps 100 \
+        > "$OUT/profile_$g.txt" 2>&1
+      echo "gemm $g: exit $?" | tee -a "$R"
+      head -40 "$OUT/profile_$g.txt" | tee -a "$R"
+    done
   else
     echo "no data carried (.gpu/data): skipped" | tee -a "$R"
   fi
