@@ -335,9 +335,15 @@ TEST_CASE("cuda: GEMM matches the cpu for every dtype, layout and batch", "[cuda
         set_gemm_backend(be);
         INFO("backend " << be);
         expect_close(matmul(a.to(kCuda), b.to(kCuda)).to(kCPU).to(DType::f64), want, tol, "A @ B");
-        // transposed operands (the backward's layouts) and a broadcast batch
-        Tensor at = a.transpose(1, 2).contiguous().transpose(1, 2), bt = b.transpose(1, 2).contiguous().transpose(1, 2);
-        expect_close(matmul(at.to(kCuda), bt.to(kCuda)).to(kCPU).to(DType::f64), want, tol, "A^T^T @ B^T^T");
+        // transposed operands (the backward's layouts: views with stride 1
+        // along m in A and along k in B, made on the device, since to()
+        // copies a strided tensor contiguously) and a broadcast batch
+        Tensor at = a.transpose(1, 2).contiguous().to(kCuda).transpose(1, 2);
+        Tensor bt = b.transpose(1, 2).contiguous().to(kCuda).transpose(1, 2);
+        REQUIRE((at.stride(1) == 1 && bt.stride(1) == 1));
+        expect_close(matmul(at, bt).to(kCPU).to(DType::f64), want, tol, "A^T^T @ B^T^T");
+        expect_close(matmul(at, b.to(kCuda)).to(kCPU).to(DType::f64), want, tol, "A^T^T @ B");
+        expect_close(matmul(a.to(kCuda), bt).to(kCPU).to(DType::f64), want, tol, "A @ B^T^T");
         Tensor b0 = randu({c.k, c.n}, t, 3);
         expect_close(matmul(a.to(kCuda), b0.to(kCuda)).to(kCPU).to(DType::f64),
                      matmul(a.to(DType::f64), b0.to(DType::f64)), tol, "broadcast B");

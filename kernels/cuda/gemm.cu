@@ -26,9 +26,12 @@ struct GemmDims {
 
 // ---------------------------------------------------------------- SIMT (f32, f64)
 
+// a_m_fast / b_k_fast: A is column-major (stride 1 along m) / Bm is a
+// transposed view (stride 1 along k), as in the backward passes; the tile
+// loads then walk that dimension fastest, so a warp's reads stay coalesced.
 template <class T>
 __global__ void __launch_bounds__(256) gemm_simt(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
-                                                 GemmDims d) {
+                                                 GemmDims d, bool a_m_fast, bool b_k_fast) {
   constexpr int BM = 64, BN = 64, BK = 16;
   __shared__ T As[BK][BM + 1];  // As[k][m]: A's slice, transposed so a column is contiguous
   __shared__ T Bs[BK][BN + 1];
@@ -40,12 +43,12 @@ __global__ void __launch_bounds__(256) gemm_simt(const T* __restrict__ a, const 
   T acc[4][4] = {};
   for (int64_t k0 = 0; k0 < d.K; k0 += BK) {
     for (int i = threadIdx.x; i < BM * BK; i += 256) {
-      int mm = i / BK, kk = i % BK;
+      int mm = a_m_fast ? i % BM : i / BK, kk = a_m_fast ? i / BM : i % BK;
       int64_t gm = m0 + mm, gk = k0 + kk;
       As[kk][mm] = gm < d.M && gk < d.K ? ab[gm * d.sa_m + gk * d.sa_k] : T(0);
     }
     for (int i = threadIdx.x; i < BK * BN; i += 256) {
-      int kk = i / BN, nn = i % BN;
+      int kk = b_k_fast ? i % BK : i / BN, nn = b_k_fast ? i / BK : i % BN;
       int64_t gk = k0 + kk, gn = n0 + nn;
       Bs[kk][nn] = gk < d.K && gn < d.N ? bb[gk * d.sb_k + gn * d.sb_n] : T(0);
     }
@@ -218,7 +221,8 @@ bool gemm(const KernelArgs& args) {
       gemm_wmma<D, false><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
   } else {
     dim3 grid(unsigned((d.N + 63) / 64), unsigned((d.M + 63) / 64), unsigned(batch));
-    gemm_simt<D><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
+    bool a_m_fast = d.sa_m == 1 && d.sa_k != 1, b_k_fast = d.sb_k == 1 && d.sb_n != 1;
+    gemm_simt<D><<<grid, 256, 0, stream()>>>(ap, bp, cp, d, a_m_fast, b_k_fast);
   }
   BRISK_CUDA_CHECK_LAUNCH();
   return true;
