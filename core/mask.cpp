@@ -13,7 +13,8 @@ void set_mask(const Tensor& param, const Tensor& mask_in) {
               "set_mask: masks go on parameters (floating-point leaf tensors), got ", param.str());
   BRISK_CHECK(mask_in.shape() == param.shape(), "set_mask: mask shape ", shape_str(mask_in.shape()),
               " differs from parameter shape ", shape_str(param.shape()));
-  Tensor mask = mask_in.detach().to(param.dtype()).contiguous().clone();
+  // The mask lives where the parameter does (masks are chosen on the host).
+  Tensor mask = mask_in.detach().to(param.dtype()).to(param.device()).contiguous().clone();
   int64_t ones_n = int64_t(sum(eq(mask, scalar_like(mask, 1.0))).item());
   BRISK_CHECK(ones_n + count_zeros(mask) == mask.numel(), "set_mask: a mask may only hold 0 and 1");
   TensorImpl* impl = param.unsafe_impl();

@@ -534,3 +534,59 @@ TEST_CASE("cuda: brisk train --device cuda trains the mlp", "[cuda]") {
   // mlp's kernels on cuda have no atomics: its step is deterministic).
   check_resume_bit_exact(c, {5, 11}, false);
 }
+
+TEST_CASE("cuda: pruning masks (gradual, global, N:M) train on cuda as on the cpu", "[cuda]") {
+  if (skip_without_cuda()) return;
+  for (std::string spec : {"prune:target=0.8,schedule=gradual,frequency=3,end=1", "prune:target=0.7,scope=global",
+                           "prune:structure=2:4"}) {
+    INFO(spec);
+    TrainConfig cc = small_config("brisk_cuda_prune_cpu"), cg = small_config("brisk_cuda_prune_cuda");
+    cc.methods = cg.methods = {spec};
+    cg.device = "cuda";
+    train::Trainer tc(cc, brisk::efficiency::make_methods), tg(cg, brisk::efficiency::make_methods);
+    tc.fit();
+    auto rg = tg.fit();
+    CHECK(rg.acc > 0.9);
+    auto pc = tc.model().named_parameters(), pg = tg.model().named_parameters();
+    int64_t zeros_c = 0, zeros_g = 0, agree = 0, total = 0;
+    for (size_t i = 0; i < pg.size(); ++i) {
+      if (pg[i].second.dim() < 2) continue;
+      INFO("parameter " << pg[i].first);
+      Tensor mg = get_mask(pg[i].second), mc = get_mask(pc[i].second);
+      REQUIRE(mg.defined());
+      REQUIRE(mc.defined());
+      CHECK(mg.device() == kCuda);  // the mask lives with its parameter
+      Tensor w = pg[i].second.detach().to(kCPU).to(DType::f64), m = mg.to(kCPU).to(DType::f64);
+      // Every pruned weight is exactly zero after training (masks hold through the steps).
+      CHECK(sum(abs(w * (1.0 - m))).item() == 0.0);
+      auto vm = m.to_vector(), vc = mc.to(DType::f64).to_vector();
+      for (size_t k = 0; k < vm.size(); ++k) agree += vm[k] == vc[k];
+      total += int64_t(vm.size());
+      zeros_g += count_zeros(mg);
+      zeros_c += count_zeros(mc);
+      if (spec.find("2:4") != std::string::npos) {  // at most 2 of every 4 consecutive inputs kept
+        auto v = w.to_vector();
+        for (size_t g = 0; g + 3 < v.size(); g += 4)
+          REQUIRE((v[g] != 0) + (v[g + 1] != 0) + (v[g + 2] != 0) + (v[g + 3] != 0) <= 2);
+      }
+    }
+    CHECK(zeros_g == zeros_c);  // the same number of weights pruned as on the cpu
+    // The same weights, but for near-ties in magnitude between the two devices' rounding.
+    CHECK(double(agree) / double(total) >= 0.98);
+  }
+  // A checkpointed, twice-resumed pruned run on cuda ends bit for bit where
+  // the uninterrupted one did (masks go to the file and back to the card).
+  TrainConfig c = small_config("brisk_cuda_prune_resume");
+  c.methods = {"prune:target=0.8,schedule=gradual,frequency=3,end=1"};
+  c.device = "cuda";
+  train::Trainer(c, brisk::efficiency::make_methods).fit();
+  check_resume_bit_exact(c, {5, 11}, false);
+  // Methods not yet run on a card are refused by name.
+  TrainConfig e = small_config("brisk_cuda_method_refused");
+  e.device = "cuda";
+  e.methods = {"prune:target=0.8,schedule=rigl"};
+  CHECK_THROWS_WITH(train::Trainer(e, brisk::efficiency::make_methods),
+                    Catch::Contains("--method prune runs on the cpu only") && Catch::Contains("--device cpu"));
+  e.methods = {"select:kind=infobatch"};
+  CHECK_THROWS_WITH(train::Trainer(e, brisk::efficiency::make_methods), Catch::Contains("--method select runs on"));
+}

@@ -75,6 +75,10 @@ class Callback {
   // logits [B, T, V], per-sequence losses). The trainer refuses the others
   // there with a message naming them.
   virtual bool supports_language_models() const { return false; }
+  // Whether the method runs with --device cuda: its tensors follow the
+  // parameters' device, and a test on a card holds it. The trainer refuses
+  // the others there with a message naming them.
+  virtual bool supports_cuda() const { return false; }
   // A method that selects per batch returns its selector (at most one per run).
   virtual BatchSelector* batch_selector() { return nullptr; }
   // Fields this method adds to each metrics.jsonl line.

@@ -65,7 +65,7 @@ void Telemetry::reset() {
 
 nlohmann::json mask_picture(const Tensor& mask, int64_t max_side) {
   BRISK_CHECK(mask.defined() && mask.dim() >= 1, "mask_picture: needs a mask of at least one dim");
-  Tensor m = mask.to(DType::f32).contiguous();
+  Tensor m = mask.to(kCPU).to(DType::f32).contiguous();
   int64_t R = m.size(0), C = m.numel() / std::max<int64_t>(R, 1);
   int64_t r = std::min(R, max_side), c = std::min(C, max_side);
   // Cell (i, j) averages rows [i*R/r, (i+1)*R/r) and cols [j*C/c, (j+1)*C/c).

@@ -83,9 +83,6 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
     }
     cuda::require_device(device_.index, ("--device " + cfg_.device + " (rank " + std::to_string(pg_->rank()) + ")").c_str());
     if (pg_->size() > 1) device_comm_ = dist::make_nccl(*pg_, device_.index);
-    BRISK_CHECK(cfg_.methods.empty(), "--device ", cfg_.device, ": efficiency methods (--method) run on the cpu "
-                "in this version (their masks, statistics and surgery use host memory); drop --method or use "
-                "--device cpu");
   }
   if (cfg_.threads > 0) {
     set_num_threads(int(cfg_.threads));
@@ -157,6 +154,11 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
                     "language models in this version (it is built for the image models' batches, logits or "
                     "layers); on ", cfg_.model, " use precision, prune, select (infobatch, rs2, "
                     "selective-backprop), grow (kind=stack: depth; kind=msg: MLP width and heads) or seq-warmup");
+    if (device_.type == DeviceType::cuda)
+      for (auto& cb : callbacks_)
+        BRISK_CHECK(cb->supports_cuda(), "--device ", cfg_.device, ": --method ", cb->name(), " runs on the cpu "
+                    "only in this version (its statistics, rewinding or surgery use host memory); on cuda: prune "
+                    "with schedule=oneshot|gradual or structure=N:M; or use --device cpu");
   }
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;

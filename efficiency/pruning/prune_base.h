@@ -28,6 +28,12 @@ class PruneBase : public train::Callback {
   // Unstructured and N:M masks act on any linear weight; channel pruning's
   // surgery knows the image models' layer chains only.
   bool supports_language_models() const override { return !spec_.channel; }
+  // Magnitude masks (oneshot, gradual) and N:M masks are chosen on the host
+  // and live on the parameter's device; IMP's rewinding, RigL/SET's regrowth
+  // and channel surgery have not run on a card yet.
+  bool supports_cuda() const override {
+    return !spec_.channel && (spec_.schedule == "oneshot" || spec_.schedule == "gradual");
+  }
 
   void add_metrics(nlohmann::json& j) const override;
   void on_eval_start(train::Trainer& t) override {
