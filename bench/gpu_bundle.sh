@@ -6,7 +6,7 @@
 # the shared libraries they need that the GPU image lacks, into .gpu/
 # (git-ignored; name it in the device tool's carry list):
 #   bash bench/gpu_bundle.sh
-#   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=540)
+#   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=560)
 # cuBLAS, cuBLASLt, cuDNN and NCCL are too big to carry (the 64 MiB limit); the GPU
 # image has them (PyTorch's nvidia-* wheels), and gpu_check.sh finds them.
 set -euo pipefail

@@ -2,6 +2,7 @@
 # The one script to run on a machine with a GPU (docs/cuda.md).
 # Prepare here first (no GPU needed): bash bench/gpu_bundle.sh, then
 #   run(command="bash bench/gpu_check.sh", carry=[".gpu"], timeout_s=560)
+# (the default BUDGET, 530 s, fits; a lease has 15 minutes of card time in all)
 # It runs the carried sm_90 programs (or builds with CUDA there if none were
 # carried), the CUDA test cases, the GPU benchmarks (native vs cuBLAS GEMM,
 # the cnn step with native and cuDNN convolutions), PyTorch eager on the
