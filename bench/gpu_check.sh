@@ -21,6 +21,10 @@ OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 R="$OUT/gpu_check.md"
 BUDGET=${BUDGET:-530}
+if ! [[ $BUDGET =~ ^[0-9]+$ ]] || (( BUDGET < 10 || BUDGET > 3600 )); then
+  echo "gpu_check.sh: BUDGET must be whole seconds in [10, 3600], got '$BUDGET'" >&2
+  exit 2
+fi
 T0=$(date +%s)
 STEPS=${*:-tests bench torch pairs train memcheck}
 for s in $STEPS; do
