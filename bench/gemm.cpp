@@ -69,6 +69,7 @@ BENCHMARK(BM_bf16dp_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   ->Args({128, 512, 784, 0, 1})->Args({128, 256, 512, 0, 1})->Args({128, 10, 256, 0, 1})                      \
   ->Args({128, 512, 256, 0, 0})->Args({512, 784, 128, 1, 0})->Args({256, 512, 128, 1, 0})                      \
   ->Args({10, 256, 128, 1, 0})                                                                                  \
+  /* the layer-1 forward as its transpose, W @ x^T */ ->Args({512, 128, 784, 0, 1})                            \
   /* cnn fc1 3136->128 */                                                                                       \
   ->Args({128, 128, 3136, 0, 1})->Args({128, 3136, 128, 0, 0})->Args({128, 3136, 128, 1, 0})                   \
   /* cnn conv2 per sample: W[64,288] @ cols[288,196]; dcols = W^T @ dY; dW = dY @ cols^T */                     \

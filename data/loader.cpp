@@ -20,6 +20,18 @@ uint64_t mix(uint64_t seed, uint64_t a, uint64_t b) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+// dst[q] = src[q] * scale - shift for q in [0, n), or src[n - 1 - q] when
+// reversed (a mirrored row). The loader's hot loop: with the operands in
+// restrict-qualified locals it vectorizes (16 pixels per instruction with
+// AVX-512); written inline in make_batch's lambda, the stores could alias the
+// captured scale and shift, so it stayed one scalar pixel at a time.
+void normalize_run(const uint8_t* __restrict src, float* __restrict dst, int64_t n, float scale, float shift) {
+  for (int64_t q = 0; q < n; ++q) dst[q] = float(src[q]) * scale - shift;
+}
+void normalize_run_reversed(const uint8_t* __restrict src, float* __restrict dst, int64_t n, float scale,
+                            float shift) {
+  for (int64_t q = 0; q < n; ++q) dst[q] = float(src[n - 1 - q]) * scale - shift;
+}
 }  // namespace
 
 Augment parse_augment(const std::string& spec) {
@@ -210,6 +222,10 @@ Batch DataLoader::make_batch(int64_t b, bool on_pool) const {
       int64_t q0 = flip ? std::max<int64_t>(0, dx) : std::max<int64_t>(0, -dx);
       int64_t q1 = flip ? std::min<int64_t>(W, W + dx) : std::min<int64_t>(W, W - dx);
       q1 = std::max(q0, q1);
+      if (dy == 0 && dx == 0 && !flip) {  // the image as it is: one run over all its pixels
+        normalize_run(img + di * C * HW, x + i * C * HW, C * HW, scale, shift);
+        continue;
+      }
       for (int64_t c = 0; c < C; ++c) {
         const uint8_t* src = img + (di * C + c) * HW;
         float* dst = x + (i * C + c) * HW;
@@ -222,11 +238,10 @@ Batch DataLoader::make_batch(int64_t b, bool on_pool) const {
           }
           const uint8_t* row = src + sr * W;
           std::fill(o, o + q0, zero);
-          if (flip) {
-            for (int64_t q = q0; q < q1; ++q) o[q] = float(row[W - 1 - q + dx]) * scale - shift;
-          } else {
-            for (int64_t q = q0; q < q1; ++q) o[q] = float(row[q + dx]) * scale - shift;
-          }
+          // Flipped, o[q] reads row[W - 1 - q + dx]: for q in [q0, q1) that is
+          // the run row[W - q1 + dx .. W - 1 - q0 + dx] read backwards.
+          if (flip) normalize_run_reversed(row + W - q1 + dx, o + q0, q1 - q0, scale, shift);
+          else normalize_run(row + q0 + dx, o + q0, q1 - q0, scale, shift);
           std::fill(o + q1, o + W, zero);
         }
       }

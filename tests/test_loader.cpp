@@ -51,6 +51,37 @@ TEST_CASE("loader: batches carry dataset indices consistent with labels and pixe
   CHECK(epoch(l2, 0).back().y.numel() == 2);
 }
 
+// Every pixel of an unaugmented batch is (p / 255 - mean) / std: images of
+// 28x28 (the Fashion-MNIST size, whole 16-float vectors) and 3x5x9 (135
+// pixels: a partial vector at the end), all 256 byte values present.
+TEST_CASE("loader: every pixel is normalized by the dataset's mean and std", "[loader]") {
+  for (auto [C, H, W] : {std::tuple<int64_t, int64_t, int64_t>{1, 28, 28}, {3, 5, 9}}) {
+    const int64_t n = 12, per = C * H * W;
+    Dataset d;
+    d.name = "bytes";
+    d.images = empty({n, C, H, W}, DType::u8);
+    d.labels = zeros({n}, DType::i64);
+    uint8_t* px = d.images.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < n * per; ++i) px[i] = uint8_t((i * 37 + i / 256) % 256);
+    d.mean = 0.3;
+    d.std = 0.4;
+    LoaderOptions o;
+    o.batch_size = 5;
+    o.drop_last = false;  // a short last batch too
+    DataLoader l(d, o);
+    int64_t checked = 0;
+    for (auto& b : epoch(l, 1)) {
+      auto idx = b.indices.to_vector(), x = b.x.to_vector();
+      for (size_t k = 0; k < idx.size(); ++k)
+        for (int64_t q = 0; q < per; ++q, ++checked) {
+          double want = (double(px[int64_t(idx[k]) * per + q]) / 255.0 - 0.3) / 0.4;
+          REQUIRE(std::abs(x[k * size_t(per) + size_t(q)] - want) < 1e-6);
+        }
+    }
+    CHECK(checked == n * per);
+  }
+}
+
 TEST_CASE("loader: shuffling is seeded, differs per epoch, and resumes mid-epoch", "[loader]") {
   LoaderOptions o;
   o.batch_size = 10;
