@@ -5,8 +5,9 @@
 # runs both frameworks at 1 and 2 threads, interleaved (the order alternates
 # between rounds), so both see the same machine state; the table gives each
 # framework's median epoch over the rounds at its best thread count, the
-# range, the test accuracy, and the ratio of medians with its range
-# (torch's fastest / brisk's slowest .. torch's slowest / brisk's fastest).
+# range, the test accuracy, the ratio of medians with its range (torch's
+# fastest / brisk's slowest .. torch's slowest / brisk's fastest), and the
+# median and range of the rounds' own ratios (torch / brisk in one round).
 #   bench/compare_epoch.sh [build-dir] [models] [rounds]   (defaults: build, "mlp cnn", 3)
 # brisk's GEMM backend follows BRISK_GEMM (native by default).
 set -euo pipefail
@@ -36,7 +37,7 @@ for m in $MODELS; do
       if ((r % 2 == 0)); then order="brisk torch"; else order="torch brisk"; fi
       for fw in $order; do
         read -r s a <<<"$(${fw}_epoch "$m" "$t")"
-        echo "$m $fw $t $s $a" >> "$OUT/times"
+        echo "$m $fw $t $s $a $r" >> "$OUT/times"
       done
     done
   done
@@ -44,8 +45,8 @@ done
 /usr/bin/python3 - "$OUT/times" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
-print("| model | framework | threads | epoch s median [min, max] | ms/step | test acc | torch / brisk [range] |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| model | framework | threads | epoch s median [min, max] | ms/step | test acc | torch / brisk [range] | per round: median [range] |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for m in dict.fromkeys(r[0] for r in rows):
     best = {}
     for fw in ("brisk", "torch"):
@@ -57,7 +58,13 @@ for m in dict.fromkeys(r[0] for r in rows):
         secs = [x[0] for x in v]
         best[fw] = (t, st.median(secs), min(secs), max(secs), st.median(x[1] for x in v))
     b, tq = best["brisk"], best["torch"]
+    # Each round's own ratio, both at their best thread count: the two ran
+    # minutes apart at most, so a slow hour of the host cancels out.
+    sec = {(r[1], r[2], r[5]): float(r[3]) for r in rows if r[0] == m}
+    rounds = sorted({r[5] for r in rows if r[0] == m}, key=int)
+    paired = sorted(sec[("torch", tq[0], k)] / sec[("brisk", b[0], k)] for k in rounds)
     for fw, (t, med, lo, hi, acc) in best.items():
         ratio = f"{tq[1] / b[1]:.2f}x [{tq[2] / b[3]:.2f}, {tq[3] / b[2]:.2f}]" if fw == "brisk" else ""
-        print(f"| {m} | {fw} | {t} | {med:.2f} [{lo:.2f}, {hi:.2f}] | {1000 * med / 468:.1f} | {acc:.4f} | {ratio} |")
+        per = f"{st.median(paired):.2f}x [{paired[0]:.2f}, {paired[-1]:.2f}]" if fw == "brisk" else ""
+        print(f"| {m} | {fw} | {t} | {med:.2f} [{lo:.2f}, {hi:.2f}] | {1000 * med / 468:.1f} | {acc:.4f} | {ratio} | {per} |")
 PY
