@@ -97,3 +97,35 @@ TEST_CASE("threads: two callers share the pool (loader prefetch and training)", 
   CHECK(a.load() == 50 * 64);
   CHECK(b.load() == 50 * 64);
 }
+
+TEST_CASE("threads: workers that went to sleep or were parked take the next job", "[threads]") {
+  bt::ThreadCount three(3);
+  // Idle past the workers' spin (about a millisecond) so they sleep on the
+  // condition variable, or park them at once; each region must still run
+  // every chunk on its own thread.
+  for (int r = 0; r < 12; ++r) {
+    if (r % 3 == 0) park_workers();
+    else std::this_thread::sleep_for(std::chrono::milliseconds(r % 3 == 1 ? 5 : 0));
+    std::vector<std::atomic<int>> hits(3);
+    std::atomic<int> on_worker{0};
+    parallel_for(0, 3, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+      if (b > 0 && in_parallel_region()) on_worker++;
+    });
+    INFO("round " << r);
+    for (auto& h : hits) CHECK(h.load() == 1);
+    CHECK(on_worker.load() == 2);
+  }
+  // A worker's exception (chunk 2, not the caller's) reaches the caller each
+  // time, and the next region runs clean.
+  for (int r = 0; r < 3; ++r) {
+    CHECK_THROWS_WITH(parallel_for(0, 3, 1,
+                                   [&](int64_t b, int64_t) {
+                                     if (b == 2) BRISK_FAIL("worker chunk ", b);
+                                   }),
+                      Catch::Contains("worker chunk 2"));
+    std::atomic<int> n{0};
+    parallel_for(0, 3, 1, [&](int64_t b, int64_t e) { n += int(e - b); });
+    CHECK(n.load() == 3);
+  }
+}
