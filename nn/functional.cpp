@@ -287,7 +287,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_linear(x, w, b);
   // One node for x @ W^T: the weight gradient is computed as g^T @ x straight
   // into W's [out, in] layout (through w.t()'s autograd it would come out
-  // transposed and cost a transposing copy per step).
+  // transposed and cost a transposing copy per step). On the CPU's native f32
+  // GEMM the bias is the GEMM's epilogue, added to each block of y while it
+  // is in cache (the same bits as y + b, without a second pass over y).
+  bool fuse_bias = b.defined() && x.dtype() == DType::f32 && b.dtype() == DType::f32 &&
+                   x.device().type == DeviceType::cpu && b.device() == x.device() && gemm_backend() == "native";
   int64_t in = w.size(1), out = w.size(0);
   Shape lead(x.shape().begin(), x.shape().end() - 1), ys = lead;
   ys.push_back(out);
@@ -295,15 +299,19 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Tensor y;
   {
     NoGradGuard ng;
-    y = matmul(x2, wd.t()).reshape(ys);
+    y = (fuse_bias ? matmul_epilogue(x2, wd.t(), b.detach(), /*round_bf16=*/false) : matmul(x2, wd.t())).reshape(ys);
   }
-  bool rx = x.requires_grad(), rw = w.requires_grad();
+  bool rx = x.requires_grad(), rw = w.requires_grad(), rb = fuse_bias && b.requires_grad();
   Shape xs = x.shape();
-  y = attach_grad(y, "LinearBackward", {x, w}, [=](const Tensor& g) {
+  std::vector<Tensor> inputs{x, w};
+  if (fuse_bias) inputs.push_back(b);
+  y = attach_grad(y, "LinearBackward", inputs, [=](const Tensor& g) {
     Tensor g2 = g.reshape({-1, out});
-    return std::vector{rx ? matmul(g2, wd).reshape(xs) : Tensor(), rw ? matmul(g2.t(), x2) : Tensor()};
+    std::vector<Tensor> r{rx ? matmul(g2, wd).reshape(xs) : Tensor(), rw ? matmul(g2.t(), x2) : Tensor()};
+    if (fuse_bias) r.push_back(rb ? sum(g2, {0}) : Tensor());  // [out]
+    return r;
   });
-  return b.defined() ? y + b : y;
+  return b.defined() && !fuse_bias ? y + b : y;
 }
 
 // relu(x @ W^T + b). On the CPU's native f32 GEMM (no autocast, no mask on W)

@@ -82,6 +82,40 @@ TEST_CASE("fused: linear_relu and Sequential's Linear+ReLU fusion equal the unfu
   expect_close(s, u, dtype_tol(DType::f32, 6), "Sequential fused vs unfused");
 }
 
+TEST_CASE("fused: linear's bias is the GEMM's epilogue, with the values and gradients of y + b", "[fused]") {
+  // On the native f32 GEMM, linear(x, w, b) adds b to each block of y in the
+  // GEMM (no separate add pass): the same bits as linear(x, w) + b, forward
+  // and backward, past the GEMM's thread and block splits, for a 3-d input and
+  // for a bias that takes no gradient (then it gets none).
+  for (Shape xs : {Shape{130, 70}, Shape{3, 50, 300}, Shape{5, 3}}) {
+    int64_t in = xs.back(), out = in == 70 ? 517 : in == 3 ? 10 : 40;
+    manual_seed(6);
+    Tensor x0 = randn(xs), w0 = randn({out, in}), b0 = randn({out});
+    Tensor r = randn([&] { Shape s = xs; s.back() = out; return s; }());
+    for (bool bias_grad : {true, false}) {
+      auto run = [&](bool fused) {
+        Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone();
+        if (bias_grad) b.requires_grad_();
+        set_op_profiling(true);
+        reset_op_stats();
+        Tensor y = fused ? F::linear(x, w, b) : F::linear(x, w) + b;
+        bool add_pass = false;
+        for (auto& s : op_stats()) add_pass |= s.op == "binary";
+        set_op_profiling(false);
+        CHECK(add_pass == !fused);
+        sum(y * r).backward();
+        CHECK(b.grad().defined() == bias_grad);
+        return cat({y.reshape({-1}), x.grad().reshape({-1}), w.grad().reshape({-1}),
+                    bias_grad ? b.grad() : zeros({0})});
+      };
+      INFO("input " << shape_str(xs) << ", bias grad " << bias_grad);
+      CHECK(bit_equal(run(true), run(false)));
+    }
+  }
+  gradcheck("linear with bias", [](const std::vector<Tensor>& in) { return F::linear(in[0], in[1], in[2]); },
+            {uniform64({3, 4}, -1, 1, 9), uniform64({5, 4}, -1, 1, 10), uniform64({5}, -1, 1, 11)});
+}
+
 TEST_CASE("fused: Sequential runs conv, ReLU, max-pool as conv, pool, ReLU with the same output and gradients", "[fused]") {
   // Windows whose max is negative, zero or tied exercise where the two orders
   // could differ. A 2x2 pool (pad 0) runs the conv and the pool as one kernel
