@@ -68,10 +68,11 @@ BENCHMARK(BM_bf16dp_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   /* mlp 784-512-256-10 at batch 128: forward x@W^T, input grad g@W, weight grad g^T@x */                      \
   ->Args({128, 512, 784, 0, 1})->Args({128, 256, 512, 0, 1})->Args({128, 10, 256, 0, 1})                      \
   ->Args({128, 512, 256, 0, 0})->Args({512, 784, 128, 1, 0})->Args({256, 512, 128, 1, 0})                      \
-  ->Args({10, 256, 128, 1, 0})                                                                                  \
+  ->Args({10, 256, 128, 1, 0})->Args({128, 256, 10, 0, 0})                                                     \
   /* the layer-1 forward as its transpose, W @ x^T */ ->Args({512, 128, 784, 0, 1})                            \
   /* cnn fc1 3136->128 */                                                                                       \
   ->Args({128, 128, 3136, 0, 1})->Args({128, 3136, 128, 0, 0})->Args({128, 3136, 128, 1, 0})                   \
+  /* cnn fc2 128->10 */ ->Args({128, 10, 128, 0, 1})->Args({10, 128, 128, 1, 0})->Args({128, 128, 10, 0, 0})      \
   /* cnn conv2 per sample: W[64,288] @ cols[288,196]; dcols = W^T @ dY; dW = dY @ cols^T */                     \
   ->Args({64, 196, 288, 0, 0})->Args({288, 196, 64, 1, 0})->Args({64, 288, 196, 0, 1})                          \
   /* cnn conv1 per sample: W[32,9] @ cols[9,784] */                                                             \
