@@ -295,6 +295,52 @@ TEST_CASE("kernels: gemm (cpu and openblas) vs ref over shapes and transposes", 
   compare_backend("cpu", "gemm", "gemm broadcast batch", [&] { return matmul(w, x); }, dtype_tol(DType::f32, 50));
 }
 
+TEST_CASE("kernels: a GEMM a few columns wide (a classifier head) equals its transpose's product, bit for bit", "[kernels]") {
+  // sgemm computes a product at most half a micro-tile wide as C^T = B^T A^T
+  // (then transposes it into C): each C element must be the bits of the
+  // transposed problem run the ordinary way, A and B in either layout, over one
+  // and two K blocks, accumulating onto C, and with the epilogue; and within
+  // the f32 tolerance of the f64 ref.
+  ThreadCount threads(2);
+  for_each_gemm_path({{"avx512"}, {"avx2"}, {"sse"}}, [&](const GemmPath&) {
+    for (int64_t N : {1, 3, 8, 10, 16})
+      for (int64_t M : {64, 130})
+        for (int64_t K : {7, 256, 600}) {  // 600: two K blocks of 300 (kc 512 for both orientations here)
+          for (int layout = 0; layout < 4; ++layout) {
+            INFO("M " << M << " N " << N << " K " << K << " layout " << layout);
+            manual_seed(uint64_t(N * 1000 + M + K + layout));
+            Tensor a = layout & 1 ? randn({K, M}).t() : randn({M, K}), b = layout & 2 ? randn({N, K}).t() : randn({K, N});
+            Tensor c0 = randn({M, N}), bias = randn({N});
+            auto mat = [](const Tensor& t) { return kern::cpu::MatF{t.data_ptr<float>(), t.stride(0), t.stride(1)}; };
+            for (int mode = 0; mode < 3; ++mode) {  // plain, accumulate, bias + ReLU epilogue
+              INFO("mode " << mode);
+              kern::cpu::GemmEpilogue ep{bias.data_ptr<float>(), false, true};
+              Tensor c = mode == 1 ? c0.clone() : zeros({M, N});
+              kern::cpu::sgemm(M, N, K, mat(a), mat(b), c.data_ptr<float>(), N, mode == 1, mode == 2 ? &ep : nullptr);
+              // the transposed problem, N' = M columns: the ordinary tiling
+              Tensor ct = mode == 1 ? c0.t().clone().contiguous() : zeros({N, M});  // (N = 1: c0.t() is contiguous, a view)
+              kern::cpu::sgemm(N, M, K, mat(b).t(), mat(a).t(), ct.data_ptr<float>(), M, mode == 1);
+              Tensor want = ct.t().contiguous();
+              if (mode == 2) {
+                float* w = want.data_ptr<float>();
+                const float* bp = bias.data_ptr<float>();
+                for (int64_t i = 0; i < M; ++i)
+                  for (int64_t j = 0; j < N; ++j) {
+                    float v = w[i * N + j] + bp[j];
+                    w[i * N + j] = v < 0.f ? 0.f : v;
+                  }
+              }
+              CHECK(bit_equal(c, want));
+              Tensor ref = matmul(a.to(DType::f64), b.to(DType::f64));
+              if (mode == 1) ref = ref + c0.to(DType::f64);
+              if (mode == 2) ref = relu(ref + bias.to(DType::f64));
+              expect_close(c, ref.to(DType::f32), dtype_tol(DType::f32, K), "vs f64");
+            }
+          }
+        }
+  });
+}
+
 TEST_CASE("kernels: the bf16 GEMMs (AVX512-BF16, AMX) under bf16 autocast vs the f32 GEMM of the rounded operands", "[kernels]") {
   if (!kern::cpu::sgemm_bf16_supported()) {
     WARN("SKIPPED: CPU lacks AVX512-BF16 (or the sgemm ISA is not avx512): the bf16 dot-product GEMM did not run");

@@ -210,12 +210,15 @@ double split_cost(int64_t M, int64_t N, int64_t K, const Mat<E>& A, int d, int e
 // split_cost, the busiest thread's tiles and packing. Results do not depend
 // on the grid (same K blocks, same micro-kernel order per element), so they
 // are thread-count independent.
+// kc_max: the K block bound, panel_kc(N) unless given (a transposed product
+// passes its original's, to keep its K blocks and so its bits).
 template <class Panels, class E>
 inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
-                         const GemmEpilogue* ep = nullptr) {
+                         const GemmEpilogue* ep = nullptr, int64_t kc_max = 0) {
   constexpr int64_t MR = Panels::MR, NR = Panels::NR;
   int threads = get_num_threads();
-  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR, kc_max = panel_kc<Panels>(N);
+  int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
+  if (kc_max <= 0) kc_max = panel_kc<Panels>(N);
   if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
     gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate, ep, kc_max);
     return;
