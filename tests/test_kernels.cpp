@@ -251,6 +251,15 @@ TEST_CASE("kernels: the GEMM epilogue (bias, ReLU, bf16 rounding) vs ref on ever
                              if (round) want = want.to(DType::bf16).to(DType::f32);
                              CHECK(bit_equal(out, want));
                              if (relu) CHECK(min(out).item() == 0.0);
+                             // and the bias as an add after the product, with A row-major (read in
+                             // place) and column-major (packed): the f32 kernel adds it in registers
+                             if (with_bias && !path.bf16_scope) {
+                               Tensor a_cols = a.t().contiguous().t();  // the same values, column-major
+                               ForceBackend fb("cpu");
+                               Tensor added = matmul(a, b) + bias;
+                               CHECK(bit_equal(plain, added));
+                               CHECK(bit_equal(matmul_epilogue(a_cols, b, bias, false, false), added));
+                             }
                            }
                      });
   CHECK_THROWS_WITH(matmul_epilogue(a, b, randn({7}), false), Catch::Contains("bias must be f32 [45]"));

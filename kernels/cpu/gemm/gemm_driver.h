@@ -151,9 +151,14 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
           bool epi = ep && last;
           GemmEpilogue blk = epi ? ep->at_column(j) : GemmEpilogue{};
           if (rows) {
-            if constexpr (rows_a<Panels, E>())
-              Panels::micro_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n);
-            if (epi) apply_epilogue(c, ldc, m, n, blk);
+            if constexpr (rows_a<Panels, E>()) {
+              if constexpr (fused_epilogue<Panels>()) {
+                Panels::micro_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n, epi ? &blk : nullptr);
+              } else {
+                Panels::micro_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n);
+                if (epi) apply_epilogue(c, ldc, m, n, blk);
+              }
+            }
           } else if (epi) {
             if constexpr (fused_epilogue<Panels>()) {
               Panels::micro(kc, ap + i * kp, bs, c, ldc, acc, m, n, &blk);
