@@ -74,6 +74,30 @@ inline void apply_epilogue(float* c, int64_t ldc, int64_t m, int64_t n, const Ge
   }
 }
 
+// The same epilogue on one register of a full tile's row (V: a GCC vector of
+// floats; the lanes are columns col.. of C, bias offset to the tile), as a
+// micro-kernel applies it before storing: the bits of apply_epilogue.
+template <class V>
+inline V epilogue_lanes(V v, const GemmEpilogue& ep, int64_t col) {
+  // (typedef: GCC drops a dependent vector_size on a using-alias)
+  typedef uint32_t U __attribute__((vector_size(sizeof(V))));
+  static_assert(sizeof(U) == sizeof(V));
+  if (ep.bias) {
+    V bv;
+    std::memcpy(&bv, ep.bias + col, sizeof bv);
+    v += bv;
+  }
+  if (ep.relu) v = v < 0.f ? V{} : v;
+  if (ep.round_bf16) {
+    U u;
+    std::memcpy(&u, &v, sizeof u);
+    U r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+    std::memcpy(&v, &r, sizeof v);
+  }
+  return v;
+}
+
 // Whether the policy's micro-kernel takes the epilogue itself (a trailing
 // const GemmEpilogue* argument, applied as its results leave the registers or
 // tiles), rather than the driver running apply_epilogue over C afterwards.

@@ -140,27 +140,6 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
   }
 }
 
-// The epilogue (sgemm.h) on one register of a full tile's row, as
-// apply_epilogue does it to memory, the same bits: + bias, then v < 0 ? 0 : v
-// (NaN and -0 kept), then bf16 rounding (nearest even, NaN made quiet).
-inline vf epilogue_lanes(vf v, const GemmEpilogue& ep, int vi) {
-  using vu = uint32_t __attribute__((vector_size(W * 4)));
-  if (ep.bias) {
-    vf bv;
-    std::memcpy(&bv, ep.bias + vi * W, sizeof bv);
-    v += bv;
-  }
-  if (ep.relu) v = v < 0.f ? vf{} : v;
-  if (ep.round_bf16) {
-    vu u;
-    std::memcpy(&u, &v, sizeof u);
-    vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
-    std::memcpy(&v, &r, sizeof v);
-  }
-  return v;
-}
-
 // C[MR, NR] (+)= A @ Bp[kc, NR] for the MR x kc block of A whose element
 // (i, k) is at(i, k); writes only the m x n corner; then the epilogue ep
 // (bias already at the tile's first column), if given: in the registers for
@@ -204,7 +183,7 @@ inline void micro_tile(int64_t kc, const At& at, const float* __restrict b, floa
           std::memcpy(&old, o, sizeof old);
           cur += old;
         }
-        if constexpr (kEp) cur = epilogue_lanes(cur, *ep, v);
+        if constexpr (kEp) cur = epilogue_lanes(cur, *ep, v * W);
         std::memcpy(o, &cur, sizeof cur);
       }
     return;
