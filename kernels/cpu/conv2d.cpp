@@ -487,8 +487,9 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
   uint8_t* code = ptr<uint8_t>(a.out[1]);
   int64_t Lp = pg.Ho * pg.Wo;
   // A first layer, pooled in registers; under bf16 too (folded casts: on
-  // the rounded operands), except on AMX tiles.
-  if (!gemm_amx_active() && conv2d_thin_pool_applies(p.g)) {
+  // the rounded operands), AMX or not: its K of 9 would fill a tenth of an
+  // AMX tile's 32-deep reduction.
+  if (conv2d_thin_pool_applies(p.g)) {
     conv2d_thin_pool_forward(ptr<float>(a.in[0]), ptr<float>(a.in[1]), a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr,
                              p.g, O, p.relu, y, code, p.bf16);
     return true;
@@ -742,12 +743,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // gy_n^T, whichever fills the micro-tiles better (both operands run along L,
   // so either way they pack through register transposes).
   // On AMX tiles every shape runs as tile products of unfold @ gy^T (AmxWeightGrad).
-  bool amx = gemm_amx_active();
+  // A first layer's pooled gradient: straight from the pooled gradient and
+  // its codes (ThinPoolWeightGrad; with folded casts, on rounded operands),
+  // on AMX machines too (its K of 9 suits no tile).
+  bool thin_pool = gy.code && conv2d_thin_pool_applies(g);
+  bool amx = gemm_amx_active() && !thin_pool;
   // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
   bool wino = !amx && !bf && conv2d_winograd_applies(g, O);
-  // A first layer's pooled gradient: straight from the pooled gradient and
-  // its codes (ThinPoolWeightGrad; with folded casts, on rounded operands).
-  bool thin_pool = !amx && gy.code && conv2d_thin_pool_applies(g);
   // bf16 autocast on the AVX512-BF16 kernel, stride 1, even output rows:
   // straight from padded bf16 copies of the block's samples (Bf16DirectWeightGrad).
   bool bdirect = !amx && !thin_pool && bf16_direct_active(g, O) && conv2d_bf16_direct_wgrad_applies(g);
