@@ -31,6 +31,7 @@
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/conv2d_amx.h"
+#include "kernels/cpu/conv2d_amx_direct.h"
 #include "kernels/cpu/conv2d_bf16_direct.h"
 #include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/conv2d_winograd.h"
@@ -748,6 +749,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // on AMX machines too (its K of 9 suits no tile).
   bool thin_pool = gy.code && conv2d_thin_pool_applies(g);
   bool amx = gemm_amx_active() && !thin_pool;
+  // On AMX tiles a "same" stride-1 layer wide enough in channels runs
+  // direct, with no unfold (AmxDirectWeightGrad); others as AmxWeightGrad.
+  bool amx_direct = amx && conv2d_amx_direct_applies(g);
   // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
   bool wino = !amx && !bf && conv2d_winograd_applies(g, O);
   // bf16 autocast on the AVX512-BF16 kernel, stride 1, even output rows:
@@ -790,7 +794,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       std::fill(pw, pw + part, 0.f);
       float* col = own ? nullptr : scratch(size_t(packed ? usize + gsize : CKK * L));
       std::optional<AmxWeightGrad> tiles;
-      if (amx) tiles.emplace(g, O, pw);
+      if (amx && !amx_direct) tiles.emplace(g, O, pw);
+      std::optional<AmxDirectWeightGrad> dtiles;
+      if (amx_direct) dtiles.emplace(g, O, kGradBlock, pw);
       std::optional<WinogradWeightGrad> wg;
       if (wino) wg.emplace(g, O);
       std::optional<ThinPoolWeightGrad> tp;
@@ -860,7 +866,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           round_bf16(col, CKK * L);
           cn = col;
         }
-        if (amx)
+        if (amx_direct)
+          dtiles->add(gyn, xn);
+        else if (amx)
           tiles->add(gyn, xn, cn);
         else if (thin)
           thin_gw(gyn, cn, O, CKK, L, thin_acc.data(), thin_tail.data(), bf);
@@ -875,6 +883,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       if (wino) wg->finish(pw);
       if (bdirect) bd->finish(pw);
       if (thin_pool) tp->finish(pw, gb ? pb : nullptr);
+      if (amx_direct) dtiles->finish();
     }
   });
   // partial 0 += partial 1, += partial 2, ... in block order (each element's

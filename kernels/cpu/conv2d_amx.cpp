@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/conv2d_amx_direct.h"
 
 #define BRISK_GEMM_NS amx
 #include "kernels/cpu/gemm/amx_tile.h"
@@ -106,6 +107,7 @@ bool conv2d_amx_applies(const Geom2d& g) {
 
 void conv2d_forward_amx(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O, bool relu,
                         bool bf16, float* y, const ConvSampleSink* sink, const ConvSampleSource* source) {
+  if (conv2d_amx_direct_applies(g)) return conv2d_forward_amx_direct(x, w, bias, g, O, relu, bf16, y, sink, source);
   SameUnfold unfold(g);
   const int64_t L = unfold.L, K = unfold.K, kp = (K + 31) / 32, mstrips = (O + 31) / 32, nstrips = (L + 31) / 32,
                 strip = kp * 32;  // Steps per packed strip
