@@ -29,13 +29,13 @@ constexpr int64_t kMaxSide = 1024;  // pooled rows up to 512 windows: one fits a
 // window w = (r - r0) * Wp + c (row after row, nw = (r1 - r0) * Wp of them)
 // has tap t = 4 rr + m, the input at row 2r - 1 + rr and column 2c - 1 + m
 // (zero outside the plane), at buf[t * kStride + w], and 0 in the lanes
-// from nw to the next multiple of 8. A vector of 8 consecutive windows
+// from nw to 16 past it. A vector of 8 (or 16) consecutive windows
 // (rows crossed freely) then reads its taps as 16 plain loads at fixed
 // offsets, and its 8 pooled values, codes and gradients are 8 consecutive
 // values of the [Hp, Wp] plane: the 28 x 28 plane's 196 windows are 25
 // vectors (the last half full), where rows of 14 windows took 28.
 struct WindowTaps {
-  static constexpr int64_t kStride = 520;       // floats per tap: a band's windows (<= 512), + 8 lanes
+  static constexpr int64_t kStride = 528;       // floats per tap: a band's windows (<= 512), + 16 lanes
   static constexpr int64_t kBandWindows = 256;  // a band's taps, 16 x 256 floats, stay in L1
   int64_t H, W, Hp, Wp, band, RW;
   float* buf;   // [16][kStride]
@@ -129,7 +129,10 @@ struct WindowTaps {
       }
     }
     int64_t nw = (r1 - r0) * Wp;
-    for (int t = 0; t < 16; ++t) _mm256_storeu_ps(buf + t * kStride + nw, zero);
+    for (int t = 0; t < 16; ++t) {  // a 16-window vector's lanes past nw
+      _mm256_storeu_ps(buf + t * kStride + nw, zero);
+      _mm256_storeu_ps(buf + t * kStride + nw + 8, zero);
+    }
     if (sbad || _mm256_movemask_ps(bad)) return INFINITY;
     alignas(32) float m[8];
     _mm256_store_ps(m, mx);
@@ -213,6 +216,57 @@ inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, floa
   store_pooled8(y, code, 0, n, n, best, k);  // only the n lanes: the others are other channels' windows
 }
 
+#ifdef __AVX512F__
+// forward_vector on 16 windows (two 8-window vectors' worth in one zmm), for
+// finite outputs: the same arithmetic lane by lane, so the same bits; the
+// pool's rule (pool_window4_finite: the first maximum in row-major order,
+// then ReLU's code 4) in mask registers. On a CPU with two 512-bit FMA
+// pipes (the Intel Xeons) it halves the instructions per window; on a Zen 4
+// (512-bit ops in two halves) it costs the same.
+struct URegs16 {
+  __m512 r[16];
+  explicit URegs16(const float* u) {
+    for (int xi = 0; xi < 16; ++xi) r[xi] = _mm512_set1_ps(u[xi]);
+  }
+};
+template <bool Bf16>
+inline void forward_vector16(const float* s, const URegs16& u, __m512 b, bool relu, float* y, uint8_t* code,
+                             int64_t n) {
+  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
+    __m512 p = _mm512_mul_ps(u.r[xi], _mm512_loadu_ps(s + xi * WindowTaps::kStride));
+    return xi == 5 ? _mm512_add_ps(p, b) : p;
+  };
+  __m512 q0[4], q1[4], yw[4];
+  for (int j = 0; j < 4; ++j) {
+    __m512 m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
+    q0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+    q1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+  }
+  yw[0] = _mm512_add_ps(_mm512_add_ps(q0[0], q0[1]), q0[2]);
+  yw[1] = _mm512_sub_ps(_mm512_sub_ps(q0[1], q0[2]), q0[3]);
+  yw[2] = _mm512_add_ps(_mm512_add_ps(q1[0], q1[1]), q1[2]);
+  yw[3] = _mm512_sub_ps(_mm512_sub_ps(q1[1], q1[2]), q1[3]);
+  using U16 = uint32_t __attribute__((vector_size(64)));
+  if constexpr (Bf16)
+    for (__m512& v : yw) v = bf16_rounded_lanes_not_nan<__m512, U16>(v);
+  // max_ps(a, b) is a > b ? a : b: a tie keeps the earlier value
+  __mmask16 s1 = _mm512_cmp_ps_mask(yw[1], yw[0], _CMP_GT_OQ), s2 = _mm512_cmp_ps_mask(yw[3], yw[2], _CMP_GT_OQ);
+  __m512 m1 = _mm512_max_ps(yw[1], yw[0]), m2 = _mm512_max_ps(yw[3], yw[2]);
+  __mmask16 sh = _mm512_cmp_ps_mask(m2, m1, _CMP_GT_OQ);
+  __m512 best = _mm512_max_ps(m2, m1);
+  __m512i k = _mm512_mask_blend_epi32(sh, _mm512_maskz_mov_epi32(s1, _mm512_set1_epi32(1)),
+                                      _mm512_mask_mov_epi32(_mm512_set1_epi32(2), s2, _mm512_set1_epi32(3)));
+  if (relu) {
+    __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    best = _mm512_maskz_mov_ps(live, best);
+    k = _mm512_mask_mov_epi32(_mm512_set1_epi32(4), live, k);
+  }
+  __mmask16 keep = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  _mm512_mask_storeu_ps(y, keep, best);
+  _mm_mask_storeu_epi8(code, keep, _mm512_cvtepi32_epi8(k));
+}
+#endif
+
 // Sum of the 8 lanes, in lane order.
 inline float lane_sum(const float* v) {
   float s = v[0];
@@ -293,6 +347,20 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
 #endif
           };
           bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
+#ifdef __AVX512F__
+          if (finite) {  // 16 windows a vector
+            const URegs16 ur(uo);
+            const __m512 b16 = _mm512_set1_ps(bias ? bias[o] : 0.f);
+            for (int64_t v = 0; v < nw; v += 16) {
+              int64_t nv = std::min<int64_t>(16, nw - v);
+              if (bf16)
+                forward_vector16<true>(wt.buf + v, ur, b16, relu, yo + v, co + v, nv);
+              else
+                forward_vector16<false>(wt.buf + v, ur, b16, relu, yo + v, co + v, nv);
+            }
+            continue;
+          }
+#endif
           if (bf16) finite ? run(std::true_type{}, std::true_type{}) : run(std::false_type{}, std::true_type{});
           else finite ? run(std::true_type{}, std::false_type{}) : run(std::false_type{}, std::false_type{});
         }
