@@ -118,6 +118,30 @@ TEST_CASE("kernels: direct AMX conv forward and weight gradient vs their sums in
     INFO(what << " weight gradient");
     CHECK(bad == 0);
   }
+  // A pooled gradient as the input (the input gradient of a conv fused with
+  // its 2x2 max pool): the same bits as its expansion passed as x, odd sizes
+  // included (the last row and column get nothing).
+  for (DCase c : {DCase{2, 64, 14, 14, 32, 3}, DCase{3, 32, 9, 7, 24, 3}}) {
+    Geom2d g = same(c);
+    const int64_t Hq = c.H / 2, Wq = c.W / 2, L = c.H * c.W;
+    std::vector<float> gq = rounded(c.N * c.C * Hq * Wq, 5, 1.0), w = rounded(c.O * c.C * 9, 6, 0.3);
+    std::vector<uint8_t> code(gq.size());
+    for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t(i * 7 % 5);  // 4: a ReLU'd window, no gradient
+    std::vector<float> x(size_t(c.N * c.C * L), 0.f);
+    for (int64_t nc = 0; nc < c.N * c.C; ++nc)
+      for (int64_t r = 0; r < Hq; ++r)
+        for (int64_t q = 0; q < Wq; ++q) {
+          size_t i = size_t((nc * Hq + r) * Wq + q);
+          if (code[i] < 4) x[size_t(nc * L + (2 * r + code[i] / 2) * c.W + 2 * q + code[i] % 2)] = gq[i];
+        }
+    std::vector<float> want(size_t(c.N * c.O * L)), got(want.size());
+    kc::conv2d_forward_amx_direct(x.data(), w.data(), nullptr, g, c.O, false, true, want.data(), nullptr, nullptr);
+    kc::PooledInput pooled{gq.data(), code.data(), Hq, Wq};
+    kc::conv2d_forward_amx_direct(nullptr, w.data(), nullptr, g, c.O, false, true, got.data(), nullptr, nullptr,
+                                  &pooled);
+    INFO("pooled input " << c.H << "x" << c.W);
+    CHECK(got == want);
+  }
   // The switch: off, no geometry takes the direct path.
   kc::set_conv_amx_direct(false);
   CHECK_FALSE(kc::conv2d_amx_direct_applies(same(kCases[0])));

@@ -551,9 +551,11 @@ bool conv2d_bwd_input(const KernelArgs& a) {
             wf[size_t(((c * O + o) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j))] =
                 w[((o * g.C + c) * g.kh + i) * g.kw + j];
     // Folded bf16 casts: gx is rounded as the forward rounds y (ConvParams::bf16).
+    PooledInput pooled{gy.gy, gy.code, gy.pg.Ho, gy.pg.Wo};
     if (gy.code && bf16_direct_active(gt, g.C)) {  // the pooled gradient expanded in the padded copy itself
-      PooledInput pooled{gy.gy, gy.code, gy.pg.Ho, gy.pg.Wo};
       conv2d_forward_bf16_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
+    } else if (gy.code && amx && conv2d_amx_direct_applies(gt)) {  // likewise, in the sample's bf16 copy
+      conv2d_forward_amx_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
     } else {
       forward(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, &source);
     }

@@ -16,6 +16,7 @@
 #define BRISK_GEMM_NS amx
 #include "kernels/cpu/gemm/amx_tile.h"
 #include "kernels/cpu/gemm/bf16_pack.h"
+#include "kernels/cpu/conv2d_pair_planes.h"
 #include "kernels/cpu/pool2d.h"
 
 namespace brisk::kern::cpu {
@@ -52,24 +53,6 @@ T* zeroed_buffer(std::vector<T>& buf, std::vector<int64_t>& key, std::vector<int
   return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
 }
 
-// x [C, H, W] -> bf16 pairs (channels 2p, 2p + 1) at xp [Cp / 2][plane],
-// the plane's interior only.
-void fill_pairs(const float* x, int64_t C, const Grid& d, uint32_t* xp) {
-  const int64_t HW = d.H * d.W;
-  for (int64_t p = 0; 2 * p < C; ++p) {
-    const float* a = x + 2 * p * HW;
-    const float* b = 2 * p + 1 < C ? a + HW : nullptr;
-    uint32_t* o = xp + p * d.plane;
-    for (int64_t r = 0; r < d.H; ++r)
-      for (int64_t c = 0; c < d.W; c += 16) {
-        __mmask16 m = lanes(d.W - c);
-        __m512 lo = _mm512_maskz_loadu_ps(m, a + r * d.W + c);
-        __m512 hi = b ? _mm512_maskz_loadu_ps(m, b + r * d.W + c) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(o + d.at(r, c), m, amx::pairs16(lo, hi));
-      }
-  }
-}
-
 // w [O, C, kh, kw] -> A tiles [Op / 16][taps][Cp / 32] of 16 rows (o) x 32
 // bf16 (channels), zero past O and C.
 std::vector<uint16_t> pack_weights(const float* w, int64_t O, int64_t C, int64_t taps, int64_t Op, int64_t Cp) {
@@ -98,8 +81,9 @@ bool conv2d_amx_direct_applies(const Geom2d& g) {
 
 void conv2d_forward_amx_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                                bool relu, bool bf16, float* y, const ConvSampleSink* sink,
-                               const ConvSampleSource* source) {
+                               const ConvSampleSource* source, const PooledInput* pooled) {
   const Grid d(g);
+  const amx::PairPlanes planes{g.C, d.H, d.W, d.ph, d.pw, d.Wq, d.plane};
   const int64_t C = g.C, Cp = up32(C), Op = up32(O), nkb = Cp / 32, L = d.H * d.W;
   const std::vector<uint16_t> pa = pack_weights(w, O, C, d.taps, Op, Cp);
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
@@ -113,7 +97,10 @@ void conv2d_forward_amx_direct(const float* x, const float* w, const float* bias
     amx::ensure_config();
     const int64_t sb = d.plane * 4, sc = d.Qp * 4;
     for (int64_t n = lo; n < hi; ++n) {
-      fill_pairs(source ? (*source)(n) : x + n * C * L, C, d, xp);
+      if (pooled)
+        amx::pad_pairs_pooled(*pooled, n, planes, xp);
+      else
+        amx::pad_pairs(source ? (*source)(n) : x + n * C * L, planes, xp);
       // yq [Op, Qp] = sum over taps and 32-channel blocks of A tile @ shifted B tile
       for (int64_t ob = 0; ob < Op / 16; ob += 2)
         for (int64_t q0 = 0; q0 < d.Qp; q0 += 32) {

@@ -29,10 +29,12 @@ bool conv2d_amx_direct_applies(const Geom2d& g);
 bool conv_amx_direct_enabled();
 void set_conv_amx_direct(bool on);
 
-// conv2d_forward_amx's contract (conv2d_amx.h), by the direct method.
+// conv2d_forward_amx's contract (conv2d_amx.h), by the direct method; with
+// a pooled input (conv2d_sample.h), x_n is the expansion of the pooled
+// gradient, written into the sample's bf16 copy without being formed.
 void conv2d_forward_amx_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                                bool relu, bool bf16, float* y, const ConvSampleSink* sink,
-                               const ConvSampleSource* source);
+                               const ConvSampleSource* source, const PooledInput* pooled = nullptr);
 
 // The weight gradient, transposed: gw^T [C*kh*kw, O] += sum_n unfold(x_n) @
 // gy_n^T, by the direct method. Samples are gathered (add) and multiplied

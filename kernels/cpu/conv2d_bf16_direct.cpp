@@ -29,6 +29,7 @@
 
 #define BRISK_GEMM_NS avx512bf16
 #include "kernels/cpu/gemm/bf16_pack.h"
+#include "kernels/cpu/conv2d_pair_planes.h"
 #include "kernels/cpu/pool2d.h"
 
 namespace brisk::kern::cpu {
@@ -54,61 +55,10 @@ struct Plan {
 };
 
 using avx512bf16::pairs16;  // (bf16 of lo, bf16 of hi) per lane
+using avx512bf16::PairPlanes;
 
-// x_n [C, H, W] -> xp's interior (the border, zeroed by the caller, stays zero).
-void pad_pairs(const float* xn, const Plan& p, uint32_t* xp) {
-  const Geom2d& g = p.g;
-  const int64_t HW = g.H * g.W;
-  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
-    const float* a = xn + 2 * c2 * HW;
-    const float* b = 2 * c2 + 1 < g.C ? a + HW : nullptr;
-    for (int64_t h = 0; h < g.H; ++h) {
-      uint32_t* o = xp + c2 * p.plane + (h + g.ph) * p.Wp + g.pw;
-      for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
-        __mmask16 m = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
-        __m512 lo = _mm512_maskz_loadu_ps(m, a + h * g.W + w0);
-        __m512 hi = b ? _mm512_maskz_loadu_ps(m, b + h * g.W + w0) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(o + w0, m, pairs16(lo, hi));
-      }
-    }
-  }
-}
-
-// The same from a pooled gradient: sample n's input x_n [C, H, W] is the
-// expansion of gy_n [C, Hq, Wq] by its window codes (each window's value at
-// its code's position, +0 at the other three, and +0 outside the windows:
-// max_pool_2x2_backward_codes), written into xp without being formed.
-void pad_pairs_pooled(const PooledInput& in, int64_t n, const Plan& p, uint32_t* xp) {
-  const Geom2d& g = p.g;
-  const int64_t Lq = in.Hq * in.Wq;
-  const float* gq = in.gy + n * g.C * Lq;
-  const uint8_t* cq = in.code + n * g.C * Lq;
-  const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);  // lane -> its window
-  const __m512i column = _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
-  // 16 positions of row h from its 8 windows at window column j0 (nw of them live)
-  auto expand = [&](const float* gr, const uint8_t* cr, __mmask8 live, __m512i want) {
-    __m512 gv = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(live, gr)));
-    __m512i cv = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(_mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, cr))));
-    return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(cv, want), gv);
-  };
-  for (int64_t c2 = 0; c2 < p.C2; ++c2) {
-    const bool pair = 2 * c2 + 1 < g.C;
-    for (int64_t h = 0; h < g.H; ++h) {
-      uint32_t* o = xp + c2 * p.plane + (h + g.ph) * p.Wp + g.pw;
-      const int64_t py = h / 2;
-      const __m512i want = _mm512_add_epi32(column, _mm512_set1_epi32(int(2 * (h % 2))));  // the code of (h, w)
-      for (int64_t w0 = 0; w0 < g.W; w0 += 16) {
-        __mmask16 m = g.W - w0 >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.W - w0)) - 1);
-        int64_t j0 = w0 / 2, nw = py < in.Hq ? std::clamp<int64_t>(in.Wq - j0, 0, 8) : 0;
-        __mmask8 live = __mmask8((1u << nw) - 1);
-        const int64_t at = (2 * c2 * in.Hq + py) * in.Wq + j0;
-        __m512 lo = expand(gq + at, cq + at, live, want);
-        __m512 hi = pair ? expand(gq + at + Lq, cq + at + Lq, live, want) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(o + w0, m, pairs16(lo, hi));
-      }
-    }
-  }
-}
+// This plan's pair planes (conv2d_pair_planes.h: pad_pairs, pad_pairs_pooled).
+PairPlanes planes(const Plan& p) { return PairPlanes{p.g.C, p.g.H, p.g.W, p.g.ph, p.g.pw, p.Wp, p.plane}; }
 
 // w [O, C, kh, kw] -> wk (see the layout above), rounded as the GEMM packs round.
 void pack_weights(const float* w, const Plan& p, uint32_t* wk) {
@@ -424,9 +374,9 @@ void each_padded_sample(const Plan& p, const float* x, const float* w, const flo
     uint32_t* xp = pad.get(size_t(p.C2 * p.plane), g);  // the border: zero (this call's geometry)
     for (int64_t n = lo; n < hi; ++n) {
       if (pooled)
-        pad_pairs_pooled(*pooled, n, p, xp);
+        pad_pairs_pooled(*pooled, n, planes(p), xp);
       else
-        pad_pairs(source ? (*source)(n) : x + n * CHW, p, xp);
+        pad_pairs(source ? (*source)(n) : x + n * CHW, planes(p), xp);
       body(n, xp, wk.data(), bpad.data());
     }
   });

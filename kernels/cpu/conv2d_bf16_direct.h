@@ -30,17 +30,6 @@ inline bool conv2d_bf16_direct_applies(const Geom2d& g) {
          g.C * g.kh * g.kw < kMax;
 }
 
-// A pooled gradient as a forward's input (the input gradient of a conv with
-// its 2x2 max pool fused, conv2d.cpp): gy [N, C, Hq, Wq] and its window
-// codes (conv2d_pool_fwd's); sample n's input [C, H, W] is gy_n expanded by
-// the codes (each window's value at its code's position, +0 elsewhere and
-// outside the windows), and is never formed. H >= 2 Hq, W >= 2 Wq.
-struct PooledInput {
-  const float* gy;
-  const uint8_t* code;
-  int64_t Hq, Wq;
-};
-
 // y [N, O, Ho*Wo] = (relu)(conv(x, w) + bias) per sample, rounded to bf16
 // when bf16, on bf16 roundings of x and w (nearest even) with f32 sums:
 // the bf16 GEMM path's values up to the order of the sums (pairs of

@@ -19,4 +19,15 @@ using ConvSampleSink = std::function<void(int64_t n, const float* y_n)>;
 // instead of reading a full-size one from memory.
 using ConvSampleSource = std::function<const float*(int64_t n)>;
 
+// A pooled gradient as a forward's input (the input gradient of a conv with
+// its 2x2 max pool fused, conv2d.cpp): gy [N, C, Hq, Wq] and its window
+// codes (conv2d_pool_fwd's); sample n's input [C, H, W] is gy_n expanded by
+// the codes (each window's value at its code's position, +0 elsewhere and
+// outside the windows), and is never formed. H >= 2 Hq, W >= 2 Wq.
+struct PooledInput {
+  const float* gy;
+  const uint8_t* code;
+  int64_t Hq, Wq;
+};
+
 }  // namespace brisk::kern::cpu
