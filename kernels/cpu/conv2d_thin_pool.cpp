@@ -187,23 +187,44 @@ struct URegs {
   }
   __m256 at(int xi) const { return r[xi]; }
 };
+// The windows' 4 outputs A^T (U . V) A + b (yw[2 r + c]: output row r,
+// column c of each window), on a vector of 8 (__m256) or 16 (__m512)
+// windows: GCC's vector operators act lane by lane exactly as the
+// _mm256/_mm512 add, sub and mul intrinsics do (which GCC defines by them),
+// so both widths give each window the same bits. The loads are the width's
+// own intrinsics: loading through memcpy changed which products GCC fuses
+// into multiply-adds, and so the bits.
+template <class V>
+inline V load_v(const float* p);
+template <>
+inline __m256 load_v<__m256>(const float* p) { return _mm256_loadu_ps(p); }
+#ifdef __AVX512F__
+template <>
+inline __m512 load_v<__m512>(const float* p) { return _mm512_loadu_ps(p); }
+#endif
+template <class V, class U>
+inline void winograd_outputs(const float* s, const U& u, V b, V (&yw)[4]) {
+  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
+    V p = u.at(xi) * load_v<V>(s + xi * WindowTaps::kStride);
+    return xi == 5 ? p + b : p;
+  };
+  V q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
+  for (int j = 0; j < 4; ++j) {
+    V m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
+    q0[j] = (m0 + m1) + m2;
+    q1[j] = (m1 - m2) - m3;
+  }
+  yw[0] = (q0[0] + q0[1]) + q0[2];
+  yw[1] = (q0[1] - q0[2]) - q0[3];
+  yw[2] = (q1[0] + q1[1]) + q1[2];
+  yw[3] = (q1[1] - q1[2]) - q1[3];
+}
+
 template <bool Finite, bool Bf16, class U>
 inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, float* y, uint8_t* code,
                            int64_t n) {
-  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
-    __m256 p = _mm256_mul_ps(u.at(xi), _mm256_loadu_ps(s + xi * WindowTaps::kStride));
-    return xi == 5 ? _mm256_add_ps(p, b) : p;
-  };
-  __m256 q0[4], q1[4], yw[4];  // A^T M: rows 0 and 1, columns j
-  for (int j = 0; j < 4; ++j) {
-    __m256 m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
-    q0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-    q1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-  }
-  yw[0] = _mm256_add_ps(_mm256_add_ps(q0[0], q0[1]), q0[2]);
-  yw[1] = _mm256_sub_ps(_mm256_sub_ps(q0[1], q0[2]), q0[3]);
-  yw[2] = _mm256_add_ps(_mm256_add_ps(q1[0], q1[1]), q1[2]);
-  yw[3] = _mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]);
+  __m256 yw[4];
+  winograd_outputs(s, u, b, yw);
   using U8 = uint32_t __attribute__((vector_size(32)));
   if constexpr (Bf16 && Finite)  // no NaN to keep quiet
     for (__m256& v : yw) v = bf16_rounded_lanes_not_nan<__m256, U8>(v);
@@ -228,24 +249,13 @@ struct URegs16 {
   explicit URegs16(const float* u) {
     for (int xi = 0; xi < 16; ++xi) r[xi] = _mm512_set1_ps(u[xi]);
   }
+  __m512 at(int xi) const { return r[xi]; }
 };
 template <bool Bf16>
 inline void forward_vector16(const float* s, const URegs16& u, __m512 b, bool relu, float* y, uint8_t* code,
                              int64_t n) {
-  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
-    __m512 p = _mm512_mul_ps(u.r[xi], _mm512_loadu_ps(s + xi * WindowTaps::kStride));
-    return xi == 5 ? _mm512_add_ps(p, b) : p;
-  };
-  __m512 q0[4], q1[4], yw[4];
-  for (int j = 0; j < 4; ++j) {
-    __m512 m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
-    q0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-    q1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-  }
-  yw[0] = _mm512_add_ps(_mm512_add_ps(q0[0], q0[1]), q0[2]);
-  yw[1] = _mm512_sub_ps(_mm512_sub_ps(q0[1], q0[2]), q0[3]);
-  yw[2] = _mm512_add_ps(_mm512_add_ps(q1[0], q1[1]), q1[2]);
-  yw[3] = _mm512_sub_ps(_mm512_sub_ps(q1[1], q1[2]), q1[3]);
+  __m512 yw[4];
+  winograd_outputs(s, u, b, yw);
   using U16 = uint32_t __attribute__((vector_size(64)));
   if constexpr (Bf16)
     for (__m512& v : yw) v = bf16_rounded_lanes_not_nan<__m512, U16>(v);
@@ -412,50 +422,34 @@ struct WindowGrad {
 // Z = A dY A^T (A = [1 0; 1 1; 1 -1; 0 -1]): row i of A dY is r = (r0, r1)
 // = (g0, g1), (g0 + g2, g1 + g3), (g0 - g2, g1 - g3), (-g2, -g3); then Z_i =
 // (r0, r0 + r1, r0 - r1, -r1). s: the windows' V (Winograd-transformed taps).
-template <int H>
-inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) {
+// acc + v z and acc - v z as one rounding (multiply-add), per width.
+inline __m256 fmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fmadd_ps(v, z, acc); }
+inline __m256 fnmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fnmadd_ps(v, z, acc); }
+#ifdef __AVX512F__
+inline __m512 fmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fmadd_ps(v, z, acc); }
+inline __m512 fnmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fnmadd_ps(v, z, acc); }
+#endif
+// V: 8 windows (__m256) or 16 (__m512).
+template <int H, class V>
+inline void add_rows(const float* s, const V (&g)[4], V (&acc)[2][4]) {
   constexpr int64_t S = WindowTaps::kStride;
   for (int h = 0; h < 2; ++h) {
     const int i = 2 * H + h;
     const float* v = s + 4 * i * S;
-    __m256 r0, r1;
+    V r0, r1;
     bool neg = i == 3;  // row 3 of A dY is -(g2, g3): its Z is taken negated, with negated multiply-adds
     if (i == 0) r0 = g[0], r1 = g[1];
-    if (i == 1) r0 = _mm256_add_ps(g[0], g[2]), r1 = _mm256_add_ps(g[1], g[3]);
-    if (i == 2) r0 = _mm256_sub_ps(g[0], g[2]), r1 = _mm256_sub_ps(g[1], g[3]);
+    if (i == 1) r0 = g[0] + g[2], r1 = g[1] + g[3];
+    if (i == 2) r0 = g[0] - g[2], r1 = g[1] - g[3];
     if (i == 3) r0 = g[2], r1 = g[3];
-    __m256 z[4] = {r0, _mm256_add_ps(r0, r1), _mm256_sub_ps(r0, r1), r1};
+    V z[4] = {r0, r0 + r1, r0 - r1, r1};
     for (int j = 0; j < 4; ++j) {
-      __m256 vj = _mm256_loadu_ps(v + j * S);
+      V vj = load_v<V>(v + j * S);
       bool minus = neg != (j == 3);  // Z_i3 = -r1
-      acc[h][j] = minus ? _mm256_fnmadd_ps(vj, z[j], acc[h][j]) : _mm256_fmadd_ps(vj, z[j], acc[h][j]);
+      acc[h][j] = minus ? fnmadd_v(vj, z[j], acc[h][j]) : fmadd_v(vj, z[j], acc[h][j]);
     }
   }
 }
-
-#ifdef __AVX512F__
-// add_rows on 16 windows.
-template <int H>
-inline void add_rows16(const float* s, const __m512 (&g)[4], __m512 (&acc)[2][4]) {
-  constexpr int64_t S = WindowTaps::kStride;
-  for (int h = 0; h < 2; ++h) {
-    const int i = 2 * H + h;
-    const float* v = s + 4 * i * S;
-    __m512 r0, r1;
-    bool neg = i == 3;
-    if (i == 0) r0 = g[0], r1 = g[1];
-    if (i == 1) r0 = _mm512_add_ps(g[0], g[2]), r1 = _mm512_add_ps(g[1], g[3]);
-    if (i == 2) r0 = _mm512_sub_ps(g[0], g[2]), r1 = _mm512_sub_ps(g[1], g[3]);
-    if (i == 3) r0 = g[2], r1 = g[3];
-    __m512 z[4] = {r0, _mm512_add_ps(r0, r1), _mm512_sub_ps(r0, r1), r1};
-    for (int j = 0; j < 4; ++j) {
-      __m512 vj = _mm512_loadu_ps(v + j * S);
-      bool minus = neg != (j == 3);
-      acc[h][j] = minus ? _mm512_fnmadd_ps(vj, z[j], acc[h][j]) : _mm512_fmadd_ps(vj, z[j], acc[h][j]);
-    }
-  }
-}
-#endif
 
 }  // namespace
 
@@ -509,7 +503,7 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
           __m512 g[4];  // the window's output gradient at its code's position, 0 elsewhere (and past n)
           for (int p = 0; p < 4; ++p) g[p] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ci, _mm512_set1_epi32(p)), gv);
           if (H == 0) accb = _mm512_add_ps(accb, _mm512_maskz_mov_ps(_mm512_cmplt_epi32_mask(ci, _mm512_set1_epi32(4)), gv));
-          add_rows16<H>(wt.buf + v, g, acc);
+          add_rows<H>(wt.buf + v, g, acc);
         }
         for (int h = 0; h < 2; ++h)
           for (int j = 0; j < 4; ++j) _mm512_storeu_ps(ao + (4 * (2 * H + h) + j) * 16, acc[h][j]);
