@@ -153,15 +153,19 @@ struct AmxDirectWeightGrad::Impl {
   float* gwt;
   uint16_t* xr;        // [S][Cp][plane]: the samples' inputs, bf16 rows (channels), zero-bordered
   uint32_t* gp;        // [S][Qp / 2][Op]: the samples' gradients as pairs of positions, columns o
-  std::vector<float> acc;  // gw^T by tap: [taps][Cp][Op]
+  float* acc;          // [taps][Cp][Op]: gw^T by tap
   std::vector<__mmask16> mlo, mhi;  // per 32-position block: which positions are on the grid
   std::vector<int64_t> first;       // per block: the index in y_n of its first position on the grid
   Impl(const Geom2d& g, int64_t o, int64_t s, float* dst)
-      : d(g), C(g.C), O(o), Cp(up32(g.C)), Op(up32(o)), S(std::max<int64_t>(1, s)), L(g.H * g.W), gwt(dst),
-        acc(size_t(d.taps * Cp * Op), 0.f) {
+      : d(g), C(g.C), O(o), Cp(up32(g.C)), Op(up32(o)), S(std::max<int64_t>(1, s)), L(g.H * g.W), gwt(dst) {
+    // Per thread, kept between blocks (one object per thread at a time), so
+    // a block allocates nothing.
     static thread_local std::vector<uint16_t> xbuf;
     static thread_local std::vector<uint32_t> gbuf;
-    static thread_local std::vector<int64_t> xkey, gkey;
+    static thread_local std::vector<float> abuf;
+    static thread_local std::vector<int64_t> xkey, gkey, akey;
+    acc = zeroed_buffer(abuf, akey, {d.taps, Cp, Op}, size_t(d.taps * Cp * Op));
+    std::fill(acc, acc + d.taps * Cp * Op, 0.f);
     xr = zeroed_buffer(xbuf, xkey, {d.H, d.W, d.Wq, d.plane, Cp, S}, size_t(S * Cp * d.plane));
     gp = zeroed_buffer(gbuf, gkey, {d.H, d.W, d.Wq, d.plane, Op, S}, size_t(S * d.Qp / 2 * Op));
     for (int64_t q0 = 0; q0 < d.Qp; q0 += 32) {
@@ -187,7 +191,7 @@ struct AmxDirectWeightGrad::Impl {
     for (int64_t t = 0; t < d.taps; ++t)
       for (int64_t cb = 0; cb < Cp; cb += 32)
         for (int64_t ob = 0; ob < Op; ob += 32) {
-          float* c = acc.data() + (t * Cp + cb) * Op + ob;
+          float* c = acc + (t * Cp + cb) * Op + ob;
           _tile_loadd(0, c, sc);
           _tile_loadd(1, c + 16, sc);
           _tile_loadd(2, c + 16 * Op, sc);
@@ -260,11 +264,10 @@ void AmxDirectWeightGrad::finish() {
   const int64_t taps = m.d.taps;
   for (int64_t c = 0; c < m.C; ++c)
     for (int64_t t = 0; t < taps; ++t) {
-      const float* src = m.acc.data() + (t * m.Cp + c) * m.Op;
+      const float* src = m.acc + (t * m.Cp + c) * m.Op;
       float* dst = m.gwt + (c * taps + t) * m.O;
       for (int64_t o = 0; o < m.O; ++o) dst[o] += src[o];
     }
-  std::fill(m.acc.begin(), m.acc.end(), 0.f);
 }
 
 }  // namespace brisk::kern::cpu
