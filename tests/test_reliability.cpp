@@ -299,8 +299,8 @@ TEST_CASE("reliability: checkpointing a step again never writes over the tensors
   train::Trainer(cfg, brisk::efficiency::make_methods).load_checkpoint(cfg.out);  // and it loads
 }
 
-// BRISK_CONV_WINOGRAD, BRISK_CONV_THIN_POOL, BRISK_CACHING_ALLOCATOR and
-// BRISK_PROFILE take 0 or 1: anything else is reported, naming the
+// BRISK_CONV_WINOGRAD, BRISK_CONV_THIN_POOL, BRISK_CONV_AMX_DIRECT,
+// BRISK_CACHING_ALLOCATOR and BRISK_PROFILE take 0 or 1: anything else is reported, naming the
 // variable and its value, and the default kept (before, "off" left a path
 // on without a word).
 TEST_CASE("reliability: environment switches take 0 or 1, anything else is reported and the default kept",
