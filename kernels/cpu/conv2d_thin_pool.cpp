@@ -17,6 +17,20 @@
 #include "kernels/cpu/pool2d.h"
 #include "kernels/cpu/winograd_f23.h"
 
+// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
+// intrinsics (max, alignr) for an uninitialized read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// The 16-window (512-bit) kernels: AVX-512 F, with BW and VL for the byte
+// and 128/256-bit masked operations (every AVX-512 CPU since Skylake-SP).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define BRISK_THIN_POOL_16 1
+#else
+#define BRISK_THIN_POOL_16 0
+#endif
+
 namespace brisk::kern::cpu {
 
 namespace {
@@ -103,10 +117,58 @@ struct WindowTaps {
       }
     }
   }
+#if BRISK_THIN_POOL_16
+  // fill for planes at most 32 wide (Wp <= 16: the cnn's 28 x 28), in
+  // registers: an input row is two masked loads (zeros past W), its E and O
+  // one permute each, O[c - 1] and E[c + 1] the same vectors shifted a lane
+  // (zeros shifted in: the padding column), and each tap row of a window
+  // row one masked store of Wp lanes. The general fill goes through the
+  // line buffer, and its shifted reloads of values just stored there missed
+  // store forwarding (about 10% of the forward's time), its scalar column
+  // tail another 6%. Same taps, so the same bits.
+  float fill_narrow(const float* x, int64_t r0, int64_t r1) {
+    const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __mmask16 lo = __mmask16((1u << std::min<int64_t>(W, 16)) - 1),
+                    hi = __mmask16((1u << std::max<int64_t>(W - 16, 0)) - 1), keep = __mmask16((1u << Wp) - 1);
+    __m512 mx = zero;
+    __mmask16 bad = 0;
+    for (int64_t ir = 2 * r0 - 1; ir <= 2 * r1; ++ir) {
+      __m512 tap[4] = {zero, zero, zero, zero};  // columns 2c - 1 + m: O[c - 1], E[c], O[c], E[c + 1]
+      if (ir >= 0 && ir < H) {
+        const float* s = x + ir * W;
+        __m512 x0 = _mm512_maskz_loadu_ps(lo, s), x1 = _mm512_maskz_loadu_ps(hi, s + 16);
+        for (__m512 v : {x0, x1}) {
+          __m512 a = _mm512_abs_ps(v);
+          bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);  // infinity or NaN
+          mx = _mm512_max_ps(mx, a);
+        }
+        __m512 e = _mm512_permutex2var_ps(x0, ie, x1), o = _mm512_permutex2var_ps(x0, io, x1);
+        tap[0] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(o), _mm512_castps_si512(zero), 15));
+        tap[1] = e;
+        tap[2] = o;
+        tap[3] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(zero), _mm512_castps_si512(e), 1));
+      }
+      for (int rr = 0; rr < 4; ++rr) {  // the window rows r that read input row ir as their row rr
+        int64_t d = ir + 1 - rr;
+        if (d % 2 != 0 || d / 2 < r0 || d / 2 >= r1) continue;
+        for (int m = 0; m < 4; ++m)
+          _mm512_mask_storeu_ps(buf + (4 * rr + m) * kStride + (d / 2 - r0) * Wp, keep, tap[m]);
+      }
+    }
+    int64_t nw = (r1 - r0) * Wp;
+    for (int t = 0; t < 16; ++t) _mm512_storeu_ps(buf + t * kStride + nw, zero);  // a 16-window vector's lanes past nw
+    return bad ? INFINITY : _mm512_reduce_max_ps(mx);
+  }
+#endif
   // The taps of pooled rows r0 .. r1 - 1 of sample x [H, W]; returns max
   // |x| over the input rows they read, or infinity if one holds an infinity
   // or a NaN.
   float fill(const float* x, int64_t r0, int64_t r1) {
+#if BRISK_THIN_POOL_16
+    if (W <= 32) return fill_narrow(x, r0, r1);
+#endif
     const __m256 zero = _mm256_setzero_ps();
     __m256 mx = zero, bad = zero;
     float smx = 0.f;
@@ -198,7 +260,7 @@ template <class V>
 inline V load_v(const float* p);
 template <>
 inline __m256 load_v<__m256>(const float* p) { return _mm256_loadu_ps(p); }
-#ifdef __AVX512F__
+#if BRISK_THIN_POOL_16
 template <>
 inline __m512 load_v<__m512>(const float* p) { return _mm512_loadu_ps(p); }
 #endif
@@ -237,7 +299,7 @@ inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, floa
   store_pooled8(y, code, 0, n, n, best, k);  // only the n lanes: the others are other channels' windows
 }
 
-#ifdef __AVX512F__
+#if BRISK_THIN_POOL_16
 // forward_vector on 16 windows (two 8-window vectors' worth in one zmm), for
 // finite outputs: the same arithmetic lane by lane, so the same bits; the
 // pool's rule (pool_window4_finite: the first maximum in row-major order,
@@ -251,9 +313,11 @@ struct URegs16 {
   }
   __m512 at(int xi) const { return r[xi]; }
 };
-template <bool Bf16>
-inline void forward_vector16(const float* s, const URegs16& u, __m512 b, bool relu, float* y, uint8_t* code,
-                             int64_t n) {
+// The pooled values and codes of 16 windows; the codes as bytes (sh ? 2 + s2
+// : s1, then ReLU's 4), built from the masks in a 128-bit register rather
+// than as 32-bit lanes narrowed by a two-µop vpmovdb store.
+template <bool Bf16, bool Relu>
+inline void pooled16(const float* s, const URegs16& u, __m512 b, __m512& best, __m128i& code) {
   __m512 yw[4];
   winograd_outputs(s, u, b, yw);
   using U16 = uint32_t __attribute__((vector_size(64)));
@@ -263,17 +327,33 @@ inline void forward_vector16(const float* s, const URegs16& u, __m512 b, bool re
   __mmask16 s1 = _mm512_cmp_ps_mask(yw[1], yw[0], _CMP_GT_OQ), s2 = _mm512_cmp_ps_mask(yw[3], yw[2], _CMP_GT_OQ);
   __m512 m1 = _mm512_max_ps(yw[1], yw[0]), m2 = _mm512_max_ps(yw[3], yw[2]);
   __mmask16 sh = _mm512_cmp_ps_mask(m2, m1, _CMP_GT_OQ);
-  __m512 best = _mm512_max_ps(m2, m1);
-  __m512i k = _mm512_mask_blend_epi32(sh, _mm512_maskz_mov_epi32(s1, _mm512_set1_epi32(1)),
-                                      _mm512_mask_mov_epi32(_mm512_set1_epi32(2), s2, _mm512_set1_epi32(3)));
-  if (relu) {
+  best = _mm512_max_ps(m2, m1);
+  code = _mm_mask_blend_epi8(sh, _mm_maskz_mov_epi8(s1, _mm_set1_epi8(1)),
+                             _mm_mask_mov_epi8(_mm_set1_epi8(2), s2, _mm_set1_epi8(3)));
+  if constexpr (Relu) {
     __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
     best = _mm512_maskz_mov_ps(live, best);
-    k = _mm512_mask_mov_epi32(_mm512_set1_epi32(4), live, k);
+    code = _mm_mask_mov_epi8(_mm_set1_epi8(4), live, code);
   }
-  __mmask16 keep = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
-  _mm512_mask_storeu_ps(y, keep, best);
-  _mm_mask_storeu_epi8(code, keep, _mm512_cvtepi32_epi8(k));
+}
+// A band's nw windows (buf: their transformed taps) for one channel, 16 at a
+// time, whole vectors unmasked and the last one masked to its windows.
+template <bool Bf16, bool Relu>
+void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y, uint8_t* code, int64_t nw) {
+  __m512 best;
+  __m128i k;
+  int64_t v = 0;
+  for (; v + 16 <= nw; v += 16) {
+    pooled16<Bf16, Relu>(buf + v, u, b, best, k);
+    _mm512_storeu_ps(y + v, best);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + v), k);
+  }
+  if (v < nw) {  // only the last windows: the lanes past them are other channels' windows
+    const __mmask16 keep = __mmask16((1u << (nw - v)) - 1);
+    pooled16<Bf16, Relu>(buf + v, u, b, best, k);
+    _mm512_mask_storeu_ps(y + v, keep, best);
+    _mm_mask_storeu_epi8(code + v, keep, k);
+  }
 }
 #endif
 
@@ -357,17 +437,14 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
 #endif
           };
           bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
-#ifdef __AVX512F__
+#if BRISK_THIN_POOL_16
           if (finite) {  // 16 windows a vector
             const URegs16 ur(uo);
             const __m512 b16 = _mm512_set1_ps(bias ? bias[o] : 0.f);
-            for (int64_t v = 0; v < nw; v += 16) {
-              int64_t nv = std::min<int64_t>(16, nw - v);
-              if (bf16)
-                forward_vector16<true>(wt.buf + v, ur, b16, relu, yo + v, co + v, nv);
-              else
-                forward_vector16<false>(wt.buf + v, ur, b16, relu, yo + v, co + v, nv);
-            }
+            if (bf16) relu ? forward_band16<true, true>(wt.buf, ur, b16, yo, co, nw)
+                           : forward_band16<true, false>(wt.buf, ur, b16, yo, co, nw);
+            else relu ? forward_band16<false, true>(wt.buf, ur, b16, yo, co, nw)
+                      : forward_band16<false, false>(wt.buf, ur, b16, yo, co, nw);
             continue;
           }
 #endif
@@ -381,7 +458,7 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
 
 // The weight gradient's partial sums per lane: 16 windows a vector on
 // AVX-512 (two 512-bit FMA pipes on the Intel Xeons), 8 otherwise.
-#ifdef __AVX512F__
+#if BRISK_THIN_POOL_16
 constexpr int64_t kLanes = 16;
 #else
 constexpr int64_t kLanes = 8;
@@ -425,7 +502,7 @@ struct WindowGrad {
 // acc + v z and acc - v z as one rounding (multiply-add), per width.
 inline __m256 fmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fmadd_ps(v, z, acc); }
 inline __m256 fnmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fnmadd_ps(v, z, acc); }
-#ifdef __AVX512F__
+#if BRISK_THIN_POOL_16
 inline __m512 fmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fmadd_ps(v, z, acc); }
 inline __m512 fnmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fnmadd_ps(v, z, acc); }
 #endif
@@ -458,10 +535,10 @@ inline void add_rows(const float* s, const V (&g)[4], V (&acc)[2][4]) {
 // dY A^T its transformed output gradient, dU = sum over windows of V . Z,
 // and gw = G^T dU G at finish(). dY has one nonzero of its 4 (the code's
 // position), so Z takes 8 adds from the g_p, and a vector of windows costs
-// 16 multiply-adds where the direct form took 36. The 16 accumulators of a
-// channel are taken in two passes of 8 (rows 0-1, then 2-3 of the tile),
-// each reading the gradient again: 16 do not fit the registers beside the
-// g_p. The bias's lanes sum the gradient where code < 4 (a ReLU'd window:
+// 16 multiply-adds where the direct form took 36. With 16 vector registers
+// (AVX2) the 16 accumulators of a channel are taken in two passes of 8 (rows
+// 0-1, then 2-3 of the tile), each reading the gradient again: 16 do not fit
+// beside the g_p; with 32 (AVX-512), in one pass. The bias's lanes sum the gradient where code < 4 (a ReLU'd window:
 // 4).
 void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
   WindowTaps wt(g_);
@@ -486,36 +563,33 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
     for (int64_t o = 0; o < O_; ++o) {
       float* ao = acc_.data() + o * 17 * kLanes;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
-#ifdef __AVX512F__
-      // 16 windows a vector; the gradient and codes read masked (no room needed)
-      auto pass16 = [&](auto half, auto rounded) {
-        constexpr int H = decltype(half)::value;
-        __m512 acc[2][4], accb = _mm512_loadu_ps(ao + 256);
-        for (int h = 0; h < 2; ++h)
-          for (int j = 0; j < 4; ++j) acc[h][j] = _mm512_loadu_ps(ao + (4 * (2 * H + h) + j) * 16);
+#if BRISK_THIN_POOL_16
+      // 16 windows a vector; the gradient and codes read masked (no room
+      // needed). One pass: the 16 accumulators, the bias's and the 4 g_p fit
+      // the 32 registers, so the gradient is read and split once per vector
+      // (the 8-window code below takes two passes). Each accumulator sums
+      // the same terms in the same order as two passes would: same bits.
+      auto pass16 = [&](auto rounded) {
+        __m512 acc[2][2][4], accb = _mm512_loadu_ps(ao + 256);
+        for (int xi = 0; xi < 16; ++xi) acc[xi / 8][xi / 4 % 2][xi % 4] = _mm512_loadu_ps(ao + xi * 16);
         for (int64_t v = 0; v < nw; v += 16) {
           const int64_t n = std::min<int64_t>(16, nw - v);
           const __mmask16 live = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
           using U16 = uint32_t __attribute__((vector_size(64)));
           __m512 gv = _mm512_maskz_loadu_ps(live, gyp_n + first + v);
           if constexpr (decltype(rounded)::value) gv = bf16_rounded_lanes<__m512, U16>(gv);
-          const __m512i ci = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, code_n + first + v));
+          const __m128i ci = _mm_maskz_loadu_epi8(live, code_n + first + v);  // codes as bytes
           __m512 g[4];  // the window's output gradient at its code's position, 0 elsewhere (and past n)
-          for (int p = 0; p < 4; ++p) g[p] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(ci, _mm512_set1_epi32(p)), gv);
-          if (H == 0) accb = _mm512_add_ps(accb, _mm512_maskz_mov_ps(_mm512_cmplt_epi32_mask(ci, _mm512_set1_epi32(4)), gv));
-          add_rows<H>(wt.buf + v, g, acc);
+          for (int p = 0; p < 4; ++p) g[p] = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(ci, _mm_set1_epi8(char(p))), gv);
+          accb = _mm512_add_ps(accb, _mm512_maskz_mov_ps(_mm_cmplt_epu8_mask(ci, _mm_set1_epi8(4)), gv));
+          add_rows<0>(wt.buf + v, g, acc[0]);
+          add_rows<1>(wt.buf + v, g, acc[1]);
         }
-        for (int h = 0; h < 2; ++h)
-          for (int j = 0; j < 4; ++j) _mm512_storeu_ps(ao + (4 * (2 * H + h) + j) * 16, acc[h][j]);
-        if (H == 0) _mm512_storeu_ps(ao + 256, accb);
+        for (int xi = 0; xi < 16; ++xi) _mm512_storeu_ps(ao + xi * 16, acc[xi / 8][xi / 4 % 2][xi % 4]);
+        _mm512_storeu_ps(ao + 256, accb);
       };
-      if (bf16_) {
-        pass16(std::integral_constant<int, 0>{}, std::true_type{});
-        pass16(std::integral_constant<int, 1>{}, std::true_type{});
-      } else {
-        pass16(std::integral_constant<int, 0>{}, std::false_type{});
-        pass16(std::integral_constant<int, 1>{}, std::false_type{});
-      }
+      if (bf16_) pass16(std::true_type{});
+      else pass16(std::false_type{});
       continue;
 #endif
       auto pass = [&](auto half) {
