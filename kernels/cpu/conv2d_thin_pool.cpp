@@ -499,14 +499,11 @@ struct WindowGrad {
 // Z = A dY A^T (A = [1 0; 1 1; 1 -1; 0 -1]): row i of A dY is r = (r0, r1)
 // = (g0, g1), (g0 + g2, g1 + g3), (g0 - g2, g1 - g3), (-g2, -g3); then Z_i =
 // (r0, r0 + r1, r0 - r1, -r1). s: the windows' V (Winograd-transformed taps).
-// acc + v z and acc - v z as one rounding (multiply-add), per width.
+// acc + v z and acc - v z as one rounding (multiply-add). 8 windows a vector
+// (V = __m256): the AVX2 path; with AVX-512 the weight gradient takes the
+// masked form in ThinPoolWeightGrad::add.
 inline __m256 fmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fmadd_ps(v, z, acc); }
 inline __m256 fnmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fnmadd_ps(v, z, acc); }
-#if BRISK_THIN_POOL_16
-inline __m512 fmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fmadd_ps(v, z, acc); }
-inline __m512 fnmadd_v(__m512 v, __m512 z, __m512 acc) { return _mm512_fnmadd_ps(v, z, acc); }
-#endif
-// V: 8 windows (__m256) or 16 (__m512).
 template <int H, class V>
 inline void add_rows(const float* s, const V (&g)[4], V (&acc)[2][4]) {
   constexpr int64_t S = WindowTaps::kStride;
@@ -565,27 +562,51 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
 #if BRISK_THIN_POOL_16
       // 16 windows a vector; the gradient and codes read masked (no room
-      // needed). One pass: the 16 accumulators, the bias's and the 4 g_p fit
-      // the 32 registers, so the gradient is read and split once per vector
-      // (the 8-window code below takes two passes). Each accumulator sums
-      // the same terms in the same order as two passes would: same bits.
+      // needed). One pass over the 16 accumulators (32 registers hold them).
+      // Z = A dY A^T of a window whose dY is gv at (py, px) = (code / 2,
+      // code % 2) is Z_ij = a_i(py) a_j(px) gv, a_0 = (1, 0), a_1 = (1, 1),
+      // a_2 = (1, -1), a_3 = (0, -1): so each accumulator takes gv, with the
+      // sign flipped where py = 1 (i = 2) or px = 1 (j = 2), negated when
+      // one of i, j is 3, in the lanes where a_i(py) a_j(px) is not 0 (a
+      // masked multiply-add): 16 multiply-adds and 10 mask and sign
+      // operations a vector, where forming the g_p and the Z sums took 22.
+      // A lane left out would have added V_ij * 0 (the accumulators start at
+      // +0 and never become -0): the same bits as add_rows.
       auto pass16 = [&](auto rounded) {
-        __m512 acc[2][2][4], accb = _mm512_loadu_ps(ao + 256);
-        for (int xi = 0; xi < 16; ++xi) acc[xi / 8][xi / 4 % 2][xi % 4] = _mm512_loadu_ps(ao + xi * 16);
+        constexpr int64_t S = WindowTaps::kStride;
+        __m512 acc[16], accb = _mm512_loadu_ps(ao + 256);
+        for (int xi = 0; xi < 16; ++xi) acc[xi] = _mm512_loadu_ps(ao + xi * 16);
+        const __m512i sign = _mm512_set1_epi32(int32_t(0x80000000u));
         for (int64_t v = 0; v < nw; v += 16) {
           const int64_t n = std::min<int64_t>(16, nw - v);
-          const __mmask16 live = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+          const __mmask16 in = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
           using U16 = uint32_t __attribute__((vector_size(64)));
-          __m512 gv = _mm512_maskz_loadu_ps(live, gyp_n + first + v);
+          __m512 gv = _mm512_maskz_loadu_ps(in, gyp_n + first + v);
           if constexpr (decltype(rounded)::value) gv = bf16_rounded_lanes<__m512, U16>(gv);
-          const __m128i ci = _mm_maskz_loadu_epi8(live, code_n + first + v);  // codes as bytes
-          __m512 g[4];  // the window's output gradient at its code's position, 0 elsewhere (and past n)
-          for (int p = 0; p < 4; ++p) g[p] = _mm512_maskz_mov_ps(_mm_cmpeq_epi8_mask(ci, _mm_set1_epi8(char(p))), gv);
-          accb = _mm512_add_ps(accb, _mm512_maskz_mov_ps(_mm_cmplt_epu8_mask(ci, _mm_set1_epi8(4)), gv));
-          add_rows<0>(wt.buf + v, g, acc[0]);
-          add_rows<1>(wt.buf + v, g, acc[1]);
+          const __m128i ci = _mm_maskz_loadu_epi8(in, code_n + first + v);  // 0..3, or 4: ReLU'd
+          // the gradient in the live windows, 0 in the ReLU'd ones and past n
+          const __m512i g = _mm512_castps_si512(_mm512_maskz_mov_ps(_mm_cmplt_epu8_mask(ci, _mm_set1_epi8(4)), gv));
+          accb = _mm512_add_ps(accb, _mm512_castsi512_ps(g));
+          const __mmask16 x1 = _mm_test_epi8_mask(ci, _mm_set1_epi8(1)), y1 = _mm_test_epi8_mask(ci, _mm_set1_epi8(2));
+          const __mmask16 x0 = __mmask16(~x1), y0 = __mmask16(~y1);
+          const __m512i gx = _mm512_mask_xor_epi32(g, x1, g, sign), gy = _mm512_mask_xor_epi32(g, y1, g, sign);
+          const __m512i gxy = _mm512_mask_xor_epi32(gx, y1, gx, sign);
+          const __m512 gs[2][2] = {{_mm512_castsi512_ps(g), _mm512_castsi512_ps(gx)},
+                                   {_mm512_castsi512_ps(gy), _mm512_castsi512_ps(gxy)}};  // [flip y][flip x]
+          const float* vs = wt.buf + v;
+          for (int i = 0; i < 4; ++i) {
+            const __mmask16 mi = i == 0 ? y0 : i == 3 ? y1 : __mmask16(0xffff);
+            for (int j = 0; j < 4; ++j) {
+              const __mmask16 m = mi & (j == 0 ? x0 : j == 3 ? x1 : __mmask16(0xffff));
+              const __m512 vij = _mm512_loadu_ps(vs + (4 * i + j) * S), gij = gs[i == 2][j == 2];
+              __m512& a = acc[4 * i + j];
+              const bool neg = (i == 3) != (j == 3);
+              if ((i == 1 || i == 2) && (j == 1 || j == 2)) a = neg ? _mm512_fnmadd_ps(vij, gij, a) : _mm512_fmadd_ps(vij, gij, a);
+              else a = neg ? _mm512_mask3_fnmadd_ps(vij, gij, a, m) : _mm512_mask3_fmadd_ps(vij, gij, a, m);
+            }
+          }
         }
-        for (int xi = 0; xi < 16; ++xi) _mm512_storeu_ps(ao + xi * 16, acc[xi / 8][xi / 4 % 2][xi % 4]);
+        for (int xi = 0; xi < 16; ++xi) _mm512_storeu_ps(ao + xi * 16, acc[xi]);
         _mm512_storeu_ps(ao + 256, accb);
       };
       if (bf16_) pass16(std::true_type{});
