@@ -725,7 +725,8 @@ TEST_CASE("kernels: conv2d under bf16 autocast on each bf16 GEMM kernel vs ref",
 // conv2d_max_pool2d's backward hands the CPU kernels the pooled gradient and
 // the pool's indices; each expands one sample at a time (GySample in
 // kernels/cpu/conv2d.cpp; on AMX tiles, the input gradient's unfold reads the
-// expanded sample through a ConvSampleSource). Against the ref kernels, which
+// expanded sample through a ConvSampleSource; the f32 Winograd input
+// gradient expands it into its zero-bordered planes). Against the ref kernels, which
 // expand with their own scatter, on every f32 GEMM ISA and bf16 GEMM kernel
 // the CPU has; and in f32 against the unfused max_pool2d(conv2d_composite).
 TEST_CASE("kernels: conv2d + 2x2 max pool, backward kernels on the pooled gradient vs ref", "[kernels]") {

@@ -556,6 +556,8 @@ bool conv2d_bwd_input(const KernelArgs& a) {
       conv2d_forward_bf16_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
     } else if (gy.code && amx && conv2d_amx_direct_applies(gt)) {  // likewise, in the sample's bf16 copy
       conv2d_forward_amx_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
+    } else if (gy.code && !amx && !bf && wino) {  // likewise, in Winograd's zero-bordered planes (forward's choice here)
+      conv2d_forward_winograd(nullptr, wf.data(), nullptr, gt, g.C, false, gx, nullptr, nullptr, &pooled);
     } else {
       forward(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, &source);
     }

@@ -38,12 +38,14 @@ bool conv2d_winograd_applies(const Geom2d& g, int64_t O);
 // y [N, O, H, W] = (relu)(conv(x, w) + bias), w [O, C, 3, 3], bias [O] or
 // null. With a sink, y is not written: each y_n [O, H*W] goes to the sink
 // from a per-thread buffer with kPoolSlack floats of room after it. With a
-// source, x is not read: x_n [C, H, W] comes from it. Samples run in blocks
-// on the thread pool; each output's bits depend only on its own tile, so not
-// on the thread count.
+// source, x is not read: x_n [C, H, W] comes from it; with pooled, x_n is
+// that pooled gradient expanded by its codes (conv2d_sample.h), formed in
+// the kernel's zero-bordered planes directly. Samples run in blocks on the
+// thread pool; each output's bits depend only on its own tile, so not on
+// the thread count.
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                              bool relu, float* y, const ConvSampleSink* sink = nullptr,
-                             const ConvSampleSource* source = nullptr);
+                             const ConvSampleSource* source = nullptr, const PooledInput* pooled = nullptr);
 
 // The forward with its 2x2 max pool (conv2d_pool_fwd): y [N, O, H/2, W/2]
 // and window codes [N, O, H/2, W/2] as conv2d_pool_fwd's (kernel_params.h),
