@@ -119,46 +119,19 @@ void border_planes(const float* src, int64_t P, int64_t H, int64_t W, int64_t of
 void border_planes(const float* xn, const Plan& p, float* dst) { border_planes(xn, p.C, p.H, p.W, 1, p.PH, p.PW, dst); }
 
 // border_planes of sample n of a pooled gradient expanded by its window
-// codes (PooledInput): plane c's value at (h, w) is the pooled value of
-// window (h / 2, w / 2) where the window's code is 2 (h % 2) + w % 2, else
-// +0 (and 0 past the windows: the last row and column of an odd plane),
-// written into the bordered plane directly, where the expansion into a
-// buffer (GySample) and then border_planes' copy of it had taken two passes.
-// The same planes, so the same bits after.
-void border_planes_pooled(const PooledInput& in, int64_t n, int64_t P, int64_t off, int64_t R, int64_t PW,
-                          float* dst) {
-  const int64_t Hq = in.Hq, Wq = in.Wq, Lq = Hq * Wq;
+// codes (PooledInput, planes H x W): max_pool_2x2_backward_codes writes each
+// plane's rows straight into the zero-bordered buffer, where the expansion
+// into a buffer (GySample) and then border_planes' copy of it had taken two
+// passes. The same planes, so the same bits after.
+void border_planes_pooled(const PooledInput& in, int64_t n, int64_t P, int64_t H, int64_t W, int64_t off, int64_t R,
+                          int64_t PW, float* dst) {
+  const int64_t Lq = in.Hq * in.Wq;
+  const Geom2d pg{1, 1, H, W, 2, 2, 2, 2, 0, 0, 1, 1, in.Hq, in.Wq};  // the pool's geometry (as max_pool_2x2_geom)
   const __m256 zero = _mm256_setzero_ps();
-  const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);  // pooled column j / 2 to output column j
   for (int64_t c = 0; c < P; ++c) {
-    const float* gq = in.gy + (n * P + c) * Lq;
-    const uint8_t* cq = in.code + (n * P + c) * Lq;
     float* d = dst + c * R * PW;
-    for (int64_t r = 0; r < R; ++r) {
-      float* row = d + r * PW;
-      for (int64_t j = 0; j < PW; j += 8) _mm256_storeu_ps(row + j, zero);
-      int64_t h = r - off;
-      if (h < 0 || h >= 2 * Hq) continue;
-      const int32_t dy = int32_t(2 * (h & 1));
-      const __m256i want = _mm256_setr_epi32(dy, dy + 1, dy, dy + 1, dy, dy + 1, dy, dy + 1);
-      const float* gr = gq + (h / 2) * Wq;
-      const uint8_t* cr = cq + (h / 2) * Wq;
-      for (int64_t k = 0; k < Wq; k += 4) {  // output columns 2k .. 2k + 7 from pooled columns k .. k + 3
-        const int64_t cnt = std::min<int64_t>(4, Wq - k);
-        __m128 v4;
-        uint32_t c4 = 0;
-        if (cnt == 4) {
-          v4 = _mm_loadu_ps(gr + k);
-          std::memcpy(&c4, cr + k, 4);
-        } else {  // lanes past the windows: value 0 (and code 0, which then keeps a 0)
-          v4 = _mm_maskload_ps(gr + k, _mm_cmpgt_epi32(_mm_set1_epi32(int32_t(cnt)), _mm_setr_epi32(0, 1, 2, 3)));
-          for (int64_t i = 0; i < cnt; ++i) c4 |= uint32_t(cr[k + i]) << (8 * i);  // (a memcpy of cnt bytes is a call)
-        }
-        const __m256 v8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v4), dup);
-        const __m256i c8 = _mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128(int32_t(c4))), dup);
-        _mm256_storeu_ps(row + off + 2 * k, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c8, want)), v8));
-      }
-    }
+    for (int64_t j = 0; j < R * PW; j += 8) _mm256_storeu_ps(d + j, zero);  // R * PW: a multiple of 8
+    max_pool_2x2_backward_codes(in.gy + (n * P + c) * Lq, in.code + (n * P + c) * Lq, pg, d + off * PW + off, {}, PW);
   }
 }
 
@@ -348,7 +321,7 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
     float *z = in + n_in, *vp = z + n_z, *m = vp + n_v;
     const int64_t T = (hi - lo) * p.tiles1;
     for (int64_t s = 0; s < hi - lo; ++s)
-      if (pooled) border_planes_pooled(*pooled, lo + s, p.C, 1, p.PH, p.PW, in + s * p.C * PP);
+      if (pooled) border_planes_pooled(*pooled, lo + s, p.C, p.H, p.W, 1, p.PH, p.PW, in + s * p.C * PP);
       else border_planes(source ? (*source)(lo + s) : x + (lo + s) * CHW, p, in + s * p.C * PP);
     const VStrips d{vp, p.sb, stride_b, ft.nr, p.Tp / ft.nr, p.C, stride_b - p.C * ft.nr >= 8};
     if (T < p.Tp)  // the last strip's columns past the block's tiles: zeros (finite, and no denormal slowdown)

@@ -399,15 +399,21 @@ bool max_pool_2x2_backward(const T* gy, const int64_t* ip, const Geom2d& g, T* p
 // max_pool_2x2_backward for window codes (max_pool_2x2's uint8_t form): the
 // gradient at each window's code position, zeros elsewhere (a code above 3
 // drops its gradient rather than writing outside the window). slack.in
-// counts gy and code elements, slack.out floats after the plane.
+// counts gy and code elements, slack.out floats after the plane. ld: the
+// plane's row stride (0: g.W, a dense plane); with another stride (a row of
+// a zero-bordered buffer) only the plane's g.W columns of each row are
+// written, and slack.out is not used.
 template <class T>
-void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d& g, T* plane, PoolSlack slack = {}) {
+void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d& g, T* plane, PoolSlack slack = {},
+                                 int64_t ld = 0) {
   const int64_t W = g.W;
+  if (ld == 0) ld = W;
+  [[maybe_unused]] const bool dense = ld == W;
   [[maybe_unused]] const T* gy_end = gy + g.Ho * g.Wo + slack.in;  // readable up to here (code alike)
-  [[maybe_unused]] const T* out_end = plane + g.H * W + slack.out;  // writable up to here
+  [[maybe_unused]] const T* out_end = plane + g.H * W + slack.out;  // writable up to here (dense)
   for (int64_t oh = 0; oh < g.Ho; ++oh) {
-    T* r0 = plane + 2 * oh * W;
-    T* r1 = r0 + W;
+    T* r0 = plane + 2 * oh * ld;
+    T* r1 = r0 + ld;
     const T* gr = gy + oh * g.Wo;
     const uint8_t* cr = code + oh * g.Wo;
     int64_t ow = 0;
@@ -436,8 +442,8 @@ void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d&
         __m256i c = _mm256_cvtepu8_epi32(load_bytes8(cr + c0, whole_in ? 8 : n));
         // the gradient where the code is k, +0 elsewhere (as the scalar select's T(0))
         auto at = [&](int k) { return _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c, _mm256_set1_epi32(k))), gv); };
-        store_windows8(at(0), at(1), at(2), at(3), n, r0 + 2 * c0, r1 + 2 * c0, r0 + 2 * c0 + 16 <= out_end,
-                       r1 + 2 * c0 + 16 <= out_end);
+        store_windows8(at(0), at(1), at(2), at(3), n, r0 + 2 * c0, r1 + 2 * c0, dense && r0 + 2 * c0 + 16 <= out_end,
+                       dense && r1 + 2 * c0 + 16 <= out_end);
       }
       ow = g.Wo;
     }
@@ -452,7 +458,8 @@ void max_pool_2x2_backward_codes(const T* gy, const uint8_t* code, const Geom2d&
     }
     for (int64_t w = 2 * g.Wo; w < W; ++w) r0[w] = r1[w] = T(0);  // a last odd column
   }
-  for (int64_t i = 2 * g.Ho * W; i < g.H * W; ++i) plane[i] = T(0);  // a last odd row
+  for (int64_t h = 2 * g.Ho; h < g.H; ++h)  // a last odd row
+    for (int64_t w = 0; w < W; ++w) plane[h * ld + w] = T(0);
 }
 
 }  // namespace brisk::kern::cpu
