@@ -54,24 +54,19 @@ T* zeroed_buffer(std::vector<T>& buf, std::vector<int64_t>& key, std::vector<int
 }
 
 // w [O, C, kh, kw] -> A tiles [Op / 16][taps][Cp / 32] of 16 rows (o) x 32
-// bf16 (channels), zero past O and C, at p. 64-byte aligned: each tile row
-// is one 64-byte load, and a heap vector is only 16-byte aligned; where the
-// rows straddled two cache lines the cnn's second-layer kernels ran 1.5x
-// slower, process by process as the allocation landed.
-struct PackedWeights {
-  std::vector<uint16_t> buf;
-  const uint16_t* p;
-};
-PackedWeights pack_weights(const float* w, int64_t O, int64_t C, int64_t taps, int64_t Op, int64_t Cp) {
-  const int64_t kb = Cp / 32, n = Op * taps * Cp;
+// bf16 (channels), zero past O and C. In Steps: 64-byte aligned, so each
+// tile row is one cache line (a std::vector<uint16_t> is only 16-byte
+// aligned; where its rows straddled two lines the cnn's second-layer
+// kernels ran 1.5x slower, process by process as the allocation landed).
+std::vector<amx::Step> pack_weights(const float* w, int64_t O, int64_t C, int64_t taps, int64_t Op, int64_t Cp) {
+  const int64_t kb = Cp / 32, n = Op * taps * Cp;  // a multiple of 512 bf16: whole Steps
   std::vector<float> f(static_cast<size_t>(n), 0.f);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t t = 0; t < taps; ++t)
         f[size_t((((o / 16) * taps + t) * kb + c / 32) * 512 + (o % 16) * 32 + c % 32)] = w[(o * C + c) * taps + t];
-  PackedWeights a{std::vector<uint16_t>(static_cast<size_t>(n + 32)), nullptr};
-  uint16_t* p = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(a.buf.data()) + 63) & ~uintptr_t(63));
-  a.p = p;
+  std::vector<amx::Step> a(static_cast<size_t>(n / 32));
+  uint16_t* p = reinterpret_cast<uint16_t*>(a.data());
   for (int64_t i = 0; i < n; i += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(&f[i])));
   return a;
@@ -94,7 +89,8 @@ void conv2d_forward_amx_direct(const float* x, const float* w, const float* bias
   const Grid d(g);
   const amx::PairPlanes planes{g.C, d.H, d.W, d.ph, d.pw, d.Wq, d.plane};
   const int64_t C = g.C, Cp = up32(C), Op = up32(O), nkb = Cp / 32, L = d.H * d.W;
-  const PackedWeights pa = pack_weights(w, O, C, d.taps, Op, Cp);
+  const std::vector<amx::Step> pw = pack_weights(w, O, C, d.taps, Op, Cp);
+  const uint16_t* pa = reinterpret_cast<const uint16_t*>(pw.data());
   parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
     static thread_local std::vector<uint32_t> xbuf;
     static thread_local std::vector<int64_t> xkey;
@@ -119,7 +115,7 @@ void conv2d_forward_amx_direct(const float* x, const float* w, const float* bias
           _tile_zero(3);
           for (int64_t t = 0; t < d.taps; ++t)
             for (int64_t k = 0; k < nkb; ++k) {
-              const uint16_t* a0 = pa.p + ((ob * d.taps + t) * nkb + k) * 512;
+              const uint16_t* a0 = pa + ((ob * d.taps + t) * nkb + k) * 512;
               const uint16_t* a1 = a0 + d.taps * nkb * 512;  // o-block ob + 1
               const uint32_t* b = xp + k * 16 * d.plane + q0 + d.delta(t);
               _tile_loadd(4, a0, 64);

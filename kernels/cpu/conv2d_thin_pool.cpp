@@ -463,10 +463,14 @@ constexpr int64_t kLanes = 16;
 #else
 constexpr int64_t kLanes = 8;
 #endif
+// bf16: the 16-lane kernel rounds the gradient in its registers; the 8-lane
+// one reads a rounded copy (gr_).
+constexpr bool kRoundInRegisters = kLanes == 16;
 
 ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16)
     : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(g.H * g.W) : 0),
-      gr_(bf16 ? size_t(O * (g.H / 2) * (g.W / 2) + 8) : 0, 0.f), acc_(size_t(O * 17 * kLanes), 0.f) {}
+      gr_(bf16 && !kRoundInRegisters ? size_t(O * (g.H / 2) * (g.W / 2) + 8) : 0, 0.f),
+      acc_(size_t(O * 17 * kLanes), 0.f) {}
 
 namespace {
 
@@ -499,28 +503,25 @@ struct WindowGrad {
 // Z = A dY A^T (A = [1 0; 1 1; 1 -1; 0 -1]): row i of A dY is r = (r0, r1)
 // = (g0, g1), (g0 + g2, g1 + g3), (g0 - g2, g1 - g3), (-g2, -g3); then Z_i =
 // (r0, r0 + r1, r0 - r1, -r1). s: the windows' V (Winograd-transformed taps).
-// acc + v z and acc - v z as one rounding (multiply-add). 8 windows a vector
-// (V = __m256): the AVX2 path; with AVX-512 the weight gradient takes the
-// masked form in ThinPoolWeightGrad::add.
-inline __m256 fmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fmadd_ps(v, z, acc); }
-inline __m256 fnmadd_v(__m256 v, __m256 z, __m256 acc) { return _mm256_fnmadd_ps(v, z, acc); }
-template <int H, class V>
-inline void add_rows(const float* s, const V (&g)[4], V (&acc)[2][4]) {
+// 8 windows a vector: the AVX2 path (with AVX-512 the weight gradient takes
+// the masked form in ThinPoolWeightGrad::add).
+template <int H>
+inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) {
   constexpr int64_t S = WindowTaps::kStride;
   for (int h = 0; h < 2; ++h) {
     const int i = 2 * H + h;
     const float* v = s + 4 * i * S;
-    V r0, r1;
+    __m256 r0, r1;
     bool neg = i == 3;  // row 3 of A dY is -(g2, g3): its Z is taken negated, with negated multiply-adds
     if (i == 0) r0 = g[0], r1 = g[1];
     if (i == 1) r0 = g[0] + g[2], r1 = g[1] + g[3];
     if (i == 2) r0 = g[0] - g[2], r1 = g[1] - g[3];
     if (i == 3) r0 = g[2], r1 = g[3];
-    V z[4] = {r0, r0 + r1, r0 - r1, r1};
+    __m256 z[4] = {r0, r0 + r1, r0 - r1, r1};
     for (int j = 0; j < 4; ++j) {
-      V vj = load_v<V>(v + j * S);
+      __m256 vj = _mm256_loadu_ps(v + j * S);
       bool minus = neg != (j == 3);  // Z_i3 = -r1
-      acc[h][j] = minus ? fnmadd_v(vj, z[j], acc[h][j]) : fmadd_v(vj, z[j], acc[h][j]);
+      acc[h][j] = minus ? _mm256_fnmadd_ps(vj, z[j], acc[h][j]) : _mm256_fmadd_ps(vj, z[j], acc[h][j]);
     }
   }
 }
@@ -535,14 +536,14 @@ inline void add_rows(const float* s, const V (&g)[4], V (&acc)[2][4]) {
 // 16 multiply-adds where the direct form took 36. With 16 vector registers
 // (AVX2) the 16 accumulators of a channel are taken in two passes of 8 (rows
 // 0-1, then 2-3 of the tile), each reading the gradient again: 16 do not fit
-// beside the g_p; with 32 (AVX-512), in one pass. The bias's lanes sum the gradient where code < 4 (a ReLU'd window:
-// 4).
+// beside the g_p; with 32 (AVX-512), in one pass of masked multiply-adds
+// (below). The bias's lanes sum the gradient where code < 4 (a ReLU'd
+// window: 4).
 void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
   WindowTaps wt(g_);
   const int64_t Lp = wt.Hp * wt.Wp;
   // bf16: the operands rounded once per sample (gr_: 8 zeros of room after
   // the planes); on AVX-512 the gradient is rounded in the registers instead.
-  constexpr bool kRoundInRegisters = kLanes == 16;
   if (bf16_) {
     bf16_rounded(x_n, xr_.data(), g_.H * g_.W);
     x_n = xr_.data();

@@ -86,7 +86,7 @@ class ThinPoolWeightGrad {
   int64_t O_;
   bool bf16_;
   std::vector<float> xr_;   // bf16: x_n rounded
-  std::vector<float> gr_;   // bf16: gyp_n rounded [O, H/2, W/2], then 8 zeros
+  std::vector<float> gr_;   // bf16, 8-lane kernel: gyp_n rounded [O, H/2, W/2], then 8 zeros
   std::vector<float> acc_;  // [O][17][kLanes]: per channel dU's 16 values' and the bias's lanes of partial sums
 };
 
