@@ -25,9 +25,12 @@ struct PlaneCase { int64_t N, O, H, W; };
 // odd planes (a row and a column outside every window); pooled rows of 1,
 // 3 and 18 windows (vectors of 8 cross rows); a 2 x 2 plane; planes taken
 // in bands of rows (40 windows a row: bands of 6, 6 and 2 rows; 300 a row:
-// one row a band). Odd channel counts leave a channel without a partner.
-const std::vector<PlaneCase> kShapes{{3, 32, 28, 28}, {2, 5, 9, 7},   {2, 3, 5, 2},
-                                     {2, 4, 6, 37},   {1, 7, 2, 2},   {2, 3, 28, 81}, {1, 2, 5, 601}};
+// one row a band; planes up to 32 wide, whose taps are built in registers,
+// in bands too: 32 wide, bands of 16 and 4 rows; 31 wide, of 17 and 1).
+// Odd channel counts leave a channel without a partner.
+const std::vector<PlaneCase> kShapes{{3, 32, 28, 28}, {2, 5, 9, 7},   {2, 3, 5, 2},    {2, 4, 6, 37},
+                                     {1, 7, 2, 2},    {2, 3, 28, 81}, {1, 2, 5, 601}, {2, 3, 40, 32},
+                                     {1, 2, 37, 31}};
 
 Geom2d same1(const PlaneCase& s) { return Geom2d{s.N, 1, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
 

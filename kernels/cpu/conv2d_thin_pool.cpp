@@ -118,15 +118,19 @@ struct WindowTaps {
     }
   }
 #if BRISK_THIN_POOL_16
-  // fill for planes at most 32 wide (Wp <= 16: the cnn's 28 x 28), in
-  // registers: an input row is two masked loads (zeros past W), its E and O
-  // one permute each, O[c - 1] and E[c + 1] the same vectors shifted a lane
-  // (zeros shifted in: the padding column), and each tap row of a window
-  // row one masked store of Wp lanes. The general fill goes through the
-  // line buffer, and its shifted reloads of values just stored there missed
-  // store forwarding (about 10% of the forward's time), its scalar column
-  // tail another 6%. Same taps, so the same bits.
-  float fill_narrow(const float* x, int64_t r0, int64_t r1) {
+  // fill and to_winograd in one, for planes at most 32 wide (Wp <= 16: the
+  // cnn's 28 x 28), in registers: an input row is two masked loads (zeros
+  // past W), its E and O one permute each, O[c - 1] and E[c + 1] the same
+  // vectors shifted a lane (zeros shifted in: the padding column). A window
+  // row's 16 taps (its 4 input rows' 4 column vectors, Wp lanes: its
+  // windows) go through the transform in the registers, the same two stages
+  // in the same order as to_winograd (so the same bits), and each of V's 16
+  // values is one masked store of Wp lanes. Adjacent window rows share two
+  // input rows, whose vectors are kept. The general fill goes through the
+  // line buffer, whose shifted reloads of values just stored there missed
+  // store forwarding; and storing taps for to_winograd to load again cost
+  // 28 loads and stores more per window row.
+  float fill_winograd_narrow(const float* x, int64_t r0, int64_t r1) {
     const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -134,28 +138,43 @@ struct WindowTaps {
                     hi = __mmask16((1u << std::max<int64_t>(W - 16, 0)) - 1), keep = __mmask16((1u << Wp) - 1);
     __m512 mx = zero;
     __mmask16 bad = 0;
-    for (int64_t ir = 2 * r0 - 1; ir <= 2 * r1; ++ir) {
-      __m512 tap[4] = {zero, zero, zero, zero};  // columns 2c - 1 + m: O[c - 1], E[c], O[c], E[c + 1]
-      if (ir >= 0 && ir < H) {
-        const float* s = x + ir * W;
-        __m512 x0 = _mm512_maskz_loadu_ps(lo, s), x1 = _mm512_maskz_loadu_ps(hi, s + 16);
-        for (__m512 v : {x0, x1}) {
-          __m512 a = _mm512_abs_ps(v);
-          bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);  // infinity or NaN
-          mx = _mm512_max_ps(mx, a);
-        }
-        __m512 e = _mm512_permutex2var_ps(x0, ie, x1), o = _mm512_permutex2var_ps(x0, io, x1);
-        tap[0] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(o), _mm512_castps_si512(zero), 15));
-        tap[1] = e;
-        tap[2] = o;
-        tap[3] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(zero), _mm512_castps_si512(e), 1));
+    // input row ir's 4 column vectors: columns 2c - 1 + m, O[c - 1], E[c], O[c], E[c + 1]
+    auto row_taps = [&](int64_t ir, __m512 (&tap)[4]) {
+      tap[0] = tap[1] = tap[2] = tap[3] = zero;
+      if (ir < 0 || ir >= H) return;
+      const float* s = x + ir * W;
+      __m512 x0 = _mm512_maskz_loadu_ps(lo, s), x1 = _mm512_maskz_loadu_ps(hi, s + 16);
+      for (__m512 v : {x0, x1}) {
+        __m512 a = _mm512_abs_ps(v);
+        bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);  // infinity or NaN
+        mx = _mm512_max_ps(mx, a);
       }
-      for (int rr = 0; rr < 4; ++rr) {  // the window rows r that read input row ir as their row rr
-        int64_t d = ir + 1 - rr;
-        if (d % 2 != 0 || d / 2 < r0 || d / 2 >= r1) continue;
-        for (int m = 0; m < 4; ++m)
-          _mm512_mask_storeu_ps(buf + (4 * rr + m) * kStride + (d / 2 - r0) * Wp, keep, tap[m]);
+      __m512 e = _mm512_permutex2var_ps(x0, ie, x1), o = _mm512_permutex2var_ps(x0, io, x1);
+      tap[0] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(o), _mm512_castps_si512(zero), 15));
+      tap[1] = e;
+      tap[2] = o;
+      tap[3] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(zero), _mm512_castps_si512(e), 1));
+    };
+    __m512 d[4][4];  // [rr][m]: window row r's input rows 2r - 1 + rr
+    row_taps(2 * r0 - 1, d[0]);
+    row_taps(2 * r0, d[1]);
+    for (int64_t r = r0; r < r1; ++r) {
+      row_taps(2 * r + 1, d[2]);
+      row_taps(2 * r + 2, d[3]);
+      float* dst = buf + (r - r0) * Wp;
+      __m512 z[4][4];  // Z = B^T d: along the rows, each column m (to_winograd's first stage)
+      for (int m = 0; m < 4; ++m) {
+        z[0][m] = _mm512_sub_ps(d[0][m], d[2][m]);
+        z[1][m] = _mm512_add_ps(d[1][m], d[2][m]);
+        z[2][m] = _mm512_sub_ps(d[2][m], d[1][m]);
+        z[3][m] = _mm512_sub_ps(d[1][m], d[3][m]);
       }
+      for (int i = 0; i < 4; ++i) {  // V = Z B: along row i (the second stage)
+        const __m512 v[4] = {_mm512_sub_ps(z[i][0], z[i][2]), _mm512_add_ps(z[i][1], z[i][2]),
+                             _mm512_sub_ps(z[i][2], z[i][1]), _mm512_sub_ps(z[i][1], z[i][3])};
+        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(dst + (4 * i + j) * kStride, keep, v[j]);
+      }
+      for (int m = 0; m < 4; ++m) d[0][m] = d[2][m], d[1][m] = d[3][m];  // window row r + 1's rows 0 and 1
     }
     int64_t nw = (r1 - r0) * Wp;
     for (int t = 0; t < 16; ++t) _mm512_storeu_ps(buf + t * kStride + nw, zero);  // a 16-window vector's lanes past nw
@@ -166,9 +185,6 @@ struct WindowTaps {
   // |x| over the input rows they read, or infinity if one holds an infinity
   // or a NaN.
   float fill(const float* x, int64_t r0, int64_t r1) {
-#if BRISK_THIN_POOL_16
-    if (W <= 32) return fill_narrow(x, r0, r1);
-#endif
     const __m256 zero = _mm256_setzero_ps();
     __m256 mx = zero, bad = zero;
     float smx = 0.f;
@@ -200,6 +216,16 @@ struct WindowTaps {
     _mm256_store_ps(m, mx);
     for (float v : m) smx = std::max(smx, v);
     return smx;
+  }
+  // fill, then to_winograd: buf holds the band's V (nw windows, zeros in
+  // the 16 lanes past them); returns fill's max |x| (or infinity).
+  float fill_winograd(const float* x, int64_t r0, int64_t r1) {
+#if BRISK_THIN_POOL_16
+    if (W <= 32) return fill_winograd_narrow(x, r0, r1);
+#endif
+    float xmax = fill(x, r0, r1);
+    to_winograd((r1 - r0) * Wp);
+    return xmax;
   }
 };
 
@@ -409,8 +435,7 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
       }
       for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
         int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
-        float xmax = wt.fill(xn, r0, r1);
-        wt.to_winograd(nw);
+        float xmax = wt.fill_winograd(xn, r0, r1);
         for (int64_t o = 0; o < O; ++o) {
           float* yo = y + n * OP + o * Lp + r0 * wt.Wp;
           uint8_t* co = code + n * OP + o * Lp + r0 * wt.Wp;
@@ -556,8 +581,7 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
   const int64_t readable = O_ * Lp + room;
   for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
     int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
-    wt.fill(x_n, r0, r1);
-    wt.to_winograd(nw);
+    wt.fill_winograd(x_n, r0, r1);
     for (int64_t o = 0; o < O_; ++o) {
       float* ao = acc_.data() + o * 17 * kLanes;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
