@@ -162,17 +162,14 @@ struct WindowTaps {
       row_taps(2 * r + 1, d[2]);
       row_taps(2 * r + 2, d[3]);
       float* dst = buf + (r - r0) * Wp;
-      __m512 z[4][4];  // Z = B^T d: along the rows, each column m (to_winograd's first stage)
+      __m512 z[4][4], t[4];  // Z = B^T d: along the rows, each column m (to_winograd's first stage)
       for (int m = 0; m < 4; ++m) {
-        z[0][m] = _mm512_sub_ps(d[0][m], d[2][m]);
-        z[1][m] = _mm512_add_ps(d[1][m], d[2][m]);
-        z[2][m] = _mm512_sub_ps(d[2][m], d[1][m]);
-        z[3][m] = _mm512_sub_ps(d[1][m], d[3][m]);
+        winograd_bt4(d[0][m], d[1][m], d[2][m], d[3][m], t);
+        for (int i = 0; i < 4; ++i) z[i][m] = t[i];
       }
       for (int i = 0; i < 4; ++i) {  // V = Z B: along row i (the second stage)
-        const __m512 v[4] = {_mm512_sub_ps(z[i][0], z[i][2]), _mm512_add_ps(z[i][1], z[i][2]),
-                             _mm512_sub_ps(z[i][2], z[i][1]), _mm512_sub_ps(z[i][1], z[i][3])};
-        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(dst + (4 * i + j) * kStride, keep, v[j]);
+        winograd_bt4(z[i][0], z[i][1], z[i][2], z[i][3], t);
+        for (int j = 0; j < 4; ++j) _mm512_mask_storeu_ps(dst + (4 * i + j) * kStride, keep, t[j]);
       }
       for (int m = 0; m < 4; ++m) d[0][m] = d[2][m], d[1][m] = d[3][m];  // window row r + 1's rows 0 and 1
     }

@@ -41,5 +41,14 @@ inline void winograd_bt4(__m256 d0, __m256 d1, __m256 d2, __m256 d3, __m256* out
   out[3] = _mm256_sub_ps(d1, d3);
 }
 #endif
+#if defined(__AVX512F__)
+// The same stage on 16 tiles.
+inline void winograd_bt4(__m512 d0, __m512 d1, __m512 d2, __m512 d3, __m512* out) {
+  out[0] = _mm512_sub_ps(d0, d2);
+  out[1] = _mm512_add_ps(d1, d2);
+  out[2] = _mm512_sub_ps(d2, d1);
+  out[3] = _mm512_sub_ps(d1, d3);
+}
+#endif
 
 }  // namespace brisk::kern::cpu
