@@ -319,6 +319,19 @@ std::vector<OpCase> table() {
     t.push_back(c);
   }
   {
+    OpCase c;  // one input channel: the fused first layer's kernels (conv2d_thin_pool.h), all three
+    c.name = "conv2d + bias + 2x2 max pool + relu, one input channel, odd width";
+    c.keys = {"conv2d_pool_fwd", "max_pool2d_backward", "conv2d_bwd_input", "conv2d_bwd_weight"};
+    c.make = [](DType d) {
+      return V{uni({2, 1, 10, 9}, d, -1, 1, 47), uni({6, 1, 3, 3}, d, -0.5, 0.5, 48), uni({6}, d, -0.1, 0.1, 49)};
+    };
+    c.f = [](const V& in) { return F::conv2d_max_pool2d(in[0], in[1], in[2], 1, 1, 1, 1, true); };
+    c.composite = [](const V& in) {
+      return relu(F::max_pool2d(F::conv2d_composite(in[0], in[1], in[2], 1, 1, 1, 1, false), 2));
+    };
+    t.push_back(c);
+  }
+  {
     OpCase c;  // the ReLU after the pool, folded into the window codes (about half the windows end <= 0)
     c.name = "conv2d + bias + 2x2 max pool + relu, odd width";
     c.keys = {"conv2d_pool_fwd", "max_pool2d_backward", "conv2d_bwd_input", "conv2d_bwd_weight"};

@@ -2,13 +2,16 @@
 // its forward against the convolution's sums in double, pooled by
 // max_pool_2x2's rule and relu_pooled's (exactly where the arithmetic is
 // exact, to rounding elsewhere); its weight and bias gradient against
-// their definition summed in double; conv2d_max_pool2d dispatching to it,
-// its bits at 1 and 3 threads, and the switch. Every ISA it runs on that
-// the CPU has.
+// their definition summed in double; its input gradient against its
+// definition (f32, and bf16's rounded operands and output exactly);
+// conv2d_max_pool2d dispatching to it, its bits at 1 and 3 threads, and
+// the switch. Every ISA it runs on that the CPU has.
 #include <cmath>
 #include <cstring>
 
 #include "core/autocast.h"
+#include "core/dispatch.h"
+#include "core/op_keys.h"
 #include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
@@ -53,6 +56,26 @@ struct Restore {
 // Input (h, v) of plane n, zero outside it.
 float at(const std::vector<float>& x, const PlaneCase& s, int64_t n, int64_t h, int64_t v) {
   return h >= 0 && h < s.H && v >= 0 && v < s.W ? x[size_t((n * s.H + h) * s.W + v)] : 0.f;
+}
+
+// conv2d_bwd_input through the dispatcher (the kernel conv2d's backward
+// takes) on the pooled gradient gy and codes [N, O, H/2, W/2], w [O, 1, 3,
+// 3]: gx [N, 1, H, W]. bf16: folded casts, the GEMMs' operands rounded as
+// under autocast.
+std::vector<float> input_grad(const PlaneCase& s, const std::vector<float>& gy, const std::vector<uint8_t>& code,
+                              const std::vector<float>& w, bool bf16) {
+  int64_t Hp = s.H / 2, Wp = s.W / 2;
+  Tensor gyt = empty({s.N, s.O, Hp, Wp}), wt = empty({s.O, 1, 3, 3}), gxt = empty({s.N, 1, s.H, s.W});
+  Tensor ct = empty({s.N, s.O, Hp, Wp}, TensorOptions(DType::u8));
+  std::memcpy(gyt.data_ptr<float>(), gy.data(), sizeof(float) * gy.size());
+  std::memcpy(wt.data_ptr<float>(), w.data(), sizeof(float) * w.size());
+  std::memcpy(ct.data_ptr<uint8_t>(), code.data(), code.size());
+  brisk::ConvParams p{same1(s), true, bf16};
+  Tensor ins[3] = {gyt, wt, ct}, outs[1] = {gxt};
+  GemmBf16Scope scope(bf16);
+  brisk::dispatch(brisk::opkey::conv2d_bwd_input, brisk::DeviceType::cpu, DType::f32, brisk::KernelArgs{ins, outs, &p});
+  const float* g = gxt.data_ptr<float>();
+  return std::vector<float>(g, g + s.N * s.H * s.W);
 }
 
 }  // namespace
@@ -203,6 +226,101 @@ TEST_CASE("kernels: fused first layer + pool weight gradient matches its definit
   }
 }
 
+// The input gradient (Winograd backwards, on the avx512 sgemm build)
+// against its definition summed in double: each window's pooled gradient,
+// at the position its code names, times the 3x3 taps it met in the
+// forward, scattered back; code 4 (ReLU'd) carries none, even a NaN. To
+// rounding of the terms' magnitude. Elsewhere (avx2) the generic path runs,
+// checked the same way.
+TEST_CASE("kernels: fused first layer + pool input gradient matches its definition", "[kernels][thin_pool]") {
+  Restore restore;
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool input gradient")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes) {
+      Geom2d g = same1(s);
+      int64_t Hp = s.H / 2, Wp = s.W / 2, Lp = Hp * Wp;
+      INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W);
+      if (std::string(isa) == "avx512") CHECK(kc::conv2d_thin_pool_input_grad_applies(g));
+      std::vector<float> w = values(s.O * 9, 9, false), gy = values(s.N * s.O * Lp, 10, false);
+      std::vector<uint8_t> code(gy.size());
+      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t(i * 7 % 5);  // every position, and 4 (no gradient)
+      for (size_t i = 2; i < code.size(); i += 5) gy[i] = std::nanf("");    // i * 7 % 5 == 4 here
+      int64_t NX = s.N * s.H * s.W;
+      std::vector<float> gx = input_grad(s, gy, code, w, false);
+      std::vector<double> want(size_t(NX), 0.0), mag(size_t(NX), 0.0);
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t o = 0; o < s.O; ++o)
+          for (int64_t r = 0; r < Hp; ++r)
+            for (int64_t c = 0; c < Wp; ++c) {
+              size_t i = size_t((n * s.O + o) * Lp + r * Wp + c);
+              int p = code[i];
+              if (p > 3) continue;
+              for (int k = 0; k < 9; ++k) {
+                int64_t h = 2 * r + p / 2 + k / 3 - 1, v = 2 * c + p % 2 + k % 3 - 1;
+                if (h < 0 || h >= s.H || v < 0 || v >= s.W) continue;
+                double t = double(gy[i]) * w[size_t(o * 9 + k)];
+                want[size_t((n * s.H + h) * s.W + v)] += t, mag[size_t((n * s.H + h) * s.W + v)] += std::abs(t);
+              }
+            }
+      int64_t bad = 0;
+      double worst = 0;
+      for (int64_t i = 0; i < NX; ++i) {
+        double err = std::abs(gx[size_t(i)] - want[size_t(i)]) / (1e-30 + mag[size_t(i)]);
+        if (mag[size_t(i)] == 0) err = gx[size_t(i)] == 0.f ? 0.0 : 1e9;
+        worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+        bad += !(err <= 1e-5);
+      }
+      INFO("worst error " << worst << " of the magnitude");
+      CHECK(bad == 0);
+    }
+  }
+}
+
+// Under bf16's folded casts: w and the pooled gradient read as their bf16
+// roundings, gx rounded. Integers plus 2^-10 (which rounding removes) for
+// both: every step of the transform is then exact (quarters of integers),
+// so each value must be the bf16 rounding of the integer sum of the rounded
+// operands, computed here without the kernel's arithmetic. An unrounded
+// operand leaves fractions of 2^-10 that the final rounding keeps below 256;
+// gradients up to 111 make sums that only a rounded output matches.
+TEST_CASE("kernels: fused first layer + pool input gradient under bf16's folded casts", "[kernels][thin_pool]") {
+  Restore restore;
+  auto nudged = [](std::vector<float> v) {
+    for (float& e : v) e = (e == 0.f ? 1.f : e) + 0x1p-10f;
+    return v;
+  };
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool input gradient under bf16")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes) {
+      int64_t Hp = s.H / 2, Wp = s.W / 2, Lp = Hp * Wp, NX = s.N * s.H * s.W;
+      std::vector<float> gy0 = values(s.N * s.O * Lp, 32, true);
+      for (float& e : gy0) e *= 37.f;  // up to 111: 7 bits, so sums past 256 that bf16 must round
+      std::vector<float> w = nudged(values(s.O * 9, 31, true)), gy = nudged(gy0);
+      std::vector<uint8_t> code(gy.size());
+      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t(i * 3 % 5);
+      std::vector<float> got = input_grad(s, gy, code, w, true);
+      std::vector<double> want(static_cast<size_t>(NX), 0.0);
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t o = 0; o < s.O; ++o)
+          for (int64_t l = 0; l < Lp; ++l) {
+            size_t i = size_t((n * s.O + o) * Lp + l);
+            int pc = code[i];
+            if (pc > 3) continue;
+            int64_t r = l / Wp, c = l % Wp;
+            for (int k = 0; k < 9; ++k) {
+              int64_t h = 2 * r + pc / 2 + k / 3 - 1, v = 2 * c + pc % 2 + k % 3 - 1;
+              if (h >= 0 && h < s.H && v >= 0 && v < s.W)
+                want[size_t((n * s.H + h) * s.W + v)] += std::round(gy[i]) * std::round(w[size_t(o * 9 + k)]);
+            }
+          }
+      int64_t bad = 0;
+      for (int64_t i = 0; i < NX; ++i) bad += !(got[size_t(i)] == brisk::bf16_rounded(float(want[size_t(i)])));
+      INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W);
+      CHECK(bad == 0);
+    }
+  }
+}
+
 TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-count independent, and switches off",
           "[kernels][thin_pool]") {
   Restore restore;
@@ -216,7 +334,7 @@ TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-
       Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
       Tensor y = F::conv2d_max_pool2d(x, w, b, 1, 1, 1, 1, true);
       sum(y * r).backward();
-      return std::vector<Tensor>{y, w.grad(), b.grad()};
+      return std::vector<Tensor>{y, w.grad(), b.grad(), x.grad()};
     };
     std::vector<Tensor> one = run(1), three = run(3);
     INFO(isa);
@@ -240,6 +358,8 @@ TEST_CASE("kernels: fused first layer + pool runs for conv2d_max_pool2d, thread-
     CHECK_FALSE(bit_equal(off[1], one[1]));
     expect_close(off[1], one[1], 1e-5, "weight gradient, fused vs expanded");
     expect_close(off[2], one[2], 1e-5, "bias gradient, fused vs expanded");
+    if (std::string(isa) == "avx512") CHECK_FALSE(bit_equal(off[3], one[3]));
+    expect_close(off[3], one[3], 1e-5, "input gradient, fused vs expanded");
   }
 }
 

@@ -526,6 +526,13 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   float* gx = ptr<float>(a.out[0]);
   int64_t O = a.in[1].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   GySample gy(a, g, O);
+  // A first layer's pooled gradient: Winograd backwards from the pooled
+  // gradient and its codes (with folded casts, on rounded operands), on
+  // AMX machines too (its 9 taps suit no tile).
+  if (gy.code && conv2d_thin_pool_input_grad_applies(g)) {
+    conv2d_thin_pool_input_grad(gy.gy, gy.code, w, g, O, gx, bf);
+    return true;
+  }
   ConvSampleSource source = [&gy](int64_t n) { return gy(n); };
   bool direct = is_pointwise(g);
   // Stride 1, dilation 1: gx is the forward convolution of gy (O channels)

@@ -33,6 +33,13 @@
 //    gradient). The gradient differs from the unfused path's by rounding.
 //    The transforms mix each tap into several sums: a NaN or infinite input
 //    may make NaN weight-gradient entries the direct sums leave finite.
+//  - input gradient (AVX-512): the forward's adjoint, each window's patch
+//    B (U . Z) B^T, summed over channels before B . B^T (16 multiply-adds
+//    per channel and window, where the direct sums scatter 36), the
+//    overlapping patches added into a zero-bordered plane per sample
+//    (conv2d_thin_pool_input_grad.cpp). The cnn's recipes never need it
+//    (their images take no gradient); a model with a layer before this one
+//    does.
 // Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds, and for
 // bf16 autocast's folded casts (bf16 below) where no AMX tiles run: with K
 // = 9 the bf16 dot products have almost nothing to pair up, while the f32
@@ -67,6 +74,24 @@ bool conv2d_thin_pool_applies(const Geom2d& g);
 // rounded window).
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                               bool relu, float* y, uint8_t* code, bool bf16 = false);
+
+// Whether conv2d_thin_pool_input_grad runs for g now: conv2d_thin_pool_
+// applies, on the avx512 sgemm build (its 16-lane masked arithmetic).
+bool conv2d_thin_pool_input_grad_applies(const Geom2d& g);
+
+// The input gradient gx [N, 1, H, W] of conv2d_pool_fwd from the pooled
+// gradient gyp and the window codes [N, O, H/2, W/2] (code 4: none, the
+// ReLU's backward) and w [O, 1, 3, 3]: Winograd's F(2x2, 3x3) backwards
+// (conv2d_thin_pool_input_grad.cpp), 16 multiply-adds per channel and
+// window where the direct sums take 36. The values differ from the direct
+// sums by rounding, a few ulps of the sum of the terms' magnitudes; a NaN
+// or infinite gradient may reach the window's whole 4 x 4 input patch
+// (the transform mixes its entries) where the direct sums reach 3 x 3 of
+// it. Samples run on the thread pool, each on its own, so the bits do not
+// depend on the thread count. bf16 (folded casts): w and the gradient are
+// read as their bf16 roundings and gx is rounded to bf16.
+void conv2d_thin_pool_input_grad(const float* gyp, const uint8_t* code, const float* w, const Geom2d& g, int64_t O,
+                                 float* gx, bool bf16 = false);
 
 // The weight (and bias) gradient from the pooled gradient and the codes,
 // one object per block of samples on one thread: add() each sample, then

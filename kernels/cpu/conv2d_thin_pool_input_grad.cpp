@@ -1,0 +1,184 @@
+// The fused first layer + 2x2 max pool's input gradient (see the header):
+// Winograd's F(2x2, 3x3) backwards, from the pooled gradient and the codes.
+//
+// A pool window (py, px) of channel o owns the 2x2 outputs over the 4x4
+// input patch d at rows 2py - 1 .. 2py + 2, columns 2px - 1 .. 2px + 2, and
+// the forward computes them as Y = A^T (U_o . B^T d B) A (winograd_f23.h).
+// Its adjoint gives the patch's share of dx: B (U_o . Z_o) B^T, Z_o = A dY_o
+// A^T. dY_o holds one nonzero, the pooled gradient gv at the code's
+// position (code 4: none, the ReLU's backward), so Z_o's entries are +-gv
+// or 0 (the weight gradient's masked multiply-adds, conv2d_thin_pool.cpp),
+// and since B . B^T is linear the sums over channels come first:
+//   M = sum_o U_o . Z_o   (16 multiply-adds per channel and window),
+//   patch = B M B^T       (once per window, not per channel),
+// where the direct sums scatter 36 per channel and window (9 taps at each
+// of the 4 positions a code may name). The patches of neighbouring windows
+// overlap by 2 rows and 2 columns; they are added into a zero-bordered
+// plane per sample, whose interior is gx.
+// Lanes are 16 windows along a pooled row (the cnn's 14 fill 14 of 16),
+// so a patch's row is two interleaves of the 16-lane entries away from
+// 32 consecutive columns of the plane.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/conv2d_thin_pool.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "kernels/cpu/winograd_f23.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on _mm512_undefined_ps inside intrinsics
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define BRISK_THIN_POOL_DX 1
+#else
+#define BRISK_THIN_POOL_DX 0
+#endif
+
+namespace brisk::kern::cpu {
+
+bool conv2d_thin_pool_input_grad_applies(const Geom2d& g) {
+  return BRISK_THIN_POOL_DX && sgemm_isa_avx512() && conv2d_thin_pool_applies(g);
+}
+
+#if BRISK_THIN_POOL_DX
+namespace {
+
+// 16 windows' M (m[4 i + j], lane l: window px0 + l) -> their patches
+// B M B^T in place. B's stage on 4 values (the adjoint of winograd_bt4's
+// (d0 - d2, d1 + d2, d2 - d1, d1 - d3)): (m0, m1 - m2 + m3, m1 + m2 - m0, -m3).
+inline void winograd_b4(__m512& m0, __m512& m1, __m512& m2, __m512& m3) {
+  const __m512 e1 = _mm512_add_ps(_mm512_sub_ps(m1, m2), m3), e2 = _mm512_sub_ps(_mm512_add_ps(m1, m2), m0);
+  m1 = e1, m2 = e2, m3 = _mm512_sub_ps(_mm512_setzero_ps(), m3);
+}
+
+// One sample: gx_n [H, W] from gyp_n, code_n [O, Hp, Wp] and u [O][16].
+// plane: [2 Hp + 2][pw] zeroed here, row r + 1 and column c + 1 holding
+// dx (r, c), r and c from -1.
+template <bool kRounded>
+void sample(const float* gyp_n, const uint8_t* code_n, const float* u, const Geom2d& g, int64_t O, float* plane,
+            int64_t pw, float* gx_n) {
+  const int64_t Hp = g.H / 2, Wp = g.W / 2, Lp = Hp * Wp;
+  std::fill(plane, plane + (2 * Hp + 2) * pw, 0.f);
+  const __m512i sign = _mm512_set1_epi32(int32_t(0x80000000u));
+  // Interleaves: lo (a0, b0, a1, b1, .. a7, b7), hi (a8, b8, .. a15, b15).
+  const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i ihi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  for (int64_t py = 0; py < Hp; ++py)
+    for (int64_t px0 = 0; px0 < Wp; px0 += 16) {
+      const int64_t nl = std::min<int64_t>(16, Wp - px0);
+      const __mmask16 in = nl >= 16 ? __mmask16(0xffff) : __mmask16((1u << nl) - 1);
+      __m512 m[16];
+      for (int xi = 0; xi < 16; ++xi) m[xi] = _mm512_setzero_ps();
+      const float* gr = gyp_n + py * Wp + px0;
+      const uint8_t* cr = code_n + py * Wp + px0;
+      // Each channel's row is its own stream (the cnn's 32 rows 784 bytes
+      // apart, a new cache line every row or so), too many for the hardware
+      // prefetchers: the loads waited on L3 (a third of the time). Rows two
+      // ahead are prefetched, and the next sample's first rows during the
+      // last two (it is in the same block of samples, or the next thread's).
+      const int64_t ahead = py + 2 < Hp ? 2 * Wp : O * Lp + (2 - Hp) * Wp;
+      for (int64_t o = 0; o < O; ++o, gr += Lp, cr += Lp) {
+        _mm_prefetch(reinterpret_cast<const char*>(gr + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(gr + ahead + 15), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(cr + ahead), _MM_HINT_T0);
+        using U16 = uint32_t __attribute__((vector_size(64)));
+        __m512 gv = _mm512_maskz_loadu_ps(in, gr);  // lanes past the row: 0, and masked off below
+        if constexpr (kRounded) gv = bf16_rounded_lanes<__m512, U16>(gv);
+        const __m128i ci = _mm_maskz_loadu_epi8(in, cr);
+        // Z_ij = a_i(py') a_j(px') gv, (py', px') = (code / 2, code % 2), with
+        // A's rows a_0 = (1, 0), a_1 = (1, 1), a_2 = (1, -1), a_3 = (0, -1):
+        // row 0 only where py' = 0, row 3 only where py' = 1 (negated), row
+        // 2 negated where py' = 1; columns alike. Code 4 and lanes past the
+        // row: no gradient.
+        const __mmask16 live = _mm_mask_cmplt_epu8_mask(in, ci, _mm_set1_epi8(4));
+        const __mmask16 x1 = _mm_test_epi8_mask(ci, _mm_set1_epi8(1)), y1 = _mm_test_epi8_mask(ci, _mm_set1_epi8(2));
+        const __mmask16 x0 = __mmask16(~x1), y0 = __mmask16(~y1);  // gi is 0 where not live
+        const __m512i gi = _mm512_castps_si512(_mm512_maskz_mov_ps(live, gv));
+        const __m512i gx = _mm512_mask_xor_epi32(gi, x1, gi, sign), gy = _mm512_mask_xor_epi32(gi, y1, gi, sign);
+        const __m512i gxy = _mm512_mask_xor_epi32(gx, y1, gx, sign);
+        const __m512 gs[2][2] = {{_mm512_castsi512_ps(gi), _mm512_castsi512_ps(gx)},
+                                 {_mm512_castsi512_ps(gy), _mm512_castsi512_ps(gxy)}};  // [flip y][flip x]
+        const float* uo = u + 16 * o;
+        for (int i = 0; i < 4; ++i) {
+          const __mmask16 mi = i == 0 ? y0 : i == 3 ? y1 : __mmask16(0xffff);
+          for (int j = 0; j < 4; ++j) {
+            const __mmask16 mk = mi & (j == 0 ? x0 : j == 3 ? x1 : __mmask16(0xffff));
+            const __m512 uij = _mm512_set1_ps(uo[4 * i + j]), gij = gs[i == 2][j == 2];
+            __m512& a = m[4 * i + j];
+            const bool neg = (i == 3) != (j == 3);
+            if ((i == 1 || i == 2) && (j == 1 || j == 2)) a = neg ? _mm512_fnmadd_ps(uij, gij, a) : _mm512_fmadd_ps(uij, gij, a);
+            else a = neg ? _mm512_mask3_fnmadd_ps(uij, gij, a, mk) : _mm512_mask3_fmadd_ps(uij, gij, a, mk);
+          }
+        }
+      }
+      for (int j = 0; j < 4; ++j) winograd_b4(m[j], m[4 + j], m[8 + j], m[12 + j]);  // B M
+      for (int i = 0; i < 4; ++i) winograd_b4(m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]);  // (B M) B^T
+      // Patch row i of lane l covers columns 2 (px0 + l) - 1 + j, j = 0..3:
+      // plane columns 2 px0 + 2 l + j. (j = 0, 1) interleaved are 32
+      // consecutive columns from 2 px0, (j = 2, 3) the same from 2 px0 + 2:
+      // shifted 2 lanes in registers and added, 34 columns in three vectors
+      // (a store then a load 8 bytes on would wait for the store to retire).
+      for (int i = 0; i < 4; ++i) {
+        const __m512 a0 = _mm512_permutex2var_ps(m[4 * i], ilo, m[4 * i + 1]);
+        const __m512 a1 = _mm512_permutex2var_ps(m[4 * i], ihi, m[4 * i + 1]);
+        const __m512i b0 = _mm512_castps_si512(_mm512_permutex2var_ps(m[4 * i + 2], ilo, m[4 * i + 3]));
+        const __m512i b1 = _mm512_castps_si512(_mm512_permutex2var_ps(m[4 * i + 2], ihi, m[4 * i + 3]));
+        const __m512i z = _mm512_setzero_si512();
+        const __m512 s0 = _mm512_add_ps(a0, _mm512_castsi512_ps(_mm512_alignr_epi32(b0, z, 14)));
+        const __m512 s1 = _mm512_add_ps(a1, _mm512_castsi512_ps(_mm512_alignr_epi32(b1, b0, 14)));
+        const __m512 s2 = _mm512_castsi512_ps(_mm512_alignr_epi32(z, b1, 14));  // lanes 0, 1
+        float* row = plane + (2 * py + i) * pw + 2 * px0;
+        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), s0));
+        _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), s1));
+        _mm512_mask_storeu_ps(row + 32, 0x3, _mm512_add_ps(_mm512_maskz_loadu_ps(0x3, row + 32), s2));
+      }
+    }
+  for (int64_t r = 0; r < g.H; ++r) {  // the interior; rows and columns past the windows' patches stay 0
+    const float* src = plane + (r + 1) * pw + 1;
+    float* dst = gx_n + r * g.W;
+    if constexpr (kRounded) bf16_rounded(src, dst, g.W);
+    else std::memcpy(dst, src, sizeof(float) * size_t(g.W));
+  }
+}
+
+}  // namespace
+
+void conv2d_thin_pool_input_grad(const float* gyp, const uint8_t* code, const float* w, const Geom2d& g, int64_t O,
+                                 float* gx, bool bf16) {
+  const int64_t Hp = g.H / 2, Wp = g.W / 2, Lp = Hp * Wp;
+  std::vector<float> wr, u(size_t(16 * O));
+  if (bf16) {
+    wr.resize(size_t(9 * O));
+    bf16_rounded(w, wr.data(), 9 * O);
+    w = wr.data();
+  }
+  for (int64_t o = 0; o < O; ++o) winograd_filter(w + 9 * o, u.data() + 16 * o);
+  // Plane width: the last 16-window group writes 34 columns from 2 px0;
+  // rounded up to whole cache lines.
+  const int64_t pw = ((Wp + 15) / 16 * 32 + 2 + 15) / 16 * 16, plane_size = (2 * Hp + 2) * pw;
+  parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
+    static thread_local std::vector<float> plane;
+    if (plane.size() < size_t(plane_size)) plane.resize(size_t(plane_size));
+    for (int64_t n = lo; n < hi; ++n) {
+      const float* gyp_n = gyp + n * O * Lp;
+      const uint8_t* code_n = code + n * O * Lp;
+      float* gx_n = gx + n * g.H * g.W;
+      if (bf16) sample<true>(gyp_n, code_n, u.data(), g, O, plane.data(), pw, gx_n);
+      else sample<false>(gyp_n, code_n, u.data(), g, O, plane.data(), pw, gx_n);
+    }
+  });
+}
+#else
+void conv2d_thin_pool_input_grad(const float*, const uint8_t*, const float*, const Geom2d&, int64_t, float*, bool) {
+  throw std::logic_error("conv2d_thin_pool_input_grad: built without AVX-512 (check ..._applies first)");
+}
+#endif
+
+}  // namespace brisk::kern::cpu
