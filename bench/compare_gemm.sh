@@ -17,10 +17,16 @@ BENCH="$BUILD/bench/brisk_bench_gemm"
 PY=$(bench/torch_venv.sh)
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
+# Each side's figure per round is a median of 7: torch_gemm.py times 7
+# products after a warm-up; here 7 repetitions of at least 0.1 s each (the
+# mean of 2-16 products). A product the host stalls then weighs on neither
+# side's figure (a mean over one second of products, as before, let it
+# weigh on brisk's only).
 brisk_rows() {  # -> "native N rate" / "openblas N rate" lines
-  BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=1 \
+  BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=0.1 \
+    --benchmark_repetitions=7 --benchmark_report_aggregates_only=true \
     --benchmark_filter='(native|openblas)/M:(1024|2048)/N:(1024|2048)/K:(1024|2048)/tA:0/tB:0' 2>/dev/null |
-    sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\2/K:\2/.*GFLOPs=\([0-9.]*\)G/s.*|\1 \2 \3|p'
+    sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\2/K:\2/.*_median .*GFLOPs=\([0-9.]*\)G/s.*|\1 \2 \3|p'
 }
 torch_rows() {
   "$PY" bench/torch_gemm.py --threads "$THREADS" --sizes 1024 2048 | sed -n 's/.* n \([0-9]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
