@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -83,11 +84,15 @@ void sample(const float* gyp_n, const uint8_t* code_n, const float* u, const Geo
       // prefetchers: the loads waited on L3 (a third of the time). Rows two
       // ahead are prefetched, and the next sample's first rows during the
       // last two (it is in the same block of samples, or the next thread's).
+      // (Addresses as integers: past the last sample they point outside the
+      // tensors, which a prefetch may touch but a pointer may not.)
       const int64_t ahead = py + 2 < Hp ? 2 * Wp : O * Lp + (2 - Hp) * Wp;
       for (int64_t o = 0; o < O; ++o, gr += Lp, cr += Lp) {
-        _mm_prefetch(reinterpret_cast<const char*>(gr + ahead), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(gr + ahead + 15), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(cr + ahead), _MM_HINT_T0);
+        const uintptr_t pg = reinterpret_cast<uintptr_t>(gr) + uintptr_t(ahead) * sizeof(float);
+        const uintptr_t pc = reinterpret_cast<uintptr_t>(cr) + uintptr_t(ahead);
+        _mm_prefetch(reinterpret_cast<const char*>(pg), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pg + 15 * sizeof(float)), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(pc), _MM_HINT_T0);
         using U16 = uint32_t __attribute__((vector_size(64)));
         __m512 gv = _mm512_maskz_loadu_ps(in, gr);  // lanes past the row: 0, and masked off below
         if constexpr (kRounded) gv = bf16_rounded_lanes<__m512, U16>(gv);
