@@ -6,7 +6,9 @@
 #      built against the installed package (find_package(brisk)) and run;
 #   3. scripts/sanitize.sh: the unit tests under ASan+UBSan, the threaded code
 #      under TSan;
-#   4. scripts/fuzz.sh: each libFuzzer harness for BRISK_FUZZ_SECONDS (30).
+#   4. scripts/fuzz.sh: each libFuzzer harness for BRISK_FUZZ_SECONDS (30);
+#   5. scripts/check_portable.sh: the portable build (BRISK_NATIVE=OFF)
+#      compiled and its unit tests run.
 # Any failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +21,7 @@ echo "== sanitizers"
 scripts/sanitize.sh
 echo "== fuzzing"
 scripts/fuzz.sh "${BRISK_FUZZ_SECONDS:-30}"
-echo "stages (ctest suite, install + example, sanitizers, fuzzers) all passed"
-echo "test.sh: 4 passed, 0 failed"
+echo "== the portable build"
+scripts/check_portable.sh
+echo "stages (ctest suite, install + example, sanitizers, fuzzers, portable build) all passed"
+echo "test.sh: 5 passed, 0 failed"
