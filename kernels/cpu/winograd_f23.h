@@ -31,24 +31,15 @@ inline void winograd_filter(const float* g, float* u) {
   }
 }
 
-#if defined(__AVX2__)
 // One B^T stage over 4 values along a row or a column of the tile:
-// (d0 - d2, d1 + d2, d2 - d1, d1 - d3).
-inline void winograd_bt4(__m256 d0, __m256 d1, __m256 d2, __m256 d3, __m256* out) {
-  out[0] = _mm256_sub_ps(d0, d2);
-  out[1] = _mm256_add_ps(d1, d2);
-  out[2] = _mm256_sub_ps(d2, d1);
-  out[3] = _mm256_sub_ps(d1, d3);
+// (d0 - d2, d1 + d2, d2 - d1, d1 - d3), lane by lane on 8 tiles (__m256)
+// or 16 (__m512): GCC's vector operators, so one vsubps/vaddps each.
+template <class V>
+inline void winograd_bt4(V d0, V d1, V d2, V d3, V* out) {
+  out[0] = d0 - d2;
+  out[1] = d1 + d2;
+  out[2] = d2 - d1;
+  out[3] = d1 - d3;
 }
-#endif
-#if defined(__AVX512F__)
-// The same stage on 16 tiles.
-inline void winograd_bt4(__m512 d0, __m512 d1, __m512 d2, __m512 d3, __m512* out) {
-  out[0] = _mm512_sub_ps(d0, d2);
-  out[1] = _mm512_add_ps(d1, d2);
-  out[2] = _mm512_sub_ps(d2, d1);
-  out[3] = _mm512_sub_ps(d1, d3);
-}
-#endif
 
 }  // namespace brisk::kern::cpu
