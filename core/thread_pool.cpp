@@ -233,10 +233,23 @@ void parallel_for_blocks(int64_t begin, int64_t end, int64_t block,
     const std::function<void(int64_t, int64_t)>& fn;
     bool gemm_bf16;  // the caller's compute context, as in parallel_for
   } job{{}, begin, end, block, blocks, fn, gemm_operands_bf16()};
-  pool().run(int(threads), [&job](int) {
+  // Blocks are claimed in runs (guided scheduling): a thread takes 1/(2
+  // threads) of the blocks left, at least one, so a run of many small
+  // blocks costs a few claims of the shared counter rather than one each
+  // (each claim moves its cache line between the cores: with 2-sample
+  // blocks, the first layer's forward ran 7-10% slower than on equal
+  // shares), while the last blocks still go one at a time to whichever
+  // thread is free.
+  pool().run(int(threads), [&job, threads](int) {
     GemmBf16Scope ctx(job.gemm_bf16);
-    for (int64_t b; (b = job.next.fetch_add(1, std::memory_order_relaxed)) < job.blocks;)
-      job.fn(job.begin + b * job.block, std::min(job.end, job.begin + (b + 1) * job.block));
+    int64_t b = job.next.load(std::memory_order_relaxed);
+    while (b < job.blocks) {
+      int64_t take = std::max<int64_t>(1, (job.blocks - b) / (2 * threads));
+      if (!job.next.compare_exchange_weak(b, b + take, std::memory_order_relaxed)) continue;  // b reloaded
+      for (int64_t e = std::min(job.blocks, b + take); b < e; ++b)
+        job.fn(job.begin + b * job.block, std::min(job.end, job.begin + (b + 1) * job.block));
+      b = job.next.load(std::memory_order_relaxed);
+    }
   });
 }
 
