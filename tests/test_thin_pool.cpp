@@ -188,6 +188,8 @@ TEST_CASE("kernels: fused first layer + pool weight gradient matches its definit
   Restore restore;
   for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
     kc::set_sgemm_isa(isa);
+    // samples a call: one; two (one band of two planes where they fit); three (two, then one)
+    for (int64_t per_call : {1, 2, 3})
     for (const PlaneCase& s : kShapes) {
       Geom2d g = same1(s);
       int64_t Hp = s.H / 2, Wp = s.W / 2, Lp = Hp * Wp;
@@ -197,8 +199,11 @@ TEST_CASE("kernels: fused first layer + pool weight gradient matches its definit
       std::vector<float> gw(size_t(s.O * 9), 0.5f), gb(size_t(s.O), -0.25f);  // finish() adds to what is there
       {
         kc::ThinPoolWeightGrad tg(g, s.O);
-        for (int64_t n = 0; n < s.N; ++n)
-          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W);
+        for (int64_t n = 0; n < s.N; n += per_call) {
+          int64_t take = std::min(per_call, s.N - n);
+          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W,
+                 (s.N - n - take) * s.O * Lp, take);
+        }
         tg.finish(gw.data(), gb.data());
       }
       int64_t bad = 0;
@@ -219,8 +224,8 @@ TEST_CASE("kernels: fused first layer + pool weight gradient matches its definit
           worst = std::max(worst, std::isnan(err) ? 1e9 : err);
           bad += !(err <= 1e-5);
         }
-      INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << ": worst error " << worst
-               << " of the magnitude");
+      INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << ", " << per_call
+               << " samples a call: worst error " << worst << " of the magnitude");
       CHECK(bad == 0);
     }
   }
@@ -435,8 +440,9 @@ TEST_CASE("kernels: fused first layer + pool under bf16's folded casts: rounded 
       std::vector<float> gw(size_t(s.O * 9), 0.f), gb(size_t(s.O), 0.f), xr(x.size()), gyr(gy.size());
       {
         kc::ThinPoolWeightGrad tg(g, s.O, true);
-        for (int64_t n = 0; n < s.N; ++n)
-          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W);
+        for (int64_t n = 0; n < s.N; n += 2)  // two samples a call (one band of two planes where they fit)
+          tg.add(gy.data() + n * s.O * Lp, code.data() + n * s.O * Lp, x.data() + n * s.H * s.W,
+                 std::max<int64_t>(0, s.N - n - 2) * s.O * Lp, std::min<int64_t>(2, s.N - n));
         tg.finish(gw.data(), gb.data());
       }
       brisk::bf16_rounded(x.data(), xr.data(), int64_t(x.size()));

@@ -821,11 +821,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         thin_acc.assign(size_t(O * CKK), v16{});
         thin_tail.assign(size_t(O * CKK), 0.f);
       }
-      for (int64_t n = c * kGradBlock; n < std::min(g.N, (c + 1) * kGradBlock); ++n) {
+      const int64_t n_end = std::min(g.N, (c + 1) * kGradBlock);
+      for (int64_t n = c * kGradBlock; n < n_end; ++n) {
         const float* xn = x + n * CHW;
-        if (thin_pool) {  // the pooled gradient as it is, not expanded
-          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo;
-          tp->add(gy.gy + n * OLp, gy.code + n * OLp, xn, gy.numel - (n + 1) * OLp);
+        if (thin_pool) {  // the pooled gradient as it is, not expanded; two samples a call (one band where they fit)
+          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo, take = std::min<int64_t>(2, n_end - n);
+          tp->add(gy.gy + n * OLp, gy.code + n * OLp, xn, gy.numel - (n + take) * OLp, take);
+          n += take - 1;
           continue;
         }
         if (bdirect && gy.code && bf) {  // the pooled gradient as it is, not expanded

@@ -21,6 +21,7 @@
 // intrinsics (max, alignr) for an uninitialized read.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 // The 16-window (512-bit) kernels: AVX-512 F, with BW and VL for the byte
@@ -130,7 +131,9 @@ struct WindowTaps {
   // line buffer, whose shifted reloads of values just stored there missed
   // store forwarding; and storing taps for to_winograd to load again cost
   // 28 loads and stores more per window row.
-  float fill_winograd_narrow(const float* x, int64_t r0, int64_t r1) {
+  // base: the band's first window's place in buf (a second sample's band
+  // follows the first's, fill_winograd_pair).
+  float fill_winograd_narrow(const float* x, int64_t r0, int64_t r1, int64_t base = 0) {
     const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -161,7 +164,7 @@ struct WindowTaps {
     for (int64_t r = r0; r < r1; ++r) {
       row_taps(2 * r + 1, d[2]);
       row_taps(2 * r + 2, d[3]);
-      float* dst = buf + (r - r0) * Wp;
+      float* dst = buf + base + (r - r0) * Wp;
       __m512 z[4][4], t[4];  // Z = B^T d: along the rows, each column m (to_winograd's first stage)
       for (int m = 0; m < 4; ++m) {
         winograd_bt4(d[0][m], d[1][m], d[2][m], d[3][m], t);
@@ -174,7 +177,7 @@ struct WindowTaps {
       for (int m = 0; m < 4; ++m) d[0][m] = d[2][m], d[1][m] = d[3][m];  // window row r + 1's rows 0 and 1
     }
     int64_t nw = (r1 - r0) * Wp;
-    for (int t = 0; t < 16; ++t) _mm512_storeu_ps(buf + t * kStride + nw, zero);  // a 16-window vector's lanes past nw
+    for (int t = 0; t < 16; ++t) _mm512_storeu_ps(buf + t * kStride + base + nw, zero);  // a 16-window vector's lanes past nw
     return bad ? INFINITY : _mm512_reduce_max_ps(mx);
   }
 #endif
@@ -224,6 +227,22 @@ struct WindowTaps {
     to_winograd((r1 - r0) * Wp);
     return xmax;
   }
+  // Whether two samples' whole planes fit one band (fill_winograd_pair):
+  // the 16-lane kernels on planes at most 32 wide and 256 windows (the
+  // cnn's 196). A plane's windows rarely fill whole 16-window vectors (196
+  // = 12 1/4): a band of two samples runs 25 vectors where one sample at a
+  // time ran 26, and its transformed taps, 16 x 392 floats, stay in L1.
+  bool pairs() const { return BRISK_THIN_POOL_16 && W <= 32 && band >= Hp; }
+#if BRISK_THIN_POOL_16
+  // fill_winograd of samples x0's and x1's whole planes: x1's windows
+  // follow x0's (window Hp Wp + w is x1's window w); returns the larger max
+  // |x| (or infinity). In this order: x0's fill zeroes the lanes past its
+  // windows, x1's first ones.
+  float fill_winograd_pair(const float* x0, const float* x1) {
+    const float m0 = fill_winograd_narrow(x0, 0, Hp);
+    return std::max(m0, fill_winograd_narrow(x1, 0, Hp, Hp * Wp));
+  }
+#endif
 };
 
 // pool_window4 for windows whose 4 values are known finite (no NaN): the
@@ -247,17 +266,15 @@ inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, _
 }
 
 // One vector of 8 windows (s: their Winograd-transformed taps, V) for one
-// output channel (u: its transformed filter, U [16]; b: its bias), to its
-// pooled values and codes at y and code (n of the 8 lanes are windows):
-// each window is one F(2x2, 3x3) tile, so its 4 outputs are A^T (U . V) A
-// + b, 16 products and 24 adds (which run on other pipes than the
-// products; GCC contracts some pairs into multiply-adds) where the direct
-// sums took 36 FMAs. The bias is added once, to U . V's value 5 (i = j = 1),
-// which each of the 4 outputs sums exactly once with sign +, rather than to
-// each output. Then pooled and ReLU'd in registers. Finite: the outputs are
-// known not to be NaN (pool_window4_finite). Bf16: the 4 outputs are
-// rounded to bf16 before the pool (the output cast), so the code is the
-// first maximum of the rounded window, as pooling the cast output gives.
+// output channel (u: its transformed filter, U [16], column 3 negated; b:
+// its bias), to its pooled values and codes at y and code (n of the 8 lanes
+// are windows): each window is one F(2x2, 3x3) tile, so its 4 outputs are
+// A^T (U . V) A + b (winograd_rows, then window_outputs), 16 products
+// where the direct sums took 36 multiply-adds. Then pooled and ReLU'd in
+// registers. Finite: the outputs are known not to be NaN
+// (pool_window4_finite). Bf16: the 4 outputs are rounded to bf16 before
+// the pool (the output cast), so the code is the first maximum of the
+// rounded window, as pooling the cast output gives.
 // U: its 16 values (U::at(xi)), broadcast from memory per vector (Mem) or
 // held in registers across the band's vectors (Regs, where the build has
 // 32 vector registers).
@@ -272,37 +289,55 @@ struct URegs {
   }
   __m256 at(int xi) const { return r[xi]; }
 };
-// The windows' 4 outputs A^T (U . V) A + b (yw[2 r + c]: output row r,
-// column c of each window), on a vector of 8 (__m256) or 16 (__m512)
-// windows: GCC's vector operators act lane by lane exactly as the
-// _mm256/_mm512 add, sub and mul intrinsics do (which GCC defines by them),
-// so both widths give each window the same bits. The loads are the width's
-// own intrinsics: loading through memcpy changed which products GCC fuses
-// into multiply-adds, and so the bits.
+// The width's own loads and multiply-adds, so that both widths run the
+// same operations lane by lane (GCC's vector operators act as the add, sub
+// and mul intrinsics do, which GCC defines by them): each window gets the
+// same bits from the 8-lane and the 16-lane code. Loading through memcpy,
+// or leaving products to GCC's contraction, changed which products it
+// fused into multiply-adds, and so the bits.
 template <class V>
 inline V load_v(const float* p);
 template <>
 inline __m256 load_v<__m256>(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 fmadd_v(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }   // a b + c
+inline __m256 fnmadd_v(__m256 a, __m256 b, __m256 c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a b
 #if BRISK_THIN_POOL_16
 template <>
 inline __m512 load_v<__m512>(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 fmadd_v(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+inline __m512 fnmadd_v(__m512 a, __m512 b, __m512 c) { return _mm512_fnmadd_ps(a, b, c); }
 #endif
+// The windows' output rows, on a vector of 8 (__m256) or 16 (__m512)
+// windows: with M = U . V and Q = A^T M (A^T = [1 1 1 0; 0 1 -1 -1]), row r
+// of the outputs is (Q_r0 + Q_r1 + Q_r2, Q_r1 - Q_r2 - Q_r3) = (a_r + s_r,
+// a_r + t_r), a_r = Q_r1, s_r = Q_r0 + Q_r2, t_r = -(Q_r2 + Q_r3).
+// Column j of Q is M_1j shared by both rows, then a multiply-add chain
+// each: 5 operations (and a copy) where the products and sums apart took
+// 8. U's column 3 comes negated (the caller's -U_i3), so Q_r3 comes
+// negated and t_r is one subtraction. The bias is the addend of M_11's
+// product: each of the 4 outputs sums M_11 exactly once with sign +.
+template <class V, class U>
+inline void winograd_rows(const float* s, const U& u, V b, V (&a)[2], V (&sr)[2], V (&t)[2]) {
+  constexpr int64_t S = WindowTaps::kStride;
+  V q0[4], q1[4];
+  for (int j = 0; j < 4; ++j) {
+    const V v1 = load_v<V>(s + (4 + j) * S), v2 = load_v<V>(s + (8 + j) * S);
+    const V m1 = j == 1 ? fmadd_v(u.at(5), v1, b) : u.at(4 + j) * v1;
+    q0[j] = fmadd_v(u.at(j), load_v<V>(s + j * S), fmadd_v(u.at(8 + j), v2, m1));
+    q1[j] = fnmadd_v(u.at(12 + j), load_v<V>(s + (12 + j) * S), fnmadd_v(u.at(8 + j), v2, m1));
+  }
+  a[0] = q0[1], sr[0] = q0[0] + q0[2], t[0] = q0[3] - q0[2];
+  a[1] = q1[1], sr[1] = q1[0] + q1[2], t[1] = q1[3] - q1[2];
+}
+// The 4 outputs, yw[2 r + c]: output row r, column c of each window.
 template <class V, class U>
 inline void winograd_outputs(const float* s, const U& u, V b, V (&yw)[4]) {
-  auto m = [&](int xi) {  // U . V, value xi, + b at xi = 5
-    V p = u.at(xi) * load_v<V>(s + xi * WindowTaps::kStride);
-    return xi == 5 ? p + b : p;
-  };
-  V q0[4], q1[4];  // A^T M: rows 0 and 1, columns j
-  for (int j = 0; j < 4; ++j) {
-    V m0 = m(0 + j), m1 = m(4 + j), m2 = m(8 + j), m3 = m(12 + j);
-    q0[j] = (m0 + m1) + m2;
-    q1[j] = (m1 - m2) - m3;
-  }
-  yw[0] = (q0[0] + q0[1]) + q0[2];
-  yw[1] = (q0[1] - q0[2]) - q0[3];
-  yw[2] = (q1[0] + q1[1]) + q1[2];
-  yw[3] = (q1[1] - q1[2]) - q1[3];
+  V a[2], sr[2], t[2];
+  winograd_rows(s, u, b, a, sr, t);
+  yw[0] = a[0] + sr[0];
+  yw[1] = a[0] + t[0];
+  yw[2] = a[1] + sr[1];
+  yw[3] = a[1] + t[1];
 }
 
 template <bool Finite, bool Bf16, class U>
@@ -324,11 +359,10 @@ inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, floa
 
 #if BRISK_THIN_POOL_16
 // forward_vector on 16 windows (two 8-window vectors' worth in one zmm), for
-// finite outputs: the same arithmetic lane by lane, so the same bits; the
-// pool's rule (pool_window4_finite: the first maximum in row-major order,
-// then ReLU's code 4) in mask registers. On a CPU with two 512-bit FMA
-// pipes (the Intel Xeons) it halves the instructions per window; on a Zen 4
-// (512-bit ops in two halves) it costs the same.
+// finite outputs, the pool's rule (pool_window4_finite: the first maximum in
+// row-major order, then ReLU's code 4) in mask registers. On a CPU with two
+// 512-bit FMA pipes (the Intel Xeons) it halves the instructions per
+// window; on a Zen 4 (512-bit ops in two halves) it costs the same.
 struct URegs16 {
   __m512 r[16];
   explicit URegs16(const float* u) {
@@ -338,21 +372,37 @@ struct URegs16 {
 };
 // The pooled values and codes of 16 windows; the codes as bytes (sh ? 2 + s2
 // : s1, then ReLU's 4), built from the masks in a 128-bit register rather
-// than as 32-bit lanes narrowed by a two-µop vpmovdb store.
+// than as 32-bit lanes narrowed by a two-uop vpmovdb store.
+// f32: a row's two outputs a_r + s_r and a_r + t_r share a_r, and x -> a_r
+// + x rounds monotonically, so the row's larger output is a_r + max(s_r,
+// t_r), one addition instead of two: the values of the 8-lane path (which
+// forms all 4 outputs) bit for bit. The code compares s_r and t_r, so where
+// both outputs round to the same value it may name the second where the
+// 8-lane path names the first: the same value, a maximum of the window
+// either way. Bf16 rounds each output before the pool, so it forms all 4
+// and pools them as they are.
 template <bool Bf16, bool Relu>
 inline void pooled16(const float* s, const URegs16& u, __m512 b, __m512& best, __m128i& code) {
-  __m512 yw[4];
-  winograd_outputs(s, u, b, yw);
+  __m512 a[2], sr[2], t[2], row[2];
+  __mmask16 right[2];  // the row's maximum is its second output
+  winograd_rows(s, u, b, a, sr, t);
   using U16 = uint32_t __attribute__((vector_size(64)));
-  if constexpr (Bf16)
-    for (__m512& v : yw) v = bf16_rounded_lanes_not_nan<__m512, U16>(v);
-  // max_ps(a, b) is a > b ? a : b: a tie keeps the earlier value
-  __mmask16 s1 = _mm512_cmp_ps_mask(yw[1], yw[0], _CMP_GT_OQ), s2 = _mm512_cmp_ps_mask(yw[3], yw[2], _CMP_GT_OQ);
-  __m512 m1 = _mm512_max_ps(yw[1], yw[0]), m2 = _mm512_max_ps(yw[3], yw[2]);
-  __mmask16 sh = _mm512_cmp_ps_mask(m2, m1, _CMP_GT_OQ);
-  best = _mm512_max_ps(m2, m1);
-  code = _mm_mask_blend_epi8(sh, _mm_maskz_mov_epi8(s1, _mm_set1_epi8(1)),
-                             _mm_mask_mov_epi8(_mm_set1_epi8(2), s2, _mm_set1_epi8(3)));
+  // max_ps(x, y) is x > y ? x : y: a tie keeps y, the earlier value
+  for (int r = 0; r < 2; ++r) {
+    if constexpr (Bf16) {
+      const __m512 y0 = bf16_rounded_lanes_not_nan<__m512, U16>(a[r] + sr[r]);
+      const __m512 y1 = bf16_rounded_lanes_not_nan<__m512, U16>(a[r] + t[r]);
+      right[r] = _mm512_cmp_ps_mask(y1, y0, _CMP_GT_OQ);
+      row[r] = _mm512_max_ps(y1, y0);
+    } else {
+      right[r] = _mm512_cmp_ps_mask(t[r], sr[r], _CMP_GT_OQ);
+      row[r] = a[r] + _mm512_max_ps(t[r], sr[r]);
+    }
+  }
+  const __mmask16 sh = _mm512_cmp_ps_mask(row[1], row[0], _CMP_GT_OQ);
+  best = _mm512_max_ps(row[1], row[0]);
+  code = _mm_mask_blend_epi8(sh, _mm_maskz_mov_epi8(right[0], _mm_set1_epi8(1)),
+                             _mm_mask_mov_epi8(_mm_set1_epi8(2), right[1], _mm_set1_epi8(3)));
   if constexpr (Relu) {
     __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
     best = _mm512_maskz_mov_ps(live, best);
@@ -360,22 +410,43 @@ inline void pooled16(const float* s, const URegs16& u, __m512 b, __m512& best, _
   }
 }
 // A band's nw windows (buf: their transformed taps) for one channel, 16 at a
-// time, whole vectors unmasked and the last one masked to its windows.
+// time, whole vectors unmasked and the others masked to their windows:
+// windows w < split to y0[w] and c0[w], the others (a second sample's, in a
+// band of two) to y1[w - split] and c1[w - split]. A vector across split
+// stores twice, masked; the lanes past nw are other channels' windows.
 template <bool Bf16, bool Relu>
-void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y, uint8_t* code, int64_t nw) {
+void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y0, uint8_t* c0, int64_t split, float* y1,
+                    uint8_t* c1, int64_t nw) {
   __m512 best;
   __m128i k;
+  auto lanes = [](int64_t n) { return __mmask16(n >= 16 ? 0xffff : (1u << n) - 1); };  // the first n lanes
   int64_t v = 0;
+  for (; v + 16 <= split; v += 16) {
+    pooled16<Bf16, Relu>(buf + v, u, b, best, k);
+    _mm512_storeu_ps(y0 + v, best);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c0 + v), k);
+  }
+  if (v < split) {  // the first sample's last windows, then the second's first
+    pooled16<Bf16, Relu>(buf + v, u, b, best, k);
+    const __mmask16 first = lanes(split - v), second = __mmask16(lanes(std::min(nw, v + 16) - v) & ~first);
+    _mm512_mask_storeu_ps(y0 + v, first, best);
+    _mm_mask_storeu_epi8(c0 + v, first, k);
+    if (second) {  // lane l is window v + l: at y1 + (v + l - split)
+      _mm512_mask_storeu_ps(y1 - (split - v), second, best);
+      _mm_mask_storeu_epi8(c1 - (split - v), second, k);
+    }
+    v += 16;
+  }
   for (; v + 16 <= nw; v += 16) {
     pooled16<Bf16, Relu>(buf + v, u, b, best, k);
-    _mm512_storeu_ps(y + v, best);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + v), k);
+    _mm512_storeu_ps(y1 + (v - split), best);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(c1 + (v - split)), k);
   }
-  if (v < nw) {  // only the last windows: the lanes past them are other channels' windows
-    const __mmask16 keep = __mmask16((1u << (nw - v)) - 1);
+  if (v < nw) {
+    const __mmask16 keep = lanes(nw - v);
     pooled16<Bf16, Relu>(buf + v, u, b, best, k);
-    _mm512_mask_storeu_ps(y + v, keep, best);
-    _mm_mask_storeu_epi8(code + v, keep, k);
+    _mm512_mask_storeu_ps(y1 + (v - split), keep, best);
+    _mm_mask_storeu_epi8(c1 + (v - split), keep, k);
   }
 }
 #endif
@@ -414,6 +485,7 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   std::vector<float> u(static_cast<size_t>(16 * O)), wabs(static_cast<size_t>(O)), babs(static_cast<size_t>(O));
   for (int64_t o = 0; o < O; ++o) {
     winograd_filter(w + 9 * o, u.data() + 16 * o);
+    for (int i = 0; i < 4; ++i) u[size_t(16 * o + 4 * i + 3)] = -u[size_t(16 * o + 4 * i + 3)];  // winograd_rows' -U_i3
     float a = 0.f;
     for (int k = 0; k < 9; ++k) a += std::abs(w[9 * o + k]);
     wabs[size_t(o)] = 128.f * a;
@@ -422,51 +494,69 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
   parallel_for_blocks(0, g.N, 2, [&](int64_t lo, int64_t hi) {
     WindowTaps wt(g);
     const int64_t Lp = wt.Hp * wt.Wp;
-    static thread_local std::vector<float> xr;  // bf16: x_n rounded (kept: no allocation per block)
-    if (bf16 && xr.size() < size_t(HW)) xr.resize(size_t(HW));
-    for (int64_t n = lo; n < hi; ++n) {
-      const float* xn = x + n * HW;
-      if (bf16) {
-        bf16_rounded(xn, xr.data(), HW);
-        xn = xr.data();
-      }
+    static thread_local std::vector<float> xr;  // bf16: the samples rounded (kept: no allocation per block)
+    if (bf16 && xr.size() < size_t(2 * HW)) xr.resize(size_t(2 * HW));
+    for (int64_t n = lo; n < hi;) {
+      const int64_t ns = wt.pairs() && n + 1 < hi ? 2 : 1;  // samples n .. n + ns - 1, one band (pairs) or bands
+      const float* xs[2] = {x + n * HW, x + std::min(n + 1, hi - 1) * HW};
+      if (bf16)
+        for (int64_t i = 0; i < ns; ++i) {
+          bf16_rounded(xs[i], xr.data() + i * HW, HW);
+          xs[i] = xr.data() + i * HW;
+        }
       for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
+        // nw windows a sample; with two samples the band is their whole planes, the second's after the first's
         int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
-        float xmax = wt.fill_winograd(xn, r0, r1);
+#if BRISK_THIN_POOL_16
+        float xmax = ns == 2 ? wt.fill_winograd_pair(xs[0], xs[1]) : wt.fill_winograd(xs[0], r0, r1);
+#else
+        float xmax = wt.fill_winograd(xs[0], r0, r1);
+#endif
         for (int64_t o = 0; o < O; ++o) {
-          float* yo = y + n * OP + o * Lp + r0 * wt.Wp;
-          uint8_t* co = code + n * OP + o * Lp + r0 * wt.Wp;
+          float* ys[2];
+          uint8_t* cs[2];
+          for (int64_t i = 0; i < 2; ++i) {
+            ys[i] = y + (n + std::min(i, ns - 1)) * OP + o * Lp + r0 * wt.Wp;
+            cs[i] = code + (n + std::min(i, ns - 1)) * OP + o * Lp + r0 * wt.Wp;
+          }
           const float* uo = u.data() + 16 * o;
           const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
+          // 8 windows a vector, a sample at a time: sample i's windows at wt.buf + i * nw
           auto run = [&](auto finite, auto rounded) {
+            for (int64_t i = 0; i < ns; ++i) {
+              const float* vb = wt.buf + i * nw;
+              float* yo = ys[i];
+              uint8_t* co = cs[i];
 #ifdef __AVX512VL__
-            // 32 vector registers: U's 16 values stay in registers for the band.
-            const URegs ur(uo);
-            for (int64_t v = 0; v < nw; v += 8)
-              forward_vector<decltype(finite)::value, decltype(rounded)::value>(wt.buf + v, ur, b, relu, yo + v, co + v,
-                                                                                std::min<int64_t>(8, nw - v));
+              // 32 vector registers: U's 16 values stay in registers for the band.
+              const URegs ur(uo);
+              for (int64_t v = 0; v < nw; v += 8)
+                forward_vector<decltype(finite)::value, decltype(rounded)::value>(vb + v, ur, b, relu, yo + v, co + v,
+                                                                                  std::min<int64_t>(8, nw - v));
 #else
-            for (int64_t v = 0; v < nw; v += 8) {
-              // Opaque to the compiler, so the 16 broadcasts address ub +
-              // 4 xi here, rather than becoming 16 pointers hoisted out of
-              // the loop that do not fit the registers (each then reloaded
-              // from the stack before its broadcast).
-              const float* ub = uo;
-              asm("" : "+r"(ub));
-              forward_vector<decltype(finite)::value, decltype(rounded)::value>(
-                  wt.buf + v, UMem{ub}, b, relu, yo + v, co + v, std::min<int64_t>(8, nw - v));
-            }
+              for (int64_t v = 0; v < nw; v += 8) {
+                // Opaque to the compiler, so the 16 broadcasts address ub +
+                // 4 xi here, rather than becoming 16 pointers hoisted out of
+                // the loop that do not fit the registers (each then reloaded
+                // from the stack before its broadcast).
+                const float* ub = uo;
+                asm("" : "+r"(ub));
+                forward_vector<decltype(finite)::value, decltype(rounded)::value>(
+                    vb + v, UMem{ub}, b, relu, yo + v, co + v, std::min<int64_t>(8, nw - v));
+              }
 #endif
+            }
           };
           bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
 #if BRISK_THIN_POOL_16
           if (finite) {  // 16 windows a vector
             const URegs16 ur(uo);
             const __m512 b16 = _mm512_set1_ps(bias ? bias[o] : 0.f);
-            if (bf16) relu ? forward_band16<true, true>(wt.buf, ur, b16, yo, co, nw)
-                           : forward_band16<true, false>(wt.buf, ur, b16, yo, co, nw);
-            else relu ? forward_band16<false, true>(wt.buf, ur, b16, yo, co, nw)
-                      : forward_band16<false, false>(wt.buf, ur, b16, yo, co, nw);
+            const int64_t all = ns * nw;
+            if (bf16) relu ? forward_band16<true, true>(wt.buf, ur, b16, ys[0], cs[0], nw, ys[1], cs[1], all)
+                           : forward_band16<true, false>(wt.buf, ur, b16, ys[0], cs[0], nw, ys[1], cs[1], all);
+            else relu ? forward_band16<false, true>(wt.buf, ur, b16, ys[0], cs[0], nw, ys[1], cs[1], all)
+                      : forward_band16<false, false>(wt.buf, ur, b16, ys[0], cs[0], nw, ys[1], cs[1], all);
             continue;
           }
 #endif
@@ -474,6 +564,7 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
           else finite ? run(std::true_type{}, std::false_type{}) : run(std::false_type{}, std::false_type{});
         }
       }
+      n += ns;
     }
   });
 }
@@ -490,7 +581,7 @@ constexpr int64_t kLanes = 8;
 constexpr bool kRoundInRegisters = kLanes == 16;
 
 ThinPoolWeightGrad::ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16)
-    : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(g.H * g.W) : 0),
+    : g_(g), O_(O), bf16_(bf16), xr_(bf16 ? size_t(2 * g.H * g.W) : 0),
       gr_(bf16 && !kRoundInRegisters ? size_t(O * (g.H / 2) * (g.W / 2) + 8) : 0, 0.f),
       acc_(size_t(O * 17 * kLanes), 0.f) {}
 
@@ -548,6 +639,34 @@ inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) 
   }
 }
 
+#if BRISK_THIN_POOL_16
+// The lane sums of 16 vectors of 16 lanes (x [16][16]) to out [16], in one
+// fixed tree of vector additions: each level adds two halves of a pair of
+// vectors side by side (256-bit halves, then 128-bit, 64-bit and 32-bit
+// ones), 15 additions and 30 shuffles where summing each vector's lanes one
+// by one took 240 scalar additions in 16 chains. The order is the same for
+// every block of samples and thread count.
+inline void lane_sums16(const float* x, float* out) {
+  __m512 r[16];
+  for (int i = 0; i < 8; ++i) {  // lanes 0-7: x_2i's halves added, 8-15: x_2i+1's
+    const __m512 a = _mm512_loadu_ps(x + 32 * i), b = _mm512_loadu_ps(x + 32 * i + 16);
+    r[i] = _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)) + _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i)  // 128-bit lane k: 4 partial sums of x_4i+k
+    r[i] = _mm512_shuffle_f32x4(r[2 * i], r[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)) +
+           _mm512_shuffle_f32x4(r[2 * i], r[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1));
+  for (int i = 0; i < 2; ++i)  // 128-bit lane k: 2 partial sums of x_8i+k, then 2 of x_8i+4+k
+    r[i] = _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)) +
+           _mm512_shuffle_ps(r[2 * i], r[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2));
+  // 128-bit lane k: the sums of x_k, x_4+k, x_8+k, x_12+k
+  const __m512 z = _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)) +
+                   _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1));
+  alignas(64) float t[16];
+  _mm512_store_ps(t, z);
+  for (int xi = 0; xi < 16; ++xi) out[xi] = t[4 * (xi % 4) + xi / 4];
+}
+#endif
+
 }  // namespace
 
 // Winograd's F(2x2, 3x3) backwards (as WinogradWeightGrad does for the
@@ -561,13 +680,24 @@ inline void add_rows(const float* s, const __m256 (&g)[4], __m256 (&acc)[2][4]) 
 // beside the g_p; with 32 (AVX-512), in one pass of masked multiply-adds
 // (below). The bias's lanes sum the gradient where code < 4 (a ReLU'd
 // window: 4).
-void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room) {
+void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room,
+                             int64_t samples) {
   WindowTaps wt(g_);
-  const int64_t Lp = wt.Hp * wt.Wp;
+  const int64_t Lp = wt.Hp * wt.Wp, HW = g_.H * g_.W;
+  // Two samples make one band where their planes fit (WindowTaps::pairs,
+  // the 16-lane kernel); otherwise a sample at a time.
+  if (samples > 2 || (samples == 2 && !(kLanes == 16 && wt.pairs()))) {
+    for (int64_t s = 0; s < samples;) {
+      const int64_t take = std::min<int64_t>(samples - s, kLanes == 16 && wt.pairs() ? 2 : 1);
+      add(gyp_n + s * O_ * Lp, code_n + s * O_ * Lp, x_n + s * HW, room + (samples - s - take) * O_ * Lp, take);
+      s += take;
+    }
+    return;
+  }
   // bf16: the operands rounded once per sample (gr_: 8 zeros of room after
   // the planes); on AVX-512 the gradient is rounded in the registers instead.
   if (bf16_) {
-    bf16_rounded(x_n, xr_.data(), g_.H * g_.W);
+    bf16_rounded(x_n, xr_.data(), samples * HW);
     x_n = xr_.data();
     if (!kRoundInRegisters) {
       bf16_rounded(gyp_n, gr_.data(), O_ * Lp);
@@ -577,8 +707,14 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
   }
   const int64_t readable = O_ * Lp + room;
   for (int64_t r0 = 0; r0 < wt.Hp; r0 += wt.band) {
+    // nw windows a sample; with two samples the band is their whole planes, the second's after the first's
     int64_t r1 = std::min(wt.Hp, r0 + wt.band), nw = (r1 - r0) * wt.Wp;
+#if BRISK_THIN_POOL_16
+    if (samples == 2) wt.fill_winograd_pair(x_n, x_n + HW);
+    else wt.fill_winograd(x_n, r0, r1);
+#else
     wt.fill_winograd(x_n, r0, r1);
+#endif
     for (int64_t o = 0; o < O_; ++o) {
       float* ao = acc_.data() + o * 17 * kLanes;
       const int64_t first = o * Lp + r0 * wt.Wp;  // the band's first window in gyp_n and code_n
@@ -599,13 +735,29 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
         __m512 acc[16], accb = _mm512_loadu_ps(ao + 256);
         for (int xi = 0; xi < 16; ++xi) acc[xi] = _mm512_loadu_ps(ao + xi * 16);
         const __m512i sign = _mm512_set1_epi32(int32_t(0x80000000u));
-        for (int64_t v = 0; v < nw; v += 16) {
-          const int64_t n = std::min<int64_t>(16, nw - v);
-          const __mmask16 in = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+        // windows w < nw are the first sample's (at g0[w], c0[w]), the others the second's (g1[w - nw])
+        const float* g0 = gyp_n + first;
+        const uint8_t* c0 = code_n + first;
+        const float* g1 = samples == 2 ? g0 + O_ * Lp - nw : g0;
+        const uint8_t* c1 = samples == 2 ? c0 + O_ * Lp - nw : c0;
+        const int64_t all = samples * nw;
+        auto lanes = [](int64_t n) { return __mmask16(n >= 16 ? 0xffff : (1u << n) - 1); };  // the first n lanes
+        for (int64_t v = 0; v < all; v += 16) {
           using U16 = uint32_t __attribute__((vector_size(64)));
-          __m512 gv = _mm512_maskz_loadu_ps(in, gyp_n + first + v);
+          __m512 gv;
+          __m128i ci;  // 0..3, or 4: ReLU'd
+          if (v + 16 <= nw) {
+            gv = _mm512_loadu_ps(g0 + v);
+            ci = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c0 + v));
+          } else if (v >= nw && v + 16 <= all) {
+            gv = _mm512_loadu_ps(g1 + v);
+            ci = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c1 + v));
+          } else {  // masked: the first sample's last windows and the second's, 0 past the windows
+            const __mmask16 m0 = v < nw ? lanes(nw - v) : 0, m1 = __mmask16(lanes(std::min(all, v + 16) - v) & ~m0);
+            gv = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(m0, g0 + v), m1, g1 + v);
+            ci = _mm_mask_loadu_epi8(_mm_maskz_loadu_epi8(m0, c0 + v), m1, c1 + v);
+          }
           if constexpr (decltype(rounded)::value) gv = bf16_rounded_lanes<__m512, U16>(gv);
-          const __m128i ci = _mm_maskz_loadu_epi8(in, code_n + first + v);  // 0..3, or 4: ReLU'd
           // the gradient in the live windows, 0 in the ReLU'd ones and past n
           const __m512i g = _mm512_castps_si512(_mm512_maskz_mov_ps(_mm_cmplt_epu8_mask(ci, _mm_set1_epi8(4)), gv));
           accb = _mm512_add_ps(accb, _mm512_castsi512_ps(g));
@@ -666,8 +818,14 @@ void ThinPoolWeightGrad::finish(float* gw, float* gb) {
   };
   for (int64_t o = 0; o < O_; ++o) {
     const float* ao = acc_.data() + o * 17 * kLanes;
+    float sums[16];  // dU's 16 values: each its kLanes lanes summed
+#if BRISK_THIN_POOL_16
+    lane_sums16(ao, sums);
+#else
+    for (int xi = 0; xi < 16; ++xi) sums[xi] = lanes_sum(ao + kLanes * xi);
+#endif
     double du[4][4], t[3][4];  // dU, then G^T dU (G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1])
-    for (int xi = 0; xi < 16; ++xi) du[xi / 4][xi % 4] = lanes_sum(ao + kLanes * xi);
+    for (int xi = 0; xi < 16; ++xi) du[xi / 4][xi % 4] = sums[xi];
     for (int j = 0; j < 4; ++j) {
       t[0][j] = du[0][j] + 0.5 * (du[1][j] + du[2][j]);
       t[1][j] = 0.5 * (du[1][j] - du[2][j]);

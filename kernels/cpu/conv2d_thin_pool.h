@@ -101,16 +101,17 @@ void conv2d_thin_pool_input_grad(const float* gyp, const uint8_t* code, const fl
 class ThinPoolWeightGrad {
  public:
   ThinPoolWeightGrad(const Geom2d& g, int64_t O, bool bf16 = false);
-  // gyp_n, code_n [O, H/2, W/2] (pooled), x_n [1, H, W]; room: elements
-  // of gyp_n and code_n readable past those planes (the next samples')
-  void add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room = 0);
+  // gyp_n, code_n [samples, O, H/2, W/2] (pooled), x_n [samples, 1, H, W]:
+  // consecutive samples; room: elements of gyp_n and code_n readable past
+  // the last sample's planes (the next samples')
+  void add(const float* gyp_n, const uint8_t* code_n, const float* x_n, int64_t room = 0, int64_t samples = 1);
   void finish(float* gw, float* gb);
 
  private:
   Geom2d g_;
   int64_t O_;
   bool bf16_;
-  std::vector<float> xr_;   // bf16: x_n rounded
+  std::vector<float> xr_;   // bf16: x_n rounded, two samples' worth
   std::vector<float> gr_;   // bf16, 8-lane kernel: gyp_n rounded [O, H/2, W/2], then 8 zeros
   std::vector<float> acc_;  // [O][17][kLanes]: per channel dU's 16 values' and the bias's lanes of partial sums
 };
