@@ -134,7 +134,7 @@ int run_info() {
   // bf16 (autocast) and int8 GEMMs: AMX tiles where the CPU and OS allow.
   // (Both switches are read, and a bad environment value reported, either way.)
   std::string bf16 = kern::cpu::bf16_gemm_kernel(), int8 = kern::cpu::int8_gemm_kernel();
-  std::printf("cpu kernels: sgemm %s, bf16 gemm %s (BRISK_BF16_GEMM), int8 gemm %s (BRISK_INT8_GEMM)\n",
+  std::printf("cpu kernels: sgemm %s (BRISK_SGEMM_ISA), bf16 gemm %s (BRISK_BF16_GEMM), int8 gemm %s (BRISK_INT8_GEMM)\n",
               kern::cpu::sgemm_isa().c_str(), kern::cpu::sgemm_bf16_supported() ? bf16.c_str() : "none (f32 products)",
               int8_vnni_supported() ? int8.c_str() : "ref (scalar)");
   // Every op key (core/op_keys.h) with its stem and, per device, the

@@ -48,7 +48,24 @@ bool supported(Isa i) {
   }
 }
 Isa best() { return supported(Isa::avx512) ? Isa::avx512 : supported(Isa::avx2) ? Isa::avx2 : Isa::sse; }
-std::atomic<int> g_isa{best()};
+// BRISK_SGEMM_ISA=auto|avx512|avx2|sse, read once: the f32 kernels' instruction
+// set (an AVX-512 machine can run and time the AVX2 paths); a bad value is
+// reported and the best kept.
+int isa_initial() {
+  const char* e = std::getenv("BRISK_SGEMM_ISA");
+  std::string want = e && *e ? e : "auto";
+  if (want == "auto") return best();
+  for (int i = 0; i < 3; ++i)
+    if (want == kNames[i]) {
+      if (supported(Isa(i))) return i;
+      std::fprintf(stderr, "brisk: ignoring BRISK_SGEMM_ISA=%s: this CPU does not support it\n", e);
+      return best();
+    }
+  std::fprintf(stderr, "brisk: ignoring BRISK_SGEMM_ISA=%s: unknown instruction set (known: auto, avx512, avx2, sse)\n",
+               e);
+  return best();
+}
+std::atomic<int> g_isa{isa_initial()};
 }  // namespace
 
 bool sgemm_isa_supported(const std::string& isa) {
