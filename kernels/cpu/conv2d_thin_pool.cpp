@@ -822,11 +822,13 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
 }
 
 void ThinPoolWeightGrad::finish(float* gw, float* gb) {
+#if !BRISK_THIN_POOL_16
   auto lanes_sum = [](const float* v) {  // kLanes lanes, in lane order
     float s = v[0];
     for (int64_t l = 1; l < kLanes; ++l) s += v[l];
     return s;
   };
+#endif
   for (int64_t o = 0; o < O_; ++o) {
     const float* ao = acc_.data() + o * 17 * kLanes;
     float sums[16];  // dU's 16 values: each its kLanes lanes summed
