@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 namespace brisk {
@@ -28,6 +29,31 @@ inline bool env_switch(const char* var, bool dflt) {
   bool on = parse_env_switch(var, std::getenv(var), dflt, &problem);
   if (!problem.empty()) std::fprintf(stderr, "brisk: warning: %s\n", problem.c_str());
   return on;
+}
+
+// A choice among named kernels or instruction sets, read from the
+// environment once, at start (BRISK_SGEMM_ISA=avx2, BRISK_BF16_GEMM=amx):
+// "auto", unset or empty give best; a name the machine cannot run
+// (usable(i) false), or one not in names, is reported on stderr naming the
+// variable (and, for an unknown one, the names it takes, kind saying what
+// they are), and best is kept. Returns the index into names.
+template <class Usable>
+int env_choice(const char* var, std::initializer_list<const char*> names, Usable usable, int best, const char* kind) {
+  const char* e = std::getenv(var);
+  if (!e || !*e || std::strcmp(e, "auto") == 0) return best;
+  int i = 0;
+  for (const char* n : names) {
+    if (std::strcmp(e, n) == 0) {
+      if (usable(i)) return i;
+      std::fprintf(stderr, "brisk: ignoring %s=%s: this CPU (or OS) does not support it\n", var, e);
+      return best;
+    }
+    ++i;
+  }
+  std::string known = "auto";
+  for (const char* n : names) known += std::string(", ") + n;
+  std::fprintf(stderr, "brisk: ignoring %s=%s: unknown %s (known: %s)\n", var, e, kind, known.c_str());
+  return best;
 }
 
 }  // namespace brisk

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/env_switch.h"
 #include "core/error.h"
 #include "kernels/cpu/gemm/amx_tile.h"
 
@@ -33,19 +34,11 @@ bool vnni_usable() {
 }
 bool usable(const std::string& n) { return n == "amx" ? amx_int8_usable() : n == "vnni" ? vnni_usable() : false; }
 std::string best() { return amx_int8_usable() ? "amx" : "vnni"; }
-// 1: amx, 0: vnni. BRISK_INT8_GEMM read once; a bad value is reported and auto kept.
+// 1: amx, 0: vnni. BRISK_INT8_GEMM=auto|vnni|amx read once.
 std::atomic<int>& g_kernel() {
-  static std::atomic<int> k{[] {
-    const char* e = std::getenv("BRISK_INT8_GEMM");
-    std::string want = e && *e ? e : "auto";
-    if (want != "auto") {
-      if (usable(want)) return int(want == "amx");
-      std::fprintf(stderr, "brisk: ignoring BRISK_INT8_GEMM=%s: %s\n", want.c_str(),
-                   want == "amx" || want == "vnni" ? "this CPU (or OS) does not support it"
-                                                   : "unknown kernel (known: auto, amx, vnni)");
-    }
-    return int(best() == "amx");
-  }()};
+  static std::atomic<int> k{env_choice(
+      "BRISK_INT8_GEMM", {"vnni", "amx"}, [](int i) { return usable(i ? "amx" : "vnni"); }, int(best() == "amx"),
+      "kernel")};
   return k;
 }
 }  // namespace

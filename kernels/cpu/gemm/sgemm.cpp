@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/env_switch.h"
 #include "core/error.h"
 
 namespace brisk::kern::cpu {
@@ -49,23 +50,9 @@ bool supported(Isa i) {
 }
 Isa best() { return supported(Isa::avx512) ? Isa::avx512 : supported(Isa::avx2) ? Isa::avx2 : Isa::sse; }
 // BRISK_SGEMM_ISA=auto|avx512|avx2|sse, read once: the f32 kernels' instruction
-// set (an AVX-512 machine can run and time the AVX2 paths); a bad value is
-// reported and the best kept.
-int isa_initial() {
-  const char* e = std::getenv("BRISK_SGEMM_ISA");
-  std::string want = e && *e ? e : "auto";
-  if (want == "auto") return best();
-  for (int i = 0; i < 3; ++i)
-    if (want == kNames[i]) {
-      if (supported(Isa(i))) return i;
-      std::fprintf(stderr, "brisk: ignoring BRISK_SGEMM_ISA=%s: this CPU does not support it\n", e);
-      return best();
-    }
-  std::fprintf(stderr, "brisk: ignoring BRISK_SGEMM_ISA=%s: unknown instruction set (known: auto, avx512, avx2, sse)\n",
-               e);
-  return best();
-}
-std::atomic<int> g_isa{isa_initial()};
+// set (an AVX-512 machine can run and time the AVX2 paths).
+std::atomic<int> g_isa{env_choice("BRISK_SGEMM_ISA", {kNames[0], kNames[1], kNames[2]},
+                                  [](int i) { return supported(Isa(i)); }, best(), "instruction set")};
 }  // namespace
 
 bool sgemm_isa_supported(const std::string& isa) {
@@ -116,19 +103,9 @@ enum Bf16Kernel : int { k_avx512bf16, k_amx };
 const char* kBf16Names[] = {"avx512bf16", "amx"};
 bool bf16_kernel_supported(int k) { return k == k_amx ? amx_bf16_usable() : sgemm_bf16_supported(); }
 int bf16_best() { return amx_bf16_usable() ? k_amx : k_avx512bf16; }
-// BRISK_BF16_GEMM=auto|amx|avx512bf16, read once; a bad value is reported and auto kept.
+// BRISK_BF16_GEMM=auto|amx|avx512bf16, read once.
 int bf16_initial() {
-  const char* e = std::getenv("BRISK_BF16_GEMM");
-  std::string want = e && *e ? e : "auto";
-  if (want == "auto") return bf16_best();
-  for (int i = 0; i < 2; ++i)
-    if (want == kBf16Names[i]) {
-      if (bf16_kernel_supported(i)) return i;
-      std::fprintf(stderr, "brisk: ignoring BRISK_BF16_GEMM=%s: this CPU (or OS) does not support it\n", e);
-      return bf16_best();
-    }
-  std::fprintf(stderr, "brisk: ignoring BRISK_BF16_GEMM=%s: unknown kernel (known: auto, amx, avx512bf16)\n", e);
-  return bf16_best();
+  return env_choice("BRISK_BF16_GEMM", {kBf16Names[0], kBf16Names[1]}, bf16_kernel_supported, bf16_best(), "kernel");
 }
 std::atomic<int>& g_bf16() {
   static std::atomic<int> k{bf16_initial()};
