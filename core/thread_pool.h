@@ -25,6 +25,10 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain,
 // shorter), the blocks taken in order by whichever thread is free: for work
 // that a thread's equal share leaves uneven (a vCPU the host preempts, a
 // sample that costs more), where parallel_for's other threads would wait.
+// A thread claims a run of 1/(2 threads) of the blocks left (at least one),
+// so many small blocks cost few claims of the shared counter; a thread
+// stalled holding a run keeps it (at most a quarter of the blocks at 2
+// threads), the last blocks go one at a time.
 // The blocks do not depend on the thread count, but which thread runs one
 // does: a reduction keeps one partial per block, not per thread.
 void parallel_for_blocks(int64_t begin, int64_t end, int64_t block,
