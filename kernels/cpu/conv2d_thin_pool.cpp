@@ -40,6 +40,11 @@ std::atomic<bool> g_on{env_switch("BRISK_CONV_THIN_POOL", true)};
 
 constexpr int64_t kMaxSide = 1024;  // pooled rows up to 512 windows: one fits a band
 
+#if BRISK_THIN_POOL_16
+// The first n of 16 lanes (none for n <= 0, all for n >= 16).
+inline __mmask16 first_lanes16(int64_t n) { return __mmask16(n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1); }
+#endif
+
 // The 16 taps of every window of a band of pooled rows r0 .. r1 - 1, flat:
 // window w = (r - r0) * Wp + c (row after row, nw = (r1 - r0) * Wp of them)
 // has tap t = 4 rr + m, the input at row 2r - 1 + rr and column 2c - 1 + m
@@ -137,8 +142,7 @@ struct WindowTaps {
     const __m512 zero = _mm512_setzero_ps(), inf = _mm512_set1_ps(INFINITY);
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    const __mmask16 lo = __mmask16((1u << std::min<int64_t>(W, 16)) - 1),
-                    hi = __mmask16((1u << std::max<int64_t>(W - 16, 0)) - 1), keep = __mmask16((1u << Wp) - 1);
+    const __mmask16 lo = first_lanes16(W), hi = first_lanes16(W - 16), keep = first_lanes16(Wp);
     __m512 mx = zero;
     __mmask16 bad = 0;
     // input row ir's 4 column vectors: columns 2c - 1 + m, O[c - 1], E[c], O[c], E[c + 1]
@@ -269,7 +273,7 @@ inline void pool_window4_finite(const __m256 (&y)[4], bool relu, __m256& best, _
 // output channel (u: its transformed filter, U [16], column 3 negated; b:
 // its bias), to its pooled values and codes at y and code (n of the 8 lanes
 // are windows): each window is one F(2x2, 3x3) tile, so its 4 outputs are
-// A^T (U . V) A + b (winograd_rows, then window_outputs), 16 products
+// A^T (U . V) A + b (winograd_rows, then winograd_outputs), 16 products
 // where the direct sums took 36 multiply-adds. Then pooled and ReLU'd in
 // registers. Finite: the outputs are known not to be NaN
 // (pool_window4_finite). Bf16: the 4 outputs are rounded to bf16 before
@@ -419,7 +423,6 @@ void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y0, uin
                     uint8_t* c1, int64_t nw) {
   __m512 best;
   __m128i k;
-  auto lanes = [](int64_t n) { return __mmask16(n >= 16 ? 0xffff : (1u << n) - 1); };  // the first n lanes
   int64_t v = 0;
   for (; v + 16 <= split; v += 16) {
     pooled16<Bf16, Relu>(buf + v, u, b, best, k);
@@ -428,7 +431,8 @@ void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y0, uin
   }
   if (v < split) {  // the first sample's last windows, then the second's first
     pooled16<Bf16, Relu>(buf + v, u, b, best, k);
-    const __mmask16 first = lanes(split - v), second = __mmask16(lanes(std::min(nw, v + 16) - v) & ~first);
+    const __mmask16 first = first_lanes16(split - v),
+                    second = __mmask16(first_lanes16(std::min(nw, v + 16) - v) & ~first);
     _mm512_mask_storeu_ps(y0 + v, first, best);
     _mm_mask_storeu_epi8(c0 + v, first, k);
     if (second) {  // lane l is window v + l: at y1 + (v + l - split)
@@ -443,7 +447,7 @@ void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y0, uin
     _mm_storeu_si128(reinterpret_cast<__m128i*>(c1 + (v - split)), k);
   }
   if (v < nw) {
-    const __mmask16 keep = lanes(nw - v);
+    const __mmask16 keep = first_lanes16(nw - v);
     pooled16<Bf16, Relu>(buf + v, u, b, best, k);
     _mm512_mask_storeu_ps(y1 + (v - split), keep, best);
     _mm_mask_storeu_epi8(c1 + (v - split), keep, k);
@@ -741,7 +745,6 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
         const float* g1 = samples == 2 ? g0 + O_ * Lp - nw : g0;
         const uint8_t* c1 = samples == 2 ? c0 + O_ * Lp - nw : c0;
         const int64_t all = samples * nw;
-        auto lanes = [](int64_t n) { return __mmask16(n >= 16 ? 0xffff : (1u << n) - 1); };  // the first n lanes
         // The next channel's gradient and codes are prefetched a vector's
         // line at a time: the planes come from L3 (the cnn's 4 MB a batch),
         // and perf put the code loads' waits at the top of this loop. (As
@@ -764,7 +767,8 @@ void ThinPoolWeightGrad::add(const float* gyp_n, const uint8_t* code_n, const fl
             gv = _mm512_loadu_ps(g1 + v);
             ci = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c1 + v));
           } else {  // masked: the first sample's last windows and the second's, 0 past the windows
-            const __mmask16 m0 = v < nw ? lanes(nw - v) : 0, m1 = __mmask16(lanes(std::min(all, v + 16) - v) & ~m0);
+            const __mmask16 m0 = v < nw ? first_lanes16(nw - v) : 0,
+                            m1 = __mmask16(first_lanes16(std::min(all, v + 16) - v) & ~m0);
             gv = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(m0, g0 + v), m1, g1 + v);
             ci = _mm_mask_loadu_epi8(_mm_maskz_loadu_epi8(m0, c0 + v), m1, c1 + v);
           }
