@@ -71,3 +71,40 @@ TEST_CASE("profile: a method's own work is its own phase", "[profile]") {
   o.steps = 1000;  // more than the run has
   CHECK_THROWS_WITH(brisk::train::run_profile(c, o, brisk::efficiency::make_methods), Catch::Contains("lower --steps"));
 }
+
+namespace {
+// Sleeps in every evaluation: time the profile must not count as training.
+struct SlowEval : brisk::train::Callback {
+  std::string name() const override { return "slow_eval"; }
+  void on_eval_start(brisk::train::Trainer&) override { std::this_thread::sleep_for(std::chrono::milliseconds(300)); }
+};
+const bool g_slow_eval = [] {
+  brisk::efficiency::register_method("slow_eval", [](brisk::efficiency::MethodArgs& a) {
+    a.finish();
+    return std::unique_ptr<brisk::train::Callback>(new SlowEval());
+  });
+  return true;
+}();
+}  // namespace
+
+TEST_CASE("profile: an epoch's evaluation inside the window is neither step time nor in the op table", "[profile]") {
+  TrainConfig c = small_config("profile_epoch_end");
+  c.model = "cnn";
+  c.epochs = 3;  // 8 batches of 64 an epoch: steps 3..12 cross the end of the first epoch
+  c.methods = {"slow_eval"};
+  brisk::train::ProfileOptions o;
+  o.steps = 10;
+  o.warmup = 2;
+  json r = brisk::train::run_profile(c, o, brisk::efficiency::make_methods);
+  bool conv = false;
+  for (auto& op : r["ops"])
+    if (op["op"] == "conv2d_pool_fwd") {
+      conv = true;
+      CHECK(op["calls"] == 2 * 10);  // two conv layers a step; the evaluation would add its own
+    }
+  CHECK(conv);
+  // The evaluation in the window took over 300 ms; 10 steps of this small cnn take far less.
+  CHECK(r["eval_seconds"].get<double>() > 0);  // the window's evaluation and the last one ran
+  CHECK(r["train_seconds"].get<double>() < 0.3);
+  CHECK(r["other_seconds"].get<double>() < 0.3);
+}

@@ -80,29 +80,38 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   MachinePeak peak = measure_peak();
 
   // A probe acts last at every batch end: it starts the clocks after the
-  // warm-up steps and stops them after `steps` more.
+  // warm-up steps and stops them after `steps` more. Its clock is the
+  // trainer's training seconds, which leave out the evaluations (and their
+  // checkpoints) at the epoch ends inside the window, as `brisk train`'s
+  // train_seconds do; the op table leaves out their kernels.
   struct Probe : Callback {
     int64_t start, stop;
     PhaseTimes p0, p1;
-    Clock::time_point t0, t1;
+    double s0 = 0, s1 = 0;  // training seconds at the window's ends
     std::vector<OpStat> stats;
-    bool done = false;
+    bool on = false, done = false;
     Probe(int64_t a, int64_t b) : start(a), stop(b) {}
     std::string name() const override { return "profile"; }
     void on_batch_end(Trainer& t) override {
       if (t.state().step == start) {
         p0 = t.phases();
         reset_op_stats();
-        set_op_profiling(true);
-        t0 = Clock::now();
+        set_op_profiling(on = true);
+        s0 = t.training_seconds();
       }
       if (t.state().step == stop) {
-        t1 = Clock::now();
+        s1 = t.training_seconds();
         p1 = t.phases();
-        set_op_profiling(false);
+        set_op_profiling(on = false);
         stats = op_stats();
         done = true;
       }
+    }
+    void on_eval_start(Trainer&) override {
+      if (on) set_op_profiling(false);
+    }
+    void on_eval_end(Trainer&) override {
+      if (on) set_op_profiling(true);
     }
   };
   Trainer t(cfg, methods);
@@ -116,7 +125,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   PhaseTimes p0 = probe->p0, p1 = t.phases();
   p1.data = probe->p1.data, p1.forward = probe->p1.forward, p1.backward = probe->p1.backward;
   p1.optimizer = probe->p1.optimizer, p1.methods = probe->p1.methods;
-  double wall = std::chrono::duration<double>(probe->t1 - probe->t0).count();
+  double wall = probe->s1 - probe->s0;
   auto stats = probe->stats;
 
   json r;
@@ -140,9 +149,9 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
     add("method: " + m, s - before);
   }
   r["phases"] = ph;
-  r["eval_seconds"] = p1.eval - p0.eval;  // the evaluation after the profiled steps
+  r["eval_seconds"] = p1.eval - p0.eval;  // evaluations at epoch ends in the window and after it
   r["train_seconds"] = wall;
-  r["other_seconds"] = std::max(0.0, wall - phase_sum);  // progress, checkpoint triggers, bookkeeping
+  r["other_seconds"] = std::max(0.0, wall - phase_sum);  // progress, the loop's bookkeeping
   double kernel_s = 0, heavy_s = 0;
   double balance = peak.gflops / std::max(peak.gbps, 1e-9);  // FLOP per byte where the two peaks meet
   for (auto& s : stats) {
