@@ -44,9 +44,11 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
   // a plane narrower than a tile row chunk, a row of three chunks, channel
   // counts off the GEMM's tiles, and C = 9 (no spare row after the last
   // channel of a 16-wide strip).
-  // And a plane of 272 tiles (blocks of one sample).
+  // And a plane of 272 tiles (blocks of one sample). Planes up to 7 tiles
+  // wide take the 16-lane transforms on AVX-512 (two tile rows a vector):
+  // an odd tile-row count, odd widths, one tile a row.
   std::vector<Shape5> shapes{{5, 32, 64, 14, 14}, {2, 8, 8, 9, 7}, {3, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
-                             {2, 8, 9, 34, 32}};
+                             {2, 8, 9, 34, 32},   {3, 8, 12, 10, 13}, {3, 8, 10, 5, 2}};
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     // Planes past 128 x 128 run the direct path.
@@ -96,7 +98,9 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
   IsaRestore restore;
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
-    for (Shape5 s : {Shape5{5, 32, 64, 14, 14}, Shape5{3, 16, 24, 9, 7}, Shape5{2, 9, 10, 6, 20}}) {
+    // (10 x 13: an odd count of pooled rows, fewer pooled columns than tiles a row)
+    for (Shape5 s : {Shape5{5, 32, 64, 14, 14}, Shape5{3, 16, 24, 9, 7}, Shape5{2, 9, 10, 6, 20},
+                     Shape5{3, 8, 12, 10, 13}}) {
       Geom2d g = same3x3(s);
       int64_t HW = s.H * s.W, Hp = s.H / 2, Wp = s.W / 2;
       std::vector<float> x = values(s.N * s.C * HW, 4), w = values(s.O * s.C * 9, 5, 0.3), b = values(s.O, 6);
@@ -192,7 +196,7 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
   // an odd sample count (a partial GEMM batch of samples), odd planes, a row
   // of three tile chunks, C = 9
   std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {5, 8, 8, 9, 7}, {1, 9, 13, 2, 3}, {2, 11, 20, 5, 37},
-                             {3, 8, 9, 34, 32}};
+                             {3, 8, 9, 34, 32},   {3, 8, 12, 10, 13}, {3, 8, 10, 5, 2}};
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
     for (const Shape5& s : shapes) {

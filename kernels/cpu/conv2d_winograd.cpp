@@ -10,7 +10,8 @@
 //   4. output transform, Y = A^T M A (2x2 outputs per tile), + bias, ReLU,
 //      straight into NCHW rows.
 // Tiles are numbered sample by sample, row by row: t = (s * th + ty) * tw + tx.
-// Both transforms run 8 tiles of a tile row at a time (one ymm lane each).
+// Both transforms run 8 tiles of a tile row at a time (one ymm lane each), or
+// on AVX-512 for planes up to 7 tiles wide, two tile rows in 16 lanes.
 //
 // B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
 // G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
@@ -31,6 +32,20 @@
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/pool2d.h"
 #include "kernels/cpu/winograd_f23.h"
+
+// The 16-lane transforms: AVX-512 F, with BW and VL for the masked byte
+// stores (every AVX-512 CPU since Skylake-SP).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define BRISK_WINOGRAD_16 1
+#else
+#define BRISK_WINOGRAD_16 0
+#endif
+// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
+// intrinsics for an uninitialized read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace brisk::kern::cpu {
 
@@ -337,6 +352,191 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
   }
 }
 
+#if BRISK_WINOGRAD_16
+// Planes up to kPairTw tiles wide (14 columns: the cnn's second layer) run
+// every transform on 16 lanes, two tile rows a vector: lanes 0 .. tw - 1
+// hold tiles tx of tile row ty, lanes tw .. 2 tw - 1 those of row ty + 1, so
+// a vector holds tiles t .. t + 2 tw - 1 of the block's numbering, in order.
+// The 8-lane path runs 7 tiles in 8 lanes; this one 14 in 16, with half the
+// operations. Each lane's sums are the 8-lane path's, in its order, so the
+// bits are the same. A bordered row (2 tw + 2 <= 16 floats) is one vector,
+// and every store is masked to the lanes that hold tiles (no spills).
+constexpr int64_t kPairTw = 7;
+bool pairs16(const Plan& p) { return p.tw <= kPairTw; }
+
+inline __mmask16 first_lanes16(int64_t n) { return __mmask16(n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1); }
+
+// permutex2var indices over [row a | row b] (16 bordered columns each): lane
+// j takes column 2 tx + c of row a (j < tw, tx = j) or of row b (tx = j - tw);
+// lanes from 2 tw on hold no tile. Formed in registers: an index table
+// stored as two halves and loaded whole waits for both stores to retire (a
+// failed store forward: 60% of the gradient transform's time).
+inline __m512i pair_columns(int64_t tw, int c) {
+  const __m512i j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i col = _mm512_add_epi32(_mm512_slli_epi32(j, 1), _mm512_set1_epi32(c));
+  const __mmask16 b = _mm512_cmpge_epi32_mask(j, _mm512_set1_epi32(int(tw)));
+  return _mm512_mask_add_epi32(col, b, col, _mm512_set1_epi32(16 - 2 * int(tw)));
+}
+
+// transform_plane on 16 lanes: store(t, v, n) takes tiles t .. t + n - 1 in
+// lanes 0 .. n - 1 of v[xi]. Reads bordered rows 2 ty .. 2 ty + 5 of PH (the
+// last pair of an odd tile-row count has one tile row: rows past the plane
+// are not read, and the lanes they would feed are not stored).
+template <class Store>
+void transform_plane16(const float* plane, const Plan& p, int64_t t0, Store&& store) {
+  const int64_t PW = p.PW, tw = p.tw;
+  const __m512i c0 = pair_columns(tw, 0), c1 = pair_columns(tw, 1), c2 = pair_columns(tw, 2),
+                c3 = pair_columns(tw, 3);
+  for (int64_t ty = 0; ty < p.th; ty += 2) {
+    const float* r = plane + 2 * ty * PW;
+    const int64_t rows = std::min<int64_t>(6, p.PH - 2 * ty);
+    __m512 d[6];
+    for (int k = 0; k < 6; ++k) d[k] = k < rows ? _mm512_loadu_ps(r + k * PW) : _mm512_setzero_ps();
+    __m512 za[4], zb[4], v[16];  // Z = B^T d of tile rows ty (bordered rows 2ty..) and ty + 1 (2ty + 2..)
+    winograd_bt4(d[0], d[1], d[2], d[3], za);
+    winograd_bt4(d[2], d[3], d[4], d[5], zb);
+    for (int i = 0; i < 4; ++i)  // V = Z B: columns 2tx .. 2tx + 3 of each tile
+      winograd_bt4(_mm512_permutex2var_ps(za[i], c0, zb[i]), _mm512_permutex2var_ps(za[i], c1, zb[i]),
+                   _mm512_permutex2var_ps(za[i], c2, zb[i]), _mm512_permutex2var_ps(za[i], c3, zb[i]), v + 4 * i);
+    store(t0 + ty * tw, v, std::min<int64_t>(2, p.th - ty) * tw);
+  }
+}
+
+// store_tiles for 16 lanes, n of them tiles: the lanes that fit strip q's
+// row c, then the rest at the next strip's row start.
+inline void store_tiles16(const VStrips& d, int64_t c, int64_t t, const __m512 (&v)[16], int64_t n) {
+  int64_t q = t / d.nr, off = t % d.nr, k = d.nr - off;  // k lanes fit in strip q
+  float* a = d.vp + q * d.stride + c * d.nr + off;
+  const __mmask16 in_q = first_lanes16(std::min(k, n));
+  for (int xi = 0; xi < 16; ++xi) _mm512_mask_storeu_ps(a + xi * d.sb, in_q, v[xi]);
+  if (n > k) {  // lane k lands on the next strip's row start
+    float* b = d.vp + (q + 1) * d.stride + c * d.nr - k;
+    const __mmask16 rest = __mmask16(first_lanes16(n) & ~first_lanes16(k));
+    for (int xi = 0; xi < 16; ++xi) _mm512_mask_storeu_ps(b + xi * d.sb, rest, v[xi]);
+  }
+}
+
+// tile_outputs on 16 tiles, the same sums in the same order.
+inline void tile_outputs16(const float* src, int64_t xs, __m512 b, __m512 (&y)[4]) {
+  __m512 q0[4], q1[4];
+  for (int j = 0; j < 4; ++j) {
+    __m512 m0 = _mm512_loadu_ps(src + (0 + j) * xs), m1 = _mm512_loadu_ps(src + (4 + j) * xs);
+    __m512 m2 = _mm512_loadu_ps(src + (8 + j) * xs), m3 = _mm512_loadu_ps(src + (12 + j) * xs);
+    q0[j] = (m0 + m1) + m2;
+    q1[j] = (m1 - m2) - m3;
+  }
+  y[0] = ((q0[0] + q0[1]) + q0[2]) + b;
+  y[1] = ((q0[1] - q0[2]) - q0[3]) + b;
+  y[2] = ((q1[0] + q1[1]) + q1[2]) + b;
+  y[3] = ((q1[1] - q1[2]) - q1[3]) + b;
+}
+
+// pool_window4 on 16 windows (the same rule: the first NaN, else the first
+// maximum; then relu_pooled's).
+inline void pool_window4_16(const __m512 (&y)[4], bool relu, __m512& best, __m512i& code) {
+  best = y[0];
+  code = _mm512_setzero_si512();
+  for (int i = 1; i < 4; ++i) {
+    __mmask16 take = __mmask16(_mm512_cmp_ps_mask(y[i], best, _CMP_GT_OQ) |
+                               (~_mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q) &
+                                _mm512_cmp_ps_mask(y[i], y[i], _CMP_UNORD_Q)));
+    best = _mm512_mask_mov_ps(best, take, y[i]);
+    code = _mm512_mask_mov_epi32(code, take, _mm512_set1_epi32(i));
+  }
+  if (relu) {
+    __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    best = _mm512_maskz_mov_ps(live, best);
+    code = _mm512_mask_mov_epi32(_mm512_set1_epi32(4), live, code);
+  }
+}
+
+// output_sample on 16 lanes: tile row ty's outputs are rows 2ty, 2ty + 1,
+// row ty + 1's rows 2ty + 2, 2ty + 3, each W values (a0 c0 a1 c1 ...).
+void output_sample16(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
+                     float* yn) {
+  const int64_t OT = p.MS, tw = p.tw;
+  // lane 2j: a[j] (second: a[tw + j]); lane 2j + 1: the same of c (index + 16)
+  const __m512i l = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i half = _mm512_srli_epi32(l, 1), of_c = _mm512_slli_epi32(_mm512_and_si512(l, _mm512_set1_epi32(1)), 4);
+  const __m512i first = _mm512_add_epi32(half, of_c),
+                second = _mm512_add_epi32(
+                    _mm512_and_si512(_mm512_add_epi32(half, _mm512_set1_epi32(int(tw))), _mm512_set1_epi32(15)), of_c);
+  const __mmask16 row = first_lanes16(p.W);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t o = o0; o < o0 + on; ++o) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.f);
+    for (int64_t ty = 0; ty < p.th; ty += 2) {
+      __m512 y[4];
+      tile_outputs16(m + (o - o0) * p.Tp + s * p.tiles1 + ty * tw, OT, b, y);
+      if (relu)
+        for (__m512& v : y) v = _mm512_max_ps(zero, v);  // std::max(v, 0)'s rule: NaN kept
+      const __m512 rows[4] = {_mm512_permutex2var_ps(y[0], first, y[1]), _mm512_permutex2var_ps(y[2], first, y[3]),
+                              _mm512_permutex2var_ps(y[0], second, y[1]), _mm512_permutex2var_ps(y[2], second, y[3])};
+      for (int i = 0; i < 4; ++i) {
+        int64_t r = 2 * ty + i;
+        if (r < p.H) _mm512_mask_storeu_ps(yn + (o * p.H + r) * p.W, row, rows[i]);
+      }
+    }
+  }
+}
+
+// output_pooled on 16 lanes: pooled rows ty and ty + 1, Wp windows each
+// (lanes 0.. and tw..), are consecutive in yp; where Wp < tw (odd W) the
+// lanes are packed together first.
+void output_pooled16(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
+                     float* yp, uint8_t* code) {
+  const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, tw = p.tw;
+  const __mmask16 row0 = first_lanes16(Wp), row1 = __mmask16(row0 << tw);
+  for (int64_t o = o0; o < o0 + on; ++o) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.f);
+    for (int64_t ty = 0; ty < Hp; ty += 2) {
+      __m512 y[4], best;
+      __m512i k;
+      tile_outputs16(m + (o - o0) * p.Tp + s * p.tiles1 + ty * tw, OT, b, y);
+      pool_window4_16(y, relu, best, k);
+      __mmask16 keep = ty + 1 < Hp ? __mmask16(row0 | row1) : row0;
+      if (Wp < tw) {
+        best = _mm512_maskz_compress_ps(keep, best);
+        k = _mm512_maskz_compress_epi32(keep, k);
+        keep = first_lanes16(__builtin_popcount(keep));
+      }
+      const int64_t at = (o * Hp + ty) * Wp;
+      _mm512_mask_storeu_ps(yp + at, keep, best);
+      _mm_mask_storeu_epi8(code + at, keep, _mm512_cvtepi32_epi8(k));
+    }
+  }
+}
+
+// transform_grad_plane on 16 lanes: rows 2ty .. 2ty + 3 of the bordered
+// gradient plane (R rows; the last pair of an odd count has one tile row,
+// whose missing rows are not read, as in transform_plane16).
+void transform_grad_plane16(const float* plane, const Plan& p, int64_t PWg, int64_t R, float* dm, int64_t xs,
+                            int64_t t0) {
+  const int64_t tw = p.tw;
+  const __m512i ce = pair_columns(tw, 0), co = pair_columns(tw, 1);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t ty = 0; ty < p.th; ty += 2) {
+    const float* r = plane + 2 * ty * PWg;
+    const int64_t rows = std::min<int64_t>(4, R - 2 * ty);
+    __m512 g[4];
+    for (int k = 0; k < 4; ++k) g[k] = k < rows ? _mm512_loadu_ps(r + k * PWg) : zero;
+    // gY[i][j] of each tile: rows 2ty + i (tile row ty) and 2ty + 2 + i (ty + 1)
+    const __m512 g00 = _mm512_permutex2var_ps(g[0], ce, g[2]), g01 = _mm512_permutex2var_ps(g[0], co, g[2]);
+    const __m512 g10 = _mm512_permutex2var_ps(g[1], ce, g[3]), g11 = _mm512_permutex2var_ps(g[1], co, g[3]);
+    const __m512 a[4] = {g00, g00 + g10, g00 - g10, zero - g10};  // A gY
+    const __m512 bb[4] = {g01, g01 + g11, g01 - g11, zero - g11};
+    const __mmask16 n = first_lanes16(std::min<int64_t>(2, p.th - ty) * tw);
+    float* d = dm + t0 + ty * tw;
+    for (int i = 0; i < 4; ++i) {  // (A gY) A^T
+      _mm512_mask_storeu_ps(d + (4 * i + 0) * xs, n, a[i]);
+      _mm512_mask_storeu_ps(d + (4 * i + 1) * xs, n, a[i] + bb[i]);
+      _mm512_mask_storeu_ps(d + (4 * i + 2) * xs, n, a[i] - bb[i]);
+      _mm512_mask_storeu_ps(d + (4 * i + 3) * xs, n, zero - bb[i]);
+    }
+  }
+}
+#endif
+
 // The blocks of samples: bordered input planes, the input transform, then
 // per group of output channels the 16 GEMMs and emit(m, s, o0, on, lo) for
 // each sample s of the block (sample lo + s), then done(lo, hi).
@@ -366,9 +566,17 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
           std::fill_n(vp + xi * p.sb + (p.Tp / ft.nr - 1) * stride_b + c * ft.nr + T % ft.nr, ft.nr - T % ft.nr, 0.f);
     std::fill(m + 16 * p.MS, m + n_m, 0.f);  // the output transform's last 8-lane read may run past M
     for (int64_t c = 0; c < p.C; ++c)        // channels in order (store_tiles' spills)
-      for (int64_t s = 0; s < hi - lo; ++s)
-        transform_plane(in + (s * p.C + c) * PP, p, z, s * p.tiles1,
-                        [&](int64_t t, const __m256(&v)[16]) { store_tiles(d, c, t, v); });
+      for (int64_t s = 0; s < hi - lo; ++s) {
+        const float* plane = in + (s * p.C + c) * PP;
+#if BRISK_WINOGRAD_16
+        if (pairs16(p)) {
+          transform_plane16(plane, p, s * p.tiles1,
+                            [&](int64_t t, const __m512(&v)[16], int64_t n) { store_tiles16(d, c, t, v, n); });
+          continue;
+        }
+#endif
+        transform_plane(plane, p, z, s * p.tiles1, [&](int64_t t, const __m256(&v)[16]) { store_tiles(d, c, t, v); });
+      }
     for (int64_t o0 = 0; o0 < p.O; o0 += p.og) {  // channels in ascending order: row spills land on later rows
       int64_t on = std::min(p.og, p.O - o0);
       for (int xi = 0; xi < 16; ++xi)
@@ -423,6 +631,9 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
   run_blocks(
       x, w, g, p, source, pooled, p.nb * n_y,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float* extra) {
+#if BRISK_WINOGRAD_16
+        if (pairs16(p)) return output_sample16(m, p, s, o0, on, bias, relu, out(lo, s, extra));
+#endif
         output_sample(m, p, s, o0, on, bias, relu, out(lo, s, extra), sink ? kPoolSlack : 0);
       },
       [&](int64_t lo, int64_t hi, float* extra) {
@@ -439,6 +650,9 @@ void conv2d_pool_forward_winograd(const float* x, const float* w, const float* b
       x, w, g, p, nullptr, nullptr, 0,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float*) {
         int64_t n = lo + s;  // samples after the last one belong to other threads: no room
+#if BRISK_WINOGRAD_16
+        if (pairs16(p)) return output_pooled16(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP);
+#endif
         output_pooled(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP, 0);
       },
       [](int64_t, int64_t, float*) {});
@@ -472,13 +686,30 @@ struct WinogradWeightGrad::Impl {
     if (!filled) return;
     const int64_t T = filled * p.tiles1, PP = p.PH * p.PW;
     for (int64_t c = 0; c < p.C; ++c)
-      for (int64_t s = 0; s < filled; ++s)
+      for (int64_t s = 0; s < filled; ++s) {
+#if BRISK_WINOGRAD_16
+        if (pairs16(p)) {
+          transform_plane16(xb + s * n_x + c * PP, p, s * p.tiles1, [&](int64_t t, const __m512(&v)[16], int64_t n) {
+            const __mmask16 lanes = first_lanes16(n);
+            for (int xi = 0; xi < 16; ++xi) _mm512_mask_storeu_ps(vb + xi * xs_v + c * Tld + t, lanes, v[xi]);
+          });
+          continue;
+        }
+#endif
         transform_plane(xb + s * n_x + c * PP, p, z, s * p.tiles1, [&](int64_t t, const __m256(&v)[16]) {
           for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(vb + xi * xs_v + c * Tld + t, v[xi]);
         });
+      }
     for (int64_t o = 0; o < p.O; ++o)
-      for (int64_t s = 0; s < filled; ++s)
+      for (int64_t s = 0; s < filled; ++s) {
+#if BRISK_WINOGRAD_16
+        if (pairs16(p)) {
+          transform_grad_plane16(gb + s * n_g + o * R * PWg, p, PWg, R, mb + o * Tld, xs_m, s * p.tiles1);
+          continue;
+        }
+#endif
         transform_grad_plane(gb + s * n_g + o * R * PWg, p, PWg, mb + o * Tld, xs_m, s * p.tiles1);
+      }
     for (int xi = 0; xi < 16; ++xi)  // dU_xi += dM_xi [O, T] @ V_xi^T [T, C]
       sgemm(p.O, p.C, T, MatF{mb + xi * xs_m, Tld, 1}, MatF{vb + xi * xs_v, 1, Tld}, du + xi * p.O * p.C, p.C,
             true);
