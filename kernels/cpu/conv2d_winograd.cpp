@@ -89,7 +89,11 @@ struct Plan {
     if (tiles1 >= 256) nb = 1;  // a plane of 32 x 32 or more fills the strips and the caches alone
     Tp = round_up(nb * tiles1, t.nr);
     sa = sgemm_packed_size(O, C, t.mr);
-    sb = sgemm_packed_size(Tp, C, t.nr);
+    // V_xi an odd number of cache lines apart: the input transform stores
+    // each tile's 16 values to the 16 V_xi at once, and a packed size that is
+    // a multiple of 4 KB put all 16 stores in one L1 set (12 ways)
+    sb = (sgemm_packed_size(Tp, C, t.nr) / 16 | 1) * 16;
+    if (sb < sgemm_packed_size(Tp, C, t.nr)) sb += 32;
     // M for og channels at a time stays in L2 with V: 16 x 18 x 112 floats (129 KB) for the cnn
     og = t.mr * std::max<int64_t>(1, (16 + t.mr - 1) / t.mr);
     MS = (og * Tp / 16 | 1) * 16;
