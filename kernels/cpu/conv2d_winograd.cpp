@@ -669,9 +669,9 @@ void conv2d_pool_forward_winograd(const float* x, const float* w, const float* b
 struct WinogradWeightGrad::Impl {
   static constexpr int64_t kSub = 2;
   Plan p;
-  int64_t R, PWg, Tld, xs_v, xs_m, n_x, n_g, filled = 0;
+  int64_t R, PWg, Tld, og, xs_v, xs_m, n_x, n_g, sbp, filled = 0;
   float* du;  // [16][O][C]
-  float *xb, *gb, *vb, *mb, *z;
+  float *xb, *gb, *vb, *bp, *mb, *z;
   Impl(const Geom2d& g, int64_t O) : p(g, O) {
     static thread_local std::vector<float> sums;  // kept: 131 KB for the cnn, past malloc's mmap threshold
     sums.assign(size_t(16 * O * g.C + 8), 0.f);  // + the last channel group's read past the end
@@ -679,12 +679,18 @@ struct WinogradWeightGrad::Impl {
     R = 2 * p.th;
     PWg = round_up(2 * round_up(p.tw, 8), 8);  // an 8-tile chunk reads 16 columns from 2 tx0
     Tld = round_up(kSub * p.tiles1, 8) + 8;    // + the last row's spilled lanes
-    xs_v = (p.C * Tld / 16 | 1) * 16;          // xi planes an odd number of cache lines apart
-    xs_m = (p.O * Tld / 16 | 1) * 16;
+    // dM for og output channels at a time (whole micro-tile rows, about 8):
+    // 16 x 8 x 112 floats for the cnn, near L1, where all 64 channels' dM
+    // (459 KB) went to L2, and its stores cost a sixth of the kernel.
+    const GemmTile ft = sgemm_f32_tile();
+    og = std::min(p.O, ft.mr * std::max<int64_t>(1, 8 / ft.mr));
+    xs_v = (p.C * Tld / 16 | 1) * 16;  // xi planes an odd number of cache lines apart
+    xs_m = (og * Tld / 16 | 1) * 16;
+    sbp = round_up(sgemm_packed_size(p.C, kSub * p.tiles1, ft.nr), 16);  // V_xi^T [T, C] packed as B
     n_x = round_up(p.C * p.PH * p.PW, 16), n_g = round_up(p.O * R * PWg, 16);
     int64_t n_z = round_up(4 * p.PW, 16);
-    xb = thread_scratch(size_t(kSub * (n_x + n_g) + 16 * (xs_v + xs_m) + n_z));
-    gb = xb + kSub * n_x, vb = gb + kSub * n_g, mb = vb + 16 * xs_v, z = mb + 16 * xs_m;
+    xb = thread_scratch(size_t(kSub * (n_x + n_g) + 16 * (xs_v + sbp + xs_m) + n_z));
+    gb = xb + kSub * n_x, vb = gb + kSub * n_g, bp = vb + 16 * xs_v, mb = bp + 16 * sbp, z = mb + 16 * xs_m;
   }
   void flush() {
     if (!filled) return;
@@ -704,19 +710,25 @@ struct WinogradWeightGrad::Impl {
           for (int xi = 0; xi < 16; ++xi) _mm256_storeu_ps(vb + xi * xs_v + c * Tld + t, v[xi]);
         });
       }
-    for (int64_t o = 0; o < p.O; ++o)
-      for (int64_t s = 0; s < filled; ++s) {
+    // B_xi = V_xi^T [T, C], packed once for all the channel groups
+    for (int xi = 0; xi < 16; ++xi) sgemm_pack_b(T, p.C, MatF{vb + xi * xs_v, 1, Tld}, bp + xi * sbp);
+    for (int64_t o0 = 0; o0 < p.O; o0 += og) {
+      const int64_t on = std::min(og, p.O - o0);
+      for (int64_t o = o0; o < o0 + on; ++o)
+        for (int64_t s = 0; s < filled; ++s) {
+          const float* plane = gb + s * n_g + o * R * PWg;
+          float* dm = mb + (o - o0) * Tld;
 #if BRISK_WINOGRAD_16
-        if (pairs16(p)) {
-          transform_grad_plane16(gb + s * n_g + o * R * PWg, p, PWg, R, mb + o * Tld, xs_m, s * p.tiles1);
-          continue;
-        }
+          if (pairs16(p)) {
+            transform_grad_plane16(plane, p, PWg, R, dm, xs_m, s * p.tiles1);
+            continue;
+          }
 #endif
-        transform_grad_plane(gb + s * n_g + o * R * PWg, p, PWg, mb + o * Tld, xs_m, s * p.tiles1);
-      }
-    for (int xi = 0; xi < 16; ++xi)  // dU_xi += dM_xi [O, T] @ V_xi^T [T, C]
-      sgemm(p.O, p.C, T, MatF{mb + xi * xs_m, Tld, 1}, MatF{vb + xi * xs_v, 1, Tld}, du + xi * p.O * p.C, p.C,
-            true);
+          transform_grad_plane(plane, p, PWg, dm, xs_m, s * p.tiles1);
+        }
+      for (int xi = 0; xi < 16; ++xi)  // dU_xi[o0..] += dM_xi [on, T] @ V_xi^T [T, C] (sgemm's bits)
+        sgemm_packed_b(on, p.C, T, mb + xi * xs_m, Tld, bp + xi * sbp, du + (xi * p.O + o0) * p.C, p.C, true);
+    }
     filled = 0;
   }
 };
