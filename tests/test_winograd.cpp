@@ -240,3 +240,63 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
     }
   }
 }
+
+TEST_CASE("kernels: Winograd weight gradient from a pooled gradient and its codes matches its definition",
+          "[kernels][winograd]") {
+  IsaRestore restore;
+  // Even planes: the cnn's second layer, a plane 6 tiles wide, one 10 wide.
+  std::vector<Shape5> shapes{{3, 32, 64, 14, 14}, {3, 8, 12, 10, 12}, {2, 9, 8, 6, 20}};
+  if (!kc::WinogradWeightGrad::pooled_applies(same3x3(shapes[0]))) {
+    WARN("SKIPPED: the pooled Winograd weight gradient needs an AVX-512 build");
+    return;
+  }
+  CHECK_FALSE(kc::WinogradWeightGrad::pooled_applies(same3x3({1, 8, 8, 9, 8})));  // odd height
+  for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
+    kc::set_sgemm_isa(isa);
+    for (const Shape5& s : shapes) {
+      Geom2d g = same3x3(s);
+      const int64_t HW = s.H * s.W, Hp = s.H / 2, Wp = s.W / 2, P = Hp * Wp;
+      std::vector<float> x = values(s.N * s.C * HW, 9), gp = values(s.N * s.O * P, 10);
+      std::vector<uint8_t> code(gp.size());
+      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 7 + i / 5) % 5);  // 4: a ReLU'd window
+      // The expanded gradient, by the codes' meaning: gp at (2r + k / 2, 2c + k % 2), else 0.
+      std::vector<float> gy(size_t(s.N * s.O * HW), 0.f);
+      for (int64_t q = 0; q < s.N * s.O; ++q)
+        for (int64_t r = 0; r < Hp; ++r)
+          for (int64_t c = 0; c < Wp; ++c) {
+            int k = code[size_t(q * P + r * Wp + c)];
+            if (k < 4) gy[size_t(q * HW + (2 * r + k / 2) * s.W + 2 * c + k % 2)] = gp[size_t(q * P + r * Wp + c)];
+          }
+      std::vector<float> gw(size_t(s.O * s.C * 9), 0.25f);
+      {
+        kc::WinogradWeightGrad wg(g, s.O);
+        for (int64_t n = 0; n < s.N; ++n)
+          wg.add_pooled(gp.data() + n * s.O * P, code.data() + n * s.O * P, x.data() + n * s.C * HW);
+        wg.finish(gw.data());
+      }
+      int64_t bad = 0;
+      double worst = 0;
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t c = 0; c < s.C; ++c)
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t j = 0; j < 3; ++j) {
+              double sum = 0.25, mag = 0.25;
+              for (int64_t n = 0; n < s.N; ++n)
+                for (int64_t h = 0; h < s.H; ++h)
+                  for (int64_t v = 0; v < s.W; ++v) {
+                    int64_t r = h + i - 1, q = v + j - 1;
+                    if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
+                    double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
+                               x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
+                    sum += t, mag += std::abs(t);
+                  }
+              double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
+              worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+              bad += !(err <= 1e-5);
+            }
+      INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error "
+               << worst << " of the magnitude");
+      CHECK(bad == 0);
+    }
+  }
+}

@@ -677,6 +677,31 @@ static float sum16(const float* a, int64_t L) {
   return finish16(acc, s);
 }
 
+// The sum of a pooled gradient over its windows that pass one on (code
+// 0..3; a ReLU'd window, code 4, passes none): the sum of
+// max_pool_2x2_backward_codes' expanded plane, without expanding it (the
+// bias gradient of a pooled conv). 16 lanes of partial sums, then the lanes
+// in order, then the tail.
+static float pooled_live_sum(const float* gy, const uint8_t* code, int64_t n) {
+  int64_t i = 0;
+  float s = 0.f;
+#ifdef __AVX512F__
+  __m512 acc = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i)));
+    acc = _mm512_mask_add_ps(acc, _mm512_cmplt_epu32_mask(c, _mm512_set1_epi32(4)), acc, _mm512_loadu_ps(gy + i));
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  float l = 0.f;
+  for (float v : lanes) l += v;
+  s = l;
+#endif
+  for (; i < n; ++i)
+    if (code[i] < 4) s += gy[i];
+  return s;
+}
+
 // The thin case of the weight gradient (a first layer: C*kh*kw = 9), where
 // GEMM packing would cost more than the arithmetic: for every (o, k),
 // acc[o * CKK + k] (16 lanes) += g[o * L + l] * c[k * L + l] over the 16-wide
@@ -841,6 +866,13 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
         if (bdirect && gy.code && bf) {  // the pooled gradient as it is, not expanded
           int64_t OLp = O * gy.pg.Ho * gy.pg.Wo;
           bd->add_pooled(gy.gy + n * OLp, gy.code + n * OLp, gy.pg.Ho, gy.pg.Wo, xn, gb ? pb : nullptr);
+          continue;
+        }
+        if (wino && gy.code && WinogradWeightGrad::pooled_applies(g)) {  // the pooled gradient as it is
+          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo, Lp = gy.pg.Ho * gy.pg.Wo;
+          wg->add_pooled(gy.gy + n * OLp, gy.code + n * OLp, xn);
+          if (gb)
+            for (int64_t o = 0; o < O; ++o) pb[o] += pooled_live_sum(gy.gy + n * OLp + o * Lp, gy.code + n * OLp + o * Lp, Lp);
           continue;
         }
         const float* gyn = gy(n);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/error.h"
 #include "core/env_switch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm/sgemm.h"
@@ -539,6 +540,32 @@ void transform_grad_plane16(const float* plane, const Plan& p, int64_t PWg, int6
     }
   }
 }
+// dM for a plane's tiles from its 2x2 max pool's gradient gp and codes (H
+// and W even: tile t is pool window t, n of them): the window's one nonzero
+// gradient gY[dy][dx] = gp, (dy, dx) = (code / 2, code % 2), makes
+// dM = A gY A^T = gp * A[:, dy] A[:, dx]^T, each entry gp, -gp or 0; a
+// ReLU'd window (code 4) none. A = [1 0; 1 1; 1 -1; 0 -1].
+void transform_pooled_grad16(const float* gp, const uint8_t* code, int64_t n, float* dm, int64_t xs, int64_t t0) {
+  static constexpr int A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
+  int plus[16] = {}, minus[16] = {};  // bit k: code k gives +gp (-gp) in dM_xi
+  for (int xi = 0; xi < 16; ++xi)
+    for (int k = 0; k < 4; ++k) {
+      int f = A[xi / 4][k / 2] * A[xi % 4][k % 2];
+      (f > 0 ? plus : minus)[xi] |= f != 0 ? 1 << k : 0;
+    }
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t t = 0; t < n; t += 16) {
+    const __mmask16 m = first_lanes16(n - t);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gp + t);
+    // one bit per lane: 1 << code (code 4 and above: no sign bit)
+    const __m512i bit = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, code + t)));
+    for (int xi = 0; xi < 16; ++xi) {
+      __m512 v = _mm512_maskz_mov_ps(_mm512_test_epi32_mask(bit, _mm512_set1_epi32(plus[xi])), g);
+      v = _mm512_mask_sub_ps(v, _mm512_test_epi32_mask(bit, _mm512_set1_epi32(minus[xi])), zero, g);
+      _mm512_mask_storeu_ps(dm + xi * xs + t0 + t, m, v);
+    }
+  }
+}
 #endif
 
 // The blocks of samples: bordered input planes, the input transform, then
@@ -672,6 +699,8 @@ struct WinogradWeightGrad::Impl {
   int64_t R, PWg, Tld, og, xs_v, xs_m, n_x, n_g, sbp, filled = 0;
   float* du;  // [16][O][C]
   float *xb, *gb, *vb, *bp, *mb, *z;
+  const float* pg[kSub] = {};  // add_pooled's samples: the pooled gradient and codes (else null)
+  const uint8_t* pc[kSub] = {};
   Impl(const Geom2d& g, int64_t O) : p(g, O) {
     static thread_local std::vector<float> sums;  // kept: 131 KB for the cnn, past malloc's mmap threshold
     sums.assign(size_t(16 * O * g.C + 8), 0.f);  // + the last channel group's read past the end
@@ -719,6 +748,10 @@ struct WinogradWeightGrad::Impl {
           const float* plane = gb + s * n_g + o * R * PWg;
           float* dm = mb + (o - o0) * Tld;
 #if BRISK_WINOGRAD_16
+          if (pg[s]) {
+            transform_pooled_grad16(pg[s] + o * p.tiles1, pc[s] + o * p.tiles1, p.tiles1, dm, xs_m, s * p.tiles1);
+            continue;
+          }
           if (pairs16(p)) {
             transform_grad_plane16(plane, p, PWg, R, dm, xs_m, s * p.tiles1);
             continue;
@@ -741,6 +774,18 @@ void WinogradWeightGrad::add(const float* gy_n, const float* x_n) {
   const Plan& p = m.p;
   border_planes(x_n, p, m.xb + m.filled * m.n_x);
   border_planes(gy_n, p.O, p.H, p.W, 0, m.R, m.PWg, m.gb + m.filled * m.n_g);
+  m.pg[m.filled] = nullptr, m.pc[m.filled] = nullptr;
+  if (++m.filled == Impl::kSub) m.flush();
+}
+
+bool WinogradWeightGrad::pooled_applies(const Geom2d& g) { return BRISK_WINOGRAD_16 && g.H % 2 == 0 && g.W % 2 == 0; }
+
+void WinogradWeightGrad::add_pooled(const float* gp_n, const uint8_t* code_n, const float* x_n) {
+  Impl& m = *impl_;
+  BRISK_CHECK(pooled_applies(Geom2d{1, m.p.C, m.p.H, m.p.W, 3, 3, 1, 1, 1, 1, 1, 1, m.p.H, m.p.W}),
+              "WinogradWeightGrad::add_pooled: needs even planes on an AVX-512 build, got ", m.p.H, "x", m.p.W);
+  border_planes(x_n, m.p, m.xb + m.filled * m.n_x);
+  m.pg[m.filled] = gp_n, m.pc[m.filled] = code_n;
   if (++m.filled == Impl::kSub) m.flush();
 }
 

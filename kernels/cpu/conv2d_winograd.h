@@ -68,6 +68,14 @@ class WinogradWeightGrad {
   WinogradWeightGrad(const Geom2d& g, int64_t O);
   ~WinogradWeightGrad();
   void add(const float* gy_n, const float* x_n);  // gy_n [O, H, W], x_n [C, H, W]
+  // The same sample given by the gradient of a 2x2 max pool over gy_n
+  // (conv2d_pool_fwd's backward): gp_n [O, H/2, W/2] and its window codes,
+  // not expanded. Each pool window is one tile's 2x2 outputs, so a tile's
+  // dM = A gY A^T is gp or -gp or 0 per entry by the code alone, and the
+  // expanded gradient is never formed. gp_n and code_n must stay valid
+  // until finish(). Where pooled_applies(g): even H and W, on AVX-512 builds.
+  static bool pooled_applies(const Geom2d& g);
+  void add_pooled(const float* gp_n, const uint8_t* code_n, const float* x_n);
   void finish(float* gw);
 
  private:
