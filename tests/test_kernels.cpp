@@ -1,6 +1,7 @@
 // Every optimized (cpu) and vendor (openblas) kernel against kernels/cpu/ref
 // on the same inputs, with tolerances derived from the dtype. Each case also
 // asserts which backend ran, so a kernel that silently declines fails here.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include "core/autocast.h"
 #include "core/dispatch.h"
 #include "core/op_keys.h"

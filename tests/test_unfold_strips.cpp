@@ -3,6 +3,7 @@
 // definition, col[(c, i, j)][(h, w)] = x[c][h + i*dh - ph][w + j*dw - pw] (0
 // outside the image), computed here by index arithmetic. The buffers start
 // as NaN, so a slot the kernel forgets to write fails too.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include <cmath>
 #include <cstring>
 

@@ -21,6 +21,7 @@
 // slices (gk, gv of a slice sum over all its queries, so one thread owns a
 // slice and the order of every sum is fixed): results do not depend on the
 // thread count.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -20,6 +20,7 @@
 // and q's pairs along queries) and dQ += dS K (dS^T transposed in f32).
 // Threads split slices; every sum runs in a fixed order: results do not
 // depend on the thread count.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include "kernels/cpu/attention_amx.h"
 
 #include <immintrin.h>

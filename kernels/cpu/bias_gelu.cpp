@@ -5,6 +5,7 @@
 // one exp between erf and the density (fast_math.h gelu_cdf_pdf16). Rows split
 // over the pool; each element is written by one thread, so results do not
 // depend on the thread count.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include <type_traits>
 
 #include "core/thread_pool.h"

@@ -23,12 +23,7 @@
 // input planes (thin_forward, thin_forward_avx2) and its weight gradient as
 // dot products (thin_gw).
 
-// GCC 12 takes the _mm512_undefined_*() inside unmasked AVX-512 intrinsics
-// (here and in im2col.h: max, extracts, shuffles, conversions) for uninitialized reads.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 #include <cstring>
 #include <optional>

@@ -5,6 +5,7 @@
 // unfold writes the packed bf16 pairs directly (half the bytes, one pass),
 // the weights are packed once per call instead of once per sample, and bias,
 // ReLU and the output rounding happen as the tiles are stored.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include "kernels/cpu/conv2d_amx.h"
 
 #include <algorithm>

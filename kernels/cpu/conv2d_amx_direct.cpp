@@ -4,6 +4,7 @@
 // block lives in tmm0-3 (two row halves x two column halves), A's two
 // 16-row halves in tmm4-5, B's two 16-column halves in tmm6-7: each loaded
 // operand tile feeds two products, as in amx_tile.h's GEMM micro-kernel.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include "kernels/cpu/conv2d_amx_direct.h"
 
 #include <algorithm>

@@ -11,11 +11,7 @@
 // is transposed in registers into y_n [O, L] (8x8 blocks).
 #include "kernels/cpu/conv2d_bf16_direct.h"
 
-// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
-// intrinsics (max, extract) for an uninitialized read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 #include <immintrin.h>
 

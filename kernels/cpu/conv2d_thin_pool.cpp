@@ -17,12 +17,7 @@
 #include "kernels/cpu/pool2d.h"
 #include "kernels/cpu/winograd_f23.h"
 
-// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
-// intrinsics (max, alignr) for an uninitialized read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 // The 16-window (512-bit) kernels: AVX-512 F, with BW and VL for the byte
 // and 128/256-bit masked operations (every AVX-512 CPU since Skylake-SP).

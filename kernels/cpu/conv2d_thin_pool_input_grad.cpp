@@ -32,9 +32,7 @@
 #include "kernels/cpu/gemm/sgemm.h"
 #include "kernels/cpu/winograd_f23.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on _mm512_undefined_ps inside intrinsics
-#endif
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define BRISK_THIN_POOL_DX 1

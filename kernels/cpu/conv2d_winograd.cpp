@@ -41,12 +41,7 @@
 #else
 #define BRISK_WINOGRAD_16 0
 #endif
-// GCC 12 takes the _mm512_undefined_ps() inside unmasked AVX-512
-// intrinsics for an uninitialized read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 namespace brisk::kern::cpu {
 

@@ -4,6 +4,7 @@
 // ref's exp is a double library call per logit); the f32 gradient's denormals
 // flushed to 0. Each output element is written by one thread, so results do
 // not depend on the thread count.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include <cmath>
 #include <limits>
 #include <type_traits>

@@ -15,10 +15,7 @@
 #include "core/error.h"
 #include "kernels/cpu/gemm/amx_tile.h"
 
-// GCC 12's AVX-512 intrinsics pass an undefined vector as an unused merge
-// source, which -W(maybe-)uninitialized reports (as in int8_gemm.cpp).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 
 namespace brisk::kern::cpu {
 

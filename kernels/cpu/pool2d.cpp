@@ -1,6 +1,7 @@
 // Optimized 2-d max pooling, forward and backward: threaded over (n, c)
 // planes; each plane is owned by one thread, so the backward's accumulation
 // order is fixed. Semantics (NaN wins, padding is -inf) match kernels/cpu/ref.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include "kernels/cpu/pool2d.h"
 
 #include <cmath>

@@ -13,6 +13,7 @@
 // Linux hands out tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM,
 // kernel >= 5.16): amx_usable() (amx_tile.h) asks once.
 // The driver (blocking, packing order, threads) is gemm_driver.h's.
+#include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
 #include <immintrin.h>
 
 #define BRISK_GEMM_NS amx
