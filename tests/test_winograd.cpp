@@ -5,6 +5,7 @@
 // switch that turns it off. Every ISA it runs on that the CPU has.
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "core/autocast.h"
 #include "kernels/cpu/conv2d_winograd.h"
@@ -28,6 +29,35 @@ std::vector<float> values(int64_t n, uint64_t seed, double scale = 1.0) {
 }
 
 Geom2d same3x3(const Shape5& s) { return Geom2d{s.N, s.C, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
+
+// gw [O, C, 3, 3] against the weight gradient by its definition (from
+// `init`, what the kernel added to), summed here in double over the samples
+// and positions of gy [N, O, H, W] and x [N, C, H, W]: the count of entries
+// off by more than 1e-5 of their sum's magnitude, and the worst such error.
+std::pair<int64_t, double> weight_grad_errors(const Shape5& s, const std::vector<float>& x,
+                                              const std::vector<float>& gy, const std::vector<float>& gw, double init) {
+  int64_t bad = 0;
+  double worst = 0;
+  for (int64_t o = 0; o < s.O; ++o)
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 3; ++j) {
+          double sum = init, mag = std::abs(init);
+          for (int64_t n = 0; n < s.N; ++n)
+            for (int64_t h = 0; h < s.H; ++h)
+              for (int64_t v = 0; v < s.W; ++v) {
+                int64_t r = h + i - 1, q = v + j - 1;
+                if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
+                double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
+                           x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
+                sum += t, mag += std::abs(t);
+              }
+          double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
+          worst = std::max(worst, std::isnan(err) ? 1e9 : err);
+          bad += !(err <= 1e-5);
+        }
+  return {bad, worst};
+}
 
 struct IsaRestore {
   ~IsaRestore() {
@@ -214,26 +244,7 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
         }
         wg.finish(gw.data());
       }
-      int64_t bad = 0;
-      double worst = 0;
-      for (int64_t o = 0; o < s.O; ++o)
-        for (int64_t c = 0; c < s.C; ++c)
-          for (int64_t i = 0; i < 3; ++i)
-            for (int64_t j = 0; j < 3; ++j) {
-              double sum = 0.5, mag = 0.5;
-              for (int64_t n = 0; n < s.N; ++n)
-                for (int64_t h = 0; h < s.H; ++h)
-                  for (int64_t v = 0; v < s.W; ++v) {
-                    int64_t r = h + i - 1, q = v + j - 1;
-                    if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
-                    double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
-                               x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
-                    sum += t, mag += std::abs(t);
-                  }
-              double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
-              worst = std::max(worst, std::isnan(err) ? 1e9 : err);
-              bad += !(err <= 1e-5);
-            }
+      auto [bad, worst] = weight_grad_errors(s, x, gy, gw, 0.5);
       INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error "
                << worst << " of the magnitude");
       CHECK(bad == 0);
@@ -274,26 +285,7 @@ TEST_CASE("kernels: Winograd weight gradient from a pooled gradient and its code
           wg.add_pooled(gp.data() + n * s.O * P, code.data() + n * s.O * P, x.data() + n * s.C * HW);
         wg.finish(gw.data());
       }
-      int64_t bad = 0;
-      double worst = 0;
-      for (int64_t o = 0; o < s.O; ++o)
-        for (int64_t c = 0; c < s.C; ++c)
-          for (int64_t i = 0; i < 3; ++i)
-            for (int64_t j = 0; j < 3; ++j) {
-              double sum = 0.25, mag = 0.25;
-              for (int64_t n = 0; n < s.N; ++n)
-                for (int64_t h = 0; h < s.H; ++h)
-                  for (int64_t v = 0; v < s.W; ++v) {
-                    int64_t r = h + i - 1, q = v + j - 1;
-                    if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
-                    double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
-                               x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
-                    sum += t, mag += std::abs(t);
-                  }
-              double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
-              worst = std::max(worst, std::isnan(err) ? 1e9 : err);
-              bad += !(err <= 1e-5);
-            }
+      auto [bad, worst] = weight_grad_errors(s, x, gy, gw, 0.25);
       INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error "
                << worst << " of the magnitude");
       CHECK(bad == 0);
