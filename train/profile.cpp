@@ -124,7 +124,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
               o.warmup + o.steps, " needed (fewer batches than --steps? lower --steps)");
   PhaseTimes p0 = probe->p0, p1 = t.phases();
   p1.data = probe->p1.data, p1.forward = probe->p1.forward, p1.backward = probe->p1.backward;
-  p1.optimizer = probe->p1.optimizer, p1.methods = probe->p1.methods;
+  p1.optimizer = probe->p1.optimizer, p1.methods = probe->p1.methods, p1.methods_outside = probe->p1.methods_outside;
   double wall = probe->s1 - probe->s0;
   auto stats = probe->stats;
 
@@ -143,10 +143,12 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   add("forward", p1.forward - p0.forward);
   add("backward", p1.backward - p0.backward);
   add("optimizer", p1.optimizer - p0.optimizer);
+  auto delta = [](const std::map<std::string, double>& a, const std::map<std::string, double>& b,
+                  const std::string& k) { return (a.count(k) ? a.at(k) : 0.0) - (b.count(k) ? b.at(k) : 0.0); };
   for (auto& [m, s] : p1.methods) {
     if (m == "profile") continue;  // the probe itself
-    double before = p0.methods.count(m) ? p0.methods.at(m) : 0.0;
-    add("method: " + m, s - before);
+    // in the training seconds only: not the method's epoch-end or evaluation handlers
+    add("method: " + m, delta(p1.methods, p0.methods, m) - delta(p1.methods_outside, p0.methods_outside, m));
   }
   r["phases"] = ph;
   r["eval_seconds"] = p1.eval - p0.eval;  // evaluations at epoch ends in the window and after it

@@ -230,7 +230,9 @@ void Trainer::fire(F f) {
   for (auto& cb : callbacks_) {
     auto t0 = Clock::now();
     f(*cb);
-    phases_.methods[cb->name()] += std::chrono::duration<double>(Clock::now() - t0).count();
+    double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    phases_.methods[cb->name()] += dt;
+    if (!in_segment_) phases_.methods_outside[cb->name()] += dt;
   }
 }
 

@@ -36,6 +36,9 @@ struct PhaseTimes {
   double communicate = 0;
   double comm_bytes = 0, comm_steps = 0;
   std::map<std::string, double> methods;  // by method family
+  // The part of `methods` spent outside the training seconds (handlers of
+  // epoch-end and evaluation events), which brisk profile leaves out.
+  std::map<std::string, double> methods_outside;
 };
 
 struct TrainState {
