@@ -450,13 +450,6 @@ void forward_band16(const float* buf, const URegs16& u, __m512 b, float* y0, uin
 }
 #endif
 
-// Sum of the 8 lanes, in lane order.
-inline float lane_sum(const float* v) {
-  float s = v[0];
-  for (int l = 1; l < 8; ++l) s += v[l];
-  return s;
-}
-
 }  // namespace
 
 bool conv_thin_pool_enabled() { return g_on.load(std::memory_order_relaxed); }
