@@ -29,7 +29,9 @@ namespace brisk::kern::cpu {
 // reports; nothing in this file reads an uninitialized value.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)  // a GCC-only group: clang warns of it as unknown
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace {
 
