@@ -688,9 +688,7 @@ static float pooled_live_sum(const float* gy, const uint8_t* code, int64_t n) {
   }
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, acc);
-  float l = 0.f;
-  for (float v : lanes) l += v;
-  s = l;
+  for (float v : lanes) s += v;
 #endif
   for (; i < n; ++i)
     if (code[i] < 4) s += gy[i];
@@ -864,7 +862,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           continue;
         }
         if (wino && gy.code && WinogradWeightGrad::pooled_applies(g)) {  // the pooled gradient as it is
-          int64_t OLp = O * gy.pg.Ho * gy.pg.Wo, Lp = gy.pg.Ho * gy.pg.Wo;
+          int64_t Lp = gy.pg.Ho * gy.pg.Wo, OLp = O * Lp;
           wg->add_pooled(gy.gy + n * OLp, gy.code + n * OLp, xn);
           if (gb)
             for (int64_t o = 0; o < O; ++o) pb[o] += pooled_live_sum(gy.gy + n * OLp + o * Lp, gy.code + n * OLp + o * Lp, Lp);

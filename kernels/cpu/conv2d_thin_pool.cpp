@@ -35,11 +35,6 @@ std::atomic<bool> g_on{env_switch("BRISK_CONV_THIN_POOL", true)};
 
 constexpr int64_t kMaxSide = 1024;  // pooled rows up to 512 windows: one fits a band
 
-#if BRISK_THIN_POOL_16
-// The first n of 16 lanes (none for n <= 0, all for n >= 16).
-inline __mmask16 first_lanes16(int64_t n) { return __mmask16(n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1); }
-#endif
-
 // The 16 taps of every window of a band of pooled rows r0 .. r1 - 1, flat:
 // window w = (r - r0) * Wp + c (row after row, nw = (r1 - r0) * Wp of them)
 // has tap t = 4 rr + m, the input at row 2r - 1 + rr and column 2c - 1 + m

@@ -364,8 +364,6 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
 constexpr int64_t kPairTw = 7;
 bool pairs16(const Plan& p) { return p.tw <= kPairTw; }
 
-inline __mmask16 first_lanes16(int64_t n) { return __mmask16(n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1); }
-
 // permutex2var indices over [row a | row b] (16 bordered columns each): lane
 // j takes column 2 tx + c of row a (j < tw, tx = j) or of row b (tx = j - tw);
 // lanes from 2 tw on hold no tile. Formed in registers: an index table

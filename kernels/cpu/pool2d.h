@@ -78,6 +78,10 @@ inline int64_t pool_2x2_scalar(const T* r0, const T* r1, int64_t W, int64_t base
 alignas(64) inline constexpr int32_t kLaneMaskTable[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                                            -1, -1, -1, -1, -1, 0,  0,  0,  0,  0,  0,
                                                            0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
+#ifdef __AVX512F__
+// The first n of 16 lanes (none for n <= 0, all for n >= 16).
+inline __mmask16 first_lanes16(int64_t n) { return __mmask16(n <= 0 ? 0 : n >= 16 ? 0xffff : (1u << n) - 1); }
+#endif
 inline __m256i lane_mask8(int64_t k) {  // the first k (0..8) of 8 lanes
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMaskTable + 16 - k));
 }
