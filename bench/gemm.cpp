@@ -1,5 +1,6 @@
 // f32 GEMM throughput: brisk's native sgemm vs OpenBLAS vs the machine's FMA
-// peak, on square sizes 256..2048 and on the cnn/mlp training shapes (batch 128).
+// peak, on square sizes 256..2048 and on the cnn/mlp training shapes (batch
+// 128); on AVX-512 also the native sgemm held to its 8 x 32 tile (BM_native_8x32).
 //   ./build/bench/brisk_bench_gemm --benchmark_min_time=0.3
 // Counters: GFLOPs = 2*M*N*K per second. BM_fma_peak measures the peak with
 // independent FMA chains on every thread of the pool; BM_bf16dp_peak the
@@ -55,6 +56,19 @@ static void run(benchmark::State& st, bool blas, const kern::cpu::GemmEpilogue* 
 
 static void BM_native(benchmark::State& st) { run(st, false); }
 static void BM_openblas(benchmark::State& st) { run(st, true); }
+// The native sgemm held to the AVX-512 8 x 32 tile, beside BM_native (which
+// runs products at least 512 on every side on the 6 x 64 tile): the tile's
+// gain, measured in one run.
+static void BM_native_8x32(benchmark::State& st) {
+  if (kern::cpu::sgemm_isa() != "avx512") {
+    st.SkipWithError("SKIPPED: the 8x32 tile is the avx512 build's; this CPU runs another");
+    return;
+  }
+  std::string prev = kern::cpu::sgemm_avx512_tile();
+  kern::cpu::set_sgemm_avx512_tile("8x32");
+  run(st, false);
+  kern::cpu::set_sgemm_avx512_tile(prev);
+}
 
 using bench::BM_bf16dp_peak;  // bench/fma_peak.h
 using bench::BM_fma_peak;
@@ -80,6 +94,10 @@ BENCHMARK(BM_bf16dp_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   ->UseRealTime()->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_native) SHAPES;
 BENCHMARK(BM_openblas) SHAPES;
+BENCHMARK(BM_native_8x32)
+    ->ArgNames({"M", "N", "K", "tA", "tB"})
+    ->Args({512, 512, 512, 0, 0})->Args({1024, 1024, 1024, 0, 0})->Args({2048, 2048, 2048, 0, 0})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
 // int8 with per-row scales on AVX512-VNNI or AMX-INT8 tiles, quantization
 // and packing included, vs the native f32 sgemm on the same square sizes
 // (counted as 2*n^3 ops). Skipped where the machine lacks the kernel.

@@ -11,8 +11,11 @@ namespace kc = brisk::kern::cpu;
 
 namespace {
 
-struct IsaGuard {  // restores the CPUID choice even when a CHECK fails
-  ~IsaGuard() { kc::set_sgemm_isa("auto"); }
+struct IsaGuard {  // restores the CPUID choice and the automatic tile even when a CHECK fails
+  ~IsaGuard() {
+    kc::set_sgemm_isa("auto");
+    kc::set_sgemm_avx512_tile("auto");
+  }
 };
 
 // Reference: C = (acc ? C0 : 0) + A @ B in double.
@@ -39,16 +42,19 @@ std::vector<float> randvec(int64_t n, uint64_t seed) {
 TEST_CASE("gemm: every supported ISA matches the f64 reference over shapes, transposes, accumulate", "[kernels][gemm]") {
   IsaGuard guard;
   struct Case { int64_t M, N, K; };
+  // {13, 200, 300}: partial 6 x 64 tiles in both directions and two K blocks
   std::vector<Case> cases{{1, 1, 1}, {7, 5, 3}, {8, 32, 1}, {17, 33, 65}, {64, 196, 288}, {130, 70, 600},
-                          {3, 1000, 20}, {300, 9, 257}, {128, 10, 0}};
+                          {3, 1000, 20}, {300, 9, 257}, {128, 10, 0}, {13, 200, 300}};
   int tested = 0;
-  for (std::string isa : {"avx512", "avx2", "sse"}) {
+  // avx512 twice: its 8 x 32 and 6 x 64 micro-tiles, each forced for every shape
+  for (auto [isa, tile] : {std::pair{"avx512", "8x32"}, {"avx512", "6x64"}, {"avx2", ""}, {"sse", ""}}) {
     if (!kc::sgemm_isa_supported(isa)) {
-      WARN("CPU lacks " << isa << ": its sgemm build is not tested here");
+      WARN("SKIPPED: CPU lacks " << isa << ": its sgemm build is not tested here");
       continue;
     }
     kc::set_sgemm_isa(isa);
     REQUIRE(kc::sgemm_isa() == isa);
+    if (*tile) kc::set_sgemm_avx512_tile(tile);
     ++tested;
     for (auto c : cases)
       for (int ta = 0; ta < 2; ++ta)
@@ -62,12 +68,69 @@ TEST_CASE("gemm: every supported ISA matches the f64 reference over shapes, tran
             auto R = ref_gemm(c.M, c.N, c.K, A, B, c0, acc);
             double err = 0;
             for (size_t i = 0; i < R.size(); ++i) err = std::max(err, std::abs(C[i] - R[i]) / (1 + std::abs(R[i])));
-            INFO(isa << " " << c.M << "x" << c.N << "x" << c.K << " tA=" << ta << " tB=" << tb << " acc=" << acc);
+            INFO(isa << " " << tile << " " << c.M << "x" << c.N << "x" << c.K << " tA=" << ta << " tB=" << tb
+                     << " acc=" << acc);
             CHECK(err <= dtype_tol(DType::f32, c.K + 1));
           }
   }
   CHECK(tested >= 1);
   CHECK_THROWS_WITH(kc::set_sgemm_isa("avx9000"), Catch::Contains("unknown instruction set 'avx9000'"));
+  CHECK_THROWS_WITH(kc::set_sgemm_avx512_tile("8x64"), Catch::Contains("unknown micro-tile '8x64'"));
+}
+
+// The 6 x 64 tile against the 8 x 32 one, bit for bit: edges in both
+// directions, several K blocks, transposes, accumulate, each epilogue, a
+// product narrow enough to run as its transpose, one and two threads; and
+// "auto" choosing 6 x 64 exactly for f32 products at least 512 on every side.
+TEST_CASE("gemm: the avx512 6x64 tile gives the 8x32 tile's bits, and auto picks it for large products", "[kernels][gemm]") {
+  if (!kc::sgemm_isa_supported("avx512")) {
+    WARN("SKIPPED: CPU lacks avx512: its two micro-tiles are not compared here");
+    return;
+  }
+  IsaGuard guard;
+  kc::set_sgemm_isa("avx512");
+  int prev = get_num_threads();
+  struct Case { int64_t M, N, K; };
+  std::vector<Case> cases{{5, 63, 17}, {13, 200, 300}, {64, 130, 513}, {130, 20, 600}, {520, 515, 530}};
+  int compared = 0;
+  for (auto c : cases)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int epi = 0; epi < 4; ++epi)  // none, bias, bias + ReLU, bias + ReLU + bf16 rounding
+          for (int threads : {1, 2}) {
+            bool acc = (epi + ta) % 2 == 1;
+            INFO(c.M << "x" << c.N << "x" << c.K << " tA=" << ta << " tB=" << tb << " epilogue=" << epi
+                     << " acc=" << acc << " threads=" << threads);
+            auto a = randvec(c.M * c.K, 21), b = randvec(c.K * c.N, 22), c0 = randvec(c.M * c.N, 23),
+                 bias = randvec(c.N, 24);
+            MatF A = ta ? MatF{a.data(), 1, c.M} : MatF{a.data(), c.K, 1};
+            MatF B = tb ? MatF{b.data(), 1, c.K} : MatF{b.data(), c.N, 1};
+            kc::GemmEpilogue ep{epi ? bias.data() : nullptr, epi == 3, epi >= 2};
+            set_num_threads(threads);
+            std::vector<float> narrow = c0, wide = c0;
+            kc::set_sgemm_avx512_tile("8x32");
+            kc::sgemm(c.M, c.N, c.K, A, B, narrow.data(), c.N, acc, epi ? &ep : nullptr);
+            kc::set_sgemm_avx512_tile("6x64");
+            kc::sgemm(c.M, c.N, c.K, A, B, wide.data(), c.N, acc, epi ? &ep : nullptr);
+            CHECK(std::memcmp(narrow.data(), wide.data(), narrow.size() * sizeof(float)) == 0);
+            ++compared;
+          }
+  set_num_threads(prev);
+  CHECK(compared == int(cases.size()) * 32);
+  kc::set_sgemm_avx512_tile("auto");
+  CHECK(kc::sgemm_avx512_tile() == "auto");
+  CHECK(kc::sgemm_wide_tile(512, 512, 512));
+  CHECK(kc::sgemm_wide_tile(2048, 1000, 4096));
+  CHECK_FALSE(kc::sgemm_wide_tile(511, 512, 512));
+  CHECK_FALSE(kc::sgemm_wide_tile(512, 784, 128));  // the mlp's weight gradient
+  CHECK_FALSE(kc::sgemm_wide_tile(128, 512, 784));  // and its forward
+  kc::set_sgemm_avx512_tile("6x64");
+  CHECK(kc::sgemm_wide_tile(7, 5, 3));
+  kc::set_sgemm_avx512_tile("8x32");
+  CHECK_FALSE(kc::sgemm_wide_tile(2048, 2048, 2048));
+  kc::set_sgemm_isa("avx2");  // the tile is avx512's: other builds never run it
+  kc::set_sgemm_avx512_tile("6x64");
+  CHECK_FALSE(kc::sgemm_wide_tile(2048, 2048, 2048));
 }
 
 TEST_CASE("gemm: a leading dimension larger than N leaves the gap untouched", "[kernels][gemm]") {

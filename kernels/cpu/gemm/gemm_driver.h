@@ -107,6 +107,15 @@ constexpr bool fused_epilogue() {
   return false;
 }
 
+// Whether the policy keeps the A strip in L1 whatever the block's shape
+// (kAStripInL1): a B strip too wide for L1 (64 columns) would stream from L2
+// in either order, while the A strip it then meets fits.
+template <class Panels>
+constexpr bool a_strip_in_l1() {
+  if constexpr (requires { Panels::kAStripInL1; }) return Panels::kAStripInL1;
+  return false;
+}
+
 // Whether the policy's micro-kernel can also broadcast A's values from rows
 // of a row-major A in place (micro_rows(kc, a, lda, b, c, ldc, acc, m, n)):
 // then such an A is not packed at all (the f32 kernel on f32 operands).
@@ -194,7 +203,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
             Panels::micro(kc, ap + i * kp, bs, c, ldc, acc, m, n);
           }
         };
-        if (strips >= (mc + MR - 1) / MR) {  // A strip in L1, B strips stream
+        if (a_strip_in_l1<Panels>() || strips >= (mc + MR - 1) / MR) {  // A strip in L1, B strips stream
           for (int64_t i = 0; i < mc; i += MR)
             for (int64_t s = 0; s < strips; ++s) tile(i, s);
         } else {  // B strip in L1, A strips stream

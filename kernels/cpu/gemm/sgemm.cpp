@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "core/autocast.h"
@@ -14,6 +15,8 @@ namespace brisk::kern::cpu {
 
 template <class E>
 void sgemm_avx512(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
+template <class E>
+void sgemm_avx512_wide(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
 template <class E>
 void sgemm_avx2(int64_t, int64_t, int64_t, Mat<E>, Mat<E>, float*, int64_t, bool, const GemmEpilogue*);
 template <class E>
@@ -80,17 +83,51 @@ void set_sgemm_isa(const std::string& isa) {
 }
 
 namespace {
+// The AVX-512 f32 tile: BRISK_SGEMM_TILE=auto|8x32|6x64, read once.
+enum Tile : int { t8x32, t6x64, t_auto };
+const char* kTileNames[] = {"8x32", "6x64", "auto"};
+std::atomic<int> g_tile{env_choice("BRISK_SGEMM_TILE", {kTileNames[0], kTileNames[1]}, [](int) { return true; },
+                                   Tile::t_auto, "micro-tile")};
+
+// auto: 6x64 for f32 products at least 512 on every side. Smaller ones lose
+// more to the wider tile's edges and to its B strips streaming from L2 than
+// its loop gains (the mlp's 128 x 512 x 784 and 512 x 784 x 128 ran 2-5%
+// slower, 512^3 about even, 1024^3 and 2048^3 4-5% faster on the Xeon).
+template <class E>
+bool wide_tile(int64_t M, int64_t N, int64_t K) {
+  if constexpr (!std::is_same_v<E, float>) return false;  // 16-bit operands: packed with the 8-row vector path
+  int t = g_tile.load(std::memory_order_relaxed);
+  if (t != Tile::t_auto) return t == Tile::t6x64;
+  return M >= 512 && N >= 512 && K >= 512;
+}
+
 template <class E>
 void run(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
          const GemmEpilogue* ep = nullptr) {
   if (M <= 0 || N <= 0) return;
   switch (g_isa.load(std::memory_order_relaxed)) {
-    case Isa::avx512: return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+    case Isa::avx512:
+      if (wide_tile<E>(M, N, K)) return sgemm_avx512_wide<E>(M, N, K, A, B, C, ldc, accumulate, ep);
+      return sgemm_avx512<E>(M, N, K, A, B, C, ldc, accumulate, ep);
     case Isa::avx2: return sgemm_avx2<E>(M, N, K, A, B, C, ldc, accumulate, ep);
     default: return sgemm_sse<E>(M, N, K, A, B, C, ldc, accumulate, ep);
   }
 }
 }  // namespace
+
+std::string sgemm_avx512_tile() { return kTileNames[g_tile.load()]; }
+bool sgemm_wide_tile(int64_t M, int64_t N, int64_t K) {
+  return g_isa.load(std::memory_order_relaxed) == Isa::avx512 && wide_tile<float>(M, N, K);
+}
+
+void set_sgemm_avx512_tile(const std::string& tile) {
+  for (int i = 0; i < 3; ++i)
+    if (tile == kTileNames[i]) {
+      g_tile = i;
+      return;
+    }
+  BRISK_FAIL("set_sgemm_avx512_tile: unknown micro-tile '", tile, "' (known: auto, 8x32, 6x64)");
+}
 
 bool sgemm_bf16_supported() {
   static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");

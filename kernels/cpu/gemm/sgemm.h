@@ -134,4 +134,18 @@ bool sgemm_isa_avx2();    // sgemm_isa() == "avx2", cheaply: the AVX2 unfold fol
 void set_sgemm_isa(const std::string& isa);
 bool sgemm_isa_supported(const std::string& isa);
 
+// The avx512 build has a second f32 micro-tile, 6 x 64 (24 accumulators; 10
+// loads per 24 FMAs where 8 x 32 issues 10 per 16), which sgemm runs for f32
+// products at least 512 on every side ("auto"); "8x32" or "6x64" forces one
+// for every sgemm call on avx512 (tests run both). Both give the same bits:
+// the K blocks and each element's summation order do not depend on the tile.
+// The packed entry points and sgemm_tile() are 8 x 32 throughout. The
+// environment variable BRISK_SGEMM_TILE=auto|8x32|6x64 sets it at start;
+// set_sgemm_avx512_tile throws brisk::Error for an unknown name.
+std::string sgemm_avx512_tile();
+void set_sgemm_avx512_tile(const std::string& tile);
+// Whether sgemm runs an f32 product of this shape on the 6 x 64 tile now
+// (the ISA avx512 and the tile rule above).
+bool sgemm_wide_tile(int64_t M, int64_t N, int64_t K);
+
 }  // namespace brisk::kern::cpu

@@ -8,6 +8,7 @@
 //   vset1(a)       a broadcast to every lane
 //   BRISK_GEMM_ENTRY  the entry point's name (sgemm_avx512, ...), defined
 //                  below once per operand type (f32, bf16, f16)
+// and may define BRISK_GEMM_A_STRIP_IN_L1 (gemm_driver.h's loop order).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -26,7 +27,7 @@ constexpr int MR = BRISK_GEMM_MR;
 constexpr int NV = BRISK_GEMM_NV;
 constexpr int NR = NV * W;
 constexpr int64_t KC = 256;
-constexpr int64_t MC = MR * (128 / MR);  // a batch of 128 rows is one block
+constexpr int64_t MC = MR * ((128 + MR - 1) / MR);  // a batch of 128 rows is one block
 constexpr int64_t NC = NR * (1024 / NR);  // B panel KC x NC: 1 MiB of a 2 MiB L2
 
 // The K block bound for a product N columns wide: the B panel, kc x min(N,
@@ -233,6 +234,9 @@ struct F32Panels {
     BRISK_GEMM_NS::pack_b(B, k0, kc, j0, nc, d);
   }
   static constexpr bool kFusedEpilogue = true;  // the epilogue in the registers (micro_tile)
+#ifdef BRISK_GEMM_A_STRIP_IN_L1
+  static constexpr bool kAStripInL1 = true;
+#endif
   static void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool acc, int m, int n,
                     const GemmEpilogue* ep = nullptr) {
     micro_kernel(kc, a, b, c, ldc, acc, m, n, ep);
