@@ -42,9 +42,10 @@ std::vector<float> randvec(int64_t n, uint64_t seed) {
 TEST_CASE("gemm: every supported ISA matches the f64 reference over shapes, transposes, accumulate", "[kernels][gemm]") {
   IsaGuard guard;
   struct Case { int64_t M, N, K; };
-  // {13, 200, 300}: partial 6 x 64 tiles in both directions and two K blocks
+  // {13, 200, 300}: partial 6 x 64 tiles in both directions and two K blocks;
+  // {9, 600, 1024}: a deep product, K blocks of 512 and two 512-column panels
   std::vector<Case> cases{{1, 1, 1}, {7, 5, 3}, {8, 32, 1}, {17, 33, 65}, {64, 196, 288}, {130, 70, 600},
-                          {3, 1000, 20}, {300, 9, 257}, {128, 10, 0}, {13, 200, 300}};
+                          {3, 1000, 20}, {300, 9, 257}, {128, 10, 0}, {13, 200, 300}, {9, 600, 1024}};
   int tested = 0;
   // avx512 twice: its 8 x 32 and 6 x 64 micro-tiles, each forced for every shape
   for (auto [isa, tile] : {std::pair{"avx512", "8x32"}, {"avx512", "6x64"}, {"avx2", ""}, {"sse", ""}}) {
@@ -150,9 +151,11 @@ TEST_CASE("gemm: results are bit-identical for 1 and 2 threads", "[kernels][gemm
   // 64 x 1000 x 700: the two threads take 500 columns each, and the K block
   // bound of a 500-column product (512) differs from the whole product's
   // (262): each thread must block K as the whole product does. 512 x 784 x
-  // 128 with A transposed (a weight gradient) splits rows instead.
+  // 128 with A transposed (a weight gradient) splits rows instead. 64 x 1100
+  // x 1030: a deep product (K blocks of 512) whose halves are narrower than 512.
   struct Case { int64_t M, N, K; bool ta; };
-  for (Case c : {Case{256, 300, 700, false}, Case{64, 1000, 700, false}, Case{512, 784, 128, true}}) {
+  for (Case c : {Case{256, 300, 700, false}, Case{64, 1000, 700, false}, Case{512, 784, 128, true},
+                 Case{64, 1100, 1030, false}}) {
     INFO(c.M << "x" << c.N << "x" << c.K << " ta=" << c.ta);
     auto a = randvec(c.M * c.K, 6), b = randvec(c.K * c.N, 7);
     MatF A = c.ta ? MatF{a.data(), 1, c.M} : MatF{a.data(), c.K, 1};

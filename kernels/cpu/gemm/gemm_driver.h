@@ -140,14 +140,21 @@ constexpr int64_t k_block(int64_t K, int64_t KC, int64_t KS = 1) {
   return (kblk + KS - 1) / KS * KS;
 }
 
-// The bound on the K block for a product N columns wide: the policy's kc(N)
+// The bound on the K block for an N x K product: the policy's kc(N, K)
 // where it has one, else KC. Always the whole product's N, never a thread's
 // share of it, so that the K blocks (and the bits) do not depend on the
 // thread count.
 template <class Panels>
-constexpr int64_t panel_kc(int64_t N) {
-  if constexpr (requires { Panels::kc(N); }) return Panels::kc(N);
+constexpr int64_t panel_kc(int64_t N, int64_t K) {
+  if constexpr (requires { Panels::kc(N, K); }) return Panels::kc(N, K);
   return Panels::KC;
+}
+// The B panel's width bound for K blocks of kblk: the policy's nc(kblk)
+// where it has one, else NC. (Any N blocking gives the same bits.)
+template <class Panels>
+constexpr int64_t panel_nc(int64_t kblk) {
+  if constexpr (requires { Panels::nc(kblk); }) return Panels::nc(kblk);
+  return Panels::NC;
 }
 
 // One thread: the whole loop nest on C[M, N], and the epilogue on each block
@@ -156,9 +163,9 @@ template <class Panels, class E>
 inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
                         const GemmEpilogue* ep, int64_t kc_max) {
   using P = typename Panels::P;
-  constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, MC = Panels::MC, NC = Panels::NC;
+  constexpr int64_t MR = Panels::MR, NR = Panels::NR, KS = Panels::KS, MC = Panels::MC;
   static thread_local AlignedBuf<P> abuf, bbuf;
-  int64_t kblk = k_block(K, kc_max, KS);
+  int64_t kblk = k_block(K, kc_max, KS), NC = panel_nc<Panels>(kblk);
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
   bool rows = a_in_place<Panels>(A);  // A read in place, not packed
   // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not
@@ -248,7 +255,7 @@ double split_cost(int64_t M, int64_t N, int64_t K, const Mat<E>& A, int d, int e
 // split_cost, the busiest thread's tiles and packing. Results do not depend
 // on the grid (same K blocks, same micro-kernel order per element), so they
 // are thread-count independent.
-// kc_max: the K block bound, panel_kc(N) unless given (a transposed product
+// kc_max: the K block bound, panel_kc(N, K) unless given (a transposed product
 // passes its original's, to keep its K blocks and so its bits).
 template <class Panels, class E>
 inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float* C, int64_t ldc, bool accumulate,
@@ -256,7 +263,7 @@ inline void gemm_threads(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, fl
   constexpr int64_t MR = Panels::MR, NR = Panels::NR;
   int threads = get_num_threads();
   int64_t mblocks = (M + MR - 1) / MR, strips = (N + NR - 1) / NR;
-  if (kc_max <= 0) kc_max = panel_kc<Panels>(N);
+  if (kc_max <= 0) kc_max = panel_kc<Panels>(N, K);
   if (threads <= 1 || in_parallel_region() || M * N * K < (int64_t(1) << 18) || mblocks * strips < 2) {
     gemm_serial<Panels>(M, N, K, A, B, C, ldc, accumulate, ep, kc_max);
     return;

@@ -29,14 +29,25 @@ constexpr int NR = NV * W;
 constexpr int64_t KC = 256;
 constexpr int64_t MC = MR * ((128 + MR - 1) / MR);  // a batch of 128 rows is one block
 constexpr int64_t NC = NR * (1024 / NR);  // B panel KC x NC: 1 MiB of a 2 MiB L2
+constexpr int64_t kPanelFloats = int64_t(1) << 18;  // that 1 MiB
 
-// The K block bound for a product N columns wide: the B panel, kc x min(N,
-// NC), fills at most that same 1 MiB, so narrower products take deeper
-// blocks, up to 512 (an 8 x 512 A strip is 16 KiB of L1). Each K block is
-// one more pass of C through the registers: the mlp's 128 x 512 x 784 runs
-// 2 blocks of 392 instead of 4 of 196, 7-8% faster on 2 threads.
-constexpr int64_t kc_for(int64_t N) {
-  return std::clamp<int64_t>((int64_t(1) << 18) / std::max<int64_t>(1, std::min(N, NC)), KC, 512);
+// The K block bound for a product N columns wide and K deep: the B panel,
+// kc x min(N, NC), fills at most that same 1 MiB, so narrower products take
+// deeper blocks, up to 512 (an 8 x 512 A strip is 16 KiB of L1). Each K block
+// is one more pass of C through the registers: the mlp's 128 x 512 x 784 runs
+// 2 blocks of 392 instead of 4 of 196, 7-8% faster on 2 threads. A product at
+// least 512 deep takes blocks of 512 however wide it is, its panel then
+// narrowed to 512 columns (nc_for): at 2048^3 half the passes of C, 3-4%
+// faster on either tile; shallower wide products (the cnn's fc1 gradients,
+// N = 3136, K = 128) lost 2-4% with 512-column panels and keep NC.
+constexpr int64_t kc_for(int64_t N, int64_t K) {
+  if (K >= 512) return 512;
+  return std::clamp<int64_t>(kPanelFloats / std::max<int64_t>(1, std::min(N, NC)), KC, 512);
+}
+// The panel width for K blocks of kblk: as many whole strips as keep the
+// panel within kPanelFloats, at most NC.
+constexpr int64_t nc_for(int64_t kblk) {
+  return std::clamp<int64_t>(kPanelFloats / std::max<int64_t>(1, kblk) / NR * NR, NR, NC);
 }
 
 using vf = float __attribute__((vector_size(W * 4)));
@@ -225,7 +236,8 @@ struct F32Panels {
   using P = float;
   static constexpr int64_t MR = BRISK_GEMM_NS::MR, NR = BRISK_GEMM_NS::NR, KS = 1, KC = BRISK_GEMM_NS::KC,
                            MC = BRISK_GEMM_NS::MC, NC = BRISK_GEMM_NS::NC;
-  static constexpr int64_t kc(int64_t N) { return kc_for(N); }
+  static constexpr int64_t kc(int64_t N, int64_t K) { return kc_for(N, K); }
+  static constexpr int64_t nc(int64_t kblk) { return nc_for(kblk); }
   static constexpr double kMacsPerCycle = 2.0 * W;  // two FMA ports (gemm_driver.h's split_cost)
   static void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* d) {
     BRISK_GEMM_NS::pack_a(A, i0, mc, k0, kc, d);
@@ -260,7 +272,7 @@ void packed_b(int64_t K, int64_t N, MatF B, float* dst, int64_t stride) {
 
 // C[M, N] (+)= A @ B with B packed, on the calling thread: tile(kc, i, k0,
 // b, c, acc, m) runs the micro-kernel on rows i.. of A from k0 (packed strip
-// or rows in place). The K blocks are gemm_serial's (k_block of kc_for(N)) and
+// or rows in place). The K blocks are gemm_serial's (k_block of kc_for(N, K)) and
 // each C element sums them in the same order with the same micro-kernel, so
 // the result is sgemm's bit for bit. Loop nest: K block, MC rows of A (in
 // L2), B strip (in L1), A strip.
@@ -273,7 +285,7 @@ void packed_loop(int64_t M, int64_t N, int64_t K, const float* bp, int64_t sb, f
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
     return;
   }
-  int64_t kblk = k_block(K, kc_for(N)), strips = (N + NR - 1) / NR;
+  int64_t kblk = k_block(K, kc_for(N, K)), strips = (N + NR - 1) / NR;
   for (int64_t pc = 0; pc < K; pc += kblk) {
     int64_t kc = std::min(kblk, K - pc);
     bool acc = accumulate || pc > 0;
@@ -333,7 +345,7 @@ void BRISK_GEMM_ENTRY(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, float
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) ct[j * M + i] = C[i * ldc + j];
   gemm_threads<F32Panels<E>>(N, M, K, Mat<E>{B.p, B.cs, B.rs}, Mat<E>{A.p, A.cs, A.rs}, ct, M, acc, nullptr,
-                             kc_for(N));
+                             kc_for(N, K));
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = ct[j * M + i];
   if (ep) apply_epilogue(C, ldc, M, N, *ep);
