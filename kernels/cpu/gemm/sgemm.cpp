@@ -92,7 +92,7 @@ std::atomic<int> g_tile{env_choice("BRISK_SGEMM_TILE", {kTileNames[0], kTileName
 // auto: 6x64 for f32 products at least 512 on every side. Smaller ones lose
 // more to the wider tile's edges and to its B strips streaming from L2 than
 // its loop gains (the mlp's 128 x 512 x 784 and 512 x 784 x 128 ran 2-5%
-// slower, 512^3 about even, 1024^3 and 2048^3 4-5% faster on the Xeon).
+// slower, 512^3 about even, 1024^3 and 2048^3 3-4% faster on the Xeon).
 template <class E>
 bool wide_tile(int64_t M, int64_t N, int64_t K) {
   if constexpr (!std::is_same_v<E, float>) return false;  // 16-bit operands: packed with the 8-row vector path

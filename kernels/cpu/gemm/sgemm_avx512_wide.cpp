@@ -2,8 +2,8 @@
 // vector loads of B, 6 broadcasts of A and 24 FMAs (1.42 instructions per
 // FMA, against 1.63 for the 8x32 tile of sgemm_avx512.cpp). Where the front
 // end rather than the FMA ports bounds the loop (the Xeon this was tuned on:
-// 86% of the FMA peak for 8x32 from L1, 91-92% for 6x64), that is 4-5% of a
-// large product. Its 64-column B strip (64 KiB at K blocks of 256) does not
+// 86% of the FMA peak for 8x32 from L1, 91-92% for 6x64), that was 3-4% of
+// a large product. Its 64-column B strip (64 KiB at K blocks of 256) does not
 // fit in L1, so the A strip always stays there (kAStripInL1). sgemm.cpp picks
 // it for large products only; the packed entry points keep 8x32.
 #include <immintrin.h>

@@ -37,9 +37,10 @@ constexpr int64_t kPanelFloats = int64_t(1) << 18;  // that 1 MiB
 // is one more pass of C through the registers: the mlp's 128 x 512 x 784 runs
 // 2 blocks of 392 instead of 4 of 196, 7-8% faster on 2 threads. A product at
 // least 512 deep takes blocks of 512 however wide it is, its panel then
-// narrowed to 512 columns (nc_for): at 2048^3 half the passes of C, 3-4%
-// faster on either tile; shallower wide products (the cnn's fc1 gradients,
-// N = 3136, K = 128) lost 2-4% with 512-column panels and keep NC.
+// narrowed to 512 columns (nc_for): at 2048^3 half the passes of C; 1024^3
+// and 2048^3 ran 5-7% faster on the 6 x 64 tile (0-3% on 8 x 32). Shallower
+// wide products (the cnn's fc1 gradients, N = 3136, K = 128) lost 2-4% with
+// 512-column panels and keep NC.
 constexpr int64_t kc_for(int64_t N, int64_t K) {
   if (K >= 512) return 512;
   return std::clamp<int64_t>(kPanelFloats / std::max<int64_t>(1, std::min(N, NC)), KC, 512);
