@@ -7,6 +7,9 @@
 //     Fashion-MNIST cnn at batch 128 (forward, cross-entropy, backward, SGD
 //     with momentum), for the side-by-side with PyTorch eager
 //     (bench/torch_cuda.py prints the same rows).
+//   BM_cuda_gpt_step: one training step of gpt-small (4 layers, 4 heads,
+//     128 wide) at batch 32 x 128 tokens: forward, cross-entropy, backward,
+//     AdamW (bench/torch_cuda.py's torch_gpt_step is the same step).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -94,6 +97,37 @@ void BM_cuda_cnn_step(benchmark::State& state) {
   set_conv_backend("native");
 }
 BENCHMARK(BM_cuda_cnn_step)->ArgsProduct({{0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_cuda_gpt_step(benchmark::State& state) {
+  if (!cuda::available()) return state.SkipWithError("no CUDA device");
+  manual_seed(0);
+  auto model = models::make_model("gpt-small");
+  model->to(kCuda);
+  optim::AdamWOptions o;
+  o.lr = 3e-3;
+  o.weight_decay = 0.1;
+  optim::AdamW opt(model->named_parameters(), o);
+  Tensor idx = randint(0, 256, {32, 128}).to(kCuda);
+  Tensor tgt = randint(0, 256, {32 * 128}).to(kCuda);
+  auto step = [&] {
+    Tensor loss = F::cross_entropy(model->forward(idx).reshape({32 * 128, 256}), tgt);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  cuda::synchronize();
+  cuda::Event e0, e1;
+  for (auto _ : state) {
+    e0.record();
+    step();
+    e1.record();
+    e1.synchronize();
+    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
+  }
+  state.SetLabel("gpt-small, batch 32 x 128");
+}
+BENCHMARK(BM_cuda_gpt_step)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -17,7 +17,6 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRISK_CUDA=ON -DBR
 cmake --build build-gpu --target brisk_tests brisk_cli brisk_bench_cuda
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/lib
 cp build-gpu/tests/brisk_tests build-gpu/brisk build-gpu/bench/brisk_bench_cuda .gpu/bin/
-cp bench/torch_cuda.py .gpu/bin/
 # Libraries outside glibc/libstdc++ (the GPU image has newer ones of those)
 # and outside the CUDA libraries the GPU image provides.
 for b in .gpu/bin/brisk_tests .gpu/bin/brisk .gpu/bin/brisk_bench_cuda; do

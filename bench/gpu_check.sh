@@ -84,13 +84,13 @@ fi
 
 if want torch; then
   step "PyTorch eager on the card (bench/torch_cuda.py)"
-  PY=$([ -f .gpu/bin/torch_cuda.py ] && echo .gpu/bin/torch_cuda.py || echo bench/torch_cuda.py)
+  PY=bench/torch_cuda.py
   PYTHONUNBUFFERED=1 timeout "$(limit 90)" python3 "$PY" 2>&1 | tee -a "$R"
 fi
 
 if want pairs; then
   step "cnn step: brisk and PyTorch eager in alternating pairs (bench/gpu_pairs.py)"
-  PY=$([ -f .gpu/bin/torch_cuda.py ] && echo .gpu/bin/torch_cuda.py || echo bench/torch_cuda.py)
+  PY=bench/torch_cuda.py
   PYTHONUNBUFFERED=1 timeout "$(limit 120)" python3 bench/gpu_pairs.py "$BIN/brisk_bench_cuda" "${PAIRS:-5}" "$PY" 2>&1 | tee -a "$R"
 fi
 

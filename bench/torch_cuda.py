@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch eager on the same card, for the side-by-side with bench/cuda.cpp:
-GEMM 4096^3 (f32, f16, bf16; cuBLAS through torch) and one training step of
-brisk's Fashion-MNIST cnn at batch 128 (same layers, SGD with momentum).
+GEMM 4096^3 (f32, f16, bf16; cuBLAS through torch), one training step of
+brisk's Fashion-MNIST cnn at batch 128 (same layers, SGD with momentum), and
+one step of gpt-small at batch 32 x 128 tokens (bench/torch_gpt.py's model,
+AdamW; flash/efficient SDPA as PyTorch picks it).
 Timed with CUDA events after warm-up; median of the repeats.
     python3 bench/torch_cuda.py [--cnn-only]
 """
+import os
 import statistics
 import sys
 
@@ -64,6 +67,23 @@ def main():
         torch.backends.cudnn.benchmark = bench_mode
         ms = timed(step, reps=100, warmup=10)
         print(f"torch_cnn_step batch 128 cudnn.benchmark={bench_mode}: {ms:.3f} ms")
+    if "--cnn-only" not in sys.argv[1:]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_gpt import GPT  # the same model as brisk's gpt-small
+        torch.manual_seed(0)
+        gpt = GPT(256, 128, 4, 4, 128).cuda()
+        gopt = torch.optim.AdamW(gpt.parameters(), lr=3e-3, weight_decay=0.1)
+        idx = torch.randint(0, 256, (32, 128), device="cuda")
+        tgt = torch.randint(0, 256, (32 * 128,), device="cuda")
+
+        def gstep():
+            loss = nn.functional.cross_entropy(gpt(idx).reshape(-1, 256), tgt)
+            gopt.zero_grad(set_to_none=True)
+            loss.backward()
+            gopt.step()
+
+        ms = timed(gstep, reps=50, warmup=10)
+        print(f"torch_gpt_step gpt-small batch 32x128: {ms:.3f} ms")
     return 0
 
 

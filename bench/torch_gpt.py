@@ -68,7 +68,7 @@ class GPT(nn.Module):
                 nn.init.normal_(p, 0, std)
 
     def forward(self, idx):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in self.h:
             x = b(x)
         return F.linear(self.ln_f(x), self.wte.weight)
