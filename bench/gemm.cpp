@@ -81,6 +81,8 @@ BENCHMARK(BM_bf16dp_peak)->UseRealTime()->Unit(benchmark::kMillisecond);
   ->Args({2048, 2048, 2048, 0, 0})->Args({2000, 2000, 2000, 0, 0})                                            \
   /* mlp 784-512-256-10 at batch 128: forward x@W^T, input grad g@W, weight grad g^T@x */                      \
   ->Args({128, 512, 784, 0, 1})->Args({128, 256, 512, 0, 1})->Args({128, 10, 256, 0, 1})                      \
+  /* layer 1's forward with B stored untransposed: beside tB = 1, what packing W^T costs */                    \
+  ->Args({128, 512, 784, 0, 0})                                                                                \
   ->Args({128, 512, 256, 0, 0})->Args({512, 784, 128, 1, 0})->Args({256, 512, 128, 1, 0})                      \
   ->Args({10, 256, 128, 1, 0})->Args({128, 256, 10, 0, 0})                                                     \
   /* the layer-1 forward as its transpose, W @ x^T */ ->Args({512, 128, 784, 0, 1})                            \

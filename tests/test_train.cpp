@@ -228,6 +228,11 @@ TEST_CASE("train: config keys, TOML files and method specs are validated", "[tra
   CHECK_THROWS_WITH(TrainConfig().load_toml(toml.string()), Catch::Contains("unknown config key 'learning_rate'"));
   std::ofstream(toml) << "epochs = [[\n";
   CHECK_THROWS_WITH(TrainConfig().load_toml(toml.string()), Catch::Contains("brisk_cfg.toml") && Catch::Contains("line"));
+  // Devices and folders are refused by name, not read as an empty config.
+  CHECK_THROWS_WITH(TrainConfig().load_toml("/dev/zero"), Catch::Contains("/dev/zero: not a regular file"));
+  CHECK_THROWS_WITH(TrainConfig().load_toml(fs::temp_directory_path().string()), Catch::Contains("not a regular file"));
+  CHECK_THROWS_WITH(TrainConfig().load_toml((fs::temp_directory_path() / "brisk_no_such.toml").string()),
+                    Catch::Contains("brisk_no_such.toml: not found"));
   CHECK(TrainConfig::from_json(t.to_json()).to_json() == t.to_json());
 
   CHECK_THROWS_WITH(brisk::efficiency::make_method("distill:teacher=x"),

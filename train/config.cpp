@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <toml++/toml.h>
 
 #include "core/error.h"
@@ -189,6 +190,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
 }
 
 void TrainConfig::load_toml(const std::string& path) {
+  // A device or a folder would read as an empty file (toml++ sizes the read by
+  // the file's length): every key left at its default, silently.
+  std::error_code ec;
+  BRISK_CHECK(std::filesystem::exists(path, ec), "config file ", path, ": not found");
+  BRISK_CHECK(std::filesystem::is_regular_file(path, ec), "config file ", path,
+              ": not a regular file (give a .toml file; recipes/ holds examples)");
   toml::table tbl;
   try {
     tbl = toml::parse_file(path);
