@@ -7,14 +7,19 @@
 //     Fashion-MNIST cnn at batch 128 (forward, cross-entropy, backward, SGD
 //     with momentum), for the side-by-side with PyTorch eager
 //     (bench/torch_cuda.py prints the same rows).
+//   BM_cuda_cnn_step_bf16: the same step (native GEMM and conv) under bf16
+//     autocast, --method precision:dtype=bf16's policy: the GEMMs on bf16
+//     tensor cores (beside BM_cuda_cnn_step/0/0, its f32 counterpart).
 //   BM_cuda_gpt_step: one training step of gpt-small (4 layers, 4 heads,
 //     128 wide) at batch 32 x 128 tokens: forward, cross-entropy, backward,
 //     AdamW (bench/torch_cuda.py's torch_gpt_step is the same step).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <optional>
 
 #include "brisk.h"
+#include "core/autocast.h"
 #include "core/cuda.h"
 #include "models/models.h"
 #include "nn/functional.h"
@@ -58,8 +63,14 @@ BENCHMARK(BM_cuda_gemm)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
-void BM_cuda_cnn_step(benchmark::State& state) {
+void cnn_step(benchmark::State& state, bool bf16);
+void BM_cuda_cnn_step(benchmark::State& state) { cnn_step(state, false); }
+void BM_cuda_cnn_step_bf16(benchmark::State& state) { cnn_step(state, true); }
+
+void cnn_step(benchmark::State& state, bool bf16) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device");
+  std::optional<AutocastGuard> ac;
+  if (bf16) ac.emplace(AutocastPolicy{LowPrecision::bf16});
   set_gemm_backend(kGemm[state.range(0)]);
   const char* conv = state.range(1) ? "cudnn" : "native";
   try {
@@ -92,11 +103,12 @@ void BM_cuda_cnn_step(benchmark::State& state) {
     e1.synchronize();
     state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
   }
-  state.SetLabel(std::string("gemm ") + kGemm[state.range(0)] + ", conv " + conv);
+  state.SetLabel(std::string("gemm ") + kGemm[state.range(0)] + ", conv " + conv + (bf16 ? ", bf16 autocast" : ""));
   set_gemm_backend("native");
   set_conv_backend("native");
 }
 BENCHMARK(BM_cuda_cnn_step)->ArgsProduct({{0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_cuda_cnn_step_bf16)->Args({0, 0})->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_cuda_gpt_step(benchmark::State& state) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device");

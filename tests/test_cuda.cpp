@@ -6,6 +6,7 @@
 // tolerance derived from the dtype.
 #include <set>
 
+#include "core/autocast.h"
 #include "core/cuda.h"
 #include "core/op_keys.h"
 #if BRISK_HAS_CUDA
@@ -101,11 +102,12 @@ TEST_CASE("cuda: every primitive op has a hand-written CUDA kernel", "[cuda]") {
   // Every dtype the cpu has a kernel for, cuda has one too (a missing one
   // stops a run on the card with "no kernel", as an i64 sum once stopped
   // cross-entropy), except the ones docs/cuda.md lists as cpu-only: the
-  // low-precision rounding and quantization kernels, int8 GEMM, the CSR
+  // stochastic rounding and the fp8/int8 quantization kernels (bf16's
+  // nearest rounding has one), int8 GEMM, the CSR
   // kernels, and the fused conv overrides (cuda's conv is the composite, or
   // cuDNN).
   const std::set<std::string> cpu_only_key{
-      "bf16_round", "stochastic_round", "fp8_quantize", "fp8_dequantize", "fp8_round", "int8_quantize_rows",
+      "stochastic_round", "fp8_quantize", "fp8_dequantize", "fp8_round", "int8_quantize_rows",
       "int8_dequantize_rows", "int8_gemm", "csr_build", "csr_linear", "csr_linear_bwd_weight", "conv2d_fwd",
       "conv2d_bwd_input", "conv2d_bwd_weight", "conv2d_pool_fwd"};
   for (const auto& k : op_keys()) {
@@ -527,6 +529,78 @@ TEST_CASE("cuda: a gpt's forward, backward and training on cuda match the cpu", 
   double vc = mcl[1]["val_loss"].get<double>(), vg = mgl[1]["val_loss"].get<double>();
   CHECK(mgl[1]["val_loss"].get<double>() < mgl[0]["val_loss"].get<double>());
   CHECK(std::abs(vg - vc) <= 2e-2 * vc);
+}
+
+TEST_CASE("cuda: bf16 autocast on tensor cores matches the cpu (rounding, GEMM, layers, training)", "[cuda]") {
+  if (skip_without_cuda()) return;
+  // The cast kernel: the cpu's bits, ties to even, NaN and inf, with a bias.
+  {
+    std::vector<double> v{1.0, 1.00390625, 1.01171875, -2.5e-39, 3.4e38, 1e-45, -0.0};
+    Tensor x = cat({from_vector(v, {7}, DType::f32), randu({2, 7}, DType::f32, 3, -1e3, 1e3).reshape({14})}, 0)
+                   .reshape({3, 7});
+    std::vector<double> sp{std::nan(""), INFINITY, -INFINITY, 0.0, 1.0, 2.0, 3.0};
+    Tensor special = from_vector(sp, {1, 7}, DType::f32);
+    x = cat({x, special}, 0);
+    Tensor b = randu({7}, DType::f32, 4);
+    CHECK(bit_equal(round_bf16_nearest(x.to(kCuda)).to(kCPU), round_bf16_nearest(x)));
+    CHECK(bit_equal(round_bf16_nearest(x.to(kCuda), b.to(kCuda)).to(kCPU), round_bf16_nearest(x, b)));
+  }
+  // The f32 GEMM under bf16 operands: bf16 roundings of A and B multiplied
+  // with f32 accumulation (an f64 product of the rounded operands is the
+  // reference), for row-major and transposed operands, partial tiles and a
+  // broadcast batch; the same call without the scope stays exact f32.
+  struct G { int64_t b, m, n, k; bool ta, tb; };
+  for (G g : {G{1, 77, 45, 33, false, false}, G{2, 128, 256, 64, true, false}, G{3, 130, 70, 200, false, true},
+              G{2, 64, 96, 40, true, true}}) {
+    INFO("gemm " << g.b << " x " << g.m << " x " << g.n << " x " << g.k << " ta " << g.ta << " tb " << g.tb);
+    Tensor a = randu(g.ta ? Shape{g.b, g.k, g.m} : Shape{g.b, g.m, g.k}, DType::f32, 11);
+    Tensor bm = randu(g.tb ? Shape{1, g.n, g.k} : Shape{1, g.k, g.n}, DType::f32, 12);  // batch broadcast
+    Tensor ag = a.to(kCuda), bg = bm.to(kCuda);
+    if (g.ta) ag = ag.transpose(1, 2), a = a.transpose(1, 2);  // views made on the device: strided operands
+    if (g.tb) bg = bg.transpose(1, 2), bm = bm.transpose(1, 2);
+    Tensor ref = matmul(round_bf16_nearest(a.contiguous()).to(DType::f64), round_bf16_nearest(bm.contiguous()).to(DType::f64));
+    Tensor exact = matmul(a.to(DType::f64), bm.to(DType::f64));
+    Tensor c;
+    {
+      GemmBf16Scope on(true);
+      c = matmul(ag, bg).to(kCPU).to(DType::f64);
+      set_gemm_backend("cublas");  // declines under bf16 operands: the same kernel runs
+      CHECK(bit_equal(matmul(ag, bg).to(kCPU).to(DType::f64), c));
+      set_gemm_backend("native");
+    }
+    CHECK(max_rel_err(c, ref) <= dtype_tol(DType::f32, g.k));
+    CHECK(max_rel_err(c, exact) > 1e-4);  // the operands were rounded
+    CHECK(max_rel_err(matmul(ag, bg).to(kCPU).to(DType::f64), exact) <= dtype_tol(DType::f32, g.k));
+  }
+  // Layers under autocast, forward and backward: every output and gradient
+  // is bf16-rounded on both devices, so they agree to an ulp of bf16.
+  {
+    AutocastGuard ac({LowPrecision::bf16});
+    double tol = 2 * std::ldexp(1.0, -8);
+    Tensor h = randu({16, 40}, DType::f32, 6), lw = randu({24, 40}, DType::f32, 7), lb = randu({24}, DType::f32, 8);
+    parity("linear (bf16 autocast)", [](auto& v) { return F::linear(v[0], v[1], v[2]); }, {h, lw, lb}, tol);
+    Tensor x = randu({4, 3, 13, 11}, DType::f32, 1), w = randu({5, 3, 3, 3}, DType::f32, 2), b = randu({5}, DType::f32, 3);
+    parity("conv2d+relu (bf16 autocast)", [](auto& v) { return F::conv2d_relu(v[0], v[1], v[2], 1, 1, 1, 1, true); },
+           {x, w, b}, tol);
+  }
+  // --method precision:dtype=bf16 --device cuda trains as on the cpu
+  // (telemetry's per-layer ranges read the card's tensors too).
+  TrainConfig cc = small_config("brisk_cuda_bf16_cpu"), cg = small_config("brisk_cuda_bf16_cuda");
+  cc.methods = cg.methods = {"precision:dtype=bf16"};
+  cg.device = "cuda";
+  cc.telemetry_every = cg.telemetry_every = 5;
+  auto rc = train::Trainer(cc, brisk::efficiency::make_methods).fit();
+  auto rg = train::Trainer(cg, brisk::efficiency::make_methods).fit();
+  CHECK(rg.acc > 0.9);
+  CHECK(std::abs(rg.acc - rc.acc) <= 0.02);
+  // The formats without cuda kernels are refused by name.
+  TrainConfig e = small_config("brisk_cuda_fp16_refused");
+  e.device = "cuda";
+  for (std::string spec : {"precision:dtype=fp16", "precision:dtype=bf16,rounding=stochastic", "precision:dtype=int8"}) {
+    e.methods = {spec};
+    CHECK_THROWS_WITH(train::Trainer(e, brisk::efficiency::make_methods),
+                      Catch::Contains("--method precision runs on the cpu only"));
+  }
 }
 
 TEST_CASE("cuda: fused optimizer steps match the cpu", "[cuda]") {

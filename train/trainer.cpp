@@ -158,7 +158,8 @@ Trainer::Trainer(TrainConfig cfg, const MethodBuilder& methods) : cfg_(std::move
       for (auto& cb : callbacks_)
         BRISK_CHECK(cb->supports_cuda(), "--device ", cfg_.device, ": --method ", cb->name(), " runs on the cpu "
                     "only in this version (its statistics, rewinding or surgery use host memory); on cuda: prune "
-                    "with schedule=oneshot|gradual or structure=N:M; or use --device cpu");
+                    "with schedule=oneshot|gradual or structure=N:M, precision with dtype=bf16 (rounding=nearest); "
+                    "or use --device cpu");
   }
   optim::ScheduleOptions so;
   so.kind = cfg_.schedule;

@@ -45,6 +45,10 @@ class PrecisionMethod : public train::Callback {
   // bf16 and fp16 autocast act on GEMM operands only; fp8 and int8 are
   // measured and tested on the image models alone so far.
   bool supports_language_models() const override { return kind == LowPrecision::bf16 || kind == LowPrecision::fp16; }
+  // On cuda: bf16 with nearest rounding (the casts are the "bf16_round"
+  // kernel, the GEMMs bf16 tensor cores: kernels/cuda/gemm.cu). Stochastic
+  // rounding, fp16's loss scaling, fp8 and int8 have kernels on the cpu only.
+  bool supports_cuda() const override { return kind == LowPrecision::bf16 && rounding == Rounding::nearest; }
 
   void on_fit_start(train::Trainer& t) override {
     seed_ = t.config().seed;
@@ -130,7 +134,7 @@ class PrecisionMethod : public train::Callback {
     if (kind != LowPrecision::int8) {
       auto fractions = [&](const Tensor& x, std::pair<float, float> range) {
         auto [tiny, big] = range;
-        Tensor c = x.detach().to(DType::f32).contiguous();
+        Tensor c = x.detach().to(DType::f32).to(kCPU).contiguous();  // read on the host, wherever x lives
         const float* p = c.data_ptr<float>();
         int64_t under = 0, over = 0, n = c.numel();
         for (int64_t i = 0; i < n; ++i) {

@@ -42,6 +42,22 @@ __device__ __forceinline__ void st(T* p, A v) {
   else if constexpr (std::is_same_v<T, __nv_bfloat16>) *p = __float2bfloat16_rn(float(v));
   else *p = T(v);
 }
+// f rounded to the bf16 grid (nearest even; NaN kept a quiet NaN with its
+// sign), as bits: core/dtype.h's float_to_bf16_bits, so that cuda rounds
+// autocast's operands to the cpu's bits (cuda_bf16.h's conversion returns a
+// canonical NaN instead).
+__device__ __forceinline__ unsigned short bf16_round_bits(float f) {
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+__device__ __forceinline__ float bf16_rounded(float f) { return __uint_as_float(unsigned(bf16_round_bits(f)) << 16); }
+__device__ __forceinline__ __nv_bfloat16 to_bf16_rounded(float f) {
+  __nv_bfloat16_raw r;
+  r.x = bf16_round_bits(f);
+  return __nv_bfloat16(r);
+}
 // Any element -> double and back, for the casting copy.
 template <class T>
 __device__ __forceinline__ double to_f64(T v) {

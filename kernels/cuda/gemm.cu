@@ -10,7 +10,14 @@
 //   sizes are tile multiples load with 16-byte vectors; anything else (e.g.
 //   the transposed operands of backward passes) loads element by element with
 //   bounds checks, through the same multiply loop.
+// - f32 under bf16 autocast (core/autocast.h: gemm_operands_bf16(), as the
+//   cpu's sgemm reads it): the same WMMA kernel on bf16 tensor cores, its
+//   f32 operands rounded to bf16 (nearest even, the cpu's bits) as they are
+//   staged, C written in f32: a bf16-input GEMM with f32 accumulation, the
+//   cpu's semantics under autocast, without a rounded copy of A and B.
 #include <mma.h>
+
+#include "core/autocast.h"
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm_wgmma.h"
@@ -85,15 +92,26 @@ __global__ void __launch_bounds__(256) gemm_simt(const T* __restrict__ a, const 
 constexpr int WBM = 128, WBN = 128, WBK = 32, WPAD = 8;  // pad rows by 16 bytes: fewer bank conflicts
 constexpr int kWarps = 8;
 
-// One K slice of A (128 x 32) and Bm (32 x 128) staged in registers.
-template <class T, bool Vec>
+// T read from global memory as TG: the element itself, or an f32 rounded to
+// bf16 (autocast's operands).
+template <class T, class TG>
+__device__ __forceinline__ T staged(TG v) {
+  if constexpr (std::is_same_v<T, TG>) return v;
+  else return to_bf16_rounded(v);
+}
+
+// One K slice of A (128 x 32) and Bm (32 x 128) staged in registers; TG: the
+// operands' element type in global memory (T, or f32 for T = bf16; then
+// element loads only).
+template <class T, bool Vec, class TG = T>
 struct Stage {
+  static_assert(!Vec || std::is_same_v<T, TG>, "vector loads copy elements as they are");
   static constexpr int kA = Vec ? WBM * WBK / 8 / 256 : WBM * WBK / 256;  // uint4s or elements per thread
   static constexpr int kB = Vec ? WBK * WBN / 8 / 256 : WBK * WBN / 256;
   using Item = std::conditional_t<Vec, uint4, T>;
   Item ra[kA], rb[kB];
 
-  __device__ void load(const T* ab, const T* bb, const GemmDims& d, int64_t m0, int64_t n0, int64_t k0) {
+  __device__ void load(const TG* ab, const TG* bb, const GemmDims& d, int64_t m0, int64_t n0, int64_t k0) {
 #pragma unroll
     for (int r = 0; r < kA; ++r) {
       int idx = threadIdx.x + r * 256;
@@ -103,7 +121,7 @@ struct Stage {
       } else {
         int row = idx / WBK, col = idx % WBK;
         int64_t gm = m0 + row, gk = k0 + col;
-        ra[r] = gm < d.M && gk < d.K ? ab[gm * d.sa_m + gk * d.sa_k] : T(0.0f);
+        ra[r] = gm < d.M && gk < d.K ? staged<T>(ab[gm * d.sa_m + gk * d.sa_k]) : T(0.0f);
       }
     }
 #pragma unroll
@@ -115,7 +133,7 @@ struct Stage {
       } else {
         int row = idx / WBN, col = idx % WBN;
         int64_t gk = k0 + row, gn = n0 + col;
-        rb[r] = gk < d.K && gn < d.N ? bb[gk * d.sb_k + gn * d.sb_n] : T(0.0f);
+        rb[r] = gk < d.K && gn < d.N ? staged<T>(bb[gk * d.sb_k + gn * d.sb_n]) : T(0.0f);
       }
     }
   }
@@ -140,8 +158,9 @@ struct Stage {
   }
 };
 
-template <class T, bool Vec>
-__global__ void __launch_bounds__(256) gemm_wmma(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
+// TG: the operands' element type in global memory (Stage); TC: C's.
+template <class T, bool Vec, class TG = T, class TC = T>
+__global__ void __launch_bounds__(256) gemm_wmma(const TG* __restrict__ a, const TG* __restrict__ b, TC* __restrict__ c,
                                                  GemmDims d) {
   using namespace nvcuda;
   __shared__ __align__(128) T As[WBM][WBK + WPAD];
@@ -150,9 +169,9 @@ __global__ void __launch_bounds__(256) gemm_wmma(const T* __restrict__ a, const 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp / 4, wn = warp % 4;  // warp tile: rows wm*64 .. +64, cols wn*32 .. +32
   const int64_t m0 = int64_t(blockIdx.y) * WBM, n0 = int64_t(blockIdx.x) * WBN;
-  const T* ab = a + int64_t(blockIdx.z) * d.sa_b;
-  const T* bb = b + int64_t(blockIdx.z) * d.sb_b;
-  T* cb = c + int64_t(blockIdx.z) * d.M * d.N;
+  const TG* ab = a + int64_t(blockIdx.z) * d.sa_b;
+  const TG* bb = b + int64_t(blockIdx.z) * d.sb_b;
+  TC* cb = c + int64_t(blockIdx.z) * d.M * d.N;
 
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
 #pragma unroll
@@ -160,7 +179,7 @@ __global__ void __launch_bounds__(256) gemm_wmma(const T* __restrict__ a, const 
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-  Stage<T, Vec> st;
+  Stage<T, Vec, TG> st;
   st.load(ab, bb, d, m0, n0, 0);
   for (int64_t k0 = 0; k0 < d.K; k0 += WBK) {
     st.store(As, Bs);
@@ -181,7 +200,7 @@ __global__ void __launch_bounds__(256) gemm_wmma(const T* __restrict__ a, const 
     }
     __syncthreads();  // everyone is done with As/Bs before the next store
   }
-  // Epilogue: each fragment through the warp's scratch tile, rounded into T.
+  // Epilogue: each fragment through the warp's scratch tile, into TC (16-bit: rounded).
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -213,6 +232,14 @@ bool gemm(const KernelArgs& args) {
   }
   BRISK_CHECK(batch <= 65535, "cuda gemm: batch ", batch, " exceeds the grid's z limit (65535)");
   const D *ap = dptr<D>(A), *bp = dptr<D>(Bm);
+  if constexpr (std::is_same_v<D, float>) {
+    if (gemm_operands_bf16()) {  // bf16 autocast: tensor cores on the rounded operands, C in f32
+      dim3 grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));
+      gemm_wmma<__nv_bfloat16, false, float, float><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
+      BRISK_CUDA_CHECK_LAUNCH();
+      return true;
+    }
+  }
   if constexpr (std::is_same_v<D, __half> || std::is_same_v<D, __nv_bfloat16>) {
     if (gemm_wgmma(A, Bm, C)) return true;  // Hopper, tile-multiple shapes
     dim3 grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));

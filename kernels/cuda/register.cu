@@ -15,6 +15,7 @@ void register_bias_gelu();
 void register_im2col();
 void register_pool2d();
 void register_bias_relu();
+void register_bf16_round();
 void register_sgd_step();
 void register_adamw_step();
 void register_index();
@@ -36,6 +37,7 @@ void register_cuda_kernels() {
   kern::cuda::register_im2col();
   kern::cuda::register_pool2d();
   kern::cuda::register_bias_relu();
+  kern::cuda::register_bf16_round();
   kern::cuda::register_sgd_step();
   kern::cuda::register_adamw_step();
   kern::cuda::register_index();

@@ -9,6 +9,7 @@
 // ask cuBLAS for C^T = Bm^T A^T: its "A" is our Bm and its "B" our A.
 #include <cublas_v2.h>
 
+#include "core/autocast.h"
 #include "kernels/cuda/common.cuh"
 
 namespace brisk::kern::cuda {
@@ -52,6 +53,11 @@ bool as_blas(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col, cublasOpe
 template <class T>
 bool gemm(const KernelArgs& args) {
   if (args.in.size() > 2 || args.params) return false;  // no epilogue here (core/kernel_params.h)
+  // bf16 autocast: the native kernel multiplies bf16 roundings of f32
+  // operands on tensor cores (kernels/cuda/gemm.cu); cuBLAS would need
+  // rounded copies, so it declines and that kernel runs.
+  if constexpr (std::is_same_v<T, float>)
+    if (gemm_operands_bf16()) return false;
   const Tensor &A = args.in[0], &Bm = args.in[1];
   const Tensor& C = args.out[0];
   int64_t batch = C.size(0), M = C.size(1), N = C.size(2), K = A.size(2);
