@@ -63,6 +63,21 @@ BENCHMARK(BM_cuda_gemm)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
+// Three warm-up steps, then each iteration's step timed with CUDA events.
+template <class Step>
+void time_steps(benchmark::State& state, const Step& step) {
+  for (int i = 0; i < 3; ++i) step();
+  cuda::synchronize();
+  cuda::Event e0, e1;
+  for (auto _ : state) {
+    e0.record();
+    step();
+    e1.record();
+    e1.synchronize();
+    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
+  }
+}
+
 void cnn_step(benchmark::State& state, bool bf16);
 void BM_cuda_cnn_step(benchmark::State& state) { cnn_step(state, false); }
 void BM_cuda_cnn_step_bf16(benchmark::State& state) { cnn_step(state, true); }
@@ -93,16 +108,7 @@ void cnn_step(benchmark::State& state, bool bf16) {
     loss.backward();
     opt.step();
   };
-  for (int i = 0; i < 3; ++i) step();
-  cuda::synchronize();
-  cuda::Event e0, e1;
-  for (auto _ : state) {
-    e0.record();
-    step();
-    e1.record();
-    e1.synchronize();
-    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
-  }
+  time_steps(state, step);
   state.SetLabel(std::string("gemm ") + kGemm[state.range(0)] + ", conv " + conv + (bf16 ? ", bf16 autocast" : ""));
   set_gemm_backend("native");
   set_conv_backend("native");
@@ -127,16 +133,7 @@ void BM_cuda_gpt_step(benchmark::State& state) {
     loss.backward();
     opt.step();
   };
-  for (int i = 0; i < 3; ++i) step();
-  cuda::synchronize();
-  cuda::Event e0, e1;
-  for (auto _ : state) {
-    e0.record();
-    step();
-    e1.record();
-    e1.synchronize();
-    state.SetIterationTime(double(e0.elapsed_ms(e1)) / 1e3);
-  }
+  time_steps(state, step);
   state.SetLabel("gpt-small, batch 32 x 128");
 }
 BENCHMARK(BM_cuda_gpt_step)->UseManualTime()->Unit(benchmark::kMillisecond);
