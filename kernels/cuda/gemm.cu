@@ -232,24 +232,23 @@ bool gemm(const KernelArgs& args) {
   }
   BRISK_CHECK(batch <= 65535, "cuda gemm: batch ", batch, " exceeds the grid's z limit (65535)");
   const D *ap = dptr<D>(A), *bp = dptr<D>(Bm);
+  const dim3 wmma_grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));
   if constexpr (std::is_same_v<D, float>) {
     if (gemm_operands_bf16()) {  // bf16 autocast: tensor cores on the rounded operands, C in f32
-      dim3 grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));
-      gemm_wmma<__nv_bfloat16, false, float, float><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
+      gemm_wmma<__nv_bfloat16, false, float, float><<<wmma_grid, 256, 0, stream()>>>(ap, bp, cp, d);
       BRISK_CUDA_CHECK_LAUNCH();
       return true;
     }
   }
   if constexpr (std::is_same_v<D, __half> || std::is_same_v<D, __nv_bfloat16>) {
     if (gemm_wgmma(A, Bm, C)) return true;  // Hopper, tile-multiple shapes
-    dim3 grid(unsigned((d.N + WBN - 1) / WBN), unsigned((d.M + WBM - 1) / WBM), unsigned(batch));
     bool vec = d.sa_k == 1 && d.sb_n == 1 && d.M % WBM == 0 && d.N % WBN == 0 && d.K % WBK == 0 &&
                d.sa_m % 8 == 0 && d.sb_k % 8 == 0 && d.sa_b % 8 == 0 && d.sb_b % 8 == 0 && aligned16(ap) &&
                aligned16(bp);
     if (vec)
-      gemm_wmma<D, true><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
+      gemm_wmma<D, true><<<wmma_grid, 256, 0, stream()>>>(ap, bp, cp, d);
     else
-      gemm_wmma<D, false><<<grid, 256, 0, stream()>>>(ap, bp, cp, d);
+      gemm_wmma<D, false><<<wmma_grid, 256, 0, stream()>>>(ap, bp, cp, d);
   } else {
     dim3 grid(unsigned((d.N + 63) / 64), unsigned((d.M + 63) / 64), unsigned(batch));
     bool a_m_fast = d.sa_m == 1 && d.sa_k != 1, b_k_fast = d.sb_k == 1 && d.sb_n != 1;
