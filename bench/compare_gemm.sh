@@ -1,35 +1,50 @@
 #!/usr/bin/env bash
-# f32 GEMM n^3 (n = 1024, 2048), brisk's native sgemm vs OpenBLAS (both in
+# f32 GEMM throughput, brisk's native sgemm vs OpenBLAS (both in
 # brisk_bench_gemm) vs a current PyTorch's torch.mm (MKL; bench/torch_venv.sh),
 # on this machine at the given thread count. Each round runs the three, the
 # order alternating between rounds; the table gives each one's median
 # GFLOP/s over the rounds and the range, and native's ratio to the best peer.
-#   bench/compare_gemm.sh [build-dir] [rounds] [threads]   (defaults: build, 3, 2)
+#   bench/compare_gemm.sh [build-dir] [rounds] [threads] [set]   (defaults: build, 3, 2, square)
+# set: square (n^3, n = 1024, 2048), or mlp (the mlp recipe's five large
+# products at batch 128, transposed as its layers pass them: forward
+# 128x512x784 and 128x256x512 with B = W^T, the second layer's input
+# gradient 128x512x256, the weight gradients 512x784x128 and 256x512x128
+# with A = dY^T).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 ROUNDS=${2:-3}
 THREADS=${3:-2}
+SET=${4:-square}
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
 [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: threads must be a positive integer, got '$THREADS'" >&2; exit 2; }
+case "$SET" in
+  square) FILTER='(native|openblas)/M:(1024|2048)/N:(1024|2048)/K:(1024|2048)/tA:0/tB:0'
+          SHAPES=(--sizes 1024 2048) ;;
+  mlp) FILTER='(native|openblas)/M:(128/N:512/K:784/tA:0/tB:1|128/N:256/K:512/tA:0/tB:1|128/N:512/K:256/tA:0/tB:0|512/N:784/K:128/tA:1/tB:0|256/N:512/K:128/tA:1/tB:0)/'
+       SHAPES=(--shapes 128x512x784:nt 128x256x512:nt 128x512x256:nn 512x784x128:tn 256x512x128:tn) ;;
+  *) echo "compare_gemm: set must be square or mlp, got '$SET'" >&2; exit 2 ;;
+esac
 BENCH="$BUILD/bench/brisk_bench_gemm"
 [ -x "$BENCH" ] || { echo "compare_gemm: $BENCH not found (configure with -DBRISK_BUILD_BENCH=ON and build)" >&2; exit 2; }
 PY=$(bench/torch_venv.sh)
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
-# Each side's figure per round is a median of 7: torch_gemm.py times 7
-# products after a warm-up; here 7 repetitions of at least 0.1 s each (the
-# mean of 2-16 products). A product the host stalls then weighs on neither
-# side's figure (a mean over one second of products, as before, let it
-# weigh on brisk's only).
-brisk_rows() {  # -> "native N rate" / "openblas N rate" lines
+# Each side's figure per round is a median of 7: torch_gemm.py's 7 timings
+# (each of one or more products, about 20 ms) after a warm-up; here 7
+# repetitions of at least 0.1 s each. A product the host stalls then weighs
+# on neither side's figure (a mean over one second of products, as before,
+# let it weigh on brisk's only). Rows are keyed by shape: MxNxK:ab, a and b
+# n (as stored) or t (transposed), as torch_gemm.py's --shapes.
+brisk_rows() {  # -> "native MxNxK:ab rate" / "openblas MxNxK:ab rate" lines
   BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=0.1 \
-    --benchmark_repetitions=7 --benchmark_report_aggregates_only=true \
-    --benchmark_filter='(native|openblas)/M:(1024|2048)/N:(1024|2048)/K:(1024|2048)/tA:0/tB:0' 2>/dev/null |
-    sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\2/K:\2/.*_median .*GFLOPs=\([0-9.]*\)G/s.*|\1 \2 \3|p'
+    --benchmark_repetitions=7 --benchmark_report_aggregates_only=true --benchmark_filter="$FILTER" 2>/dev/null |
+    sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\([0-9]*\)/K:\([0-9]*\)/tA:\([01]\)/tB:\([01]\)/.*_median .*GFLOPs=\([0-9.]*\)G/s.*|\1 \2x\3x\4:\5\6 \7|p' |
+    sed 's/:00 /:nn /; s/:01 /:nt /; s/:10 /:tn /; s/:11 /:tt /'
 }
 torch_rows() {
-  "$PY" bench/torch_gemm.py --threads "$THREADS" --sizes 1024 2048 | sed -n 's/.* n \([0-9]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
+  "$PY" bench/torch_gemm.py --threads "$THREADS" "${SHAPES[@]}" |
+    sed -n -e 's/.* n \([0-9]*\) .*gflops \([0-9.]*\) .*/mkl \1x\1x\1:nn \2/p' -e 's/.* shape \([0-9x:nt]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
 }
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $THREADS threads;" \
      "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS rounds"
@@ -39,9 +54,9 @@ done
 /usr/bin/python3 - "$OUT" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-print("| n | native GFLOP/s | OpenBLAS | MKL (torch.mm) | native / best peer |")
-print("| ---: | ---: | ---: | ---: | ---: |")
-for n in sorted({r[1] for r in rows}, key=int):
+print("| product MxNxK:ab | native GFLOP/s | OpenBLAS | MKL (torch.mm) | native / best peer |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for n in dict.fromkeys(r[1] for r in rows):
     cell, med = [], {}
     for lib in ("native", "openblas", "mkl"):
         v = [float(r[2]) for r in rows if r[0] == lib and r[1] == n]
