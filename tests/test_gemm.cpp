@@ -82,8 +82,9 @@ TEST_CASE("gemm: every supported ISA matches the f64 reference over shapes, tran
 // The 6 x 64 tile against the 8 x 32 one, bit for bit: edges in both
 // directions, several K blocks, transposes, accumulate, each epilogue, a
 // product narrow enough to run as its transpose, one and two threads; and
-// "auto" choosing 6 x 64 exactly for f32 products at least 512 on every side.
-TEST_CASE("gemm: the avx512 6x64 tile gives the 8x32 tile's bits, and auto picks it for large products", "[kernels][gemm]") {
+// "auto" choosing 6 x 64 exactly for f32 products at least 512 on every side
+// or at least 1024 rows tall and 64 wide and deep.
+TEST_CASE("gemm: the avx512 6x64 tile gives the 8x32 tile's bits, and auto picks it for tall products", "[kernels][gemm]") {
   if (!kc::sgemm_isa_supported("avx512")) {
     WARN("SKIPPED: CPU lacks avx512: its two micro-tiles are not compared here");
     return;
@@ -122,9 +123,15 @@ TEST_CASE("gemm: the avx512 6x64 tile gives the 8x32 tile's bits, and auto picks
   CHECK(kc::sgemm_avx512_tile() == "auto");
   CHECK(kc::sgemm_wide_tile(512, 512, 512));
   CHECK(kc::sgemm_wide_tile(2048, 1000, 4096));
+  CHECK(kc::sgemm_wide_tile(4096, 384, 128));  // the gpt's qkv projection
+  CHECK(kc::sgemm_wide_tile(1024, 64, 64));
   CHECK_FALSE(kc::sgemm_wide_tile(511, 512, 512));
+  CHECK_FALSE(kc::sgemm_wide_tile(1023, 512, 128));
+  CHECK_FALSE(kc::sgemm_wide_tile(4096, 63, 512));
+  CHECK_FALSE(kc::sgemm_wide_tile(4096, 512, 63));
   CHECK_FALSE(kc::sgemm_wide_tile(512, 784, 128));  // the mlp's weight gradient
   CHECK_FALSE(kc::sgemm_wide_tile(128, 512, 784));  // and its forward
+  CHECK_FALSE(kc::sgemm_wide_tile(128, 128, 3136));  // the cnn's fc1
   kc::set_sgemm_avx512_tile("6x64");
   CHECK(kc::sgemm_wide_tile(7, 5, 3));
   kc::set_sgemm_avx512_tile("8x32");

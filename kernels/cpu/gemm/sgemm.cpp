@@ -89,16 +89,23 @@ const char* kTileNames[] = {"8x32", "6x64", "auto"};
 std::atomic<int> g_tile{env_choice("BRISK_SGEMM_TILE", {kTileNames[0], kTileNames[1]}, [](int) { return true; },
                                    Tile::t_auto, "micro-tile")};
 
-// auto: 6x64 for f32 products at least 512 on every side. Smaller ones lose
-// more to the wider tile's edges and to its B strips streaming from L2 than
-// its loop gains (the mlp's 128 x 512 x 784 and 512 x 784 x 128 ran 2-5%
-// slower, 512^3 about even, 1024^3 and 2048^3 3-4% faster on the Xeon).
+// auto: 6x64 for f32 products at least 512 on every side, and for tall ones
+// (at least 1024 rows) at least 64 wide and deep. Measured on the Xeon, 2
+// threads, against 8x32 (medians of 3 interleaved runs): tall products at
+// every width and depth from 64 to 512 gained 1-11% (the gpt's 4096 x 512 x
+// 128 4%, 4096 x 384 x 512 7%, 1024 x 128 x 128 11%; its step's GEMMs 6%),
+// 1024^3 and 2048^3 3-4%; on one thread the same or better. Shorter ones
+// lose more to the wider tile's edges and to its B strips streaming from L2
+// than its loop gains when their operands arrive from L3, as in a training
+// step: the mlp's 128 x 512 x 784 ran 2-5% slower, its 512 x 784 x 128
+// (even in isolation) made its epoch 1.5-3% slower, the cnn's fc1 128 x 128
+// x 3136 3-7%; they keep 8x32.
 template <class E>
 bool wide_tile(int64_t M, int64_t N, int64_t K) {
   if constexpr (!std::is_same_v<E, float>) return false;  // 16-bit operands: packed with the 8-row vector path
   int t = g_tile.load(std::memory_order_relaxed);
   if (t != Tile::t_auto) return t == Tile::t6x64;
-  return M >= 512 && N >= 512 && K >= 512;
+  return (M >= 512 && N >= 512 && K >= 512) || (M >= 1024 && N >= 64 && K >= 64);
 }
 
 template <class E>

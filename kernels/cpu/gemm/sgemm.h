@@ -136,7 +136,8 @@ bool sgemm_isa_supported(const std::string& isa);
 
 // The avx512 build has a second f32 micro-tile, 6 x 64 (24 accumulators; 10
 // loads per 24 FMAs where 8 x 32 issues 10 per 16), which sgemm runs for f32
-// products at least 512 on every side ("auto"); "8x32" or "6x64" forces one
+// products at least 512 on every side, or at least 1024 rows tall and 64 wide
+// and deep ("auto"); "8x32" or "6x64" forces one
 // for every sgemm call on avx512 (tests run both). Both give the same bits:
 // the K blocks and each element's summation order do not depend on the tile.
 // The packed entry points and sgemm_tile() are 8 x 32 throughout. The
