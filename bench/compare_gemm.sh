@@ -19,12 +19,18 @@ SET=${4:-square}
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
 [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_gemm: threads must be a positive integer, got '$THREADS'" >&2; exit 2; }
 case "$SET" in
-  square) FILTER='(native|openblas)/M:(1024|2048)/N:(1024|2048)/K:(1024|2048)/tA:0/tB:0'
-          SHAPES=(--sizes 1024 2048) ;;
-  mlp) FILTER='(native|openblas)/M:(128/N:512/K:784/tA:0/tB:1|128/N:256/K:512/tA:0/tB:1|128/N:512/K:256/tA:0/tB:0|512/N:784/K:128/tA:1/tB:0|256/N:512/K:128/tA:1/tB:0)/'
-       SHAPES=(--shapes 128x512x784:nt 128x256x512:nt 128x512x256:nn 512x784x128:tn 256x512x128:tn) ;;
+  square) PRODUCTS=(1024x1024x1024:nn 2048x2048x2048:nn) ;;
+  mlp) PRODUCTS=(128x512x784:nt 128x256x512:nt 128x512x256:nn 512x784x128:tn 256x512x128:tn) ;;
   *) echo "compare_gemm: set must be square or mlp, got '$SET'" >&2; exit 2 ;;
 esac
+# Products are named MxNxK:ab, a and b n (as stored) or t (transposed), as
+# torch_gemm.py's --shapes; brisk_bench_gemm names them M:../N:../K:../tA:../tB:..
+bench_name() {
+  local m n k ab=${1#*:}
+  IFS=x read -r m n k <<<"${1%%:*}"
+  echo "M:$m/N:$n/K:$k/tA:$([ "${ab:0:1}" = t ] && echo 1 || echo 0)/tB:$([ "${ab:1:1}" = t ] && echo 1 || echo 0)"
+}
+FILTER="(native|openblas)/($(for p in "${PRODUCTS[@]}"; do bench_name "$p"; done | paste -sd'|'))/"
 BENCH="$BUILD/bench/brisk_bench_gemm"
 [ -x "$BENCH" ] || { echo "compare_gemm: $BENCH not found (configure with -DBRISK_BUILD_BENCH=ON and build)" >&2; exit 2; }
 PY=$(bench/torch_venv.sh)
@@ -34,8 +40,7 @@ trap 'rm -f "$OUT"' EXIT
 # (each of one or more products, about 20 ms) after a warm-up; here 7
 # repetitions of at least 0.1 s each. A product the host stalls then weighs
 # on neither side's figure (a mean over one second of products, as before,
-# let it weigh on brisk's only). Rows are keyed by shape: MxNxK:ab, a and b
-# n (as stored) or t (transposed), as torch_gemm.py's --shapes.
+# let it weigh on brisk's only). Rows are keyed by product name.
 brisk_rows() {  # -> "native MxNxK:ab rate" / "openblas MxNxK:ab rate" lines
   BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=0.1 \
     --benchmark_repetitions=7 --benchmark_report_aggregates_only=true --benchmark_filter="$FILTER" 2>/dev/null |
@@ -43,8 +48,8 @@ brisk_rows() {  # -> "native MxNxK:ab rate" / "openblas MxNxK:ab rate" lines
     sed 's/:00 /:nn /; s/:01 /:nt /; s/:10 /:tn /; s/:11 /:tt /'
 }
 torch_rows() {
-  "$PY" bench/torch_gemm.py --threads "$THREADS" "${SHAPES[@]}" |
-    sed -n -e 's/.* n \([0-9]*\) .*gflops \([0-9.]*\) .*/mkl \1x\1x\1:nn \2/p' -e 's/.* shape \([0-9x:nt]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
+  "$PY" bench/torch_gemm.py --threads "$THREADS" --shapes "${PRODUCTS[@]}" |
+    sed -n 's/.* shape \([0-9x:nt]*\) .*gflops \([0-9.]*\) .*/mkl \1 \2/p'
 }
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $THREADS threads;" \
      "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS rounds"

@@ -57,8 +57,8 @@ static void run(benchmark::State& st, bool blas, const kern::cpu::GemmEpilogue* 
 static void BM_native(benchmark::State& st) { run(st, false); }
 static void BM_openblas(benchmark::State& st) { run(st, true); }
 // The native sgemm held to the AVX-512 8 x 32 tile, beside BM_native (which
-// runs products at least 512 on every side, or 1024 tall and 64 wide and deep, on the 6 x 64 tile): the tile's
-// gain, measured in one run.
+// runs products at least 512 on every side, or 1024 tall and 64 wide and
+// deep, on the 6 x 64 tile): the tile's gain, measured in one run.
 static void BM_native_8x32(benchmark::State& st) {
   if (kern::cpu::sgemm_isa() != "avx512") {
     st.SkipWithError("SKIPPED: the 8x32 tile is the avx512 build's; this CPU runs another");

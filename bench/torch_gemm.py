@@ -8,8 +8,9 @@ product: its shape, median GFLOP/s of `reps` timings and their range.
 --sizes n: the square product n x n x n ("n <n>" in the output). --shapes
 MxNxK:ab: C[M, N] = A[M, K] @ B[K, N], a and b each n (stored as used) or t
 (a transposed view of the stored matrix, as a layer's W^T is), "shape
-<MxNxK:ab>" in the output. A small product is timed over enough calls to
-take about 20 ms per timing.
+<MxNxK:ab>" in the output. Given both, both run; given neither, --sizes
+1024 2048. A small product is timed over enough calls to take about 20 ms
+per timing.
 """
 import argparse
 import statistics
@@ -21,14 +22,17 @@ import torch
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    ap.add_argument("--sizes", type=int, nargs="+")
     ap.add_argument("--shapes", nargs="+", default=[], type=parse_shape, metavar="MxNxK:ab")
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
+    if args.sizes is None and not args.shapes:
+        args.sizes = [1024, 2048]
+    args.sizes = args.sizes or []
     if args.threads < 1 or args.reps < 1 or any(n < 1 for n in args.sizes):
         ap.error("threads, reps and sizes must be positive")
     torch.set_num_threads(args.threads)
-    products = [(f"n {n}", n, n, n, "n", "n") for n in ([] if args.shapes else args.sizes)]
+    products = [(f"n {n}", n, n, n, "n", "n") for n in args.sizes]
     products += [(f"shape {s[0]}", *s[1:]) for s in args.shapes]
     for label, m, n, k, ta, tb in products:
         a = torch.rand(k, m).t() if ta == "t" else torch.rand(m, k)
