@@ -69,6 +69,26 @@ inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, float* o,
   for (; k < kc; ++k)
     for (int i = 0; i < 8; ++i) o[k * ld + i] = x[i * run_stride + k];
 }
+// The same for NRUNS runs (a multiple of 8) into rows of ld >= NRUNS floats,
+// k outermost: each 8 k's rows are written whole (NRUNS floats each) before
+// the next 8. Eight runs at a time over all of kc instead wrote every
+// packed row in 32-byte pieces, one pass per 8 runs, and a kc x 32 strip
+// (50 KiB at kc = 392) falls out of L1 between passes, so each line was
+// fetched again to take its next piece.
+template <int NRUNS>
+inline void pack_runs_wide(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
+  static_assert(NRUNS % 8 == 0);
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8)
+#pragma GCC unroll 8
+    for (int j8 = 0; j8 < NRUNS; j8 += 8) {
+      __m256 r[8];
+      load_transposed8x8(x + j8 * run_stride + k, run_stride, r);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + (k + j) * ld + j8, r[j]);
+    }
+  for (; k < kc; ++k)
+    for (int i = 0; i < NRUNS; ++i) o[k * ld + i] = x[i * run_stride + k];
+}
 #endif
 
 // B[k0:k0+kc, j0:j0+nc] -> strips of [kc, NR], zero-padded past nc.
@@ -101,7 +121,7 @@ inline void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t 
 #ifdef __AVX__
       if constexpr (std::is_same_v<E, float> && NR % 8 == 0)
         if (B.rs == 1 && w == NR) {  // column-major B: whole strips, 8 columns at a time
-          for (int64_t j8 = 0; j8 < NR; j8 += 8) pack_runs8(B.p + k0 + (jb + j8) * B.cs, B.cs, kc, d + j8, NR);
+          pack_runs_wide<NR>(B.p + k0 + jb * B.cs, B.cs, kc, d, NR);
           return;
         }
 #endif
