@@ -1,5 +1,5 @@
 // 8 x 8 f32 transposes in AVX registers, shared by the GEMM's packing
-// (pack_runs8) and conv2d's transposed unfold. static: each including build
+// (pack_runs) and conv2d's transposed unfold. static: each including build
 // (sgemm_avx2.cpp, sgemm_avx512.cpp, ...) keeps its own copy for its own
 // instruction set, so no copy compiled for AVX-512 stands in for another's.
 #pragma once

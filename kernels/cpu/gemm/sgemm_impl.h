@@ -54,36 +54,25 @@ constexpr int64_t nc_for(int64_t kblk) {
 using vf = float __attribute__((vector_size(W * 4)));
 
 #ifdef __AVX__
-// 8 runs of kc floats along k (run r at x + r * run_stride) -> for each k the
-// 8 runs' values as 8 consecutive floats at o + k * ld: an 8x8 register
-// transpose per 8 k. Packs row-major A strips and column-major B strips (a
-// transposed operand, e.g. the conv weight gradient's) at copy speed instead
-// of one strided scalar store per value.
-inline void pack_runs8(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
-  int64_t k = 0;
-  for (; k + 8 <= kc; k += 8) {
-    __m256 r[8];
-    load_transposed8x8(x + k, run_stride, r);  // r[j]: value k + j of the 8 runs
-    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + (k + j) * ld, r[j]);
-  }
-  for (; k < kc; ++k)
-    for (int i = 0; i < 8; ++i) o[k * ld + i] = x[i * run_stride + k];
-}
-// The same for NRUNS runs (a multiple of 8) into rows of ld >= NRUNS floats,
-// k outermost: each 8 k's rows are written whole (NRUNS floats each) before
-// the next 8. Eight runs at a time over all of kc instead wrote every
-// packed row in 32-byte pieces, one pass per 8 runs, and a kc x 32 strip
-// (50 KiB at kc = 392) falls out of L1 between passes, so each line was
-// fetched again to take its next piece.
+// NRUNS runs (a multiple of 8) of kc floats along k (run r at x + r *
+// run_stride) -> for each k the runs' values as NRUNS consecutive floats at
+// o + k * ld: an 8x8 register transpose per 8 runs and 8 k. Packs row-major
+// A strips (8 runs) and column-major B strips (NR runs: a transposed
+// operand, a linear layer's W^T) at copy speed instead of one strided scalar
+// store per value. k outermost: each 8 k's rows are written whole before the
+// next 8. Eight runs at a time over all of kc instead wrote every packed row
+// of a 32-wide B strip in 32-byte pieces, one pass per 8 runs, and a
+// kc x 32 strip (50 KiB at kc = 392) falls out of L1 between passes, so each
+// line was fetched again to take its next piece (packing 25-30% slower).
 template <int NRUNS>
-inline void pack_runs_wide(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
+inline void pack_runs(const float* x, int64_t run_stride, int64_t kc, float* o, int64_t ld) {
   static_assert(NRUNS % 8 == 0);
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8)
 #pragma GCC unroll 8
     for (int j8 = 0; j8 < NRUNS; j8 += 8) {
       __m256 r[8];
-      load_transposed8x8(x + j8 * run_stride + k, run_stride, r);
+      load_transposed8x8(x + j8 * run_stride + k, run_stride, r);  // r[j]: value k + j of runs j8..
       for (int j = 0; j < 8; ++j) _mm256_storeu_ps(o + (k + j) * ld + j8, r[j]);
     }
   for (; k < kc; ++k)
@@ -121,7 +110,7 @@ inline void pack_b(const Mat<E>& B, int64_t k0, int64_t kc, int64_t j0, int64_t 
 #ifdef __AVX__
       if constexpr (std::is_same_v<E, float> && NR % 8 == 0)
         if (B.rs == 1 && w == NR) {  // column-major B: whole strips, 8 columns at a time
-          pack_runs_wide<NR>(B.p + k0 + jb * B.cs, B.cs, kc, d, NR);
+          pack_runs<NR>(B.p + k0 + jb * B.cs, B.cs, kc, d, NR);
           return;
         }
 #endif
@@ -159,7 +148,7 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
 #ifdef __AVX__
       if constexpr (std::is_same_v<E, float> && MR == 8)
         if (A.cs == 1 && h == MR) {  // row-major A, a whole strip
-          pack_runs8(A.p + ib * A.rs + k0, A.rs, kc, d, MR);
+          pack_runs<8>(A.p + ib * A.rs + k0, A.rs, kc, d, MR);
           continue;
         }
 #endif
