@@ -301,6 +301,7 @@ bool try_dispatch(const char* op, Device dev, DType dtype, const KernelArgs& arg
           st.backend = e.backend;
           st.calls++;
           st.seconds += dt;
+          st.max_seconds = std::max(st.max_seconds, dt);
           double f = 0, b = 0;
           op_cost(op, args, f, b);
           st.flops += f;

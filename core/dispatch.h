@@ -112,6 +112,7 @@ struct OpStat {
   std::string op, backend;
   int64_t calls = 0;
   double seconds = 0;
+  double max_seconds = 0;  // the longest single call: a VM preemption or page faults land in one call
   double flops = 0;  // GEMM/conv: 2 per multiply-add; other ops: 1 per output element
   double bytes = 0;  // operands read + results written, once each (a lower bound on traffic)
 };

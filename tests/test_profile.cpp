@@ -58,6 +58,42 @@ TEST_CASE("profile: phases, kernels with FLOPs and bytes, a verdict and mitigati
   CHECK(text.find("conv2d_pool_fwd") != std::string::npos);
 }
 
+TEST_CASE("profile: each op's longest call, and a row that one stalled call dominates is flagged", "[profile]") {
+  TrainConfig c = small_config("profile_stall");
+  c.model = "mlp";
+  brisk::train::ProfileOptions o;
+  o.steps = 12;
+  o.warmup = 2;
+  json r = brisk::train::run_profile(c, o, brisk::efficiency::make_methods);
+  REQUIRE(r["ops"].size() > 0);
+  for (auto& op : r["ops"]) {  // the longest call lies between the mean call and the row's whole time
+    double s = op["seconds"].get<double>(), mx = op["max_call_seconds"].get<double>();
+    CHECK(mx <= s * (1 + 1e-12));
+    CHECK(mx * double(op["calls"].get<int64_t>()) >= s * (1 - 1e-9));
+  }
+  double wall = r["train_seconds"].get<double>();
+  auto row = [&](const char* name, int64_t calls, double seconds, double max_call) {
+    json op = r["ops"][0];
+    op["op"] = name;
+    op["calls"] = calls;
+    op["seconds"] = seconds;
+    op["max_call_seconds"] = max_call;
+    return op;
+  };
+  // 400 calls: one of 30% of the window, the rest 1e-6 of it each.
+  r["ops"].push_back(row("stalled_op", 400, wall * (0.3 + 399e-6), wall * 0.3));
+  // Evenly spread: its longest call is twice its mean, nothing to flag.
+  r["ops"].push_back(row("steady_op", 400, wall * 0.3, wall * 0.3 / 200));
+  // A large call once a step among many small ones, over a 4-step window:
+  // each large call is far above the mean of the rest, but a quarter of the
+  // row, not most of it.
+  r["ops"].push_back(row("once_a_step", 400, wall * (0.4 + 396e-6), wall * 0.1));
+  std::string text = brisk::train::format_profile(r);
+  CHECK(text.find("note: one stalled_op call took") != std::string::npos);
+  CHECK(text.find("note: one steady_op") == std::string::npos);
+  CHECK(text.find("note: one once_a_step") == std::string::npos);
+}
+
 TEST_CASE("profile: a method's own work is its own phase", "[profile]") {
   TrainConfig c = small_config("profile_sleepy");
   c.methods = {"sleepy"};

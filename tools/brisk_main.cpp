@@ -397,7 +397,27 @@ int main(int argc, char** argv) {
         cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
       }
       cfg.validate();
-      nlohmann::json rep = train::run_profile(cfg, po, efficiency::make_methods);
+      nlohmann::json rep;
+      {
+        // With --json -, stdout carries the JSON alone: what the run itself
+        // prints (its evaluation's line) goes to stderr until it is done.
+        struct StdoutToStderr {
+          int saved = -1;
+          explicit StdoutToStderr(bool on) {
+            if (!on) return;
+            std::fflush(stdout);
+            saved = dup(STDOUT_FILENO);
+            if (saved >= 0) dup2(STDERR_FILENO, STDOUT_FILENO);
+          }
+          ~StdoutToStderr() {
+            if (saved < 0) return;
+            std::fflush(stdout);
+            dup2(saved, STDOUT_FILENO);
+            close(saved);
+          }
+        } redirect(prof_json == "-");
+        rep = train::run_profile(cfg, po, efficiency::make_methods);
+      }
       if (prof_json == "-") {
         std::printf("%s\n", rep.dump(2).c_str());
         return 0;

@@ -162,6 +162,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
     kernel_s += s.seconds;
     if (compute) heavy_s += s.seconds;
     r["ops"].push_back({{"op", s.op}, {"backend", s.backend}, {"calls", s.calls}, {"seconds", s.seconds},
+                        {"max_call_seconds", s.max_seconds},
                         {"flops", s.flops}, {"bytes", s.bytes},
                         {"gflops", s.seconds > 0 ? s.flops / s.seconds / 1e9 : 0.0},
                         {"gbps", s.seconds > 0 ? s.bytes / s.seconds / 1e9 : 0.0},
@@ -234,6 +235,28 @@ std::string format_profile(const json& r) {
                   o["bytes"].get<double>() / 1e9, o["gflops"].get<double>(), o["gbps"].get<double>(),
                   o["pct_of_peak"].get<double>(), o["bound"].get<std::string>().c_str());
     os << line;
+  }
+  // A row whose time is mostly one call is not the kernel's cost: the VM's
+  // host took the core away (or the call faulted in fresh pages) during it.
+  // Flagged when that call is over half the op's time, over 10x the mean of
+  // its other calls and over 2% of the window (a kernel that runs once a
+  // step holds at most 1/steps of its row), so that one stall is not read
+  // as a slow kernel.
+  for (auto& o : r["ops"]) {
+    if (!o.contains("max_call_seconds")) continue;
+    double s = o["seconds"].get<double>(), mx = o["max_call_seconds"].get<double>();
+    int64_t calls = o["calls"].get<int64_t>();
+    if (calls < 10) continue;
+    double rest = (s - mx) / double(calls - 1);
+    if (mx > 0.5 * s && mx > 10 * rest && mx > 0.02 * wall) {
+      char note[512];
+      std::snprintf(note, sizeof note,
+                    "note: one %s call took %.1f ms, %.0f%% of that op's time (its other calls %.1f us each on "
+                    "average): a stall such as the host preempting this process, not the kernel's cost; rerun "
+                    "before reading that row\n",
+                    o["op"].get<std::string>().c_str(), 1e3 * mx, 100 * mx / std::max(s, 1e-12), 1e6 * rest);
+      os << note;
+    }
   }
   auto sh = r["shares"];
   std::snprintf(line, sizeof line,
