@@ -397,6 +397,14 @@ int main(int argc, char** argv) {
         cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
       }
       cfg.validate();
+      if (!prof_json.empty() && prof_json != "-") {
+        // Refused before the run, not after it: a long profile is not lost to a typo in the path.
+        std::filesystem::path out(prof_json), dir = out.parent_path().empty() ? "." : out.parent_path();
+        BRISK_CHECK(std::filesystem::is_directory(dir) && access(dir.c_str(), W_OK) == 0, "profile: cannot write --json ",
+                    prof_json, ": ", dir.string(), " is not a writable folder");
+        BRISK_CHECK(!std::filesystem::exists(out) || (!std::filesystem::is_directory(out) && access(out.c_str(), W_OK) == 0),
+                    "profile: cannot write --json ", prof_json, ": it is a folder or not writable");
+      }
       nlohmann::json rep;
       {
         // With --json -, stdout carries the JSON alone: what the run itself
@@ -427,6 +435,8 @@ int main(int argc, char** argv) {
         std::ofstream f(prof_json);
         BRISK_CHECK(f.good(), "profile: cannot write ", prof_json);
         f << rep.dump(2) << "\n";
+        f.close();
+        BRISK_CHECK(!f.fail(), "profile: writing ", prof_json, " failed (disk full, or not a regular file?)");
       }
       return 0;
     }

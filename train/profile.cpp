@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -66,6 +67,8 @@ MachinePeak measure_peak() {
 json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& methods) {
   BRISK_CHECK(o.steps >= 1, "profile: --steps must be >= 1, got ", o.steps);
   BRISK_CHECK(o.warmup >= 1, "profile: warm-up must be >= 1 step, got ", o.warmup);
+  BRISK_CHECK(o.steps <= std::numeric_limits<int64_t>::max() - o.warmup, "profile: --steps ", o.steps,
+              " plus the warm-up's ", o.warmup, " is past the largest step count");
   fs::path dir = fs::temp_directory_path() / ("brisk_profile_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   struct Cleanup {

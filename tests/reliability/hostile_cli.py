@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile command lines and files against `brisk train`/`demo`: every case
+"""Hostile command lines and files against `brisk train`/`demo`/`profile`: every case
 must end with a clear message naming what was wrong and an exit code in
 1..127 (no signal, no "terminate called", no hang), or, for the cases that
 are valid, succeed. Tampered checkpoints are made from a real run.
@@ -259,6 +259,18 @@ ck = json.load(open(os.path.join(div, "checkpoint.json")))
 results.append(("divergence: checkpoint still step 8", [] if ck["step"] == 8 else ["step %s" % ck["step"]]))
 check("divergence: last good checkpoint resumes", ["train", "--resume", div, "--epochs", "2"] + FAST,
       "final: test_acc", ok=True)
+
+# ---------------------------------------------------------------- profile
+P = ["profile", "--set", "model=mlp", "--set", "data-dir=" + good, "--set", "threads=1"]
+check("profile: --steps 0", P + ["--steps", "0"], r"--steps must be >= 1, got 0")
+check("profile: --steps past int64 with the warm-up", P + ["--steps", "9223372036854775807"],
+      r"--steps 9223372036854775807 plus the warm-up's 5 is past the largest step count")
+# A bad --json path is refused before the run: no profile table is printed first.
+check("profile: --json into a missing folder", P + ["--steps", "2", "--json", path("nope", "p.json")],
+      r"^(?!.*brisk profile:).*cannot write --json .*nope.* is not a writable folder")
+check("profile: --json names a folder", P + ["--steps", "2", "--json", TMP], r"^(?!.*brisk profile:).*it is a folder or not writable")
+check("profile: --json to a file", P + ["--steps", "2", "--json", path("p.json")], r"brisk profile: mlp, 2 steps", ok=True)
+results.append(("profile: its JSON file parses", [] if json.load(open(path("p.json")))["steps"] == 2 else ["steps"]))
 
 results = [r for r in results if r is not None]
 failed = [n for n, p in results if p]
