@@ -201,6 +201,64 @@ train::TrainConfig resumed_config(const std::string& dir, const std::string& fla
   }
 }
 
+// With --json -, stdout carries the JSON alone: what the run itself prints
+// (its evaluation's line) goes to stderr while the guard lives.
+struct StdoutToStderr {
+  int saved = -1;
+  explicit StdoutToStderr(bool on) {
+    if (!on) return;
+    std::fflush(stdout);
+    saved = dup(STDOUT_FILENO);
+    if (saved >= 0) dup2(STDERR_FILENO, STDOUT_FILENO);
+  }
+  ~StdoutToStderr() {
+    if (saved < 0) return;
+    std::fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+  }
+};
+
+// `brisk profile`: the recipe with its --set overrides, profiled; the report
+// as text, or as JSON to a file or (json "-") alone on stdout.
+int run_profile_command(const std::string& config, const std::vector<std::string>& sets,
+                        const train::ProfileOptions& po, const std::string& json) {
+  train::TrainConfig cfg;
+  if (!config.empty()) cfg.load_toml(config);
+  for (auto& kv : sets) {
+    size_t eq = kv.find('=');
+    BRISK_CHECK(eq != std::string::npos && eq > 0, "profile: --set expects key=value, got '", kv, "'");
+    cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  cfg.validate();
+  if (!json.empty() && json != "-") {
+    // Refused before the run, not after it: a long profile is not lost to a typo in the path.
+    std::filesystem::path out(json), dir = out.parent_path().empty() ? "." : out.parent_path();
+    BRISK_CHECK(std::filesystem::is_directory(dir) && access(dir.c_str(), W_OK) == 0, "profile: cannot write --json ",
+                json, ": ", dir.string(), " is not a writable folder");
+    BRISK_CHECK(!std::filesystem::exists(out) || (!std::filesystem::is_directory(out) && access(out.c_str(), W_OK) == 0),
+                "profile: cannot write --json ", json, ": it is a folder or not writable");
+  }
+  nlohmann::json rep;
+  {
+    StdoutToStderr redirect(json == "-");
+    rep = train::run_profile(cfg, po, efficiency::make_methods);
+  }
+  if (json == "-") {
+    std::printf("%s\n", rep.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%s", train::format_profile(rep).c_str());
+  if (!json.empty()) {
+    std::ofstream f(json);
+    BRISK_CHECK(f.good(), "profile: cannot write ", json);
+    f << rep.dump(2) << "\n";
+    f.close();
+    BRISK_CHECK(!f.fail(), "profile: writing ", json, " failed (disk full, or not a regular file?)");
+  }
+  return 0;
+}
+
 int run_train(CLI::App& sub, const TrainFlags& f) {
   train::TrainConfig cfg;
   if (!f.resume.empty()) {
@@ -388,58 +446,7 @@ int main(int argc, char** argv) {
                   rs.speedups == 1 ? "" : "s", ro.out.c_str());
       return 0;
     }
-    if (pf->parsed()) {
-      train::TrainConfig cfg;
-      if (!prof_config.empty()) cfg.load_toml(prof_config);
-      for (auto& kv : prof_sets) {
-        size_t eq = kv.find('=');
-        BRISK_CHECK(eq != std::string::npos && eq > 0, "profile: --set expects key=value, got '", kv, "'");
-        cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
-      }
-      cfg.validate();
-      if (!prof_json.empty() && prof_json != "-") {
-        // Refused before the run, not after it: a long profile is not lost to a typo in the path.
-        std::filesystem::path out(prof_json), dir = out.parent_path().empty() ? "." : out.parent_path();
-        BRISK_CHECK(std::filesystem::is_directory(dir) && access(dir.c_str(), W_OK) == 0, "profile: cannot write --json ",
-                    prof_json, ": ", dir.string(), " is not a writable folder");
-        BRISK_CHECK(!std::filesystem::exists(out) || (!std::filesystem::is_directory(out) && access(out.c_str(), W_OK) == 0),
-                    "profile: cannot write --json ", prof_json, ": it is a folder or not writable");
-      }
-      nlohmann::json rep;
-      {
-        // With --json -, stdout carries the JSON alone: what the run itself
-        // prints (its evaluation's line) goes to stderr until it is done.
-        struct StdoutToStderr {
-          int saved = -1;
-          explicit StdoutToStderr(bool on) {
-            if (!on) return;
-            std::fflush(stdout);
-            saved = dup(STDOUT_FILENO);
-            if (saved >= 0) dup2(STDERR_FILENO, STDOUT_FILENO);
-          }
-          ~StdoutToStderr() {
-            if (saved < 0) return;
-            std::fflush(stdout);
-            dup2(saved, STDOUT_FILENO);
-            close(saved);
-          }
-        } redirect(prof_json == "-");
-        rep = train::run_profile(cfg, po, efficiency::make_methods);
-      }
-      if (prof_json == "-") {
-        std::printf("%s\n", rep.dump(2).c_str());
-        return 0;
-      }
-      std::printf("%s", train::format_profile(rep).c_str());
-      if (!prof_json.empty()) {
-        std::ofstream f(prof_json);
-        BRISK_CHECK(f.good(), "profile: cannot write ", prof_json);
-        f << rep.dump(2) << "\n";
-        f.close();
-        BRISK_CHECK(!f.fail(), "profile: writing ", prof_json, " failed (disk full, or not a regular file?)");
-      }
-      return 0;
-    }
+    if (pf->parsed()) return run_profile_command(prof_config, prof_sets, po, prof_json);
     if (sp->parsed()) {
       auto split = [](const std::string& s, const char* what) {
         std::vector<std::string> out;
