@@ -33,11 +33,11 @@
 //    gradient). The gradient differs from the unfused path's by rounding.
 //    The transforms mix each tap into several sums: a NaN or infinite input
 //    may make NaN weight-gradient entries the direct sums leave finite.
-//  - input gradient (AVX-512): the forward's adjoint, each window's patch
-//    B (U . Z) B^T, summed over channels before B . B^T (16 multiply-adds
-//    per channel and window, where the direct sums scatter 36), the
+//  - input gradient: the forward's adjoint, each window's patch B (U . Z)
+//    B^T, summed over channels before B . B^T (16 multiply-adds per
+//    channel and window, where the direct sums scatter 36), the
 //    overlapping patches added into a zero-bordered plane per sample
-//    (conv2d_thin_pool_input_grad.cpp). The cnn's recipes never need it
+//    (conv2d_thin_pool_input_grad.cpp: 16 lanes on AVX-512, 8 on AVX2). The cnn's recipes never need it
 //    (their images take no gradient); a model with a layer before this one
 //    does.
 // Taken by conv2d.cpp for f32 on the avx2 and avx512 sgemm builds, and for
@@ -75,8 +75,8 @@ bool conv2d_thin_pool_applies(const Geom2d& g);
 void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
                               bool relu, float* y, uint8_t* code, bool bf16 = false);
 
-// Whether conv2d_thin_pool_input_grad runs for g now: conv2d_thin_pool_
-// applies, on the avx512 sgemm build (its 16-lane masked arithmetic).
+// Whether conv2d_thin_pool_input_grad runs for g now: as conv2d_thin_pool_
+// applies (16 lanes on the avx512 sgemm build, 8 on avx2).
 bool conv2d_thin_pool_input_grad_applies(const Geom2d& g);
 
 // The input gradient gx [N, 1, H, W] of conv2d_pool_fwd from the pooled
