@@ -11,62 +11,12 @@
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "tests/helpers.h"
+#include "tests/winograd_helpers.h"
 
 using namespace bt;
+using namespace bt::winograd;
 namespace kc = brisk::kern::cpu;
 namespace F = brisk::nn::functional;
-
-namespace {
-
-struct Shape5 { int64_t N, C, O, H, W; };
-
-std::vector<float> values(int64_t n, uint64_t seed, double scale = 1.0) {
-  Generator g(seed);
-  std::vector<double> d = randn({n}, {}, &g).to_vector();
-  std::vector<float> out(d.size());
-  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
-  return out;
-}
-
-Geom2d same3x3(const Shape5& s) { return Geom2d{s.N, s.C, s.H, s.W, 3, 3, 1, 1, 1, 1, 1, 1, s.H, s.W}; }
-
-// gw [O, C, 3, 3] against the weight gradient by its definition (from
-// `init`, what the kernel added to), summed here in double over the samples
-// and positions of gy [N, O, H, W] and x [N, C, H, W]: the count of entries
-// off by more than 1e-5 of their sum's magnitude, and the worst such error.
-std::pair<int64_t, double> weight_grad_errors(const Shape5& s, const std::vector<float>& x,
-                                              const std::vector<float>& gy, const std::vector<float>& gw, double init) {
-  int64_t bad = 0;
-  double worst = 0;
-  for (int64_t o = 0; o < s.O; ++o)
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t i = 0; i < 3; ++i)
-        for (int64_t j = 0; j < 3; ++j) {
-          double sum = init, mag = std::abs(init);
-          for (int64_t n = 0; n < s.N; ++n)
-            for (int64_t h = 0; h < s.H; ++h)
-              for (int64_t v = 0; v < s.W; ++v) {
-                int64_t r = h + i - 1, q = v + j - 1;
-                if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
-                double t = double(gy[size_t(((n * s.O + o) * s.H + h) * s.W + v)]) *
-                           x[size_t(((n * s.C + c) * s.H + r) * s.W + q)];
-                sum += t, mag += std::abs(t);
-              }
-          double err = std::abs(gw[size_t(((o * s.C + c) * 3 + i) * 3 + j)] - sum) / (1 + mag);
-          worst = std::max(worst, std::isnan(err) ? 1e9 : err);
-          bad += !(err <= 1e-5);
-        }
-  return {bad, worst};
-}
-
-struct IsaRestore {
-  ~IsaRestore() {
-    kc::set_sgemm_isa("auto");
-    kc::set_conv_winograd(true);
-  }
-};
-
-}  // namespace
 
 TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definition", "[kernels][winograd]") {
   IsaRestore restore;
@@ -93,23 +43,14 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
         const int64_t guard = 32;
         std::vector<float> y(size_t(Y + guard), NAN);  // NaN: an output never written fails
         for (int64_t i = 0; i < guard; ++i) y[size_t(Y + i)] = 7.f;
-        kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, y.data());
+        kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, false, y.data());
         int64_t bad = 0;
         double worst = 0;
         for (int64_t n = 0; n < s.N; ++n)
           for (int64_t o = 0; o < s.O; ++o)
             for (int64_t h = 0; h < s.H; ++h)
               for (int64_t v = 0; v < s.W; ++v) {
-                double sum = b[size_t(o)], mag = std::abs(b[size_t(o)]);
-                for (int64_t c = 0; c < s.C; ++c)
-                  for (int64_t i = 0; i < 3; ++i)
-                    for (int64_t j = 0; j < 3; ++j) {
-                      int64_t r = h + i - 1, q = v + j - 1;
-                      if (r < 0 || r >= s.H || q < 0 || q >= s.W) continue;
-                      double t = double(x[size_t(((n * s.C + c) * s.H + r) * s.W + q)]) *
-                                 w[size_t(((o * s.C + c) * 3 + i) * 3 + j)];
-                      sum += t, mag += std::abs(t);
-                    }
+                double mag, sum = conv_at(s, x, w, b, n, o, h, v, mag);
                 if (relu) sum = std::max(sum, 0.0);
                 double got = y[size_t(((n * s.O + o) * s.H + h) * s.W + v)], err = std::abs(got - sum) / (1 + mag);
                 worst = std::max(worst, std::isnan(err) ? 1e9 : err);
@@ -136,7 +77,7 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
       std::vector<float> x = values(s.N * s.C * HW, 4), w = values(s.O * s.C * 9, 5, 0.3), b = values(s.O, 6);
       x[size_t(HW + 2 * s.W + 3)] = NAN;  // sample 0, channel 1: a NaN that reaches several pool windows
       std::vector<float> plain(size_t(s.N * s.O * HW));
-      kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, false, plain.data());
+      kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, false, false, plain.data());
       INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W);
       // sink: each sample's planes from the per-thread buffer; source: x_n from a buffer reused per call
       std::vector<float> sunk(plain.size(), NAN);
@@ -148,7 +89,7 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
         buf.assign(x.begin() + n * s.C * HW, x.begin() + (n + 1) * s.C * HW);
         return static_cast<const float*>(buf.data());
       };
-      kc::conv2d_forward_winograd(nullptr, w.data(), b.data(), g, s.O, false, nullptr, &sink, &source);
+      kc::conv2d_forward_winograd(nullptr, w.data(), b.data(), g, s.O, false, false, nullptr, &sink, &source);
       CHECK(std::memcmp(sunk.data(), plain.data(), sizeof(float) * plain.size()) == 0);
       // pooled: max_pool_2x2's rule on the plain output (the first NaN, else
       // the first maximum, row-major in the window), then relu_pooled's
@@ -157,29 +98,10 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
         std::vector<float> yp(size_t(P + guard), NAN);
         std::vector<uint8_t> code(size_t(P + guard), 99);
         for (int64_t i = 0; i < guard; ++i) yp[size_t(P + i)] = 7.f;
-        kc::conv2d_pool_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, yp.data(), code.data());
-        int64_t bad = 0, nans = 0;
-        for (int64_t q = 0; q < s.N * s.O; ++q)
-          for (int64_t r = 0; r < Hp; ++r)
-            for (int64_t c = 0; c < Wp; ++c) {
-              const float* win = plain.data() + q * HW + 2 * r * s.W + 2 * c;
-              int k = -1;
-              for (int t = 0; t < 4; ++t) {
-                float v = win[t / 2 * s.W + t % 2];
-                if (std::isnan(v)) {
-                  k = t;
-                  break;
-                }
-                if (k < 0 || v > win[k / 2 * s.W + k % 2]) k = t;
-              }
-              float v = win[k / 2 * s.W + k % 2];
-              if (relu && !(v > 0.f)) v = 0.f, k = 4;
-              size_t at = size_t((q * Hp + r) * Wp + c);
-              nans += std::isnan(v);
-              bad += std::memcmp(&v, &yp[at], sizeof v) != 0 || code[at] != k;
-            }
+        kc::conv2d_pool_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, false, yp.data(), code.data());
+        int64_t nans = 0;
         INFO((relu ? "pooled + relu" : "pooled"));
-        CHECK(bad == 0);
+        CHECK(pool_mismatches(s, plain, relu, yp, code, nans) == 0);
         if (relu) CHECK(nans == 0);
         else CHECK(nans > 0);
         for (int64_t i = 0; i < guard; ++i) CHECK((yp[size_t(P + i)] == 7.f && code[size_t(P + i)] == 99));
@@ -205,12 +127,14 @@ TEST_CASE("kernels: Winograd conv2d runs for conv2d, with the same bits at 1 and
     // conv2d dispatched to it: the kernel called directly gives the same bits
     std::vector<float> direct(size_t(one.numel()));
     kc::conv2d_forward_winograd(x.data_ptr<float>(), w.data_ptr<float>(), b.data_ptr<float>(), same3x3(s), s.O, true,
-                                direct.data());
+                                false, direct.data());
     CHECK(std::memcmp(direct.data(), one.data_ptr<float>(), sizeof(float) * direct.size()) == 0);
     // off: the direct unfold-and-GEMM path, other roundings of the same sums
     {
-      GemmBf16Scope bf16(true);  // the bf16 GEMM's rounded operands: not this f32 path
-      CHECK_FALSE(kc::conv2d_winograd_applies(same3x3(s), s.O));
+      // the bf16 GEMM's rounded operands: this path (rounding them itself)
+      // only where the CPU has no bf16 dot products for conv2d's bf16 kernels
+      GemmBf16Scope bf16(true);
+      CHECK(kc::conv2d_winograd_applies(same3x3(s), s.O) == !kc::sgemm_bf16_supported());
     }
     kc::set_conv_winograd(false);
     CHECK_FALSE(kc::conv2d_winograd_applies(same3x3(s), s.O));
@@ -266,29 +190,25 @@ TEST_CASE("kernels: Winograd weight gradient from a pooled gradient and its code
     kc::set_sgemm_isa(isa);
     for (const Shape5& s : shapes) {
       Geom2d g = same3x3(s);
-      const int64_t HW = s.H * s.W, Hp = s.H / 2, Wp = s.W / 2, P = Hp * Wp;
+      const int64_t HW = s.H * s.W, P = (s.H / 2) * (s.W / 2);
       std::vector<float> x = values(s.N * s.C * HW, 9), gp = values(s.N * s.O * P, 10);
-      std::vector<uint8_t> code(gp.size());
-      for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 7 + i / 5) % 5);  // 4: a ReLU'd window
-      // The expanded gradient, by the codes' meaning: gp at (2r + k / 2, 2c + k % 2), else 0.
-      std::vector<float> gy(size_t(s.N * s.O * HW), 0.f);
-      for (int64_t q = 0; q < s.N * s.O; ++q)
-        for (int64_t r = 0; r < Hp; ++r)
-          for (int64_t c = 0; c < Wp; ++c) {
-            int k = code[size_t(q * P + r * Wp + c)];
-            if (k < 4) gy[size_t(q * HW + (2 * r + k / 2) * s.W + 2 * c + k % 2)] = gp[size_t(q * P + r * Wp + c)];
-          }
-      std::vector<float> gw(size_t(s.O * s.C * 9), 0.25f);
-      {
-        kc::WinogradWeightGrad wg(g, s.O);
-        for (int64_t n = 0; n < s.N; ++n)
-          wg.add_pooled(gp.data() + n * s.O * P, code.data() + n * s.O * P, x.data() + n * s.C * HW);
-        wg.finish(gw.data());
+      std::vector<uint8_t> code = pool_codes(gp.size());
+      // bf16 (folded casts): the sums of x's and gp's bf16 roundings
+      for (bool bf16 : {false, true}) {
+        std::vector<float> gw(size_t(s.O * s.C * 9), 0.25f);
+        {
+          kc::WinogradWeightGrad wg(g, s.O, bf16);
+          for (int64_t n = 0; n < s.N; ++n)
+            wg.add_pooled(gp.data() + n * s.O * P, code.data() + n * s.O * P, x.data() + n * s.C * HW);
+          wg.finish(gw.data());
+        }
+        std::vector<float> gy = expand_pooled(s, bf16 ? bf16_roundings(gp) : gp, code);
+        auto [bad, worst] = weight_grad_errors(s, bf16 ? bf16_roundings(x) : x, gy, gw, 0.25);
+        INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << (bf16 ? " bf16" : "")
+                 << ": worst error " << worst << " of the magnitude");
+        CHECK(bad == 0);
+        if (bf16) CHECK(weight_grad_errors(s, x, expand_pooled(s, gp, code), gw, 0.25).first > 0);  // rounded: not the f32 sums
       }
-      auto [bad, worst] = weight_grad_errors(s, x, gy, gw, 0.25);
-      INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error "
-               << worst << " of the magnitude");
-      CHECK(bad == 0);
     }
   }
 }

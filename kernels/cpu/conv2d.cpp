@@ -356,12 +356,13 @@ static void forward(const float* x, const float* w, const float* bias, const Geo
                     const ConvSampleSource* source = nullptr) {
   if (gemm_amx_active() && conv2d_amx_applies(g) && O >= kAmxMinRows)
     return conv2d_forward_amx(x, w, bias, g, O, relu, bf16, y, sink, source);
-  // f32 3x3 "same": Winograd F(2x2, 3x3), 2.25x fewer multiplies (conv2d_winograd.h).
-  // Not under bf16 autocast: in bf16 the transformed tiles would be rounded
-  // too (an error of bf16's 2^-9 times the terms' magnitude, not the
-  // output's), for 7% on a Zen 4 over the packed bf16 path below.
-  if (!bf16 && conv2d_winograd_applies(g, O))
-    return conv2d_forward_winograd(x, w, bias, g, O, relu, y, sink, source);
+  // 3x3 "same": Winograd F(2x2, 3x3), 2.25x fewer multiplies (conv2d_winograd.h).
+  // Under bf16 autocast only where the CPU has no bf16 dot products: it then
+  // rounds the operands and the output itself, with f32 transforms. On bf16
+  // hardware a bf16 Winograd would round the transformed tiles too (an error
+  // of bf16's 2^-9 times the terms' magnitude, not the output's), for 7% on
+  // a Zen 4 over the packed bf16 path below.
+  if (conv2d_winograd_applies(g, O)) return conv2d_forward_winograd(x, w, bias, g, O, relu, bf16, y, sink, source);
   if (bf16_direct_active(g, O)) return conv2d_forward_bf16_direct(x, w, bias, g, O, relu, bf16, y, sink, source);
   int64_t L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   bool direct = is_pointwise(g);
@@ -504,9 +505,9 @@ bool conv2d_pool_fwd(const KernelArgs& a) {
                                     code);
     return true;
   }
-  if (!p.bf16 && conv2d_winograd_applies(p.g, O)) {  // pooled in registers
+  if (conv2d_winograd_applies(p.g, O)) {  // pooled in registers (bf16: rounded before the pool)
     conv2d_pool_forward_winograd(ptr<float>(a.in[0]), ptr<float>(a.in[1]),
-                                 a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, y, code);
+                                 a.in[2].defined() ? ptr<float>(a.in[2]) : nullptr, p.g, O, p.relu, p.bf16, y, code);
     return true;
   }
   ConvSampleSink pool = [&](int64_t n, const float* yn) {
@@ -566,8 +567,8 @@ bool conv2d_bwd_input(const KernelArgs& a) {
       conv2d_forward_bf16_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
     } else if (gy.code && amx && conv2d_amx_direct_applies(gt)) {  // likewise, in the sample's bf16 copy
       conv2d_forward_amx_direct(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
-    } else if (gy.code && !amx && !bf && wino) {  // likewise, in Winograd's zero-bordered planes (forward's choice here)
-      conv2d_forward_winograd(nullptr, wf.data(), nullptr, gt, g.C, false, gx, nullptr, nullptr, &pooled);
+    } else if (gy.code && !amx && wino) {  // likewise, in Winograd's zero-bordered planes (forward's choice here)
+      conv2d_forward_winograd(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, nullptr, &pooled);
     } else {
       forward(nullptr, wf.data(), nullptr, gt, g.C, false, bf, gx, nullptr, &source);
     }
@@ -676,7 +677,8 @@ static float sum16(const float* a, int64_t L) {
 // 0..3; a ReLU'd window, code 4, passes none): the sum of
 // max_pool_2x2_backward_codes' expanded plane, without expanding it (the
 // bias gradient of a pooled conv). 16 lanes of partial sums, then the lanes
-// in order, then the tail.
+// in order, then the tail. BF: of gy's bf16 roundings.
+template <bool BF>
 static float pooled_live_sum(const float* gy, const uint8_t* code, int64_t n) {
   int64_t i = 0;
   float s = 0.f;
@@ -684,14 +686,16 @@ static float pooled_live_sum(const float* gy, const uint8_t* code, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   for (; i + 16 <= n; i += 16) {
     __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i)));
-    acc = _mm512_mask_add_ps(acc, _mm512_cmplt_epu32_mask(c, _mm512_set1_epi32(4)), acc, _mm512_loadu_ps(gy + i));
+    __m512 g = _mm512_loadu_ps(gy + i);
+    if constexpr (BF) g = (__m512)round_bf16((v16)g);
+    acc = _mm512_mask_add_ps(acc, _mm512_cmplt_epu32_mask(c, _mm512_set1_epi32(4)), acc, g);
   }
   alignas(64) float lanes[16];
   _mm512_store_ps(lanes, acc);
   for (float v : lanes) s += v;
 #endif
   for (; i < n; ++i)
-    if (code[i] < 4) s += gy[i];
+    if (code[i] < 4) s += loadr<BF>(gy + i);
   return s;
 }
 
@@ -789,8 +793,10 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   // On AMX tiles a "same" stride-1 layer wide enough in channels runs
   // direct, with no unfold (AmxDirectWeightGrad); others as AmxWeightGrad.
   bool amx_direct = amx && conv2d_amx_direct_applies(g);
-  // f32 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies (WinogradWeightGrad).
-  bool wino = !amx && !bf && conv2d_winograd_applies(g, O);
+  // 3x3 "same" (C, O >= 8): Winograd F(2x2, 3x3), 2.25x fewer multiplies
+  // (WinogradWeightGrad; folded bf16 casts: on rounded operands, where the
+  // CPU has no bf16 dot products).
+  bool wino = !amx && conv2d_winograd_applies(g, O);
   // bf16 autocast on the AVX512-BF16 kernel, stride 1, even output rows:
   // straight from padded bf16 copies of the block's samples (Bf16DirectWeightGrad).
   bool bdirect = !amx && !thin_pool && bf16_direct_active(g, O) && conv2d_bf16_direct_wgrad_applies(g);
@@ -835,7 +841,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
       std::optional<AmxDirectWeightGrad> dtiles;
       if (amx_direct) dtiles.emplace(g, O, kGradBlock, pw);
       std::optional<WinogradWeightGrad> wg;
-      if (wino) wg.emplace(g, O);
+      if (wino) wg.emplace(g, O, bf);
       std::optional<ThinPoolWeightGrad> tp;
       if (thin_pool) tp.emplace(g, O, bf);
       std::optional<Bf16DirectWeightGrad> bd;
@@ -865,14 +871,18 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
           int64_t Lp = gy.pg.Ho * gy.pg.Wo, OLp = O * Lp;
           wg->add_pooled(gy.gy + n * OLp, gy.code + n * OLp, xn);
           if (gb)
-            for (int64_t o = 0; o < O; ++o) pb[o] += pooled_live_sum(gy.gy + n * OLp + o * Lp, gy.code + n * OLp + o * Lp, Lp);
+            for (int64_t o = 0; o < O; ++o) {
+              const float* gq = gy.gy + n * OLp + o * Lp;
+              const uint8_t* cq = gy.code + n * OLp + o * Lp;
+              pb[o] += bf ? pooled_live_sum<true>(gq, cq, Lp) : pooled_live_sum<false>(gq, cq, Lp);
+            }
           continue;
         }
         const float* gyn = gy(n);
         if (wino) {
           wg->add(gyn, xn);
           if (gb)
-            for (int64_t o = 0; o < O; ++o) pb[o] += sum16<false>(gyn + o * L, L);
+            for (int64_t o = 0; o < O; ++o) pb[o] += bf ? sum16<true>(gyn + o * L, L) : sum16<false>(gyn + o * L, L);
           continue;
         }
         if (bdirect) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/env_switch.h"
 #include "core/thread_pool.h"
@@ -50,6 +51,15 @@ namespace {
 std::atomic<bool> g_on{env_switch("BRISK_CONV_WINOGRAD", true)};
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// bf16 rounding lane by lane (core/dtype.h's arithmetic: nearest even, NaN
+// kept quiet), for the folded autocast casts (see the header).
+using U8 = uint32_t __attribute__((vector_size(32)));
+inline __m256 round_bf16(__m256 v) { return bf16_rounded_lanes<__m256, U8>(v); }
+#if defined(__AVX512F__)
+using U16 = uint32_t __attribute__((vector_size(64)));
+inline __m512 round_bf16(__m512 v) { return bf16_rounded_lanes<__m512, U16>(v); }
+#endif
 
 // Tiles per plane up to this (planes up to 128 x 128): a block's transformed
 // input and output then take at most a few MB per thread; larger planes run
@@ -96,14 +106,19 @@ struct Plan {
   }
 };
 
-// U_xi [O, C] = (G g G^T)[xi / 4][xi % 4] for each w [O, C, 3, 3], packed as
-// the GEMM's A operand: up [16][sa].
-void transform_weights(const float* w, const Plan& p, float* up) {
+// U_xi [O, C] = (G g G^T)[xi / 4][xi % 4] for each w [O, C, 3, 3] (bf16:
+// of g's bf16 roundings), packed as the GEMM's A operand: up [16][sa].
+void transform_weights(const float* w, const Plan& p, bool bf16, float* up) {
   std::vector<float> u(size_t(16 * p.O * p.C));
   for (int64_t o = 0; o < p.O; ++o)
     for (int64_t c = 0; c < p.C; ++c) {
-      float r[16];
-      winograd_filter(w + (o * p.C + c) * 9, r);
+      float r[16], taps[9];
+      const float* g = w + (o * p.C + c) * 9;
+      if (bf16) {
+        bf16_rounded(g, taps, 9);
+        g = taps;
+      }
+      winograd_filter(g, r);
       for (int xi = 0; xi < 16; ++xi) u[size_t((xi * p.O + o) * p.C + c)] = r[xi];
     }
   for (int xi = 0; xi < 16; ++xi)
@@ -132,8 +147,9 @@ inline void zero_row_borders(float* row, int64_t off, int64_t written, int64_t P
   zero_row_from(row, (off + written) / 8 * 8, PW);
 }
 
+// bf16: the plane's values rounded to bf16 as they are copied.
 void border_planes(const float* src, int64_t P, int64_t H, int64_t W, int64_t off, int64_t R, int64_t PW,
-                   float* dst) {
+                   bool bf16, float* dst) {
   // PW >= round_up(W, 8) + 2 * off (Plan, WinogradWeightGrad): whole vectors fit every row.
   for (int64_t c = 0; c < P; ++c) {
     float* d = dst + c * R * PW;
@@ -146,12 +162,16 @@ void border_planes(const float* src, int64_t P, int64_t H, int64_t W, int64_t of
       }
       zero_row_borders(row, off, round_up(W, 8), PW);  // the copy below writes whole vectors
       const float* s = src + (c * H + h) * W;
-      for (int64_t j = 0; j < W; j += 8)  // the last vector's lanes past W load as 0 (and never fault)
-        _mm256_storeu_ps(row + off + j, j + 8 <= W ? _mm256_loadu_ps(s + j) : _mm256_maskload_ps(s + j, lane_mask8(W - j)));
+      for (int64_t j = 0; j < W; j += 8) {  // the last vector's lanes past W load as 0 (and never fault)
+        __m256 v = j + 8 <= W ? _mm256_loadu_ps(s + j) : _mm256_maskload_ps(s + j, lane_mask8(W - j));
+        _mm256_storeu_ps(row + off + j, bf16 ? round_bf16(v) : v);
+      }
     }
   }
 }
-void border_planes(const float* xn, const Plan& p, float* dst) { border_planes(xn, p.C, p.H, p.W, 1, p.PH, p.PW, dst); }
+void border_planes(const float* xn, const Plan& p, bool bf16, float* dst) {
+  border_planes(xn, p.C, p.H, p.W, 1, p.PH, p.PW, bf16, dst);
+}
 
 // border_planes of sample n of a pooled gradient expanded by its window
 // codes (PooledInput, planes H x W): max_pool_2x2_backward_codes writes each
@@ -159,7 +179,7 @@ void border_planes(const float* xn, const Plan& p, float* dst) { border_planes(x
 // into a buffer (GySample) and then border_planes' copy of it had taken two
 // passes. The same planes, so the same bits after.
 void border_planes_pooled(const PooledInput& in, int64_t n, int64_t P, int64_t H, int64_t W, int64_t off, int64_t R,
-                          int64_t PW, float* dst) {
+                          int64_t PW, bool bf16, float* dst) {
   const int64_t Lq = in.Hq * in.Wq;
   const Geom2d pg{1, 1, H, W, 2, 2, 2, 2, 0, 0, 1, 1, in.Hq, in.Wq};  // the pool's geometry (as max_pool_2x2_geom)
   const __m256 zero = _mm256_setzero_ps();
@@ -167,6 +187,8 @@ void border_planes_pooled(const PooledInput& in, int64_t n, int64_t P, int64_t H
     float* d = dst + c * R * PW;
     for (int64_t j = 0; j < R * PW; j += 8) _mm256_storeu_ps(d + j, zero);  // R * PW: a multiple of 8
     max_pool_2x2_backward_codes(in.gy + (n * P + c) * Lq, in.code + (n * P + c) * Lq, pg, d + off * PW + off, {}, PW);
+    if (bf16)  // the plane's rows, in cache (the zeros stay zeros)
+      for (int64_t j = off * PW; j < (off + H) * PW; j += 8) _mm256_storeu_ps(d + j, round_bf16(_mm256_loadu_ps(d + j)));
   }
 }
 
@@ -294,10 +316,10 @@ inline void tile_outputs(const float* src, int64_t xs, __m256 b, __m256 (&y)[4])
   y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(q1[1], q1[2]), q1[3]), b);
 }
 
-// Y = A^T M A (+ bias, ReLU) for sample s of the block, channels o0 .. o0 + on:
-// m [16][MS] holds M_xi [og, Tp] for those channels.
+// Y = A^T M A (+ bias, bf16 rounding, ReLU) for sample s of the block,
+// channels o0 .. o0 + on: m [16][MS] holds M_xi [og, Tp] for those channels.
 void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                   float* yn, int64_t room) {
+                   bool bf16, float* yn, int64_t room) {
   const int64_t OT = p.MS;
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t o = o0; o < o0 + on; ++o) {
@@ -309,6 +331,8 @@ void output_sample(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
         __m256 y[4];
         tile_outputs(src, OT, b, y);
+        if (bf16)
+          for (__m256& v : y) v = round_bf16(v);
         for (int i = 0; i < 2; ++i) {
           int64_t r = 2 * ty + i;
           if (r >= p.H) break;
@@ -329,13 +353,13 @@ float* thread_scratch(size_t n) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
 }
 
-// The 2x2 max pool of Y (+ bias) for sample s of the block, channels
-// o0 .. o0 + on: each tile's 2x2 outputs are one pool window, so the
-// full-size output is never formed (pool_window4: max_pool_2x2's rule, then
-// relu_pooled's). yp [O, H/2, W/2] and code likewise, for this sample;
+// The 2x2 max pool of Y (+ bias, bf16 rounding) for sample s of the block,
+// channels o0 .. o0 + on: each tile's 2x2 outputs are one pool window, so
+// the full-size output is never formed (pool_window4: max_pool_2x2's rule,
+// then relu_pooled's). yp [O, H/2, W/2] and code likewise, for this sample;
 // room: floats (and bytes) writable after their last plane.
 void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                   float* yp, uint8_t* code, int64_t room) {
+                   bool bf16, float* yp, uint8_t* code, int64_t room) {
   const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, end = p.O * Hp * Wp + room;
   for (int64_t o = o0; o < o0 + on; ++o) {
     __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
@@ -344,6 +368,8 @@ void output_pooled(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t
         const float* src = m + (o - o0) * p.Tp + s * p.tiles1 + ty * p.tw + tx0;
         __m256 y[4];
         tile_outputs(src, OT, b, y);
+        if (bf16)  // before the pool, as the unfused path pools the rounded output
+          for (__m256& v : y) v = round_bf16(v);
         __m256 best;
         __m256i k;
         pool_window4(y, relu, best, k);
@@ -451,7 +477,7 @@ inline void pool_window4_16(const __m512 (&y)[4], bool relu, __m512& best, __m51
 // output_sample on 16 lanes: tile row ty's outputs are rows 2ty, 2ty + 1,
 // row ty + 1's rows 2ty + 2, 2ty + 3, each W values (a0 c0 a1 c1 ...).
 void output_sample16(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                     float* yn) {
+                     bool bf16, float* yn) {
   const int64_t OT = p.MS, tw = p.tw;
   // lane 2j: a[j] (second: a[tw + j]); lane 2j + 1: the same of c (index + 16)
   const __m512i l = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -466,6 +492,8 @@ void output_sample16(const float* m, const Plan& p, int64_t s, int64_t o0, int64
     for (int64_t ty = 0; ty < p.th; ty += 2) {
       __m512 y[4];
       tile_outputs16(m + (o - o0) * p.Tp + s * p.tiles1 + ty * tw, OT, b, y);
+      if (bf16)
+        for (__m512& v : y) v = round_bf16(v);
       if (relu)
         for (__m512& v : y) v = _mm512_max_ps(zero, v);  // std::max(v, 0)'s rule: NaN kept
       const __m512 rows[4] = {_mm512_permutex2var_ps(y[0], first, y[1]), _mm512_permutex2var_ps(y[2], first, y[3]),
@@ -482,7 +510,7 @@ void output_sample16(const float* m, const Plan& p, int64_t s, int64_t o0, int64
 // (lanes 0.. and tw..), are consecutive in yp; where Wp < tw (odd W) the
 // lanes are packed together first.
 void output_pooled16(const float* m, const Plan& p, int64_t s, int64_t o0, int64_t on, const float* bias, bool relu,
-                     float* yp, uint8_t* code) {
+                     bool bf16, float* yp, uint8_t* code) {
   const int64_t OT = p.MS, Hp = p.H / 2, Wp = p.W / 2, tw = p.tw;
   const __mmask16 row0 = first_lanes16(Wp), row1 = __mmask16(row0 << tw);
   for (int64_t o = o0; o < o0 + on; ++o) {
@@ -491,6 +519,8 @@ void output_pooled16(const float* m, const Plan& p, int64_t s, int64_t o0, int64
       __m512 y[4], best;
       __m512i k;
       tile_outputs16(m + (o - o0) * p.Tp + s * p.tiles1 + ty * tw, OT, b, y);
+      if (bf16)
+        for (__m512& v : y) v = round_bf16(v);
       pool_window4_16(y, relu, best, k);
       __mmask16 keep = ty + 1 < Hp ? __mmask16(row0 | row1) : row0;
       if (Wp < tw) {
@@ -538,7 +568,9 @@ void transform_grad_plane16(const float* plane, const Plan& p, int64_t PWg, int6
 // gradient gY[dy][dx] = gp, (dy, dx) = (code / 2, code % 2), makes
 // dM = A gY A^T = gp * A[:, dy] A[:, dx]^T, each entry gp, -gp or 0; a
 // ReLU'd window (code 4) none. A = [1 0; 1 1; 1 -1; 0 -1].
-void transform_pooled_grad16(const float* gp, const uint8_t* code, int64_t n, float* dm, int64_t xs, int64_t t0) {
+// bf16: gp read as its bf16 roundings.
+void transform_pooled_grad16(const float* gp, const uint8_t* code, int64_t n, bool bf16, float* dm, int64_t xs,
+                             int64_t t0) {
   static constexpr int A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
   int plus[16] = {}, minus[16] = {};  // bit k: code k gives +gp (-gp) in dM_xi
   for (int xi = 0; xi < 16; ++xi)
@@ -549,7 +581,8 @@ void transform_pooled_grad16(const float* gp, const uint8_t* code, int64_t n, fl
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t t = 0; t < n; t += 16) {
     const __mmask16 m = first_lanes16(n - t);
-    const __m512 g = _mm512_maskz_loadu_ps(m, gp + t);
+    __m512 g = _mm512_maskz_loadu_ps(m, gp + t);
+    if (bf16) g = round_bf16(g);
     // one bit per lane: 1 << code (code 4 and above: no sign bit)
     const __m512i bit = _mm512_sllv_epi32(_mm512_set1_epi32(1), _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, code + t)));
     for (int xi = 0; xi < 16; ++xi) {
@@ -563,14 +596,15 @@ void transform_pooled_grad16(const float* gp, const uint8_t* code, int64_t n, fl
 
 // The blocks of samples: bordered input planes, the input transform, then
 // per group of output channels the 16 GEMMs and emit(m, s, o0, on, lo) for
-// each sample s of the block (sample lo + s), then done(lo, hi).
+// each sample s of the block (sample lo + s), then done(lo, hi). bf16: the
+// input planes and w rounded to bf16 as they are read.
 template <class Emit, class Done>
-void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, const ConvSampleSource* source,
-                const PooledInput* pooled, int64_t extra, Emit&& emit, Done&& done) {
+void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, bool bf16,
+                const ConvSampleSource* source, const PooledInput* pooled, int64_t extra, Emit&& emit, Done&& done) {
   const GemmTile ft = sgemm_f32_tile();
   std::vector<float> ubuf(size_t(16 * p.sa + 16));
   float* up = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ubuf.data()) + 63) & ~uintptr_t(63));
-  transform_weights(w, p, up);
+  transform_weights(w, p, bf16, up);
   const int64_t CHW = p.C * p.H * p.W, PP = p.PH * p.PW;
   // Per-thread buffers (floats, each a multiple of 16 so all stay 64-byte aligned); extra: the caller's.
   const int64_t n_in = round_up(p.nb * p.C * PP, 16), n_z = round_up(4 * p.PW, 16), n_v = 16 * p.sb,
@@ -581,8 +615,8 @@ void run_blocks(const float* x, const float* w, const Geom2d& g, const Plan& p, 
     float *z = in + n_in, *vp = z + n_z, *m = vp + n_v;
     const int64_t T = (hi - lo) * p.tiles1;
     for (int64_t s = 0; s < hi - lo; ++s)
-      if (pooled) border_planes_pooled(*pooled, lo + s, p.C, p.H, p.W, 1, p.PH, p.PW, in + s * p.C * PP);
-      else border_planes(source ? (*source)(lo + s) : x + (lo + s) * CHW, p, in + s * p.C * PP);
+      if (pooled) border_planes_pooled(*pooled, lo + s, p.C, p.H, p.W, 1, p.PH, p.PW, bf16, in + s * p.C * PP);
+      else border_planes(source ? (*source)(lo + s) : x + (lo + s) * CHW, p, bf16, in + s * p.C * PP);
     const VStrips d{vp, p.sb, stride_b, ft.nr, p.Tp / ft.nr, p.C, stride_b - p.C * ft.nr >= 8};
     if (T < p.Tp)  // the last strip's columns past the block's tiles: zeros (finite, and no denormal slowdown)
       for (int xi = 0; xi < 16; ++xi)
@@ -640,25 +674,27 @@ bool conv_winograd_enabled() { return g_on.load(std::memory_order_relaxed); }
 void set_conv_winograd(bool on) { g_on.store(on, std::memory_order_relaxed); }
 
 bool conv2d_winograd_applies(const Geom2d& g, int64_t O) {
-  return conv_winograd_enabled() && !gemm_operands_bf16() && (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
+  return conv_winograd_enabled() && (!gemm_operands_bf16() || !sgemm_bf16_supported()) &&
+         (sgemm_isa_avx2() || sgemm_isa_avx512()) &&
          g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 &&
          g.Ho == g.H && g.Wo == g.W && g.C >= 8 && O >= 8 && (g.H + 1) / 2 * ((g.W + 1) / 2) <= kMaxTiles;
 }
 
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                             bool relu, float* y, const ConvSampleSink* sink, const ConvSampleSource* source,
+                             bool relu, bool bf16, float* y, const ConvSampleSink* sink, const ConvSampleSource* source,
                              const PooledInput* pooled) {
   const Plan p(g, O);
+  const bool round_in = bf16 || gemm_operands_bf16();  // as the unfold path's GEMM rounds its operands
   const int64_t OHW = O * g.H * g.W, n_y = sink ? round_up(OHW + kPoolSlack, 16) : 0;
   // with a sink, each sample of the block gets a buffer (after run_blocks' own: extra)
   auto out = [&](int64_t lo, int64_t s, float* extra) { return sink ? extra + s * n_y : y + (lo + s) * OHW; };
   run_blocks(
-      x, w, g, p, source, pooled, p.nb * n_y,
+      x, w, g, p, round_in, source, pooled, p.nb * n_y,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float* extra) {
 #if BRISK_WINOGRAD_16
-        if (pairs16(p)) return output_sample16(m, p, s, o0, on, bias, relu, out(lo, s, extra));
+        if (pairs16(p)) return output_sample16(m, p, s, o0, on, bias, relu, bf16, out(lo, s, extra));
 #endif
-        output_sample(m, p, s, o0, on, bias, relu, out(lo, s, extra), sink ? kPoolSlack : 0);
+        output_sample(m, p, s, o0, on, bias, relu, bf16, out(lo, s, extra), sink ? kPoolSlack : 0);
       },
       [&](int64_t lo, int64_t hi, float* extra) {
         if (sink)
@@ -667,17 +703,17 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
 }
 
 void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                                  bool relu, float* y, uint8_t* code) {
+                                  bool relu, bool bf16, float* y, uint8_t* code) {
   const Plan p(g, O);
   const int64_t OP = O * (g.H / 2) * (g.W / 2);
   run_blocks(
-      x, w, g, p, nullptr, nullptr, 0,
+      x, w, g, p, bf16 || gemm_operands_bf16(), nullptr, nullptr, 0,
       [&](const float* m, int64_t s, int64_t o0, int64_t on, int64_t lo, float*) {
         int64_t n = lo + s;  // samples after the last one belong to other threads: no room
 #if BRISK_WINOGRAD_16
-        if (pairs16(p)) return output_pooled16(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP);
+        if (pairs16(p)) return output_pooled16(m, p, s, o0, on, bias, relu, bf16, y + n * OP, code + n * OP);
 #endif
-        output_pooled(m, p, s, o0, on, bias, relu, y + n * OP, code + n * OP, 0);
+        output_pooled(m, p, s, o0, on, bias, relu, bf16, y + n * OP, code + n * OP, 0);
       },
       [](int64_t, int64_t, float*) {});
 }
@@ -689,12 +725,13 @@ void conv2d_pool_forward_winograd(const float* x, const float* w, const float* b
 struct WinogradWeightGrad::Impl {
   static constexpr int64_t kSub = 2;
   Plan p;
+  bool bf16;  // x_n and the gradient read as their bf16 roundings
   int64_t R, PWg, Tld, og, xs_v, xs_m, n_x, n_g, sbp, filled = 0;
   float* du;  // [16][O][C]
   float *xb, *gb, *vb, *bp, *mb, *z;
   const float* pg[kSub] = {};  // add_pooled's samples: the pooled gradient and codes (else null)
   const uint8_t* pc[kSub] = {};
-  Impl(const Geom2d& g, int64_t O) : p(g, O) {
+  Impl(const Geom2d& g, int64_t O, bool bf) : p(g, O), bf16(bf || gemm_operands_bf16()) {
     static thread_local std::vector<float> sums;  // kept: 131 KB for the cnn, past malloc's mmap threshold
     sums.assign(size_t(16 * O * g.C + 8), 0.f);  // + the last channel group's read past the end
     du = sums.data();
@@ -742,7 +779,8 @@ struct WinogradWeightGrad::Impl {
           float* dm = mb + (o - o0) * Tld;
 #if BRISK_WINOGRAD_16
           if (pg[s]) {
-            transform_pooled_grad16(pg[s] + o * p.tiles1, pc[s] + o * p.tiles1, p.tiles1, dm, xs_m, s * p.tiles1);
+            transform_pooled_grad16(pg[s] + o * p.tiles1, pc[s] + o * p.tiles1, p.tiles1, bf16, dm, xs_m,
+                                    s * p.tiles1);
             continue;
           }
           if (pairs16(p)) {
@@ -759,14 +797,15 @@ struct WinogradWeightGrad::Impl {
   }
 };
 
-WinogradWeightGrad::WinogradWeightGrad(const Geom2d& g, int64_t O) : impl_(std::make_unique<Impl>(g, O)) {}
+WinogradWeightGrad::WinogradWeightGrad(const Geom2d& g, int64_t O, bool bf16)
+    : impl_(std::make_unique<Impl>(g, O, bf16)) {}
 WinogradWeightGrad::~WinogradWeightGrad() = default;
 
 void WinogradWeightGrad::add(const float* gy_n, const float* x_n) {
   Impl& m = *impl_;
   const Plan& p = m.p;
-  border_planes(x_n, p, m.xb + m.filled * m.n_x);
-  border_planes(gy_n, p.O, p.H, p.W, 0, m.R, m.PWg, m.gb + m.filled * m.n_g);
+  border_planes(x_n, p, m.bf16, m.xb + m.filled * m.n_x);
+  border_planes(gy_n, p.O, p.H, p.W, 0, m.R, m.PWg, m.bf16, m.gb + m.filled * m.n_g);
   m.pg[m.filled] = nullptr, m.pc[m.filled] = nullptr;
   if (++m.filled == Impl::kSub) m.flush();
 }
@@ -777,7 +816,7 @@ void WinogradWeightGrad::add_pooled(const float* gp_n, const uint8_t* code_n, co
   Impl& m = *impl_;
   BRISK_CHECK(pooled_applies(Geom2d{1, m.p.C, m.p.H, m.p.W, 3, 3, 1, 1, 1, 1, 1, 1, m.p.H, m.p.W}),
               "WinogradWeightGrad::add_pooled: needs even planes on an AVX-512 build, got ", m.p.H, "x", m.p.W);
-  border_planes(x_n, m.p, m.xb + m.filled * m.n_x);
+  border_planes(x_n, m.p, m.bf16, m.xb + m.filled * m.n_x);
   m.pg[m.filled] = gp_n, m.pc[m.filled] = code_n;
   if (++m.filled == Impl::kSub) m.flush();
 }

@@ -9,6 +9,16 @@
 // avx512 sgemm builds; set_conv_winograd(false) (or BRISK_CONV_WINOGRAD=0 at
 // start) runs the direct unfold-and-GEMM path instead.
 //
+// bf16 (autocast's folded casts, ConvParams::bf16, or gemm_operands_bf16()):
+// x (or the source, or the pooled gradient) and w are rounded to bf16 (nearest
+// even) as they are read, and with the bf16 flag the output is rounded too,
+// after the bias and before the ReLU and the pool (which commute with it).
+// The transforms and the GEMMs stay f32, so on a CPU without bf16 dot
+// products this computes what the unfold path's f32 GEMM of rounded copies
+// does, to f32 rounding before the output's own. (A bf16 Winograd on bf16
+// hardware would round the transformed tiles too: not done; such CPUs run
+// conv2d's bf16 kernels instead.)
+//
 // Numerics: the same sums in another order through exact transforms (the
 // weight transform's halves are exact in binary), so results differ from the
 // direct path by rounding only, a few f32 ulps of the sum's magnitude. A NaN
@@ -28,8 +38,10 @@ bool conv_winograd_enabled();
 void set_conv_winograd(bool on);
 
 // Whether conv2d_forward_winograd runs for geometry g with O output channels
-// now: the switch above, f32 operands (not the bf16 GEMM's rounded ones:
-// gemm_operands_bf16() off), sgemm on avx2 or avx512, 3x3, stride 1,
+// now: the switch above; f32 operands, or bf16 ones (gemm_operands_bf16())
+// where the CPU has no bf16 dot products (sgemm_bf16_supported() off: the
+// kernels below then round the operands themselves, see "bf16" below);
+// sgemm on avx2 or avx512, 3x3, stride 1,
 // dilation 1, padding 1, output the input's size, at least 8 input and
 // output channels (a thin first layer has its own kernel), and planes up to
 // 128 x 128 (the per-thread buffers stay a few MB).
@@ -44,7 +56,7 @@ bool conv2d_winograd_applies(const Geom2d& g, int64_t O);
 // thread pool; each output's bits depend only on its own tile, so not on
 // the thread count.
 void conv2d_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                             bool relu, float* y, const ConvSampleSink* sink = nullptr,
+                             bool relu, bool bf16, float* y, const ConvSampleSink* sink = nullptr,
                              const ConvSampleSource* source = nullptr, const PooledInput* pooled = nullptr);
 
 // The forward with its 2x2 max pool (conv2d_pool_fwd): y [N, O, H/2, W/2]
@@ -52,7 +64,7 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* bias, 
 // with relu as there. Each tile's 2x2 outputs are one pool window, so they
 // are pooled in registers: the full-size output is never written.
 void conv2d_pool_forward_winograd(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
-                                  bool relu, float* y, uint8_t* code);
+                                  bool relu, bool bf16, float* y, uint8_t* code);
 
 // The weight gradient of such a convolution in the same transformed terms:
 // with V = B^T d B the input tiles and dM = A gY A^T the output gradient's
@@ -62,10 +74,13 @@ void conv2d_pool_forward_winograd(const float* x, const float* w, const float* b
 // add() each sample in turn (gy_n is copied, so it may come from a buffer
 // the next sample reuses), then finish() adds the block's sum to gw
 // [O, C, 3, 3]. The order of the sums depends only on the samples added.
-// For geometries conv2d_winograd_applies(g, O) accepts.
+// For geometries conv2d_winograd_applies(g, O) accepts. bf16 (or
+// gemm_operands_bf16() at construction): x_n and the gradient are summed as
+// their bf16 roundings; the sums themselves are not rounded (the caller
+// rounds gw, the cast weight's gradient).
 class WinogradWeightGrad {
  public:
-  WinogradWeightGrad(const Geom2d& g, int64_t O);
+  WinogradWeightGrad(const Geom2d& g, int64_t O, bool bf16 = false);
   ~WinogradWeightGrad();
   void add(const float* gy_n, const float* x_n);  // gy_n [O, H, W], x_n [C, H, W]
   // The same sample given by the gradient of a 2x2 max pool over gy_n
