@@ -207,7 +207,8 @@ TEST_CASE("kernels: Winograd weight gradient from a pooled gradient and its code
         INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << (bf16 ? " bf16" : "")
                  << ": worst error " << worst << " of the magnitude");
         CHECK(bad == 0);
-        if (bf16) CHECK(weight_grad_errors(s, x, expand_pooled(s, gp, code), gw, 0.25).first > 0);  // rounded: not the f32 sums
+        if (bf16)  // rounded: not the f32 operands' sums
+          CHECK(weight_grad_errors(s, x, expand_pooled(s, gp, code), gw, 0.25).first > 0);
       }
     }
   }

@@ -45,7 +45,8 @@ std::vector<Shape5> shapes() {
 
 }  // namespace
 
-TEST_CASE("kernels: Winograd conv2d in bf16 is the rounded operands' convolution, rounded", "[kernels][winograd]") {
+TEST_CASE("kernels: Winograd conv2d in bf16 is the rounded operands' convolution, rounded",
+          "[kernels][winograd][winograd_bf16]") {
   IsaRestore restore;
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
@@ -79,8 +80,8 @@ TEST_CASE("kernels: Winograd conv2d in bf16 is the rounded operands' convolution
   }
 }
 
-TEST_CASE("kernels: Winograd conv2d in bf16: its pooled, source and pooled-input forms equal its plain form bit for bit",
-          "[kernels][winograd]") {
+TEST_CASE("kernels: Winograd conv2d in bf16: pooled, source and pooled-input forms give its plain form's bits",
+          "[kernels][winograd][winograd_bf16]") {
   IsaRestore restore;
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
@@ -132,7 +133,7 @@ TEST_CASE("kernels: Winograd conv2d in bf16: its pooled, source and pooled-input
 }
 
 TEST_CASE("kernels: Winograd conv2d weight gradient in bf16 sums the rounded operands' products",
-          "[kernels][winograd]") {
+          "[kernels][winograd][winograd_bf16]") {
   IsaRestore restore;
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
@@ -164,7 +165,8 @@ TEST_CASE("kernels: Winograd conv2d weight gradient in bf16 sums the rounded ope
   }
 }
 
-TEST_CASE("conv2d under bf16 autocast runs Winograd where the CPU has no bf16 dot products", "[kernels][winograd]") {
+TEST_CASE("conv2d under bf16 autocast runs Winograd where the CPU has no bf16 dot products",
+          "[kernels][winograd][winograd_bf16]") {
   IsaRestore restore;
   for (const char* isa : vector_sgemm_isas("Winograd conv2d")) {
     kc::set_sgemm_isa(isa);
@@ -212,7 +214,8 @@ TEST_CASE("conv2d under bf16 autocast runs Winograd where the CPU has no bf16 do
       std::vector<Tensor> off = run(false, 2);
       kc::set_conv_winograd(true);
       const char* names[] = {"y", "x.grad", "w.grad", "b.grad"};
-      for (size_t i = 0; i < one.size(); ++i) expect_close(one[i], off[i], 1e-2, std::string("Winograd vs unfold, ") + names[i]);
+      for (size_t i = 0; i < one.size(); ++i)
+        expect_close(one[i], off[i], 1e-2, std::string("Winograd vs unfold, ") + names[i]);
     }
   }
 }
