@@ -141,24 +141,25 @@ TEST_CASE("kernels: Winograd conv2d weight gradient in bf16 sums the rounded ope
       Geom2d g = same3x3(s);
       const int64_t HW = s.H * s.W;
       std::vector<float> x = values(s.N * s.C * HW, 28), gy = values(s.N * s.O * HW, 29);
-      std::vector<float> gw(size_t(s.O * s.C * 9), 0.5f);
-      {
-        kc::WinogradWeightGrad wg(g, s.O, true);
+      // gw [O, C, 3, 3] from 0.5 plus every sample's sums, with the flag given
+      auto weight_grad = [&](bool bf16) {
+        std::vector<float> out(size_t(s.O * s.C * 9), 0.5f);
+        kc::WinogradWeightGrad wg(g, s.O, bf16);
         for (int64_t n = 0; n < s.N; ++n) wg.add(gy.data() + n * s.O * HW, x.data() + n * s.C * HW);
-        wg.finish(gw.data());
-      }
+        wg.finish(out.data());
+        return out;
+      };
+      const std::vector<float> gw = weight_grad(true);
       auto [bad, worst] = weight_grad_errors(s, bf16_roundings(x), bf16_roundings(gy), gw, 0.5);
       INFO(isa << " N " << s.N << " C " << s.C << " O " << s.O << " " << s.H << "x" << s.W << ": worst error " << worst
                << " of the magnitude");
       CHECK(bad == 0);
       CHECK(weight_grad_errors(s, x, gy, gw, 0.5).first > 0);  // rounded: not the f32 operands' sums
       // bf16 (the flag) or the bf16 GEMM's operands (autocast's scope): the same sums
-      std::vector<float> scoped(size_t(s.O * s.C * 9), 0.5f);
+      std::vector<float> scoped;
       {
         GemmBf16Scope on(true);
-        kc::WinogradWeightGrad wg(g, s.O);
-        for (int64_t n = 0; n < s.N; ++n) wg.add(gy.data() + n * s.O * HW, x.data() + n * s.C * HW);
-        wg.finish(scoped.data());
+        scoped = weight_grad(false);
       }
       CHECK(std::memcmp(scoped.data(), gw.data(), sizeof(float) * gw.size()) == 0);
     }
