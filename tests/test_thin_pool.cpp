@@ -184,6 +184,92 @@ TEST_CASE("kernels: fused first layer + pool forward is the 3x3 convolution, poo
   }
 }
 
+// The forward's values bit for bit: each window's Winograd arithmetic
+// written out in scalars, in the order the kernels' comments give (V = B^T
+// d B rows then columns; U = G g G^T with column 3 negated; per column j of
+// M the multiply-adds m1 = U_1j V_1j (+ b at j = 1), Q_0j = U_0j V_0j +
+// (U_2j V_2j + m1), -Q_1j... as fused multiply-adds; a_r + s_r, a_r + t_r),
+// then the pool's first maximum and ReLU. However the kernel groups
+// windows into vectors (8 or 16 lanes, one vector or two at a time, the
+// last one partial), every value must be this one, and every code must
+// name a position whose output is that value (the 16-lane path may name
+// the second of two equal outputs). bf16: x and w rounded first, each
+// output rounded before the pool.
+TEST_CASE("kernels: fused first layer + pool forward gives its Winograd arithmetic's bits", "[kernels][thin_pool]") {
+  Restore restore;
+  auto bt4 = [&](const float (&d)[4], float (&out)[4]) {  // winograd_bt4: one add or subtract each
+    out[0] = d[0] - d[2];
+    out[1] = d[1] + d[2];
+    out[2] = d[2] - d[1];
+    out[3] = d[1] - d[3];
+  };
+  for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
+    kc::set_sgemm_isa(isa);
+    for (const PlaneCase& s : kShapes)
+      for (bool bf16 : {false, true})
+        for (bool relu : {false, true}) {
+          Geom2d g = same1(s);
+          const int64_t Hp = s.H / 2, Wp = s.W / 2, P = s.N * s.O * Hp * Wp;
+          std::vector<float> x = values(s.N * s.H * s.W, 11, false), w = values(s.O * 9, 13, false),
+                             b = values(s.O, 17, false);
+          std::vector<float> y(size_t(P), NAN);
+          std::vector<uint8_t> code(size_t(P), 99);
+          kc::conv2d_thin_pool_forward(x.data(), w.data(), b.data(), g, s.O, relu, y.data(), code.data(), bf16);
+          auto rd = [&](float v) { return bf16 ? brisk::bf16_rounded(v) : v; };
+          int64_t bad_value = 0, bad_code = 0;
+          for (int64_t o = 0; o < s.O; ++o) {
+            float gw[9], gg[4][3], u[16];
+            for (int k = 0; k < 9; ++k) gw[k] = rd(w[size_t(o * 9 + k)]);
+            for (int j = 0; j < 3; ++j) {  // G g, then (G g) G^T: winograd_filter's order
+              gg[0][j] = gw[j];
+              gg[1][j] = 0.5f * (gw[j] + gw[3 + j] + gw[6 + j]);
+              gg[2][j] = 0.5f * (gw[j] - gw[3 + j] + gw[6 + j]);
+              gg[3][j] = gw[6 + j];
+            }
+            for (int i = 0; i < 4; ++i) {
+              u[4 * i + 0] = gg[i][0];
+              u[4 * i + 1] = 0.5f * (gg[i][0] + gg[i][1] + gg[i][2]);
+              u[4 * i + 2] = 0.5f * (gg[i][0] - gg[i][1] + gg[i][2]);
+              u[4 * i + 3] = -gg[i][2];  // negated
+            }
+            for (int64_t n = 0; n < s.N; ++n)
+              for (int64_t r = 0; r < Hp; ++r)
+                for (int64_t c = 0; c < Wp; ++c) {
+                  float z[4][4], v[4][4];
+                  for (int m = 0; m < 4; ++m) {  // Z = B^T d, column by column
+                    float col[4], t[4];
+                    for (int rr = 0; rr < 4; ++rr) col[rr] = rd(at(x, s, n, 2 * r - 1 + rr, 2 * c - 1 + m));
+                    bt4(col, t);
+                    for (int i = 0; i < 4; ++i) z[i][m] = t[i];
+                  }
+                  for (int i = 0; i < 4; ++i) bt4(z[i], v[i]);  // V = Z B, row by row
+                  float q0[4], q1[4];
+                  const float bo = b[size_t(o)];
+                  for (int j = 0; j < 4; ++j) {
+                    const float m1 = j == 1 ? std::fma(u[5], v[1][1], bo) : u[4 + j] * v[1][j];
+                    q0[j] = std::fma(u[j], v[0][j], std::fma(u[8 + j], v[2][j], m1));
+                    q1[j] = std::fma(-u[12 + j], v[3][j], std::fma(-u[8 + j], v[2][j], m1));
+                  }
+                  const float out[4] = {rd(q0[1] + (q0[0] + q0[2])), rd(q0[1] + (q0[3] - q0[2])),
+                                        rd(q1[1] + (q1[0] + q1[2])), rd(q1[1] + (q1[3] - q1[2]))};
+                  int k = 0;
+                  for (int p = 1; p < 4; ++p)
+                    if (out[p] > out[k]) k = p;
+                  float want = out[k];
+                  if (relu && !(want > 0)) want = 0, k = 4;
+                  const size_t i = size_t(((n * s.O + o) * Hp + r) * Wp + c);
+                  bad_value += std::memcmp(&y[i], &want, 4) != 0;
+                  bad_code += !(code[i] == k || (code[i] < 4 && k < 4 && out[code[i]] == want));
+                }
+          }
+          INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << (bf16 ? " bf16" : "")
+                   << (relu ? " relu" : ""));
+          CHECK(bad_value == 0);
+          CHECK(bad_code == 0);
+        }
+  }
+}
+
 TEST_CASE("kernels: fused first layer + pool weight gradient matches its definition", "[kernels][thin_pool]") {
   Restore restore;
   for (const char* isa : vector_sgemm_isas("the fused first layer + pool")) {
