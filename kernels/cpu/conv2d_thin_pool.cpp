@@ -66,21 +66,37 @@ struct WindowTaps {
     buf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(mem.data()) + 63) & ~uintptr_t(63));
     line = buf + 16 * kStride;
   }
+  // max |v| into mx, and into bad whether any lane of v is infinite or NaN
+  static void track_abs(__m256 v, __m256& mx, __m256& bad) {
+    const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), v);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+    mx = _mm256_max_ps(mx, a);
+  }
+  // A fill's end: zeros in a 16-window vector's lanes past the band's nw
+  // windows; returns the max |x| of mx's lanes and smx, or infinity if bad
+  // or sbad says a value was infinite or NaN.
+  float end_band(int64_t nw, __m256 mx, __m256 bad, float smx = 0.f, bool sbad = false) {
+    for (int t = 0; t < 16; ++t) {
+      _mm256_storeu_ps(buf + t * kStride + nw, _mm256_setzero_ps());
+      _mm256_storeu_ps(buf + t * kStride + nw + 8, _mm256_setzero_ps());
+    }
+    if (sbad || _mm256_movemask_ps(bad)) return INFINITY;
+    alignas(32) float m[8];
+    _mm256_store_ps(m, mx);
+    for (float v : m) smx = std::max(smx, v);
+    return smx;
+  }
   // Input row r of x split into the line's E and O; max |x| and whether
   // any value is infinite or NaN accumulate in mx / bad (vector) and smx /
   // sbad (the scalar tail).
   void split_row(const float* s, __m256& mx, __m256& bad, float& smx, bool& sbad) {
     float* e = line + 1;
     float* o = line + RW + 1;
-    const __m256 sign = _mm256_set1_ps(-0.f), inf = _mm256_set1_ps(INFINITY);
     int64_t j = 0;
     for (; 2 * j + 16 <= W; j += 8) {
       __m256 x0 = _mm256_loadu_ps(s + 2 * j), x1 = _mm256_loadu_ps(s + 2 * j + 8), ev, ov;
-      for (__m256 v : {x0, x1}) {
-        __m256 a = _mm256_andnot_ps(sign, v);
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));  // infinity or NaN
-        mx = _mm256_max_ps(mx, a);
-      }
+      track_abs(x0, mx, bad);
+      track_abs(x1, mx, bad);
       deinterleave8(x0, x1, ev, ov);
       _mm256_storeu_ps(e + j, ev);
       _mm256_storeu_ps(o + j, ov);
@@ -200,16 +216,7 @@ struct WindowTaps {
         }
       }
     }
-    int64_t nw = (r1 - r0) * Wp;
-    for (int t = 0; t < 16; ++t) {  // a 16-window vector's lanes past nw
-      _mm256_storeu_ps(buf + t * kStride + nw, zero);
-      _mm256_storeu_ps(buf + t * kStride + nw + 8, zero);
-    }
-    if (sbad || _mm256_movemask_ps(bad)) return INFINITY;
-    alignas(32) float m[8];
-    _mm256_store_ps(m, mx);
-    for (float v : m) smx = std::max(smx, v);
-    return smx;
+    return end_band((r1 - r0) * Wp, mx, bad, smx, sbad);
   }
   // fill for planes at most 32 wide (Wp <= 16: the cnn's 28 x 28) on 8
   // lanes, straight from the input rows: a row's taps for windows 8h ..
@@ -222,7 +229,7 @@ struct WindowTaps {
   // an eighth, with the transform); the weight gradient's fill is this one
   // too. The same taps, so the same bits.
   float fill_narrow8(const float* x, int64_t r0, int64_t r1) {
-    const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.f), inf = _mm256_set1_ps(INFINITY);
+    const __m256 zero = _mm256_setzero_ps();
     const int halves = Wp > 8 ? 2 : 1;
     // in[h][k]: which lanes of half h's load k lie inside the row; load k
     // reads columns 16h - 1 + 8k (k = 0, 1) or 16h + 1 + 8(k - 2) (k = 2, 3)
@@ -244,9 +251,7 @@ struct WindowTaps {
           __m256 l[4];
           for (int k = 0; k < 4; ++k) {
             l[k] = _mm256_maskload_ps(s + 16 * h + (k < 2 ? -1 : 1) + 8 * (k % 2), in[h][k]);
-            const __m256 a = _mm256_andnot_ps(sign, l[k]);
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));  // infinity or NaN
-            mx = _mm256_max_ps(mx, a);
+            track_abs(l[k], mx, bad);
           }
           deinterleave8(l[0], l[1], tap[0], tap[1]);
           deinterleave8(l[2], l[3], tap[2], tap[3]);
@@ -264,15 +269,7 @@ struct WindowTaps {
         }
       }
     }
-    const int64_t nw = (r1 - r0) * Wp;
-    for (int t = 0; t < 16; ++t) {  // a 16-window vector's lanes past nw
-      _mm256_storeu_ps(buf + t * kStride + nw, zero);
-      _mm256_storeu_ps(buf + t * kStride + nw + 8, zero);
-    }
-    if (_mm256_movemask_ps(bad)) return INFINITY;
-    alignas(32) float m[8];
-    _mm256_store_ps(m, mx);
-    return *std::max_element(m, m + 8);
+    return end_band((r1 - r0) * Wp, mx, bad);
   }
   // fill, then to_winograd: buf holds the band's V (nw windows, zeros in
   // the 16 lanes past them); returns fill's max |x| (or infinity).
@@ -373,16 +370,29 @@ inline __m512 fnmadd_v(__m512 a, __m512 b, __m512 c) { return _mm512_fnmadd_ps(a
 // 8. U's column 3 comes negated (the caller's -U_i3), so Q_r3 comes
 // negated and t_r is one subtraction. The bias is the addend of M_11's
 // product: each of the 4 outputs sums M_11 exactly once with sign +.
+// Column J of Q's two rows for the windows at s (u_i = U_iJ, column 3
+// negated as above): q0 = Q_0J, q1 = Q_1J (negated for J = 3). One place
+// for the multiply-add chains every forward kernel here takes, so that
+// they all give the same bits.
+template <int J, class V>
+inline void winograd_column(const float* s, V u0, V u1, V u2, V u3, V b, V& q0, V& q1) {
+  constexpr int64_t S = WindowTaps::kStride;
+  const V v1 = load_v<V>(s + (4 + J) * S), v2 = load_v<V>(s + (8 + J) * S);
+  const V m1 = J == 1 ? fmadd_v(u1, v1, b) : u1 * v1;
+  q0 = fmadd_v(u0, load_v<V>(s + J * S), fmadd_v(u2, v2, m1));
+  q1 = fnmadd_v(u3, load_v<V>(s + (12 + J) * S), fnmadd_v(u2, v2, m1));
+}
 template <class V, class U>
 inline void winograd_rows(const float* s, const U& u, V b, V (&a)[2], V (&sr)[2], V (&t)[2]) {
-  constexpr int64_t S = WindowTaps::kStride;
   V q0[4], q1[4];
-  for (int j = 0; j < 4; ++j) {
-    const V v1 = load_v<V>(s + (4 + j) * S), v2 = load_v<V>(s + (8 + j) * S);
-    const V m1 = j == 1 ? fmadd_v(u.at(5), v1, b) : u.at(4 + j) * v1;
-    q0[j] = fmadd_v(u.at(j), load_v<V>(s + j * S), fmadd_v(u.at(8 + j), v2, m1));
-    q1[j] = fnmadd_v(u.at(12 + j), load_v<V>(s + (12 + j) * S), fnmadd_v(u.at(8 + j), v2, m1));
-  }
+  auto column = [&](auto jc) {
+    constexpr int j = decltype(jc)::value;
+    winograd_column<j>(s, u.at(j), u.at(4 + j), u.at(8 + j), u.at(12 + j), b, q0[j], q1[j]);
+  };
+  column(std::integral_constant<int, 0>{});
+  column(std::integral_constant<int, 1>{});
+  column(std::integral_constant<int, 2>{});
+  column(std::integral_constant<int, 3>{});
   a[0] = q0[1], sr[0] = q0[0] + q0[2], t[0] = q0[3] - q0[2];
   a[1] = q1[1], sr[1] = q1[0] + q1[2], t[1] = q1[3] - q1[2];
 }
@@ -397,11 +407,11 @@ inline void winograd_outputs(const float* s, const U& u, V b, V (&yw)[4]) {
   yw[3] = a[1] + t[1];
 }
 
-template <bool Finite, bool Bf16, class U>
-inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, float* y, uint8_t* code,
-                           int64_t n) {
-  __m256 yw[4];
-  winograd_outputs(s, u, b, yw);
+// A vector's 4 outputs (yw, each of 8 windows) rounded under Bf16,
+// pooled, ReLU'd, and its n windows' values and codes stored at y and code
+// (the other lanes are other channels' windows).
+template <bool Finite, bool Bf16>
+inline void pool_store8(__m256 (&yw)[4], bool relu, float* y, uint8_t* code, int64_t n) {
   using U8 = uint32_t __attribute__((vector_size(32)));
   if constexpr (Bf16 && Finite)  // no NaN to keep quiet
     for (__m256& v : yw) v = bf16_rounded_lanes_not_nan<__m256, U8>(v);
@@ -411,7 +421,14 @@ inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, floa
   __m256i k;
   if constexpr (Finite) pool_window4_finite(yw, relu, best, k);
   else pool_window4(yw, relu, best, k);
-  store_pooled8(y, code, 0, n, n, best, k);  // only the n lanes: the others are other channels' windows
+  store_pooled8(y, code, 0, n, n, best, k);
+}
+template <bool Finite, bool Bf16, class U>
+inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, float* y, uint8_t* code,
+                           int64_t n) {
+  __m256 yw[4];
+  winograd_outputs(s, u, b, yw);
+  pool_store8<Finite, Bf16>(yw, relu, y, code, n);
 }
 
 // forward_vector on two vectors of 8 windows, s and s + 8 (their outputs at
@@ -428,18 +445,14 @@ inline void forward_vector(const float* s, const U& u, __m256 b, bool relu, floa
 template <bool Bf16>
 inline void forward_two_vectors(const float* s, const float* u, __m256 b, bool relu, float* y, uint8_t* code,
                                 int64_t n1) {
-  constexpr int64_t S = WindowTaps::kStride;
   const UMem um{u};
   __m256 a[2][2], sr[2][2], t[2][2];  // [vector][output row]: a_r, s_r, t_r of winograd_rows
-  auto column = [&](auto jc) {         // column j of M = U . V, both vectors (j a constant: the branches fold)
+  auto column = [&](auto jc) {         // column j of Q, both vectors (j a constant: the branches fold)
     constexpr int j = decltype(jc)::value;
     const __m256 u0 = um.at(j), u1 = um.at(4 + j), u2 = um.at(8 + j), u3 = um.at(12 + j);
     for (int h = 0; h < 2; ++h) {
-      const float* sv = s + 8 * h;
-      const __m256 v1 = load_v<__m256>(sv + (4 + j) * S), v2 = load_v<__m256>(sv + (8 + j) * S);
-      const __m256 m1 = j == 1 ? fmadd_v(u1, v1, b) : u1 * v1;
-      const __m256 q0 = fmadd_v(u0, load_v<__m256>(sv + j * S), fmadd_v(u2, v2, m1));
-      const __m256 q1 = fnmadd_v(u3, load_v<__m256>(sv + (12 + j) * S), fnmadd_v(u2, v2, m1));
+      __m256 q0, q1;
+      winograd_column<j>(s + 8 * h, u0, u1, u2, u3, b, q0, q1);
       if constexpr (j == 0) sr[h][0] = q0, sr[h][1] = q1;
       if constexpr (j == 2) sr[h][0] = sr[h][0] + q0, sr[h][1] = sr[h][1] + q1, t[h][0] = q0, t[h][1] = q1;
       if constexpr (j == 3) t[h][0] = q0 - t[h][0], t[h][1] = q1 - t[h][1];
@@ -450,16 +463,9 @@ inline void forward_two_vectors(const float* s, const float* u, __m256 b, bool r
   column(std::integral_constant<int, 2>{});
   column(std::integral_constant<int, 3>{});
   column(std::integral_constant<int, 1>{});
-  using U8 = uint32_t __attribute__((vector_size(32)));
   for (int h = 0; h < 2; ++h) {
     __m256 yw[4] = {a[h][0] + sr[h][0], a[h][0] + t[h][0], a[h][1] + sr[h][1], a[h][1] + t[h][1]};
-    if constexpr (Bf16)
-      for (__m256& v : yw) v = bf16_rounded_lanes_not_nan<__m256, U8>(v);
-    __m256 best;
-    __m256i k;
-    pool_window4_finite(yw, relu, best, k);
-    const int64_t n = h ? n1 : 8;
-    store_pooled8(y + 8 * h, code + 8 * h, 0, n, n, best, k);  // only the n lanes: the others are other channels' windows
+    pool_store8<true, Bf16>(yw, relu, y + 8 * h, code + 8 * h, h ? n1 : 8);
   }
 }
 
@@ -620,10 +626,11 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
           }
           const float* uo = u.data() + 16 * o;
           const __m256 b = _mm256_set1_ps(bias ? bias[o] : 0.f);
+          const bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
 #ifndef __AVX512VL__
           // 16 vector registers: a finite channel's windows two vectors at a
           // time (forward_two_vectors), an odd last vector alone
-          if (xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f) {
+          if (finite) {
             for (int64_t i = 0; i < ns; ++i) {
               const float* vb = wt.buf + i * nw;
               int64_t v = 0;
@@ -668,7 +675,6 @@ void conv2d_thin_pool_forward(const float* x, const float* w, const float* bias,
 #endif
             }
           };
-          bool finite = xmax * wabs[size_t(o)] + babs[size_t(o)] < 1e38f;
 #if BRISK_THIN_POOL_16
           if (finite) {  // 16 windows a vector
             const URegs16 ur(uo);
