@@ -30,20 +30,25 @@ bench_name() {
   IFS=x read -r m n k <<<"${1%%:*}"
   echo "M:$m/N:$n/K:$k/tA:$([ "${ab:0:1}" = t ] && echo 1 || echo 0)/tB:$([ "${ab:1:1}" = t ] && echo 1 || echo 0)"
 }
-FILTER="(native|openblas)/($(for p in "${PRODUCTS[@]}"; do bench_name "$p"; done | paste -sd'|'))/"
+PATTERN="($(for p in "${PRODUCTS[@]}"; do bench_name "$p"; done | paste -sd'|'))/"
 BENCH="$BUILD/bench/brisk_bench_gemm"
 [ -x "$BENCH" ] || { echo "compare_gemm: $BENCH not found (configure with -DBRISK_BUILD_BENCH=ON and build)" >&2; exit 2; }
 PY=$(bench/torch_venv.sh)
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 # Each side's figure per round is a median of 7: torch_gemm.py's 7 timings
-# (each of one or more products, about 20 ms) after a warm-up; here 7
-# repetitions of at least 0.1 s each. A product the host stalls then weighs
-# on neither side's figure (a mean over one second of products, as before,
-# let it weigh on brisk's only). Rows are keyed by product name.
-brisk_rows() {  # -> "native MxNxK:ab rate" / "openblas MxNxK:ab rate" lines
+# (each of one or more products, about 20 ms) after a warm-up product; here 7
+# repetitions of at least 0.1 s each after 0.1 s of warm-up (a 2048^3
+# product, or several smaller ones). Without it each library's first
+# repetition ran cold (pool threads, packing buffers, the core's clock)
+# and often came out 10-25% low on the 2-core VM, brisk's and OpenBLAS's
+# alike. A product the host stalls then weighs on neither side's figure (a
+# mean over one second of products, as before, let it weigh on brisk's
+# only). Rows are keyed by product name.
+lib_rows() {  # native|openblas -> "native MxNxK:ab rate" (or openblas) lines
   BRISK_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS "$BENCH" --benchmark_min_time=0.1 \
-    --benchmark_repetitions=7 --benchmark_report_aggregates_only=true --benchmark_filter="$FILTER" 2>/dev/null |
+    --benchmark_min_warmup_time=0.1 --benchmark_repetitions=7 --benchmark_report_aggregates_only=true \
+    --benchmark_filter="^BM_$1/$PATTERN" 2>/dev/null |
     sed -n 's|^BM_\([a-z]*\)/M:\([0-9]*\)/N:\([0-9]*\)/K:\([0-9]*\)/tA:\([01]\)/tB:\([01]\)/.*_median .*GFLOPs=\([0-9.]*\)G/s.*|\1 \2x\3x\4:\5\6 \7|p' |
     sed 's/:00 /:nn /; s/:01 /:nt /; s/:10 /:tn /; s/:11 /:tt /'
 }
@@ -53,8 +58,14 @@ torch_rows() {
 }
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $THREADS threads;" \
      "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS rounds"
+# Each library in a process of its own, their order rotated every round
+# (native, OpenBLAS, MKL; then OpenBLAS, MKL, native; ...). Native and
+# OpenBLAS used to share a process, OpenBLAS always second: whatever
+# changes over a process's first seconds, or between one library's run and
+# the next, fell on one side only.
+RUNNERS=("lib_rows native" "lib_rows openblas" torch_rows)
 for ((r = 0; r < ROUNDS; r++)); do
-  if ((r % 2 == 0)); then brisk_rows >> "$OUT"; torch_rows >> "$OUT"; else torch_rows >> "$OUT"; brisk_rows >> "$OUT"; fi
+  for ((i = 0; i < 3; i++)); do ${RUNNERS[(r + i) % 3]} >> "$OUT"; done
 done
 /usr/bin/python3 - "$OUT" <<'PY'
 import sys, statistics as st
