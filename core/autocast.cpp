@@ -77,6 +77,8 @@ thread_local bool t_gemm_bf16 = false;
 }  // namespace
 
 bool gemm_operands_bf16() { return t_gemm_bf16; }
+std::string cpu_bf16_gemm_kernel_answer();  // kernels/cpu/gemm/sgemm.cpp
+std::string cpu_bf16_gemm_kernel() { return cpu_bf16_gemm_kernel_answer(); }
 GemmBf16Scope::GemmBf16Scope(bool on) : prev_(t_gemm_bf16) { t_gemm_bf16 = on; }
 GemmBf16Scope::~GemmBf16Scope() { t_gemm_bf16 = prev_; }
 

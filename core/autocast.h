@@ -55,6 +55,12 @@ inline bool autocast_enabled() { return autocast_policy().kind != LowPrecision::
 // under the precision method's guard) and inside the autocast branches of
 // linear and conv2d, whose operands are bf16 values by then.
 bool gemm_operands_bf16();
+// The kernel that multiplies bf16 autocast's GEMM operands in bf16 on this
+// CPU ("amx" or "avx512bf16"), or "" where none can (no AVX512-BF16, or the
+// f32 GEMM held to AVX2 by BRISK_SGEMM_ISA): there the products stay f32
+// over bf16 values, bf16's numerics at f32's speed plus the casts. Answered
+// by the CPU kernels (kernels/cpu/gemm/sgemm.cpp), as they register.
+std::string cpu_bf16_gemm_kernel();
 class GemmBf16Scope {
  public:
   explicit GemmBf16Scope(bool on);

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <thread>
 
+#include "core/int8.h"
 #include "efficiency/method.h"
+#include "kernels/cpu/gemm/sgemm.h"
 #include "train/profile.h"
 #include "tests/train_helpers.h"
 
@@ -147,4 +149,50 @@ TEST_CASE("profile: an epoch's evaluation inside the window is neither step time
   double phases = 0;
   for (auto& [k, v] : r["phases"].items()) phases += v.get<double>();
   CHECK(phases <= r["train_seconds"].get<double>() + 1e-3);
+}
+
+TEST_CASE("profile: low precision is advised only where the hardware makes products cheaper", "[profile]") {
+  using brisk::train::LowPrecisionHardware;
+  using brisk::train::profile_mitigations;
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (auto& x : v) s += x + "\n";
+    return s;
+  };
+  auto has = [](const std::string& s, const char* what) { return s.find(what) != std::string::npos; };
+  // A CPU without bf16 or int8 dot products (AVX2 only): bf16 autocast multiplies in f32 plus its casts.
+  std::string none = joined(profile_mitigations("compute-bound", LowPrecisionHardware{}));
+  CHECK(has(none, "no cheaper FLOPs on this CPU"));
+  CHECK_FALSE(has(none, "cheaper FLOPs: low precision"));
+  CHECK(has(none, "structured pruning"));
+  LowPrecisionHardware amx;
+  amx.bf16 = true;
+  amx.bf16_kernel = "amx";
+  std::string a = joined(profile_mitigations("compute-bound", amx));
+  CHECK(has(a, "precision:dtype=bf16 on this CPU's amx bf16 GEMM"));
+  CHECK_FALSE(has(a, "dtype=int8"));
+  LowPrecisionHardware vnni;
+  vnni.int8 = true;
+  std::string i = joined(profile_mitigations("compute-bound", vnni));
+  CHECK(has(i, "precision:dtype=int8"));
+  CHECK_FALSE(has(i, "dtype=bf16"));
+  LowPrecisionHardware gpu;
+  gpu.cuda = gpu.bf16 = true;
+  CHECK(has(joined(profile_mitigations("compute-bound", gpu)), "bf16 tensor cores"));
+  // Autocast keeps f32 storage, so low precision is no answer to memory-bound ops on any hardware.
+  for (const LowPrecisionHardware& hw : {LowPrecisionHardware{}, amx, gpu}) {
+    std::string m = joined(profile_mitigations("memory-bound", hw));
+    CHECK(has(m, "fusion"));
+    CHECK_FALSE(has(m, "bf16"));
+  }
+  CHECK_THROWS_WITH(profile_mitigations("fast", amx), Catch::Contains("unknown verdict 'fast'"));
+  // This machine: a bf16 GEMM exactly where the f32 GEMM runs AVX-512 on a CPU with AVX512-BF16
+  // (AMX CPUs have it too), int8 where it has VNNI, by CPUID.
+  LowPrecisionHardware here = brisk::train::low_precision_hardware("cpu");
+  bool bf16_cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  CHECK(here.bf16 == (bf16_cpu && brisk::kern::cpu::sgemm_isa() == "avx512"));
+  CHECK(here.int8 == (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl")));
+  CHECK_FALSE(here.cuda);
+  CHECK(brisk::train::low_precision_hardware("cuda:0").cuda);
 }

@@ -11,7 +11,9 @@
 #include <sstream>
 #include <vector>
 
+#include "core/autocast.h"
 #include "core/dispatch.h"
+#include "core/int8.h"
 #include "core/ops.h"
 #include "core/thread_pool.h"
 #include "train/trainer.h"
@@ -62,6 +64,47 @@ MachinePeak measure_peak() {
     p.gbps = 2.0 * double(n) * reps / since(t0) / 1e9;
   }
   return p;
+}
+
+LowPrecisionHardware low_precision_hardware(const std::string& device) {
+  LowPrecisionHardware hw;
+  if (device.rfind("cuda", 0) == 0) {
+    hw.cuda = hw.bf16 = true;
+    return hw;
+  }
+  hw.bf16_kernel = cpu_bf16_gemm_kernel();
+  hw.bf16 = !hw.bf16_kernel.empty();
+  hw.int8 = int8_vnni_supported();
+  return hw;
+}
+
+std::vector<std::string> profile_mitigations(const std::string& verdict, const LowPrecisionHardware& hw) {
+  if (verdict == "data-bound")
+    return {"the loader, not the model, sets the pace: more loader threads or cached/preprocessed inputs",
+            "selection that visits fewer examples (select:kind=rs2|infobatch) also loads fewer"};
+  if (verdict == "overhead-bound")
+    return {"time goes to framework work between kernels (graph building, small ops): a larger batch size",
+            "fewer, fused ops (Linear/Conv2d followed by ReLU already run fused)"};
+  if (verdict == "memory-bound")  // (autocast keeps f32 storage: low precision moves no fewer bytes)
+    return {"fusion of the memory-bound ops listed above into their neighbours",
+            "selection reduces every op's work per epoch (select:kind=rs2|infobatch)",
+            "fewer activations: structured pruning (prune:structure=channel) narrows the layers"};
+  BRISK_CHECK(verdict == "compute-bound", "profile_mitigations: unknown verdict '", verdict,
+              "' (known: compute-bound, memory-bound, data-bound, overhead-bound)");
+  std::vector<std::string> advice = {"fewer FLOPs per step: structured pruning (prune:structure=channel) shrinks the GEMMs",
+                                     "fewer steps per epoch: selection (select:kind=rs2|infobatch|selective-backprop)",
+                                     "start small: growth (grow:kind=net2net|msg)"};
+  if (hw.cuda)
+    advice.push_back("cheaper FLOPs: low precision (precision:dtype=bf16, bf16 tensor cores)");
+  else if (hw.bf16 || hw.int8)
+    advice.push_back(std::string("cheaper FLOPs: low precision (") +
+                     (hw.bf16 ? "precision:dtype=bf16 on this CPU's " + hw.bf16_kernel + " bf16 GEMM" : "") +
+                     (hw.bf16 && hw.int8 ? ", or " : "") + (hw.int8 ? "precision:dtype=int8 on its VNNI int8 GEMM" : "") +
+                     ")");
+  else
+    advice.push_back("no cheaper FLOPs on this CPU: it has no bf16 or int8 dot-product instructions, so "
+                     "precision:dtype=bf16 would multiply in f32 and add its casts (slower than f32)");
+  return advice;
 }
 
 json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& methods) {
@@ -181,31 +224,17 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   double data_f = (p1.data - p0.data) / std::max(wall, 1e-12);
   double overhead_f = std::max(0.0, wall - kernel_s - (p1.data - p0.data)) / std::max(wall, 1e-12);
   double heavy_f = heavy_s / std::max(wall, 1e-12), light_f = (kernel_s - heavy_s) / std::max(wall, 1e-12);
-  std::string verdict;
-  std::vector<std::string> advice;
   double top = std::max({data_f, overhead_f, heavy_f, light_f});
-  if (top == data_f) {
-    verdict = "data-bound";
-    advice = {"the loader, not the model, sets the pace: more loader threads or cached/preprocessed inputs",
-              "selection that visits fewer examples (select:kind=rs2|infobatch) also loads fewer"};
-  } else if (top == overhead_f) {
-    verdict = "overhead-bound";
-    advice = {"time goes to framework work between kernels (graph building, small ops): a larger batch size",
-              "fewer, fused ops (Linear/Conv2d followed by ReLU already run fused)"};
-  } else if (top == heavy_f) {
-    verdict = "compute-bound";
-    advice = {"fewer FLOPs per step: structured pruning (prune:structure=channel) shrinks the GEMMs",
-              "fewer steps per epoch: selection (select:kind=rs2|infobatch|selective-backprop)",
-              "start small: growth (grow:kind=net2net|msg)",
-              "cheaper FLOPs: low precision (precision:dtype=bf16, or the int8 GEMM)"};
-  } else {
-    verdict = "memory-bound";
-    advice = {"fewer bytes per element: low precision storage (bf16 halves the traffic of these ops)",
-              "fusion of the memory-bound ops listed above", "selection reduces every op's work per epoch"};
-  }
+  std::string verdict = top == data_f       ? "data-bound"
+                        : top == overhead_f ? "overhead-bound"
+                        : top == heavy_f    ? "compute-bound"
+                                            : "memory-bound";
+  LowPrecisionHardware hw = low_precision_hardware(cfg.device);
+  r["low_precision_hardware"] = {{"bf16_gemm", hw.bf16 ? (hw.cuda ? std::string("tensor cores") : hw.bf16_kernel) : std::string("none")},
+                                 {"int8_gemm", hw.int8}};
   r["shares"] = {{"data", data_f}, {"overhead", overhead_f}, {"compute_kernels", heavy_f}, {"memory_kernels", light_f}};
   r["verdict"] = verdict;
-  r["mitigations"] = advice;
+  r["mitigations"] = profile_mitigations(verdict, hw);
   return r;
 }
 

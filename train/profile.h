@@ -8,6 +8,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "train/callback.h"
 #include "train/config.h"
@@ -30,5 +31,19 @@ struct MachinePeak {
   double gflops = 0, gbps = 0;
 };
 MachinePeak measure_peak();
+
+// Where low precision makes a step's products cheaper: on cuda, bf16 tensor
+// cores; on this CPU, a bf16 GEMM kernel (AVX512-BF16 dot products or AMX
+// tiles: bf16_kernel names it) and an int8 one (VNNI). On a CPU with
+// neither, precision:dtype=bf16 still rounds to bf16 (its numerics) but
+// multiplies in f32, plus the casts: slower than f32, not faster.
+struct LowPrecisionHardware {
+  bool cuda = false, bf16 = false, int8 = false;
+  std::string bf16_kernel;  // the CPU's bf16 GEMM kernel, when bf16
+};
+LowPrecisionHardware low_precision_hardware(const std::string& device);
+// The method families that fit a verdict (compute-, memory-, data- or
+// overhead-bound), low precision among them only where hw makes it cheaper.
+std::vector<std::string> profile_mitigations(const std::string& verdict, const LowPrecisionHardware& hw);
 
 }  // namespace brisk::train

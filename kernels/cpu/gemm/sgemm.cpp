@@ -290,3 +290,10 @@ void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, 
 }
 
 }  // namespace brisk::kern::cpu
+
+namespace brisk {
+// core/autocast.h's cpu_bf16_gemm_kernel (core cannot include the kernels).
+std::string cpu_bf16_gemm_kernel_answer() {
+  return kern::cpu::sgemm_bf16_supported() ? kern::cpu::bf16_gemm_kernel() : std::string();
+}
+}  // namespace brisk
