@@ -3,7 +3,6 @@
 #include <chrono>
 #include <thread>
 
-#include "core/int8.h"
 #include "efficiency/method.h"
 #include "kernels/cpu/gemm/sgemm.h"
 #include "train/profile.h"
@@ -166,7 +165,6 @@ TEST_CASE("profile: low precision is advised only where the hardware makes produ
   CHECK_FALSE(has(none, "cheaper FLOPs: low precision"));
   CHECK(has(none, "structured pruning"));
   LowPrecisionHardware amx;
-  amx.bf16 = true;
   amx.bf16_kernel = "amx";
   std::string a = joined(profile_mitigations("compute-bound", amx));
   CHECK(has(a, "precision:dtype=bf16 on this CPU's amx bf16 GEMM"));
@@ -177,7 +175,8 @@ TEST_CASE("profile: low precision is advised only where the hardware makes produ
   CHECK(has(i, "precision:dtype=int8"));
   CHECK_FALSE(has(i, "dtype=bf16"));
   LowPrecisionHardware gpu;
-  gpu.cuda = gpu.bf16 = true;
+  gpu.cuda = true;
+  gpu.bf16_kernel = "tensor cores";
   CHECK(has(joined(profile_mitigations("compute-bound", gpu)), "bf16 tensor cores"));
   // Autocast keeps f32 storage, so low precision is no answer to memory-bound ops on any hardware.
   for (const LowPrecisionHardware& hw : {LowPrecisionHardware{}, amx, gpu}) {
@@ -190,7 +189,7 @@ TEST_CASE("profile: low precision is advised only where the hardware makes produ
   // (AMX CPUs have it too), int8 where it has VNNI, by CPUID.
   LowPrecisionHardware here = brisk::train::low_precision_hardware("cpu");
   bool bf16_cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-  CHECK(here.bf16 == (bf16_cpu && brisk::kern::cpu::sgemm_isa() == "avx512"));
+  CHECK(here.bf16() == (bf16_cpu && brisk::kern::cpu::sgemm_isa() == "avx512"));
   CHECK(here.int8 == (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl")));
   CHECK_FALSE(here.cuda);

@@ -69,11 +69,11 @@ MachinePeak measure_peak() {
 LowPrecisionHardware low_precision_hardware(const std::string& device) {
   LowPrecisionHardware hw;
   if (device.rfind("cuda", 0) == 0) {
-    hw.cuda = hw.bf16 = true;
+    hw.cuda = true;
+    hw.bf16_kernel = "tensor cores";
     return hw;
   }
   hw.bf16_kernel = cpu_bf16_gemm_kernel();
-  hw.bf16 = !hw.bf16_kernel.empty();
   hw.int8 = int8_vnni_supported();
   return hw;
 }
@@ -96,10 +96,10 @@ std::vector<std::string> profile_mitigations(const std::string& verdict, const L
                                      "start small: growth (grow:kind=net2net|msg)"};
   if (hw.cuda)
     advice.push_back("cheaper FLOPs: low precision (precision:dtype=bf16, bf16 tensor cores)");
-  else if (hw.bf16 || hw.int8)
+  else if (hw.bf16() || hw.int8)
     advice.push_back(std::string("cheaper FLOPs: low precision (") +
-                     (hw.bf16 ? "precision:dtype=bf16 on this CPU's " + hw.bf16_kernel + " bf16 GEMM" : "") +
-                     (hw.bf16 && hw.int8 ? ", or " : "") + (hw.int8 ? "precision:dtype=int8 on its VNNI int8 GEMM" : "") +
+                     (hw.bf16() ? "precision:dtype=bf16 on this CPU's " + hw.bf16_kernel + " bf16 GEMM" : "") +
+                     (hw.bf16() && hw.int8 ? ", or " : "") + (hw.int8 ? "precision:dtype=int8 on its VNNI int8 GEMM" : "") +
                      ")");
   else
     advice.push_back("no cheaper FLOPs on this CPU: it has no bf16 or int8 dot-product instructions, so "
@@ -230,8 +230,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
                         : top == heavy_f    ? "compute-bound"
                                             : "memory-bound";
   LowPrecisionHardware hw = low_precision_hardware(cfg.device);
-  r["low_precision_hardware"] = {{"bf16_gemm", hw.bf16 ? (hw.cuda ? std::string("tensor cores") : hw.bf16_kernel) : std::string("none")},
-                                 {"int8_gemm", hw.int8}};
+  r["low_precision_hardware"] = {{"bf16_gemm", hw.bf16() ? hw.bf16_kernel : "none"}, {"int8_gemm", hw.int8}};
   r["shares"] = {{"data", data_f}, {"overhead", overhead_f}, {"compute_kernels", heavy_f}, {"memory_kernels", light_f}};
   r["verdict"] = verdict;
   r["mitigations"] = profile_mitigations(verdict, hw);

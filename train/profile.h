@@ -38,8 +38,9 @@ MachinePeak measure_peak();
 // neither, precision:dtype=bf16 still rounds to bf16 (its numerics) but
 // multiplies in f32, plus the casts: slower than f32, not faster.
 struct LowPrecisionHardware {
-  bool cuda = false, bf16 = false, int8 = false;
-  std::string bf16_kernel;  // the CPU's bf16 GEMM kernel, when bf16
+  bool cuda = false, int8 = false;
+  std::string bf16_kernel;  // "amx", "avx512bf16", "tensor cores" on cuda; "" for none
+  bool bf16() const { return !bf16_kernel.empty(); }
 };
 LowPrecisionHardware low_precision_hardware(const std::string& device);
 // The method families that fit a verdict (compute-, memory-, data- or
