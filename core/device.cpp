@@ -1,9 +1,19 @@
 // Device parsing and printing.
 #include "core/device.h"
 
+#include <fstream>
+
 #include "core/error.h"
 
 namespace brisk {
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown cpu";
+}
 
 const char* device_type_name(DeviceType t) {
   switch (t) {

@@ -24,6 +24,11 @@ inline const Device kCPU{DeviceType::cpu, 0};
 inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
 const char* device_type_name(DeviceType t);
 
+// The CPU's model name as /proc/cpuinfo gives it ("AMD EPYC", "Intel(R)
+// Xeon(R) ..."), or "unknown cpu": printed beside every benchmark figure and
+// stored with every run, since the figures differ from one CPU to the next.
+std::string cpu_model_name();
+
 // Set by the CUDA backend when it is compiled in and finds a device.
 int cuda_device_count();
 bool cuda_compiled();

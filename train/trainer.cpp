@@ -12,6 +12,7 @@
 
 #include "core/flops.h"
 #include "core/cuda.h"
+#include "core/device.h"
 #include "models/models.h"
 #include "optim/layerwise.h"
 #include "train/progress.h"
@@ -765,19 +766,11 @@ void Trainer::write_metrics(const EvalResult& r) {
   std::fflush(stdout);
 }
 
-static std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
 void Trainer::write_config_json() {
   json j = cfg_.to_json();
   j["brisk_version"] = BRISK_VERSION;
   j["compiler"] = std::string("g++ ") + __VERSION__;
-  j["cpu"] = cpu_model();
+  j["cpu"] = cpu_model_name();
   j["threads_used"] = get_num_threads();
   j["parameters"] = model_->num_parameters();
   j["methods_resolved"] = json::array();

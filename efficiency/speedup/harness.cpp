@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/device.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -63,14 +64,6 @@ Run run_from_json(const json& j) {
   r.flops = j.at("flops").get<double>();
   r.lr = j.value("lr", 0.0);
   return r;
-}
-
-std::string cpu_name() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown cpu";
 }
 
 std::string fmt(const std::optional<double>& v, const char* f = "%.2f") {
@@ -147,7 +140,7 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
 
   json rep;
   rep["command"] = o.command;
-  rep["hardware"] = {{"cpu", cpu_name()}, {"threads", get_num_threads()}};
+  rep["hardware"] = {{"cpu", cpu_model_name()}, {"threads", get_num_threads()}};
   rep["build"] = {{"version", BRISK_VERSION}, {"gemm", gemm_backend()}, {"compiler", __VERSION__}};
   rep["budgets"] = o.budgets;
   rep["candidate_budgets"] = o.candidate_budgets.empty() ? o.budgets : o.candidate_budgets;
@@ -227,7 +220,7 @@ void write_reports(const SpeedupOptions& o, const std::vector<std::string>& name
   std::ostringstream md;
   md << "# Speedup report\n\n"
      << "Command: `" << o.command << "`\n\n"
-     << "Hardware: " << cpu_name() << ", " << get_num_threads() << " threads. Build: brisk " << BRISK_VERSION
+     << "Hardware: " << cpu_model_name() << ", " << get_num_threads() << " threads. Build: brisk " << BRISK_VERSION
      << ", GEMM " << gemm_backend() << ", " << __VERSION__ << ".\n\n"
      << (o.candidate_budgets.empty() ? "Each recipe ran at budgets" : "The baseline ran at budgets");
   for (auto b : o.budgets) md << " " << b;
