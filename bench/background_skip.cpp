@@ -1,0 +1,299 @@
+// Does skipping an operand's background pay on this CPU? The mlp's first layer
+// multiplies a batch of Fashion-MNIST images X [128, 784] by W^T [784, 512].
+// Half the pixels are 0, which the loader's normalization maps to one value c,
+// so X = c + S with S zero at every background pixel, and
+//   X W^T = S W^T + c * 1 colsum(W^T)        (1: a column of ones; exact algebra)
+// needs the products of S only where it is nonzero. This program times, calls
+// alternated in rotated order, medians with the 10th and 90th percentiles:
+//   dense  brisk's sgemm on X as it is;
+//   rows   S one row at a time: per row its (k, value) entries in K blocks,
+//          each entry a broadcast and NB / 8 FMAs into a row of C held in
+//          registers, B's block packed row-major (in L1);
+//   pairs  two rows at a time: a k kept where either row is not background,
+//          each B vector loaded once for two FMAs (the dense tile's ratio of
+//          loads to FMAs), at the cost of the pair's union of nonzeros.
+// Each timed sparse call includes building its entries from X. Both also run
+// with a background no entry holds, so that nothing is skipped and k runs in
+// order: their speed on dense data. The results are checked against the
+// dense product (exit 1 past a relative 1e-4).
+//   ./build/bench/brisk_bench_background_skip [rounds=300] [threads=2]
+// Findings: docs/PERF.md (thirty-second round).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#include "brisk.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "kernels/cpu/gemm/sgemm.h"
+
+using namespace brisk;
+
+namespace {
+
+constexpr int W = 8;  // floats per vector: a ymm (GCC lowers it to 2 xmm without AVX)
+typedef float vf __attribute__((vector_size(W * 4)));
+// v in every lane of out: one broadcast (vf{} + v adds 0.f first, a lane
+// loop builds it by inserts). An out parameter, not a return: a 32-byte
+// vector returned by value changes the ABI with and without AVX.
+inline void splat(float v, vf& out) {
+#if defined(__AVX__)
+  out = _mm256_set1_ps(v);
+#else
+  for (int l = 0; l < W; ++l) out[l] = v;
+#endif
+}
+
+// G rows of S at a time: per group the k (within its K block) where any of the
+// G rows is not background, with the G values minus c; seg[g * (nkb + 1) + b]
+// is where group g's entries of K block b start.
+template <int G>
+struct Entries {
+  int64_t kb = 0, nkb = 0;
+  std::vector<int32_t> k;
+  std::vector<float> val;  // [entries, G]
+  std::vector<int64_t> seg;
+  int64_t count = 0;  // entries over all groups, for the density
+};
+
+template <int G>
+void build(const float* X, int64_t M, int64_t K, float c, int64_t kb, Entries<G>& e) {
+  const int64_t groups = (M + G - 1) / G, nkb = (K + kb - 1) / kb;
+  e.kb = kb;
+  e.nkb = nkb;
+  e.k.resize(size_t(groups * K));
+  e.val.resize(size_t(groups * K * G));
+  e.seg.resize(size_t(groups * (nkb + 1)));
+  std::vector<int64_t> counts(static_cast<size_t>(groups));
+  const std::vector<float> background(static_cast<size_t>(K), c);  // the rows past M
+  int32_t* __restrict ks = e.k.data();  // locals: the stores below cannot then alias c, K or the bounds
+  float* __restrict val = e.val.data();
+  int64_t* __restrict segs = e.seg.data();
+  parallel_for(0, groups, 4, [=, &counts, &background](int64_t lo, int64_t hi) {
+    for (int64_t g = lo; g < hi; ++g) {
+      int64_t p = g * K;  // a group's entries never outnumber K
+      const float* row[G];
+      for (int r = 0; r < G; ++r) row[r] = g * G + r < M ? X + (g * G + r) * K : background.data();
+      int64_t* seg = segs + g * (nkb + 1);
+      for (int64_t b = 0; b < nkb; ++b) {
+        seg[b] = p;
+        const int64_t k0 = b * kb, k1 = std::min(K, k0 + kb);
+        for (int64_t k = k0; k < k1; ++k) {
+          bool keep = false;
+          for (int r = 0; r < G; ++r) {
+            float v = row[r][k];
+            val[p * G + r] = v - c;
+            keep |= v != c;
+          }
+          ks[p] = int32_t(k - k0);
+          p += keep;  // branch-free: the slot is overwritten when not kept
+        }
+      }
+      seg[nkb] = p;
+      counts[size_t(g)] = p - g * K;
+    }
+  });
+  e.count = 0;
+  for (int64_t n : counts) e.count += n;
+}
+
+// C [M, N] = S B + c 1 colsum(B), B [K, N] row-major; threads split N into
+// chunks of NB = NV * W columns, each chunk's K blocks of B packed row-major
+// in turn ([kb, NB]: 16-24 KiB, L1) and met by every row. (Tiles of 32 rows
+// per pass over the K blocks, so that C's tile and B's block share L1, ran
+// no faster.)
+template <int G, int NV>
+void multiply(const Entries<G>& e, const float* B, int64_t M, int64_t N, int64_t K, float c, float* C) {
+  constexpr int64_t NB = NV * W;
+  const int64_t groups = (M + G - 1) / G, kb = e.kb;
+  parallel_for(0, (N + NB - 1) / NB, 1, [&](int64_t lo, int64_t hi) {
+    static thread_local std::vector<vf> block;  // B [kb, NB], this chunk's K block; kept between calls
+    block.resize(size_t(kb * NV));
+    vf colsum[NV];
+    vf acc[G][NV];
+    float edge[NB];
+    for (int64_t ch = lo; ch < hi; ++ch) {
+      const int64_t j0 = ch * NB, nb = std::min(NB, N - j0);
+      for (auto& v : colsum) v = vf{};
+      for (int64_t b = 0; b < e.nkb; ++b) {
+        const int64_t k0 = b * kb, kc = std::min(kb, K - k0);
+        for (int64_t k = 0; k < kc; ++k) {
+          float* d = reinterpret_cast<float*>(block.data() + k * NV);
+          std::memset(d, 0, sizeof(float) * NB);
+          std::memcpy(d, B + (k0 + k) * N + j0, sizeof(float) * size_t(nb));
+          for (int v = 0; v < NV; ++v) colsum[v] += block[size_t(k * NV + v)];
+        }
+        const bool last = b == e.nkb - 1;
+        for (int64_t g = 0; g < groups; ++g) {
+          const int rows = int(std::min<int64_t>(G, M - g * G));
+          // acc from C (zero at the first K block); a chunk narrower than NB
+          // goes through edge[], so that acc's accesses stay whole vectors
+          // and acc stays in registers.
+          for (int r = 0; r < G; ++r) {
+            const float* src = C + (g * G + r) * N + j0;
+            if (b > 0 && r < rows && nb < NB) {
+              std::memcpy(edge, src, sizeof(float) * size_t(nb));
+              src = edge;
+            }
+            for (int v = 0; v < NV; ++v) {
+              if (b > 0 && r < rows) std::memcpy(&acc[r][v], src + v * W, sizeof(vf));
+              else acc[r][v] = vf{};
+            }
+          }
+          const int64_t* seg = e.seg.data() + g * (e.nkb + 1);
+          const int32_t* ks = e.k.data();
+          const float* vals = e.val.data();
+          for (int64_t p = seg[b]; p < seg[b + 1]; ++p) {
+            const vf* brow = block.data() + ks[p] * NV;
+            vf a[G];
+            for (int r = 0; r < G; ++r) splat(vals[p * G + r], a[r]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) {
+              vf bv = brow[v];
+#if defined(__AVX__)
+              asm("" : "+x"(bv));  // one load of B per vector, not one folded into each row's FMA
+#endif
+              for (int r = 0; r < G; ++r) acc[r][v] += a[r] * bv;
+            }
+          }
+          if (last)
+            for (int r = 0; r < G; ++r)
+              for (int v = 0; v < NV; ++v) acc[r][v] += c * colsum[v];
+          for (int r = 0; r < rows; ++r) {
+            float* dst = C + (g * G + r) * N + j0;
+            float* out = nb < NB ? edge : dst;
+            for (int v = 0; v < NV; ++v) std::memcpy(out + v * W, &acc[r][v], sizeof(vf));
+            if (out == edge) std::memcpy(dst, edge, sizeof(float) * size_t(nb));
+          }
+        }
+      }
+    }
+  });
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Summary {
+  double med, p10, p90;
+};
+Summary summarize(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[size_t(q * double(v.size() - 1) + 0.5)]; };
+  return {at(0.5), at(0.1), at(0.9)};
+}
+
+double max_rel_diff(const std::vector<float>& ref, const std::vector<float>& got) {
+  double scale = 0, diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    scale = std::max(scale, double(std::fabs(ref[i])));
+    diff = std::max(diff, double(std::fabs(ref[i] - got[i])));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
+  const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
+  if (rounds < 1 || threads < 1 || threads > max_num_threads()) {
+    std::fprintf(stderr, "usage: %s [rounds >= 1] [threads 1..%d]\n", argv[0], max_num_threads());
+    return 2;
+  }
+  try {
+    set_num_threads(threads);
+    manual_seed(0);
+    data::LoaderOptions opt;
+    opt.prefetch = false;
+    data::DataLoader loader(data::load_dataset("fashion-mnist", "", true), opt);
+    loader.start_epoch(0);
+    Tensor x = loader.next()->x.contiguous();  // [128, 1, 28, 28], normalized
+    const int64_t M = x.size(0), K = 784, N = 512;
+    const float* X = x.data_ptr<float>();
+    const float c = *std::min_element(X, X + M * K);  // the background: a 0 pixel, normalized
+    Tensor bt = (randn({K, N}) * 0.05).contiguous();
+    const float* B = bt.data_ptr<float>();
+
+    std::vector<float> ref(size_t(M * N)), rows_out(ref.size()), pairs_out(ref.size());
+    Entries<1> rows;
+    Entries<2> pairs;
+    auto dense = [&] {
+      kern::cpu::sgemm(M, N, K, kern::cpu::MatF{X, K, 1}, kern::cpu::MatF{B, N, 1}, ref.data(), N);
+    };
+    // With a background value that no entry holds (c - 1), the same kernels
+    // keep every k: they then walk k in order, which tells their speed on
+    // dense data apart from what the irregular k of the real background
+    // costs them.
+    constexpr int kVariants = 5;
+    std::vector<double> build_us[kVariants];  // the building part of each sparse call
+    auto one_row = [&](float bg, int slot) {
+      auto t0 = std::chrono::steady_clock::now();
+      build(X, M, K, bg, 64, rows);
+      build_us[slot].push_back(seconds_since(t0) * 1e6);
+      multiply<1, 8>(rows, B, M, N, K, bg, rows_out.data());
+    };
+    auto two_rows = [&](float bg, int slot) {
+      auto t0 = std::chrono::steady_clock::now();
+      build(X, M, K, bg, 128, pairs);
+      build_us[slot].push_back(seconds_since(t0) * 1e6);
+      multiply<2, 6>(pairs, B, M, N, K, bg, pairs_out.data());
+    };
+    const float none = c - 1.f;
+    dense();
+    for (float bg : {none, c}) {  // ends on c: the densities printed below are the background's
+      one_row(bg, 0);
+      two_rows(bg, 0);
+      double e1 = max_rel_diff(ref, rows_out), e2 = max_rel_diff(ref, pairs_out);
+      if (!(e1 < 1e-4 && e2 < 1e-4)) {
+        std::fprintf(stderr, "background_skip: sparse products differ from the dense one (rows %.2e, pairs %.2e)\n",
+                     e1, e2);
+        return 1;
+      }
+    }
+
+    for (auto& v : build_us) v.clear();
+    const double rows_density = double(rows.count) / double(M * K);  // both last built with c
+    const double pairs_density = double(pairs.count) / double((M + 1) / 2 * K);
+    std::vector<double> t[kVariants];
+    auto run = [&](int which) {
+      auto t0 = std::chrono::steady_clock::now();
+      switch (which) {
+        case 0: dense(); break;
+        case 1: one_row(c, 1); break;
+        case 2: two_rows(c, 2); break;
+        case 3: one_row(none, 3); break;
+        default: two_rows(none, 4); break;
+      }
+      t[which].push_back(seconds_since(t0) * 1e6);
+    };
+    for (int r = 0; r < rounds; ++r)
+      for (int j = 0; j < kVariants; ++j) run((r + j) % kVariants);
+
+    std::printf("%s, %d threads: X [%lld, %lld] (Fashion-MNIST batch, background %.4f) @ B [%lld, %lld], %d rounds\n",
+                cpu_model_name().c_str(), threads, (long long)M, (long long)K, c, (long long)K, (long long)N, rounds);
+    std::printf("density: one row %.3f, pairs' union %.3f\n", rows_density, pairs_density);
+    const char* names[kVariants] = {"dense sgemm", "rows (build + multiply)", "pairs (build + multiply)",
+                                    "rows, nothing skipped", "pairs, nothing skipped"};
+    Summary d = summarize(t[0]);
+    for (int j = 0; j < kVariants; ++j) {
+      Summary s = summarize(t[j]);
+      std::printf("  %-26s median %8.1f us  [p10 %8.1f, p90 %8.1f]  %.3fx dense's time", names[j], s.med, s.p10,
+                  s.p90, s.med / d.med);
+      if (j > 0) std::printf("  (building %.1f us)", summarize(build_us[j]).med);
+      std::printf("\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "background_skip: %s\n", e.what());
+    return 1;
+  }
+}
