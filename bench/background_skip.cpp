@@ -20,6 +20,7 @@
 // Findings: docs/PERF.md (thirty-second round).
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +62,9 @@ struct Entries {
   std::vector<float> val;  // [entries, G]
   std::vector<int64_t> seg;
   int64_t count = 0;  // entries over all groups, for the density
+  // Scratch kept between builds (no allocation inside the timed calls):
+  std::vector<int64_t> counts;   // [groups] entries per group
+  std::vector<float> background;  // [K] all c: the rows past M of the last group
 };
 
 template <int G>
@@ -71,16 +75,18 @@ void build(const float* X, int64_t M, int64_t K, float c, int64_t kb, Entries<G>
   e.k.resize(size_t(groups * K));
   e.val.resize(size_t(groups * K * G));
   e.seg.resize(size_t(groups * (nkb + 1)));
-  std::vector<int64_t> counts(static_cast<size_t>(groups));
-  const std::vector<float> background(static_cast<size_t>(K), c);  // the rows past M
+  e.counts.resize(size_t(groups));
+  e.background.assign(size_t(K), c);
+  int64_t* counts = e.counts.data();
+  const float* background = e.background.data();
   int32_t* __restrict ks = e.k.data();  // locals: the stores below cannot then alias c, K or the bounds
   float* __restrict val = e.val.data();
   int64_t* __restrict segs = e.seg.data();
-  parallel_for(0, groups, 4, [=, &counts, &background](int64_t lo, int64_t hi) {
+  parallel_for(0, groups, 4, [=](int64_t lo, int64_t hi) {
     for (int64_t g = lo; g < hi; ++g) {
       int64_t p = g * K;  // a group's entries never outnumber K
       const float* row[G];
-      for (int r = 0; r < G; ++r) row[r] = g * G + r < M ? X + (g * G + r) * K : background.data();
+      for (int r = 0; r < G; ++r) row[r] = g * G + r < M ? X + (g * G + r) * K : background;
       int64_t* seg = segs + g * (nkb + 1);
       for (int64_t b = 0; b < nkb; ++b) {
         seg[b] = p;
@@ -97,11 +103,11 @@ void build(const float* X, int64_t M, int64_t K, float c, int64_t kb, Entries<G>
         }
       }
       seg[nkb] = p;
-      counts[size_t(g)] = p - g * K;
+      counts[g] = p - g * K;
     }
   });
   e.count = 0;
-  for (int64_t n : counts) e.count += n;
+  for (int64_t n : e.counts) e.count += n;
 }
 
 // C [M, N] = S B + c 1 colsum(B), B [K, N] row-major; threads split N into
@@ -200,17 +206,28 @@ double max_rel_diff(const std::vector<float>& ref, const std::vector<float>& got
   return diff / std::max(scale, 1e-30);
 }
 
+
+// argv[i] as a whole decimal integer in [lo, hi], else -1 (fallback when absent).
+long parse_arg(int argc, char** argv, int i, long fallback, long lo, long hi) {
+  if (argc <= i) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(argv[i], &end, 10);
+  return (errno || end == argv[i] || *end || v < lo || v > hi) ? -1 : v;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
-  const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
-  if (rounds < 1 || threads < 1 || threads > max_num_threads()) {
-    std::fprintf(stderr, "usage: %s [rounds >= 1] [threads 1..%d]\n", argv[0], max_num_threads());
+  const long rounds = parse_arg(argc, argv, 1, 300, 1, 100000);
+  const long threads = parse_arg(argc, argv, 2, 2, 1, max_num_threads());
+  if (rounds < 0 || threads < 0 || argc > 3) {
+    std::fprintf(stderr, "usage: %s [rounds 1..100000, default 300] [threads 1..%d, default 2]\n", argv[0],
+                 max_num_threads());
     return 2;
   }
   try {
-    set_num_threads(threads);
+    set_num_threads(int(threads));
     manual_seed(0);
     data::LoaderOptions opt;
     opt.prefetch = false;
@@ -278,7 +295,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r)
       for (int j = 0; j < kVariants; ++j) run((r + j) % kVariants);
 
-    std::printf("%s, %d threads: X [%lld, %lld] (Fashion-MNIST batch, background %.4f) @ B [%lld, %lld], %d rounds\n",
+    std::printf("%s, %ld threads: X [%lld, %lld] (Fashion-MNIST batch, background %.4f) @ B [%lld, %lld], %ld rounds\n",
                 cpu_model_name().c_str(), threads, (long long)M, (long long)K, c, (long long)K, (long long)N, rounds);
     std::printf("density: one row %.3f, pairs' union %.3f\n", rows_density, pairs_density);
     const char* names[kVariants] = {"dense sgemm", "rows (build + multiply)", "pairs (build + multiply)",
