@@ -10,8 +10,13 @@ namespace brisk {
 std::string cpu_model_name() {
   std::ifstream f("/proc/cpuinfo");
   std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;  // a malformed line: no value to take
+    size_t start = line.find_first_not_of(" \t", colon + 1);
+    if (start != std::string::npos) return line.substr(start);
+  }
   return "unknown cpu";
 }
 
