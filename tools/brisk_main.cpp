@@ -398,6 +398,21 @@ int main(int argc, char** argv) {
   rp->add_option("--out", ro.out, "HTML file to write")->capture_default_str();
   rp->add_option("--title", ro.title, "page title")->capture_default_str();
   rp->add_option("--chartjs", ro.chartjs, "Chart.js file to inline (default: $BRISK_CHARTJS, else Debian's libjs-chart.js)");
+  // CLI11 answers a mistyped command ("brisk trian") with "A subcommand is
+  // required", which hides what was wrong: name it and list the commands.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) {
+      found = found || s->get_name() == argv[1];
+      known += (known.empty() ? "" : ", ") + s->get_name();
+    }
+    if (!found) {
+      std::fprintf(stderr, "brisk: error: unknown command '%s' (known: %s; brisk --help describes them)\n", argv[1],
+                   known.c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

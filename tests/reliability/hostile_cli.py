@@ -73,6 +73,7 @@ T_FREE = ["train", "--model", "mlp", "--progress", "off"] + D  # for cases that 
 
 # ---------------------------------------------------------------- flags and numbers
 check("unknown flag", ["train", "--bogus"], "--bogus")
+check("unknown command", ["trian", "--model", "mlp"], r"unknown command 'trian' \(known: demo, info, train")
 check("epochs near 2^63", T + ["--epochs", "9223372036854775807"], r"epochs must be in \[1, 1000000\]")
 check("epochs beyond int64", T + ["--epochs", "99999999999999999999"], "'epochs' must be an integer")
 check("epochs negative", T + ["--epochs", "-3"], "epochs must be in .* got -3")
