@@ -12,12 +12,17 @@
 //   pairs  two rows at a time: a k kept where either row is not background,
 //          each B vector loaded once for two FMAs (the dense tile's ratio of
 //          loads to FMAs), at the cost of the pair's union of nonzeros.
-// Each timed sparse call includes building its entries from X. Both also run
-// with a background no entry holds, so that nothing is skipped and k runs in
-// order: their speed on dense data. The results are checked against the
+//   six    the dense kernel's own 6 x 16 tile (AVX2), a k skipped only where
+//          all six rows are background: per k kept, 2 B loads, 6 broadcasts
+//          and 12 FMAs, as in sgemm. Run on the batch in the loader's order
+//          and with its rows sorted by label (a minibatch is a set; images
+//          of one class share more background: bench/background_panels.py).
+// Each timed sparse call includes building its entries from X. rows, pairs and
+// six (loader's order) also run with a background no entry holds, so that
+// nothing is skipped and k runs in order: their speed on dense data. The results are checked against the
 // dense product (exit 1 past a relative 1e-4).
 //   ./build/bench/brisk_bench_background_skip [rounds=300] [threads=2]
-// Findings: docs/PERF.md (thirty-second round).
+// Findings: docs/PERF.md (thirty-second round; six: thirty-fourth).
 #include <algorithm>
 #include <chrono>
 #include <cerrno>
@@ -184,6 +189,105 @@ void multiply(const Entries<G>& e, const float* B, int64_t M, int64_t N, int64_t
   });
 }
 
+// The "six" kernel: sgemm's 6 x 16 AVX2 tile over the kept entries of a
+// K block. The accumulators are locals of a fully unrolled loop (GCC keeps
+// them in 12 registers; the tile of multiply<> above, indexed through
+// memcpy'd arrays, lives on the stack at G = 6), B's two vectors are loaded
+// first, then one broadcast at a time feeds two FMAs: per k kept, 2 + 6
+// loads (and ks[p]) for 12 FMAs, as sgemm's.
+inline void six_tile(int64_t p0, int64_t p1, const int32_t* __restrict ks, const float* __restrict vals,
+                     const float* __restrict blk, float* __restrict c, int64_t ldc, bool load_c,
+                     const float* __restrict add /* [16] added to every row, or null */) {
+  vf r[6][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      if (load_c) std::memcpy(&r[i][v], c + i * ldc + v * W, sizeof(vf));
+      else r[i][v] = vf{};
+    }
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* b = blk + int64_t(ks[p]) * 16;
+    vf b0, b1;
+    std::memcpy(&b0, b, sizeof b0);
+    std::memcpy(&b1, b + W, sizeof b1);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i) {
+      vf a;
+      splat(vals[p * 6 + i], a);
+      r[i][0] += a * b0;
+      r[i][1] += a * b1;
+    }
+  }
+  vf a0{}, a1{};
+  if (add) {
+    std::memcpy(&a0, add, sizeof a0);
+    std::memcpy(&a1, add + W, sizeof a1);
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i) {
+    vf o0 = r[i][0] + a0, o1 = r[i][1] + a1;
+    std::memcpy(c + i * ldc, &o0, sizeof o0);
+    std::memcpy(c + i * ldc + W, &o1, sizeof o1);
+  }
+}
+
+// C [M, N] = S B + c 1 colsum(B) with six_tile: threads split N into chunks
+// of 16 columns; per chunk and K block, B's block packed row-major ([kb, 16],
+// 25 KiB at kb = 392: L1) and met by every group of six rows, whose tile is
+// read from and written to C directly (a group past M's end or a chunk past
+// N's goes through a [6, 16] scratch tile).
+void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int64_t K, float c, float* C) {
+  constexpr int64_t NB = 16;
+  const int64_t groups = (M + 5) / 6, kb = e.kb;
+  parallel_for(0, (N + NB - 1) / NB, 1, [&](int64_t lo, int64_t hi) {
+    static thread_local std::vector<vf> store;  // B [kb, NB]; kept between calls
+    store.resize(size_t(kb * 2));
+    float* blk = reinterpret_cast<float*>(store.data());
+    alignas(32) float colsum[NB];
+    alignas(32) float t[6 * NB];
+    for (int64_t ch = lo; ch < hi; ++ch) {
+      const int64_t j0 = ch * NB, nb = std::min(NB, N - j0);
+      vf cs0{}, cs1{};
+      for (int64_t b = 0; b < e.nkb; ++b) {
+        const int64_t k0 = b * kb, kc = std::min(kb, K - k0);
+        for (int64_t k = 0; k < kc; ++k) {
+          float* d = blk + k * NB;
+          if (nb < NB) std::memset(d, 0, sizeof(float) * NB);
+          std::memcpy(d, B + (k0 + k) * N + j0, sizeof(float) * size_t(nb));
+          vf d0, d1;
+          std::memcpy(&d0, d, sizeof d0);
+          std::memcpy(&d1, d + W, sizeof d1);
+          cs0 += d0;
+          cs1 += d1;
+        }
+        const bool last = b == e.nkb - 1;
+        if (last) {
+          vf s0 = c * cs0, s1 = c * cs1;
+          std::memcpy(colsum, &s0, sizeof s0);
+          std::memcpy(colsum + W, &s1, sizeof s1);
+        }
+        for (int64_t g = 0; g < groups; ++g) {
+          const int rows = int(std::min<int64_t>(6, M - g * 6));
+          const int64_t* seg = e.seg.data() + g * (e.nkb + 1);
+          float* dst = C + g * 6 * N + j0;
+          const bool whole = rows == 6 && nb == NB;
+          if (!whole) {
+            for (int r = 0; r < 6; ++r)
+              for (int64_t j = 0; j < NB; ++j) t[r * NB + j] = (b > 0 && r < rows && j < nb) ? dst[r * N + j] : 0.f;
+          }
+          float* out = whole ? dst : t;
+          const int64_t ld = whole ? N : NB;
+          six_tile(seg[b], seg[b + 1], e.k.data(), e.val.data(), blk, out, ld, b > 0, last ? colsum : nullptr);
+          if (!whole)
+            for (int r = 0; r < rows; ++r)
+              for (int64_t j = 0; j < nb; ++j) dst[r * N + j] = t[r * NB + j];
+        }
+      }
+    }
+  });
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -233,16 +337,32 @@ int main(int argc, char** argv) {
     opt.prefetch = false;
     data::DataLoader loader(data::load_dataset("fashion-mnist", "", true), opt);
     loader.start_epoch(0);
-    Tensor x = loader.next()->x.contiguous();  // [128, 1, 28, 28], normalized
+    auto batch = loader.next();
+    Tensor x = batch->x.contiguous();  // [128, 1, 28, 28], normalized
+    Tensor y = batch->y.contiguous();  // [128] labels
     const int64_t M = x.size(0), K = 784, N = 512;
     const float* X = x.data_ptr<float>();
     const float c = *std::min_element(X, X + M * K);  // the background: a 0 pixel, normalized
     Tensor bt = (randn({K, N}) * 0.05).contiguous();
     const float* B = bt.data_ptr<float>();
 
+    // The same batch with its rows sorted by label (stable), for "six sorted".
+    std::vector<float> xs(size_t(M * K));
+    {
+      const int64_t* lab = y.data_ptr<int64_t>();
+      std::vector<int64_t> order(static_cast<size_t>(M));
+      for (int64_t i = 0; i < M; ++i) order[size_t(i)] = i;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return lab[a] < lab[b]; });
+      for (int64_t i = 0; i < M; ++i)
+        std::memcpy(&xs[size_t(i * K)], X + order[size_t(i)] * K, sizeof(float) * size_t(K));
+    }
+    const float* XS = xs.data();
+
     std::vector<float> ref(size_t(M * N)), rows_out(ref.size()), pairs_out(ref.size());
+    std::vector<float> ref_s(ref.size()), six_out(ref.size()), six_s_out(ref.size());
     Entries<1> rows;
     Entries<2> pairs;
+    Entries<6> six, six_s;
     auto dense = [&] {
       kern::cpu::sgemm(M, N, K, kern::cpu::MatF{X, K, 1}, kern::cpu::MatF{B, N, 1}, ref.data(), N);
     };
@@ -250,7 +370,7 @@ int main(int argc, char** argv) {
     // keep every k: they then walk k in order, which tells their speed on
     // dense data apart from what the irregular k of the real background
     // costs them.
-    constexpr int kVariants = 5;
+    constexpr int kVariants = 8;
     std::vector<double> build_us[kVariants];  // the building part of each sparse call
     auto one_row = [&](float bg, int slot) {
       auto t0 = std::chrono::steady_clock::now();
@@ -264,15 +384,28 @@ int main(int argc, char** argv) {
       build_us[slot].push_back(seconds_since(t0) * 1e6);
       multiply<2, 6>(pairs, B, M, N, K, bg, pairs_out.data());
     };
+    // K blocks of 392 (the mlp's two, as sgemm runs it): a [392, 16] block of B is 25 KiB, in L1.
+    auto six_rows = [&](const float* a, float bg, int slot, Entries<6>& e, std::vector<float>& out) {
+      auto t0 = std::chrono::steady_clock::now();
+      build(a, M, K, bg, 392, e);
+      build_us[slot].push_back(seconds_since(t0) * 1e6);
+      multiply_six(e, B, M, N, K, bg, out.data());
+    };
     const float none = c - 1.f;
     dense();
+    kern::cpu::sgemm(M, N, K, kern::cpu::MatF{XS, K, 1}, kern::cpu::MatF{B, N, 1}, ref_s.data(), N);
     for (float bg : {none, c}) {  // ends on c: the densities printed below are the background's
       one_row(bg, 0);
       two_rows(bg, 0);
-      double e1 = max_rel_diff(ref, rows_out), e2 = max_rel_diff(ref, pairs_out);
-      if (!(e1 < 1e-4 && e2 < 1e-4)) {
-        std::fprintf(stderr, "background_skip: sparse products differ from the dense one (rows %.2e, pairs %.2e)\n",
-                     e1, e2);
+      six_rows(X, bg, 0, six, six_out);
+      six_rows(XS, bg, 0, six_s, six_s_out);
+      double e1 = max_rel_diff(ref, rows_out), e2 = max_rel_diff(ref, pairs_out), e3 = max_rel_diff(ref, six_out),
+             e4 = max_rel_diff(ref_s, six_s_out);
+      if (!(e1 < 1e-4 && e2 < 1e-4 && e3 < 1e-4 && e4 < 1e-4)) {
+        std::fprintf(stderr,
+                     "background_skip: sparse products differ from the dense one (rows %.2e, pairs %.2e, six %.2e, "
+                     "six sorted %.2e)\n",
+                     e1, e2, e3, e4);
         return 1;
       }
     }
@@ -280,6 +413,8 @@ int main(int argc, char** argv) {
     for (auto& v : build_us) v.clear();
     const double rows_density = double(rows.count) / double(M * K);  // both last built with c
     const double pairs_density = double(pairs.count) / double((M + 1) / 2 * K);
+    const double six_density = double(six.count) / double((M + 5) / 6 * K);
+    const double six_s_density = double(six_s.count) / double((M + 5) / 6 * K);
     std::vector<double> t[kVariants];
     auto run = [&](int which) {
       auto t0 = std::chrono::steady_clock::now();
@@ -288,7 +423,10 @@ int main(int argc, char** argv) {
         case 1: one_row(c, 1); break;
         case 2: two_rows(c, 2); break;
         case 3: one_row(none, 3); break;
-        default: two_rows(none, 4); break;
+        case 4: two_rows(none, 4); break;
+        case 5: six_rows(X, c, 5, six, six_out); break;
+        case 6: six_rows(XS, c, 6, six_s, six_s_out); break;
+        default: six_rows(X, none, 7, six, six_out); break;
       }
       t[which].push_back(seconds_since(t0) * 1e6);
     };
@@ -297,13 +435,15 @@ int main(int argc, char** argv) {
 
     std::printf("%s, %ld threads: X [%lld, %lld] (Fashion-MNIST batch, background %.4f) @ B [%lld, %lld], %ld rounds\n",
                 cpu_model_name().c_str(), threads, (long long)M, (long long)K, c, (long long)K, (long long)N, rounds);
-    std::printf("density: one row %.3f, pairs' union %.3f\n", rows_density, pairs_density);
+    std::printf("density: one row %.3f, pairs' union %.3f, six rows' union %.3f (sorted by label %.3f)\n",
+                rows_density, pairs_density, six_density, six_s_density);
     const char* names[kVariants] = {"dense sgemm", "rows (build + multiply)", "pairs (build + multiply)",
-                                    "rows, nothing skipped", "pairs, nothing skipped"};
+                                    "rows, nothing skipped", "pairs, nothing skipped", "six (build + multiply)",
+                                    "six, rows sorted by label", "six, nothing skipped"};
     Summary d = summarize(t[0]);
     for (int j = 0; j < kVariants; ++j) {
       Summary s = summarize(t[j]);
-      std::printf("  %-26s median %8.1f us  [p10 %8.1f, p90 %8.1f]  %.3fx dense's time", names[j], s.med, s.p10,
+      std::printf("  %-27s median %8.1f us  [p10 %8.1f, p90 %8.1f]  %.3fx dense's time", names[j], s.med, s.p10,
                   s.p90, s.med / d.med);
       if (j > 0) std::printf("  (building %.1f us)", summarize(build_us[j]).med);
       std::printf("\n");
