@@ -17,6 +17,8 @@
 //          and 12 FMAs, as in sgemm. Run on the batch in the loader's order
 //          and with its rows sorted by label (a minibatch is a set; images
 //          of one class share more background: bench/background_panels.py).
+//   six in place  the same tile reading X's rows in place (broadcasting
+//          x - c) from k lists alone, built 8 k per AVX2 compare.
 // Each timed sparse call includes building its entries from X. rows, pairs and
 // six (loader's order) also run with a background no entry holds, so that
 // nothing is skipped and k runs in order: their speed on dense data. The results are checked against the
@@ -195,7 +197,10 @@ void multiply(const Entries<G>& e, const float* B, int64_t M, int64_t N, int64_t
 // memcpy'd arrays, lives on the stack at G = 6), B's two vectors are loaded
 // first, then one broadcast at a time feeds two FMAs: per k kept, 2 + 6
 // loads (and ks[p]) for 12 FMAs, as sgemm's.
-inline void six_tile(int64_t p0, int64_t p1, const int32_t* __restrict ks, const float* __restrict vals,
+// a_of(p, k, i, a): the broadcast of row i's value at entry p (block-relative
+// k), from the compact entries or from the rows in place.
+template <class AOf>
+inline void six_tile(int64_t p0, int64_t p1, const int32_t* __restrict ks, const AOf& a_of,
                      const float* __restrict blk, float* __restrict c, int64_t ldc, bool load_c,
                      const float* __restrict add /* [16] added to every row, or null */) {
   vf r[6][2];
@@ -207,14 +212,15 @@ inline void six_tile(int64_t p0, int64_t p1, const int32_t* __restrict ks, const
       else r[i][v] = vf{};
     }
   for (int64_t p = p0; p < p1; ++p) {
-    const float* b = blk + int64_t(ks[p]) * 16;
+    const int32_t k = ks[p];
+    const float* b = blk + int64_t(k) * 16;
     vf b0, b1;
     std::memcpy(&b0, b, sizeof b0);
     std::memcpy(&b1, b + W, sizeof b1);
 #pragma GCC unroll 6
     for (int i = 0; i < 6; ++i) {
       vf a;
-      splat(vals[p * 6 + i], a);
+      a_of(p, k, i, a);
       r[i][0] += a * b0;
       r[i][1] += a * b1;
     }
@@ -236,10 +242,13 @@ inline void six_tile(int64_t p0, int64_t p1, const int32_t* __restrict ks, const
 // of 16 columns; per chunk and K block, B's block packed row-major ([kb, 16],
 // 25 KiB at kb = 392: L1) and met by every group of six rows, whose tile is
 // read from and written to C directly (a group past M's end or a chunk past
-// N's goes through a [6, 16] scratch tile).
-void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int64_t K, float c, float* C) {
+// N's goes through a [6, 16] scratch tile). tile(g, b, blk, out, ld, load_c,
+// add) runs six_tile on group g's entries of K block b.
+template <class TileFn>
+void multiply_six(int64_t nkb, int64_t kb, const float* B, int64_t M, int64_t N, int64_t K, float c, float* C,
+                  const TileFn& tile) {
   constexpr int64_t NB = 16;
-  const int64_t groups = (M + 5) / 6, kb = e.kb;
+  const int64_t groups = (M + 5) / 6;
   parallel_for(0, (N + NB - 1) / NB, 1, [&](int64_t lo, int64_t hi) {
     static thread_local std::vector<vf> store;  // B [kb, NB]; kept between calls
     store.resize(size_t(kb * 2));
@@ -249,7 +258,7 @@ void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int
     for (int64_t ch = lo; ch < hi; ++ch) {
       const int64_t j0 = ch * NB, nb = std::min(NB, N - j0);
       vf cs0{}, cs1{};
-      for (int64_t b = 0; b < e.nkb; ++b) {
+      for (int64_t b = 0; b < nkb; ++b) {
         const int64_t k0 = b * kb, kc = std::min(kb, K - k0);
         for (int64_t k = 0; k < kc; ++k) {
           float* d = blk + k * NB;
@@ -261,7 +270,7 @@ void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int
           cs0 += d0;
           cs1 += d1;
         }
-        const bool last = b == e.nkb - 1;
+        const bool last = b == nkb - 1;
         if (last) {
           vf s0 = c * cs0, s1 = c * cs1;
           std::memcpy(colsum, &s0, sizeof s0);
@@ -269,7 +278,6 @@ void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int
         }
         for (int64_t g = 0; g < groups; ++g) {
           const int rows = int(std::min<int64_t>(6, M - g * 6));
-          const int64_t* seg = e.seg.data() + g * (e.nkb + 1);
           float* dst = C + g * 6 * N + j0;
           const bool whole = rows == 6 && nb == NB;
           if (!whole) {
@@ -278,7 +286,7 @@ void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int
           }
           float* out = whole ? dst : t;
           const int64_t ld = whole ? N : NB;
-          six_tile(seg[b], seg[b + 1], e.k.data(), e.val.data(), blk, out, ld, b > 0, last ? colsum : nullptr);
+          tile(g, b, blk, out, ld, b > 0, last ? colsum : nullptr);
           if (!whole)
             for (int r = 0; r < rows; ++r)
               for (int64_t j = 0; j < nb; ++j) dst[r * N + j] = t[r * NB + j];
@@ -286,6 +294,94 @@ void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int
       }
     }
   });
+}
+
+// six on compact entries (Entries<6>: S's values copied per k kept).
+void multiply_six(const Entries<6>& e, const float* B, int64_t M, int64_t N, int64_t K, float c, float* C) {
+  const float* vals = e.val.data();
+  auto a_of = [vals](int64_t p, int32_t, int i, vf& a) { splat(vals[p * 6 + i], a); };
+  multiply_six(e.nkb, e.kb, B, M, N, K, c, C,
+               [&](int64_t g, int64_t b, const float* blk, float* out, int64_t ld, bool load_c, const float* add) {
+                 const int64_t* seg = e.seg.data() + g * (e.nkb + 1);
+                 six_tile(seg[b], seg[b + 1], e.k.data(), a_of, blk, out, ld, load_c, add);
+               });
+}
+
+// "six in place": only the k lists are built (per group of six rows and K
+// block, the k where any row is not background: 8 k per AVX2 compare and
+// movemask), and the tile reads X's rows in place, broadcasting x - c (the
+// subtraction runs on the FP add pipes, beside the FMAs).
+struct Lists {
+  int64_t kb = 0, nkb = 0, count = 0;
+  std::vector<int32_t> k;  // [groups * K] block-relative k kept
+  std::vector<int64_t> seg, counts;
+  std::vector<float> background;  // [K] all c: rows past M
+};
+
+void build_lists(const float* X, int64_t M, int64_t K, float c, int64_t kb, Lists& e) {
+  const int64_t groups = (M + 5) / 6, nkb = (K + kb - 1) / kb;
+  e.kb = kb;
+  e.nkb = nkb;
+  e.k.resize(size_t(groups * K));
+  e.seg.resize(size_t(groups * (nkb + 1)));
+  e.counts.resize(size_t(groups));
+  e.background.assign(size_t(K), c);
+  const float* background = e.background.data();
+  int32_t* __restrict ks = e.k.data();
+  int64_t* __restrict segs = e.seg.data();
+  int64_t* counts = e.counts.data();
+  parallel_for(0, groups, 4, [=](int64_t lo, int64_t hi) {
+    for (int64_t g = lo; g < hi; ++g) {
+      const float* row[6];
+      for (int r = 0; r < 6; ++r) row[r] = g * 6 + r < M ? X + (g * 6 + r) * K : background;
+      int64_t p = g * K;
+      int64_t* seg = segs + g * (nkb + 1);
+      for (int64_t b = 0; b < nkb; ++b) {
+        seg[b] = p;
+        const int64_t k0 = b * kb, k1 = std::min(K, k0 + kb);
+        int64_t k = k0;
+#if defined(__AVX__)
+        const __m256 cv = _mm256_set1_ps(c);
+        for (; k + 8 <= k1; k += 8) {
+          int m = 0;
+          for (int r = 0; r < 6; ++r)  // NaN compares not equal: kept, so it reaches C
+            m |= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row[r] + k), cv, _CMP_NEQ_UQ));
+          while (m) {
+            ks[p++] = int32_t(k - k0 + __builtin_ctz(unsigned(m)));
+            m &= m - 1;
+          }
+        }
+#endif
+        for (; k < k1; ++k) {
+          bool keep = false;
+          for (int r = 0; r < 6; ++r) keep |= !(row[r][k] == c);
+          if (keep) ks[p++] = int32_t(k - k0);
+        }
+      }
+      seg[nkb] = p;
+      counts[g] = p - g * K;
+    }
+  });
+  e.count = 0;
+  for (int64_t n : e.counts) e.count += n;
+}
+
+void multiply_six_in_place(const Lists& e, const float* X, const float* B, int64_t M, int64_t N, int64_t K, float c,
+                           float* C) {
+  vf cv;
+  splat(c, cv);
+  multiply_six(e.nkb, e.kb, B, M, N, K, c, C,
+               [&](int64_t g, int64_t b, const float* blk, float* out, int64_t ld, bool load_c, const float* add) {
+                 const float* row[6];
+                 for (int r = 0; r < 6; ++r)
+                   row[r] = (g * 6 + r < M ? X + (g * 6 + r) * K : e.background.data()) + b * e.kb;
+                 auto a_of = [&row, cv](int64_t, int32_t k, int i, vf& a) {
+                   splat(row[i][k], a);
+                   a -= cv;
+                 };
+                 const int64_t* seg = e.seg.data() + g * (e.nkb + 1);
+                 six_tile(seg[b], seg[b + 1], e.k.data(), a_of, blk, out, ld, load_c, add);
+               });
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -363,6 +459,8 @@ int main(int argc, char** argv) {
     Entries<1> rows;
     Entries<2> pairs;
     Entries<6> six, six_s;
+    Lists lists, lists_s;
+    std::vector<float> sip_out(ref.size()), sip_s_out(ref.size());
     auto dense = [&] {
       kern::cpu::sgemm(M, N, K, kern::cpu::MatF{X, K, 1}, kern::cpu::MatF{B, N, 1}, ref.data(), N);
     };
@@ -370,7 +468,7 @@ int main(int argc, char** argv) {
     // keep every k: they then walk k in order, which tells their speed on
     // dense data apart from what the irregular k of the real background
     // costs them.
-    constexpr int kVariants = 8;
+    constexpr int kVariants = 10;
     std::vector<double> build_us[kVariants];  // the building part of each sparse call
     auto one_row = [&](float bg, int slot) {
       auto t0 = std::chrono::steady_clock::now();
@@ -391,6 +489,12 @@ int main(int argc, char** argv) {
       build_us[slot].push_back(seconds_since(t0) * 1e6);
       multiply_six(e, B, M, N, K, bg, out.data());
     };
+    auto six_in_place = [&](const float* a, float bg, int slot, Lists& e, std::vector<float>& out) {
+      auto t0 = std::chrono::steady_clock::now();
+      build_lists(a, M, K, bg, 392, e);
+      build_us[slot].push_back(seconds_since(t0) * 1e6);
+      multiply_six_in_place(e, a, B, M, N, K, bg, out.data());
+    };
     const float none = c - 1.f;
     dense();
     kern::cpu::sgemm(M, N, K, kern::cpu::MatF{XS, K, 1}, kern::cpu::MatF{B, N, 1}, ref_s.data(), N);
@@ -399,13 +503,15 @@ int main(int argc, char** argv) {
       two_rows(bg, 0);
       six_rows(X, bg, 0, six, six_out);
       six_rows(XS, bg, 0, six_s, six_s_out);
+      six_in_place(X, bg, 0, lists, sip_out);
+      six_in_place(XS, bg, 0, lists_s, sip_s_out);
       double e1 = max_rel_diff(ref, rows_out), e2 = max_rel_diff(ref, pairs_out), e3 = max_rel_diff(ref, six_out),
-             e4 = max_rel_diff(ref_s, six_s_out);
-      if (!(e1 < 1e-4 && e2 < 1e-4 && e3 < 1e-4 && e4 < 1e-4)) {
+             e4 = max_rel_diff(ref_s, six_s_out), e5 = max_rel_diff(ref, sip_out), e6 = max_rel_diff(ref_s, sip_s_out);
+      if (!(e1 < 1e-4 && e2 < 1e-4 && e3 < 1e-4 && e4 < 1e-4 && e5 < 1e-4 && e6 < 1e-4)) {
         std::fprintf(stderr,
                      "background_skip: sparse products differ from the dense one (rows %.2e, pairs %.2e, six %.2e, "
-                     "six sorted %.2e)\n",
-                     e1, e2, e3, e4);
+                     "six sorted %.2e, six in place %.2e, sorted %.2e)\n",
+                     e1, e2, e3, e4, e5, e6);
         return 1;
       }
     }
@@ -426,7 +532,9 @@ int main(int argc, char** argv) {
         case 4: two_rows(none, 4); break;
         case 5: six_rows(X, c, 5, six, six_out); break;
         case 6: six_rows(XS, c, 6, six_s, six_s_out); break;
-        default: six_rows(X, none, 7, six, six_out); break;
+        case 7: six_rows(X, none, 7, six, six_out); break;
+        case 8: six_in_place(X, c, 8, lists, sip_out); break;
+        default: six_in_place(XS, c, 9, lists_s, sip_s_out); break;
       }
       t[which].push_back(seconds_since(t0) * 1e6);
     };
@@ -439,7 +547,8 @@ int main(int argc, char** argv) {
                 rows_density, pairs_density, six_density, six_s_density);
     const char* names[kVariants] = {"dense sgemm", "rows (build + multiply)", "pairs (build + multiply)",
                                     "rows, nothing skipped", "pairs, nothing skipped", "six (build + multiply)",
-                                    "six, rows sorted by label", "six, nothing skipped"};
+                                    "six, rows sorted by label", "six, nothing skipped",
+                                    "six in place", "six in place, sorted"};
     Summary d = summarize(t[0]);
     for (int j = 0; j < kVariants; ++j) {
       Summary s = summarize(t[j]);
