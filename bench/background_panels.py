@@ -60,6 +60,8 @@ def main():
     args = ap.parse_args()
     if not 1 <= args.batches <= 468:
         ap.error("--batches must be in [1, 468]")
+    if not 0 <= args.seed < 2 ** 63:
+        ap.error("--seed must be in [0, 2^63)")
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     xtr, ytr = load("train")
