@@ -165,9 +165,17 @@ void sample8(const float* gyp_n, const uint8_t* code_n, const float* u, const Ge
   const int64_t Hp = g.H / 2, Wp = g.W / 2, Lp = Hp * Wp;
   std::fill(plane, plane + (2 * Hp + 2) * pw, 0.f);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), rot2 = _mm256_setr_epi32(6, 7, 0, 1, 2, 3, 4, 5);
+  // The 16-lane kernel adds the two columns where windows 7 and 8 of its
+  // group overlap in registers (A8 + B7) before adding them to the plane;
+  // the first half of such a group keeps its last pair (B7, per patch row)
+  // here for the second half to add the same way, so the plane gets the
+  // same sums in the same order: (p + B7) + A8 would round differently.
+  __m128 carry[4] = {};
+  bool carried = false;
   for (int64_t py = 0; py < Hp; ++py)
     for (int64_t px0 = 0; px0 < Wp; px0 += 8) {
       const int64_t nl = std::min<int64_t>(8, Wp - px0);
+      const bool carry_out = px0 % 16 == 0 && px0 + 8 < Wp;  // the first half of a 16-window group, not the row's last
       const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(nl)), lane);
       const int64_t ahead = prefetch_ahead(py, Hp, Wp, O);
       const float* gr = gyp_n + py * Wp + px0;
@@ -192,15 +200,21 @@ void sample8(const float* gyp_n, const uint8_t* code_n, const float* u, const Ge
         const __m256 a0 = _mm256_permute2f128_ps(l01, h01, 0x20), a1 = _mm256_permute2f128_ps(l01, h01, 0x31);
         const __m256 b0 = _mm256_permutevar8x32_ps(_mm256_permute2f128_ps(l23, h23, 0x20), rot2);
         const __m256 b1 = _mm256_permutevar8x32_ps(_mm256_permute2f128_ps(l23, h23, 0x31), rot2);
-        const __m256 s0 = _mm256_add_ps(a0, _mm256_blend_ps(b0, _mm256_setzero_ps(), 0x3));
+        const __m256 in01 = carried ? _mm256_castps128_ps256(carry[i]) : _mm256_setzero_ps();  // lanes 0, 1
+        const __m256 s0 = _mm256_add_ps(a0, _mm256_blend_ps(b0, in01, 0x3));
         const __m256 s1 = _mm256_add_ps(a1, _mm256_blend_ps(b1, b0, 0x3));
         float* row = plane + (2 * py + i) * pw + 2 * px0;
         _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), s0));
         _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), s1));
         const __m128 s2 = _mm256_castps256_ps128(b1);  // lanes 0, 1
+        if (carry_out) {
+          carry[i] = s2;
+          continue;
+        }
         const __m128 old = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 16)));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(row + 16), _mm_castps_si128(_mm_add_ps(old, s2)));
       }
+      carried = carry_out;
     }
   copy_interior<kRounded>(plane, pw, g, gx_n);
 }
