@@ -130,6 +130,19 @@ constexpr bool a_in_place(const Mat<E>& A) {
   return rows_a<Panels, E>() && A.cs == 1;
 }
 
+// Whether the policy skips the k where a whole A strip is zero (zero_skip.h:
+// kZeroSkip with nonzero_ks, nonzero_ks_rows, finite, micro_ks and
+// micro_rows_ks; f32 panels of one k per step).
+template <class Panels>
+constexpr bool zero_skip() {
+  if constexpr (requires { Panels::kZeroSkip; }) return Panels::kZeroSkip && Panels::KS == 1;
+  return false;
+}
+// A strip runs over its k list when that leaves out at least 1/16 of the K
+// block: the list costs a load and an address per k kept, and scanning for
+// it costs about a vector compare per k, so fewer zeros are not worth it.
+constexpr bool worth_skipping(int64_t nk, int64_t kc) { return nk * 16 <= kc * 15; }
+
 // The K block size for K: blocks of equal size (288 -> 144 + 144, not
 // 256 + 32: a thin last block would run the micro-kernel at a fraction of
 // its speed), at most about KC, whole groups of KS k values (only the last
@@ -168,6 +181,21 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
   int64_t kblk = k_block(K, kc_max, KS), NC = panel_nc<Panels>(kblk);
   P* ap = abuf.get(size_t(MC * ((kblk + KS - 1) / KS)));
   bool rows = a_in_place<Panels>(A);  // A read in place, not packed
+  // Zero skipping (zero_skip.h): per A strip of the block, its k list ks +
+  // s * kblk, nk[s] long. Looked for while it pays: the first block of A
+  // where no strip is worth it turns it off for the rest of the product
+  // (dense operands pay one block's scan, 1 / nc of its multiply-adds).
+  constexpr int64_t kStrips = (MC + MR - 1) / MR;
+  static thread_local AlignedBuf<int32_t> kbuf;
+  int32_t* ks = nullptr;
+  int64_t nk[zero_skip<Panels>() ? kStrips : 1];
+  int64_t skipped = 0;  // multiply-adds left out (sgemm_zero_skip_macs)
+  bool skip = false;
+  if constexpr (zero_skip<Panels>())
+    if (sgemm_zero_skip()) {
+      ks = kbuf.get(size_t(kStrips * kblk));
+      skip = true;
+    }
   // N blocks of equal size too, whole strips each (N = 1100: 576 + 524, not
   // 1024 + 76): the B panel, kc x NC, must stay in L2 while A strips pass.
   int64_t nn = std::max<int64_t>(1, (N + NC - 1) / NC), nblk = ((N + nn - 1) / nn + NR - 1) / NR * NR;
@@ -179,9 +207,31 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
       int64_t kp = (kc + KS - 1) / KS;  // packed steps in this block
       P* bp = bbuf.get(size_t(strips * kp * NR));
       Panels::pack_b(B, pc, kc, jc, nc, bp);
+      int b_finite = -1;  // whether the B panel is all finite: not looked at yet
       for (int64_t ic = 0; ic < M; ic += MC) {
         int64_t mc = std::min(MC, M - ic);
         if (!rows) Panels::pack_a(A, ic, mc, pc, kc, ap);
+        bool lists = false;  // whether some strip of this block runs over its k list
+        if constexpr (zero_skip<Panels>())
+          if (skip) {
+            for (int64_t i = 0, t = 0; i < mc; i += MR, ++t) {
+              int32_t* kt = ks + t * kblk;
+              if (rows) {
+                if constexpr (rows_a<Panels, E>())
+                  nk[t] = Panels::nonzero_ks_rows(kc, A.p + (ic + i) * A.rs + pc, A.rs,
+                                                  int(std::min<int64_t>(MR, mc - i)), kt);
+              } else {
+                nk[t] = Panels::nonzero_ks(kc, ap + i * kp, kt);
+              }
+              lists |= worth_skipping(nk[t], kc);
+            }
+            if (lists && b_finite < 0) b_finite = Panels::finite(bp, strips * kp * NR);
+            lists = lists && b_finite;  // a non-finite weight times a zero stays NaN: dense
+            skip = lists;
+            if (lists)
+              for (int64_t i = 0, t = 0; i < mc; i += MR, ++t)
+                if (worth_skipping(nk[t], kc)) skipped += (kc - nk[t]) * std::min<int64_t>(MR, mc - i) * nc;
+          }
         auto tile = [&](int64_t i, int64_t s) {
           int m = int(std::min<int64_t>(MR, mc - i));
           int64_t j = jc + s * NR;
@@ -190,6 +240,18 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
           const P* bs = bp + s * kp * NR;
           bool epi = ep && last;
           GemmEpilogue blk = epi ? ep->at_column(j) : GemmEpilogue{};
+          if constexpr (zero_skip<Panels>())
+            if (lists && worth_skipping(nk[i / MR], kc)) {
+              const int32_t* kt = ks + i / MR * kblk;
+              if (rows) {
+                if constexpr (rows_a<Panels, E>())
+                  Panels::micro_rows_ks(nk[i / MR], kt, A.p + (ic + i) * A.rs + pc, A.rs, bs, c, ldc, acc, m, n,
+                                        epi ? &blk : nullptr);
+              } else {
+                Panels::micro_ks(nk[i / MR], kt, ap + i * kp, bs, c, ldc, acc, m, n, epi ? &blk : nullptr);
+              }
+              return;
+            }
           if (rows) {
             if constexpr (rows_a<Panels, E>()) {
               if constexpr (fused_epilogue<Panels>()) {
@@ -220,6 +282,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
       }
     }
   }
+  if (skipped) add_zero_skip_macs(skipped);
   if (K == 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);

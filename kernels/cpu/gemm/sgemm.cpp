@@ -83,6 +83,15 @@ void set_sgemm_isa(const std::string& isa) {
 }
 
 namespace {
+std::atomic<bool> g_zero_skip{env_switch("BRISK_SGEMM_ZERO_SKIP", true)};
+std::atomic<int64_t> g_zero_skip_macs{0};
+}  // namespace
+bool sgemm_zero_skip() { return g_zero_skip.load(std::memory_order_relaxed); }
+void set_sgemm_zero_skip(bool on) { g_zero_skip = on; }
+int64_t sgemm_zero_skip_macs() { return g_zero_skip_macs.load(); }
+void add_zero_skip_macs(int64_t macs) { g_zero_skip_macs.fetch_add(macs, std::memory_order_relaxed); }
+
+namespace {
 // The AVX-512 f32 tile: BRISK_SGEMM_TILE=auto|8x32|6x64, read once.
 enum Tile : int { t8x32, t6x64, t_auto };
 const char* kTileNames[] = {"8x32", "6x64", "auto"};

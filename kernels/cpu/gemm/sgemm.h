@@ -134,6 +134,20 @@ bool sgemm_isa_avx2();    // sgemm_isa() == "avx2", cheaply: the AVX2 unfold fol
 void set_sgemm_isa(const std::string& isa);
 bool sgemm_isa_supported(const std::string& isa);
 
+// Exact zero skipping (zero_skip.h): the f32 kernels leave out the k where
+// a whole A strip (a micro-tile's MR rows) is zero, where that drops at
+// least 1/16 of a K block, and only over B panels that are all finite, so
+// C gets the dense product's bits. On by default;
+// BRISK_SGEMM_ZERO_SKIP=0 turns it off at start, set_sgemm_zero_skip at
+// run time (tests and benchmarks compare the two).
+bool sgemm_zero_skip();
+void set_sgemm_zero_skip(bool on);
+// The multiply-adds the f32 kernels have left out so, since the start, on
+// all threads (each product's real rows and columns, not the tiles'
+// padding); the driver adds each call's.
+int64_t sgemm_zero_skip_macs();
+void add_zero_skip_macs(int64_t macs);
+
 // The avx512 build has a second f32 micro-tile, 6 x 64 (24 accumulators; 10
 // loads per 24 FMAs where 8 x 32 issues 10 per 16), which sgemm runs for f32
 // products at least 512 on every side, or at least 1024 rows tall and 64 wide

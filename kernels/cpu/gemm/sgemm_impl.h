@@ -170,9 +170,12 @@ inline void pack_a(const Mat<E>& A, int64_t i0, int64_t mc, int64_t k0, int64_t 
 // kEp: whether ep is given, a template argument so that the tile without one
 // compiles exactly as it would with no epilogue code at all (a run-time test
 // in the store loop had cost the plain kernel 6-8%).
-template <bool kEp, class At>
-inline void micro_tile(int64_t kc, const At& at, const float* __restrict b, float* c, int64_t ldc, bool acc, int m,
-                       int n, const GemmEpilogue* ep = nullptr) {
+// kList: only the kc values ks[0 .. kc), ascending (zero_skip.h: the k where
+// the A strip is not all zero), else every k from 0 to kc (ks unread); a
+// template argument for the same reason as kEp.
+template <bool kEp, bool kList, class At>
+inline void micro_tile(int64_t kc, const int32_t* ks, const At& at, const float* __restrict b, float* c, int64_t ldc,
+                       bool acc, int m, int n, const GemmEpilogue* ep = nullptr) {
   vf r[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -180,7 +183,8 @@ inline void micro_tile(int64_t kc, const At& at, const float* __restrict b, floa
     for (int v = 0; v < NV; ++v) r[i][v] = vf{};
   for (int i = 0; i < m; ++i) __builtin_prefetch(c + i * ldc, 1);  // C is touched once, at the end
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const int64_t k = kList ? int64_t(ks[kk]) : kk;
     vf bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const vf*>(b + k * NR + v * W);
@@ -218,12 +222,24 @@ inline void micro_tile(int64_t kc, const At& at, const float* __restrict b, floa
   if constexpr (kEp) apply_epilogue(c, ldc, m, n, *ep);
 }
 
-// A from a packed strip Ap[kc, MR].
+// micro_tile with kEp = (ep given) and kList = (ks given).
+template <class At>
+inline void tile_dispatch(int64_t kc, const int32_t* ks, const At& at, const float* __restrict b, float* c, int64_t ldc,
+                          bool acc, int m, int n, const GemmEpilogue* ep) {
+  if (ks) {
+    if (ep) micro_tile<true, true>(kc, ks, at, b, c, ldc, acc, m, n, ep);
+    else micro_tile<false, true>(kc, ks, at, b, c, ldc, acc, m, n);
+  } else {
+    if (ep) micro_tile<true, false>(kc, ks, at, b, c, ldc, acc, m, n, ep);
+    else micro_tile<false, false>(kc, ks, at, b, c, ldc, acc, m, n);
+  }
+}
+
+// A from a packed strip Ap[kc, MR]; ks: a k list (kc long), or null.
 inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc,
-                         bool acc, int m, int n, const GemmEpilogue* ep = nullptr) {
+                         bool acc, int m, int n, const GemmEpilogue* ep = nullptr, const int32_t* ks = nullptr) {
   auto at = [a](int i, int64_t k) { return a[k * MR + i]; };
-  if (ep) micro_tile<true>(kc, at, b, c, ldc, acc, m, n, ep);
-  else micro_tile<false>(kc, at, b, c, ldc, acc, m, n);
+  tile_dispatch(kc, ks, at, b, c, ldc, acc, m, n, ep);
 }
 
 // A read in place from a row-major matrix (row i of the tile at a + i * lda,
@@ -231,14 +247,16 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 // in the same order, so the same bits. Rows past m read row 0 again (their
 // results are not stored).
 inline void micro_kernel_rows(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, float* c,
-                              int64_t ldc, bool acc, int m, int n, const GemmEpilogue* ep = nullptr) {
+                              int64_t ldc, bool acc, int m, int n, const GemmEpilogue* ep = nullptr,
+                              const int32_t* ks = nullptr) {
   const float* ar[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) ar[i] = a + (i < m ? i : 0) * lda;
   auto at = [&ar](int i, int64_t k) { return ar[i][k]; };
-  if (ep) micro_tile<true>(kc, at, b, c, ldc, acc, m, n, ep);
-  else micro_tile<false>(kc, at, b, c, ldc, acc, m, n);
+  tile_dispatch(kc, ks, at, b, c, ldc, acc, m, n, ep);
 }
+
+#include "kernels/cpu/gemm/zero_skip.h"
 
 // The policy gemm_driver.h runs: f32 panels, one k per packed step.
 template <class E>
@@ -266,6 +284,22 @@ struct F32Panels {
   static void micro_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc, bool acc,
                          int m, int n, const GemmEpilogue* ep = nullptr) {
     micro_kernel_rows(kc, a, lda, b, c, ldc, acc, m, n, ep);
+  }
+  // Zero skipping (zero_skip.h, gemm_driver.h's zero_skip): the k lists of
+  // A strips, the check of B panels, and the tiles over a k list (nk of them).
+  static constexpr bool kZeroSkip = true;
+  static int64_t nonzero_ks(int64_t kc, const float* a, int32_t* ks) { return nonzero_ks_packed(kc, a, ks); }
+  static int64_t nonzero_ks_rows(int64_t kc, const float* a, int64_t lda, int m, int32_t* ks) {
+    return BRISK_GEMM_NS::nonzero_ks_rows(kc, a, lda, m, ks, worth_skipping);
+  }
+  static bool finite(const float* b, int64_t n) { return finite_panel(b, n); }
+  static void micro_ks(int64_t nk, const int32_t* ks, const float* a, const float* b, float* c, int64_t ldc, bool acc,
+                       int m, int n, const GemmEpilogue* ep) {
+    micro_kernel(nk, a, b, c, ldc, acc, m, n, ep, ks);
+  }
+  static void micro_rows_ks(int64_t nk, const int32_t* ks, const float* a, int64_t lda, const float* b, float* c,
+                            int64_t ldc, bool acc, int m, int n, const GemmEpilogue* ep) {
+    micro_kernel_rows(nk, a, lda, b, c, ldc, acc, m, n, ep, ks);
   }
 };
 
