@@ -195,3 +195,31 @@ TEST_CASE("profile: low precision is advised only where the hardware makes produ
   CHECK_FALSE(here.cuda);
   CHECK(brisk::train::low_precision_hardware("cuda:0").cuda);
 }
+
+// The f32 GEMM's exact zero skipping, as the profile reports it: what the
+// kernels counted in the window (the mlp's ReLU zeros), nothing at all when
+// it is off, and the line saying which.
+TEST_CASE("profile: the GEMM's zero skipping, on and off", "[profile]") {
+  struct Restore {
+    ~Restore() { brisk::kern::cpu::set_sgemm_zero_skip(true); }
+  } restore;
+  TrainConfig c = small_config("profile_zero_skip");
+  c.model = "mlp";
+  brisk::train::ProfileOptions o;
+  o.steps = 8;
+  o.warmup = 2;
+  for (bool on : {true, false}) {
+    brisk::kern::cpu::set_sgemm_zero_skip(on);
+    json r = brisk::train::run_profile(c, o, brisk::efficiency::make_methods);
+    REQUIRE(r.contains("zero_skip"));
+    INFO("zero skipping " << on << ": " << r["zero_skip"].dump());
+    CHECK(r["zero_skip"]["on"].get<bool>() == on);
+    double left = r["zero_skip"]["gflop_left_out"].get<double>(), share = r["zero_skip"]["share_of_compute_flops"];
+    CHECK(left >= 0);
+    CHECK(share >= 0);
+    CHECK(share < 0.5);  // ReLU's zeros in whole strips: a minority of the mlp's products
+    if (!on) CHECK(left == 0);
+    std::string text = brisk::train::format_profile(r);
+    CHECK(text.find(on ? "zero skipping (exact) left out" : "zero skipping: off") != std::string::npos);
+  }
+}

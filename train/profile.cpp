@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/cpu_gemm_stats.h"
 #include "core/dispatch.h"
 #include "core/int8.h"
 #include "core/ops.h"
@@ -134,6 +135,7 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
     int64_t start, stop;
     PhaseTimes p0, p1;
     double s0 = 0, s1 = 0;  // training seconds at the window's ends
+    int64_t z0 = 0, z1 = 0;  // the f32 GEMM's zero-skipped multiply-adds at the window's ends
     std::vector<OpStat> stats;
     bool on = false, done = false;
     Probe(int64_t a, int64_t b) : start(a), stop(b) {}
@@ -144,9 +146,11 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
         reset_op_stats();
         set_op_profiling(on = true);
         s0 = t.training_seconds();
+        z0 = cpu_gemm_zero_skipped_macs();
       }
       if (t.state().step == stop) {
         s1 = t.training_seconds();
+        z1 = cpu_gemm_zero_skipped_macs();
         p1 = t.phases();
         set_op_profiling(on = false);
         stats = op_stats();
@@ -218,6 +222,18 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
                         {"bound", compute ? "compute" : "memory"}});
   }
   r["kernel_seconds"] = kernel_s;
+  // Exact zero skipping in the CPU f32 GEMM: the multiply-adds it left out
+  // in the window (outside it too if an evaluation ran inside: its products
+  // are not told apart), against the compute-bound ops' FLOPs (which count
+  // them as done: the GFLOP/s above are dense-equivalent).
+  {
+    double heavy_flops = 0;
+    for (auto& op : r["ops"])
+      if (op["bound"] == "compute") heavy_flops += op["flops"].get<double>();
+    double left = 2.0 * double(probe->z1 - probe->z0);
+    r["zero_skip"] = {{"on", cpu_gemm_zero_skip_on()}, {"gflop_left_out", left / 1e9},
+                      {"share_of_compute_flops", heavy_flops > 0 ? std::min(1.0, left / heavy_flops) : 0.0}};
+  }
   double step_s = wall / double(o.steps);
   r["step_ms"] = 1000 * step_s;
   // Verdict: the largest share of the step decides.
@@ -288,6 +304,17 @@ std::string format_profile(const json& r) {
                     o["op"].get<std::string>().c_str(), 1e3 * mx, 100 * mx / std::max(s, 1e-12), 1e6 * rest);
       os << note;
     }
+  }
+  if (r.contains("zero_skip")) {
+    auto z = r["zero_skip"];
+    if (z["on"].get<bool>())
+      std::snprintf(line, sizeof line,
+                    "\nzero skipping (exact) left out %.2f GFLOP, %.1f%% of the compute-bound ops' FLOPs "
+                    "(BRISK_SGEMM_ZERO_SKIP=0 turns it off)\n",
+                    z["gflop_left_out"].get<double>(), 100 * z["share_of_compute_flops"].get<double>());
+    else
+      std::snprintf(line, sizeof line, "\nzero skipping: off (BRISK_SGEMM_ZERO_SKIP=0)\n");
+    os << line;
   }
   auto sh = r["shares"];
   std::snprintf(line, sizeof line,

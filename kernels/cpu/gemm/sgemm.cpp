@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/autocast.h"
+#include "core/cpu_gemm_stats.h"
 #include "core/env_switch.h"
 #include "core/error.h"
 
@@ -301,6 +302,9 @@ void sgemm(int64_t M, int64_t N, int64_t K, Mat<Half> A, Mat<Half> B, float* C, 
 }  // namespace brisk::kern::cpu
 
 namespace brisk {
+// core/cpu_gemm_stats.h (core and train cannot include the kernels).
+bool cpu_gemm_zero_skip_on() { return kern::cpu::sgemm_zero_skip(); }
+int64_t cpu_gemm_zero_skipped_macs() { return kern::cpu::sgemm_zero_skip_macs(); }
 // core/autocast.h's cpu_bf16_gemm_kernel (core cannot include the kernels).
 std::string cpu_bf16_gemm_kernel_answer() {
   return kern::cpu::sgemm_bf16_supported() ? kern::cpu::bf16_gemm_kernel() : std::string();
