@@ -55,12 +55,21 @@ inline int64_t nonzero_ks_rows(int64_t kc, const float* a, int64_t lda, int m, i
   constexpr int64_t kMaxK = 512;  // the f32 kernels' deepest K block (sgemm_impl.h's kc_for)
   if (kc > kMaxK) return kc;      // (never: no list, the dense tile)
   uint32_t words[kMaxK / W];      // bit j of word w: k = w * W + j has a nonzero
+  // The first row alone first: where it has no zero (a dense operand, an
+  // mlp's normalized input) no k can be zero in every row, and the other
+  // rows need not be read (the scan of a dense 8-row strip, 8x cheaper).
   int64_t n = 0, nw = 0;
   for (int64_t k0 = 0; k0 < kc; k0 += W, ++nw) {
-    const int w = int(kc - k0 < W ? kc - k0 : W);
-    uint32_t bits = 0;
-    for (int i = 0; i < m; ++i) bits |= nonzero_bits(a + i * lda + k0, w);
-    words[nw] = bits;
+    words[nw] = nonzero_bits(a + k0, int(kc - k0 < W ? kc - k0 : W));
+    n += __builtin_popcount(words[nw]);
+  }
+  if (n == kc) return n;
+  n = 0;
+  for (int64_t k0 = 0, w = 0; k0 < kc; k0 += W, ++w) {
+    const int wk = int(kc - k0 < W ? kc - k0 : W);
+    uint32_t bits = words[w];
+    for (int i = 1; i < m; ++i) bits |= nonzero_bits(a + i * lda + k0, wk);
+    words[w] = bits;
     n += __builtin_popcount(bits);
   }
   if (!worth(n, kc)) return n;
