@@ -204,13 +204,13 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   r["eval_seconds"] = p1.eval - p0.eval;  // evaluations at epoch ends in the window and after it
   r["train_seconds"] = wall;
   r["other_seconds"] = std::max(0.0, wall - phase_sum);  // progress, the loop's bookkeeping
-  double kernel_s = 0, heavy_s = 0;
+  double kernel_s = 0, heavy_s = 0, heavy_flops = 0;
   double balance = peak.gflops / std::max(peak.gbps, 1e-9);  // FLOP per byte where the two peaks meet
   for (auto& s : stats) {
     double intensity = s.bytes > 0 ? s.flops / s.bytes : 0;
     bool compute = intensity >= balance / 4;  // GEMM-like: limited by arithmetic, not bytes
     kernel_s += s.seconds;
-    if (compute) heavy_s += s.seconds;
+    if (compute) heavy_s += s.seconds, heavy_flops += s.flops;
     r["ops"].push_back({{"op", s.op}, {"backend", s.backend}, {"calls", s.calls}, {"seconds", s.seconds},
                         {"max_call_seconds", s.max_seconds},
                         {"flops", s.flops}, {"bytes", s.bytes},
@@ -226,14 +226,9 @@ json run_profile(TrainConfig cfg, const ProfileOptions& o, const MethodBuilder& 
   // in the window (outside it too if an evaluation ran inside: its products
   // are not told apart), against the compute-bound ops' FLOPs (which count
   // them as done: the GFLOP/s above are dense-equivalent).
-  {
-    double heavy_flops = 0;
-    for (auto& op : r["ops"])
-      if (op["bound"] == "compute") heavy_flops += op["flops"].get<double>();
-    double left = 2.0 * double(probe->z1 - probe->z0);
-    r["zero_skip"] = {{"on", cpu_gemm_zero_skip_on()}, {"gflop_left_out", left / 1e9},
-                      {"share_of_compute_flops", heavy_flops > 0 ? std::min(1.0, left / heavy_flops) : 0.0}};
-  }
+  double left = 2.0 * double(probe->z1 - probe->z0);
+  r["zero_skip"] = {{"on", cpu_gemm_zero_skip_on()}, {"gflop_left_out", left / 1e9},
+                    {"share_of_compute_flops", heavy_flops > 0 ? std::min(1.0, left / heavy_flops) : 0.0}};
   double step_s = wall / double(o.steps);
   r["step_ms"] = 1000 * step_s;
   // Verdict: the largest share of the step decides.

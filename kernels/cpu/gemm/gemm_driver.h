@@ -214,6 +214,7 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
         bool lists = false;  // whether some strip of this block runs over its k list
         if constexpr (zero_skip<Panels>())
           if (skip) {
+            int64_t block_skipped = 0;  // what the lists leave out, if used
             for (int64_t i = 0, t = 0; i < mc; i += MR, ++t) {
               int32_t* kt = ks + t * kblk;
               if (rows) {
@@ -223,14 +224,15 @@ inline void gemm_serial(int64_t M, int64_t N, int64_t K, Mat<E> A, Mat<E> B, flo
               } else {
                 nk[t] = Panels::nonzero_ks(kc, ap + i * kp, kt);
               }
-              lists |= worth_skipping(nk[t], kc);
+              if (worth_skipping(nk[t], kc)) {
+                lists = true;
+                block_skipped += (kc - nk[t]) * std::min<int64_t>(MR, mc - i) * nc;
+              }
             }
             if (lists && b_finite < 0) b_finite = Panels::finite(bp, strips * kp * NR);
             lists = lists && b_finite;  // a non-finite weight times a zero stays NaN: dense
             skip = lists;
-            if (lists)
-              for (int64_t i = 0, t = 0; i < mc; i += MR, ++t)
-                if (worth_skipping(nk[t], kc)) skipped += (kc - nk[t]) * std::min<int64_t>(MR, mc - i) * nc;
+            if (lists) skipped += block_skipped;
           }
         auto tile = [&](int64_t i, int64_t s) {
           int m = int(std::min<int64_t>(MR, mc - i));
