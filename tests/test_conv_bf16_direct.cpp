@@ -32,6 +32,8 @@ const std::vector<Case>& cases() {
       {2, 2, 7, 6, 16, 3, 3, 2, 2, 1, 1},     // pad 2: 9x8, larger than the input
       {1, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1},   // C = 1: the pair's partner is zero
       {2, 6, 8, 10, 8, 1, 3, 0, 1, 1, 1},     // a 1x3 kernel
+      {2, 3, 11, 13, 8, 3, 3, 1, 1, 1, 1},    // odd rows of 13 (> 10: pooled by row pairs; last row and column unpooled)
+      {1, 2, 7, 31, 36, 3, 3, 1, 1, 1, 1},    // rows of 31: 14 + 14 + 2 positions per row pair, 2 strips of 32
   };
   return c;
 }

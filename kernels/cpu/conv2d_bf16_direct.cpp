@@ -4,11 +4,12 @@
 //   wk  [ceil(O/32), C2*taps, 32] pairs: k step (c2, tap) of 32 output
 //       channels, (w[o][2c2][tap], w[o][2c2 + 1][tap]), zero past O and C.
 // Output position q = h*Wo + w reads its pairs at idx(q) = h*Wp + w plus
-// the tap's offset i*dh*Wp + j*dw. A micro-tile is 8 positions (rows, one
-// pointer each, broadcast) by 32 output channels (two vectors of weights):
-// 16 accumulators, 2 weight loads and 8 broadcasts per 16 dot products.
-// The epilogue (bias, ReLU, bf16 rounding) runs in registers, and the tile
-// is transposed in registers into y_n [O, L] (8x8 blocks).
+// the tap's offset i*dh*Wp + j*dw. A micro-tile is R positions (rows, one
+// pointer each, broadcast; R = 14 or 8, below) by 32 output channels (two
+// vectors of weights): 2R accumulators, 2 weight loads and R broadcasts per
+// 2R dot products. The epilogue (bias, ReLU, bf16 rounding) runs in
+// registers, and the tile is transposed in registers into y_n [O, L] (8x8
+// blocks).
 #include "kernels/cpu/conv2d_bf16_direct.h"
 
 #include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
@@ -32,7 +33,16 @@ namespace brisk::kern::cpu {
 
 namespace {
 
-constexpr int64_t MR = 8, NR = 32;
+constexpr int64_t NR = 32;
+// Rows (output positions) per micro-tile. The forward's tiles take 14: a
+// whole output row of the cnn's 14 x 14 planes (no partial tile), and 28
+// accumulators amortize each k step's two weight loads over more dot
+// products: its input gradient ran 12% faster than with 8 rows on a Zen 4
+// (12 rows: no faster; the pooled tiles' two windows and the weight
+// gradient: no faster at 12 or 16). 14 is the most that fits the 32
+// vector registers (28 accumulators, 2 weight vectors, 1 broadcast).
+constexpr int kFwdRows = 14, kPoolRows = 8, kWgradRows = 8;
+constexpr int kPairCols = kFwdRows / 2 * 2;  // pool_row_pair's positions per row (whole windows)
 
 struct Plan {
   const Geom2d& g;
@@ -99,40 +109,48 @@ struct Epilogue {
 
 // A tile's accumulators acc[i][v] (rows i < m; lanes: columns 16v ..
 // 16v + 15, those below n live) stored transposed: d[col * ld + i] (+)= row
-// i's value at col, 8x8 blocks transposed in registers.
-void store_transposed(__m512 (&acc)[MR][2], int m, int n, float* d, int64_t ld, bool accumulate) {
-  const __mmask8 live = __mmask8((1u << m) - 1);
-  for (int v = 0; v < 2; ++v)
-    for (int h = 0; h < 2; ++h) {
-      int c0 = 16 * v + 8 * h;
-      if (c0 >= n) return;
-      __m256i blk[8];  // rows: the tile's rows; after the transpose, rows: columns c0 .. c0 + 7
-      for (int i = 0; i < MR; ++i)
-        blk[i] = (__m256i)(h ? _mm512_extractf32x8_ps(acc[i][v], 1) : _mm512_castps512_ps256(acc[i][v]));
-      avx512bf16::transpose8(blk);
-      for (int j = 0; j < 8 && c0 + j < n; ++j) {
-        float* o = d + (c0 + j) * ld;
-        __m256 x = (__m256)blk[j];
-        if (accumulate) x = _mm256_add_ps(_mm256_maskz_loadu_ps(live, o), x);
-        if (m == MR) _mm256_storeu_ps(o, x);
-        else _mm256_mask_storeu_ps(o, live, x);
+// i's value at col, 8x8 blocks transposed in registers (R: 8, 12 or 16 rows
+// as groups of 8; a group's rows past R are don't-cares, masked off).
+template <int R>
+void store_transposed(__m512 (&acc)[R][2], int m, int n, float* d, int64_t ld, bool accumulate) {
+  for (int r0 = 0; r0 < R && r0 < m; r0 += 8) {
+    const int mg = std::min(8, m - r0);
+    const __mmask8 live = __mmask8((1u << mg) - 1);
+    for (int v = 0; v < 2; ++v)
+      for (int h = 0; h < 2; ++h) {
+        int c0 = 16 * v + 8 * h;
+        if (c0 >= n) break;
+        __m256i blk[8];  // rows: the tile's rows r0 ..; after the transpose, rows: columns c0 .. c0 + 7
+        for (int i = 0; i < 8; ++i) {
+          const __m512& a = acc[std::min(r0 + i, R - 1)][v];
+          blk[i] = (__m256i)(h ? _mm512_extractf32x8_ps(a, 1) : _mm512_castps512_ps256(a));
+        }
+        avx512bf16::transpose8(blk);
+        for (int j = 0; j < 8 && c0 + j < n; ++j) {
+          float* o = d + (c0 + j) * ld + r0;
+          __m256 x = (__m256)blk[j];
+          if (accumulate) x = _mm256_add_ps(_mm256_maskz_loadu_ps(live, o), x);
+          if (mg == 8) _mm256_storeu_ps(o, x);
+          else _mm256_mask_storeu_ps(o, live, x);
+        }
       }
-    }
+  }
 }
 
 // The micro-kernel of all three products: acc[i][v] = sum over k steps k
 // of rows[i]'s pair at byte rows[i] + kofs[k] (broadcast) . b's pairs k,
 // lanes 16v .. 16v + 15 (b: [K, 32] pairs). Rows past m repeat the last.
+template <int R>
 inline void micro(const char* const* rows, int m, const int64_t* kofs, int64_t K, const uint32_t* b,
-                  __m512 (&acc)[MR][2]) {
-  const char* r[MR];
-  for (int i = 0; i < MR; ++i) r[i] = rows[std::min(i, m - 1)];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+                  __m512 (&acc)[R][2]) {
+  const char* r[R];
+  for (int i = 0; i < R; ++i) r[i] = rows[std::min(i, m - 1)];
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; ++k, b += NR) {
     const int64_t o = kofs[k];
     __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
       uint32_t v;
       std::memcpy(&v, r[i] + o, sizeof v);
       __m512bh a = (__m512bh)_mm512_set1_epi32(int(v));
@@ -142,34 +160,36 @@ inline void micro(const char* const* rows, int m, const int64_t* kofs, int64_t K
   }
 }
 
-// A forward tile's sums: positions idx[0..m) (m <= 8; their offsets into
+// A forward tile's sums: positions idx[0..m) (m <= R; their offsets into
 // the padded planes xp) by the strip's 32 channels (weights wk).
+template <int R>
 inline void tile_sums(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk,
-                      __m512 (&acc)[MR][2]) {
-  const char* rows[MR];
+                      __m512 (&acc)[R][2]) {
+  const char* rows[R];
   for (int i = 0; i < m; ++i) rows[i] = reinterpret_cast<const char*>(xp + idx[i]);
   micro(rows, m, p.kofs.data(), int64_t(p.kofs.size()), wk, acc);
 }
 
-// Positions idx[0..m) (m <= 8) by the strip's channels [0, n) (n <= 32):
+// Positions idx[0..m) (m <= R) by the strip's channels [0, n) (n <= 32):
 // yo[ch * L + i] = epilogue(sum over k steps), yo = y_n + (strip's first
 // channel) * L + (first position).
+template <int R>
 void tile(const Plan& p, const uint32_t* xp, const int64_t* idx, int m, const uint32_t* wk, const Epilogue& ep,
           float* yo, int n) {
-  __m512 acc[MR][2];
+  __m512 acc[R][2];
   tile_sums(p, xp, idx, m, wk, acc);
   using V = float __attribute__((vector_size(64)));
   using U = uint32_t __attribute__((vector_size(64)));
   for (int v = 0; v < 2; ++v) {
     __m512 b = ep.bias ? _mm512_loadu_ps(ep.bias + 16 * v) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < R; ++i) {
       __m512 x = _mm512_add_ps(acc[i][v], b);
       if (ep.relu) x = _mm512_max_ps(_mm512_setzero_ps(), x);  // 0 > x ? 0 : x (NaN kept), std::max(x, 0.f)'s rule
       if (ep.bf16) x = (__m512)bf16_rounded_lanes<V, U>((V)x);
       acc[i][v] = x;
     }
   }
-  store_transposed(acc, m, n, yo, p.L, false);
+  store_transposed<R>(acc, m, n, yo, p.L, false);
 }
 
 constexpr int64_t kSampleBlock = 2;
@@ -179,11 +199,12 @@ constexpr int64_t kSampleBlock = 2;
 // pairs of x(row, pair) . gy(pair, ch). The pair k2 of a row is the 32 bits
 // at rows[i] + kofs[k2] (two bf16 positions of an output row, shifted by
 // the tap); b holds the strip's gy pairs [kp, 32].
+template <int R>
 void wgrad_tile(const char* const* rows, int m, const int64_t* kofs, int64_t kp, const uint32_t* b, float* gw,
                 int64_t CKK, int n) {
-  __m512 acc[MR][2];
-  micro(rows, m, kofs, kp, b, acc);
-  store_transposed(acc, m, n, gw, CKK, true);
+  __m512 acc[R][2];
+  micro<R>(rows, m, kofs, kp, b, acc);
+  store_transposed<R>(acc, m, n, gw, CKK, true);
 }
 
 }  // namespace
@@ -339,14 +360,14 @@ void Bf16DirectWeightGrad::finish(float* gw) {
   for (int64_t s = 0; s < m.strips; ++s) {
     const uint32_t* b = m.gyp.data() + s * m.S * m.kp * NR;
     int n = int(std::min(NR, m.O - s * NR));
-    for (int64_t r0 = 0; r0 < m.CKK; r0 += MR) {
-      const char* rows[MR];
-      int mr = int(std::min(MR, m.CKK - r0));
+    for (int64_t r0 = 0; r0 < m.CKK; r0 += kWgradRows) {
+      const char* rows[kWgradRows];
+      int mr = int(std::min<int64_t>(kWgradRows, m.CKK - r0));
       for (int i = 0; i < mr; ++i) {
         int64_t row = r0 + i, c = row / m.taps;
         rows[i] = reinterpret_cast<const char*>(m.xb + c * m.plane + m.tapoff[size_t(row % m.taps)]);
       }
-      wgrad_tile(rows, mr, m.kofs.data(), m.count * m.kp, b, gw + s * NR * m.CKK + r0, m.CKK, n);
+      wgrad_tile<kWgradRows>(rows, mr, m.kofs.data(), m.count * m.kp, b, gw + s * NR * m.CKK + r0, m.CKK, n);
     }
   }
 }
@@ -403,10 +424,11 @@ inline void pool_window16(const __m512 (&y)[4], bool relu, __m512& best, __m512i
 // outputs get the bias and the bf16 rounding, then each window is pooled
 // (and ReLU'd) in registers: yt[win * 32 + ch] and ct[win * 32 + ch] for
 // the tile's windows win = 0, 1.
+template <int R>
 void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, const uint32_t* wk, const float* bias32,
                bool relu, bool bf16, float* yt, uint32_t* ct) {
-  __m512 acc[MR][2];
-  tile_sums(p, xp, idx, m, wk, acc);
+  __m512 acc[R][2];
+  tile_sums<R>(p, xp, idx, m, wk, acc);
   using V = float __attribute__((vector_size(64)));
   using U = uint32_t __attribute__((vector_size(64)));
   for (int v = 0; v < 2; ++v) {
@@ -424,6 +446,42 @@ void pool_tile(const uint32_t* xp, const int64_t* idx, int m, const Plan& p, con
       _mm512_storeu_si512(ct + wi * NR + 16 * v, code);
     }
   }
+}
+
+// The pooled tiles by pairs of output rows: positions (2hq, c0 ..
+// c0 + m) then (2hq + 1, c0 .. c0 + m) (m <= R, even), the first row's
+// outputs (bias added, rounded) parked in top [R][32], the second row's
+// pooled against them in registers: windows hq * Wq + c0 / 2 + j, j < m / 2,
+// into yt and ct [windows, 32] as pool_tile writes them. The same sums,
+// pooled in the same order, as pool_tile's: its tiles of 8 rows (two
+// windows) only take whole windows, where a tile here is up to 14
+// neighbouring positions of one output row.
+template <int R>
+void pool_row_pair(const uint32_t* xp, const int64_t* idx_top, const int64_t* idx_bottom, int m, const Plan& p,
+                   const uint32_t* wk, const float* bias32, bool relu, bool bf16, float* yt, uint32_t* ct) {
+  using V = float __attribute__((vector_size(64)));
+  using U = uint32_t __attribute__((vector_size(64)));
+  alignas(64) float top[R][NR];
+  __m512 acc[R][2];
+  const __m512 b[2] = {_mm512_loadu_ps(bias32), _mm512_loadu_ps(bias32 + 16)};
+  auto finish = [&](__m512 x, int v) {
+    x = _mm512_add_ps(x, b[v]);
+    return bf16 ? (__m512)bf16_rounded_lanes<V, U>((V)x) : x;
+  };
+  tile_sums<R>(p, xp, idx_top, m, wk, acc);
+  for (int i = 0; i < m; ++i)
+    for (int v = 0; v < 2; ++v) _mm512_store_ps(&top[i][16 * v], finish(acc[i][v], v));
+  tile_sums<R>(p, xp, idx_bottom, m, wk, acc);
+  for (int j = 0; j < m / 2; ++j)
+    for (int v = 0; v < 2; ++v) {
+      const __m512 y4[4] = {_mm512_load_ps(&top[2 * j][16 * v]), _mm512_load_ps(&top[2 * j + 1][16 * v]),
+                            finish(acc[2 * j][v], v), finish(acc[2 * j + 1][v], v)};
+      __m512 best;
+      __m512i code;
+      pool_window16(y4, relu, best, code);
+      _mm512_storeu_ps(yt + j * NR + 16 * v, best);
+      _mm512_storeu_si512(ct + j * NR + 16 * v, code);
+    }
 }
 
 // A strip's pooled values and codes, yt and ct [windows, 32], into y and
@@ -467,8 +525,8 @@ void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bia
       Epilogue ep{bias ? bpad + s * NR : nullptr, relu, bf16};
       const uint32_t* ws = wk + s * p.C2 * p.taps * NR;
       int nch = int(std::min(NR, O - s * NR));
-      for (int64_t q = 0; q < L; q += MR)
-        tile(p, xp, p.idx.data() + q, int(std::min(MR, L - q)), ws, ep, yn + s * NR * L + q, nch);
+      for (int64_t q = 0; q < L; q += kFwdRows)
+        tile<kFwdRows>(p, xp, p.idx.data() + q, int(std::min<int64_t>(kFwdRows, L - q)), ws, ep, yn + s * NR * L + q, nch);
     }
     if (sink) (*sink)(n, yn);
   });
@@ -486,6 +544,9 @@ void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float
       int64_t h = 2 * (wn / Wq) + k / 2, c = 2 * (wn % Wq) + k % 2;
       widx[size_t(4 * wn + k)] = h * p.Wp + c;
     }
+  // Rows of at least 10 positions by row pairs (pool_row_pair); narrower
+  // ones would leave most of its 14-row tiles empty.
+  const bool row_pairs = g.Wo >= 10;
   each_padded_sample(p, x, w, bias, nullptr, nullptr, [&](int64_t n, const uint32_t* xp, const uint32_t* wk, const float* bpad) {
     // one strip's pooled values and codes, [windows, 32], then transposed into y_n [O, windows]
     static thread_local std::vector<float> yt;
@@ -500,9 +561,20 @@ void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float
     uint32_t* const cb = ct.data();
     for (int64_t s = 0; s < p.strips; ++s) {
       const uint32_t* ws = wk + s * p.C2 * p.taps * NR;
-      for (int64_t q = 0; q < 4 * windows; q += MR)
-        pool_tile(xp, widx.data() + q, int(std::min(MR, 4 * windows - q)), p, ws, bpad + s * NR, relu, bf16,
-                  yb + q / 4 * NR, cb + q / 4 * NR);
+      if (row_pairs) {
+        for (int64_t hq = 0; hq < Hq; ++hq)
+          for (int64_t c0 = 0; c0 < g.Wo - 1; c0 += kPairCols) {
+            const int64_t* top = p.idx.data() + 2 * hq * g.Wo + c0;
+            const int m = int(std::min<int64_t>(kPairCols, (g.Wo - c0) / 2 * 2));
+            const int64_t win = hq * Wq + c0 / 2;
+            pool_row_pair<kFwdRows>(xp, top, top + g.Wo, m, p, ws, bpad + s * NR, relu, bf16, yb + win * NR,
+                                    cb + win * NR);
+          }
+      } else {
+        for (int64_t q = 0; q < 4 * windows; q += kPoolRows)
+          pool_tile<kPoolRows>(xp, widx.data() + q, int(std::min<int64_t>(kPoolRows, 4 * windows - q)), p, ws,
+                               bpad + s * NR, relu, bf16, yb + q / 4 * NR, cb + q / 4 * NR);
+      }
       transpose_out(yb, cb, windows, std::min(NR, O - s * NR), y + (n * O + s * NR) * windows,
                     code + (n * O + s * NR) * windows);
     }

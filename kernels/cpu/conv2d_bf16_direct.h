@@ -44,7 +44,8 @@ void conv2d_forward_bf16_direct(const float* x, const float* w, const float* bia
 // conv2d_forward_bf16_direct's output pooled as conv2d_pool_fwd pools it
 // (kernel_params.h): y [N, O, Ho/2, Wo/2] and the window codes, each
 // window's 4 outputs rounded (bf16), pooled and ReLU'd (relu) in registers,
-// with no full-size output: a tile's 8 rows are 2 whole windows. The same
+// with no full-size output: a tile's rows are whole windows (two, or one
+// output row of up to 14 positions pooled against the row above it). The same
 // values and codes as the forward followed by max_pool_2x2 and relu_pooled.
 // Ho, Wo >= 2.
 void conv2d_pool_forward_bf16_direct(const float* x, const float* w, const float* bias, const Geom2d& g, int64_t O,
