@@ -211,4 +211,15 @@ static void BM_gpt_bf16(benchmark::State& st) { gpt_shape(st, true); }
   ->UseRealTime()->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_gpt_f32) GPT_SHAPES;
 BENCHMARK(BM_gpt_bf16) GPT_SHAPES;
+
+// The cnn's fc1 (3136 -> 128, batch 128) under the same two modes: forward,
+// input gradient, weight gradient. They take 12% of the cnn step.
+#define CNN_FC_SHAPES                                                                                          \
+  ->ArgNames({"M", "N", "K", "tA", "tB"})                                                                      \
+  ->Args({128, 128, 3136, 0, 1})->Args({128, 3136, 128, 0, 0})->Args({128, 3136, 128, 1, 0})                   \
+  ->UseRealTime()->Unit(benchmark::kMicrosecond)
+static void BM_cnn_fc_f32(benchmark::State& st) { gpt_shape(st, false); }
+static void BM_cnn_fc_bf16(benchmark::State& st) { gpt_shape(st, true); }
+BENCHMARK(BM_cnn_fc_f32) CNN_FC_SHAPES;
+BENCHMARK(BM_cnn_fc_bf16) CNN_FC_SHAPES;
 BENCHMARK_MAIN();
