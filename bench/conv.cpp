@@ -11,6 +11,7 @@
 #include "core/dispatch.h"
 #include "core/op_keys.h"
 #include "core/autocast.h"
+#include "kernels/cpu/conv2d_pool_sparse_grad.h"
 #include "kernels/cpu/gemm/sgemm.h"
 
 namespace F = brisk::nn::functional;
@@ -99,6 +100,45 @@ static void BM_conv_kernel(benchmark::State& st) {
 BENCHMARK(BM_conv_kernel)
     ->ArgNames({"layer", "kernel", "bf16", "pool"})
     ->ArgsProduct({{1, 2}, {0, 1, 2}, {0, 1}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+// The second layer's pooled input gradient where about half the pooled
+// windows are ReLU'd (a bias 1.7 below zero; the cnn's own training keeps
+// about half of them, where BM_conv_kernel's zero bias keeps 94%): the
+// sparse scatter of its live values against the dense kernel.
+// Args: bf16, sparse (0: set_conv_pool_sparse(false), the dense kernel).
+static void BM_pool_input_grad(benchmark::State& st) {
+  bool bf16 = st.range(0), sparse = st.range(1);
+  GemmBf16Scope scope(bf16);
+  if (bf16 && !kern::cpu::gemm_bf16_active()) {
+    st.SkipWithError("SKIPPED: no bf16 GEMM on this CPU");
+    return;
+  }
+  const int64_t N = 128, C = 32, H = 14, O = 64;
+  manual_seed(0);
+  Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = full({O}, -1.7f);
+  Tensor yp = empty({N, O, H / 2, H / 2}), code = empty(yp.shape(), TensorOptions(DType::u8)), gx = empty({N, C, H, H});
+  ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, true, bf16};
+  {
+    Tensor ins[3] = {x, w, b}, outs[2] = {yp, code};
+    dispatch(opkey::conv2d_pool_fwd, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+  }
+  Tensor gy = randn(yp.shape());
+  int64_t live = 0;
+  for (int64_t i = 0; i < code.numel(); ++i) live += code.data_ptr<uint8_t>()[i] < 4;
+  kern::cpu::set_conv_pool_sparse(sparse);
+  for (auto _ : st) {
+    Tensor ins[3] = {gy, w, code}, outs[1] = {gx};
+    dispatch(opkey::conv2d_bwd_input, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+  }
+  kern::cpu::set_conv_pool_sparse(true);
+  st.counters["live"] = double(live) / double(code.numel());
+  st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(N * O * C * 9 * H * H),
+                                             benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_pool_input_grad)
+    ->ArgNames({"bf16", "sparse"})
+    ->ArgsProduct({{0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);

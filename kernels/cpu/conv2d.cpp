@@ -36,6 +36,7 @@
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/conv2d_amx_direct.h"
 #include "kernels/cpu/conv2d_bf16_direct.h"
+#include "kernels/cpu/conv2d_pool_sparse_grad.h"
 #include "kernels/cpu/conv2d_thin_pool.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/gemm/sgemm.h"
@@ -537,6 +538,12 @@ bool conv2d_bwd_input(const KernelArgs& a) {
     conv2d_thin_pool_input_grad(gy.gy, gy.code, w, g, O, gx, bf);
     return true;
   }
+  // A pooled gradient on AVX-512: only its nonzeros, scattered (about 1 in 8
+  // of the dense sums' multiply-adds after a ReLU'd pool); a dense kernel
+  // below where w holds a non-finite value.
+  if (gy.code && conv2d_pool_sparse_input_grad_applies(g) &&
+      conv2d_pool_sparse_input_grad(gy.gy, gy.code, w, g, O, bf, gx))
+    return true;
   ConvSampleSource source = [&gy](int64_t n) { return gy(n); };
   bool direct = is_pointwise(g);
   // Stride 1, dilation 1: gx is the forward convolution of gy (O channels)

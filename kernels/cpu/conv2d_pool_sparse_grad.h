@@ -1,0 +1,51 @@
+// The input gradient of a 3x3 "same" convolution followed by its 2x2 max
+// pool (conv2d_pool_fwd), straight from the pooled gradient and the window
+// codes, as a scatter over the gradient's nonzeros only.
+//
+// The dense form expands the pooled gradient gq [O, Hq, Wq] to gy [O, H,
+// W] (each window's value at its code's position, zeros at the other
+// three; nothing at all for a window the fused ReLU zeroed, code 4) and
+// convolves it with the flipped weights: 3 of every 4 multiply-adds, and
+// with the ReLU about 7 of 8 in the cnn's second layer, multiply zeros.
+// Here each live window value g = gq[o, window] at its position p adds
+// g * w[o, c, tap] to gx[c, p + tap - 1] for the 9 taps, 32 input channels
+// a step (two 16-lane vectors), into a zero-bordered [H + 2, W + 2, 32]
+// plane per sample that is then transposed into gx's NCHW rows.
+//
+// The sums run over o, then windows, in order: not the dense kernels'
+// order, so the values differ from theirs by f32 rounding (the tests
+// compare both with the definition). bf16 (autocast's folded casts): g and
+// w are taken as their bf16 roundings (their products are exact in f32)
+// and gx is rounded, as the dense bf16 kernels do. A window value of zero
+// adds nothing, as in the dense sums; a NaN or infinite one reaches the
+// same 9 x C entries there as here. A non-finite weight is not handled (0 *
+// inf is NaN in the dense sums, and here the zeros are not multiplied):
+// the call returns false and writes nothing, and the caller takes a dense
+// kernel. So it does where more than a set share of the windows is live
+// (0.7 in f32, 0.55 in bf16; the count costs one pass over the codes):
+// the scatter's time goes with that share, the dense kernels' does not.
+//
+// AVX-512 builds, on the avx512 sgemm ISA; C a multiple of 16.
+// set_conv_pool_sparse(false) (or BRISK_CONV_POOL_SPARSE=0 at start) turns
+// it off.
+#pragma once
+#include <cstdint>
+
+#include "core/kernel_params.h"
+
+namespace brisk::kern::cpu {
+
+bool conv_pool_sparse_enabled();
+void set_conv_pool_sparse(bool on);
+
+// Whether conv2d_pool_sparse_input_grad handles geometry g (the
+// convolution's; its pool is 2x2 over the output).
+bool conv2d_pool_sparse_input_grad_applies(const Geom2d& g);
+
+// gx [N, C, H, W] = the input gradient of conv(x, w) pooled, from gq [N, O,
+// Hq, Wq] and code [N, O, Hq, Wq] (Hq = H / 2, Wq = W / 2); w [O, C, 3, 3].
+// false (gx untouched) where w holds a non-finite value or too many windows are live.
+bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const float* w, const Geom2d& g, int64_t O,
+                                   bool bf16, float* gx);
+
+}  // namespace brisk::kern::cpu

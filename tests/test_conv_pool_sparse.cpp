@@ -1,0 +1,212 @@
+// The pooled convolution's input gradient as a scatter of the pooled
+// gradient's nonzeros (kernels/cpu/conv2d_pool_sparse_grad.h), against the
+// dense definition summed here in double: the pooled gradient expanded by
+// its codes to full size, convolved with the flipped weights over every
+// position. f32 and bf16 (on the rounded operands, output rounded); odd
+// planes, one and two 16-channel vectors a chunk, ReLU'd windows (code 4),
+// NaN and infinite gradients, the fallbacks (a non-finite weight, too many
+// live windows), 1 and 2 threads, and the layer end to end through
+// conv2d_max_pool2d with its ReLU. Needs an AVX-512 build.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/conv2d_pool_sparse_grad.h"
+#include "kernels/cpu/gemm/sgemm.h"
+#include "tests/helpers.h"
+
+using namespace bt;
+namespace kc = brisk::kern::cpu;
+namespace F = brisk::nn::functional;
+
+namespace {
+
+struct Case {
+  int64_t N, C, H, W, O;
+};
+
+Geom2d geom(const Case& c) { return Geom2d{c.N, c.C, c.H, c.W, 3, 3, 1, 1, 1, 1, 1, 1, c.H, c.W}; }
+
+std::vector<float> values(int64_t n, uint64_t seed, double scale) {
+  Generator g(seed);
+  std::vector<double> d = randn({n}, {}, &g).to_vector();
+  std::vector<float> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
+  return out;
+}
+
+// Codes 0..3 with a share `relu` of 4 (a window the ReLU zeroed), from a hash.
+std::vector<uint8_t> codes(int64_t n, double relu, uint64_t seed) {
+  std::vector<uint8_t> c(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t h = (uint64_t(i) + seed) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    c[size_t(i)] = double(h % 1000) < relu * 1000 ? 4 : uint8_t((h >> 20) % 4);
+  }
+  return c;
+}
+
+// The definition: gx[n, c, r, s] = sum over o, (h, x), (i, j) with r = h + i
+// - 1, s = x + j - 1 of w[o, c, i, j] * gy[n, o, h, x], gy the expansion of
+// gq by the codes; rounded operands with bf16. Sum and sum of magnitudes.
+struct Want {
+  std::vector<double> v, mag;
+};
+Want definition(const Case& c, const std::vector<float>& gq, const std::vector<uint8_t>& code,
+                const std::vector<float>& w, bool bf16) {
+  const int64_t Hq = c.H / 2, Wq = c.W / 2;
+  auto r = [&](float v) { return double(bf16 ? bf16_rounded(v) : v); };
+  Want out{std::vector<double>(size_t(c.N * c.C * c.H * c.W), 0.0), {}};
+  out.mag = out.v;
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t o = 0; o < c.O; ++o)
+      for (int64_t h = 0; h < c.H; ++h)
+        for (int64_t x = 0; x < c.W; ++x) {
+          double g = 0;  // the expanded gradient at (h, x)
+          if (h / 2 < Hq && x / 2 < Wq) {
+            size_t at = size_t((n * c.O + o) * Hq * Wq + h / 2 * Wq + x / 2);
+            if (code[at] == 2 * (h % 2) + x % 2) g = r(gq[at]);
+          }
+          for (int64_t ch = 0; ch < c.C; ++ch)
+            for (int i = 0; i < 3; ++i)
+              for (int j = 0; j < 3; ++j) {
+                int64_t rr = h + i - 1, ss = x + j - 1;
+                if (rr < 0 || rr >= c.H || ss < 0 || ss >= c.W) continue;
+                double t = r(w[size_t((o * c.C + ch) * 9 + 3 * i + j)]) * g;
+                size_t k = size_t(((n * c.C + ch) * c.H + rr) * c.W + ss);
+                out.v[k] += t;
+                out.mag[k] += std::abs(t);
+              }
+        }
+  return out;
+}
+
+bool have_kernel(const Geom2d& g) {
+  if (kc::conv2d_pool_sparse_input_grad_applies(g)) return true;
+  WARN("SKIPPED: the sparse pooled input gradient: this build or CPU has no AVX-512");
+  return false;
+}
+
+const std::vector<Case> kCases{{2, 32, 14, 14, 64},  // the cnn's second layer
+                               {2, 16, 9, 11, 5},    // odd planes: the last row and column get no gradient; one vector
+                               {1, 48, 6, 34, 8},    // chunks of 32 and 16 channels; rows wider than a transpose
+                               {2, 64, 2, 2, 3}};    // one window per plane, two chunks
+
+}  // namespace
+
+TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_pool_sparse]") {
+  if (!have_kernel(geom(kCases[0]))) return;
+  const int prev = get_num_threads();
+  for (const Case& c : kCases)
+    for (bool bf16 : {false, true})
+      for (int threads : {1, 2}) {
+        Geom2d g = geom(c);
+        REQUIRE(kc::conv2d_pool_sparse_input_grad_applies(g));
+        const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
+        auto gq = values(c.N * c.O * Lq, 1, 1.0), w = values(c.O * c.C * 9, 2, 0.3);
+        auto code = codes(c.N * c.O * Lq, 0.5, 3);
+        for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;  // zeros among the live windows
+        std::vector<float> gx(size_t(c.N * CHW), std::nanf(""));
+        set_num_threads(threads);
+        REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, bf16, gx.data()));
+        Want want = definition(c, gq, code, w, bf16);
+        int bad = 0;
+        for (size_t k = 0; k < gx.size(); ++k) {
+          double tol = 1e-6 * want.mag[k] + 1e-30;
+          if (bf16) {
+            tol += std::ldexp(std::abs(want.v[k]), -8);  // gx's own rounding
+            if (bf16_rounded(gx[k]) != gx[k]) ++bad;
+          }
+          if (!(std::abs(double(gx[k]) - want.v[k]) <= tol)) ++bad;
+        }
+        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " bf16 " << bf16 << " threads " << threads);
+        CHECK(bad == 0);
+      }
+  set_num_threads(prev);
+}
+
+TEST_CASE("conv2d pool sparse input gradient: NaN and infinite gradients reach what the definition reaches",
+          "[conv_pool_sparse]") {
+  const Case c{1, 16, 8, 8, 4};
+  Geom2d g = geom(c);
+  if (!have_kernel(g)) return;
+  const int64_t Lq = 16;
+  auto gq = values(c.O * Lq, 4, 1.0), w = values(c.O * c.C * 9, 5, 0.3);
+  auto code = codes(c.O * Lq, 0.6, 6);
+  code[5] = 1, code[20] = 3, code[40] = 4;  // live, live, ReLU'd
+  gq[5] = std::nanf(""), gq[20] = INFINITY, gq[40] = std::nanf("");  // the ReLU'd NaN reaches nothing
+  std::vector<float> gx(size_t(c.C * 64), -7.f);
+  REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, false, gx.data()));
+  Want want = definition(c, gq, code, w, false);
+  int bad = 0, nan = 0, inf = 0;
+  for (size_t k = 0; k < gx.size(); ++k) {
+    nan += std::isnan(gx[k]);
+    inf += std::isinf(gx[k]);
+    if (std::isnan(want.v[k]) != std::isnan(gx[k])) ++bad;
+    else if (std::isinf(want.v[k]) && gx[k] != float(want.v[k])) ++bad;
+    else if (std::isfinite(want.v[k]) && !(std::abs(gx[k] - want.v[k]) <= 1e-6 * want.mag[k] + 1e-30)) ++bad;
+  }
+  CHECK(bad == 0);
+  CHECK(nan >= 9 * c.C - 2 * c.C);  // the NaN window's 3x3 neighbourhood (clipped at the plane's edge)
+  CHECK(inf > 0);
+}
+
+TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight or too many live windows",
+          "[conv_pool_sparse]") {
+  const Case c{2, 32, 14, 14, 64};
+  Geom2d g = geom(c);
+  if (!have_kernel(g)) return;
+  const int64_t Lq = 49;
+  auto gq = values(c.N * c.O * Lq, 7, 1.0), w = values(c.O * c.C * 9, 8, 0.3);
+  auto sparse = codes(c.N * c.O * Lq, 0.5, 9), dense = codes(c.N * c.O * Lq, 0.0, 9);
+  std::vector<float> gx(size_t(c.N * c.C * 196), -7.f);
+  for (bool bf16 : {false, true}) {
+    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), dense.data(), w.data(), g, c.O, bf16, gx.data()));
+    auto bad = w;
+    bad[100] = INFINITY;
+    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
+    bad[100] = std::nanf("");
+    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
+    CHECK(std::all_of(gx.begin(), gx.end(), [](float v) { return v == -7.f; }));  // untouched
+    // bf16: a weight that rounds to infinity is non-finite too
+    if (bf16) {
+      bad[100] = 3.4e38f;
+      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, true, gx.data()));
+    }
+  }
+  // Geometries it does not take
+  for (Geom2d other : {Geom2d{1, 24, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},    // C not a multiple of 16
+                       Geom2d{1, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4},    // stride 2
+                       Geom2d{1, 32, 8, 8, 3, 3, 1, 1, 0, 0, 1, 1, 6, 6},    // "valid"
+                       Geom2d{1, 32, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8}})  // 5x5
+    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad_applies(other));
+  kc::set_conv_pool_sparse(false);
+  CHECK_FALSE(kc::conv2d_pool_sparse_input_grad_applies(g));
+  kc::set_conv_pool_sparse(true);
+}
+
+TEST_CASE("conv2d pool sparse input gradient: conv2d_max_pool2d with ReLU end to end vs the composite",
+          "[conv_pool_sparse]") {
+  if (!have_kernel(geom(kCases[0]))) return;
+  // A bias well below zero: the ReLU zeroes about half the pooled windows (as in
+  // training), where with b near 0 the max of 4 outputs is almost always positive.
+  Tensor x0 = randn({4, 32, 14, 14}), w0 = randn({64, 32, 3, 3}) * 0.1, b0 = randn({64}) * 0.1 - 1.7;
+  Tensor r = randn({4, 64, 7, 7});
+  auto run = [&](bool sparse, bool composite) {
+    kc::set_conv_pool_sparse(sparse);
+    Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+    Tensor y = composite ? relu(F::max_pool2d(F::conv2d_composite(x, w, b, 1, 1, 1, 1, false), 2))
+                         : F::conv2d_max_pool2d(x, w, b, 1, 1, 1, 1, true);
+    sum(y * r).backward();
+    kc::set_conv_pool_sparse(true);
+    return x.grad();
+  };
+  Tensor on = run(true, false), off = run(false, false), ref = run(false, true);
+  double tol = dtype_tol(DType::f32, 32 * 9 * 196);
+  expect_close(on, ref, tol, "sparse input gradient vs the composite");
+  expect_close(off, ref, tol, "dense input gradient vs the composite");
+  // the ReLU zeroes about half the windows: the sparse kernel ran, summing in its own order
+  CHECK(std::memcmp(on.data_ptr<float>(), off.data_ptr<float>(), sizeof(float) * size_t(on.numel())) != 0);
+}
