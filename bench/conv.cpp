@@ -102,13 +102,14 @@ BENCHMARK(BM_conv_kernel)
     ->ArgsProduct({{1, 2}, {0, 1, 2}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-// The second layer's pooled input gradient where about half the pooled
+// The second layer's pooled backward kernels where about half the pooled
 // windows are ReLU'd (a bias 1.7 below zero; the cnn's own training keeps
 // about half of them, where BM_conv_kernel's zero bias keeps 94%): the
-// sparse scatter of its live values against the dense kernel.
-// Args: bf16, sparse (0: set_conv_pool_sparse(false), the dense kernel).
-static void BM_pool_input_grad(benchmark::State& st) {
-  bool bf16 = st.range(0), sparse = st.range(1);
+// sparse scatter of the live values against the dense kernels.
+// Args: kernel (1 bwd_input, 2 bwd_weight), bf16, sparse (0:
+// set_conv_pool_sparse(false), the dense kernel).
+static void BM_pool_grad(benchmark::State& st) {
+  bool bf16 = st.range(1), sparse = st.range(2), input = st.range(0) == 1;
   GemmBf16Scope scope(bf16);
   if (bf16 && !kern::cpu::gemm_bf16_active()) {
     st.SkipWithError("SKIPPED: no bf16 GEMM on this CPU");
@@ -118,6 +119,7 @@ static void BM_pool_input_grad(benchmark::State& st) {
   manual_seed(0);
   Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = full({O}, -1.7f);
   Tensor yp = empty({N, O, H / 2, H / 2}), code = empty(yp.shape(), TensorOptions(DType::u8)), gx = empty({N, C, H, H});
+  Tensor gw = empty({O, C * 9}), gb = empty({O});
   ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, true, bf16};
   {
     Tensor ins[3] = {x, w, b}, outs[2] = {yp, code};
@@ -128,17 +130,22 @@ static void BM_pool_input_grad(benchmark::State& st) {
   for (int64_t i = 0; i < code.numel(); ++i) live += code.data_ptr<uint8_t>()[i] < 4;
   kern::cpu::set_conv_pool_sparse(sparse);
   for (auto _ : st) {
-    Tensor ins[3] = {gy, w, code}, outs[1] = {gx};
-    dispatch(opkey::conv2d_bwd_input, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    if (input) {
+      Tensor ins[3] = {gy, w, code}, outs[1] = {gx};
+      dispatch(opkey::conv2d_bwd_input, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    } else {
+      Tensor ins[3] = {gy, x, code}, outs[2] = {gw, gb};
+      dispatch(opkey::conv2d_bwd_weight, DeviceType::cpu, DType::f32, KernelArgs{ins, outs, &p});
+    }
   }
   kern::cpu::set_conv_pool_sparse(true);
   st.counters["live"] = double(live) / double(code.numel());
   st.counters["GFLOPs"] = benchmark::Counter(2.0 * double(N * O * C * 9 * H * H),
                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_pool_input_grad)
-    ->ArgNames({"bf16", "sparse"})
-    ->ArgsProduct({{0, 1}, {0, 1}})
+BENCHMARK(BM_pool_grad)
+    ->ArgNames({"kernel", "bf16", "sparse"})
+    ->ArgsProduct({{1, 2}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -83,6 +83,42 @@ Want definition(const Case& c, const std::vector<float>& gq, const std::vector<u
   return out;
 }
 
+// The weight gradient's definition: gw[o, c, i, j] = sum over n, (h, x) of
+// gy[n, o, h, x] * x[n, c, h + i - 1, x + j - 1] (zero outside the plane),
+// gb[o] = sum of gy[n, o]; rounded operands with bf16.
+struct WantW {
+  std::vector<double> gw, mag, gb, gbmag;
+};
+WantW weight_definition(const Case& c, const std::vector<float>& gq, const std::vector<uint8_t>& code,
+                        const std::vector<float>& x, bool bf16) {
+  const int64_t Hq = c.H / 2, Wq = c.W / 2;
+  auto r = [&](float v) { return double(bf16 ? bf16_rounded(v) : v); };
+  WantW out{std::vector<double>(size_t(c.O * c.C * 9), 0.0), {}, std::vector<double>(size_t(c.O), 0.0), {}};
+  out.mag = out.gw;
+  out.gbmag = out.gb;
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t o = 0; o < c.O; ++o)
+      for (int64_t q = 0; q < Hq * Wq; ++q) {
+        size_t at = size_t((n * c.O + o) * Hq * Wq + q);
+        if (code[at] > 3) continue;
+        const double g = r(gq[at]);
+        const int64_t h = 2 * (q / Wq) + code[at] / 2, xx = 2 * (q % Wq) + code[at] % 2;
+        out.gb[size_t(o)] += g;
+        out.gbmag[size_t(o)] += std::abs(g);
+        for (int64_t ch = 0; ch < c.C; ++ch)
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) {
+              int64_t rr = h + i - 1, ss = xx + j - 1;
+              if (rr < 0 || rr >= c.H || ss < 0 || ss >= c.W) continue;
+              double t = g * r(x[size_t(((n * c.C + ch) * c.H + rr) * c.W + ss)]);
+              size_t k = size_t((o * c.C + ch) * 9 + 3 * i + j);
+              out.gw[k] += t;
+              out.mag[k] += std::abs(t);
+            }
+      }
+  return out;
+}
+
 bool have_kernel(const Geom2d& g) {
   if (kc::conv2d_pool_sparse_input_grad_applies(g)) return true;
   WARN("SKIPPED: the sparse pooled input gradient: this build or CPU has no AVX-512");
@@ -187,7 +223,68 @@ TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight 
   kc::set_conv_pool_sparse(true);
 }
 
-TEST_CASE("conv2d pool sparse input gradient: conv2d_max_pool2d with ReLU end to end vs the composite",
+TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_pool_sparse]") {
+  if (!have_kernel(geom(kCases[0]))) return;
+  const int prev = get_num_threads();
+  for (Case c : kCases)
+    for (bool bf16 : {false, true})
+      for (int threads : {1, 2}) {
+        if (c.N < 9) c.N += 8;  // more than one block of 8 samples: partials added in block order
+        Geom2d g = geom(c);
+        const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
+        auto gq = values(c.N * c.O * Lq, 11, 1.0), x = values(c.N * CHW, 12, 1.0);
+        auto code = codes(c.N * c.O * Lq, 0.5, 13);
+        for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;
+        std::vector<float> gw(size_t(c.O * c.C * 9), std::nanf("")), gb(size_t(c.O), std::nanf(""));
+        set_num_threads(threads);
+        REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw.data(),
+                                                   gb.data()));
+        WantW want = weight_definition(c, gq, code, x, bf16);
+        int bad = 0;
+        for (size_t k = 0; k < gw.size(); ++k) {
+          double tol = 1e-6 * want.mag[k] + 1e-30;
+          if (bf16) {
+            tol += std::ldexp(std::abs(want.gw[k]), -8);  // gw's own rounding (the gradient of the cast w)
+            if (bf16_rounded(gw[k]) != gw[k]) ++bad;
+          }
+          if (!(std::abs(double(gw[k]) - want.gw[k]) <= tol)) ++bad;
+        }
+        for (size_t o = 0; o < gb.size(); ++o)
+          if (!(std::abs(double(gb[o]) - want.gb[o]) <= 1e-6 * want.gbmag[o] + 1e-30)) ++bad;
+        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " bf16 " << bf16
+                  << " threads " << threads);
+        CHECK(bad == 0);
+        // no bias: gb is not written
+        std::vector<float> gw2(gw.size());
+        REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw2.data(), nullptr));
+        CHECK(std::memcmp(gw.data(), gw2.data(), sizeof(float) * gw.size()) == 0);
+      }
+  set_num_threads(prev);
+}
+
+TEST_CASE("conv2d pool sparse weight gradient: falls back on a non-finite input or too many live windows",
+          "[conv_pool_sparse]") {
+  const Case c{9, 32, 14, 14, 64};
+  Geom2d g = geom(c);
+  if (!have_kernel(g)) return;
+  const int64_t Lq = 49, CHW = 32 * 196;
+  auto gq = values(c.N * c.O * Lq, 14, 1.0), x = values(c.N * CHW, 15, 1.0);
+  auto sparse = codes(c.N * c.O * Lq, 0.5, 16), dense = codes(c.N * c.O * Lq, 0.0, 16);
+  std::vector<float> gw(size_t(c.O * 288), -7.f), gb(size_t(c.O), -7.f);
+  for (bool bf16 : {false, true}) {
+    CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), dense.data(), x.data(), g, c.O, bf16, gw.data(), gb.data()));
+    for (float v : {INFINITY, -INFINITY, std::nanf("")}) {
+      auto bad = x;
+      bad[size_t(8 * CHW + 5 * 196 + 100)] = v;  // the last sample (the second block)
+      CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gw.data(),
+                                                     gb.data()));
+    }
+    CHECK(std::all_of(gw.begin(), gw.end(), [](float v) { return v == -7.f; }));  // untouched
+    CHECK(std::all_of(gb.begin(), gb.end(), [](float v) { return v == -7.f; }));
+  }
+}
+
+TEST_CASE("conv2d pool sparse gradients: conv2d_max_pool2d with ReLU end to end vs the composite",
           "[conv_pool_sparse]") {
   if (!have_kernel(geom(kCases[0]))) return;
   // A bias well below zero: the ReLU zeroes about half the pooled windows (as in
@@ -201,12 +298,17 @@ TEST_CASE("conv2d pool sparse input gradient: conv2d_max_pool2d with ReLU end to
                          : F::conv2d_max_pool2d(x, w, b, 1, 1, 1, 1, true);
     sum(y * r).backward();
     kc::set_conv_pool_sparse(true);
-    return x.grad();
+    return std::vector<Tensor>{x.grad(), w.grad(), b.grad()};
   };
-  Tensor on = run(true, false), off = run(false, false), ref = run(false, true);
-  double tol = dtype_tol(DType::f32, 32 * 9 * 196);
-  expect_close(on, ref, tol, "sparse input gradient vs the composite");
-  expect_close(off, ref, tol, "dense input gradient vs the composite");
-  // the ReLU zeroes about half the windows: the sparse kernel ran, summing in its own order
-  CHECK(std::memcmp(on.data_ptr<float>(), off.data_ptr<float>(), sizeof(float) * size_t(on.numel())) != 0);
+  auto on = run(true, false), off = run(false, false), ref = run(false, true);
+  const char* names[3] = {"input", "weight", "bias"};
+  for (int i = 0; i < 3; ++i) {
+    double tol = dtype_tol(DType::f32, i == 0 ? 64 * 9 : 4 * 196 * (i == 1 ? 1 : 32));
+    expect_close(on[size_t(i)], ref[size_t(i)], tol, std::string("sparse ") + names[i] + " gradient vs the composite");
+    expect_close(off[size_t(i)], ref[size_t(i)], tol, std::string("dense ") + names[i] + " gradient vs the composite");
+  }
+  // the ReLU zeroes about half the windows: the sparse kernels ran, summing in their own order
+  for (int i = 0; i < 2; ++i)
+    CHECK(std::memcmp(on[size_t(i)].data_ptr<float>(), off[size_t(i)].data_ptr<float>(),
+                      sizeof(float) * size_t(on[size_t(i)].numel())) != 0);
 }

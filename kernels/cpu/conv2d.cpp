@@ -783,6 +783,11 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   float* gb = a.out[1].defined() ? ptr<float>(a.out[1]) : nullptr;
   int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   GySample gy(a, g, O);
+  // A pooled gradient on AVX-512: only its live values (conv2d_pool_sparse_grad.h);
+  // a dense kernel below where x holds a non-finite value or most windows are live.
+  if (gy.code && conv2d_pool_sparse_input_grad_applies(g) &&
+      conv2d_pool_sparse_weight_grad(gy.gy, gy.code, x, g, O, bf, gw, gb))
+    return true;
   bool direct = is_pointwise(g);
   // gw = sum_n gy_n [O, L] @ col_n^T [L, CKK]. Each block of kGradBlock
   // samples sums into its own partial, whichever thread takes it

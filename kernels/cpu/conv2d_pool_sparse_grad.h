@@ -1,13 +1,14 @@
-// The input gradient of a 3x3 "same" convolution followed by its 2x2 max
-// pool (conv2d_pool_fwd), straight from the pooled gradient and the window
-// codes, as a scatter over the gradient's nonzeros only.
+// The input and weight gradients of a 3x3 "same" convolution followed by
+// its 2x2 max pool (conv2d_pool_fwd), straight from the pooled gradient and
+// the window codes, as scatters over the gradient's nonzeros only.
 //
 // The dense form expands the pooled gradient gq [O, Hq, Wq] to gy [O, H,
 // W] (each window's value at its code's position, zeros at the other
 // three; nothing at all for a window the fused ReLU zeroed, code 4) and
 // convolves it with the flipped weights: 3 of every 4 multiply-adds, and
 // with the ReLU about 7 of 8 in the cnn's second layer, multiply zeros.
-// Here each live window value g = gq[o, window] at its position p adds
+// Here (the input gradient; the weight gradient below is its mirror) each
+// live window value g = gq[o, window] at its position p adds
 // g * w[o, c, tap] to gx[c, p + tap - 1] for the 9 taps, 32 input channels
 // a step (two 16-lane vectors), into a zero-bordered [H + 2, W + 2, 32]
 // plane per sample that is then transposed into gx's NCHW rows.
@@ -38,8 +39,8 @@ namespace brisk::kern::cpu {
 bool conv_pool_sparse_enabled();
 void set_conv_pool_sparse(bool on);
 
-// Whether conv2d_pool_sparse_input_grad handles geometry g (the
-// convolution's; its pool is 2x2 over the output).
+// Whether conv2d_pool_sparse_input_grad and _weight_grad handle geometry
+// g (the convolution's; its pool is 2x2 over the output).
 bool conv2d_pool_sparse_input_grad_applies(const Geom2d& g);
 
 // gx [N, C, H, W] = the input gradient of conv(x, w) pooled, from gq [N, O,
@@ -47,5 +48,20 @@ bool conv2d_pool_sparse_input_grad_applies(const Geom2d& g);
 // false (gx untouched) where w holds a non-finite value or too many windows are live.
 bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const float* w, const Geom2d& g, int64_t O,
                                    bool bf16, float* gx);
+
+// The weight gradient the same way: each live window value g at position p
+// adds g * x_n[c, p + tap - 1] to gw[o, c, tap] (9 taps, 32 channels a
+// step, the sums for one o in registers while a sample's live values of o
+// are added; x_n copied into a zero-bordered [H + 2, W + 2, 32] plane per
+// 32 channels, so a tap's 32 channels are two vector loads), and g to
+// gb[o]. Per block of 8 samples a partial, added in block order, so the
+// result does not depend on the thread count. Written, not accumulated:
+// gw [O, C*9] (bf16: rounded, the gradient of the cast w), gb [O] (null:
+// none; bf16: the sum of the rounded values). A non-finite x gives NaN in
+// the dense sums (0 * inf) where the scatter multiplies no zeros: it
+// returns false, gw and gb untouched (the caller takes a dense kernel), as
+// it does past the share of live windows where that is faster.
+bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const float* x, const Geom2d& g, int64_t O,
+                                    bool bf16, float* gw, float* gb);
 
 }  // namespace brisk::kern::cpu
