@@ -156,10 +156,10 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
 #if defined(__AVX512F__)
   const int64_t C = g.C, Lq = (g.H / 2) * (g.W / 2), CHW = C * g.H * g.W;
   // The scatter's time goes with the live windows, the dense kernels' does
-  // not: past a share of live windows the dense kernel is faster (measured
-  // on the cnn's second layer, Zen 4, 2 threads: every window live, the
-  // scatter took 1.2x the f32 Winograd kernel's time and 1.6x the bf16
-  // direct one's; half of them live, as after a ReLU, 0.62x and 0.87x).
+  // not: past a share of live windows the dense kernel is faster (the cnn's
+  // second layer, Zen 4, 2 threads: 0.94 of the windows live, the scatter
+  // took 0.87x the f32 Winograd kernel's time and 1.38x the bf16 direct
+  // one's; 0.46 live, as in training, 0.60x and 0.83-0.93x).
   if (!few_live(gq, code, g.N * O * Lq, bf16 ? kMaxLiveBf16 : kMaxLiveF32)) return false;
   // wt [O, 9, C]: each (o, tap)'s input channels contiguous (bf16: rounded)
   std::vector<float> wt(size_t(O * 9 * C));
