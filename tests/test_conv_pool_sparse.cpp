@@ -119,6 +119,23 @@ WantW weight_definition(const Case& c, const std::vector<float>& gq, const std::
   return out;
 }
 
+// Entries of got off the definition (want, with the sum of its terms'
+// magnitudes mag) by more than a few f32 roundings, plus, with bf16, its
+// own rounding and any entry that is not a bf16 value.
+int count_off(const std::vector<float>& got, const std::vector<double>& want, const std::vector<double>& mag,
+              bool bf16) {
+  int bad = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    double tol = 1e-6 * mag[k] + 1e-30;
+    if (bf16) {
+      tol += std::ldexp(std::abs(want[k]), -8);
+      if (bf16_rounded(got[k]) != got[k]) ++bad;
+    }
+    if (!(std::abs(double(got[k]) - want[k]) <= tol)) ++bad;
+  }
+  return bad;
+}
+
 bool have_kernel(const Geom2d& g) {
   if (kc::conv2d_pool_sparse_input_grad_applies(g)) return true;
   WARN("SKIPPED: the sparse pooled input gradient: this build or CPU has no AVX-512");
@@ -148,15 +165,7 @@ TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_po
         set_num_threads(threads);
         REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, bf16, gx.data()));
         Want want = definition(c, gq, code, w, bf16);
-        int bad = 0;
-        for (size_t k = 0; k < gx.size(); ++k) {
-          double tol = 1e-6 * want.mag[k] + 1e-30;
-          if (bf16) {
-            tol += std::ldexp(std::abs(want.v[k]), -8);  // gx's own rounding
-            if (bf16_rounded(gx[k]) != gx[k]) ++bad;
-          }
-          if (!(std::abs(double(gx[k]) - want.v[k]) <= tol)) ++bad;
-        }
+        int bad = count_off(gx, want.v, want.mag, bf16);
         INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " bf16 " << bf16 << " threads " << threads);
         CHECK(bad == 0);
       }
@@ -240,17 +249,7 @@ TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_p
         REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw.data(),
                                                    gb.data()));
         WantW want = weight_definition(c, gq, code, x, bf16);
-        int bad = 0;
-        for (size_t k = 0; k < gw.size(); ++k) {
-          double tol = 1e-6 * want.mag[k] + 1e-30;
-          if (bf16) {
-            tol += std::ldexp(std::abs(want.gw[k]), -8);  // gw's own rounding (the gradient of the cast w)
-            if (bf16_rounded(gw[k]) != gw[k]) ++bad;
-          }
-          if (!(std::abs(double(gw[k]) - want.gw[k]) <= tol)) ++bad;
-        }
-        for (size_t o = 0; o < gb.size(); ++o)
-          if (!(std::abs(double(gb[o]) - want.gb[o]) <= 1e-6 * want.gbmag[o] + 1e-30)) ++bad;
+        int bad = count_off(gw, want.gw, want.mag, bf16) + count_off(gb, want.gb, want.gbmag, false);
         INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " bf16 " << bf16
                   << " threads " << threads);
         CHECK(bad == 0);
@@ -279,6 +278,11 @@ TEST_CASE("conv2d pool sparse weight gradient: falls back on a non-finite input 
       CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gw.data(),
                                                      gb.data()));
     }
+    // no samples: left to the dense kernel
+    Geom2d none = g;
+    none.N = 0;
+    CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), x.data(), none, c.O, bf16, gw.data(),
+                                                   gb.data()));
     CHECK(std::all_of(gw.begin(), gw.end(), [](float v) { return v == -7.f; }));  // untouched
     CHECK(std::all_of(gb.begin(), gb.end(), [](float v) { return v == -7.f; }));
   }

@@ -540,8 +540,9 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   }
   // A pooled gradient on AVX-512: only its nonzeros, scattered (about 1 in 8
   // of the dense sums' multiply-adds after a ReLU'd pool); a dense kernel
-  // below where w holds a non-finite value.
-  if (gy.code && conv2d_pool_sparse_input_grad_applies(g) &&
+  // below where w holds a non-finite value. Not under bf16 on AMX tiles,
+  // whose dense products outrun the scatter's f32 multiply-adds.
+  if (gy.code && !(bf && gemm_amx_active()) && conv2d_pool_sparse_input_grad_applies(g) &&
       conv2d_pool_sparse_input_grad(gy.gy, gy.code, w, g, O, bf, gx))
     return true;
   ConvSampleSource source = [&gy](int64_t n) { return gy(n); };
@@ -784,8 +785,9 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   GySample gy(a, g, O);
   // A pooled gradient on AVX-512: only its live values (conv2d_pool_sparse_grad.h);
-  // a dense kernel below where x holds a non-finite value or most windows are live.
-  if (gy.code && conv2d_pool_sparse_input_grad_applies(g) &&
+  // a dense kernel below where x holds a non-finite value or most windows
+  // are live, and under bf16 on AMX tiles (as for the input gradient).
+  if (gy.code && !(bf && gemm_amx_active()) && conv2d_pool_sparse_input_grad_applies(g) &&
       conv2d_pool_sparse_weight_grad(gy.gy, gy.code, x, g, O, bf, gw, gb))
     return true;
   bool direct = is_pointwise(g);

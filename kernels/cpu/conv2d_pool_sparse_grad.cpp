@@ -240,7 +240,8 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
 #if defined(__AVX512F__)
   const int64_t C = g.C, H = g.H, W = g.W, Wq = W / 2, Lq = (H / 2) * Wq, Wp = W + 2, P = (H + 2) * Wp;
   const int64_t chunks = (C + kChunk - 1) / kChunk, CHW = C * H * W;
-  if (!few_live(gq, code, g.N * O * Lq, bf16 ? kMaxLiveBf16 : kMaxLiveF32)) return false;
+  if (g.N == 0 || !few_live(gq, code, g.N * O * Lq, bf16 ? kMaxLiveBf16 : kMaxLiveF32))
+    return false;  // no samples: the dense kernel writes the zeros
   constexpr int64_t kBlock = 8;  // samples per partial
   const int64_t blocks = (g.N + kBlock - 1) / kBlock, part = O * 9 * chunks * kChunk + O;
   std::vector<float> partial(size_t(blocks * part));

@@ -26,7 +26,8 @@
 // (0.7 in f32, 0.55 in bf16; the count costs one pass over the codes):
 // the scatter's time goes with that share, the dense kernels' does not.
 //
-// AVX-512 builds, on the avx512 sgemm ISA; C a multiple of 16.
+// AVX-512 builds, on the avx512 sgemm ISA; C a multiple of 16. conv2d.cpp
+// does not take it for bf16 on AMX tiles, whose dense products are faster.
 // set_conv_pool_sparse(false) (or BRISK_CONV_POOL_SPARSE=0 at start) turns
 // it off.
 #pragma once
