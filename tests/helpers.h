@@ -74,6 +74,16 @@ inline Tensor uniform64(const Shape& s, double lo = -1, double hi = 1, uint64_t 
   return (rand(s, DType::f64, &g) * (hi - lo) + lo).detach().requires_grad_(true);
 }
 
+// n floats: standard normals (from the f64 generator seeded `seed`) times
+// scale, for kernels called on raw buffers.
+inline std::vector<float> normal_floats(int64_t n, uint64_t seed, double scale = 1.0) {
+  Generator g(seed);
+  std::vector<double> d = randn({n}, {}, &g).to_vector();
+  std::vector<float> out(d.size());
+  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
+  return out;
+}
+
 // Central finite differences of sum(f(inputs) * r) against autograd, for every
 // input that requires grad. r is a fixed random tensor so every output
 // element's gradient is exercised with a distinct weight.

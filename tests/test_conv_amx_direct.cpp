@@ -26,10 +26,8 @@ const std::vector<DCase> kCases{{3, 32, 14, 14, 64, 3},  // the cnn's second lay
                                 {2, 64, 1, 1, 32, 3}};   // a 1x1 plane: every tap but the centre in the border
 
 std::vector<float> rounded(int64_t n, uint64_t seed, double scale) {
-  Generator g(seed);
-  std::vector<double> d = randn({n}, {}, &g).to_vector();
-  std::vector<float> out(d.size());
-  for (size_t i = 0; i < d.size(); ++i) out[i] = brisk::bf16_rounded(float(d[i] * scale));
+  std::vector<float> out = normal_floats(n, seed, scale);
+  for (float& v : out) v = brisk::bf16_rounded(v);
   return out;
 }
 

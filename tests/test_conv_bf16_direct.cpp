@@ -43,13 +43,6 @@ Geom2d geom(const Case& c) {
                 c.H + 2 * c.ph - c.dh * (c.kh - 1), c.W + 2 * c.pw - c.dw * (c.kw - 1)};
 }
 
-std::vector<float> rounded_values(int64_t n, uint64_t seed, double scale) {
-  Generator g(seed);
-  std::vector<double> d = randn({n}, {}, &g).to_vector();
-  std::vector<float> out(d.size());
-  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
-  return out;
-}
 
 // The convolution's terms for output (n, o, h, w) by its definition, on the
 // bf16 roundings of x and w: their sum and the sum of their magnitudes.
@@ -101,8 +94,8 @@ TEST_CASE("conv2d bf16 direct: forward vs the convolution of the rounded operand
     Geom2d g = geom(c);
     REQUIRE(kc::conv2d_bf16_direct_applies(g));
     int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W;
-    auto x = rounded_values(c.N * CHW, 1, 1.0), w = rounded_values(c.O * c.C * c.kh * c.kw, 2, 0.3),
-         b = rounded_values(c.O, 3, 1.0);
+    auto x = normal_floats(c.N * CHW, 1, 1.0), w = normal_floats(c.O * c.C * c.kh * c.kw, 2, 0.3),
+         b = normal_floats(c.O, 3, 1.0);
     for (int flags = 0; flags < 4; ++flags) {
       bool relu = flags & 1, out_bf16 = flags & 2, bias = flags != 0;
       std::vector<float> y(static_cast<size_t>(c.N * c.O * L), -7.f);
@@ -136,8 +129,8 @@ TEST_CASE("conv2d bf16 direct: the sink and source forms give the plain form's b
   const Case c = cases()[1];
   Geom2d g = geom(c);
   int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W;
-  auto x = rounded_values(c.N * CHW, 4, 1.0), w = rounded_values(c.O * c.C * 9, 5, 0.3),
-       b = rounded_values(c.O, 6, 1.0);
+  auto x = normal_floats(c.N * CHW, 4, 1.0), w = normal_floats(c.O * c.C * 9, 5, 0.3),
+       b = normal_floats(c.O, 6, 1.0);
   std::vector<float> plain(static_cast<size_t>(c.N * c.O * L)), viaf(plain.size(), 0.f);
   kc::conv2d_forward_bf16_direct(x.data(), w.data(), b.data(), g, c.O, true, false, plain.data());
   int sourced = 0;
@@ -159,8 +152,8 @@ TEST_CASE("conv2d bf16 direct: the pooled forward is the plain forward's output 
     Geom2d g = geom(c);
     if (g.Ho < 2 || g.Wo < 2) continue;
     int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, Hq = g.Ho / 2, Wq = g.Wo / 2, Lq = Hq * Wq;
-    auto x = rounded_values(c.N * CHW, 7, 1.0), w = rounded_values(c.O * c.C * c.kh * c.kw, 8, 0.3),
-         b = rounded_values(c.O, 9, 1.0);
+    auto x = normal_floats(c.N * CHW, 7, 1.0), w = normal_floats(c.O * c.C * c.kh * c.kw, 8, 0.3),
+         b = normal_floats(c.O, 9, 1.0);
     // Channel 0's filter is zero: its 4 outputs per window tie (the first
     // wins). A NaN input reaches the windows whose taps cover it.
     std::fill(w.begin(), w.begin() + c.C * c.kh * c.kw, 0.f);
@@ -210,7 +203,7 @@ TEST_CASE("conv2d bf16 direct: a pooled input gives the bits of its expansion", 
   for (const Case& c : pooled_cases) {
     Geom2d g = geom(c);
     int64_t Hq = c.H / 2, Wq = c.W / 2, Lq = Hq * Wq, L = g.Ho * g.Wo;
-    auto gq = rounded_values(c.N * c.C * Lq, 10, 1.0), w = rounded_values(c.O * c.C * 9, 11, 0.3);
+    auto gq = normal_floats(c.N * c.C * Lq, 10, 1.0), w = normal_floats(c.O * c.C * 9, 11, 0.3);
     gq[3] = std::nanf("");
     std::vector<uint8_t> code(gq.size());
     for (size_t i = 0; i < code.size(); ++i) code[i] = uint8_t((i * 7 + i / 5) % 5);  // 0..3, and 4 (ReLU'd)
@@ -239,8 +232,8 @@ TEST_CASE("conv2d bf16 direct: weight gradient vs its definition on the rounded 
     }
     REQUIRE(kc::conv2d_bf16_direct_wgrad_applies(g));
     int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, CKK = c.C * c.kh * c.kw;
-    auto x = rounded_values(c.N * CHW, 7, 1.0), gy = rounded_values(c.N * c.O * L, 8, 1.0);
-    auto gw = rounded_values(c.O * CKK, 9, 1.0);  // accumulated into
+    auto x = normal_floats(c.N * CHW, 7, 1.0), gy = normal_floats(c.N * c.O * L, 8, 1.0);
+    auto gw = normal_floats(c.O * CKK, 9, 1.0);  // accumulated into
     const std::vector<float> gw0 = gw;
     {
       kc::Bf16DirectWeightGrad acc(g, c.O, c.N + 1);  // room for one more sample than it gets
@@ -290,7 +283,7 @@ TEST_CASE("conv2d bf16 direct: weight gradient from a pooled gradient gives the 
     Geom2d g = geom(c);
     REQUIRE(kc::conv2d_bf16_direct_wgrad_applies(g));
     int64_t L = g.Ho * g.Wo, CHW = c.C * c.H * c.W, CKK = c.C * 9, Hq = g.Ho / 2, Wq = g.Wo / 2, Lq = Hq * Wq;
-    auto x = rounded_values(c.N * CHW, 12, 1.0), gq = rounded_values(c.N * c.O * Lq, 13, 1.0);
+    auto x = normal_floats(c.N * CHW, 12, 1.0), gq = normal_floats(c.N * c.O * Lq, 13, 1.0);
     // magnitudes spread over 2^-12 .. 2^12, so that f32 sums round and their order shows in the bits
     for (size_t i = 0; i < gq.size(); ++i) gq[i] = std::ldexp(gq[i], int(i * 7 % 25) - 12);
     std::vector<uint8_t> code(gq.size());

@@ -29,14 +29,6 @@ struct Case {
 
 Geom2d geom(const Case& c) { return Geom2d{c.N, c.C, c.H, c.W, 3, 3, 1, 1, 1, 1, 1, 1, c.H, c.W}; }
 
-std::vector<float> values(int64_t n, uint64_t seed, double scale) {
-  Generator g(seed);
-  std::vector<double> d = randn({n}, {}, &g).to_vector();
-  std::vector<float> out(d.size());
-  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
-  return out;
-}
-
 // Codes 0..3 with a share `relu` of 4 (a window the ReLU zeroed), from a hash.
 std::vector<uint8_t> codes(int64_t n, double relu, uint64_t seed) {
   std::vector<uint8_t> c(static_cast<size_t>(n));
@@ -158,7 +150,7 @@ TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_po
         Geom2d g = geom(c);
         REQUIRE(kc::conv2d_pool_sparse_input_grad_applies(g));
         const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
-        auto gq = values(c.N * c.O * Lq, 1, 1.0), w = values(c.O * c.C * 9, 2, 0.3);
+        auto gq = normal_floats(c.N * c.O * Lq, 1, 1.0), w = normal_floats(c.O * c.C * 9, 2, 0.3);
         auto code = codes(c.N * c.O * Lq, 0.5, 3);
         for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;  // zeros among the live windows
         std::vector<float> gx(size_t(c.N * CHW), std::nanf(""));
@@ -178,7 +170,7 @@ TEST_CASE("conv2d pool sparse input gradient: NaN and infinite gradients reach w
   Geom2d g = geom(c);
   if (!have_kernel(g)) return;
   const int64_t Lq = 16;
-  auto gq = values(c.O * Lq, 4, 1.0), w = values(c.O * c.C * 9, 5, 0.3);
+  auto gq = normal_floats(c.O * Lq, 4, 1.0), w = normal_floats(c.O * c.C * 9, 5, 0.3);
   auto code = codes(c.O * Lq, 0.6, 6);
   code[5] = 1, code[20] = 3, code[40] = 4;  // live, live, ReLU'd
   gq[5] = std::nanf(""), gq[20] = INFINITY, gq[40] = std::nanf("");  // the ReLU'd NaN reaches nothing
@@ -204,7 +196,7 @@ TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight 
   Geom2d g = geom(c);
   if (!have_kernel(g)) return;
   const int64_t Lq = 49;
-  auto gq = values(c.N * c.O * Lq, 7, 1.0), w = values(c.O * c.C * 9, 8, 0.3);
+  auto gq = normal_floats(c.N * c.O * Lq, 7, 1.0), w = normal_floats(c.O * c.C * 9, 8, 0.3);
   auto sparse = codes(c.N * c.O * Lq, 0.5, 9), dense = codes(c.N * c.O * Lq, 0.0, 9);
   std::vector<float> gx(size_t(c.N * c.C * 196), -7.f);
   for (bool bf16 : {false, true}) {
@@ -241,7 +233,7 @@ TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_p
         if (c.N < 9) c.N += 8;  // more than one block of 8 samples: partials added in block order
         Geom2d g = geom(c);
         const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
-        auto gq = values(c.N * c.O * Lq, 11, 1.0), x = values(c.N * CHW, 12, 1.0);
+        auto gq = normal_floats(c.N * c.O * Lq, 11, 1.0), x = normal_floats(c.N * CHW, 12, 1.0);
         auto code = codes(c.N * c.O * Lq, 0.5, 13);
         for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;
         std::vector<float> gw(size_t(c.O * c.C * 9), std::nanf("")), gb(size_t(c.O), std::nanf(""));
@@ -267,7 +259,7 @@ TEST_CASE("conv2d pool sparse weight gradient: falls back on a non-finite input 
   Geom2d g = geom(c);
   if (!have_kernel(g)) return;
   const int64_t Lq = 49, CHW = 32 * 196;
-  auto gq = values(c.N * c.O * Lq, 14, 1.0), x = values(c.N * CHW, 15, 1.0);
+  auto gq = normal_floats(c.N * c.O * Lq, 14, 1.0), x = normal_floats(c.N * CHW, 15, 1.0);
   auto sparse = codes(c.N * c.O * Lq, 0.5, 16), dense = codes(c.N * c.O * Lq, 0.0, 16);
   std::vector<float> gw(size_t(c.O * 288), -7.f), gb(size_t(c.O), -7.f);
   for (bool bf16 : {false, true}) {

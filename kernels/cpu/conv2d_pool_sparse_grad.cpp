@@ -30,9 +30,12 @@ constexpr int64_t kChunk = 32;  // input channels a pass: two 16-lane vectors pe
 // (see the count in conv2d_pool_sparse_input_grad).
 constexpr double kMaxLiveF32 = 0.9, kMaxLiveBf16 = 0.5;
 
+// Whether a pooled value adds anything: its window not ReLU'd (code < 4)
+// and its value (f32 bits) not +-0 (a NaN is live).
+inline bool live_value(unsigned code, uint32_t bits) { return (code < 4) & ((bits & 0x7fffffffu) != 0); }
+
 #if defined(__AVX512F__)
-// Whether at most a share `most` of the n pooled values is live (code < 4,
-// value nonzero).
+// Whether at most a share `most` of the n pooled values is live (live_value).
 bool few_live(const float* gq, const uint8_t* code, int64_t n, double most) {
   // 16 at a time, without branches; the tail one by one
   int64_t live = 0, i = 0;
@@ -43,7 +46,11 @@ bool few_live(const float* gq, const uint8_t* code, int64_t n, double most) {
     const __mmask16 m = _mm512_cmplt_epi32_mask(k, four) & _mm512_test_epi32_mask(bits, abs_mask);
     live += __builtin_popcount(unsigned(m));
   }
-  for (; i < n; ++i) live += code[i] < 4 && gq[i] != 0.f;
+  for (; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, gq + i, sizeof bits);
+    live += live_value(code[i], bits);
+  }
   return double(live) <= most * double(n);
 }
 #endif
@@ -102,7 +109,7 @@ void sample_chunk(const float* gq_n, const uint8_t* code_n, const float* wt, con
       const int64_t at = slot * O + count[slot];
       group[at] = int32_t(o);
       std::memcpy(value + at, &bits, sizeof bits);
-      count[slot] += int64_t(k < 4) & int64_t((bits & 0x7fffffffu) != 0);
+      count[slot] += live_value(k, bits);
     }
     if (bf16)
       for (int k = 0; k < 4; ++k)
@@ -280,7 +287,7 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
             std::memcpy(&bits, go + q, sizeof bits);
             off[m] = int32_t(qoff[size_t(q)] + (k >> 1 & 1) * Wp + (k & 1));  // the code's position
             std::memcpy(val + m, &bits, sizeof bits);
-            m += int64_t(k < 4) & int64_t((bits & 0x7fffffffu) != 0);
+            m += live_value(k, bits);
           }
           float bsum = 0.f;
           for (int64_t e = 0; e < m; ++e) {
