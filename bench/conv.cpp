@@ -107,9 +107,10 @@ BENCHMARK(BM_conv_kernel)
 // about half of them, where BM_conv_kernel's zero bias keeps 94%): the
 // sparse scatter of the live values against the dense kernels.
 // Args: kernel (1 bwd_input, 2 bwd_weight), bf16, sparse (0:
-// set_conv_pool_sparse(false), the dense kernel).
+// set_conv_pool_sparse(false), the dense kernel), relu (1: that bias; 0: a
+// zero bias, 94% of the windows live, where the scatter's share test picks).
 static void BM_pool_grad(benchmark::State& st) {
-  bool bf16 = st.range(1), sparse = st.range(2), input = st.range(0) == 1;
+  bool bf16 = st.range(1), sparse = st.range(2), input = st.range(0) == 1, relu = st.range(3);
   GemmBf16Scope scope(bf16);
   if (bf16 && !kern::cpu::gemm_bf16_active()) {
     st.SkipWithError("SKIPPED: no bf16 GEMM on this CPU");
@@ -117,7 +118,7 @@ static void BM_pool_grad(benchmark::State& st) {
   }
   const int64_t N = 128, C = 32, H = 14, O = 64;
   manual_seed(0);
-  Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = full({O}, -1.7f);
+  Tensor x = randn({N, C, H, H}), w = randn({O, C, 3, 3}) * 0.1, b = full({O}, relu ? -1.7f : 0.f);
   Tensor yp = empty({N, O, H / 2, H / 2}), code = empty(yp.shape(), TensorOptions(DType::u8)), gx = empty({N, C, H, H});
   Tensor gw = empty({O, C * 9}), gb = empty({O});
   ConvParams p{Geom2d{N, C, H, H, 3, 3, 1, 1, 1, 1, 1, 1, H, H}, true, bf16};
@@ -144,8 +145,8 @@ static void BM_pool_grad(benchmark::State& st) {
                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_pool_grad)
-    ->ArgNames({"kernel", "bf16", "sparse"})
-    ->ArgsProduct({{1, 2}, {0, 1}, {0, 1}})
+    ->ArgNames({"kernel", "bf16", "sparse", "relu"})
+    ->ArgsProduct({{1, 2}, {0, 1}, {0, 1}, {1, 0}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(brisk::bench::BM_fma_peak)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -134,6 +134,27 @@ bool have_kernel(const Geom2d& g) {
   return false;
 }
 
+// The precisions the scatters run: f32; bf16 on AVX512-BF16 dot products
+// (SKIPPED where the CPU lacks them); bf16 on f32 multiply-adds (what an
+// AVX-512 CPU without them runs; here by set_conv_pool_sparse_bf16_dot).
+struct Mode {
+  bool bf16, dot;
+  const char* name;
+};
+std::vector<Mode> modes() {
+  std::vector<Mode> m{{false, false, "f32"}};
+  if (kc::sgemm_bf16_supported()) m.push_back({true, true, "bf16 dot products"});
+  else WARN("SKIPPED: the sparse pooled gradients on bf16 dot products: this CPU lacks AVX512-BF16");
+  m.push_back({true, false, "bf16 f32 multiply-adds"});
+  return m;
+}
+
+// Sets the bf16 scatters' dot products for a scope; restores them after.
+struct DotScope {
+  explicit DotScope(bool on) { kc::set_conv_pool_sparse_bf16_dot(on); }
+  ~DotScope() { kc::set_conv_pool_sparse_bf16_dot(true); }
+};
+
 const std::vector<Case> kCases{{2, 32, 14, 14, 64},  // the cnn's second layer
                                {2, 16, 9, 11, 5},    // odd planes: the last row and column get no gradient; one vector
                                {1, 48, 6, 34, 8},    // chunks of 32 and 16 channels; rows wider than a transpose
@@ -145,8 +166,10 @@ TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_po
   if (!have_kernel(geom(kCases[0]))) return;
   const int prev = get_num_threads();
   for (const Case& c : kCases)
-    for (bool bf16 : {false, true})
+    for (const Mode& mode : modes())
       for (int threads : {1, 2}) {
+        const bool bf16 = mode.bf16;
+        DotScope dot(mode.dot);
         Geom2d g = geom(c);
         REQUIRE(kc::conv2d_pool_sparse_input_grad_applies(g));
         const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
@@ -158,7 +181,7 @@ TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_po
         REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, bf16, gx.data()));
         Want want = definition(c, gq, code, w, bf16);
         int bad = count_off(gx, want.v, want.mag, bf16);
-        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " bf16 " << bf16 << " threads " << threads);
+        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " " << mode.name << " threads " << threads);
         CHECK(bad == 0);
       }
   set_num_threads(prev);
@@ -174,20 +197,25 @@ TEST_CASE("conv2d pool sparse input gradient: NaN and infinite gradients reach w
   auto code = codes(c.O * Lq, 0.6, 6);
   code[5] = 1, code[20] = 3, code[40] = 4;  // live, live, ReLU'd
   gq[5] = std::nanf(""), gq[20] = INFINITY, gq[40] = std::nanf("");  // the ReLU'd NaN reaches nothing
-  std::vector<float> gx(size_t(c.C * 64), -7.f);
-  REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, false, gx.data()));
-  Want want = definition(c, gq, code, w, false);
-  int bad = 0, nan = 0, inf = 0;
-  for (size_t k = 0; k < gx.size(); ++k) {
-    nan += std::isnan(gx[k]);
-    inf += std::isinf(gx[k]);
-    if (std::isnan(want.v[k]) != std::isnan(gx[k])) ++bad;
-    else if (std::isinf(want.v[k]) && gx[k] != float(want.v[k])) ++bad;
-    else if (std::isfinite(want.v[k]) && !(std::abs(gx[k] - want.v[k]) <= 1e-6 * want.mag[k] + 1e-30)) ++bad;
+  for (const Mode& mode : modes()) {
+    DotScope dot(mode.dot);
+    std::vector<float> gx(size_t(c.C * 64), -7.f);
+    REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, mode.bf16, gx.data()));
+    Want want = definition(c, gq, code, w, mode.bf16);
+    int bad = 0, nan = 0, inf = 0;
+    for (size_t k = 0; k < gx.size(); ++k) {
+      nan += std::isnan(gx[k]);
+      inf += std::isinf(gx[k]);
+      const double tol = 1e-6 * want.mag[k] + 1e-30 + (mode.bf16 ? std::ldexp(std::abs(want.v[k]), -8) : 0.0);
+      if (std::isnan(want.v[k]) != std::isnan(gx[k])) ++bad;
+      else if (std::isinf(want.v[k]) && gx[k] != float(want.v[k])) ++bad;
+      else if (std::isfinite(want.v[k]) && !(std::abs(gx[k] - want.v[k]) <= tol)) ++bad;
+    }
+    INFO(mode.name);
+    CHECK(bad == 0);
+    CHECK(nan >= 9 * c.C - 2 * c.C);  // the NaN window's 3x3 neighbourhood (clipped at the plane's edge)
+    CHECK(inf > 0);
   }
-  CHECK(bad == 0);
-  CHECK(nan >= 9 * c.C - 2 * c.C);  // the NaN window's 3x3 neighbourhood (clipped at the plane's edge)
-  CHECK(inf > 0);
 }
 
 TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight or too many live windows",
@@ -228,8 +256,10 @@ TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_p
   if (!have_kernel(geom(kCases[0]))) return;
   const int prev = get_num_threads();
   for (Case c : kCases)
-    for (bool bf16 : {false, true})
+    for (const Mode& mode : modes())
       for (int threads : {1, 2}) {
+        const bool bf16 = mode.bf16;
+        DotScope dot(mode.dot);
         if (c.N < 9) c.N += 8;  // more than one block of 8 samples: partials added in block order
         Geom2d g = geom(c);
         const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
@@ -242,7 +272,7 @@ TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_p
                                                    gb.data()));
         WantW want = weight_definition(c, gq, code, x, bf16);
         int bad = count_off(gw, want.gw, want.mag, bf16) + count_off(gb, want.gb, want.gbmag, false);
-        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " bf16 " << bf16
+        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " " << mode.name
                   << " threads " << threads);
         CHECK(bad == 0);
         // no bias: gb is not written

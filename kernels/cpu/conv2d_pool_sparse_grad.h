@@ -17,14 +17,16 @@
 // order, so the values differ from theirs by f32 rounding (the tests
 // compare both with the definition). bf16 (autocast's folded casts): g and
 // w are taken as their bf16 roundings (their products are exact in f32)
-// and gx is rounded, as the dense bf16 kernels do. A window value of zero
-// adds nothing, as in the dense sums; a NaN or infinite one reaches the
-// same 9 x C entries there as here. A non-finite weight is not handled (0 *
-// inf is NaN in the dense sums, and here the zeros are not multiplied):
-// the call returns false and writes nothing, and the caller takes a dense
-// kernel. So it does where more than a set share of the windows is live
-// (0.7 in f32, 0.55 in bf16; the count costs one pass over the codes):
-// the scatter's time goes with that share, the dense kernels' does not.
+// and gx is rounded, as the dense bf16 kernels do; on AVX512-BF16 the
+// multiply-adds are dot products of bf16 operands paired with zero, from
+// tables of half the bytes (the f32 form's weights outgrow L1 and wait on
+// L2). A window value of zero adds nothing, as in the dense sums; a NaN or
+// infinite one reaches the same 9 x C entries there as here. A non-finite
+// weight is not handled (0 * inf is NaN in the dense sums, and here the
+// zeros are not multiplied): the call returns false and writes nothing,
+// and the caller takes a dense kernel. So it does where more than 0.9 of
+// the windows are live (the count costs one pass over the codes): the
+// scatter's time goes with that share, the dense kernels' does not.
 //
 // AVX-512 builds, on the avx512 sgemm ISA; C a multiple of 16. conv2d.cpp
 // does not take it for bf16 on AMX tiles, whose dense products are faster.
@@ -39,6 +41,10 @@ namespace brisk::kern::cpu {
 
 bool conv_pool_sparse_enabled();
 void set_conv_pool_sparse(bool on);
+// Under bf16, whether the scatters multiply with AVX512-BF16 dot products
+// where the CPU has them (default) or with the f32 multiply-adds every
+// AVX-512 CPU runs; the values are the same (tests run both).
+void set_conv_pool_sparse_bf16_dot(bool on);
 
 // Whether conv2d_pool_sparse_input_grad and _weight_grad handle geometry
 // g (the convolution's; its pool is 2x2 over the output).
