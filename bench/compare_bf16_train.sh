@@ -6,9 +6,9 @@
 # alternating order; prints each pair's ratio f32 / bf16 of the mean step,
 # then the median and range over the pairs.
 # bench/compare_bf16_step.sh times the same step on one random batch, where
-# the pooled gradients are denser than in training (about 0.94 of the
-# windows live after the ReLU, against about 0.5 here), which moves the
-# second layer's backward between its kernels.
+# the pooled gradients are denser than in training (about 0.7 of the
+# windows live after the ReLU, against about 0.5 here), which weighs the
+# second layer's backward, where bf16 gains least, differently.
 #   bench/compare_bf16_train.sh [build-dir] [rounds] [steps] [threads]   (defaults: build, 8, 150, 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
