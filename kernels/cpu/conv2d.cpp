@@ -541,7 +541,8 @@ bool conv2d_bwd_input(const KernelArgs& a) {
   // A pooled gradient on AVX-512: only its nonzeros, scattered (about 1 in 8
   // of the dense sums' multiply-adds after a ReLU'd pool); a dense kernel
   // below where w holds a non-finite value. Not under bf16 on AMX tiles,
-  // whose dense products outrun the scatter's f32 multiply-adds.
+  // whose dense products outrun the scatter's one multiply-add (or bf16
+  // dot product paired with zero) per live value and vector.
   if (gy.code && !(bf && gemm_amx_active()) && conv2d_pool_sparse_input_grad_applies(g) &&
       conv2d_pool_sparse_input_grad(gy.gy, gy.code, w, g, O, bf, gx))
     return true;

@@ -48,16 +48,20 @@ inline float* aligned_floats(std::vector<float>& v, size_t n) {
 inline bool live_value(unsigned code, uint32_t bits) { return (code < 4) & ((bits & 0x7fffffffu) != 0); }
 
 #if defined(__AVX512F__)
+// Lanes of 16 pooled values (their f32 bits and codes) that add anything
+// (live_value), without branches.
+inline __mmask16 live_lanes(__m512i bits, __m512i k) {
+  return _mm512_cmplt_epu32_mask(k, _mm512_set1_epi32(4)) &
+         _mm512_test_epi32_mask(bits, _mm512_set1_epi32(0x7fffffff));
+}
+
 // Whether at most a share `most` of the n pooled values is live (live_value).
 bool few_live(const float* gq, const uint8_t* code, int64_t n, double most) {
   // 16 at a time, without branches; the tail one by one
   int64_t live = 0, i = 0;
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), four = _mm512_set1_epi32(4);
   for (; i + 16 <= n; i += 16) {
     const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i)));
-    const __m512i bits = _mm512_loadu_si512(gq + i);
-    const __mmask16 m = _mm512_cmplt_epi32_mask(k, four) & _mm512_test_epi32_mask(bits, abs_mask);
-    live += __builtin_popcount(unsigned(m));
+    live += __builtin_popcount(unsigned(live_lanes(_mm512_loadu_si512(gq + i), k)));
   }
   for (; i < n; ++i) {
     uint32_t bits;
@@ -90,13 +94,6 @@ namespace {
 
 using U8 = uint32_t __attribute__((vector_size(32)));
 using U16 = uint32_t __attribute__((vector_size(64)));
-
-// Lanes of 16 pooled values (their f32 bits and codes) that add anything
-// (live_value), without branches.
-inline __mmask16 live_lanes(__m512i bits, __m512i k) {
-  return _mm512_cmplt_epu32_mask(k, _mm512_set1_epi32(4)) &
-         _mm512_test_epi32_mask(bits, _mm512_set1_epi32(0x7fffffff));
-}
 
 // The live values of one pooled plane (go, co: Lq values and codes), 16
 // windows a step without branches (the codes are as good as random):
