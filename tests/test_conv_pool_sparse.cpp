@@ -6,7 +6,8 @@
 // planes, one and two 16-channel vectors a chunk, ReLU'd windows (code 4),
 // NaN and infinite gradients, the fallbacks (a non-finite weight, too many
 // live windows), 1 and 2 threads, and the layer end to end through
-// conv2d_max_pool2d with its ReLU. Needs an AVX-512 build.
+// conv2d_max_pool2d with its ReLU; on each vector ISA the CPU has (AVX-512:
+// 32 channels a pass, AVX2: 8). Needs an AVX2 or AVX-512 build.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -130,7 +131,7 @@ int count_off(const std::vector<float>& got, const std::vector<double>& want, co
 
 bool have_kernel(const Geom2d& g) {
   if (kc::conv2d_pool_sparse_input_grad_applies(g)) return true;
-  WARN("SKIPPED: the sparse pooled input gradient: this build or CPU has no AVX-512");
+  WARN("SKIPPED: the sparse pooled input gradient: this build or CPU has neither AVX-512 nor AVX2");
   return false;
 }
 
@@ -141,13 +142,23 @@ struct Mode {
   bool bf16, dot;
   const char* name;
 };
-std::vector<Mode> modes() {
+std::vector<Mode> modes(const std::string& isa = "avx512") {
   std::vector<Mode> m{{false, false, "f32"}};
-  if (kc::sgemm_bf16_supported()) m.push_back({true, true, "bf16 dot products"});
-  else WARN("SKIPPED: the sparse pooled gradients on bf16 dot products: this CPU lacks AVX512-BF16");
+  if (isa == "avx512") {  // the AVX2 kernels have no dot-product form
+    if (kc::sgemm_bf16_supported()) m.push_back({true, true, "bf16 dot products"});
+    else WARN("SKIPPED: the sparse pooled gradients on bf16 dot products: this CPU lacks AVX512-BF16");
+  }
   m.push_back({true, false, "bf16 f32 multiply-adds"});
   return m;
 }
+
+// The vector ISAs the scatters run on (AVX-512: 32 channels a pass; AVX2:
+// 8), each set for the loop body and "auto" restored after.
+struct IsaScope {
+  explicit IsaScope(const char* isa) { kc::set_sgemm_isa(isa); }
+  ~IsaScope() { kc::set_sgemm_isa("auto"); }
+};
+std::vector<const char*> isas() { return vector_sgemm_isas("the sparse pooled gradients"); }
 
 // Sets the bf16 scatters' dot products for a scope; restores them after.
 struct DotScope {
@@ -165,25 +176,28 @@ const std::vector<Case> kCases{{2, 32, 14, 14, 64},  // the cnn's second layer
 TEST_CASE("conv2d pool sparse input gradient vs the dense definition", "[conv_pool_sparse]") {
   if (!have_kernel(geom(kCases[0]))) return;
   const int prev = get_num_threads();
-  for (const Case& c : kCases)
-    for (const Mode& mode : modes())
-      for (int threads : {1, 2}) {
-        const bool bf16 = mode.bf16;
-        DotScope dot(mode.dot);
-        Geom2d g = geom(c);
-        REQUIRE(kc::conv2d_pool_sparse_input_grad_applies(g));
-        const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
-        auto gq = normal_floats(c.N * c.O * Lq, 1, 1.0), w = normal_floats(c.O * c.C * 9, 2, 0.3);
-        auto code = codes(c.N * c.O * Lq, 0.5, 3);
-        for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;  // zeros among the live windows
-        std::vector<float> gx(size_t(c.N * CHW), std::nanf(""));
-        set_num_threads(threads);
-        REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, bf16, gx.data()));
-        Want want = definition(c, gq, code, w, bf16);
-        int bad = count_off(gx, want.v, want.mag, bf16);
-        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " " << mode.name << " threads " << threads);
-        CHECK(bad == 0);
-      }
+  for (const char* isa : isas())
+    for (const Case& c : kCases)
+      for (const Mode& mode : modes(isa))
+        for (int threads : {1, 2}) {
+          IsaScope scope(isa);
+          const bool bf16 = mode.bf16;
+          DotScope dot(mode.dot);
+          Geom2d g = geom(c);
+          REQUIRE(kc::conv2d_pool_sparse_input_grad_applies(g));
+          const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
+          auto gq = normal_floats(c.N * c.O * Lq, 1, 1.0), w = normal_floats(c.O * c.C * 9, 2, 0.3);
+          auto code = codes(c.N * c.O * Lq, 0.5, 3);
+          for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;  // zeros among the live windows
+          std::vector<float> gx(size_t(c.N * CHW), std::nanf(""));
+          set_num_threads(threads);
+          REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, bf16, gx.data()));
+          Want want = definition(c, gq, code, w, bf16);
+          int bad = count_off(gx, want.v, want.mag, bf16);
+          INFO(isa << " C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " " << mode.name << " threads "
+                   << threads);
+          CHECK(bad == 0);
+        }
   set_num_threads(prev);
 }
 
@@ -197,25 +211,27 @@ TEST_CASE("conv2d pool sparse input gradient: NaN and infinite gradients reach w
   auto code = codes(c.O * Lq, 0.6, 6);
   code[5] = 1, code[20] = 3, code[40] = 4;  // live, live, ReLU'd
   gq[5] = std::nanf(""), gq[20] = INFINITY, gq[40] = std::nanf("");  // the ReLU'd NaN reaches nothing
-  for (const Mode& mode : modes()) {
-    DotScope dot(mode.dot);
-    std::vector<float> gx(size_t(c.C * 64), -7.f);
-    REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, mode.bf16, gx.data()));
-    Want want = definition(c, gq, code, w, mode.bf16);
-    int bad = 0, nan = 0, inf = 0;
-    for (size_t k = 0; k < gx.size(); ++k) {
-      nan += std::isnan(gx[k]);
-      inf += std::isinf(gx[k]);
-      const double tol = 1e-6 * want.mag[k] + 1e-30 + (mode.bf16 ? std::ldexp(std::abs(want.v[k]), -8) : 0.0);
-      if (std::isnan(want.v[k]) != std::isnan(gx[k])) ++bad;
-      else if (std::isinf(want.v[k]) && gx[k] != float(want.v[k])) ++bad;
-      else if (std::isfinite(want.v[k]) && !(std::abs(gx[k] - want.v[k]) <= tol)) ++bad;
+  for (const char* isa : isas())
+    for (const Mode& mode : modes(isa)) {
+      IsaScope scope(isa);
+      DotScope dot(mode.dot);
+      std::vector<float> gx(size_t(c.C * 64), -7.f);
+      REQUIRE(kc::conv2d_pool_sparse_input_grad(gq.data(), code.data(), w.data(), g, c.O, mode.bf16, gx.data()));
+      Want want = definition(c, gq, code, w, mode.bf16);
+      int bad = 0, nan = 0, inf = 0;
+      for (size_t k = 0; k < gx.size(); ++k) {
+        nan += std::isnan(gx[k]);
+        inf += std::isinf(gx[k]);
+        const double tol = 1e-6 * want.mag[k] + 1e-30 + (mode.bf16 ? std::ldexp(std::abs(want.v[k]), -8) : 0.0);
+        if (std::isnan(want.v[k]) != std::isnan(gx[k])) ++bad;
+        else if (std::isinf(want.v[k]) && gx[k] != float(want.v[k])) ++bad;
+        else if (std::isfinite(want.v[k]) && !(std::abs(gx[k] - want.v[k]) <= tol)) ++bad;
+      }
+      INFO(isa << " " << mode.name);
+      CHECK(bad == 0);
+      CHECK(nan >= 9 * c.C - 2 * c.C);  // the NaN window's 3x3 neighbourhood (clipped at the plane's edge)
+      CHECK(inf > 0);
     }
-    INFO(mode.name);
-    CHECK(bad == 0);
-    CHECK(nan >= 9 * c.C - 2 * c.C);  // the NaN window's 3x3 neighbourhood (clipped at the plane's edge)
-    CHECK(inf > 0);
-  }
 }
 
 TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight or too many live windows",
@@ -227,26 +243,35 @@ TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight 
   auto gq = normal_floats(c.N * c.O * Lq, 7, 1.0), w = normal_floats(c.O * c.C * 9, 8, 0.3);
   auto sparse = codes(c.N * c.O * Lq, 0.5, 9), dense = codes(c.N * c.O * Lq, 0.0, 9);
   std::vector<float> gx(size_t(c.N * c.C * 196), -7.f);
-  for (bool bf16 : {false, true}) {
-    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), dense.data(), w.data(), g, c.O, bf16, gx.data()));
-    auto bad = w;
-    bad[100] = INFINITY;
-    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
-    bad[100] = std::nanf("");
-    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
-    CHECK(std::all_of(gx.begin(), gx.end(), [](float v) { return v == -7.f; }));  // untouched
-    // bf16: a weight that rounds to infinity is non-finite too
-    if (bf16) {
-      bad[100] = 3.4e38f;
-      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, true, gx.data()));
+  for (const char* isa : isas())
+    for (bool bf16 : {false, true}) {
+      IsaScope scope(isa);
+      INFO(isa << (bf16 ? " bf16" : " f32"));
+      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), dense.data(), w.data(), g, c.O, bf16, gx.data()));
+      auto bad = w;
+      bad[100] = INFINITY;
+      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
+      bad[100] = std::nanf("");
+      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gx.data()));
+      CHECK(std::all_of(gx.begin(), gx.end(), [](float v) { return v == -7.f; }));  // untouched
+      // bf16: a weight that rounds to infinity is non-finite too
+      if (bf16) {
+        bad[100] = 3.4e38f;
+        CHECK_FALSE(kc::conv2d_pool_sparse_input_grad(gq.data(), sparse.data(), bad.data(), g, c.O, true, gx.data()));
+      }
     }
+  // Geometries it does not take: C must fill whole vectors (16 lanes on AVX-512, 8 on AVX2)
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    INFO(isa);
+    for (Geom2d other : {Geom2d{1, 12, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},    // C not a multiple of 8
+                         Geom2d{1, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4},    // stride 2
+                         Geom2d{1, 32, 8, 8, 3, 3, 1, 1, 0, 0, 1, 1, 6, 6},    // "valid"
+                         Geom2d{1, 32, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8}})  // 5x5
+      CHECK_FALSE(kc::conv2d_pool_sparse_input_grad_applies(other));
+    const Geom2d c24{1, 24, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8};  // a multiple of 8, not of 16
+    CHECK(kc::conv2d_pool_sparse_input_grad_applies(c24) == (std::string(isa) == "avx2"));
   }
-  // Geometries it does not take
-  for (Geom2d other : {Geom2d{1, 24, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},    // C not a multiple of 16
-                       Geom2d{1, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4},    // stride 2
-                       Geom2d{1, 32, 8, 8, 3, 3, 1, 1, 0, 0, 1, 1, 6, 6},    // "valid"
-                       Geom2d{1, 32, 8, 8, 5, 5, 1, 1, 2, 2, 1, 1, 8, 8}})  // 5x5
-    CHECK_FALSE(kc::conv2d_pool_sparse_input_grad_applies(other));
   kc::set_conv_pool_sparse(false);
   CHECK_FALSE(kc::conv2d_pool_sparse_input_grad_applies(g));
   kc::set_conv_pool_sparse(true);
@@ -255,31 +280,33 @@ TEST_CASE("conv2d pool sparse input gradient: falls back on a non-finite weight 
 TEST_CASE("conv2d pool sparse weight gradient vs the dense definition", "[conv_pool_sparse]") {
   if (!have_kernel(geom(kCases[0]))) return;
   const int prev = get_num_threads();
-  for (Case c : kCases)
-    for (const Mode& mode : modes())
-      for (int threads : {1, 2}) {
-        const bool bf16 = mode.bf16;
-        DotScope dot(mode.dot);
-        if (c.N < 9) c.N += 8;  // more than one block of 8 samples: partials added in block order
-        Geom2d g = geom(c);
-        const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
-        auto gq = normal_floats(c.N * c.O * Lq, 11, 1.0), x = normal_floats(c.N * CHW, 12, 1.0);
-        auto code = codes(c.N * c.O * Lq, 0.5, 13);
-        for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;
-        std::vector<float> gw(size_t(c.O * c.C * 9), std::nanf("")), gb(size_t(c.O), std::nanf(""));
-        set_num_threads(threads);
-        REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw.data(),
-                                                   gb.data()));
-        WantW want = weight_definition(c, gq, code, x, bf16);
-        int bad = count_off(gw, want.gw, want.mag, bf16) + count_off(gb, want.gb, want.gbmag, false);
-        INFO("C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " " << mode.name
-                  << " threads " << threads);
-        CHECK(bad == 0);
-        // no bias: gb is not written
-        std::vector<float> gw2(gw.size());
-        REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw2.data(), nullptr));
-        CHECK(std::memcmp(gw.data(), gw2.data(), sizeof(float) * gw.size()) == 0);
-      }
+  for (const char* isa : isas())
+    for (Case c : kCases)
+      for (const Mode& mode : modes(isa))
+        for (int threads : {1, 2}) {
+          IsaScope scope(isa);
+          const bool bf16 = mode.bf16;
+          DotScope dot(mode.dot);
+          if (c.N < 9) c.N += 8;  // more than one block of 8 samples: partials added in block order
+          Geom2d g = geom(c);
+          const int64_t Lq = (c.H / 2) * (c.W / 2), CHW = c.C * c.H * c.W;
+          auto gq = normal_floats(c.N * c.O * Lq, 11, 1.0), x = normal_floats(c.N * CHW, 12, 1.0);
+          auto code = codes(c.N * c.O * Lq, 0.5, 13);
+          for (size_t i = 0; i < gq.size(); i += 7) gq[i] = 0.f;
+          std::vector<float> gw(size_t(c.O * c.C * 9), std::nanf("")), gb(size_t(c.O), std::nanf(""));
+          set_num_threads(threads);
+          REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw.data(),
+                                                     gb.data()));
+          WantW want = weight_definition(c, gq, code, x, bf16);
+          int bad = count_off(gw, want.gw, want.mag, bf16) + count_off(gb, want.gb, want.gbmag, false);
+          INFO(isa << " C=" << c.C << " O=" << c.O << " " << c.H << "x" << c.W << " N " << c.N << " " << mode.name
+                   << " threads " << threads);
+          CHECK(bad == 0);
+          // no bias: gb is not written
+          std::vector<float> gw2(gw.size());
+          REQUIRE(kc::conv2d_pool_sparse_weight_grad(gq.data(), code.data(), x.data(), g, c.O, bf16, gw2.data(), nullptr));
+          CHECK(std::memcmp(gw.data(), gw2.data(), sizeof(float) * gw.size()) == 0);
+        }
   set_num_threads(prev);
 }
 
@@ -292,22 +319,25 @@ TEST_CASE("conv2d pool sparse weight gradient: falls back on a non-finite input 
   auto gq = normal_floats(c.N * c.O * Lq, 14, 1.0), x = normal_floats(c.N * CHW, 15, 1.0);
   auto sparse = codes(c.N * c.O * Lq, 0.5, 16), dense = codes(c.N * c.O * Lq, 0.0, 16);
   std::vector<float> gw(size_t(c.O * 288), -7.f), gb(size_t(c.O), -7.f);
-  for (bool bf16 : {false, true}) {
-    CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), dense.data(), x.data(), g, c.O, bf16, gw.data(), gb.data()));
-    for (float v : {INFINITY, -INFINITY, std::nanf("")}) {
-      auto bad = x;
-      bad[size_t(8 * CHW + 5 * 196 + 100)] = v;  // the last sample (the second block)
-      CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gw.data(),
+  for (const char* isa : isas())
+    for (bool bf16 : {false, true}) {
+      IsaScope scope(isa);
+      INFO(isa << (bf16 ? " bf16" : " f32"));
+      CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), dense.data(), x.data(), g, c.O, bf16, gw.data(), gb.data()));
+      for (float v : {INFINITY, -INFINITY, std::nanf("")}) {
+        auto bad = x;
+        bad[size_t(8 * CHW + 5 * 196 + 100)] = v;  // the last sample (the second block)
+        CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gw.data(),
+                                                       gb.data()));
+      }
+      // no samples: left to the dense kernel
+      Geom2d none = g;
+      none.N = 0;
+      CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), x.data(), none, c.O, bf16, gw.data(),
                                                      gb.data()));
+      CHECK(std::all_of(gw.begin(), gw.end(), [](float v) { return v == -7.f; }));  // untouched
+      CHECK(std::all_of(gb.begin(), gb.end(), [](float v) { return v == -7.f; }));
     }
-    // no samples: left to the dense kernel
-    Geom2d none = g;
-    none.N = 0;
-    CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), x.data(), none, c.O, bf16, gw.data(),
-                                                   gb.data()));
-    CHECK(std::all_of(gw.begin(), gw.end(), [](float v) { return v == -7.f; }));  // untouched
-    CHECK(std::all_of(gb.begin(), gb.end(), [](float v) { return v == -7.f; }));
-  }
 }
 
 TEST_CASE("conv2d pool sparse gradients: conv2d_max_pool2d with ReLU end to end vs the composite",
@@ -326,15 +356,19 @@ TEST_CASE("conv2d pool sparse gradients: conv2d_max_pool2d with ReLU end to end 
     kc::set_conv_pool_sparse(true);
     return std::vector<Tensor>{x.grad(), w.grad(), b.grad()};
   };
-  auto on = run(true, false), off = run(false, false), ref = run(false, true);
-  const char* names[3] = {"input", "weight", "bias"};
-  for (int i = 0; i < 3; ++i) {
-    double tol = dtype_tol(DType::f32, i == 0 ? 64 * 9 : 4 * 196 * (i == 1 ? 1 : 32));
-    expect_close(on[size_t(i)], ref[size_t(i)], tol, std::string("sparse ") + names[i] + " gradient vs the composite");
-    expect_close(off[size_t(i)], ref[size_t(i)], tol, std::string("dense ") + names[i] + " gradient vs the composite");
+  for (const char* isa : isas()) {
+    IsaScope scope(isa);
+    INFO(isa);
+    auto on = run(true, false), off = run(false, false), ref = run(false, true);
+    const char* names[3] = {"input", "weight", "bias"};
+    for (int i = 0; i < 3; ++i) {
+      double tol = dtype_tol(DType::f32, i == 0 ? 64 * 9 : 4 * 196 * (i == 1 ? 1 : 32));
+      expect_close(on[size_t(i)], ref[size_t(i)], tol, std::string("sparse ") + names[i] + " gradient vs the composite");
+      expect_close(off[size_t(i)], ref[size_t(i)], tol, std::string("dense ") + names[i] + " gradient vs the composite");
+    }
+    // the ReLU zeroes about half the windows: the sparse kernels ran, summing in their own order
+    for (int i = 0; i < 2; ++i)
+      CHECK(std::memcmp(on[size_t(i)].data_ptr<float>(), off[size_t(i)].data_ptr<float>(),
+                        sizeof(float) * size_t(on[size_t(i)].numel())) != 0);
   }
-  // the ReLU zeroes about half the windows: the sparse kernels ran, summing in their own order
-  for (int i = 0; i < 2; ++i)
-    CHECK(std::memcmp(on[size_t(i)].data_ptr<float>(), off[size_t(i)].data_ptr<float>(),
-                      sizeof(float) * size_t(on[size_t(i)].numel())) != 0);
 }

@@ -538,7 +538,7 @@ bool conv2d_bwd_input(const KernelArgs& a) {
     conv2d_thin_pool_input_grad(gy.gy, gy.code, w, g, O, gx, bf);
     return true;
   }
-  // A pooled gradient on AVX-512: only its nonzeros, scattered (about 1 in 8
+  // A pooled gradient on AVX-512 or AVX2: only its nonzeros, scattered (about 1 in 8
   // of the dense sums' multiply-adds after a ReLU'd pool); a dense kernel
   // below where w holds a non-finite value. Not under bf16 on AMX tiles,
   // whose dense products outrun the scatter's one multiply-add (or bf16
@@ -785,7 +785,7 @@ bool conv2d_bwd_weight(const KernelArgs& a) {
   float* gb = a.out[1].defined() ? ptr<float>(a.out[1]) : nullptr;
   int64_t O = a.out[0].size(0), L = g.Ho * g.Wo, CKK = g.C * g.kh * g.kw, CHW = g.C * g.H * g.W;
   GySample gy(a, g, O);
-  // A pooled gradient on AVX-512: only its live values (conv2d_pool_sparse_grad.h);
+  // A pooled gradient on AVX-512 or AVX2: only its live values (conv2d_pool_sparse_grad.h);
   // a dense kernel below where x holds a non-finite value or most windows
   // are live, and under bf16 on AMX tiles (as for the input gradient).
   if (gy.code && !(bf && gemm_amx_active()) && conv2d_pool_sparse_input_grad_applies(g) &&

@@ -14,8 +14,8 @@
 #include "core/env_switch.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/avx512_warnings.h"  // GCC 12's false positives on AVX-512 intrinsics
+#include "kernels/cpu/conv2d_pool_sparse_common.h"
 #include "kernels/cpu/gemm/sgemm.h"
-#include "kernels/cpu/transpose8x8.h"
 
 namespace brisk::kern::cpu {
 
@@ -35,19 +35,10 @@ constexpr int64_t kChunk = 32;  // input channels a pass: two 16-lane vectors pe
 // (see the count in conv2d_pool_sparse_input_grad).
 constexpr double kMaxLive = 0.9;
 
-// v's storage grown to at least n floats past its first 64-byte boundary,
-// which is returned: the kernels' 16-lane loads and stores then stay within
-// one cache line each (a vector's malloc'd storage is 16-byte aligned).
-inline float* aligned_floats(std::vector<float>& v, size_t n) {
-  if (v.size() < n + 15) v.resize(n + 15);
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
-}
-
-// Whether a pooled value adds anything: its window not ReLU'd (code < 4)
-// and its value (f32 bits) not +-0 (a NaN is live).
-inline bool live_value(unsigned code, uint32_t bits) { return (code < 4) & ((bits & 0x7fffffffu) != 0); }
-
 #if defined(__AVX512F__)
+using pool_sparse::aligned_floats;
+using pool_sparse::live_value;
+
 // Lanes of 16 pooled values (their f32 bits and codes) that add anything
 // (live_value), without branches.
 inline __mmask16 live_lanes(__m512i bits, __m512i k) {
@@ -79,20 +70,21 @@ void set_conv_pool_sparse(bool on) { g_on.store(on, std::memory_order_relaxed); 
 void set_conv_pool_sparse_bf16_dot(bool on) { g_dot.store(on, std::memory_order_relaxed); }
 
 bool conv2d_pool_sparse_input_grad_applies(const Geom2d& g) {
+  const bool geometry = g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph == 1 &&
+                        g.pw == 1 && g.Ho == g.H && g.Wo == g.W && g.H >= 2 && g.W >= 2 && g.H * g.W <= kMaxPlane;
+  if (!conv_pool_sparse_enabled() || !geometry) return false;
 #if defined(__AVX512F__)
-  return conv_pool_sparse_enabled() && sgemm_isa_avx512() && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 &&
-         g.dh == 1 && g.dw == 1 && g.ph == 1 && g.pw == 1 && g.Ho == g.H && g.Wo == g.W && g.H >= 2 && g.W >= 2 &&
-         g.C >= 16 && g.C % 16 == 0 && g.H * g.W <= kMaxPlane;
-#else
-  (void)g;
-  return false;
+  if (sgemm_isa_avx512()) return g.C >= 16 && g.C % 16 == 0;
 #endif
+#if defined(__AVX2__) && defined(__FMA__)
+  if (sgemm_isa_avx2()) return g.C >= 8 && g.C % 8 == 0;
+#endif
+  return false;
 }
 
 #if defined(__AVX512F__)
 namespace {
 
-using U8 = uint32_t __attribute__((vector_size(32)));
 using U16 = uint32_t __attribute__((vector_size(64)));
 
 // The live values of one pooled plane (go, co: Lq values and codes), 16
@@ -178,29 +170,6 @@ void group_sample(const float* gq_n, const uint8_t* code_n, int64_t O, int64_t L
       }
     }
   gr.start[size_t(4 * Lq)] = at;
-}
-
-// acc's interior [H, W, 16 NV] (a zero-bordered [H + 2, W + 2, 32]
-// plane) -> gx_n [c0 + c, H, W]: 8 positions by 8 channels a transpose
-// (positions past W: lanes not stored); rounded with bf16.
-template <int NV>
-void store_planes(const float* acc, const Geom2d& g, int64_t c0, bool bf16, float* gx_n) {
-  const int64_t H = g.H, W = g.W, Wp = W + 2;
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t x0 = 0; x0 < W; x0 += 8) {
-      const int64_t m = std::min<int64_t>(8, W - x0);
-      const __mmask8 live = __mmask8((1u << m) - 1);
-      const float* src = acc + ((h + 1) * Wp + x0 + 1) * kChunk;  // rows past m read the border or the next row: in range
-      for (int64_t cb = 0; cb < 16 * NV; cb += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * kChunk + cb);
-        transpose8x8(r);  // r[j]: channel c0 + cb + j at positions x0 .. x0 + 7
-        for (int j = 0; j < 8; ++j) {
-          __m256 y = bf16 ? bf16_rounded_lanes<__m256, U8>(r[j]) : r[j];
-          _mm256_mask_storeu_ps(gx_n + ((c0 + cb + j) * H + h) * W + x0, live, y);
-        }
-      }
-    }
 }
 
 // acc's 9 positions at row0 + (i Wp + j) cells += s[3 i + j] (NV vectors each).
@@ -293,7 +262,7 @@ void sample_chunk(const Groups& gr, const float* wt, const uint32_t* wtb, const 
       if (wtb) group_add_dp<NV>(ol, vl, e0, e1, wtb + chunk * 16, row0, Wp);
       else group_add<NV>(ol, vl, e0, e1, wt + chunk * kChunk, row0, Wp);
     }
-  store_planes<NV>(acc, g, c0, bf16, gx_n);
+  pool_sparse::store_planes<kChunk>(acc, g, c0, 16 * NV, bf16, gx_n);
 }
 
 }  // namespace
@@ -301,6 +270,9 @@ void sample_chunk(const Groups& gr, const float* wt, const uint32_t* wtb, const 
 
 bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const float* w, const Geom2d& g, int64_t O,
                                    bool bf16, float* gx) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (sgemm_isa_avx2()) return conv2d_pool_sparse_input_grad_avx2(gq, code, w, g, O, bf16, kMaxLive, gx);
+#endif
 #if defined(__AVX512F__)
   const int64_t C = g.C, Lq = (g.H / 2) * (g.W / 2), CHW = C * g.H * g.W;
   // The scatter's time goes with the live windows, the dense kernels' does
@@ -316,14 +288,7 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
   const int64_t chunks = (C + kChunk - 1) / kChunk;
   std::vector<float> wt_buf;
   float* const wt = aligned_floats(wt_buf, size_t(chunks * O * 9 * kChunk));
-  for (int64_t o = 0; o < O; ++o)
-    for (int64_t c = 0; c < C; ++c)
-      for (int t = 0; t < 9; ++t) {
-        float v = w[(o * C + c) * 9 + t];
-        if (bf16) v = bf16_rounded(v);
-        if (!std::isfinite(v)) return false;
-        wt[(((c / kChunk) * O + o) * 9 + t) * kChunk + c % kChunk] = v;
-      }
+  if (!pool_sparse::pass_weights<kChunk>(w, O, C, bf16, wt)) return false;
   // bf16 on AVX512-BF16: wtb [chunks][O][9][16], lane j = (channel j, channel j + 16) as bf16 (low, high)
   std::vector<float> wtb_buf;
   uint32_t* wtb = nullptr;
@@ -360,43 +325,6 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
 
 #if defined(__AVX512F__)
 namespace {
-
-// Sample n's x_n [C, H, W] -> xs [C / 32 chunks][(H + 2) (W + 2)][32]
-// (bf16: rounded), the borders and the lanes past C zero (written here,
-// so the plane needs no zeroing first). Whether every value is finite.
-bool nhwc_planes(const float* x_n, const Geom2d& g, bool bf16, float* xs) {
-  const int64_t H = g.H, W = g.W, C = g.C, Wp = W + 2, P = (H + 2) * Wp;
-  const __m256 exp_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7f800000));
-  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
-    float* d = xs + (c0 / kChunk) * P * kChunk;
-    const int64_t cw = std::min<int64_t>(kChunk, C - c0);
-    std::memset(d, 0, sizeof(float) * size_t(Wp * kChunk));                  // row 0
-    std::memset(d + (H + 1) * Wp * kChunk, 0, sizeof(float) * size_t(Wp * kChunk));  // row H + 1
-    for (int64_t h = 0; h < H; ++h) {
-      float* row = d + (h + 1) * Wp * kChunk;
-      std::memset(row, 0, sizeof(float) * kChunk);                           // column 0
-      std::memset(row + (W + 1) * kChunk, 0, sizeof(float) * kChunk);       // column W + 1
-      for (int64_t x0 = 0; x0 < W; x0 += 8) {
-        const int64_t m = std::min<int64_t>(8, W - x0);
-        const __mmask8 live = __mmask8((1u << m) - 1);
-        for (int64_t cb = 0; cb < kChunk; cb += 8) {
-          __m256 r[8];
-          for (int j = 0; j < 8; ++j)  // channel c0 + cb + j's 8 positions (zeros past C and past W)
-            r[j] = cb + j < cw ? _mm256_maskz_loadu_ps(live, x_n + ((c0 + cb + j) * H + h) * W + x0)
-                               : _mm256_setzero_ps();
-          transpose8x8(r);  // r[i]: position x0 + i's 8 channels
-          for (int64_t i = 0; i < m; ++i) {
-            __m256 v = bf16 ? bf16_rounded_lanes<__m256, U8>(r[i]) : r[i];
-            if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, exp_mask), exp_mask, _CMP_EQ_OQ)))
-              return false;  // an infinity or NaN (exponent all ones)
-            _mm256_storeu_ps(row + (x0 + i + 1) * kChunk + cb, v);
-          }
-        }
-      }
-    }
-  }
-  return true;
-}
 
 // rows [rows][32] of bf16 values held as f32 -> pairs [rows][16]: lane j
 // = (channel j, channel j + 16) as bf16 (low, high), the layout
@@ -461,6 +389,9 @@ __attribute__((target("avx512bf16"))) void live_add_dp(const int32_t* off, const
 
 bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const float* x, const Geom2d& g, int64_t O,
                                     bool bf16, float* gw, float* gb) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (sgemm_isa_avx2()) return conv2d_pool_sparse_weight_grad_avx2(gq, code, x, g, O, bf16, kMaxLive, gw, gb);
+#endif
 #if defined(__AVX512F__)
   const int64_t C = g.C, H = g.H, W = g.W, Wq = W / 2, Lq = (H / 2) * Wq, Wp = W + 2, P = (H + 2) * Wp;
   const int64_t chunks = (C + kChunk - 1) / kChunk, CHW = C * H * W;
@@ -491,13 +422,13 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
       float* pb = pw + O * 9 * chunks * kChunk;
       std::fill(pw, pw + part, 0.f);
       for (int64_t n = b * kBlock; n < std::min(g.N, (b + 1) * kBlock); ++n) {
-        if (!nhwc_planes(x + n * CHW, g, bf16, xs)) {
+        if (!pool_sparse::bordered_planes<kChunk>(x + n * CHW, g, bf16, xs)) {
           finite.store(false, std::memory_order_relaxed);
           return;
         }
         if (dot) bf16_pairs(xs, chunks * P, xb);
         // x_{n+1}'s lines fetched a share per o: read straight into
-        // nhwc_planes' transposes (32 channel rows at once), they came from
+        // bordered_planes' transposes (32 channel rows at once), they came from
         // memory at a quarter of this kernel's time
         const char* next = reinterpret_cast<const char*>(x + (n + 1) * CHW);
         const int64_t lines = n + 1 < g.N ? (CHW * int64_t(sizeof(float)) + 63) / 64 : 0, per_o = (lines + O - 1) / O;
@@ -518,26 +449,7 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
     }
   });
   if (!finite.load()) return false;
-  // partial 0 += partial 1, ... in block order; then gw [o][c * 9 + t] and gb
-  parallel_for(0, O, 1, [&](int64_t o0, int64_t o1) {
-    for (int64_t o = o0; o < o1; ++o) {
-      float* p0 = partial + o * 9 * chunks * kChunk;
-      for (int64_t b = 1; b < blocks; ++b) {
-        const float* pbk = partial + b * part + o * 9 * chunks * kChunk;
-        for (int64_t i = 0; i < 9 * chunks * kChunk; ++i) p0[i] += pbk[i];
-      }
-      for (int64_t c = 0; c < C; ++c)
-        for (int t = 0; t < 9; ++t) {
-          const float v = p0[((c / kChunk) * 9 + t) * kChunk + c % kChunk];
-          gw[(o * C + c) * 9 + t] = bf16 ? bf16_rounded(v) : v;
-        }
-      if (gb) {
-        float s = 0.f;
-        for (int64_t b = 0; b < blocks; ++b) s += partial[b * part + O * 9 * chunks * kChunk + o];
-        gb[o] = s;
-      }
-    }
-  });
+  pool_sparse::sum_partials<kChunk>(partial, blocks, part, O, C, bf16, gw, gb);
   return true;
 #else
   (void)gq, (void)code, (void)x, (void)g, (void)O, (void)bf16, (void)gw, (void)gb;

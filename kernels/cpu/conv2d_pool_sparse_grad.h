@@ -28,8 +28,9 @@
 // the windows are live (the count costs one pass over the codes): the
 // scatter's time goes with that share, the dense kernels' does not.
 //
-// AVX-512 builds, on the avx512 sgemm ISA; C a multiple of 16. conv2d.cpp
-// does not take it for bf16 on AMX tiles, whose dense products are faster.
+// AVX-512 builds on the avx512 sgemm ISA, C a multiple of 16; AVX2 builds
+// on the avx2 ISA, C a multiple of 8. conv2d.cpp does not take it for bf16
+// on AMX tiles, whose dense products are faster.
 // set_conv_pool_sparse(false) (or BRISK_CONV_POOL_SPARSE=0 at start) turns
 // it off.
 #pragma once
@@ -70,5 +71,13 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
 // it does past the share of live windows where that is faster.
 bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const float* x, const Geom2d& g, int64_t O,
                                     bool bf16, float* gw, float* gb);
+
+// The two on AVX2 (conv2d_pool_sparse_grad_avx2.cpp: 8 channels a pass, f32
+// multiply-adds in both precisions), which the two above call when the
+// sgemm ISA is avx2; most: the largest share of live windows taken.
+bool conv2d_pool_sparse_input_grad_avx2(const float* gq, const uint8_t* code, const float* w, const Geom2d& g,
+                                        int64_t O, bool bf16, double most, float* gx);
+bool conv2d_pool_sparse_weight_grad_avx2(const float* gq, const uint8_t* code, const float* x, const Geom2d& g,
+                                         int64_t O, bool bf16, double most, float* gw, float* gb);
 
 }  // namespace brisk::kern::cpu
