@@ -39,7 +39,7 @@ TEST_CASE("kernels: Winograd conv2d forward matches the convolution by definitio
         Geom2d g = same3x3(s);
         REQUIRE(kc::conv2d_winograd_applies(g, s.O));
         int64_t HW = s.H * s.W, Y = s.N * s.O * HW;
-        std::vector<float> x = values(s.N * s.C * HW, 1), w = values(s.O * s.C * 9, 2, 0.3), b = values(s.O, 3);
+        std::vector<float> x = normal_floats(s.N * s.C * HW, 1), w = normal_floats(s.O * s.C * 9, 2, 0.3), b = normal_floats(s.O, 3);
         const int64_t guard = 32;
         std::vector<float> y(size_t(Y + guard), NAN);  // NaN: an output never written fails
         for (int64_t i = 0; i < guard; ++i) y[size_t(Y + i)] = 7.f;
@@ -74,7 +74,7 @@ TEST_CASE("kernels: Winograd conv2d's sink, source and pooled forms equal its pl
                      Shape5{3, 8, 12, 10, 13}}) {
       Geom2d g = same3x3(s);
       int64_t HW = s.H * s.W, Hp = s.H / 2, Wp = s.W / 2;
-      std::vector<float> x = values(s.N * s.C * HW, 4), w = values(s.O * s.C * 9, 5, 0.3), b = values(s.O, 6);
+      std::vector<float> x = normal_floats(s.N * s.C * HW, 4), w = normal_floats(s.O * s.C * 9, 5, 0.3), b = normal_floats(s.O, 6);
       x[size_t(HW + 2 * s.W + 3)] = NAN;  // sample 0, channel 1: a NaN that reaches several pool windows
       std::vector<float> plain(size_t(s.N * s.O * HW));
       kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, false, false, plain.data());
@@ -156,7 +156,7 @@ TEST_CASE("kernels: Winograd conv2d weight gradient matches its definition", "[k
     for (const Shape5& s : shapes) {
       Geom2d g = same3x3(s);
       int64_t HW = s.H * s.W;
-      std::vector<float> x = values(s.N * s.C * HW, 7), gy = values(s.N * s.O * HW, 8);
+      std::vector<float> x = normal_floats(s.N * s.C * HW, 7), gy = normal_floats(s.N * s.O * HW, 8);
       std::vector<float> gw(size_t(s.O * s.C * 9), 0.5f);  // finish() adds to what is there
       {
         kc::WinogradWeightGrad wg(g, s.O);
@@ -191,7 +191,7 @@ TEST_CASE("kernels: Winograd weight gradient from a pooled gradient and its code
     for (const Shape5& s : shapes) {
       Geom2d g = same3x3(s);
       const int64_t HW = s.H * s.W, P = (s.H / 2) * (s.W / 2);
-      std::vector<float> x = values(s.N * s.C * HW, 9), gp = values(s.N * s.O * P, 10);
+      std::vector<float> x = normal_floats(s.N * s.C * HW, 9), gp = normal_floats(s.N * s.O * P, 10);
       std::vector<uint8_t> code = pool_codes(gp.size());
       // bf16 (folded casts): the sums of x's and gp's bf16 roundings
       for (bool bf16 : {false, true}) {

@@ -54,7 +54,7 @@ TEST_CASE("kernels: Winograd conv2d in bf16 is the rounded operands' convolution
       for (bool relu : {false, true}) {
         Geom2d g = same3x3(s);
         const int64_t HW = s.H * s.W, Y = s.N * s.O * HW;
-        std::vector<float> x = values(s.N * s.C * HW, 21), w = values(s.O * s.C * 9, 22, 0.3), b = values(s.O, 23);
+        std::vector<float> x = normal_floats(s.N * s.C * HW, 21), w = normal_floats(s.O * s.C * 9, 22, 0.3), b = normal_floats(s.O, 23);
         std::vector<float> y(size_t(Y), NAN);
         kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, relu, true, y.data());
         const std::vector<float> xr = bf16_roundings(x), wr = bf16_roundings(w);
@@ -88,7 +88,7 @@ TEST_CASE("kernels: Winograd conv2d in bf16: pooled, source and pooled-input for
     for (Shape5 s : {Shape5{5, 32, 64, 14, 14}, Shape5{3, 16, 24, 9, 7}, Shape5{3, 8, 12, 10, 12}}) {
       Geom2d g = same3x3(s);
       const int64_t HW = s.H * s.W;
-      std::vector<float> x = values(s.N * s.C * HW, 24), w = values(s.O * s.C * 9, 25, 0.3), b = values(s.O, 26);
+      std::vector<float> x = normal_floats(s.N * s.C * HW, 24), w = normal_floats(s.O * s.C * 9, 25, 0.3), b = normal_floats(s.O, 26);
       x[size_t(HW + 2 * s.W + 3)] = NAN;  // a NaN reaching several pool windows: quiet, rounded or not
       std::vector<float> plain(size_t(s.N * s.O * HW));
       kc::conv2d_forward_winograd(x.data(), w.data(), b.data(), g, s.O, false, true, plain.data());
@@ -119,7 +119,7 @@ TEST_CASE("kernels: Winograd conv2d in bf16: pooled, source and pooled-input for
       // a pooled input (the input gradient's form): the bits of its expansion
       if (s.H % 2 == 0 && s.W % 2 == 0) {
         const Shape5 in{s.N, 0, s.C, s.H, s.W};  // expand_pooled's planes: N * C of them
-        std::vector<float> gq = values(s.N * s.C * (s.H / 2) * (s.W / 2), 27);
+        std::vector<float> gq = normal_floats(s.N * s.C * (s.H / 2) * (s.W / 2), 27);
         std::vector<uint8_t> codes = pool_codes(gq.size());
         std::vector<float> full = expand_pooled(in, gq, codes), want(plain.size()), got(plain.size(), NAN);
         kc::conv2d_forward_winograd(full.data(), w.data(), nullptr, g, s.O, false, true, want.data());
@@ -140,7 +140,7 @@ TEST_CASE("kernels: Winograd conv2d weight gradient in bf16 sums the rounded ope
     for (const Shape5& s : shapes()) {
       Geom2d g = same3x3(s);
       const int64_t HW = s.H * s.W;
-      std::vector<float> x = values(s.N * s.C * HW, 28), gy = values(s.N * s.O * HW, 29);
+      std::vector<float> x = normal_floats(s.N * s.C * HW, 28), gy = normal_floats(s.N * s.O * HW, 29);
       // gw [O, C, 3, 3] from 0.5 plus every sample's sums, with the flag given
       auto weight_grad = [&](bool bf16) {
         std::vector<float> out(size_t(s.O * s.C * 9), 0.5f);

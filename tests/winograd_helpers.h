@@ -18,14 +18,6 @@ namespace kc = brisk::kern::cpu;
 
 struct Shape5 { int64_t N, C, O, H, W; };
 
-inline std::vector<float> values(int64_t n, uint64_t seed, double scale = 1.0) {
-  Generator g(seed);
-  std::vector<double> d = randn({n}, {}, &g).to_vector();
-  std::vector<float> out(d.size());
-  for (size_t i = 0; i < d.size(); ++i) out[i] = float(d[i] * scale);
-  return out;
-}
-
 inline std::vector<float> bf16_roundings(std::vector<float> v) {
   for (float& e : v) e = bf16_rounded(e);
   return v;

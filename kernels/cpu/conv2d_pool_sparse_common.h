@@ -38,6 +38,15 @@ inline float* aligned_floats(std::vector<float>& v, size_t n) {
 // and its value (f32 bits) not +-0 (a NaN is live).
 inline bool live_value(unsigned code, uint32_t bits) { return (code < 4) & ((bits & 0x7fffffffu) != 0); }
 
+// Window q's top-left position h * Wp + x in the zero-bordered plane
+// (Wp = W + 2), q < Lq; + 16 entries (0) for a vector read at the last q.
+inline std::vector<int32_t> window_offsets(const Geom2d& g) {
+  const int64_t Wq = g.W / 2, Lq = (g.H / 2) * Wq, Wp = g.W + 2;
+  std::vector<int32_t> qoff(static_cast<size_t>(Lq + 16));
+  for (int64_t q = 0; q < Lq; ++q) qoff[size_t(q)] = int32_t(2 * (q / Wq) * Wp + 2 * (q % Wq));
+  return qoff;
+}
+
 // w [O, C, 3, 3] -> wt [ceil(C / L)][O][9][L]: each (pass, o, tap)'s L input
 // channels in one row at fixed offsets (zeros past C; wt zeroed by the
 // caller; bf16: rounded). false where a weight (or its rounding) is not

@@ -116,15 +116,6 @@ inline int64_t live_list(const float* go, const uint8_t* co, int64_t Lq, const i
   return m;
 }
 
-// Window q's top-left position h * Wp + x in the zero-bordered plane, q <
-// Lq; + 16 entries (0) for live_list's last vector.
-std::vector<int32_t> window_offsets(const Geom2d& g) {
-  const int64_t Wq = g.W / 2, Lq = (g.H / 2) * Wq, Wp = g.W + 2;
-  std::vector<int32_t> qoff(static_cast<size_t>(Lq + 16));
-  for (int64_t q = 0; q < Lq; ++q) qoff[size_t(q)] = int32_t(2 * (q / Wq) * Wp + 2 * (q % Wq));
-  return qoff;
-}
-
 // One sample's live values grouped by window and code, o in order: window
 // q's code-k values are entries [start[4 q + k], start[4 q + k + 1]) of
 // o and v (bf16: rounded). Built once per sample for all its channel chunks.
@@ -170,6 +161,17 @@ void group_sample(const float* gq_n, const uint8_t* code_n, int64_t O, int64_t L
       }
     }
   gr.start[size_t(4 * Lq)] = at;
+}
+
+// rows [rows][32] of bf16 values held as f32 -> pairs [rows][16]: lane j
+// = (channel j, channel j + 16) as bf16 (low, high), the layout the dot
+// products read (the input gradient's weights, the weight gradient's input).
+void bf16_pairs(const float* rows, int64_t n, uint32_t* pairs) {
+  for (int64_t r = 0; r < n; ++r) {
+    const __m512i lo = _mm512_load_si512(rows + r * kChunk), hi = _mm512_load_si512(rows + r * kChunk + 16);
+    _mm512_store_si512(pairs + r * 16,
+                       _mm512_or_si512(_mm512_srli_epi32(lo, 16), _mm512_and_si512(hi, _mm512_set1_epi32(-65536))));
+  }
 }
 
 // acc's 9 positions at row0 + (i Wp + j) cells += s[3 i + j] (NV vectors each).
@@ -294,13 +296,7 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
   uint32_t* wtb = nullptr;
   if (bf16 && bf16_dot_path()) {
     wtb = reinterpret_cast<uint32_t*>(aligned_floats(wtb_buf, size_t(chunks * O * 9 * 16)));
-    for (int64_t r = 0; r < chunks * O * 9; ++r)
-      for (int j = 0; j < 16; ++j) {
-        uint32_t lo, hi;
-        std::memcpy(&lo, wt + r * kChunk + j, sizeof lo);
-        std::memcpy(&hi, wt + r * kChunk + j + 16, sizeof hi);
-        wtb[r * 16 + j] = (lo >> 16) | (hi & 0xffff0000u);
-      }
+    bf16_pairs(wt, chunks * O * 9, wtb);
   }
   // + 8 cells: the transposes' rows past a plane row's end read up to 7 cells on
   const size_t plane = size_t(((g.H + 2) * (g.W + 2) + 8) * kChunk);
@@ -325,17 +321,6 @@ bool conv2d_pool_sparse_input_grad(const float* gq, const uint8_t* code, const f
 
 #if defined(__AVX512F__)
 namespace {
-
-// rows [rows][32] of bf16 values held as f32 -> pairs [rows][16]: lane j
-// = (channel j, channel j + 16) as bf16 (low, high), the layout
-// group_add_dp reads its weights in.
-void bf16_pairs(const float* rows, int64_t n, uint32_t* pairs) {
-  for (int64_t r = 0; r < n; ++r) {
-    const __m512i lo = _mm512_load_si512(rows + r * kChunk), hi = _mm512_load_si512(rows + r * kChunk + 16);
-    _mm512_store_si512(pairs + r * 16,
-                       _mm512_or_si512(_mm512_srli_epi32(lo, 16), _mm512_and_si512(hi, _mm512_set1_epi32(-65536))));
-  }
-}
 
 // One (sample, o, chunk)'s m live values (positions off, values val) added
 // into acc [9][32] (the chunk's weight gradient of o): tap (i, j) reads x
@@ -404,7 +389,7 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
   std::vector<float> partial_buf;
   float* const partial = aligned_floats(partial_buf, size_t(blocks * part));
   std::atomic<bool> finite{true};
-  const std::vector<int32_t> qoff = window_offsets(g);
+  const std::vector<int32_t> qoff = pool_sparse::window_offsets(g);
   parallel_for_blocks(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     static thread_local std::vector<float> xs_buf, xb_buf;
     float* const xs = aligned_floats(xs_buf, size_t(chunks * P * kChunk));

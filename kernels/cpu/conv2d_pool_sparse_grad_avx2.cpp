@@ -150,8 +150,7 @@ bool conv2d_pool_sparse_weight_grad_avx2(const float* gq, const uint8_t* code, c
   std::vector<float> partial_buf;
   float* const partial = aligned_floats(partial_buf, size_t(blocks * part));
   std::atomic<bool> finite{true};
-  std::vector<int32_t> qoff(static_cast<size_t>(Lq));  // window q's top-left, h * Wp + x
-  for (int64_t q = 0; q < Lq; ++q) qoff[size_t(q)] = int32_t(2 * (q / Wq) * Wp + 2 * (q % Wq));
+  const std::vector<int32_t> qoff = pool_sparse::window_offsets(g);
   parallel_for_blocks(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     static thread_local std::vector<float> xs_buf, val_buf;
     static thread_local std::vector<int32_t> off_buf;
