@@ -192,9 +192,11 @@ TEST_CASE("kernels: fused first layer + pool forward is the 3x3 convolution, poo
 // then the pool's first maximum and ReLU. However the kernel groups
 // windows into vectors (8 or 16 lanes, one vector or two at a time, the
 // last one partial), every value must be this one, and every code must
-// name a position whose output is that value (the 16-lane path may name
-// the second of two equal outputs). bf16: x and w rounded first, each
-// output rounded before the pool.
+// name a position whose output is that value (f32: the 16-lane path may
+// name the second of two equal outputs). bf16: x and w rounded first, each
+// output rounded before the pool, and the code exactly the first maximum
+// of the rounded outputs, which a flat input makes differ from the largest
+// output before rounding.
 TEST_CASE("kernels: fused first layer + pool forward gives its Winograd arithmetic's bits", "[kernels][thin_pool]") {
   Restore restore;
   auto bt4 = [&](const float (&d)[4], float (&out)[4]) {  // winograd_bt4: one add or subtract each
@@ -207,16 +209,28 @@ TEST_CASE("kernels: fused first layer + pool forward gives its Winograd arithmet
     kc::set_sgemm_isa(isa);
     for (const PlaneCase& s : kShapes)
       for (bool bf16 : {false, true})
-        for (bool relu : {false, true}) {
+        for (bool relu : {false, true})
+          for (bool flat : {false, true}) {
           Geom2d g = same1(s);
           const int64_t Hp = s.H / 2, Wp = s.W / 2, P = s.N * s.O * Hp * Wp;
           std::vector<float> x = values(s.N * s.H * s.W, 11, false), w = values(s.O * 9, 13, false),
                              b = values(s.O, 17, false);
+          // flat: an input of 1 + 0.001 noise, whose windows' four outputs differ
+          // by less than a bf16 step (bf16 rounds many of them alike), and a bias
+          // that keeps every output above 0 (the ReLU kills none)
+          if (flat) {
+            for (float& v : x) v = 1.f + 0.001f * v;
+            for (int64_t o = 0; o < s.O; ++o) {
+              float l1 = 0.f;
+              for (int k = 0; k < 9; ++k) l1 += std::abs(w[size_t(o * 9 + k)]);
+              b[size_t(o)] = 1.5f * l1 + 0.1f;
+            }
+          }
           std::vector<float> y(size_t(P), NAN);
           std::vector<uint8_t> code(size_t(P), 99);
           kc::conv2d_thin_pool_forward(x.data(), w.data(), b.data(), g, s.O, relu, y.data(), code.data(), bf16);
           auto rd = [&](float v) { return bf16 ? brisk::bf16_rounded(v) : v; };
-          int64_t bad_value = 0, bad_code = 0;
+          int64_t bad_value = 0, bad_code = 0, rounded_ties = 0;
           for (int64_t o = 0; o < s.O; ++o) {
             float gw[9], gg[4][3], u[16];
             for (int k = 0; k < 9; ++k) gw[k] = rd(w[size_t(o * 9 + k)]);
@@ -250,8 +264,9 @@ TEST_CASE("kernels: fused first layer + pool forward gives its Winograd arithmet
                     q0[j] = std::fma(u[j], v[0][j], std::fma(u[8 + j], v[2][j], m1));
                     q1[j] = std::fma(-u[12 + j], v[3][j], std::fma(-u[8 + j], v[2][j], m1));
                   }
-                  const float out[4] = {rd(q0[1] + (q0[0] + q0[2])), rd(q0[1] + (q0[3] - q0[2])),
-                                        rd(q1[1] + (q1[0] + q1[2])), rd(q1[1] + (q1[3] - q1[2]))};
+                  const float q[4] = {q0[1] + (q0[0] + q0[2]), q0[1] + (q0[3] - q0[2]), q1[1] + (q1[0] + q1[2]),
+                                      q1[1] + (q1[3] - q1[2])};  // the outputs before rounding
+                  const float out[4] = {rd(q[0]), rd(q[1]), rd(q[2]), rd(q[3])};
                   int k = 0;
                   for (int p = 1; p < 4; ++p)
                     if (out[p] > out[k]) k = p;
@@ -259,13 +274,20 @@ TEST_CASE("kernels: fused first layer + pool forward gives its Winograd arithmet
                   if (relu && !(want > 0)) want = 0, k = 4;
                   const size_t i = size_t(((n * s.O + o) * Hp + r) * Wp + c);
                   bad_value += std::memcmp(&y[i], &want, 4) != 0;
-                  bad_code += !(code[i] == k || (code[i] < 4 && k < 4 && out[code[i]] == want));
+                  // bf16: the first maximum of the rounded outputs, exactly (the pool of
+                  // the cast output), also where two different sums round alike
+                  const bool tied = k < 4 && std::count(out, out + 4, want) > 1;
+                  rounded_ties += bf16 && tied && k != std::max_element(q, q + 4) - q;
+                  bad_code += bf16 ? code[i] != k : !(code[i] == k || (code[i] < 4 && k < 4 && out[code[i]] == want));
                 }
           }
           INFO(isa << " N " << s.N << " O " << s.O << " " << s.H << "x" << s.W << (bf16 ? " bf16" : "")
-                   << (relu ? " relu" : ""));
+                   << (relu ? " relu" : "") << (flat ? " flat input" : ""));
           CHECK(bad_value == 0);
           CHECK(bad_code == 0);
+          // windows where the first rounded maximum is not the largest sum:
+          // the flat input must hold some, or the exact-code check above is moot
+          if (bf16 && flat && s.H >= 6 && s.W >= 6) CHECK(rounded_ties > 0);
         }
   }
 }

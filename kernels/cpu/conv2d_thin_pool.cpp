@@ -491,14 +491,39 @@ struct URegs16 {
 // forms all 4 outputs) bit for bit. The code compares s_r and t_r, so where
 // both outputs round to the same value it may name the second where the
 // 8-lane path names the first: the same value, a maximum of the window
-// either way. Bf16 rounds each output before the pool, so it forms all 4
-// and pools them as they are.
+// either way. Bf16 pools the outputs rounded to bf16. With the ReLU it
+// rounds only the window's f32 maximum: rounding is monotonic, so that is
+// the rounded window's maximum, and the code, the first position whose
+// output rounds to it, is the first output at or above the least f32 value
+// that rounds to it (below it by half a bf16 step, ties to even). One
+// rounding instead of four: the layer's bf16 forward 1.10x on a Zen 4.
+// Without the ReLU it forms all 4 and pools them as they are.
 template <bool Bf16, bool Relu>
 inline void pooled16(const float* s, const URegs16& u, __m512 b, __m512& best, __m128i& code) {
   __m512 a[2], sr[2], t[2], row[2];
   __mmask16 right[2];  // the row's maximum is its second output
   winograd_rows(s, u, b, a, sr, t);
   using U16 = uint32_t __attribute__((vector_size(64)));
+  if constexpr (Bf16 && Relu) {  // (with the ReLU only a live maximum's code matters: best > 0, lo > 0)
+    const __m512 y[4] = {a[0] + sr[0], a[0] + t[0], a[1] + sr[1], a[1] + t[1]};
+    const __m512 top = _mm512_max_ps(_mm512_max_ps(y[0], y[1]), _mm512_max_ps(y[2], y[3]));
+    best = bf16_rounded_lanes_not_nan<__m512, U16>(top);
+    // lo: the least f32 that rounds to best > 0, bits(best) - 0x8000 (the midpoint
+    // below), + 1 where best is odd (a midpoint rounds to the even neighbour)
+    const __m512i bb = _mm512_castps_si512(best);
+    const __m512 lo = _mm512_castsi512_ps(_mm512_add_epi32(
+        _mm512_sub_epi32(bb, _mm512_set1_epi32(0x8000)), _mm512_and_si512(_mm512_srli_epi32(bb, 16), _mm512_set1_epi32(1))));
+    const __mmask16 m0 = _mm512_cmp_ps_mask(y[0], lo, _CMP_GE_OQ), m1 = _mm512_cmp_ps_mask(y[1], lo, _CMP_GE_OQ),
+                    m2 = _mm512_cmp_ps_mask(y[2], lo, _CMP_GE_OQ);
+    const __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    best = _mm512_maskz_mov_ps(live, best);
+    // first of m0, m1, m2, else 3; 4 where not live
+    __m128i c = _mm_mask_mov_epi8(_mm_set1_epi8(3), m2, _mm_set1_epi8(2));
+    c = _mm_mask_mov_epi8(c, m1, _mm_set1_epi8(1));
+    c = _mm_maskz_mov_epi8(__mmask16(~m0), c);
+    code = _mm_mask_mov_epi8(_mm_set1_epi8(4), live, c);
+    return;
+  }
   // max_ps(x, y) is x > y ? x : y: a tie keeps y, the earlier value
   for (int r = 0; r < 2; ++r) {
     if constexpr (Bf16) {
