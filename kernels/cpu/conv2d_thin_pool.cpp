@@ -511,8 +511,8 @@ inline void pooled16(const float* s, const URegs16& u, __m512 b, __m512& best, _
     // lo: the least f32 that rounds to best > 0, bits(best) - 0x8000 (the midpoint
     // below), + 1 where best is odd (a midpoint rounds to the even neighbour)
     const __m512i bb = _mm512_castps_si512(best);
-    const __m512 lo = _mm512_castsi512_ps(_mm512_add_epi32(
-        _mm512_sub_epi32(bb, _mm512_set1_epi32(0x8000)), _mm512_and_si512(_mm512_srli_epi32(bb, 16), _mm512_set1_epi32(1))));
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bb, 16), _mm512_set1_epi32(1));
+    const __m512 lo = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_sub_epi32(bb, _mm512_set1_epi32(0x8000)), odd));
     const __mmask16 m0 = _mm512_cmp_ps_mask(y[0], lo, _CMP_GE_OQ), m1 = _mm512_cmp_ps_mask(y[1], lo, _CMP_GE_OQ),
                     m2 = _mm512_cmp_ps_mask(y[2], lo, _CMP_GE_OQ);
     const __mmask16 live = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
