@@ -8,29 +8,38 @@
 # range, the test accuracy, the ratio of medians with its range (torch's
 # fastest / brisk's slowest .. torch's slowest / brisk's fastest), and the
 # median and range of the rounds' own ratios (torch / brisk in one round).
-#   bench/compare_epoch.sh [build-dir] [models] [rounds]   (defaults: build, "mlp cnn", 3)
+# Precision bf16 runs both under their bf16 autocast (brisk: --method
+# precision:dtype=bf16; torch: torch.autocast on the CPU, bench/torch_epoch.py
+# --bf16), f32 master weights in both.
+#   bench/compare_epoch.sh [build-dir] [models] [rounds] [f32|bf16]   (defaults: build, "mlp cnn", 3, f32)
 # brisk's GEMM backend follows BRISK_GEMM (native by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 MODELS=${2:-mlp cnn}
 ROUNDS=${3:-3}
+PRECISION=${4:-f32}
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "compare_epoch: rounds must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
+case "$PRECISION" in
+  f32) BRISK_EXTRA=(); TORCH_EXTRA=() ;;
+  bf16) BRISK_EXTRA=(--method precision:dtype=bf16); TORCH_EXTRA=(--bf16) ;;
+  *) echo "compare_epoch: precision must be f32 or bf16, got '$PRECISION'" >&2; exit 2 ;;
+esac
 [ -x "$BUILD/brisk" ] || { echo "compare_epoch: $BUILD/brisk not found (build first)" >&2; exit 2; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 PY=$(bench/torch_venv.sh)
 brisk_epoch() {  # model threads -> "seconds acc"
   rm -rf "$OUT/run"
-  "$BUILD/brisk" train --model "$1" --epochs 1 --threads "$2" --progress off --out "$OUT/run" |
+  "$BUILD/brisk" train --model "$1" --epochs 1 --threads "$2" --progress off --out "$OUT/run" "${BRISK_EXTRA[@]}" |
     sed -n 's/^final: test_acc \([0-9.]*\).*train_seconds \([0-9.]*\).*/\2 \1/p'
 }
 torch_epoch() {
-  "$PY" bench/torch_epoch.py --model "$1" --threads "$2" |
+  "$PY" bench/torch_epoch.py --model "$1" --threads "$2" "${TORCH_EXTRA[@]}" |
     sed -n 's/.*epoch_s \([0-9.]*\) test_acc \([0-9.]*\).*/\1 \2/p'
 }
 echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; brisk GEMM: ${BRISK_GEMM:-native};" \
-     "torch $("$PY" -c 'import torch; print(torch.__version__)'); $ROUNDS interleaved rounds"
+     "torch $("$PY" -c 'import torch; print(torch.__version__)'); precision $PRECISION; $ROUNDS interleaved rounds"
 for m in $MODELS; do
   for ((r = 0; r < ROUNDS; r++)); do
     for t in 1 2; do

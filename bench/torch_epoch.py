@@ -3,8 +3,11 @@
 PyPI in the venv of bench/torch_venv.sh),
 same data, batch size, optimizer and normalization as `brisk train`, for
 side-by-side timing. Prints one line: model, threads, epoch seconds, test acc.
+--bf16 runs the forward and the loss (training and test) under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's counterpart of
+`brisk train --method precision:dtype=bf16`.
 
-    $(bench/torch_venv.sh) bench/torch_epoch.py --model cnn --threads 2
+    $(bench/torch_venv.sh) bench/torch_epoch.py --model cnn --threads 2 [--bf16]
 """
 import argparse
 import gzip
@@ -50,7 +53,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (f32 master weights)")
     args = ap.parse_args()
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     xtr, ytr = load("train")
@@ -64,14 +69,16 @@ def main():
         t0 = time.perf_counter()
         for b in range(n):
             idx = perm[b * args.batch_size:(b + 1) * args.batch_size]
-            loss = nn.functional.cross_entropy(m(xtr[idx]), ytr[idx])
+            with autocast():
+                loss = nn.functional.cross_entropy(m(xtr[idx]), ytr[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
         total += time.perf_counter() - t0
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         acc = (m(xte).argmax(1) == yte).float().mean().item()
     print(f"torch {torch.__version__} model {args.model} threads {args.threads} "
+          f"precision {'bf16' if args.bf16 else 'f32'} "
           f"epoch_s {total / args.epochs:.2f} test_acc {acc:.4f}")
 
 
