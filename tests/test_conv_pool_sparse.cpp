@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
@@ -329,6 +330,13 @@ TEST_CASE("conv2d pool sparse weight gradient: falls back on a non-finite input 
         bad[size_t(8 * CHW + 5 * 196 + 100)] = v;  // the last sample (the second block)
         CHECK_FALSE(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), bad.data(), g, c.O, bf16, gw.data(),
                                                        gb.data()));
+      }
+      {  // finite in f32 but infinite as bf16 (it rounds up past the largest bf16): only f32 takes it
+        auto big = x;
+        big[size_t(8 * CHW + 5 * 196 + 100)] = std::numeric_limits<float>::max();
+        std::vector<float> gw2(gw.size()), gb2(gb.size());
+        CHECK(kc::conv2d_pool_sparse_weight_grad(gq.data(), sparse.data(), big.data(), g, c.O, bf16, gw2.data(),
+                                                 gb2.data()) == !bf16);
       }
       // no samples: left to the dense kernel
       Geom2d none = g;

@@ -174,6 +174,27 @@ void bf16_pairs(const float* rows, int64_t n, uint32_t* pairs) {
   }
 }
 
+// The same from finite f32 rows, rounded here (nearest even, by the
+// hardware's conversion): vcvtne2ps2bf16 puts lo's 16 bf16 in words 0-15
+// and hi's in 16-31, vpermw interleaves them. Its only difference from
+// bf16_rounded, a denormal input read as zero, does not reach the dot
+// products, which read denormal bf16 inputs as zero themselves. false
+// where a value rounds to an infinity (from f32 within half a bf16 step of
+// the largest), as bordered_planes' check on rounded values would say.
+__attribute__((target("avx512bf16"))) bool bf16_pairs_rounding(const float* rows, int64_t n, uint32_t* pairs) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i exp = _mm512_set1_epi16(0x7f80);
+  __mmask32 inf = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const __m512 lo = _mm512_load_ps(rows + r * kChunk), hi = _mm512_load_ps(rows + r * kChunk + 16);
+    const __m512i b = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    inf |= _mm512_cmpeq_epi16_mask(_mm512_and_si512(b, exp), exp);
+    _mm512_store_si512(pairs + r * 16, _mm512_permutexvar_epi16(idx, b));
+  }
+  return inf == 0;
+}
+
 // acc's 9 positions at row0 + (i Wp + j) cells += s[3 i + j] (NV vectors each).
 template <int NV>
 __attribute__((always_inline)) inline void add_taps(const __m512 (&s)[9][NV], float* row0, int64_t Wp) {
@@ -407,11 +428,15 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
       float* pb = pw + O * 9 * chunks * kChunk;
       std::fill(pw, pw + part, 0.f);
       for (int64_t n = b * kBlock; n < std::min(g.N, (b + 1) * kBlock); ++n) {
-        if (!pool_sparse::bordered_planes<kChunk>(x + n * CHW, g, bf16, xs)) {
+        // with dot products the planes stay f32 and round as they become pairs
+        if (!pool_sparse::bordered_planes<kChunk>(x + n * CHW, g, bf16 && !dot, xs)) {
           finite.store(false, std::memory_order_relaxed);
           return;
         }
-        if (dot) bf16_pairs(xs, chunks * P, xb);
+        if (dot && !bf16_pairs_rounding(xs, chunks * P, xb)) {
+          finite.store(false, std::memory_order_relaxed);
+          return;
+        }
         // x_{n+1}'s lines fetched a share per o: read straight into
         // bordered_planes' transposes (32 channel rows at once), they came from
         // memory at a quarter of this kernel's time
