@@ -429,11 +429,8 @@ bool conv2d_pool_sparse_weight_grad(const float* gq, const uint8_t* code, const 
       std::fill(pw, pw + part, 0.f);
       for (int64_t n = b * kBlock; n < std::min(g.N, (b + 1) * kBlock); ++n) {
         // with dot products the planes stay f32 and round as they become pairs
-        if (!pool_sparse::bordered_planes<kChunk>(x + n * CHW, g, bf16 && !dot, xs)) {
-          finite.store(false, std::memory_order_relaxed);
-          return;
-        }
-        if (dot && !bf16_pairs_rounding(xs, chunks * P, xb)) {
+        if (!pool_sparse::bordered_planes<kChunk>(x + n * CHW, g, bf16 && !dot, xs) ||
+            (dot && !bf16_pairs_rounding(xs, chunks * P, xb))) {
           finite.store(false, std::memory_order_relaxed);
           return;
         }
