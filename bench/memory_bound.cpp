@@ -51,7 +51,7 @@ static void BM_sgd_mlp(benchmark::State& st) {
     Tensor p = randn(shapes[i]);
     p.requires_grad_();
     p.set_grad(randn(shapes[i]));
-    ps.emplace_back("p" + std::to_string(i), p);
+    ps.emplace_back(std::string("p").append(std::to_string(i)), p);  // (not "p" + ...: a GCC 12 false warning)
     elems += p.numel();
   }
   optim::SGD opt(ps, {.lr = 1e-3, .momentum = 0.9, .weight_decay = 5e-4});

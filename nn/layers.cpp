@@ -13,7 +13,11 @@ namespace brisk::nn {
 
 namespace {
 std::string fmt_pair(const F::Pair& p) {
-  return p.h == p.w ? std::to_string(p.h) : "(" + std::to_string(p.h) + ", " + std::to_string(p.w) + ")";
+  if (p.h == p.w) return std::to_string(p.h);
+  // appended, not "(" + std::string: GCC 12 -O3 misreads that operator's
+  // inlined insert as an overflowing memcpy (-Wstringop-overflow, -Wrestrict)
+  std::string s = "(";
+  return s.append(std::to_string(p.h)).append(", ").append(std::to_string(p.w)).append(")");
 }
 // torch: kaiming_uniform_(w, a=sqrt(5)) => U(-1/sqrt(fan_in), 1/sqrt(fan_in)); same bound for bias.
 void torch_default_init(const Tensor& w, const Tensor& b) {

@@ -23,17 +23,19 @@ namespace {
 
 std::atomic<bool> g_on{env_switch("BRISK_CONV_POOL_SPARSE", true)};
 std::atomic<bool> g_dot{true};
+// (maybe_unused: a build without AVX2 or AVX-512, the sanitizers' portable
+// one, compiles none of the paths that use these.)
 
 // bf16 on AVX512-BF16 dot products (set_conv_pool_sparse_bf16_dot)
-bool bf16_dot_path() { return g_dot.load(std::memory_order_relaxed) && sgemm_bf16_supported(); }
+[[maybe_unused]] bool bf16_dot_path() { return g_dot.load(std::memory_order_relaxed) && sgemm_bf16_supported(); }
 
 // Planes up to this many positions (the per-thread accumulator plane is
 // (H + 2) (W + 2) x 32 floats: 560 KB at this size).
 constexpr int64_t kMaxPlane = 4096;
-constexpr int64_t kChunk = 32;  // input channels a pass: two 16-lane vectors per position
+[[maybe_unused]] constexpr int64_t kChunk = 32;  // input channels a pass: two 16-lane vectors per position
 // The largest share of live windows (code < 4, value nonzero) taken here
 // (see the count in conv2d_pool_sparse_input_grad).
-constexpr double kMaxLive = 0.9;
+[[maybe_unused]] constexpr double kMaxLive = 0.9;
 
 #if defined(__AVX512F__)
 using pool_sparse::aligned_floats;
