@@ -193,7 +193,8 @@ TEST_CASE("speedup: end to end on synthetic data: budgets, seeds, overheads, rep
         INFO(c << " budget " << b << " seed " << s);
         CHECK(keys.count({c, b, s}) == 1);
         // the run really used that budget (schedule re-fitted) and seed
-        fs::path rd = dir / "out" / "runs" / c / std::string("b").append(std::to_string(b)).append("-s").append(std::to_string(s));
+        std::string run = std::string("b").append(std::to_string(b)).append("-s").append(std::to_string(s));
+        fs::path rd = dir / "out" / "runs" / c / run;
         json cj = json::parse(std::ifstream(rd / "config.json"));
         CHECK(cj["epochs"].get<int64_t>() == b);
         CHECK(cj["seed"].get<uint64_t>() == s);

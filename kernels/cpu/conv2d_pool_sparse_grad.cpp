@@ -23,9 +23,9 @@ namespace {
 
 std::atomic<bool> g_on{env_switch("BRISK_CONV_POOL_SPARSE", true)};
 std::atomic<bool> g_dot{true};
-// (maybe_unused: a build without AVX2 or AVX-512, the sanitizers' portable
-// one, compiles none of the paths that use these.)
 
+// maybe_unused, this and the constants below: a build without AVX2 or
+// AVX-512 (the sanitizers' portable one) compiles none of their users.
 // bf16 on AVX512-BF16 dot products (set_conv_pool_sparse_bf16_dot)
 [[maybe_unused]] bool bf16_dot_path() { return g_dot.load(std::memory_order_relaxed) && sgemm_bf16_supported(); }
 
